@@ -1,0 +1,107 @@
+# annotate: build, test and run.
+#
+#   make            build/annotate and build/mock-model-server
+#   make demo       install missing packages, build, annotate sample_images/ into out/results.csv
+#   make test       install missing packages, build, run every test (unit, end to end, ASan+UBSan, TSan)
+#   make sanitize   the test suite under AddressSanitizer + UBSan
+#   make tsan       the threaded and curl-multi paths under ThreadSanitizer
+#   make valgrind   the serial path under valgrind memcheck
+#
+# Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
+# never mix objects.
+
+CC       ?= gcc
+BUILD    ?= build
+PKGS     := libcurl libcjson
+SAN      ?=
+OPT      ?= -O2
+CFLAGS   ?=
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN) -Isrc \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -lpthread -lm
+LDFLAGS  += $(SAN) -pthread
+
+# Debian packages this project builds, tests and demos with. `make deps` installs what is missing.
+DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
+            libcunit1-dev libevent-dev parallel
+
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+MOCK_SRC := $(wildcard src/mock/*.c)
+MOCK_OBJ := $(MOCK_SRC:src/mock/%.c=$(BUILD)/obj/mock/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
+
+ANNOTATE := $(BUILD)/annotate
+MOCK     := $(BUILD)/mock-model-server
+UNIT     := $(BUILD)/unit-tests
+
+.PHONY: all deps demo test check sanitize tsan valgrind clean bench bench-micro bench-data fuzz install
+
+all: $(ANNOTATE) $(MOCK)
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/mock/%.o: src/mock/%.c $(wildcard src/*.h src/mock/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags libevent 2>/dev/null) -c -o $@ $<
+
+$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard src/*.h src/mock/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -c -o $@ $<
+
+$(BUILD)/libannotate.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(ANNOTATE): $(BUILD)/obj/main.o $(BUILD)/libannotate.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(MOCK): $(MOCK_OBJ) $(BUILD)/libannotate.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libevent 2>/dev/null)
+
+# The unit tests link the mock's answer model (not its server) to predict every cell.
+$(UNIT): $(TEST_OBJ) $(BUILD)/obj/mock/answers.o $(BUILD)/libannotate.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
+
+# Installs the missing Debian packages (as root, or through sudo when there is one).
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "could not install:$$missing (run: sudo apt-get install$$missing)"; exit 1; }; \
+	fi
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh tests/demo.sh $(BUILD)
+
+# The README's test command: every test, plain and under the sanitizers.
+test: deps
+	@$(MAKE) --no-print-directory check
+	@$(MAKE) --no-print-directory sanitize
+	@$(MAKE) --no-print-directory tsan
+
+check: all $(UNIT)
+	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
+
+sanitize:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
+
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 SAN="-fsanitize=thread" \
+	  ANNOTATE_TEST_FILTER=concurrent check
+
+valgrind: all $(UNIT)
+	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) ANNOTATE_TEST_FILTER=serial \
+	  ANNOTATE_WRAP="valgrind --error-exitcode=99 --leak-check=full -q" $(UNIT)
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz

@@ -1,0 +1,51 @@
+/* scan: a streaming, recursive directory walk that yields image files.
+ *
+ * Like `find DIR -type f`: symbolic links are not followed (neither to files nor to
+ * directories), and FIFOs, sockets and devices are skipped without ever being opened. Memory is
+ * O(depth of the tree), never O(number of files): one open directory stream per level.
+ * The walk trusts readdir's d_type and only calls fstatat when the file system does not fill it
+ * in, so it costs about what find costs. Sizes are not checked here: the load stage fstat()s the
+ * file it opened anyway (race-free), and reports empty or oversized files there. */
+#ifndef ANNOTATE_SCAN_H
+#define ANNOTATE_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct scanner scanner;
+
+struct scan_opts {
+    /* Extensions that count as images, without the dot, compared case-insensitively.
+     * NULL means the default: jpg jpeg png gif bmp webp. */
+    const char *const *exts;
+    size_t n_exts;
+};
+
+struct scan_entry {
+    const char *path; /* root joined with rel, byte for byte as found; valid until the next call */
+    size_t path_len;
+    const char *rel;  /* the part of path below root (points into path) */
+    size_t rel_len;
+};
+
+/* Opens a walk of root. Returns NULL and writes a message into err when root cannot be opened
+ * or is not a directory. opts may be NULL. The scanner copies what it needs from opts. */
+scanner *scan_open(const char *root, const struct scan_opts *opts, char *err, size_t errlen);
+
+/* Next image file: returns 1 and fills *out, or 0 at the end of the walk. A directory that
+ * cannot be read is skipped, counted, and its error kept (scan_warnings / scan_last_warning);
+ * the walk goes on. */
+int scan_next(scanner *s, struct scan_entry *out);
+
+/* Number of directories (or entries) that could not be read so far, and the last such message. */
+uint64_t scan_warnings(const scanner *s);
+const char *scan_last_warning(const scanner *s);
+
+/* Closes every open directory stream. scan_close(NULL) is a no-op. */
+void scan_close(scanner *s);
+
+/* Parses a comma-separated extension list ("jpg,png,tiff") into opts; the strings point into a
+ * copy owned by *storage, which the caller frees. Returns 0, or -1 with a message in err. */
+int scan_parse_exts(const char *list, struct scan_opts *opts, char **storage, char *err, size_t errlen);
+
+#endif

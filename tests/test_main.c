@@ -1,0 +1,40 @@
+/* The CUnit runner. Each tests/test_<module>.c defines register_<module>(), which adds its
+ * suites; the declarations are weak so a module's tests can land on their own.
+ * ANNOTATE_TEST_FILTER=word runs only the suites whose name contains word (make tsan, make
+ * valgrind use it). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <CUnit/Basic.h>
+
+#define SUITES(X) X(b64) X(scan) X(queue) X(pipeline) X(chain) X(http) X(csv) X(resume) \
+    X(mock) X(item) X(exec) X(e2e) X(faults) X(stats) X(cli) X(shard) X(bench)
+
+#define DECLARE(name) int register_##name(void) __attribute__((weak));
+SUITES(DECLARE)
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+#define REGISTER(name) if (register_##name && register_##name() != 0) { \
+        fprintf(stderr, "registering %s tests failed: %s\n", #name, CU_get_error_msg()); return 2; }
+    SUITES(REGISTER)
+
+    const char *filter = getenv("ANNOTATE_TEST_FILTER");
+    if (filter && *filter) {
+        for (CU_pSuite s = CU_get_registry()->pSuite; s; s = s->pNext)
+            if (!strstr(s->pName, filter))
+                CU_set_suite_active(s, CU_FALSE);
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    unsigned ran = CU_get_number_of_tests_run();
+    CU_cleanup_registry();
+    if (ran == 0) {
+        fprintf(stderr, "no test ran\n");
+        return 1;
+    }
+    return failed ? 1 : 0;
+}
