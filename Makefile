@@ -103,5 +103,15 @@ valgrind: all $(UNIT)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) ANNOTATE_TEST_FILTER=serial \
 	  ANNOTATE_WRAP="valgrind --error-exitcode=99 --leak-check=full -q" $(UNIT)
 
+# base64 micro-benchmark: bench/bench_b64.c against the library, at -O2.
+BENCH_B64 := $(BUILD)/bench-b64
+
+$(BENCH_B64): bench/bench_b64.c src/b64.h $(BUILD)/libannotate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O2 -o $@ bench/bench_b64.c $(BUILD)/libannotate.a $(LDFLAGS) $(LDLIBS)
+
+bench-micro: $(BENCH_B64)
+	taskset -c 1 $(BENCH_B64) 2>/dev/null || $(BENCH_B64)
+
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

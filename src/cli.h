@@ -1,0 +1,25 @@
+/* cli: the command line. One table of options serves the parser and --help, so the help cannot
+ * miss an option the parser accepts. */
+#ifndef ANNOTATE_CLI_H
+#define ANNOTATE_CLI_H
+
+#include <stdio.h>
+#include "config.h"
+
+#define ANNOTATE_VERSION "0.1.0"
+
+/* Parses argv (after the program name and an optional subcommand) into cfg, loading the
+ * pipeline. Returns 0, 1 when --help or --version was handled (exit 0), or -1 with a one-line
+ * message in err (exit 2). bench: accept the benchmark's extra options (see bench.h), which are
+ * stored through bench_opt. */
+struct bench_opts;
+int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *bench, char *err, size_t errlen);
+
+void cli_usage(FILE *f, int bench);
+
+/* Every long option name the parser accepts (NULL-terminated), for the tests. */
+const char *const *cli_option_names(void);
+
+void config_free(struct config *cfg);
+
+#endif

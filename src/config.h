@@ -1,0 +1,46 @@
+/* config: everything a run is told on the command line, after parsing and validation (cli.c).
+ * Read-only once the run starts. */
+#ifndef ANNOTATE_CONFIG_H
+#define ANNOTATE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "b64.h"
+#include "pipeline.h"
+#include "scan.h"
+
+enum strategy { STRAT_SERIAL = 0, STRAT_THREADS, STRAT_PROCESSES, STRAT_CURL_MULTI, STRAT__N };
+
+struct config {
+    const char *dir;
+    const char *out;
+    const char *server;
+    const char *config_file;
+    enum strategy load, query;  /* scan and write are one thread each, always */
+    int workers;                /* threads or processes per parallel stage */
+    int concurrency;            /* curl-multi: requests in flight */
+    size_t queue_size;
+    long timeout_ms, connect_timeout_ms;
+    int retries;
+    long backoff_ms, backoff_max_ms;
+    double max_rps;             /* 0: no limit */
+    uint64_t max_image_bytes;
+    enum b64_encoder encoder;
+    int resume, retry_failed;
+    long sync_every;            /* rows between fsyncs; 0: only at the end */
+    long drain_timeout_ms;
+    int quiet;
+    double progress_interval;
+    const char *stats_json;
+    int insecure;
+    const char *cacert;
+    int shard_k, shard_n;       /* shard_n == 0: no sharding */
+    struct scan_opts scan;
+    char *ext_storage;
+    struct pipeline *pipeline;  /* owned */
+};
+
+const char *strategy_name(enum strategy s);
+int strategy_from_name(const char *name, enum strategy *out);
+
+#endif

@@ -1,0 +1,177 @@
+/* csv_out: see csv_out.h. */
+#include "csv_out.h"
+
+#include <csv.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct csv_out {
+    int fd;
+    int own_fd;
+    const struct pipeline *p;
+    long sync_every, since_sync;
+    char *buf;
+    size_t cap;
+};
+
+static void grow(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need)
+        c *= 2;
+    *buf = realloc(*buf, c);
+    *cap = c;
+}
+
+void csv_put_field(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    int quote = n > 0 && (s[0] == ' ' || s[n - 1] == ' ');
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = s[i] == '"' || s[i] == ',' || s[i] == '\n' || s[i] == '\r';
+    if (!quote) {
+        grow(buf, cap, *len + n + 1);
+        memcpy(*buf + *len, s, n);
+        *len += n;
+        return;
+    }
+    grow(buf, cap, *len + 2 * n + 3);
+    *len += csv_write(*buf + *len, *cap - *len, s, n);
+}
+
+static void put_sep(char **buf, size_t *len, size_t *cap, char c)
+{
+    grow(buf, cap, *len + 1);
+    (*buf)[(*len)++] = c;
+}
+
+char *csv_header(const struct pipeline *p)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    csv_put_field(&buf, &len, &cap, "path", 4);
+    put_sep(&buf, &len, &cap, ',');
+    csv_put_field(&buf, &len, &cap, "status", 6);
+    for (int s = 0; s < p->n; s++) {
+        if (!p->stages[s].csv)
+            continue;
+        put_sep(&buf, &len, &cap, ',');
+        csv_put_field(&buf, &len, &cap, p->stages[s].name, strlen(p->stages[s].name));
+    }
+    const char *tail = ",error,attempts,elapsed_ms\n";
+    grow(&buf, &cap, len + strlen(tail) + 1);
+    memcpy(buf + len, tail, strlen(tail) + 1);
+    return buf;
+}
+
+static int write_all(int fd, const char *s, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+struct csv_out *csv_out_open(const char *path, const struct pipeline *p, int append, long sync_every,
+                             char *err, size_t errlen)
+{
+    struct csv_out *c = calloc(1, sizeof *c);
+    c->p = p;
+    c->sync_every = sync_every;
+    if (!strcmp(path, "-")) {
+        c->fd = STDOUT_FILENO;
+    } else {
+        int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
+        c->fd = open(path, flags, 0644);
+        if (c->fd < 0) {
+            snprintf(err, errlen, "cannot open %s for writing: %s", path, strerror(errno));
+            free(c);
+            return NULL;
+        }
+        c->own_fd = 1;
+    }
+    struct stat st;
+    int empty = fstat(c->fd, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size == 0 : !append;
+    if (!append || empty) {
+        char *h = csv_header(p);
+        int rc = write_all(c->fd, h, strlen(h));
+        free(h);
+        if (rc) {
+            snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+            csv_out_close(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+int csv_out_write(struct csv_out *c, const struct item *it, char *err, size_t errlen)
+{
+    size_t len = 0;
+    csv_put_field(&c->buf, &len, &c->cap, it->path, it->path_len);
+    put_sep(&c->buf, &len, &c->cap, ',');
+    const char *status = it->status == ITEM_OK ? "ok" : "failed";
+    csv_put_field(&c->buf, &len, &c->cap, status, strlen(status));
+    for (int s = 0; s < c->p->n; s++) {
+        if (!c->p->stages[s].csv)
+            continue;
+        put_sep(&c->buf, &len, &c->cap, ',');
+        if (it->results[s]) {
+            char *j = cJSON_PrintUnformatted(it->results[s]);
+            if (j) {
+                csv_put_field(&c->buf, &len, &c->cap, j, strlen(j));
+                free(j);
+            }
+        }
+    }
+    put_sep(&c->buf, &len, &c->cap, ',');
+    if (it->status != ITEM_OK && it->error)
+        csv_put_field(&c->buf, &len, &c->cap, it->error, strlen(it->error));
+    char nums[64];
+    int n = snprintf(nums, sizeof nums, ",%" PRIu32 ",%.0f\n", it->attempts,
+                     (now_s() - it->t_start) * 1e3);
+    grow(&c->buf, &c->cap, len + (size_t)n + 1);
+    memcpy(c->buf + len, nums, (size_t)n);
+    len += (size_t)n;
+    if (write_all(c->fd, c->buf, len)) {
+        snprintf(err, errlen, "cannot write a row: %s", strerror(errno));
+        return -1;
+    }
+    if (c->sync_every > 0 && ++c->since_sync >= c->sync_every)
+        return csv_out_sync(c);
+    return 0;
+}
+
+int csv_out_sync(struct csv_out *c)
+{
+    c->since_sync = 0;
+    if (fdatasync(c->fd) && errno != EINVAL && errno != EROFS)
+        return -1; /* EINVAL: stdout is a pipe or terminal, nothing to sync */
+    return 0;
+}
+
+int csv_out_close(struct csv_out *c)
+{
+    if (!c)
+        return 0;
+    int rc = csv_out_sync(c);
+    if (c->own_fd && close(c->fd))
+        rc = -1;
+    free(c->buf);
+    free(c);
+    return rc;
+}

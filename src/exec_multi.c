@@ -1,0 +1,394 @@
+/* exec_multi: the curl-multi strategy. One thread, one event loop: curl_multi_socket_action
+ * driven by epoll, so the work per event does not grow with the number of transfers in flight.
+ *
+ * The loop keeps at most --concurrency requests inside libcurl; more ready requests wait on our
+ * own list (libcurl never queues them), and new images are taken from the input queue only when
+ * that list is empty, so the number of images in flight stays near the concurrency. An image's
+ * independent requests (model_01 with model_02, all its model_05s) are started together. Retries
+ * and rate-limit waits sit in a small timer heap; completions go through the same chain_outcome
+ * and chain_done as the blocking driver. Easy handles are pooled and reused. */
+#include "exec.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "chain.h"
+#include "http.h"
+
+struct handle {
+    CURL *h;
+    struct http_buf resp;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+struct timed {
+    double at;
+    struct chain_req *req;
+};
+
+struct multi {
+    struct exec base;
+    const struct run *run;
+    queue *in, *out;
+    pthread_t tid;
+    CURLM *m;
+    int epfd, qfd;
+    int cap, in_curl;
+    double curl_deadline;           /* < 0: none */
+    struct chain_req *ready, *ready_tail;
+    struct timed *heap;
+    int n_heap, cap_heap;
+    struct handle **pool;
+    int n_pool;
+    long items;                     /* images taken and not yet passed on */
+    int input_done;
+    uint64_t rng;
+};
+
+/* ---- the ready list and the timer heap ---- */
+
+static void ready_push_front(struct multi *x, struct chain_req *list)
+{
+    /* New requests of an image already in flight go first: finishing images beats starting them. */
+    if (!list)
+        return;
+    struct chain_req *last = list;
+    while (last->next)
+        last = last->next;
+    last->next = x->ready;
+    if (!x->ready)
+        x->ready_tail = last;
+    x->ready = list;
+}
+
+static void ready_push_back(struct multi *x, struct chain_req *r)
+{
+    r->next = NULL;
+    if (x->ready_tail)
+        x->ready_tail->next = r;
+    else
+        x->ready = r;
+    x->ready_tail = r;
+}
+
+static struct chain_req *ready_pop(struct multi *x)
+{
+    struct chain_req *r = x->ready;
+    if (r) {
+        x->ready = r->next;
+        if (!x->ready)
+            x->ready_tail = NULL;
+        r->next = NULL;
+    }
+    return r;
+}
+
+static void heap_push(struct multi *x, double at, struct chain_req *r)
+{
+    if (x->n_heap == x->cap_heap) {
+        x->cap_heap = x->cap_heap ? x->cap_heap * 2 : 64;
+        x->heap = realloc(x->heap, (size_t)x->cap_heap * sizeof *x->heap);
+    }
+    int i = x->n_heap++;
+    while (i > 0 && x->heap[(i - 1) / 2].at > at) {
+        x->heap[i] = x->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    x->heap[i] = (struct timed){at, r};
+}
+
+static struct chain_req *heap_pop(struct multi *x)
+{
+    struct chain_req *r = x->heap[0].req;
+    struct timed last = x->heap[--x->n_heap];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= x->n_heap)
+            break;
+        if (c + 1 < x->n_heap && x->heap[c + 1].at < x->heap[c].at)
+            c++;
+        if (last.at <= x->heap[c].at)
+            break;
+        x->heap[i] = x->heap[c];
+        i = c;
+    }
+    if (x->n_heap)
+        x->heap[i] = last;
+    return r;
+}
+
+/* ---- curl callbacks ---- */
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)e;
+    struct multi *x = userp;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(x->epfd, EPOLL_CTL_DEL, s, NULL);
+        curl_multi_assign(x->m, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {0};
+    ev.data.fd = s;
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    if (socketp) {
+        epoll_ctl(x->epfd, EPOLL_CTL_MOD, s, &ev);
+    } else {
+        epoll_ctl(x->epfd, EPOLL_CTL_ADD, s, &ev);
+        curl_multi_assign(x->m, s, x); /* any non-NULL marks "added" */
+    }
+    return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    (void)m;
+    struct multi *x = userp;
+    x->curl_deadline = timeout_ms < 0 ? -1 : now_s() + (double)timeout_ms / 1e3;
+    return 0;
+}
+
+/* ---- requests ---- */
+
+static struct handle *handle_get(struct multi *x)
+{
+    if (x->n_pool)
+        return x->pool[--x->n_pool];
+    struct handle *h = calloc(1, sizeof *h);
+    h->h = curl_easy_init();
+    return h;
+}
+
+static void handle_put(struct multi *x, struct handle *h)
+{
+    x->pool[x->n_pool++] = h; /* the pool holds at most cap handles: one per request in curl */
+}
+
+static void item_settled(struct multi *x, struct item *it)
+{
+    x->items--;
+    if (queue_push(x->out, it))
+        item_free(it);
+}
+
+/* Records a request's end and queues whatever the chain says comes next. */
+static void finish(struct multi *x, struct chain_req *r, cJSON *result, const char *err)
+{
+    struct item *it = r->it;
+    chain_done(x->run->p, r, result, err);
+    ready_push_front(x, chain_next(x->run->p, it));
+    if (chain_finished(it))
+        item_settled(x, it);
+}
+
+/* Sends r now, or parks it in the heap until its rate-limit token is valid (has_token: it was
+ * parked for that already). */
+static void start(struct multi *x, struct chain_req *r, int has_token)
+{
+    if (r->it->status == ITEM_FAILED || atomic_load(&x->run->stop) == RUN_ABORT) {
+        finish(x, r, NULL, "not sent: an earlier request of this image failed");
+        return;
+    }
+    if (x->run->rl && !has_token) {
+        double wait = ratelimit_take(x->run->rl);
+        if (wait > 0) {
+            /* The token is ours; it just is not valid yet. */
+            heap_push(x, now_s() + wait, r);
+            r->driver = (void *)1;
+            return;
+        }
+    }
+    struct handle *h = handle_get(x);
+    if (!r->t_first)
+        r->t_first = now_s();
+    r->attempts++;
+    r->t_attempt = now_s();
+    r->driver = h;
+    http_prepare(h->h, x->run, r, &h->resp, h->errbuf);
+    curl_multi_add_handle(x->m, h->h);
+    x->in_curl++;
+    atomic_fetch_add_explicit(&x->run->stats->in_flight, 1, memory_order_relaxed);
+}
+
+static void on_done(struct multi *x, CURL *e, CURLcode cc)
+{
+    struct chain_req *r;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
+    struct handle *h = r->driver;
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    long retry_after = http_retry_after(e);
+    curl_multi_remove_handle(x->m, e);
+    x->in_curl--;
+    atomic_fetch_sub_explicit(&x->run->stats->in_flight, 1, memory_order_relaxed);
+    cJSON *result;
+    char err[512];
+    enum chain_outcome o = chain_outcome(cc, status, h->resp.data ? h->resp.data : "", h->resp.len, h->errbuf,
+                                         &result, err, sizeof err);
+    handle_put(x, h);
+    r->driver = NULL;
+    if (o == OUTCOME_RETRY && r->attempts < http_max_attempts(x->run, r->stage) &&
+        atomic_load(&x->run->stop) != RUN_ABORT && r->it->status != ITEM_FAILED) {
+        long d = http_backoff_ms(x->run->cfg, r->attempts, retry_after, &x->rng);
+        heap_push(x, now_s() + (double)d / 1e3, r);
+        return;
+    }
+    finish(x, r, o == OUTCOME_OK ? result : NULL, err);
+}
+
+static void drain_messages(struct multi *x)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(x->m, &left)))
+        if (msg->msg == CURLMSG_DONE)
+            on_done(x, msg->easy_handle, msg->data.result);
+}
+
+/* Starts requests and takes images until the cap is reached or nothing is ready. */
+static void top_up(struct multi *x)
+{
+    double now = now_s();
+    while (x->n_heap && x->heap[0].at <= now && x->in_curl < x->cap) {
+        struct chain_req *r = heap_pop(x);
+        int has_token = r->driver == (void *)1;
+        r->driver = NULL;
+        start(x, r, has_token);
+    }
+    while (x->in_curl < x->cap) {
+        struct chain_req *r = ready_pop(x);
+        if (r) {
+            start(x, r, 0);
+            continue;
+        }
+        if (x->input_done || atomic_load(&x->run->stop) == RUN_ABORT)
+            break;
+        void *p;
+        int got = queue_try_pop(x->in, &p);
+        if (got < 0) {
+            x->input_done = 1;
+            break;
+        }
+        if (got == 0)
+            break;
+        struct item *it = p;
+        x->items++;
+        struct chain_req *reqs = chain_next(x->run->p, it);
+        if (!reqs && chain_finished(it)) {
+            item_settled(x, it); /* failed at load, or nothing to send */
+            continue;
+        }
+        while (reqs) {
+            struct chain_req *n = reqs->next;
+            ready_push_back(x, reqs);
+            reqs = n;
+        }
+    }
+}
+
+static void *loop(void *arg)
+{
+    struct multi *x = arg;
+    struct epoll_event evs[256];
+    int running;
+    for (;;) {
+        top_up(x);
+        if (x->input_done && x->items == 0)
+            break;
+        double now = now_s(), wake = -1;
+        if (x->curl_deadline >= 0)
+            wake = x->curl_deadline;
+        if (x->n_heap && (wake < 0 || x->heap[0].at < wake))
+            wake = x->heap[0].at;
+        int timeout = wake < 0 ? 1000 : (int)((wake - now) * 1e3 + 0.999);
+        if (timeout < 0)
+            timeout = 0;
+        int n = epoll_wait(x->epfd, evs, 256, timeout);
+        if (n < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.fd == x->qfd) {
+                uint64_t v;
+                ssize_t rr = read(x->qfd, &v, sizeof v);
+                (void)rr;
+                continue;
+            }
+            int flags = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                        (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                        (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(x->m, evs[i].data.fd, flags, &running);
+        }
+        if (x->curl_deadline >= 0 && now_s() >= x->curl_deadline) {
+            x->curl_deadline = -1;
+            curl_multi_socket_action(x->m, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        drain_messages(x);
+    }
+    queue_producer_done(x->out);
+    return NULL;
+}
+
+static void join(struct exec *base)
+{
+    struct multi *x = (struct multi *)base;
+    pthread_join(x->tid, NULL);
+    for (int i = 0; i < x->n_pool; i++) {
+        curl_easy_cleanup(x->pool[i]->h);
+        free(x->pool[i]->resp.data);
+        free(x->pool[i]);
+    }
+    curl_multi_cleanup(x->m);
+    close(x->epfd);
+    free(x->pool);
+    free(x->heap);
+    free(x);
+}
+
+struct exec *exec_multi_start(const struct run *run, queue *in, queue *out, char *err, size_t errlen)
+{
+    struct multi *x = calloc(1, sizeof *x);
+    x->base.join = join;
+    x->run = run;
+    x->in = in;
+    x->out = out;
+    x->cap = run->cfg->concurrency;
+    x->curl_deadline = -1;
+    x->rng = (uint64_t)(uintptr_t)x ^ 0x5DEECE66Dull;
+    x->pool = calloc((size_t)x->cap + 1, sizeof *x->pool);
+    x->epfd = epoll_create1(EPOLL_CLOEXEC);
+    x->qfd = queue_notify_fd(in);
+    x->m = curl_multi_init();
+    if (x->epfd < 0 || x->qfd < 0 || !x->m || !x->pool) {
+        snprintf(err, errlen, "cannot set up the curl-multi event loop: %s", strerror(errno));
+        if (x->epfd >= 0)
+            close(x->epfd);
+        curl_multi_cleanup(x->m);
+        free(x->pool);
+        free(x);
+        return NULL;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = x->qfd};
+    epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->qfd, &ev);
+    curl_multi_setopt(x->m, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(x->m, CURLMOPT_SOCKETDATA, x);
+    curl_multi_setopt(x->m, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(x->m, CURLMOPT_TIMERDATA, x);
+    /* Keep a connection for every request slot, so connections are reused, not re-made. */
+    curl_multi_setopt(x->m, CURLMOPT_MAXCONNECTS, (long)x->cap + 8);
+    int rc = pthread_create(&x->tid, NULL, loop, x);
+    if (rc) {
+        snprintf(err, errlen, "cannot start the event loop thread: %s", strerror(rc));
+        close(x->epfd);
+        curl_multi_cleanup(x->m);
+        free(x->pool);
+        free(x);
+        return NULL;
+    }
+    return &x->base;
+}

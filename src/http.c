@@ -1,0 +1,203 @@
+/* http: see http.h. */
+#include "http.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64*: cheap, and good enough for jitter. */
+    uint64_t x = *s ? *s : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static size_t on_write(char *data, size_t size, size_t n, void *userp)
+{
+    struct http_buf *b = userp;
+    size_t len = size * n;
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->len + len + 1 > cap)
+            cap *= 2;
+        char *nd = realloc(b->data, cap);
+        if (!nd)
+            return 0; /* curl reports a write error: the attempt fails, the run goes on */
+        b->data = nd;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = 0;
+    return len;
+}
+
+static size_t on_read(char *buf, size_t size, size_t n, void *userp)
+{
+    return chain_req_read(userp, buf, size * n);
+}
+
+static int on_seek(void *userp, curl_off_t offset, int origin)
+{
+    struct chain_req *req = userp;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > chain_req_body_len(req))
+        return CURL_SEEKFUNC_CANTSEEK;
+    req->sent = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+int http_max_attempts(const struct run *run, int stage)
+{
+    int r = run->p->stages[stage].retries;
+    return 1 + (r >= 0 ? r : run->cfg->retries);
+}
+
+void http_prepare(CURL *h, const struct run *run, struct chain_req *req, struct http_buf *resp,
+                  char *errbuf)
+{
+    const struct config *cfg = run->cfg;
+    const struct stage *st = &run->p->stages[req->stage];
+    long timeout = st->timeout_ms > 0 ? st->timeout_ms : cfg->timeout_ms;
+    resp->len = 0;
+    if (resp->data)
+        resp->data[0] = 0;
+    errbuf[0] = 0;
+    req->sent = 0;
+    curl_easy_setopt(h, CURLOPT_URL, st->full_url);
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(h, CURLOPT_READDATA, req);
+    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(h, CURLOPT_SEEKDATA, req);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)chain_req_body_len(req));
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, st->headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, req);
+    curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 65536L);
+    if (cfg->insecure) {
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (cfg->cacert)
+        curl_easy_setopt(h, CURLOPT_CAINFO, cfg->cacert);
+}
+
+long http_retry_after(CURL *h)
+{
+    curl_off_t ra = -1;
+    if (curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &ra) != CURLE_OK || ra <= 0)
+        return -1;
+    return (long)ra;
+}
+
+long http_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng)
+{
+    double cap = (double)cfg->backoff_ms * (double)(1ull << (attempt > 20 ? 20 : attempt - 1));
+    if (cap > (double)cfg->backoff_max_ms)
+        cap = (double)cfg->backoff_max_ms;
+    long d = cap >= 1 ? (long)(rng_next(rng) % ((uint64_t)cap + 1)) : 0;
+    if (retry_after_s >= 0 && retry_after_s * 1000 > d)
+        d = retry_after_s * 1000;
+    return d;
+}
+
+struct http_worker {
+    const struct run *run;
+    CURL *h;
+    struct http_buf resp;
+    char errbuf[CURL_ERROR_SIZE];
+    uint64_t rng;
+};
+
+struct http_worker *http_worker_new(const struct run *run)
+{
+    struct http_worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->run = run;
+    w->h = curl_easy_init();
+    if (!w->h) {
+        free(w);
+        return NULL;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    w->rng = (uint64_t)ts.tv_nsec ^ ((uint64_t)(uintptr_t)w << 16);
+    return w;
+}
+
+static void sleep_s(double s)
+{
+    if (s <= 0)
+        return;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+}
+
+/* One request, with its retries. Returns the result, or NULL with err filled. */
+static cJSON *perform(struct http_worker *w, struct chain_req *req, char *err, size_t errlen)
+{
+    const struct run *run = w->run;
+    int max = http_max_attempts(run, req->stage);
+    req->t_first = now_s();
+    for (;;) {
+        if (run->rl)
+            sleep_s(ratelimit_take(run->rl));
+        req->attempts++;
+        req->t_attempt = now_s();
+        http_prepare(w->h, run, req, &w->resp, w->errbuf);
+        CURLcode cc = curl_easy_perform(w->h);
+        long status = 0;
+        curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &status);
+        cJSON *result;
+        enum chain_outcome o = chain_outcome(cc, status, w->resp.data ? w->resp.data : "", w->resp.len,
+                                             w->errbuf, &result, err, errlen);
+        if (o == OUTCOME_OK)
+            return result;
+        if (o == OUTCOME_FAIL || req->attempts >= max || atomic_load(&run->stop) == RUN_ABORT)
+            return NULL;
+        sleep_s((double)http_backoff_ms(run->cfg, req->attempts, http_retry_after(w->h), &w->rng) / 1e3);
+    }
+}
+
+void http_worker_query(struct http_worker *w, struct item *it)
+{
+    const struct pipeline *p = w->run->p;
+    struct chain_req *reqs;
+    while ((reqs = chain_next(p, it))) {
+        while (reqs) {
+            struct chain_req *r = reqs;
+            reqs = r->next;
+            if (it->status == ITEM_FAILED) {
+                /* A sibling failed: the item's row says so; the rest need not be sent. */
+                chain_done(p, r, NULL, "not sent: an earlier request of this image failed");
+                continue;
+            }
+            char err[512];
+            cJSON *res = perform(w, r, err, sizeof err);
+            chain_done(p, r, res, err);
+        }
+    }
+}
+
+void http_worker_free(struct http_worker *w)
+{
+    if (!w)
+        return;
+    curl_easy_cleanup(w->h);
+    free(w->resp.data);
+    free(w);
+}

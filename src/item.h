@@ -1,0 +1,61 @@
+/* item: one image on its way through the run. The scanner creates it, each stage fills in its
+ * part, and the writer frees it once the row is written; nothing about an image outlives its row.
+ * The stage that holds an item owns it. */
+#ifndef ANNOTATE_ITEM_H
+#define ANNOTATE_ITEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+enum item_status { ITEM_PENDING = 0, ITEM_OK = 1, ITEM_FAILED = 2 };
+
+/* Per-stage progress, used by chain.c. */
+enum stage_state { ST_WAITING = 0, ST_RUNNING, ST_DONE, ST_SKIPPED, ST_FAILED };
+
+/* One completed request: which stage, how long from first attempt to final answer, how many
+ * attempts. Kept on the item so that every strategy (processes included) reports the same way. */
+struct req_log {
+    uint32_t us;
+    uint16_t stage;
+    uint16_t attempts;
+};
+
+struct item {
+    uint64_t seq;
+    char *path;          /* owned; root joined with the path below it, byte for byte */
+    size_t path_len;
+    size_t rel_off;      /* path + rel_off is the path below the scanned root */
+    char *b64;           /* owned; the image, base64-encoded once by the load stage */
+    size_t b64_len;
+    int status;          /* enum item_status */
+    char *error;         /* owned; NULL when ok */
+    int n_stages;
+    cJSON **results;     /* [n_stages], owned; NULL while a stage has not run */
+    unsigned char *state;/* [n_stages] enum stage_state */
+    int *outstanding;    /* [n_stages] requests of that stage still in flight */
+    int in_flight;       /* requests of this item in flight, all stages */
+    uint32_t requests;   /* requests completed (each counted once, whatever its retries) */
+    uint32_t attempts;   /* HTTP attempts, retries included */
+    double t_start;      /* monotonic seconds when the item entered the pipeline */
+    struct req_log *log; /* one entry per completed request, folded into the stats by the writer */
+    int n_log, cap_log;
+};
+
+/* A new pending item for path (copied). NULL when out of memory. */
+struct item *item_new(const char *path, size_t path_len, size_t rel_off, int n_stages, uint64_t seq);
+
+/* Marks the item failed with a message (the first failure wins; later ones are ignored). */
+void item_fail(struct item *it, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Drops the payload (after the last request that needs it). */
+void item_drop_payload(struct item *it);
+
+void item_log_request(struct item *it, int stage, uint32_t us, int attempts);
+
+void item_free(struct item *it);
+
+/* Monotonic clock in seconds. */
+double now_s(void);
+
+#endif

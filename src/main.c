@@ -1,0 +1,78 @@
+/* annotate: sends every image of a folder through a chain of HTTP model servers and writes one
+ * CSV row per image. main() is the only place that exits: it parses the command line, runs,
+ * benchmarks or merges, and prints the summary. */
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "cli.h"
+#include "exec.h"
+#include "merge.h"
+#include "progress.h"
+#include "runner.h"
+#include "summary.h"
+
+int main(int argc, char **argv)
+{
+    char err[1024] = "";
+    annotate_argv = argv;
+    signal(SIGPIPE, SIG_IGN); /* a dead worker's pipe or a closed stdout is an error, not a death */
+    if (curl_global_init(CURL_GLOBAL_ALL)) {
+        fprintf(stderr, "annotate: libcurl failed to initialise\n");
+        return 2;
+    }
+    int rc;
+    if (argc >= 2 && !strcmp(argv[1], "merge")) {
+        rc = merge_main(argc - 1, argv + 1);
+        curl_global_cleanup();
+        return rc;
+    }
+    int is_bench = argc >= 2 && !strcmp(argv[1], "bench");
+    struct config cfg;
+    struct bench_opts bo;
+    int pr = is_bench ? cli_parse(argc - 1, argv + 1, &cfg, &bo, err, sizeof err)
+                      : cli_parse(argc, argv, &cfg, NULL, err, sizeof err);
+    if (pr) {
+        if (pr < 0)
+            fprintf(stderr, "annotate: %s\n", err);
+        config_free(&cfg);
+        curl_global_cleanup();
+        return pr < 0 ? 2 : 0;
+    }
+    const char *worker = getenv("ANNOTATE_WORKER");
+    if (worker && *worker) {
+        /* A worker process of the processes strategy: the parent re-ran us with the same options. */
+        struct run run = {.cfg = &cfg, .p = cfg.pipeline};
+        run.stats = stats_new(cfg.pipeline->n);
+        const char *rlfd = getenv("ANNOTATE_RATELIMIT_FD");
+        if (rlfd && cfg.max_rps > 0)
+            run.rl = ratelimit_attach(atoi(rlfd), cfg.max_rps);
+        rc = exec_proc_worker_main(&run, worker);
+        ratelimit_free(run.rl);
+        stats_free(run.stats);
+    } else if (is_bench) {
+        rc = bench_main(&cfg, &bo);
+    } else {
+        struct run_summary sum;
+        struct stats *st = NULL;
+        rc = runner_run(&cfg, &sum, &st, err, sizeof err);
+        if (rc == 2 && err[0]) {
+            fprintf(stderr, "annotate: %s\n", err);
+        } else {
+            if (!cfg.quiet)
+                summary_print(stderr, &cfg, &sum, st);
+            if (cfg.stats_json && summary_write_json(cfg.stats_json, &cfg, &sum, st, err, sizeof err)) {
+                fprintf(stderr, "annotate: %s\n", err);
+                if (rc == 0)
+                    rc = 2;
+            }
+        }
+        stats_free(st);
+    }
+    config_free(&cfg);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,10 @@
+/* merge: `annotate merge OUT.csv SHARD.csv...` combines the results of shards (or of several runs)
+ * into one CSV with one row per image: an ok row wins over a failed one, otherwise the first row
+ * seen. The inputs must share one header. */
+#ifndef ANNOTATE_MERGE_H
+#define ANNOTATE_MERGE_H
+
+/* argv[0] is "merge". Returns the exit status (0, or 2 with a message on stderr). */
+int merge_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,22 @@
+/* progress: the live status line. On a terminal, one line on stderr redrawn at most 10 times a
+ * second and cleared at the end; otherwise a plain line every --progress-interval seconds;
+ * nothing with --quiet. The total comes from a second scanner that counts ahead without keeping
+ * the list. Colour only on a terminal, and never when NO_COLOR is set. */
+#ifndef ANNOTATE_PROGRESS_H
+#define ANNOTATE_PROGRESS_H
+
+#include "config.h"
+#include "stats.h"
+
+struct progress;
+
+/* Starts the progress thread (and the counting scanner). NULL when quiet. */
+struct progress *progress_new(const struct config *cfg, struct stats *st);
+/* Stops drawing and clears the line. NULL is a no-op. */
+void progress_end(struct progress *p);
+void progress_free(struct progress *p);
+
+/* Formats seconds as 1h02m, 3m05s or 12s. */
+void progress_fmt_duration(double s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,49 @@
+/* resume: reading a results file back, so a run can continue where a crashed or stopped one
+ * ended. Images are keyed by path (the bytes of the path column).
+ *
+ * resume_open checks that the header is this pipeline's, truncates a torn last row (a crash
+ * while a row was being written leaves at most one), and returns the set of paths to skip: the
+ * ok rows, and the failed rows too unless retry_failed. With retry_failed the failed rows are
+ * first removed from the file (written to a temporary file, fsync'd and renamed over it, so a
+ * crash during that leaves either the old file or the new one), which keeps one row per image. */
+#ifndef ANNOTATE_RESUME_H
+#define ANNOTATE_RESUME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "pipeline.h"
+
+struct doneset;
+
+struct resume_info {
+    uint64_t rows, ok, failed, dropped_failed;
+    uint64_t torn_bytes; /* bytes cut off the end */
+    uint64_t duplicates; /* rows whose path was seen before (kept the first) */
+};
+
+/* Returns 0 with *out (NULL when the file does not exist or is empty: a fresh start), or -1 with
+ * err (the header is not this pipeline's, the file cannot be read or repaired). */
+int resume_open(const char *path, const struct pipeline *p, int retry_failed, struct doneset **out,
+                struct resume_info *info, char *err, size_t errlen);
+
+/* Parses CSV text already in memory (the fuzz target and the benchmark use it). Returns the number
+ * of complete rows, fills the set, and sets *complete_len to the length of the complete-row prefix. */
+int64_t resume_parse(const char *text, size_t len, const char *header, int retry_failed,
+                     struct doneset *set, size_t *complete_len, struct resume_info *info,
+                     char *err, size_t errlen);
+
+/* Calls fn for every complete, well-formed row of a results file in memory: its path, whether it
+ * is ok, and its bytes [start, end). Checks the header against `header` (a csv_header line).
+ * Returns the number of records (header included) and the length of the complete-row prefix, or
+ * -1 with err when the text is not a results file of this pipeline. */
+typedef void (*csv_row_fn)(void *ud, const char *path, size_t len, int ok, size_t start, size_t end);
+int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn, void *ud,
+                 size_t *complete_len, char *err, size_t errlen);
+
+struct doneset *doneset_new(void);
+int doneset_add(struct doneset *d, const char *path, size_t len); /* 1 added, 0 already there */
+int doneset_has(const struct doneset *d, const char *path, size_t len);
+uint64_t doneset_size(const struct doneset *d);
+void doneset_free(struct doneset *d);
+
+#endif

@@ -1,0 +1,27 @@
+/* runner: one annotate run. Wires scan → load → query → write with bounded queues and the chosen
+ * executors, handles resume, sharding and signals, and fills the summary. */
+#ifndef ANNOTATE_RUNNER_H
+#define ANNOTATE_RUNNER_H
+
+#include <stdint.h>
+#include "config.h"
+#include "stats.h"
+
+struct run_summary {
+    uint64_t found, ok, failed, skipped, requests, attempts, retries;
+    uint64_t not_in_shard;
+    double elapsed_s;
+    int interrupted;
+    const char *slowest_stage;
+    uint64_t slowest_p99_us;
+};
+
+/* Runs cfg. Returns the exit status: 0 all ok, 1 some failed, 2 a usage or set-up error (err
+ * says what), 130 stopped by a signal. stats (may be NULL) receives the run's counters. */
+int runner_run(const struct config *cfg, struct run_summary *sum, struct stats **stats_out,
+               char *err, size_t errlen);
+
+/* FNV-1a 64 of the path below the root: the stable key --shard uses. */
+uint64_t shard_hash(const char *rel, size_t len);
+
+#endif

@@ -1,0 +1,36 @@
+/* stats: counters and latency histograms for a run. Histograms have a fixed number of
+ * log-spaced buckets (4 per power of two, from 1 µs to about an hour), so memory does not grow
+ * with the run. Every update is a relaxed atomic add: any thread may record. */
+#ifndef ANNOTATE_STATS_H
+#define ANNOTATE_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define HIST_BUCKETS 128
+
+struct hist {
+    _Atomic uint64_t b[HIST_BUCKETS];
+    _Atomic uint64_t count, max_us, sum_us;
+};
+
+void hist_add(struct hist *h, uint64_t us);
+/* The q-quantile (0..1) in microseconds (the upper edge of its bucket, capped by the max). */
+uint64_t hist_quantile(const struct hist *h, double q);
+void hist_merge(struct hist *into, const struct hist *from);
+void hist_reset(struct hist *h);
+
+struct stats {
+    _Atomic uint64_t found, ok, failed, skipped;
+    _Atomic uint64_t requests, attempts, retries;
+    _Atomic int64_t in_flight;
+    struct hist request_us;   /* per request, first attempt to final answer */
+    struct hist image_us;     /* per image, entering the pipeline to its row */
+    int n_stages;
+    struct hist *stage_us;    /* [n_stages], per request of that stage */
+};
+
+struct stats *stats_new(int n_stages);
+void stats_free(struct stats *s);
+
+#endif

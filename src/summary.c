@@ -1,0 +1,107 @@
+/* summary: see summary.h. */
+#include "summary.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "progress.h"
+
+static double ms(uint64_t us)
+{
+    return (double)us / 1e3;
+}
+
+void summary_print(FILE *f, const struct config *cfg, const struct run_summary *s, const struct stats *st)
+{
+    char el[32];
+    progress_fmt_duration(s->elapsed_s, el, sizeof el);
+    uint64_t done = s->ok + s->failed;
+    fprintf(f, "annotate: %llu image%s: %llu ok, %llu failed", (unsigned long long)s->found,
+            s->found == 1 ? "" : "s", (unsigned long long)s->ok, (unsigned long long)s->failed);
+    if (s->skipped)
+        fprintf(f, ", %llu skipped (already in %s)", (unsigned long long)s->skipped, cfg->out);
+    if (cfg->shard_n)
+        fprintf(f, " [shard %d/%d; %llu in other shards]", cfg->shard_k, cfg->shard_n,
+                (unsigned long long)s->not_in_shard);
+    fprintf(f, " in %s (%.1f s, %.1f images/s)\n", el, s->elapsed_s,
+            s->elapsed_s > 0 ? (double)done / s->elapsed_s : 0.0);
+    fprintf(f, "annotate: %llu requests, %llu retries", (unsigned long long)s->requests,
+            (unsigned long long)s->retries);
+    if (st && atomic_load(&st->request_us.count))
+        fprintf(f, "; request latency p50 %.1f ms, p99 %.1f ms", ms(hist_quantile(&st->request_us, 0.5)),
+                ms(hist_quantile(&st->request_us, 0.99)));
+    if (s->slowest_stage)
+        fprintf(f, "; slowest stage by p99: %s (%.1f ms)", s->slowest_stage, ms(s->slowest_p99_us));
+    fputc('\n', f);
+    if (s->interrupted)
+        fprintf(f, "annotate: stopped early; run the same command with --resume to finish\n");
+    else if (s->failed)
+        fprintf(f, "annotate: failed rows say why in the error column; --resume --retry-failed re-runs them\n");
+    if (strcmp(cfg->out, "-"))
+        fprintf(f, "annotate: results in %s\n", cfg->out);
+}
+
+cJSON *hist_json(const struct hist *h)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "count", (double)atomic_load(&h->count));
+    cJSON_AddNumberToObject(o, "p50_ms", ms(hist_quantile(h, 0.50)));
+    cJSON_AddNumberToObject(o, "p90_ms", ms(hist_quantile(h, 0.90)));
+    cJSON_AddNumberToObject(o, "p99_ms", ms(hist_quantile(h, 0.99)));
+    cJSON_AddNumberToObject(o, "max_ms", ms(atomic_load(&h->max_us)));
+    return o;
+}
+
+cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const struct stats *st)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "dir", cfg->dir);
+    cJSON_AddStringToObject(o, "out", cfg->out);
+    cJSON_AddStringToObject(o, "load_strategy", strategy_name(cfg->load));
+    cJSON_AddStringToObject(o, "query_strategy", strategy_name(cfg->query));
+    cJSON_AddNumberToObject(o, "images_found", (double)s->found);
+    cJSON_AddNumberToObject(o, "images_ok", (double)s->ok);
+    cJSON_AddNumberToObject(o, "images_failed", (double)s->failed);
+    cJSON_AddNumberToObject(o, "images_skipped", (double)s->skipped);
+    cJSON_AddNumberToObject(o, "requests", (double)s->requests);
+    cJSON_AddNumberToObject(o, "attempts", (double)s->attempts);
+    cJSON_AddNumberToObject(o, "retries", (double)s->retries);
+    cJSON_AddNumberToObject(o, "elapsed_s", s->elapsed_s);
+    cJSON_AddNumberToObject(o, "images_per_s", s->elapsed_s > 0 ? (double)(s->ok + s->failed) / s->elapsed_s : 0);
+    cJSON_AddBoolToObject(o, "interrupted", s->interrupted);
+    if (s->slowest_stage) {
+        cJSON_AddStringToObject(o, "slowest_stage", s->slowest_stage);
+        cJSON_AddNumberToObject(o, "slowest_stage_p99_ms", ms(s->slowest_p99_us));
+    }
+    if (st) {
+        cJSON_AddItemToObject(o, "request_latency", hist_json(&st->request_us));
+        cJSON_AddItemToObject(o, "image_latency", hist_json(&st->image_us));
+        cJSON *stages = cJSON_AddObjectToObject(o, "stages");
+        for (int i = 0; i < cfg->pipeline->n && i < st->n_stages; i++)
+            cJSON_AddItemToObject(stages, cfg->pipeline->stages[i].name, hist_json(&st->stage_us[i]));
+    }
+    return o;
+}
+
+int summary_write_json(const char *path, const struct config *cfg, const struct run_summary *s,
+                       const struct stats *st, char *err, size_t errlen)
+{
+    cJSON *o = summary_json(cfg, s, st);
+    char *txt = cJSON_Print(o);
+    cJSON_Delete(o);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        snprintf(err, errlen, "cannot write --stats-json %s: %s", path, strerror(errno));
+        free(txt);
+        return -1;
+    }
+    fputs(txt, f);
+    fputc('\n', f);
+    free(txt);
+    if (fclose(f)) {
+        snprintf(err, errlen, "cannot write --stats-json %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
