@@ -16,7 +16,7 @@ enum opt_id {
     O_OUT, O_SERVER, O_CONFIG, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_QUEUE, O_TIMEOUT,
     O_CONNECT_TIMEOUT, O_RETRIES, O_BACKOFF, O_BACKOFF_MAX, O_MAX_RPS, O_MAX_BYTES, O_EXTS, O_ENCODER,
     O_RESUME, O_RETRY_FAILED, O_SYNC_EVERY, O_DRAIN, O_QUIET, O_PROGRESS, O_STATS_JSON, O_INSECURE,
-    O_CACERT, O_SHARD, O_HELP, O_VERSION,
+    O_CACERT, O_SHARD, O_LIMIT_RUN, O_HELP, O_VERSION,
     /* bench only */
     O_STRATEGIES, O_LATENCY, O_LATENCY_DIST, O_DURATION, O_LIMIT, O_REPORT, O_CHART, O_MOCK_BIN,
     O_TRUST, O_TOLERANCE, O_WINDOWS, O_WINDOW, O__N
@@ -58,6 +58,7 @@ static const struct opt OPTS[O__N] = {
     [O_INSECURE] = {"insecure", NULL, NULL, "do not verify TLS certificates (prints a warning)", 2},
     [O_CACERT] = {"cacert", "FILE", NULL, "CA bundle to verify TLS servers with", 2},
     [O_SHARD] = {"shard", "K/N", NULL, "take only shard K of N (0 <= K < N) by a hash of the path below DIR", 0},
+    [O_LIMIT_RUN] = {"max-images", "N", NULL, "stop after N images (a trial run)", 0},
     [O_HELP] = {"help", NULL, NULL, "show this help", 2},
     [O_VERSION] = {"version", NULL, NULL, "show the version", 2},
     [O_STRATEGIES] = {"strategies", "LIST", "serial,threads,processes,curl-multi", "strategies to measure", 1},
@@ -367,6 +368,11 @@ int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *benc
             cfg->shard_n = (int)nn;
             break;
         }
+        case O_LIMIT_RUN:
+            if (parse_long(a, 1, LONG_MAX, &v))
+                return bad(err, errlen, "--max-images %s: give a positive number", a);
+            cfg->max_images = (uint64_t)v;
+            break;
         case O_HELP:
             cli_usage(stdout, bench != NULL);
             return 1;

@@ -34,6 +34,7 @@ struct config {
     const char *stats_json;
     int insecure;
     const char *cacert;
+    uint64_t max_images;        /* 0: all */
     int shard_k, shard_n;       /* shard_n == 0: no sharding */
     struct scan_opts scan;
     char *ext_storage;

@@ -21,7 +21,33 @@ struct progress {
     atomic_uint_fast64_t total;
     atomic_int total_known;
     double t0;
+    int bench_fd;            /* annotate bench reads samples from here; -1 when not benchmarked */
+    double bench_interval;
+    pthread_t bench_tid;
+    int draw;                /* the status line is wanted (not --quiet) */
 };
+
+/* For annotate bench: one line "seconds images requests" per interval on an inherited fd. */
+static void *bench_thread(void *arg)
+{
+    struct progress *p = arg;
+    double next = p->t0 + p->bench_interval;
+    while (!atomic_load(&p->stop)) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        double t = now_s();
+        if (t < next)
+            continue;
+        next += p->bench_interval;
+        char line[128];
+        int n = snprintf(line, sizeof line, "%.6f %llu %llu\n", t - p->t0,
+                         (unsigned long long)(atomic_load(&p->st->ok) + atomic_load(&p->st->failed)),
+                         (unsigned long long)atomic_load(&p->st->requests));
+        if (write(p->bench_fd, line, (size_t)n) < 0)
+            break;
+    }
+    return NULL;
+}
 
 static void *count_thread(void *arg)
 {
@@ -117,15 +143,28 @@ static void *draw_thread(void *arg)
 
 struct progress *progress_new(const struct config *cfg, struct stats *st)
 {
-    if (cfg->quiet)
+    const char *bfd = getenv("ANNOTATE_BENCH_FD"), *bint = getenv("ANNOTATE_BENCH_INTERVAL");
+    int bench = bfd && *bfd && !getenv("ANNOTATE_WORKER");
+    if (cfg->quiet && !bench)
         return NULL;
     struct progress *p = calloc(1, sizeof *p);
     p->cfg = cfg;
     p->st = st;
+    p->t0 = now_s();
+    p->bench_fd = -1;
+    if (bench) {
+        p->bench_fd = atoi(bfd);
+        p->bench_interval = bint ? atof(bint) : 1.0;
+        if (p->bench_interval < 0.05)
+            p->bench_interval = 0.05;
+        pthread_create(&p->bench_tid, NULL, bench_thread, p);
+    }
+    p->draw = !cfg->quiet;
+    if (!p->draw)
+        return p;
     p->tty = isatty(STDERR_FILENO);
     const char *nc = getenv("NO_COLOR");
     p->colour = p->tty && !(nc && *nc);
-    p->t0 = now_s();
     pthread_create(&p->count_tid, NULL, count_thread, p);
     pthread_create(&p->tid, NULL, draw_thread, p);
     return p;
@@ -134,6 +173,10 @@ struct progress *progress_new(const struct config *cfg, struct stats *st)
 void progress_end(struct progress *p)
 {
     if (!p || atomic_exchange(&p->stop, 1))
+        return;
+    if (p->bench_fd >= 0)
+        pthread_join(p->bench_tid, NULL);
+    if (!p->draw)
         return;
     pthread_join(p->tid, NULL);
     pthread_join(p->count_tid, NULL);

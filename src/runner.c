@@ -54,6 +54,8 @@ static struct item *next_item(struct runner *r, uint64_t *seq)
 {
     struct scan_entry e;
     while (atomic_load(&r->run.stop) == RUN_GOING && scan_next(r->sc, &e) == 1) {
+        if (r->cfg->max_images && *seq >= r->cfg->max_images)
+            break;
         if (r->cfg->shard_n && shard_hash(e.rel, e.rel_len) % (uint64_t)r->cfg->shard_n != (uint64_t)r->cfg->shard_k) {
             atomic_fetch_add(&r->not_in_shard, 1);
             continue;
@@ -113,6 +115,11 @@ static int write_item(struct runner *r, struct item *it, char *err, size_t errle
 }
 
 static volatile sig_atomic_t signals_seen;
+
+void runner_stop(void)
+{
+    signals_seen = 1; /* the same as a first Ctrl-C: stop scanning, drain, exit 130 */
+}
 
 static void on_signal(int sig)
 {

@@ -21,6 +21,9 @@ struct run_summary {
 int runner_run(const struct config *cfg, struct run_summary *sum, struct stats **stats_out,
                char *err, size_t errlen);
 
+/* Asks the running run to stop as a first SIGINT would (drain, then return 130). */
+void runner_stop(void);
+
 /* FNV-1a 64 of the path below the root: the stable key --shard uses. */
 uint64_t shard_hash(const char *rel, size_t len);
 
