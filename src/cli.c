@@ -61,7 +61,8 @@ static const struct opt OPTS[O__N] = {
     [O_LIMIT_RUN] = {"max-images", "N", NULL, "stop after N images (a trial run)", 0},
     [O_HELP] = {"help", NULL, NULL, "show this help", 2},
     [O_VERSION] = {"version", NULL, NULL, "show the version", 2},
-    [O_STRATEGIES] = {"strategies", "LIST", "serial,threads,processes,curl-multi", "strategies to measure", 1},
+    [O_STRATEGIES] = {"strategies", "LIST", "serial,threads,processes,curl-multi",
+                      "strategies to measure; per-stage ones with '+', e.g. load=threads+query=processes", 1},
     [O_LATENCY] = {"latency-ms", "MS", "0", "latency the mock model server adds to each request", 1},
     [O_LATENCY_DIST] = {"latency-dist", "D", "fixed", "fixed, uniform or exp", 1},
     [O_DURATION] = {"duration", "S", "10", "measure each point for about this long (windows of --window s)", 1},
@@ -72,7 +73,7 @@ static const struct opt OPTS[O__N] = {
     [O_TRUST] = {"trust-payload", NULL, NULL, "the mock skips decoding payloads (no-latency throughput mode)", 1},
     [O_TOLERANCE] = {"tolerance", "F", "0.1", "windows are stable when the last three agree within this fraction", 1},
     [O_WINDOWS] = {"max-windows", "N", "10", "give up waiting for stability after this many windows", 1},
-    [O_WINDOW] = {"window", "S", "2", "length of one measurement window in seconds", 1},
+    [O_WINDOW] = {"window", "S", "1", "length of one measurement window in seconds", 1},
 };
 
 const char *const *cli_option_names(void)
@@ -233,7 +234,7 @@ int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *benc
         bench->chart = "out/bench.svg";
         bench->tolerance = 0.1;
         bench->max_windows = 10;
-        bench->window_s = 2;
+        bench->window_s = 1;
     }
 
     struct option lopts[O__N + 1];
