@@ -23,7 +23,7 @@ LDFLAGS  += $(SAN) -pthread
 
 # Debian packages this project builds, tests and demos with. `make deps` installs what is missing.
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
-            libcunit1-dev libevent-dev parallel
+            libcunit1-dev libevent-dev parallel clang libclang-rt-dev
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -82,11 +82,13 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/demo.sh $(BUILD)
 
-# The README's test command: every test, plain and under the sanitizers.
+# The README's test command: every test, plain and under the sanitizers, then each fuzzer for a
+# short bounded time.
 test: deps
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory sanitize
 	@$(MAKE) --no-print-directory tsan
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
 
 check: all $(UNIT)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
@@ -112,6 +114,25 @@ $(BENCH_B64): bench/bench_b64.c src/b64.h $(BUILD)/libannotate.a
 
 bench-micro: $(BENCH_B64)
 	taskset -c 1 $(BENCH_B64) 2>/dev/null || $(BENCH_B64)
+
+# libFuzzer targets (clang): the answer parser, the pipeline-file parser, the resume reader.
+# The seed corpora live in tests/fuzz/corpus_*; what a run finds goes to build-fuzz/, not the repo.
+FUZZ_SECONDS ?= 60
+FUZZERS := answer pipeline resume
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" build-fuzz/libannotate.a
+	@set -e; for f in $(FUZZERS); do \
+	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Isrc $$(pkg-config --cflags $(PKGS)) \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -o build-fuzz/fuzz-$$f tests/fuzz/fuzz_$$f.c build-fuzz/libannotate.a $(LDLIBS); \
+	  mkdir -p build-fuzz/corpus_$$f; cp -n tests/fuzz/corpus_$$f/* build-fuzz/corpus_$$f/ 2>/dev/null || true; \
+	  echo "fuzz $$f: $(FUZZ_SECONDS) s"; \
+	  if ! build-fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 -close_fd_mask=3 \
+	    -artifact_prefix=build-fuzz/crash-$$f- build-fuzz/corpus_$$f tests/fuzz/corpus_$$f >build-fuzz/fuzz-$$f.log 2>&1; then \
+	    tail -40 build-fuzz/fuzz-$$f.log; echo "fuzz $$f FAILED: the input is in build-fuzz/crash-$$f-*"; exit 1; fi; \
+	  tail -1 build-fuzz/fuzz-$$f.log; \
+	done
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

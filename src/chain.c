@@ -313,7 +313,7 @@ size_t chain_req_read(struct chain_req *req, char *buf, size_t n)
         const char *src;
         size_t avail;
         if (req->sent < a) {
-            src = CHAIN_BODY_HEAD + req->sent;
+            src = &CHAIN_BODY_HEAD[req->sent];
             avail = a - req->sent;
         } else if (req->sent < b) {
             src = req->im + (req->sent - a);

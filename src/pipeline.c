@@ -98,6 +98,9 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const char *s
 
     for (const cJSON *kv = js->child; kv; kv = kv->next) {
         const char *k = kv->string;
+        for (const cJSON *prev = js->child; prev != kv; prev = prev->next)
+            if (!strcmp(prev->string, k))
+                return fail(err, errlen, src, i, s->name, "key \"%s\" appears twice", k);
         if (!strcmp(k, "name"))
             continue;
         if (!strcmp(k, "url")) {

@@ -240,7 +240,7 @@ static void reopen(scanner *s, size_t k)
         L->state = LV_DEAD;
         return;
     }
-    (void)0;
+    seekdir(d, L->pos);
     L->d = d;
     L->state = LV_OPEN;
     s->n_open++;

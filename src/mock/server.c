@@ -18,6 +18,7 @@
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -457,6 +458,10 @@ static int bind_listener(mock_server *s, char *err, size_t errlen)
         snprintf(err, errlen, "cannot serve HTTP on %s:%d", s->cfg.host, s->cfg.port);
         return -1;
     }
+    /* Accepted sockets inherit TCP_NODELAY from the listener on Linux: answers go out at once
+     * instead of waiting on Nagle for the client's delayed ACK. */
+    int one = 1;
+    setsockopt(evconnlistener_get_fd(lev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(evconnlistener_get_fd(lev), (struct sockaddr *)&ss, &sl) != 0) {
