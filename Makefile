@@ -115,6 +115,29 @@ $(BENCH_B64): bench/bench_b64.c src/b64.h $(BUILD)/libannotate.a
 bench-micro: $(BENCH_B64)
 	taskset -c 1 $(BENCH_B64) 2>/dev/null || $(BENCH_B64)
 
+# Benchmark tools, built against the library like the tests.
+$(BUILD)/gen-images: bench/gen_images.c
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o $@ $<
+$(BUILD)/bench-%: bench/bench_%.c $(BUILD)/libannotate.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libannotate.a $(LDFLAGS) $(LDLIBS)
+
+# make bench-data N=1000000 SIZE=2048 DIR=out/bench-1m: N valid, distinct PNG files.
+N    ?= 100000
+SIZE ?= 40960
+DIR  ?= out/bench-data
+bench-data: $(BUILD)/gen-images
+	$(BUILD)/gen-images --size $(SIZE) $(N) $(DIR)
+
+bench-scan: $(BUILD)/bench-scan
+	$(BUILD)/bench-scan $(DIR)
+
+bench-resume: $(BUILD)/bench-resume
+	$(BUILD)/bench-resume 1000000
+
+# Every figure of docs/BENCHMARKS.md, in one go (about 15 minutes; needs ~10 GB of disk).
+bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64)
+	sh bench/run.sh $(BUILD)
+
 # libFuzzer targets (clang): the answer parser, the pipeline-file parser, the resume reader.
 # The seed corpora live in tests/fuzz/corpus_*; what a run finds goes to build-fuzz/, not the repo.
 FUZZ_SECONDS ?= 60

@@ -2,6 +2,7 @@
 #include "summary.h"
 
 #include <errno.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,12 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
     cJSON_AddNumberToObject(o, "elapsed_s", s->elapsed_s);
     cJSON_AddNumberToObject(o, "images_per_s", s->elapsed_s > 0 ? (double)(s->ok + s->failed) / s->elapsed_s : 0);
     cJSON_AddBoolToObject(o, "interrupted", s->interrupted);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        cJSON_AddNumberToObject(o, "peak_rss_kb", (double)ru.ru_maxrss);
+        cJSON_AddNumberToObject(o, "cpu_user_s", (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6);
+        cJSON_AddNumberToObject(o, "cpu_sys_s", (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+    }
     if (s->slowest_stage) {
         cJSON_AddStringToObject(o, "slowest_stage", s->slowest_stage);
         cJSON_AddNumberToObject(o, "slowest_stage_p99_ms", ms(s->slowest_p99_us));
