@@ -157,5 +157,11 @@ fuzz:
 	  tail -1 build-fuzz/fuzz-$$f.log; \
 	done
 
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(ANNOTATE) $(MOCK) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 docs/annotate.1 docs/mock-model-server.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -36,7 +36,7 @@ static const struct opt OPTS[O__N] = {
     [O_CONFIG] = {"config", "FILE", "the built-in seed chain", "pipeline file (JSON) defining the model chain", 2},
     [O_STRATEGY] = {"strategy", "S", "load=threads,query=curl-multi",
                     "serial, threads, processes or curl-multi for every stage, or per stage: load=S,query=S", 0},
-    [O_WORKERS] = {"workers", "N", "8 per CPU (16 here)", "threads or processes per parallel stage", 2},
+    [O_WORKERS] = {"workers", "N", "8 per CPU", "threads or processes per parallel stage", 2},
     [O_CONCURRENCY] = {"concurrency", "N|LIST", "64", "curl-multi: requests in flight (bench: a list 1,16,64 or a range 1-256)", 2},
     [O_QUEUE] = {"queue-size", "N", "256", "capacity of each queue between stages", 2},
     [O_TIMEOUT] = {"timeout-ms", "MS", "30000", "per-request timeout", 2},
@@ -104,7 +104,9 @@ void cli_usage(FILE *f, int bench)
         char lhs[64];
         snprintf(lhs, sizeof lhs, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
         fprintf(f, "  %-28s %s", lhs, o->help);
-        if (o->def)
+        if (i == O_WORKERS)
+            fprintf(f, " [default: 8 per CPU, %ld here]", 8 * sysconf(_SC_NPROCESSORS_ONLN));
+        else if (o->def)
             fprintf(f, " [default: %s]", o->def);
         fputc('\n', f);
     }

@@ -733,7 +733,7 @@ static void test_tree_helpers(void)
     CU_ASSERT(tree_make_hostile(p, "/nonexistent-images-dir") == -1);
 
     /* Generated sizes: empty, short, one row, padded past 64 KiB. */
-    size_t sizes[] = {0, 1, 20, 69, 70, 1000, 65603, 65604, 200000};
+    size_t sizes[] = {0, 1, 20, 69, 70, 1000, 4165, 4176, 4177, 4178, 200000};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         snprintf(p, sizeof p, "%s/s%zu", tmp, k);
         CU_ASSERT_FATAL(tree_make_generated(p, 3, sizes[k], 5) == 0);

@@ -432,9 +432,10 @@ static size_t chunk_end(unsigned char *p, size_t len)
     return len + 12;
 }
 
-#define PNG_MIN 70u        /* 1x1 image */
-#define PNG_ROW_MAX 65534u /* pixels in one stored deflate block (with the filter byte) */
-#define PNG_PAD_W 4096u
+#define PNG_MIN 70u   /* 1x1 image */
+#define PNG_PAD_W 4096u /* widest row used; past it a padding chunk makes up the size (one row of
+                         * at most 4107 pixels also fits one stored deflate block, and stays under
+                         * ImageMagick's default 16K-pixel width policy) */
 
 /* Fills buf (size bytes_each) with file index i. */
 static void make_content(unsigned char *buf, size_t size, size_t i, unsigned seed)
@@ -452,7 +453,7 @@ static void make_content(unsigned char *buf, size_t size, size_t i, unsigned see
     }
     size_t w = size - 69, pad = 0;
     int padded = 0;
-    if (w > PNG_ROW_MAX) {
+    if (w > PNG_PAD_W + 11) { /* room for a padding chunk (12 bytes or more) */
         w = PNG_PAD_W;
         pad = size - (PNG_PAD_W + 69) - 12;
         padded = 1;

@@ -40,8 +40,9 @@ int tree_rm(const char *root);
  *   1 .. 69               the first bytes of a PNG signature, then the index and seeded
  *                         pseudo-random bytes (not decodable);
  *   >= 70                 a valid 8-bit grayscale PNG, one row of seeded pseudo-random pixels
- *                         whose first 8 are the file's index, so all files differ (padded with
- *                         a private ancillary chunk past 64 KiB).
+ *                         (at most 4107 wide) whose first 8 are the file's index, so all files
+ *                         differ; past ~4 KB a private ancillary chunk ("raNd", random bytes)
+ *                         makes up the size.
  * Files differ from each other whenever bytes_each >= 16. Returns 0 or -1. */
 int tree_make_generated(const char *root, size_t n, size_t bytes_each, unsigned seed);
 
