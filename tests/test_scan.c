@@ -217,6 +217,18 @@ static void test_hostile_tree(void)
 
 /* ---- roots ---- */
 
+/* 0 when scan_open refuses root with "not a directory". */
+static int open_root_child(void *root)
+{
+    char err[256] = "";
+    scanner *s = scan_open(root, NULL, err, sizeof err);
+    if (s) {
+        scan_close(s);
+        return 1;
+    }
+    return strstr(err, "not a directory") ? 0 : 2;
+}
+
 static void test_bad_roots(void)
 {
     const char *tmp = make_tmp();
@@ -237,6 +249,15 @@ static void test_bad_roots(void)
     CU_ASSERT(scan_open(p, NULL, err, sizeof err) == NULL);
     CU_ASSERT(strstr(err, "file.jpg") != NULL);
     CU_ASSERT(strstr(err, "not a directory") != NULL);
+
+    /* A FIFO or a dangling link as the root: refused at once, never blocking on the FIFO. */
+    snprintf(p, sizeof p, "%s/fifo", tmp);
+    CU_ASSERT_FATAL(mkfifo(p, 0644) == 0);
+    CU_ASSERT_EQUAL(run_child(open_root_child, p, 10000), 0);
+    snprintf(p, sizeof p, "%s/dangling", tmp);
+    CU_ASSERT_FATAL(symlink("nowhere", p) == 0);
+    CU_ASSERT(scan_open(p, NULL, err, sizeof err) == NULL);
+    CU_ASSERT(strstr(err, strerror(ENOENT)) != NULL);
 
     err[0] = '\0';
     CU_ASSERT(scan_open("", NULL, err, sizeof err) == NULL);
