@@ -9,20 +9,23 @@ static int bucket_of(uint64_t us)
 {
     if (us < 1)
         return 0;
-    int lg = 63 - __builtin_clzll(us);            /* floor(log2) */
-    int sub = lg >= 2 ? (int)((us >> (lg - 2)) & 3) : (int)((us << (2 - lg)) & 3);
-    int b = lg * 4 + sub + 1;
+    int lg = 63 - __builtin_clzll(us); /* floor(log2) */
+    int sub = lg >= 4 ? (int)((us >> (lg - 4)) & (HIST_SUB - 1)) : (int)((us << (4 - lg)) & (HIST_SUB - 1));
+    int b = lg * HIST_SUB + sub + 1;
     return b < HIST_BUCKETS ? b : HIST_BUCKETS - 1;
 }
 
-static uint64_t bucket_upper(int b)
+/* [lo, hi) of bucket b in microseconds. */
+static void bucket_range(int b, double *lo, double *hi)
 {
-    if (b == 0)
-        return 1;
-    int lg = (b - 1) / 4, sub = (b - 1) % 4;
-    double lo = ldexp(1.0 + sub / 4.0, lg), hi = ldexp(1.0 + (sub + 1) / 4.0, lg);
-    (void)lo;
-    return (uint64_t)hi;
+    if (b == 0) {
+        *lo = 0;
+        *hi = 1;
+        return;
+    }
+    int lg = (b - 1) / HIST_SUB, sub = (b - 1) % HIST_SUB;
+    *lo = ldexp(1.0 + (double)sub / HIST_SUB, lg);
+    *hi = ldexp(1.0 + (double)(sub + 1) / HIST_SUB, lg);
 }
 
 void hist_add(struct hist *h, uint64_t us)
@@ -41,16 +44,20 @@ uint64_t hist_quantile(const struct hist *h, double q)
     uint64_t n = atomic_load_explicit(&h->count, memory_order_relaxed);
     if (n == 0)
         return 0;
-    uint64_t want = (uint64_t)ceil(q * (double)n), seen = 0;
+    double want = q * (double)n;
     if (want < 1)
         want = 1;
+    uint64_t seen = 0;
     uint64_t max = atomic_load_explicit(&h->max_us, memory_order_relaxed);
     for (int b = 0; b < HIST_BUCKETS; b++) {
-        seen += atomic_load_explicit(&h->b[b], memory_order_relaxed);
-        if (seen >= want) {
-            uint64_t up = bucket_upper(b);
-            return up < max ? up : max;
+        uint64_t c = atomic_load_explicit(&h->b[b], memory_order_relaxed);
+        if (c && (double)(seen + c) >= want) {
+            double lo, hi;
+            bucket_range(b, &lo, &hi);
+            double v = lo + (hi - lo) * ((want - (double)seen) / (double)c);
+            return v < (double)max ? (uint64_t)v : max;
         }
+        seen += c;
     }
     return max;
 }

@@ -1,0 +1,124 @@
+/* e2e_util: helpers shared by the end-to-end and fault tests (test_e2e.c, test_faults.c).
+ *
+ *   - results files read back with libcsv into rows of fields (byte strings, lengths kept);
+ *   - the prediction of every cell of a row from the image's bytes, through the mock's own
+ *     models (mock_answer), and the check of a whole results file against a list of paths;
+ *   - annotate started in the background (so a test can act while it runs), its children found
+ *     through /proc, a closed port, temporary directories.
+ *
+ * Paths are byte strings (see util_tree.h): compare them with memcmp, never print them raw. */
+#ifndef ANNOTATE_TESTS_E2E_UTIL_H
+#define ANNOTATE_TESTS_E2E_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- results files ---- */
+
+struct e2e_field {
+    char *s; /* owned, NUL-terminated (a path cannot hold a NUL) */
+    size_t len;
+};
+
+struct e2e_row {
+    struct e2e_field *f;
+    int n;
+};
+
+struct e2e_csv {
+    struct e2e_row header;
+    struct e2e_row *rows; /* the records after the header */
+    size_t n, cap;
+    int ragged;    /* rows whose field count differs from the header's */
+    int complete;  /* the file ends with a newline (or is empty) */
+};
+
+/* The column indexes of the seed chain's results file. */
+enum { COL_PATH, COL_STATUS, COL_M01, COL_M02, COL_M03, COL_M05, COL_ERROR, COL_ATTEMPTS, COL_ELAPSED, N_COLS };
+
+#define E2E_HEADER "path,status,model_01,model_02,model_03,model_05,error,attempts,elapsed_ms\n"
+
+/* Reads a results file (strict CSV). Returns 0, or -1 when it cannot be read or is not CSV. */
+int e2e_csv_read(const char *path, struct e2e_csv *out);
+void e2e_csv_free(struct e2e_csv *c);
+
+/* 1 when the header is exactly the seed chain's, and every row has its N_COLS fields. */
+int e2e_csv_well_formed(const struct e2e_csv *c);
+
+/* Sum of the attempts column. */
+long e2e_csv_attempts(const struct e2e_csv *c);
+
+/* A sorted list of the rows with the attempts and elapsed_ms columns left out (each a malloc'd
+ * string, fields joined by 0x1f; free with e2e_free_strs): compares the results of two runs. */
+char **e2e_csv_keys(const struct e2e_csv *c);
+void e2e_free_strs(char **v, size_t n);
+
+/* ---- predictions ---- */
+
+struct e2e_pred {
+    char *cell[4];   /* model_01, model_02, model_03, model_05 columns; "" when empty; owned */
+    int requests[5]; /* requests the chain makes to model_01 .. model_05 */
+};
+
+/* The row an image of these bytes must get. Returns 0, or -1 on a failure of the models. */
+int e2e_predict(const unsigned char *bytes, size_t len, struct e2e_pred *p);
+void e2e_pred_free(struct e2e_pred *p);
+
+/* Reads a whole file (which may be empty: *buf is then a 1-byte allocation). 0 or -1. */
+int e2e_read_file(const char *path, unsigned char **buf, size_t *len);
+
+/* What check_results expects of the rows. */
+struct e2e_expect {
+    uint64_t max_bytes;       /* > 0: larger files must be failed, mentioning max-image-bytes */
+    const char *fail_substr;  /* non-NULL: every non-empty image must be failed with this in its
+                                 error (case-insensitive), result cells empty */
+    int allow_worker_failed;  /* a row may be failed with an error naming a worker process */
+    int check_attempts;       /* ok rows: attempts == the predicted number of requests */
+};
+
+/* Checks a results file against the list of paths it must hold (byte-exact, each once): ok rows
+ * with every cell as predicted, empty files failed mentioning "empty", the expectations above.
+ * Adds the requests the rows imply to req[5] (may be NULL). Returns the number of problems
+ * (the first few described on stderr, paths escaped). */
+long e2e_check_results(const struct e2e_csv *c, char *const *paths, size_t n,
+                       const struct e2e_expect *x, long req[5]);
+
+/* The paths of a tree_make_generated(root, n, ...) tree. Free with e2e_free_strs. */
+char **e2e_generated_paths(const char *root, size_t n);
+
+/* ---- processes ---- */
+
+const char *e2e_annotate_bin(void);
+const char *e2e_fixtures_dir(void);
+long e2e_now_ms(void);
+void e2e_sleep_ms(long ms);
+
+/* A fresh directory TMPDIR/annotate-TAG-XXXXXX written into buf. 0 or -1. */
+int e2e_mkdtemp(char *buf, size_t cap, const char *tag);
+
+/* Starts argv (argv[0] a path, not looked up) in its own process group, stdin from /dev/null,
+ * stdout and stderr appended to log_path (NULL: /dev/null). Returns the pid or -1. */
+pid_t e2e_spawn(const char *const argv[], const char *log_path);
+
+/* Waits up to timeout_s for pid; returns its exit status, 128 + signal, or -2 after a timeout
+ * (the process group is then killed with SIGKILL and reaped). */
+int e2e_wait(pid_t pid, int timeout_s);
+
+/* The children of pid (from /proc/PID/stat), with their states ('R', 'S', 'Z'...) when state
+ * is not NULL. Returns the count (at most max). */
+int e2e_children(pid_t parent, pid_t *kids, char *state, int max);
+
+/* 1 while pid exists and is not a zombie. */
+int e2e_alive(pid_t pid);
+
+/* The number of '\n' in a file (0 when missing). */
+long e2e_count_lines(const char *path);
+
+/* A local TCP port that nothing listens on (bound, then closed). -1 on failure. */
+int e2e_closed_port(void);
+
+/* The last maxlen bytes of a file, NUL-terminated, for failure messages ("" when missing). */
+void e2e_tail(const char *path, char *out, size_t maxlen);
+
+#endif
