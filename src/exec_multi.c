@@ -20,12 +20,6 @@
 #include "chain.h"
 #include "http.h"
 
-struct handle {
-    CURL *h;
-    struct http_buf resp;
-    char errbuf[CURL_ERROR_SIZE];
-};
-
 struct timed {
     double at;
     struct chain_req *req;
@@ -43,7 +37,7 @@ struct multi {
     struct chain_req *ready, *ready_tail;
     struct timed *heap;
     int n_heap, cap_heap;
-    struct handle **pool;
+    struct http_slot **pool;
     int n_pool;
     long items;                     /* images taken and not yet passed on */
     int input_done;
@@ -156,16 +150,19 @@ static int on_timer(CURLM *m, long timeout_ms, void *userp)
 
 /* ---- requests ---- */
 
-static struct handle *handle_get(struct multi *x)
+static struct http_slot *handle_get(struct multi *x)
 {
     if (x->n_pool)
         return x->pool[--x->n_pool];
-    struct handle *h = calloc(1, sizeof *h);
-    h->h = curl_easy_init();
+    struct http_slot *h = calloc(1, sizeof *h);
+    if (http_slot_init(h)) {
+        free(h);
+        return NULL;
+    }
     return h;
 }
 
-static void handle_put(struct multi *x, struct handle *h)
+static void handle_put(struct multi *x, struct http_slot *h)
 {
     x->pool[x->n_pool++] = h; /* the pool holds at most cap handles: one per request in curl */
 }
@@ -204,13 +201,17 @@ static void start(struct multi *x, struct chain_req *r, int has_token)
             return;
         }
     }
-    struct handle *h = handle_get(x);
+    struct http_slot *h = handle_get(x);
+    if (!h) {
+        finish(x, r, NULL, "out of memory for a curl handle");
+        return;
+    }
     if (!r->t_first)
         r->t_first = now_s();
     r->attempts++;
     r->t_attempt = now_s();
     r->driver = h;
-    http_prepare(h->h, x->run, r, &h->resp, h->errbuf);
+    http_prepare(h, x->run, r);
     curl_multi_add_handle(x->m, h->h);
     x->in_curl++;
     atomic_fetch_add_explicit(&x->run->stats->in_flight, 1, memory_order_relaxed);
@@ -220,7 +221,7 @@ static void on_done(struct multi *x, CURL *e, CURLcode cc)
 {
     struct chain_req *r;
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
-    struct handle *h = r->driver;
+    struct http_slot *h = r->driver;
     long status = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     long retry_after = http_retry_after(e);
@@ -323,6 +324,7 @@ static void *loop(void *arg)
                         (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                         (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
             curl_multi_socket_action(x->m, evs[i].data.fd, flags, &running);
+            drain_messages(x); /* finish (and follow up) each answer at once, not after the batch */
         }
         if (x->curl_deadline >= 0 && now_s() >= x->curl_deadline) {
             x->curl_deadline = -1;
@@ -339,8 +341,7 @@ static void join(struct exec *base)
     struct multi *x = (struct multi *)base;
     pthread_join(x->tid, NULL);
     for (int i = 0; i < x->n_pool; i++) {
-        curl_easy_cleanup(x->pool[i]->h);
-        free(x->pool[i]->resp.data);
+        http_slot_free(x->pool[i]);
         free(x->pool[i]);
     }
     curl_multi_cleanup(x->m);

@@ -57,9 +57,29 @@ int http_max_attempts(const struct run *run, int stage)
     return 1 + (r >= 0 ? r : run->cfg->retries);
 }
 
-void http_prepare(CURL *h, const struct run *run, struct chain_req *req, struct http_buf *resp,
-                  char *errbuf)
+int http_slot_init(struct http_slot *s)
 {
+    memset(s, 0, sizeof *s);
+    s->h = curl_easy_init();
+    return s->h ? 0 : -1;
+}
+
+void http_slot_free(struct http_slot *s)
+{
+    if (!s)
+        return;
+    curl_easy_cleanup(s->h);
+    free(s->resp.data);
+    free(s->body.data);
+    s->h = NULL;
+    s->resp.data = s->body.data = NULL;
+}
+
+void http_prepare(struct http_slot *slot, const struct run *run, struct chain_req *req)
+{
+    CURL *h = slot->h;
+    struct http_buf *resp = &slot->resp;
+    char *errbuf = slot->errbuf;
     const struct config *cfg = run->cfg;
     const struct stage *st = &run->p->stages[req->stage];
     long timeout = st->timeout_ms > 0 ? st->timeout_ms : cfg->timeout_ms;
@@ -70,11 +90,25 @@ void http_prepare(CURL *h, const struct run *run, struct chain_req *req, struct 
     req->sent = 0;
     curl_easy_setopt(h, CURLOPT_URL, st->full_url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
-    curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(h, CURLOPT_READDATA, req);
-    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
-    curl_easy_setopt(h, CURLOPT_SEEKDATA, req);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)chain_req_body_len(req));
+    size_t blen = chain_req_body_len(req);
+    if (blen <= HTTP_SMALL_BODY) {
+        struct http_buf *b = &slot->body;
+        if (b->cap < blen + 1) {
+            free(b->data);
+            b->cap = HTTP_SMALL_BODY + 1;
+            b->data = malloc(b->cap);
+        }
+        b->len = chain_req_read(req, b->data, blen);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, b->data);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
+    } else {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, req);
+        curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+        curl_easy_setopt(h, CURLOPT_SEEKDATA, req);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, st->headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
@@ -115,9 +149,7 @@ long http_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, 
 
 struct http_worker {
     const struct run *run;
-    CURL *h;
-    struct http_buf resp;
-    char errbuf[CURL_ERROR_SIZE];
+    struct http_slot slot;
     uint64_t rng;
 };
 
@@ -127,8 +159,7 @@ struct http_worker *http_worker_new(const struct run *run)
     if (!w)
         return NULL;
     w->run = run;
-    w->h = curl_easy_init();
-    if (!w->h) {
+    if (http_slot_init(&w->slot)) {
         free(w);
         return NULL;
     }
@@ -158,18 +189,18 @@ static cJSON *perform(struct http_worker *w, struct chain_req *req, char *err, s
             sleep_s(ratelimit_take(run->rl));
         req->attempts++;
         req->t_attempt = now_s();
-        http_prepare(w->h, run, req, &w->resp, w->errbuf);
-        CURLcode cc = curl_easy_perform(w->h);
+        http_prepare(&w->slot, run, req);
+        CURLcode cc = curl_easy_perform(w->slot.h);
         long status = 0;
-        curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(w->slot.h, CURLINFO_RESPONSE_CODE, &status);
         cJSON *result;
-        enum chain_outcome o = chain_outcome(cc, status, w->resp.data ? w->resp.data : "", w->resp.len,
-                                             w->errbuf, &result, err, errlen);
+        enum chain_outcome o = chain_outcome(cc, status, w->slot.resp.data ? w->slot.resp.data : "",
+                                             w->slot.resp.len, w->slot.errbuf, &result, err, errlen);
         if (o == OUTCOME_OK)
             return result;
         if (o == OUTCOME_FAIL || req->attempts >= max || atomic_load(&run->stop) == RUN_ABORT)
             return NULL;
-        sleep_s((double)http_backoff_ms(run->cfg, req->attempts, http_retry_after(w->h), &w->rng) / 1e3);
+        sleep_s((double)http_backoff_ms(run->cfg, req->attempts, http_retry_after(w->slot.h), &w->rng) / 1e3);
     }
 }
 
@@ -197,7 +228,6 @@ void http_worker_free(struct http_worker *w)
 {
     if (!w)
         return;
-    curl_easy_cleanup(w->h);
-    free(w->resp.data);
+    http_slot_free(&w->slot);
     free(w);
 }

@@ -15,11 +15,25 @@ struct http_buf {
     size_t len, cap;
 };
 
-/* Puts one attempt of req on handle h: URL, body (streamed from req, never copied whole),
- * headers, timeouts, TLS settings; the answer goes into resp (emptied), errors into errbuf
- * (CURL_ERROR_SIZE). CURLOPT_PRIVATE is set to req. */
-void http_prepare(CURL *h, const struct run *run, struct chain_req *req, struct http_buf *resp,
-                  char *errbuf);
+/* A reusable easy handle with its buffers: one per blocking worker, one per request slot of the
+ * curl-multi loop. Reusing it keeps its connection and its buffers. */
+struct http_slot {
+    CURL *h;
+    struct http_buf resp;  /* the answer */
+    struct http_buf body;  /* small bodies, assembled (see http_prepare) */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+int http_slot_init(struct http_slot *s);
+void http_slot_free(struct http_slot *s);
+
+/* Puts one attempt of req on the slot's handle: URL, body, headers, timeouts, TLS settings; the
+ * answer goes into slot->resp (emptied), errors into slot->errbuf. CURLOPT_PRIVATE is set to req.
+ * A body up to HTTP_SMALL_BODY bytes is assembled in slot->body and handed to curl whole, so that
+ * headers and body leave in one send(); a larger one is streamed from the image's base64 by a
+ * read callback, never copied into a body first. */
+#define HTTP_SMALL_BODY (60 * 1024)
+void http_prepare(struct http_slot *slot, const struct run *run, struct chain_req *req);
 
 /* Attempts allowed for a stage's requests: 1 + retries (the stage's override or --retries). */
 int http_max_attempts(const struct run *run, int stage);

@@ -109,6 +109,9 @@ int e2e_wait(pid_t pid, int timeout_s);
  * is not NULL. Returns the count (at most max). */
 int e2e_children(pid_t parent, pid_t *kids, char *state, int max);
 
+/* The number of live (not zombie) processes in process group pgid. */
+int e2e_group_count(pid_t pgid);
+
 /* 1 while pid exists and is not a zombie. */
 int e2e_alive(pid_t pid);
 

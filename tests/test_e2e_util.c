@@ -589,8 +589,8 @@ int e2e_wait(pid_t pid, int timeout_s)
     }
 }
 
-/* Parses /proc/PID/stat: state and ppid (comm may hold spaces and parentheses). */
-static int proc_stat(pid_t pid, char *state, pid_t *ppid)
+/* Parses /proc/PID/stat: state, ppid and pgrp (comm may hold spaces and parentheses). */
+static int proc_stat3(pid_t pid, char *state, pid_t *ppid, pid_t *pgrp)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -606,12 +606,40 @@ static int proc_stat(pid_t pid, char *state, pid_t *ppid)
     if (!rp)
         return -1;
     char st;
-    int pp;
-    if (sscanf(rp + 1, " %c %d", &st, &pp) != 2)
+    int pp, pg;
+    if (sscanf(rp + 1, " %c %d %d", &st, &pp, &pg) != 3)
         return -1;
     *state = st;
     *ppid = pp;
+    if (pgrp)
+        *pgrp = pg;
     return 0;
+}
+
+static int proc_stat(pid_t pid, char *state, pid_t *ppid)
+{
+    return proc_stat3(pid, state, ppid, NULL);
+}
+
+int e2e_group_count(pid_t pgid)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char st;
+        pid_t pp, pg;
+        if (proc_stat3((pid_t)pid, &st, &pp, &pg) == 0 && pg == pgid && st != 'Z' && st != 'X')
+            n++;
+    }
+    closedir(d);
+    return n;
 }
 
 int e2e_children(pid_t parent, pid_t *kids, char *state, int max)
