@@ -432,7 +432,7 @@ int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *benc
         return bad(err, errlen, "--resume needs --out FILE: it reads the rows already written there");
     if (cfg->backoff_max_ms < cfg->backoff_ms)
         cfg->backoff_max_ms = cfg->backoff_ms;
-    if (cfg->insecure)
+    if (cfg->insecure && !getenv("ANNOTATE_WORKER")) /* once, from the parent, not per worker */
         fprintf(stderr, "annotate: warning: --insecure: TLS certificates are not verified\n");
     if (cfg->config_file) {
         if (pipeline_load(cfg->config_file, &cfg->pipeline, err, errlen))

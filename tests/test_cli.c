@@ -1,0 +1,263 @@
+/* What a person meets: the progress line on a terminal (under script(1)) and the plain status
+ * lines without one, the summary and --stats-json, header expansion in pipeline files and that a
+ * token never leaks into output, logs or the CSV. */
+#include <arpa/inet.h>
+#include <CUnit/CUnit.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util_proc.h"
+#include "util_tree.h"
+
+static char tmp[256];
+static char imgs[300];
+
+static const char *annotate_bin(void)
+{
+    const char *b = getenv("ANNOTATE_BIN");
+    return b && *b ? b : "build/annotate";
+}
+
+static int setup(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/annotate-cli-%d", (int)getpid());
+    mkdir(tmp, 0755);
+    snprintf(imgs, sizeof imgs, "%s/imgs", tmp);
+    return tree_make_generated(imgs, 60, 300, 11);
+}
+
+static int teardown(void)
+{
+    return tree_rm(tmp);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t r = fread(b, 1, (size_t)n, f);
+    b[r] = 0;
+    fclose(f);
+    return b;
+}
+
+/* The progress line on a terminal: drawn with \r and erase-line, cleared at the end. */
+static void test_progress_tty(void)
+{
+    if (system("command -v script >/dev/null 2>&1") != 0) {
+        CU_PASS("script(1) is not installed: the terminal case cannot be driven here");
+        return;
+    }
+    struct mock_proc m;
+    const char *args[] = {"--latency-ms", "30", NULL};
+    CU_ASSERT_FATAL(mock_start(&m, args) == 0);
+    char cmd[2048], log[300], out[300];
+    snprintf(log, sizeof log, "%s/tty.log", tmp);
+    snprintf(out, sizeof out, "%s/tty.csv", tmp);
+    snprintf(cmd, sizeof cmd,
+             "script -qfec '%s %s --server %s --out %s --strategy threads --workers 2' %s >/dev/null 2>&1",
+             annotate_bin(), imgs, m.base_url, out, log);
+    int rc = system(cmd);
+    mock_stop(&m);
+    CU_ASSERT(rc == 0);
+    char *t = slurp(log);
+    CU_ASSERT_FATAL(t != NULL);
+    CU_ASSERT(strstr(t, "\r\033[K") != NULL);      /* redrawn in place */
+    CU_ASSERT(strstr(t, "images") != NULL);
+    CU_ASSERT(strstr(t, "img/s") != NULL);
+    CU_ASSERT(strstr(t, "ETA") != NULL);
+    CU_ASSERT(strstr(t, "annotate: 60 images: 60 ok, 0 failed") != NULL);
+    /* the line is cleared before the summary */
+    const char *sum = strstr(t, "annotate: 60 images");
+    CU_ASSERT(sum && sum - t >= 3 && strncmp(sum - 3, "\033[K", 3) == 0);
+    free(t);
+}
+
+/* Without a terminal: plain lines at --progress-interval, no escape codes. */
+static void test_progress_plain(void)
+{
+    struct mock_proc m;
+    const char *args[] = {"--latency-ms", "40", NULL};
+    CU_ASSERT_FATAL(mock_start(&m, args) == 0);
+    char out[300], stats[300], buf[16384];
+    snprintf(out, sizeof out, "%s/plain.csv", tmp);
+    snprintf(stats, sizeof stats, "%s/stats.json", tmp);
+    const char *argv[] = {annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--strategy", "serial",
+                          "--progress-interval", "0.2", "--stats-json", stats, NULL};
+    int rc = run_cmd(argv, 60, buf, sizeof buf);
+    mock_stop(&m);
+    CU_ASSERT(rc == 0);
+    CU_ASSERT(strstr(buf, "annotate: [") != NULL);
+    CU_ASSERT(strstr(buf, "\033[") == NULL);
+    CU_ASSERT(strstr(buf, "annotate: 60 images: 60 ok, 0 failed") != NULL);
+    CU_ASSERT(strstr(buf, "slowest stage by p99") != NULL);
+    char *j = slurp(stats);
+    CU_ASSERT_FATAL(j != NULL);
+    cJSON *o = cJSON_Parse(j);
+    free(j);
+    CU_ASSERT_FATAL(o != NULL);
+    CU_ASSERT_EQUAL(cJSON_GetObjectItem(o, "images_found")->valuedouble, 60);
+    CU_ASSERT_EQUAL(cJSON_GetObjectItem(o, "images_ok")->valuedouble, 60);
+    CU_ASSERT_EQUAL(cJSON_GetObjectItem(o, "images_failed")->valuedouble, 0);
+    CU_ASSERT(cJSON_GetObjectItem(o, "requests")->valuedouble >= 120);
+    CU_ASSERT(cJSON_IsString(cJSON_GetObjectItem(o, "slowest_stage")));
+    cJSON *lat = cJSON_GetObjectItem(o, "request_latency");
+    CU_ASSERT(cJSON_GetObjectItem(lat, "p50_ms")->valuedouble >= 35); /* 40 ms, within a bucket */
+    CU_ASSERT(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "stages"), "model_01") != NULL);
+    cJSON_Delete(o);
+}
+
+/* --quiet: nothing on stderr at all. */
+static void test_quiet(void)
+{
+    struct mock_proc m;
+    CU_ASSERT_FATAL(mock_start(&m, NULL) == 0);
+    char out[300], buf[4096];
+    snprintf(out, sizeof out, "%s/quiet.csv", tmp);
+    const char *argv[] = {annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--quiet", NULL};
+    int rc = run_cmd(argv, 60, buf, sizeof buf);
+    mock_stop(&m);
+    CU_ASSERT(rc == 0);
+    CU_ASSERT_STRING_EQUAL(buf, "");
+}
+
+/* A one-connection HTTP server that records the request and answers {"result": 1}. */
+struct catcher {
+    int fd, port;
+    char req[8192];
+    pthread_t tid;
+};
+
+static void *catch_one(void *arg)
+{
+    struct catcher *c = arg;
+    int s = accept(c->fd, NULL, NULL);
+    close(c->fd); /* later connections are refused */
+    c->fd = -1;
+    if (s < 0)
+        return NULL;
+    size_t n = 0;
+    while (n < sizeof c->req - 1) {
+        ssize_t r = read(s, c->req + n, sizeof c->req - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        c->req[n] = 0;
+        char *end = strstr(c->req, "\r\n\r\n");
+        const char *cl = strcasestr(c->req, "content-length:");
+        if (end && cl && (size_t)(end + 4 - c->req) + (size_t)atol(cl + 15) <= n)
+            break;
+    }
+    const char *ans = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{\"result\":1}";
+    ssize_t w = write(s, ans, strlen(ans));
+    (void)w;
+    close(s);
+    return NULL;
+}
+
+static int catcher_start(struct catcher *c)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); /* annotate must not inherit it */
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    if (bind(c->fd, (struct sockaddr *)&a, sizeof a) || listen(c->fd, 4) ||
+        getsockname(c->fd, (struct sockaddr *)&a, &l))
+        return -1;
+    c->port = ntohs(a.sin_port);
+    return pthread_create(&c->tid, NULL, catch_one, c);
+}
+
+/* ${VAR} in a header reaches the server expanded, and the token appears nowhere else: not in
+ * stdout/stderr, not in the CSV, not in --stats-json, even when requests fail. */
+static void test_header_token(void)
+{
+    const char *token = "s3cr3t-T0KEN-value-42";
+    struct catcher c;
+    CU_ASSERT_FATAL(catcher_start(&c) == 0);
+    char pipe_path[300], out[300], stats[300], buf[16384], cfg[1024];
+    snprintf(pipe_path, sizeof pipe_path, "%s/tok.json", tmp);
+    snprintf(out, sizeof out, "%s/tok.csv", tmp);
+    snprintf(stats, sizeof stats, "%s/tok-stats.json", tmp);
+    /* Stage one goes to the catcher (answers once, then the port is closed: later images fail
+     * with connection errors, whose messages must not carry the token either). */
+    snprintf(cfg, sizeof cfg,
+             "{\"stages\": [{\"name\": \"m\", \"url\": \"http://127.0.0.1:%d/m\", "
+             "\"headers\": {\"Authorization\": \"Bearer ${ANNOTATE_TEST_TOKEN}\", \"X-Fixed\": \"yes\"}}]}",
+             c.port);
+    FILE *f = fopen(pipe_path, "w");
+    fputs(cfg, f);
+    fclose(f);
+    setenv("ANNOTATE_TEST_TOKEN", token, 1);
+    const char *argv[] = {annotate_bin(), imgs, "--config", pipe_path, "--out", out, "--strategy", "serial",
+                          "--retries", "0", "--stats-json", stats, "--max-images", "3", NULL};
+    int rc = run_cmd(argv, 60, buf, sizeof buf);
+    pthread_join(c.tid, NULL);
+    if (rc != 1)
+        fprintf(stderr, "annotate exited %d: %s\n", rc, buf);
+    CU_ASSERT(rc == 1); /* one ok, two failed (connection refused) */
+    CU_ASSERT(strstr(c.req, "Authorization: Bearer s3cr3t-T0KEN-value-42\r\n") != NULL);
+    CU_ASSERT(strstr(c.req, "X-Fixed: yes\r\n") != NULL);
+    CU_ASSERT(strstr(c.req, "Content-Type: application/json\r\n") != NULL);
+    CU_ASSERT(strstr(c.req, "Expect:") == NULL);
+    CU_ASSERT(strstr(buf, token) == NULL);
+    char *csv = slurp(out), *js = slurp(stats);
+    CU_ASSERT_FATAL(csv && js);
+    CU_ASSERT(strstr(csv, "failed") != NULL);
+    CU_ASSERT(strstr(csv, token) == NULL);
+    CU_ASSERT(strstr(js, token) == NULL);
+    free(csv);
+    free(js);
+    /* Unset: exit 2 naming the variable, and no other variable's value in the message. */
+    unsetenv("ANNOTATE_TEST_TOKEN");
+    setenv("ANNOTATE_OTHER_SECRET", "do-not-print-me", 1);
+    rc = run_cmd(argv, 30, buf, sizeof buf);
+    CU_ASSERT(rc == 2);
+    CU_ASSERT(strstr(buf, "ANNOTATE_TEST_TOKEN") != NULL);
+    CU_ASSERT(strstr(buf, "do-not-print-me") == NULL);
+    unsetenv("ANNOTATE_OTHER_SECRET");
+}
+
+/* --help lists every option with its default where it has one; --version. */
+static void test_help_version(void)
+{
+    char buf[16384];
+    const char *argv[] = {annotate_bin(), "--help", NULL};
+    CU_ASSERT(run_cmd(argv, 10, buf, sizeof buf) == 0);
+    CU_ASSERT(strstr(buf, "[default: 64]") != NULL);
+    CU_ASSERT(strstr(buf, "Exit status") != NULL);
+    const char *bargv[] = {annotate_bin(), "bench", "--help", NULL};
+    CU_ASSERT(run_cmd(bargv, 10, buf, sizeof buf) == 0);
+    CU_ASSERT(strstr(buf, "--latency-ms") != NULL);
+    CU_ASSERT(strstr(buf, "--strategies") != NULL);
+    const char *vargv[] = {annotate_bin(), "--version", NULL};
+    CU_ASSERT(run_cmd(vargv, 10, buf, sizeof buf) == 0);
+    CU_ASSERT(strncmp(buf, "annotate ", 9) == 0);
+}
+
+int register_cli(void)
+{
+    CU_pSuite s = CU_add_suite("cli", setup, teardown);
+    if (!s)
+        return -1;
+    if (!CU_add_test(s, "progress line on a terminal", test_progress_tty) ||
+        !CU_add_test(s, "plain progress lines, summary, --stats-json", test_progress_plain) ||
+        !CU_add_test(s, "--quiet prints nothing", test_quiet) ||
+        !CU_add_test(s, "header ${VAR} expansion, the token never leaks", test_header_token) ||
+        !CU_add_test(s, "--help, bench --help, --version", test_help_version))
+        return -1;
+    return 0;
+}
