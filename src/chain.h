@@ -31,7 +31,8 @@ struct chain_req {
     char *tail;           /* owned: "\"" + fields + "}]" */
     size_t tail_len;
     size_t sent;          /* upload position, for the read callback */
-    int attempts;         /* HTTP attempts made so far */
+    int attempts;         /* HTTP attempts made so far (every time it went on the wire) */
+    int sends;            /* times the current attempt went on the wire (libcurl may resend) */
     double t_first;       /* monotonic time of the first attempt */
     double t_attempt;     /* monotonic time of the current attempt */
     struct chain_req *next; /* for the driver's lists */

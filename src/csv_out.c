@@ -33,7 +33,9 @@ static void grow(char **buf, size_t *cap, size_t need)
 
 void csv_put_field(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 {
-    int quote = n > 0 && (s[0] == ' ' || s[n - 1] == ' ');
+    /* libcsv (and other readers) trim blanks from unquoted fields: quote a field that starts or
+     * ends with one, so it reads back byte for byte. */
+    int quote = n > 0 && (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t');
     for (size_t i = 0; i < n && !quote; i++)
         quote = s[i] == '"' || s[i] == ',' || s[i] == '\n' || s[i] == '\r';
     if (!quote) {

@@ -225,6 +225,7 @@ static void on_done(struct multi *x, CURL *e, CURLcode cc)
     long status = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     long retry_after = http_retry_after(e);
+    http_count_resends(r);
     curl_multi_remove_handle(x->m, e);
     x->in_curl--;
     atomic_fetch_sub_explicit(&x->run->stats->in_flight, 1, memory_order_relaxed);

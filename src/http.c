@@ -51,6 +51,25 @@ static int on_seek(void *userp, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+static int on_prereq(void *userp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
+{
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    struct chain_req *req = userp;
+    req->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
+void http_count_resends(struct chain_req *req)
+{
+    if (req->sends > 1)
+        req->attempts += req->sends - 1;
+    req->sends = 0;
+}
+
 int http_max_attempts(const struct run *run, int stage)
 {
     int r = run->p->stages[stage].retries;
@@ -88,6 +107,9 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
         resp->data[0] = 0;
     errbuf[0] = 0;
     req->sent = 0;
+    req->sends = 0;
+    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, req);
     curl_easy_setopt(h, CURLOPT_URL, st->full_url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     size_t blen = chain_req_body_len(req);
@@ -191,6 +213,7 @@ static cJSON *perform(struct http_worker *w, struct chain_req *req, char *err, s
         req->t_attempt = now_s();
         http_prepare(&w->slot, run, req);
         CURLcode cc = curl_easy_perform(w->slot.h);
+        http_count_resends(req);
         long status = 0;
         curl_easy_getinfo(w->slot.h, CURLINFO_RESPONSE_CODE, &status);
         cJSON *result;

@@ -42,6 +42,10 @@ int http_max_attempts(const struct run *run, int stage);
  * by --backoff-max-ms, and at least the server's Retry-After (seconds; < 0 if none). */
 long http_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng);
 
+/* libcurl re-sends a request by itself when a reused connection turns out dead; this adds such
+ * re-sends of the attempt just finished to req->attempts, so the count matches what servers saw. */
+void http_count_resends(struct chain_req *req);
+
 /* Seconds the server asked us to wait (Retry-After), or -1. */
 long http_retry_after(CURL *h);
 

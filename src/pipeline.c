@@ -86,9 +86,12 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const char *s
     if (!cJSON_IsObject(js))
         return fail(err, errlen, src, i, NULL, "a stage must be a JSON object");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name");
-    if (!cJSON_IsString(name) || !valid_name(name->valuestring))
+    if (!cJSON_IsString(name))
+        return fail(err, errlen, src, i, NULL, "\"name\" is missing or not a string");
+    if (!valid_name(name->valuestring))
         return fail(err, errlen, src, i, NULL,
-                    "\"name\" must be a non-empty string of letters, digits, '_', '-' or '.'");
+                    "\"name\" \"%.64s\" must be a non-empty string of letters, digits, '_', '-' or '.'",
+                    name->valuestring);
     s->name = strdup(name->valuestring);
     if (find_stage(p, i, s->name) >= 0)
         return fail(err, errlen, src, i, s->name, "the name is used by an earlier stage");

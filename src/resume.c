@@ -204,6 +204,12 @@ static void on_record(int c, void *data)
     ps->field = 0;
 }
 
+static int no_space(unsigned char c)
+{
+    (void)c;
+    return 0;
+}
+
 /* Splits the header line into column names. */
 static int split_header(const char *header, char ***want)
 {
@@ -233,6 +239,7 @@ int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn
     ps.ud = ud;
     struct csv_parser cp;
     csv_init(&cp, CSV_STRICT);
+    csv_set_space_func(&cp, no_space); /* fields are read back byte for byte, blanks included */
     size_t pos = 0, done = 0;
     int64_t rc = 0;
     while (pos < len && !ps.bad) {

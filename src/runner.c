@@ -195,8 +195,8 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
         goto out;
     }
     int append = 0;
+    struct resume_info info = {0};
     if (cfg->resume && strcmp(cfg->out, "-")) {
-        struct resume_info info;
         if (resume_open(cfg->out, cfg->pipeline, cfg->retry_failed, &r->done, &info, err, errlen)) {
             rc = 2;
             goto out;
@@ -299,8 +299,8 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     if (rc == 0) {
         if (signals_seen)
             rc = 130;
-        else if (atomic_load(&r->run.stats->failed))
-            rc = 1;
+        else if (atomic_load(&r->run.stats->failed) || (!cfg->retry_failed && info.failed))
+            rc = 1; /* failed rows kept from an earlier run count too: the file is not all ok */
     }
 out:
     sum->elapsed_s = now_s() - t0;
