@@ -275,7 +275,8 @@ void chain_done(const struct pipeline *p, struct chain_req *req, cJSON *result, 
     const struct stage *st = &p->stages[s];
     it->in_flight--;
     it->outstanding[s]--;
-    it->requests++;
+    if (req->attempts > 0)
+        it->requests++; /* one cancelled before it was sent is no request: retries = attempts - requests */
     it->attempts += (uint32_t)req->attempts;
     if (req->t_first > 0)
         item_log_request(it, s, (uint32_t)((now_s() - req->t_first) * 1e6), req->attempts);

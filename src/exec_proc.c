@@ -53,6 +53,8 @@ static void need(struct buf *b, size_t n)
 
 static void put(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return; /* p may be NULL (an item with no request log yet) */
     need(b, n);
     memcpy(b->d + b->len, p, n);
     b->len += n;

@@ -290,11 +290,36 @@ int pipeline_default(struct pipeline **out)
                           err, sizeof err);
 }
 
-/* Expands ${NAME} from the environment. Returns NULL (and names the variable) when unset. */
+/* Frees a buffer that may hold a token, wiping it first. */
+static void wipe_free(char *p, size_t len)
+{
+    if (p)
+        memset(p, 0, len);
+    free(p);
+}
+
+/* Expands ${NAME} from the environment. Returns NULL (and names the variable, never a value)
+ * when one is unset or its value would break the header onto a new line. */
 static char *expand_env(const char *tmpl, char *err, size_t errlen, const char *src, int i,
                         const char *stage)
 {
+    /* Sized up front so the buffer is never reallocated (a realloc would leave a copy of a
+     * token in freed memory). */
     size_t cap = strlen(tmpl) + 1, len = 0;
+    for (const char *c = tmpl; (c = strstr(c, "${"));) {
+        const char *end = strchr(c + 2, '}');
+        if (!end)
+            break;
+        char name[128];
+        size_t nl = (size_t)(end - c - 2);
+        if (nl && nl < sizeof name) {
+            memcpy(name, c + 2, nl);
+            name[nl] = 0;
+            const char *v = getenv(name);
+            cap += v ? strlen(v) : 0;
+        }
+        c = end + 1;
+    }
     char *out = malloc(cap);
     for (const char *c = tmpl; *c;) {
         const char *end;
@@ -302,7 +327,7 @@ static char *expand_env(const char *tmpl, char *err, size_t errlen, const char *
             char name[128];
             size_t nl = (size_t)(end - c - 2);
             if (nl == 0 || nl >= sizeof name) {
-                free(out);
+                wipe_free(out, len);
                 fail(err, errlen, src, i, stage, "a header has a bad ${...} reference");
                 return NULL;
             }
@@ -310,14 +335,18 @@ static char *expand_env(const char *tmpl, char *err, size_t errlen, const char *
             name[nl] = 0;
             const char *v = getenv(name);
             if (!v) {
-                free(out);
+                wipe_free(out, len);
                 fail(err, errlen, src, i, stage,
                      "a header uses ${%s}, which is not set in the environment (export it and run again)", name);
                 return NULL;
             }
+            if (strpbrk(v, "\r\n")) {
+                wipe_free(out, len);
+                fail(err, errlen, src, i, stage,
+                     "a header uses ${%s}, whose value holds a line break (strip it and run again)", name);
+                return NULL;
+            }
             size_t vl = strlen(v);
-            cap += vl;
-            out = realloc(out, cap);
             memcpy(out + len, v, vl);
             len += vl;
             c = end + 1;
@@ -329,6 +358,18 @@ static char *expand_env(const char *tmpl, char *err, size_t errlen, const char *
     return out;
 }
 
+/* "http://..." and the like: a scheme (a letter, then letters, digits, + - .) and "://" at the
+ * start. "/proxy?to=http://x" is relative. */
+static int has_scheme(const char *url)
+{
+    if (!((*url >= 'a' && *url <= 'z') || (*url >= 'A' && *url <= 'Z')))
+        return 0;
+    const char *c = url + 1;
+    while (isalnum((unsigned char)*c) || *c == '+' || *c == '-' || *c == '.')
+        c++;
+    return strncmp(c, "://", 3) == 0;
+}
+
 int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen)
 {
     size_t bl = strlen(base);
@@ -337,7 +378,7 @@ int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t err
     for (int i = 0; i < p->n; i++) {
         struct stage *s = &p->stages[i];
         free(s->full_url);
-        if (strstr(s->url, "://")) {
+        if (has_scheme(s->url)) {
             s->full_url = strdup(s->url);
         } else {
             size_t ul = strlen(s->url);
@@ -361,8 +402,7 @@ int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t err
             if (!line)
                 return -1;
             s->headers = curl_slist_append(s->headers, line);
-            memset(line, 0, strlen(line)); /* it may hold a token */
-            free(line);
+            wipe_free(line, strlen(line)); /* it may hold a token */
         }
     }
     return 0;

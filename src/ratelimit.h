@@ -10,7 +10,8 @@ struct ratelimit;
 /* A limiter for rps requests per second (> 0). NULL on error. */
 struct ratelimit *ratelimit_new(double rps);
 
-/* The limiter behind an inherited descriptor (from ratelimit_fd), for worker processes. */
+/* The limiter behind an inherited descriptor (from ratelimit_fd), for worker processes. The
+ * limiter takes the descriptor: ratelimit_free closes it. */
 struct ratelimit *ratelimit_attach(int fd, double rps);
 int ratelimit_fd(const struct ratelimit *rl);
 

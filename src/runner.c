@@ -102,7 +102,7 @@ static int write_item(struct runner *r, struct item *it, char *err, size_t errle
         atomic_fetch_add(it->status == ITEM_OK ? &st->ok : &st->failed, 1);
         atomic_fetch_add(&st->requests, it->requests);
         atomic_fetch_add(&st->attempts, it->attempts);
-        atomic_fetch_add(&st->retries, it->attempts - it->requests);
+        atomic_fetch_add(&st->retries, it->attempts > it->requests ? it->attempts - it->requests : 0);
         hist_add(&st->image_us, (uint64_t)((now_s() - it->t_start) * 1e6));
         for (int i = 0; i < it->n_log; i++) {
             hist_add(&st->request_us, it->log[i].us);

@@ -54,6 +54,8 @@ uint64_t hist_quantile(const struct hist *h, double q)
         if (c && (double)(seen + c) >= want) {
             double lo, hi;
             bucket_range(b, &lo, &hi);
+            if (b == HIST_BUCKETS - 1 && (double)max > hi)
+                hi = (double)max; /* the last bucket holds everything above its start */
             double v = lo + (hi - lo) * ((want - (double)seen) / (double)c);
             return v < (double)max ? (uint64_t)v : max;
         }

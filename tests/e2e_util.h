@@ -87,6 +87,19 @@ long e2e_check_results(const struct e2e_csv *c, char *const *paths, size_t n,
 /* The paths of a tree_make_generated(root, n, ...) tree. Free with e2e_free_strs. */
 char **e2e_generated_paths(const char *root, size_t n);
 
+/* A JSON file (--stats-json) parsed; NULL when missing or not JSON. cJSON_Delete it. */
+struct cJSON;
+struct cJSON *e2e_read_json(const char *path);
+
+/* A number field of a JSON object; -1 when missing. */
+double e2e_json_num(const struct cJSON *o, const char *key);
+
+/* Checks an annotate --stats-json summary against a results file: attempts equals the attempts
+ * column's sum, retries equals attempts - requests (no wrap-around), images_ok/images_failed
+ * match the rows; requests_want >= 0: requests must equal it. Returns the number of problems
+ * (described on stderr). */
+long e2e_check_summary(const char *stats_json, const struct e2e_csv *c, long requests_want);
+
 /* ---- processes ---- */
 
 const char *e2e_annotate_bin(void);

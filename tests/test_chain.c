@@ -666,6 +666,130 @@ static void test_no_payload(void)
     item_free(it);
 }
 
+/* ---- a pipeline other than the seed's ---- */
+
+static const char CUSTOM[] =
+    "{\"stages\": ["
+    " {\"name\": \"a\", \"url\": \"/a\"},"
+    " {\"name\": \"b\", \"url\": \"/b\", \"when\": [\"a\"]},"
+    " {\"name\": \"c\", \"url\": \"/c\", \"fields\": {\"k\": [1, \"two\"]}},"
+    " {\"name\": \"d\", \"url\": \"/d\", \"input\": {\"each\": \"a\", \"array\": \"items\", \"field\": \"s\"},"
+    "  \"fields\": {\"prev\": {\"result_of\": \"b\"}}},"
+    " {\"name\": \"e\", \"url\": \"/e\", \"when\": [\"d\"], \"fields\": {\"all\": {\"result_of\": \"d\"}}}"
+    "]}";
+
+/* The stages of a request list, as a string like "ac" or "dd". */
+static void stages_of(const struct pipeline *p, const struct chain_req *r, char *out)
+{
+    int n = 0;
+    for (; r && n < 15; r = r->next)
+        out[n++] = p->stages[r->stage].name[0];
+    out[n] = 0;
+}
+
+/* The value of key in the body of r, printed compactly (caller frees), or NULL. */
+static char *body_field(struct chain_req *r, const char *key)
+{
+    cJSON *root;
+    cJSON *o = body_object(r, &root);
+    const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+    char *s = v ? cJSON_PrintUnformatted(v) : NULL;
+    cJSON_Delete(root);
+    return s;
+}
+
+static void test_custom_pipeline(void)
+{
+    struct pipeline *q;
+    char err[256], got[16];
+    CU_ASSERT_EQUAL_FATAL(pipeline_parse(CUSTOM, strlen(CUSTOM), "custom", &q, err, sizeof err), 0);
+    struct pipeline *saved = P;
+    P = q; /* make_item sizes items by P */
+
+    /* Everything runs. */
+    struct item *it = make_item((const unsigned char *)"img", 3);
+    struct chain_req *r = chain_next(q, it);
+    stages_of(q, r, got);
+    CHECKF(!strcmp(got, "ac"), "round 0: %s, want a and c (c depends on nothing)", got);
+    char *k = body_field(r->next, "k");
+    CU_ASSERT(k && !strcmp(k, "[1,\"two\"]"));
+    free(k);
+    struct chain_req *c = r->next;
+    r->attempts = c->attempts = 1;
+    chain_done(q, r, cJSON_Parse("{\"items\":[{\"s\":\"x\"},{\"s\":\"y\"},{\"s\":\"z\"}]}"), NULL);
+    r = chain_next(q, it);
+    stages_of(q, r, got);
+    CHECKF(!strcmp(got, "b"), "round 1: %s, want b (c is still out, and d needs b)", got);
+    chain_done(q, r, cJSON_Parse("{\"v\":5}"), NULL);
+    r = chain_next(q, it);
+    stages_of(q, r, got);
+    CHECKF(!strcmp(got, "ddd"), "round 2: %s, want d three times", got);
+    struct chain_req *d[3] = {r, r ? r->next : NULL, r && r->next ? r->next->next : NULL};
+    CU_ASSERT_FATAL(d[0] && d[1] && d[2]);
+    for (int i = 0; i < 3; i++) {
+        char *prev = body_field(d[i], "prev"), *im = body_field(d[i], "im_str");
+        char want_im[8];
+        snprintf(want_im, sizeof want_im, "\"%c\"", "xyz"[i]);
+        CU_ASSERT(prev && !strcmp(prev, "{\"v\":5}"));
+        CU_ASSERT(im && !strcmp(im, want_im));
+        CU_ASSERT_EQUAL(d[i]->index, i);
+        free(prev);
+        free(im);
+    }
+    chain_done(q, d[2], cJSON_CreateString("r2"), NULL);
+    chain_done(q, d[0], cJSON_CreateString("r0"), NULL);
+    CU_ASSERT_PTR_NULL(chain_next(q, it)); /* d[1] is still out: e must wait */
+    chain_done(q, d[1], cJSON_CreateString("r1"), NULL);
+    r = chain_next(q, it);
+    stages_of(q, r, got);
+    CHECKF(!strcmp(got, "e"), "round 3: %s, want e", got);
+    char *all = body_field(r, "all");
+    CHECKF(all && !strcmp(all, "[\"r0\",\"r1\",\"r2\"]"), "e is sent %s", all ? all : "(null)");
+    free(all);
+    chain_done(q, r, cJSON_CreateTrue(), NULL);
+    CU_ASSERT_PTR_NULL(chain_next(q, it));
+    CU_ASSERT_FALSE(chain_finished(it)); /* c has not answered */
+    CU_ASSERT_EQUAL(it->status, ITEM_PENDING);
+    chain_done(q, c, cJSON_CreateNumber(3), NULL);
+    CU_ASSERT_PTR_NULL(chain_next(q, it));
+    CU_ASSERT(chain_finished(it) && it->status == ITEM_OK);
+    item_free(it);
+
+    /* a falsy: b skipped, so d (which sends b's result) and e are skipped; c still runs. */
+    it = make_item((const unsigned char *)"img", 3);
+    r = chain_next(q, it);
+    c = r->next;
+    chain_done(q, r, cJSON_Parse("{}"), NULL);
+    CU_ASSERT_PTR_NULL(chain_next(q, it));
+    CU_ASSERT_FALSE(chain_finished(it));
+    chain_done(q, c, cJSON_CreateNumber(3), NULL);
+    CU_ASSERT_PTR_NULL(chain_next(q, it));
+    CU_ASSERT(chain_finished(it) && it->status == ITEM_OK);
+    for (int s = 1; s < 5; s += s == 1 ? 2 : 1)
+        CHECKF(it->state[s] == ST_SKIPPED && it->results[s] == NULL, "stage %s: state %d", q->stages[s].name,
+               it->state[s]);
+    item_free(it);
+
+    /* An empty array: d has nothing to do and is [] (falsy), so e is skipped. */
+    it = make_item((const unsigned char *)"img", 3);
+    r = chain_next(q, it);
+    c = r->next;
+    chain_done(q, r, cJSON_Parse("{\"items\":[]}"), NULL);
+    chain_done(q, c, cJSON_CreateNumber(3), NULL);
+    r = chain_next(q, it);
+    stages_of(q, r, got);
+    CU_ASSERT_STRING_EQUAL(got, "b");
+    chain_done(q, r, cJSON_CreateNumber(1), NULL);
+    CU_ASSERT_PTR_NULL(chain_next(q, it));
+    CU_ASSERT(chain_finished(it) && it->status == ITEM_OK);
+    CU_ASSERT(cJSON_IsArray(it->results[3]) && cJSON_GetArraySize(it->results[3]) == 0);
+    CU_ASSERT_EQUAL(it->state[4], ST_SKIPPED);
+    item_free(it);
+
+    P = saved;
+    pipeline_free(q);
+}
+
 int register_chain(void)
 {
     CU_pSuite s = CU_add_suite("chain", suite_init, suite_clean);
@@ -681,7 +805,8 @@ int register_chain(void)
                      test_failure_with_requests_in_flight) ||
         !CU_add_test(s, "malformed model_04 answers fail the item, naming both", test_bad_model04_answers) ||
         !CU_add_test(s, "element strings needing JSON escaping give valid bodies", test_element_escaping) ||
-        !CU_add_test(s, "an item with no payload fails", test_no_payload))
+        !CU_add_test(s, "an item with no payload fails", test_no_payload) ||
+        !CU_add_test(s, "a custom pipeline: independent stages, each, result_of an each", test_custom_pipeline))
         return -1;
     return 0;
 }

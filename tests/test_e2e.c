@@ -116,10 +116,11 @@ static void check_stats(const struct mock_proc *m, const long req[5], long attem
 
 static void test_serial_hostile(void)
 {
-    char base[512], root[600], csv[600], out[16384];
+    char base[512], root[600], csv[600], sj[600], out[16384];
     CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "e2e") == 0);
     snprintf(root, sizeof root, "%s/t", base);
     snprintf(csv, sizeof csv, "%s/r.csv", base);
+    snprintf(sj, sizeof sj, "%s/stats.json", base);
     char **paths = NULL;
     size_t n = 0;
     struct mock_proc m = {0};
@@ -133,7 +134,7 @@ static void test_serial_hostile(void)
         goto done;
     }
     int rc = annotate(out, sizeof out, tmo(60), root, "--out", csv, "--server", m.base_url, "--strategy", "serial",
-                      (const char *)NULL);
+                      "--stats-json", sj, (const char *)NULL);
     if (rc != 1)
         show("serial over the hostile tree", rc, out);
     CU_ASSERT_EQUAL(rc, 1); /* the empty file */
@@ -150,6 +151,7 @@ static void test_serial_hostile(void)
         empties += !strcmp(c.rows[i].f[COL_STATUS].s, "failed");
     CU_ASSERT_EQUAL(empties, 1);
     check_stats(&m, req, e2e_csv_attempts(&c));
+    CU_ASSERT_EQUAL(e2e_check_summary(sj, &c, req[0] + req[1] + req[2] + req[3] + req[4]), 0);
 done:
     e2e_csv_free(&c);
     mock_stop(&m);
@@ -161,10 +163,11 @@ done:
 
 static void test_server_down(void)
 {
-    char base[512], root[600], csv[600], server[64], out[8192];
+    char base[512], root[600], csv[600], sj[600], server[64], out[8192];
     CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "e2e") == 0);
     snprintf(root, sizeof root, "%s/t", base);
     snprintf(csv, sizeof csv, "%s/r.csv", base);
+    snprintf(sj, sizeof sj, "%s/stats.json", base);
     enum { N = 40 };
     char **paths = NULL;
     if (tree_make_generated(root, N, 200, 3) || !(paths = e2e_generated_paths(root, N))) {
@@ -178,7 +181,7 @@ static void test_server_down(void)
                                              "load=threads,query=curl-multi"};
     for (size_t s = 0; s < sizeof strategies / sizeof *strategies; s++) {
         const char *extra[] = {"--strategy", strategies[s], "--retries", "1", "--backoff-ms", "1", "--workers", "4",
-                               NULL};
+                               "--stats-json", sj, NULL};
         long t0 = e2e_now_ms();
         int rc = run_strategy(out, sizeof out, tmo(30), root, csv, server, extra);
         long ms = e2e_now_ms() - t0;
@@ -196,11 +199,23 @@ static void test_server_down(void)
         if (bad)
             fprintf(stderr, "\n  [e2e] server down, strategy %s: %ld problems\n", strategies[s], bad);
         CU_ASSERT_EQUAL(bad, 0);
-        /* Two requests (model_01, model_02) of two attempts each at most. */
+        /* model_01 is sent, and model_02 too unless the driver sends one request at a time (it
+         * is not sent once model_01 failed); each is tried twice (the first try and the one
+         * retry) unless the image failed meanwhile. So every row made 2 to 4 attempts, and
+         * at least one retry. */
         for (size_t i = 0; i < c.n; i++) {
             long a = atol(c.rows[i].f[COL_ATTEMPTS].s);
-            CU_ASSERT(a >= 1 && a <= 4);
+            CU_ASSERT(a >= 2 && a <= 4);
         }
+        CU_ASSERT_EQUAL(e2e_check_summary(sj, &c, -1), 0);
+        cJSON *j = e2e_read_json(sj);
+        double rq = e2e_json_num(j, "requests"), rt = e2e_json_num(j, "retries"), at = e2e_json_num(j, "attempts");
+        if (rt < N || rq < N || rq > at - N)
+            fprintf(stderr, "\n  [e2e] server down, %s: %.0f requests, %.0f attempts, %.0f retries for %d images "
+                            "that each retried at least once\n", strategies[s], rq, at, rt, N);
+        CU_ASSERT(rt >= N);
+        CU_ASSERT(rq >= N && rq <= at - N);
+        cJSON_Delete(j);
         e2e_csv_free(&c);
     }
 done:
@@ -336,12 +351,14 @@ done:
 static void test_strategies_agree(void)
 {
     enum { N = 2000 };
-    char base[512], root[600], csv[600], out[8192];
+    char base[512], root[600], csv[600], sj[600], out[8192];
     CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "e2e") == 0);
     snprintf(root, sizeof root, "%s/t", base);
     snprintf(csv, sizeof csv, "%s/r.csv", base);
+    snprintf(sj, sizeof sj, "%s/stats.json", base);
     char **paths = NULL, **ref = NULL;
     size_t n_ref = 0;
+    long req_total = 0;
     struct mock_proc fast = {0}, slow = {0};
     static const char *const slow_args[] = {"--latency-ms", "2", "--latency-dist", "uniform", NULL};
     if (tree_make_generated(root, N, 200, 11) || !(paths = e2e_generated_paths(root, N))) {
@@ -355,7 +372,7 @@ static void test_strategies_agree(void)
     /* The reference: serial, against a mock without latency (it would take N * 4 requests *
      * 2 ms otherwise), and checked cell by cell. */
     {
-        const char *extra[] = {"--strategy", "serial", NULL};
+        const char *extra[] = {"--strategy", "serial", "--stats-json", sj, NULL};
         int rc = run_strategy(out, sizeof out, tmo(120), root, csv, fast.base_url, extra);
         if (rc != 0)
             show("serial", rc, out);
@@ -369,6 +386,9 @@ static void test_strategies_agree(void)
         struct e2e_expect x = {.check_attempts = 1};
         CU_ASSERT_EQUAL(e2e_check_results(&c, paths, N, &x, req), 0);
         check_stats(&fast, req, e2e_csv_attempts(&c));
+        for (int k = 0; k < 5; k++)
+            req_total += req[k];
+        CU_ASSERT_EQUAL(e2e_check_summary(sj, &c, req_total), 0);
         ref = e2e_csv_keys(&c);
         n_ref = c.n;
         e2e_csv_free(&c);
@@ -376,7 +396,7 @@ static void test_strategies_agree(void)
     static const char *const strategies[] = {"threads", "processes", "curl-multi", "load=processes,query=curl-multi",
                                              "load=threads,query=processes"};
     for (size_t s = 0; s < sizeof strategies / sizeof *strategies; s++) {
-        const char *extra[] = {"--strategy", strategies[s], NULL};
+        const char *extra[] = {"--strategy", strategies[s], "--stats-json", sj, NULL};
         if (stats_reset(&slow))
             CU_FAIL("cannot reset the mock's counters");
         long t0 = e2e_now_ms();
@@ -411,8 +431,10 @@ static void test_strategies_agree(void)
             fprintf(stderr, "\n  [e2e] %s: mock total %ld, attempts column sums to %ld\n", strategies[s], total,
                     e2e_csv_attempts(&c));
         CU_ASSERT_EQUAL(total, e2e_csv_attempts(&c));
+        CU_ASSERT_EQUAL(total, req_total); /* no faults: no retries */
         cJSON_Delete(st);
         (void)req;
+        CU_ASSERT_EQUAL(e2e_check_summary(sj, &c, req_total), 0);
         fprintf(stderr, "[%s %.1fs] ", strategies[s], (double)ms / 1e3);
         e2e_free_strs(keys, c.n);
         e2e_csv_free(&c);

@@ -328,10 +328,6 @@ static long problem(long *count, const char *path, size_t plen, const char *fmt,
     return *count;
 }
 
-struct by_path {
-    const struct e2e_csv *c;
-};
-
 static const struct e2e_csv *sort_csv; /* qsort has no user data; the tests call this from one thread */
 
 static int cmp_row_idx(const void *a, const void *b)
@@ -477,6 +473,65 @@ char **e2e_generated_paths(const char *root, size_t n)
         v[i] = strdup(buf);
     }
     return v;
+}
+
+/* ---- --stats-json ---- */
+
+cJSON *e2e_read_json(const char *path)
+{
+    unsigned char *text;
+    size_t len;
+    if (e2e_read_file(path, &text, &len))
+        return NULL;
+    cJSON *j = cJSON_ParseWithLength((const char *)text, len);
+    free(text);
+    return j;
+}
+
+double e2e_json_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+long e2e_check_summary(const char *stats_json, const struct e2e_csv *c, long requests_want)
+{
+    long bad = 0;
+    cJSON *j = e2e_read_json(stats_json);
+    if (!j) {
+        fprintf(stderr, "\n  [e2e] --stats-json %s: missing or not JSON\n", stats_json);
+        return 1;
+    }
+    double attempts = e2e_json_num(j, "attempts"), requests = e2e_json_num(j, "requests");
+    double retries = e2e_json_num(j, "retries");
+    double ok = e2e_json_num(j, "images_ok"), failed = e2e_json_num(j, "images_failed");
+    long col = e2e_csv_attempts(c), rows_ok = 0, rows_failed = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->rows[i].n > COL_STATUS && !strcmp(c->rows[i].f[COL_STATUS].s, "ok"))
+            rows_ok++;
+        else
+            rows_failed++;
+    }
+    if (attempts != (double)col) {
+        fprintf(stderr, "\n  [e2e] summary: attempts %.0f, the attempts column sums to %ld\n", attempts, col);
+        bad++;
+    }
+    if (retries != attempts - requests || requests > attempts || retries < 0) {
+        fprintf(stderr, "\n  [e2e] summary: %.0f requests, %.0f attempts, yet %.0f retries\n", requests, attempts,
+                retries);
+        bad++;
+    }
+    if (requests_want >= 0 && requests != (double)requests_want) {
+        fprintf(stderr, "\n  [e2e] summary: %.0f requests, the rows imply %ld\n", requests, requests_want);
+        bad++;
+    }
+    if (ok != (double)rows_ok || failed != (double)rows_failed) {
+        fprintf(stderr, "\n  [e2e] summary: %.0f ok, %.0f failed; the rows: %ld ok, %ld failed\n", ok, failed,
+                rows_ok, rows_failed);
+        bad++;
+    }
+    cJSON_Delete(j);
+    return bad;
 }
 
 /* ---- processes ---- */

@@ -197,10 +197,11 @@ static void faulty_run(const char *strategy)
     const char *root = small ? F.root_small : F.root;
     char *const *paths = small ? F.paths_small : F.paths;
     size_t n = small ? FAULT_N_SERIAL : FAULT_N;
-    char csv[700], out[8192];
+    char csv[700], sj[700], out[8192];
     snprintf(csv, sizeof csv, "%s/%s.csv", F.base, strategy);
+    snprintf(sj, sizeof sj, "%s/%s.json", F.base, strategy);
     const char *extra[] = {"--strategy", strategy,   "--retries",     "8",  "--backoff-ms",  "1",
-                           "--backoff-max-ms", "20", "--timeout-ms", "300", NULL};
+                           "--backoff-max-ms", "20", "--timeout-ms", "300", "--stats-json", sj, NULL};
     CU_ASSERT_EQUAL_FATAL(stats_reset(&F.m), 0);
     long t0 = e2e_now_ms();
     int rc = run(out, sizeof out, tmo(120), root, csv, F.m.base_url, extra);
@@ -213,10 +214,12 @@ static void faulty_run(const char *strategy)
         CU_FAIL("the results file cannot be read as CSV");
         return;
     }
-    long bad = e2e_check_results(&c, paths, n, NULL, NULL);
+    long req[5] = {0};
+    long bad = e2e_check_results(&c, paths, n, NULL, req);
     if (bad)
         fprintf(stderr, "\n  [faults] %s: %ld problems\n", strategy, bad);
     CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(e2e_check_summary(sj, &c, req[0] + req[1] + req[2] + req[3] + req[4]), 0);
     cJSON *st = mock_stats(&F.m);
     long total = mock_stat(st, "total"), attempts = e2e_csv_attempts(&c);
     long faults = mock_stat(st, "faults.error") + mock_stat(st, "faults.429") + mock_stat(st, "faults.reset") +
@@ -386,8 +389,10 @@ static void test_sigint(void)
         CU_FAIL("mock did not start");
         goto done;
     }
-    static const char *const strategies[] = {"curl-multi", "processes", "threads"};
-    for (int s = 0; s < 3; s++) {
+    /* The last one gets a second SIGINT while it drains: it stops at once, the file still whole. */
+    static const char *const strategies[] = {"curl-multi", "processes", "threads", "curl-multi"};
+    for (int s = 0; s < 4; s++) {
+        int twice = s == 3;
         unlink(t.csv);
         const char *extra[] = {"--strategy", strategies[s], "--concurrency", "16", "--workers", "4", NULL};
         pid_t pid = spawn(t.log, t.root, t.csv, m.base_url, extra);
@@ -399,6 +404,11 @@ static void test_sigint(void)
         }
         long t0 = e2e_now_ms();
         kill(pid, SIGINT);
+        if (twice) {
+            e2e_sleep_ms(30);
+            CU_ASSERT(e2e_alive(pid)); /* still draining */
+            kill(pid, SIGINT);
+        }
         int rc = e2e_wait(pid, tmo(60));
         long ms = e2e_now_ms() - t0;
         if (rc != 130)
@@ -407,7 +417,7 @@ static void test_sigint(void)
         CU_ASSERT(ms < 20000);
         CU_ASSERT(wait_group_gone(pid, 10));
         char what[64];
-        snprintf(what, sizeof what, "%s after SIGINT", strategies[s]);
+        snprintf(what, sizeof what, "%s after %s", strategies[s], twice ? "two SIGINTs" : "SIGINT");
         long rows = check_partial(what, t.csv, t.paths, t.n);
         CU_ASSERT(rows < N); /* it did stop early */
         const char *extra2[] = {"--strategy", strategies[s], "--resume", NULL};
@@ -515,15 +525,21 @@ static void test_retry_failed(void)
         CU_FAIL("mock did not start");
         goto done;
     }
-    char down[64], out[8192];
+    char down[64], out[8192], sj[700];
     snprintf(down, sizeof down, "http://127.0.0.1:%d", e2e_closed_port());
-    const char *first[] = {"--retries", "0", NULL};
+    snprintf(sj, sizeof sj, "%s/stats.json", t.base);
+    /* Serial: model_02 is never sent once model_01 failed; no retries at all. */
+    const char *first[] = {"--retries", "0", "--strategy", "serial", "--stats-json", sj, NULL};
     int rc = run(out, sizeof out, tmo(60), t.root, t.csv, down, first);
     CU_ASSERT_EQUAL(rc, 1);
     struct e2e_csv c;
     if (e2e_csv_read(t.csv, &c) == 0) {
         struct e2e_expect x = {.fail_substr = "connect"};
         CU_ASSERT_EQUAL(e2e_check_results(&c, t.paths, t.n, &x, NULL), 0);
+        CU_ASSERT_EQUAL(e2e_check_summary(sj, &c, N), 0); /* one request sent per image */
+        cJSON *j = e2e_read_json(sj);
+        CU_ASSERT_EQUAL(e2e_json_num(j, "retries"), 0);
+        cJSON_Delete(j);
         e2e_csv_free(&c);
     } else {
         CU_FAIL("the results file cannot be read as CSV");
@@ -606,7 +622,7 @@ int register_faults(void)
     s = CU_add_suite("faults resume", NULL, NULL);
     if (!s || !CU_add_test(s, "kill -9 three times (curl-multi), resume: each image once", test_kill9_multi) ||
         !CU_add_test(s, "kill -9 a worker and the parent (processes), resume", test_kill9_processes) ||
-        !CU_add_test(s, "SIGINT: exit 130, valid CSV, resumable", test_sigint) ||
+        !CU_add_test(s, "SIGINT (once, twice): exit 130, valid CSV, resumable", test_sigint) ||
         !CU_add_test(s, "torn last row: --resume repairs and completes", test_torn_row) ||
         !CU_add_test(s, "--resume --retry-failed after a run with the server down", test_retry_failed))
         return -1;

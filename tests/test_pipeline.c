@@ -502,6 +502,9 @@ static void test_resolve_urls(void)
         {"https://h:443", "/m?x=1", "https://h:443/m?x=1"},
         {"http://127.0.0.1:8080", "http://other:9/abs", "http://other:9/abs"},
         {"http://127.0.0.1:8080", "https://other/abs/", "https://other/abs/"},
+        /* "://" later in a relative URL (a query naming another URL) does not make it absolute. */
+        {"http://127.0.0.1:8080", "/proxy?to=http://other/x", "http://127.0.0.1:8080/proxy?to=http://other/x"},
+        {"http://127.0.0.1:8080", "models/m?cb=https://h/", "http://127.0.0.1:8080/models/m?cb=https://h/"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char text[512], err[512] = "";
@@ -626,6 +629,29 @@ static void test_resolve_env(void)
         CHECKF(strstr(err, "stage 1 (m)") != NULL, "%s", err);
         pipeline_free(p);
     }
+    /* A value with a line break would end the header early or inject another one (the file's
+     * own text is checked for that; the environment must be too): refused, naming the
+     * variable, never showing the value. */
+    static const char *broken[] = {"tok3n-with-crlf\r\nX-Injected: 1", "tok3n-with-trailing-newline\n",
+                                   "tok3n\rcarriage"};
+    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+        setenv("ANNOTATE_TEST_NL", broken[i], 1);
+        p = parse_str("{\"stages\": [{\"name\": \"m\", \"url\": \"/m\", \"headers\": {\"Authorization\": "
+                      "\"Bearer ${ANNOTATE_TEST_NL}\"}}]}",
+                      err, sizeof err);
+        CHECKF(p != NULL, "%s", err);
+        if (!p)
+            continue;
+        err[0] = 0;
+        int rc = pipeline_resolve(p, "http://h", err, sizeof err);
+        CHECKF(rc == -1, "case %zu: a variable holding a line break is accepted into a header", i);
+        if (rc == -1) {
+            CHECKF(strstr(err, "ANNOTATE_TEST_NL") != NULL, "case %zu: the variable is not named: %s", i, err);
+            CHECKF(strstr(err, "tok3n") == NULL, "case %zu: the value shows: %s", i, err);
+        }
+        pipeline_free(p);
+    }
+    unsetenv("ANNOTATE_TEST_NL");
     unsetenv("ANNOTATE_TEST_A");
     unsetenv("ANNOTATE_TEST_B");
     unsetenv("ANNOTATE_TEST_SECRET");

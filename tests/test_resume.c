@@ -1,0 +1,624 @@
+/* Suite "resume": reading a results file back (src/resume.c) and the done-set.
+ *
+ * Files are made with csv_out (so they are exactly what a run writes), then damaged the ways a
+ * crash can damage them: the last row cut in a quoted path with a newline in it, right after
+ * that newline, in the middle of the JSON, just before the final newline, between the two
+ * quotes of an escaped quote. resume_open must cut the torn row off (and nothing else), keep
+ * the complete rows byte for byte, and leave the torn image out of the set. A wrong header or
+ * a damaged row in the middle is an error, and the file is then left alone. */
+#include "resume.h"
+
+#include <CUnit/CUnit.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "csv_out.h"
+#include "item.h"
+
+#define CHECKF(cond, ...) check_impl(!!(cond), __LINE__, __FILE__, __VA_ARGS__)
+static void check_impl(int ok, int line, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void check_impl(int ok, int line, const char *file, const char *fmt, ...)
+{
+    if (ok) {
+        CU_assertImplementation(CU_TRUE, (unsigned)line, "", file, "", CU_FALSE);
+        return;
+    }
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    CU_assertImplementation(CU_FALSE, (unsigned)line, msg, file, "", CU_FALSE);
+}
+
+static struct pipeline *P;
+static char tmpdir[512];
+static char file[600];
+
+static int suite_init(void)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/annotate-resume-XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(file, sizeof file, "%s/results.csv", tmpdir);
+    return pipeline_default(&P) ? -1 : 0;
+}
+
+static int suite_clean(void)
+{
+    pipeline_free(P);
+    P = NULL;
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s.compact.tmp", file);
+    unlink(tmp);
+    unlink(file);
+    rmdir(tmpdir);
+    return 0;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    *len = fread(buf, 1, (size_t)n, f);
+    buf[*len] = 0;
+    fclose(f);
+    return buf;
+}
+
+static void put_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(text, 1, len, f);
+        fclose(f);
+    }
+}
+
+/* ---- building results files ---- */
+
+struct row {
+    const char *path;
+    int ok;
+    const char *result; /* model_01's result (JSON), or NULL */
+};
+
+struct built {
+    char *text;
+    size_t len;
+    size_t start[32], end[32]; /* each row's bytes */
+    size_t header_len;
+    int n;
+};
+
+/* Writes the rows with csv_out into file and reads the bytes back. */
+static int build(const struct row *rows, int n, struct built *b)
+{
+    memset(b, 0, sizeof *b);
+    char err[256] = "";
+    unlink(file);
+    struct csv_out *c = csv_out_open(file, P, 0, 0, err, sizeof err);
+    if (!c) {
+        CHECKF(0, "csv_out_open: %s", err);
+        return -1;
+    }
+    struct stat st;
+    stat(file, &st);
+    b->header_len = (size_t)st.st_size;
+    for (int i = 0; i < n; i++) {
+        struct item *it = item_new(rows[i].path, strlen(rows[i].path), 0, P->n, (uint64_t)i);
+        it->status = rows[i].ok ? ITEM_OK : ITEM_FAILED;
+        if (!rows[i].ok)
+            it->error = strdup("model_02: HTTP 500: \"boom\", again (after 3 attempts)");
+        if (rows[i].result)
+            it->results[0] = cJSON_Parse(rows[i].result);
+        it->results[1] = cJSON_Parse("[\"tag_a\",\"tag_b\"]");
+        it->attempts = 2;
+        b->start[i] = (size_t)st.st_size;
+        if (csv_out_write(c, it, err, sizeof err))
+            CHECKF(0, "csv_out_write: %s", err);
+        stat(file, &st);
+        b->end[i] = (size_t)st.st_size;
+        item_free(it);
+    }
+    csv_out_close(c);
+    b->n = n;
+    b->text = slurp(file, &b->len);
+    return b->text ? 0 : -1;
+}
+
+static int in_set(const struct doneset *d, const char *path)
+{
+    return doneset_has(d, path, strlen(path));
+}
+
+static const struct row base_rows[] = {
+    {"img/a.jpg", 1, "{\"label\":\"cat\",\"score\":1}"},
+    {"img/b,c.jpg", 0, NULL},
+    {"img/q\"uote.jpg", 1, "{\"label\":\"d\\\"og\"}"},
+    {"img/nl\nin/path.jpg", 1, "0"},
+    {"img/f2.jpg", 0, "{\"label\":\"x\"}"},
+    {" img/space.jpg", 1, "\"\""},
+};
+#define N_BASE ((int)(sizeof base_rows / sizeof base_rows[0]))
+
+/* ---- tests ---- */
+
+static void test_missing_and_empty(void)
+{
+    struct doneset *d = (struct doneset *)1;
+    struct resume_info info;
+    char err[512] = "";
+    unlink(file);
+    CU_ASSERT_EQUAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
+    CU_ASSERT_PTR_NULL(d);
+    struct stat st;
+    CU_ASSERT_NOT_EQUAL(stat(file, &st), 0); /* not created */
+
+    put_file(file, "", 0);
+    d = (struct doneset *)1;
+    CU_ASSERT_EQUAL(resume_open(file, P, 1, &d, &info, err, sizeof err), 0);
+    CU_ASSERT_PTR_NULL(d);
+    CU_ASSERT(stat(file, &st) == 0 && st.st_size == 0);
+
+    /* Just the header: a set, empty. */
+    char *h = csv_header(P);
+    put_file(file, h, strlen(h));
+    CU_ASSERT_EQUAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
+    CU_ASSERT_PTR_NOT_NULL(d);
+    CU_ASSERT_EQUAL(doneset_size(d), 0);
+    CU_ASSERT_EQUAL(info.rows, 0);
+    CU_ASSERT(stat(file, &st) == 0 && (size_t)st.st_size == strlen(h));
+    doneset_free(d);
+
+    /* A torn header (a crash at the very start): a fresh start, the file emptied. */
+    put_file(file, h, 10);
+    d = NULL;
+    CU_ASSERT_EQUAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(doneset_size(d), 0);
+    CU_ASSERT(stat(file, &st) == 0 && st.st_size == 0);
+    doneset_free(d);
+    free(h);
+}
+
+static void test_whole_file(void)
+{
+    struct built b;
+    if (build(base_rows, N_BASE, &b))
+        return;
+    struct doneset *d = NULL;
+    struct resume_info info;
+    char err[512] = "";
+    CU_ASSERT_EQUAL_FATAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    for (int i = 0; i < N_BASE; i++)
+        CHECKF(in_set(d, base_rows[i].path), "row %d (%s) is not in the set", i, base_rows[i].path);
+    CU_ASSERT_EQUAL(doneset_size(d), N_BASE);
+    CU_ASSERT_FALSE(in_set(d, "img/z.jpg"));
+    CU_ASSERT_FALSE(in_set(d, "img/space.jpg")); /* the space is part of the path */
+    CU_ASSERT_EQUAL(info.rows, N_BASE);
+    CU_ASSERT_EQUAL(info.ok, 4);
+    CU_ASSERT_EQUAL(info.failed, 2);
+    CU_ASSERT_EQUAL(info.dropped_failed, 0);
+    CU_ASSERT_EQUAL(info.torn_bytes, 0);
+    CU_ASSERT_EQUAL(info.duplicates, 0);
+    doneset_free(d);
+    size_t len;
+    char *after = slurp(file, &len);
+    CU_ASSERT(after && len == b.len && !memcmp(after, b.text, len)); /* untouched */
+    free(after);
+    free(b.text);
+}
+
+static void test_retry_failed(void)
+{
+    struct built b;
+    if (build(base_rows, N_BASE, &b))
+        return;
+    struct doneset *d = NULL;
+    struct resume_info info;
+    char err[512] = "";
+    CU_ASSERT_EQUAL_FATAL(resume_open(file, P, 1, &d, &info, err, sizeof err), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    for (int i = 0; i < N_BASE; i++)
+        CHECKF(in_set(d, base_rows[i].path) == base_rows[i].ok, "row %d (%s): in set %d, ok %d", i, base_rows[i].path,
+               in_set(d, base_rows[i].path), base_rows[i].ok);
+    CU_ASSERT_EQUAL(info.dropped_failed, 2);
+    CU_ASSERT_EQUAL(doneset_size(d), 4);
+    doneset_free(d);
+
+    /* The file: the header and the ok rows, each byte for byte as before. */
+    char *want = malloc(b.len + 1);
+    size_t wl = b.header_len;
+    memcpy(want, b.text, b.header_len);
+    for (int i = 0; i < N_BASE; i++)
+        if (base_rows[i].ok) {
+            memcpy(want + wl, b.text + b.start[i], b.end[i] - b.start[i]);
+            wl += b.end[i] - b.start[i];
+        }
+    size_t len;
+    char *after = slurp(file, &len);
+    CHECKF(after && len == wl && !memcmp(after, want, wl), "after retry_failed the file is not header + ok rows "
+                                                           "(%zu bytes, want %zu)", len, wl);
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s.compact.tmp", file);
+    CU_ASSERT_NOT_EQUAL(access(tmp, F_OK), 0); /* no leftover */
+
+    /* Again: nothing more to drop, nothing changes. */
+    d = NULL;
+    CU_ASSERT_EQUAL(resume_open(file, P, 1, &d, &info, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(doneset_size(d), 4);
+    CU_ASSERT_EQUAL(info.dropped_failed, 0);
+    doneset_free(d);
+    size_t len2;
+    char *again = slurp(file, &len2);
+    CU_ASSERT(again && len2 == len && !memcmp(again, after, len));
+    free(again);
+    free(after);
+    free(want);
+    free(b.text);
+}
+
+/* Offset of needle within row r of b (absolute), or (size_t)-1. */
+static size_t find_in_row(const struct built *b, int r, const char *needle)
+{
+    size_t nl = strlen(needle);
+    for (size_t o = b->start[r]; o + nl <= b->end[r]; o++)
+        if (!memcmp(b->text + o, needle, nl))
+            return o;
+    return (size_t)-1;
+}
+
+static void test_torn_last_row(void)
+{
+    struct row rows[N_BASE + 1];
+    memcpy(rows, base_rows, sizeof base_rows);
+    rows[N_BASE] = (struct row){"img/torn\nrow \"x\".jpg", 1, "{\"label\":\"c\\\"a,t\",\"score\":7}"};
+    int last = N_BASE;
+    struct built b;
+    if (build(rows, N_BASE + 1, &b))
+        return;
+    size_t nl = find_in_row(&b, last, "\n");
+    size_t json = find_in_row(&b, last, "label");
+    size_t dq = find_in_row(&b, last, "\"\"x");
+    CU_ASSERT_FATAL(nl != (size_t)-1 && json != (size_t)-1 && dq != (size_t)-1);
+    /* A crash can also leave the tail as zeros (the size was updated, the data never written):
+     * put zeros over the torn row and check that they are cut off as well. */
+    char *zeroed = malloc(b.len);
+    memcpy(zeroed, b.text, b.len);
+    memset(zeroed + b.start[last], 0, b.len - b.start[last]);
+    const struct {
+        const char *what;
+        size_t cut;
+    } cuts[] = {
+        {"one byte of the row", b.start[last] + 1},
+        {"in the quoted path, before its newline", nl - 2},
+        {"right after the newline inside the quoted path", nl + 1},
+        {"between the two quotes of an escaped quote", dq + 1},
+        {"in the middle of the JSON", json + 3},
+        {"just after a comma", find_in_row(&b, last, ",ok,") + 1},
+        {"everything but the final newline", b.end[last] - 1},
+        {"zeros instead of the row", b.end[last]},
+    };
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        for (int retry = 0; retry < 2; retry++) {
+            put_file(file, k == sizeof cuts / sizeof cuts[0] - 1 ? zeroed : b.text, cuts[k].cut);
+            struct doneset *d = NULL;
+            struct resume_info info;
+            char err[512] = "";
+            int rc = resume_open(file, P, retry, &d, &info, err, sizeof err);
+            CHECKF(rc == 0, "cut %s (retry %d): %s", cuts[k].what, retry, err);
+            if (rc)
+                continue;
+            CHECKF(d && !in_set(d, rows[last].path), "cut %s: the torn path is in the set", cuts[k].what);
+            for (int i = 0; i < last; i++)
+                CHECKF(d && in_set(d, rows[i].path) == (retry ? rows[i].ok : 1), "cut %s (retry %d): row %d wrong",
+                       cuts[k].what, retry, i);
+            CHECKF(info.torn_bytes == cuts[k].cut - b.start[last], "cut %s: torn_bytes %llu, want %zu", cuts[k].what,
+                   (unsigned long long)info.torn_bytes, cuts[k].cut - b.start[last]);
+            CU_ASSERT_EQUAL(info.rows, (uint64_t)last);
+            doneset_free(d);
+            size_t len;
+            char *after = slurp(file, &len);
+            if (!retry) {
+                CHECKF(after && len == b.start[last] && !memcmp(after, b.text, len),
+                       "cut %s: the file is %zu bytes, want the %zu before the torn row", cuts[k].what, len,
+                       b.start[last]);
+            } else {
+                size_t wl = b.header_len;
+                for (int i = 0; i < last; i++)
+                    wl += rows[i].ok ? b.end[i] - b.start[i] : 0;
+                CHECKF(after && len == wl, "cut %s, retry: %zu bytes, want %zu", cuts[k].what, len, wl);
+            }
+            /* Once repaired, a second resume changes nothing. */
+            d = NULL;
+            rc = resume_open(file, P, retry, &d, &info, err, sizeof err);
+            size_t len2;
+            char *again = slurp(file, &len2);
+            CU_ASSERT(rc == 0 && info.torn_bytes == 0 && again && after && len2 == len && !memcmp(again, after, len));
+            doneset_free(d);
+            free(again);
+            free(after);
+        }
+    }
+    free(zeroed);
+    free(b.text);
+}
+
+static void test_wrong_header(void)
+{
+    struct built b;
+    if (build(base_rows, 2, &b))
+        return;
+    char *h = csv_header(P);
+    static const char *heads[] = {
+        "path,status,model_01,model_02,model_03,error,attempts,elapsed_ms\n",              /* a column less */
+        "path,status,model_01,model_02,model_03,model_05,error,attempts,elapsed_ms,x\n",   /* one more */
+        "path,status,model_01,model_02,model_03,model_04,model_05,error,attempts,elapsed_ms\n",
+        "name,age\nbob,3\n",
+        "\"not\" ,csv\n",
+        "hello world\n",
+    };
+    for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+        size_t hl = strlen(heads[i]);
+        size_t len = hl + b.len - b.header_len;
+        char *text = malloc(len + 1);
+        memcpy(text, heads[i], hl);
+        memcpy(text + hl, b.text + b.header_len, b.len - b.header_len);
+        put_file(file, text, len);
+        struct doneset *d = (struct doneset *)1;
+        struct resume_info info;
+        char err[512] = "";
+        int rc = resume_open(file, P, 1, &d, &info, err, sizeof err);
+        CHECKF(rc == -1, "header %zu accepted", i);
+        CHECKF(d == NULL, "header %zu: a set on error", i);
+        CHECKF(strstr(err, file) && strstr(err, "move") && strstr(err, "aside"),
+               "header %zu: the message must name the file and say to move it aside: %s", i, err);
+        size_t al;
+        char *after = slurp(file, &al);
+        CU_ASSERT(after && al == len && !memcmp(after, text, len)); /* left alone */
+        free(after);
+        free(text);
+    }
+    free(h);
+    free(b.text);
+}
+
+static void test_damaged_middle(void)
+{
+    struct built b;
+    if (build(base_rows, N_BASE, &b))
+        return;
+    static const char *junk[] = {
+        "junk,ok\n",                                         /* too few fields */
+        "a.jpg,maybe,,,,,,1,2\n",                            /* not ok/failed */
+        "a\"b.jpg,ok,,,,,,1,2\n",                            /* a quote in an unquoted field */
+        "\"a.jpg\"x,ok,,,,,,1,2\n",                          /* text after a closing quote */
+        "a.jpg,ok,,,,,,1,2,3\n",                             /* too many */
+        "\n",
+    };
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        size_t jl = strlen(junk[i]), at = b.start[2];
+        size_t len = b.len + jl;
+        char *text = malloc(len + 1);
+        memcpy(text, b.text, at);
+        memcpy(text + at, junk[i], jl);
+        memcpy(text + at + jl, b.text + at, b.len - at);
+        put_file(file, text, len);
+        struct doneset *d = (struct doneset *)1;
+        struct resume_info info;
+        char err[512] = "";
+        int rc = resume_open(file, P, 0, &d, &info, err, sizeof err);
+        if (i == sizeof junk / sizeof junk[0] - 1) {
+            /* An empty line is not a row: tolerated, nothing lost. */
+            if (rc == 0) {
+                for (int r = 0; r < N_BASE; r++)
+                    CHECKF(in_set(d, base_rows[r].path), "blank line: row %d lost", r);
+                doneset_free(d);
+            }
+        } else {
+            CHECKF(rc == -1, "damage %zu (%.20s) accepted", i, junk[i]);
+            CHECKF(d == NULL, "damage %zu: a set on error", i);
+            CHECKF(strstr(err, file) != NULL, "damage %zu: the file is not named: %s", i, err);
+            size_t al;
+            char *after = slurp(file, &al);
+            CHECKF(after && al == len && !memcmp(after, text, len), "damage %zu: the file was changed", i);
+            free(after);
+        }
+        free(text);
+    }
+    free(b.text);
+}
+
+static void test_duplicates(void)
+{
+    static const struct row rows[] = {
+        {"a.jpg", 1, "1"},
+        {"b.jpg", 0, NULL},
+        {"a.jpg", 1, "2"},
+        {"c.jpg", 1, "3"},
+        {"a.jpg", 0, NULL},
+        {"b.jpg", 1, "4"},
+    };
+    int n = (int)(sizeof rows / sizeof rows[0]);
+    for (int retry = 0; retry < 2; retry++) {
+        struct built b;
+        if (build(rows, n, &b))
+            return;
+        struct doneset *d = NULL;
+        struct resume_info info;
+        char err[512] = "";
+        CU_ASSERT_EQUAL_FATAL(resume_open(file, P, retry, &d, &info, err, sizeof err), 0);
+        CU_ASSERT_EQUAL(doneset_size(d), 3);
+        CU_ASSERT(in_set(d, "a.jpg") && in_set(d, "b.jpg") && in_set(d, "c.jpg"));
+        doneset_free(d);
+        /* One row per image: without retry the first of each (a ok, b failed, c); with retry the
+         * failed rows go first, so b's ok row is the one kept. */
+        int keep[6] = {1, !retry, 0, 1, 0, retry};
+        size_t wl = b.header_len;
+        char *want = malloc(b.len + 1);
+        memcpy(want, b.text, b.header_len);
+        for (int i = 0; i < n; i++)
+            if (keep[i]) {
+                memcpy(want + wl, b.text + b.start[i], b.end[i] - b.start[i]);
+                wl += b.end[i] - b.start[i];
+            }
+        size_t len;
+        char *after = slurp(file, &len);
+        CHECKF(after && len == wl && !memcmp(after, want, wl), "retry %d: duplicates not collapsed to the right rows",
+               retry);
+        CU_ASSERT_EQUAL(info.duplicates, retry ? 1 : 3);
+        free(after);
+        free(want);
+        free(b.text);
+    }
+}
+
+/* Paths that only a careful reader gets back: every one must be found again. */
+static void test_hostile_paths_found(void)
+{
+    static const struct row rows[] = {
+        {"\tleading-tab.jpg", 1, "1"},
+        {"trailing-tab.jpg\t", 1, "1"},
+        {" lead-space.jpg", 1, "1"},
+        {"trail-space.jpg ", 1, "1"},
+        {"cr\r.jpg", 1, "1"},
+        {"crlf\r\n.jpg", 1, "1"},
+        {"\xff\xfe\x80.jpg", 1, "1"},
+        {"", 1, "1"},
+        {"\"\"\"", 1, "1"},
+    };
+    int n = (int)(sizeof rows / sizeof rows[0]);
+    struct built b;
+    if (build(rows, n, &b))
+        return;
+    struct doneset *d = NULL;
+    struct resume_info info;
+    char err[512] = "";
+    CU_ASSERT_EQUAL_FATAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
+    for (int i = 0; i < n; i++)
+        CHECKF(d && in_set(d, rows[i].path), "path %d (%zu bytes) is not found again after resume", i,
+               strlen(rows[i].path));
+    CU_ASSERT_EQUAL(doneset_size(d), (uint64_t)n);
+    doneset_free(d);
+    free(b.text);
+}
+
+/* resume_parse on text in memory: complete_len and counts. */
+static void test_parse_in_memory(void)
+{
+    struct built b;
+    if (build(base_rows, N_BASE, &b))
+        return;
+    char *h = csv_header(P);
+    for (size_t cut = b.header_len; cut <= b.len; cut += 7) {
+        struct doneset *d = doneset_new();
+        struct resume_info info = {0};
+        size_t complete = 12345;
+        char err[256];
+        int64_t n = resume_parse(b.text, cut, h, 0, d, &complete, &info, err, sizeof err);
+        int whole = 0;
+        size_t want = b.header_len;
+        for (int i = 0; i < N_BASE; i++)
+            if (b.end[i] <= cut) {
+                whole++;
+                want = b.end[i];
+            }
+        CHECKF(n == whole + 1 && complete == want, "cut %zu: %lld records, complete %zu; want %d, %zu", cut,
+               (long long)n, complete, whole + 1, want);
+        CU_ASSERT_EQUAL(doneset_size(d), (uint64_t)whole);
+        doneset_free(d);
+    }
+    free(h);
+    free(b.text);
+}
+
+/* ---- the done-set ---- */
+
+static void test_doneset(void)
+{
+    struct doneset *d = doneset_new();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    CU_ASSERT_FALSE(doneset_has(d, "", 0));
+    CU_ASSERT_EQUAL(doneset_add(d, "", 0), 1);
+    CU_ASSERT_EQUAL(doneset_add(d, "", 0), 0);
+    CU_ASSERT_TRUE(doneset_has(d, "", 0));
+
+    enum { N = 100000 };
+    char p[64];
+    int bad_add = 0, bad_dup = 0, bad_has = 0, bad_absent = 0;
+    for (int i = 0; i < N; i++) {
+        int l = snprintf(p, sizeof p, "photos/%03d/img_%07d.jpg", i % 997, i);
+        bad_add += doneset_add(d, p, (size_t)l) != 1;
+    }
+    for (int i = 0; i < N; i++) {
+        int l = snprintf(p, sizeof p, "photos/%03d/img_%07d.jpg", i % 997, i);
+        bad_dup += doneset_add(d, p, (size_t)l) != 0;
+        bad_has += !doneset_has(d, p, (size_t)l);
+        bad_absent += doneset_has(d, p, (size_t)l - 1); /* a prefix */
+        p[l - 1] = 'G';                                  /* the last byte differs */
+        bad_absent += doneset_has(d, p, (size_t)l);
+        int l2 = snprintf(p, sizeof p, "photos/%03d/img_%07d.jpg", (i + 1) % 997, i);
+        bad_absent += doneset_has(d, p, (size_t)l2);
+    }
+    CU_ASSERT_EQUAL(bad_add, 0);
+    CU_ASSERT_EQUAL(bad_dup, 0);
+    CU_ASSERT_EQUAL(bad_has, 0);
+    CU_ASSERT_EQUAL(bad_absent, 0);
+    CU_ASSERT_EQUAL(doneset_size(d), N + 1);
+
+    /* 256 paths that differ only in their last byte (NUL included), and long ones. */
+    char q[4100];
+    memset(q, 'x', sizeof q);
+    int bad = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int c = 0; c < 256; c++) {
+            q[40] = (char)c;
+            q[4099] = (char)c;
+            bad += doneset_add(d, q, 41) != !pass;
+            bad += doneset_add(d, q, 4100) != !pass;
+        }
+    for (int c = 0; c < 256; c++) {
+        q[40] = (char)c;
+        q[4099] = (char)c;
+        bad += !doneset_has(d, q, 41) || !doneset_has(d, q, 4100) || doneset_has(d, q, 4099);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(doneset_size(d), N + 1 + 512);
+    doneset_free(d);
+
+    doneset_free(NULL);
+    CU_ASSERT_EQUAL(doneset_size(NULL), 0);
+    CU_ASSERT_FALSE(doneset_has(NULL, "a", 1));
+}
+
+int register_resume(void)
+{
+    CU_pSuite s = CU_add_suite("resume", suite_init, suite_clean);
+    if (!s)
+        return -1;
+    if (!CU_add_test(s, "missing, empty, header-only, torn-header files", test_missing_and_empty) ||
+        !CU_add_test(s, "a whole file: ok and failed rows in the set, file untouched", test_whole_file) ||
+        !CU_add_test(s, "retry_failed: only ok rows stay, byte for byte", test_retry_failed) ||
+        !CU_add_test(s, "torn last row, every way a crash can cut it", test_torn_last_row) ||
+        !CU_add_test(s, "wrong header: -1, move it aside, file untouched", test_wrong_header) ||
+        !CU_add_test(s, "damaged row in the middle: -1, file untouched", test_damaged_middle) ||
+        !CU_add_test(s, "duplicates collapse to one row", test_duplicates) ||
+        !CU_add_test(s, "hostile paths (tabs, spaces, CR, bytes) are found again", test_hostile_paths_found) ||
+        !CU_add_test(s, "resume_parse: complete_len at every cut", test_parse_in_memory) ||
+        !CU_add_test(s, "doneset: 100k paths, last-byte twins, empty, long", test_doneset))
+        return -1;
+    return 0;
+}
