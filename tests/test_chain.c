@@ -19,22 +19,7 @@
 #include "b64.h"
 #include "mock/answers.h"
 
-#define CHECKF(cond, ...) check_impl(!!(cond), __LINE__, __FILE__, __VA_ARGS__)
-static void check_impl(int ok, int line, const char *file, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void check_impl(int ok, int line, const char *file, const char *fmt, ...)
-{
-    if (ok) {
-        CU_assertImplementation(CU_TRUE, (unsigned)line, "", file, "", CU_FALSE);
-        return;
-    }
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    CU_assertImplementation(CU_FALSE, (unsigned)line, msg, file, "", CU_FALSE);
-}
+#include "check.h"
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
 static uint64_t rng(void)

@@ -15,22 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHECKF(cond, ...) check_impl(!!(cond), __LINE__, __FILE__, __VA_ARGS__)
-static void check_impl(int ok, int line, const char *file, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void check_impl(int ok, int line, const char *file, const char *fmt, ...)
-{
-    if (ok) {
-        CU_assertImplementation(CU_TRUE, (unsigned)line, "", file, "", CU_FALSE);
-        return;
-    }
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    CU_assertImplementation(CU_FALSE, (unsigned)line, msg, file, "", CU_FALSE);
-}
+#include "check.h"
 
 static struct pipeline *P;
 static char tmpdir[512];

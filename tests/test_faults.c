@@ -433,6 +433,66 @@ done:
     rtree_free(&t);
 }
 
+/* Every request hangs: after SIGINT the images in flight cannot finish, and --drain-timeout-ms
+ * bounds the stop; the file is a valid (header-only) results file, and a resume against a good
+ * server completes it. Worker processes must not outlive the run by much (--timeout-ms). */
+static void test_drain_timeout(void)
+{
+    enum { N = 60 };
+    struct rtree t;
+    struct mock_proc hung = {0}, good = {0};
+    CU_ASSERT_FATAL(rtree_make(&t, N, 43) == 0);
+    static const char *const hang[] = {"--hang-rate", "1", NULL};
+    if (mock_start(&hung, hang) || mock_start(&good, NULL)) {
+        CU_FAIL("mock did not start");
+        goto done;
+    }
+    static const char *const strategies[] = {"curl-multi", "processes"};
+    for (int s = 0; s < 2; s++) {
+        unlink(t.csv);
+        CU_ASSERT_EQUAL(stats_reset(&hung), 0);
+        const char *extra[] = {"--strategy", strategies[s], "--workers", "4", "--timeout-ms", "2000",
+                               "--drain-timeout-ms", "300", NULL};
+        pid_t pid = spawn(t.log, t.root, t.csv, hung.base_url, extra);
+        CU_ASSERT_FATAL(pid > 0);
+        /* Wait until requests are parked at the mock. */
+        long deadline = e2e_now_ms() + tmo(10) * 1000L;
+        for (;;) {
+            cJSON *st = mock_stats(&hung);
+            long parked = mock_stat(st, "faults.hang");
+            cJSON_Delete(st);
+            if (parked >= 2 || e2e_now_ms() > deadline)
+                break;
+            e2e_sleep_ms(5);
+        }
+        long t0 = e2e_now_ms();
+        kill(pid, SIGINT);
+        int rc = e2e_wait(pid, tmo(20));
+        long ms = e2e_now_ms() - t0;
+        if (rc != 130)
+            show_log(strategies[s], rc, t.log);
+        CU_ASSERT_EQUAL(rc, 130);
+        if (ms > 1500)
+            fprintf(stderr, "\n  [faults] %s: stopping took %ld ms with --drain-timeout-ms 300\n", strategies[s], ms);
+        CU_ASSERT(ms < 1500);
+        CU_ASSERT(wait_group_gone(pid, 6));
+        char what[64];
+        snprintf(what, sizeof what, "%s after the drain timeout", strategies[s]);
+        CU_ASSERT(check_partial(what, t.csv, t.paths, t.n) >= 0);
+        const char *extra2[] = {"--strategy", strategies[s], "--resume", NULL};
+        char out[8192];
+        rc = run(out, sizeof out, tmo(60), t.root, t.csv, good.base_url, extra2);
+        if (rc != 0)
+            show("resume after the drain timeout", rc, out);
+        CU_ASSERT_EQUAL(rc, 0);
+        check_complete(what, t.csv, t.paths, t.n);
+    }
+done:
+    mock_stop(&hung);
+    mock_stop(&good);
+    rtree_free(&t);
+}
+
 /* Byte offset of the start of line k (0-based) of a file's text; -1 past the end. Rows of
  * generated trees hold no newline, so a line is a row. */
 static long line_start(const unsigned char *text, size_t len, long k)
@@ -563,6 +623,83 @@ done:
     rtree_free(&t);
 }
 
+/* Hostile names (quotes, commas, newlines, CR, invalid UTF-8) through a resume: half the rows
+ * kept, a torn one after them, --resume, then --resume --retry-failed (the empty file fails again):
+ * one row per image each time. */
+static void test_resume_hostile(void)
+{
+    char base[512], root[600], csv[600], out[8192];
+    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "faults") == 0);
+    snprintf(root, sizeof root, "%s/t", base);
+    snprintf(csv, sizeof csv, "%s/r.csv", base);
+    char **paths = NULL;
+    size_t n = 0;
+    struct mock_proc m = {0};
+    unsigned char *text = NULL;
+    size_t len = 0;
+    if (tree_make_hostile(root, e2e_fixtures_dir()) || tree_expected(root, &paths, &n)) {
+        CU_FAIL("cannot build the hostile tree");
+        goto done;
+    }
+    if (mock_start(&m, NULL)) {
+        CU_FAIL("mock did not start");
+        goto done;
+    }
+    int rc = run(out, sizeof out, tmo(60), root, csv, m.base_url, NULL);
+    CU_ASSERT_EQUAL(rc, 1); /* the empty file */
+    if (e2e_read_file(csv, &text, &len)) {
+        CU_FAIL("no results file");
+        goto done;
+    }
+    /* Record starts: after a newline, the root (maybe after a quote). A newline inside a
+     * quoted name is followed by the rest of the name, never by the root. */
+    size_t rl = strlen(root), starts[512], ns = 0;
+    for (size_t i = 1; i < len && ns < 512; i++) {
+        if (text[i - 1] != '\n')
+            continue;
+        size_t j = i + (text[i] == '"');
+        if (j + rl < len && !memcmp(text + j, root, rl) && text[j + rl] == '/')
+            starts[ns++] = i;
+    }
+    CU_ASSERT_EQUAL(ns, n);
+    if (ns < 4)
+        goto done;
+    /* Keep the header and the first half, then a torn third of the next record. */
+    size_t keep = starts[ns / 2], torn = keep + (starts[ns / 2 + 1] - keep) / 3;
+    int fd = open(csv, O_WRONLY | O_TRUNC);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(write(fd, text, torn), (ssize_t)torn);
+    close(fd);
+    const char *resume[] = {"--resume", "--strategy", "serial", NULL};
+    rc = run(out, sizeof out, tmo(60), root, csv, m.base_url, resume);
+    if (rc != 1)
+        show("resume over hostile names", rc, out);
+    CU_ASSERT_EQUAL(rc, 1);
+    struct e2e_csv c;
+    if (e2e_csv_read(csv, &c) == 0) {
+        CU_ASSERT_EQUAL(e2e_check_results(&c, paths, n, NULL, NULL), 0);
+        e2e_csv_free(&c);
+    } else {
+        CU_FAIL("the results file cannot be read as CSV after --resume");
+    }
+    const char *retry[] = {"--resume", "--retry-failed", NULL};
+    rc = run(out, sizeof out, tmo(60), root, csv, m.base_url, retry);
+    if (rc != 1)
+        show("--resume --retry-failed over hostile names", rc, out);
+    CU_ASSERT_EQUAL(rc, 1);
+    if (e2e_csv_read(csv, &c) == 0) {
+        CU_ASSERT_EQUAL(e2e_check_results(&c, paths, n, NULL, NULL), 0);
+        e2e_csv_free(&c);
+    } else {
+        CU_FAIL("the results file cannot be read as CSV after --retry-failed");
+    }
+done:
+    free(text);
+    mock_stop(&m);
+    tree_free_list(paths, n);
+    tree_rm(base);
+}
+
 /* ---- faults rate ----------------------------------------------------------------------------- */
 
 static void test_max_rps(void)
@@ -623,8 +760,10 @@ int register_faults(void)
     if (!s || !CU_add_test(s, "kill -9 three times (curl-multi), resume: each image once", test_kill9_multi) ||
         !CU_add_test(s, "kill -9 a worker and the parent (processes), resume", test_kill9_processes) ||
         !CU_add_test(s, "SIGINT (once, twice): exit 130, valid CSV, resumable", test_sigint) ||
+        !CU_add_test(s, "SIGINT with every request hung: --drain-timeout-ms bounds the stop", test_drain_timeout) ||
         !CU_add_test(s, "torn last row: --resume repairs and completes", test_torn_row) ||
-        !CU_add_test(s, "--resume --retry-failed after a run with the server down", test_retry_failed))
+        !CU_add_test(s, "--resume --retry-failed after a run with the server down", test_retry_failed) ||
+        !CU_add_test(s, "hostile names: torn row, --resume, --retry-failed: one row each", test_resume_hostile))
         return -1;
     s = CU_add_suite("faults rate", NULL, NULL);
     if (!s || !CU_add_test(s, "--max-rps 200 holds the rate", test_max_rps))
