@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -235,6 +236,11 @@ int exec_proc_worker_main(const struct run *run, const char *stages)
      * whole process group and must not kill work in flight. */
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
+    /* If the parent dies (kill -9, or its drain deadline passed), what we are doing can no longer
+     * be written anywhere: go at once rather than finish retries into a closed pipe. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        return 0; /* it died before we got here */
     /* Frames go to a private descriptor; anything printed to stdout by accident goes to stderr
      * instead of corrupting the stream. */
     int out = dup(STDOUT_FILENO);
