@@ -5,7 +5,8 @@
 #   make test       install missing packages, build, run every test (unit, end to end, ASan+UBSan, TSan)
 #   make sanitize   the test suite under AddressSanitizer + UBSan
 #   make tsan       the threaded and curl-multi paths under ThreadSanitizer
-#   make valgrind   the serial path under valgrind memcheck
+#   make valgrind   the serial path under valgrind memcheck (errors and leaks fail it)
+#   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -23,7 +24,7 @@ LDFLAGS  += $(SAN) -pthread
 
 # Debian packages this project builds, tests and demos with. `make deps` installs what is missing.
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
-            libcunit1-dev libevent-dev parallel clang libclang-rt-dev
+            libcunit1-dev libevent-dev parallel clang libclang-rt-dev valgrind bsdutils
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -82,12 +83,13 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/demo.sh $(BUILD)
 
-# The README's test command: every test, plain and under the sanitizers, then each fuzzer for a
-# short bounded time.
+# The README's test command: every test, plain and under the sanitizers, the serial path under
+# valgrind, then each fuzzer for a short bounded time.
 test: deps
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory sanitize
 	@$(MAKE) --no-print-directory tsan
+	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
 
 check: all $(UNIT)
