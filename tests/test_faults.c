@@ -3,7 +3,8 @@
  *
  *   "faults concurrent"  every strategy through about 10% faulted requests: every image ok, and
  *                        the mock's request count equals the attempts column's sum (make tsan)
- *   "faults resume"      kill -9, SIGINT, a dead worker, a torn row, --retry-failed
+ *   "faults resume"      kill -9 (curl-multi; processes with a worker killed too), SIGINT once and
+ *                        twice, a drain that times out, torn rows, --retry-failed, hostile names
  *   "faults rate"        --max-rps */
 #include <CUnit/CUnit.h>
 #include <errno.h>
