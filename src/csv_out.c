@@ -3,6 +3,7 @@
 
 #include <csv.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,7 +19,34 @@ struct csv_out {
     long sync_every, since_sync;
     char *buf;
     size_t cap;
+    /* The syncer thread: fdatasync can take a second on a busy disk, and the writer must not
+     * stall the pipeline for it. The writer asks; the syncer syncs whatever has been written. */
+    pthread_t syncer;
+    int has_syncer;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int want_sync, stop, sync_error;
 };
+
+static void *syncer_main(void *arg)
+{
+    struct csv_out *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->want_sync && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (!c->want_sync && c->stop)
+            break;
+        c->want_sync = 0;
+        pthread_mutex_unlock(&c->mu);
+        int bad = fdatasync(c->fd) && errno != EINVAL && errno != EROFS;
+        pthread_mutex_lock(&c->mu);
+        if (bad)
+            c->sync_error = errno;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
 
 static void grow(char **buf, size_t *cap, size_t need)
 {
@@ -94,6 +122,8 @@ struct csv_out *csv_out_open(const char *path, const struct pipeline *p, int app
     struct csv_out *c = calloc(1, sizeof *c);
     c->p = p;
     c->sync_every = sync_every;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
     if (!strcmp(path, "-")) {
         c->fd = STDOUT_FILENO;
     } else {
@@ -101,6 +131,8 @@ struct csv_out *csv_out_open(const char *path, const struct pipeline *p, int app
         c->fd = open(path, flags, 0644);
         if (c->fd < 0) {
             snprintf(err, errlen, "cannot open %s for writing: %s", path, strerror(errno));
+            pthread_mutex_destroy(&c->mu);
+            pthread_cond_destroy(&c->cv);
             free(c);
             return NULL;
         }
@@ -118,6 +150,8 @@ struct csv_out *csv_out_open(const char *path, const struct pipeline *p, int app
             return NULL;
         }
     }
+    if (sync_every > 0 && pthread_create(&c->syncer, NULL, syncer_main, c) == 0)
+        c->has_syncer = 1;
     return c;
 }
 
@@ -153,8 +187,20 @@ int csv_out_write(struct csv_out *c, const struct item *it, char *err, size_t er
         snprintf(err, errlen, "cannot write a row: %s", strerror(errno));
         return -1;
     }
-    if (c->sync_every > 0 && ++c->since_sync >= c->sync_every)
-        return csv_out_sync(c);
+    if (c->sync_every > 0 && ++c->since_sync >= c->sync_every) {
+        c->since_sync = 0;
+        if (!c->has_syncer)
+            return csv_out_sync(c);
+        pthread_mutex_lock(&c->mu);
+        c->want_sync = 1;
+        int e = c->sync_error;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        if (e) {
+            snprintf(err, errlen, "cannot sync the results file: %s", strerror(e));
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -170,9 +216,18 @@ int csv_out_close(struct csv_out *c)
 {
     if (!c)
         return 0;
+    if (c->has_syncer) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = 1;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->syncer, NULL);
+    }
     int rc = csv_out_sync(c);
     if (c->own_fd && close(c->fd))
         rc = -1;
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
     free(c->buf);
     free(c);
     return rc;

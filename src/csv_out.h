@@ -13,7 +13,8 @@ struct csv_out;
 
 /* Opens path for writing ("-" is stdout). append: keep what is there (resume) and write no
  * header if the file is not empty; otherwise the file is created or truncated and gets a header.
- * sync_every: fsync after that many rows (0: only at close). NULL with err on failure. */
+ * sync_every: fdatasync after that many rows (0: only at close), done by a syncer thread so the
+ * writer never waits for the disk. NULL with err on failure. */
 struct csv_out *csv_out_open(const char *path, const struct pipeline *p, int append, long sync_every,
                              char *err, size_t errlen);
 
