@@ -15,7 +15,7 @@ echo "== resume: loading the done-set of a 1,000,000-row CSV (make bench-resume)
 $B/bench-resume 1000000 3
 echo
 if [ ! -d out/bench-1m ]; then $B/gen-images --size 2048 1000000 out/bench-1m; fi
-if [ ! -d out/bench-40k ]; then $B/gen-images --size 40960 20000 out/bench-40k; fi
+if [ ! -d out/bench-40k/0099 ]; then $B/gen-images --size 40960 100000 out/bench-40k; fi
 echo "== scanner against find over 1,000,000 files (make bench-scan DIR=out/bench-1m)"
 $B/bench-scan out/bench-1m 3
 echo
@@ -24,11 +24,14 @@ $A bench out/bench-40k --latency-ms 0 --trust-payload --concurrency 1,4,16,64,25
    --strategies serial,threads,processes,load=threads+query=processes,curl-multi \
    --report out/bench-nolatency.json --chart out/bench-nolatency.svg
 echo
-echo "== 20 ms latency per request, 40 KB images"
-$A bench out/bench-40k --latency-ms 20 --concurrency 16,64,256 --strategies threads,processes \
-   --report out/bench-20ms-pools.json --chart out/bench-20ms-pools.svg
-$A bench out/bench-40k --latency-ms 20 --concurrency 16,64,256,1024 --strategies curl-multi \
-   --report out/bench-20ms-multi.json --chart out/bench-20ms-multi.svg
+echo "== 20 ms latency per request, 40 KB images, mock skips decoding"
+$A bench out/bench-40k --latency-ms 20 --trust-payload --concurrency 16,64,256,1024 \
+   --strategies threads,processes,curl-multi \
+   --report out/bench-20ms.json --chart out/bench-20ms.svg
+echo
+echo "== 20 ms latency per request, 2 KB images, mock skips decoding"
+$A bench out/bench-1m --latency-ms 20 --trust-payload --concurrency 64,256,1024 --strategies threads,curl-multi \
+   --report out/bench-20ms-small.json --chart out/bench-20ms-small.svg
 echo
 echo "== memory: curl-multi over 10,000 and over 1,000,000 images (2 KB each)"
 log=$(mktemp)
