@@ -26,8 +26,9 @@ $A bench out/bench-40k --latency-ms 0 --trust-payload --concurrency 1,4,16,64,25
 echo
 echo "== 20 ms latency per request, 40 KB images, mock skips decoding"
 $A bench out/bench-40k --latency-ms 20 --trust-payload --concurrency 16,64,256,1024 \
-   --strategies threads,processes,curl-multi \
-   --report out/bench-20ms.json --chart out/bench-20ms.svg
+   --strategies threads,curl-multi --report out/bench-20ms.json --chart out/bench-20ms.svg
+$A bench out/bench-40k --latency-ms 20 --trust-payload --concurrency 16,64,256 \
+   --strategies processes --report out/bench-20ms-processes.json --chart out/bench-20ms-processes.svg
 echo
 echo "== 20 ms latency per request, 2 KB images, mock skips decoding"
 $A bench out/bench-1m --latency-ms 20 --trust-payload --concurrency 64,256,1024 --strategies threads,curl-multi \
