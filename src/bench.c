@@ -358,7 +358,7 @@ static void write_svg(const char *path, struct point *pts, int n, const struct b
         fprintf(stderr, "annotate bench: cannot write %s: %s\n", path, strerror(errno));
         return;
     }
-    const int W = 760, H = 460, L = 80, R = 190, T = 50, B = 60;
+    const int W = 860, H = 460, L = 80, R = 270, T = 50, B = 60;
     double maxy = 1, minc = 1, maxc = 1;
     for (int i = 0; i < n; i++) {
         maxy = fmax(maxy, pts[i].img_s);
@@ -408,8 +408,8 @@ static void write_svg(const char *path, struct point *pts, int n, const struct b
         fprintf(f, "\"/>\n");
         for (int j = i; j < n; j++)
             if (!strcmp(pts[j].strategy, pts[i].strategy))
-                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>%s at %d: %.0f images/s</title></circle>\n",
-                        X(pts[j].conc), Y(pts[j].img_s), col, pts[j].strategy, pts[j].conc, pts[j].img_s);
+                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", X(pts[j].conc),
+                        Y(pts[j].img_s), col);
         int ly = T + 10 + 20 * k;
         fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/>\n", W - R + 15, W - R + 40, ly, ly, col);
         fprintf(f, "<text x=\"%d\" y=\"%d\">%s</text>\n", W - R + 46, ly + 4, pts[i].strategy);
