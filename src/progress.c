@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "item.h"
+#include "runner.h"
 #include "scan.h"
 
 struct progress {
@@ -58,9 +59,15 @@ static void *count_thread(void *arg)
         return NULL;
     struct scan_entry e;
     uint64_t n = 0;
-    while (!atomic_load(&p->stop) && scan_next(s, &e) == 1)
+    const struct config *c = p->cfg;
+    while (!atomic_load(&p->stop) && scan_next(s, &e) == 1) {
+        if (c->shard_n && shard_hash(e.rel, e.rel_len) % (uint64_t)c->shard_n != (uint64_t)c->shard_k)
+            continue; /* the same share the run takes */
+        if (c->max_images && n >= c->max_images)
+            break;
         if (++n % 1024 == 0)
             atomic_store(&p->total, n);
+    }
     atomic_store(&p->total, n);
     if (!atomic_load(&p->stop))
         atomic_store(&p->total_known, 1);
@@ -91,8 +98,6 @@ static void draw(struct progress *p, double rate)
     uint64_t done = ok + failed + skipped;
     uint64_t total = atomic_load(&p->total);
     int known = atomic_load(&p->total_known);
-    if (p->cfg->shard_n)
-        known = 0; /* the counter does not apply the shard filter */
     char eta[32] = "?";
     if (known && rate > 0 && total >= done)
         progress_fmt_duration((double)(total - done) / rate, eta, sizeof eta);
