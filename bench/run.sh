@@ -20,7 +20,7 @@ echo "== scanner against find over 1,000,000 files (make bench-scan DIR=out/benc
 $B/bench-scan out/bench-1m 3
 echo
 echo "== no injected latency, 40 KB images, mock skips decoding"
-$A bench out/bench-40k --latency-ms 0 --trust-payload --concurrency 1,4,16,64,256 \
+$A bench out/bench-40k --latency-ms 0 --trust-payload --concurrency 1,4,16,64,256 --workers 4 \
    --strategies serial,threads,processes,load=threads+query=processes,curl-multi \
    --report out/bench-nolatency.json --chart out/bench-nolatency.svg
 echo
