@@ -1,0 +1,90 @@
+/* annotate bench, end to end: it starts the mock itself, runs each strategy, and leaves a table
+ * on stdout, a JSON report with a point per strategy and concurrency, and an SVG chart. */
+#include <CUnit/CUnit.h>
+#include <cjson/cJSON.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util_proc.h"
+#include "util_tree.h"
+
+static char tmp[256];
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t r = fread(b, 1, (size_t)n, f);
+    b[r] = 0;
+    fclose(f);
+    return b;
+}
+
+static void test_bench_report(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/annotate-bench-test-%d", (int)getpid());
+    mkdir(tmp, 0755);
+    char imgs[300], report[300], chart[300], mock[600], buf[16384];
+    snprintf(imgs, sizeof imgs, "%s/imgs", tmp);
+    snprintf(report, sizeof report, "%s/out/bench.json", tmp); /* a folder bench must create */
+    snprintf(chart, sizeof chart, "%s/out/bench.svg", tmp);
+    CU_ASSERT_FATAL(tree_make_generated(imgs, 120, 500, 5) == 0);
+    const char *mb = getenv("MOCK_BIN");
+    snprintf(mock, sizeof mock, "%s", mb && *mb ? mb : "build/mock-model-server");
+    const char *ab = getenv("ANNOTATE_BIN");
+    const char *argv[] = {ab && *ab ? ab : "build/annotate", "bench", imgs, "--mock", mock,
+                          "--strategies", "serial,threads,load=threads+query=processes,curl-multi",
+                          "--concurrency", "2,8", "--limit", "40", "--latency-ms", "1",
+                          "--report", report, "--chart", chart, NULL};
+    int rc = run_cmd(argv, 120, buf, sizeof buf);
+    if (rc != 0)
+        fprintf(stderr, "\n  [bench] exit %d: %s\n", rc, buf);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(strstr(buf, "images/s") != NULL);
+    CU_ASSERT(strstr(buf, "curl-multi") != NULL);
+    char *j = slurp(report);
+    CU_ASSERT_FATAL(j != NULL);
+    cJSON *o = cJSON_Parse(j);
+    free(j);
+    CU_ASSERT_FATAL(o != NULL);
+    cJSON *pts = cJSON_GetObjectItem(o, "points");
+    /* serial once, the other three at two concurrencies */
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(pts), 7);
+    cJSON *p;
+    cJSON_ArrayForEach(p, pts)
+    {
+        CU_ASSERT(cJSON_GetObjectItem(p, "images_per_s")->valuedouble > 0);
+        CU_ASSERT(cJSON_GetObjectItem(p, "requests_per_s")->valuedouble > 0);
+        CU_ASSERT(cJSON_GetObjectItem(p, "request_p99_ms")->valuedouble >= 1.0); /* 1 ms injected */
+        CU_ASSERT(cJSON_GetObjectItem(p, "peak_rss_kb")->valuedouble > 0);
+        CU_ASSERT(cJSON_GetObjectItem(p, "tool_cpu_s")->valuedouble > 0);
+        CU_ASSERT_EQUAL(cJSON_GetObjectItem(p, "images_failed")->valuedouble, 0);
+    }
+    CU_ASSERT_EQUAL(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "mode"), "latency_ms")->valuedouble, 1);
+    cJSON_Delete(o);
+    char *svg = slurp(chart);
+    CU_ASSERT_FATAL(svg != NULL);
+    CU_ASSERT(strncmp(svg, "<svg", 4) == 0);
+    CU_ASSERT(strstr(svg, "</svg>") != NULL);
+    CU_ASSERT(strstr(svg, "<polyline") != NULL);
+    CU_ASSERT(strstr(svg, ">curl-multi</text>") != NULL);
+    free(svg);
+    tree_rm(tmp);
+}
+
+int register_bench(void)
+{
+    CU_pSuite s = CU_add_suite("bench", NULL, NULL);
+    if (!s || !CU_add_test(s, "annotate bench: table, JSON report, SVG chart", test_bench_report))
+        return -1;
+    return 0;
+}
