@@ -282,6 +282,7 @@ struct worker {
     pid_t pid;
     int to, from;
     struct item *busy;
+    double started;     /* monotonic time of the spawn */
 };
 
 struct proc {
@@ -344,6 +345,7 @@ static int spawn(struct proc *p, struct worker *w, char *err, size_t errlen)
     w->to = to[1];
     w->from = from[0];
     w->busy = NULL;
+    w->started = now_s();
     return 0;
 fail:
     snprintf(err, errlen, "cannot start a worker process: %s", strerror(errno));
@@ -380,6 +382,7 @@ static void *manager(void *arg)
     struct pollfd *pfd = calloc((size_t)p->n + 1, sizeof *pfd);
     struct death *deaths = calloc((size_t)p->n * 2 + 8, sizeof *deaths);
     int n_deaths = 0, input_done = 0;
+    double respawn_after = 0; /* workers that die as soon as they start are not re-forked in a tight loop */
     struct buf b = {0};
     struct item **retry = calloc((size_t)p->n + 1, sizeof *retry);
     int n_retry = 0;
@@ -389,6 +392,8 @@ static void *manager(void *arg)
         for (int i = 0; i < p->n; i++) {
             struct worker *w = &p->w[i];
             if (!w->pid) {
+                if (now_s() < respawn_after)
+                    continue;
                 char err[256];
                 if (spawn(p, w, err, sizeof err)) {
                     fprintf(stderr, "annotate: %s\n", err);
@@ -426,7 +431,9 @@ static void *manager(void *arg)
             break;
         int np = 0;
         for (int i = 0; i < p->n; i++) {
-            pfd[np].fd = p->w[i].busy ? p->w[i].from : -1;
+            /* Idle workers are watched too: one that dies idle is reaped and replaced at once,
+             * not left a zombie until it is next given work. */
+            pfd[np].fd = p->w[i].pid ? p->w[i].from : -1;
             pfd[np].events = POLLIN;
             pfd[np].revents = 0;
             np++;
@@ -444,8 +451,18 @@ static void *manager(void *arg)
         }
         for (int i = 0; i < p->n; i++) {
             struct worker *w = &p->w[i];
-            if (!pfd[i].revents || !w->busy)
+            if (!pfd[i].revents)
                 continue;
+            if (!w->busy) {
+                /* An idle worker has nothing to say: this is its end (EOF). */
+                char why[200];
+                double lived = now_s() - w->started;
+                reap(w, why, sizeof why);
+                fprintf(stderr, "annotate: %s while idle; starting another\n", why);
+                if (lived < 1.0)
+                    respawn_after = now_s() + 1.0;
+                continue;
+            }
             struct item *res = read_frame(w->from, &b) == 0 ? decode_item(&b) : NULL;
             if (res) {
                 struct item *old = w->busy;
