@@ -169,7 +169,7 @@ static double jnum(const cJSON *o, const char *a, const char *b)
 static int run_point(const struct config *cfg, const struct bench_opts *b, const char *url, pid_t mock,
                      struct point *pt)
 {
-    char exe[4096], conc[16], statsf[256], outf[256], lim[32], to[32], retries[16], loaders[16];
+    char exe[4096], conc[16], statsf[256], outf[256], lim[32], to[32], retries[16], loaders[16], loops[16];
     if (self_exe(exe, sizeof exe))
         return -1;
     snprintf(conc, sizeof conc, "%d", pt->conc);
@@ -211,6 +211,9 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
         snprintf(loaders, sizeof loaders, "%d", cfg->workers);
         argv[n++] = "--workers";
         argv[n++] = loaders;
+        snprintf(loops, sizeof loops, "%d", cfg->loops);
+        argv[n++] = "--loops";
+        argv[n++] = loops;
     } else {
         /* threads, processes, or a per-stage spec written with '+' (load=threads+query=processes) */
         static char spec[128];

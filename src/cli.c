@@ -13,7 +13,7 @@
 #include "bench.h"
 
 enum opt_id {
-    O_OUT, O_SERVER, O_CONFIG, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_QUEUE, O_TIMEOUT,
+    O_OUT, O_SERVER, O_CONFIG, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_LOOPS, O_QUEUE, O_TIMEOUT,
     O_CONNECT_TIMEOUT, O_RETRIES, O_BACKOFF, O_BACKOFF_MAX, O_MAX_RPS, O_MAX_BYTES, O_EXTS, O_ENCODER,
     O_RESUME, O_RETRY_FAILED, O_SYNC_EVERY, O_DRAIN, O_QUIET, O_PROGRESS, O_STATS_JSON, O_INSECURE,
     O_CACERT, O_SHARD, O_LIMIT_RUN, O_HELP, O_VERSION,
@@ -38,6 +38,7 @@ static const struct opt OPTS[O__N] = {
                     "serial, threads, processes or curl-multi for every stage, or per stage: load=S,query=S", 0},
     [O_WORKERS] = {"workers", "N", "8 per CPU", "threads or processes per parallel stage", 2},
     [O_CONCURRENCY] = {"concurrency", "N|LIST", "64", "curl-multi: requests in flight (bench: a list 1,16,64 or a range 1-256)", 2},
+    [O_LOOPS] = {"loops", "N", "1", "curl-multi: event loops (threads) sharing --concurrency; more than 1 only helps with spare cores", 2},
     [O_QUEUE] = {"queue-size", "N", "256", "capacity of each queue between stages", 2},
     [O_TIMEOUT] = {"timeout-ms", "MS", "30000", "per-request timeout", 2},
     [O_CONNECT_TIMEOUT] = {"connect-timeout-ms", "MS", "5000", "connection timeout", 2},
@@ -215,6 +216,7 @@ int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *benc
     cfg->query = STRAT_CURL_MULTI;
     cfg->workers = (int)(8 * ncpu > 256 ? 256 : 8 * ncpu);
     cfg->concurrency = 64;
+    cfg->loops = 1;
     cfg->queue_size = 256;
     cfg->timeout_ms = 30000;
     cfg->connect_timeout_ms = 5000;
@@ -298,6 +300,11 @@ int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *benc
                     return bad(err, errlen, "--concurrency %s: give a number from 1 to 100000", a);
                 cfg->concurrency = (int)v;
             }
+            break;
+        case O_LOOPS:
+            if (parse_long(a, 1, 256, &v))
+                return bad(err, errlen, "--loops %s: give a number from 1 to 256", a);
+            cfg->loops = (int)v;
             break;
         case O_QUEUE:
             if (parse_long(a, 1, 1 << 20, &v))

@@ -18,7 +18,8 @@ struct config {
     const char *config_file;
     enum strategy load, query;  /* scan and write are one thread each, always */
     int workers;                /* threads or processes per parallel stage */
-    int concurrency;            /* curl-multi: requests in flight */
+    int concurrency;            /* curl-multi: requests in flight, across all loops */
+    int loops;                  /* curl-multi: event loops (threads), each with a share of concurrency */
     size_t queue_size;
     long timeout_ms, connect_timeout_ms;
     int retries;

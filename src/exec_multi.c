@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,10 @@ struct timed {
     struct chain_req *req;
 };
 
+struct group;
+
 struct multi {
-    struct exec base;
+    struct group *g;
     const struct run *run;
     queue *in, *out;
     pthread_t tid;
@@ -42,6 +45,15 @@ struct multi {
     long items;                     /* images taken and not yet passed on */
     int input_done;
     uint64_t rng;
+};
+
+/* --loops event loops share the input and output queues; each has its own multi handle,
+ * epoll set and share of --concurrency. The last loop to finish closes the output. */
+struct group {
+    struct exec base;
+    int n;
+    struct multi **loops;
+    atomic_int running;
 };
 
 /* ---- the ready list and the timer heap ---- */
@@ -333,33 +345,51 @@ static void *loop(void *arg)
         }
         drain_messages(x);
     }
-    queue_producer_done(x->out);
+    if (atomic_fetch_sub(&x->g->running, 1) == 1)
+        queue_producer_done(x->out);
     return NULL;
 }
 
-static void join(struct exec *base)
+static void loop_free(struct multi *x)
 {
-    struct multi *x = (struct multi *)base;
-    pthread_join(x->tid, NULL);
+    if (!x)
+        return;
     for (int i = 0; i < x->n_pool; i++) {
         http_slot_free(x->pool[i]);
         free(x->pool[i]);
     }
     curl_multi_cleanup(x->m);
-    close(x->epfd);
+    if (x->epfd >= 0)
+        close(x->epfd);
     free(x->pool);
     free(x->heap);
     free(x);
 }
 
-struct exec *exec_multi_start(const struct run *run, queue *in, queue *out, char *err, size_t errlen)
+static void join(struct exec *base)
+{
+    struct group *g = (struct group *)base;
+    for (int i = 0; i < g->n; i++) {
+        pthread_join(g->loops[i]->tid, NULL);
+        loop_free(g->loops[i]);
+    }
+    free(g->loops);
+    free(g);
+}
+
+static struct multi *loop_new(struct group *g, const struct run *run, queue *in, queue *out, int cap,
+                              char *err, size_t errlen)
 {
     struct multi *x = calloc(1, sizeof *x);
-    x->base.join = join;
+    if (!x) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    x->g = g;
     x->run = run;
     x->in = in;
     x->out = out;
-    x->cap = run->cfg->concurrency;
+    x->cap = cap;
     x->curl_deadline = -1;
     x->rng = (uint64_t)(uintptr_t)x ^ 0x5DEECE66Dull;
     x->pool = calloc((size_t)x->cap + 1, sizeof *x->pool);
@@ -368,13 +398,11 @@ struct exec *exec_multi_start(const struct run *run, queue *in, queue *out, char
     x->m = curl_multi_init();
     if (x->epfd < 0 || x->qfd < 0 || !x->m || !x->pool) {
         snprintf(err, errlen, "cannot set up the curl-multi event loop: %s", strerror(errno));
-        if (x->epfd >= 0)
-            close(x->epfd);
-        curl_multi_cleanup(x->m);
-        free(x->pool);
-        free(x);
+        loop_free(x);
         return NULL;
     }
+    /* Every loop watches the queue's eventfd; whichever wakes first reads it, and the others
+     * find the queue through their next top_up. */
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = x->qfd};
     epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->qfd, &ev);
     curl_multi_setopt(x->m, CURLMOPT_SOCKETFUNCTION, on_socket);
@@ -383,14 +411,50 @@ struct exec *exec_multi_start(const struct run *run, queue *in, queue *out, char
     curl_multi_setopt(x->m, CURLMOPT_TIMERDATA, x);
     /* Keep a connection for every request slot, so connections are reused, not re-made. */
     curl_multi_setopt(x->m, CURLMOPT_MAXCONNECTS, (long)x->cap + 8);
-    int rc = pthread_create(&x->tid, NULL, loop, x);
-    if (rc) {
-        snprintf(err, errlen, "cannot start the event loop thread: %s", strerror(rc));
-        close(x->epfd);
-        curl_multi_cleanup(x->m);
-        free(x->pool);
-        free(x);
-        return NULL;
+    return x;
+}
+
+struct exec *exec_multi_start(const struct run *run, queue *in, queue *out, char *err, size_t errlen)
+{
+    int n = run->cfg->loops > 0 ? run->cfg->loops : 1;
+    if (n > run->cfg->concurrency)
+        n = run->cfg->concurrency; /* every loop gets at least one request slot */
+    struct group *g = calloc(1, sizeof *g);
+    g->base.join = join;
+    g->loops = calloc((size_t)n, sizeof *g->loops);
+    for (int i = 0; i < n; i++) {
+        int cap = run->cfg->concurrency / n + (i < run->cfg->concurrency % n);
+        if (!(g->loops[i] = loop_new(g, run, in, out, cap, err, errlen))) {
+            for (int j = 0; j < i; j++)
+                loop_free(g->loops[j]);
+            free(g->loops);
+            free(g);
+            return NULL;
+        }
     }
-    return &x->base;
+    g->n = n;
+    atomic_store(&g->running, n);
+    for (int i = 0; i < n; i++) {
+        int rc = pthread_create(&g->loops[i]->tid, NULL, loop, g->loops[i]);
+        if (rc) {
+            /* The loops already running carry the work; this one and later ones never start. */
+            fprintf(stderr, "annotate: started %d of %d event loops (%s); going on with those\n", i, n,
+                    strerror(rc));
+            if (i == 0) {
+                snprintf(err, errlen, "cannot start the event loop thread: %s", strerror(rc));
+                for (int j = 0; j < n; j++)
+                    loop_free(g->loops[j]);
+                free(g->loops);
+                free(g);
+                return NULL;
+            }
+            for (int j = i; j < n; j++)
+                loop_free(g->loops[j]);
+            if (atomic_fetch_sub(&g->running, n - i) == n - i)
+                queue_producer_done(out);
+            g->n = i;
+            break;
+        }
+    }
+    return &g->base;
 }
