@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +47,19 @@ static void *syncer_main(void *arg)
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
+}
+
+int csv_lock(int fd, const char *path, char *err, size_t errlen)
+{
+    err[0] = 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    if (errno == EWOULDBLOCK)
+        snprintf(err, errlen, "another annotate run is writing %s; wait for it to end (or stop it), then "
+                              "run again with --resume", path);
+    else
+        snprintf(err, errlen, "cannot lock %s: %s", path, strerror(errno));
+    return -1;
 }
 
 static void grow(char **buf, size_t *cap, size_t need)
@@ -127,8 +141,9 @@ struct csv_out *csv_out_open(const char *path, const struct pipeline *p, int app
     if (!strcmp(path, "-")) {
         c->fd = STDOUT_FILENO;
     } else {
-        int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
-        c->fd = open(path, flags, 0644);
+        /* Not O_TRUNC: the file is truncated only once we hold its lock, so that starting a second
+         * run on the same --out cannot wipe the rows of one still writing them. */
+        c->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND, 0644);
         if (c->fd < 0) {
             snprintf(err, errlen, "cannot open %s for writing: %s", path, strerror(errno));
             pthread_mutex_destroy(&c->mu);
@@ -137,6 +152,15 @@ struct csv_out *csv_out_open(const char *path, const struct pipeline *p, int app
             return NULL;
         }
         c->own_fd = 1;
+        if (csv_lock(c->fd, path, err, errlen) || (!append && ftruncate(c->fd, 0))) {
+            if (!err[0])
+                snprintf(err, errlen, "cannot truncate %s: %s", path, strerror(errno));
+            close(c->fd);
+            pthread_mutex_destroy(&c->mu);
+            pthread_cond_destroy(&c->cv);
+            free(c);
+            return NULL;
+        }
     }
     struct stat st;
     int empty = fstat(c->fd, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size == 0 : !append;
@@ -224,6 +248,11 @@ int csv_out_close(struct csv_out *c)
         pthread_join(c->syncer, NULL);
     }
     int rc = csv_out_sync(c);
+    if (c->sync_error) {
+        /* Linux reports a writeback error to one fdatasync only: the syncer's. */
+        errno = c->sync_error;
+        rc = -1;
+    }
     if (c->own_fd && close(c->fd))
         rc = -1;
     pthread_mutex_destroy(&c->mu);

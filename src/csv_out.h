@@ -18,6 +18,10 @@ struct csv_out;
 struct csv_out *csv_out_open(const char *path, const struct pipeline *p, int append, long sync_every,
                              char *err, size_t errlen);
 
+/* Takes an exclusive flock on fd (a results file), or fails with a message naming path: two runs
+ * must never write one file. The lock goes with the descriptor. */
+int csv_lock(int fd, const char *path, char *err, size_t errlen);
+
 /* Writes the item's row. Returns 0, or -1 with err (the disk is full, say). */
 int csv_out_write(struct csv_out *c, const struct item *it, char *err, size_t errlen);
 

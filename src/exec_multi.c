@@ -224,7 +224,13 @@ static void start(struct multi *x, struct chain_req *r, int has_token)
     r->t_attempt = now_s();
     r->driver = h;
     http_prepare(h, x->run, r);
-    curl_multi_add_handle(x->m, h->h);
+    CURLMcode mc = curl_multi_add_handle(x->m, h->h);
+    if (mc != CURLM_OK) {
+        handle_put(x, h);
+        r->driver = NULL;
+        finish(x, r, NULL, curl_multi_strerror(mc));
+        return;
+    }
     x->in_curl++;
     atomic_fetch_add_explicit(&x->run->stats->in_flight, 1, memory_order_relaxed);
 }
@@ -269,6 +275,9 @@ static void drain_messages(struct multi *x)
 static void top_up(struct multi *x)
 {
     double now = now_s();
+    if (atomic_load(&x->run->stop) == RUN_ABORT)
+        while (x->n_heap) /* parked requests are not worth waiting for: settle them now */
+            start(x, heap_pop(x), 1);
     while (x->n_heap && x->heap[0].at <= now && x->in_curl < x->cap) {
         struct chain_req *r = heap_pop(x);
         int has_token = r->driver == (void *)1;
@@ -281,7 +290,14 @@ static void top_up(struct multi *x)
             start(x, r, 0);
             continue;
         }
-        if (x->input_done || atomic_load(&x->run->stop) == RUN_ABORT)
+        if (atomic_load(&x->run->stop) == RUN_ABORT)
+            x->input_done = 1; /* the run is being torn down: take nothing more */
+        if (x->input_done)
+            break;
+        /* Images in flight are bounded too, not only requests in curl: requests parked in the
+         * timer heap (backoff, Retry-After, --max-rps) would otherwise let the loop take every
+         * image of the folder. */
+        if (x->items >= 2L * x->cap)
             break;
         void *p;
         int got = queue_try_pop(x->in, &p);
@@ -320,12 +336,18 @@ static void *loop(void *arg)
             wake = x->curl_deadline;
         if (x->n_heap && (wake < 0 || x->heap[0].at < wake))
             wake = x->heap[0].at;
-        int timeout = wake < 0 ? 1000 : (int)((wake - now) * 1e3 + 0.999);
-        if (timeout < 0)
-            timeout = 0;
+        double ms = wake < 0 ? 1000 : (wake - now) * 1e3 + 0.999;
+        int timeout = ms > 1000 ? 1000 : ms < 0 ? 0 : (int)ms; /* clamp before converting */
         int n = epoll_wait(x->epfd, evs, 256, timeout);
-        if (n < 0 && errno != EINTR)
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* Cannot happen with a valid epoll fd; if it does, the images held here must not
+             * vanish: stop the run (exit 2) rather than drop them. */
+            fprintf(stderr, "annotate: the curl-multi event loop failed: %s; stopping\n", strerror(errno));
+            atomic_store((atomic_int *)&x->run->stop, RUN_ABORT); /* the runner turns this into exit 2 */
             break;
+        }
         for (int i = 0; i < n; i++) {
             if (evs[i].data.fd == x->qfd) {
                 uint64_t v;

@@ -283,7 +283,19 @@ struct worker {
     int to, from;
     struct item *busy;
     double started;     /* monotonic time of the spawn */
+    double since;       /* monotonic time busy was handed over */
 };
+
+/* How long one image may take in a worker before the worker is taken for stuck (stopped,
+ * deadlocked, spinning in native code) and killed: every stage (and a few sub-images) trying
+ * every attempt to its timeout after the longest backoff, plus slack. Generous on purpose: it is
+ * there so that a wedged worker cannot hang the run forever, not to police slow servers. */
+static double item_deadline_s(const struct run *run)
+{
+    const struct config *c = run->cfg;
+    double backoff = (double)(c->backoff_max_ms > 60000 ? c->backoff_max_ms : 60000);
+    return (double)(run->p->n + 4) * (c->retries + 1) * ((double)c->timeout_ms + backoff) / 1e3 + 30;
+}
 
 struct proc {
     struct exec base;
@@ -336,6 +348,9 @@ static int spawn(struct proc *p, struct worker *w, char *err, size_t errlen)
         /* Only async-signal-safe calls between fork and exec. */
         dup2(to[0], STDIN_FILENO);
         dup2(from[1], STDOUT_FILENO);
+        /* /proc/self/exe, not the path: if the binary was rebuilt during the run, replacements
+         * still run the parent's own image, which speaks its frame format. */
+        execve("/proc/self/exe", annotate_argv, p->envp);
         execve(p->exe, annotate_argv, p->envp);
         _exit(127);
     }
@@ -382,7 +397,8 @@ static void *manager(void *arg)
     struct pollfd *pfd = calloc((size_t)p->n + 1, sizeof *pfd);
     struct death *deaths = calloc((size_t)p->n * 2 + 8, sizeof *deaths);
     int n_deaths = 0, input_done = 0;
-    double respawn_after = 0; /* workers that die as soon as they start are not re-forked in a tight loop */
+    double respawn_after = 0;
+    const double deadline_s = item_deadline_s(p->run); /* workers that die as soon as they start are not re-forked in a tight loop */
     struct buf b = {0};
     struct item **retry = calloc((size_t)p->n + 1, sizeof *retry);
     int n_retry = 0;
@@ -420,6 +436,7 @@ static void *manager(void *arg)
                     }
                     encode_item(&b, it, !p->sends_payload);
                     w->busy = it;
+                    w->since = now_s();
                     if (write_all(w->to, b.d, b.len)) {
                         /* Died before taking it: handled when its pipe reports EOF. */
                     }
@@ -444,6 +461,16 @@ static void *manager(void *arg)
         int r = poll(pfd, (nfds_t)np + 1, 1000);
         if (r < 0 && errno != EINTR)
             break;
+        double now = now_s();
+        for (int i = 0; i < p->n; i++) {
+            struct worker *w = &p->w[i];
+            if (w->busy && w->pid && now - w->since > deadline_s) {
+                fprintf(stderr, "annotate: worker process %d has had one image for %.0f s; killing it\n",
+                        (int)w->pid, now - w->since);
+                kill(w->pid, SIGKILL); /* its pipe's EOF then reaps it and retries the image */
+                w->since = now;       /* once */
+            }
+        }
         if (pfd[np].revents & POLLIN) {
             uint64_t v;
             ssize_t rr = read(qfd, &v, sizeof v);
@@ -511,6 +538,9 @@ static void *manager(void *arg)
         if (!p->w[i].pid)
             continue;
         if (p->w[i].busy) {
+            /* Only when the run is being torn down: its image will not be written, and the
+             * worker need not finish it. */
+            kill(p->w[i].pid, SIGKILL);
             item_free(p->w[i].busy);
             p->w[i].busy = NULL;
         }

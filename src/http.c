@@ -17,10 +17,16 @@ uint64_t rng_next(uint64_t *s)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
+/* An answer larger than this fails the attempt: a misbehaving server must not make us allocate
+ * until the timeout. */
+#define HTTP_MAX_ANSWER (256u << 20)
+
 static size_t on_write(char *data, size_t size, size_t n, void *userp)
 {
     struct http_buf *b = userp;
     size_t len = size * n;
+    if (b->len + len > HTTP_MAX_ANSWER)
+        return 0; /* curl: "Failure writing output": the attempt fails and may be retried */
     if (b->len + len + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (b->len + len + 1 > cap)
@@ -164,8 +170,14 @@ long http_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, 
     if (cap > (double)cfg->backoff_max_ms)
         cap = (double)cfg->backoff_max_ms;
     long d = cap >= 1 ? (long)(rng_next(rng) % ((uint64_t)cap + 1)) : 0;
-    if (retry_after_s >= 0 && retry_after_s * 1000 > d)
-        d = retry_after_s * 1000;
+    /* Retry-After is honoured up to max(--backoff-max-ms, 60 s): a server asking for days must
+     * not park an image (or a worker) for days. */
+    long ra_cap = cfg->backoff_max_ms > 60000 ? cfg->backoff_max_ms : 60000;
+    if (retry_after_s >= 0) {
+        long ra = retry_after_s > ra_cap / 1000 ? ra_cap : retry_after_s * 1000;
+        if (ra > d)
+            d = ra;
+    }
     return d;
 }
 
@@ -229,6 +241,10 @@ static cJSON *perform(struct http_worker *w, struct chain_req *req, char *err, s
 
 void http_worker_query(struct http_worker *w, struct item *it)
 {
+    if (!w) {
+        item_fail(it, "cannot create a curl handle (out of memory?)");
+        return;
+    }
     const struct pipeline *p = w->run->p;
     struct chain_req *reqs;
     while ((reqs = chain_next(p, it))) {

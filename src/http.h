@@ -39,7 +39,8 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
 int http_max_attempts(const struct run *run, int stage);
 
 /* Backoff before retry number `attempt` (1 = first retry): exponential with full jitter, capped
- * by --backoff-max-ms, and at least the server's Retry-After (seconds; < 0 if none). */
+ * by --backoff-max-ms, and at least the server's Retry-After (seconds; < 0 if none), which is
+ * itself capped at max(--backoff-max-ms, 60 s). */
 long http_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng);
 
 /* libcurl re-sends a request by itself when a reused connection turns out dead; this adds such
@@ -52,7 +53,8 @@ long http_retry_after(CURL *h);
 /* The blocking driver: one per worker (thread or process). */
 struct http_worker;
 struct http_worker *http_worker_new(const struct run *run);
-/* Runs the whole chain for one item, a request at a time, with retries. */
+/* Runs the whole chain for one item, a request at a time, with retries. w may be NULL (its
+ * creation failed): the item then fails with that reason. */
 void http_worker_query(struct http_worker *w, struct item *it);
 void http_worker_free(struct http_worker *w);
 

@@ -123,6 +123,21 @@ int doneset_has(const struct doneset *d, const char *path, size_t len)
     return 0;
 }
 
+int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, char *example, size_t exlen)
+{
+    for (size_t off = 0; d && off < d->arena_len;) {
+        uint32_t l;
+        memcpy(&l, d->arena + off, 4);
+        const char *path = d->arena + off + 4;
+        if (l < plen || memcmp(path, prefix, plen) != 0) {
+            snprintf(example, exlen, "%.*s", (int)(l > 200 ? 200 : l), path);
+            return 1;
+        }
+        off += 4 + (size_t)l;
+    }
+    return 0;
+}
+
 uint64_t doneset_size(const struct doneset *d)
 {
     return d ? d->n : 0;

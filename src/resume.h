@@ -44,6 +44,8 @@ struct doneset *doneset_new(void);
 int doneset_add(struct doneset *d, const char *path, size_t len); /* 1 added, 0 already there */
 int doneset_has(const struct doneset *d, const char *path, size_t len);
 uint64_t doneset_size(const struct doneset *d);
+/* 1 when some path in the set does not start with prefix (one is copied into example). */
+int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, char *example, size_t exlen);
 void doneset_free(struct doneset *d);
 
 #endif

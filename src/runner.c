@@ -9,6 +9,7 @@
 #include "runner.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -114,17 +115,18 @@ static int write_item(struct runner *r, struct item *it, char *err, size_t errle
     return rc;
 }
 
-static volatile sig_atomic_t signals_seen;
+/* Lock-free, so the handler may touch it; atomic so two signals on two threads both count. */
+static atomic_int signals_seen;
 
 void runner_stop(void)
 {
-    signals_seen = 1; /* the same as a first Ctrl-C: stop scanning, drain, exit 130 */
+    atomic_fetch_add(&signals_seen, 1); /* the same as a first Ctrl-C: stop scanning, drain, exit 130 */
 }
 
 static void on_signal(int sig)
 {
     (void)sig;
-    if (++signals_seen >= 2)
+    if (atomic_fetch_add(&signals_seen, 1) + 1 >= 2)
         _exit(130); /* rows are whole write()s: the file is resumable as it is */
 }
 
@@ -134,16 +136,20 @@ static void *signal_thread(void *arg)
     struct runner *r = arg;
     double deadline = 0;
     while (!atomic_load(&r->finished)) {
-        if (signals_seen && atomic_load(&r->run.stop) == RUN_GOING) {
-            atomic_store(&r->run.stop, RUN_DRAIN);
+        if (atomic_load(&signals_seen) && deadline == 0) {
+            /* Whatever state the run is in (even already aborting), a signal starts the clock. */
+            int going = RUN_GOING;
+            atomic_compare_exchange_strong(&r->run.stop, &going, RUN_DRAIN);
             deadline = now_s() + (double)r->cfg->drain_timeout_ms / 1e3;
             if (!r->cfg->quiet)
                 fprintf(stderr, "\nannotate: stopping: finishing the images in flight (up to %.1f s; "
                                 "press Ctrl-C again to stop at once)\n", (double)r->cfg->drain_timeout_ms / 1e3);
         }
         if (deadline && now_s() > deadline) {
-            pthread_mutex_lock(&r->out_mu);
-            csv_out_sync(r->out);
+            /* The writer may be stuck in write() holding the lock (a stalled pipe, NFS): sync only
+             * if we can; rows are whole writes, so the file is resumable either way. */
+            if (pthread_mutex_trylock(&r->out_mu) == 0)
+                csv_out_sync(r->out);
             fprintf(stderr, "annotate: images in flight did not finish within --drain-timeout-ms; "
                             "stopped. Run again with --resume to finish.\n");
             _exit(130);
@@ -181,7 +187,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     r->run.p = cfg->pipeline;
     r->run.stats = stats_new(cfg->pipeline->n);
     pthread_mutex_init(&r->out_mu, NULL);
-    int rc = 0;
+    int rc = 0, lockfd = -1;
     double t0 = now_s();
 
     if (cfg->max_rps > 0 && !(r->run.rl = ratelimit_new(cfg->max_rps))) {
@@ -197,17 +203,39 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     int append = 0;
     struct resume_info info = {0};
     if (cfg->resume && strcmp(cfg->out, "-")) {
+        /* Hold the file's lock while reading and repairing it; csv_out takes its own after. */
+        lockfd = open(cfg->out, O_RDONLY | O_CLOEXEC);
+        if (lockfd >= 0 && csv_lock(lockfd, cfg->out, err, errlen)) {
+            close(lockfd);
+            rc = 2;
+            goto out;
+        }
         if (resume_open(cfg->out, cfg->pipeline, cfg->retry_failed, &r->done, &info, err, errlen)) {
             rc = 2;
             goto out;
         }
         append = 1;
+        /* Rows are keyed by path as the scanner spells it (DIR joined with the path below it):
+         * resuming with DIR spelled otherwise (./photos for photos) would match nothing and
+         * write every image twice. */
+        char prefix[4096], example[256];
+        size_t dl = strlen(cfg->dir);
+        snprintf(prefix, sizeof prefix, "%s%s", cfg->dir, dl && cfg->dir[dl - 1] == '/' ? "" : "/");
+        if (doneset_outside(r->done, prefix, strlen(prefix), example, sizeof example)) {
+            snprintf(err, errlen, "cannot resume %s: it has rows for paths not under \"%s\" (e.g. \"%s\"); "
+                     "run with DIR spelled as in the run that wrote it", cfg->out, prefix, example);
+            rc = 2;
+            goto out;
+        }
         if (!cfg->quiet && info.rows)
             fprintf(stderr, "annotate: resuming %s: %llu rows already there (%llu ok, %llu failed%s)%s\n",
                     cfg->out, (unsigned long long)info.rows, (unsigned long long)info.ok,
                     (unsigned long long)info.failed, cfg->retry_failed ? ", to be retried" : "",
                     info.torn_bytes ? "; repaired a torn last row" : "");
     }
+    if (lockfd >= 0)
+        close(lockfd);
+    lockfd = -1;
     r->out = csv_out_open(cfg->out, cfg->pipeline, append, cfg->sync_every, err, errlen);
     if (!r->out) {
         rc = 2;
@@ -266,6 +294,13 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
                 break;
             }
         }
+        if (atomic_load(&r->run.stop) == RUN_ABORT) {
+            /* A stage gave up (or we did): unblock everyone still pushing. */
+            queue_close(r->q_scan);
+            if (q_load)
+                queue_close(q_load);
+            queue_close(q_out);
+        }
         pthread_join(scan_tid, NULL);
         /* Drain whatever is left in the queues if we stopped early. */
         void *x;
@@ -296,13 +331,20 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     }
     r->out = NULL;
     progress_end(r->prog);
+    if (rc == 0 && atomic_load(&r->run.stop) == RUN_ABORT) {
+        snprintf(err, errlen, "the run stopped early on an internal error (see above); the rows written are "
+                              "valid: run again with --resume");
+        rc = 2;
+    }
     if (rc == 0) {
-        if (signals_seen)
+        if (atomic_load(&signals_seen))
             rc = 130;
         else if (atomic_load(&r->run.stats->failed) || (!cfg->retry_failed && info.failed))
             rc = 1; /* failed rows kept from an earlier run count too: the file is not all ok */
     }
 out:
+    if (lockfd >= 0)
+        close(lockfd);
     sum->elapsed_s = now_s() - t0;
     struct stats *st = r->run.stats;
     sum->found = atomic_load(&r->found);
