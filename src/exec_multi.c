@@ -416,15 +416,13 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     x->rng = (uint64_t)(uintptr_t)x ^ 0x5DEECE66Dull;
     x->pool = calloc((size_t)x->cap + 1, sizeof *x->pool);
     x->epfd = epoll_create1(EPOLL_CLOEXEC);
-    x->qfd = queue_notify_fd(in);
+    x->qfd = queue_add_notify_fd(in);
     x->m = curl_multi_init();
     if (x->epfd < 0 || x->qfd < 0 || !x->m || !x->pool) {
         snprintf(err, errlen, "cannot set up the curl-multi event loop: %s", strerror(errno));
         loop_free(x);
         return NULL;
     }
-    /* Every loop watches the queue's eventfd; whichever wakes first reads it, and the others
-     * find the queue through their next top_up. */
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = x->qfd};
     epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->qfd, &ev);
     curl_multi_setopt(x->m, CURLMOPT_SOCKETFUNCTION, on_socket);

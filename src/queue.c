@@ -21,7 +21,9 @@ struct queue {
     int producers;
     int waiting_producers;
     int closed;
-    int efd;
+    int efd;                  /* queue_notify_fd's, shared */
+    int extra[QUEUE_MAX_NOTIFY]; /* queue_add_notify_fd's, one per event loop */
+    int n_extra;
 };
 
 queue *queue_new(size_t cap, int producers)
@@ -47,11 +49,14 @@ queue *queue_new(size_t cap, int producers)
 
 static void notify(queue *q)
 {
-    if (q->efd >= 0) {
-        uint64_t one = 1;
-        ssize_t r = write(q->efd, &one, sizeof one);
-        (void)r; /* EAGAIN only when the counter is saturated: the reader is awake anyway */
-    }
+    uint64_t one = 1;
+    ssize_t r;
+    /* EAGAIN only when a counter is saturated: its reader is awake anyway */
+    if (q->efd >= 0)
+        r = write(q->efd, &one, sizeof one);
+    for (int i = 0; i < q->n_extra; i++)
+        r = write(q->extra[i], &one, sizeof one);
+    (void)r;
 }
 
 int queue_push(queue *q, void *p)
@@ -144,6 +149,22 @@ int queue_notify_fd(queue *q)
     return fd;
 }
 
+int queue_add_notify_fd(queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int fd = -1;
+    if (q->n_extra < QUEUE_MAX_NOTIFY && (fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0) {
+        q->extra[q->n_extra++] = fd;
+        if (q->len || q->closed) {
+            uint64_t one = 1;
+            ssize_t r = write(fd, &one, sizeof one);
+            (void)r;
+        }
+    }
+    pthread_mutex_unlock(&q->mu);
+    return fd;
+}
+
 size_t queue_len(queue *q)
 {
     pthread_mutex_lock(&q->mu);
@@ -158,6 +179,8 @@ void queue_free(queue *q)
         return;
     if (q->efd >= 0)
         close(q->efd);
+    for (int i = 0; i < q->n_extra; i++)
+        close(q->extra[i]);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->not_full);
     pthread_cond_destroy(&q->not_empty);

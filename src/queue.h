@@ -37,6 +37,12 @@ void queue_close(queue *q);
  * call, owned by the queue. -1 on error. */
 int queue_notify_fd(queue *q);
 
+/* Like queue_notify_fd, but a new eventfd for each caller (at most QUEUE_MAX_NOTIFY), so that
+ * several event loops consuming one queue each get their own wake-up: one loop reading a shared
+ * eventfd would swallow the others'. Owned by the queue. */
+#define QUEUE_MAX_NOTIFY 256
+int queue_add_notify_fd(queue *q);
+
 size_t queue_len(queue *q);
 
 /* Frees the queue; items still in it are not freed (the caller drains first). NULL is a no-op. */
