@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "util_proc.h"
@@ -248,6 +249,65 @@ static void test_help_version(void)
     CU_ASSERT(strncmp(buf, "annotate ", 9) == 0);
 }
 
+/* Two runs on one --out: the second exits 2 at once and leaves the file alone. */
+static void test_one_writer(void)
+{
+    struct mock_proc m;
+    const char *args[] = {"--latency-ms", "100", NULL};
+    CU_ASSERT_FATAL(mock_start(&m, args) == 0);
+    char out[300], buf[4096];
+    snprintf(out, sizeof out, "%s/lock.csv", tmp);
+    const char *argv[] = {annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--strategy", "serial",
+                          "--quiet", NULL};
+    pid_t first = fork();
+    if (first == 0) {
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    usleep(300 * 1000); /* the first run has its lock and a few rows */
+    int rc = run_cmd(argv, 30, buf, sizeof buf);
+    CU_ASSERT_EQUAL(rc, 2);
+    CU_ASSERT(strstr(buf, "another annotate run is writing") != NULL);
+    int st;
+    waitpid(first, &st, 0);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *csv = slurp(out);
+    int lines = 0;
+    for (char *c = csv; c && *c; c++)
+        lines += *c == '\n';
+    CU_ASSERT_EQUAL(lines, 61); /* the first run's rows, untouched by the second */
+    free(csv);
+    /* --resume with DIR spelled otherwise is refused rather than run everything again. */
+    char dotted[400];
+    snprintf(dotted, sizeof dotted, "%s/./imgs", tmp);
+    const char *rargv[] = {annotate_bin(), dotted, "--server", m.base_url, "--out", out, "--resume", "--quiet", NULL};
+    rc = run_cmd(rargv, 30, buf, sizeof buf);
+    CU_ASSERT_EQUAL(rc, 2);
+    CU_ASSERT(strstr(buf, "spelled as in the run that wrote it") != NULL);
+    mock_stop(&m);
+}
+
+/* A results file that cannot be written (the file size limit) stops every strategy with exit 2,
+ * promptly: no hang waiting for a stage that will never drain. */
+static void test_write_error(void)
+{
+    struct mock_proc m;
+    CU_ASSERT_FATAL(mock_start(&m, NULL) == 0);
+    static const char *const strategies[] = {"serial", "threads", "processes", "curl-multi"};
+    for (int s = 0; s < 4; s++) {
+        char cmd[2048], buf[4096];
+        snprintf(cmd, sizeof cmd, "trap '' XFSZ; ulimit -f 2; exec %s %s --server %s --out %s/big.csv --quiet "
+                 "--strategy %s --queue-size 4", annotate_bin(), imgs, m.base_url, tmp, strategies[s]);
+        const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+        int rc = run_cmd(argv, 60, buf, sizeof buf);
+        if (rc != 2)
+            fprintf(stderr, "\n  [cli] %s with a full disk: exit %d: %s\n", strategies[s], rc, buf);
+        CU_ASSERT_EQUAL(rc, 2);
+        CU_ASSERT(strstr(buf, "cannot write") != NULL);
+    }
+    mock_stop(&m);
+}
+
 int register_cli(void)
 {
     CU_pSuite s = CU_add_suite("cli", setup, teardown);
@@ -257,7 +317,9 @@ int register_cli(void)
         !CU_add_test(s, "plain progress lines, summary, --stats-json", test_progress_plain) ||
         !CU_add_test(s, "--quiet prints nothing", test_quiet) ||
         !CU_add_test(s, "header ${VAR} expansion, the token never leaks", test_header_token) ||
-        !CU_add_test(s, "--help, bench --help, --version", test_help_version))
+        !CU_add_test(s, "--help, bench --help, --version", test_help_version) ||
+        !CU_add_test(s, "one writer per --out; resume refuses another DIR spelling", test_one_writer) ||
+        !CU_add_test(s, "a results file that cannot be written: exit 2, no hang", test_write_error))
         return -1;
     return 0;
 }
