@@ -65,7 +65,16 @@ struct e2e_pred {
 int e2e_predict(const unsigned char *bytes, size_t len, struct e2e_pred *p);
 void e2e_pred_free(struct e2e_pred *p);
 
-/* Reads a whole file (which may be empty: *buf is then a 1-byte allocation). 0 or -1. */
+/* argv (at most max entries, NULL-terminated) for: annotate ROOT --out CSV --server URL --quiet
+ * EXTRA... Returns the count. */
+int e2e_annotate_argv(const char **argv, int max, const char *root, const char *csv, const char *server,
+                      const char *const *extra);
+
+struct mock_proc;
+/* POST /stats/reset on the mock. 0 or -1. */
+int e2e_stats_reset(const struct mock_proc *m);
+
+/* Reads a whole file (which may be empty), NUL-terminated after *len bytes. 0 or -1. */
 int e2e_read_file(const char *path, unsigned char **buf, size_t *len);
 
 /* What check_results expects of the rows. */

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "e2e_util.h"
 #include "util_proc.h"
 #include "util_tree.h"
 
@@ -16,17 +17,9 @@ static char tmp[256];
 
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    size_t r = fread(b, 1, (size_t)n, f);
-    b[r] = 0;
-    fclose(f);
-    return b;
+    unsigned char *b;
+    size_t n;
+    return e2e_read_file(path, &b, &n) ? NULL : (char *)b; /* NUL-terminated by e2e_read_file */
 }
 
 static void test_bench_report(void)

@@ -48,22 +48,12 @@ static int annotate(char *out, size_t outlen, int timeout_s, ...)
     return run_cmd(argv, timeout_s, out, outlen);
 }
 
-/* Appends the words of a strategy spec ("--strategy", S, maybe more) to argv. */
+/* annotate ROOT --out CSV --server URL --quiet EXTRA... */
 static int run_strategy(char *out, size_t outlen, int timeout_s, const char *root, const char *csv,
                         const char *server, const char *const *extra)
 {
     const char *argv[MAXA];
-    int n = 0;
-    argv[n++] = e2e_annotate_bin();
-    argv[n++] = root;
-    argv[n++] = "--out";
-    argv[n++] = csv;
-    argv[n++] = "--server";
-    argv[n++] = server;
-    argv[n++] = "--quiet";
-    for (int i = 0; extra && extra[i] && n < MAXA - 1; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
+    e2e_annotate_argv(argv, MAXA, root, csv, server, extra);
     return run_cmd(argv, timeout_s, out, outlen);
 }
 
@@ -73,16 +63,6 @@ static void show(const char *what, int rc, const char *out)
 }
 
 /* Resets the mock's counters. */
-static int stats_reset(const struct mock_proc *m)
-{
-    char url[200];
-    snprintf(url, sizeof url, "%s/stats/reset", m->base_url);
-    long status = 0;
-    char *resp = NULL;
-    int rc = http_post(url, "", 0, &status, &resp);
-    free(resp);
-    return rc == 0 && status == 200 ? 0 : -1;
-}
 
 /* Checks that the mock saw exactly req[m] requests per model and rejected none. */
 static void check_stats(const struct mock_proc *m, const long req[5], long attempts)
@@ -400,7 +380,7 @@ static void test_strategies_agree(void)
     for (size_t s = 0; s < sizeof strategies / sizeof *strategies; s++) {
         const char *extra[] = {"--strategy", strategies[s], "--stats-json", sj, "--loops", loops[s],
                                "--concurrency", "32", NULL};
-        if (stats_reset(&slow))
+        if (e2e_stats_reset(&slow))
             CU_FAIL("cannot reset the mock's counters");
         long t0 = e2e_now_ms();
         int rc = run_strategy(out, sizeof out, tmo(120), root, csv, slow.base_url, extra);

@@ -19,6 +19,7 @@
 
 #include "b64.h"
 #include "mock/answers.h"
+#include "util_proc.h"
 #include "util_tree.h"
 
 /* ---- results files ---- */
@@ -106,6 +107,9 @@ int e2e_read_file(const char *path, unsigned char **buf, size_t *len)
             break;
         n += (size_t)r;
     }
+    if (n == cap)
+        b = realloc(b, cap + 1);
+    b[n] = 0; /* callers may treat it as a string */
     close(fd);
     *buf = b;
     *len = n;
@@ -769,4 +773,32 @@ void e2e_tail(const char *path, char *out, size_t maxlen)
     ssize_t r = pread(fd, out, maxlen - 1, from);
     close(fd);
     out[r > 0 ? r : 0] = 0;
+}
+
+int e2e_annotate_argv(const char **argv, int max, const char *root, const char *csv, const char *server,
+                      const char *const *extra)
+{
+    int n = 0;
+    argv[n++] = e2e_annotate_bin();
+    argv[n++] = root;
+    argv[n++] = "--out";
+    argv[n++] = csv;
+    argv[n++] = "--server";
+    argv[n++] = server;
+    argv[n++] = "--quiet";
+    for (int i = 0; extra && extra[i] && n < max - 1; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    return n;
+}
+
+int e2e_stats_reset(const struct mock_proc *m)
+{
+    char url[200];
+    snprintf(url, sizeof url, "%s/stats/reset", m->base_url);
+    long status = 0;
+    char *resp = NULL;
+    int rc = http_post(url, "", 0, &status, &resp);
+    free(resp);
+    return rc == 0 && status == 200 ? 0 : -1;
 }

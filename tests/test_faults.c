@@ -40,49 +40,22 @@ static void show_log(const char *what, int rc, const char *log)
     show(what, rc, tail);
 }
 
-/* argv for annotate ROOT --out CSV --server URL --quiet EXTRA... */
-static int build_argv(const char **argv, const char *root, const char *csv, const char *server,
-                      const char *const *extra)
-{
-    int n = 0;
-    argv[n++] = e2e_annotate_bin();
-    argv[n++] = root;
-    argv[n++] = "--out";
-    argv[n++] = csv;
-    argv[n++] = "--server";
-    argv[n++] = server;
-    argv[n++] = "--quiet";
-    for (int i = 0; extra && extra[i] && n < MAXA - 1; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    return n;
-}
 
 static int run(char *out, size_t outlen, int timeout_s, const char *root, const char *csv, const char *server,
                const char *const *extra)
 {
     const char *argv[MAXA];
-    build_argv(argv, root, csv, server, extra);
+    e2e_annotate_argv(argv, MAXA, root, csv, server, extra);
     return run_cmd(argv, timeout_s, out, outlen);
 }
 
 static pid_t spawn(const char *log, const char *root, const char *csv, const char *server, const char *const *extra)
 {
     const char *argv[MAXA];
-    build_argv(argv, root, csv, server, extra);
+    e2e_annotate_argv(argv, MAXA, root, csv, server, extra);
     return e2e_spawn(argv, log);
 }
 
-static int stats_reset(const struct mock_proc *m)
-{
-    char url[200];
-    snprintf(url, sizeof url, "%s/stats/reset", m->base_url);
-    long status = 0;
-    char *resp = NULL;
-    int rc = http_post(url, "", 0, &status, &resp);
-    free(resp);
-    return rc == 0 && status == 200 ? 0 : -1;
-}
 
 /* Reads csv and checks it holds exactly `paths`, every row ok and predicted. */
 static void check_complete(const char *what, const char *csv, char *const *paths, size_t n)
@@ -203,7 +176,7 @@ static void faulty_run(const char *strategy)
     snprintf(sj, sizeof sj, "%s/%s.json", F.base, strategy);
     const char *extra[] = {"--strategy", strategy,   "--retries",     "8",  "--backoff-ms",  "1",
                            "--backoff-max-ms", "20", "--timeout-ms", "300", "--stats-json", sj, NULL};
-    CU_ASSERT_EQUAL_FATAL(stats_reset(&F.m), 0);
+    CU_ASSERT_EQUAL_FATAL(e2e_stats_reset(&F.m), 0);
     long t0 = e2e_now_ms();
     int rc = run(out, sizeof out, tmo(120), root, csv, F.m.base_url, extra);
     long ms = e2e_now_ms() - t0;
@@ -451,7 +424,7 @@ static void test_drain_timeout(void)
     static const char *const strategies[] = {"curl-multi", "processes"};
     for (int s = 0; s < 2; s++) {
         unlink(t.csv);
-        CU_ASSERT_EQUAL(stats_reset(&hung), 0);
+        CU_ASSERT_EQUAL(e2e_stats_reset(&hung), 0);
         const char *extra[] = {"--strategy", strategies[s], "--workers", "4", "--timeout-ms", "2000",
                                "--drain-timeout-ms", "300", NULL};
         pid_t pid = spawn(t.log, t.root, t.csv, hung.base_url, extra);
@@ -715,7 +688,7 @@ static void test_max_rps(void)
     }
     static const char *const strategies[] = {"load=threads,query=curl-multi", "threads", "processes"};
     for (int s = 0; s < 3; s++) {
-        CU_ASSERT_EQUAL(stats_reset(&m), 0);
+        CU_ASSERT_EQUAL(e2e_stats_reset(&m), 0);
         const char *extra[] = {"--strategy", strategies[s], "--max-rps", "200", NULL};
         pid_t pid = spawn(t.log, t.root, t.csv, m.base_url, extra);
         CU_ASSERT_FATAL(pid > 0);
