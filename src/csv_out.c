@@ -1,5 +1,6 @@
 /* csv_out: see csv_out.h. */
 #include "csv_out.h"
+#include "fdio.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -115,21 +116,6 @@ char *csv_header(const struct pipeline *p)
     return buf;
 }
 
-static int write_all(int fd, const char *s, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 struct csv_out *csv_out_open(const char *path, const struct pipeline *p, int append, long sync_every,
                              char *err, size_t errlen)
 {
@@ -166,7 +152,7 @@ struct csv_out *csv_out_open(const char *path, const struct pipeline *p, int app
     int empty = fstat(c->fd, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size == 0 : !append;
     if (!append || empty) {
         char *h = csv_header(p);
-        int rc = write_all(c->fd, h, strlen(h));
+        int rc = fd_write_all(c->fd, h, strlen(h));
         free(h);
         if (rc) {
             snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
@@ -207,7 +193,7 @@ int csv_out_write(struct csv_out *c, const struct item *it, char *err, size_t er
     grow(&c->buf, &c->cap, len + (size_t)n + 1);
     memcpy(c->buf + len, nums, (size_t)n);
     len += (size_t)n;
-    if (write_all(c->fd, c->buf, len)) {
+    if (fd_write_all(c->fd, c->buf, len)) {
         snprintf(err, errlen, "cannot write a row: %s", strerror(errno));
         return -1;
     }

@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "http.h"
 
 char **annotate_argv;
@@ -177,45 +178,15 @@ bad:
     return NULL;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_all(int fd, void *p, size_t n)
-{
-    char *c = p;
-    while (n) {
-        ssize_t r = read(fd, c, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 /* Reads one frame into b (payload only). -1 on EOF or error. */
 static int read_frame(int fd, struct buf *b)
 {
     uint32_t n;
-    if (read_all(fd, &n, 4) || n > (1u << 30))
+    if (fd_read_all(fd, &n, 4) || n > (1u << 30))
         return -1;
     b->len = 0;
     need(b, n);
-    if (read_all(fd, b->d, n))
+    if (fd_read_all(fd, b->d, n))
         return -1;
     b->len = n;
     return 0;
@@ -262,7 +233,7 @@ int exec_proc_worker_main(const struct run *run, const char *stages)
             fns[f]->run(state[f], run, it);
         encode_item(&o, it, sends_payload);
         item_free(it);
-        if (write_all(out, o.d, o.len)) {
+        if (fd_write_all(out, o.d, o.len)) {
             rc = 3;
             break;
         }
@@ -437,7 +408,7 @@ static void *manager(void *arg)
                     encode_item(&b, it, !p->sends_payload);
                     w->busy = it;
                     w->since = now_s();
-                    if (write_all(w->to, b.d, b.len)) {
+                    if (fd_write_all(w->to, b.d, b.len)) {
                         /* Died before taking it: handled when its pipe reports EOF. */
                     }
                 }

@@ -22,12 +22,6 @@
 static char tmp[256];
 static char imgs[300];
 
-static const char *annotate_bin(void)
-{
-    const char *b = getenv("ANNOTATE_BIN");
-    return b && *b ? b : "build/annotate";
-}
-
 static int setup(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/annotate-cli-%d", (int)getpid());
@@ -63,7 +57,7 @@ static void test_progress_tty(void)
     snprintf(out, sizeof out, "%s/tty.csv", tmp);
     snprintf(cmd, sizeof cmd,
              "script -qfec '%s %s --server %s --out %s --strategy threads --workers 2' %s >/dev/null 2>&1",
-             annotate_bin(), imgs, m.base_url, out, log);
+             e2e_annotate_bin(), imgs, m.base_url, out, log);
     int rc = system(cmd);
     mock_stop(&m);
     CU_ASSERT(rc == 0);
@@ -89,7 +83,7 @@ static void test_progress_plain(void)
     char out[300], stats[300], buf[16384];
     snprintf(out, sizeof out, "%s/plain.csv", tmp);
     snprintf(stats, sizeof stats, "%s/stats.json", tmp);
-    const char *argv[] = {annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--strategy", "serial",
+    const char *argv[] = {e2e_annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--strategy", "serial",
                           "--progress-interval", "0.2", "--stats-json", stats, NULL};
     int rc = run_cmd(argv, 60, buf, sizeof buf);
     mock_stop(&m);
@@ -121,7 +115,7 @@ static void test_quiet(void)
     CU_ASSERT_FATAL(mock_start(&m, NULL) == 0);
     char out[300], buf[4096];
     snprintf(out, sizeof out, "%s/quiet.csv", tmp);
-    const char *argv[] = {annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--quiet", NULL};
+    const char *argv[] = {e2e_annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--quiet", NULL};
     int rc = run_cmd(argv, 60, buf, sizeof buf);
     mock_stop(&m);
     CU_ASSERT(rc == 0);
@@ -196,7 +190,7 @@ static void test_header_token(void)
     fputs(cfg, f);
     fclose(f);
     setenv("ANNOTATE_TEST_TOKEN", token, 1);
-    const char *argv[] = {annotate_bin(), imgs, "--config", pipe_path, "--out", out, "--strategy", "serial",
+    const char *argv[] = {e2e_annotate_bin(), imgs, "--config", pipe_path, "--out", out, "--strategy", "serial",
                           "--retries", "0", "--stats-json", stats, "--max-images", "3", NULL};
     int rc = run_cmd(argv, 60, buf, sizeof buf);
     pthread_join(c.tid, NULL);
@@ -229,15 +223,15 @@ static void test_header_token(void)
 static void test_help_version(void)
 {
     char buf[16384];
-    const char *argv[] = {annotate_bin(), "--help", NULL};
+    const char *argv[] = {e2e_annotate_bin(), "--help", NULL};
     CU_ASSERT(run_cmd(argv, 10, buf, sizeof buf) == 0);
     CU_ASSERT(strstr(buf, "[default: 64]") != NULL);
     CU_ASSERT(strstr(buf, "Exit status") != NULL);
-    const char *bargv[] = {annotate_bin(), "bench", "--help", NULL};
+    const char *bargv[] = {e2e_annotate_bin(), "bench", "--help", NULL};
     CU_ASSERT(run_cmd(bargv, 10, buf, sizeof buf) == 0);
     CU_ASSERT(strstr(buf, "--latency-ms") != NULL);
     CU_ASSERT(strstr(buf, "--strategies") != NULL);
-    const char *vargv[] = {annotate_bin(), "--version", NULL};
+    const char *vargv[] = {e2e_annotate_bin(), "--version", NULL};
     CU_ASSERT(run_cmd(vargv, 10, buf, sizeof buf) == 0);
     CU_ASSERT(strncmp(buf, "annotate ", 9) == 0);
 }
@@ -250,7 +244,7 @@ static void test_one_writer(void)
     CU_ASSERT_FATAL(mock_start(&m, args) == 0);
     char out[300], buf[4096];
     snprintf(out, sizeof out, "%s/lock.csv", tmp);
-    const char *argv[] = {annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--strategy", "serial",
+    const char *argv[] = {e2e_annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--strategy", "serial",
                           "--quiet", NULL};
     pid_t first = fork();
     if (first == 0) {
@@ -273,7 +267,7 @@ static void test_one_writer(void)
     /* --resume with DIR spelled otherwise is refused rather than run everything again. */
     char dotted[400];
     snprintf(dotted, sizeof dotted, "%s/./imgs", tmp);
-    const char *rargv[] = {annotate_bin(), dotted, "--server", m.base_url, "--out", out, "--resume", "--quiet", NULL};
+    const char *rargv[] = {e2e_annotate_bin(), dotted, "--server", m.base_url, "--out", out, "--resume", "--quiet", NULL};
     rc = run_cmd(rargv, 30, buf, sizeof buf);
     CU_ASSERT_EQUAL(rc, 2);
     CU_ASSERT(strstr(buf, "spelled as in the run that wrote it") != NULL);
@@ -290,7 +284,7 @@ static void test_write_error(void)
     for (int s = 0; s < 4; s++) {
         char cmd[2048], buf[4096];
         snprintf(cmd, sizeof cmd, "trap '' XFSZ; ulimit -f 2; exec %s %s --server %s --out %s/big.csv --quiet "
-                 "--strategy %s --queue-size 4", annotate_bin(), imgs, m.base_url, tmp, strategies[s]);
+                 "--strategy %s --queue-size 4", e2e_annotate_bin(), imgs, m.base_url, tmp, strategies[s]);
         const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
         int rc = run_cmd(argv, 60, buf, sizeof buf);
         if (rc != 2)

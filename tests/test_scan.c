@@ -1,5 +1,6 @@
 /* Suite "scan": the directory walk (src/scan.c) over hostile, deep, unreadable and large trees. */
 #include "scan.h"
+#include "e2e_util.h"
 #include "util_tree.h"
 
 #include <CUnit/CUnit.h>
@@ -31,24 +32,6 @@ static const char *make_tmp(void)
     if (!mkdtemp(tmp_base))
         tmp_base[0] = '\0';
     return tmp_base;
-}
-
-static const char *fixtures_dir(void)
-{
-    static char buf[1024];
-    const char *e = getenv("ANNOTATE_FIXTURES");
-    if (e && *e)
-        return e;
-    if (access("fixtures/images", R_OK | X_OK) == 0)
-        return "fixtures/images";
-    /* Run from elsewhere: next to this source file. */
-    snprintf(buf, sizeof buf, "%s", __FILE__);
-    char *slash = strrchr(buf, '/');
-    if (slash) {
-        snprintf(slash, sizeof buf - (size_t)(slash - buf), "/../fixtures/images");
-        return buf;
-    }
-    return "fixtures/images";
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -152,7 +135,7 @@ static void test_hostile_tree(void)
     CU_ASSERT_FATAL(*tmp);
     char root[600];
     snprintf(root, sizeof root, "%s/t", tmp);
-    CU_ASSERT_FATAL(tree_make_hostile(root, fixtures_dir()) == 0);
+    CU_ASSERT_FATAL(tree_make_hostile(root, e2e_fixtures_dir()) == 0);
 
     /* The tree really is hostile: the FIFO, the links and the loop are there. */
     char p[700];
@@ -740,7 +723,7 @@ static void test_tree_helpers(void)
 
     /* tree_expected is sorted, and every path in it exists as a regular file. */
     snprintf(p, sizeof p, "%s/h", tmp);
-    CU_ASSERT_FATAL(tree_make_hostile(p, fixtures_dir()) == 0);
+    CU_ASSERT_FATAL(tree_make_hostile(p, e2e_fixtures_dir()) == 0);
     char **v;
     size_t n;
     CU_ASSERT_FATAL(tree_expected(p, &v, &n) == 0);
