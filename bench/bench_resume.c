@@ -1,13 +1,12 @@
 /* bench-resume: writes a results file of N rows (default 1,000,000) in the default pipeline's
- * format, with realistic paths and JSON cells and a torn last row, then times resume_open: the
+ * format, with realistic paths and JSON cells and a torn last row, then times opening it for resume (results_open): the lock, the
  * header check, the torn-row repair and loading the done-set. Best of RUNS. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "csv_out.h"
-#include "resume.h"
+#include "results.h"
 
 static double now(void)
 {
@@ -51,12 +50,15 @@ int main(int argc, char **argv)
         struct resume_info info;
         char err[512];
         double t0 = now();
-        if (resume_open(path, p, 0, &d, &info, err, sizeof err)) {
+        struct results_opts o = {.path = path, .resume = 1};
+        struct results *res = results_open(&o, p, &d, &info, err, sizeof err);
+        if (!res) {
             fprintf(stderr, "bench-resume: %s\n", err);
             return 1;
         }
         double t1 = now();
-        printf("resume_open: %llu rows (%llu ok, %llu failed), done-set %llu paths, torn %llu bytes cut: %.3f s\n",
+        results_close(res);
+        printf("resume: %llu rows (%llu ok, %llu failed), done-set %llu paths, torn %llu bytes cut: %.3f s\n",
                (unsigned long long)info.rows, (unsigned long long)info.ok, (unsigned long long)info.failed,
                (unsigned long long)doneset_size(d), (unsigned long long)info.torn_bytes, t1 - t0);
         doneset_free(d);

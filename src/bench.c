@@ -2,7 +2,7 @@
  *
  * Each point (a strategy at a concurrency) is a separate annotate process, so that its CPU time
  * and peak RSS are its own (wait4's rusage, which includes its worker processes). The child
- * writes a sample line per window to a pipe (ANNOTATE_BENCH_FD); like perf_analyzer we drop the
+ * writes a sample line per window to a pipe (the sample channel, ipc.h); like perf_analyzer we drop the
  * first window as warm-up and keep measuring until the last three windows agree within the
  * tolerance, or the window or time cap is reached, and then say the result is not stable. The
  * child is then stopped as Ctrl-C would stop it, and its --stats-json gives the latency
@@ -14,6 +14,8 @@
 #include <libgen.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +28,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "ipc.h"
 #include "item.h"
+#include "stats.h"
 
 struct point {
     const char *strategy;
@@ -240,8 +244,8 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
     if (pipe(fds))
         return -1;
     char fdenv[32], ivenv[48];
-    snprintf(fdenv, sizeof fdenv, "ANNOTATE_BENCH_FD=%d", fds[1]);
-    snprintf(ivenv, sizeof ivenv, "ANNOTATE_BENCH_INTERVAL=%g", b->window_s);
+    snprintf(fdenv, sizeof fdenv, IPC_BENCH_FD_ENV "=%d", fds[1]);
+    snprintf(ivenv, sizeof ivenv, IPC_BENCH_INTERVAL_ENV "=%g", b->window_s);
     double mock0 = mock > 0 ? proc_cpu_s(mock) : 0, t0 = mono();
     pid_t pid = fork();
     if (pid == 0) {
@@ -571,4 +575,65 @@ int bench_main(struct config *cfg, struct bench_opts *b)
     free(pts);
     free(strategies);
     return rc;
+}
+
+/* ---- the child's side of the sample channel ---- */
+
+struct bench_sampler {
+    struct stats *st;
+    int fd;
+    double interval, t0;
+    pthread_t tid;
+    atomic_int stop;
+};
+
+static void *sampler_main(void *arg)
+{
+    struct bench_sampler *s = arg;
+    double next = s->t0 + s->interval;
+    while (!atomic_load(&s->stop)) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        double t = now_s();
+        if (t < next)
+            continue;
+        next += s->interval;
+        char line[128];
+        int n = snprintf(line, sizeof line, "%.6f %llu %llu\n", t - s->t0,
+                         (unsigned long long)(atomic_load(&s->st->ok) + atomic_load(&s->st->failed)),
+                         (unsigned long long)atomic_load(&s->st->requests));
+        if (write(s->fd, line, (size_t)n) < 0)
+            break;
+    }
+    return NULL;
+}
+
+struct bench_sampler *bench_sampler_start(struct stats *st)
+{
+    const char *fd = getenv(IPC_BENCH_FD_ENV), *iv = getenv(IPC_BENCH_INTERVAL_ENV);
+    if (!fd || !*fd)
+        return NULL;
+    struct bench_sampler *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->st = st;
+    s->fd = atoi(fd);
+    s->interval = iv ? atof(iv) : 1.0;
+    if (s->interval < 0.05)
+        s->interval = 0.05;
+    s->t0 = now_s();
+    if (pthread_create(&s->tid, NULL, sampler_main, s)) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void bench_sampler_stop(struct bench_sampler *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->stop, 1);
+    pthread_join(s->tid, NULL);
+    free(s);
 }

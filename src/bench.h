@@ -25,4 +25,11 @@ struct bench_opts {
 
 int bench_main(struct config *cfg, struct bench_opts *b);
 
+/* In a run that `annotate bench` started (the sample channel of ipc.h is set), a thread that
+ * writes the run's samples; NULL otherwise. Stop it before st is freed; NULL is a no-op. */
+struct stats;
+struct bench_sampler;
+struct bench_sampler *bench_sampler_start(struct stats *st);
+void bench_sampler_stop(struct bench_sampler *s);
+
 #endif

@@ -5,6 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s ? *s : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
 int chain_truthy(const cJSON *v)
 {
     if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v) || cJSON_IsInvalid(v))
@@ -18,17 +28,29 @@ int chain_truthy(const cJSON *v)
     return 1;
 }
 
-/* Appends s to a growing buffer. */
-static void put(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+/* Appends s to a growing buffer. Returns 0, or -1 when out of memory (the buffer is then
+ * freed and NULL). */
+static int put(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 {
+    if (!*buf && *cap)
+        return -1; /* an earlier put failed */
     if (*len + n + 1 > *cap) {
-        while (*len + n + 1 > *cap)
-            *cap = *cap ? *cap * 2 : 64;
-        *buf = realloc(*buf, *cap);
+        size_t c = *cap ? *cap : 64;
+        while (*len + n + 1 > c)
+            c *= 2;
+        char *nb = realloc(*buf, c);
+        if (!nb) {
+            free(*buf);
+            *buf = NULL;
+            return -1;
+        }
+        *buf = nb;
+        *cap = c;
     }
     memcpy(*buf + *len, s, n);
     *len += n;
     (*buf)[*len] = 0;
+    return 0;
 }
 
 static int needs_escape(const char *s, size_t n)
@@ -41,66 +63,83 @@ static int needs_escape(const char *s, size_t n)
     return 0;
 }
 
-/* im is sent as a JSON string; our own base64 (trusted) never needs escaping, so only strings
- * taken from a server's answer are scanned. */
+/* A JSON string's text without its quotes (escaped as needed); NULL when out of memory. */
+static char *json_escape(const char *s, size_t *len)
+{
+    cJSON *tmp = cJSON_CreateString(s);
+    char *q = tmp ? cJSON_PrintUnformatted(tmp) : NULL;
+    cJSON_Delete(tmp);
+    if (!q)
+        return NULL;
+    size_t ql = strlen(q);
+    memmove(q, q + 1, ql - 2);
+    q[ql - 2] = 0;
+    *len = ql - 2;
+    return q;
+}
+
+/* A new request of stage s, or NULL when out of memory. im is sent as a JSON string; our own
+ * base64 (trusted) never needs escaping, so only strings taken from a server's answer are
+ * scanned. */
 static struct chain_req *new_req(const struct pipeline *p, struct item *it, int s, int index,
                                  const char *im, size_t n, int trusted)
 {
     const struct stage *st = &p->stages[s];
     struct chain_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
     r->it = it;
     r->stage = s;
     r->index = index;
+    r->rng = (it->seq + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)s << 32 | (uint32_t)index);
     if (!trusted && needs_escape(im, n)) {
         /* Only for a server that hands back odd strings: base64 never needs it. */
-        cJSON *tmp = cJSON_CreateString(im);
-        char *q = cJSON_PrintUnformatted(tmp);
-        cJSON_Delete(tmp);
-        size_t ql = strlen(q);
-        memmove(q, q + 1, ql - 2);
-        q[ql - 2] = 0;
-        r->im_owned = q;
-        r->im = q;
-        r->im_len = ql - 2;
+        if (!(r->im_owned = json_escape(im, &r->im_len)))
+            goto oom;
+        r->im = r->im_owned;
     } else {
         r->im = im;
         r->im_len = n;
     }
     size_t len = 0, cap = 0;
-    put(&r->tail, &len, &cap, "\"", 1);
-    for (int f = 0; f < st->n_fields; f++) {
+    int bad = put(&r->tail, &len, &cap, "\"", 1);
+    for (int f = 0; f < st->n_fields && !bad; f++) {
         const struct stage_field *fd = &st->fields[f];
-        cJSON *key = cJSON_CreateString(fd->name);
-        char *k = cJSON_PrintUnformatted(key);
-        cJSON_Delete(key);
-        put(&r->tail, &len, &cap, ",", 1);
-        put(&r->tail, &len, &cap, k, strlen(k));
-        put(&r->tail, &len, &cap, ":", 1);
+        size_t kl;
+        char *k = json_escape(fd->name, &kl);
+        bad = !k || put(&r->tail, &len, &cap, ",\"", 2) || put(&r->tail, &len, &cap, k, kl) ||
+              put(&r->tail, &len, &cap, "\":", 2);
         free(k);
+        if (bad)
+            break;
         if (fd->result_of >= 0) {
             const cJSON *v = it->results[fd->result_of];
             char *txt = v ? cJSON_PrintUnformatted(v) : NULL;
-            if (txt) {
-                put(&r->tail, &len, &cap, txt, strlen(txt));
-                free(txt);
-            } else {
-                put(&r->tail, &len, &cap, "null", 4);
-            }
+            if (v && !txt)
+                bad = 1;
+            else
+                bad = txt ? put(&r->tail, &len, &cap, txt, strlen(txt)) : put(&r->tail, &len, &cap, "null", 4);
+            free(txt);
         } else {
-            put(&r->tail, &len, &cap, fd->literal, strlen(fd->literal));
+            bad = put(&r->tail, &len, &cap, fd->literal, strlen(fd->literal));
         }
     }
-    put(&r->tail, &len, &cap, "}]", 2);
+    if (bad || put(&r->tail, &len, &cap, "}]", 2))
+        goto oom;
     r->tail_len = len;
     it->outstanding[s]++;
     it->in_flight++;
     return r;
+oom:
+    chain_req_free(r);
+    return NULL;
 }
 
 /* Settles the stages that can be settled without a request, and starts the ones whose inputs are
  * ready. Returns the new requests. */
-struct chain_req *chain_next(const struct pipeline *p, struct item *it)
+struct chain_req *chain_next(const struct run *run, struct item *it)
 {
+    const struct pipeline *p = run->p;
     struct chain_req *head = NULL, **tail = &head;
     if (it->status == ITEM_FAILED)
         return NULL;
@@ -138,7 +177,11 @@ struct chain_req *chain_next(const struct pipeline *p, struct item *it)
                 return head;
             }
             it->state[s] = ST_RUNNING;
-            *tail = new_req(p, it, s, 0, it->b64, it->b64_len, 1);
+            if (!(*tail = new_req(p, it, s, 0, it->b64, it->b64_len, 1))) {
+                item_fail(it, "%s: out of memory", st->name);
+                it->state[s] = ST_FAILED;
+                return head;
+            }
             tail = &(*tail)->next;
             settled = 0;
             continue;
@@ -162,8 +205,19 @@ struct chain_req *chain_next(const struct pipeline *p, struct item *it)
             }
         }
         it->results[s] = cJSON_CreateArray();
-        for (i = 0; i < n; i++)
-            cJSON_AddItemToArray(it->results[s], cJSON_CreateNull());
+        for (i = 0; i < n && it->results[s]; i++) {
+            cJSON *null = cJSON_CreateNull();
+            if (!null || !cJSON_AddItemToArray(it->results[s], null)) {
+                cJSON_Delete(null);
+                cJSON_Delete(it->results[s]);
+                it->results[s] = NULL;
+            }
+        }
+        if (!it->results[s]) {
+            item_fail(it, "%s: out of memory", st->name);
+            it->state[s] = ST_FAILED;
+            return head;
+        }
         if (n == 0) {
             it->state[s] = ST_DONE; /* later stages, which may depend on it, come next */
             continue;
@@ -172,13 +226,20 @@ struct chain_req *chain_next(const struct pipeline *p, struct item *it)
         i = 0;
         for (const cJSON *e = arr->child; e; e = e->next, i++) {
             const char *str = cJSON_GetObjectItemCaseSensitive(e, st->each_field)->valuestring;
-            *tail = new_req(p, it, s, i, str, strlen(str), 0);
+            if (!(*tail = new_req(p, it, s, i, str, strlen(str), 0))) {
+                item_fail(it, "%s[%d]: out of memory", st->name, i);
+                if (it->outstanding[s] == 0)
+                    it->state[s] = ST_FAILED;
+                return head;
+            }
             tail = &(*tail)->next;
         }
         settled = 0;
     }
     if (settled && it->in_flight == 0 && it->status == ITEM_PENDING)
         it->status = ITEM_OK;
+    if (!head && chain_finished(it))
+        item_drop_payload(it);
     return head;
 }
 
@@ -221,14 +282,14 @@ static void excerpt(const char *body, size_t len, char *out, size_t outlen)
     out[o] = 0;
 }
 
-enum chain_outcome chain_outcome(CURLcode cc, long status, const char *body, size_t len,
-                                 const char *curl_err, cJSON **result, char *err, size_t errlen)
+enum chain_outcome chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
-    if (cc != CURLE_OK) {
-        const char *why = curl_err && curl_err[0] ? curl_err : curl_easy_strerror(cc);
+    const char *body = a->body ? a->body : "";
+    if (a->cc != CURLE_OK) {
+        const char *why = a->curl_err && a->curl_err[0] ? a->curl_err : curl_easy_strerror(a->cc);
         snprintf(err, errlen, "%s", why);
-        switch (cc) {
+        switch (a->cc) {
         case CURLE_COULDNT_CONNECT:
         case CURLE_COULDNT_RESOLVE_HOST:
         case CURLE_OPERATION_TIMEDOUT:
@@ -243,20 +304,43 @@ enum chain_outcome chain_outcome(CURLcode cc, long status, const char *body, siz
             return OUTCOME_FAIL;
         }
     }
-    if (status < 200 || status > 299) {
+    if (a->status < 200 || a->status > 299) {
         char ex[96];
-        excerpt(body, len, ex, sizeof ex);
-        snprintf(err, errlen, "HTTP %ld%s%s", status, ex[0] ? ": " : "", ex);
-        return (status >= 500 || status == 429 || status == 408) ? OUTCOME_RETRY : OUTCOME_FAIL;
+        excerpt(body, a->len, ex, sizeof ex);
+        snprintf(err, errlen, "HTTP %ld%s%s", a->status, ex[0] ? ": " : "", ex);
+        return (a->status >= 500 || a->status == 429 || a->status == 408) ? OUTCOME_RETRY : OUTCOME_FAIL;
     }
     char why[128];
-    if (chain_parse_answer(body, len, result, why, sizeof why)) {
+    if (chain_parse_answer(body, a->len, result, why, sizeof why)) {
         char ex[96];
-        excerpt(body, len, ex, sizeof ex);
+        excerpt(body, a->len, ex, sizeof ex);
         snprintf(err, errlen, "%s: %s", why, ex);
         return OUTCOME_RETRY;
     }
     return OUTCOME_OK;
+}
+
+int chain_max_attempts(const struct run *run, int stage)
+{
+    int r = run->p->stages[stage].retries;
+    return 1 + (r >= 0 ? r : run->cfg->retries);
+}
+
+long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng)
+{
+    double cap = (double)cfg->backoff_ms * (double)(1ull << (attempt > 20 ? 20 : attempt < 1 ? 0 : attempt - 1));
+    if (cap > (double)cfg->backoff_max_ms)
+        cap = (double)cfg->backoff_max_ms;
+    long d = cap >= 1 ? (long)(rng_next(rng) % ((uint64_t)cap + 1)) : 0;
+    /* Retry-After is honoured up to max(--backoff-max-ms, 60 s): a server asking for days must
+     * not park an image (or a worker) for days. */
+    long ra_cap = cfg->backoff_max_ms > 60000 ? cfg->backoff_max_ms : 60000;
+    if (retry_after_s >= 0) {
+        long ra = retry_after_s > ra_cap / 1000 ? ra_cap : retry_after_s * 1000;
+        if (ra > d)
+            d = ra;
+    }
+    return d;
 }
 
 void chain_req_free(struct chain_req *req)
@@ -268,8 +352,22 @@ void chain_req_free(struct chain_req *req)
     free(req);
 }
 
-void chain_done(const struct pipeline *p, struct chain_req *req, cJSON *result, const char *err)
+/* 1 while a stage that sends the image itself has yet to run or is running: until then the
+ * payload must stay (a retry re-sends it). */
+static int payload_needed(const struct pipeline *p, const struct item *it)
 {
+    for (int s = 0; s < p->n; s++)
+        if (p->stages[s].input == INPUT_IMAGE && (it->state[s] == ST_WAITING || it->state[s] == ST_RUNNING))
+            return 1;
+    return 0;
+}
+
+/* Records a request's end: result (owned, taken) when it succeeded, or NULL and err. Frees req.
+ * The one place where a request stops counting as in flight, its attempts are added to the
+ * item's, its time is logged, and the payload is let go once nothing will send it again. */
+static void settle(const struct run *run, struct chain_req *req, cJSON *result, const char *err)
+{
+    const struct pipeline *p = run->p;
     struct item *it = req->it;
     int s = req->stage;
     const struct stage *st = &p->stages[s];
@@ -278,8 +376,8 @@ void chain_done(const struct pipeline *p, struct chain_req *req, cJSON *result, 
     if (req->attempts > 0)
         it->requests++; /* one cancelled before it was sent is no request: retries = attempts - requests */
     it->attempts += (uint32_t)req->attempts;
-    if (req->t_first > 0)
-        item_log_request(it, s, (uint32_t)((now_s() - req->t_first) * 1e6), req->attempts);
+    if (req->t_end > 0)
+        item_log_request(it, s, (uint32_t)((req->t_end - req->t_first) * 1e6), req->attempts);
     if (!result) {
         if (st->input == INPUT_EACH)
             item_fail(it, "%s[%d]: %s (after %d attempt%s)", st->name, req->index, err, req->attempts,
@@ -298,7 +396,61 @@ void chain_done(const struct pipeline *p, struct chain_req *req, cJSON *result, 
         if (it->outstanding[s] == 0)
             it->state[s] = ST_DONE;
     }
+    if (it->status == ITEM_FAILED || !payload_needed(p, it))
+        item_drop_payload(it);
     chain_req_free(req);
+}
+
+void chain_abandon(const struct run *run, struct chain_req *req, const char *why)
+{
+    settle(run, req, NULL, why);
+}
+
+enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, double now)
+{
+    if (req->it->status == ITEM_FAILED) {
+        /* A sibling failed: the item's row says so; the rest need not be sent. */
+        settle(run, req, NULL, "not sent: an earlier request of this image failed");
+        return CHAIN_SETTLED;
+    }
+    if (atomic_load(&run->stop) == RUN_ABORT) {
+        settle(run, req, NULL, "not sent: the run was stopped");
+        return CHAIN_SETTLED;
+    }
+    if (!req->t_first)
+        req->t_first = now;
+    req->t_attempt = now;
+    req->attempts++;
+    req->sends = 0;
+    req->sent = 0;
+    atomic_fetch_add_explicit(&run->shared->in_flight, 1, memory_order_relaxed);
+    return CHAIN_SEND;
+}
+
+enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, const struct chain_answer *a,
+                                  double now, double *retry_at)
+{
+    atomic_fetch_sub_explicit(&run->shared->in_flight, 1, memory_order_relaxed);
+    /* libcurl re-sends a request by itself when a reused connection turns out dead: count such
+     * re-sends, so the attempts match what servers saw. */
+    if (req->sends > 1)
+        req->attempts += req->sends - 1;
+    req->sends = 0;
+    req->t_end = now;
+    cJSON *result;
+    char err[512];
+    enum chain_outcome o = chain_outcome(a, &result, err, sizeof err);
+    if (o == OUTCOME_OK) {
+        settle(run, req, result, NULL);
+        return CHAIN_DONE;
+    }
+    if (o == OUTCOME_RETRY && req->attempts < chain_max_attempts(run, req->stage) &&
+        atomic_load(&run->stop) != RUN_ABORT && req->it->status != ITEM_FAILED) {
+        *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, a->retry_after_s, &req->rng) / 1e3;
+        return CHAIN_RETRY;
+    }
+    settle(run, req, NULL, err);
+    return CHAIN_FAIL;
 }
 
 size_t chain_req_body_len(const struct chain_req *req)

@@ -1,26 +1,39 @@
-/* chain: the meaning of the model chain, in one place. A small state machine per item:
+/* chain: the meaning of the model chain, in one place. A small state machine per item, and the
+ * only code that decides what an HTTP attempt's end means.
  *
- *   chain_next(item)      → the requests that may be sent now (model_01 and model_02 together;
- *                           model_03 once both are truthy; model_04 after model_03; one
- *                           model_05 per sub-image), each a struct chain_req;
- *   chain_outcome(...)    → what one HTTP attempt's answer means: a result, a transient error
- *                           worth retrying, or a final error;
- *   chain_done(item, req) → record the result (or the error) and free the request.
+ *   chain_next(run, item)            → the requests that may be sent now (model_01 and model_02
+ *                                      together; model_03 once both are truthy; model_04 after
+ *                                      model_03; one model_05 per sub-image);
+ *   chain_attempt_begin(run, req)    → may this attempt go? It counts the attempt and the
+ *                                      request in flight, or settles a request that need not be
+ *                                      sent (a sibling failed, the run is being torn down);
+ *   chain_attempt_end(run, req, ans) → what the attempt's end means: the request is done (its
+ *                                      result recorded), it is to be retried at time T, or it
+ *                                      failed (and with it the item);
+ *   chain_finished(item)             → the item needs nothing more and can be written.
  *
- * The blocking driver (serial, threads, processes) sends requests one at a time; the curl-multi
- * driver sends every ready request at once. Both call exactly these functions, so they cannot
- * disagree about what runs when, what is sent, or what ends up in the row. */
+ * Drivers differ only in how they wait: the blocking driver (serial, threads, processes) sleeps
+ * until T, the curl-multi driver arms a timer. Both call exactly these functions, in the same
+ * order, as curl's serial and parallel drivers share post_per_transfer(); so they cannot disagree
+ * about what runs when, what is sent, what is retried, how attempts are counted, or what ends up
+ * in the row. A new rule (a retry budget, an error expression) is written here once.
+ *
+ * The chain reads no clock: drivers pass the time in. */
 #ifndef ANNOTATE_CHAIN_H
 #define ANNOTATE_CHAIN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <curl/curl.h>
 #include <cjson/cJSON.h>
+#include "config.h"
 #include "item.h"
 #include "pipeline.h"
+#include "run.h"
 
 /* One request: the body is CHAIN_BODY_HEAD + im (the base64 text) + tail, sent without being
- * assembled in memory (the image is never copied into a body). */
+ * assembled in memory (the image is never copied into a body). Owned by the driver between
+ * chain_next and the chain_attempt_end (or chain_attempt_begin) that settles it, which frees it. */
 struct chain_req {
     struct item *it;
     int stage;
@@ -35,6 +48,8 @@ struct chain_req {
     int sends;            /* times the current attempt went on the wire (libcurl may resend) */
     double t_first;       /* monotonic time of the first attempt */
     double t_attempt;     /* monotonic time of the current attempt */
+    double t_end;         /* monotonic time the last attempt ended */
+    uint64_t rng;         /* backoff jitter, seeded from the item and the request */
     struct chain_req *next; /* for the driver's lists */
     void *driver;         /* the driver's own data (a curl handle, a timer) */
 };
@@ -45,27 +60,62 @@ struct chain_req {
 /* Moves every stage that can start now to running and returns its requests as a list (linked by
  * ->next, in stage then element order), or NULL when none can start. Stages found to be skipped
  * are marked so. When every stage is settled the item becomes ITEM_OK (unless it failed). */
-struct chain_req *chain_next(const struct pipeline *p, struct item *it);
+struct chain_req *chain_next(const struct run *run, struct item *it);
 
 /* 1 when the item needs nothing more: no request in flight, and ok or failed. */
 int chain_finished(const struct item *it);
 
-enum chain_outcome { OUTCOME_OK = 0, OUTCOME_RETRY = 1, OUTCOME_FAIL = 2 };
+enum chain_go {
+    CHAIN_SEND = 0,   /* send it now; the attempt is counted and in flight */
+    CHAIN_SETTLED = 1 /* not to be sent: the chain has settled (and freed) the request */
+};
 
-/* What one attempt's answer means. cc is curl's result (CURLE_OK when an answer came), status
- * the HTTP status, body the answer, curl_err curl's error buffer (may be NULL). On OUTCOME_OK
+/* Called before each attempt goes on the wire (the first and every retry). */
+enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, double now);
+
+/* How one attempt ended, as the driver saw it. */
+struct chain_answer {
+    CURLcode cc;          /* CURLE_OK when an answer came */
+    long status;          /* HTTP status, 0 when none */
+    const char *body;     /* the answer (may be NULL when len is 0) */
+    size_t len;
+    const char *curl_err; /* curl's error buffer, may be NULL or empty */
+    long retry_after_s;   /* the Retry-After header, or -1 */
+};
+
+enum chain_step {
+    CHAIN_DONE = 0,  /* the request finished with its result; it has been freed */
+    CHAIN_RETRY = 1, /* send it again (chain_attempt_begin first) at *retry_at */
+    CHAIN_FAIL = 2   /* the request failed, and the item with it; it has been freed */
+};
+
+/* Ends the attempt begun by the last chain_attempt_begin. After CHAIN_DONE or CHAIN_FAIL the
+ * driver asks chain_next for what comes next and chain_finished whether the item is settled. */
+enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, const struct chain_answer *a,
+                                  double now, double *retry_at);
+
+/* Settles a request the driver could not send at all (no curl handle, say): the item fails with
+ * why. The request is freed. */
+void chain_abandon(const struct run *run, struct chain_req *req, const char *why);
+
+/* What one attempt's answer means, without deciding anything about retries. On OUTCOME_OK
  * *result is the answer's "result" (the caller owns it); otherwise err says why. Retryable:
- * connect failures, timeouts, resets, 5xx, 429, and a 2xx whose body is not {"result": ...}
- * (a garbled answer is a server fault). Other 4xx and local errors are final. */
-enum chain_outcome chain_outcome(CURLcode cc, long status, const char *body, size_t len,
-                                 const char *curl_err, cJSON **result, char *err, size_t errlen);
+ * connect failures, timeouts, resets, 5xx, 429, 408, and a 2xx whose body is not
+ * {"result": ...} (a garbled answer is a server fault). Other 4xx and local errors are final. */
+enum chain_outcome { OUTCOME_OK = 0, OUTCOME_RETRY = 1, OUTCOME_FAIL = 2 };
+enum chain_outcome chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen);
 
 /* Parses an answer body: a JSON object with a "result" key. Returns 0 and the detached result,
  * or -1 with a reason. (The fuzz target for answers.) */
 int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen);
 
-/* Records a request's end: result (owned, taken) when it succeeded, or NULL and err. Frees req. */
-void chain_done(const struct pipeline *p, struct chain_req *req, cJSON *result, const char *err);
+/* Attempts allowed for a stage's requests: 1 + retries (the stage's override or --retries). */
+int chain_max_attempts(const struct run *run, int stage);
+
+/* Backoff before retry number `attempt` (1 = first retry): exponential with full jitter, capped
+ * by --backoff-max-ms, and at least the server's Retry-After (seconds; < 0 if none), which is
+ * itself capped at max(--backoff-max-ms, 60 s). */
+long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng);
 
 /* Copies the next up to n bytes of req's body into buf; returns the count (0 at the end). */
 size_t chain_req_read(struct chain_req *req, char *buf, size_t n);
@@ -76,5 +126,8 @@ void chain_req_free(struct chain_req *req);
 
 /* JSON truthiness as the seed's Python has it: null, false, 0, "", [] and {} are false. */
 int chain_truthy(const cJSON *v);
+
+/* xorshift64*: cheap, and good enough for jitter. */
+uint64_t rng_next(uint64_t *s);
 
 #endif

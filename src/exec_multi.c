@@ -5,8 +5,9 @@
  * own list (libcurl never queues them), and new images are taken from the input queue only when
  * that list is empty, so the number of images in flight stays near the concurrency. An image's
  * independent requests (model_01 with model_02, all its model_05s) are started together. Retries
- * and rate-limit waits sit in a small timer heap; completions go through the same chain_outcome
- * and chain_done as the blocking driver. Easy handles are pooled and reused. */
+ * and rate-limit waits sit in a small timer heap. Each attempt begins and ends through the same
+ * chain_attempt_begin / chain_attempt_end as the blocking driver: this file only decides when.
+ * Easy handles are pooled and reused. */
 #include "exec.h"
 
 #include <errno.h>
@@ -44,7 +45,6 @@ struct multi {
     int n_pool;
     long items;                     /* images taken and not yet passed on */
     int input_done;
-    uint64_t rng;
 };
 
 /* --loops event loops share the input and output queues; each has its own multi handle,
@@ -94,11 +94,16 @@ static struct chain_req *ready_pop(struct multi *x)
     return r;
 }
 
-static void heap_push(struct multi *x, double at, struct chain_req *r)
+/* Returns 0, or -1 when out of memory (r was not parked). */
+static int heap_push(struct multi *x, double at, struct chain_req *r)
 {
     if (x->n_heap == x->cap_heap) {
-        x->cap_heap = x->cap_heap ? x->cap_heap * 2 : 64;
-        x->heap = realloc(x->heap, (size_t)x->cap_heap * sizeof *x->heap);
+        int cap = x->cap_heap ? x->cap_heap * 2 : 64;
+        struct timed *h = realloc(x->heap, (size_t)cap * sizeof *h);
+        if (!h)
+            return -1;
+        x->heap = h;
+        x->cap_heap = cap;
     }
     int i = x->n_heap++;
     while (i > 0 && x->heap[(i - 1) / 2].at > at) {
@@ -106,6 +111,7 @@ static void heap_push(struct multi *x, double at, struct chain_req *r)
         i = (i - 1) / 2;
     }
     x->heap[i] = (struct timed){at, r};
+    return 0;
 }
 
 static struct chain_req *heap_pop(struct multi *x)
@@ -186,12 +192,10 @@ static void item_settled(struct multi *x, struct item *it)
         item_free(it);
 }
 
-/* Records a request's end and queues whatever the chain says comes next. */
-static void finish(struct multi *x, struct chain_req *r, cJSON *result, const char *err)
+/* A request of it has been settled by the chain: queue whatever comes next. */
+static void follow_up(struct multi *x, struct item *it)
 {
-    struct item *it = r->it;
-    chain_done(x->run->p, r, result, err);
-    ready_push_front(x, chain_next(x->run->p, it));
+    ready_push_front(x, chain_next(x->run, it));
     if (chain_finished(it))
         item_settled(x, it);
 }
@@ -200,39 +204,39 @@ static void finish(struct multi *x, struct chain_req *r, cJSON *result, const ch
  * parked for that already). */
 static void start(struct multi *x, struct chain_req *r, int has_token)
 {
-    if (r->it->status == ITEM_FAILED || atomic_load(&x->run->stop) == RUN_ABORT) {
-        finish(x, r, NULL, "not sent: an earlier request of this image failed");
-        return;
-    }
-    if (x->run->rl && !has_token) {
+    if (x->run->rl && !has_token && r->it->status != ITEM_FAILED) {
         double wait = ratelimit_take(x->run->rl);
-        if (wait > 0) {
+        if (wait > 0 && heap_push(x, now_s() + wait, r) == 0) {
             /* The token is ours; it just is not valid yet. */
-            heap_push(x, now_s() + wait, r);
             r->driver = (void *)1;
             return;
-        }
+        } /* no room to park it: send it now rather than lose it */
     }
+    struct item *it = r->it;
     struct http_slot *h = handle_get(x);
     if (!h) {
-        finish(x, r, NULL, "out of memory for a curl handle");
+        chain_abandon(x->run, r, "out of memory for a curl handle");
+        follow_up(x, it);
         return;
     }
-    if (!r->t_first)
-        r->t_first = now_s();
-    r->attempts++;
-    r->t_attempt = now_s();
+    if (chain_attempt_begin(x->run, r, now_s()) == CHAIN_SETTLED) {
+        handle_put(x, h);
+        follow_up(x, it);
+        return;
+    }
     r->driver = h;
     http_prepare(h, x->run, r);
     CURLMcode mc = curl_multi_add_handle(x->m, h->h);
     if (mc != CURLM_OK) {
         handle_put(x, h);
         r->driver = NULL;
-        finish(x, r, NULL, curl_multi_strerror(mc));
+        struct chain_answer a = {.cc = CURLE_FAILED_INIT, .curl_err = curl_multi_strerror(mc), .retry_after_s = -1};
+        double at;
+        chain_attempt_end(x->run, r, &a, now_s(), &at); /* a local error: final */
+        follow_up(x, it);
         return;
     }
     x->in_curl++;
-    atomic_fetch_add_explicit(&x->run->stats->in_flight, 1, memory_order_relaxed);
 }
 
 static void on_done(struct multi *x, CURL *e, CURLcode cc)
@@ -240,26 +244,21 @@ static void on_done(struct multi *x, CURL *e, CURLcode cc)
     struct chain_req *r;
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
     struct http_slot *h = r->driver;
-    long status = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    long retry_after = http_retry_after(e);
-    http_count_resends(r);
+    struct item *it = r->it;
+    struct chain_answer a;
+    http_answer(h, cc, &a);
     curl_multi_remove_handle(x->m, e);
     x->in_curl--;
-    atomic_fetch_sub_explicit(&x->run->stats->in_flight, 1, memory_order_relaxed);
-    cJSON *result;
-    char err[512];
-    enum chain_outcome o = chain_outcome(cc, status, h->resp.data ? h->resp.data : "", h->resp.len, h->errbuf,
-                                         &result, err, sizeof err);
-    handle_put(x, h);
-    r->driver = NULL;
-    if (o == OUTCOME_RETRY && r->attempts < http_max_attempts(x->run, r->stage) &&
-        atomic_load(&x->run->stop) != RUN_ABORT && r->it->status != ITEM_FAILED) {
-        long d = http_backoff_ms(x->run->cfg, r->attempts, retry_after, &x->rng);
-        heap_push(x, now_s() + (double)d / 1e3, r);
-        return;
+    double at;
+    enum chain_step step = chain_attempt_end(x->run, r, &a, now_s(), &at);
+    handle_put(x, h); /* after the chain has read the answer out of it */
+    if (step == CHAIN_RETRY) {
+        r->driver = NULL;
+        if (heap_push(x, at, r) == 0)
+            return;
+        chain_abandon(x->run, r, "out of memory for a retry");
     }
-    finish(x, r, o == OUTCOME_OK ? result : NULL, err);
+    follow_up(x, it);
 }
 
 static void drain_messages(struct multi *x)
@@ -309,7 +308,7 @@ static void top_up(struct multi *x)
             break;
         struct item *it = p;
         x->items++;
-        struct chain_req *reqs = chain_next(x->run->p, it);
+        struct chain_req *reqs = chain_next(x->run, it);
         if (!reqs && chain_finished(it)) {
             item_settled(x, it); /* failed at load, or nothing to send */
             continue;
@@ -413,7 +412,6 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     x->out = out;
     x->cap = cap;
     x->curl_deadline = -1;
-    x->rng = (uint64_t)(uintptr_t)x ^ 0x5DEECE66Dull;
     x->pool = calloc((size_t)x->cap + 1, sizeof *x->pool);
     x->epfd = epoll_create1(EPOLL_CLOEXEC);
     x->qfd = queue_add_notify_fd(in);

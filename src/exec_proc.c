@@ -1,17 +1,23 @@
-/* exec_proc: the processes strategy. N worker processes, each annotate itself re-executed with
- * ANNOTATE_WORKER naming the stages it runs, fed over its stdin and drained over its stdout with
- * length-prefixed frames. One manager thread polls every worker's pipe (and the input queue's
- * eventfd) and hands an item to whichever worker is idle.
+/* exec_proc: the processes strategy. N worker processes, each annotate itself re-executed as a
+ * worker (see ipc.h for everything that passes between the two), fed over its stdin and
+ * drained over its stdout with length-prefixed frames. One manager thread polls every worker's
+ * pipes (and the input queue's eventfd) and hands an item to whichever worker is idle.
+ *
+ * A worker's first frame is its configuration: the parent's resolved options and pipeline. It
+ * never parses the command line or reads the pipeline file, so a file edited during a run cannot
+ * reach a replacement worker, and both ends always walk the same stage table.
  *
  * When load and query both run here they run in the same worker, and the frame carries only the
  * path: the worker reads the file itself and the image never crosses a pipe (the seed's lesson,
  * post #11). With load elsewhere, the base64 text is what is sent.
  *
- * A worker that dies (a crash in native code, the OOM killer, kill -9) is noticed by EOF on its
- * pipe, reaped with waitpid (no zombie), and replaced; its item is tried once more on another
- * worker and, if that one dies too, written as failed with the reason. Workers exec a fresh image
- * rather than running on as a fork of a threaded parent: nothing of the parent's threads or locks
- * comes along. */
+ * Writes to workers never block the manager: pipes are non-blocking and each worker has a send
+ * buffer, flushed when poll says the pipe has room. A worker that dies (a crash in native code,
+ * the OOM killer, kill -9) is noticed by EOF on its pipe, reaped with waitpid (no zombie), and
+ * replaced; its item is tried once more on another worker and, if that one dies too, written as
+ * failed with the reason. A worker that says nothing for longer than a request may take (it
+ * sends a heartbeat before every attempt and every second while it waits) is taken for stuck
+ * (stopped, deadlocked) and killed, which is the same death. */
 #include "exec.h"
 
 #include <errno.h>
@@ -27,186 +33,39 @@
 #include <unistd.h>
 
 #include "fdio.h"
-#include "http.h"
+#include "ipc.h"
 
-char **annotate_argv;
 extern char **environ;
 
 #define MAX_DEATHS_PER_ITEM 2
-#define NO_STR 0xFFFFFFFFu
-
-/* ---- framing: u32 length, then the item ---- */
-
-struct buf {
-    unsigned char *d;
-    size_t len, cap, pos;
-};
-
-static void need(struct buf *b, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t c = b->cap ? b->cap : 4096;
-        while (c < b->len + n)
-            c *= 2;
-        b->d = realloc(b->d, c);
-        b->cap = c;
-    }
-}
-
-static void put(struct buf *b, const void *p, size_t n)
-{
-    if (n == 0)
-        return; /* p may be NULL (an item with no request log yet) */
-    need(b, n);
-    memcpy(b->d + b->len, p, n);
-    b->len += n;
-}
-
-static void put_u32(struct buf *b, uint32_t v) { put(b, &v, 4); }
-
-static void put_str(struct buf *b, const char *s, size_t n)
-{
-    if (!s) {
-        put_u32(b, NO_STR);
-        return;
-    }
-    put_u32(b, (uint32_t)n);
-    put(b, s, n);
-}
-
-static int get(struct buf *b, void *p, size_t n)
-{
-    if (b->pos + n > b->len)
-        return -1;
-    memcpy(p, b->d + b->pos, n);
-    b->pos += n;
-    return 0;
-}
-
-static int get_u32(struct buf *b, uint32_t *v) { return get(b, v, 4); }
-
-/* A NUL-terminated copy, or NULL for an absent string. */
-static int get_str(struct buf *b, char **out, size_t *len)
-{
-    uint32_t n;
-    *out = NULL;
-    if (get_u32(b, &n))
-        return -1;
-    if (n == NO_STR)
-        return 0;
-    if (b->pos + n > b->len)
-        return -1;
-    *out = malloc((size_t)n + 1);
-    memcpy(*out, b->d + b->pos, n);
-    (*out)[n] = 0;
-    b->pos += n;
-    if (len)
-        *len = n;
-    return 0;
-}
-
-/* Serialises everything a stage may have changed. */
-static void encode_item(struct buf *b, const struct item *it, int with_payload)
-{
-    b->len = 0;
-    put_u32(b, 0); /* length, filled in below */
-    put(b, &it->seq, 8);
-    put(b, &it->t_start, sizeof it->t_start);
-    uint32_t v[5] = {(uint32_t)it->status, it->requests, it->attempts, (uint32_t)it->rel_off, (uint32_t)it->n_stages};
-    put(b, v, sizeof v);
-    put_str(b, it->path, it->path_len);
-    put_str(b, with_payload ? it->b64 : NULL, it->b64_len);
-    put_str(b, it->error, it->error ? strlen(it->error) : 0);
-    for (int s = 0; s < it->n_stages; s++) {
-        put(b, &it->state[s], 1);
-        char *j = it->results[s] ? cJSON_PrintUnformatted(it->results[s]) : NULL;
-        put_str(b, j, j ? strlen(j) : 0);
-        free(j);
-    }
-    put_u32(b, (uint32_t)it->n_log);
-    put(b, it->log, (size_t)it->n_log * sizeof *it->log);
-    uint32_t total = (uint32_t)(b->len - 4);
-    memcpy(b->d, &total, 4);
-}
-
-static struct item *decode_item(struct buf *b)
-{
-    b->pos = 0;
-    uint64_t seq;
-    double t0;
-    uint32_t v[5];
-    char *path = NULL;
-    size_t path_len = 0;
-    if (get(b, &seq, 8) || get(b, &t0, sizeof t0) || get(b, v, sizeof v) || v[4] > PIPELINE_MAX_STAGES ||
-        get_str(b, &path, &path_len) || !path) {
-        free(path);
-        return NULL;
-    }
-    struct item *it = item_new(path, path_len, v[3], (int)v[4], seq);
-    free(path);
-    if (!it)
-        return NULL;
-    it->t_start = t0;
-    it->status = (int)v[0];
-    it->requests = v[1];
-    it->attempts = v[2];
-    if (get_str(b, &it->b64, &it->b64_len) || get_str(b, &it->error, NULL))
-        goto bad;
-    for (int s = 0; s < it->n_stages; s++) {
-        char *j;
-        if (get(b, &it->state[s], 1) || get_str(b, &j, NULL))
-            goto bad;
-        if (j) {
-            it->results[s] = cJSON_Parse(j);
-            free(j);
-            if (!it->results[s])
-                goto bad;
-        }
-    }
-    uint32_t nlog;
-    if (get_u32(b, &nlog) || nlog > 1u << 20)
-        goto bad;
-    for (uint32_t i = 0; i < nlog; i++) {
-        struct req_log l;
-        if (get(b, &l, sizeof l))
-            goto bad;
-        item_log_request(it, l.stage, l.us, l.attempts);
-    }
-    return it;
-bad:
-    item_free(it);
-    return NULL;
-}
-
-/* Reads one frame into b (payload only). -1 on EOF or error. */
-static int read_frame(int fd, struct buf *b)
-{
-    uint32_t n;
-    if (fd_read_all(fd, &n, 4) || n > (1u << 30))
-        return -1;
-    b->len = 0;
-    need(b, n);
-    if (fd_read_all(fd, b->d, n))
-        return -1;
-    b->len = n;
-    return 0;
-}
+#define SILENCE_MARGIN_S 5.0
 
 /* ---- the worker process ---- */
 
-int exec_proc_worker_main(const struct run *run, const char *stages)
+static int worker_out_fd = -1;
+static double worker_last_beat;
+
+/* The heartbeat: an empty frame, at most once a second. */
+static void worker_alive(const struct run *run)
 {
-    const struct stage_fn *fns[2];
-    int nfns = 0;
-    char *copy = strdup(stages), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t && nfns < 2; t = strtok_r(NULL, ",", &save))
-        fns[nfns++] = !strcmp(t, "load") ? &STAGE_LOAD : &STAGE_QUERY;
-    int sends_payload = nfns == 1 && fns[0] == &STAGE_LOAD;
-    free(copy);
+    (void)run;
+    double t = now_s();
+    if (t - worker_last_beat < 1.0)
+        return;
+    worker_last_beat = t;
+    uint32_t zero = 0;
+    if (fd_write_all(worker_out_fd, &zero, 4)) {
+        /* The parent is gone or not reading: PR_SET_PDEATHSIG ends us if it died. */
+    }
+}
+
+int exec_proc_worker_main(void)
+{
     /* The parent decides when we stop (it closes our stdin); a Ctrl-C on the terminal reaches the
      * whole process group and must not kill work in flight. */
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     /* If the parent dies (kill -9, or its drain deadline passed), what we are doing can no longer
      * be written anywhere: go at once rather than finish retries into a closed pipe. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -214,36 +73,67 @@ int exec_proc_worker_main(const struct run *run, const char *stages)
         return 0; /* it died before we got here */
     /* Frames go to a private descriptor; anything printed to stdout by accident goes to stderr
      * instead of corrupting the stream. */
-    int out = dup(STDOUT_FILENO);
+    worker_out_fd = dup(STDOUT_FILENO);
     dup2(STDERR_FILENO, STDOUT_FILENO);
-    void *state[2] = {0};
-    for (int f = 0; f < nfns; f++)
-        if (fns[f]->worker_new)
-            state[f] = fns[f]->worker_new(run);
-    struct buf in = {0}, o = {0};
-    int rc = 0;
-    while (read_frame(STDIN_FILENO, &in) == 0) {
-        struct item *it = decode_item(&in);
-        if (!it) {
-            fprintf(stderr, "annotate worker: malformed frame from the parent\n");
-            rc = 3;
-            break;
-        }
-        for (int f = 0; f < nfns; f++)
-            fns[f]->run(state[f], run, it);
-        encode_item(&o, it, sends_payload);
-        item_free(it);
-        if (fd_write_all(out, o.d, o.len)) {
-            rc = 3;
-            break;
-        }
+
+    struct ipc_buf in = {0}, o = {0};
+    struct ipc_worker_config wc;
+    char err[512];
+    if (ipc_read_frame(STDIN_FILENO, &in) || ipc_decode_config(&in, &wc, err, sizeof err)) {
+        if (in.len)
+            fprintf(stderr, "annotate worker: %s\n", err);
+        else
+            fprintf(stderr, "annotate worker: no configuration from the parent (this command is for annotate's own use)\n");
+        ipc_worker_config_free(&wc);
+        ipc_buf_free(&in);
+        return 2;
     }
-    for (int f = 0; f < nfns; f++)
-        if (fns[f]->worker_free)
-            fns[f]->worker_free(state[f]);
-    free(in.d);
-    free(o.d);
-    close(out);
+    struct shared sh = {0};
+    struct run run = {.cfg = &wc.cfg, .p = wc.cfg.pipeline, .alive = worker_alive};
+    run.stats = stats_new(run.p->n);
+    if (shared_attach(&sh, wc.shared_fd) == 0)
+        run.shared = sh.page;
+    if (wc.ratelimit_fd >= 0)
+        run.rl = ratelimit_attach(wc.ratelimit_fd, wc.cfg.max_rps);
+    struct job_worker *jw = run.stats && run.shared && (wc.ratelimit_fd < 0 || run.rl)
+                                ? job_worker_new(&run, wc.jobs)
+                                : NULL;
+    int rc = 0;
+    if (!jw) {
+        fprintf(stderr, "annotate worker: cannot set up (out of memory, or the shared page is missing)\n");
+        rc = 2;
+    }
+    /* The payload goes back only when the parent still needs it (it runs the query itself). */
+    int send_payload = !(wc.jobs & JOB_QUERY);
+    while (jw && ipc_read_frame(STDIN_FILENO, &in) == 0) {
+        struct item *it = ipc_decode_item(&in, run.p->n);
+        if (!it) {
+            fprintf(stderr, "annotate worker: malformed item frame from the parent\n");
+            rc = 3;
+            break;
+        }
+        job_worker_run(jw, it);
+        int bad = ipc_encode_item(&o, it, send_payload);
+        item_free(it);
+        if (bad) {
+            fprintf(stderr, "annotate worker: out of memory for an answer frame\n");
+            rc = 3;
+            break;
+        }
+        if (fd_write_all(worker_out_fd, o.d, o.len)) {
+            rc = 3;
+            break;
+        }
+        worker_last_beat = now_s();
+    }
+    job_worker_free(jw);
+    ratelimit_free(run.rl);
+    shared_close(&sh);
+    stats_free(run.stats);
+    ipc_worker_config_free(&wc);
+    ipc_buf_free(&in);
+    ipc_buf_free(&o);
+    close(worker_out_fd);
     return rc;
 }
 
@@ -253,49 +143,130 @@ struct worker {
     pid_t pid;
     int to, from;
     struct item *busy;
-    double started;     /* monotonic time of the spawn */
-    double since;       /* monotonic time busy was handed over */
+    struct ipc_buf send;  /* frames not yet written to the worker's stdin */
+    size_t sent;          /* bytes of send already written */
+    struct ipc_buf recv;  /* bytes read from its stdout, not yet a whole frame */
+    double started;       /* monotonic time of the spawn */
+    double heard;         /* monotonic time we last heard from it (or handed it work) */
+    int killed;           /* the watchdog sent SIGKILL */
 };
-
-/* How long one image may take in a worker before the worker is taken for stuck (stopped,
- * deadlocked, spinning in native code) and killed: every stage (and a few sub-images) trying
- * every attempt to its timeout after the longest backoff, plus slack. Generous on purpose: it is
- * there so that a wedged worker cannot hang the run forever, not to police slow servers. */
-static double item_deadline_s(const struct run *run)
-{
-    const struct config *c = run->cfg;
-    double backoff = (double)(c->backoff_max_ms > 60000 ? c->backoff_max_ms : 60000);
-    return (double)(run->p->n + 4) * (c->retries + 1) * ((double)c->timeout_ms + backoff) / 1e3 + 30;
-}
 
 struct proc {
     struct exec base;
     const struct run *run;
     queue *in, *out;
     int n;
+    unsigned jobs;
     struct worker *w;
-    char stages[32];
-    int sends_payload;
+    struct ipc_buf config; /* the configuration frame every worker is sent first */
     char **envp;
     char exe[4096];
-    char *own_env[2];         /* the two entries of envp we allocated */
     pthread_t tid;
 };
 
+/* How long a busy worker may be silent before it is taken for stuck: the longest request it may
+ * be making (it says it is alive before each attempt, every second while it waits, and while it
+ * reads a file), plus a margin. */
+static double silence_limit_s(const struct run *run)
+{
+    long t = run->cfg->timeout_ms;
+    for (int s = 0; s < run->p->n; s++)
+        if (run->p->stages[s].timeout_ms > t)
+            t = run->p->stages[s].timeout_ms;
+    return (double)t / 1e3 + SILENCE_MARGIN_S;
+}
+
 static void proc_free(struct proc *p)
 {
-    free(p->own_env[0]);
-    free(p->own_env[1]);
+    if (p->w)
+        for (int i = 0; i < p->n; i++) {
+            ipc_buf_free(&p->w[i].send);
+            ipc_buf_free(&p->w[i].recv);
+        }
+    ipc_buf_free(&p->config);
     free(p->envp);
     free(p->w);
     free(p);
 }
 
-/* Per-item death count travels in a side table keyed by pointer (items are few in flight). */
-struct death {
-    struct item *it;
-    int n;
-};
+/* Appends a whole frame to the worker's send buffer. 0, or -1 when out of memory. */
+static int queue_frame(struct worker *w, const struct ipc_buf *f)
+{
+    struct ipc_buf *b = &w->send;
+    if (b->len + f->len > b->cap) {
+        size_t c = b->cap ? b->cap : 4096;
+        while (c < b->len + f->len)
+            c *= 2;
+        unsigned char *d = realloc(b->d, c);
+        if (!d)
+            return -1;
+        b->d = d;
+        b->cap = c;
+    }
+    memcpy(b->d + b->len, f->d, f->len);
+    b->len += f->len;
+    return 0;
+}
+
+/* Reads what the pipe has without blocking. Returns 1 when recv starts with a whole frame, 0
+ * when more is to come, -1 on end of file, an error, or an oversized frame. */
+static int pump_recv(struct worker *w)
+{
+    struct ipc_buf *b = &w->recv;
+    for (;;) {
+        uint32_t n;
+        if (b->len >= 4) {
+            memcpy(&n, b->d, 4);
+            if (n > IPC_MAX_FRAME)
+                return -1;
+            if (b->len >= 4 + (size_t)n)
+                return 1;
+        }
+        if (b->cap - b->len < 65536) {
+            size_t c = b->cap ? b->cap * 2 : 65536;
+            unsigned char *d = realloc(b->d, c);
+            if (!d)
+                return -1;
+            b->d = d;
+            b->cap = c;
+        }
+        ssize_t r = read(w->from, b->d + b->len, b->cap - b->len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (r <= 0)
+            return -1;
+        b->len += (size_t)r;
+    }
+}
+
+/* Drops the frame at the start of recv. */
+static void pop_frame(struct worker *w)
+{
+    struct ipc_buf *b = &w->recv;
+    uint32_t n;
+    memcpy(&n, b->d, 4);
+    memmove(b->d, b->d + 4 + n, b->len - 4 - n);
+    b->len -= 4 + (size_t)n;
+}
+
+/* Writes what the pipe takes without blocking. -1 when the worker is gone (EPIPE). */
+static int flush_send(struct worker *w)
+{
+    while (w->sent < w->send.len) {
+        ssize_t r = write(w->to, w->send.d + w->sent, w->send.len - w->sent);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (r < 0)
+            return -1;
+        w->sent += (size_t)r;
+    }
+    w->send.len = w->sent = 0;
+    return 0;
+}
 
 static int spawn(struct proc *p, struct worker *w, char *err, size_t errlen)
 {
@@ -307,6 +278,7 @@ static int spawn(struct proc *p, struct worker *w, char *err, size_t errlen)
         close(to[1]);
         goto fail;
     }
+    char *argv[] = {"annotate", IPC_WORKER_ARG, NULL};
     pid_t pid = fork();
     if (pid < 0) {
         close(to[0]);
@@ -321,17 +293,25 @@ static int spawn(struct proc *p, struct worker *w, char *err, size_t errlen)
         dup2(from[1], STDOUT_FILENO);
         /* /proc/self/exe, not the path: if the binary was rebuilt during the run, replacements
          * still run the parent's own image, which speaks its frame format. */
-        execve("/proc/self/exe", annotate_argv, p->envp);
-        execve(p->exe, annotate_argv, p->envp);
+        execve("/proc/self/exe", argv, p->envp);
+        execve(p->exe, argv, p->envp);
         _exit(127);
     }
     close(to[0]);
     close(from[1]);
+    fcntl(to[1], F_SETFL, O_NONBLOCK);
+    fcntl(from[0], F_SETFL, O_NONBLOCK);
     w->pid = pid;
     w->to = to[1];
     w->from = from[0];
     w->busy = NULL;
-    w->started = now_s();
+    w->killed = 0;
+    w->send.len = w->sent = 0;
+    w->recv.len = 0;
+    w->started = w->heard = now_s();
+    if (queue_frame(w, &p->config) || flush_send(w)) {
+        /* Dead already, or no memory: its EOF reaps it like any other death. */
+    }
     return 0;
 fail:
     snprintf(err, errlen, "cannot start a worker process: %s", strerror(errno));
@@ -345,11 +325,12 @@ static void reap(struct worker *w, char *why, size_t len)
     close(w->to);
     close(w->from);
     w->to = w->from = -1;
+    w->send.len = w->sent = 0;
     if (waitpid(w->pid, &status, 0) < 0)
         snprintf(why, len, "worker process %d vanished", (int)w->pid);
     else if (WIFSIGNALED(status))
-        snprintf(why, len, "worker process %d was killed by signal %d (%s)", (int)w->pid, WTERMSIG(status),
-                 strsignal(WTERMSIG(status)));
+        snprintf(why, len, "worker process %d was killed by signal %d (%s)%s", (int)w->pid, WTERMSIG(status),
+                 strsignal(WTERMSIG(status)), w->killed ? " after it stopped answering" : "");
     else
         snprintf(why, len, "worker process %d exited with status %d", (int)w->pid, WEXITSTATUS(status));
     w->pid = 0;
@@ -361,172 +342,193 @@ static void pass_on(struct proc *p, struct item *it)
         item_free(it);
 }
 
+/* Items that lost their worker, with how many workers they have cost. */
+struct orphans {
+    struct item **it;
+    int *deaths;
+    int n, cap;
+};
+
+/* Hands idle workers their next item (orphans first), spawning workers that are missing.
+ * Returns the number of busy workers. */
+static int hand_out(struct proc *p, struct orphans *o, int *input_done, double respawn_after,
+                    struct ipc_buf *frame, int *deaths_of_busy)
+{
+    int busy = 0;
+    for (int i = 0; i < p->n; i++) {
+        struct worker *w = &p->w[i];
+        if (!w->pid) {
+            char err[256];
+            if (now_s() < respawn_after || spawn(p, w, err, sizeof err)) {
+                if (now_s() >= respawn_after)
+                    fprintf(stderr, "annotate: %s\n", err);
+                continue;
+            }
+        }
+        while (!w->busy) {
+            struct item *it = NULL;
+            int deaths = 0;
+            if (o->n) {
+                o->n--;
+                it = o->it[o->n];
+                deaths = o->deaths[o->n];
+            } else if (!*input_done && atomic_load(&p->run->stop) != RUN_ABORT) {
+                void *x;
+                int got = queue_try_pop(p->in, &x);
+                if (got < 0)
+                    *input_done = 1;
+                else if (got > 0)
+                    it = x;
+            }
+            if (!it)
+                break;
+            if (it->status == ITEM_FAILED && !(p->jobs & JOB_LOAD)) {
+                pass_on(p, it); /* failed before reaching us: nothing for a worker to do */
+                continue;
+            }
+            /* The parent sends the payload only when the worker does not load the file itself. */
+            if (ipc_encode_item(frame, it, !(p->jobs & JOB_LOAD)) || queue_frame(w, frame)) {
+                item_fail(it, "out of memory for a frame to a worker process");
+                pass_on(p, it);
+                continue;
+            }
+            w->busy = it;
+            deaths_of_busy[i] = deaths;
+            w->heard = now_s();
+            if (flush_send(w)) {
+                /* Died before taking it: handled when its pipe reports EOF. */
+            }
+        }
+        busy += w->busy != NULL;
+    }
+    return busy;
+}
+
 static void *manager(void *arg)
 {
     struct proc *p = arg;
     int qfd = queue_notify_fd(p->in);
-    struct pollfd *pfd = calloc((size_t)p->n + 1, sizeof *pfd);
-    struct death *deaths = calloc((size_t)p->n * 2 + 8, sizeof *deaths);
-    int n_deaths = 0, input_done = 0;
-    double respawn_after = 0;
-    const double deadline_s = item_deadline_s(p->run); /* workers that die as soon as they start are not re-forked in a tight loop */
-    struct buf b = {0};
-    struct item **retry = calloc((size_t)p->n + 1, sizeof *retry);
-    int n_retry = 0;
+    struct pollfd *pfd = calloc((size_t)p->n * 2 + 1, sizeof *pfd);
+    int *deaths_of_busy = calloc((size_t)p->n, sizeof *deaths_of_busy);
+    struct orphans o = {calloc((size_t)p->n, sizeof *o.it), calloc((size_t)p->n, sizeof *o.deaths), 0, p->n};
+    struct ipc_buf frame = {0};
+    int input_done = 0;
+    double respawn_after = 0; /* workers that die as soon as they start are not re-forked in a tight loop */
+    const double silence_s = silence_limit_s(p->run);
+    if (!pfd || !deaths_of_busy || !o.it || !o.deaths) {
+        fprintf(stderr, "annotate: out of memory in the process manager; stopping\n");
+        atomic_store((atomic_int *)&p->run->stop, RUN_ABORT);
+        input_done = 1;
+    }
     for (;;) {
-        /* Hand work to idle workers: retries first. */
-        int busy = 0;
+        int busy = pfd ? hand_out(p, &o, &input_done, respawn_after, &frame, deaths_of_busy) : 0;
+        if (busy == 0 && o.n == 0 && (input_done || atomic_load(&p->run->stop) == RUN_ABORT))
+            break;
+        /* Per worker: its answers (idle ones too: one that dies idle is reaped and replaced at
+         * once, not left a zombie), and its stdin while frames wait to be written. */
         for (int i = 0; i < p->n; i++) {
             struct worker *w = &p->w[i];
-            if (!w->pid) {
-                if (now_s() < respawn_after)
-                    continue;
-                char err[256];
-                if (spawn(p, w, err, sizeof err)) {
-                    fprintf(stderr, "annotate: %s\n", err);
-                    continue;
-                }
-            }
-            if (!w->busy) {
-                struct item *it = NULL;
-                if (n_retry)
-                    it = retry[--n_retry];
-                else if (!input_done && atomic_load(&p->run->stop) != RUN_ABORT) {
-                    void *x;
-                    int got = queue_try_pop(p->in, &x);
-                    if (got < 0)
-                        input_done = 1;
-                    else if (got > 0)
-                        it = x;
-                }
-                if (it) {
-                    if (it->status == ITEM_FAILED && !p->sends_payload) {
-                        pass_on(p, it); /* failed before reaching us: nothing for a worker to do */
-                        i--;
-                        continue;
-                    }
-                    encode_item(&b, it, !p->sends_payload);
-                    w->busy = it;
-                    w->since = now_s();
-                    if (fd_write_all(w->to, b.d, b.len)) {
-                        /* Died before taking it: handled when its pipe reports EOF. */
-                    }
-                }
-            }
-            busy += w->busy != NULL;
+            pfd[2 * i] = (struct pollfd){w->pid ? w->from : -1, POLLIN, 0};
+            pfd[2 * i + 1] = (struct pollfd){w->pid && w->sent < w->send.len ? w->to : -1, POLLOUT, 0};
         }
-        if (busy == 0 && (input_done || atomic_load(&p->run->stop) == RUN_ABORT) && n_retry == 0)
-            break;
-        int np = 0;
-        for (int i = 0; i < p->n; i++) {
-            /* Idle workers are watched too: one that dies idle is reaped and replaced at once,
-             * not left a zombie until it is next given work. */
-            pfd[np].fd = p->w[i].pid ? p->w[i].from : -1;
-            pfd[np].events = POLLIN;
-            pfd[np].revents = 0;
-            np++;
-        }
-        pfd[np].fd = (!input_done && busy < p->n) ? qfd : -1;
-        pfd[np].events = POLLIN;
-        pfd[np].revents = 0;
-        int r = poll(pfd, (nfds_t)np + 1, 1000);
+        pfd[2 * p->n] = (struct pollfd){(!input_done && busy < p->n) ? qfd : -1, POLLIN, 0};
+        int r = poll(pfd, (nfds_t)p->n * 2 + 1, 1000);
         if (r < 0 && errno != EINTR)
             break;
         double now = now_s();
-        for (int i = 0; i < p->n; i++) {
-            struct worker *w = &p->w[i];
-            if (w->busy && w->pid && now - w->since > deadline_s) {
-                fprintf(stderr, "annotate: worker process %d has had one image for %.0f s; killing it\n",
-                        (int)w->pid, now - w->since);
-                kill(w->pid, SIGKILL); /* its pipe's EOF then reaps it and retries the image */
-                w->since = now;       /* once */
-            }
-        }
-        if (pfd[np].revents & POLLIN) {
+        if (pfd[2 * p->n].revents & POLLIN) {
             uint64_t v;
             ssize_t rr = read(qfd, &v, sizeof v);
             (void)rr;
         }
         for (int i = 0; i < p->n; i++) {
             struct worker *w = &p->w[i];
-            if (!pfd[i].revents)
+            if (w->busy && w->pid && !w->killed && now - w->heard > silence_s) {
+                fprintf(stderr, "annotate: worker process %d has said nothing for %.0f s (the longest request "
+                                "may take %.0f s); killing it\n", (int)w->pid, now - w->heard, silence_s - SILENCE_MARGIN_S);
+                kill(w->pid, SIGKILL); /* its pipe's EOF then reaps it and retries the image */
+                w->killed = 1;
+            }
+            if (pfd[2 * i + 1].revents & POLLOUT)
+                flush_send(w); /* an error shows as EOF on its other pipe */
+            if (!pfd[2 * i].revents)
+                continue;
+            int got;
+            while ((got = pump_recv(w)) == 1) {
+                uint32_t n;
+                memcpy(&n, w->recv.d, 4);
+                w->heard = now;
+                if (n == 0) { /* a heartbeat */
+                    pop_frame(w);
+                    continue;
+                }
+                struct ipc_buf view = {.d = w->recv.d + 4, .len = n};
+                struct item *res = w->busy ? ipc_decode_item(&view, p->run->p->n) : NULL;
+                pop_frame(w);
+                if (!res) {
+                    got = -1; /* an answer we did not ask for, or cannot read: the same as a death */
+                    break;
+                }
+                item_free(w->busy);
+                w->busy = NULL;
+                pass_on(p, res);
+            }
+            if (got == 0)
                 continue;
             if (!w->busy) {
                 /* An idle worker has nothing to say: this is its end (EOF). */
                 char why[200];
-                double lived = now_s() - w->started;
+                double lived = now - w->started;
+                if (w->pid && !w->killed)
+                    kill(w->pid, SIGKILL);
                 reap(w, why, sizeof why);
                 fprintf(stderr, "annotate: %s while idle; starting another\n", why);
                 if (lived < 1.0)
-                    respawn_after = now_s() + 1.0;
+                    respawn_after = now + 1.0;
                 continue;
             }
-            struct item *res = read_frame(w->from, &b) == 0 ? decode_item(&b) : NULL;
-            if (res) {
-                struct item *old = w->busy;
-                w->busy = NULL;
-                if (p->sends_payload == 0)
-                    item_drop_payload(res); /* query done: the writer does not need it */
-                item_free(old);
-                pass_on(p, res);
-                continue;
-            }
-            /* The worker died with our item. */
+            /* The worker died with our item (or sent a frame we cannot read: the same to us). */
             char why[200];
+            if (w->pid && !w->killed)
+                kill(w->pid, SIGKILL);
             reap(w, why, sizeof why);
             struct item *it = w->busy;
             w->busy = NULL;
-            int k, times = 0;
-            for (k = 0; k < n_deaths; k++)
-                if (deaths[k].it == it)
-                    break;
-            if (k == n_deaths && n_deaths < p->n * 2 + 8)
-                deaths[n_deaths++] = (struct death){it, 0};
-            if (k < n_deaths)
-                times = ++deaths[k].n;
+            int times = deaths_of_busy[i] + 1;
             if (times >= MAX_DEATHS_PER_ITEM) {
                 item_fail(it, "%s while handling this image (tried %d times)", why, times);
-                deaths[k] = deaths[--n_deaths];
                 pass_on(p, it);
             } else {
                 fprintf(stderr, "annotate: %s; starting another and trying its image again\n", why);
-                retry[n_retry++] = it;
+                o.it[o.n] = it; /* at most one orphan per worker: o has room for p->n */
+                o.deaths[o.n++] = times;
             }
-        }
-        /* Forget death records of items that have left us. */
-        for (int k = 0; k < n_deaths; k++) {
-            int still = 0;
-            for (int i = 0; i < p->n; i++)
-                still |= p->w[i].busy == deaths[k].it;
-            for (int j = 0; j < n_retry; j++)
-                still |= retry[j] == deaths[k].it;
-            if (!still)
-                deaths[k--] = deaths[--n_deaths];
         }
     }
     /* Stop the workers: EOF on stdin ends them. */
     for (int i = 0; i < p->n; i++) {
-        if (!p->w[i].pid)
+        struct worker *w = &p->w[i];
+        if (!w->pid)
             continue;
-        if (p->w[i].busy) {
+        if (w->busy) {
             /* Only when the run is being torn down: its image will not be written, and the
              * worker need not finish it. */
-            kill(p->w[i].pid, SIGKILL);
-            item_free(p->w[i].busy);
-            p->w[i].busy = NULL;
+            kill(w->pid, SIGKILL);
+            item_free(w->busy);
+            w->busy = NULL;
         }
-        close(p->w[i].to);
-        close(p->w[i].from);
-        int st;
-        waitpid(p->w[i].pid, &st, 0);
-        p->w[i].pid = 0;
+        close(w->to);
+        close(w->from);
+        waitpid(w->pid, NULL, 0);
+        w->pid = 0;
     }
-    while (n_retry)
-        item_free(retry[--n_retry]);
-    free(retry);
-    free(deaths);
+    while (o.n)
+        item_free(o.it[--o.n]);
+    free(o.it);
+    free(o.deaths);
+    free(deaths_of_busy);
     free(pfd);
-    free(b.d);
+    ipc_buf_free(&frame);
     queue_producer_done(p->out);
     return NULL;
 }
@@ -538,26 +540,21 @@ static void join(struct exec *base)
     proc_free(p);
 }
 
-struct exec *exec_proc_start(const struct run *run, const struct stage_fn *const *fns, int nfns,
-                             int workers, queue *in, queue *out, char *err, size_t errlen)
+struct exec *exec_proc_start(const struct run *run, unsigned jobs, int workers, queue *in, queue *out,
+                             char *err, size_t errlen)
 {
-    if (!annotate_argv) {
-        snprintf(err, errlen, "the processes strategy needs the annotate binary (annotate_argv is unset)");
+    struct proc *p = calloc(1, sizeof *p);
+    if (!p || !(p->w = calloc((size_t)workers, sizeof *p->w))) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    struct proc *p = calloc(1, sizeof *p);
     p->base.join = join;
     p->run = run;
     p->in = in;
     p->out = out;
     p->n = workers;
-    p->w = calloc((size_t)workers, sizeof *p->w);
-    for (int f = 0; f < nfns; f++) {
-        if (f)
-            strcat(p->stages, ",");
-        strcat(p->stages, fns[f]->name);
-    }
-    p->sends_payload = nfns == 1 && fns[0] == &STAGE_LOAD;
+    p->jobs = jobs;
     ssize_t l = readlink("/proc/self/exe", p->exe, sizeof p->exe - 1);
     if (l <= 0) {
         snprintf(err, errlen, "cannot find the annotate binary to start workers: %s", strerror(errno));
@@ -565,22 +562,21 @@ struct exec *exec_proc_start(const struct run *run, const struct stage_fn *const
         return NULL;
     }
     p->exe[l] = 0;
-    /* The environment for workers, built before any fork: setenv is not safe after one. */
+    if (ipc_encode_config(&p->config, run->cfg, jobs, run->shared_fd, run->rl ? ratelimit_fd(run->rl) : -1)) {
+        snprintf(err, errlen, "out of memory for the workers' configuration");
+        proc_free(p);
+        return NULL;
+    }
+    /* The environment for workers, copied before any fork (it must not change under a fork). */
     size_t n = 0;
     while (environ[n])
         n++;
-    p->envp = calloc(n + 3, sizeof *p->envp);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "ANNOTATE_WORKER=", 16) && strncmp(environ[i], "ANNOTATE_RATELIMIT_FD=", 22))
-            p->envp[k++] = environ[i];
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, "ANNOTATE_WORKER=%s", p->stages);
-    p->envp[k++] = p->own_env[0] = strdup(tmp);
-    if (run->rl) {
-        snprintf(tmp, sizeof tmp, "ANNOTATE_RATELIMIT_FD=%d", ratelimit_fd(run->rl));
-        p->envp[k++] = p->own_env[1] = strdup(tmp);
+    if (!(p->envp = calloc(n + 1, sizeof *p->envp))) {
+        snprintf(err, errlen, "out of memory");
+        proc_free(p);
+        return NULL;
     }
+    memcpy(p->envp, environ, n * sizeof *p->envp);
     int started = 0, rc = 0;
     while (started < workers && spawn(p, &p->w[started], err, errlen) == 0)
         started++;

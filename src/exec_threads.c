@@ -1,5 +1,5 @@
 /* exec_threads: the serial (one thread) and threads (N threads) strategies. Each worker pops an
- * item, runs the stage functions on it and pushes it on; the last worker out closes the output
+ * item, runs its jobs on it (job_worker_run) and pushes it on; the last worker out closes the output
  * queue. In C there is no GIL: N threads run N stages at once, on as many cores as there are. */
 #include "exec.h"
 
@@ -12,8 +12,8 @@
 struct exec_threads {
     struct exec base;
     const struct run *run;
-    const struct stage_fn *const *fns;
-    int nfns, n;
+    unsigned jobs;
+    int n;
     queue *in, *out;
     pthread_t *tids;
     atomic_int running;
@@ -22,20 +22,17 @@ struct exec_threads {
 static void *worker(void *arg)
 {
     struct exec_threads *e = arg;
-    void *state[8] = {0};
-    for (int f = 0; f < e->nfns; f++)
-        if (e->fns[f]->worker_new)
-            state[f] = e->fns[f]->worker_new(e->run);
+    struct job_worker *w = job_worker_new(e->run, e->jobs);
     struct item *it;
     while ((it = queue_pop(e->in))) {
-        for (int f = 0; f < e->nfns; f++)
-            e->fns[f]->run(state[f], e->run, it);
+        if (w)
+            job_worker_run(w, it);
+        else
+            item_fail(it, "out of memory for a worker");
         if (queue_push(e->out, it)) /* closed under us: the run is being torn down */
             item_free(it);
     }
-    for (int f = 0; f < e->nfns; f++)
-        if (e->fns[f]->worker_free)
-            e->fns[f]->worker_free(state[f]);
+    job_worker_free(w);
     if (atomic_fetch_sub(&e->running, 1) == 1)
         queue_producer_done(e->out); /* the last worker out closes the door */
     return NULL;
@@ -50,21 +47,22 @@ static void join(struct exec *base)
     free(e);
 }
 
-struct exec *exec_threads_start(const struct run *run, const struct stage_fn *const *fns, int nfns,
-                                int workers, queue *in, queue *out, char *err, size_t errlen)
+struct exec *exec_threads_start(const struct run *run, unsigned jobs, int workers, queue *in, queue *out,
+                                char *err, size_t errlen)
 {
-    if (nfns > 8) {
-        snprintf(err, errlen, "too many stages for one executor");
+    struct exec_threads *e = calloc(1, sizeof *e);
+    if (e)
+        e->tids = calloc((size_t)workers, sizeof *e->tids);
+    if (!e || !e->tids) {
+        free(e);
+        snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    struct exec_threads *e = calloc(1, sizeof *e);
     e->base.join = join;
     e->run = run;
-    e->fns = fns;
-    e->nfns = nfns;
+    e->jobs = jobs;
     e->in = in;
     e->out = out;
-    e->tids = calloc((size_t)workers, sizeof *e->tids);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 1 << 20);

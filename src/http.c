@@ -6,17 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-uint64_t rng_next(uint64_t *s)
-{
-    /* xorshift64*: cheap, and good enough for jitter. */
-    uint64_t x = *s ? *s : 0x9E3779B97F4A7C15ull;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
 /* An answer larger than this fails the attempt: a misbehaving server must not make us allocate
  * until the timeout. */
 #define HTTP_MAX_ANSWER (256u << 20)
@@ -69,19 +58,6 @@ static int on_prereq(void *userp, char *conn_primary_ip, char *conn_local_ip, in
     return CURL_PREREQFUNC_OK;
 }
 
-void http_count_resends(struct chain_req *req)
-{
-    if (req->sends > 1)
-        req->attempts += req->sends - 1;
-    req->sends = 0;
-}
-
-int http_max_attempts(const struct run *run, int stage)
-{
-    int r = run->p->stages[stage].retries;
-    return 1 + (r >= 0 ? r : run->cfg->retries);
-}
-
 int http_slot_init(struct http_slot *s)
 {
     memset(s, 0, sizeof *s);
@@ -112,20 +88,15 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
     if (resp->data)
         resp->data[0] = 0;
     errbuf[0] = 0;
-    req->sent = 0;
-    req->sends = 0;
     curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(h, CURLOPT_PREREQDATA, req);
     curl_easy_setopt(h, CURLOPT_URL, st->full_url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     size_t blen = chain_req_body_len(req);
-    if (blen <= HTTP_SMALL_BODY) {
-        struct http_buf *b = &slot->body;
-        if (b->cap < blen + 1) {
-            free(b->data);
-            b->cap = HTTP_SMALL_BODY + 1;
-            b->data = malloc(b->cap);
-        }
+    struct http_buf *b = &slot->body;
+    if (blen <= HTTP_SMALL_BODY && !b->data && (b->data = malloc(HTTP_SMALL_BODY + 1)))
+        b->cap = HTTP_SMALL_BODY + 1;
+    if (blen <= HTTP_SMALL_BODY && b->data) { /* else streamed: out of memory for the buffer */
         b->len = chain_req_read(req, b->data, blen);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, b->data);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
@@ -164,27 +135,20 @@ long http_retry_after(CURL *h)
     return (long)ra;
 }
 
-long http_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng)
+void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a)
 {
-    double cap = (double)cfg->backoff_ms * (double)(1ull << (attempt > 20 ? 20 : attempt - 1));
-    if (cap > (double)cfg->backoff_max_ms)
-        cap = (double)cfg->backoff_max_ms;
-    long d = cap >= 1 ? (long)(rng_next(rng) % ((uint64_t)cap + 1)) : 0;
-    /* Retry-After is honoured up to max(--backoff-max-ms, 60 s): a server asking for days must
-     * not park an image (or a worker) for days. */
-    long ra_cap = cfg->backoff_max_ms > 60000 ? cfg->backoff_max_ms : 60000;
-    if (retry_after_s >= 0) {
-        long ra = retry_after_s > ra_cap / 1000 ? ra_cap : retry_after_s * 1000;
-        if (ra > d)
-            d = ra;
-    }
-    return d;
+    a->cc = cc;
+    a->status = 0;
+    curl_easy_getinfo(slot->h, CURLINFO_RESPONSE_CODE, &a->status);
+    a->body = slot->resp.data ? slot->resp.data : "";
+    a->len = slot->resp.len;
+    a->curl_err = slot->errbuf;
+    a->retry_after_s = http_retry_after(slot->h);
 }
 
 struct http_worker {
     const struct run *run;
     struct http_slot slot;
-    uint64_t rng;
 };
 
 struct http_worker *http_worker_new(const struct run *run)
@@ -197,9 +161,6 @@ struct http_worker *http_worker_new(const struct run *run)
         free(w);
         return NULL;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    w->rng = (uint64_t)ts.tv_nsec ^ ((uint64_t)(uintptr_t)w << 16);
     return w;
 }
 
@@ -212,30 +173,35 @@ static void sleep_s(double s)
         ;
 }
 
-/* One request, with its retries. Returns the result, or NULL with err filled. */
-static cJSON *perform(struct http_worker *w, struct chain_req *req, char *err, size_t errlen)
+/* Sleeps until t, saying it is alive about every second. */
+static void sleep_until(const struct run *run, double t)
+{
+    for (double left; (left = t - now_s()) > 0;) {
+        if (run->alive)
+            run->alive(run);
+        sleep_s(left > 1 ? 1 : left);
+    }
+}
+
+/* One request, with its retries, until the chain settles it. */
+static void perform(struct http_worker *w, struct chain_req *req)
 {
     const struct run *run = w->run;
-    int max = http_max_attempts(run, req->stage);
-    req->t_first = now_s();
     for (;;) {
         if (run->rl)
-            sleep_s(ratelimit_take(run->rl));
-        req->attempts++;
-        req->t_attempt = now_s();
+            sleep_until(run, now_s() + ratelimit_take(run->rl));
+        if (run->alive)
+            run->alive(run);
+        if (chain_attempt_begin(run, req, now_s()) == CHAIN_SETTLED)
+            return;
         http_prepare(&w->slot, run, req);
         CURLcode cc = curl_easy_perform(w->slot.h);
-        http_count_resends(req);
-        long status = 0;
-        curl_easy_getinfo(w->slot.h, CURLINFO_RESPONSE_CODE, &status);
-        cJSON *result;
-        enum chain_outcome o = chain_outcome(cc, status, w->slot.resp.data ? w->slot.resp.data : "",
-                                             w->slot.resp.len, w->slot.errbuf, &result, err, errlen);
-        if (o == OUTCOME_OK)
-            return result;
-        if (o == OUTCOME_FAIL || req->attempts >= max || atomic_load(&run->stop) == RUN_ABORT)
-            return NULL;
-        sleep_s((double)http_backoff_ms(run->cfg, req->attempts, http_retry_after(w->slot.h), &w->rng) / 1e3);
+        struct chain_answer a;
+        http_answer(&w->slot, cc, &a);
+        double at;
+        if (chain_attempt_end(run, req, &a, now_s(), &at) != CHAIN_RETRY)
+            return;
+        sleep_until(run, at);
     }
 }
 
@@ -245,20 +211,12 @@ void http_worker_query(struct http_worker *w, struct item *it)
         item_fail(it, "cannot create a curl handle (out of memory?)");
         return;
     }
-    const struct pipeline *p = w->run->p;
     struct chain_req *reqs;
-    while ((reqs = chain_next(p, it))) {
+    while ((reqs = chain_next(w->run, it))) {
         while (reqs) {
             struct chain_req *r = reqs;
             reqs = r->next;
-            if (it->status == ITEM_FAILED) {
-                /* A sibling failed: the item's row says so; the rest need not be sent. */
-                chain_done(p, r, NULL, "not sent: an earlier request of this image failed");
-                continue;
-            }
-            char err[512];
-            cJSON *res = perform(w, r, err, sizeof err);
-            chain_done(p, r, res, err);
+            perform(w, r);
         }
     }
 }

@@ -1,5 +1,5 @@
 /* http: the curl glue both drivers share (how a request is put on a handle, how its answer is
- * collected, how long to back off), and the blocking driver used by the serial, threads and
+ * collected and handed to the chain), and the blocking driver used by the serial, threads and
  * processes strategies: one reused easy handle per worker, so connections stay open. */
 #ifndef ANNOTATE_HTTP_H
 #define ANNOTATE_HTTP_H
@@ -35,29 +35,18 @@ void http_slot_free(struct http_slot *s);
 #define HTTP_SMALL_BODY (60 * 1024)
 void http_prepare(struct http_slot *slot, const struct run *run, struct chain_req *req);
 
-/* Attempts allowed for a stage's requests: 1 + retries (the stage's override or --retries). */
-int http_max_attempts(const struct run *run, int stage);
+/* How the attempt on the slot's handle ended (cc from curl), for chain_attempt_end. The
+ * answer points into the slot: valid until the slot is prepared again. */
+void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a);
 
-/* Backoff before retry number `attempt` (1 = first retry): exponential with full jitter, capped
- * by --backoff-max-ms, and at least the server's Retry-After (seconds; < 0 if none), which is
- * itself capped at max(--backoff-max-ms, 60 s). */
-long http_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng);
-
-/* libcurl re-sends a request by itself when a reused connection turns out dead; this adds such
- * re-sends of the attempt just finished to req->attempts, so the count matches what servers saw. */
-void http_count_resends(struct chain_req *req);
-
-/* Seconds the server asked us to wait (Retry-After), or -1. */
-long http_retry_after(CURL *h);
-
-/* The blocking driver: one per worker (thread or process). */
+/* The blocking driver: one per worker (thread or process). It waits by sleeping. */
 struct http_worker;
+/* NULL when out of memory or curl cannot make a handle. */
 struct http_worker *http_worker_new(const struct run *run);
 /* Runs the whole chain for one item, a request at a time, with retries. w may be NULL (its
  * creation failed): the item then fails with that reason. */
 void http_worker_query(struct http_worker *w, struct item *it);
+/* NULL is a no-op. */
 void http_worker_free(struct http_worker *w);
-
-uint64_t rng_next(uint64_t *s);
 
 #endif

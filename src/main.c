@@ -10,21 +10,27 @@
 #include "bench.h"
 #include "cli.h"
 #include "exec.h"
+#include "ipc.h"
 #include "merge.h"
-#include "progress.h"
 #include "runner.h"
 #include "summary.h"
 
 int main(int argc, char **argv)
 {
     char err[1024] = "";
-    annotate_argv = argv;
     signal(SIGPIPE, SIG_IGN); /* a dead worker's pipe or a closed stdout is an error, not a death */
     if (curl_global_init(CURL_GLOBAL_ALL)) {
         fprintf(stderr, "annotate: libcurl failed to initialise\n");
         return 2;
     }
     int rc;
+    if (argc == 2 && !strcmp(argv[1], IPC_WORKER_ARG)) {
+        /* A worker process of the processes strategy: the one place that decides it. Its
+         * configuration comes from its parent, never from the command line. */
+        rc = exec_proc_worker_main();
+        curl_global_cleanup();
+        return rc;
+    }
     if (argc >= 2 && !strcmp(argv[1], "merge")) {
         rc = merge_main(argc - 1, argv + 1);
         curl_global_cleanup();
@@ -42,18 +48,7 @@ int main(int argc, char **argv)
         curl_global_cleanup();
         return pr < 0 ? 2 : 0;
     }
-    const char *worker = getenv("ANNOTATE_WORKER");
-    if (worker && *worker) {
-        /* A worker process of the processes strategy: the parent re-ran us with the same options. */
-        struct run run = {.cfg = &cfg, .p = cfg.pipeline};
-        run.stats = stats_new(cfg.pipeline->n);
-        const char *rlfd = getenv("ANNOTATE_RATELIMIT_FD");
-        if (rlfd && cfg.max_rps > 0)
-            run.rl = ratelimit_attach(atoi(rlfd), cfg.max_rps);
-        rc = exec_proc_worker_main(&run, worker);
-        ratelimit_free(run.rl);
-        stats_free(run.stats);
-    } else if (is_bench) {
+    if (is_bench) {
         rc = bench_main(&cfg, &bo);
     } else {
         struct run_summary sum;

@@ -214,7 +214,14 @@ int pipeline_parse(const char *text, size_t len, const char *source, struct pipe
         return fail(err, errlen, source, -1, NULL, "not valid JSON (near line %d)", line);
     }
     struct pipeline *p = calloc(1, sizeof *p);
-    p->source = strdup(source);
+    if (!p || !(p->source = strdup(source)) || !(p->text = malloc(len + 1))) {
+        cJSON_Delete(root);
+        pipeline_free(p);
+        return fail(err, errlen, source, -1, NULL, "out of memory");
+    }
+    memcpy(p->text, text, len);
+    p->text[len] = 0;
+    p->text_len = len;
     const cJSON *stages = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "stages") : NULL;
     int rc = 0;
     if (!cJSON_IsArray(stages)) {
@@ -408,6 +415,23 @@ int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t err
     return 0;
 }
 
+int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, const char *const *lines, int n)
+{
+    struct stage *s = &p->stages[i];
+    free(s->full_url);
+    curl_slist_free_all(s->headers);
+    s->headers = NULL;
+    if (!(s->full_url = strdup(full_url)))
+        return -1;
+    for (int h = 0; h < n; h++) {
+        struct curl_slist *l = curl_slist_append(s->headers, lines[h]);
+        if (!l)
+            return -1;
+        s->headers = l;
+    }
+    return 0;
+}
+
 int pipeline_csv_columns(const struct pipeline *p)
 {
     int n = 0;
@@ -439,5 +463,6 @@ void pipeline_free(struct pipeline *p)
     }
     free(p->stages);
     free(p->source);
+    free(p->text);
     free(p);
 }

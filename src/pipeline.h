@@ -55,6 +55,8 @@ struct pipeline {
     struct stage *stages;
     int n;
     char *source; /* file name or "built-in" */
+    char *text;   /* the JSON text it was parsed from (what a worker process is sent) */
+    size_t text_len;
 };
 
 /* Parses pipeline JSON text. On error returns -1 and writes "SOURCE: stage N (NAME): what is
@@ -70,6 +72,10 @@ extern const char pipeline_default_json[];
 /* Joins relative URLs to base and expands ${ENV} in headers. An unset variable is an error that
  * names the variable (never its value). Returns 0 or -1. */
 int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen);
+
+/* Sets stage i's resolved URL and header lines as another process resolved them (a worker
+ * takes its parent's, and never resolves anything itself). Returns 0, or -1 when out of memory. */
+int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, const char *const *lines, int n);
 
 /* Number of stages that are CSV columns. */
 int pipeline_csv_columns(const struct pipeline *p);

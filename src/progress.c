@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "item.h"
-#include "runner.h"
 #include "scan.h"
+#include "select.h"
 
 struct progress {
     const struct config *cfg;
@@ -22,34 +22,11 @@ struct progress {
     atomic_uint_fast64_t total;
     atomic_int total_known;
     double t0;
-    int bench_fd;            /* annotate bench reads samples from here; -1 when not benchmarked */
-    double bench_interval;
-    pthread_t bench_tid;
-    int draw;                /* the status line is wanted (not --quiet) */
+    const struct shared_page *shared;
+    const struct doneset *done;
 };
 
-/* For annotate bench: one line "seconds images requests" per interval on an inherited fd. */
-static void *bench_thread(void *arg)
-{
-    struct progress *p = arg;
-    double next = p->t0 + p->bench_interval;
-    while (!atomic_load(&p->stop)) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        double t = now_s();
-        if (t < next)
-            continue;
-        next += p->bench_interval;
-        char line[128];
-        int n = snprintf(line, sizeof line, "%.6f %llu %llu\n", t - p->t0,
-                         (unsigned long long)(atomic_load(&p->st->ok) + atomic_load(&p->st->failed)),
-                         (unsigned long long)atomic_load(&p->st->requests));
-        if (write(p->bench_fd, line, (size_t)n) < 0)
-            break;
-    }
-    return NULL;
-}
-
+/* Counts what the run will settle (taken, and skipped as done) with the run's own rule. */
 static void *count_thread(void *arg)
 {
     struct progress *p = arg;
@@ -57,15 +34,14 @@ static void *count_thread(void *arg)
     scanner *s = scan_open(p->cfg->dir, &p->cfg->scan, err, sizeof err);
     if (!s)
         return NULL;
+    struct selection sel;
+    selection_init(&sel, p->cfg, p->done);
     struct scan_entry e;
     uint64_t n = 0;
-    const struct config *c = p->cfg;
-    while (!atomic_load(&p->stop) && scan_next(s, &e) == 1) {
-        if (c->shard_n && shard_hash(e.rel, e.rel_len) % (uint64_t)c->shard_n != (uint64_t)c->shard_k)
-            continue; /* the same share the run takes */
-        if (c->max_images && n >= c->max_images)
-            break;
-        if (++n % 1024 == 0)
+    enum pick k = PICK_TAKE;
+    while (!atomic_load(&p->stop) && k != PICK_STOP && scan_next(s, &e) == 1) {
+        k = selection_pick(&sel, &e);
+        if ((k == PICK_TAKE || k == PICK_DONE) && ++n % 1024 == 0)
             atomic_store(&p->total, n);
     }
     atomic_store(&p->total, n);
@@ -109,7 +85,7 @@ static void draw(struct progress *p, double rate)
     const char *red = p->colour && failed ? "\033[31m" : "", *reset = p->colour && failed ? "\033[0m" : "";
     char line[256];
     snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s%llu failed%s  ETA %s", totals, rate,
-             (long long)atomic_load(&st->in_flight), red, (unsigned long long)failed, reset, eta);
+             (long long)atomic_load(&p->shared->in_flight), red, (unsigned long long)failed, reset, eta);
     if (p->tty)
         fprintf(stderr, "\r\033[K%s", line);
     else {
@@ -146,27 +122,19 @@ static void *draw_thread(void *arg)
     return NULL;
 }
 
-struct progress *progress_new(const struct config *cfg, struct stats *st)
+struct progress *progress_new(const struct config *cfg, struct stats *st, const struct shared_page *shared,
+                              const struct doneset *done)
 {
-    const char *bfd = getenv("ANNOTATE_BENCH_FD"), *bint = getenv("ANNOTATE_BENCH_INTERVAL");
-    int bench = bfd && *bfd && !getenv("ANNOTATE_WORKER");
-    if (cfg->quiet && !bench)
+    if (cfg->quiet)
         return NULL;
     struct progress *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL; /* no progress line is no reason to stop a run */
     p->cfg = cfg;
     p->st = st;
+    p->shared = shared;
+    p->done = done;
     p->t0 = now_s();
-    p->bench_fd = -1;
-    if (bench) {
-        p->bench_fd = atoi(bfd);
-        p->bench_interval = bint ? atof(bint) : 1.0;
-        if (p->bench_interval < 0.05)
-            p->bench_interval = 0.05;
-        pthread_create(&p->bench_tid, NULL, bench_thread, p);
-    }
-    p->draw = !cfg->quiet;
-    if (!p->draw)
-        return p;
     p->tty = isatty(STDERR_FILENO);
     const char *nc = getenv("NO_COLOR");
     p->colour = p->tty && !(nc && *nc);
@@ -178,10 +146,6 @@ struct progress *progress_new(const struct config *cfg, struct stats *st)
 void progress_end(struct progress *p)
 {
     if (!p || atomic_exchange(&p->stop, 1))
-        return;
-    if (p->bench_fd >= 0)
-        pthread_join(p->bench_tid, NULL);
-    if (!p->draw)
         return;
     pthread_join(p->tid, NULL);
     pthread_join(p->count_tid, NULL);

@@ -6,12 +6,17 @@
 #define ANNOTATE_PROGRESS_H
 
 #include "config.h"
+#include "resume.h"
+#include "shared.h"
 #include "stats.h"
 
 struct progress;
 
-/* Starts the progress thread (and the counting scanner). NULL when quiet. */
-struct progress *progress_new(const struct config *cfg, struct stats *st);
+/* Starts the progress thread (and the counting scanner, which selects images as the run does:
+ * done is the run's resume set, may be NULL). NULL when quiet. Everything passed must outlive
+ * progress_end. */
+struct progress *progress_new(const struct config *cfg, struct stats *st, const struct shared_page *shared,
+                              const struct doneset *done);
 /* Stops drawing and clears the line. NULL is a no-op. */
 void progress_end(struct progress *p);
 void progress_free(struct progress *p);

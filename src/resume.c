@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "csv_out.h"
 
 /* ---- the done-set: open addressing over (hash, offset into an arena) ---- */
 
@@ -323,110 +322,4 @@ int64_t resume_parse(const char *text, size_t len, const char *header, int retry
     if (n >= 0)
         info->torn_bytes = len - *complete_len;
     return n;
-}
-
-struct keep {
-    struct doneset *seen;
-    FILE *f;
-    const char *text;
-    int retry_failed;
-};
-
-static void keep_row(void *ud, const char *path, size_t len, int ok, size_t start, size_t end)
-{
-    struct keep *k = ud;
-    if ((ok || !k->retry_failed) && doneset_add(k->seen, path, len))
-        fwrite(k->text + start, 1, end - start, k->f);
-}
-
-/* Rewrites path keeping the header and, per image, its first row (failed rows dropped when they
- * are to be retried). */
-static int compact(const char *path, const char *text, size_t len, const char *header, int retry_failed,
-                   char *err, size_t errlen)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.compact.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    fputs(header, f);
-    struct keep k = {doneset_new(), f, text, retry_failed};
-    size_t complete;
-    csv_rows(text, len, header, keep_row, &k, &complete, err, errlen);
-    doneset_free(k.seen);
-    int bad = fflush(f) || fsync(fileno(f));
-    bad |= fclose(f);
-    if (bad || rename(tmp, path)) {
-        snprintf(err, errlen, "cannot rewrite %s without its failed rows: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
-int resume_open(const char *path, const struct pipeline *p, int retry_failed, struct doneset **out,
-                struct resume_info *info, char *err, size_t errlen)
-{
-    memset(info, 0, sizeof *info);
-    *out = NULL;
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        snprintf(err, errlen, "cannot open %s to resume: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s is not a regular file: cannot resume into it", path);
-        close(fd);
-        return -1;
-    }
-    if (st.st_size == 0) {
-        close(fd);
-        return 0;
-    }
-    size_t len = (size_t)st.st_size;
-    const char *text = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (text == MAP_FAILED) {
-        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    madvise((void *)text, len, MADV_SEQUENTIAL);
-    char *header = csv_header(p);
-    struct doneset *set = doneset_new();
-    size_t complete = 0;
-    char why[300];
-    int64_t n = resume_parse(text, len, header, retry_failed, set, &complete, info, why, sizeof why);
-    int rc = 0;
-    if (n < 0) {
-        snprintf(err, errlen, "cannot resume %s: %s. Use another --out file, or move this one aside.", path, why);
-        rc = -1;
-    } else if (n == 0) {
-        /* Not even a whole header: a crash right at the start. Start afresh. */
-        if (ftruncate(fd, 0)) {
-            snprintf(err, errlen, "cannot repair %s: %s", path, strerror(errno));
-            rc = -1;
-        }
-        info->torn_bytes = len;
-    } else if (complete < len) {
-        if (ftruncate(fd, (off_t)complete) || fsync(fd)) {
-            snprintf(err, errlen, "cannot repair the torn last row of %s: %s", path, strerror(errno));
-            rc = -1;
-        }
-    }
-    if (rc == 0 && (info->dropped_failed || info->duplicates))
-        rc = compact(path, text, complete, header, retry_failed, err, errlen);
-    munmap((void *)text, len);
-    close(fd);
-    free(header);
-    if (rc) {
-        doneset_free(set);
-        return -1;
-    }
-    *out = set;
-    return 0;
 }

@@ -1,11 +1,7 @@
-/* resume: reading a results file back, so a run can continue where a crashed or stopped one
- * ended. Images are keyed by path (the bytes of the path column).
- *
- * resume_open checks that the header is this pipeline's, truncates a torn last row (a crash
- * while a row was being written leaves at most one), and returns the set of paths to skip: the
- * ok rows, and the failed rows too unless retry_failed. With retry_failed the failed rows are
- * first removed from the file (written to a temporary file, fsync'd and renamed over it, so a
- * crash during that leaves either the old file or the new one), which keeps one row per image. */
+/* resume: reading a results file's rows back, so a run can continue where a crashed or stopped
+ * one ended (results.c does it on the locked file; merge.c on its inputs). Images are keyed by
+ * path (the bytes of the path column); the done-set is the set of paths to skip: the ok rows,
+ * and the failed rows too unless retry_failed. */
 #ifndef ANNOTATE_RESUME_H
 #define ANNOTATE_RESUME_H
 
@@ -20,11 +16,6 @@ struct resume_info {
     uint64_t torn_bytes; /* bytes cut off the end */
     uint64_t duplicates; /* rows whose path was seen before (kept the first) */
 };
-
-/* Returns 0 with *out (NULL when the file does not exist or is empty: a fresh start), or -1 with
- * err (the header is not this pipeline's, the file cannot be read or repaired). */
-int resume_open(const char *path, const struct pipeline *p, int retry_failed, struct doneset **out,
-                struct resume_info *info, char *err, size_t errlen);
 
 /* Parses CSV text already in memory (the fuzz target and the benchmark use it). Returns the number
  * of complete rows, fills the set, and sets *complete_len to the length of the complete-row prefix. */

@@ -1,5 +1,6 @@
 /* run: what every stage of one run shares: the configuration, the pipeline, the counters, the
- * rate limiter and the stop flag. Created by runner.c, read by the stages and executors. */
+ * rate limiter and the stop flag. Created by runner.c (and, in a worker process, by the worker's
+ * main from the configuration its parent sent), read by the chain and the drivers. */
 #ifndef ANNOTATE_RUN_H
 #define ANNOTATE_RUN_H
 
@@ -7,6 +8,7 @@
 #include "config.h"
 #include "pipeline.h"
 #include "ratelimit.h"
+#include "shared.h"
 #include "stats.h"
 
 enum { RUN_GOING = 0, RUN_DRAIN = 1, RUN_ABORT = 2 };
@@ -15,8 +17,13 @@ struct run {
     const struct config *cfg;
     const struct pipeline *p;
     struct stats *stats;
-    struct ratelimit *rl;   /* NULL: no --max-rps */
-    atomic_int stop;        /* RUN_GOING, RUN_DRAIN (stop scanning, finish what is in flight), RUN_ABORT */
+    struct shared_page *shared; /* counters shared with worker processes; never NULL in a run */
+    int shared_fd;              /* its descriptor, for worker processes to map */
+    struct ratelimit *rl;       /* NULL: no --max-rps */
+    atomic_int stop;            /* RUN_GOING, RUN_DRAIN (stop scanning, finish what is in flight), RUN_ABORT */
+    /* Called by the blocking driver before each attempt and about every second while it waits
+     * (a worker process tells its parent it is alive); NULL: nobody is listening. */
+    void (*alive)(const struct run *run);
 };
 
 #endif

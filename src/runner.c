@@ -19,35 +19,29 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "csv_out.h"
+#include "bench.h"
 #include "exec.h"
-#include "http.h"
 #include "progress.h"
-#include "resume.h"
+#include "results.h"
 #include "run.h"
 #include "scan.h"
-
-uint64_t shard_hash(const char *rel, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)rel[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
+#include "select.h"
 
 struct runner {
     struct run run;
     const struct config *cfg;
+    struct shared shared;
     scanner *sc;
     struct doneset *done;
-    queue *q_scan;
+    struct resume_info info;
+    struct selection sel;
+    queue *q_scan, *q_load, *q_out;
     atomic_uint_fast64_t found, skipped, not_in_shard;
     atomic_int finished;
-    struct csv_out *out;
+    struct results *out;
     pthread_mutex_t out_mu; /* the writer and the signal thread's last-resort sync */
     struct progress *prog;
+    struct bench_sampler *sampler;
 };
 
 /* The next item the run should process, or NULL at the end (or when stopping). */
@@ -55,15 +49,16 @@ static struct item *next_item(struct runner *r, uint64_t *seq)
 {
     struct scan_entry e;
     while (atomic_load(&r->run.stop) == RUN_GOING && scan_next(r->sc, &e) == 1) {
-        if (r->cfg->max_images && *seq >= r->cfg->max_images)
+        enum pick k = selection_pick(&r->sel, &e);
+        if (k == PICK_STOP)
             break;
-        if (r->cfg->shard_n && shard_hash(e.rel, e.rel_len) % (uint64_t)r->cfg->shard_n != (uint64_t)r->cfg->shard_k) {
+        if (k == PICK_OTHER_SHARD) {
             atomic_fetch_add(&r->not_in_shard, 1);
             continue;
         }
         atomic_fetch_add(&r->found, 1);
         atomic_fetch_add(&r->run.stats->found, 1);
-        if (r->done && doneset_has(r->done, e.path, e.path_len)) {
+        if (k == PICK_DONE) {
             atomic_fetch_add(&r->skipped, 1);
             atomic_fetch_add(&r->run.stats->skipped, 1);
             continue;
@@ -97,7 +92,7 @@ static int write_item(struct runner *r, struct item *it, char *err, size_t errle
 {
     struct stats *st = r->run.stats;
     pthread_mutex_lock(&r->out_mu);
-    int rc = csv_out_write(r->out, it, err, errlen);
+    int rc = results_write(r->out, it, err, errlen);
     pthread_mutex_unlock(&r->out_mu);
     if (rc == 0) {
         atomic_fetch_add(it->status == ITEM_OK ? &st->ok : &st->failed, 1);
@@ -149,7 +144,7 @@ static void *signal_thread(void *arg)
             /* The writer may be stuck in write() holding the lock (a stalled pipe, NFS): sync only
              * if we can; rows are whole writes, so the file is resumable either way. */
             if (pthread_mutex_trylock(&r->out_mu) == 0)
-                csv_out_sync(r->out);
+                results_sync(r->out);
             fprintf(stderr, "annotate: images in flight did not finish within --drain-timeout-ms; "
                             "stopped. Run again with --resume to finish.\n");
             _exit(130);
@@ -160,193 +155,134 @@ static void *signal_thread(void *arg)
     return NULL;
 }
 
-static void serial_loop(struct runner *r, int *rc, char *err, size_t errlen)
+/* Every stage serial: no queues and no threads; one image at a time from scan to row. */
+static int run_serial(struct runner *r, char *err, size_t errlen)
 {
-    struct http_worker *w = http_worker_new(&r->run);
+    struct job_worker *w = job_worker_new(&r->run, JOB_LOAD | JOB_QUERY);
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return 2;
+    }
     uint64_t seq = 0;
     struct item *it;
-    while ((it = next_item(r, &seq))) {
-        stage_load(&r->run, it);
-        http_worker_query(w, it);
-        item_drop_payload(it);
-        if (write_item(r, it, err, errlen)) {
-            *rc = 2;
-            break;
-        }
+    int rc = 0;
+    while (rc == 0 && (it = next_item(r, &seq))) {
+        job_worker_run(w, it);
+        if (write_item(r, it, err, errlen))
+            rc = 2;
     }
-    http_worker_free(w);
+    job_worker_free(w);
+    return rc;
 }
 
-int runner_run(const struct config *cfg, struct run_summary *sum, struct stats **stats_out,
-               char *err, size_t errlen)
+/* Unblocks everyone still pushing or popping: the run is being torn down. */
+static void close_queues(struct runner *r)
 {
-    memset(sum, 0, sizeof *sum);
-    struct runner *r = calloc(1, sizeof *r);
-    r->cfg = cfg;
-    r->run.cfg = cfg;
-    r->run.p = cfg->pipeline;
-    r->run.stats = stats_new(cfg->pipeline->n);
-    pthread_mutex_init(&r->out_mu, NULL);
-    int rc = 0, lockfd = -1;
-    double t0 = now_s();
+    atomic_store(&r->run.stop, RUN_ABORT);
+    queue_close(r->q_scan);
+    if (r->q_load)
+        queue_close(r->q_load);
+    queue_close(r->q_out);
+}
 
+static void drain_free(queue *q)
+{
+    void *x;
+    while (q && queue_try_pop(q, &x) == 1)
+        item_free(x);
+}
+
+/* scan → load → query → write over bounded queues, with the strategies' executors. */
+static int run_queued(struct runner *r, char *err, size_t errlen)
+{
+    const struct config *cfg = r->cfg;
+    size_t qs = cfg->queue_size;
+    r->q_scan = queue_new(qs, 1);
+    r->q_out = queue_new(qs, 1);
+    int fused = cfg->load == STRAT_PROCESSES && cfg->query == STRAT_PROCESSES;
+    if (!fused)
+        r->q_load = queue_new(qs, 1);
+    if (!r->q_scan || !r->q_out || (!fused && !r->q_load)) {
+        queue_free(r->q_scan);
+        queue_free(r->q_out);
+        queue_free(r->q_load);
+        snprintf(err, errlen, "out of memory");
+        return 2;
+    }
+    struct exec *e_load = NULL, *e_query = NULL;
+    pthread_t scan_tid;
+    int rc = 0, scanning = pthread_create(&scan_tid, NULL, scan_thread, r) == 0;
+    if (!scanning) {
+        snprintf(err, errlen, "cannot start the scanner thread");
+        rc = 2;
+        queue_producer_done(r->q_scan);
+    }
+    if (fused) {
+        /* One worker process does both: it is sent a path, never the image. */
+        e_query = exec_start(STRAT_PROCESSES, &r->run, JOB_LOAD | JOB_QUERY, cfg->workers, r->q_scan, r->q_out,
+                             err, errlen);
+    } else {
+        e_load = exec_start(cfg->load, &r->run, JOB_LOAD, cfg->workers, r->q_scan, r->q_load, err, errlen);
+        if (e_load)
+            e_query = exec_start(cfg->query, &r->run, JOB_QUERY, cfg->workers, r->q_load, r->q_out, err, errlen);
+    }
+    if (!e_query || rc) {
+        rc = 2; /* could not start: stop the scanner, let what started drain into the void */
+        close_queues(r);
+    }
+    struct item *it;
+    while (rc == 0 && (it = queue_pop(r->q_out)))
+        if (write_item(r, it, err, errlen)) {
+            rc = 2;
+            close_queues(r);
+        }
+    if (atomic_load(&r->run.stop) == RUN_ABORT)
+        close_queues(r); /* a stage gave up: unblock everyone */
+    if (scanning)
+        pthread_join(scan_tid, NULL);
+    drain_free(r->q_scan);
+    exec_join(e_load);
+    drain_free(r->q_load);
+    exec_join(e_query);
+    drain_free(r->q_out);
+    queue_free(r->q_scan);
+    queue_free(r->q_load);
+    queue_free(r->q_out);
+    return rc;
+}
+
+/* Everything before the first image: limits, the results file (locked, resumed), the scanner. */
+static int setup(struct runner *r, char *err, size_t errlen)
+{
+    const struct config *cfg = r->cfg;
+    if (shared_create(&r->shared)) {
+        snprintf(err, errlen, "cannot set up the run's shared counters: %s", strerror(errno));
+        return -1;
+    }
+    r->run.shared = r->shared.page;
+    r->run.shared_fd = r->shared.fd;
     if (cfg->max_rps > 0 && !(r->run.rl = ratelimit_new(cfg->max_rps))) {
         snprintf(err, errlen, "cannot set up the rate limiter: %s", strerror(errno));
-        rc = 2;
-        goto out;
+        return -1;
     }
-    r->sc = scan_open(cfg->dir, &cfg->scan, err, errlen);
-    if (!r->sc) {
-        rc = 2;
-        goto out;
-    }
-    int append = 0;
-    struct resume_info info = {0};
-    if (cfg->resume && strcmp(cfg->out, "-")) {
-        /* Hold the file's lock while reading and repairing it; csv_out takes its own after. */
-        lockfd = open(cfg->out, O_RDONLY | O_CLOEXEC);
-        if (lockfd >= 0 && csv_lock(lockfd, cfg->out, err, errlen)) {
-            close(lockfd);
-            rc = 2;
-            goto out;
-        }
-        if (resume_open(cfg->out, cfg->pipeline, cfg->retry_failed, &r->done, &info, err, errlen)) {
-            rc = 2;
-            goto out;
-        }
-        append = 1;
-        /* Rows are keyed by path as the scanner spells it (DIR joined with the path below it):
-         * resuming with DIR spelled otherwise (./photos for photos) would match nothing and
-         * write every image twice. */
-        char prefix[4096], example[256];
-        size_t dl = strlen(cfg->dir);
-        snprintf(prefix, sizeof prefix, "%s%s", cfg->dir, dl && cfg->dir[dl - 1] == '/' ? "" : "/");
-        if (doneset_outside(r->done, prefix, strlen(prefix), example, sizeof example)) {
-            snprintf(err, errlen, "cannot resume %s: it has rows for paths not under \"%s\" (e.g. \"%s\"); "
-                     "run with DIR spelled as in the run that wrote it", cfg->out, prefix, example);
-            rc = 2;
-            goto out;
-        }
-        if (!cfg->quiet && info.rows)
-            fprintf(stderr, "annotate: resuming %s: %llu rows already there (%llu ok, %llu failed%s)%s\n",
-                    cfg->out, (unsigned long long)info.rows, (unsigned long long)info.ok,
-                    (unsigned long long)info.failed, cfg->retry_failed ? ", to be retried" : "",
-                    info.torn_bytes ? "; repaired a torn last row" : "");
-    }
-    if (lockfd >= 0)
-        close(lockfd);
-    lockfd = -1;
-    r->out = csv_out_open(cfg->out, cfg->pipeline, append, cfg->sync_every, err, errlen);
-    if (!r->out) {
-        rc = 2;
-        goto out;
-    }
-    r->prog = progress_new(cfg, r->run.stats);
+    if (!(r->sc = scan_open(cfg->dir, &cfg->scan, err, errlen)))
+        return -1;
+    struct results_opts ro = {cfg->out, cfg->dir, cfg->resume, cfg->retry_failed, cfg->sync_every};
+    if (!(r->out = results_open(&ro, cfg->pipeline, &r->done, &r->info, err, errlen)))
+        return -1;
+    const struct resume_info *info = &r->info;
+    if (cfg->resume && !cfg->quiet && info->rows)
+        fprintf(stderr, "annotate: resuming %s: %llu rows already there (%llu ok, %llu failed%s)%s\n", cfg->out,
+                (unsigned long long)info->rows, (unsigned long long)info->ok, (unsigned long long)info->failed,
+                cfg->retry_failed ? ", to be retried" : "", info->torn_bytes ? "; repaired a torn last row" : "");
+    selection_init(&r->sel, cfg, r->done);
+    return 0;
+}
 
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    signals_seen = 0;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    pthread_t sig_tid;
-    pthread_create(&sig_tid, NULL, signal_thread, r);
-
-    if (cfg->load == STRAT_SERIAL && cfg->query == STRAT_SERIAL) {
-        serial_loop(r, &rc, err, errlen);
-    } else {
-        size_t qs = cfg->queue_size;
-        r->q_scan = queue_new(qs, 1);
-        queue *q_out = queue_new(qs, 1), *q_load = NULL;
-        struct exec *e_load = NULL, *e_query = NULL;
-        pthread_t scan_tid;
-        pthread_create(&scan_tid, NULL, scan_thread, r);
-        if (cfg->load == STRAT_PROCESSES && cfg->query == STRAT_PROCESSES) {
-            /* One worker process does both: it is sent a path, never the image. */
-            static const struct stage_fn *const both[] = {&STAGE_LOAD, &STAGE_QUERY};
-            e_query = exec_start(STRAT_PROCESSES, &r->run, both, 2, cfg->workers, r->q_scan, q_out, err, errlen);
-        } else {
-            static const struct stage_fn *const load[] = {&STAGE_LOAD};
-            static const struct stage_fn *const query[] = {&STAGE_QUERY};
-            q_load = queue_new(qs, 1);
-            e_load = exec_start(cfg->load, &r->run, load, 1, cfg->workers, r->q_scan, q_load, err, errlen);
-            if (e_load)
-                e_query = exec_start(cfg->query, &r->run, query, 1, cfg->workers, q_load, q_out, err, errlen);
-        }
-        if (!e_query) {
-            /* Could not start: stop the scanner, let what started drain into the void. */
-            rc = 2;
-            atomic_store(&r->run.stop, RUN_ABORT);
-            queue_close(r->q_scan);
-            if (q_load && !e_load)
-                queue_close(q_load);
-            queue_close(q_out);
-        }
-        struct item *it;
-        while (rc == 0 && (it = queue_pop(q_out))) {
-            if (write_item(r, it, err, errlen)) {
-                rc = 2;
-                atomic_store(&r->run.stop, RUN_ABORT);
-                queue_close(r->q_scan);
-                if (q_load)
-                    queue_close(q_load);
-                queue_close(q_out);
-                break;
-            }
-        }
-        if (atomic_load(&r->run.stop) == RUN_ABORT) {
-            /* A stage gave up (or we did): unblock everyone still pushing. */
-            queue_close(r->q_scan);
-            if (q_load)
-                queue_close(q_load);
-            queue_close(q_out);
-        }
-        pthread_join(scan_tid, NULL);
-        /* Drain whatever is left in the queues if we stopped early. */
-        void *x;
-        while (queue_try_pop(r->q_scan, &x) == 1)
-            item_free(x);
-        exec_join(e_load);
-        if (q_load)
-            while (queue_try_pop(q_load, &x) == 1)
-                item_free(x);
-        exec_join(e_query);
-        while (queue_try_pop(q_out, &x) == 1)
-            item_free(x);
-        queue_free(r->q_scan);
-        queue_free(q_load);
-        queue_free(q_out);
-    }
-    atomic_store(&r->finished, 1);
-    pthread_join(sig_tid, NULL);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    if (scan_warnings(r->sc) && !cfg->quiet)
-        fprintf(stderr, "annotate: %llu director%s could not be read (last: %s)\n",
-                (unsigned long long)scan_warnings(r->sc), scan_warnings(r->sc) == 1 ? "y" : "ies",
-                scan_last_warning(r->sc));
-    if (csv_out_close(r->out) && rc == 0) {
-        snprintf(err, errlen, "cannot finish writing %s: %s", cfg->out, strerror(errno));
-        rc = 2;
-    }
-    r->out = NULL;
-    progress_end(r->prog);
-    if (rc == 0 && atomic_load(&r->run.stop) == RUN_ABORT) {
-        snprintf(err, errlen, "the run stopped early on an internal error (see above); the rows written are "
-                              "valid: run again with --resume");
-        rc = 2;
-    }
-    if (rc == 0) {
-        if (atomic_load(&signals_seen))
-            rc = 130;
-        else if (atomic_load(&r->run.stats->failed) || (!cfg->retry_failed && info.failed))
-            rc = 1; /* failed rows kept from an earlier run count too: the file is not all ok */
-    }
-out:
-    if (lockfd >= 0)
-        close(lockfd);
+static void fill_summary(const struct runner *r, int rc, double t0, struct run_summary *sum)
+{
+    const struct stats *st = r->run.stats;
     sum->elapsed_s = now_s() - t0;
-    struct stats *st = r->run.stats;
     sum->found = atomic_load(&r->found);
     sum->skipped = atomic_load(&r->skipped);
     sum->not_in_shard = atomic_load(&r->not_in_shard);
@@ -356,18 +292,86 @@ out:
     sum->attempts = atomic_load(&st->attempts);
     sum->retries = atomic_load(&st->retries);
     sum->interrupted = rc == 130;
-    for (int s = 0; s < cfg->pipeline->n; s++) {
+    for (int s = 0; s < r->cfg->pipeline->n; s++) {
         uint64_t p99 = hist_quantile(&st->stage_us[s], 0.99);
         if (p99 > sum->slowest_p99_us) {
             sum->slowest_p99_us = p99;
-            sum->slowest_stage = cfg->pipeline->stages[s].name;
+            sum->slowest_stage = r->cfg->pipeline->stages[s].name;
         }
     }
+}
+
+int runner_run(const struct config *cfg, struct run_summary *sum, struct stats **stats_out,
+               char *err, size_t errlen)
+{
+    memset(sum, 0, sizeof *sum);
+    if (stats_out)
+        *stats_out = NULL;
+    struct runner *r = calloc(1, sizeof *r);
+    struct stats *st = r ? stats_new(cfg->pipeline->n) : NULL;
+    if (!st) {
+        free(r);
+        snprintf(err, errlen, "out of memory");
+        return 2;
+    }
+    r->cfg = cfg;
+    r->run.cfg = cfg;
+    r->run.p = cfg->pipeline;
+    r->run.stats = st;
+    r->shared.fd = -1;
+    pthread_mutex_init(&r->out_mu, NULL);
+    double t0 = now_s();
+    int rc = setup(r, err, errlen) ? 2 : 0;
+    if (rc == 0) {
+        r->prog = progress_new(cfg, st, r->run.shared, r->done);
+        r->sampler = bench_sampler_start(st);
+        struct sigaction sa = {0};
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        signals_seen = 0;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL); /* a closed terminal or ssh session: stop as for Ctrl-C */
+        pthread_t sig_tid;
+        int sig_ok = pthread_create(&sig_tid, NULL, signal_thread, r) == 0;
+        rc = cfg->load == STRAT_SERIAL && cfg->query == STRAT_SERIAL ? run_serial(r, err, errlen)
+                                                                     : run_queued(r, err, errlen);
+        atomic_store(&r->finished, 1);
+        if (sig_ok)
+            pthread_join(sig_tid, NULL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        if (scan_warnings(r->sc) && !cfg->quiet)
+            fprintf(stderr, "annotate: %llu director%s could not be read (last: %s)\n",
+                    (unsigned long long)scan_warnings(r->sc), scan_warnings(r->sc) == 1 ? "y" : "ies",
+                    scan_last_warning(r->sc));
+        if (results_close(r->out) && rc == 0) {
+            snprintf(err, errlen, "cannot finish writing %s: %s", cfg->out, strerror(errno));
+            rc = 2;
+        }
+        r->out = NULL;
+        bench_sampler_stop(r->sampler);
+        progress_end(r->prog);
+        if (rc == 0 && atomic_load(&r->run.stop) == RUN_ABORT) {
+            snprintf(err, errlen, "the run stopped early on an internal error (see above); the rows written are "
+                                  "valid: run again with --resume");
+            rc = 2;
+        }
+        if (rc == 0) {
+            if (atomic_load(&signals_seen))
+                rc = 130;
+            else if (atomic_load(&st->failed) || (!cfg->retry_failed && r->info.failed))
+                rc = 1; /* failed rows kept from an earlier run count too: the file is not all ok */
+        }
+    }
+    fill_summary(r, rc, t0, sum);
     progress_free(r->prog);
-    csv_out_close(r->out);
+    results_close(r->out);
     scan_close(r->sc);
     doneset_free(r->done);
     ratelimit_free(r->run.rl);
+    shared_close(&r->shared);
     pthread_mutex_destroy(&r->out_mu);
     if (stats_out)
         *stats_out = st;

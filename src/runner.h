@@ -24,7 +24,4 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
 /* Asks the running run to stop as a first SIGINT would (drain, then return 130). */
 void runner_stop(void);
 
-/* FNV-1a 64 of the path below the root: the stable key --shard uses. */
-uint64_t shard_hash(const char *rel, size_t len);
-
 #endif

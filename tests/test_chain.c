@@ -2,7 +2,7 @@
  *
  * A tiny driver in this file plays the HTTP side: it takes what chain_next asks for, answers each
  * request with what the mock server would answer (mock_answer on the decoded im_str of the body
- * it assembled with chain_req_read), and calls chain_done, until chain_finished. Hundreds of
+ * it assembled with chain_req_read), and ends each attempt with chain_attempt_end, until chain_finished. Hundreds of
  * random payloads then check the seed's rules against a prediction made independently from the
  * mock's models. Other tests complete requests with hand-made results (falsy values, failures,
  * malformed model_04 answers, strings that need JSON escaping) and check chain_outcome's
@@ -92,10 +92,70 @@ static int model_of(const struct chain_req *r)
     return atoi(P->stages[r->stage].name + 6); /* "model_0N" */
 }
 
+/* The run the chain is driven in: the seed pipeline (or whatever P is), no retries unless a
+ * test asks, no backoff. */
+static struct config CFG;
+static struct shared_page SHARED;
+static struct run RUN;
+
+static const struct run *R(void)
+{
+    RUN.cfg = &CFG;
+    RUN.p = P;
+    RUN.shared = &SHARED;
+    return &RUN;
+}
+
+/* chain_next, and every request it returns begun at once, as the curl-multi driver does. */
+static struct chain_req *next(struct item *it)
+{
+    struct chain_req *list = chain_next(R(), it);
+    if (it->status != ITEM_FAILED)
+        for (struct chain_req *r = list; r; r = r->next)
+            CU_ASSERT_EQUAL(chain_attempt_begin(R(), r, 1.0), CHAIN_SEND);
+    return list;
+}
+
+/* Ends r as a driver would after `attempts` attempts: the earlier ones answered 503, the last
+ * one with result (owned, taken) or with err ("HTTP N: body", or a curl message). */
 static void done(struct chain_req *r, cJSON *result, const char *err, int attempts)
 {
-    r->attempts = attempts;
-    chain_done(P, r, result, err);
+    CFG.retries = attempts - 1;
+    CFG.backoff_ms = CFG.backoff_max_ms = 0;
+    char *text = NULL;
+    if (result) {
+        char *j = cJSON_PrintUnformatted(result);
+        text = malloc(strlen(j) + 16);
+        sprintf(text, "{\"result\":%s}", j);
+        free(j);
+        cJSON_Delete(result);
+    }
+    if (r->attempts == 0 && chain_attempt_begin(R(), r, 1.0) == CHAIN_SETTLED) {
+        free(text);
+        return;
+    }
+    for (int k = 1;; k++) {
+        struct chain_answer a = {.cc = CURLE_OK, .status = 503, .body = "busy", .len = 4, .retry_after_s = -1};
+        long status;
+        int off = 0;
+        if (k >= attempts && text) {
+            a.status = 200;
+            a.body = text;
+            a.len = strlen(text);
+        } else if (k >= attempts && sscanf(err, "HTTP %ld: %n", &status, &off) == 1 && off > 0) {
+            a.status = status;
+            a.body = err + off;
+            a.len = strlen(err + off);
+        } else if (k >= attempts) {
+            a.cc = CURLE_COULDNT_CONNECT;
+            a.curl_err = err;
+        }
+        double at;
+        if (chain_attempt_end(R(), r, &a, 2.0, &at) != CHAIN_RETRY ||
+            chain_attempt_begin(R(), r, 3.0) == CHAIN_SETTLED)
+            break;
+    }
+    free(text);
 }
 
 static int list_len(const struct chain_req *r)
@@ -167,12 +227,12 @@ static int run_payload(const unsigned char *pl, size_t len, struct coverage *cov
     struct item *it = make_item(pl, len);
     int round = 0, total = 0;
     while (!chain_finished(it) && round < 10) {
-        struct chain_req *reqs = chain_next(P, it);
+        struct chain_req *reqs = next(it);
         if (!reqs) {
             EXPECT(chain_finished(it), "len %zu round %d: nothing to send but not finished", len, round);
             break;
         }
-        EXPECT(chain_next(P, it) == NULL, "round %d: a second chain_next asks again", round);
+        EXPECT(next(it) == NULL, "round %d: a second chain_next asks again", round);
         int n = list_len(reqs);
         total += n;
         /* Which stages, in which order. */
@@ -325,7 +385,7 @@ static void test_req_read_chunks(void)
         for (size_t j = 0; j < len; j++)
             pl[j] = (unsigned char)rng();
         struct item *it = make_item(pl, len);
-        struct chain_req *reqs = chain_next(P, it);
+        struct chain_req *reqs = next(it);
         CU_ASSERT_EQUAL_FATAL(list_len(reqs), 2);
         cJSON *null = cJSON_CreateNull();
         check_body_chunks(reqs, it->b64, it->b64_len, null);
@@ -335,12 +395,12 @@ static void test_req_read_chunks(void)
         struct chain_req *n = reqs->next;
         done(reqs, cJSON_Parse("{\"label\":\"cat\"}"), NULL, 1);
         done(n, cJSON_Parse("[\"tag_a\"]"), NULL, 1);
-        reqs = chain_next(P, it);
+        reqs = next(it);
         CU_ASSERT_FATAL(list_len(reqs) == 1 && reqs->stage == 2);
         cJSON *m3 = cJSON_Parse("{\"id\":\"00ff\\\"q\\\\\",\"regions\":2,\"x\":[null,true,false,1.5,{}],\"u\":\"\\u00e9\"}");
         CU_ASSERT_PTR_NOT_NULL_FATAL(m3);
         done(reqs, cJSON_Duplicate(m3, 1), NULL, 1);
-        reqs = chain_next(P, it);
+        reqs = next(it);
         CU_ASSERT_FATAL(list_len(reqs) == 1 && reqs->stage == 3);
         check_body_chunks(reqs, it->b64, it->b64_len, m3);
         cJSON_Delete(m3);
@@ -399,7 +459,7 @@ static void test_outcome(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cJSON *res = (cJSON *)1;
         char err[256] = "";
-        enum chain_outcome o = chain_outcome(cases[i].cc, cases[i].status, cases[i].body, strlen(cases[i].body), NULL,
+        enum chain_outcome o = chain_outcome(&(struct chain_answer){cases[i].cc, cases[i].status, cases[i].body, strlen(cases[i].body), NULL, -1},
                                              &res, err, sizeof err);
         CHECKF(o == cases[i].want, "case %zu (curl %d, HTTP %ld, %s): outcome %d, want %d", i, (int)cases[i].cc,
                cases[i].status, cases[i].body, (int)o, (int)cases[i].want);
@@ -424,17 +484,17 @@ static void test_outcome(void)
     /* curl's error buffer is preferred when given. */
     cJSON *res;
     char err[256] = "";
-    CU_ASSERT_EQUAL(chain_outcome(CURLE_COULDNT_CONNECT, 0, NULL, 0, "Failed to connect to 127.0.0.1 port 9",
+    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_COULDNT_CONNECT, 0, NULL, 0, "Failed to connect to 127.0.0.1 port 9", -1},
                                   &res, err, sizeof err), OUTCOME_RETRY);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "port 9"));
     /* A non-printable body is not copied raw into the message. */
     const char body[] = "\x01\x02\nboom\r\x7f";
-    CU_ASSERT_EQUAL(chain_outcome(CURLE_OK, 500, body, sizeof body - 1, NULL, &res, err, sizeof err), OUTCOME_RETRY);
+    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 500, body, sizeof body - 1, NULL, -1}, &res, err, sizeof err), OUTCOME_RETRY);
     CHECKF(!strchr(err, '\n') && !strchr(err, '\r') && !strchr(err, 1), "control bytes in '%s'", err);
     /* A huge body is cut. */
     char *huge = malloc(100000);
     memset(huge, 'x', 100000);
-    CU_ASSERT_EQUAL(chain_outcome(CURLE_OK, 500, huge, 100000, NULL, &res, err, sizeof err), OUTCOME_RETRY);
+    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 500, huge, 100000, NULL, -1}, &res, err, sizeof err), OUTCOME_RETRY);
     CU_ASSERT(strlen(err) < 200);
     free(huge);
 }
@@ -446,13 +506,13 @@ static struct item *item_at_model04(struct chain_req **r04)
 {
     static const unsigned char pl[] = "abc";
     struct item *it = make_item(pl, 3);
-    struct chain_req *r = chain_next(P, it);
+    struct chain_req *r = next(it);
     struct chain_req *n = r->next;
     done(r, cJSON_CreateTrue(), NULL, 1);
     done(n, cJSON_Parse("[\"t\"]"), NULL, 1);
-    r = chain_next(P, it);
+    r = next(it);
     done(r, cJSON_Parse("{\"id\":\"x\",\"regions\":2}"), NULL, 1);
-    *r04 = chain_next(P, it);
+    *r04 = next(it);
     return it;
 }
 
@@ -463,14 +523,14 @@ static void test_falsy_skips(void)
         for (size_t i = 0; i < sizeof falsy / sizeof falsy[0]; i++) {
             static const unsigned char pl[] = "xyz";
             struct item *it = make_item(pl, 3);
-            struct chain_req *r = chain_next(P, it);
+            struct chain_req *r = next(it);
             CU_ASSERT_FATAL(list_len(r) == 2);
             struct chain_req *n = r->next;
             done(r, which == 0 ? cJSON_Parse(falsy[i]) : cJSON_Parse("{\"label\":\"cat\"}"), NULL, 1);
             CU_ASSERT_FALSE(chain_finished(it)); /* model_02 still out */
-            CU_ASSERT_PTR_NULL(chain_next(P, it));
+            CU_ASSERT_PTR_NULL(next(it));
             done(n, which == 1 ? cJSON_Parse(falsy[i]) : cJSON_Parse("[\"tag_a\"]"), NULL, 1);
-            CU_ASSERT_PTR_NULL(chain_next(P, it)); /* everything else is skipped */
+            CU_ASSERT_PTR_NULL(next(it)); /* everything else is skipped */
             CHECKF(chain_finished(it) && it->status == ITEM_OK, "model_%02d = %s: finished %d status %d", which + 1,
                    falsy[i], chain_finished(it), it->status);
             CU_ASSERT_PTR_NOT_NULL(it->results[0]);
@@ -497,7 +557,7 @@ static void test_model04_failure(void)
                strstr(it->error, "HTTP 503: overloaded"),
            "error: %s", it->error ? it->error : "(null)");
     CU_ASSERT_TRUE(chain_finished(it));
-    CU_ASSERT_PTR_NULL(chain_next(P, it));
+    CU_ASSERT_PTR_NULL(next(it));
     CU_ASSERT_PTR_NULL(it->results[3]);
     CU_ASSERT_PTR_NULL(it->results[4]);
     CU_ASSERT_EQUAL(it->attempts, 3 + 3);
@@ -519,24 +579,24 @@ static void test_failure_with_requests_in_flight(void)
 {
     static const unsigned char pl[] = "abc";
     struct item *it = make_item(pl, 3);
-    struct chain_req *r = chain_next(P, it);
+    struct chain_req *r = next(it);
     struct chain_req *n = r->next;
     done(r, NULL, "Failed to connect", 4);
     CU_ASSERT_EQUAL(it->status, ITEM_FAILED);
     CHECKF(it->error && strstr(it->error, "model_01") && strstr(it->error, "4 attempts"), "error: %s", it->error);
     CU_ASSERT_FALSE(chain_finished(it)); /* model_02 is still out */
-    CU_ASSERT_PTR_NULL(chain_next(P, it));
+    CU_ASSERT_PTR_NULL(next(it));
     done(n, cJSON_Parse("[\"tag_a\"]"), NULL, 1);
     CU_ASSERT_TRUE(chain_finished(it));
     CU_ASSERT_EQUAL(it->status, ITEM_FAILED);
-    CU_ASSERT_PTR_NULL(chain_next(P, it));
+    CU_ASSERT_PTR_NULL(next(it));
     CU_ASSERT_PTR_NOT_NULL(strstr(it->error, "model_01")); /* the first failure wins */
     item_free(it);
 
     /* model_05: element 1 of 3 fails; the item is finished when all three are back. */
     it = item_at_model04(&r);
     done(r, cJSON_Parse("{\"n\":3,\"sub-img\":[{\"img\":\"QUJD\"},{\"img\":\"REVG\"},{\"img\":\"R0hJ\"}]}"), NULL, 1);
-    r = chain_next(P, it);
+    r = next(it);
     CU_ASSERT_FATAL(list_len(r) == 3);
     struct chain_req *r1 = r->next, *r2 = r1->next;
     CU_ASSERT(r->index == 0 && r1->index == 1 && r2->index == 2);
@@ -571,7 +631,7 @@ static void test_bad_model04_answers(void)
         struct item *it = item_at_model04(&r);
         CU_ASSERT_FATAL(list_len(r) == 1);
         done(r, cJSON_Parse(cases[i].answer), NULL, 1);
-        struct chain_req *more = chain_next(P, it);
+        struct chain_req *more = next(it);
         CHECKF(more == NULL, "case %zu: requests for a bad answer", i);
         free_list(more);
         CHECKF(it->status == ITEM_FAILED, "case %zu (%s): status %d", i, cases[i].answer, it->status);
@@ -586,7 +646,7 @@ static void test_bad_model04_answers(void)
     struct chain_req *r;
     struct item *it = item_at_model04(&r);
     done(r, cJSON_Parse("{\"n\":0,\"sub-img\":[]}"), NULL, 1);
-    CU_ASSERT_PTR_NULL(chain_next(P, it));
+    CU_ASSERT_PTR_NULL(next(it));
     CU_ASSERT_TRUE(chain_finished(it));
     CU_ASSERT_EQUAL(it->status, ITEM_OK);
     CU_ASSERT(cJSON_IsArray(it->results[4]) && cJSON_GetArraySize(it->results[4]) == 0);
@@ -611,7 +671,7 @@ static void test_element_escaping(void)
         cJSON_AddStringToObject(el, "img", "plain");
         cJSON_AddItemToArray(arr, el);
         done(r, ans, NULL, 1);
-        r = chain_next(P, it);
+        r = next(it);
         CU_ASSERT_FATAL(list_len(r) == 2);
         size_t len;
         char *body = read_body(r, 7, &len);
@@ -629,7 +689,7 @@ static void test_element_escaping(void)
         struct chain_req *n = r->next;
         done(r, cJSON_CreateNumber(1), NULL, 1);
         done(n, cJSON_CreateNumber(2), NULL, 1);
-        CU_ASSERT_PTR_NULL(chain_next(P, it));
+        CU_ASSERT_PTR_NULL(next(it));
         CU_ASSERT(chain_finished(it) && it->status == ITEM_OK);
         cJSON *want = cJSON_Parse("[1,2]");
         CU_ASSERT(cJSON_Compare(it->results[4], want, 1));
@@ -642,7 +702,7 @@ static void test_no_payload(void)
 {
     struct item *it = item_new("x.jpg", 5, 0, P->n, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(it);
-    struct chain_req *r = chain_next(P, it);
+    struct chain_req *r = next(it);
     free_list(r);
     CU_ASSERT_EQUAL(it->status, ITEM_FAILED);
     CU_ASSERT(it->error && strstr(it->error, "model_01"));
@@ -693,20 +753,19 @@ static void test_custom_pipeline(void)
 
     /* Everything runs. */
     struct item *it = make_item((const unsigned char *)"img", 3);
-    struct chain_req *r = chain_next(q, it);
+    struct chain_req *r = next(it);
     stages_of(q, r, got);
     CHECKF(!strcmp(got, "ac"), "round 0: %s, want a and c (c depends on nothing)", got);
     char *k = body_field(r->next, "k");
     CU_ASSERT(k && !strcmp(k, "[1,\"two\"]"));
     free(k);
     struct chain_req *c = r->next;
-    r->attempts = c->attempts = 1;
-    chain_done(q, r, cJSON_Parse("{\"items\":[{\"s\":\"x\"},{\"s\":\"y\"},{\"s\":\"z\"}]}"), NULL);
-    r = chain_next(q, it);
+    done(r, cJSON_Parse("{\"items\":[{\"s\":\"x\"},{\"s\":\"y\"},{\"s\":\"z\"}]}"), NULL, 1);
+    r = next(it);
     stages_of(q, r, got);
     CHECKF(!strcmp(got, "b"), "round 1: %s, want b (c is still out, and d needs b)", got);
-    chain_done(q, r, cJSON_Parse("{\"v\":5}"), NULL);
-    r = chain_next(q, it);
+    done(r, cJSON_Parse("{\"v\":5}"), NULL, 1);
+    r = next(it);
     stages_of(q, r, got);
     CHECKF(!strcmp(got, "ddd"), "round 2: %s, want d three times", got);
     struct chain_req *d[3] = {r, r ? r->next : NULL, r && r->next ? r->next->next : NULL};
@@ -721,34 +780,34 @@ static void test_custom_pipeline(void)
         free(prev);
         free(im);
     }
-    chain_done(q, d[2], cJSON_CreateString("r2"), NULL);
-    chain_done(q, d[0], cJSON_CreateString("r0"), NULL);
-    CU_ASSERT_PTR_NULL(chain_next(q, it)); /* d[1] is still out: e must wait */
-    chain_done(q, d[1], cJSON_CreateString("r1"), NULL);
-    r = chain_next(q, it);
+    done(d[2], cJSON_CreateString("r2"), NULL, 1);
+    done(d[0], cJSON_CreateString("r0"), NULL, 1);
+    CU_ASSERT_PTR_NULL(next(it)); /* d[1] is still out: e must wait */
+    done(d[1], cJSON_CreateString("r1"), NULL, 1);
+    r = next(it);
     stages_of(q, r, got);
     CHECKF(!strcmp(got, "e"), "round 3: %s, want e", got);
     char *all = body_field(r, "all");
     CHECKF(all && !strcmp(all, "[\"r0\",\"r1\",\"r2\"]"), "e is sent %s", all ? all : "(null)");
     free(all);
-    chain_done(q, r, cJSON_CreateTrue(), NULL);
-    CU_ASSERT_PTR_NULL(chain_next(q, it));
+    done(r, cJSON_CreateTrue(), NULL, 1);
+    CU_ASSERT_PTR_NULL(next(it));
     CU_ASSERT_FALSE(chain_finished(it)); /* c has not answered */
     CU_ASSERT_EQUAL(it->status, ITEM_PENDING);
-    chain_done(q, c, cJSON_CreateNumber(3), NULL);
-    CU_ASSERT_PTR_NULL(chain_next(q, it));
+    done(c, cJSON_CreateNumber(3), NULL, 1);
+    CU_ASSERT_PTR_NULL(next(it));
     CU_ASSERT(chain_finished(it) && it->status == ITEM_OK);
     item_free(it);
 
     /* a falsy: b skipped, so d (which sends b's result) and e are skipped; c still runs. */
     it = make_item((const unsigned char *)"img", 3);
-    r = chain_next(q, it);
+    r = next(it);
     c = r->next;
-    chain_done(q, r, cJSON_Parse("{}"), NULL);
-    CU_ASSERT_PTR_NULL(chain_next(q, it));
+    done(r, cJSON_Parse("{}"), NULL, 1);
+    CU_ASSERT_PTR_NULL(next(it));
     CU_ASSERT_FALSE(chain_finished(it));
-    chain_done(q, c, cJSON_CreateNumber(3), NULL);
-    CU_ASSERT_PTR_NULL(chain_next(q, it));
+    done(c, cJSON_CreateNumber(3), NULL, 1);
+    CU_ASSERT_PTR_NULL(next(it));
     CU_ASSERT(chain_finished(it) && it->status == ITEM_OK);
     for (int s = 1; s < 5; s += s == 1 ? 2 : 1)
         CHECKF(it->state[s] == ST_SKIPPED && it->results[s] == NULL, "stage %s: state %d", q->stages[s].name,
@@ -757,15 +816,15 @@ static void test_custom_pipeline(void)
 
     /* An empty array: d has nothing to do and is [] (falsy), so e is skipped. */
     it = make_item((const unsigned char *)"img", 3);
-    r = chain_next(q, it);
+    r = next(it);
     c = r->next;
-    chain_done(q, r, cJSON_Parse("{\"items\":[]}"), NULL);
-    chain_done(q, c, cJSON_CreateNumber(3), NULL);
-    r = chain_next(q, it);
+    done(r, cJSON_Parse("{\"items\":[]}"), NULL, 1);
+    done(c, cJSON_CreateNumber(3), NULL, 1);
+    r = next(it);
     stages_of(q, r, got);
     CU_ASSERT_STRING_EQUAL(got, "b");
-    chain_done(q, r, cJSON_CreateNumber(1), NULL);
-    CU_ASSERT_PTR_NULL(chain_next(q, it));
+    done(r, cJSON_CreateNumber(1), NULL, 1);
+    CU_ASSERT_PTR_NULL(next(it));
     CU_ASSERT(chain_finished(it) && it->status == ITEM_OK);
     CU_ASSERT(cJSON_IsArray(it->results[3]) && cJSON_GetArraySize(it->results[3]) == 0);
     CU_ASSERT_EQUAL(it->state[4], ST_SKIPPED);

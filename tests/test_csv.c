@@ -1,9 +1,9 @@
-/* Suite "csv": the results file writer (src/csv_out.c).
+/* Suite "csv": the results file writer (src/results.c).
  *
  * The header for the default pipeline; rows for items with hostile paths, errors and results,
  * read back with libcsv (CSV_STRICT, default options: what resume.c reads with) and with
  * python3's csv module, byte for byte in every field; append mode and the header. */
-#include "csv_out.h"
+#include "results.h"
 
 #include <CUnit/CUnit.h>
 #include <csv.h>
@@ -273,23 +273,34 @@ static void test_put_field(void)
     }
 }
 
+/* Opens the results file as a run would: append keeps what is there (resume). */
+static struct results *open_out(const char *path, int append, long sync_every, char *err, size_t errlen)
+{
+    struct results_opts o = {.path = path, .resume = append, .sync_every = sync_every};
+    struct doneset *d;
+    struct resume_info info;
+    struct results *r = results_open(&o, P, &d, &info, err, errlen);
+    doneset_free(d);
+    return r;
+}
+
 /* Writes every item to name; returns the items (caller frees) in *its. */
 static int write_items(const char *path, struct item **its)
 {
     char err[256] = "";
-    struct csv_out *c = csv_out_open(path, P, 0, 3, err, sizeof err);
-    CHECKF(c != NULL, "csv_out_open: %s", err);
+    struct results *c = open_out(path, 0, 3, err, sizeof err);
+    CHECKF(c != NULL, "results_open: %s", err);
     if (!c)
         return -1;
     int rc = 0;
     for (size_t i = 0; i < N_PATHS; i++) {
         its[i] = make_item(i);
-        if (csv_out_write(c, its[i], err, sizeof err)) {
-            CHECKF(0, "csv_out_write: %s", err);
+        if (results_write(c, its[i], err, sizeof err)) {
+            CHECKF(0, "results_write: %s", err);
             rc = -1;
         }
     }
-    CU_ASSERT_EQUAL(csv_out_close(c), 0);
+    CU_ASSERT_EQUAL(results_close(c), 0);
     return rc;
 }
 
@@ -430,19 +441,19 @@ static void test_append(void)
     size_t hl = strlen(DEFAULT_HEADER);
 
     /* append=1 on a missing file: created, with a header. */
-    struct csv_out *c = csv_out_open(path, P, 1, 0, err, sizeof err);
+    struct results *c = open_out(path, 1, 0, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    CU_ASSERT_EQUAL(csv_out_write(c, it, err, sizeof err), 0);
-    CU_ASSERT_EQUAL(csv_out_close(c), 0);
+    CU_ASSERT_EQUAL(results_write(c, it, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(results_close(c), 0);
     size_t len1;
     char *t1 = slurp(path, &len1);
     CU_ASSERT_FATAL(t1 && len1 > hl && !memcmp(t1, DEFAULT_HEADER, hl));
 
     /* append=1 on a non-empty file: no second header, the old bytes kept. */
-    c = csv_out_open(path, P, 1, 1, err, sizeof err);
+    c = open_out(path, 1, 1, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    CU_ASSERT_EQUAL(csv_out_write(c, it, err, sizeof err), 0);
-    CU_ASSERT_EQUAL(csv_out_close(c), 0);
+    CU_ASSERT_EQUAL(results_write(c, it, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(results_close(c), 0);
     size_t len2;
     char *t2 = slurp(path, &len2);
     CU_ASSERT_FATAL(t2 != NULL);
@@ -454,9 +465,9 @@ static void test_append(void)
     free_records(&rs);
 
     /* append=0: truncated, one header. */
-    c = csv_out_open(path, P, 0, 0, err, sizeof err);
+    c = open_out(path, 0, 0, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    CU_ASSERT_EQUAL(csv_out_close(c), 0);
+    CU_ASSERT_EQUAL(results_close(c), 0);
     size_t len3;
     char *t3 = slurp(path, &len3);
     CU_ASSERT(t3 && len3 == hl && !memcmp(t3, DEFAULT_HEADER, hl));
@@ -464,19 +475,19 @@ static void test_append(void)
     /* append=1 on an existing empty file: the header. */
     FILE *f = fopen(path, "w");
     fclose(f);
-    c = csv_out_open(path, P, 1, 0, err, sizeof err);
+    c = open_out(path, 1, 0, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    CU_ASSERT_EQUAL(csv_out_close(c), 0);
+    CU_ASSERT_EQUAL(results_close(c), 0);
     size_t len4;
     char *t4 = slurp(path, &len4);
     CU_ASSERT(t4 && len4 == hl && !memcmp(t4, DEFAULT_HEADER, hl));
 
     /* An unwritable place: NULL and a reason. */
     err[0] = 0;
-    c = csv_out_open("/nonexistent-dir/annotate/x.csv", P, 0, 0, err, sizeof err);
+    c = open_out("/nonexistent-dir/annotate/x.csv", 0, 0, err, sizeof err);
     CU_ASSERT_PTR_NULL(c);
     CU_ASSERT(strstr(err, "/nonexistent-dir/annotate/x.csv") != NULL);
-    CU_ASSERT_EQUAL(csv_out_close(NULL), 0);
+    CU_ASSERT_EQUAL(results_close(NULL), 0);
 
     free(t1);
     free(t2);

@@ -1,9 +1,9 @@
 /* Suite "resume": reading a results file back (src/resume.c) and the done-set.
  *
- * Files are made with csv_out (so they are exactly what a run writes), then damaged the ways a
+ * Files are made with the results writer (so they are exactly what a run writes), then damaged the ways a
  * crash can damage them: the last row cut in a quoted path with a newline in it, right after
  * that newline, in the middle of the JSON, just before the final newline, between the two
- * quotes of an escaped quote. resume_open must cut the torn row off (and nothing else), keep
+ * quotes of an escaped quote. results_open (with resume) must cut the torn row off (and nothing else), keep
  * the complete rows byte for byte, and leave the torn image out of the set. A wrong header or
  * a damaged row in the middle is an error, and the file is then left alone. */
 #include "resume.h"
@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "csv_out.h"
+#include "results.h"
 #include "item.h"
 
 #include "check.h"
@@ -88,15 +88,30 @@ struct built {
     int n;
 };
 
-/* Writes the rows with csv_out into file and reads the bytes back. */
+/* Opens file for resume as a run does (lock, read, repair, rewrite), and closes it again.
+ * Returns 0, or -1 with err. */
+static int resume_open(const char *path, const struct pipeline *p, int retry_failed, struct doneset **d,
+                       struct resume_info *info, char *err, size_t errlen)
+{
+    struct results_opts o = {.path = path, .resume = 1, .retry_failed = retry_failed};
+    struct results *r = results_open(&o, p, d, info, err, errlen);
+    if (!r)
+        return -1;
+    return results_close(r);
+}
+
+/* Writes the rows with the results writer into file and reads the bytes back. */
 static int build(const struct row *rows, int n, struct built *b)
 {
     memset(b, 0, sizeof *b);
     char err[256] = "";
     unlink(file);
-    struct csv_out *c = csv_out_open(file, P, 0, 0, err, sizeof err);
+    struct results_opts o = {.path = file};
+    struct doneset *none;
+    struct resume_info ri;
+    struct results *c = results_open(&o, P, &none, &ri, err, sizeof err);
     if (!c) {
-        CHECKF(0, "csv_out_open: %s", err);
+        CHECKF(0, "results_open: %s", err);
         return -1;
     }
     struct stat st;
@@ -112,13 +127,13 @@ static int build(const struct row *rows, int n, struct built *b)
         it->results[1] = cJSON_Parse("[\"tag_a\",\"tag_b\"]");
         it->attempts = 2;
         b->start[i] = (size_t)st.st_size;
-        if (csv_out_write(c, it, err, sizeof err))
-            CHECKF(0, "csv_out_write: %s", err);
+        if (results_write(c, it, err, sizeof err))
+            CHECKF(0, "results_write: %s", err);
         stat(file, &st);
         b->end[i] = (size_t)st.st_size;
         item_free(it);
     }
-    csv_out_close(c);
+    results_close(c);
     b->n = n;
     b->text = slurp(file, &b->len);
     return b->text ? 0 : -1;
@@ -147,19 +162,19 @@ static void test_missing_and_empty(void)
     struct resume_info info;
     char err[512] = "";
     unlink(file);
+    char *h = csv_header(P);
     CU_ASSERT_EQUAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
     CU_ASSERT_PTR_NULL(d);
     struct stat st;
-    CU_ASSERT_NOT_EQUAL(stat(file, &st), 0); /* not created */
+    CU_ASSERT(stat(file, &st) == 0 && (size_t)st.st_size == strlen(h)); /* created, with its header */
 
     put_file(file, "", 0);
     d = (struct doneset *)1;
     CU_ASSERT_EQUAL(resume_open(file, P, 1, &d, &info, err, sizeof err), 0);
     CU_ASSERT_PTR_NULL(d);
-    CU_ASSERT(stat(file, &st) == 0 && st.st_size == 0);
+    CU_ASSERT(stat(file, &st) == 0 && (size_t)st.st_size == strlen(h)); /* an empty file gets its header */
 
     /* Just the header: a set, empty. */
-    char *h = csv_header(P);
     put_file(file, h, strlen(h));
     CU_ASSERT_EQUAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
     CU_ASSERT_PTR_NOT_NULL(d);
@@ -168,12 +183,14 @@ static void test_missing_and_empty(void)
     CU_ASSERT(stat(file, &st) == 0 && (size_t)st.st_size == strlen(h));
     doneset_free(d);
 
-    /* A torn header (a crash at the very start): a fresh start, the file emptied. */
+    /* A torn header (a crash at the very start): a fresh start, the file rewritten from its
+     * header. */
     put_file(file, h, 10);
     d = NULL;
     CU_ASSERT_EQUAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
     CU_ASSERT_EQUAL(doneset_size(d), 0);
-    CU_ASSERT(stat(file, &st) == 0 && st.st_size == 0);
+    CU_ASSERT_EQUAL(info.torn_bytes, 10);
+    CU_ASSERT(stat(file, &st) == 0 && (size_t)st.st_size == strlen(h));
     doneset_free(d);
     free(h);
 }

@@ -1,4 +1,4 @@
-/* stages: the load and query stages as the executors see them. */
+/* load: the load job. Reads an image file and base64-encodes it once, into the item. */
 #include "exec.h"
 
 #include <errno.h>
@@ -10,11 +10,10 @@
 #include <unistd.h>
 
 #include "b64.h"
-#include "http.h"
 
 /* Reads the file in chunks of a multiple of 3 bytes and encodes each straight into the item's
  * base64 buffer: the image is never held raw in full, and never encoded twice. */
-void stage_load(const struct run *run, struct item *it)
+void load_image(const struct run *run, struct item *it)
 {
     if (it->status == ITEM_FAILED)
         return;
@@ -74,6 +73,8 @@ void stage_load(const struct run *run, struct item *it)
             fill += (size_t)r;
         }
         got += fill;
+        if (run->alive)
+            run->alive(run); /* a slow disk is not a stuck worker */
         if (got > size) {
             item_fail(it, "the file grew while it was read");
             goto fail;
@@ -93,54 +94,4 @@ void stage_load(const struct run *run, struct item *it)
 fail:
     close(fd);
     item_drop_payload(it);
-}
-
-static void load_run(void *w, const struct run *run, struct item *it)
-{
-    (void)w;
-    stage_load(run, it);
-}
-
-const struct stage_fn STAGE_LOAD = {"load", NULL, NULL, load_run};
-
-static void *query_new(const struct run *run)
-{
-    return http_worker_new(run);
-}
-
-static void query_free(void *w)
-{
-    http_worker_free(w);
-}
-
-static void query_run(void *w, const struct run *run, struct item *it)
-{
-    (void)run;
-    http_worker_query(w, it);
-    item_drop_payload(it); /* the writer does not need it */
-}
-
-const struct stage_fn STAGE_QUERY = {"query", query_new, query_free, query_run};
-
-struct exec *exec_start(enum strategy s, const struct run *run, const struct stage_fn *const *fns,
-                        int nfns, int workers, queue *in, queue *out, char *err, size_t errlen)
-{
-    switch (s) {
-    case STRAT_SERIAL:
-        return exec_threads_start(run, fns, nfns, 1, in, out, err, errlen);
-    case STRAT_THREADS:
-        return exec_threads_start(run, fns, nfns, workers, in, out, err, errlen);
-    case STRAT_PROCESSES:
-        return exec_proc_start(run, fns, nfns, workers, in, out, err, errlen);
-    case STRAT_CURL_MULTI:
-        return exec_multi_start(run, in, out, err, errlen);
-    default:
-        return NULL;
-    }
-}
-
-void exec_join(struct exec *e)
-{
-    if (e)
-        e->join(e);
 }

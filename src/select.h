@@ -1,0 +1,36 @@
+/* select: which images found by the scan this run takes, in one place: the shard (--shard K/N,
+ * by a hash of the path below DIR), images already in the results file (--resume), and the
+ * cap (--max-images, counting only images this run takes). The run's scanner and the progress
+ * line's counting scanner both ask it, so the total the progress line shows is the number of
+ * images the run will settle. */
+#ifndef ANNOTATE_SELECT_H
+#define ANNOTATE_SELECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "resume.h"
+#include "scan.h"
+
+enum pick {
+    PICK_TAKE = 0,    /* this run processes it */
+    PICK_DONE,        /* it has a row already (resume): skipped */
+    PICK_OTHER_SHARD, /* another shard's */
+    PICK_STOP         /* --max-images reached: take nothing more */
+};
+
+struct selection {
+    const struct config *cfg;
+    const struct doneset *done; /* may be NULL; read-only, so several selections may share it */
+    uint64_t taken;
+};
+
+void selection_init(struct selection *s, const struct config *cfg, const struct doneset *done);
+
+/* What to do with the next image the scan found. */
+enum pick selection_pick(struct selection *s, const struct scan_entry *e);
+
+/* FNV-1a 64 of the path below the root: the stable key --shard uses. */
+uint64_t shard_hash(const char *rel, size_t len);
+
+#endif
