@@ -77,8 +77,8 @@ int exec_proc_worker_main(void)
     dup2(STDERR_FILENO, STDOUT_FILENO);
 
     struct ipc_buf in = {0}, o = {0};
-    struct ipc_worker_config wc;
-    char err[512];
+    struct ipc_worker_config wc = {0};
+    char err[512] = "";
     if (ipc_read_frame(STDIN_FILENO, &in) || ipc_decode_config(&in, &wc, err, sizeof err)) {
         if (in.len)
             fprintf(stderr, "annotate worker: %s\n", err);
