@@ -1,6 +1,8 @@
 /* chain: see chain.h. */
 #include "chain.h"
 
+#include "json.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,12 @@ uint64_t rng_next(uint64_t *s)
 
 int chain_truthy(const cJSON *v)
 {
+    if (cJSON_IsRaw(v)) {
+        cJSON *t = cJSON_Parse(v->valuestring);
+        int r = chain_truthy(t);
+        cJSON_Delete(t);
+        return r;
+    }
     if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v) || cJSON_IsInvalid(v))
         return 0;
     if (cJSON_IsNumber(v))
@@ -79,8 +87,7 @@ static char *json_escape(const char *s, size_t *len)
 }
 
 /* A new request of stage s, or NULL when out of memory. im is sent as a JSON string; our own
- * base64 (trusted) never needs escaping, so only strings taken from a server's answer are
- * scanned. */
+ * base64 (trusted) is sent from where it is and never needs escaping. */
 static struct chain_req *new_req(const struct pipeline *p, struct item *it, int s, int index,
                                  const char *im, size_t n, int trusted)
 {
@@ -92,9 +99,16 @@ static struct chain_req *new_req(const struct pipeline *p, struct item *it, int 
     r->stage = s;
     r->index = index;
     r->rng = (it->seq + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)s << 32 | (uint32_t)index);
-    if (!trusted && needs_escape(im, n)) {
-        /* Only for a server that hands back odd strings: base64 never needs it. */
-        if (!(r->im_owned = json_escape(im, &r->im_len)))
+    if (!trusted) {
+        /* A string from a server's answer, whose tree is gone once the requests are made: our
+         * own copy, escaped when it needs it (base64 never does). */
+        if (needs_escape(im, n))
+            r->im_owned = json_escape(im, &r->im_len);
+        else if ((r->im_owned = malloc(n + 1))) {
+            memcpy(r->im_owned, im, n + 1);
+            r->im_len = n;
+        }
+        if (!r->im_owned)
             goto oom;
         r->im = r->im_owned;
     } else {
@@ -133,6 +147,74 @@ static struct chain_req *new_req(const struct pipeline *p, struct item *it, int 
 oom:
     chain_req_free(r);
     return NULL;
+}
+
+/* The value of a result as a tree (results are kept as the text the server sent). NULL when
+ * out of memory. The caller deletes it. */
+static cJSON *tree_of(const cJSON *r)
+{
+    if (cJSON_IsRaw(r))
+        return cJSON_Parse(r->valuestring);
+    char *t = cJSON_PrintUnformatted(r);
+    cJSON *v = t ? cJSON_Parse(t) : NULL;
+    free(t);
+    return v;
+}
+
+/* Starts the requests of "each" stage s, one per element of its source's array, appending them
+ * at *tail. Returns their number, or -1 when the item failed (the reason recorded). */
+static int each_requests(const struct pipeline *p, struct item *it, int s, struct chain_req ***tail)
+{
+    const struct stage *st = &p->stages[s];
+    const struct stage *src = &p->stages[st->each_stage];
+    cJSON *tree = tree_of(it->results[st->each_stage]);
+    const cJSON *arr = cJSON_IsObject(tree) ? cJSON_GetObjectItemCaseSensitive(tree, st->each_array) : NULL;
+    int n = -1, i = 0;
+    if (!cJSON_IsArray(arr)) {
+        item_fail(it, "%s: %s's result has no array \"%s\"", st->name, src->name, st->each_array);
+        goto out;
+    }
+    for (const cJSON *e = arr->child; e; e = e->next, i++) {
+        const cJSON *f = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, st->each_field) : NULL;
+        if (!cJSON_IsString(f)) {
+            item_fail(it, "%s: element %d of %s's \"%s\" has no string \"%s\"", st->name, i, src->name,
+                      st->each_array, st->each_field);
+            goto out;
+        }
+    }
+    /* The stage's result: one slot per element, filled in as the answers come back. */
+    int count = i;
+    it->results[s] = cJSON_CreateArray();
+    for (i = 0; i < count && it->results[s]; i++) {
+        cJSON *null = cJSON_CreateNull();
+        if (!null || !cJSON_AddItemToArray(it->results[s], null)) {
+            cJSON_Delete(null);
+            cJSON_Delete(it->results[s]);
+            it->results[s] = NULL;
+        }
+    }
+    if (!it->results[s]) {
+        item_fail(it, "%s: out of memory", st->name);
+        it->state[s] = ST_FAILED;
+        goto out;
+    }
+    if (count)
+        it->state[s] = ST_RUNNING;
+    i = 0;
+    for (const cJSON *e = arr->child; e; e = e->next, i++) {
+        const char *str = cJSON_GetObjectItemCaseSensitive(e, st->each_field)->valuestring;
+        if (!(**tail = new_req(p, it, s, i, str, strlen(str), 0))) {
+            item_fail(it, "%s[%d]: out of memory", st->name, i);
+            if (it->outstanding[s] == 0)
+                it->state[s] = ST_FAILED;
+            goto out;
+        }
+        *tail = &(**tail)->next;
+    }
+    n = count;
+out:
+    cJSON_Delete(tree);
+    return n;
 }
 
 /* Settles the stages that can be settled without a request, and starts the ones whose inputs are
@@ -187,52 +269,12 @@ struct chain_req *chain_next(const struct run *run, struct item *it)
             continue;
         }
         /* INPUT_EACH: one request per element of the source's array. */
-        const struct stage *src = &p->stages[st->each_stage];
-        const cJSON *arr = cJSON_IsObject(it->results[st->each_stage])
-                               ? cJSON_GetObjectItemCaseSensitive(it->results[st->each_stage], st->each_array)
-                               : NULL;
-        if (!cJSON_IsArray(arr)) {
-            item_fail(it, "%s: %s's result has no array \"%s\"", st->name, src->name, st->each_array);
+        int n = each_requests(p, it, s, &tail);
+        if (n < 0)
             return head;
-        }
-        int n = cJSON_GetArraySize(arr), i = 0;
-        for (const cJSON *e = arr->child; e; e = e->next, i++) {
-            const cJSON *f = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, st->each_field) : NULL;
-            if (!cJSON_IsString(f)) {
-                item_fail(it, "%s: element %d of %s's \"%s\" has no string \"%s\"", st->name, i,
-                          src->name, st->each_array, st->each_field);
-                return head;
-            }
-        }
-        it->results[s] = cJSON_CreateArray();
-        for (i = 0; i < n && it->results[s]; i++) {
-            cJSON *null = cJSON_CreateNull();
-            if (!null || !cJSON_AddItemToArray(it->results[s], null)) {
-                cJSON_Delete(null);
-                cJSON_Delete(it->results[s]);
-                it->results[s] = NULL;
-            }
-        }
-        if (!it->results[s]) {
-            item_fail(it, "%s: out of memory", st->name);
-            it->state[s] = ST_FAILED;
-            return head;
-        }
         if (n == 0) {
             it->state[s] = ST_DONE; /* later stages, which may depend on it, come next */
             continue;
-        }
-        it->state[s] = ST_RUNNING;
-        i = 0;
-        for (const cJSON *e = arr->child; e; e = e->next, i++) {
-            const char *str = cJSON_GetObjectItemCaseSensitive(e, st->each_field)->valuestring;
-            if (!(*tail = new_req(p, it, s, i, str, strlen(str), 0))) {
-                item_fail(it, "%s[%d]: out of memory", st->name, i);
-                if (it->outstanding[s] == 0)
-                    it->state[s] = ST_FAILED;
-                return head;
-            }
-            tail = &(*tail)->next;
         }
         settled = 0;
     }
@@ -251,23 +293,37 @@ int chain_finished(const struct item *it)
 int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    if (!root) {
-        snprintf(err, errlen, "the answer is not JSON");
+    char why[160];
+    if (json_check(body, len, why, sizeof why)) {
+        snprintf(err, errlen, "the answer is %s%s", strstr(why, "not JSON") == why ? "" : "not valid JSON: ", why);
         return -1;
     }
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
+    size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
+        i++;
+    if (i >= len || body[i] != '{') {
         snprintf(err, errlen, "the answer is not a JSON object");
         return -1;
     }
-    cJSON *r = cJSON_DetachItemFromObjectCaseSensitive(root, "result");
-    cJSON_Delete(root);
-    if (!r) {
+    static const struct json_path result_path = {.step = {{"result", 6, 0}}, .n = 1};
+    const char *v;
+    size_t vl;
+    if (json_find(body, len, &result_path, &v, &vl)) {
         snprintf(err, errlen, "the answer has no \"result\"");
         return -1;
     }
-    *result = r;
+    /* Kept as the exact bytes sent: no number goes through a double, no string is decoded. */
+    char *text = malloc(vl + 1);
+    if (text) {
+        memcpy(text, v, vl);
+        text[vl] = 0;
+        *result = cJSON_CreateRaw(text);
+        free(text);
+    }
+    if (!*result) {
+        snprintf(err, errlen, "out of memory for the answer");
+        return -1;
+    }
     return 0;
 }
 

@@ -172,7 +172,8 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
         if (get(b, &it->state[s], 1) || get_str(b, &j, NULL))
             goto bad;
         if (j) {
-            it->results[s] = cJSON_Parse(j);
+            /* The exact text the other end had (a result is kept as the server sent it). */
+            it->results[s] = cJSON_CreateRaw(j);
             free(j);
             if (!it->results[s])
                 goto bad;
