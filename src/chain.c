@@ -363,7 +363,11 @@ enum chain_outcome chain_outcome(const struct chain_answer *a, cJSON **result, c
     if (a->status < 200 || a->status > 299) {
         char ex[96];
         excerpt(body, a->len, ex, sizeof ex);
-        snprintf(err, errlen, "HTTP %ld%s%s", a->status, ex[0] ? ": " : "", ex);
+        if (a->status >= 300 && a->status < 400 && a->location) /* annotate does not follow redirects */
+            snprintf(err, errlen, "HTTP %ld to %.300s (point the stage's url there)%s%s", a->status, a->location,
+                     ex[0] ? ": " : "", ex);
+        else
+            snprintf(err, errlen, "HTTP %ld%s%s", a->status, ex[0] ? ": " : "", ex);
         return (a->status >= 500 || a->status == 429 || a->status == 408) ? OUTCOME_RETRY : OUTCOME_FAIL;
     }
     char why[128];

@@ -81,6 +81,7 @@ struct chain_answer {
     size_t len;
     const char *curl_err; /* curl's error buffer, may be NULL or empty */
     long retry_after_s;   /* the Retry-After header, or -1 */
+    const char *location; /* a 3xx answer's Location, or NULL */
 };
 
 enum chain_step {

@@ -40,6 +40,17 @@ void job_worker_free(struct job_worker *w)
     free(w);
 }
 
+void exec_let_go(const struct run *run, struct item *it)
+{
+    atomic_fetch_add(&run->stats->unsent, 1);
+    item_free(it);
+}
+
+int exec_stopping(const struct run *run)
+{
+    return atomic_load(&run->stop) != RUN_GOING;
+}
+
 struct exec *exec_start(enum strategy s, const struct run *run, unsigned jobs, int workers, queue *in,
                         queue *out, char *err, size_t errlen)
 {

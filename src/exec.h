@@ -6,6 +6,9 @@
  *     JOB_QUERY runs the model chain (chain.c) with one of the two drivers;
  *   - it pushes every item it took to `out` exactly once, or frees it when `out` was closed
  *     under it (the run is being torn down);
+ *   - once the run is stopping (RUN_DRAIN), it starts no new item: items it takes from then on
+ *     are let go with exec_let_go (no row: --resume runs them), and the ones it had started
+ *     finish;
  *   - it closes `out` (queue_producer_done) after its last push;
  *   - exec_join waits for all of that and frees the executor.
  *
@@ -34,6 +37,12 @@ struct job_worker;
 struct job_worker *job_worker_new(const struct run *run, unsigned jobs);
 void job_worker_run(struct job_worker *w, struct item *it);
 void job_worker_free(struct job_worker *w); /* NULL is a no-op */
+
+/* Lets go of an item a stopping run will not start: freed, counted as unsent. */
+void exec_let_go(const struct run *run, struct item *it);
+
+/* 1 once the run is stopping or being torn down: start nothing new. */
+int exec_stopping(const struct run *run);
 
 /* The load job: reads the file and base64-encodes it into it->b64, or fails the item. */
 void load_image(const struct run *run, struct item *it);

@@ -293,6 +293,17 @@ static void top_up(struct multi *x)
             x->input_done = 1; /* the run is being torn down: take nothing more */
         if (x->input_done)
             break;
+        if (exec_stopping(x->run)) {
+            /* Stopping: what was never sent gets no row (--resume runs it); empty the queue so
+             * that its producer can finish. */
+            void *q;
+            int got;
+            while ((got = queue_try_pop(x->in, &q)) > 0)
+                exec_let_go(x->run, q);
+            if (got < 0)
+                x->input_done = 1;
+            break;
+        }
         /* Images in flight are bounded too, not only requests in curl: requests parked in the
          * timer heap (backoff, Retry-After, --max-rps) would otherwise let the loop take every
          * image of the folder. */

@@ -374,7 +374,9 @@ static int hand_out(struct proc *p, struct orphans *o, int *input_done, double r
                 deaths = o->deaths[o->n];
             } else if (!*input_done && atomic_load(&p->run->stop) != RUN_ABORT) {
                 void *x;
-                int got = queue_try_pop(p->in, &x);
+                int got;
+                while ((got = queue_try_pop(p->in, &x)) > 0 && exec_stopping(p->run))
+                    exec_let_go(p->run, x); /* stopping: never sent, no row, left to --resume */
                 if (got < 0)
                     *input_done = 1;
                 else if (got > 0)

@@ -25,6 +25,10 @@ static void *worker(void *arg)
     struct job_worker *w = job_worker_new(e->run, e->jobs);
     struct item *it;
     while ((it = queue_pop(e->in))) {
+        if (exec_stopping(e->run)) {
+            exec_let_go(e->run, it);
+            continue;
+        }
         if (w)
             job_worker_run(w, it);
         else

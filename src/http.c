@@ -144,6 +144,10 @@ void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a)
     a->len = slot->resp.len;
     a->curl_err = slot->errbuf;
     a->retry_after_s = http_retry_after(slot->h);
+    a->location = NULL;
+    char *loc = NULL;
+    if (a->status >= 300 && a->status < 400 && curl_easy_getinfo(slot->h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK)
+        a->location = loc;
 }
 
 struct http_worker {

@@ -24,6 +24,7 @@ struct progress {
     double t0;
     const struct shared_page *shared;
     const struct doneset *done;
+    const atomic_int *run_stop; /* the run's stop flag: RUN_GOING until a signal */
 };
 
 /* Counts what the run will settle (taken, and skipped as done) with the run's own rule. */
@@ -84,8 +85,13 @@ static void draw(struct progress *p, double rate)
         snprintf(totals, sizeof totals, "%llu/%llu+", (unsigned long long)done, (unsigned long long)total);
     const char *red = p->colour && failed ? "\033[31m" : "", *reset = p->colour && failed ? "\033[0m" : "";
     char line[256];
-    snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s%llu failed%s  ETA %s", totals, rate,
-             (long long)atomic_load(&p->shared->in_flight), red, (unsigned long long)failed, reset, eta);
+    long long in_flight = (long long)atomic_load(&p->shared->in_flight);
+    if (atomic_load(p->run_stop) != 0) /* RUN_DRAIN or RUN_ABORT */
+        snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%llu failed%s", in_flight, totals, red,
+                 (unsigned long long)failed, reset);
+    else
+        snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s%llu failed%s  ETA %s", totals, rate,
+                 in_flight, red, (unsigned long long)failed, reset, eta);
     if (p->tty)
         fprintf(stderr, "\r\033[K%s", line);
     else {
@@ -123,7 +129,7 @@ static void *draw_thread(void *arg)
 }
 
 struct progress *progress_new(const struct config *cfg, struct stats *st, const struct shared_page *shared,
-                              const struct doneset *done)
+                              const struct doneset *done, const atomic_int *stop)
 {
     if (cfg->quiet)
         return NULL;
@@ -134,6 +140,7 @@ struct progress *progress_new(const struct config *cfg, struct stats *st, const 
     p->st = st;
     p->shared = shared;
     p->done = done;
+    p->run_stop = stop;
     p->t0 = now_s();
     p->tty = isatty(STDERR_FILENO);
     const char *nc = getenv("NO_COLOR");

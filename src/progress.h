@@ -5,6 +5,7 @@
 #ifndef ANNOTATE_PROGRESS_H
 #define ANNOTATE_PROGRESS_H
 
+#include <stdatomic.h>
 #include "config.h"
 #include "resume.h"
 #include "shared.h"
@@ -16,7 +17,7 @@ struct progress;
  * done is the run's resume set, may be NULL). NULL when quiet. Everything passed must outlive
  * progress_end. */
 struct progress *progress_new(const struct config *cfg, struct stats *st, const struct shared_page *shared,
-                              const struct doneset *done);
+                              const struct doneset *done, const atomic_int *stop);
 /* Stops drawing and clears the line. NULL is a no-op. */
 void progress_end(struct progress *p);
 void progress_free(struct progress *p);

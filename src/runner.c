@@ -38,6 +38,7 @@ struct runner {
     queue *q_scan, *q_load, *q_out;
     atomic_uint_fast64_t found, skipped, not_in_shard;
     atomic_int finished;
+    atomic_int scan_cut;    /* the scan was stopped before its end (a signal, an abort) */
     struct results *out;
     pthread_mutex_t out_mu; /* the writer and the signal thread's last-resort sync */
     struct progress *prog;
@@ -48,10 +49,18 @@ struct runner {
 static struct item *next_item(struct runner *r, uint64_t *seq)
 {
     struct scan_entry e;
-    while (atomic_load(&r->run.stop) == RUN_GOING && scan_next(r->sc, &e) == 1) {
+    for (;;) {
+        if (atomic_load(&r->run.stop) != RUN_GOING) {
+            atomic_store(&r->scan_cut, 1);
+            break;
+        }
+        if (scan_next(r->sc, &e) != 1)
+            break;
         enum pick k = selection_pick(&r->sel, &e);
         if (k == PICK_STOP)
             break;
+        if (k == PICK_SELF)
+            continue;
         if (k == PICK_OTHER_SHARD) {
             atomic_fetch_add(&r->not_in_shard, 1);
             continue;
@@ -137,8 +146,9 @@ static void *signal_thread(void *arg)
             atomic_compare_exchange_strong(&r->run.stop, &going, RUN_DRAIN);
             deadline = now_s() + (double)r->cfg->drain_timeout_ms / 1e3;
             if (!r->cfg->quiet)
-                fprintf(stderr, "\nannotate: stopping: finishing the images in flight (up to %.1f s; "
-                                "press Ctrl-C again to stop at once)\n", (double)r->cfg->drain_timeout_ms / 1e3);
+                fprintf(stderr, "\nannotate: stopping: finishing the images already sent (up to %.1f s; "
+                                "press Ctrl-C again to stop at once); the rest is left to --resume\n",
+                        (double)r->cfg->drain_timeout_ms / 1e3);
         }
         if (deadline && now_s() > deadline) {
             /* The writer may be stuck in write() holding the lock (a stalled pipe, NFS): sync only
@@ -323,7 +333,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     double t0 = now_s();
     int rc = setup(r, err, errlen) ? 2 : 0;
     if (rc == 0) {
-        r->prog = progress_new(cfg, st, r->run.shared, r->done);
+        r->prog = progress_new(cfg, st, r->run.shared, r->done, &r->run.stop);
         r->sampler = bench_sampler_start(st);
         struct sigaction sa = {0};
         sa.sa_handler = on_signal;
@@ -359,7 +369,8 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
             rc = 2;
         }
         if (rc == 0) {
-            if (atomic_load(&signals_seen))
+            /* A signal that came when every image had been taken and settled stopped nothing. */
+            if (atomic_load(&signals_seen) && (atomic_load(&r->scan_cut) || atomic_load(&st->unsent)))
                 rc = 130;
             else if (atomic_load(&st->failed) || (!cfg->retry_failed && r->info.failed))
                 rc = 1; /* failed rows kept from an earlier run count too: the file is not all ok */

@@ -1,6 +1,9 @@
 /* select: see select.h. */
 #include "select.h"
 
+#include <string.h>
+#include <sys/stat.h>
+
 uint64_t shard_hash(const char *rel, size_t len)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -13,14 +16,35 @@ uint64_t shard_hash(const char *rel, size_t len)
 
 void selection_init(struct selection *s, const struct config *cfg, const struct doneset *done)
 {
+    memset(s, 0, sizeof *s);
     s->cfg = cfg;
     s->done = done;
-    s->taken = 0;
+    struct stat st;
+    if (cfg->out && strcmp(cfg->out, "-") && stat(cfg->out, &st) == 0) {
+        const char *slash = strrchr(cfg->out, '/');
+        s->out_name = slash ? slash + 1 : cfg->out;
+        s->out_name_len = strlen(s->out_name);
+        s->out_dev = st.st_dev;
+        s->out_ino = st.st_ino;
+    }
+}
+
+/* 1 when e is the results file: compared by name first, so only a namesake costs a stat. */
+static int is_results_file(const struct selection *s, const struct scan_entry *e)
+{
+    if (!s->out_name || e->path_len < s->out_name_len ||
+        memcmp(e->path + e->path_len - s->out_name_len, s->out_name, s->out_name_len) ||
+        (e->path_len > s->out_name_len && e->path[e->path_len - s->out_name_len - 1] != '/'))
+        return 0;
+    struct stat st;
+    return stat(e->path, &st) == 0 && st.st_dev == s->out_dev && st.st_ino == s->out_ino;
 }
 
 enum pick selection_pick(struct selection *s, const struct scan_entry *e)
 {
     const struct config *c = s->cfg;
+    if (is_results_file(s, e))
+        return PICK_SELF;
     if (c->shard_n && shard_hash(e->rel, e->rel_len) % (uint64_t)c->shard_n != (uint64_t)c->shard_k)
         return PICK_OTHER_SHARD;
     if (s->done && doneset_has(s->done, e->path, e->path_len))

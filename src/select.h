@@ -8,12 +8,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "config.h"
 #include "resume.h"
 #include "scan.h"
 
 enum pick {
     PICK_TAKE = 0,    /* this run processes it */
+    PICK_SELF,        /* the run's own results file (an --out inside DIR): never an image */
     PICK_DONE,        /* it has a row already (resume): skipped */
     PICK_OTHER_SHARD, /* another shard's */
     PICK_STOP         /* --max-images reached: take nothing more */
@@ -23,8 +25,13 @@ struct selection {
     const struct config *cfg;
     const struct doneset *done; /* may be NULL; read-only, so several selections may share it */
     uint64_t taken;
+    const char *out_name;       /* the results file's last path component, or NULL */
+    size_t out_name_len;
+    dev_t out_dev;
+    ino_t out_ino;
 };
 
+/* Call once the results file exists (it is recognised by device and inode). */
 void selection_init(struct selection *s, const struct config *cfg, const struct doneset *done);
 
 /* What to do with the next image the scan found. */

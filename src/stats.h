@@ -24,6 +24,7 @@ void hist_reset(struct hist *h);
 
 struct stats {
     _Atomic uint64_t found, ok, failed, skipped;
+    _Atomic uint64_t unsent;  /* taken, then let go unsent by a stop: no row, left to --resume */
     _Atomic uint64_t requests, attempts, retries;
     _Atomic int64_t in_flight;
     struct hist request_us;   /* per request, first attempt to final answer */
