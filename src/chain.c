@@ -3,6 +3,7 @@
 
 #include "json.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,7 +389,9 @@ int chain_max_attempts(const struct run *run, int stage)
 
 long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng)
 {
-    double cap = (double)cfg->backoff_ms * (double)(1ull << (attempt > 20 ? 20 : attempt < 1 ? 0 : attempt - 1));
+    /* The ceiling doubles until --backoff-max-ms, however many retries it takes (2^60 x any
+     * --backoff-ms is past every cap). */
+    double cap = ldexp((double)cfg->backoff_ms, attempt > 61 ? 60 : attempt < 1 ? 0 : attempt - 1);
     if (cap > (double)cfg->backoff_max_ms)
         cap = (double)cfg->backoff_max_ms;
     long d = cap >= 1 ? (long)(rng_next(rng) % ((uint64_t)cap + 1)) : 0;
@@ -474,6 +477,7 @@ enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, 
         return CHAIN_SETTLED;
     }
     if (atomic_load(&run->stop) == RUN_ABORT) {
+        req->it->no_row = 1; /* not the image's fault: no row, --resume runs it */
         settle(run, req, NULL, "not sent: the run was stopped");
         return CHAIN_SETTLED;
     }
@@ -485,6 +489,37 @@ enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, 
     req->sent = 0;
     atomic_fetch_add_explicit(&run->shared->in_flight, 1, memory_order_relaxed);
     return CHAIN_SEND;
+}
+
+/* 1 for a final answer that says the stage is not set up for us, whatever the image: a wrong
+ * or missing token, a wrong path or method, a certificate that does not verify. */
+static int setup_error(const struct chain_answer *a)
+{
+    if (a->cc == CURLE_PEER_FAILED_VERIFICATION || a->cc == CURLE_SSL_CACERT_BADFILE ||
+        a->cc == CURLE_SSL_CERTPROBLEM || a->cc == CURLE_SSL_CONNECT_ERROR)
+        return 1;
+    return a->cc == CURLE_OK && (a->status == 401 || a->status == 403 || a->status == 404 || a->status == 405);
+}
+
+/* Records why the run must stop (the first reason wins) and stops it. */
+static void stop_on_setup_error(const struct run *run, int s, const struct chain_answer *a, const char *err)
+{
+    struct shared_page *sh = run->shared;
+    const struct stage *st = &run->p->stages[s];
+    int expect = 0;
+    if (atomic_compare_exchange_strong(&sh->fatal_claim, &expect, 1)) {
+        const char *hint = a->cc != CURLE_OK ? "check --cacert (or the server's certificate), or --insecure"
+                           : a->status == 401 || a->status == 403
+                               ? "check the stage's credentials (its headers, e.g. Authorization)"
+                               : a->status == 404 ? "check the stage's url (and --server, which relative urls join)"
+                                                  : "check the stage's url: the server refuses this method there";
+        snprintf(sh->fatal_msg, sizeof sh->fatal_msg,
+                 "%s: the server at %s answered %d requests in a row with %s: %s. Nothing was written for "
+                 "those images; after the fix, run again with --resume",
+                 st->name, st->full_url ? st->full_url : st->url, CHAIN_SETUP_FAILS, err, hint);
+        atomic_store(&sh->fatal, 1);
+    }
+    atomic_store((atomic_int *)&run->stop, RUN_ABORT);
 }
 
 enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, const struct chain_answer *a,
@@ -500,15 +535,28 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     cJSON *result;
     char err[512];
     enum chain_outcome o = chain_outcome(a, &result, err, sizeof err);
+    int s = req->stage, setup = o == OUTCOME_FAIL && setup_error(a);
+    if (!setup && (a->cc == CURLE_OK || o == OUTCOME_OK))
+        atomic_store(&run->shared->stage[s].answered, 1);
     if (o == OUTCOME_OK) {
         settle(run, req, result, NULL);
         return CHAIN_DONE;
+    }
+    if (setup && !atomic_load(&run->shared->stage[s].answered)) {
+        /* The server has never answered this stage as one that is set up for us: the image is
+         * not at fault, so it gets no row (--resume will run it once the set-up is mended), and
+         * a few such answers in a row stop the run. */
+        req->it->no_row = 1;
+        if (atomic_fetch_add(&run->shared->stage[s].setup_fails, 1) + 1 >= CHAIN_SETUP_FAILS)
+            stop_on_setup_error(run, s, a, err);
     }
     if (o == OUTCOME_RETRY && req->attempts < chain_max_attempts(run, req->stage) &&
         atomic_load(&run->stop) != RUN_ABORT && req->it->status != ITEM_FAILED) {
         *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, a->retry_after_s, &req->rng) / 1e3;
         return CHAIN_RETRY;
     }
+    if (o == OUTCOME_RETRY && atomic_load(&run->stop) == RUN_ABORT)
+        req->it->no_row = 1; /* it would have been retried: not the image's fault */
     settle(run, req, NULL, err);
     return CHAIN_FAIL;
 }

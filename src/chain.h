@@ -84,6 +84,10 @@ struct chain_answer {
     const char *location; /* a 3xx answer's Location, or NULL */
 };
 
+/* Final answers of the "not set up" kind (401, 403, 404, 405, a certificate that does not
+ * verify) from a stage that has never answered otherwise, after which the run stops (exit 2). */
+#define CHAIN_SETUP_FAILS 3
+
 enum chain_step {
     CHAIN_DONE = 0,  /* the request finished with its result; it has been freed */
     CHAIN_RETRY = 1, /* send it again (chain_attempt_begin first) at *retry_at */

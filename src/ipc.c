@@ -126,7 +126,8 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
     begin_frame(b);
     put(b, &it->seq, 8);
     put(b, &it->t_start, sizeof it->t_start);
-    uint32_t v[5] = {(uint32_t)it->status, it->requests, it->attempts, (uint32_t)it->rel_off, (uint32_t)it->n_stages};
+    uint32_t v[6] = {(uint32_t)it->status, it->requests, it->attempts, (uint32_t)it->rel_off, (uint32_t)it->n_stages,
+                     (uint32_t)it->no_row};
     put(b, v, sizeof v);
     put_str(b, it->path, it->path_len);
     put_str(b, with_payload ? it->b64 : NULL, it->b64_len);
@@ -149,7 +150,7 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     b->pos = 0;
     uint64_t seq;
     double t0;
-    uint32_t v[5];
+    uint32_t v[6];
     char *path = NULL;
     size_t path_len = 0;
     if (get(b, &seq, 8) || get(b, &t0, sizeof t0) || get(b, v, sizeof v) || v[4] != (uint32_t)n_stages ||
@@ -165,6 +166,7 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     it->status = (int)v[0];
     it->requests = v[1];
     it->attempts = v[2];
+    it->no_row = v[5] != 0;
     if (get_str(b, &it->b64, &it->b64_len) || get_str(b, &it->error, NULL))
         goto bad;
     for (int s = 0; s < it->n_stages; s++) {

@@ -29,6 +29,8 @@ struct item {
     char *b64;           /* owned; the image, base64-encoded once by the load stage */
     size_t b64_len;
     int status;          /* enum item_status */
+    int no_row;          /* failed in a way that says the set-up is wrong: written nowhere, left to
+                            --resume (see chain_attempt_end) */
     char *error;         /* owned; NULL when ok */
     int n_stages;
     cJSON **results;     /* [n_stages], owned; NULL while a stage has not run */

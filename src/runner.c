@@ -100,6 +100,13 @@ static void *scan_thread(void *arg)
 static int write_item(struct runner *r, struct item *it, char *err, size_t errlen)
 {
     struct stats *st = r->run.stats;
+    if (it->no_row) {
+        /* Failed because the set-up is wrong, not the image (chain_attempt_end): no row, so
+         * that --resume runs it once the set-up is mended. */
+        atomic_fetch_add(&st->unsent, 1);
+        item_free(it);
+        return 0;
+    }
     pthread_mutex_lock(&r->out_mu);
     int rc = results_write(r->out, it, err, errlen);
     pthread_mutex_unlock(&r->out_mu);
@@ -140,6 +147,8 @@ static void *signal_thread(void *arg)
     struct runner *r = arg;
     double deadline = 0;
     while (!atomic_load(&r->finished)) {
+        if (atomic_load(&r->run.shared->fatal)) /* a worker process found the set-up wrong */
+            atomic_store(&r->run.stop, RUN_ABORT);
         if (atomic_load(&signals_seen) && deadline == 0) {
             /* Whatever state the run is in (even already aborting), a signal starts the clock. */
             int going = RUN_GOING;
@@ -363,6 +372,10 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
         r->out = NULL;
         bench_sampler_stop(r->sampler);
         progress_end(r->prog);
+        if (rc == 0 && atomic_load(&r->run.shared->fatal)) {
+            snprintf(err, errlen, "%s", r->run.shared->fatal_msg);
+            rc = 2;
+        }
         if (rc == 0 && atomic_load(&r->run.stop) == RUN_ABORT) {
             snprintf(err, errlen, "the run stopped early on an internal error (see above); the rows written are "
                                   "valid: run again with --resume");

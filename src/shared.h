@@ -8,8 +8,17 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#define SHARED_MAX_STAGES 64 /* PIPELINE_MAX_STAGES */
+
 struct shared_page {
     _Atomic int64_t in_flight; /* HTTP attempts on the wire, every driver, every process */
+    struct {
+        _Atomic int answered;    /* the stage's server has answered as a server that is set up */
+        _Atomic int setup_fails; /* final failures that say it is not (401, 404, a bad certificate) */
+    } stage[SHARED_MAX_STAGES];
+    _Atomic int fatal;           /* 1 once fatal_msg is written: the run must stop, exit 2 */
+    _Atomic int fatal_claim;     /* who writes fatal_msg (the first one) */
+    char fatal_msg[1024];
 };
 
 struct shared {
@@ -17,10 +26,12 @@ struct shared {
     int fd;
 };
 
-/* Creates the page (parent). Returns 0, or -1 with errno set. */
+/* Creates the page (parent). Without a memfd (fd -1) the page is this process's only. Returns
+ * 0, or -1 with errno set. */
 int shared_create(struct shared *s);
 
-/* Maps the page behind an inherited descriptor (worker); takes the descriptor. 0 or -1. */
+/* Maps the page behind an inherited descriptor (worker); takes the descriptor. fd -1: a
+ * private page. 0 or -1. */
 int shared_attach(struct shared *s, int fd);
 
 /* Unmaps and closes; a zeroed struct is a no-op. */

@@ -2,7 +2,9 @@
  *
  *   - Ctrl-C finishes only the images already sent: queued ones get no row and --resume runs
  *     them; the same for SIGTERM and SIGHUP, under every strategy;
- *   - an --out file inside DIR, named like an image, is never sent as one. */
+ *   - an --out file inside DIR, named like an image, is never sent as one;
+ *   - a stage whose server answers "not set up" (404 here) from its first requests stops the run
+ *     with exit 2 and writes no row for it. */
 #include <CUnit/CUnit.h>
 #include <signal.h>
 #include <stdio.h>
@@ -112,11 +114,59 @@ static void test_out_inside_dir(void)
     tree_rm(base);
 }
 
+/* A stage whose every answer says the set-up is wrong (here a 404 path): exit 2 at once, naming
+ * the stage, and no row written, so that --resume after the fix does the whole folder. */
+static void test_setup_error_stops(void)
+{
+    char base[512], root[600], csv[600], cfg[600], out[4096];
+    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "run-setup") == 0);
+    snprintf(root, sizeof root, "%s/img", base);
+    snprintf(csv, sizeof csv, "%s/out.csv", base);
+    snprintf(cfg, sizeof cfg, "%s/p.json", base);
+    const size_t N = 200;
+    char **paths = NULL;
+    struct mock_proc m;
+    if (tree_make_generated(root, N, 200, 6) || !(paths = e2e_generated_paths(root, N)) || mock_start(&m, NULL)) {
+        CU_FAIL("fixture");
+        tree_rm(base);
+        return;
+    }
+    FILE *f = fopen(cfg, "w");
+    fputs("{\"stages\": [{\"name\": \"model_01\", \"url\": \"/model_01\", \"fields\": {\"model_03\": null}},"
+          " {\"name\": \"typo\", \"url\": \"/model_2\", \"fields\": {\"model_03\": null}}]}", f);
+    fclose(f);
+    static const char *const strategies[] = {"curl-multi", "threads", "processes", "serial"};
+    for (size_t k = 0; k < sizeof strategies / sizeof *strategies; k++) {
+        unlink(csv);
+        const char *argv[] = {e2e_annotate_bin(), root, "--out", csv, "--server", m.base_url, "--quiet",
+                              "--config", cfg, "--strategy", strategies[k], NULL};
+        int rc = run_cmd(argv, tmo(30), out, sizeof out);
+        CHECKF(rc == 2, "%s: exit %d: %s", strategies[k], rc, out);
+        CHECKF(strstr(out, "typo") && strstr(out, "404") && strstr(out, "--resume"), "%s: message: %s",
+               strategies[k], out);
+        CHECKF(e2e_count_lines(csv) == 1, "%s: %ld lines written", strategies[k], e2e_count_lines(csv));
+    }
+    /* Mended: --resume does every image. */
+    f = fopen(cfg, "w");
+    fputs("{\"stages\": [{\"name\": \"model_01\", \"url\": \"/model_01\", \"fields\": {\"model_03\": null}},"
+          " {\"name\": \"typo\", \"url\": \"/model_02\", \"fields\": {\"model_03\": null}}]}", f);
+    fclose(f);
+    const char *again[] = {e2e_annotate_bin(), root, "--out", csv, "--server", m.base_url, "--quiet",
+                           "--config", cfg, "--resume", NULL};
+    CU_ASSERT_EQUAL(run_cmd(again, tmo(30), out, sizeof out), 0);
+    CU_ASSERT_EQUAL(e2e_count_lines(csv), (long)N + 1);
+    mock_stop(&m);
+    e2e_free_strs(paths, N);
+    tree_rm(base);
+}
+
 int register_run(void)
 {
     CU_pSuite s = CU_add_suite("run concurrent", NULL, NULL);
     if (!s || !CU_add_test(s, "a signal finishes only the images sent; --resume does the rest", test_prompt_stop) ||
-        !CU_add_test(s, "an --out inside DIR named like an image is not sent", test_out_inside_dir))
+        !CU_add_test(s, "an --out inside DIR named like an image is not sent", test_out_inside_dir) ||
+        !CU_add_test(s, "a stage that answers 404 from the start: exit 2, no rows, --resume after the fix",
+                     test_setup_error_stops))
         return -1;
     return 0;
 }
