@@ -146,13 +146,6 @@ int in_path(const char *prog)
 
 /* ---- time and processes ---- */
 
-double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 long now_ms(void)
 {
     struct timespec ts;

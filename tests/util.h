@@ -41,8 +41,7 @@ int in_path(const char *prog);
 
 /* ---- time and processes ---- */
 
-double now_s(void); /* CLOCK_MONOTONIC */
-long now_ms(void);
+long now_ms(void); /* CLOCK_MONOTONIC (src/item.h has now_s in seconds) */
 void sleep_ms(long ms); /* the whole time, even when signals interrupt it */
 
 /* A waitpid status as one number: the exit status, 128 + the signal, or -1. */
