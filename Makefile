@@ -126,10 +126,11 @@ bench-micro: $(BENCH_B64)
 	taskset -c 1 $(BENCH_B64) 2>/dev/null || $(BENCH_B64)
 
 # Benchmark tools, built against the library like the tests.
-# gen-images shares the tests' PNG writer (tests/util.c, which needs only libc).
-$(BUILD)/gen-images: bench/gen_images.c tests/util.c tests/util.h
+# gen-images shares the tests' PNG writer (tests/util.c, which needs only libc and src/fdio.c).
+$(BUILD)/gen-images: bench/gen_images.c tests/util.c tests/util.h src/fdio.c src/fdio.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread -Itests -o $@ bench/gen_images.c tests/util.c
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread -Isrc -Itests -o $@ bench/gen_images.c \
+	  tests/util.c src/fdio.c
 $(BUILD)/bench-%: bench/bench_%.c $(BUILD)/libannotate.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libannotate.a $(LDFLAGS) $(LDLIBS)
 

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "util.h" /* the PNG writer and the PRNG, shared with the tests' generated trees */
 
 int main(int argc, char **argv)
@@ -78,7 +79,7 @@ int main(int argc, char **argv)
         size_t f = png_gray8(file, W, H, pix, NULL, 0);
         snprintf(path, sizeof path, "%s/%04zu/img%07zu.png", dir, i / 1000, i);
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || write_all(fd, file, f) || close(fd)) {
+        if (fd < 0 || fd_write_all(fd, file, f) || close(fd)) {
             fprintf(stderr, "gen-images: cannot write %s: %s\n", path, strerror(errno));
             return 1;
         }

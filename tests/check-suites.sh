@@ -40,7 +40,8 @@ missing=$(printf '%s\n' "$defined" | sort -u | while read -r n; do
   printf '%s\n' "$listed" | grep -qx "$n" || echo "$n"; done)
 if [ -n "$missing" ]; then
   for n in $missing; do
-    echo "check-suites: register_$n() ($(grep -l -E "^int[ \t]+register_$n[ \t]*\(" "$dir"/test_*.c | tr '\n' ' ')) is not in SUITES of $main: its tests would never run" >&2
+    where=$(grep -l -E "^int[ \t]+register_$n[ \t]*\(" "$dir"/test_*.c | tr '\n' ' ')
+    echo "check-suites: register_$n() (${where% }) is not in SUITES of $main: its tests would never run" >&2
   done
   bad=1
 fi

@@ -50,9 +50,8 @@ int e2e_csv_well_formed(const struct e2e_csv *c);
 long e2e_csv_attempts(const struct e2e_csv *c);
 
 /* A sorted list of the rows with the attempts and elapsed_ms columns left out (each a malloc'd
- * string, fields joined by 0x1f; free with e2e_free_strs): compares the results of two runs. */
+ * string, fields joined by 0x1f; free with free_strs of util.h): compares the results of two runs. */
 char **e2e_csv_keys(const struct e2e_csv *c);
-void e2e_free_strs(char **v, size_t n);
 
 /* ---- predictions ---- */
 
@@ -95,7 +94,7 @@ struct e2e_expect {
 long e2e_check_results(const struct e2e_csv *c, char *const *paths, size_t n,
                        const struct e2e_expect *x, long req[5]);
 
-/* The paths of a tree_make_generated(root, n, ...) tree. Free with e2e_free_strs. */
+/* The paths of a tree_make_generated(root, n, ...) tree. Free with free_strs (util.h). */
 char **e2e_generated_paths(const char *root, size_t n);
 
 /* A JSON file (--stats-json) parsed; NULL when missing or not JSON. cJSON_Delete it. */

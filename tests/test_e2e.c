@@ -365,13 +365,13 @@ static void test_strategies_agree(void)
         (void)req;
         CU_ASSERT_EQUAL(e2e_check_summary(sj, &c, req_total), 0);
         fprintf(stderr, "[%s %.1fs] ", strategies[s], (double)ms / 1e3);
-        e2e_free_strs(keys, c.n);
+        free_strs(keys, c.n);
         e2e_csv_free(&c);
     }
 done:
     mock_stop(&fast);
     mock_stop(&slow);
-    e2e_free_strs(ref, n_ref);
+    free_strs(ref, n_ref);
     e2e_tree_free(&t);
 }
 
@@ -546,11 +546,11 @@ static void test_shards(void)
     else
         diff = 1;
     CU_ASSERT_EQUAL(diff, 0);
-    e2e_free_strs(keys, c.n);
+    free_strs(keys, c.n);
     e2e_csv_free(&c);
 done:
     mock_stop(&m);
-    e2e_free_strs(ref, n_ref);
+    free_strs(ref, n_ref);
     e2e_tree_free(&t);
 }
 

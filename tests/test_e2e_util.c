@@ -171,15 +171,6 @@ char **e2e_csv_keys(const struct e2e_csv *c)
     return v;
 }
 
-void e2e_free_strs(char **v, size_t n)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
 /* ---- predictions ---- */
 
 /* JSON truthiness as the seed's Python has it, written again here rather than taken from
@@ -416,7 +407,7 @@ char **e2e_generated_paths(const char *root, size_t n)
     char buf[4096];
     for (size_t i = 0; v && i < n; i++) {
         if (tree_generated_path(root, i, buf, sizeof buf) < 0 || !(v[i] = strdup(buf))) {
-            e2e_free_strs(v, i);
+            free_strs(v, i);
             return NULL;
         }
     }
@@ -462,7 +453,7 @@ int e2e_tree_hostile(struct e2e_tree *t, const char *tag)
 
 void e2e_tree_free(struct e2e_tree *t)
 {
-    tree_free_list(t->paths, t->n);
+    free_strs(t->paths, t->n);
     t->paths = NULL;
     t->n = 0;
     if (t->base[0])

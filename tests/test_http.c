@@ -214,8 +214,8 @@ static void test_retry_after_cap(void)
         struct config c = cfg_of(0, cases[i].max_ms);
         uint64_t rng = 5;
         long d = http_backoff_ms(&c, 1, cases[i].ra_s, &rng);
-        CHECKF(d == cases[i].want_ms, "--backoff-max-ms %ld, Retry-After %ld s: waits %ld ms, want %ld", cases[i].max_ms,
-               cases[i].ra_s, d, cases[i].want_ms);
+        CHECKF(d == cases[i].want_ms, "--backoff-max-ms %ld, Retry-After %ld s: waits %ld ms, want %ld",
+               cases[i].max_ms, cases[i].ra_s, d, cases[i].want_ms);
         /* With jitter up to the cap, never above max(cap, the Retry-After cap). */
         struct config j = cfg_of(cases[i].max_ms ? cases[i].max_ms : 1, cases[i].max_ms ? cases[i].max_ms : 1);
         struct draws dr = draw(&j, 30, cases[i].ra_s, 6);
@@ -249,7 +249,7 @@ int register_http(void)
     if (!s)
         return -1;
     if (!CU_add_test(s, "backoff: full jitter within [0, ceiling], spread over it", test_full_jitter_bounds) ||
-        !CU_add_test(s, "backoff: attempt 1 up to --backoff-ms, doubling to --backoff-max-ms", test_attempt_one_vs_later) ||
+        !CU_add_test(s, "backoff: attempt 1 up to --backoff-ms, doubling to the cap", test_attempt_one_vs_later) ||
         !CU_add_test(s, "backoff: huge attempt numbers stay within the cap", test_huge_attempts) ||
         !CU_add_test(s, "backoff: Retry-After < 0 is none", test_retry_after_negative) ||
         !CU_add_test(s, "backoff: at least Retry-After, jitter above it kept", test_retry_after_honoured) ||

@@ -368,13 +368,16 @@ static void *blocked_consumer(void *arg)
     return NULL;
 }
 
-/* Starts n threads running fn on b[0..n) (filled in by the caller) and waits until each has
- * started, and a little more so that they reach their wait (one that has not yet still sees the
- * close and fails). Returns how many have returned already, when every one should block. */
-static int start_blocked(struct blocked *b, pthread_t *t, int n, void *(*fn)(void *))
+/* Starts n threads running fn on q (producer i pushes 100 + i; a consumer's got is P(1) until its
+ * pop returns) and waits until each has started, and a little more so that they reach their wait
+ * (one that has not yet still sees the close and fails). Returns how many have returned already,
+ * when every one should block. */
+static int start_blocked(queue *q, struct blocked *b, pthread_t *t, int n, void *(*fn)(void *))
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        b[i] = (struct blocked){.q = q, .value = 100 + (uintptr_t)i, .got = P(1)};
         CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, fn, &b[i]), 0);
+    }
     for (int i = 0; i < n; i++)
         while (!atomic_load(&b[i].started))
             sleep_ms(1);
@@ -394,9 +397,7 @@ static void test_close_wakes_blocked_producers(void)
         CU_ASSERT_EQUAL(queue_push(q, P(i)), 0);
     struct blocked b[NP];
     pthread_t t[NP];
-    for (int i = 0; i < NP; i++)
-        b[i] = (struct blocked){.q = q, .value = 100 + (uintptr_t)i};
-    CU_ASSERT_EQUAL(start_blocked(b, t, NP, blocked_producer), 0); /* the queue is full: all blocked */
+    CU_ASSERT_EQUAL(start_blocked(q, b, t, NP, blocked_producer), 0); /* the queue is full: all blocked */
     queue_close(q);
     for (int i = 0; i < NP; i++) {
         pthread_join(t[i], NULL);
@@ -417,9 +418,7 @@ static void test_close_wakes_blocked_consumers(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(q);
     struct blocked b[NC];
     pthread_t t[NC];
-    for (int i = 0; i < NC; i++)
-        b[i] = (struct blocked){.q = q, .got = P(1)};
-    CU_ASSERT_EQUAL(start_blocked(b, t, NC, blocked_consumer), 0); /* empty and open: all blocked */
+    CU_ASSERT_EQUAL(start_blocked(q, b, t, NC, blocked_consumer), 0); /* empty and open: all blocked */
     queue_close(q);
     for (int i = 0; i < NC; i++) {
         pthread_join(t[i], NULL);
@@ -437,9 +436,7 @@ static void test_producer_done_wakes_consumers(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(q);
     struct blocked b[NC];
     pthread_t t[NC];
-    for (int i = 0; i < NC; i++)
-        b[i] = (struct blocked){.q = q, .got = P(1)};
-    CU_ASSERT_EQUAL(start_blocked(b, t, NC, blocked_consumer), 0);
+    CU_ASSERT_EQUAL(start_blocked(q, b, t, NC, blocked_consumer), 0);
     CU_ASSERT_EQUAL(queue_push(q, P(42)), 0);
     queue_producer_done(q);
     queue_producer_done(q);

@@ -141,6 +141,17 @@ static int file_is(const char *want, size_t len)
     return same;
 }
 
+/* resume_open on the file as it is, which must succeed (the test stops otherwise): the done-set. */
+static struct doneset *open_ok(int retry, struct resume_info *info)
+{
+    struct doneset *d = NULL;
+    char err[512] = "";
+    int rc = resume_open(file, P, retry, &d, info, err, sizeof err);
+    CHECKF(rc == 0 && d, "resume_open (retry_failed %d): %s", retry, err);
+    CU_ASSERT_FATAL(rc == 0 && d != NULL);
+    return d;
+}
+
 static int in_set(const struct doneset *d, const char *path)
 {
     return doneset_has(d, path, strlen(path));
@@ -200,11 +211,8 @@ static void test_whole_file(void)
     struct built b;
     if (build(base_rows, N_BASE, &b))
         return;
-    struct doneset *d = NULL;
     struct resume_info info;
-    char err[512] = "";
-    CU_ASSERT_EQUAL_FATAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    struct doneset *d = open_ok(0, &info);
     for (int i = 0; i < N_BASE; i++)
         CHECKF(in_set(d, base_rows[i].path), "row %d (%s) is not in the set", i, base_rows[i].path);
     CU_ASSERT_EQUAL(doneset_size(d), N_BASE);
@@ -226,11 +234,8 @@ static void test_retry_failed(void)
     struct built b;
     if (build(base_rows, N_BASE, &b))
         return;
-    struct doneset *d = NULL;
     struct resume_info info;
-    char err[512] = "";
-    CU_ASSERT_EQUAL_FATAL(resume_open(file, P, 1, &d, &info, err, sizeof err), 0);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    struct doneset *d = open_ok(1, &info);
     for (int i = 0; i < N_BASE; i++)
         CHECKF(in_set(d, base_rows[i].path) == base_rows[i].ok, "row %d (%s): in set %d, ok %d", i, base_rows[i].path,
                in_set(d, base_rows[i].path), base_rows[i].ok);
@@ -250,8 +255,7 @@ static void test_retry_failed(void)
     CU_ASSERT_NOT_EQUAL(access(tmp, F_OK), 0); /* no leftover */
 
     /* Again: nothing more to drop, nothing changes. */
-    d = NULL;
-    CU_ASSERT_EQUAL(resume_open(file, P, 1, &d, &info, err, sizeof err), 0);
+    d = open_ok(1, &info);
     CU_ASSERT_EQUAL(doneset_size(d), 4);
     CU_ASSERT_EQUAL(info.dropped_failed, 0);
     doneset_free(d);
@@ -325,7 +329,7 @@ static void test_torn_last_row(void)
                 keep[i] = i < last && (!retry || rows[i].ok);
             size_t wl;
             char *want = kept_rows(&b, keep, &wl);
-            CHECKF(file_is(want, wl), "cut %s (retry %d): the file is not the %zu bytes of the rows before the torn one",
+            CHECKF(file_is(want, wl), "cut %s (retry %d): the file is not the %zu bytes of the rows before it",
                    cuts[k].what, retry, wl);
             /* Once repaired, a second resume changes nothing. */
             d = NULL;
@@ -428,10 +432,8 @@ static void test_duplicates(void)
         struct built b;
         if (build(rows, n, &b))
             return;
-        struct doneset *d = NULL;
         struct resume_info info;
-        char err[512] = "";
-        CU_ASSERT_EQUAL_FATAL(resume_open(file, P, retry, &d, &info, err, sizeof err), 0);
+        struct doneset *d = open_ok(retry, &info);
         CU_ASSERT_EQUAL(doneset_size(d), 3);
         CU_ASSERT(in_set(d, "a.jpg") && in_set(d, "b.jpg") && in_set(d, "c.jpg"));
         doneset_free(d);
@@ -465,10 +467,8 @@ static void test_hostile_paths_found(void)
     struct built b;
     if (build(rows, n, &b))
         return;
-    struct doneset *d = NULL;
     struct resume_info info;
-    char err[512] = "";
-    CU_ASSERT_EQUAL_FATAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
+    struct doneset *d = open_ok(0, &info);
     for (int i = 0; i < n; i++)
         CHECKF(d && in_set(d, rows[i].path), "path %d (%zu bytes) is not found again after resume", i,
                strlen(rows[i].path));

@@ -160,7 +160,7 @@ static void test_hostile_tree(void)
                 fprintf(stderr, "\n  got  [%s]\n  want [%s]\n", got[i], want[i]);
                 break;
             }
-        tree_free_list(got, n);
+        free_strs(got, n);
 
         /* Same with the root written with a trailing slash: still one '/' per join. */
         char root_slash[610], **want2 = NULL;
@@ -174,10 +174,10 @@ static void test_hostile_tree(void)
             CU_ASSERT_STRING_EQUAL(got[i], want2[i]);
             CU_ASSERT(strstr(got[i], "//") == NULL);
         }
-        tree_free_list(got, n);
-        tree_free_list(want2, n_want2);
+        free_strs(got, n);
+        free_strs(want2, n_want2);
     }
-    tree_free_list(want, n_want);
+    free_strs(want, n_want);
     CU_ASSERT(tree_rm(tmp) == 0);
     CU_ASSERT(access(tmp, F_OK) != 0);
 }
@@ -276,7 +276,7 @@ static void test_root_forms(void)
         for (size_t i = 0; i < n; i++)
             found |= strcmp(got[i], want) == 0;
         CU_ASSERT(found);
-        tree_free_list(got, n);
+        free_strs(got, n);
     }
 
     /* A root that is a symbolic link to a directory is followed (like find -H); nothing below. */
@@ -289,7 +289,7 @@ static void test_root_forms(void)
     CU_ASSERT_EQUAL(n, 300);
     if (n)
         CU_ASSERT(strncmp(got[0], p, strlen(p)) == 0);
-    tree_free_list(got, n);
+    free_strs(got, n);
 
     /* After the end scan_next keeps returning 0. */
     char err[256];
@@ -383,12 +383,12 @@ static void test_custom_exts(void)
         CU_ASSERT_STRING_EQUAL(got[1] + tl, "/d.Tiff");
         CU_ASSERT_STRING_EQUAL(got[2] + tl, "/f.heic");
     }
-    tree_free_list(got, n);
+    free_strs(got, n);
 
     /* Defaults: jpg jpeg png gif bmp webp, nothing else. */
     got = walk_sorted(tmp, NULL, &n, &w);
     CU_ASSERT_EQUAL(n, 1);
-    tree_free_list(got, n);
+    free_strs(got, n);
 
     /* exts given directly, with a leading dot and mixed case. */
     const char *direct[] = {".TIF"};
@@ -397,7 +397,7 @@ static void test_custom_exts(void)
     CU_ASSERT_EQUAL(n, 1);
     if (n == 1)
         CU_ASSERT(strstr(got[0], "/c.tif") != NULL);
-    tree_free_list(got, n);
+    free_strs(got, n);
     CU_ASSERT(tree_rm(tmp) == 0);
 }
 
@@ -729,7 +729,7 @@ static void test_tree_helpers(void)
         if (i)
             CU_ASSERT(strcmp(v[i - 1], v[i]) < 0);
     }
-    tree_free_list(v, n);
+    free_strs(v, n);
     CU_ASSERT(tree_make_hostile(p, "/nonexistent-images-dir") == -1);
 
     /* Generated sizes: empty, short, one row, padded past 64 KiB. */

@@ -1,6 +1,7 @@
 /* util_tree: the test trees (see util_tree.h). Not a suite: only helpers. */
 #include "util_tree.h"
 #include "util.h"
+#include "fdio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -72,15 +73,6 @@ static int has_image_ext(const char *name)
     return 0;
 }
 
-void tree_free_list(char **paths, size_t n)
-{
-    if (!paths)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(paths[i]);
-    free(paths);
-}
-
 /* Sorted image file names of dir, full paths. */
 static int list_images(const char *dir, char ***out, size_t *n)
 {
@@ -112,7 +104,7 @@ static int list_images(const char *dir, char ***out, size_t *n)
     return 0;
 fail:
     closedir(d);
-    tree_free_list(v, k);
+    free_strs(v, k);
     errno = ENOMEM;
     return -1;
 }
@@ -137,7 +129,7 @@ static int copy_file_at(const char *src, int dirfd, const char *name)
             rc = -1;
             break;
         }
-        if (write_all(out, buf, (size_t)r) != 0) {
+        if (fd_write_all(out, buf, (size_t)r) != 0) {
             rc = -1;
             break;
         }
@@ -185,7 +177,7 @@ int tree_make_hostile(const char *root, const char *images_dir)
     if (list_images(images_dir, &imgs, &n_imgs) != 0)
         return -1;
     if (n_imgs == 0) {
-        tree_free_list(imgs, n_imgs);
+        free_strs(imgs, n_imgs);
         errno = ENOENT;
         return -1;
     }
@@ -216,7 +208,7 @@ int tree_make_hostile(const char *root, const char *images_dir)
         case K_TEXT: {
             int fd = openat(dfd, base, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
             static const char txt[] = "not an image\n";
-            r = fd < 0 ? -1 : write_all(fd, txt, sizeof txt - 1);
+            r = fd < 0 ? -1 : fd_write_all(fd, txt, sizeof txt - 1);
             if (fd >= 0 && close(fd) != 0)
                 r = -1;
             break;
@@ -259,7 +251,7 @@ out:
         close(rootfd);
         errno = e;
     }
-    tree_free_list(imgs, n_imgs);
+    free_strs(imgs, n_imgs);
     return rc;
 }
 
@@ -276,7 +268,7 @@ int tree_expected(const char *root, char ***paths, size_t *n)
             continue;
         size_t len = root_len + 1 + strlen(HOSTILE[i].rel) + 1;
         if (!(v[k] = malloc(len))) {
-            tree_free_list(v, k);
+            free_strs(v, k);
             return -1;
         }
         snprintf(v[k++], len, "%s%s%s", root, slash ? "" : "/", HOSTILE[i].rel);
@@ -446,7 +438,7 @@ int tree_make_generated(const char *root, size_t n, size_t bytes_each, unsigned 
         int r = 0;
         if (bytes_each) {
             make_content(buf, buf + bytes_each, bytes_each, i, seed);
-            r = write_all(fd, buf, bytes_each);
+            r = fd_write_all(fd, buf, bytes_each);
         }
         if (close(fd) != 0 || r != 0)
             goto out;

@@ -1,5 +1,7 @@
-/* util: see util.h. libc only, on purpose (bench/gen_images.c links it). */
+/* util: see util.h. libc and src/fdio.c only, on purpose (bench/gen_images.c links it). */
 #include "util.h"
+
+#include "fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,27 +63,12 @@ char *slurp(const char *path, size_t *len)
     return b;
 }
 
-int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 int write_file(const char *path, const void *data, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    int rc = write_all(fd, data, len);
+    int rc = fd_write_all(fd, data, len);
     return close(fd) == 0 && rc == 0 ? 0 : -1;
 }
 
@@ -227,6 +214,15 @@ const char *printable(const char *s, size_t n)
 int cmp_strp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void free_strs(char **v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
 }
 
 /* ---- pseudo-random numbers ---- */

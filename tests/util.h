@@ -1,9 +1,9 @@
 /* util: the small helpers every test file shares, one copy of each: files, time, wait statuses,
  * timeouts that grow under valgrind, failure printers, the tests' PRNG, a PNG writer.
  *
- * util.c uses libc only (no CUnit, no curl, nothing of src/), so that bench/gen_images.c can be
+ * util.c uses libc and src/fdio.c only (no CUnit, no curl), so that bench/gen_images.c can be
  * linked with it for the PNG writer. Keep it that way: a helper that needs more belongs in
- * util_proc, util_tree or e2e_util. */
+ * util_proc, util_tree or e2e_util. (src/fdio.h's fd_write_all writes a whole buffer.) */
 #ifndef ANNOTATE_TESTS_UTIL_H
 #define ANNOTATE_TESTS_UTIL_H
 
@@ -17,9 +17,6 @@
  * after them (so text files can be used as strings), freed by the caller, or NULL when it
  * cannot be read or memory runs out. *len gets the length (len may be NULL). */
 char *slurp(const char *path, size_t *len);
-
-/* Writes all len bytes to fd (retrying short writes and EINTR). 0 or -1 (errno set). */
-int write_all(int fd, const void *data, size_t len);
 
 /* Creates (or truncates) path and writes the len bytes of data into it. 0 or -1. */
 int write_file(const char *path, const void *data, size_t len);
@@ -71,6 +68,9 @@ const char *printable(const char *s, size_t n);
 
 /* qsort/bsearch comparator for an array of char *: strcmp order. */
 int cmp_strp(const void *a, const void *b);
+
+/* Frees the n strings of v, then v; v may be NULL. */
+void free_strs(char **v, size_t n);
 
 /* ---- pseudo-random numbers ---- */
 
