@@ -23,21 +23,25 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -lpthread
 LDFLAGS  += $(SAN) -pthread
 
 # Debian packages this project builds, tests and demos with. `make deps` installs what is missing.
+# The tests fail, rather than skip, when a tool they drive is missing; the tools and their tests:
+# parallel (GNU parallel: the shard test runs the README's command), bsdutils (/usr/bin/script on
+# Debian 12: the progress line on a terminal), python3 (its csv module reads our CSV), valgrind
+# (make valgrind), clang and libclang-rt-dev (make fuzz).
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
-            libcunit1-dev libevent-dev parallel clang libclang-rt-dev valgrind bsdutils
+            libcunit1-dev libevent-dev parallel clang libclang-rt-dev valgrind bsdutils python3
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 MOCK_SRC := $(wildcard src/mock/*.c)
 MOCK_OBJ := $(MOCK_SRC:src/mock/%.c=$(BUILD)/obj/mock/%.o)
-TEST_SRC := $(wildcard tests/test_*.c)
+TEST_SRC := $(wildcard tests/test_*.c) tests/util.c
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
 
 ANNOTATE := $(BUILD)/annotate
 MOCK     := $(BUILD)/mock-model-server
 UNIT     := $(BUILD)/unit-tests
 
-.PHONY: all deps demo test check sanitize tsan valgrind clean bench bench-micro bench-data fuzz install
+.PHONY: all deps demo test check check-suites sanitize tsan valgrind clean bench bench-micro bench-data fuzz install
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -92,8 +96,12 @@ test: deps
 	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
 
-check: all $(UNIT)
+check: check-suites all $(UNIT)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
+
+# tests/test_main.c's SUITES must list every register_NAME() of tests/test_*.c (see the script).
+check-suites:
+	@sh tests/check-suites.sh tests
 
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
@@ -118,8 +126,11 @@ bench-micro: $(BENCH_B64)
 	taskset -c 1 $(BENCH_B64) 2>/dev/null || $(BENCH_B64)
 
 # Benchmark tools, built against the library like the tests.
-$(BUILD)/gen-images: bench/gen_images.c
-	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o $@ $<
+# gen-images shares the tests' PNG writer (tests/util.c, which needs only libc and src/fdio.c).
+$(BUILD)/gen-images: bench/gen_images.c tests/util.c tests/util.h src/fdio.c src/fdio.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread -Isrc -Itests -o $@ bench/gen_images.c \
+	  tests/util.c src/fdio.c
 $(BUILD)/bench-%: bench/bench_%.c $(BUILD)/libannotate.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libannotate.a $(LDFLAGS) $(LDLIBS)
 

@@ -50,9 +50,8 @@ int e2e_csv_well_formed(const struct e2e_csv *c);
 long e2e_csv_attempts(const struct e2e_csv *c);
 
 /* A sorted list of the rows with the attempts and elapsed_ms columns left out (each a malloc'd
- * string, fields joined by 0x1f; free with e2e_free_strs): compares the results of two runs. */
+ * string, fields joined by 0x1f; free with free_strs of util.h): compares the results of two runs. */
 char **e2e_csv_keys(const struct e2e_csv *c);
-void e2e_free_strs(char **v, size_t n);
 
 /* ---- predictions ---- */
 
@@ -70,12 +69,14 @@ void e2e_pred_free(struct e2e_pred *p);
 int e2e_annotate_argv(const char **argv, int max, const char *root, const char *csv, const char *server,
                       const char *const *extra);
 
+/* Runs annotate ROOT --out CSV --server URL --quiet EXTRA... (extra NULL-terminated, or NULL)
+ * through run_cmd: its output into out, killed after timeout_s. Returns run_cmd's status. */
+int e2e_run(char *out, size_t outlen, int timeout_s, const char *root, const char *csv, const char *server,
+            const char *const *extra);
+
 struct mock_proc;
 /* POST /stats/reset on the mock. 0 or -1. */
 int e2e_stats_reset(const struct mock_proc *m);
-
-/* Reads a whole file (which may be empty), NUL-terminated after *len bytes. 0 or -1. */
-int e2e_read_file(const char *path, unsigned char **buf, size_t *len);
 
 /* What check_results expects of the rows. */
 struct e2e_expect {
@@ -93,7 +94,7 @@ struct e2e_expect {
 long e2e_check_results(const struct e2e_csv *c, char *const *paths, size_t n,
                        const struct e2e_expect *x, long req[5]);
 
-/* The paths of a tree_make_generated(root, n, ...) tree. Free with e2e_free_strs. */
+/* The paths of a tree_make_generated(root, n, ...) tree. Free with free_strs (util.h). */
 char **e2e_generated_paths(const char *root, size_t n);
 
 /* A JSON file (--stats-json) parsed; NULL when missing or not JSON. cJSON_Delete it. */
@@ -109,15 +110,36 @@ double e2e_json_num(const struct cJSON *o, const char *key);
  * (described on stderr). */
 long e2e_check_summary(const char *stats_json, const struct e2e_csv *c, long requests_want);
 
+/* ---- a test's tree ---- */
+
+/* A fresh temporary directory holding a tree of images, and the names of a run's files in it. */
+struct e2e_tree {
+    char base[512];  /* $TMPDIR/annotate-TAG-XXXXXX, removed by e2e_tree_free */
+    char root[600];  /* base/t: the images */
+    char csv[600];   /* base/r.csv */
+    char log[600];   /* base/log */
+    char sj[600];    /* base/stats.json */
+    char **paths;    /* the paths a scan of root must report (see util_tree.h) */
+    size_t n;
+};
+
+/* With tree_make_generated(root, n, 200, seed): n distinct valid PNGs of 200 bytes. 0, or -1 with
+ * nothing left behind. */
+int e2e_tree_generated(struct e2e_tree *t, const char *tag, size_t n, unsigned seed);
+
+/* With tree_make_hostile(root, e2e_fixtures_dir()), paths from tree_expected. 0 or -1. */
+int e2e_tree_hostile(struct e2e_tree *t, const char *tag);
+
+/* Removes the directory and frees the paths; t may be zeroed, or freed already. */
+void e2e_tree_free(struct e2e_tree *t);
+
 /* ---- processes ---- */
 
+/* $ANNOTATE_BIN, or build/annotate. */
 const char *e2e_annotate_bin(void);
-const char *e2e_fixtures_dir(void);
-long e2e_now_ms(void);
-void e2e_sleep_ms(long ms);
 
-/* A fresh directory TMPDIR/annotate-TAG-XXXXXX written into buf. 0 or -1. */
-int e2e_mkdtemp(char *buf, size_t cap, const char *tag);
+/* The test images: $ANNOTATE_FIXTURES, or fixtures/images. */
+const char *e2e_fixtures_dir(void);
 
 /* Starts argv (argv[0] a path, not looked up) in its own process group, stdin from /dev/null,
  * stdout and stderr appended to log_path (NULL: /dev/null). Returns the pid or -1. */
@@ -126,6 +148,10 @@ pid_t e2e_spawn(const char *const argv[], const char *log_path);
 /* Waits up to timeout_s for pid; returns its exit status, 128 + signal, or -2 after a timeout
  * (the process group is then killed with SIGKILL and reaped). */
 int e2e_wait(pid_t pid, int timeout_s);
+
+/* Waits until the file has at least `lines` lines: 1 when it got there, 0 when pid ended first or
+ * the time ran out (the caller finds out which from e2e_wait). */
+int e2e_wait_lines(const char *csv, long lines, pid_t pid, int timeout_s);
 
 /* The children of pid (from /proc/PID/stat), with their states ('R', 'S', 'Z'...) when state
  * is not NULL. Returns the count (at most max). */
@@ -142,8 +168,5 @@ long e2e_count_lines(const char *path);
 
 /* A local TCP port that nothing listens on (bound, then closed). -1 on failure. */
 int e2e_closed_port(void);
-
-/* The last maxlen bytes of a file, NUL-terminated, for failure messages ("" when missing). */
-void e2e_tail(const char *path, char *out, size_t maxlen);
 
 #endif

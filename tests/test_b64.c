@@ -5,6 +5,7 @@
 #include <CUnit/CUnit.h>
 
 #include "b64.h"
+#include "util.h"
 
 static const struct {
     const char *plain, *code;
@@ -19,21 +20,8 @@ static const struct {
 };
 #define NVEC (sizeof rfc4648 / sizeof rfc4648[0])
 
-/* Deterministic xorshift so failures reproduce. */
+/* Deterministic, so failures reproduce. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng(void)
-{
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
-static void fill_random(unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (unsigned char)(rng() >> 56);
-}
 
 static int decode_str(const char *s, unsigned char *out, size_t *len)
 {
@@ -92,7 +80,7 @@ static void test_round_trip_all_lengths(void)
         char *fast = malloc(elen + 1), *lib = malloc(elen + 1);
         unsigned char *back = malloc(b64_decoded_max(elen) ? b64_decoded_max(elen) : 1);
         CU_ASSERT_FATAL(src && fast && lib && back);
-        fill_random(src, n);
+        fill_random(&rng_state, src, n);
 
         CU_ASSERT_EQUAL(b64_encode_with(B64_FAST, src, n, fast), elen);
         CU_ASSERT_EQUAL(fast[elen], '\0');
@@ -135,7 +123,7 @@ static void check_libb64_size(size_t n)
     size_t elen = b64_encoded_len(n);
     char *fast = malloc(elen + 1), *lib = malloc(elen + 1);
     CU_ASSERT_FATAL(src && fast && lib);
-    fill_random(src, n);
+    fill_random(&rng_state, src, n);
     CU_ASSERT_EQUAL(b64_encode_with(B64_LIBB64, src, n, lib), elen);
     CU_ASSERT_EQUAL(strlen(lib), elen);
     CU_ASSERT(memchr(lib, '\n', elen) == NULL);
@@ -242,7 +230,7 @@ static void test_decode_rejects_any_position(void)
     enum { N = 301 }; /* 101 groups: unrolled loop, scalar tail, padded final group */
     unsigned char src[N], back[N + 3];
     char code[4 * (N / 3 + 1) + 1];
-    fill_random(src, N);
+    fill_random(&rng_state, src, N);
     size_t elen = b64_encode(src, N, code);
     static const char bad[] = {'=', '\n', '-', '_', ' ', '\0', '*', (char)0x80, (char)0xff};
     for (size_t pos = 0; pos < elen; pos++) {

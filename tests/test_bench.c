@@ -12,42 +12,29 @@
 #include "e2e_util.h"
 #include "util_proc.h"
 #include "util_tree.h"
+#include "util.h"
 
 static char tmp[256];
 
-static char *slurp(const char *path)
-{
-    unsigned char *b;
-    size_t n;
-    return e2e_read_file(path, &b, &n) ? NULL : (char *)b; /* NUL-terminated by e2e_read_file */
-}
-
 static void test_bench_report(void)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/annotate-bench-test-%d", (int)getpid());
-    mkdir(tmp, 0755);
-    char imgs[300], report[300], chart[300], mock[600], buf[16384];
+    CU_ASSERT_FATAL(make_tmpdir(tmp, sizeof tmp, "bench") == 0);
+    char imgs[300], report[300], chart[300], buf[16384];
     snprintf(imgs, sizeof imgs, "%s/imgs", tmp);
     snprintf(report, sizeof report, "%s/out/bench.json", tmp); /* a folder bench must create */
     snprintf(chart, sizeof chart, "%s/out/bench.svg", tmp);
     CU_ASSERT_FATAL(tree_make_generated(imgs, 120, 500, 5) == 0);
-    const char *mb = getenv("MOCK_BIN");
-    snprintf(mock, sizeof mock, "%s", mb && *mb ? mb : "build/mock-model-server");
-    const char *ab = getenv("ANNOTATE_BIN");
-    const char *argv[] = {ab && *ab ? ab : "build/annotate", "bench", imgs, "--mock", mock,
+    const char *argv[] = {e2e_annotate_bin(), "bench", imgs, "--mock", mock_bin(),
                           "--strategies", "serial,threads,load=threads+query=processes,curl-multi",
                           "--concurrency", "2,8", "--limit", "40", "--latency-ms", "1",
                           "--report", report, "--chart", chart, NULL};
-    int rc = run_cmd(argv, 120, buf, sizeof buf);
+    int rc = run_cmd(argv, tmo(120), buf, sizeof buf);
     if (rc != 0)
-        fprintf(stderr, "\n  [bench] exit %d: %s\n", rc, buf);
+        show("annotate bench", rc, buf);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT(strstr(buf, "images/s") != NULL);
     CU_ASSERT(strstr(buf, "curl-multi") != NULL);
-    char *j = slurp(report);
-    CU_ASSERT_FATAL(j != NULL);
-    cJSON *o = cJSON_Parse(j);
-    free(j);
+    cJSON *o = e2e_read_json(report);
     CU_ASSERT_FATAL(o != NULL);
     cJSON *pts = cJSON_GetObjectItem(o, "points");
     /* serial once, the other three at two concurrencies */
@@ -64,7 +51,7 @@ static void test_bench_report(void)
     }
     CU_ASSERT_EQUAL(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "mode"), "latency_ms")->valuedouble, 1);
     cJSON_Delete(o);
-    char *svg = slurp(chart);
+    char *svg = slurp(chart, NULL);
     CU_ASSERT_FATAL(svg != NULL);
     CU_ASSERT(strncmp(svg, "<svg", 4) == 0);
     CU_ASSERT(strstr(svg, "</svg>") != NULL);

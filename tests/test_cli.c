@@ -18,14 +18,16 @@
 #include "e2e_util.h"
 #include "util_proc.h"
 #include "util_tree.h"
+#include "util.h"
+#include "check.h"
 
 static char tmp[256];
 static char imgs[300];
 
 static int setup(void)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/annotate-cli-%d", (int)getpid());
-    mkdir(tmp, 0755);
+    if (make_tmpdir(tmp, sizeof tmp, "cli"))
+        return -1;
     snprintf(imgs, sizeof imgs, "%s/imgs", tmp);
     return tree_make_generated(imgs, 60, 300, 11);
 }
@@ -35,18 +37,11 @@ static int teardown(void)
     return tree_rm(tmp);
 }
 
-static char *slurp(const char *path)
-{
-    unsigned char *b;
-    size_t n;
-    return e2e_read_file(path, &b, &n) ? NULL : (char *)b; /* NUL-terminated by e2e_read_file */
-}
-
 /* The progress line on a terminal: drawn with \r and erase-line, cleared at the end. */
 static void test_progress_tty(void)
 {
-    if (system("command -v script >/dev/null 2>&1") != 0) {
-        CU_PASS("script(1) is not installed: the terminal case cannot be driven here");
+    if (!in_path("script")) {
+        CU_FAIL("script(1) is not installed (Debian's bsdutils; make deps installs it): the terminal case cannot run");
         return;
     }
     struct mock_proc m;
@@ -60,8 +55,8 @@ static void test_progress_tty(void)
              e2e_annotate_bin(), imgs, m.base_url, out, log);
     int rc = system(cmd);
     mock_stop(&m);
-    CU_ASSERT(rc == 0);
-    char *t = slurp(log);
+    CHECKF(rc == 0, "script -c 'annotate ...' returned %d", rc);
+    char *t = slurp(log, NULL);
     CU_ASSERT_FATAL(t != NULL);
     CU_ASSERT(strstr(t, "\r\033[K") != NULL);      /* redrawn in place */
     CU_ASSERT(strstr(t, "images") != NULL);
@@ -92,10 +87,7 @@ static void test_progress_plain(void)
     CU_ASSERT(strstr(buf, "\033[") == NULL);
     CU_ASSERT(strstr(buf, "annotate: 60 images: 60 ok, 0 failed") != NULL);
     CU_ASSERT(strstr(buf, "slowest stage by p99") != NULL);
-    char *j = slurp(stats);
-    CU_ASSERT_FATAL(j != NULL);
-    cJSON *o = cJSON_Parse(j);
-    free(j);
+    cJSON *o = e2e_read_json(stats);
     CU_ASSERT_FATAL(o != NULL);
     CU_ASSERT_EQUAL(cJSON_GetObjectItem(o, "images_found")->valuedouble, 60);
     CU_ASSERT_EQUAL(cJSON_GetObjectItem(o, "images_ok")->valuedouble, 60);
@@ -186,23 +178,21 @@ static void test_header_token(void)
              "{\"stages\": [{\"name\": \"m\", \"url\": \"http://127.0.0.1:%d/m\", "
              "\"headers\": {\"Authorization\": \"Bearer ${ANNOTATE_TEST_TOKEN}\", \"X-Fixed\": \"yes\"}}]}",
              c.port);
-    FILE *f = fopen(pipe_path, "w");
-    fputs(cfg, f);
-    fclose(f);
+    CU_ASSERT_FATAL(write_file(pipe_path, cfg, strlen(cfg)) == 0);
     setenv("ANNOTATE_TEST_TOKEN", token, 1);
     const char *argv[] = {e2e_annotate_bin(), imgs, "--config", pipe_path, "--out", out, "--strategy", "serial",
                           "--retries", "0", "--stats-json", stats, "--max-images", "3", NULL};
     int rc = run_cmd(argv, 60, buf, sizeof buf);
     pthread_join(c.tid, NULL);
     if (rc != 1)
-        fprintf(stderr, "annotate exited %d: %s\n", rc, buf);
+        show("annotate with a header token", rc, buf);
     CU_ASSERT(rc == 1); /* one ok, two failed (connection refused) */
     CU_ASSERT(strstr(c.req, "Authorization: Bearer s3cr3t-T0KEN-value-42\r\n") != NULL);
     CU_ASSERT(strstr(c.req, "X-Fixed: yes\r\n") != NULL);
     CU_ASSERT(strstr(c.req, "Content-Type: application/json\r\n") != NULL);
     CU_ASSERT(strstr(c.req, "Expect:") == NULL);
     CU_ASSERT(strstr(buf, token) == NULL);
-    char *csv = slurp(out), *js = slurp(stats);
+    char *csv = slurp(out, NULL), *js = slurp(stats, NULL);
     CU_ASSERT_FATAL(csv && js);
     CU_ASSERT(strstr(csv, "failed") != NULL);
     CU_ASSERT(strstr(csv, token) == NULL);
@@ -246,19 +236,17 @@ static void test_one_writer(void)
     snprintf(out, sizeof out, "%s/lock.csv", tmp);
     const char *argv[] = {e2e_annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--strategy", "serial",
                           "--quiet", NULL};
-    pid_t first = fork();
-    if (first == 0) {
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    usleep(300 * 1000); /* the first run has its lock and a few rows */
+    pid_t first = e2e_spawn(argv, NULL);
+    CU_ASSERT_FATAL(first > 0);
+    /* Once the first run has written a row it holds the lock (taken before the header); it has
+     * about 24 s of requests left (60 images, 4 requests of 100 ms each). */
+    CHECKF(e2e_wait_lines(out, 2, first, tmo(30)), "the first run wrote no row");
     int rc = run_cmd(argv, 30, buf, sizeof buf);
     CU_ASSERT_EQUAL(rc, 2);
     CU_ASSERT(strstr(buf, "another annotate run is writing") != NULL);
-    int st;
-    waitpid(first, &st, 0);
-    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    char *csv = slurp(out);
+    rc = e2e_wait(first, tmo(60));
+    CHECKF(rc == 0, "the first run exited %d", rc);
+    char *csv = slurp(out, NULL);
     int lines = 0;
     for (char *c = csv; c && *c; c++)
         lines += *c == '\n';
@@ -288,7 +276,7 @@ static void test_write_error(void)
         const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
         int rc = run_cmd(argv, 60, buf, sizeof buf);
         if (rc != 2)
-            fprintf(stderr, "\n  [cli] %s with a full disk: exit %d: %s\n", strategies[s], rc, buf);
+            show(strategies[s], rc, buf);
         CU_ASSERT_EQUAL(rc, 2);
         CU_ASSERT(strstr(buf, "cannot write") != NULL);
     }

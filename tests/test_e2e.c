@@ -19,18 +19,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "cli.h"
+#include "select.h"
 #include "e2e_util.h"
 #include "util_proc.h"
 #include "util_tree.h"
+#include "util.h"
 
 #define MAXA 64
-
-/* Timeouts grow under a wrapper (valgrind) and the sanitizers. */
-static int tmo(int s)
-{
-    return getenv("ANNOTATE_WRAP") ? s * 20 : s * 3;
-}
 
 /* Runs annotate with the NULL-terminated arguments; output into out. */
 static int annotate(char *out, size_t outlen, int timeout_s, ...)
@@ -47,22 +44,6 @@ static int annotate(char *out, size_t outlen, int timeout_s, ...)
     argv[n] = NULL;
     return run_cmd(argv, timeout_s, out, outlen);
 }
-
-/* annotate ROOT --out CSV --server URL --quiet EXTRA... */
-static int run_strategy(char *out, size_t outlen, int timeout_s, const char *root, const char *csv,
-                        const char *server, const char *const *extra)
-{
-    const char *argv[MAXA];
-    e2e_annotate_argv(argv, MAXA, root, csv, server, extra);
-    return run_cmd(argv, timeout_s, out, outlen);
-}
-
-static void show(const char *what, int rc, const char *out)
-{
-    fprintf(stderr, "\n  [e2e] %s: exit %d; output:\n%s\n", what, rc, out);
-}
-
-/* Resets the mock's counters. */
 
 /* Checks that the mock saw exactly req[m] requests per model and rejected none. */
 static void check_stats(const struct mock_proc *m, const long req[5], long attempts)
@@ -96,19 +77,14 @@ static void check_stats(const struct mock_proc *m, const long req[5], long attem
 
 static void test_serial_hostile(void)
 {
-    char base[512], root[600], csv[600], sj[600], out[16384];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "e2e") == 0);
-    snprintf(root, sizeof root, "%s/t", base);
-    snprintf(csv, sizeof csv, "%s/r.csv", base);
-    snprintf(sj, sizeof sj, "%s/stats.json", base);
-    char **paths = NULL;
-    size_t n = 0;
+    char out[16384];
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_hostile(&t, "e2e") == 0);
+    const char *root = t.root, *csv = t.csv, *sj = t.sj;
+    char **paths = t.paths;
+    size_t n = t.n;
     struct mock_proc m = {0};
     struct e2e_csv c = {0};
-    if (tree_make_hostile(root, e2e_fixtures_dir()) || tree_expected(root, &paths, &n)) {
-        CU_FAIL("cannot build the hostile tree");
-        goto done;
-    }
     if (mock_start(&m, NULL)) {
         CU_FAIL("mock did not start");
         goto done;
@@ -135,25 +111,19 @@ static void test_serial_hostile(void)
 done:
     e2e_csv_free(&c);
     mock_stop(&m);
-    tree_free_list(paths, n);
-    tree_rm(base);
+    e2e_tree_free(&t);
 }
 
 /* ---- e2e ------------------------------------------------------------------------------------- */
 
 static void test_server_down(void)
 {
-    char base[512], root[600], csv[600], sj[600], server[64], out[8192];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "e2e") == 0);
-    snprintf(root, sizeof root, "%s/t", base);
-    snprintf(csv, sizeof csv, "%s/r.csv", base);
-    snprintf(sj, sizeof sj, "%s/stats.json", base);
     enum { N = 40 };
-    char **paths = NULL;
-    if (tree_make_generated(root, N, 200, 3) || !(paths = e2e_generated_paths(root, N))) {
-        CU_FAIL("cannot build the tree");
-        goto done;
-    }
+    char server[64], out[8192];
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "e2e", N, 3) == 0);
+    const char *root = t.root, *csv = t.csv, *sj = t.sj;
+    char **paths = t.paths;
     int port = e2e_closed_port();
     CU_ASSERT_FATAL(port > 0);
     snprintf(server, sizeof server, "http://127.0.0.1:%d", port);
@@ -162,9 +132,9 @@ static void test_server_down(void)
     for (size_t s = 0; s < sizeof strategies / sizeof *strategies; s++) {
         const char *extra[] = {"--strategy", strategies[s], "--retries", "1", "--backoff-ms", "1", "--workers", "4",
                                "--stats-json", sj, NULL};
-        long t0 = e2e_now_ms();
-        int rc = run_strategy(out, sizeof out, tmo(30), root, csv, server, extra);
-        long ms = e2e_now_ms() - t0;
+        long t0 = now_ms();
+        int rc = e2e_run(out, sizeof out, tmo(30), root, csv, server, extra);
+        long ms = now_ms() - t0;
         if (rc != 1)
             show(strategies[s], rc, out);
         CU_ASSERT_EQUAL(rc, 1);
@@ -198,9 +168,7 @@ static void test_server_down(void)
         cJSON_Delete(j);
         e2e_csv_free(&c);
     }
-done:
-    e2e_free_strs(paths, N);
-    tree_rm(base);
+    e2e_tree_free(&t);
 }
 
 /* Exit 2 with one line on stderr, and an existing --out file left alone. */
@@ -214,12 +182,8 @@ static void check_usage_error(const char *what, const char *const *args, const c
     argv[n++] = "--out";
     argv[n++] = csv;
     argv[n] = NULL;
-    int fd = open(csv, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-        if (write(fd, "keep me\n", 8) != 8)
-            CU_FAIL("cannot write the sentinel file");
-        close(fd);
-    }
+    if (write_file(csv, "keep me\n", 8))
+        CU_FAIL("cannot write the sentinel file");
     char out[4096];
     int rc = run_cmd(argv, tmo(20), out, sizeof out);
     size_t len = strlen(out);
@@ -230,9 +194,9 @@ static void check_usage_error(const char *what, const char *const *args, const c
     CU_ASSERT_EQUAL(rc, 2);
     CU_ASSERT(one_line);
     CU_ASSERT(strncmp(out, "annotate", 8) == 0);
-    unsigned char *kept;
     size_t kl;
-    int same = e2e_read_file(csv, &kept, &kl) == 0 && kl == 8 && !memcmp(kept, "keep me\n", 8);
+    char *kept = slurp(csv, &kl);
+    int same = kept && kl == 8 && !memcmp(kept, "keep me\n", 8);
     if (!same)
         fprintf(stderr, "\n  [e2e] %s: the existing --out file was changed\n", what);
     CU_ASSERT(same);
@@ -242,25 +206,17 @@ static void check_usage_error(const char *what, const char *const *args, const c
 static void test_bad_options(void)
 {
     char base[512], root[600], csv[600], bad[600], missing[600], notjson[600];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "e2e") == 0);
+    CU_ASSERT_FATAL(make_tmpdir(base, sizeof base, "e2e") == 0);
     snprintf(root, sizeof root, "%s/t", base);
     snprintf(csv, sizeof csv, "%s/r.csv", base);
     snprintf(bad, sizeof bad, "%s/bad-pipeline.json", base);
     snprintf(missing, sizeof missing, "%s/nope", base);
     snprintf(notjson, sizeof notjson, "%s/notjson.json", base);
     mkdir(root, 0755);
-    FILE *f = fopen(bad, "w");
-    if (f) {
-        fputs("{\"stages\": [{\"name\": \"a\", \"url\": \"/model_01\"},\n"
-              " {\"name\": \"b\", \"url\": \"/model_02\", \"when\": [\"later\"]}]}\n",
-              f);
-        fclose(f);
-    }
-    f = fopen(notjson, "w");
-    if (f) {
-        fputs("{\"stages\": [", f);
-        fclose(f);
-    }
+    static const char bad_text[] = "{\"stages\": [{\"name\": \"a\", \"url\": \"/model_01\"},\n"
+                                   " {\"name\": \"b\", \"url\": \"/model_02\", \"when\": [\"later\"]}]}\n";
+    CU_ASSERT_FATAL(write_file(bad, bad_text, strlen(bad_text)) == 0);
+    CU_ASSERT_FATAL(write_file(notjson, "{\"stages\": [", 12) == 0);
     struct {
         const char *what;
         const char *args[8];
@@ -286,18 +242,14 @@ static void test_bad_options(void)
 
 static void test_max_image_bytes(void)
 {
-    char base[512], root[600], csv[600], out[8192];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "e2e") == 0);
-    snprintf(root, sizeof root, "%s/t", base);
-    snprintf(csv, sizeof csv, "%s/r.csv", base);
-    char **paths = NULL;
-    size_t n = 0;
+    char out[8192];
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_hostile(&t, "e2e") == 0);
+    const char *root = t.root, *csv = t.csv;
+    char **paths = t.paths;
+    size_t n = t.n;
     struct mock_proc m = {0};
     struct e2e_csv c = {0};
-    if (tree_make_hostile(root, e2e_fixtures_dir()) || tree_expected(root, &paths, &n)) {
-        CU_FAIL("cannot build the hostile tree");
-        goto done;
-    }
     if (mock_start(&m, NULL)) {
         CU_FAIL("mock did not start");
         goto done;
@@ -322,8 +274,7 @@ static void test_max_image_bytes(void)
 done:
     e2e_csv_free(&c);
     mock_stop(&m);
-    tree_free_list(paths, n);
-    tree_rm(base);
+    e2e_tree_free(&t);
 }
 
 /* ---- e2e concurrent -------------------------------------------------------------------------- */
@@ -331,20 +282,15 @@ done:
 static void test_strategies_agree(void)
 {
     enum { N = 2000 };
-    char base[512], root[600], csv[600], sj[600], out[8192];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "e2e") == 0);
-    snprintf(root, sizeof root, "%s/t", base);
-    snprintf(csv, sizeof csv, "%s/r.csv", base);
-    snprintf(sj, sizeof sj, "%s/stats.json", base);
-    char **paths = NULL, **ref = NULL;
+    char out[8192];
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "e2e", N, 11) == 0);
+    const char *root = t.root, *csv = t.csv, *sj = t.sj;
+    char **paths = t.paths, **ref = NULL;
     size_t n_ref = 0;
     long req_total = 0;
     struct mock_proc fast = {0}, slow = {0};
     static const char *const slow_args[] = {"--latency-ms", "2", "--latency-dist", "uniform", NULL};
-    if (tree_make_generated(root, N, 200, 11) || !(paths = e2e_generated_paths(root, N))) {
-        CU_FAIL("cannot build the tree");
-        goto done;
-    }
     if (mock_start(&fast, NULL) || mock_start(&slow, slow_args)) {
         CU_FAIL("mock did not start");
         goto done;
@@ -353,7 +299,7 @@ static void test_strategies_agree(void)
      * 2 ms otherwise), and checked cell by cell. */
     {
         const char *extra[] = {"--strategy", "serial", "--stats-json", sj, NULL};
-        int rc = run_strategy(out, sizeof out, tmo(120), root, csv, fast.base_url, extra);
+        int rc = e2e_run(out, sizeof out, tmo(120), root, csv, fast.base_url, extra);
         if (rc != 0)
             show("serial", rc, out);
         CU_ASSERT_EQUAL(rc, 0);
@@ -382,9 +328,9 @@ static void test_strategies_agree(void)
                                "--concurrency", "32", NULL};
         if (e2e_stats_reset(&slow))
             CU_FAIL("cannot reset the mock's counters");
-        long t0 = e2e_now_ms();
-        int rc = run_strategy(out, sizeof out, tmo(120), root, csv, slow.base_url, extra);
-        long ms = e2e_now_ms() - t0;
+        long t0 = now_ms();
+        int rc = e2e_run(out, sizeof out, tmo(120), root, csv, slow.base_url, extra);
+        long ms = now_ms() - t0;
         if (rc != 0)
             show(strategies[s], rc, out);
         CU_ASSERT_EQUAL(rc, 0);
@@ -419,51 +365,26 @@ static void test_strategies_agree(void)
         (void)req;
         CU_ASSERT_EQUAL(e2e_check_summary(sj, &c, req_total), 0);
         fprintf(stderr, "[%s %.1fs] ", strategies[s], (double)ms / 1e3);
-        e2e_free_strs(keys, c.n);
+        free_strs(keys, c.n);
         e2e_csv_free(&c);
     }
 done:
     mock_stop(&fast);
     mock_stop(&slow);
-    e2e_free_strs(ref, n_ref);
-    e2e_free_strs(paths, N);
-    tree_rm(base);
-}
-
-/* Waits until the file has at least `lines` lines or pid ends; returns 1 when it got there. */
-static int wait_lines(const char *csv, long lines, pid_t pid, int timeout_s)
-{
-    long deadline = e2e_now_ms() + timeout_s * 1000L;
-    while (e2e_now_ms() < deadline) {
-        if (e2e_count_lines(csv) >= lines)
-            return 1;
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            /* Finished before: put the status back for the caller's e2e_wait. Not possible, so
-             * say so; callers treat this as "ran to the end". */
-            return -1 - (WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-        }
-        e2e_sleep_ms(2);
-    }
-    return 0;
+    free_strs(ref, n_ref);
+    e2e_tree_free(&t);
 }
 
 static void test_worker_killed(void)
 {
     enum { N = 800, WORKERS = 4 };
-    char base[512], root[600], csv[600], log[600];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "e2e") == 0);
-    snprintf(root, sizeof root, "%s/t", base);
-    snprintf(csv, sizeof csv, "%s/r.csv", base);
-    snprintf(log, sizeof log, "%s/log", base);
-    char **paths = NULL;
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "e2e", N, 5) == 0);
+    const char *root = t.root, *csv = t.csv, *log = t.log;
+    char **paths = t.paths;
     struct mock_proc m = {0};
     pid_t pid = -1;
     static const char *const slow_args[] = {"--latency-ms", "5", NULL};
-    if (tree_make_generated(root, N, 200, 5) || !(paths = e2e_generated_paths(root, N))) {
-        CU_FAIL("cannot build the tree");
-        goto done;
-    }
     if (mock_start(&m, slow_args)) {
         CU_FAIL("mock did not start");
         goto done;
@@ -472,7 +393,7 @@ static void test_worker_killed(void)
                           "--workers", "4", "--quiet", NULL};
     pid = e2e_spawn(argv, log);
     CU_ASSERT_FATAL(pid > 0);
-    int got = wait_lines(csv, N / 5, pid, tmo(60));
+    int got = e2e_wait_lines(csv, N / 5, pid, tmo(60));
     if (got != 1) {
         CU_FAIL("the run did not reach a fifth of its rows while running");
         goto wait;
@@ -487,9 +408,9 @@ static void test_worker_killed(void)
     CU_ASSERT_EQUAL(kill(victim, SIGKILL), 0);
     /* The dead worker is reaped (no zombie) and replaced, while the run goes on. */
     int settled = 0;
-    long deadline = e2e_now_ms() + 5000;
-    while (e2e_now_ms() < deadline && !settled) {
-        e2e_sleep_ms(20);
+    long deadline = now_ms() + 5000;
+    while (now_ms() < deadline && !settled) {
+        sleep_ms(20);
         nk = e2e_children(pid, kids, states, 64);
         int zombies = 0, victim_there = 0;
         for (int i = 0; i < nk; i++) {
@@ -508,15 +429,12 @@ static void test_worker_killed(void)
 wait:;
     int rc = e2e_wait(pid, tmo(120));
     CU_ASSERT(rc == 0 || rc == 1);
-    if (rc != 0 && rc != 1) {
-        char tail[2000];
-        e2e_tail(log, tail, sizeof tail);
-        show("processes with a worker killed", rc, tail);
-    }
+    if (rc != 0 && rc != 1)
+        show_log("processes with a worker killed", rc, log);
     /* No worker outlives the run. */
-    long dl = e2e_now_ms() + 5000;
-    while (e2e_group_count(pid) > 0 && e2e_now_ms() < dl)
-        e2e_sleep_ms(20);
+    long dl = now_ms() + 5000;
+    while (e2e_group_count(pid) > 0 && now_ms() < dl)
+        sleep_ms(20);
     CU_ASSERT_EQUAL(e2e_group_count(pid), 0);
     struct e2e_csv c;
     if (e2e_csv_read(csv, &c)) {
@@ -535,51 +453,30 @@ done:
     if (pid > 0)
         kill(-pid, SIGKILL); /* our own process group: nothing left behind if a check failed */
     mock_stop(&m);
-    e2e_free_strs(paths, N);
-    tree_rm(base);
+    e2e_tree_free(&t);
 }
 
 /* ---- e2e shard ------------------------------------------------------------------------------- */
 
-static int in_path(const char *prog)
-{
-    const char *p = getenv("PATH");
-    if (!p)
-        return 0;
-    char *copy = strdup(p), *save = NULL;
-    int found = 0;
-    for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-        char full[4096];
-        snprintf(full, sizeof full, "%s/%s", d, prog);
-        found = access(full, X_OK) == 0;
-    }
-    free(copy);
-    return found;
-}
-
 static void test_shards(void)
 {
     enum { N = 400, SHARDS = 4 };
-    char base[512], root[600], csv[600], merged[600], sh[SHARDS][600], failed[600], out[8192];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "e2e") == 0);
-    snprintf(root, sizeof root, "%s/t", base);
-    snprintf(csv, sizeof csv, "%s/single.csv", base);
+    char merged[600], sh[SHARDS][600], failed[600], out[8192];
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "e2e", N, 21) == 0);
+    const char *base = t.base, *root = t.root, *csv = t.csv;
     snprintf(merged, sizeof merged, "%s/merged.csv", base);
     snprintf(failed, sizeof failed, "%s/failed.csv", base);
     for (int k = 0; k < SHARDS; k++)
         snprintf(sh[k], sizeof sh[k], "%s/s%d.csv", base, k);
-    char **paths = NULL, **ref = NULL;
+    char **paths = t.paths, **ref = NULL;
     size_t n_ref = 0;
     struct mock_proc m = {0};
-    if (tree_make_generated(root, N, 200, 21) || !(paths = e2e_generated_paths(root, N))) {
-        CU_FAIL("cannot build the tree");
-        goto done;
-    }
     if (mock_start(&m, NULL)) {
         CU_FAIL("mock did not start");
         goto done;
     }
-    int rc = run_strategy(out, sizeof out, tmo(60), root, csv, m.base_url, NULL);
+    int rc = e2e_run(out, sizeof out, tmo(60), root, csv, m.base_url, NULL);
     CU_ASSERT_EQUAL(rc, 0);
     struct e2e_csv c;
     if (e2e_csv_read(csv, &c)) {
@@ -591,30 +488,22 @@ static void test_shards(void)
     n_ref = c.n;
     e2e_csv_free(&c);
 
-    if (in_path("parallel")) {
-        /* As the README runs it. */
-        char tmpl[2048];
-        snprintf(tmpl, sizeof tmpl, "%s/s{}.csv", base);
-        const char *argv[] = {"parallel", "--will-cite", "-j", "4", e2e_annotate_bin(), root, "--shard", "{}/4", "--out",
-                              tmpl, "--server", m.base_url, "--quiet", ":::", "0", "1", "2", "3", NULL};
-        rc = run_cmd(argv, tmo(120), out, sizeof out);
-        if (rc != 0)
-            show("parallel", rc, out);
-        CU_ASSERT_EQUAL(rc, 0);
-    } else {
-        pid_t pids[SHARDS];
-        char spec[SHARDS][16];
-        for (int k = 0; k < SHARDS; k++) {
-            snprintf(spec[k], sizeof spec[k], "%d/%d", k, SHARDS);
-            const char *argv[] = {e2e_annotate_bin(), root, "--shard", spec[k], "--out", sh[k], "--server", m.base_url,
-                                  "--quiet", NULL};
-            pids[k] = e2e_spawn(argv, NULL);
-        }
-        for (int k = 0; k < SHARDS; k++)
-            CU_ASSERT_EQUAL(pids[k] > 0 ? e2e_wait(pids[k], tmo(120)) : -1, 0);
+    /* As the README runs it, with GNU parallel (make deps installs it). */
+    if (!in_path("parallel")) {
+        CU_FAIL("GNU parallel is not installed (make deps installs it): the README's shard command cannot run");
+        goto done;
     }
-    /* Disjoint, each a fair part, together everything. */
-    size_t total = 0;
+    char tmpl[2048];
+    snprintf(tmpl, sizeof tmpl, "%s/s{}.csv", base);
+    const char *pargv[] = {"parallel", "--will-cite", "-j", "4", e2e_annotate_bin(), root, "--shard", "{}/4", "--out",
+                           tmpl, "--server", m.base_url, "--quiet", ":::", "0", "1", "2", "3", NULL};
+    rc = run_cmd(pargv, tmo(120), out, sizeof out);
+    if (rc != 0)
+        show("parallel", rc, out);
+    CU_ASSERT_EQUAL(rc, 0);
+    /* Disjoint, each a fair part, together everything; shard k holds exactly the images whose
+     * key, shard_hash of the path below the root, is k modulo 4. */
+    size_t total = 0, root_len = strlen(root);
     for (int k = 0; k < SHARDS; k++) {
         struct e2e_csv s;
         if (e2e_csv_read(sh[k], &s)) {
@@ -623,6 +512,13 @@ static void test_shards(void)
         }
         CU_ASSERT(e2e_csv_well_formed(&s) && s.complete);
         CU_ASSERT(s.n > N / SHARDS / 2);
+        size_t elsewhere = 0;
+        for (size_t i = 0; i < s.n; i++) {
+            const struct e2e_field *p = &s.rows[i].f[COL_PATH];
+            elsewhere += p->len <= root_len + 1 ||
+                         shard_hash(p->s + root_len + 1, p->len - root_len - 1) % SHARDS != (uint64_t)k;
+        }
+        CHECKF(elsewhere == 0, "shard %d/%d: %zu of its %zu rows have another shard's key", k, SHARDS, elsewhere, s.n);
         total += s.n;
         e2e_csv_free(&s);
     }
@@ -631,7 +527,7 @@ static void test_shards(void)
     char server[64];
     snprintf(server, sizeof server, "http://127.0.0.1:%d", e2e_closed_port());
     const char *extra[] = {"--shard", "0/4", "--retries", "0", NULL};
-    rc = run_strategy(out, sizeof out, tmo(60), root, failed, server, extra);
+    rc = e2e_run(out, sizeof out, tmo(60), root, failed, server, extra);
     CU_ASSERT_EQUAL(rc, 1);
     rc = annotate(out, sizeof out, tmo(60), "merge", merged, failed, sh[0], sh[1], sh[2], sh[3], (const char *)NULL);
     if (rc != 0)
@@ -650,13 +546,12 @@ static void test_shards(void)
     else
         diff = 1;
     CU_ASSERT_EQUAL(diff, 0);
-    e2e_free_strs(keys, c.n);
+    free_strs(keys, c.n);
     e2e_csv_free(&c);
 done:
     mock_stop(&m);
-    e2e_free_strs(ref, n_ref);
-    e2e_free_strs(paths, N);
-    tree_rm(base);
+    free_strs(ref, n_ref);
+    e2e_tree_free(&t);
 }
 
 /* ---- e2e cli --------------------------------------------------------------------------------- */

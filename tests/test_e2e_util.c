@@ -21,6 +21,7 @@
 #include "mock/answers.h"
 #include "util_proc.h"
 #include "util_tree.h"
+#include "util.h"
 
 /* ---- results files ---- */
 
@@ -76,52 +77,12 @@ static int no_space(unsigned char c)
     return 0; /* read fields byte for byte: RFC 4180 spaces and tabs are part of a field */
 }
 
-int e2e_read_file(const char *path, unsigned char **buf, size_t *len)
-{
-    *buf = NULL;
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    struct stat st;
-    if (fstat(fd, &st)) {
-        close(fd);
-        return -1;
-    }
-    size_t cap = (size_t)st.st_size + 1, n = 0;
-    unsigned char *b = malloc(cap);
-    for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            b = realloc(b, cap);
-        }
-        ssize_t r = read(fd, b + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            free(b);
-            close(fd);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    if (n == cap)
-        b = realloc(b, cap + 1);
-    b[n] = 0; /* callers may treat it as a string */
-    close(fd);
-    *buf = b;
-    *len = n;
-    return 0;
-}
-
 int e2e_csv_read(const char *path, struct e2e_csv *out)
 {
     memset(out, 0, sizeof *out);
-    unsigned char *text;
     size_t len;
-    if (e2e_read_file(path, &text, &len))
+    char *text = slurp(path, &len);
+    if (!text)
         return -1;
     out->complete = len == 0 || text[len - 1] == '\n';
     struct csv_parser p;
@@ -187,11 +148,6 @@ long e2e_csv_attempts(const struct e2e_csv *c)
     return sum;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 char **e2e_csv_keys(const struct e2e_csv *c)
 {
     char **v = calloc(c->n + 1, sizeof *v);
@@ -211,17 +167,8 @@ char **e2e_csv_keys(const struct e2e_csv *c)
         *o = 0;
         v[i] = s;
     }
-    qsort(v, c->n, sizeof *v, cmp_str);
+    qsort(v, c->n, sizeof *v, cmp_strp);
     return v;
-}
-
-void e2e_free_strs(char **v, size_t n)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
 }
 
 /* ---- predictions ---- */
@@ -309,23 +256,12 @@ void e2e_pred_free(struct e2e_pred *p)
 
 /* ---- checking a results file ---- */
 
-static void put_escaped(FILE *f, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n && i < 300; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\')
-            fputc(c, f);
-        else
-            fprintf(f, "\\x%02x", c);
-    }
-}
-
 static long problem(long *count, const char *path, size_t plen, const char *fmt, const char *a, const char *b)
 {
     if (++*count <= 8) {
         fprintf(stderr, "\n  [e2e] ");
         if (path)
-            put_escaped(stderr, path, plen);
+            fputs(printable(path, plen), stderr);
         fprintf(stderr, ": ");
         fprintf(stderr, fmt, a ? a : "", b ? b : "");
     }
@@ -393,9 +329,9 @@ long e2e_check_results(const struct e2e_csv *c, char *const *paths, size_t n, co
         const struct e2e_row *r = &c->rows[idx[first]];
         if (r->n != N_COLS)
             continue;
-        unsigned char *bytes;
         size_t len;
-        if (e2e_read_file(path, &bytes, &len)) {
+        unsigned char *bytes = (unsigned char *)slurp(path, &len);
+        if (!bytes) {
             problem(&bad, path, pl, "cannot read the image back%s%s", NULL, NULL);
             continue;
         }
@@ -469,25 +405,71 @@ char **e2e_generated_paths(const char *root, size_t n)
 {
     char **v = calloc(n + 1, sizeof *v);
     char buf[4096];
-    for (size_t i = 0; i < n; i++) {
-        if (tree_generated_path(root, i, buf, sizeof buf) < 0) {
-            e2e_free_strs(v, i);
+    for (size_t i = 0; v && i < n; i++) {
+        if (tree_generated_path(root, i, buf, sizeof buf) < 0 || !(v[i] = strdup(buf))) {
+            free_strs(v, i);
             return NULL;
         }
-        v[i] = strdup(buf);
     }
     return v;
+}
+
+/* ---- a test's tree ---- */
+
+static int tree_dirs(struct e2e_tree *t, const char *tag)
+{
+    memset(t, 0, sizeof *t);
+    if (make_tmpdir(t->base, sizeof t->base, tag))
+        return -1;
+    snprintf(t->root, sizeof t->root, "%s/t", t->base);
+    snprintf(t->csv, sizeof t->csv, "%s/r.csv", t->base);
+    snprintf(t->log, sizeof t->log, "%s/log", t->base);
+    snprintf(t->sj, sizeof t->sj, "%s/stats.json", t->base);
+    return 0;
+}
+
+int e2e_tree_generated(struct e2e_tree *t, const char *tag, size_t n, unsigned seed)
+{
+    if (tree_dirs(t, tag))
+        return -1;
+    if (tree_make_generated(t->root, n, 200, seed) || !(t->paths = e2e_generated_paths(t->root, n))) {
+        e2e_tree_free(t);
+        return -1;
+    }
+    t->n = n;
+    return 0;
+}
+
+int e2e_tree_hostile(struct e2e_tree *t, const char *tag)
+{
+    if (tree_dirs(t, tag))
+        return -1;
+    if (tree_make_hostile(t->root, e2e_fixtures_dir()) || tree_expected(t->root, &t->paths, &t->n)) {
+        e2e_tree_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+void e2e_tree_free(struct e2e_tree *t)
+{
+    free_strs(t->paths, t->n);
+    t->paths = NULL;
+    t->n = 0;
+    if (t->base[0])
+        tree_rm(t->base);
+    t->base[0] = '\0';
 }
 
 /* ---- --stats-json ---- */
 
 cJSON *e2e_read_json(const char *path)
 {
-    unsigned char *text;
     size_t len;
-    if (e2e_read_file(path, &text, &len))
+    char *text = slurp(path, &len);
+    if (!text)
         return NULL;
-    cJSON *j = cJSON_ParseWithLength((const char *)text, len);
+    cJSON *j = cJSON_ParseWithLength(text, len);
     free(text);
     return j;
 }
@@ -548,40 +530,12 @@ const char *e2e_annotate_bin(void)
 
 const char *e2e_fixtures_dir(void)
 {
-    static char buf[1024];
+    static char buf[1100];
     const char *e = getenv("ANNOTATE_FIXTURES");
     if (e && *e)
         return e;
-    if (access("fixtures/images", R_OK | X_OK) == 0)
-        return "fixtures/images";
-    snprintf(buf, sizeof buf, "%s", __FILE__);
-    char *slash = strrchr(buf, '/');
-    if (slash) {
-        snprintf(slash, sizeof buf - (size_t)(slash - buf), "/../fixtures/images");
-        return buf;
-    }
-    return "fixtures/images";
-}
-
-long e2e_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
-
-void e2e_sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-int e2e_mkdtemp(char *buf, size_t cap, const char *tag)
-{
-    const char *t = getenv("TMPDIR");
-    snprintf(buf, cap, "%s/annotate-%s-XXXXXX", t && *t ? t : "/tmp", tag);
-    return mkdtemp(buf) ? 0 : -1;
+    snprintf(buf, sizeof buf, "%s/images", fixtures_dir());
+    return buf;
 }
 
 pid_t e2e_spawn(const char *const argv[], const char *log_path)
@@ -617,35 +571,30 @@ pid_t e2e_spawn(const char *const argv[], const char *log_path)
     return pid;
 }
 
-static int decode_status(int st)
-{
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    if (WIFSIGNALED(st))
-        return 128 + WTERMSIG(st);
-    return -1;
-}
-
 int e2e_wait(pid_t pid, int timeout_s)
 {
-    long deadline = e2e_now_ms() + timeout_s * 1000L;
-    for (;;) {
+    int rc = wait_for(pid, timeout_s * 1000L);
+    if (rc == -2) {
+        fprintf(stderr, "\n  [e2e] process %d still running after %d s: killing its group\n", (int)pid, timeout_s);
+        kill(-pid, SIGKILL);
         int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return decode_status(st);
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (e2e_now_ms() >= deadline) {
-            fprintf(stderr, "\n  [e2e] process %d still running after %d s: killing its group\n", (int)pid,
-                    timeout_s);
-            kill(-pid, SIGKILL);
-            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-                ;
-            return -2;
-        }
-        e2e_sleep_ms(5);
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
     }
+    return rc;
+}
+
+int e2e_wait_lines(const char *csv, long lines, pid_t pid, int timeout_s)
+{
+    long deadline = now_ms() + timeout_s * 1000L;
+    while (now_ms() < deadline) {
+        if (e2e_count_lines(csv) >= lines)
+            return 1;
+        if (!e2e_alive(pid))
+            return 0;
+        sleep_ms(1);
+    }
+    return 0;
 }
 
 /* Parses /proc/PID/stat: state, ppid and pgrp (comm may hold spaces and parentheses). */
@@ -762,19 +711,6 @@ int e2e_closed_port(void)
     return port;
 }
 
-void e2e_tail(const char *path, char *out, size_t maxlen)
-{
-    out[0] = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    off_t size = lseek(fd, 0, SEEK_END);
-    off_t from = size > (off_t)(maxlen - 1) ? size - (off_t)(maxlen - 1) : 0;
-    ssize_t r = pread(fd, out, maxlen - 1, from);
-    close(fd);
-    out[r > 0 ? r : 0] = 0;
-}
-
 int e2e_annotate_argv(const char **argv, int max, const char *root, const char *csv, const char *server,
                       const char *const *extra)
 {
@@ -790,6 +726,14 @@ int e2e_annotate_argv(const char **argv, int max, const char *root, const char *
         argv[n++] = extra[i];
     argv[n] = NULL;
     return n;
+}
+
+int e2e_run(char *out, size_t outlen, int timeout_s, const char *root, const char *csv, const char *server,
+            const char *const *extra)
+{
+    const char *argv[64];
+    e2e_annotate_argv(argv, 64, root, csv, server, extra);
+    return run_cmd(argv, timeout_s, out, outlen);
 }
 
 int e2e_stats_reset(const struct mock_proc *m)

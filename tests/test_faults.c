@@ -20,42 +20,17 @@
 #include "e2e_util.h"
 #include "util_proc.h"
 #include "util_tree.h"
+#include "util.h"
 
 #define MAXA 64
 
-static int tmo(int s)
-{
-    return getenv("ANNOTATE_WRAP") ? s * 20 : s * 3;
-}
-
-static void show(const char *what, int rc, const char *out)
-{
-    fprintf(stderr, "\n  [faults] %s: exit %d; output:\n%s\n", what, rc, out);
-}
-
-static void show_log(const char *what, int rc, const char *log)
-{
-    char tail[3000];
-    e2e_tail(log, tail, sizeof tail);
-    show(what, rc, tail);
-}
-
-
-static int run(char *out, size_t outlen, int timeout_s, const char *root, const char *csv, const char *server,
-               const char *const *extra)
-{
-    const char *argv[MAXA];
-    e2e_annotate_argv(argv, MAXA, root, csv, server, extra);
-    return run_cmd(argv, timeout_s, out, outlen);
-}
-
+/* annotate ROOT --out CSV --server URL --quiet EXTRA... in the background, its output in log. */
 static pid_t spawn(const char *log, const char *root, const char *csv, const char *server, const char *const *extra)
 {
     const char *argv[MAXA];
     e2e_annotate_argv(argv, MAXA, root, csv, server, extra);
     return e2e_spawn(argv, log);
 }
-
 
 /* Reads csv and checks it holds exactly `paths`, every row ok and predicted. */
 static void check_complete(const char *what, const char *csv, char *const *paths, size_t n)
@@ -71,11 +46,6 @@ static void check_complete(const char *what, const char *csv, char *const *paths
         fprintf(stderr, "\n  [faults] %s: %ld problems\n", what, bad);
     CU_ASSERT_EQUAL(bad, 0);
     e2e_csv_free(&c);
-}
-
-static int cmp_strp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Checks a results file that a stopped run left: well formed, complete rows only, each image at
@@ -132,25 +102,20 @@ static long check_partial(const char *what, const char *csv, char *const *paths,
 enum { FAULT_N = 300, FAULT_N_SERIAL = 80 };
 
 static struct {
-    char base[512], root[600], root_small[600];
-    char **paths, **paths_small;
+    struct e2e_tree big, small;
     struct mock_proc m;
 } F;
 
 static int faults_init(void)
 {
     memset(&F, 0, sizeof F);
-    if (e2e_mkdtemp(F.base, sizeof F.base, "faults"))
-        return -1;
-    snprintf(F.root, sizeof F.root, "%s/t", F.base);
-    snprintf(F.root_small, sizeof F.root_small, "%s/small", F.base);
     static const char *const args[] = {"--seed",       "7",    "--error-rate", "0.02", "--rate-429",     "0.02",
                                        "--retry-after", "0",   "--reset-rate", "0.02", "--hang-rate",    "0.02",
                                        "--garbage-rate", "0.02", NULL};
-    if (tree_make_generated(F.root, FAULT_N, 200, 7) || !(F.paths = e2e_generated_paths(F.root, FAULT_N)) ||
-        tree_make_generated(F.root_small, FAULT_N_SERIAL, 200, 8) ||
-        !(F.paths_small = e2e_generated_paths(F.root_small, FAULT_N_SERIAL)) || mock_start(&F.m, args)) {
-        tree_rm(F.base);
+    if (e2e_tree_generated(&F.big, "faults", FAULT_N, 7) || e2e_tree_generated(&F.small, "faults", FAULT_N_SERIAL, 8) ||
+        mock_start(&F.m, args)) {
+        e2e_tree_free(&F.big);
+        e2e_tree_free(&F.small);
         return -1;
     }
     return 0;
@@ -159,27 +124,27 @@ static int faults_init(void)
 static int faults_clean(void)
 {
     mock_stop(&F.m);
-    e2e_free_strs(F.paths, FAULT_N);
-    e2e_free_strs(F.paths_small, FAULT_N_SERIAL);
-    tree_rm(F.base);
+    e2e_tree_free(&F.big);
+    e2e_tree_free(&F.small);
     return 0;
 }
 
 static void faulty_run(const char *strategy)
 {
-    int small = !strcmp(strategy, "serial"); /* a hang costs a whole --timeout-ms there */
-    const char *root = small ? F.root_small : F.root;
-    char *const *paths = small ? F.paths_small : F.paths;
-    size_t n = small ? FAULT_N_SERIAL : FAULT_N;
+    /* serial gets the small tree: a hang costs it a whole --timeout-ms */
+    const struct e2e_tree *t = !strcmp(strategy, "serial") ? &F.small : &F.big;
+    const char *root = t->root;
+    char *const *paths = t->paths;
+    size_t n = t->n;
     char csv[700], sj[700], out[8192];
-    snprintf(csv, sizeof csv, "%s/%s.csv", F.base, strategy);
-    snprintf(sj, sizeof sj, "%s/%s.json", F.base, strategy);
+    snprintf(csv, sizeof csv, "%s/%s.csv", t->base, strategy);
+    snprintf(sj, sizeof sj, "%s/%s.json", t->base, strategy);
     const char *extra[] = {"--strategy", strategy,   "--retries",     "8",  "--backoff-ms",  "1",
                            "--backoff-max-ms", "20", "--timeout-ms", "300", "--stats-json", sj, NULL};
     CU_ASSERT_EQUAL_FATAL(e2e_stats_reset(&F.m), 0);
-    long t0 = e2e_now_ms();
-    int rc = run(out, sizeof out, tmo(120), root, csv, F.m.base_url, extra);
-    long ms = e2e_now_ms() - t0;
+    long t0 = now_ms();
+    int rc = e2e_run(out, sizeof out, tmo(120), root, csv, F.m.base_url, extra);
+    long ms = now_ms() - t0;
     if (rc != 0)
         show(strategy, rc, out);
     CU_ASSERT_EQUAL(rc, 0);
@@ -219,67 +184,23 @@ static void test_faults_mixed2(void) { faulty_run("load=threads,query=processes"
 
 /* ---- faults resume --------------------------------------------------------------------------- */
 
-/* Waits until the file has at least `lines` lines; 1 when it did, 0 when pid ended first or the
- * time ran out (the caller then finds out from e2e_wait). */
-static int wait_lines(const char *csv, long lines, pid_t pid, int timeout_s)
-{
-    long deadline = e2e_now_ms() + timeout_s * 1000L;
-    while (e2e_now_ms() < deadline) {
-        if (e2e_count_lines(csv) >= lines)
-            return 1;
-        if (!e2e_alive(pid))
-            return 0;
-        e2e_sleep_ms(1);
-    }
-    return 0;
-}
-
 /* Waits until nothing of pid's process group is left (orphaned workers). */
 static int wait_group_gone(pid_t pgid, int timeout_s)
 {
-    long deadline = e2e_now_ms() + timeout_s * 1000L;
+    long deadline = now_ms() + timeout_s * 1000L;
     while (e2e_group_count(pgid) > 0) {
-        if (e2e_now_ms() > deadline)
+        if (now_ms() > deadline)
             return 0;
-        e2e_sleep_ms(10);
+        sleep_ms(10);
     }
     return 1;
 }
 
-struct rtree {
-    char base[512], root[600], csv[600], log[600];
-    char **paths;
-    size_t n;
-};
-
-static int rtree_make(struct rtree *t, size_t n, unsigned seed)
-{
-    memset(t, 0, sizeof *t);
-    if (e2e_mkdtemp(t->base, sizeof t->base, "faults"))
-        return -1;
-    snprintf(t->root, sizeof t->root, "%s/t", t->base);
-    snprintf(t->csv, sizeof t->csv, "%s/r.csv", t->base);
-    snprintf(t->log, sizeof t->log, "%s/log", t->base);
-    t->n = n;
-    if (tree_make_generated(t->root, n, 200, seed) || !(t->paths = e2e_generated_paths(t->root, n))) {
-        tree_rm(t->base);
-        return -1;
-    }
-    return 0;
-}
-
-static void rtree_free(struct rtree *t)
-{
-    e2e_free_strs(t->paths, t->n);
-    tree_rm(t->base);
-}
-
-static unsigned long rng_state = 0x9E3779B9u;
+static uint64_t rng_state = 0x9E3779B9u;
 
 static unsigned long rnd(void)
 {
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return rng_state >> 33;
+    return (unsigned long)(xorshift64(&rng_state) >> 33);
 }
 
 /* Runs `strategy` and kills it with SIGKILL at three moments (when the file passes three random
@@ -288,9 +209,9 @@ static unsigned long rnd(void)
 static void kill_resume(const char *strategy, int worker_kill)
 {
     enum { N = 3000 };
-    struct rtree t;
+    struct e2e_tree t;
     struct mock_proc m = {0};
-    CU_ASSERT_FATAL(rtree_make(&t, N, 31) == 0);
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "faults", N, 31) == 0);
     static const char *const slow[] = {"--latency-ms", "2", NULL};
     if (mock_start(&m, slow)) {
         CU_FAIL("mock did not start");
@@ -312,14 +233,14 @@ static void kill_resume(const char *strategy, int worker_kill)
                                round ? "--resume" : NULL, NULL};
         pid_t pid = spawn(t.log, t.root, t.csv, m.base_url, extra);
         CU_ASSERT_FATAL(pid > 0);
-        if (round < 3 && wait_lines(t.csv, marks[round] + 1, pid, tmo(60))) {
+        if (round < 3 && e2e_wait_lines(t.csv, marks[round] + 1, pid, tmo(60))) {
             if (worker_kill) {
                 pid_t kids[64];
                 int nk = e2e_children(pid, kids, NULL, 64);
                 CU_ASSERT(nk > 0);
                 if (nk > 0)
                     kill(kids[rnd() % (unsigned long)nk], SIGKILL);
-                e2e_sleep_ms(20 + (long)(rnd() % 50));
+                sleep_ms(20 + (long)(rnd() % 50));
             }
             kill(pid, SIGKILL);
             kills++;
@@ -346,7 +267,7 @@ static void kill_resume(const char *strategy, int worker_kill)
     check_complete(strategy, t.csv, t.paths, t.n);
 done:
     mock_stop(&m);
-    rtree_free(&t);
+    e2e_tree_free(&t);
 }
 
 static void test_kill9_multi(void) { kill_resume("curl-multi", 0); }
@@ -355,36 +276,44 @@ static void test_kill9_processes(void) { kill_resume("processes", 1); }
 static void test_sigint(void)
 {
     enum { N = 2000 };
-    struct rtree t;
+    struct e2e_tree t;
     struct mock_proc m = {0};
-    CU_ASSERT_FATAL(rtree_make(&t, N, 41) == 0);
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "faults", N, 41) == 0);
     static const char *const slow[] = {"--latency-ms", "2", NULL};
     if (mock_start(&m, slow)) {
         CU_FAIL("mock did not start");
         goto done;
     }
-    /* The last one gets a second SIGINT while it drains: it stops at once, the file still whole. */
+    /* The last one gets a second SIGINT while it drains: it stops at once, the file still whole.
+     * Its mock answers slowly, so that there is a drain to interrupt (only the images already
+     * sent are finished, and with 2 ms answers that takes no time). */
+    static const char *const slower[] = {"--latency-ms", "400", NULL};
+    struct mock_proc slow_m = {0};
+    if (mock_start(&slow_m, slower)) {
+        CU_FAIL("mock did not start");
+        goto done;
+    }
     static const char *const strategies[] = {"curl-multi", "processes", "threads", "curl-multi"};
     for (int s = 0; s < 4; s++) {
         int twice = s == 3;
         unlink(t.csv);
         const char *extra[] = {"--strategy", strategies[s], "--concurrency", "16", "--workers", "4", NULL};
-        pid_t pid = spawn(t.log, t.root, t.csv, m.base_url, extra);
+        pid_t pid = spawn(t.log, t.root, t.csv, twice ? slow_m.base_url : m.base_url, extra);
         CU_ASSERT_FATAL(pid > 0);
-        if (!wait_lines(t.csv, N / 4, pid, tmo(60))) {
+        if (!e2e_wait_lines(t.csv, twice ? 5 : N / 4, pid, tmo(60))) {
             CU_FAIL("the run ended before the signal");
             e2e_wait(pid, tmo(60));
             continue;
         }
-        long t0 = e2e_now_ms();
+        long t0 = now_ms();
         kill(pid, SIGINT);
         if (twice) {
-            e2e_sleep_ms(30);
+            sleep_ms(30);
             CU_ASSERT(e2e_alive(pid)); /* still draining */
             kill(pid, SIGINT);
         }
         int rc = e2e_wait(pid, tmo(60));
-        long ms = e2e_now_ms() - t0;
+        long ms = now_ms() - t0;
         if (rc != 130)
             show_log(strategies[s], rc, t.log);
         CU_ASSERT_EQUAL(rc, 130);
@@ -396,15 +325,16 @@ static void test_sigint(void)
         CU_ASSERT(rows < N); /* it did stop early */
         const char *extra2[] = {"--strategy", strategies[s], "--resume", NULL};
         char out[8192];
-        rc = run(out, sizeof out, tmo(120), t.root, t.csv, m.base_url, extra2);
+        rc = e2e_run(out, sizeof out, tmo(120), t.root, t.csv, m.base_url, extra2);
         if (rc != 0)
             show("resume after SIGINT", rc, out);
         CU_ASSERT_EQUAL(rc, 0);
         check_complete(what, t.csv, t.paths, t.n);
     }
+    mock_stop(&slow_m);
 done:
     mock_stop(&m);
-    rtree_free(&t);
+    e2e_tree_free(&t);
 }
 
 /* Every request hangs: after SIGINT the images in flight cannot finish, and --drain-timeout-ms
@@ -413,9 +343,9 @@ done:
 static void test_drain_timeout(void)
 {
     enum { N = 60 };
-    struct rtree t;
+    struct e2e_tree t;
     struct mock_proc hung = {0}, good = {0};
-    CU_ASSERT_FATAL(rtree_make(&t, N, 43) == 0);
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "faults", N, 43) == 0);
     static const char *const hang[] = {"--hang-rate", "1", NULL};
     if (mock_start(&hung, hang) || mock_start(&good, NULL)) {
         CU_FAIL("mock did not start");
@@ -430,19 +360,19 @@ static void test_drain_timeout(void)
         pid_t pid = spawn(t.log, t.root, t.csv, hung.base_url, extra);
         CU_ASSERT_FATAL(pid > 0);
         /* Wait until requests are parked at the mock. */
-        long deadline = e2e_now_ms() + tmo(10) * 1000L;
+        long deadline = now_ms() + tmo(10) * 1000L;
         for (;;) {
             cJSON *st = mock_stats(&hung);
             long parked = mock_stat(st, "faults.hang");
             cJSON_Delete(st);
-            if (parked >= 2 || e2e_now_ms() > deadline)
+            if (parked >= 2 || now_ms() > deadline)
                 break;
-            e2e_sleep_ms(5);
+            sleep_ms(5);
         }
-        long t0 = e2e_now_ms();
+        long t0 = now_ms();
         kill(pid, SIGINT);
         int rc = e2e_wait(pid, tmo(20));
-        long ms = e2e_now_ms() - t0;
+        long ms = now_ms() - t0;
         if (rc != 130)
             show_log(strategies[s], rc, t.log);
         CU_ASSERT_EQUAL(rc, 130);
@@ -455,7 +385,7 @@ static void test_drain_timeout(void)
         CU_ASSERT(check_partial(what, t.csv, t.paths, t.n) >= 0);
         const char *extra2[] = {"--strategy", strategies[s], "--resume", NULL};
         char out[8192];
-        rc = run(out, sizeof out, tmo(60), t.root, t.csv, good.base_url, extra2);
+        rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, good.base_url, extra2);
         if (rc != 0)
             show("resume after the drain timeout", rc, out);
         CU_ASSERT_EQUAL(rc, 0);
@@ -464,12 +394,12 @@ static void test_drain_timeout(void)
 done:
     mock_stop(&hung);
     mock_stop(&good);
-    rtree_free(&t);
+    e2e_tree_free(&t);
 }
 
 /* Byte offset of the start of line k (0-based) of a file's text; -1 past the end. Rows of
  * generated trees hold no newline, so a line is a row. */
-static long line_start(const unsigned char *text, size_t len, long k)
+static long line_start(const char *text, size_t len, long k)
 {
     long line = 0;
     for (size_t i = 0; i < len; i++) {
@@ -484,30 +414,27 @@ static long line_start(const unsigned char *text, size_t len, long k)
 static void test_torn_row(void)
 {
     enum { N = 200, DROP = 20 };
-    struct rtree t;
+    struct e2e_tree t;
     struct mock_proc m = {0};
-    CU_ASSERT_FATAL(rtree_make(&t, N, 51) == 0);
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "faults", N, 51) == 0);
     if (mock_start(&m, NULL)) {
         CU_FAIL("mock did not start");
         goto done;
     }
     char out[8192];
-    int rc = run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, NULL);
+    int rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, NULL);
     CU_ASSERT_EQUAL(rc, 0);
-    unsigned char *text;
     size_t len;
-    CU_ASSERT_FATAL(e2e_read_file(t.csv, &text, &len) == 0);
+    char *text = slurp(t.csv, &len);
+    CU_ASSERT_FATAL(text != NULL);
     /* Keep the header and N - DROP rows, then half of the next row, no newline. */
     long keep = line_start(text, len, 1 + N - DROP), next = line_start(text, len, 2 + N - DROP);
     CU_ASSERT_FATAL(keep > 0 && next > keep);
-    int fd = open(t.csv, O_WRONLY | O_TRUNC);
-    CU_ASSERT_FATAL(fd >= 0);
     long torn = keep + (next - keep) / 2;
-    CU_ASSERT_EQUAL(write(fd, text, (size_t)torn), torn);
-    close(fd);
+    CU_ASSERT_EQUAL(write_file(t.csv, text, (size_t)torn), 0);
     free(text);
     const char *extra[] = {"--resume", NULL};
-    rc = run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, extra);
+    rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, extra);
     if (rc != 0)
         show("resume over a torn row", rc, out);
     CU_ASSERT_EQUAL(rc, 0);
@@ -516,7 +443,8 @@ static void test_torn_row(void)
     /* A torn row cut inside a quoted field, right after a comma, and one that is only a path. */
     static const long cuts[] = {-1, -2};
     for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
-        CU_ASSERT_FATAL(e2e_read_file(t.csv, &text, &len) == 0);
+        text = slurp(t.csv, &len);
+        CU_ASSERT_FATAL(text != NULL);
         keep = line_start(text, len, 1 + N - DROP);
         next = line_start(text, len, 2 + N - DROP);
         long cut = keep;
@@ -533,12 +461,9 @@ static void test_torn_row(void)
                     break;
                 }
         }
-        fd = open(t.csv, O_WRONLY | O_TRUNC);
-        CU_ASSERT_FATAL(fd >= 0);
-        CU_ASSERT_EQUAL(write(fd, text, (size_t)cut), cut);
-        close(fd);
+        CU_ASSERT_EQUAL(write_file(t.csv, text, (size_t)cut), 0);
         free(text);
-        rc = run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, extra);
+        rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, extra);
         if (rc != 0)
             show("resume over a torn row", rc, out);
         CU_ASSERT_EQUAL(rc, 0);
@@ -546,15 +471,15 @@ static void test_torn_row(void)
     }
 done:
     mock_stop(&m);
-    rtree_free(&t);
+    e2e_tree_free(&t);
 }
 
 static void test_retry_failed(void)
 {
     enum { N = 150 };
-    struct rtree t;
+    struct e2e_tree t;
     struct mock_proc m = {0};
-    CU_ASSERT_FATAL(rtree_make(&t, N, 61) == 0);
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "faults", N, 61) == 0);
     if (mock_start(&m, NULL)) {
         CU_FAIL("mock did not start");
         goto done;
@@ -564,7 +489,7 @@ static void test_retry_failed(void)
     snprintf(sj, sizeof sj, "%s/stats.json", t.base);
     /* Serial: model_02 is never sent once model_01 failed; no retries at all. */
     const char *first[] = {"--retries", "0", "--strategy", "serial", "--stats-json", sj, NULL};
-    int rc = run(out, sizeof out, tmo(60), t.root, t.csv, down, first);
+    int rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, down, first);
     CU_ASSERT_EQUAL(rc, 1);
     struct e2e_csv c;
     if (e2e_csv_read(t.csv, &c) == 0) {
@@ -580,21 +505,21 @@ static void test_retry_failed(void)
     }
     /* --resume alone keeps the failed rows and sends nothing. */
     const char *plain[] = {"--resume", NULL};
-    rc = run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, plain);
+    rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, plain);
     CU_ASSERT_EQUAL(rc, 1); /* still failed images in the results */
     cJSON *st = mock_stats(&m);
     CU_ASSERT_EQUAL(mock_stat(st, "total"), 0);
     cJSON_Delete(st);
     CU_ASSERT_EQUAL(e2e_count_lines(t.csv), N + 1);
     const char *again[] = {"--resume", "--retry-failed", NULL};
-    rc = run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, again);
+    rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, again);
     if (rc != 0)
         show("--resume --retry-failed", rc, out);
     CU_ASSERT_EQUAL(rc, 0);
     check_complete("--retry-failed", t.csv, t.paths, t.n);
 done:
     mock_stop(&m);
-    rtree_free(&t);
+    e2e_tree_free(&t);
 }
 
 /* Hostile names (quotes, commas, newlines, CR, invalid UTF-8) through a resume: half the rows
@@ -602,26 +527,22 @@ done:
  * one row per image each time. */
 static void test_resume_hostile(void)
 {
-    char base[512], root[600], csv[600], out[8192];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "faults") == 0);
-    snprintf(root, sizeof root, "%s/t", base);
-    snprintf(csv, sizeof csv, "%s/r.csv", base);
-    char **paths = NULL;
-    size_t n = 0;
+    char out[8192];
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_hostile(&t, "faults") == 0);
+    const char *root = t.root, *csv = t.csv;
+    char **paths = t.paths;
+    size_t n = t.n;
     struct mock_proc m = {0};
-    unsigned char *text = NULL;
+    char *text = NULL;
     size_t len = 0;
-    if (tree_make_hostile(root, e2e_fixtures_dir()) || tree_expected(root, &paths, &n)) {
-        CU_FAIL("cannot build the hostile tree");
-        goto done;
-    }
     if (mock_start(&m, NULL)) {
         CU_FAIL("mock did not start");
         goto done;
     }
-    int rc = run(out, sizeof out, tmo(60), root, csv, m.base_url, NULL);
+    int rc = e2e_run(out, sizeof out, tmo(60), root, csv, m.base_url, NULL);
     CU_ASSERT_EQUAL(rc, 1); /* the empty file */
-    if (e2e_read_file(csv, &text, &len)) {
+    if (!(text = slurp(csv, &len))) {
         CU_FAIL("no results file");
         goto done;
     }
@@ -640,12 +561,9 @@ static void test_resume_hostile(void)
         goto done;
     /* Keep the header and the first half, then a torn third of the next record. */
     size_t keep = starts[ns / 2], torn = keep + (starts[ns / 2 + 1] - keep) / 3;
-    int fd = open(csv, O_WRONLY | O_TRUNC);
-    CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL(write(fd, text, torn), (ssize_t)torn);
-    close(fd);
+    CU_ASSERT_EQUAL(write_file(csv, text, torn), 0);
     const char *resume[] = {"--resume", "--strategy", "serial", NULL};
-    rc = run(out, sizeof out, tmo(60), root, csv, m.base_url, resume);
+    rc = e2e_run(out, sizeof out, tmo(60), root, csv, m.base_url, resume);
     if (rc != 1)
         show("resume over hostile names", rc, out);
     CU_ASSERT_EQUAL(rc, 1);
@@ -657,7 +575,7 @@ static void test_resume_hostile(void)
         CU_FAIL("the results file cannot be read as CSV after --resume");
     }
     const char *retry[] = {"--resume", "--retry-failed", NULL};
-    rc = run(out, sizeof out, tmo(60), root, csv, m.base_url, retry);
+    rc = e2e_run(out, sizeof out, tmo(60), root, csv, m.base_url, retry);
     if (rc != 1)
         show("--resume --retry-failed over hostile names", rc, out);
     CU_ASSERT_EQUAL(rc, 1);
@@ -670,8 +588,7 @@ static void test_resume_hostile(void)
 done:
     free(text);
     mock_stop(&m);
-    tree_free_list(paths, n);
-    tree_rm(base);
+    e2e_tree_free(&t);
 }
 
 /* ---- faults rate ----------------------------------------------------------------------------- */
@@ -679,9 +596,9 @@ done:
 static void test_max_rps(void)
 {
     enum { N = 150 };
-    struct rtree t;
+    struct e2e_tree t;
     struct mock_proc m = {0};
-    CU_ASSERT_FATAL(rtree_make(&t, N, 71) == 0);
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "faults", N, 71) == 0);
     if (mock_start(&m, NULL)) {
         CU_FAIL("mock did not start");
         goto done;
@@ -696,13 +613,13 @@ static void test_max_rps(void)
         while (t_first < 0 && e2e_alive(pid)) {
             cJSON *st = mock_stats(&m);
             if (mock_stat(st, "total") > 0)
-                t_first = e2e_now_ms();
+                t_first = now_ms();
             cJSON_Delete(st);
             if (t_first < 0)
-                e2e_sleep_ms(1);
+                sleep_ms(1);
         }
         int rc = e2e_wait(pid, tmo(60));
-        long t_end = e2e_now_ms();
+        long t_end = now_ms();
         CU_ASSERT_EQUAL(rc, 0);
         cJSON *st = mock_stats(&m);
         long total = mock_stat(st, "total");
@@ -717,7 +634,7 @@ static void test_max_rps(void)
     }
 done:
     mock_stop(&m);
-    rtree_free(&t);
+    e2e_tree_free(&t);
 }
 
 int register_faults(void)

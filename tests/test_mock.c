@@ -15,40 +15,23 @@
 #include "b64.h"
 #include "mock/answers.h"
 #include "util_proc.h"
+#include "util.h"
 
 static const char *const LABELS[8] = {"cat", "dog", "car", "tree", "boat", "bird", "house", "person"};
 
-/* Deterministic xorshift so failures reproduce. */
+/* Deterministic, so failures reproduce. */
 static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
 static uint64_t rng(void)
 {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
+    return xorshift64(&rng_state);
 }
 
 /* n random bytes, n in 1..max. */
 static size_t random_payload(unsigned char *buf, size_t max)
 {
     size_t n = 1 + (size_t)(rng() % max);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = (unsigned char)(rng() >> 56);
+    fill_random(&rng_state, buf, n);
     return n;
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
-
-static const char *mock_bin(void)
-{
-    const char *b = getenv("MOCK_BIN");
-    return b && *b ? b : "build/mock-model-server";
 }
 
 /* ---- the models ------------------------------------------------------------------------- */
@@ -535,6 +518,20 @@ static char *hello_body(void)
     return body_for(p, 5, "null");
 }
 
+/* The end of a one-fault test: the fault's counter in /stats, then the body freed and the
+ * server stopped, which must exit 0. */
+static void end_fault_test(struct mock_proc *m, char *body, const char *counter, long want)
+{
+    cJSON *s = mock_stats(m);
+    long got = mock_stat(s, counter);
+    if (got != want)
+        fprintf(stderr, "\n  %s: %ld, want %ld\n", counter, got, want);
+    CU_ASSERT_EQUAL(got, want);
+    cJSON_Delete(s);
+    free(body);
+    CU_ASSERT_EQUAL(mock_stop(m), 0);
+}
+
 static void test_fault_error(void)
 {
     struct mock_proc m;
@@ -574,11 +571,7 @@ static void test_fault_429(void)
     CU_ASSERT_EQUAL(status, 429);
     CU_ASSERT_PTR_NOT_NULL(strcasestr(headers, "\nRetry-After: 0\r\n"));
     free(headers);
-    cJSON *s = mock_stats(&m);
-    CU_ASSERT_EQUAL(mock_stat(s, "faults.429"), 1);
-    cJSON_Delete(s);
-    free(body);
-    CU_ASSERT_EQUAL(mock_stop(&m), 0);
+    end_fault_test(&m, body, "faults.429", 1);
 }
 
 static void test_fault_reset(void)
@@ -591,11 +584,7 @@ static void test_fault_reset(void)
     int rc = http_post(url(&m, "/model_01"), body, strlen(body), &status, NULL);
     CU_ASSERT(rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR);
     CU_ASSERT_EQUAL(status, 0);
-    cJSON *s = mock_stats(&m); /* and it goes on serving */
-    CU_ASSERT_EQUAL(mock_stat(s, "faults.reset"), 1);
-    cJSON_Delete(s);
-    free(body);
-    CU_ASSERT_EQUAL(mock_stop(&m), 0);
+    end_fault_test(&m, body, "faults.reset", 1); /* it goes on serving */
 }
 
 /* Server-side sockets on port still waiting for us to close them (CLOSE_WAIT). */
@@ -638,16 +627,12 @@ static void test_fault_hang(void)
     /* Once the client gave up, the server closes its side instead of holding the socket. */
     int waiting = 1;
     for (int i = 0; i < 100 && (waiting = close_wait_on(m.port)) > 0; i++)
-        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+        sleep_ms(10);
     CU_ASSERT_EQUAL(waiting, 0);
     /* One more left hanging while the server stops: it must still exit cleanly. */
     o.timeout_ms = 200;
     http_request(url(&m, "/model_02"), &o, body, strlen(body), &status, NULL, NULL);
-    cJSON *s = mock_stats(&m);
-    CU_ASSERT_EQUAL(mock_stat(s, "faults.hang"), 2);
-    cJSON_Delete(s);
-    free(body);
-    CU_ASSERT_EQUAL(mock_stop(&m), 0);
+    end_fault_test(&m, body, "faults.hang", 2);
 }
 
 static void test_fault_garbage(void)
@@ -665,11 +650,7 @@ static void test_fault_garbage(void)
     CU_ASSERT_PTR_NULL(j);
     cJSON_Delete(j);
     free(resp);
-    cJSON *s = mock_stats(&m);
-    CU_ASSERT_EQUAL(mock_stat(s, "faults.garbage"), 1);
-    cJSON_Delete(s);
-    free(body);
-    CU_ASSERT_EQUAL(mock_stop(&m), 0);
+    end_fault_test(&m, body, "faults.garbage", 1);
 }
 
 /* The statuses of 40 requests to a server at --error-rate 0.5 --seed seed, as a string. */

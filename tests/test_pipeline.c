@@ -20,21 +20,7 @@ extern char **environ;
 
 /* An assertion with a formatted message (formatted only when it fails). */
 #include "check.h"
-
-/* fixtures/ as seen from the working directory, or next to this source file. */
-static const char *fixtures(void)
-{
-    static char buf[1024];
-    if (access("fixtures/pipeline.json", R_OK) == 0)
-        return "fixtures";
-    snprintf(buf, sizeof buf, "%s", __FILE__);
-    char *slash = strrchr(buf, '/');
-    if (slash)
-        snprintf(slash, sizeof buf - (size_t)(slash - buf), "/../fixtures");
-    else
-        snprintf(buf, sizeof buf, "../fixtures");
-    return buf;
-}
+#include "util.h"
 
 static const char *base_name(const char *path)
 {
@@ -116,7 +102,7 @@ static void test_default_equals_fixture(void)
     char err[512] = "", path[1200];
     CU_ASSERT_EQUAL_FATAL(pipeline_default(&def), 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(def);
-    snprintf(path, sizeof path, "%s/pipeline.json", fixtures());
+    snprintf(path, sizeof path, "%s/pipeline.json", fixtures_dir());
     int rc = pipeline_load(path, &fix, err, sizeof err);
     CHECKF(rc == 0, "loading %s: %s", path, err);
     if (rc) {
@@ -281,14 +267,20 @@ static const struct {
 };
 #define N_GOOD (sizeof good_expect / sizeof good_expect[0])
 
-static void test_good_files(void)
+/* The fixtures/pipelines/ files whose names match pattern, into g (globfree it). 0 or -1. */
+static int glob_pipelines(const char *pattern, glob_t *g)
 {
     char pat[1200];
-    snprintf(pat, sizeof pat, "%s/pipelines/good_*.json", fixtures());
-    glob_t g;
-    int gr = glob(pat, 0, NULL, &g);
+    snprintf(pat, sizeof pat, "%s/pipelines/%s", fixtures_dir(), pattern);
+    int gr = glob(pat, 0, NULL, g);
     CHECKF(gr == 0, "no files match %s", pat);
-    if (gr)
+    return gr ? -1 : 0;
+}
+
+static void test_good_files(void)
+{
+    glob_t g;
+    if (glob_pipelines("good_*.json", &g))
         return;
     CHECKF(g.gl_pathc >= N_GOOD, "%zu good files, expected at least %zu", g.gl_pathc, N_GOOD);
     setenv("ANNOTATE_TEST_TOKEN", "tok-123", 1);
@@ -359,12 +351,8 @@ static const struct {
 
 static void test_bad_files(void)
 {
-    char pat[1200];
-    snprintf(pat, sizeof pat, "%s/pipelines/bad_*.json", fixtures());
     glob_t g;
-    int gr = glob(pat, 0, NULL, &g);
-    CHECKF(gr == 0, "no files match %s", pat);
-    if (gr)
+    if (glob_pipelines("bad_*.json", &g))
         return;
     int seen[N_BAD] = {0};
     for (size_t k = 0; k < g.gl_pathc; k++) {

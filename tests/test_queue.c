@@ -20,15 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #define P(i) ((void *)(uintptr_t)(i))
 #define U(p) ((uintptr_t)(p))
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts))
-        ;
-}
 
 /* 1 when fd is readable right now. */
 static int readable(int fd)
@@ -373,12 +368,24 @@ static void *blocked_consumer(void *arg)
     return NULL;
 }
 
-static void wait_started(struct blocked *b, int n)
+/* Starts n threads running fn on q (producer i pushes 100 + i; a consumer's got is P(1) until its
+ * pop returns) and waits until each has started, and a little more so that they reach their wait
+ * (one that has not yet still sees the close and fails). Returns how many have returned already,
+ * when every one should block. */
+static int start_blocked(queue *q, struct blocked *b, pthread_t *t, int n, void *(*fn)(void *))
 {
+    for (int i = 0; i < n; i++) {
+        b[i] = (struct blocked){.q = q, .value = 100 + (uintptr_t)i, .got = P(1)};
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, fn, &b[i]), 0);
+    }
     for (int i = 0; i < n; i++)
         while (!atomic_load(&b[i].started))
             sleep_ms(1);
-    sleep_ms(50); /* let them reach the wait (if one has not, close still makes it fail) */
+    sleep_ms(50);
+    int early = 0;
+    for (int i = 0; i < n; i++)
+        early += atomic_load(&b[i].returned);
+    return early;
 }
 
 static void test_close_wakes_blocked_producers(void)
@@ -390,15 +397,7 @@ static void test_close_wakes_blocked_producers(void)
         CU_ASSERT_EQUAL(queue_push(q, P(i)), 0);
     struct blocked b[NP];
     pthread_t t[NP];
-    for (int i = 0; i < NP; i++) {
-        b[i] = (struct blocked){.q = q, .value = 100 + (uintptr_t)i};
-        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, blocked_producer, &b[i]), 0);
-    }
-    wait_started(b, NP);
-    int early = 0;
-    for (int i = 0; i < NP; i++)
-        early += atomic_load(&b[i].returned);
-    CU_ASSERT_EQUAL(early, 0); /* the queue is full: every producer is blocked */
+    CU_ASSERT_EQUAL(start_blocked(q, b, t, NP, blocked_producer), 0); /* the queue is full: all blocked */
     queue_close(q);
     for (int i = 0; i < NP; i++) {
         pthread_join(t[i], NULL);
@@ -419,15 +418,7 @@ static void test_close_wakes_blocked_consumers(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(q);
     struct blocked b[NC];
     pthread_t t[NC];
-    for (int i = 0; i < NC; i++) {
-        b[i] = (struct blocked){.q = q, .got = P(1)};
-        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, blocked_consumer, &b[i]), 0);
-    }
-    wait_started(b, NC);
-    int early = 0;
-    for (int i = 0; i < NC; i++)
-        early += atomic_load(&b[i].returned);
-    CU_ASSERT_EQUAL(early, 0); /* empty and open: every consumer is blocked */
+    CU_ASSERT_EQUAL(start_blocked(q, b, t, NC, blocked_consumer), 0); /* empty and open: all blocked */
     queue_close(q);
     for (int i = 0; i < NC; i++) {
         pthread_join(t[i], NULL);
@@ -445,11 +436,7 @@ static void test_producer_done_wakes_consumers(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(q);
     struct blocked b[NC];
     pthread_t t[NC];
-    for (int i = 0; i < NC; i++) {
-        b[i] = (struct blocked){.q = q, .got = P(1)};
-        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, blocked_consumer, &b[i]), 0);
-    }
-    wait_started(b, NC);
+    CU_ASSERT_EQUAL(start_blocked(q, b, t, NC, blocked_consumer), 0);
     CU_ASSERT_EQUAL(queue_push(q, P(42)), 0);
     queue_producer_done(q);
     queue_producer_done(q);

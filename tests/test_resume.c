@@ -21,6 +21,7 @@
 #include "item.h"
 
 #include "check.h"
+#include "util.h"
 
 static struct pipeline *P;
 static char tmpdir[512];
@@ -28,9 +29,7 @@ static char file[600];
 
 static int suite_init(void)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/annotate-resume-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(tmpdir))
+    if (make_tmpdir(tmpdir, sizeof tmpdir, "resume"))
         return -1;
     snprintf(file, sizeof file, "%s/results.csv", tmpdir);
     return pipeline_default(&P) ? -1 : 0;
@@ -46,30 +45,6 @@ static int suite_clean(void)
     unlink(file);
     rmdir(tmpdir);
     return 0;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    *len = fread(buf, 1, (size_t)n, f);
-    buf[*len] = 0;
-    fclose(f);
-    return buf;
-}
-
-static void put_file(const char *path, const char *text, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fwrite(text, 1, len, f);
-        fclose(f);
-    }
 }
 
 /* ---- building results files ---- */
@@ -139,6 +114,59 @@ static int build(const struct row *rows, int n, struct built *b)
     return b->text ? 0 : -1;
 }
 
+/* The header and the rows i of b with keep[i] set (keep NULL: every row), byte for byte: what the
+ * file holds after a compaction. malloc'd (NULL when out of memory); *len gets the length. */
+static char *kept_rows(const struct built *b, const int *keep, size_t *len)
+{
+    char *t = malloc(b->len + 1);
+    if (!t)
+        return NULL;
+    size_t n = b->header_len;
+    memcpy(t, b->text, n);
+    for (int i = 0; i < b->n; i++)
+        if (!keep || keep[i]) {
+            memcpy(t + n, b->text + b->start[i], b->end[i] - b->start[i]);
+            n += b->end[i] - b->start[i];
+        }
+    *len = n;
+    return t;
+}
+
+/* b's text with drop bytes at `at` replaced by ins. malloc'd (NULL when out of memory). */
+static char *splice(const struct built *b, size_t at, size_t drop, const char *ins, size_t *len)
+{
+    size_t il = strlen(ins);
+    *len = b->len - drop + il;
+    char *t = malloc(*len + 1);
+    if (!t)
+        return NULL;
+    memcpy(t, b->text, at);
+    memcpy(t + at, ins, il);
+    memcpy(t + at + il, b->text + at + drop, b->len - at - drop);
+    return t;
+}
+
+/* 1 when the results file holds exactly the len bytes of want. */
+static int file_is(const char *want, size_t len)
+{
+    size_t got;
+    char *text = slurp(file, &got);
+    int same = text && want && got == len && !memcmp(text, want, len);
+    free(text);
+    return same;
+}
+
+/* resume_open on the file as it is, which must succeed (the test stops otherwise): the done-set. */
+static struct doneset *open_ok(int retry, struct resume_info *info)
+{
+    struct doneset *d = NULL;
+    char err[512] = "";
+    int rc = resume_open(file, P, retry, &d, info, err, sizeof err);
+    CHECKF(rc == 0 && d, "resume_open (retry_failed %d): %s", retry, err);
+    CU_ASSERT_FATAL(rc == 0 && d != NULL);
+    return d;
+}
+
 static int in_set(const struct doneset *d, const char *path)
 {
     return doneset_has(d, path, strlen(path));
@@ -168,14 +196,14 @@ static void test_missing_and_empty(void)
     struct stat st;
     CU_ASSERT(stat(file, &st) == 0 && (size_t)st.st_size == strlen(h)); /* created, with its header */
 
-    put_file(file, "", 0);
+    CU_ASSERT_EQUAL(write_file(file, "", 0), 0);
     d = (struct doneset *)1;
     CU_ASSERT_EQUAL(resume_open(file, P, 1, &d, &info, err, sizeof err), 0);
     CU_ASSERT_PTR_NULL(d);
     CU_ASSERT(stat(file, &st) == 0 && (size_t)st.st_size == strlen(h)); /* an empty file gets its header */
 
     /* Just the header: a set, empty. */
-    put_file(file, h, strlen(h));
+    CU_ASSERT_EQUAL(write_file(file, h, strlen(h)), 0);
     CU_ASSERT_EQUAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
     CU_ASSERT_PTR_NOT_NULL(d);
     CU_ASSERT_EQUAL(doneset_size(d), 0);
@@ -185,7 +213,7 @@ static void test_missing_and_empty(void)
 
     /* A torn header (a crash at the very start): a fresh start, the file rewritten from its
      * header. */
-    put_file(file, h, 10);
+    CU_ASSERT_EQUAL(write_file(file, h, 10), 0);
     d = NULL;
     CU_ASSERT_EQUAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
     CU_ASSERT_EQUAL(doneset_size(d), 0);
@@ -200,11 +228,8 @@ static void test_whole_file(void)
     struct built b;
     if (build(base_rows, N_BASE, &b))
         return;
-    struct doneset *d = NULL;
     struct resume_info info;
-    char err[512] = "";
-    CU_ASSERT_EQUAL_FATAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    struct doneset *d = open_ok(0, &info);
     for (int i = 0; i < N_BASE; i++)
         CHECKF(in_set(d, base_rows[i].path), "row %d (%s) is not in the set", i, base_rows[i].path);
     CU_ASSERT_EQUAL(doneset_size(d), N_BASE);
@@ -217,10 +242,7 @@ static void test_whole_file(void)
     CU_ASSERT_EQUAL(info.torn_bytes, 0);
     CU_ASSERT_EQUAL(info.duplicates, 0);
     doneset_free(d);
-    size_t len;
-    char *after = slurp(file, &len);
-    CU_ASSERT(after && len == b.len && !memcmp(after, b.text, len)); /* untouched */
-    free(after);
+    CU_ASSERT(file_is(b.text, b.len)); /* untouched */
     free(b.text);
 }
 
@@ -229,11 +251,8 @@ static void test_retry_failed(void)
     struct built b;
     if (build(base_rows, N_BASE, &b))
         return;
-    struct doneset *d = NULL;
     struct resume_info info;
-    char err[512] = "";
-    CU_ASSERT_EQUAL_FATAL(resume_open(file, P, 1, &d, &info, err, sizeof err), 0);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    struct doneset *d = open_ok(1, &info);
     for (int i = 0; i < N_BASE; i++)
         CHECKF(in_set(d, base_rows[i].path) == base_rows[i].ok, "row %d (%s): in set %d, ok %d", i, base_rows[i].path,
                in_set(d, base_rows[i].path), base_rows[i].ok);
@@ -242,33 +261,22 @@ static void test_retry_failed(void)
     doneset_free(d);
 
     /* The file: the header and the ok rows, each byte for byte as before. */
-    char *want = malloc(b.len + 1);
-    size_t wl = b.header_len;
-    memcpy(want, b.text, b.header_len);
+    int ok[N_BASE];
     for (int i = 0; i < N_BASE; i++)
-        if (base_rows[i].ok) {
-            memcpy(want + wl, b.text + b.start[i], b.end[i] - b.start[i]);
-            wl += b.end[i] - b.start[i];
-        }
-    size_t len;
-    char *after = slurp(file, &len);
-    CHECKF(after && len == wl && !memcmp(after, want, wl), "after retry_failed the file is not header + ok rows "
-                                                           "(%zu bytes, want %zu)", len, wl);
+        ok[i] = base_rows[i].ok;
+    size_t wl;
+    char *want = kept_rows(&b, ok, &wl);
+    CHECKF(file_is(want, wl), "after retry_failed the file is not the header and the ok rows (%zu bytes)", wl);
     char tmp[700];
     snprintf(tmp, sizeof tmp, "%s.compact.tmp", file);
     CU_ASSERT_NOT_EQUAL(access(tmp, F_OK), 0); /* no leftover */
 
     /* Again: nothing more to drop, nothing changes. */
-    d = NULL;
-    CU_ASSERT_EQUAL(resume_open(file, P, 1, &d, &info, err, sizeof err), 0);
+    d = open_ok(1, &info);
     CU_ASSERT_EQUAL(doneset_size(d), 4);
     CU_ASSERT_EQUAL(info.dropped_failed, 0);
     doneset_free(d);
-    size_t len2;
-    char *again = slurp(file, &len2);
-    CU_ASSERT(again && len2 == len && !memcmp(again, after, len));
-    free(again);
-    free(after);
+    CU_ASSERT(file_is(want, wl));
     free(want);
     free(b.text);
 }
@@ -316,7 +324,7 @@ static void test_torn_last_row(void)
     };
     for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
         for (int retry = 0; retry < 2; retry++) {
-            put_file(file, k == sizeof cuts / sizeof cuts[0] - 1 ? zeroed : b.text, cuts[k].cut);
+            CU_ASSERT_EQUAL(write_file(file, k == sizeof cuts / sizeof cuts[0] - 1 ? zeroed : b.text, cuts[k].cut), 0);
             struct doneset *d = NULL;
             struct resume_info info;
             char err[512] = "";
@@ -332,27 +340,20 @@ static void test_torn_last_row(void)
                    (unsigned long long)info.torn_bytes, cuts[k].cut - b.start[last]);
             CU_ASSERT_EQUAL(info.rows, (uint64_t)last);
             doneset_free(d);
-            size_t len;
-            char *after = slurp(file, &len);
-            if (!retry) {
-                CHECKF(after && len == b.start[last] && !memcmp(after, b.text, len),
-                       "cut %s: the file is %zu bytes, want the %zu before the torn row", cuts[k].what, len,
-                       b.start[last]);
-            } else {
-                size_t wl = b.header_len;
-                for (int i = 0; i < last; i++)
-                    wl += rows[i].ok ? b.end[i] - b.start[i] : 0;
-                CHECKF(after && len == wl, "cut %s, retry: %zu bytes, want %zu", cuts[k].what, len, wl);
-            }
+            /* The rows before the torn one (without retry, all of them; with, the ok ones). */
+            int keep[N_BASE + 1];
+            for (int i = 0; i <= last; i++)
+                keep[i] = i < last && (!retry || rows[i].ok);
+            size_t wl;
+            char *want = kept_rows(&b, keep, &wl);
+            CHECKF(file_is(want, wl), "cut %s (retry %d): the file is not the %zu bytes of the rows before it",
+                   cuts[k].what, retry, wl);
             /* Once repaired, a second resume changes nothing. */
             d = NULL;
             rc = resume_open(file, P, retry, &d, &info, err, sizeof err);
-            size_t len2;
-            char *again = slurp(file, &len2);
-            CU_ASSERT(rc == 0 && info.torn_bytes == 0 && again && after && len2 == len && !memcmp(again, after, len));
+            CU_ASSERT(rc == 0 && info.torn_bytes == 0 && file_is(want, wl));
             doneset_free(d);
-            free(again);
-            free(after);
+            free(want);
         }
     }
     free(zeroed);
@@ -374,12 +375,10 @@ static void test_wrong_header(void)
         "hello world\n",
     };
     for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
-        size_t hl = strlen(heads[i]);
-        size_t len = hl + b.len - b.header_len;
-        char *text = malloc(len + 1);
-        memcpy(text, heads[i], hl);
-        memcpy(text + hl, b.text + b.header_len, b.len - b.header_len);
-        put_file(file, text, len);
+        size_t len;
+        char *text = splice(&b, 0, b.header_len, heads[i], &len);
+        CU_ASSERT_FATAL(text != NULL);
+        CU_ASSERT_EQUAL(write_file(file, text, len), 0);
         struct doneset *d = (struct doneset *)1;
         struct resume_info info;
         char err[512] = "";
@@ -388,10 +387,7 @@ static void test_wrong_header(void)
         CHECKF(d == NULL, "header %zu: a set on error", i);
         CHECKF(strstr(err, file) && strstr(err, "move") && strstr(err, "aside"),
                "header %zu: the message must name the file and say to move it aside: %s", i, err);
-        size_t al;
-        char *after = slurp(file, &al);
-        CU_ASSERT(after && al == len && !memcmp(after, text, len)); /* left alone */
-        free(after);
+        CU_ASSERT(file_is(text, len)); /* left alone */
         free(text);
     }
     free(h);
@@ -412,13 +408,10 @@ static void test_damaged_middle(void)
         "\n",
     };
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
-        size_t jl = strlen(junk[i]), at = b.start[2];
-        size_t len = b.len + jl;
-        char *text = malloc(len + 1);
-        memcpy(text, b.text, at);
-        memcpy(text + at, junk[i], jl);
-        memcpy(text + at + jl, b.text + at, b.len - at);
-        put_file(file, text, len);
+        size_t len;
+        char *text = splice(&b, b.start[2], 0, junk[i], &len);
+        CU_ASSERT_FATAL(text != NULL);
+        CU_ASSERT_EQUAL(write_file(file, text, len), 0);
         struct doneset *d = (struct doneset *)1;
         struct resume_info info;
         char err[512] = "";
@@ -434,10 +427,7 @@ static void test_damaged_middle(void)
             CHECKF(rc == -1, "damage %zu (%.20s) accepted", i, junk[i]);
             CHECKF(d == NULL, "damage %zu: a set on error", i);
             CHECKF(strstr(err, file) != NULL, "damage %zu: the file is not named: %s", i, err);
-            size_t al;
-            char *after = slurp(file, &al);
-            CHECKF(after && al == len && !memcmp(after, text, len), "damage %zu: the file was changed", i);
-            free(after);
+            CHECKF(file_is(text, len), "damage %zu: the file was changed", i);
         }
         free(text);
     }
@@ -459,30 +449,18 @@ static void test_duplicates(void)
         struct built b;
         if (build(rows, n, &b))
             return;
-        struct doneset *d = NULL;
         struct resume_info info;
-        char err[512] = "";
-        CU_ASSERT_EQUAL_FATAL(resume_open(file, P, retry, &d, &info, err, sizeof err), 0);
+        struct doneset *d = open_ok(retry, &info);
         CU_ASSERT_EQUAL(doneset_size(d), 3);
         CU_ASSERT(in_set(d, "a.jpg") && in_set(d, "b.jpg") && in_set(d, "c.jpg"));
         doneset_free(d);
         /* One row per image: without retry the first of each (a ok, b failed, c); with retry the
          * failed rows go first, so b's ok row is the one kept. */
         int keep[6] = {1, !retry, 0, 1, 0, retry};
-        size_t wl = b.header_len;
-        char *want = malloc(b.len + 1);
-        memcpy(want, b.text, b.header_len);
-        for (int i = 0; i < n; i++)
-            if (keep[i]) {
-                memcpy(want + wl, b.text + b.start[i], b.end[i] - b.start[i]);
-                wl += b.end[i] - b.start[i];
-            }
-        size_t len;
-        char *after = slurp(file, &len);
-        CHECKF(after && len == wl && !memcmp(after, want, wl), "retry %d: duplicates not collapsed to the right rows",
-               retry);
+        size_t wl;
+        char *want = kept_rows(&b, keep, &wl);
+        CHECKF(file_is(want, wl), "retry %d: duplicates not collapsed to the right rows", retry);
         CU_ASSERT_EQUAL(info.duplicates, retry ? 1 : 3);
-        free(after);
         free(want);
         free(b.text);
     }
@@ -506,10 +484,8 @@ static void test_hostile_paths_found(void)
     struct built b;
     if (build(rows, n, &b))
         return;
-    struct doneset *d = NULL;
     struct resume_info info;
-    char err[512] = "";
-    CU_ASSERT_EQUAL_FATAL(resume_open(file, P, 0, &d, &info, err, sizeof err), 0);
+    struct doneset *d = open_ok(0, &info);
     for (int i = 0; i < n; i++)
         CHECKF(d && in_set(d, rows[i].path), "path %d (%zu bytes) is not found again after resume", i,
                strlen(rows[i].path));

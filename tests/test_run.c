@@ -14,14 +14,10 @@
 
 #include "e2e_util.h"
 #include "util_proc.h"
+#include "util.h"
 #include "util_tree.h"
 
 #include "check.h"
-
-static int tmo(int s)
-{
-    return getenv("ANNOTATE_WRAP") ? s * 20 : s * 3;
-}
 
 static long rows_ok(const char *csv, char *const *paths, size_t n)
 {
@@ -46,7 +42,7 @@ static void test_prompt_stop(void)
         {"threads", SIGINT}, {"curl-multi", SIGTERM}, {"processes", SIGHUP}, {"serial", SIGINT},
     };
     char base[512], root[600], csv[600], log[600];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "run-stop") == 0);
+    CU_ASSERT_FATAL(make_tmpdir(base, sizeof base, "run-stop") == 0);
     snprintf(root, sizeof root, "%s/img", base);
     snprintf(csv, sizeof csv, "%s/out.csv", base);
     snprintf(log, sizeof log, "%s/log", base);
@@ -63,14 +59,14 @@ static void test_prompt_stop(void)
         const char *argv[] = {e2e_annotate_bin(), root, "--out", csv, "--server", m.base_url, "--quiet",
                               "--strategy", cases[k].strategy, "--workers", "4", "--concurrency", "4", NULL};
         pid_t pid = e2e_spawn(argv, log);
-        long deadline = e2e_now_ms() + tmo(20) * 1000L;
-        while (e2e_count_lines(csv) < 6 && e2e_alive(pid) && e2e_now_ms() < deadline)
-            e2e_sleep_ms(10);
+        long deadline = now_ms() + tmo(20) * 1000L;
+        while (e2e_count_lines(csv) < 6 && e2e_alive(pid) && now_ms() < deadline)
+            sleep_ms(10);
         long before = e2e_count_lines(csv) - 1;
-        long t0 = e2e_now_ms();
+        long t0 = now_ms();
         kill(pid, cases[k].sig);
         int rc = e2e_wait(pid, tmo(20));
-        long took = e2e_now_ms() - t0, after = e2e_count_lines(csv) - 1;
+        long took = now_ms() - t0, after = e2e_count_lines(csv) - 1;
         CHECKF(rc == 130, "%s, signal %d: exit %d", cases[k].strategy, cases[k].sig, rc);
         /* At most the images in flight (4 requests at a time, a chain of up to a few each). */
         CHECKF(after - before <= 12, "%s: %ld rows written after the signal (had %ld): queued images were run",
@@ -84,14 +80,14 @@ static void test_prompt_stop(void)
         rows_ok(csv, paths, N);
     }
     mock_stop(&m);
-    e2e_free_strs(paths, N);
+    free_strs(paths, N);
     tree_rm(base);
 }
 
 static void test_out_inside_dir(void)
 {
     char base[512], root[600], csv[700], csv2[700];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "run-self") == 0);
+    CU_ASSERT_FATAL(make_tmpdir(base, sizeof base, "run-self") == 0);
     snprintf(root, sizeof root, "%s/img", base);
     const size_t N = 5;
     char **paths = NULL;
@@ -110,7 +106,7 @@ static void test_out_inside_dir(void)
     CU_ASSERT_EQUAL(run_cmd(again, tmo(30), NULL, 0), 0);
     rows_ok(csv, paths, N);
     mock_stop(&m);
-    e2e_free_strs(paths, N);
+    free_strs(paths, N);
     tree_rm(base);
 }
 
@@ -119,7 +115,7 @@ static void test_out_inside_dir(void)
 static void test_setup_error_stops(void)
 {
     char base[512], root[600], csv[600], cfg[600], out[4096];
-    CU_ASSERT_FATAL(e2e_mkdtemp(base, sizeof base, "run-setup") == 0);
+    CU_ASSERT_FATAL(make_tmpdir(base, sizeof base, "run-setup") == 0);
     snprintf(root, sizeof root, "%s/img", base);
     snprintf(csv, sizeof csv, "%s/out.csv", base);
     snprintf(cfg, sizeof cfg, "%s/p.json", base);
@@ -156,7 +152,7 @@ static void test_setup_error_stops(void)
     CU_ASSERT_EQUAL(run_cmd(again, tmo(30), out, sizeof out), 0);
     CU_ASSERT_EQUAL(e2e_count_lines(csv), (long)N + 1);
     mock_stop(&m);
-    e2e_free_strs(paths, N);
+    free_strs(paths, N);
     tree_rm(base);
 }
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "item.h" /* now_s */
 
 static struct hist *hist_new(void)
 {
@@ -26,13 +27,6 @@ static struct hist *hist_new(void)
     if (h)
         hist_reset(h);
     return h;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int near(double got, double want, double rel)
@@ -193,14 +187,14 @@ static void test_ratelimit_waits(void)
 {
     enum { N = 2000 };
     const double rps = 1000, interval = 1.0 / rps;
-    double t0 = mono_s();
+    double t0 = now_s();
     struct ratelimit *rl = ratelimit_new(rps);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rl);
     double *w = malloc(N * sizeof *w);
     for (int i = 0; i < N; i++)
         w[i] = ratelimit_take(rl);
     /* Time spent taking (microseconds, unless this thread was descheduled) counts as waited. */
-    double spent = mono_s() - t0;
+    double spent = now_s() - t0;
     /* A caller that sleeps what it is told before each send: the waits are measured from the
      * moment of each take, so it sleeps max(0, w - already slept) more each time. */
     double slept = 0, raw_sum = 0;
@@ -228,7 +222,7 @@ static void test_ratelimit_waits(void)
      * limiter closes its own). */
     struct ratelimit *other = ratelimit_attach(dup(ratelimit_fd(rl)), rps);
     CU_ASSERT_PTR_NOT_NULL_FATAL(other);
-    double w2 = ratelimit_take(other) + (mono_s() - t0) - spent;
+    double w2 = ratelimit_take(other) + (now_s() - t0) - spent;
     CHECKF(w2 > slept - 0.1 && w2 < slept + 0.1, "the attached limiter waits %.3f s, the first one is at %.3f", w2, slept);
     ratelimit_free(other);
     ratelimit_free(rl);
@@ -303,7 +297,7 @@ static void test_concurrent_hist(void)
 static void test_concurrent_ratelimit(void)
 {
     const double rps = 1000;
-    double t0 = mono_s();
+    double t0 = now_s();
     struct ratelimit *rl = ratelimit_new(rps);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rl);
     pthread_t t[T];
@@ -316,7 +310,7 @@ static void test_concurrent_ratelimit(void)
         pthread_join(t[i], NULL);
     /* Every take advanced the shared deadline once: the last is about 2000 intervals after the
      * start (measured from its take, so the time the threads ran is added back). */
-    double spent = mono_s() - t0, max = 0;
+    double spent = now_s() - t0, max = 0;
     for (int i = 0; i < T; i++)
         if (w[i].max_wait > max)
             max = w[i].max_wait;

@@ -4,6 +4,7 @@
  * Everything the child needs is built before fork(): the test binary may run threads, and
  * between fork and exec only async-signal-safe calls are allowed. */
 #include "util_proc.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,20 +20,6 @@
 
 #define MAX_WORDS 32
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* The words of env var name, copied into store (which must outlive argv). Returns the count. */
 static int env_words(const char *name, char *store, size_t cap, const char **words, int max)
 {
@@ -45,15 +32,6 @@ static int env_words(const char *name, char *store, size_t cap, const char **wor
          w = strtok_r(NULL, " \t\n", &save))
         words[n++] = w;
     return n;
-}
-
-static int decode_status(int st)
-{
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    if (WIFSIGNALED(st))
-        return 128 + WTERMSIG(st);
-    return -1;
 }
 
 /* In the child, between fork and exec: plain signal state, then exec or die with 127. */
@@ -74,28 +52,16 @@ static void exec_child(const char *const argv[])
     _exit(127);
 }
 
-/* waitpid with a deadline; returns the decoded status, or -2 when still running at the end. */
-static int wait_until(pid_t pid, long deadline_ms)
+const char *mock_bin(void)
 {
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return decode_status(st);
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (now_ms() >= deadline_ms)
-            return -2;
-        sleep_ms(5);
-    }
+    const char *b = getenv("MOCK_BIN");
+    return b && *b ? b : "build/mock-model-server";
 }
 
 int mock_start(struct mock_proc *m, const char *const extra_args[])
 {
     memset(m, 0, sizeof *m);
-    const char *bin = getenv("MOCK_BIN");
-    if (!bin || !*bin)
-        bin = "build/mock-model-server";
+    const char *bin = mock_bin();
     static char wrap[1024];
     const char *argv[MAX_WORDS + 64];
     int n = env_words("MOCK_WRAP", wrap, sizeof wrap, argv, MAX_WORDS);
@@ -188,7 +154,7 @@ int mock_stop(struct mock_proc *m)
     pid_t pid = m->pid;
     m->pid = 0;
     kill(pid, SIGTERM);
-    int rc = wait_until(pid, now_ms() + (getenv("MOCK_WRAP") ? 30000 : 5000));
+    int rc = wait_for(pid, getenv("MOCK_WRAP") ? 30000 : 5000);
     if (rc == -2) {
         fprintf(stderr, "mock_stop: %d ignored SIGTERM; killing it\n", (int)pid);
         kill(pid, SIGKILL);

@@ -1,10 +1,11 @@
 /* util_tree: the test trees (see util_tree.h). Not a suite: only helpers. */
 #include "util_tree.h"
+#include "util.h"
+#include "fdio.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,20 +73,6 @@ static int has_image_ext(const char *name)
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-void tree_free_list(char **paths, size_t n)
-{
-    if (!paths)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(paths[i]);
-    free(paths);
-}
-
 /* Sorted image file names of dir, full paths. */
 static int list_images(const char *dir, char ***out, size_t *n)
 {
@@ -111,31 +98,15 @@ static int list_images(const char *dir, char ***out, size_t *n)
         snprintf(v[k++], len, "%s/%s", dir, e->d_name);
     }
     closedir(d);
-    qsort(v, k, sizeof *v, cmp_str);
+    qsort(v, k, sizeof *v, cmp_strp);
     *out = v;
     *n = k;
     return 0;
 fail:
     closedir(d);
-    tree_free_list(v, k);
+    free_strs(v, k);
     errno = ENOMEM;
     return -1;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
 }
 
 static int copy_file_at(const char *src, int dirfd, const char *name)
@@ -158,7 +129,7 @@ static int copy_file_at(const char *src, int dirfd, const char *name)
             rc = -1;
             break;
         }
-        if (write_all(out, buf, (size_t)r) != 0) {
+        if (fd_write_all(out, buf, (size_t)r) != 0) {
             rc = -1;
             break;
         }
@@ -206,7 +177,7 @@ int tree_make_hostile(const char *root, const char *images_dir)
     if (list_images(images_dir, &imgs, &n_imgs) != 0)
         return -1;
     if (n_imgs == 0) {
-        tree_free_list(imgs, n_imgs);
+        free_strs(imgs, n_imgs);
         errno = ENOENT;
         return -1;
     }
@@ -237,7 +208,7 @@ int tree_make_hostile(const char *root, const char *images_dir)
         case K_TEXT: {
             int fd = openat(dfd, base, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
             static const char txt[] = "not an image\n";
-            r = fd < 0 ? -1 : write_all(fd, txt, sizeof txt - 1);
+            r = fd < 0 ? -1 : fd_write_all(fd, txt, sizeof txt - 1);
             if (fd >= 0 && close(fd) != 0)
                 r = -1;
             break;
@@ -280,7 +251,7 @@ out:
         close(rootfd);
         errno = e;
     }
-    tree_free_list(imgs, n_imgs);
+    free_strs(imgs, n_imgs);
     return rc;
 }
 
@@ -297,12 +268,12 @@ int tree_expected(const char *root, char ***paths, size_t *n)
             continue;
         size_t len = root_len + 1 + strlen(HOSTILE[i].rel) + 1;
         if (!(v[k] = malloc(len))) {
-            tree_free_list(v, k);
+            free_strs(v, k);
             return -1;
         }
         snprintf(v[k++], len, "%s%s%s", root, slash ? "" : "/", HOSTILE[i].rel);
     }
-    qsort(v, k, sizeof *v, cmp_str);
+    qsort(v, k, sizeof *v, cmp_strp);
     *paths = v;
     *n = k;
     return 0;
@@ -372,41 +343,6 @@ int tree_rm(const char *root)
 
 /* ---- generated trees ---- */
 
-static uint32_t crc_table[256];
-
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_fill(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;
-    }
-}
-
-static void crc_init(void)
-{
-    pthread_once(&crc_once, crc_fill);
-}
-
-static uint32_t crc32_of(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < n; i++)
-        c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
-    return c ^ 0xffffffffu;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
 static uint64_t splitmix(uint64_t *x)
 {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
@@ -415,7 +351,9 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static void fill_random(unsigned char *p, size_t n, uint64_t *state)
+/* Eight bytes a draw: generated trees are made by the hundred thousand (splitmix64 rather than
+ * util's xorshift64, whose fill_random spends a draw a byte). */
+static void fill_splitmix(unsigned char *p, size_t n, uint64_t *state)
 {
     for (size_t i = 0; i < n; i += 8) {
         uint64_t r = splitmix(state);
@@ -424,21 +362,13 @@ static void fill_random(unsigned char *p, size_t n, uint64_t *state)
     }
 }
 
-/* Ends a chunk whose length and type are at p[0..8) and data at p[8..8+len): writes its CRC. */
-static size_t chunk_end(unsigned char *p, size_t len)
-{
-    put32(p, (uint32_t)len);
-    put32(p + 8 + len, crc32_of(p + 4, len + 4));
-    return len + 12;
-}
-
 #define PNG_MIN 70u   /* 1x1 image */
 #define PNG_PAD_W 4096u /* widest row used; past it a padding chunk makes up the size (one row of
                          * at most 4107 pixels also fits one stored deflate block, and stays under
                          * ImageMagick's default 16K-pixel width policy) */
 
-/* Fills buf (size bytes_each) with file index i. */
-static void make_content(unsigned char *buf, size_t size, size_t i, unsigned seed)
+/* Fills buf (size bytes) with file index i; scratch holds at least size bytes. */
+static void make_content(unsigned char *buf, unsigned char *scratch, size_t size, size_t i, unsigned seed)
 {
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     uint64_t state = ((uint64_t)seed << 32) ^ (uint64_t)i * 0x2545f4914f6cdd1dull;
@@ -448,59 +378,24 @@ static void make_content(unsigned char *buf, size_t size, size_t i, unsigned see
         for (size_t j = 0; j < 8 && k + j < size; j++)
             buf[k + j] = (unsigned char)((uint64_t)i >> (8 * j));
         if (size > 16)
-            fill_random(buf + 16, size - 16, &state);
+            fill_splitmix(buf + 16, size - 16, &state);
         return;
     }
-    size_t w = size - 69, pad = 0;
+    size_t w = size - (PNG_MIN - 1), pad = 0;
     int padded = 0;
     if (w > PNG_PAD_W + 11) { /* room for a padding chunk (12 bytes or more) */
         w = PNG_PAD_W;
-        pad = size - (PNG_PAD_W + 69) - 12;
+        pad = size - (PNG_PAD_W + PNG_MIN - 1) - 12;
         padded = 1;
     }
-    unsigned char *p = buf;
-    memcpy(p, sig, 8);
-    p += 8;
-    /* IHDR: width w, height 1, depth 8, colour type 0 (gray), deflate, filter 0, no interlace. */
-    memcpy(p + 4, "IHDR", 4);
-    put32(p + 8, (uint32_t)w);
-    put32(p + 12, 1);
-    p[16] = 8;
-    p[17] = 0;
-    p[18] = 0;
-    p[19] = 0;
-    p[20] = 0;
-    p += chunk_end(p, 13);
-    /* IDAT: zlib header, one final stored block holding the filter byte and the row, adler32. */
-    memcpy(p + 4, "IDAT", 4);
-    unsigned char *z = p + 8;
-    z[0] = 0x78;
-    z[1] = 0x01;
-    z[2] = 0x01;
-    size_t raw = w + 1;
-    z[3] = (unsigned char)raw;
-    z[4] = (unsigned char)(raw >> 8);
-    z[5] = (unsigned char)~raw;
-    z[6] = (unsigned char)(~raw >> 8);
-    unsigned char *row = z + 7;
-    row[0] = 0; /* filter: none */
-    fill_random(row + 1, w, &state);
+    /* One row: the filter byte (none), then pixels whose first 8 are the index. */
+    unsigned char *row = scratch, *pad_data = scratch + 1 + w;
+    row[0] = 0;
+    fill_splitmix(row + 1, w, &state);
     for (size_t j = 0; j < 8 && j < w; j++)
         row[1 + j] = (unsigned char)((uint64_t)i >> (8 * j));
-    uint32_t a = 1, b = 0;
-    for (size_t j = 0; j < raw; j++) {
-        a = (a + row[j]) % 65521;
-        b = (b + a) % 65521;
-    }
-    put32(row + raw, (b << 16) | a);
-    p += chunk_end(p, 2 + 5 + raw + 4);
-    if (padded) {
-        memcpy(p + 4, "raNd", 4); /* ancillary, private, safe to copy */
-        fill_random(p + 8, pad, &state);
-        p += chunk_end(p, pad);
-    }
-    memcpy(p + 4, "IEND", 4);
-    p += chunk_end(p, 0);
+    fill_splitmix(pad_data, pad, &state);
+    png_gray8(buf, (uint32_t)w, 1, row, padded ? pad_data : NULL, pad);
 }
 
 int tree_generated_path(const char *root, size_t i, char *buf, size_t cap)
@@ -513,7 +408,6 @@ int tree_generated_path(const char *root, size_t i, char *buf, size_t cap)
 
 int tree_make_generated(const char *root, size_t n, size_t bytes_each, unsigned seed)
 {
-    crc_init();
     if (mkdir(root, 0755) != 0 && errno != EEXIST)
         return -1;
     int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -523,7 +417,7 @@ int tree_make_generated(const char *root, size_t n, size_t bytes_each, unsigned 
     size_t n_shards = n < 256 ? n : 256;
     for (size_t s = 0; s < 256; s++)
         shard[s] = -1;
-    unsigned char *buf = bytes_each ? malloc(bytes_each) : NULL;
+    unsigned char *buf = bytes_each ? malloc(2 * bytes_each) : NULL; /* the file, then scratch */
     int rc = -1;
     if (bytes_each && !buf)
         goto out;
@@ -543,8 +437,8 @@ int tree_make_generated(const char *root, size_t n, size_t bytes_each, unsigned 
             goto out;
         int r = 0;
         if (bytes_each) {
-            make_content(buf, bytes_each, i, seed);
-            r = write_all(fd, buf, bytes_each);
+            make_content(buf, buf + bytes_each, bytes_each, i, seed);
+            r = fd_write_all(fd, buf, bytes_each);
         }
         if (close(fd) != 0 || r != 0)
             goto out;

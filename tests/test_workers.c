@@ -20,16 +20,12 @@
 #include "ipc.h"
 #include "pipeline.h"
 #include "util_proc.h"
+#include "util.h"
 #include "util_tree.h"
 
 #include "check.h"
 
 #define MAXA 64
-
-static int tmo(int s)
-{
-    return getenv("ANNOTATE_WRAP") ? s * 20 : s * 3;
-}
 
 static int write_text(const char *path, const char *text)
 {
@@ -51,7 +47,7 @@ struct fixture {
 static int fixture_up(struct fixture *f, const char *tag, size_t n, size_t bytes, const char *const *mock_args)
 {
     memset(f, 0, sizeof *f);
-    if (e2e_mkdtemp(f->base, sizeof f->base, tag))
+    if (make_tmpdir(f->base, sizeof f->base, tag))
         return -1;
     snprintf(f->root, sizeof f->root, "%s/img", f->base);
     snprintf(f->csv, sizeof f->csv, "%s/out.csv", f->base);
@@ -67,7 +63,7 @@ static void fixture_down(struct fixture *f)
 {
     mock_stop(&f->m);
     if (f->paths)
-        e2e_free_strs(f->paths, f->n);
+        free_strs(f->paths, f->n);
     tree_rm(f->base);
 }
 
@@ -109,19 +105,19 @@ static void test_pipeline_edited_during_run(void)
                           "--strategy", "processes", "--workers", "3", "--config", f.cfg, NULL};
     pid_t pid = e2e_spawn(argv, f.log);
     CU_ASSERT_FATAL(pid > 0);
-    long deadline = e2e_now_ms() + tmo(20) * 1000L;
-    while (e2e_count_lines(f.csv) < 30 && e2e_alive(pid) && e2e_now_ms() < deadline)
-        e2e_sleep_ms(20);
+    long deadline = now_ms() + tmo(20) * 1000L;
+    while (e2e_count_lines(f.csv) < 30 && e2e_alive(pid) && now_ms() < deadline)
+        sleep_ms(20);
     /* A one-stage pipeline: a worker that read it would answer model_02's result as the only
      * stage, under model_01's column. */
     CU_ASSERT(write_text(f.cfg, "{\"stages\": [{\"name\": \"model_02\", \"url\": \"/model_02\"}]}\n") == 0);
     int killed = signal_children(pid, SIGKILL);
     CHECKF(killed > 0, "no worker process to kill (the run ended too soon?)");
-    e2e_sleep_ms(300);
+    sleep_ms(300);
     signal_children(pid, SIGKILL); /* the replacements too */
     int rc = e2e_wait(pid, tmo(60));
     char tail[2000];
-    e2e_tail(f.log, tail, sizeof tail);
+    file_tail(f.log, tail, sizeof tail);
     CHECKF(rc == 0 || rc == 1, "exit %d; log: %s", rc, tail);
     check_rows("edited pipeline", f.csv, f.paths, f.n, 1);
     fixture_down(&f);
@@ -130,14 +126,13 @@ static void test_pipeline_edited_during_run(void)
 /* The largest "N in flight" in a run's progress lines. */
 static long max_in_flight(const char *log)
 {
-    unsigned char *text;
-    size_t len;
-    if (e2e_read_file(log, &text, &len))
+    char *text = slurp(log, NULL);
+    if (!text)
         return -1;
     long best = 0;
-    for (char *p = (char *)text; (p = strstr(p, " in flight")); p++) {
+    for (char *p = text; (p = strstr(p, " in flight")); p++) {
         char *q = p;
-        while (q > (char *)text && q[-1] >= '0' && q[-1] <= '9')
+        while (q > text && q[-1] >= '0' && q[-1] <= '9')
             q--;
         long v = atol(q);
         if (v > best)
@@ -174,12 +169,11 @@ static void test_in_flight_counted(void)
 /* Every "D/T images" of a log: D never above T, and the last T equals want_total. */
 static void check_totals(const char *log, long want_total)
 {
-    unsigned char *text;
-    size_t len;
-    CU_ASSERT_FATAL(e2e_read_file(log, &text, &len) == 0);
+    char *text = slurp(log, NULL);
+    CU_ASSERT_FATAL(text != NULL);
     long last_total = -1;
     int lines = 0;
-    for (char *p = (char *)text; (p = strstr(p, "] ")); p++) {
+    for (char *p = text; (p = strstr(p, "] ")); p++) {
         long d, t;
         char plus;
         int k = sscanf(p + 2, "%ld/%ld%c", &d, &t, &plus);
@@ -233,11 +227,11 @@ static void test_stopped_worker_big_frames(void)
                           NULL};
     pid_t pid = e2e_spawn(argv, f.log);
     CU_ASSERT_FATAL(pid > 0);
-    long deadline = e2e_now_ms() + tmo(20) * 1000L;
+    long deadline = now_ms() + tmo(20) * 1000L;
     pid_t kids[8];
     int n = 0;
-    while ((n = e2e_children(pid, kids, NULL, 8)) < 2 && e2e_alive(pid) && e2e_now_ms() < deadline)
-        e2e_sleep_ms(10);
+    while ((n = e2e_children(pid, kids, NULL, 8)) < 2 && e2e_alive(pid) && now_ms() < deadline)
+        sleep_ms(10);
     CHECKF(n >= 1, "no worker process");
     if (n >= 1)
         kill(kids[0], SIGSTOP); /* stopped, not dead: only silence tells */
@@ -245,7 +239,7 @@ static void test_stopped_worker_big_frames(void)
     if (n >= 1)
         kill(kids[0], SIGKILL); /* in case it is still there */
     char tail[2000];
-    e2e_tail(f.log, tail, sizeof tail);
+    file_tail(f.log, tail, sizeof tail);
     CHECKF(rc == 0 || rc == 1, "the run did not finish (exit %d); log: %s", rc, tail);
     check_rows("a stopped worker", f.csv, f.paths, f.n, 1);
     fixture_down(&f);

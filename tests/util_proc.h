@@ -19,6 +19,9 @@ struct mock_proc {
     char base_url[128]; /* "http://127.0.0.1:PORT", no trailing slash */
 };
 
+/* $MOCK_BIN, or build/mock-model-server. */
+const char *mock_bin(void);
+
 /* Starts $MOCK_BIN --port 0 EXTRA... (extra_args NULL-terminated, or NULL for none) and waits
  * (10 s, 60 s when MOCK_WRAP is set) for its "listening on HOST:PORT" line. Its stderr is the
  * test's. Returns 0 and fills *m, or -1 (a message on stderr; nothing left running). */

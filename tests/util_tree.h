@@ -24,10 +24,8 @@ int tree_make_hostile(const char *root, const char *images_dir);
 /* The sorted (strcmp, i.e. byte order) list of the paths a scan of a tree_make_hostile(root, ..)
  * tree must report: every regular image file, the empty one included, each written as the
  * scanner writes it (root, then one '/' unless root already ends in '/', then the relative
- * path). *paths is malloc'd, each string too: free with tree_free_list. Returns 0 or -1. */
+ * path). *paths is malloc'd, each string too: free with free_strs (util.h). Returns 0 or -1. */
 int tree_expected(const char *root, char ***paths, size_t *n);
-
-void tree_free_list(char **paths, size_t n);
 
 /* Removes root and everything below it without following symbolic links (a link is removed,
  * never its target). Makes unreadable directories readable first. A missing root is success.
