@@ -32,6 +32,7 @@
  * buffers. */
 #include "mock/server.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <netdb.h>
@@ -588,6 +589,8 @@ static void on_served(evutil_socket_t fd, short what, void *arg);
 static void arm(struct pending *p, long us)
 {
     struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+    if (event_initialized(&p->ev))
+        event_del(&p->ev); /* the watch of its wait in the queue */
     if (evtimer_assign(&p->ev, p->w->base, on_served, p) != 0)
         return; /* cannot happen with a valid base; the request stays parked till shutdown */
     if (evtimer_add(&p->ev, &tv) != 0)
@@ -670,6 +673,30 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(w->base);
 }
 
+/* The socket of a request waiting in a queue turned readable. The client closed it (EOF or
+ * an error): free the connection, and on_close takes the request out of the queue (or, if it
+ * was just handed a slot, lets the slot run out). Or it sent its next request early: stop
+ * watching, it is answered in its turn. */
+static void on_wait_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct pending *p = arg;
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (p->evcon && (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)))
+        evhttp_connection_free(p->evcon);
+}
+
+/* While p waits for a slot, evhttp does not read its connection: watch the socket, as a hang
+ * does, to notice a client that gives up. Nothing is lost when this fails: the request is
+ * served in its turn and the answer goes nowhere. */
+static void watch_wait(worker *w, struct pending *p)
+{
+    evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(p->evcon));
+    if (fd >= 0 && event_assign(&p->ev, w->base, fd, EV_READ, on_wait_readable, p) == 0)
+        event_add(&p->ev, NULL);
+}
+
 /* The socket of a hung request turned readable: the client closed it (or sent more, which it
  * will never get an answer to either). Either way the connection is done. */
 static void on_hang_readable(evutil_socket_t fd, short what, void *arg)
@@ -746,6 +773,8 @@ static void serve_later(worker *w, struct evhttp_request *req, int m, int fault,
     prepare_parked(w, p, latency_us);
     if (v == GATE_SERVE)
         arm(p, p->cost_us);
+    else
+        watch_wait(w, p);
 }
 
 /* ---- routing ------------------------------------------------------------------------------ */
