@@ -21,6 +21,7 @@
     X(csv)        \
     X(resume)     \
     X(mock)       \
+    X(mock_capacity) \
     X(e2e)        \
     X(faults)     \
     X(stats)      \

@@ -29,12 +29,23 @@ static void usage(FILE *f)
 "\n"
 "  --host ADDR           address to listen on (default 127.0.0.1)\n"
 "  --port N              port, 0 picks a free one (default 8080)\n"
-"  --latency-ms MS       delay every answer by MS milliseconds (default 0)\n"
+"  --latency-ms [EP=]MS  service time a of every request, in milliseconds (default 0)\n"
 "  --latency-dist D      fixed, uniform (on [0, 2*MS]) or exp (mean MS) (default fixed)\n"
+"  --per-item-ms [EP=]MS service time b per image: a request of N images takes a + b*N\n"
+"                        (default 0)\n"
+"  --capacity [EP=]K     serve K requests at once, the others wait in a FIFO (default\n"
+"                        unlimited: no queue, every request served as it comes)\n"
+"  --queue-max [EP=]Q    with a capacity, at most Q requests wait; one more is answered\n"
+"                        503 with Retry-After at once (default unlimited)\n"
+"  --batch EP            a batch endpoint: answers a list of results, for one image too\n"
+"                        (EP may be all; repeat or give a list: model_03,model_04)\n"
+"  --batch-max [EP=]N    refuse (400) requests of more than N images (default 1, or\n"
+"                        unlimited on a batch endpoint)\n"
+"  --threads N           N event loops on N threads sharing the port (default 1)\n"
 "  --seed N              seed of the fault and latency draws (default 1)\n"
 "  --error-rate P        fraction of requests answered 500 (default 0)\n"
 "  --rate-429 P          fraction answered 429 with Retry-After (default 0)\n"
-"  --retry-after S       the 429's Retry-After, in seconds (default 1)\n"
+"  --retry-after S       Retry-After of the 429s and the 503s, in seconds (default 1)\n"
 "  --reset-rate P        fraction whose connection is reset, no answer (default 0)\n"
 "  --hang-rate P         fraction never answered (default 0)\n"
 "  --garbage-rate P      fraction answered 200 with a body that is not JSON (default 0)\n"
@@ -43,7 +54,13 @@ static void usage(FILE *f)
 "  -h, --help            this text\n"
 "\n"
 "Faults are drawn once per request, before validation, in the order above; rates are\n"
-"fractions from 0 to 1.\n");
+"fractions from 0 to 1.\n"
+"\n"
+"[EP=] options set every endpoint, or one: --capacity 4 --capacity model_03=1 gives\n"
+"model_03 one slot and the others four. EP is model_01 .. model_05 or all; a value given for\n"
+"an endpoint by name wins over one for all, whatever the order; lists are comma-separated\n"
+"(--latency-ms model_03=30,model_04=50). K, Q and N take a number or unlimited.\n"
+"Capacity is shared by all the threads; see the man page for the details.\n");
 }
 
 /* One line on stderr saying what is wrong and where to look; returns the exit status 2. */
@@ -83,7 +100,109 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 }
 
 enum { O_HOST = 256, O_PORT, O_LAT, O_DIST, O_SEED, O_ERR, O_429, O_RETRY, O_RESET, O_HANG,
-       O_GARBAGE, O_TRUST };
+       O_GARBAGE, O_TRUST, O_ITEM, O_CAP, O_QMAX, O_BATCH, O_BMAX, O_THREADS };
+
+/* The options that take [EP=]VALUE, and what their values may be. */
+enum { K_LAT, K_ITEM, K_CAP, K_QMAX, K_BMAX, N_KINDS };
+
+static const struct kind {
+    const char *name;
+    int integer;      /* else milliseconds */
+    double lo;        /* for integers, unlimited reads as none */
+    double none;      /* the stored value of "unlimited"; NAN: not allowed */
+    const char *wants;
+} KINDS[N_KINDS] = {
+    [K_LAT] = {"latency-ms", 0, 0, NAN, "milliseconds (0 or more)"},
+    [K_ITEM] = {"per-item-ms", 0, 0, NAN, "milliseconds (0 or more)"},
+    [K_CAP] = {"capacity", 1, 1, 0, "a number of requests (1 or more) or unlimited"},
+    [K_QMAX] = {"queue-max", 1, 0, -1, "a number of requests (0 or more) or unlimited"},
+    [K_BMAX] = {"batch-max", 1, 1, 0, "a number of images (1 or more) or unlimited"},
+};
+
+/* Each [EP=]VALUE option as given: one value for all, and values by endpoint, which win. */
+struct per_ep {
+    int all_set, set[MOCK_N_MODELS];
+    double all, v[MOCK_N_MODELS];
+};
+
+/* "model_0N" → N - 1; "all" → MOCK_N_MODELS; else -1. n is the name's length. */
+static int endpoint_of(const char *s, size_t n)
+{
+    if (n == 3 && !memcmp(s, "all", 3))
+        return MOCK_N_MODELS;
+    if (n == 8 && !memcmp(s, "model_0", 7) && s[7] >= '1' && s[7] <= '5')
+        return s[7] - '1';
+    return -1;
+}
+
+static int parse_value(const struct kind *k, const char *s, double *out)
+{
+    if (!isnan(k->none) && !strcmp(s, "unlimited")) {
+        *out = k->none;
+        return 0;
+    }
+    if (!k->integer)
+        return parse_double(s, k->lo, 3600e3, out);
+    uint64_t u;
+    if (parse_u64(s, 1000000, &u) != 0 || (double)u < k->lo)
+        return -1;
+    *out = (double)u;
+    return 0;
+}
+
+/* One --NAME [EP=]VALUE[,...]; 0 or 2 after printing what is wrong. */
+static int parse_per_ep(const struct kind *k, const char *arg, struct per_ep *pe)
+{
+    char buf[256];
+    if (snprintf(buf, sizeof buf, "%s", arg) >= (int)sizeof buf)
+        return bad("--%s: '%.40s...' is too long", k->name, arg);
+    char *save = NULL;
+    int any = 0;
+    for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        any = 1;
+        char *eq = strchr(item, '=');
+        int ep = eq ? endpoint_of(item, (size_t)(eq - item)) : MOCK_N_MODELS;
+        if (ep < 0)
+            return bad("--%s: unknown endpoint '%.*s'; use model_01 .. model_05 or all", k->name,
+                       (int)(eq - item), item);
+        double v;
+        if (parse_value(k, eq ? eq + 1 : item, &v) != 0)
+            return bad("--%s wants %s, optionally as model_0N=VALUE, not '%s'", k->name, k->wants,
+                       eq ? eq + 1 : item);
+        if (ep == MOCK_N_MODELS) {
+            pe->all_set = 1;
+            pe->all = v;
+        } else {
+            pe->set[ep] = 1;
+            pe->v[ep] = v;
+        }
+    }
+    if (!any)
+        return bad("--%s wants %s, not '%s'", k->name, k->wants, arg);
+    return 0;
+}
+
+/* --batch EP[,EP...]; 0 or 2. */
+static int parse_batch(const char *arg, int batch[MOCK_N_MODELS])
+{
+    const char *p = arg;
+    do {
+        size_t n = strcspn(p, ",");
+        int ep = endpoint_of(p, n);
+        if (ep < 0)
+            return bad("--batch wants an endpoint (model_01 .. model_05, or all), not '%s'", arg);
+        for (int m = 0; m < MOCK_N_MODELS; m++)
+            batch[m] |= ep == MOCK_N_MODELS || ep == m;
+        p += n;
+    } while (*p++ == ',');
+    return 0;
+}
+
+/* The value of an [EP=]VALUE option for endpoint m, or dflt when it was not given. */
+static double resolve(const struct per_ep *pe, int m, double dflt)
+{
+    return pe->set[m] ? pe->v[m] : pe->all_set ? pe->all : dflt;
+}
 
 /* Fills cfg from argv; 0, 1 when --help was asked for, or 2 after printing what is wrong. */
 static int parse_args(int argc, char **argv, struct mock_config *cfg)
@@ -101,6 +220,12 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
         {"hang-rate", required_argument, NULL, O_HANG},
         {"garbage-rate", required_argument, NULL, O_GARBAGE},
         {"trust-payload", no_argument, NULL, O_TRUST},
+        {"per-item-ms", required_argument, NULL, O_ITEM},
+        {"capacity", required_argument, NULL, O_CAP},
+        {"queue-max", required_argument, NULL, O_QMAX},
+        {"batch", required_argument, NULL, O_BATCH},
+        {"batch-max", required_argument, NULL, O_BMAX},
+        {"threads", required_argument, NULL, O_THREADS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -110,8 +235,11 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
         [O_GARBAGE - O_ERR] = MOCK_FAULT_GARBAGE,
     };
     opterr = 0;
-    int c, idx;
+    int c, idx, rc;
     uint64_t u;
+    struct per_ep pe[N_KINDS];
+    int batch[MOCK_N_MODELS] = {0};
+    memset(pe, 0, sizeof pe);
     while ((c = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
         const char *name = argv[optind - 1];
         switch (c) {
@@ -127,9 +255,21 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
                 return bad("--port wants a number from 0 to 65535, not '%s'", optarg);
             cfg->port = (int)u;
             break;
-        case O_LAT:
-            if (parse_double(optarg, 0, 3600e3, &cfg->latency_ms) != 0)
-                return bad("--latency-ms wants milliseconds (0 or more), not '%s'", optarg);
+        case O_LAT: case O_ITEM: case O_CAP: case O_QMAX: case O_BMAX: {
+            int k = c == O_LAT ? K_LAT : c == O_ITEM ? K_ITEM : c == O_CAP ? K_CAP
+                  : c == O_QMAX ? K_QMAX : K_BMAX;
+            if ((rc = parse_per_ep(&KINDS[k], optarg, &pe[k])) != 0)
+                return rc;
+            break;
+        }
+        case O_BATCH:
+            if ((rc = parse_batch(optarg, batch)) != 0)
+                return rc;
+            break;
+        case O_THREADS:
+            if (parse_u64(optarg, 64, &u) != 0 || u < 1)
+                return bad("--threads wants a number from 1 to 64, not '%s'", optarg);
+            cfg->threads = (int)u;
             break;
         case O_DIST:
             if (!strcmp(optarg, "fixed"))
@@ -169,6 +309,15 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
     }
     if (optind < argc)
         return bad("unexpected argument '%s'", argv[optind]);
+    for (int m = 0; m < MOCK_N_MODELS; m++) {
+        struct mock_endpoint *ep = &cfg->ep[m];
+        ep->batch = batch[m];
+        ep->latency_ms = resolve(&pe[K_LAT], m, ep->latency_ms);
+        ep->per_item_ms = resolve(&pe[K_ITEM], m, ep->per_item_ms);
+        ep->capacity = (int)resolve(&pe[K_CAP], m, ep->capacity);
+        ep->queue_max = (int)resolve(&pe[K_QMAX], m, ep->queue_max);
+        ep->batch_max = (int)resolve(&pe[K_BMAX], m, ep->batch ? 0 : ep->batch_max);
+    }
     return 0;
 }
 

@@ -1,10 +1,12 @@
-/* server: the mock model server's event loop (libevent evhttp), one thread, keep-alive,
- * thousands of connections.
+/* server: the mock model server's event loops (libevent evhttp), keep-alive, thousands of
+ * connections; one loop by default, or one per thread on the same port (SO_REUSEPORT).
  *
- * POST /model_01 .. /model_05 answer {"result": mock_answer(...)}; GET /stats and
- * POST /stats/reset expose and zero the counters. Injected latency is a libevent timer per
- * request, never a sleep; injected faults are drawn from a seeded PRNG so that a run can be
- * repeated. The option parsing lives in main.c; this module takes a filled config. */
+ * POST /model_01 .. /model_05 answer {"result": mock_answer(...)}, or a list of results for a
+ * batch; GET /stats and POST /stats/reset expose and zero the counters. Injected latency is a
+ * libevent timer per request, never a sleep; injected faults are drawn from a seeded PRNG so
+ * that a run can be repeated. An endpoint may have a capacity (K requests served at once, the
+ * others waiting in a FIFO that may be bounded: see gate.h), shared by all the threads. The
+ * option parsing lives in main.c; this module takes a filled config. */
 #ifndef ANNOTATE_MOCK_SERVER_H
 #define ANNOTATE_MOCK_SERVER_H
 
@@ -28,14 +30,28 @@ enum mock_fault {
     MOCK_N_FAULTS,
 };
 
+#define MOCK_N_MODELS 5
+
+/* What one model endpoint is like. A request's service time is latency_ms (drawn as
+ * latency_dist says) + per_item_ms x the images it holds. */
+struct mock_endpoint {
+    double latency_ms;       /* 0: answer at once */
+    double per_item_ms;      /* 0 by default */
+    int capacity;            /* requests served at once; 0: no limit (the default) */
+    int queue_max;           /* requests that may wait for a slot; -1: no bound (the default) */
+    int batch_max;           /* images per request; 0: no limit. Default 1, or 0 with batch */
+    int batch;               /* a batch endpoint: always answers a list, one-image requests too */
+};
+
 struct mock_config {
     const char *host;        /* default "127.0.0.1"; borrowed for the server's life */
     int port;                /* 0 picks a free port */
-    double latency_ms;       /* 0: answer at once */
+    int threads;             /* event loops, each on its own thread; default 1 */
+    struct mock_endpoint ep[MOCK_N_MODELS]; /* model_01 .. model_05 */
     enum mock_latency_dist latency_dist;
     uint64_t seed;
     double rate[MOCK_N_FAULTS]; /* fractions 0..1, indexed by enum mock_fault */
-    int retry_after;         /* seconds, the 429's Retry-After value */
+    int retry_after;         /* seconds, the Retry-After of 429s and of 503s (queue full) */
     int trust_payload;       /* benchmark mode: scan for im_str, do not parse nor decode */
 };
 
@@ -51,7 +67,8 @@ mock_server *mock_server_new(const struct mock_config *cfg, char *err, size_t er
 /* The port actually bound (the free port picked when cfg->port was 0). */
 int mock_server_port(const mock_server *s);
 
-/* Serves until SIGINT or SIGTERM; 0, or -1 with a message in err. */
+/* Serves until SIGINT or SIGTERM, on the calling thread and cfg->threads - 1 more; 0, or -1
+ * with a message in err. */
 int mock_server_run(mock_server *s, char *err, size_t errlen);
 
 /* Closes every connection (hung and delayed requests included) and frees it all;
