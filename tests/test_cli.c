@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "e2e_util.h"
 #include "util_proc.h"
 #include "util_tree.h"
@@ -295,6 +296,70 @@ static void test_write_error(void)
     mock_stop(&m);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* merge takes only annotate results files: a CSV with another header exits 2 naming the file,
+ * and so do two results files of different pipelines; results files of one pipeline merge. */
+static void test_merge_headers(void)
+{
+    char a[300], b[300], other[300], out[300], buf[4096];
+    snprintf(a, sizeof a, "%s/merge-a.csv", tmp);
+    snprintf(b, sizeof b, "%s/merge-b.csv", tmp);
+    snprintf(other, sizeof other, "%s/merge-other.csv", tmp);
+    snprintf(out, sizeof out, "%s/merged.csv", tmp);
+    write_file(a, "path,status,m1,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\nd/y.jpg,failed,,boom,4,9\n");
+    write_file(b, "path,status,m1,error,attempts,elapsed_ms\nd/y.jpg,ok,2,,1,3\n");
+    static const char *const foreign[] = {
+        "name,age\nalice,30\n",
+        "path,status,error\nd/x.jpg,ok,\n",                       /* no attempts, elapsed_ms */
+        "status,path,m1,error,attempts,elapsed_ms\nok,d/x.jpg,1,,1,2\n", /* columns swapped */
+        "path,status,m 1,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\n", /* not a stage name */
+        "path,status,,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\n",
+    };
+    for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
+        write_file(other, foreign[i]);
+        /* Alone (it used to be merged by whatever sat in its first two columns)... */
+        const char *argv1[] = {e2e_annotate_bin(), "merge", out, other, NULL};
+        int rc = run_cmd(argv1, 30, buf, sizeof buf);
+        CHECKF(rc == 2, "case %zu: merge of a foreign CSV alone exits %d: %s", i, rc, buf);
+        CHECKF(strstr(buf, other) && strstr(buf, "not an annotate results file"), "case %zu: %s", i, buf);
+        /* ... or beside a results file, after it or before it. */
+        const char *argv[] = {e2e_annotate_bin(), "merge", out, a, other, NULL};
+        rc = run_cmd(argv, 30, buf, sizeof buf);
+        CHECKF(rc == 2, "case %zu: merge of a foreign CSV exits %d: %s", i, rc, buf);
+        CHECKF(strstr(buf, other) && strstr(buf, "not an annotate results file"), "case %zu: %s", i, buf);
+        /* first or second: the first header is checked too */
+        const char *argv2[] = {e2e_annotate_bin(), "merge", out, other, a, NULL};
+        rc = run_cmd(argv2, 30, buf, sizeof buf);
+        CHECKF(rc == 2 && strstr(buf, other), "case %zu, given first: exit %d: %s", i, rc, buf);
+        CHECKF(access(out, F_OK) != 0, "case %zu: %s was written", i, out);
+    }
+    /* Two pipelines' results (both annotate's): refused, as before. */
+    write_file(other, "path,status,m2,error,attempts,elapsed_ms\nd/z.jpg,ok,1,,1,2\n");
+    const char *argv[] = {e2e_annotate_bin(), "merge", out, a, other, NULL};
+    int rc = run_cmd(argv, 30, buf, sizeof buf);
+    CHECKF(rc == 2 && strstr(buf, "same pipeline"), "two pipelines: exit %d: %s", rc, buf);
+    /* One with no stage column at all is still annotate's (every stage "csv": false). */
+    write_file(other, "path,status,error,attempts,elapsed_ms\nd/z.jpg,ok,,1,2\n");
+    const char *argv3[] = {e2e_annotate_bin(), "merge", out, other, NULL};
+    rc = run_cmd(argv3, 30, buf, sizeof buf);
+    CHECKF(rc == 0, "no stage columns: exit %d: %s", rc, buf);
+    unlink(out);
+    const char *argv4[] = {e2e_annotate_bin(), "merge", out, a, b, NULL};
+    rc = run_cmd(argv4, 30, buf, sizeof buf);
+    CHECKF(rc == 0, "merge of two results files: exit %d: %s", rc, buf);
+    char *m = slurp(out);
+    CU_ASSERT_FATAL(m != NULL);
+    CU_ASSERT_STRING_EQUAL(m, "path,status,m1,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\nd/y.jpg,ok,2,,1,3\n");
+    free(m);
+}
+
 int register_cli(void)
 {
     CU_pSuite s = CU_add_suite("cli", setup, teardown);
@@ -306,7 +371,8 @@ int register_cli(void)
         !CU_add_test(s, "header ${VAR} expansion, the token never leaks", test_header_token) ||
         !CU_add_test(s, "--help, bench --help, --version", test_help_version) ||
         !CU_add_test(s, "one writer per --out; resume refuses another DIR spelling", test_one_writer) ||
-        !CU_add_test(s, "a results file that cannot be written: exit 2, no hang", test_write_error))
+        !CU_add_test(s, "a results file that cannot be written: exit 2, no hang", test_write_error) ||
+        !CU_add_test(s, "merge: only annotate results files, of one pipeline", test_merge_headers))
         return -1;
     return 0;
 }

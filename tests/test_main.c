@@ -8,7 +8,7 @@
 #include <CUnit/Basic.h>
 
 #define SUITES(X) X(b64) X(scan) X(queue) X(pipeline) X(chain) X(http) X(csv) X(resume) \
-    X(mock) X(item) X(exec) X(e2e) X(faults) X(stats) X(cli) X(shard) X(bench)
+    X(mock) X(item) X(exec) X(e2e) X(faults) X(stats) X(cli) X(options) X(shard) X(bench)
 
 #define DECLARE(name) int register_##name(void) __attribute__((weak));
 SUITES(DECLARE)
