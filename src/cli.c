@@ -22,7 +22,7 @@
 #include "bench.h"
 
 enum opt_id {
-    O_OUT, O_SERVER, O_CONFIG, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_LOOPS, O_QUEUE, O_TIMEOUT,
+    O_OUT, O_SERVER, O_CONFIG, O_HEADER, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_LOOPS, O_QUEUE, O_TIMEOUT,
     O_CONNECT_TIMEOUT, O_RETRIES, O_BACKOFF, O_BACKOFF_MAX, O_MAX_RPS, O_MAX_BYTES, O_EXTS, O_ENCODER,
     O_RESUME, O_RETRY_FAILED, O_SYNC_EVERY, O_DRAIN, O_QUIET, O_PROGRESS, O_STATS_JSON, O_INSECURE,
     O_CACERT, O_SHARD, O_LIMIT_RUN, O_HELP, O_VERSION,
@@ -82,6 +82,8 @@ static int opt_shard(const struct opt *, const char *, struct parse *, char *, s
 static int opt_latency_dist(const struct opt *, const char *, struct parse *, char *, size_t);
 static int opt_duration(const struct opt *, const char *, struct parse *, char *, size_t);
 static int opt_server(const struct opt *, const char *, struct parse *, char *, size_t);
+static int opt_header(const struct opt *, const char *, struct parse *, char *, size_t);
+static int opt_cacert(const struct opt *, const char *, struct parse *, char *, size_t);
 static int opt_help(const struct opt *, const char *, struct parse *, char *, size_t);
 static int opt_version(const struct opt *, const char *, struct parse *, char *, size_t);
 
@@ -97,6 +99,12 @@ static const struct opt OPTS[O__N] = {
                   CUSTOM(opt_server)},
     [O_CONFIG] = {"config", "FILE", "the built-in seed chain", "pipeline file (JSON) defining the model chain", BOTH,
                   STRING(CFG(config_file))},
+    /* Run only: bench starts its own annotate processes, with the options it names (a bench
+     * against servers that want a header gives it in the pipeline file's "defaults"). */
+    [O_HEADER] = {"header", "'NAME: VALUE'", NULL,
+                  "an HTTP header for every stage (repeatable); ${VAR} and ${file:PATH} in VALUE are expanded; "
+                  "the pipeline file's own header of that name wins", RUN,
+                  CUSTOM(opt_header)},
     [O_STRATEGY] = {"strategy", "S", "load=threads,query=curl-multi",
                     "serial, threads, processes or curl-multi for every stage, or per stage: load=S,query=S", RUN,
                     CUSTOM(opt_strategy)},
@@ -139,7 +147,7 @@ static const struct opt OPTS[O__N] = {
                     DOUBLE(CFG(progress_interval), 0.1, 86400, "seconds")},
     [O_STATS_JSON] = {"stats-json", "FILE", NULL, "write the end-of-run summary as JSON", RUN, STRING(CFG(stats_json))},
     [O_INSECURE] = {"insecure", NULL, NULL, "do not verify TLS certificates (prints a warning)", BOTH, FLAG(CFG(insecure))},
-    [O_CACERT] = {"cacert", "FILE", NULL, "CA bundle to verify TLS servers with", BOTH, STRING(CFG(cacert))},
+    [O_CACERT] = {"cacert", "FILE", NULL, "CA bundle to verify TLS servers with", BOTH, CUSTOM(opt_cacert)},
     [O_SHARD] = {"shard", "K/N", NULL, "take only shard K of N (0 <= K < N) by a hash of the path below DIR", RUN,
                  CUSTOM(opt_shard)},
     [O_LIMIT_RUN] = {"max-images", "N", NULL, "stop after N images (a trial run)", RUN,
@@ -489,14 +497,57 @@ static int opt_duration(const struct opt *o, const char *arg, struct parse *ps, 
     return 0;
 }
 
+/* The option's text, safe to print: control characters as '?', cut at 200 bytes. */
+static const char *shown(const char *s, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < len && i < 200; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    buf[i] = 0;
+    return buf;
+}
+
+/* Checked here, so that a bad --server is blamed on --server, not on the first stage of the
+ * pipeline file whose URL it would be joined to. */
 static int opt_server(const struct opt *o, const char *arg, struct parse *ps, char *err, size_t errlen)
+{
+    (void)o;
+    char why[160], buf[256];
+    if (pipeline_check_base(arg, why, sizeof why))
+        return bad(err, errlen, "--server \"%s\": %s, e.g. --server http://models.internal:8080", shown(arg, buf, sizeof buf),
+                   why);
+    ps->cfg->server = arg;
+    if (ps->bench)
+        ps->bench->server_given = 1;
+    return 0;
+}
+
+/* Collected until the pipeline is loaded; the value is never shown (see pipeline_add_header). */
+static int opt_header(const struct opt *o, const char *arg, struct parse *ps, char *err, size_t errlen)
 {
     (void)o;
     (void)err;
     (void)errlen;
-    ps->cfg->server = arg;
-    if (ps->bench)
-        ps->bench->server_given = 1;
+    ps->headers[ps->n_headers++] = arg; /* room for one per argv word: see cli_parse */
+    return 0;
+}
+
+/* A file curl can read, checked now: curl would fail every request, one image at a time. */
+static int opt_cacert(const struct opt *o, const char *arg, struct parse *ps, char *err, size_t errlen)
+{
+    (void)o;
+    struct stat st;
+    int fd = open(arg, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0 || fstat(fd, &st)) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return bad(err, errlen, "--cacert %s: cannot read it: %s", arg, strerror(e));
+    }
+    close(fd);
+    if (S_ISDIR(st.st_mode))
+        return bad(err, errlen, "--cacert %s: is a directory; give the CA bundle file (PEM) itself", arg);
+    ps->cfg->cacert = arg;
     return 0;
 }
 
@@ -633,15 +684,28 @@ static int parse_args(int argc, char **argv, struct parse *ps, char *err, size_t
     return 0;
 }
 
+static int check_and_load(struct parse *ps, char *err, size_t errlen);
+
 int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *bench, char *err, size_t errlen)
 {
     set_defaults(cfg, bench);
     if (table_error(err, errlen))
         return -1;
     struct parse ps = {cfg, bench, NULL, 0};
+    /* At most one --header per word of argv. */
+    if (!(ps.headers = calloc((size_t)argc + 1, sizeof *ps.headers)))
+        return bad(err, errlen, "out of memory");
     int rc = parse_args(argc, argv, &ps, err, errlen);
-    if (rc)
-        return rc;
+    if (rc == 0)
+        rc = check_and_load(&ps, err, errlen);
+    free(ps.headers);
+    return rc;
+}
+
+/* What needs every option: their combinations, then the pipeline with the --header lines. */
+static int check_and_load(struct parse *ps, char *err, size_t errlen)
+{
+    struct config *cfg = ps->cfg;
     if (cfg->retry_failed && !cfg->resume)
         return bad(err, errlen, "--retry-failed goes with --resume (it re-runs the failed rows of an earlier run)");
     if (cfg->resume && !strcmp(cfg->out, "-"))
@@ -656,6 +720,9 @@ int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *benc
     } else if (pipeline_default(&cfg->pipeline)) {
         return bad(err, errlen, "the built-in pipeline does not parse (a bug)");
     }
+    for (int h = 0; h < ps->n_headers; h++)
+        if (pipeline_add_header(cfg->pipeline, ps->headers[h], err, errlen))
+            return -1;
     if (pipeline_resolve(cfg->pipeline, cfg->server, err, errlen))
         return -1;
     return 0;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "check.h"
@@ -304,6 +305,43 @@ static void test_custom_options(void)
     }
 }
 
+/* --server, --cacert and --header are checked when parsed, and named in the message. */
+static void test_checked_options(void)
+{
+    CU_ASSERT_EQUAL(PARSE(0, "--server", "htp://h"), -1);
+    CHECKF(!strncmp(err, "--server \"htp://h\": ", 20) && strstr(err, "http://"), "%s", err);
+    CU_ASSERT_EQUAL(PARSE(0, "--server", "http://h:1/v1"), 0);
+    CU_ASSERT_STRING_EQUAL(cfg.pipeline->stages[0].full_url, "http://h:1/v1/model_01");
+    CU_ASSERT_EQUAL(PARSE(0, "--cacert", "/nonexistent/ca.pem"), -1);
+    CHECKF(strstr(err, "--cacert /nonexistent/ca.pem") && strstr(err, "No such file"), "%s", err);
+    CU_ASSERT_EQUAL(PARSE(0, "--cacert", "/"), -1);
+    CHECKF(strstr(err, "--cacert /") && strstr(err, "directory"), "%s", err);
+    char ca[] = "/tmp/annotate-ca-XXXXXX";
+    int fd = mkstemp(ca);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    CU_ASSERT_EQUAL(PARSE(0, "--cacert", ca), 0);
+    CU_ASSERT_STRING_EQUAL(cfg.cacert, ca);
+    unlink(ca);
+    /* Every --header goes to every stage of the (built-in) pipeline. */
+    CU_ASSERT_EQUAL_FATAL(PARSE(0, "--header", "X-A: 1", "--header", "X-B:2"), 0);
+    CU_ASSERT_EQUAL(cfg.pipeline->n_cli_headers, 2);
+    for (int i = 0; i < cfg.pipeline->n; i++) {
+        int a = 0, b = 0;
+        for (const struct curl_slist *l = cfg.pipeline->stages[i].headers; l; l = l->next) {
+            a += !strcmp(l->data, "X-A: 1");
+            b += !strcmp(l->data, "X-B: 2");
+        }
+        CHECKF(a == 1 && b == 1, "stage %d: X-A %d times, X-B %d times", i + 1, a, b);
+    }
+    CU_ASSERT_EQUAL(PARSE(0, "--header", "X-A: 1", "--header", "x-a: 2"), -1);
+    CHECKF(strstr(err, "twice"), "%s", err);
+    CU_ASSERT_EQUAL(PARSE(0, "--header", "t0ken"), -1);
+    CHECKF(strstr(err, "--header") && !strstr(err, "t0ken"), "%s", err);
+    CU_ASSERT_EQUAL(PARSE(1, "--header", "X-A: 1"), -1); /* bench: use the pipeline's "defaults" */
+    CHECKF(strstr(err, "--header"), "%s", err);
+}
+
 /* Options outside their command, unknown ones, values missing or extra. */
 static void test_option_errors(void)
 {
@@ -330,7 +368,7 @@ static void test_every_option_tested(void)
     static const char *const others[] = {"out", "server", "config", "strategy", "extensions", "encoder", "resume",
                                          "retry-failed", "quiet", "stats-json", "insecure", "cacert", "shard", "help",
                                          "version", "strategies", "latency-dist", "report", "chart", "mock",
-                                         "trust-payload", NULL};
+                                         "trust-payload", "header", NULL};
     const char *const *names = cli_option_names();
     for (int i = 0; names[i]; i++) {
         int found = 0;
@@ -391,6 +429,7 @@ int register_options(void)
         !CU_add_test(s, "--max-rps 1e-300 is refused", test_max_rps_tiny) ||
         !CU_add_test(s, "flags, strings, defaults, combinations, bench's own", test_flags_strings) ||
         !CU_add_test(s, "--strategy, --shard, --encoder, --extensions, --concurrency", test_custom_options) ||
+        !CU_add_test(s, "--server, --cacert, --header checked and named", test_checked_options) ||
         !CU_add_test(s, "options of the other command, unknown, missing or extra values", test_option_errors) ||
         !CU_add_test(s, "every option is covered", test_every_option_tested) ||
         !CU_add_test(s, "ratelimit: tiny rates still limit, huge ones do not break", test_ratelimit_extreme_rates))
