@@ -87,10 +87,11 @@ static int opt_cacert(const struct opt *, const char *, struct parse *, char *, 
 static int opt_help(const struct opt *, const char *, struct parse *, char *, size_t);
 static int opt_version(const struct opt *, const char *, struct parse *, char *, size_t);
 
-#define FLAG(field) OT_FLAG, field
+/* Each ends with a designated field, so that the rest of a row is zero without a warning. */
+#define FLAG(field) OT_FLAG, field, .fn = NULL
 #define LONG(field, lo, hi, what) OT_LONG, field, .ilo = (lo), .ihi = (hi), .unit = (what)
 #define DOUBLE(field, lo, hi, what) OT_DOUBLE, field, .dlo = (lo), .dhi = (hi), .unit = (what)
-#define STRING(field) OT_STRING, field
+#define STRING(field) OT_STRING, field, .fn = NULL
 #define CUSTOM(f) OT_CUSTOM, NOWHERE, .fn = (f)
 
 static const struct opt OPTS[O__N] = {
