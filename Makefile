@@ -11,16 +11,25 @@
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
 
-CC       ?= gcc
+# GNU make's built-in CC is cc; gcc is what the project is tested with, so it is the default
+# unless CC comes from the command line or the environment (make CC=clang).
+ifeq ($(origin CC),default)
+CC       := gcc
+endif
 BUILD    ?= build
 PKGS     := libcurl libcjson
 SAN      ?=
 OPT      ?= -O2
-CFLAGS   ?=
-CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN) -Isrc \
-            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -lpthread -lm
-LDFLAGS  += $(SAN) -pthread
+# The project's own flags. A user's CPPFLAGS, CFLAGS, LDFLAGS and LDLIBS are added after them
+# (make CFLAGS=-O0 turns optimisation off) instead of replacing -std=c11 and the include path.
+# -MMD -MP write a .d file beside each object: an object depends on the headers it includes.
+ANN_CPPFLAGS := -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+ANN_CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN)
+ANN_LDFLAGS  := $(SAN) -pthread
+ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -lpthread -lm
+COMPILE  = $(CC) $(ANN_CPPFLAGS) $(CPPFLAGS) $(ANN_CFLAGS) $(CFLAGS)
+LINK     = $(CC) $(ANN_LDFLAGS) $(LDFLAGS)
+LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 
 # Debian packages this project builds, tests and demos with. `make deps` installs what is missing.
 # The tests fail, rather than skip, when a tool they drive is missing; the tools and their tests:
@@ -45,31 +54,35 @@ UNIT     := $(BUILD)/unit-tests
 
 all: $(ANNOTATE) $(MOCK)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
+$(BUILD)/obj/%.o: src/%.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(COMPILE) -MMD -MP -c -o $@ $<
 
-$(BUILD)/obj/mock/%.o: src/mock/%.c $(wildcard src/*.h src/mock/*.h)
+$(BUILD)/obj/mock/%.o: src/mock/%.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(shell pkg-config --cflags libevent 2>/dev/null) -c -o $@ $<
+	$(COMPILE) $(shell pkg-config --cflags libevent 2>/dev/null) -MMD -MP -c -o $@ $<
 
-$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard src/*.h src/mock/*.h tests/*.h)
+$(BUILD)/obj/tests/%.o: tests/%.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -c -o $@ $<
+	$(COMPILE) -Itests -MMD -MP -c -o $@ $<
+
+# Objects also depend on this Makefile, so that a change of flags (or a build from before the
+# .d files) rebuilds them.
+-include $(patsubst %.o,%.d,$(LIB_OBJ) $(BUILD)/obj/main.o $(MOCK_OBJ) $(TEST_OBJ))
 
 $(BUILD)/libannotate.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 $(ANNOTATE): $(BUILD)/obj/main.o $(BUILD)/libannotate.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(LIBS)
 
 $(MOCK): $(MOCK_OBJ) $(BUILD)/libannotate.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libevent 2>/dev/null)
+	$(LINK) -o $@ $^ $(LIBS) $(shell pkg-config --libs libevent 2>/dev/null)
 
 # The unit tests link the mock's answer model (not its server) to predict every cell.
 $(UNIT): $(TEST_OBJ) $(BUILD)/obj/mock/answers.o $(BUILD)/libannotate.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
+	$(LINK) -o $@ $^ $(LIBS) -lcunit
 
 # Installs the missing Debian packages (as root, or through sudo when there is one).
 deps:
@@ -120,7 +133,7 @@ BENCH_B64 := $(BUILD)/bench-b64
 
 $(BENCH_B64): bench/bench_b64.c src/b64.h $(BUILD)/libannotate.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -O2 -o $@ bench/bench_b64.c $(BUILD)/libannotate.a $(LDFLAGS) $(LDLIBS)
+	$(COMPILE) -O2 -o $@ bench/bench_b64.c $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS)
 
 bench-micro: $(BENCH_B64)
 	taskset -c 1 $(BENCH_B64) 2>/dev/null || $(BENCH_B64)
@@ -132,7 +145,7 @@ $(BUILD)/gen-images: bench/gen_images.c tests/util.c tests/util.h src/fdio.c src
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread -Isrc -Itests -o $@ bench/gen_images.c \
 	  tests/util.c src/fdio.c
 $(BUILD)/bench-%: bench/bench_%.c $(BUILD)/libannotate.a
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libannotate.a $(LDFLAGS) $(LDLIBS)
+	$(COMPILE) -o $@ $< $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS)
 
 # make bench-data N=1000000 SIZE=2048 DIR=out/bench-1m: N valid, distinct PNG files.
 N    ?= 100000
@@ -161,7 +174,7 @@ fuzz:
 	@set -e; for f in $(FUZZERS); do \
 	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Isrc $$(pkg-config --cflags $(PKGS)) \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -o build-fuzz/fuzz-$$f tests/fuzz/fuzz_$$f.c build-fuzz/libannotate.a $(LDLIBS); \
+	    -o build-fuzz/fuzz-$$f tests/fuzz/fuzz_$$f.c build-fuzz/libannotate.a $(LIBS); \
 	  mkdir -p build-fuzz/corpus_$$f; cp -n tests/fuzz/corpus_$$f/* build-fuzz/corpus_$$f/ 2>/dev/null || true; \
 	  echo "fuzz $$f: $(FUZZ_SECONDS) s"; \
 	  if ! build-fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 -close_fd_mask=3 \

@@ -45,6 +45,34 @@ static void on_row(void *ud, const char *path, size_t len, int ok, size_t start,
     }
 }
 
+/* 1 when the line [h, h + len) (without its newline) is an annotate results header:
+ * path,status, then the stage columns (pipeline names: letters, digits, _ - .), then
+ * error,attempts,elapsed_ms. A CSV from anything else would otherwise be merged by whatever sits
+ * in its first two columns. */
+static int results_header(const char *h, size_t len)
+{
+    static const char head[] = "path,status,", tail[] = "error,attempts,elapsed_ms";
+    size_t hl = sizeof head - 1, tl = sizeof tail - 1;
+    if (len < hl + tl || memcmp(h, head, hl) || memcmp(h + len - tl, tail, tl))
+        return 0;
+    /* The middle is empty or "name," repeated. */
+    size_t field = 0;
+    for (size_t i = hl; i < len - tl; i++) {
+        char c = h[i];
+        if (c == ',') {
+            if (field == 0)
+                return 0;
+            field = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                   c == '-' || c == '.') {
+            field++;
+        } else {
+            return 0;
+        }
+    }
+    return field == 0;
+}
+
 int merge_main(int argc, char **argv)
 {
     if (argc < 3 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -57,6 +85,10 @@ int merge_main(int argc, char **argv)
     int n = argc - 2, rc = 0;
     struct input *in = calloc((size_t)n, sizeof *in);
     char *header = NULL;
+    if (!in) {
+        fprintf(stderr, "annotate merge: out of memory\n");
+        return 2;
+    }
     for (int i = 0; i < n; i++) {
         in[i].name = argv[i + 2];
         if (!strcmp(in[i].name, out)) {
@@ -88,12 +120,33 @@ int merge_main(int argc, char **argv)
             rc = 2;
             goto done;
         }
-        if (!header)
-            header = strndup(in[i].text, (size_t)(nl - in[i].text) + 1);
+        size_t hlen = (size_t)(nl - in[i].text);
+        if (!results_header(in[i].text, hlen)) {
+            char shown[81];
+            size_t sl = hlen < sizeof shown - 1 ? hlen : sizeof shown - 1;
+            for (size_t k = 0; k < sl; k++) /* the file's own bytes, made printable */
+                shown[k] = in[i].text[k] >= 0x20 && in[i].text[k] < 0x7f ? in[i].text[k] : '?';
+            shown[sl] = 0;
+            fprintf(stderr,
+                    "annotate merge: %s is not an annotate results file: its header \"%s%s\" is not "
+                    "path,status,<stage columns>,error,attempts,elapsed_ms\n",
+                    in[i].name, shown, hlen > sl ? "..." : "");
+            rc = 2;
+            goto done;
+        }
+        if (!header && !(header = strndup(in[i].text, hlen + 1))) {
+            fprintf(stderr, "annotate merge: out of memory\n");
+            rc = 2;
+            goto done;
+        }
     }
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.merge.tmp", out);
     struct pass p = {doneset_new(), doneset_new(), NULL, NULL, 0, 0, 0};
+    if (!p.ok || !p.written) {
+        fprintf(stderr, "annotate merge: out of memory\n");
+        rc = 2;
+    }
     for (p.second = 0; p.second < 2 && rc == 0; p.second++) {
         if (p.second) {
             p.f = fopen(tmp, "wb");

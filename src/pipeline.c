@@ -6,10 +6,14 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 const char pipeline_default_json[] =
     "{\n"
@@ -25,15 +29,21 @@ const char pipeline_default_json[] =
     "  ]\n"
     "}\n";
 
+/* idx >= 0: a stage; IDX_FILE: the file as a whole; IDX_DEFAULTS: its "defaults" object. */
+#define IDX_FILE (-1)
+#define IDX_DEFAULTS (-2)
+
 static int fail(char *err, size_t errlen, const char *source, int idx, const char *name,
                 const char *fmt, ...)
 {
-    char what[256];
+    char what[400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    if (idx < 0)
+    if (idx == IDX_DEFAULTS)
+        snprintf(err, errlen, "%s: \"defaults\": %s", source, what);
+    else if (idx < 0)
         snprintf(err, errlen, "%s: %s", source, what);
     else if (name)
         snprintf(err, errlen, "%s: stage %d (%s): %s", source, idx + 1, name, what);
@@ -41,6 +51,8 @@ static int fail(char *err, size_t errlen, const char *source, int idx, const cha
         snprintf(err, errlen, "%s: stage %d: %s", source, idx + 1, what);
     return -1;
 }
+
+#define OOM(err, errlen, src) fail(err, errlen, src, IDX_FILE, NULL, "out of memory")
 
 static int find_stage(const struct pipeline *p, int before, const char *name)
 {
@@ -60,6 +72,14 @@ static int valid_name(const char *s)
     return 1;
 }
 
+static int line_of(const char *text, size_t len, size_t at)
+{
+    int line = 1;
+    for (size_t i = 0; i < at && i < len; i++)
+        line += text[i] == '\n';
+    return line;
+}
+
 /* Resolves a stage reference (a string naming an earlier stage). */
 static int ref(const struct pipeline *p, int i, const cJSON *v, const char *what, int *out,
                const char *src, char *err, size_t errlen)
@@ -72,6 +92,183 @@ static int ref(const struct pipeline *p, int i, const cJSON *v, const char *what
         return fail(err, errlen, src, i, nm, "%s names \"%s\", which is not an earlier stage", what,
                     v->valuestring);
     *out = k;
+    return 0;
+}
+
+/* Optimal string alignment distance (Levenshtein plus adjacent swaps), ignoring case, of two
+ * short words; 99 when one is longer than 31. */
+static int edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 31 || lb > 31)
+        return 99;
+    int d[32][32];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            int v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == tolower((unsigned char)b[j - 1]) && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+/* The words with a meaning inside "fields". A one-key object whose key is within two edits of
+ * one of them ({"reslt_of": "a"}) was meant as that word: sent as a literal, it would fail every
+ * image with the server's 400, one at a time. */
+static const char *const FIELD_WORDS[] = {"result_of", NULL};
+
+static const char *near_field_word(const char *key)
+{
+    for (int w = 0; FIELD_WORDS[w]; w++)
+        if (strcmp(key, FIELD_WORDS[w]) && edit_distance(key, FIELD_WORDS[w]) <= 2)
+            return FIELD_WORDS[w];
+    return NULL;
+}
+
+/* A URL as written in the file: any blank or control character is refused here, because curl
+ * would send it as is (or refuse it) and every image would fail with the same error. */
+static int url_problem(const char *url, char *what, size_t wl)
+{
+    for (const char *c = url; *c; c++) {
+        unsigned char u = (unsigned char)*c;
+        size_t at = (size_t)(c - url) + 1;
+        if (u == ' ' || u == '\t')
+            return snprintf(what, wl, "holds a blank at character %zu (write a space as %%20)", at), -1;
+        if (u == '\r' || u == '\n')
+            return snprintf(what, wl, "holds a line break at character %zu", at), -1;
+        if (u < 0x20 || u == 0x7f)
+            return snprintf(what, wl, "holds a control character (0x%02x) at character %zu", u, at), -1;
+    }
+    return 0;
+}
+
+/* "Name" of a "Name: value" line, as a length. */
+static size_t header_name_len(const char *line)
+{
+    return strcspn(line, ":");
+}
+
+static int same_header_name(const char *a, const char *b)
+{
+    size_t la = header_name_len(a), lb = header_name_len(b);
+    return la == lb && strncasecmp(a, b, la) == 0;
+}
+
+/* A header name: a non-empty token without ':', blanks or control characters. */
+static int valid_header_name(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char u = (unsigned char)s[i];
+        if (u <= ' ' || u == ':' || u == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* A "headers" object (a stage's or the defaults') into "Name: value" templates. */
+static int parse_headers(const cJSON *kv, char ***out, int *n_out, const char *src, int i, const char *nm,
+                         char *err, size_t errlen)
+{
+    if (!cJSON_IsObject(kv))
+        return fail(err, errlen, src, i, nm, "\"headers\" must be an object of strings");
+    int n = cJSON_GetArraySize(kv);
+    char **tmpl = calloc((size_t)n + 1, sizeof *tmpl);
+    if (!tmpl)
+        return OOM(err, errlen, src);
+    *out = tmpl;
+    *n_out = 0;
+    for (const cJSON *h = kv->child; h; h = h->next) {
+        if (!cJSON_IsString(h) || !valid_header_name(h->string, strlen(h->string)) || strpbrk(h->valuestring, "\r\n"))
+            return fail(err, errlen, src, i, nm,
+                        "header \"%s\" must be a string without line breaks, named without ':' or spaces", h->string);
+        for (int k = 0; k < *n_out; k++)
+            if (same_header_name(tmpl[k], h->string))
+                return fail(err, errlen, src, i, nm, "header \"%s\" is set twice (header names ignore case)",
+                            h->string);
+        size_t l = strlen(h->string) + strlen(h->valuestring) + 3;
+        char *line = malloc(l);
+        if (!line)
+            return OOM(err, errlen, src);
+        snprintf(line, l, "%s: %s", h->string, h->valuestring);
+        tmpl[(*n_out)++] = line;
+    }
+    return 0;
+}
+
+static int parse_timeout(const cJSON *kv, long *out, const char *src, int i, const char *nm, char *err, size_t errlen)
+{
+    if (!cJSON_IsNumber(kv) || kv->valuedouble < 1 || kv->valuedouble > 86400000)
+        return fail(err, errlen, src, i, nm, "\"timeout_ms\" must be a number from 1 to 86400000");
+    *out = (long)kv->valuedouble;
+    return 0;
+}
+
+static int parse_retries(const cJSON *kv, int *out, const char *src, int i, const char *nm, char *err, size_t errlen)
+{
+    if (!cJSON_IsNumber(kv) || kv->valuedouble < 0 || kv->valuedouble > 100)
+        return fail(err, errlen, src, i, nm, "\"retries\" must be a number from 0 to 100");
+    *out = (int)kv->valuedouble;
+    return 0;
+}
+
+/* The first key of object js that appears again later in it, or NULL. cJSON keeps both, and
+ * its lookups find the first, so a second "url" or "stages" would be silently ignored. */
+static const char *duplicate_key(const cJSON *js)
+{
+    for (const cJSON *kv = js->child; kv; kv = kv->next)
+        for (const cJSON *prev = js->child; prev != kv; prev = prev->next)
+            if (!strcmp(prev->string, kv->string))
+                return kv->string;
+    return NULL;
+}
+
+static int parse_fields(struct pipeline *p, int i, const cJSON *kv, const char *src, char *err, size_t errlen)
+{
+    struct stage *s = &p->stages[i];
+    if (!cJSON_IsObject(kv))
+        return fail(err, errlen, src, i, s->name, "\"fields\" must be an object");
+    int n = cJSON_GetArraySize(kv);
+    s->fields = calloc((size_t)n + 1, sizeof *s->fields);
+    if (!s->fields)
+        return OOM(err, errlen, src);
+    for (const cJSON *f = kv->child; f; f = f->next) {
+        struct stage_field *sf = &s->fields[s->n_fields++];
+        sf->result_of = -1;
+        if (!(sf->name = strdup(f->string)))
+            return OOM(err, errlen, src);
+        if (!strcmp(f->string, "im_str"))
+            return fail(err, errlen, src, i, s->name, "\"fields\" may not set \"im_str\": it is the input");
+        for (int j = 0; j < s->n_fields - 1; j++)
+            if (!strcmp(s->fields[j].name, f->string))
+                return fail(err, errlen, src, i, s->name, "field \"%s\" is set twice", f->string);
+        const cJSON *only = cJSON_IsObject(f) && cJSON_GetArraySize(f) == 1 ? f->child : NULL;
+        const char *meant = only ? near_field_word(only->string) : NULL;
+        if (meant)
+            return fail(err, errlen, src, i, s->name,
+                        "field \"%s\": {\"%.40s\": ...} is not a reference; did you mean \"%s\"? (to send an "
+                        "object with that key as it is, give it a second key)",
+                        f->string, only->string, meant);
+        if (only && !strcmp(only->string, "result_of")) {
+            if (ref(p, i, only, "\"result_of\"", &sf->result_of, src, err, errlen))
+                return -1;
+            s->dep_mask |= 1ull << sf->result_of;
+        } else if (!(sf->literal = cJSON_PrintUnformatted(f))) {
+            return OOM(err, errlen, src);
+        }
+    }
     return 0;
 }
 
@@ -92,24 +289,29 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const char *s
         return fail(err, errlen, src, i, NULL,
                     "\"name\" \"%.64s\" must be a non-empty string of letters, digits, '_', '-' or '.'",
                     name->valuestring);
-    s->name = strdup(name->valuestring);
+    if (!(s->name = strdup(name->valuestring)))
+        return OOM(err, errlen, src);
     if (find_stage(p, i, s->name) >= 0)
         return fail(err, errlen, src, i, s->name, "the name is used by an earlier stage");
     if (!strcmp(s->name, "path") || !strcmp(s->name, "status") || !strcmp(s->name, "error") ||
         !strcmp(s->name, "attempts") || !strcmp(s->name, "elapsed_ms"))
         return fail(err, errlen, src, i, s->name, "the name is taken by a fixed CSV column");
+    const char *dup = duplicate_key(js);
+    if (dup)
+        return fail(err, errlen, src, i, s->name, "key \"%s\" appears twice", dup);
 
     for (const cJSON *kv = js->child; kv; kv = kv->next) {
         const char *k = kv->string;
-        for (const cJSON *prev = js->child; prev != kv; prev = prev->next)
-            if (!strcmp(prev->string, k))
-                return fail(err, errlen, src, i, s->name, "key \"%s\" appears twice", k);
         if (!strcmp(k, "name"))
             continue;
         if (!strcmp(k, "url")) {
+            char what[128];
             if (!cJSON_IsString(kv) || !kv->valuestring[0])
                 return fail(err, errlen, src, i, s->name, "\"url\" must be a non-empty string");
-            s->url = strdup(kv->valuestring);
+            if (url_problem(kv->valuestring, what, sizeof what))
+                return fail(err, errlen, src, i, s->name, "\"url\" %s", what);
+            if (!(s->url = strdup(kv->valuestring)))
+                return OOM(err, errlen, src);
         } else if (!strcmp(k, "input")) {
             if (cJSON_IsString(kv) && !strcmp(kv->valuestring, "image"))
                 continue;
@@ -125,33 +327,12 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const char *s
             if (ref(p, i, e, "\"input.each\"", &s->each_stage, src, err, errlen))
                 return -1;
             s->input = INPUT_EACH;
-            s->each_array = strdup(a->valuestring);
-            s->each_field = strdup(f->valuestring);
+            if (!(s->each_array = strdup(a->valuestring)) || !(s->each_field = strdup(f->valuestring)))
+                return OOM(err, errlen, src);
             s->dep_mask |= 1ull << s->each_stage;
         } else if (!strcmp(k, "fields")) {
-            if (!cJSON_IsObject(kv))
-                return fail(err, errlen, src, i, s->name, "\"fields\" must be an object");
-            int n = cJSON_GetArraySize(kv);
-            s->fields = calloc((size_t)n + 1, sizeof *s->fields);
-            for (const cJSON *f = kv->child; f; f = f->next) {
-                struct stage_field *sf = &s->fields[s->n_fields++];
-                sf->name = strdup(f->string);
-                sf->result_of = -1;
-                if (!strcmp(f->string, "im_str"))
-                    return fail(err, errlen, src, i, s->name,
-                                "\"fields\" may not set \"im_str\": it is the input");
-                for (int j = 0; j < s->n_fields - 1; j++)
-                    if (!strcmp(s->fields[j].name, f->string))
-                        return fail(err, errlen, src, i, s->name, "field \"%s\" is set twice", f->string);
-                const cJSON *ro = cJSON_IsObject(f) ? cJSON_GetObjectItemCaseSensitive(f, "result_of") : NULL;
-                if (ro && cJSON_GetArraySize(f) == 1) {
-                    if (ref(p, i, ro, "\"result_of\"", &sf->result_of, src, err, errlen))
-                        return -1;
-                    s->dep_mask |= 1ull << sf->result_of;
-                } else {
-                    sf->literal = cJSON_PrintUnformatted(f);
-                }
-            }
+            if (parse_fields(p, i, kv, src, err, errlen))
+                return -1;
         } else if (!strcmp(k, "when")) {
             if (!cJSON_IsArray(kv))
                 return fail(err, errlen, src, i, s->name, "\"when\" must be an array of stage names");
@@ -167,29 +348,14 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const char *s
                 return fail(err, errlen, src, i, s->name, "\"csv\" must be true or false");
             s->csv = cJSON_IsTrue(kv);
         } else if (!strcmp(k, "timeout_ms")) {
-            if (!cJSON_IsNumber(kv) || kv->valuedouble < 1 || kv->valuedouble > 86400000)
-                return fail(err, errlen, src, i, s->name, "\"timeout_ms\" must be a number from 1 to 86400000");
-            s->timeout_ms = (long)kv->valuedouble;
+            if (parse_timeout(kv, &s->timeout_ms, src, i, s->name, err, errlen))
+                return -1;
         } else if (!strcmp(k, "retries")) {
-            if (!cJSON_IsNumber(kv) || kv->valuedouble < 0 || kv->valuedouble > 100)
-                return fail(err, errlen, src, i, s->name, "\"retries\" must be a number from 0 to 100");
-            s->retries = (int)kv->valuedouble;
+            if (parse_retries(kv, &s->retries, src, i, s->name, err, errlen))
+                return -1;
         } else if (!strcmp(k, "headers")) {
-            if (!cJSON_IsObject(kv))
-                return fail(err, errlen, src, i, s->name, "\"headers\" must be an object of strings");
-            int n = cJSON_GetArraySize(kv);
-            s->header_tmpl = calloc((size_t)n + 1, sizeof *s->header_tmpl);
-            for (const cJSON *h = kv->child; h; h = h->next) {
-                if (!cJSON_IsString(h) || !h->string[0] || strpbrk(h->string, ": \r\n") ||
-                    strpbrk(h->valuestring, "\r\n"))
-                    return fail(err, errlen, src, i, s->name,
-                                "header \"%s\" must be a string without line breaks, named without ':' or spaces",
-                                h->string);
-                size_t l = strlen(h->string) + strlen(h->valuestring) + 3;
-                char *line = malloc(l);
-                snprintf(line, l, "%s: %s", h->string, h->valuestring);
-                s->header_tmpl[s->n_headers++] = line;
-            }
+            if (parse_headers(kv, &s->header_tmpl, &s->n_headers, src, i, s->name, err, errlen))
+                return -1;
         } else {
             return fail(err, errlen, src, i, s->name,
                         "unknown key \"%s\" (known: name, url, input, fields, when, csv, timeout_ms, retries, headers)", k);
@@ -200,50 +366,165 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const char *s
     return 0;
 }
 
+/* "defaults": what every stage gets unless it says otherwise. */
+static int parse_defaults(struct pipeline *p, const cJSON *js, long *timeout_ms, int *retries, const char *src,
+                          char *err, size_t errlen)
+{
+    if (!cJSON_IsObject(js))
+        return fail(err, errlen, src, IDX_DEFAULTS, NULL, "must be an object with \"headers\", \"timeout_ms\" or \"retries\"");
+    const char *dup = duplicate_key(js);
+    if (dup)
+        return fail(err, errlen, src, IDX_DEFAULTS, NULL, "key \"%s\" appears twice", dup);
+    for (const cJSON *kv = js->child; kv; kv = kv->next) {
+        if (!strcmp(kv->string, "headers")) {
+            if (parse_headers(kv, &p->default_headers, &p->n_default_headers, src, IDX_DEFAULTS, NULL, err, errlen))
+                return -1;
+        } else if (!strcmp(kv->string, "timeout_ms")) {
+            if (parse_timeout(kv, timeout_ms, src, IDX_DEFAULTS, NULL, err, errlen))
+                return -1;
+        } else if (!strcmp(kv->string, "retries")) {
+            if (parse_retries(kv, retries, src, IDX_DEFAULTS, NULL, err, errlen))
+                return -1;
+        } else {
+            return fail(err, errlen, src, IDX_DEFAULTS, NULL, "unknown key \"%s\" (known: headers, timeout_ms, retries)",
+                        kv->string);
+        }
+    }
+    return 0;
+}
+
+/* Where the first NUL character inside a string is: a raw 0 byte, or the escape \u0000. cJSON
+ * keeps strings NUL-terminated, so whatever follows it in a URL, a header or a field would be
+ * dropped without a word. Returns its offset, or -1; *stage gets the index of the element of the
+ * top-level "stages" array it is in, or -1. The text is valid JSON (cJSON parsed it). */
+static long find_nul(const char *t, size_t len, int *stage)
+{
+    int depth = 0, in_str = 0, in_stages = 0, last_str_stages = 0;
+    size_t str_start = 0;
+    *stage = -1;
+    for (size_t i = 0; i < len; i++) {
+        char c = t[i];
+        if (in_str) {
+            if (c == 0)
+                return (long)i;
+            if (c == '\\' && i + 1 < len) {
+                if (t[i + 1] == 'u' && i + 5 < len && !memcmp(t + i + 2, "0000", 4))
+                    return (long)i;
+                i++;
+            } else if (c == '"') {
+                in_str = 0;
+                last_str_stages = depth == 1 && i - str_start == 6 && !memcmp(t + str_start, "stages", 6);
+            }
+            continue;
+        }
+        if (c == '"') {
+            in_str = 1;
+            str_start = i + 1;
+        } else if (c == '{' || c == '[') {
+            if (c == '[' && depth == 1 && last_str_stages) {
+                in_stages = 1;
+                *stage = 0;
+            }
+            depth++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+            if (depth == 1 && in_stages) {
+                in_stages = 0;
+                *stage = -1;
+            }
+        } else if (c == ',' && depth == 2 && in_stages) {
+            (*stage)++;
+        }
+    }
+    *stage = -1;
+    return -1;
+}
+
 int pipeline_parse(const char *text, size_t len, const char *source, struct pipeline **out,
                    char *err, size_t errlen)
 {
     *out = NULL;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
-        int line = 1;
-        if (at && at >= text && at <= text + len)
-            for (const char *c = text; c < at; c++)
-                line += *c == '\n';
-        return fail(err, errlen, source, -1, NULL, "not valid JSON (near line %d)", line);
+        int line = at && at >= text && at <= text + len ? line_of(text, len, (size_t)(at - text)) : 1;
+        return fail(err, errlen, source, IDX_FILE, NULL, "not valid JSON (near line %d)", line);
     }
     struct pipeline *p = calloc(1, sizeof *p);
     if (!p || !(p->source = strdup(source)) || !(p->text = malloc(len + 1))) {
-        cJSON_Delete(root);
         pipeline_free(p);
-        return fail(err, errlen, source, -1, NULL, "out of memory");
+        cJSON_Delete(root);
+        return OOM(err, errlen, source);
     }
     memcpy(p->text, text, len);
     p->text[len] = 0;
     p->text_len = len;
-    const cJSON *stages = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "stages") : NULL;
     int rc = 0;
-    if (!cJSON_IsArray(stages)) {
-        rc = fail(err, errlen, source, -1, NULL, "expected an object with a \"stages\" array");
-        goto done;
-    }
-    for (const cJSON *kv = root->child; kv; kv = kv->next)
-        if (strcmp(kv->string, "stages")) {
-            rc = fail(err, errlen, source, -1, NULL, "unknown top-level key \"%s\" (known: stages)", kv->string);
+    /* cJSON stops at the end of the first value: what follows it would be ignored. */
+    size_t used = end && end >= text && end <= text + len ? (size_t)(end - text) : len;
+    for (size_t k = used; k < len; k++)
+        if (text[k] != ' ' && text[k] != '\t' && text[k] != '\r' && text[k] != '\n') {
+            rc = fail(err, errlen, source, IDX_FILE, NULL,
+                      "text after the end of the JSON object (line %d); a pipeline file holds one object",
+                      line_of(text, len, k));
             goto done;
         }
-    int n = cJSON_GetArraySize(stages);
-    if (n == 0 || n > PIPELINE_MAX_STAGES) {
-        rc = fail(err, errlen, source, -1, NULL, "\"stages\" must hold 1 to %d stages", PIPELINE_MAX_STAGES);
+    int nul_stage;
+    long nul = find_nul(text, used, &nul_stage);
+    if (nul >= 0) {
+        const cJSON *st = nul_stage >= 0 ? cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "stages"), nul_stage) : NULL;
+        const cJSON *nm = st ? cJSON_GetObjectItemCaseSensitive(st, "name") : NULL;
+        rc = fail(err, errlen, source, st ? nul_stage : IDX_FILE,
+                  cJSON_IsString(nm) && valid_name(nm->valuestring) ? nm->valuestring : NULL,
+                  "a string holds a NUL character (\\u0000) on line %d; it cannot be sent",
+                  line_of(text, len, (size_t)nul));
         goto done;
     }
-    p->stages = calloc((size_t)n, sizeof *p->stages);
+    if (!cJSON_IsObject(root)) {
+        rc = fail(err, errlen, source, IDX_FILE, NULL, "expected an object with a \"stages\" array");
+        goto done;
+    }
+    const char *dup = duplicate_key(root);
+    if (dup) {
+        rc = fail(err, errlen, source, IDX_FILE, NULL, "top-level key \"%s\" appears twice", dup);
+        goto done;
+    }
+    long def_timeout = -1;
+    int def_retries = -1;
+    for (const cJSON *kv = root->child; kv; kv = kv->next) {
+        if (!strcmp(kv->string, "defaults")) {
+            if ((rc = parse_defaults(p, kv, &def_timeout, &def_retries, source, err, errlen)))
+                goto done;
+        } else if (strcmp(kv->string, "stages")) {
+            rc = fail(err, errlen, source, IDX_FILE, NULL, "unknown top-level key \"%s\" (known: stages, defaults)",
+                      kv->string);
+            goto done;
+        }
+    }
+    const cJSON *stages = cJSON_GetObjectItemCaseSensitive(root, "stages");
+    if (!cJSON_IsArray(stages)) {
+        rc = fail(err, errlen, source, IDX_FILE, NULL, "expected an object with a \"stages\" array");
+        goto done;
+    }
+    int n = cJSON_GetArraySize(stages);
+    if (n == 0 || n > PIPELINE_MAX_STAGES) {
+        rc = fail(err, errlen, source, IDX_FILE, NULL, "\"stages\" must hold 1 to %d stages", PIPELINE_MAX_STAGES);
+        goto done;
+    }
+    if (!(p->stages = calloc((size_t)n, sizeof *p->stages))) {
+        rc = OOM(err, errlen, source);
+        goto done;
+    }
     int i = 0;
     for (const cJSON *js = stages->child; js; js = js->next, i++) {
         p->n = i + 1;
         if ((rc = parse_stage(p, i, js, source, err, errlen)))
             goto done;
+        if (p->stages[i].timeout_ms < 0)
+            p->stages[i].timeout_ms = def_timeout;
+        if (p->stages[i].retries < 0)
+            p->stages[i].retries = def_retries;
     }
 done:
     cJSON_Delete(root);
@@ -263,26 +544,41 @@ int pipeline_load(const char *path, struct pipeline **out, char *err, size_t err
         snprintf(err, errlen, "%s: cannot open the pipeline file: %s", path, strerror(errno));
         return -1;
     }
+    /* fopen succeeds on a directory; only the read would fail, with a vaguer message. */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        snprintf(err, errlen, "%s: cannot read the pipeline file: %s", path, strerror(EISDIR));
+        return -1;
+    }
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
     size_t r;
     while ((r = fread(buf + len, 1, cap - len, f)) > 0) {
         len += r;
         if (len == cap) {
-            if (cap > (16u << 20)) {
+            char *bigger = cap > (16u << 20) ? NULL : realloc(buf, cap * 2);
+            if (!bigger) {
                 fclose(f);
                 free(buf);
-                snprintf(err, errlen, "%s: the pipeline file is larger than 16 MiB", path);
+                snprintf(err, errlen, cap > (16u << 20) ? "%s: the pipeline file is larger than 16 MiB" : "%s: out of memory",
+                         path);
                 return -1;
             }
-            buf = realloc(buf, cap *= 2);
+            buf = bigger;
+            cap *= 2;
         }
     }
-    int bad = ferror(f);
+    int bad = ferror(f), e = errno;
     fclose(f);
     if (bad) {
         free(buf);
-        snprintf(err, errlen, "%s: cannot read the pipeline file", path);
+        snprintf(err, errlen, "%s: cannot read the pipeline file: %s", path, strerror(e));
         return -1;
     }
     int rc = pipeline_parse(buf, len, path, out, err, errlen);
@@ -297,6 +593,8 @@ int pipeline_default(struct pipeline **out)
                           err, sizeof err);
 }
 
+/* ---- header values ---- */
+
 /* Frees a buffer that may hold a token, wiping it first. */
 static void wipe_free(char *p, size_t len)
 {
@@ -305,64 +603,183 @@ static void wipe_free(char *p, size_t len)
     free(p);
 }
 
-/* Expands ${NAME} from the environment. Returns NULL (and names the variable, never a value)
- * when one is unset or its value would break the header onto a new line. */
-static char *expand_env(const char *tmpl, char *err, size_t errlen, const char *src, int i,
-                        const char *stage)
+/* A string that may hold a token. Growing it copies into a new buffer and wipes the old one
+ * (realloc would leave a copy of the token in freed memory). */
+struct secret {
+    char *s;
+    size_t len, cap;
+};
+
+/* Makes room for extra more bytes (and a NUL). */
+static int secret_reserve(struct secret *b, size_t extra)
 {
-    /* Sized up front so the buffer is never reallocated (a realloc would leave a copy of a
-     * token in freed memory). */
-    size_t cap = strlen(tmpl) + 1, len = 0;
-    for (const char *c = tmpl; (c = strstr(c, "${"));) {
-        const char *end = strchr(c + 2, '}');
-        if (!end)
-            break;
-        char name[128];
-        size_t nl = (size_t)(end - c - 2);
-        if (nl && nl < sizeof name) {
-            memcpy(name, c + 2, nl);
-            name[nl] = 0;
-            const char *v = getenv(name);
-            cap += v ? strlen(v) : 0;
-        }
-        c = end + 1;
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = (b->len + extra + 1) * 2;
+    char *bigger = malloc(cap);
+    if (!bigger)
+        return -1;
+    if (b->s)
+        memcpy(bigger, b->s, b->len + 1);
+    else
+        bigger[0] = 0;
+    wipe_free(b->s, b->cap);
+    b->s = bigger;
+    b->cap = cap;
+    return 0;
+}
+
+static int secret_put(struct secret *b, const char *s, size_t n)
+{
+    if (secret_reserve(b, n))
+        return -1;
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = 0;
+    return 0;
+}
+
+#define SECRET_FILE_MAX (64 * 1024)
+
+/* ${file:PATH}: the file's content with one trailing newline (LF or CR LF) removed, appended to
+ * b. Read with read(2) straight into b's memory, so that no stdio buffer keeps a copy. Only a
+ * regular file: a FIFO or a terminal would block the start of the run. Errors name the path,
+ * never the content. */
+static int put_file(struct secret *b, const char *path, const char *where, const char *hname, char *err,
+                    size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) {
+        snprintf(err, errlen, "%s: header \"%s\" uses ${file:%s}, which cannot be read: %s", where, hname, path,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
     }
-    char *out = malloc(cap);
+    if (!S_ISREG(st.st_mode) || st.st_size > SECRET_FILE_MAX) {
+        close(fd);
+        snprintf(err, errlen, "%s: header \"%s\" uses ${file:%s}, which is %s", where, hname, path,
+                 S_ISDIR(st.st_mode) ? "a directory" : !S_ISREG(st.st_mode) ? "not a regular file" : "larger than 64 KiB");
+        return -1;
+    }
+    /* One byte more than the file's size: a file that grew since fstat shows as too large. */
+    if (secret_reserve(b, (size_t)st.st_size + 1)) {
+        close(fd);
+        snprintf(err, errlen, "%s: out of memory", where);
+        return -1;
+    }
+    char *v = b->s + b->len;
+    size_t room = (size_t)st.st_size + 1, got = 0;
+    while (got < room) {
+        ssize_t r = read(fd, v + got, room - got);
+        if (r == 0)
+            break;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            memset(v, 0, got);
+            snprintf(err, errlen, "%s: header \"%s\" uses ${file:%s}, which cannot be read: %s", where, hname, path,
+                     strerror(e));
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    size_t n = got;
+    if (n && v[n - 1] == '\n')
+        n--;
+    if (n && v[n - 1] == '\r')
+        n--;
+    const char *why = got > (size_t)st.st_size ? "growing while it is read"
+                      : memchr(v, '\n', n) || memchr(v, '\r', n) ? "holding a line break (a header is one line)"
+                      : memchr(v, 0, n) ? "holding a NUL byte"
+                      : NULL;
+    if (why) {
+        memset(v, 0, got);
+        b->s[b->len] = 0;
+        snprintf(err, errlen, "%s: header \"%s\" uses ${file:%s}, which is refused for %s", where, hname, path, why);
+        return -1;
+    }
+    memset(v + n, 0, got - n);
+    b->len += n;
+    b->s[b->len] = 0;
+    return 0;
+}
+
+/* Expands ${NAME} from the environment and ${file:PATH} in a "Name: value" template. Returns a
+ * new buffer (wipe it when done), or NULL with err: the header's name and the variable or the
+ * path, never a value. where says whose header it is: "FILE: stage 2 (m)", "--header". */
+static char *expand_header(const char *tmpl, const char *where, char *err, size_t errlen)
+{
+    struct secret b = {0};
+    char hname[104];
+    size_t hl = header_name_len(tmpl);
+    snprintf(hname, sizeof hname, "%.*s", (int)(hl < 100 ? hl : 100), tmpl);
+    if (secret_reserve(&b, strlen(tmpl)))
+        goto oom;
     for (const char *c = tmpl; *c;) {
         const char *end;
-        if (c[0] == '$' && c[1] == '{' && (end = strchr(c + 2, '}'))) {
+        if (!(c[0] == '$' && c[1] == '{' && (end = strchr(c + 2, '}')))) {
+            if (secret_put(&b, c++, 1))
+                goto oom;
+            continue;
+        }
+        size_t nl = (size_t)(end - c - 2);
+        if (nl >= 5 && !strncmp(c + 2, "file:", 5)) {
+            char path[4096];
+            if (nl == 5 || nl - 5 >= sizeof path) {
+                snprintf(err, errlen, "%s: header \"%s\" has a bad ${file:PATH} reference (%s)", where, hname,
+                         nl == 5 ? "no path" : "the path is too long");
+                goto fail;
+            }
+            memcpy(path, c + 7, nl - 5);
+            path[nl - 5] = 0;
+            if (put_file(&b, path, where, hname, err, errlen))
+                goto fail;
+        } else {
             char name[128];
-            size_t nl = (size_t)(end - c - 2);
             if (nl == 0 || nl >= sizeof name) {
-                wipe_free(out, len);
-                fail(err, errlen, src, i, stage, "a header has a bad ${...} reference");
-                return NULL;
+                snprintf(err, errlen, "%s: header \"%s\" has a bad ${...} reference", where, hname);
+                goto fail;
             }
             memcpy(name, c + 2, nl);
             name[nl] = 0;
             const char *v = getenv(name);
             if (!v) {
-                wipe_free(out, len);
-                fail(err, errlen, src, i, stage,
-                     "a header uses ${%s}, which is not set in the environment (export it and run again)", name);
-                return NULL;
+                snprintf(err, errlen,
+                         "%s: header \"%s\" uses ${%s}, which is not set in the environment (export it and run again)",
+                         where, hname, name);
+                goto fail;
             }
             if (strpbrk(v, "\r\n")) {
-                wipe_free(out, len);
-                fail(err, errlen, src, i, stage,
-                     "a header uses ${%s}, whose value holds a line break (strip it and run again)", name);
-                return NULL;
+                snprintf(err, errlen, "%s: header \"%s\" uses ${%s}, whose value holds a line break (strip it and run again)",
+                         where, hname, name);
+                goto fail;
             }
-            size_t vl = strlen(v);
-            memcpy(out + len, v, vl);
-            len += vl;
-            c = end + 1;
-        } else {
-            out[len++] = *c++;
+            if (secret_put(&b, v, strlen(v)))
+                goto oom;
         }
+        c = end + 1;
     }
-    out[len] = 0;
-    return out;
+    return b.s;
+oom:
+    snprintf(err, errlen, "%s: out of memory", where);
+fail:
+    wipe_free(b.s, b.cap);
+    return NULL;
+}
+
+/* A copy of a URL that is safe to print (control characters as '?'), cut at 200 bytes. */
+static const char *printable(const char *s, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < len && i < 200; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    buf[i] = 0;
+    return buf;
 }
 
 /* "http://..." and the like: a scheme (a letter, then letters, digits, + - .) and "://" at the
@@ -377,42 +794,193 @@ static int has_scheme(const char *url)
     return strncmp(c, "://", 3) == 0;
 }
 
+int pipeline_check_base(const char *base, char *err, size_t errlen)
+{
+    char what[128];
+    size_t sl = !strncmp(base, "http://", 7) ? 7 : !strncmp(base, "https://", 8) ? 8 : 0;
+    if (!sl)
+        return snprintf(err, errlen, "must start with http:// or https://"), -1;
+    if (!base[sl] || base[sl] == '/')
+        return snprintf(err, errlen, "has no host after %.*s", (int)sl, base), -1;
+    if (url_problem(base, what, sizeof what))
+        return snprintf(err, errlen, "%s", what), -1;
+    /* "http://h/v1?k=1" + "/m" would put the stage's path inside the query. */
+    if (strpbrk(base, "?#"))
+        return snprintf(err, errlen, "holds a query or fragment ('?' or '#'), which stage URLs cannot be joined after"),
+               -1;
+    return 0;
+}
+
+int pipeline_add_header(struct pipeline *p, const char *line, char *err, size_t errlen)
+{
+    size_t nl = header_name_len(line);
+    /* Without a well-formed name the text may be a bare token: none of it is shown. */
+    if (!line[nl])
+        return snprintf(err, errlen, "--header: give 'Name: value' (there is no ':'; the text is not shown)"), -1;
+    if (!valid_header_name(line, nl))
+        return snprintf(err, errlen,
+                        "--header: the text before ':' is not a header name (one word, no blanks; the text is not shown)"),
+               -1;
+    const char *v = line + nl + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (strpbrk(v, "\r\n"))
+        return snprintf(err, errlen, "--header %.*s: the value holds a line break (a header is one line)", (int)nl, line),
+               -1;
+    for (int k = 0; k < p->n_cli_headers; k++)
+        if (same_header_name(p->cli_headers[k], line))
+            return snprintf(err, errlen, "--header %.*s is given twice (header names ignore case)", (int)nl, line), -1;
+    char **more = realloc(p->cli_headers, (size_t)(p->n_cli_headers + 1) * sizeof *more);
+    if (!more)
+        return snprintf(err, errlen, "out of memory"), -1;
+    p->cli_headers = more;
+    size_t l = nl + 2 + strlen(v) + 1;
+    char *t = malloc(l);
+    if (!t)
+        return snprintf(err, errlen, "out of memory"), -1;
+    snprintf(t, l, "%.*s: %s", (int)nl, line, v);
+    p->cli_headers[p->n_cli_headers++] = t;
+    return 0;
+}
+
+static void wipe_lines(char **v, int n)
+{
+    if (!v)
+        return;
+    for (int i = 0; i < n; i++)
+        if (v[i])
+            wipe_free(v[i], strlen(v[i]));
+    free(v);
+}
+
+/* curl copies each line into the list: those copies hold tokens too. */
+static void wipe_slist(struct curl_slist *l)
+{
+    for (struct curl_slist *c = l; c; c = c->next)
+        if (c->data)
+            memset(c->data, 0, strlen(c->data));
+    curl_slist_free_all(l);
+}
+
+static int expand_all(char *const *tmpl, int n, const char *where, char ***out, char *err, size_t errlen)
+{
+    *out = calloc((size_t)n + 1, sizeof **out);
+    if (!*out)
+        return snprintf(err, errlen, "%s: out of memory", where), -1;
+    for (int i = 0; i < n; i++)
+        if (!((*out)[i] = expand_header(tmpl[i], where, err, errlen))) {
+            wipe_lines(*out, i);
+            *out = NULL;
+            return -1;
+        }
+    return 0;
+}
+
+static int named_in(char *const *lines, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (same_header_name(lines[i], name))
+            return 1;
+    return 0;
+}
+
+static int append(struct curl_slist **l, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*l, line);
+    if (!n)
+        return -1;
+    *l = n;
+    return 0;
+}
+
+/* One stage's header list: its own lines, then the defaults' and --header's of other names,
+ * then our fixed ones unless a user header of that name replaces them. */
+static int stage_headers(struct stage *s, char *const *def, int n_def, char *const *cli, int n_cli,
+                         const char *where, char *err, size_t errlen)
+{
+    char **own;
+    if (expand_all(s->header_tmpl, s->n_headers, where, &own, err, errlen))
+        return -1;
+    struct curl_slist *l = NULL;
+    int rc = 0;
+    for (int h = 0; h < s->n_headers && !rc; h++)
+        rc = append(&l, own[h]);
+    for (int h = 0; h < n_def && !rc; h++)
+        if (!named_in(own, s->n_headers, def[h]))
+            rc = append(&l, def[h]);
+    for (int h = 0; h < n_cli && !rc; h++)
+        if (!named_in(own, s->n_headers, cli[h]) && !named_in(def, n_def, cli[h]))
+            rc = append(&l, cli[h]);
+    /* Fixed headers: JSON bodies, and no 'Expect: 100-continue' round trip for large ones. */
+    static const char *const fixed[] = {"Content-Type: application/json", "Expect:"};
+    for (int f = 0; f < 2 && !rc; f++)
+        if (!named_in(own, s->n_headers, fixed[f]) && !named_in(def, n_def, fixed[f]) && !named_in(cli, n_cli, fixed[f]))
+            rc = append(&l, fixed[f]);
+    wipe_lines(own, s->n_headers);
+    if (rc) {
+        wipe_slist(l);
+        return snprintf(err, errlen, "%s: out of memory", where), -1;
+    }
+    s->headers = l;
+    return 0;
+}
+
 int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen)
 {
+    char base_why[160], shown[256], where[400];
+    int base_ok = pipeline_check_base(base, base_why, sizeof base_why) == 0;
     size_t bl = strlen(base);
     while (bl && base[bl - 1] == '/')
         bl--;
-    for (int i = 0; i < p->n; i++) {
+    char **def = NULL, **cli = NULL;
+    snprintf(where, sizeof where, "%s: \"defaults\"", p->source);
+    if (expand_all(p->default_headers, p->n_default_headers, where, &def, err, errlen))
+        return -1;
+    if (expand_all(p->cli_headers, p->n_cli_headers, "--header", &cli, err, errlen)) {
+        wipe_lines(def, p->n_default_headers);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < p->n && !rc; i++) {
         struct stage *s = &p->stages[i];
         free(s->full_url);
+        s->full_url = NULL;
+        wipe_slist(s->headers);
+        s->headers = NULL;
         if (has_scheme(s->url)) {
-            s->full_url = strdup(s->url);
+            if (!(s->full_url = strdup(s->url))) {
+                rc = OOM(err, errlen, p->source);
+                break;
+            }
+            if (strncmp(s->full_url, "http://", 7) && strncmp(s->full_url, "https://", 8)) {
+                rc = fail(err, errlen, p->source, i, s->name,
+                          "url \"%s\" must start with http:// or https:// (or be relative to --server)",
+                          printable(s->full_url, shown, sizeof shown));
+                break;
+            }
         } else {
+            if (!base_ok) {
+                rc = fail(err, errlen, p->source, i, s->name, "url \"%s\" is relative to --server \"%s\", which %s",
+                          s->url, printable(base, shown, sizeof shown), base_why);
+                break;
+            }
             size_t ul = strlen(s->url);
-            s->full_url = malloc(bl + ul + 2);
+            if (!(s->full_url = malloc(bl + ul + 2))) {
+                rc = OOM(err, errlen, p->source);
+                break;
+            }
             memcpy(s->full_url, base, bl);
             size_t o = bl;
             if (s->url[0] != '/')
                 s->full_url[o++] = '/';
             memcpy(s->full_url + o, s->url, ul + 1);
         }
-        if (strncmp(s->full_url, "http://", 7) && strncmp(s->full_url, "https://", 8))
-            return fail(err, errlen, p->source, i, s->name,
-                        "url \"%s\" must start with http:// or https:// (or be relative to --server)", s->full_url);
-        curl_slist_free_all(s->headers);
-        s->headers = NULL;
-        /* Fixed headers: JSON bodies, and no 'Expect: 100-continue' round trip for large ones. */
-        s->headers = curl_slist_append(s->headers, "Content-Type: application/json");
-        s->headers = curl_slist_append(s->headers, "Expect:");
-        for (int h = 0; h < s->n_headers; h++) {
-            char *line = expand_env(s->header_tmpl[h], err, errlen, p->source, i, s->name);
-            if (!line)
-                return -1;
-            s->headers = curl_slist_append(s->headers, line);
-            wipe_free(line, strlen(line)); /* it may hold a token */
-        }
+        snprintf(where, sizeof where, "%s: stage %d (%s)", p->source, i + 1, s->name);
+        rc = stage_headers(s, def, p->n_default_headers, cli, p->n_cli_headers, where, err, errlen);
     }
-    return 0;
+    wipe_lines(def, p->n_default_headers);
+    wipe_lines(cli, p->n_cli_headers);
+    return rc;
 }
 
 int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, const char *const *lines, int n)
@@ -456,11 +1024,11 @@ void pipeline_free(struct pipeline *p)
             free(s->fields[f].literal);
         }
         free(s->fields);
-        for (int h = 0; h < s->n_headers; h++)
-            free(s->header_tmpl[h]);
-        free(s->header_tmpl);
-        curl_slist_free_all(s->headers);
+        wipe_lines(s->header_tmpl, s->n_headers);
+        wipe_slist(s->headers);
     }
+    wipe_lines(p->default_headers, p->n_default_headers);
+    wipe_lines(p->cli_headers, p->n_cli_headers);
     free(p->stages);
     free(p->source);
     free(p->text);

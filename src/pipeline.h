@@ -2,16 +2,23 @@
  * module parses and validates it into a stage table that chain.c interprets. The seed's chain is
  * the built-in default (and fixtures/pipeline.json holds the same text).
  *
- * A stage:
+ * The file is one object: "stages" (required) and "defaults" (optional). A stage:
  *   "name"        unique, [A-Za-z0-9_.-]+; also the CSV column
- *   "url"         absolute (http://, https://) or relative to --server
+ *   "url"         absolute (http://, https://) or relative to --server; no blanks or control
+ *                 characters
  *   "input"       "image" (default: the image's base64), or
  *                 {"each": STAGE, "array": KEY, "field": KEY}: one request per element of
  *                 STAGE's result[KEY], sending element[KEY2] as im_str; results kept in order
- *   "fields"      extra request fields: a JSON literal, or {"result_of": STAGE}
+ *   "fields"      optional extra request fields: a JSON literal, or {"result_of": STAGE}; a
+ *                 one-key object whose key is nearly "result_of" is refused as a typo
  *   "when"        [STAGE, ...]: run only if each of those results is truthy
  *   "csv"         true (default) or false: whether the result is a CSV column
- *   "timeout_ms", "retries", "headers" {"Name": "value with ${ENV}"}: per-stage overrides
+ *   "timeout_ms", "retries", "headers" {"Name": "value"}: per-stage overrides
+ * "defaults" holds "timeout_ms", "retries" and "headers" for every stage that does not set its
+ * own. Headers come from three places; for one name (case-insensitive) the first of these wins
+ * and the others are not sent: the stage's "headers", the file's "defaults", --header
+ * (pipeline_add_header). A header value may use ${VAR} (the environment) and ${file:PATH} (the
+ * file's content, one trailing newline removed); values are never shown in a message.
  * A stage may only refer to stages before it, so the file order is a valid schedule. A stage runs
  * once every stage it refers to has run; if one of those was skipped, or a "when" result is
  * falsy, it is skipped (its column stays empty). */
@@ -44,19 +51,24 @@ struct stage {
     uint64_t when_mask; /* stages whose results must be truthy */
     uint64_t dep_mask;  /* every stage this one refers to (when, result_of, each) */
     int csv;
-    long timeout_ms;    /* -1: the run's --timeout-ms */
-    int retries;        /* -1: the run's --retries */
-    char **header_tmpl; /* "Name: value" before ${ENV} expansion */
+    long timeout_ms;    /* the stage's, else "defaults"'s; -1: the run's --timeout-ms */
+    int retries;        /* the stage's, else "defaults"'s; -1: the run's --retries */
+    char **header_tmpl; /* the stage's own "Name: value" lines, before ${...} expansion */
     int n_headers;
-    struct curl_slist *headers; /* after pipeline_resolve: expanded, plus our fixed ones */
+    struct curl_slist *headers; /* after pipeline_resolve: the stage's, the defaults' and
+                                 * --header's, expanded, plus our fixed ones; wiped when freed */
 };
 
 struct pipeline {
     struct stage *stages;
     int n;
-    char *source; /* file name or "built-in" */
-    char *text;   /* the JSON text it was parsed from (what a worker process is sent) */
+    char *source;            /* file name or "built-in" */
+    char *text;              /* the JSON text it was parsed from (what a worker process is sent) */
     size_t text_len;
+    char **default_headers;  /* "defaults": "headers", as "Name: value" templates */
+    int n_default_headers;
+    char **cli_headers;      /* --header lines (pipeline_add_header), templates too */
+    int n_cli_headers;
 };
 
 /* Parses pipeline JSON text. On error returns -1 and writes "SOURCE: stage N (NAME): what is
@@ -69,8 +81,21 @@ int pipeline_default(struct pipeline **out);
 /* The seed's chain, as JSON text (the same as fixtures/pipeline.json). */
 extern const char pipeline_default_json[];
 
-/* Joins relative URLs to base and expands ${ENV} in headers. An unset variable is an error that
- * names the variable (never its value). Returns 0 or -1. */
+/* Checks a base URL (--server): http:// or https://, then a host, and no blanks or control
+ * characters. Returns 0, or -1 with what is wrong in err (without a prefix: the caller names the
+ * option). */
+int pipeline_check_base(const char *base, char *err, size_t errlen);
+
+/* Adds a header for every stage: a --header line, "Name: value". A stage's or the defaults'
+ * header of the same name replaces it; two --header lines of one name are an error. The value
+ * is expanded by pipeline_resolve like the file's. Returns 0, or -1 with err naming the header
+ * (never showing the value). */
+int pipeline_add_header(struct pipeline *p, const char *line, char *err, size_t errlen);
+
+/* Joins relative URLs to base and builds each stage's header list, expanding ${VAR} and
+ * ${file:PATH}. An unset variable or an unreadable file is an error that names the variable or
+ * the path (never a value or a file's content). Can be called again (it rebuilds everything).
+ * Returns 0 or -1. */
 int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen);
 
 /* Sets stage i's resolved URL and header lines as another process resolved them (a worker

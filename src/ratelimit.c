@@ -8,6 +8,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The longest interval between two requests: about 73 years. A smaller rate than that (1e-300)
+ * is clamped to it, so it still means "wait", and tat + interval cannot overflow. */
+#define MAX_INTERVAL_NS (INT64_MAX / 4)
+
 struct ratelimit {
     _Atomic int64_t *tat; /* in the shared page: ns at which the bucket is next empty */
     int fd;
@@ -33,10 +37,14 @@ static struct ratelimit *map(int fd, double rps)
     }
     rl->tat = m;
     rl->fd = fd;
-    rl->interval_ns = (int64_t)(1e9 / rps);
+    /* In double first: 1e9 / 1e-300 does not fit in an int64, and converting it anyway is
+     * undefined (on x86 it became INT64_MIN, a negative interval, which meant no limit at all). */
+    double ns = 1e9 / rps;
+    rl->interval_ns = !(ns >= 1) ? 1 : ns >= (double)MAX_INTERVAL_NS ? MAX_INTERVAL_NS : (int64_t)ns;
     /* Tolerance for rps/100 requests early: smooths timer jitter without letting a second's
      * count drift more than 1% over the limit. */
-    rl->burst_ns = (int64_t)(rps / 100 * (double)rl->interval_ns);
+    double burst = rps / 100 * (double)rl->interval_ns;
+    rl->burst_ns = !(burst >= 0) ? 0 : burst >= (double)MAX_INTERVAL_NS ? MAX_INTERVAL_NS : (int64_t)burst;
     return rl;
 }
 
@@ -77,7 +85,10 @@ double ratelimit_take(struct ratelimit *rl)
     int64_t now = mono_ns();
     int64_t old = atomic_load(rl->tat), next;
     do {
-        next = (old > now ? old : now) + rl->interval_ns;
+        int64_t base = old > now ? old : now;
+        /* Saturates rather than wraps: at a rate of one request in decades, many takes at once
+         * would otherwise carry tat past INT64_MAX into the past. */
+        next = base > INT64_MAX - rl->interval_ns ? INT64_MAX : base + rl->interval_ns;
     } while (!atomic_compare_exchange_weak(rl->tat, &old, next));
     int64_t at = old - rl->burst_ns;
     return at > now ? (double)(at - now) / 1e9 : 0.0;

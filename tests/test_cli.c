@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "e2e_util.h"
 #include "util_proc.h"
 #include "util_tree.h"
@@ -283,6 +284,191 @@ static void test_write_error(void)
     mock_stop(&m);
 }
 
+static void write_text(const char *path, const char *text)
+{
+    CU_ASSERT_FATAL(write_file(path, text, strlen(text)) == 0);
+}
+
+/* merge takes only annotate results files: a CSV with another header exits 2 naming the file,
+ * and so do two results files of different pipelines; results files of one pipeline merge. */
+static void test_merge_headers(void)
+{
+    char a[300], b[300], other[300], out[300], buf[4096];
+    snprintf(a, sizeof a, "%s/merge-a.csv", tmp);
+    snprintf(b, sizeof b, "%s/merge-b.csv", tmp);
+    snprintf(other, sizeof other, "%s/merge-other.csv", tmp);
+    snprintf(out, sizeof out, "%s/merged.csv", tmp);
+    write_text(a, "path,status,m1,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\nd/y.jpg,failed,,boom,4,9\n");
+    write_text(b, "path,status,m1,error,attempts,elapsed_ms\nd/y.jpg,ok,2,,1,3\n");
+    static const char *const foreign[] = {
+        "name,age\nalice,30\n",
+        "path,status,error\nd/x.jpg,ok,\n",                       /* no attempts, elapsed_ms */
+        "status,path,m1,error,attempts,elapsed_ms\nok,d/x.jpg,1,,1,2\n", /* columns swapped */
+        "path,status,m 1,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\n", /* not a stage name */
+        "path,status,,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\n",
+    };
+    for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
+        write_text(other, foreign[i]);
+        /* Alone (it used to be merged by whatever sat in its first two columns)... */
+        const char *argv1[] = {e2e_annotate_bin(), "merge", out, other, NULL};
+        int rc = run_cmd(argv1, 30, buf, sizeof buf);
+        CHECKF(rc == 2, "case %zu: merge of a foreign CSV alone exits %d: %s", i, rc, buf);
+        CHECKF(strstr(buf, other) && strstr(buf, "not an annotate results file"), "case %zu: %s", i, buf);
+        /* ... or beside a results file, after it or before it. */
+        const char *argv[] = {e2e_annotate_bin(), "merge", out, a, other, NULL};
+        rc = run_cmd(argv, 30, buf, sizeof buf);
+        CHECKF(rc == 2, "case %zu: merge of a foreign CSV exits %d: %s", i, rc, buf);
+        CHECKF(strstr(buf, other) && strstr(buf, "not an annotate results file"), "case %zu: %s", i, buf);
+        /* first or second: the first header is checked too */
+        const char *argv2[] = {e2e_annotate_bin(), "merge", out, other, a, NULL};
+        rc = run_cmd(argv2, 30, buf, sizeof buf);
+        CHECKF(rc == 2 && strstr(buf, other), "case %zu, given first: exit %d: %s", i, rc, buf);
+        CHECKF(access(out, F_OK) != 0, "case %zu: %s was written", i, out);
+    }
+    /* Two pipelines' results (both annotate's): refused, as before. */
+    write_text(other, "path,status,m2,error,attempts,elapsed_ms\nd/z.jpg,ok,1,,1,2\n");
+    const char *argv[] = {e2e_annotate_bin(), "merge", out, a, other, NULL};
+    int rc = run_cmd(argv, 30, buf, sizeof buf);
+    CHECKF(rc == 2 && strstr(buf, "same pipeline"), "two pipelines: exit %d: %s", rc, buf);
+    /* One with no stage column at all is still annotate's (every stage "csv": false). */
+    write_text(other, "path,status,error,attempts,elapsed_ms\nd/z.jpg,ok,,1,2\n");
+    const char *argv3[] = {e2e_annotate_bin(), "merge", out, other, NULL};
+    rc = run_cmd(argv3, 30, buf, sizeof buf);
+    CHECKF(rc == 0, "no stage columns: exit %d: %s", rc, buf);
+    unlink(out);
+    const char *argv4[] = {e2e_annotate_bin(), "merge", out, a, b, NULL};
+    rc = run_cmd(argv4, 30, buf, sizeof buf);
+    CHECKF(rc == 0, "merge of two results files: exit %d: %s", rc, buf);
+    char *m = slurp(out, NULL);
+    CU_ASSERT_FATAL(m != NULL);
+    CU_ASSERT_STRING_EQUAL(m, "path,status,m1,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\nd/y.jpg,ok,2,,1,3\n");
+    free(m);
+}
+
+
+/* --header reaches the server, for every stage, under the pipeline file's own headers of the
+ * same name; its value (from ${file:PATH} or ${VAR}) appears nowhere else. A relative stage URL is
+ * joined to --server's path. */
+static void test_header_option(void)
+{
+    const char *token = "cl1-T0KEN-from-file-77", *envtok = "cl1-T0KEN-from-env-88";
+    struct catcher c;
+    CU_ASSERT_FATAL(catcher_start(&c) == 0);
+    char pipe_path[300], tok_path[300], out[300], buf[16384], server[128], hdr1[400];
+    snprintf(pipe_path, sizeof pipe_path, "%s/hdr.json", tmp);
+    snprintf(tok_path, sizeof tok_path, "%s/token.txt", tmp);
+    snprintf(out, sizeof out, "%s/hdr.csv", tmp);
+    snprintf(server, sizeof server, "http://127.0.0.1:%d/v1/", c.port);
+    write_text(pipe_path, "{\"defaults\": {\"headers\": {\"X-Team\": \"vision\"}},"
+                          " \"stages\": [{\"name\": \"m\", \"url\": \"model_01\", \"headers\": {\"x-run\": \"stage-wins\"}}]}");
+    char tokline[64];
+    snprintf(tokline, sizeof tokline, "%s\n", token);
+    write_text(tok_path, tokline);
+    snprintf(hdr1, sizeof hdr1, "Authorization: Bearer ${file:%s}", tok_path);
+    setenv("ANNOTATE_TEST_CLI_TOKEN", envtok, 1);
+    const char *argv[] = {e2e_annotate_bin(), imgs, "--config", pipe_path, "--server", server, "--out", out,
+                          "--strategy", "serial", "--retries", "0", "--max-images", "2",
+                          "--header", hdr1, "--header", "X-Env: ${ANNOTATE_TEST_CLI_TOKEN}",
+                          "--header", "X-Team: from-cli", "--header", "X-Run: from-cli", NULL};
+    int rc = run_cmd(argv, 60, buf, sizeof buf);
+    pthread_join(c.tid, NULL);
+    CHECKF(rc == 1, "annotate exited %d: %s", rc, buf); /* one ok, then connection refused */
+    CHECKF(strncmp(c.req, "POST /v1/model_01 ", 18) == 0, "request line: %.60s", c.req);
+    CU_ASSERT(strstr(c.req, "Authorization: Bearer cl1-T0KEN-from-file-77\r\n") != NULL);
+    CU_ASSERT(strstr(c.req, "X-Env: cl1-T0KEN-from-env-88\r\n") != NULL);
+    CU_ASSERT(strstr(c.req, "X-Team: vision\r\n") != NULL);       /* the file's defaults win */
+    CU_ASSERT(strstr(c.req, "from-cli") == NULL);                  /* ... and --header's is not sent too */
+    CU_ASSERT(strstr(c.req, "x-run: stage-wins\r\n") != NULL);
+    CU_ASSERT(strstr(buf, token) == NULL && strstr(buf, envtok) == NULL);
+    char *csv = slurp(out, NULL);
+    CU_ASSERT_FATAL(csv != NULL);
+    CU_ASSERT(strstr(csv, token) == NULL && strstr(csv, envtok) == NULL);
+    free(csv);
+
+    /* A missing token file: exit 2 at start, naming the path; an unset variable: naming it. */
+    char missing[320];
+    snprintf(missing, sizeof missing, "Authorization: Bearer ${file:%s/no-such-token}", tmp);
+    argv[15] = missing;
+    rc = run_cmd(argv, 30, buf, sizeof buf);
+    CHECKF(rc == 2 && strstr(buf, "no-such-token") && strstr(buf, "--header"), "exit %d: %s", rc, buf);
+    CU_ASSERT(strstr(buf, envtok) == NULL);
+    argv[15] = hdr1;
+    unsetenv("ANNOTATE_TEST_CLI_TOKEN");
+    rc = run_cmd(argv, 30, buf, sizeof buf);
+    CHECKF(rc == 2 && strstr(buf, "ANNOTATE_TEST_CLI_TOKEN") && strstr(buf, "--header"), "exit %d: %s", rc, buf);
+    CU_ASSERT(strstr(buf, token) == NULL);
+    /* A --header without a name: refused without showing it. */
+    argv[15] = "cl1-T0KEN-pasted-alone";
+    rc = run_cmd(argv, 30, buf, sizeof buf);
+    CHECKF(rc == 2 && strstr(buf, "--header") && !strstr(buf, "pasted-alone"), "exit %d: %s", rc, buf);
+}
+
+/* Configuration errors that used to be accepted and then fail every image one at a time: each
+ * exits 2 at start, naming the option or the file (and the stage) and what is wrong, before a
+ * single request. */
+static void test_startup_errors(void)
+{
+    char good[300], trailing[300], dupl[300], space[300], typo[300], cacert_dir[300], buf[8192];
+    snprintf(good, sizeof good, "%s/se-good.json", tmp);
+    snprintf(trailing, sizeof trailing, "%s/se-trailing.json", tmp);
+    snprintf(dupl, sizeof dupl, "%s/se-dup.json", tmp);
+    snprintf(space, sizeof space, "%s/se-space.json", tmp);
+    snprintf(typo, sizeof typo, "%s/se-typo.json", tmp);
+    snprintf(cacert_dir, sizeof cacert_dir, "%s/se-certs", tmp);
+    mkdir(cacert_dir, 0755);
+    write_text(good, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}\n");
+    write_text(trailing, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}\n{\"stages\": []}\n");
+    write_text(dupl, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}], \"stages\": [{\"name\": \"n\", \"url\": \"/n\"}]}");
+    write_text(space, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}, {\"name\": \"n\", \"url\": \"/model 05\"}]}");
+    write_text(typo, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}, {\"name\": \"n\", \"url\": \"/n\","
+                     " \"fields\": {\"prev\": {\"reslt_of\": \"m\"}}}]}");
+    char missing_ca[320];
+    snprintf(missing_ca, sizeof missing_ca, "%s/no-such-ca.pem", tmp);
+    struct {
+        const char *args[4];
+        const char *want[4];
+        const char *not;
+    } cases[] = {
+        {{"--server", "htp://models:8080"}, {"--server", "htp://models:8080", "http://"}, "stage"},
+        {{"--server", "http://models:8080/v1 "}, {"--server", "blank"}, "stage"},
+        {{"--server", "http://models:8080\r\nX-Evil: 1"}, {"--server", "line break"}, "\n"},
+        {{"--server", "127.0.0.1:8080"}, {"--server", "http://"}, NULL},
+        {{"--cacert", missing_ca}, {"--cacert", missing_ca, "No such file"}, NULL},
+        {{"--cacert", cacert_dir}, {"--cacert", cacert_dir, "directory"}, NULL},
+        {{"--config", tmp}, {tmp, "directory"}, NULL},
+        {{"--config", trailing}, {trailing, "text after the end", "line 2"}, NULL},
+        {{"--config", dupl}, {dupl, "\"stages\" appears twice"}, NULL},
+        {{"--config", space}, {space, "stage 2 (n)", "\"url\"", "blank"}, NULL},
+        {{"--config", typo}, {typo, "stage 2 (n)", "did you mean \"result_of\""}, NULL},
+        {{"--config", good, "--max-rps", "1e-300"}, {"--max-rps", "0.001"}, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[15] = {e2e_annotate_bin(), imgs, "--out", "-", "--quiet"};
+        int n = 5;
+        for (int k = 0; k < 4 && cases[i].args[k]; k++)
+            argv[n++] = cases[i].args[k];
+        argv[n] = NULL;
+        int rc = run_cmd(argv, 30, buf, sizeof buf);
+        CHECKF(rc == 2, "case %zu (%s %s): exit %d: %s", i, cases[i].args[0], cases[i].args[1], rc, buf);
+        for (int w = 0; w < 4 && cases[i].want[w]; w++)
+            CHECKF(strstr(buf, cases[i].want[w]) != NULL, "case %zu: the message lacks '%s': %s", i, cases[i].want[w], buf);
+        /* one line: "annotate: ...\n" */
+        const char *nl = strchr(buf, '\n');
+        CHECKF(nl && nl[1] == 0 && !strncmp(buf, "annotate: ", 10), "case %zu: not one message line: %s", i, buf);
+        if (cases[i].not && nl)
+            CHECKF(strstr(buf, cases[i].not) == NULL || strstr(buf, cases[i].not) == nl, "case %zu: shows '%s': %s", i,
+                   cases[i].not, buf);
+    }
+    /* An unreadable pipeline file (as root every file is readable: not testable there). */
+    if (geteuid() != 0) {
+        chmod(good, 0);
+        const char *argv[] = {e2e_annotate_bin(), imgs, "--config", good, NULL};
+        int rc = run_cmd(argv, 30, buf, sizeof buf);
+        CHECKF(rc == 2 && strstr(buf, good) && strstr(buf, "Permission denied"), "exit %d: %s", rc, buf);
+        chmod(good, 0644);
+    }
+}
+
 int register_cli(void)
 {
     CU_pSuite s = CU_add_suite("cli", setup, teardown);
@@ -294,7 +480,10 @@ int register_cli(void)
         !CU_add_test(s, "header ${VAR} expansion, the token never leaks", test_header_token) ||
         !CU_add_test(s, "--help, bench --help, --version", test_help_version) ||
         !CU_add_test(s, "one writer per --out; resume refuses another DIR spelling", test_one_writer) ||
-        !CU_add_test(s, "a results file that cannot be written: exit 2, no hang", test_write_error))
+        !CU_add_test(s, "a results file that cannot be written: exit 2, no hang", test_write_error) ||
+        !CU_add_test(s, "merge: only annotate results files, of one pipeline", test_merge_headers) ||
+        !CU_add_test(s, "--header reaches the server under the file's headers, never shown", test_header_option) ||
+        !CU_add_test(s, "configuration errors exit 2 at start, naming the option or file", test_startup_errors))
         return -1;
     return 0;
 }

@@ -26,6 +26,7 @@
     X(faults)     \
     X(stats)      \
     X(cli)        \
+    X(options)    \
     X(bench)      \
     X(workers)    \
     X(run)

@@ -4,16 +4,22 @@
  * and resolves (with per-file checks of the stage table); every fixtures/pipelines/bad_*.json is
  * rejected with a message that names the file, the stage (number and name, when it has one) and
  * what is wrong. Each bad file must have an entry in bad_expect[] and each entry a file, so a
- * new fixture cannot be silently skipped. pipeline_resolve: URL joining, ${ENV} expansion, and
- * that an error never shows an environment variable's value. */
+ * new fixture cannot be silently skipped. pipeline_resolve: URL joining, ${ENV} and ${file:PATH}
+ * expansion, "defaults" and --header (pipeline_add_header) merged under the stage's own headers,
+ * and that an error never shows an environment variable's value or a file's content. */
 #include "pipeline.h"
 
 #include <CUnit/CUnit.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -256,10 +262,33 @@ static void check_good_each(struct pipeline *p)
     CU_ASSERT_EQUAL(pipeline_csv_columns(p), 2);
 }
 
+/* "defaults": every stage gets them unless it has its own (a header name matches whatever its
+ * case), and a replaced default is not sent as well. */
+static void check_good_defaults(struct pipeline *p)
+{
+    CU_ASSERT_EQUAL_FATAL(p->n, 2);
+    CU_ASSERT_EQUAL(p->n_default_headers, 2);
+    const struct stage *s = &p->stages[0];
+    CU_ASSERT_EQUAL(s->timeout_ms, 1500);
+    CU_ASSERT_EQUAL(s->retries, 7);
+    CU_ASSERT_EQUAL(s->n_headers, 0);
+    CU_ASSERT(slist_has(s->headers, "Authorization: Bearer tok-123"));
+    CU_ASSERT(slist_has(s->headers, "X-Team: vision"));
+    CU_ASSERT(slist_has(s->headers, "Content-Type: application/json"));
+    s = &p->stages[1];
+    CU_ASSERT_EQUAL(s->timeout_ms, 99);
+    CU_ASSERT_EQUAL(s->retries, 0);
+    CU_ASSERT(slist_has(s->headers, "authorization: Token other"));
+    CU_ASSERT(!slist_has(s->headers, "Authorization: Bearer tok-123"));
+    CU_ASSERT(slist_has(s->headers, "X-Team: vision"));
+    CU_ASSERT(slist_has(s->headers, "X-Stage: 2"));
+}
+
 static const struct {
     const char *file;
     void (*check)(struct pipeline *);
 } good_expect[] = {
+    {"good_defaults.json", check_good_defaults},
     {"good_absolute.json", check_good_absolute},
     {"good_overrides.json", check_good_overrides},
     {"good_no_fields.json", check_good_no_fields},
@@ -346,6 +375,16 @@ static const struct {
     {"bad_retries_negative.json", {"stage 2 (model_02)", "\"retries\""}, NULL},
     {"bad_header_newline.json", {"stage 1 (model_01)", "X-Token", "line break"}, "X-Injected"},
     {"bad_duplicate_key.json", {"stage 1 (model_01)", "\"url\""}, NULL},
+    {"bad_trailing_text.json", {"text after the end", "line 4"}, NULL},
+    {"bad_duplicate_stages.json", {"top-level key \"stages\" appears twice"}, NULL},
+    {"bad_url_space.json", {"stage 2 (model_02)", "\"url\"", "blank", "character 7"}, NULL},
+    {"bad_url_newline.json", {"stage 1 (model_01)", "\"url\"", "line break"}, "X-Injected"},
+    {"bad_url_nul.json", {"stage 2 (model_02)", "NUL", "line 4"}, NULL},
+    {"bad_result_of_typo.json", {"stage 2 (model_02)", "\"reslt_of\"", "did you mean \"result_of\""}, NULL},
+    {"bad_defaults_key.json", {"\"defaults\"", "unknown key \"timeout\""}, NULL},
+    {"bad_defaults_retries.json", {"\"defaults\"", "\"retries\"", "0 to 100"}, NULL},
+    {"bad_defaults_twice.json", {"\"defaults\"", "\"retries\" appears twice"}, NULL},
+    {"bad_header_twice.json", {"stage 1 (model_01)", "\"x-token\"", "twice"}, NULL},
 };
 #define N_BAD (sizeof bad_expect / sizeof bad_expect[0])
 
@@ -630,6 +669,372 @@ static void test_resolve_env(void)
     unsetenv("ANNOTATE_TEST_SECRET");
 }
 
+
+/* A directory or an unreadable file given as the pipeline: the path and the reason. */
+static void test_load_dir_unreadable(void)
+{
+    struct pipeline *p = (struct pipeline *)1;
+    char err[512] = "";
+    CU_ASSERT_EQUAL(pipeline_load("/tmp", &p, err, sizeof err), -1);
+    CU_ASSERT_PTR_NULL(p);
+    CHECKF(strncmp(err, "/tmp:", 5) == 0 && strstr(err, "directory"), "%s", err);
+
+    char path[] = "/tmp/annotate-pipe-XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    const char *text = "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}";
+    CU_ASSERT(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    chmod(path, 0);
+    /* root reads any file: try it as nobody, in a child. */
+    int pfd[2];
+    CU_ASSERT_FATAL(pipe(pfd) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        if (geteuid() == 0 && (setgid(65534) || setuid(65534)))
+            _exit(3);
+        struct pipeline *q = NULL;
+        char e[512] = "";
+        int rc = pipeline_load(path, &q, e, sizeof e);
+        pipeline_free(q);
+        ssize_t w = write(pfd[1], e, strlen(e));
+        (void)w;
+        _exit(rc == -1 ? 0 : 1);
+    }
+    close(pfd[1]);
+    char got[512] = "";
+    ssize_t n = read(pfd[0], got, sizeof got - 1);
+    got[n > 0 ? n : 0] = 0;
+    close(pfd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 3) {
+        CU_PASS("cannot drop root here: the unreadable case is not tested");
+    } else {
+        CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "an unreadable pipeline file was loaded");
+        CHECKF(strstr(got, path) && strstr(got, strerror(EACCES)), "want the path and the reason: %s", got);
+    }
+    unlink(path);
+}
+
+/* After the JSON object only white space; no NUL inside a string, raw or escaped. */
+static void test_parse_trailing_and_nul(void)
+{
+    char err[512];
+    struct pipeline *p;
+    const char *one = "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}";
+    char text[512];
+    snprintf(text, sizeof text, "%s \n\t\r\n  ", one);
+    p = parse_str(text, err, sizeof err);
+    CHECKF(p != NULL, "trailing white space is fine: %s", err);
+    pipeline_free(p);
+    static const char *const after[] = {"x", "\n{}", "]", "//", "\n\n,"};
+    for (size_t i = 0; i < sizeof after / sizeof after[0]; i++) {
+        snprintf(text, sizeof text, "%s%s", one, after[i]);
+        p = parse_str(text, err, sizeof err);
+        CHECKF(p == NULL && strstr(err, "text after the end"), "case %zu: %s", i, err);
+        pipeline_free(p);
+    }
+    /* A NUL byte after the object: still text after it (cJSON's own "null-terminated" option
+     * would have stopped there and accepted the file). */
+    size_t l = strlen(one);
+    memcpy(text, one, l);
+    memcpy(text + l, "\0junk", 5);
+    p = NULL;
+    CU_ASSERT_EQUAL(pipeline_parse(text, l + 5, "inline", &p, err, sizeof err), -1);
+    CHECKF(strstr(err, "text after the end") != NULL, "%s", err);
+
+    /* A raw NUL byte inside a string. */
+    const char *raw = "{\"stages\": [{\"name\": \"m\", \"url\": \"/m?a\"}]}";
+    l = strlen(raw);
+    memcpy(text, raw, l);
+    text[strchr(raw, '?') - raw] = 0;
+    CU_ASSERT_EQUAL(pipeline_parse(text, l, "inline", &p, err, sizeof err), -1);
+    CHECKF(strstr(err, "stage 1 (m)") && strstr(err, "NUL"), "%s", err);
+
+    /* \u0000 anywhere, with the stage named when it is in one. */
+    static const struct {
+        const char *text, *want;
+    } nul[] = {
+        {"{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"}, {\"name\": \"b\", \"url\": \"/b\", \"fields\": {\"k\": \"x\\u0000y\"}}]}",
+         "stage 2 (b)"},
+        {"{\"stages\": [{\"name\": \"a\", \"url\": \"/a\", \"headers\": {\"X\": \"t\\u0000\"}}]}", "stage 1 (a)"},
+        {"{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"}, {\"name\": \"b\", \"url\": \"/b\", \"fields\": {\"k\\u0000\": 1}}]}",
+         "stage 2 (b)"},
+        {"{\"defaults\": {\"headers\": {\"X\": \"\\u0000\"}}, \"stages\": [{\"name\": \"a\", \"url\": \"/a\"}]}", "inline: a string"},
+        {"{\"stages\": [{\"name\": \"a\", \"url\": \"/a\", \"fields\": {\"o\": [{\"x\": [1, \"\\u0000\"]}]}}]}", "stage 1 (a)"},
+    };
+    for (size_t i = 0; i < sizeof nul / sizeof nul[0]; i++) {
+        p = parse_str(nul[i].text, err, sizeof err);
+        CHECKF(p == NULL && strstr(err, nul[i].want) && strstr(err, "NUL"), "NUL case %zu: %s", i, err);
+        pipeline_free(p);
+    }
+    /* Not a NUL: an escaped backslash followed by the text u0000, and \u0001. */
+    p = parse_str("{\"stages\": [{\"name\": \"a\", \"url\": \"/a\", \"fields\": {\"k\": \"x\\\\u0000\", \"j\": \"\\u0001\"}}]}",
+                  err, sizeof err);
+    CHECKF(p != NULL, "%s", err);
+    if (p) {
+        const struct stage_field *f = field(&p->stages[0], "k");
+        CU_ASSERT(f && streq(f->literal, "\"x\\\\u0000\""));
+        pipeline_free(p);
+    }
+    /* Keys of the top level: duplicates of any key, unknown ones. */
+    p = parse_str("{\"defaults\": {}, \"stages\": [{\"name\": \"a\", \"url\": \"/a\"}], \"defaults\": {}}", err, sizeof err);
+    CHECKF(p == NULL && strstr(err, "\"defaults\" appears twice"), "%s", err);
+    p = parse_str("{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"}], \"default\": {}}", err, sizeof err);
+    CHECKF(p == NULL && strstr(err, "unknown top-level key \"default\"") && strstr(err, "defaults"), "%s", err);
+    p = parse_str("{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"}], \"defaults\": []}", err, sizeof err);
+    CHECKF(p == NULL && strstr(err, "\"defaults\""), "%s", err);
+}
+
+/* URLs with blanks or control characters are refused at parse, naming the stage. */
+static void test_parse_url_chars(void)
+{
+    static const char *const bad[] = {"/a b", "/a\\tb", "/a\\nb", "/a\\rb", "/a\\u0007", "/a\\u007f", "http://h x/a", " /a"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[256], err[512];
+        snprintf(text, sizeof text, "{\"stages\": [{\"name\": \"ok\", \"url\": \"/ok\"}, {\"name\": \"m\", \"url\": \"%s\"}]}", bad[i]);
+        struct pipeline *p = parse_str(text, err, sizeof err);
+        CHECKF(p == NULL && strstr(err, "stage 2 (m)") && strstr(err, "\"url\""), "url %s: %s", bad[i], err);
+        pipeline_free(p);
+    }
+    char err[512];
+    struct pipeline *p = parse_str("{\"stages\": [{\"name\": \"m\", \"url\": \"/a%20b?q=%0A\"}]}", err, sizeof err);
+    CHECKF(p != NULL, "percent-escapes are fine: %s", err);
+    pipeline_free(p);
+}
+
+/* {"reslt_of": "a"}: a one-key object whose key is within two edits of result_of (any case) is
+ * a typo, not a literal; other objects are literals as before. */
+static void test_fields_typo(void)
+{
+    static const char *const typos[] = {"reslt_of", "result-of", "Result_Of", "RESULT_OF", "resultof", "results_of",
+                                        "rseult_of", "reslut_fo", "result_o", "esult_of"};
+    for (size_t i = 0; i < sizeof typos / sizeof typos[0]; i++) {
+        char text[300], err[512];
+        snprintf(text, sizeof text,
+                 "{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"}, {\"name\": \"b\", \"url\": \"/b\", \"fields\": "
+                 "{\"x\": {\"%s\": \"a\"}}}]}", typos[i]);
+        struct pipeline *p = parse_str(text, err, sizeof err);
+        CHECKF(p == NULL, "{\"%s\": \"a\"} was taken as a literal", typos[i]);
+        CHECKF(strstr(err, "stage 2 (b)") && strstr(err, typos[i]) && strstr(err, "did you mean \"result_of\""),
+               "%s: %s", typos[i], err);
+        pipeline_free(p);
+    }
+    static const char *const literals[] = {"{\"result\": 1}", "{\"reslt_of\": \"a\", \"x\": 1}", "{\"rest_of_it\": 2}",
+                                           "{\"label\": \"cat\"}", "{}", "{\"r\": 1}",
+                                           "{\"a_very_long_key_that_is_nothing_like_it_at_all\": 1}"};
+    for (size_t i = 0; i < sizeof literals / sizeof literals[0]; i++) {
+        char text[300], err[512];
+        snprintf(text, sizeof text,
+                 "{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"}, {\"name\": \"b\", \"url\": \"/b\", \"fields\": "
+                 "{\"x\": %s}}]}", literals[i]);
+        struct pipeline *p = parse_str(text, err, sizeof err);
+        CHECKF(p != NULL, "%s should be a literal: %s", literals[i], err);
+        if (p) {
+            const struct stage_field *f = field(&p->stages[1], "x");
+            CU_ASSERT(f && f->result_of == -1 && f->literal);
+        }
+        pipeline_free(p);
+    }
+}
+
+static int count_named(const struct curl_slist *l, const char *name)
+{
+    int n = 0;
+    size_t nl = strlen(name);
+    for (; l; l = l->next)
+        n += strncasecmp(l->data, name, nl) == 0 && l->data[nl] == ':';
+    return n;
+}
+
+/* --header lines (pipeline_add_header) under "defaults" under a stage's own, one of each name. */
+static void test_header_precedence(void)
+{
+    char err[512] = "";
+    setenv("ANNOTATE_TEST_CLI", "cli-secret-value", 1);
+    struct pipeline *p = parse_str(
+        "{\"defaults\": {\"headers\": {\"X-Team\": \"vision\", \"x-both\": \"from-defaults\"}},"
+        " \"stages\": [{\"name\": \"a\", \"url\": \"/a\", \"headers\": {\"X-BOTH\": \"from-stage\", \"X-Own\": \"1\"}},"
+        " {\"name\": \"b\", \"url\": \"/b\"},"
+        " {\"name\": \"c\", \"url\": \"/c\", \"headers\": {\"authorization\": \"Token c\", \"Content-Type\": \"text/x\"}}]}",
+        err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(pipeline_add_header(p, "Authorization: Bearer ${ANNOTATE_TEST_CLI}", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(pipeline_add_header(p, "X-Team:cli", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(pipeline_add_header(p, "X-Cli:   spaced value ", err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(pipeline_resolve(p, "http://h", err, sizeof err), 0);
+    const struct curl_slist *a = p->stages[0].headers, *b = p->stages[1].headers, *c = p->stages[2].headers;
+    /* a: its own X-BOTH wins over the defaults'; the defaults' X-Team over --header's. */
+    CU_ASSERT(slist_has(a, "X-BOTH: from-stage"));
+    CU_ASSERT_EQUAL(count_named(a, "x-both"), 1);
+    CU_ASSERT(slist_has(a, "X-Team: vision"));
+    CU_ASSERT_EQUAL(count_named(a, "x-team"), 1);
+    CU_ASSERT(slist_has(a, "X-Own: 1"));
+    CU_ASSERT(slist_has(a, "Authorization: Bearer cli-secret-value"));
+    CU_ASSERT(slist_has(a, "X-Cli: spaced value "));
+    CU_ASSERT(slist_has(a, "Content-Type: application/json"));
+    CU_ASSERT(slist_has(a, "Expect:"));
+    /* b: nothing of its own. */
+    CU_ASSERT(slist_has(b, "x-both: from-defaults"));
+    CU_ASSERT(slist_has(b, "X-Team: vision"));
+    CU_ASSERT(slist_has(b, "Authorization: Bearer cli-secret-value"));
+    /* c: its authorization replaces --header's, its Content-Type our fixed one. */
+    CU_ASSERT(slist_has(c, "authorization: Token c"));
+    CU_ASSERT_EQUAL(count_named(c, "authorization"), 1);
+    CU_ASSERT(slist_has(c, "Content-Type: text/x"));
+    CU_ASSERT_EQUAL(count_named(c, "content-type"), 1);
+    /* Again: the same lists, rebuilt. */
+    CU_ASSERT_EQUAL(pipeline_resolve(p, "http://h", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(count_named(p->stages[0].headers, "x-both"), 1);
+    CU_ASSERT_EQUAL(count_named(p->stages[1].headers, "authorization"), 1);
+    /* An unset variable in a --header: named, with "--header", never a value. */
+    CU_ASSERT_EQUAL(pipeline_add_header(p, "X-Other: ${ANNOTATE_TEST_UNSET_CLI}", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(pipeline_resolve(p, "http://h", err, sizeof err), -1);
+    CHECKF(strstr(err, "--header") && strstr(err, "ANNOTATE_TEST_UNSET_CLI") && !strstr(err, "cli-secret"), "%s", err);
+    pipeline_free(p);
+
+    /* pipeline_add_header: what is refused, and that the value is never shown. */
+    p = parse_str("{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"}]}", err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    static const struct {
+        const char *line, *want;
+    } bad[] = {
+        {"s3cr3t-token-no-colon", "no ':'"},
+        {"Bearer s3cr3t-token: x", "not a header name"},
+        {": s3cr3t-token", "not a header name"},
+        {"X-Key: s3cr3t-token\r\nX-Injected: 1", "line break"},
+        {"X-Key: s3cr3t-token\n", "line break"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        CU_ASSERT_EQUAL(pipeline_add_header(p, bad[i].line, err, sizeof err), -1);
+        CHECKF(strstr(err, "--header") && strstr(err, bad[i].want) && !strstr(err, "s3cr3t"), "case %zu: %s", i, err);
+    }
+    CU_ASSERT_EQUAL(pipeline_add_header(p, "X-Key: s3cr3t-token", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(pipeline_add_header(p, "x-key: other-s3cr3t", err, sizeof err), -1);
+    CHECKF(strstr(err, "twice") && strstr(err, "x-key") && !strstr(err, "s3cr3t"), "%s", err);
+    /* A stage named the same as a --header still replaces it, whatever the case. */
+    pipeline_free(p);
+    unsetenv("ANNOTATE_TEST_CLI");
+}
+
+
+/* ${file:PATH}: the content, one trailing newline removed; errors name the path, not the
+ * content. */
+static void test_header_file(void)
+{
+    char dir[] = "/tmp/annotate-hdr-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    static const struct {
+        const char *content;
+        size_t len;
+        const char *want; /* the header line, or NULL: refused */
+    } cases[] = {
+        {"f1le-t0ken-abc", 14, "Authorization: Bearer f1le-t0ken-abc"},
+        {"f1le-t0ken-abc\n", 15, "Authorization: Bearer f1le-t0ken-abc"},
+        {"f1le-t0ken-abc\r\n", 16, "Authorization: Bearer f1le-t0ken-abc"},
+        {"  spaced f1le-t0ken \n", 21, "Authorization: Bearer   spaced f1le-t0ken "},
+        {"", 0, "Authorization: Bearer "},
+        {"f1le-t0ken-abc\n\n", 16, NULL},
+        {"f1le-t0ken\nX-Injected: 1\n", 25, NULL},
+        {"f1le-t0ken\rabc", 14, NULL},
+        {"f1le\0t0ken", 10, NULL},
+    };
+    char path[300], text[600], err[768];
+    snprintf(path, sizeof path, "%s/token", dir);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CU_ASSERT_FATAL(write_file(path, cases[i].content, cases[i].len) == 0);
+        snprintf(text, sizeof text,
+                 "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\", \"headers\": {\"Authorization\": \"Bearer ${file:%s}\"}}]}",
+                 path);
+        struct pipeline *p = parse_str(text, err, sizeof err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        err[0] = 0;
+        int rc = pipeline_resolve(p, "http://h", err, sizeof err);
+        if (cases[i].want) {
+            CHECKF(rc == 0 && slist_has(p->stages[0].headers, cases[i].want), "case %zu: rc %d %s", i, rc, err);
+        } else {
+            CHECKF(rc == -1, "case %zu: accepted", i);
+            CHECKF(strstr(err, "stage 1 (m)") && strstr(err, path) && strstr(err, "Authorization"), "case %zu: %s", i, err);
+            CHECKF(!strstr(err, "t0ken") && !strstr(err, "Injected"), "case %zu: the content shows: %s", i, err);
+        }
+        pipeline_free(p);
+    }
+    /* The same through "defaults" and --header. */
+    CU_ASSERT_FATAL(write_file(path, "f1le-t0ken-abc\n", 15) == 0);
+    snprintf(text, sizeof text,
+             "{\"defaults\": {\"headers\": {\"X-D\": \"${file:%s}\"}}, \"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}", path);
+    struct pipeline *p = parse_str(text, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    snprintf(text, sizeof text, "X-C: k=${file:%s};", path);
+    CU_ASSERT_EQUAL(pipeline_add_header(p, text, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(pipeline_resolve(p, "http://h", err, sizeof err), 0);
+    CU_ASSERT(slist_has(p->stages[0].headers, "X-D: f1le-t0ken-abc"));
+    CU_ASSERT(slist_has(p->stages[0].headers, "X-C: k=f1le-t0ken-abc;"));
+    pipeline_free(p);
+
+    /* Missing, a directory, too large, no path: exit-2 errors naming the path and who uses it. */
+    char big[70000];
+    memset(big, 'a', sizeof big);
+    char bigpath[320];
+    snprintf(bigpath, sizeof bigpath, "%s/big", dir);
+    CU_ASSERT_FATAL(write_file(bigpath, big, sizeof big) == 0);
+    struct {
+        const char *where, *ref, *want;
+    } errs[] = {
+        {"defaults", "${file:/nonexistent/annotate/token}", "No such file"},
+        {"defaults", "${file:/tmp}", "a directory"},
+        {"header", "${file:/dev/null}", "not a regular file"},
+        {"header", "${file:}", "no path"},
+        {"defaults", NULL, "larger than 64 KiB"},
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        char ref[400];
+        snprintf(ref, sizeof ref, "%s", errs[i].ref ? errs[i].ref : "");
+        if (!errs[i].ref)
+            snprintf(ref, sizeof ref, "${file:%s}", bigpath);
+        if (!strcmp(errs[i].where, "defaults"))
+            snprintf(text, sizeof text, "{\"defaults\": {\"headers\": {\"X-K\": \"%s\"}}, \"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}",
+                     ref);
+        else
+            snprintf(text, sizeof text, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\", \"headers\": {\"X-K\": \"%s\"}}]}", ref);
+        p = parse_str(text, err, sizeof err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        CU_ASSERT_EQUAL(pipeline_resolve(p, "http://h", err, sizeof err), -1);
+        CHECKF(strstr(err, errs[i].want) && strstr(err, "X-K") &&
+                   strstr(err, !strcmp(errs[i].where, "defaults") ? "\"defaults\"" : "stage 1 (m)"),
+               "case %zu: %s", i, err);
+        CHECKF(!strstr(err, "aaaa"), "case %zu: the content shows", i);
+        pipeline_free(p);
+    }
+    unlink(bigpath);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* The base URL (--server): checked on its own, and named when a relative stage URL needs it. */
+static void test_check_base(void)
+{
+    static const char *const good[] = {"http://h", "https://h:8443", "http://127.0.0.1:8080/", "http://h/v1/", "http://[::1]:80"};
+    static const char *const bad[] = {"htp://h", "h:80", "", "http://", "https:///x", "http://h x", "http://h\r\nX: 1",
+                                      "http://h/\tx", "http://h/v1?k=1", "http://h/#top", "ftp://h", "HTTP//h"};
+    char err[256];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECKF(pipeline_check_base(good[i], err, sizeof err) == 0, "%s: %s", good[i], err);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECKF(pipeline_check_base(bad[i], err, sizeof err) == -1 && err[0], "'%s' accepted", bad[i]);
+    struct pipeline *p = parse_str("{\"stages\": [{\"name\": \"abs\", \"url\": \"http://x/a\"}, {\"name\": \"rel\", \"url\": \"/r\"}]}",
+                                   err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(pipeline_resolve(p, "htp://models", err, sizeof err), -1);
+    CHECKF(strstr(err, "stage 2 (rel)") && strstr(err, "--server \"htp://models\"") && strstr(err, "http://"), "%s", err);
+    CU_ASSERT_EQUAL(pipeline_resolve(p, "http://h\r\nX-Injected: 1", err, sizeof err), -1);
+    CHECKF(strstr(err, "--server") && !strchr(err, '\r') && !strchr(err, '\n'), "%s", err);
+    pipeline_free(p);
+}
+
 int register_pipeline(void)
 {
     CU_pSuite s = CU_add_suite("pipeline", NULL, NULL);
@@ -641,7 +1046,14 @@ int register_pipeline(void)
         !CU_add_test(s, "missing file", test_load_missing_file) ||
         !CU_add_test(s, "inline texts: line numbers, shapes, limits", test_parse_inline) ||
         !CU_add_test(s, "resolve: URL joining, http(s) only", test_resolve_urls) ||
-        !CU_add_test(s, "resolve: ${ENV} expansion; errors name, never show", test_resolve_env))
+        !CU_add_test(s, "resolve: ${ENV} expansion; errors name, never show", test_resolve_env) ||
+        !CU_add_test(s, "load: a directory, an unreadable file", test_load_dir_unreadable) ||
+        !CU_add_test(s, "only white space after the object; no NUL in a string", test_parse_trailing_and_nul) ||
+        !CU_add_test(s, "url: no blanks or control characters", test_parse_url_chars) ||
+        !CU_add_test(s, "fields: {\"reslt_of\": ...} is a typo, did you mean result_of", test_fields_typo) ||
+        !CU_add_test(s, "headers: stage over defaults over --header, one per name", test_header_precedence) ||
+        !CU_add_test(s, "headers: ${file:PATH}, errors name the path, never the content", test_header_file) ||
+        !CU_add_test(s, "base URL (--server) checked and named", test_check_base))
         return -1;
     return 0;
 }
