@@ -24,7 +24,7 @@
 enum opt_id {
     O_OUT, O_SERVER, O_CONFIG, O_HEADER, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_LOOPS, O_QUEUE, O_TIMEOUT,
     O_CONNECT_TIMEOUT, O_RETRIES, O_BACKOFF, O_BACKOFF_MAX, O_MAX_RPS, O_MAX_BYTES, O_EXTS, O_ENCODER,
-    O_RESUME, O_RETRY_FAILED, O_SYNC_EVERY, O_DRAIN, O_QUIET, O_PROGRESS, O_STATS_JSON, O_INSECURE,
+    O_RESUME, O_RETRY_FAILED, O_FORCE, O_SYNC_EVERY, O_DRAIN, O_QUIET, O_PROGRESS, O_STATS_JSON, O_INSECURE,
     O_CACERT, O_SHARD, O_LIMIT_RUN, O_HELP, O_VERSION,
     /* bench only */
     O_STRATEGIES, O_LATENCY, O_LATENCY_DIST, O_DURATION, O_LIMIT, O_REPORT, O_CHART, O_MOCK_BIN,
@@ -139,6 +139,7 @@ static const struct opt OPTS[O__N] = {
                   FLAG(CFG(resume))},
     [O_RETRY_FAILED] = {"retry-failed", NULL, NULL, "with --resume, also re-run images whose row is failed (their old rows are removed)",
                         RUN, FLAG(CFG(retry_failed))},
+    [O_FORCE] = {"force", NULL, NULL, "start --out afresh even when it holds rows (they are lost)", RUN, FLAG(CFG(force))},
     [O_SYNC_EVERY] = {"sync-every", "N", "1000", "fsync the CSV every N rows (0: only at the end)", RUN,
                       LONG(CFG(sync_every), 1, LONG_MAX, "a number of rows"), .zero = "0 to sync only at the end"},
     [O_DRAIN] = {"drain-timeout-ms", "MS", "30000", "after Ctrl-C, how long the images in flight may take to finish", RUN,

@@ -28,6 +28,7 @@ struct config {
     uint64_t max_image_bytes;
     enum b64_encoder encoder;
     int resume, retry_failed;
+    int force;                  /* truncate a non-empty --out without --resume */
     long sync_every;            /* rows between fsyncs; 0: only at the end */
     long drain_timeout_ms;
     int quiet;

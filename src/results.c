@@ -356,6 +356,11 @@ struct results *results_open(const struct results_opts *o, const struct pipeline
         if (o->resume) {
             if (resume_rows(&c->fd, o, p, done, info, err, errlen))
                 goto fail;
+        } else if (regular && st.st_size > 0 && !o->force) {
+            /* A finished run's rows are not lost to a command run again without --resume. */
+            snprintf(err, errlen, "%s already holds %lld bytes of results: use --resume to continue it, or --force "
+                     "to start it afresh (its rows are lost)", o->path, (long long)st.st_size);
+            goto fail;
         } else if (regular && ftruncate(c->fd, 0)) {
             /* Truncated only now that we hold the lock: starting a second run on the same --out
              * cannot wipe the rows of one still writing them. */

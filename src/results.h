@@ -28,6 +28,7 @@ struct results_opts {
     const char *dir;      /* DIR as the run was given it: resume refuses rows not under it */
     int resume;           /* keep the rows there and skip their images */
     int retry_failed;     /* with resume: failed rows are removed, their images redone */
+    int force;            /* without resume: a file holding rows may be truncated */
     long sync_every;      /* rows between fdatasyncs; 0: only at close */
 };
 

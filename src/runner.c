@@ -286,7 +286,7 @@ static int setup(struct runner *r, char *err, size_t errlen)
     }
     if (!(r->sc = scan_open(cfg->dir, &cfg->scan, err, errlen)))
         return -1;
-    struct results_opts ro = {cfg->out, cfg->dir, cfg->resume, cfg->retry_failed, cfg->sync_every};
+    struct results_opts ro = {cfg->out, cfg->dir, cfg->resume, cfg->retry_failed, cfg->force, cfg->sync_every};
     if (!(r->out = results_open(&ro, cfg->pipeline, &r->done, &r->info, err, errlen)))
         return -1;
     const struct resume_info *info = &r->info;

@@ -20,6 +20,8 @@ if [ -z "$port" ]; then
   exit 1
 fi
 echo "demo: mock model server on 127.0.0.1:$port (20 ms latency per request)"
+# A fresh demo each time: annotate itself never overwrites a results file without --force.
+rm -f out/results.csv
 echo "demo: $BUILD/annotate sample_images --server http://127.0.0.1:$port --out out/results.csv"
 "$BUILD/annotate" sample_images --server "http://127.0.0.1:$port" --out out/results.csv
 rc=$?

@@ -65,7 +65,7 @@ int e2e_predict(const unsigned char *bytes, size_t len, struct e2e_pred *p);
 void e2e_pred_free(struct e2e_pred *p);
 
 /* argv (at most max entries, NULL-terminated) for: annotate ROOT --out CSV --server URL --quiet
- * EXTRA... Returns the count. */
+ * [--force unless EXTRA has --resume] EXTRA... Returns the count. */
 int e2e_annotate_argv(const char **argv, int max, const char *root, const char *csv, const char *server,
                       const char *const *extra);
 

@@ -272,7 +272,7 @@ static void test_write_error(void)
     static const char *const strategies[] = {"serial", "threads", "processes", "curl-multi"};
     for (int s = 0; s < 4; s++) {
         char cmd[2048], buf[4096];
-        snprintf(cmd, sizeof cmd, "trap '' XFSZ; ulimit -f 2; exec %s %s --server %s --out %s/big.csv --quiet "
+        snprintf(cmd, sizeof cmd, "trap '' XFSZ; ulimit -f 2; exec %s %s --server %s --out %s/big.csv --quiet --force "
                  "--strategy %s --queue-size 4", e2e_annotate_bin(), imgs, m.base_url, tmp, strategies[s]);
         const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
         int rc = run_cmd(argv, 60, buf, sizeof buf);

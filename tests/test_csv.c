@@ -243,7 +243,7 @@ static void test_put_field(void)
 /* Opens the results file as a run would: append keeps what is there (resume). */
 static struct results *open_out(const char *path, int append, long sync_every, char *err, size_t errlen)
 {
-    struct results_opts o = {.path = path, .resume = append, .sync_every = sync_every};
+    struct results_opts o = {.path = path, .resume = append, .force = 1, .sync_every = sync_every};
     struct doneset *d;
     struct resume_info info;
     struct results *r = results_open(&o, P, &d, &info, err, errlen);
@@ -451,6 +451,24 @@ static void test_append(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(results_close(c), 0);
     CU_ASSERT(header_only(path));
+
+    /* Without --resume or --force, a file holding rows is refused, and left as it was. */
+    CU_ASSERT_FATAL(write_file(path, t2, len2) == 0);
+    struct results_opts keep = {.path = path};
+    struct doneset *dd;
+    struct resume_info ii;
+    err[0] = 0;
+    CU_ASSERT_PTR_NULL(results_open(&keep, P, &dd, &ii, err, sizeof err));
+    CHECKF(strstr(err, "--resume") && strstr(err, "--force"), "refusal: %s", err);
+    size_t len5;
+    char *t5 = slurp(path, &len5);
+    CU_ASSERT(t5 && len5 == len2 && !memcmp(t5, t2, len2));
+    free(t5);
+    /* An empty file is no loss: taken without --force. */
+    CU_ASSERT_FATAL(write_file(path, "", 0) == 0);
+    struct results *c0 = results_open(&keep, P, &dd, &ii, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL(c0);
+    CU_ASSERT_EQUAL(results_close(c0), 0);
 
     /* An unwritable place: NULL and a reason. */
     err[0] = 0;

@@ -722,6 +722,13 @@ int e2e_annotate_argv(const char **argv, int max, const char *root, const char *
     argv[n++] = "--server";
     argv[n++] = server;
     argv[n++] = "--quiet";
+    /* Tests run again and again into one file: each run that does not resume starts it afresh
+     * (the refusal without --force has its own test). */
+    int resume = 0;
+    for (int i = 0; extra && extra[i]; i++)
+        resume |= !strcmp(extra[i], "--resume");
+    if (!resume)
+        argv[n++] = "--force";
     for (int i = 0; extra && extra[i] && n < max - 1; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;

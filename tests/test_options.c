@@ -359,6 +359,8 @@ static void test_option_errors(void)
     CHECKF(strstr(err, "--workers needs a value"), "%s", err);
     CU_ASSERT_EQUAL(PARSE(0, "--workers=9"), 0);
     CU_ASSERT_EQUAL(cfg.workers, 9);
+    CU_ASSERT_EQUAL(PARSE(0, "--force"), 0);
+    CU_ASSERT_EQUAL(cfg.force, 1);
 }
 
 /* Every option the parser knows is covered by one of the tests above, so that a new one cannot
@@ -366,7 +368,7 @@ static void test_option_errors(void)
 static void test_every_option_tested(void)
 {
     static const char *const others[] = {"out", "server", "config", "strategy", "extensions", "encoder", "resume",
-                                         "retry-failed", "quiet", "stats-json", "insecure", "cacert", "shard", "help",
+                                         "retry-failed", "force", "quiet", "stats-json", "insecure", "cacert", "shard", "help",
                                          "version", "strategies", "latency-dist", "report", "chart", "mock",
                                          "trust-payload", "header", NULL};
     const char *const *names = cli_option_names();

@@ -105,6 +105,16 @@ static void test_out_inside_dir(void)
     const char *again[] = {e2e_annotate_bin(), root, "--out", csv2, "--server", m.base_url, "--quiet", "--resume", NULL};
     CU_ASSERT_EQUAL(run_cmd(again, tmo(30), NULL, 0), 0);
     rows_ok(csv, paths, N);
+    /* The same command again, without --resume: refused, the finished file untouched. */
+    char out[2048];
+    long lines = e2e_count_lines(csv);
+    CU_ASSERT_EQUAL(run_cmd(argv, tmo(30), out, sizeof out), 2);
+    CHECKF(strstr(out, "--resume") && strstr(out, "--force"), "refusal: %s", out);
+    CU_ASSERT_EQUAL(e2e_count_lines(csv), lines);
+    rows_ok(csv, paths, N);
+    const char *force[] = {e2e_annotate_bin(), root, "--out", csv, "--server", m.base_url, "--quiet", "--force", NULL};
+    CU_ASSERT_EQUAL(run_cmd(force, tmo(30), NULL, 0), 0);
+    rows_ok(csv, paths, N);
     mock_stop(&m);
     free_strs(paths, N);
     tree_rm(base);
@@ -160,7 +170,8 @@ int register_run(void)
 {
     CU_pSuite s = CU_add_suite("run concurrent", NULL, NULL);
     if (!s || !CU_add_test(s, "a signal finishes only the images sent; --resume does the rest", test_prompt_stop) ||
-        !CU_add_test(s, "an --out inside DIR named like an image is not sent", test_out_inside_dir) ||
+        !CU_add_test(s, "an --out inside DIR is not sent; a finished --out is never overwritten without --force",
+                     test_out_inside_dir) ||
         !CU_add_test(s, "a stage that answers 404 from the start: exit 2, no rows, --resume after the fix",
                      test_setup_error_stops))
         return -1;

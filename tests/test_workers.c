@@ -156,7 +156,7 @@ static void test_in_flight_counted(void)
         unlink(f.log);
         const char *argv[] = {e2e_annotate_bin(), f.root, "--out", f.csv, "--server", f.m.base_url,
                               "--strategy", strategies[s], "--workers", "4", "--concurrency", "8",
-                              "--progress-interval", "0.1", "--max-images", s == 2 ? "4" : "30", NULL};
+                              "--progress-interval", "0.1", "--force", "--max-images", s == 2 ? "4" : "30", NULL};
         pid_t pid = e2e_spawn(argv, f.log);
         int rc = e2e_wait(pid, tmo(60));
         long most = max_in_flight(f.log);
