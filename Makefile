@@ -50,7 +50,7 @@ ANNOTATE := $(BUILD)/annotate
 MOCK     := $(BUILD)/mock-model-server
 UNIT     := $(BUILD)/unit-tests
 
-.PHONY: all deps demo test check check-suites sanitize tsan valgrind clean bench bench-micro bench-data fuzz install
+.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data fuzz install
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -109,12 +109,20 @@ test: deps
 	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
 
-check: check-suites all $(UNIT)
+check: check-suites check-flags all $(UNIT)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
 
 # tests/test_main.c's SUITES must list every register_NAME() of tests/test_*.c (see the script).
 check-suites:
 	@sh tests/check-suites.sh tests
+
+# A user's CFLAGS add to the project's flags, never replace them (make CFLAGS=-O0 must build):
+# the compile line make would run with CFLAGS=-O0 still carries -std=c11, -Isrc and -pthread.
+check-flags:
+	@line=$$($(MAKE) --no-print-directory -n -B BUILD=build-flagcheck CFLAGS=-O0 build-flagcheck/obj/b64.o); \
+	  for f in -std=c11 -Isrc -pthread -O0 -MMD; do \
+	    case " $$line " in *" $$f "*) ;; *) echo "check-flags: 'make CFLAGS=-O0' loses $$f: $$line"; exit 1;; esac; \
+	  done
 
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
