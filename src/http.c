@@ -1,5 +1,6 @@
 /* http: see http.h. */
 #include "http.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -118,6 +119,8 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_PRIVATE, req);
+    /* Servers' access logs name the client; a User-Agent header the stage sets replaces this. */
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "annotate/" ANNOTATE_VERSION);
     curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 65536L);
     if (cfg->insecure) {
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);

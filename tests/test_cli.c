@@ -20,6 +20,7 @@
 #include "util_proc.h"
 #include "util_tree.h"
 #include "util.h"
+#include "cli.h"
 #include "check.h"
 
 static char tmp[256];
@@ -190,6 +191,7 @@ static void test_header_token(void)
     CU_ASSERT(rc == 1); /* one ok, two failed (connection refused) */
     CU_ASSERT(strstr(c.req, "Authorization: Bearer s3cr3t-T0KEN-value-42\r\n") != NULL);
     CU_ASSERT(strstr(c.req, "X-Fixed: yes\r\n") != NULL);
+    CU_ASSERT(strstr(c.req, "User-Agent: annotate/" ANNOTATE_VERSION "\r\n") != NULL); /* servers' logs name us */
     CU_ASSERT(strstr(c.req, "Content-Type: application/json\r\n") != NULL);
     CU_ASSERT(strstr(c.req, "Expect:") == NULL);
     CU_ASSERT(strstr(buf, token) == NULL);
@@ -359,7 +361,7 @@ static void test_header_option(void)
     snprintf(tok_path, sizeof tok_path, "%s/token.txt", tmp);
     snprintf(out, sizeof out, "%s/hdr.csv", tmp);
     snprintf(server, sizeof server, "http://127.0.0.1:%d/v1/", c.port);
-    write_text(pipe_path, "{\"defaults\": {\"headers\": {\"X-Team\": \"vision\"}},"
+    write_text(pipe_path, "{\"defaults\": {\"headers\": {\"X-Team\": \"vision\", \"User-Agent\": \"mine/1\"}},"
                           " \"stages\": [{\"name\": \"m\", \"url\": \"model_01\", \"headers\": {\"x-run\": \"stage-wins\"}}]}");
     char tokline[64];
     snprintf(tokline, sizeof tokline, "%s\n", token);
@@ -379,6 +381,8 @@ static void test_header_option(void)
     CU_ASSERT(strstr(c.req, "X-Team: vision\r\n") != NULL);       /* the file's defaults win */
     CU_ASSERT(strstr(c.req, "from-cli") == NULL);                  /* ... and --header's is not sent too */
     CU_ASSERT(strstr(c.req, "x-run: stage-wins\r\n") != NULL);
+    CU_ASSERT(strstr(c.req, "User-Agent: mine/1\r\n") != NULL); /* a User-Agent given replaces ours */
+    CU_ASSERT(strstr(c.req, "annotate/") == NULL);
     CU_ASSERT(strstr(buf, token) == NULL && strstr(buf, envtok) == NULL);
     char *csv = slurp(out, NULL);
     CU_ASSERT_FATAL(csv != NULL);
