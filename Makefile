@@ -26,7 +26,7 @@ OPT      ?= -O2
 ANN_CPPFLAGS := -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 ANN_CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN)
 ANN_LDFLAGS  := $(SAN) -pthread
-ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -lpthread -lm
+ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -ljq -lpthread -lm
 COMPILE  = $(CC) $(ANN_CPPFLAGS) $(CPPFLAGS) $(ANN_CFLAGS) $(CFLAGS)
 LINK     = $(CC) $(ANN_LDFLAGS) $(LDFLAGS)
 LIBS     = $(ANN_LDLIBS) $(LDLIBS)
@@ -35,9 +35,12 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # The tests fail, rather than skip, when a tool they drive is missing; the tools and their tests:
 # parallel (GNU parallel: the shard test runs the README's command), bsdutils (/usr/bin/script on
 # Debian 12: the progress line on a terminal), python3 (its csv module reads our CSV), valgrind
-# (make valgrind), clang and libclang-rt-dev (make fuzz).
+# (make valgrind), clang and libclang-rt-dev (make fuzz), python3-fastapi, python3-uvicorn and
+# python3-multipart (an independent server of each dialect, tests/servers/dialects.py); libjq-dev
+# runs the pipelines' jq expressions (Debian has no pkg-config file for it: -ljq).
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
-            libcunit1-dev libevent-dev parallel clang libclang-rt-dev valgrind bsdutils python3
+            libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
+            python3-fastapi python3-uvicorn python3-multipart
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
