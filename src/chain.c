@@ -1,7 +1,9 @@
 /* chain: see chain.h. */
 #include "chain.h"
 
+#include "b64.h"
 #include "json.h"
+#include "mime.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -37,115 +39,88 @@ int chain_truthy(const cJSON *v)
     return 1;
 }
 
-/* Appends s to a growing buffer. Returns 0, or -1 when out of memory (the buffer is then
- * freed and NULL). */
-static int put(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+/* The element's decoded bytes, for a body that sends bytes or the type of an "each" element
+ * (which is base64 text). Returns 0, or -1 with the item failed. */
+static int decode_element(struct chain_req *r, const struct stage *st, const char *el, size_t n, int whole)
 {
-    if (!*buf && *cap)
-        return -1; /* an earlier put failed */
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : 64;
-        while (*len + n + 1 > c)
-            c *= 2;
-        char *nb = realloc(*buf, c);
-        if (!nb) {
-            free(*buf);
-            *buf = NULL;
-            return -1;
-        }
-        *buf = nb;
-        *cap = c;
-    }
-    memcpy(*buf + *len, s, n);
-    *len += n;
-    (*buf)[*len] = 0;
+    size_t take = whole ? n : (n < 16 ? n & ~(size_t)3 : 16);
+    if (!(r->el_bytes = malloc(b64_decoded_max(take) + 1)))
+        return item_fail(r->it, "%s[%d]: out of memory", st->name, r->index), -1;
+    if (b64_decode(el, take, r->el_bytes, &r->el_bytes_len) && whole)
+        return item_fail(r->it, "%s[%d]: the element is not base64, so its bytes cannot be sent", st->name, r->index), -1;
     return 0;
 }
 
-static int needs_escape(const char *s, size_t n)
+/* A new request of stage s: its body filled from the image, or from element el (n bytes, the
+ * text of an answer's string) of an "each" stage. NULL when it cannot be made; the item has
+ * failed, with why. */
+static struct chain_req *new_req(const struct run *run, struct item *it, int s, int index, const char *el, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == '"' || c == '\\')
-            return 1;
-    }
-    return 0;
-}
-
-/* A JSON string's text without its quotes (escaped as needed); NULL when out of memory. */
-static char *json_escape(const char *s, size_t *len)
-{
-    cJSON *tmp = cJSON_CreateString(s);
-    char *q = tmp ? cJSON_PrintUnformatted(tmp) : NULL;
-    cJSON_Delete(tmp);
-    if (!q)
-        return NULL;
-    size_t ql = strlen(q);
-    memmove(q, q + 1, ql - 2);
-    q[ql - 2] = 0;
-    *len = ql - 2;
-    return q;
-}
-
-/* A new request of stage s, or NULL when out of memory. im is sent as a JSON string; our own
- * base64 (trusted) is sent from where it is and never needs escaping. */
-static struct chain_req *new_req(const struct pipeline *p, struct item *it, int s, int index,
-                                 const char *im, size_t n, int trusted)
-{
+    const struct pipeline *p = run->p;
     const struct stage *st = &p->stages[s];
     struct chain_req *r = calloc(1, sizeof *r);
-    if (!r)
+    if (!r) {
+        item_fail(it, "%s: out of memory", st->name);
         return NULL;
+    }
     r->it = it;
     r->stage = s;
     r->index = index;
     r->rng = (it->seq + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)s << 32 | (uint32_t)index);
-    if (!trusted) {
+    struct fill_src src = {.b64 = it->b64, .b64_len = it->b64_len, .bytes = it->raw, .bytes_len = it->raw_len,
+                           .mime = it->mime ? it->mime : "application/octet-stream", .path = it->path,
+                           .path_len = it->path_len, .index = index, .results = (const cJSON *const *)it->results};
+    const char *slash = strrchr(it->path, '/');
+    src.name = slash ? slash + 1 : it->path;
+    if (st->input == INPUT_EACH) {
         /* A string from a server's answer, whose tree is gone once the requests are made: our
-         * own copy, escaped when it needs it (base64 never does). */
-        if (needs_escape(im, n))
-            r->im_owned = json_escape(im, &r->im_len);
-        else if ((r->im_owned = malloc(n + 1))) {
-            memcpy(r->im_owned, im, n + 1);
-            r->im_len = n;
+         * own copy. */
+        if (!(r->el = malloc(n + 1))) {
+            item_fail(it, "%s[%d]: out of memory", st->name, index);
+            goto bad;
         }
-        if (!r->im_owned)
-            goto oom;
-        r->im = r->im_owned;
-    } else {
-        r->im = im;
-        r->im_len = n;
+        memcpy(r->el, el, n);
+        r->el[n] = 0;
+        src.b64 = r->el;
+        src.b64_len = n;
+        int bytes = (st->body.needs & NEED_BYTES) != 0;
+        if (decode_element(r, st, el, n, bytes))
+            goto bad;
+        src.mime = mime_of(r->el_bytes, r->el_bytes_len < MIME_HEAD ? r->el_bytes_len : MIME_HEAD, NULL);
+        src.bytes = r->el_bytes;
+        src.bytes_len = bytes ? r->el_bytes_len : 0;
     }
-    size_t len = 0, cap = 0;
-    int bad = put(&r->tail, &len, &cap, "\"", 1);
-    for (int f = 0; f < st->n_fields && !bad; f++) {
-        const struct stage_field *fd = &st->fields[f];
-        size_t kl;
-        char *k = json_escape(fd->name, &kl);
-        bad = !k || put(&r->tail, &len, &cap, ",\"", 2) || put(&r->tail, &len, &cap, k, kl) ||
-              put(&r->tail, &len, &cap, "\":", 2);
-        free(k);
-        if (bad)
-            break;
-        if (fd->result_of >= 0) {
-            const cJSON *v = it->results[fd->result_of];
-            char *txt = v ? cJSON_PrintUnformatted(v) : NULL;
-            if (v && !txt)
-                bad = 1;
-            else
-                bad = txt ? put(&r->tail, &len, &cap, txt, strlen(txt)) : put(&r->tail, &len, &cap, "null", 4);
-            free(txt);
-        } else {
-            bad = put(&r->tail, &len, &cap, fd->literal, strlen(fd->literal));
+    r->mime = src.mime;
+    char why[200];
+    if (st->body.kind == BODY_FORM) {
+        if (!(r->parts = calloc((size_t)st->body.n_parts, sizeof *r->parts))) {
+            item_fail(it, "%s: out of memory", st->name);
+            goto bad;
         }
+        r->n_parts = st->body.n_parts;
+        for (int k = 0; k < st->body.n_parts; k++) {
+            const struct form_part *fp = &st->body.parts[k];
+            if (fp->file) {
+                struct tseg seg = {.kind = T_BYTES, .ctx = C_RAW};
+                struct tmpl t = {&seg, 1, 1};
+                if (tmpl_fill(&t, &src, &r->parts[k], why, sizeof why))
+                    goto fill_failed;
+            } else if (tmpl_fill(&fp->value, &src, &r->parts[k], why, sizeof why)) {
+                goto fill_failed;
+            }
+        }
+    } else if (tmpl_fill(&st->body.t, &src, &r->body, why, sizeof why)) {
+        goto fill_failed;
     }
-    if (bad || put(&r->tail, &len, &cap, "}]", 2))
-        goto oom;
-    r->tail_len = len;
     it->outstanding[s]++;
     it->in_flight++;
     return r;
-oom:
+fill_failed:
+    if (st->input == INPUT_EACH)
+        item_fail(it, "%s[%d]: %s", st->name, index, why);
+    else
+        item_fail(it, "%s: %s", st->name, why);
+bad:
     chain_req_free(r);
     return NULL;
 }
@@ -162,31 +137,114 @@ static cJSON *tree_of(const cJSON *r)
     return v;
 }
 
-/* Starts the requests of "each" stage s, one per element of its source's array, appending them
- * at *tail. Returns their number, or -1 when the item failed (the reason recorded). */
-static int each_requests(const struct pipeline *p, struct item *it, int s, struct chain_req ***tail)
+/* The text of a result, for an expression (results are kept as the text the server sent).
+ * *owned is set when it had to be made. NULL when out of memory. */
+static const char *text_of(const cJSON *r, char **owned)
 {
-    const struct stage *st = &p->stages[s];
-    const struct stage *src = &p->stages[st->each_stage];
-    cJSON *tree = tree_of(it->results[st->each_stage]);
-    const cJSON *arr = cJSON_IsObject(tree) ? cJSON_GetObjectItemCaseSensitive(tree, st->each_array) : NULL;
-    int n = -1, i = 0;
-    if (!cJSON_IsArray(arr)) {
-        item_fail(it, "%s: %s's result has no array \"%s\"", st->name, src->name, st->each_array);
-        goto out;
-    }
-    for (const cJSON *e = arr->child; e; e = e->next, i++) {
-        const cJSON *f = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, st->each_field) : NULL;
-        if (!cJSON_IsString(f)) {
-            item_fail(it, "%s: element %d of %s's \"%s\" has no string \"%s\"", st->name, i, src->name,
-                      st->each_array, st->each_field);
-            goto out;
+    *owned = NULL;
+    if (cJSON_IsRaw(r))
+        return r->valuestring;
+    return *owned = r ? cJSON_PrintUnformatted(r) : strdup("null");
+}
+
+/* The elements of "each" stage s: a list of malloc'd strings, from "items" or from
+ * result[array][i][field]. Returns their number, or -1 with the item failed. */
+struct elements {
+    char **s;
+    size_t *len;
+    int n, cap;
+    int bad; /* 1: an element that is not a string; 2: out of memory */
+};
+
+static int add_element(void *arg, const char *text, size_t len)
+{
+    struct elements *e = arg;
+    cJSON *v = cJSON_ParseWithLength(text, len);
+    const char *str = cJSON_GetStringValue(v);
+    int rc = 0;
+    if (!str) {
+        rc = 1;
+    } else {
+        if (e->n == e->cap) {
+            int cap = e->cap ? e->cap * 2 : 8;
+            char **ns = realloc(e->s, (size_t)cap * sizeof *ns);
+            size_t *nl = ns ? realloc(e->len, (size_t)cap * sizeof *nl) : NULL;
+            if (ns)
+                e->s = ns;
+            if (nl)
+                e->len = nl;
+            if (!ns || !nl)
+                rc = 2;
+            else
+                e->cap = cap;
+        }
+        if (!rc) {
+            size_t l = strlen(str); /* a string holding \u0000 stops there; base64 never does */
+            if ((e->s[e->n] = malloc(l + 1))) {
+                memcpy(e->s[e->n], str, l + 1);
+                e->len[e->n++] = l;
+            } else {
+                rc = 2;
+            }
         }
     }
+    cJSON_Delete(v);
+    e->bad = rc;
+    return rc;
+}
+
+static int each_requests(const struct run *run, struct item *it, int s, struct chain_req ***tail)
+{
+    const struct pipeline *p = run->p;
+    const struct stage *st = &p->stages[s];
+    const struct stage *src = &p->stages[st->each_stage];
+    struct elements el = {0};
+    int n = -1;
+    if (st->items.text) {
+        char *owned, why[300];
+        const char *text = text_of(it->results[st->each_stage], &owned);
+        int got = text ? expr_run(&st->items, text, strlen(text), add_element, &el, why, sizeof why) : -1;
+        free(owned);
+        if (got < 0) {
+            if (!text || el.bad == 2)
+                item_fail(it, "%s: out of memory", st->name);
+            else if (el.bad == 1)
+                item_fail(it, "%s: element %d of \"items\" (%s) on %s's result is not a string", st->name, el.n,
+                          st->items.text, src->name);
+            else
+                item_fail(it, "%s: \"items\" on %s's result: %s", st->name, src->name, why);
+            goto out;
+        }
+    } else {
+        cJSON *tree = tree_of(it->results[st->each_stage]);
+        const cJSON *arr = cJSON_IsObject(tree) ? cJSON_GetObjectItemCaseSensitive(tree, st->each_array) : NULL;
+        int i = 0;
+        if (!cJSON_IsArray(arr)) {
+            item_fail(it, "%s: %s's result has no array \"%s\"", st->name, src->name, st->each_array);
+            cJSON_Delete(tree);
+            goto out;
+        }
+        for (const cJSON *e = arr->child; e; e = e->next, i++) {
+            const cJSON *f = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, st->each_field) : NULL;
+            char *t = cJSON_IsString(f) ? cJSON_PrintUnformatted(f) : NULL;
+            int r = !f || !cJSON_IsString(f) ? 1 : !t ? 2 : add_element(&el, t, strlen(t));
+            free(t);
+            if (r) {
+                if (r == 1)
+                    item_fail(it, "%s: element %d of %s's \"%s\" has no string \"%s\"", st->name, i, src->name,
+                              st->each_array, st->each_field);
+                else
+                    item_fail(it, "%s: out of memory", st->name);
+                cJSON_Delete(tree);
+                goto out;
+            }
+        }
+        cJSON_Delete(tree);
+    }
     /* The stage's result: one slot per element, filled in as the answers come back. */
-    int count = i;
+    int count = el.n;
     it->results[s] = cJSON_CreateArray();
-    for (i = 0; i < count && it->results[s]; i++) {
+    for (int i = 0; i < count && it->results[s]; i++) {
         cJSON *null = cJSON_CreateNull();
         if (!null || !cJSON_AddItemToArray(it->results[s], null)) {
             cJSON_Delete(null);
@@ -201,11 +259,8 @@ static int each_requests(const struct pipeline *p, struct item *it, int s, struc
     }
     if (count)
         it->state[s] = ST_RUNNING;
-    i = 0;
-    for (const cJSON *e = arr->child; e; e = e->next, i++) {
-        const char *str = cJSON_GetObjectItemCaseSensitive(e, st->each_field)->valuestring;
-        if (!(**tail = new_req(p, it, s, i, str, strlen(str), 0))) {
-            item_fail(it, "%s[%d]: out of memory", st->name, i);
+    for (int i = 0; i < count; i++) {
+        if (!(**tail = new_req(run, it, s, i, el.s[i], el.len[i]))) {
             if (it->outstanding[s] == 0)
                 it->state[s] = ST_FAILED;
             goto out;
@@ -214,8 +269,66 @@ static int each_requests(const struct pipeline *p, struct item *it, int s, struc
     }
     n = count;
 out:
-    cJSON_Delete(tree);
+    for (int i = 0; i < el.n; i++)
+        free(el.s[i]);
+    free(el.s);
+    free(el.len);
     return n;
+}
+
+static int first_truthy(void *arg, const char *text, size_t len)
+{
+    *(int *)arg = expr_text_truthy(text, len);
+    return 1; /* the first output decides */
+}
+
+/* A jq "when": run on {"STAGE": result, ...} of the stages it names. Returns 1 (run the stage),
+ * 0 (skip it) or -1 (the expression failed: the item has failed). */
+static int when_holds(const struct pipeline *p, struct item *it, int s)
+{
+    const struct stage *st = &p->stages[s];
+    size_t len = 2, cap = 256;
+    char *in = malloc(cap), why[300];
+    int first = 1, truth = 0;
+    if (!in)
+        goto oom;
+    strcpy(in, "{");
+    len = 1;
+    for (int d = 0; d < s; d++) {
+        if (!(st->when_mask >> d & 1))
+            continue;
+        char *owned;
+        const char *t = text_of(it->results[d], &owned);
+        if (!t)
+            goto oom;
+        size_t need = len + strlen(p->stages[d].name) + strlen(t) + 8;
+        if (need > cap) {
+            while (need > cap)
+                cap *= 2;
+            char *ni = realloc(in, cap);
+            if (!ni) {
+                free(owned);
+                goto oom;
+            }
+            in = ni;
+        }
+        len += (size_t)sprintf(in + len, "%s\"%s\":%s", first ? "" : ",", p->stages[d].name, t);
+        first = 0;
+        free(owned);
+    }
+    strcpy(in + len, "}");
+    len++;
+    int n = expr_run(&st->when, in, len, first_truthy, &truth, why, sizeof why);
+    free(in);
+    if (n < 0 && strncmp(why, "jq: ", 4) == 0) {
+        item_fail(it, "%s: \"when\": %s", st->name, why);
+        return -1;
+    }
+    return n != 0 && truth;
+oom:
+    free(in);
+    item_fail(it, "%s: out of memory", st->name);
+    return -1;
 }
 
 /* Settles the stages that can be settled without a request, and starts the ones whose inputs are
@@ -242,8 +355,16 @@ struct chain_req *chain_next(const struct run *run, struct item *it)
                 skip = 1;
             else if (it->state[d] != ST_DONE)
                 ready = 0;
-            else if ((st->when_mask >> d & 1) && !chain_truthy(it->results[d]))
+            else if ((st->when_mask >> d & 1) && !st->when.text && !chain_truthy(it->results[d]))
                 skip = 1;
+        }
+        if (!skip && ready && st->when.text) {
+            int w = when_holds(p, it, s);
+            if (w < 0) {
+                it->state[s] = ST_FAILED;
+                return head;
+            }
+            skip = !w;
         }
         if (skip) {
             /* Stages are in dependency order, so later stages see this at once. */
@@ -255,13 +376,12 @@ struct chain_req *chain_next(const struct run *run, struct item *it)
             continue;
         }
         if (st->input == INPUT_IMAGE) {
-            if (!it->b64) {
+            if (((st->body.needs & NEED_B64) && !it->b64) || ((st->body.needs & NEED_BYTES) && !it->raw)) {
                 item_fail(it, "%s: the image was not loaded", st->name);
                 return head;
             }
             it->state[s] = ST_RUNNING;
-            if (!(*tail = new_req(p, it, s, 0, it->b64, it->b64_len, 1))) {
-                item_fail(it, "%s: out of memory", st->name);
+            if (!(*tail = new_req(run, it, s, 0, NULL, 0))) {
                 it->state[s] = ST_FAILED;
                 return head;
             }
@@ -270,7 +390,7 @@ struct chain_req *chain_next(const struct run *run, struct item *it)
             continue;
         }
         /* INPUT_EACH: one request per element of the source's array. */
-        int n = each_requests(p, it, s, &tail);
+        int n = each_requests(run, it, s, &tail);
         if (n < 0)
             return head;
         if (n == 0) {
@@ -291,41 +411,86 @@ int chain_finished(const struct item *it)
     return it->in_flight == 0 && it->status != ITEM_PENDING;
 }
 
-int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen)
+/* The only output of an expression, kept as text. */
+struct one_out {
+    char *text;
+    size_t len;
+    int n;
+};
+
+static int keep_output(void *arg, const char *text, size_t len)
+{
+    struct one_out *o = arg;
+    if (o->n++ == 0 && (o->text = malloc(len + 1))) {
+        memcpy(o->text, text, len);
+        o->text[len] = 0;
+        o->len = len;
+    }
+    return 0;
+}
+
+static const struct json_path result_path = {.step = {{"result", 6, 0}}, .n = 1};
+
+/* Leading white space skipped. */
+static const char *skip_ws(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return s + i;
+}
+
+int chain_parse_result(const struct stage *st, const char *body, size_t len, cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
-    char why[160];
+    char why[300];
     if (json_check(body, len, why, sizeof why)) {
         snprintf(err, errlen, "the answer is %s%s", strstr(why, "not JSON") == why ? "" : "not valid JSON: ", why);
         return -1;
     }
-    size_t i = 0;
-    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
-        i++;
-    if (i >= len || body[i] != '{') {
-        snprintf(err, errlen, "the answer is not a JSON object");
-        return -1;
+    const struct expr *e = st ? &st->result : NULL;
+    const struct json_path *path = e && e->plain ? &e->path : e ? NULL : &result_path;
+    struct one_out o = {0};
+    if (path) {
+        /* A plain path: the value's exact bytes, no number through a double, no string decoded. */
+        const char *v;
+        size_t vl;
+        if (json_find(body, len, path, &v, &vl)) {
+            if (path->n > 0 && path->step[0].key && (skip_ws(body, len) >= body + len || *skip_ws(body, len) != '{'))
+                snprintf(err, errlen, "the answer is not a JSON object");
+            else if (path->n == 1 && path->step[0].key)
+                snprintf(err, errlen, "the answer has no \"%.*s\"", (int)path->step[0].keylen, path->step[0].key);
+            else
+                snprintf(err, errlen, "the answer has nothing at %s", e->text);
+            return -1;
+        }
+        keep_output(&o, v, vl);
+    } else {
+        int n = expr_run(e, body, len, keep_output, &o, why, sizeof why);
+        if (n < 0 || o.n == 0) {
+            snprintf(err, errlen, "\"result\" %s%s", n < 0 ? "failed: " : "yielded nothing", n < 0 ? why : "");
+            free(o.text);
+            return -1;
+        }
+        if (o.n > 1) {
+            snprintf(err, errlen, "\"result\" yielded %d values, not one (collect them with [...])", o.n);
+            free(o.text);
+            return -1;
+        }
     }
-    static const struct json_path result_path = {.step = {{"result", 6, 0}}, .n = 1};
-    const char *v;
-    size_t vl;
-    if (json_find(body, len, &result_path, &v, &vl)) {
-        snprintf(err, errlen, "the answer has no \"result\"");
-        return -1;
-    }
-    /* Kept as the exact bytes sent: no number goes through a double, no string is decoded. */
-    char *text = malloc(vl + 1);
-    if (text) {
-        memcpy(text, v, vl);
-        text[vl] = 0;
-        *result = cJSON_CreateRaw(text);
-        free(text);
-    }
+    if (o.text)
+        *result = cJSON_CreateRaw(o.text);
+    free(o.text);
     if (!*result) {
         snprintf(err, errlen, "out of memory for the answer");
         return -1;
     }
     return 0;
+}
+
+int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen)
+{
+    return chain_parse_result(NULL, body, len, result, err, errlen);
 }
 
 /* A short, printable excerpt of a body for error messages (never the whole of it). */
@@ -339,9 +504,49 @@ static void excerpt(const char *body, size_t len, char *out, size_t outlen)
     out[o] = 0;
 }
 
-enum chain_outcome chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen)
+/* Runs an expression for its first output. Returns 1 with the output's text in *out (malloc'd),
+ * 0 when it yields nothing, null or false, -1 when it fails (why in err). */
+static int eval_first(const struct expr *e, const char *body, size_t len, char **out, char *err, size_t errlen)
+{
+    struct one_out o = {0};
+    *out = NULL;
+    int n = expr_run(e, body, len, keep_output, &o, err, errlen);
+    if (n < 0) {
+        free(o.text);
+        return -1;
+    }
+    if (o.n == 0 || !o.text || !expr_text_truthy(o.text, o.len)) {
+        free(o.text);
+        return 0;
+    }
+    *out = o.text;
+    return 1;
+}
+
+/* A value's text for a message: a string's content (printable), anything else its JSON. */
+static void message_of(const char *text, char *out, size_t outlen)
+{
+    cJSON *v = text[0] == '"' ? cJSON_Parse(text) : NULL;
+    const char *s = cJSON_GetStringValue(v);
+    excerpt(s ? s : text, strlen(s ? s : text), out, outlen);
+    cJSON_Delete(v);
+}
+
+static int retried_status(const struct stage *st, long status)
+{
+    if (!st || st->n_retry_on < 0)
+        return status >= 500 || status == 429 || status == 408;
+    for (int i = 0; i < st->n_retry_on; i++)
+        if (st->retry_on[i] == status)
+            return 1;
+    return 0;
+}
+
+enum chain_outcome chain_read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,
+                                     long *retry_after_s, char *err, size_t errlen)
 {
     *result = NULL;
+    *retry_after_s = -1;
     const char *body = a->body ? a->body : "";
     if (a->cc != CURLE_OK) {
         const char *why = a->curl_err && a->curl_err[0] ? a->curl_err : curl_easy_strerror(a->cc);
@@ -361,24 +566,66 @@ enum chain_outcome chain_outcome(const struct chain_answer *a, cJSON **result, c
             return OUTCOME_FAIL;
         }
     }
-    if (a->status < 200 || a->status > 299) {
+    int ok = a->status >= 200 && a->status <= 299;
+    /* The expressions that read failures ("error", "retry_if", "retry_after") read JSON answers
+     * only: a proxy's HTML page is not the model's message. */
+    int has_exprs = st && (st->error.text || st->retry_if.text || st->retry_after.text);
+    char why[300], msg[200] = "";
+    int json = has_exprs && json_check(body, a->len, why, sizeof why) == 0;
+    int failed = !ok, retry = !ok && retried_status(st, a->status);
+    char *v = NULL;
+    if (json && st->error.text) {
+        int r = eval_first(&st->error, body, a->len, &v, why, sizeof why);
+        if (r > 0) {
+            message_of(v, msg, sizeof msg);
+            failed = 1;
+        } else if (r < 0 && !ok) {
+            snprintf(msg, sizeof msg, "(\"error\" failed: %.150s)", why);
+        }
+        free(v);
+    }
+    if (failed && json && st->retry_if.text) {
+        int r = eval_first(&st->retry_if, body, a->len, &v, why, sizeof why);
+        free(v);
+        if (r > 0)
+            retry = 1;
+    }
+    if (failed && retry && json && st->retry_after.text && eval_first(&st->retry_after, body, a->len, &v, why, sizeof why) > 0) {
+        cJSON *n = cJSON_Parse(v);
+        double secs = cJSON_IsNumber(n) ? n->valuedouble : cJSON_IsString(n) ? strtod(n->valuestring, NULL) : -1;
+        if (secs >= 0)
+            *retry_after_s = secs > 86400 ? 86400 : (long)ceil(secs);
+        cJSON_Delete(n);
+        free(v);
+    }
+    if (!ok) {
         char ex[96];
         excerpt(body, a->len, ex, sizeof ex);
+        const char *shown = msg[0] ? msg : ex;
         if (a->status >= 300 && a->status < 400 && a->location) /* annotate does not follow redirects */
             snprintf(err, errlen, "HTTP %ld to %.300s (point the stage's url there)%s%s", a->status, a->location,
-                     ex[0] ? ": " : "", ex);
+                     shown[0] ? ": " : "", shown);
         else
-            snprintf(err, errlen, "HTTP %ld%s%s", a->status, ex[0] ? ": " : "", ex);
-        return (a->status >= 500 || a->status == 429 || a->status == 408) ? OUTCOME_RETRY : OUTCOME_FAIL;
+            snprintf(err, errlen, "HTTP %ld%s%s", a->status, shown[0] ? ": " : "", shown);
+        return retry ? OUTCOME_RETRY : OUTCOME_FAIL;
     }
-    char why[128];
-    if (chain_parse_answer(body, a->len, result, why, sizeof why)) {
+    if (failed) { /* a 2xx that says it failed */
+        snprintf(err, errlen, "%s", msg);
+        return retry ? OUTCOME_RETRY : OUTCOME_FAIL;
+    }
+    if (chain_parse_result(st, body, a->len, result, why, sizeof why)) {
         char ex[96];
         excerpt(body, a->len, ex, sizeof ex);
         snprintf(err, errlen, "%s: %s", why, ex);
         return OUTCOME_RETRY;
     }
     return OUTCOME_OK;
+}
+
+enum chain_outcome chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen)
+{
+    long ra;
+    return chain_read_answer(NULL, a, result, &ra, err, errlen);
 }
 
 int chain_max_attempts(const struct run *run, int stage)
@@ -410,8 +657,12 @@ void chain_req_free(struct chain_req *req)
 {
     if (!req)
         return;
-    free(req->tail);
-    free(req->im_owned);
+    filled_free(&req->body);
+    for (int i = 0; i < req->n_parts; i++)
+        filled_free(&req->parts[i]);
+    free(req->parts);
+    free(req->el);
+    free(req->el_bytes);
     free(req);
 }
 
@@ -516,7 +767,7 @@ static void stop_on_setup_error(const struct run *run, int s, const struct chain
         snprintf(sh->fatal_msg, sizeof sh->fatal_msg,
                  "%s: the server at %s answered %d requests in a row with %s: %s. Nothing was written for "
                  "those images; after the fix, run again with --resume",
-                 st->name, st->full_url ? st->full_url : st->url, CHAIN_SETUP_FAILS, err, hint);
+                 st->name, st->shown_url ? st->shown_url : st->url, CHAIN_SETUP_FAILS, err, hint);
         atomic_store(&sh->fatal, 1);
     }
     atomic_store((atomic_int *)&run->stop, RUN_ABORT);
@@ -534,8 +785,20 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     req->t_end = now;
     cJSON *result;
     char err[512];
-    enum chain_outcome o = chain_outcome(a, &result, err, sizeof err);
-    int s = req->stage, setup = o == OUTCOME_FAIL && setup_error(a);
+    long body_ra;
+    enum chain_outcome o = chain_read_answer(&run->p->stages[req->stage], a, &result, &body_ra, err, sizeof err);
+    int s = req->stage;
+    if (a->cc == CURLE_OK && a->status == 401 && !req->reauth && run->p->stages[s].file_headers) {
+        /* A token read from a file may have expired and been renewed there: read it again and,
+         * if it changed, try once more at once. */
+        req->reauth = 1;
+        if (pipeline_refresh_headers(run->p, s, req->header_gen)) {
+            cJSON_Delete(result);
+            *retry_at = now;
+            return CHAIN_RETRY;
+        }
+    }
+    int setup = o == OUTCOME_FAIL && setup_error(a);
     if (!setup && (a->cc == CURLE_OK || o == OUTCOME_OK))
         atomic_store(&run->shared->stage[s].answered, 1);
     if (o == OUTCOME_OK) {
@@ -552,7 +815,8 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     }
     if (o == OUTCOME_RETRY && req->attempts < chain_max_attempts(run, req->stage) &&
         atomic_load(&run->stop) != RUN_ABORT && req->it->status != ITEM_FAILED) {
-        *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, a->retry_after_s, &req->rng) / 1e3;
+        long ra = body_ra > a->retry_after_s ? body_ra : a->retry_after_s;
+        *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, ra, &req->rng) / 1e3;
         return CHAIN_RETRY;
     }
     if (o == OUTCOME_RETRY && atomic_load(&run->stop) == RUN_ABORT)
@@ -563,31 +827,10 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
 
 size_t chain_req_body_len(const struct chain_req *req)
 {
-    return CHAIN_BODY_HEAD_LEN + req->im_len + req->tail_len;
+    return req->body.total;
 }
 
 size_t chain_req_read(struct chain_req *req, char *buf, size_t n)
 {
-    size_t done = 0;
-    const size_t a = CHAIN_BODY_HEAD_LEN, b = a + req->im_len, c = b + req->tail_len;
-    while (done < n && req->sent < c) {
-        const char *src;
-        size_t avail;
-        if (req->sent < a) {
-            src = &CHAIN_BODY_HEAD[req->sent];
-            avail = a - req->sent;
-        } else if (req->sent < b) {
-            src = req->im + (req->sent - a);
-            avail = b - req->sent;
-        } else {
-            src = req->tail + (req->sent - b);
-            avail = c - req->sent;
-        }
-        if (avail > n - done)
-            avail = n - done;
-        memcpy(buf + done, src, avail);
-        done += avail;
-        req->sent += avail;
-    }
-    return done;
+    return filled_read(&req->body, &req->sent, buf, n);
 }

@@ -31,21 +31,27 @@
 #include "pipeline.h"
 #include "run.h"
 
-/* One request: the body is CHAIN_BODY_HEAD + im (the base64 text) + tail, sent without being
- * assembled in memory (the image is never copied into a body). Owned by the driver between
- * chain_next and the chain_attempt_end (or chain_attempt_begin) that settles it, which frees it. */
+/* One request. Its body is the stage's template (template.h) filled for this image or element:
+ * pieces that point at the image's base64 or bytes and at earlier results, sent without being
+ * assembled in memory (the image is never copied into a body). A "form" body is one filled
+ * template per part. Owned by the driver between chain_next and the chain_attempt_end (or
+ * chain_attempt_begin) that settles it, which frees it. */
 struct chain_req {
     struct item *it;
     int stage;
     int index;            /* element index for an "each" stage, else 0 */
-    const char *im;       /* points into it->b64, into a result, or into im_owned */
-    size_t im_len;
-    char *im_owned;       /* an escaped copy, when the element needed JSON escaping */
-    char *tail;           /* owned: "\"" + fields + "}]" */
-    size_t tail_len;
+    struct filled body;   /* BODY_SEED, BODY_JSON, BODY_RAW */
+    struct filled *parts; /* BODY_FORM: one per part of the stage's form */
+    int n_parts;
+    const char *mime;     /* the image's or the element's type */
+    char *el;             /* an "each" element's text (base64, as the answer had it), owned */
+    unsigned char *el_bytes; /* ... decoded, when the body sends bytes; owned */
+    size_t el_bytes_len;
     size_t sent;          /* upload position, for the read callback */
     int attempts;         /* HTTP attempts made so far (every time it went on the wire) */
     int sends;            /* times the current attempt went on the wire (libcurl may resend) */
+    int reauth;           /* the retry after a 401 with re-read credentials has been made */
+    unsigned header_gen;  /* the generation of the stage's headers the attempt was sent with */
     double t_first;       /* monotonic time of the first attempt */
     double t_attempt;     /* monotonic time of the current attempt */
     double t_end;         /* monotonic time the last attempt ended */
@@ -54,6 +60,7 @@ struct chain_req {
     void *driver;         /* the driver's own data (a curl handle, a timer) */
 };
 
+/* The seed's body starts with this (the template of a stage without "body" or "form"). */
 #define CHAIN_BODY_HEAD "[{\"im_str\":\""
 #define CHAIN_BODY_HEAD_LEN (sizeof CHAIN_BODY_HEAD - 1)
 
@@ -103,16 +110,25 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
  * why. The request is freed. */
 void chain_abandon(const struct run *run, struct chain_req *req, const char *why);
 
-/* What one attempt's answer means, without deciding anything about retries. On OUTCOME_OK
- * *result is the answer's "result" (the caller owns it); otherwise err says why. Retryable:
- * connect failures, timeouts, resets, 5xx, 429, 408, and a 2xx whose body is not
- * {"result": ...} (a garbled answer is a server fault). Other 4xx and local errors are final. */
+/* What one attempt's answer means to stage st, without deciding anything about retries. On
+ * OUTCOME_OK *result is the stage's result (the caller owns it); otherwise err says why.
+ * Retryable: connect failures, timeouts, resets, the statuses of "retry_on" (default: 5xx, 429,
+ * 408), an answer "retry_if" holds true, and a 2xx whose "result" yields nothing or fails (a
+ * garbled answer is a server fault). A 2xx whose "error" yields a value other than null or false
+ * fails with that value's text. Other 4xx and local errors are final. *retry_after_s is a wait
+ * the "retry_after" expression named (seconds), or -1. st NULL: the seed's stage (.result, no
+ * other expression). */
 enum chain_outcome { OUTCOME_OK = 0, OUTCOME_RETRY = 1, OUTCOME_FAIL = 2 };
+enum chain_outcome chain_read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,
+                                     long *retry_after_s, char *err, size_t errlen);
 enum chain_outcome chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen);
 
-/* Parses an answer body: a JSON object with a "result" key. Returns 0 and the detached result,
- * or -1 with a reason. (The fuzz target for answers.) */
+/* Reads a 2xx answer body with stage st's "result" (st NULL: .result): returns 0 and the result
+ * (Raw JSON text: the exact bytes for a plain path), or -1 with a reason. (The fuzz target for
+ * answers.) */
 int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen);
+int chain_parse_result(const struct stage *st, const char *body, size_t len, cJSON **result, char *err,
+                       size_t errlen);
 
 /* Attempts allowed for a stage's requests: 1 + retries (the stage's override or --retries). */
 int chain_max_attempts(const struct run *run, int stage);
@@ -122,7 +138,8 @@ int chain_max_attempts(const struct run *run, int stage);
  * itself capped at max(--backoff-max-ms, 60 s). */
 long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng);
 
-/* Copies the next up to n bytes of req's body into buf; returns the count (0 at the end). */
+/* Copies the next up to n bytes of req's body (not a form's) into buf; returns the count (0 at
+ * the end). */
 size_t chain_req_read(struct chain_req *req, char *buf, size_t n);
 size_t chain_req_body_len(const struct chain_req *req);
 

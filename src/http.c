@@ -47,6 +47,61 @@ static int on_seek(void *userp, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+static size_t on_part_read(char *buf, size_t size, size_t n, void *arg)
+{
+    struct http_part *p = arg;
+    return filled_read(p->f, &p->pos, buf, size * n);
+}
+
+static int on_part_seek(void *arg, curl_off_t offset, int origin)
+{
+    struct http_part *p = arg;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > p->f->total)
+        return CURL_SEEKFUNC_CANTSEEK;
+    p->pos = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+/* Lets go of what the last attempt on the slot used besides the handle. */
+static void slot_release(struct http_slot *s)
+{
+    if (s->mime) {
+        curl_easy_setopt(s->h, CURLOPT_MIMEPOST, NULL);
+        curl_mime_free(s->mime);
+        s->mime = NULL;
+    }
+    curl_slist_free_all(s->req_headers);
+    s->req_headers = NULL;
+}
+
+/* The form's parts on a new curl_mime. Returns 0, or -1 when out of memory. */
+static int build_form(struct http_slot *slot, const struct stage *st, struct chain_req *req)
+{
+    if (slot->n_part < req->n_parts) {
+        struct http_part *np = realloc(slot->part, (size_t)req->n_parts * sizeof *np);
+        if (!np)
+            return -1;
+        slot->part = np;
+        slot->n_part = req->n_parts;
+    }
+    if (!(slot->mime = curl_mime_init(slot->h)))
+        return -1;
+    const char *slash = strrchr(req->it->path, '/');
+    const char *fname = slash ? slash + 1 : req->it->path;
+    for (int k = 0; k < req->n_parts; k++) {
+        const struct form_part *fp = &st->body.parts[k];
+        curl_mimepart *part = curl_mime_addpart(slot->mime);
+        slot->part[k] = (struct http_part){&req->parts[k], 0};
+        if (!part || curl_mime_name(part, fp->name) != CURLE_OK ||
+            curl_mime_data_cb(part, (curl_off_t)req->parts[k].total, on_part_read, on_part_seek, NULL,
+                              &slot->part[k]) != CURLE_OK)
+            return -1;
+        if (fp->file && (curl_mime_filename(part, fname) != CURLE_OK || curl_mime_type(part, req->mime) != CURLE_OK))
+            return -1;
+    }
+    return 0;
+}
+
 static int on_prereq(void *userp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
                      int conn_local_port)
 {
@@ -70,9 +125,13 @@ void http_slot_free(struct http_slot *s)
 {
     if (!s)
         return;
+    slot_release(s);
     curl_easy_cleanup(s->h);
+    free(s->part);
     free(s->resp.data);
     free(s->body.data);
+    s->part = NULL;
+    s->n_part = 0;
     s->h = NULL;
     s->resp.data = s->body.data = NULL;
 }
@@ -92,24 +151,44 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
     curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(h, CURLOPT_PREREQDATA, req);
     curl_easy_setopt(h, CURLOPT_URL, st->full_url);
-    curl_easy_setopt(h, CURLOPT_POST, 1L);
-    size_t blen = chain_req_body_len(req);
-    struct http_buf *b = &slot->body;
-    if (blen <= HTTP_SMALL_BODY && !b->data && (b->data = malloc(HTTP_SMALL_BODY + 1)))
-        b->cap = HTTP_SMALL_BODY + 1;
-    if (blen <= HTTP_SMALL_BODY && b->data) { /* else streamed: out of memory for the buffer */
-        b->len = chain_req_read(req, b->data, blen);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, b->data);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
-    } else {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
-        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(h, CURLOPT_READDATA, req);
-        curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
-        curl_easy_setopt(h, CURLOPT_SEEKDATA, req);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    slot_release(slot);
+    const struct curl_slist *headers = pipeline_headers(st, &req->header_gen);
+    if (st->type_of_image) {
+        /* A raw body goes with the image's own type, unless the stage names one. */
+        char ct[96];
+        snprintf(ct, sizeof ct, "Content-Type: %s", req->mime ? req->mime : "application/octet-stream");
+        struct curl_slist *l = NULL;
+        for (const struct curl_slist *c = headers; c; c = c->next)
+            if (!(l = curl_slist_append(slot->req_headers = l, c->data)))
+                break;
+        if (l && (l = curl_slist_append(l, ct)))
+            headers = slot->req_headers = l;
+        /* else out of memory: the stage's own list (the server will say what it misses) */
     }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, st->headers);
+    if (st->body.kind == BODY_FORM && build_form(slot, st, req) == 0) {
+        curl_easy_setopt(h, CURLOPT_MIMEPOST, slot->mime);
+    } else {
+        /* (a form whose parts cannot be made for want of memory goes out empty, and the
+         * server's answer says so) */
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        size_t blen = chain_req_body_len(req);
+        struct http_buf *b = &slot->body;
+        if (blen <= HTTP_SMALL_BODY && !b->data && (b->data = malloc(HTTP_SMALL_BODY + 1)))
+            b->cap = HTTP_SMALL_BODY + 1;
+        if (blen <= HTTP_SMALL_BODY && b->data) { /* else streamed: out of memory for the buffer */
+            b->len = chain_req_read(req, b->data, blen);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, b->data);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
+        } else {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+            curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+            curl_easy_setopt(h, CURLOPT_READDATA, req);
+            curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+            curl_easy_setopt(h, CURLOPT_SEEKDATA, req);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+        }
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);

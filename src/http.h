@@ -15,6 +15,12 @@ struct http_buf {
     size_t len, cap;
 };
 
+/* One multipart part's upload: read from its filled template (curl_mime_data_cb). */
+struct http_part {
+    const struct filled *f;
+    size_t pos;
+};
+
 /* A reusable easy handle with its buffers: one per blocking worker, one per request slot of the
  * curl-multi loop. Reusing it keeps its connection and its buffers. */
 struct http_slot {
@@ -22,6 +28,10 @@ struct http_slot {
     struct http_buf resp;  /* the answer */
     struct http_buf body;  /* small bodies, assembled (see http_prepare) */
     char errbuf[CURL_ERROR_SIZE];
+    curl_mime *mime;       /* a "form" body's parts, for the attempt on the handle */
+    struct http_part *part;/* where each part's upload stands */
+    int n_part;
+    struct curl_slist *req_headers; /* the stage's headers plus the image's Content-Type */
 };
 
 int http_slot_init(struct http_slot *s);
@@ -30,8 +40,9 @@ void http_slot_free(struct http_slot *s);
 /* Puts one attempt of req on the slot's handle: URL, body, headers, timeouts, TLS settings; the
  * answer goes into slot->resp (emptied), errors into slot->errbuf. CURLOPT_PRIVATE is set to req.
  * A body up to HTTP_SMALL_BODY bytes is assembled in slot->body and handed to curl whole, so that
- * headers and body leave in one send(); a larger one is streamed from the image's base64 by a
- * read callback, never copied into a body first. */
+ * headers and body leave in one send(); a larger one is streamed from the image's base64 or bytes
+ * by a read callback, never copied into a body first. A "form" body is a curl_mime whose parts
+ * are streamed the same way (curl_mime_data_cb), and can be rewound for a retry. */
 #define HTTP_SMALL_BODY (60 * 1024)
 void http_prepare(struct http_slot *slot, const struct run *run, struct chain_req *req);
 

@@ -253,10 +253,18 @@ int ipc_encode_config(struct ipc_buf *b, const struct config *cfg, unsigned jobs
           !cJSON_AddStringToObject(pj, "source", p->source) || !cJSON_AddNumberToObject(root, "jobs", jobs) ||
           !cJSON_AddNumberToObject(root, "shared_fd", shared_fd) ||
           !cJSON_AddNumberToObject(root, "ratelimit_fd", ratelimit_fd);
+    /* --header's templates, for a worker to read ${file:PATH} values again after a 401 */
+    cJSON *cli = bad ? NULL : cJSON_AddArrayToObject(pj, "cli_headers");
+    bad = bad || !cli;
+    for (int i = 0; !bad && i < p->n_cli_headers; i++) {
+        cJSON *line = cJSON_CreateString(p->cli_headers[i]);
+        bad = !line || !cJSON_AddItemToArray(cli, line);
+    }
     for (int i = 0; !bad && i < p->n; i++) {
         cJSON *s = cJSON_CreateObject(), *h = cJSON_CreateArray();
         bad = !s || !h || !cJSON_AddItemToArray(stages, s) || !cJSON_AddItemToObject(s, "headers", h) ||
-              !cJSON_AddStringToObject(s, "url", p->stages[i].full_url);
+              !cJSON_AddStringToObject(s, "url", p->stages[i].full_url) ||
+              !cJSON_AddStringToObject(s, "shown_url", p->stages[i].shown_url);
         for (const struct curl_slist *l = p->stages[i].headers; !bad && l; l = l->next) {
             cJSON *line = cJSON_CreateString(l->data);
             bad = !line || !cJSON_AddItemToArray(h, line);
@@ -332,13 +340,18 @@ int ipc_decode_config(struct ipc_buf *b, struct ipc_worker_config *w, char *err,
                  cJSON_GetArraySize(stages), p->n);
         return -1;
     }
+    const cJSON *cli = cJSON_GetObjectItemCaseSensitive(pj, "cli_headers");
+    for (const cJSON *l = cli ? cli->child : NULL; l; l = l->next)
+        if (!cJSON_IsString(l) || pipeline_add_header(p, l->valuestring, err, errlen))
+            return -1;
     int i = 0;
     for (const cJSON *s = stages->child; s; s = s->next, i++) {
         const cJSON *url = cJSON_GetObjectItemCaseSensitive(s, "url");
+        const cJSON *shown = cJSON_GetObjectItemCaseSensitive(s, "shown_url");
         const cJSON *h = cJSON_GetObjectItemCaseSensitive(s, "headers");
         int n = cJSON_GetArraySize(h), k = 0;
         const char **lines = calloc((size_t)n + 1, sizeof *lines);
-        if (!cJSON_IsString(url) || !cJSON_IsArray(h) || !lines) {
+        if (!cJSON_IsString(url) || !cJSON_IsString(shown) || !cJSON_IsArray(h) || !lines) {
             free(lines);
             snprintf(err, errlen, "configuration frame: malformed stage %d", i + 1);
             return -1;
@@ -346,7 +359,7 @@ int ipc_decode_config(struct ipc_buf *b, struct ipc_worker_config *w, char *err,
         for (const cJSON *l = h->child; l; l = l->next)
             if (cJSON_IsString(l))
                 lines[k++] = l->valuestring;
-        int rc = k == n ? pipeline_adopt_resolved(p, i, url->valuestring, lines, n) : -1;
+        int rc = k == n ? pipeline_adopt_resolved(p, i, url->valuestring, shown->valuestring, lines, n) : -1;
         free(lines);
         if (rc) {
             snprintf(err, errlen, "configuration frame: stage %d cannot be set up", i + 1);

@@ -56,6 +56,9 @@ void item_drop_payload(struct item *it)
     free(it->b64);
     it->b64 = NULL;
     it->b64_len = 0;
+    free(it->raw);
+    it->raw = NULL;
+    it->raw_len = 0;
 }
 
 void item_log_request(struct item *it, int stage, uint32_t us, int attempts)
@@ -77,6 +80,7 @@ void item_free(struct item *it)
         return;
     free(it->path);
     free(it->b64);
+    free(it->raw);
     free(it->error);
     if (it->results)
         for (int i = 0; i < it->n_stages; i++)

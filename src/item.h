@@ -26,8 +26,12 @@ struct item {
     char *path;          /* owned; root joined with the path below it, byte for byte */
     size_t path_len;
     size_t rel_off;      /* path + rel_off is the path below the scanned root */
-    char *b64;           /* owned; the image, base64-encoded once by the load stage */
+    char *b64;           /* owned; the image, base64-encoded once by the load stage (when a
+                            stage's body sends base64) */
     size_t b64_len;
+    unsigned char *raw;  /* owned; the image's bytes (when a stage's body sends them) */
+    size_t raw_len;
+    const char *mime;    /* static (mime.h); set by the load stage */
     int status;          /* enum item_status */
     int no_row;          /* failed in a way that says the set-up is wrong: written nowhere, left to
                             --resume (see chain_attempt_end) */

@@ -1,4 +1,5 @@
-/* load: the load job. Reads an image file and base64-encodes it once, into the item. */
+/* load: the load job. Reads an image file into what the stages' bodies send: its base64, made
+ * once, and/or its bytes (pipeline_needs), and its MIME type. */
 #include "exec.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "b64.h"
+#include "mime.h"
 
 /* Reads the file in chunks of a multiple of 3 bytes and encodes each straight into the item's
  * base64 buffer: the image is never held raw in full, and never encoded twice. */
@@ -47,9 +49,58 @@ void load_image(const struct run *run, struct item *it)
         close(fd);
         return;
     }
-    size_t cap = b64_encoded_len((size_t)size);
-    it->b64 = malloc(cap + 1);
-    if (!it->b64) {
+    unsigned needs = pipeline_needs(run->p);
+    if (needs & NEED_BYTES) {
+        /* The bytes themselves are sent: kept whole, and base64 made from them if a body also
+         * wants that. */
+        if (!(it->raw = malloc((size_t)size))) {
+            item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
+            close(fd);
+            return;
+        }
+        size_t got = 0;
+        for (;;) {
+            ssize_t r = read(fd, it->raw + got, (size_t)size - got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                item_fail(it, "cannot read the file: %s", strerror(errno));
+                goto fail;
+            }
+            if (r == 0)
+                break;
+            got += (size_t)r;
+            if (run->alive)
+                run->alive(run);
+            if (got == (size_t)size) {
+                char extra;
+                if (read(fd, &extra, 1) > 0) {
+                    item_fail(it, "the file grew while it was read");
+                    goto fail;
+                }
+                break;
+            }
+        }
+        close(fd);
+        if (got != size) {
+            item_fail(it, "the file shrank while it was read (%zu of %" PRIu64 " bytes)", got, size);
+            item_drop_payload(it);
+            return;
+        }
+        it->raw_len = got;
+        it->mime = mime_of(it->raw, got < MIME_HEAD ? got : MIME_HEAD, it->path);
+        if (needs & NEED_B64) {
+            if (!(it->b64 = malloc(b64_encoded_len(got) + 1))) {
+                item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
+                item_drop_payload(it);
+                return;
+            }
+            it->b64_len = b64_encode_with(run->cfg->encoder, it->raw, got, it->b64);
+        }
+        return;
+    }
+    size_t cap = (needs & NEED_B64) ? b64_encoded_len((size_t)size) : 0;
+    if (cap && !(it->b64 = malloc(cap + 1))) {
         item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
         close(fd);
         return;
@@ -72,6 +123,8 @@ void load_image(const struct run *run, struct item *it)
                 break;
             fill += (size_t)r;
         }
+        if (got == 0)
+            it->mime = mime_of(chunk, fill < MIME_HEAD ? fill : MIME_HEAD, it->path);
         got += fill;
         if (run->alive)
             run->alive(run); /* a slow disk is not a stuck worker */
@@ -79,7 +132,8 @@ void load_image(const struct run *run, struct item *it)
             item_fail(it, "the file grew while it was read");
             goto fail;
         }
-        out += b64_encode_with(run->cfg->encoder, chunk, fill, it->b64 + out);
+        if (cap)
+            out += b64_encode_with(run->cfg->encoder, chunk, fill, it->b64 + out);
         if (fill < CHUNK)
             break;
     }

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,15 @@ static int same_header_name(const char *a, const char *b)
     return la == lb && strncasecmp(a, b, la) == 0;
 }
 
+/* 1 when one of the "Name: value" lines is named name. */
+static int header_named(char *const *lines, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (same_header_name(lines[i], name))
+            return 1;
+    return 0;
+}
+
 /* A header name: a non-empty token without ':', blanks or control characters. */
 static int valid_header_name(const char *s, size_t len)
 {
@@ -272,11 +282,103 @@ static int parse_fields(struct pipeline *p, int i, const cJSON *kv, const char *
     return 0;
 }
 
-static int parse_stage(struct pipeline *p, int i, const cJSON *js, const char *src, char *err,
+/* Where a stage's template placeholders and jq "when" look up stage names. */
+struct name_ctx {
+    const struct pipeline *p;
+    int i;
+    const cJSON *all; /* the file's "stages" array, for "a later stage" */
+};
+
+/* 1 when name is the name of a stage after stage i. */
+static int later_stage(const struct name_ctx *c, const char *name, size_t n)
+{
+    int k = 0;
+    for (const cJSON *js = c->all ? c->all->child : NULL; js; js = js->next, k++) {
+        const cJSON *nm = k > c->i ? cJSON_GetObjectItemCaseSensitive(js, "name") : NULL;
+        if (cJSON_IsString(nm) && strlen(nm->valuestring) == n && !memcmp(nm->valuestring, name, n))
+            return 1;
+    }
+    return 0;
+}
+
+static int placeholder_stage(void *arg, const char *name, char *err, size_t errlen)
+{
+    const struct name_ctx *c = arg;
+    int k = find_stage(c->p, c->i, name);
+    if (k >= 0)
+        return k;
+    if (!strcmp(name, c->p->stages[c->i].name))
+        snprintf(err, errlen, "a stage cannot send its own result");
+    else if (later_stage(c, name, strlen(name)))
+        snprintf(err, errlen, "\"%s\" is a later stage; a stage may only send earlier stages' results", name);
+    else
+        snprintf(err, errlen, "unknown placeholder (known: image, image.bytes, image.file, image.mime, path, name, "
+                              "index, or an earlier stage's name)");
+    return -1;
+}
+
+static int is_word_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.';
+}
+
+/* The stages a jq "when" names: each earlier stage's name that appears in it as a whole word
+ * (.model_01.x, .["model_01"]). A later stage's name is an error. */
+static int when_refs(const struct name_ctx *c, const char *text, uint64_t *mask, char *bad, size_t badlen)
+{
+    size_t tl = strlen(text);
+    for (size_t a = 0; a < tl; a++) {
+        if (!(isalnum((unsigned char)text[a]) || text[a] == '_') || (a > 0 && is_word_char(text[a - 1]) && text[a - 1] != '.'))
+            continue;
+        size_t b = a;
+        while (b < tl && (isalnum((unsigned char)text[b]) || text[b] == '_' || text[b] == '-'))
+            b++;
+        /* the longest run of name characters that is a stage's name, dots included */
+        size_t e = b;
+        while (e < tl && is_word_char(text[e]))
+            e++;
+        for (size_t end = e; end > a; end--) {
+            if (end < tl && is_word_char(text[end]) && text[end] != '.')
+                continue;
+            char nm[128];
+            if (end - a >= sizeof nm)
+                continue;
+            memcpy(nm, text + a, end - a);
+            nm[end - a] = 0;
+            int k = find_stage(c->p, c->i, nm);
+            if (k >= 0) {
+                *mask |= 1ull << k;
+                break;
+            }
+            if (later_stage(c, nm, end - a) || !strcmp(nm, c->p->stages[c->i].name)) {
+                snprintf(bad, badlen, "%s", nm);
+                return -1;
+            }
+        }
+        a = b;
+    }
+    return 0;
+}
+
+static int parse_expr(struct expr *e, const cJSON *kv, const char *key, const char *src, int i, const char *nm,
+                      char *err, size_t errlen)
+{
+    if (!cJSON_IsString(kv) || !kv->valuestring[0])
+        return fail(err, errlen, src, i, nm, "\"%s\" must be a jq expression (a string)", key);
+    char why[400];
+    if (expr_compile(e, kv->valuestring, why, sizeof why))
+        return fail(err, errlen, src, i, nm, "\"%s\": %s", key, why);
+    return 0;
+}
+
+static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *all, const char *src, char *err,
                        size_t errlen)
 {
+    struct name_ctx nctx = {p, i, all};
+    const cJSON *body = NULL, *form = NULL, *fields = NULL;
     struct stage *s = &p->stages[i];
     s->each_stage = -1;
+    s->n_retry_on = -1;
     s->csv = 1;
     s->timeout_ms = -1;
     s->retries = -1;
@@ -315,27 +417,61 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const char *s
         } else if (!strcmp(k, "input")) {
             if (cJSON_IsString(kv) && !strcmp(kv->valuestring, "image"))
                 continue;
+            const char *shape = "\"input\" must be \"image\", {\"each\": STAGE, \"items\": EXPR} or "
+                                "{\"each\": STAGE, \"array\": KEY, \"field\": KEY}";
             if (!cJSON_IsObject(kv))
-                return fail(err, errlen, src, i, s->name,
-                            "\"input\" must be \"image\" or {\"each\": STAGE, \"array\": KEY, \"field\": KEY}");
+                return fail(err, errlen, src, i, s->name, "%s", shape);
             const cJSON *e = cJSON_GetObjectItemCaseSensitive(kv, "each");
             const cJSON *a = cJSON_GetObjectItemCaseSensitive(kv, "array");
             const cJSON *f = cJSON_GetObjectItemCaseSensitive(kv, "field");
-            if (cJSON_GetArraySize(kv) != 3 || !e || !cJSON_IsString(a) || !cJSON_IsString(f))
-                return fail(err, errlen, src, i, s->name,
-                            "\"input\" must be {\"each\": STAGE, \"array\": KEY, \"field\": KEY}");
+            const cJSON *it = cJSON_GetObjectItemCaseSensitive(kv, "items");
+            int keys = cJSON_GetArraySize(kv);
+            if (!e || !((keys == 3 && cJSON_IsString(a) && cJSON_IsString(f)) || (keys == 2 && it)))
+                return fail(err, errlen, src, i, s->name, "%s", shape);
             if (ref(p, i, e, "\"input.each\"", &s->each_stage, src, err, errlen))
                 return -1;
             s->input = INPUT_EACH;
-            if (!(s->each_array = strdup(a->valuestring)) || !(s->each_field = strdup(f->valuestring)))
+            if (it) {
+                if (parse_expr(&s->items, it, "input.items", src, i, s->name, err, errlen))
+                    return -1;
+            } else if (!(s->each_array = strdup(a->valuestring)) || !(s->each_field = strdup(f->valuestring))) {
                 return OOM(err, errlen, src);
+            }
             s->dep_mask |= 1ull << s->each_stage;
         } else if (!strcmp(k, "fields")) {
             if (parse_fields(p, i, kv, src, err, errlen))
                 return -1;
+            fields = kv;
+        } else if (!strcmp(k, "body")) {
+            body = kv;
+        } else if (!strcmp(k, "form")) {
+            form = kv;
+        } else if (!strcmp(k, "result") || !strcmp(k, "error") || !strcmp(k, "retry_if") ||
+                   !strcmp(k, "retry_after")) {
+            struct expr *e = k[0] == 'e' ? &s->error : k[6] == 'i' ? &s->retry_if : k[6] == 'a' ? &s->retry_after : &s->result;
+            if (parse_expr(e, kv, k, src, i, s->name, err, errlen))
+                return -1;
+        } else if (!strcmp(k, "retry_on")) {
+            int n = cJSON_GetArraySize(kv);
+            if (!cJSON_IsArray(kv) || n > (int)(sizeof s->retry_on / sizeof s->retry_on[0]))
+                return fail(err, errlen, src, i, s->name, "\"retry_on\" must be a list of up to 32 HTTP status codes");
+            s->n_retry_on = 0;
+            for (const cJSON *c = kv->child; c; c = c->next) {
+                if (!cJSON_IsNumber(c) || c->valuedouble != (int)c->valuedouble || c->valuedouble < 100 || c->valuedouble > 599)
+                    return fail(err, errlen, src, i, s->name, "\"retry_on\": each entry must be a status code from 100 to 599");
+                s->retry_on[s->n_retry_on++] = (int)c->valuedouble;
+            }
+        } else if (!strcmp(k, "when") && cJSON_IsString(kv)) {
+            char bad[128];
+            if (parse_expr(&s->when, kv, "when", src, i, s->name, err, errlen))
+                return -1;
+            if (when_refs(&nctx, kv->valuestring, &s->when_mask, bad, sizeof bad))
+                return fail(err, errlen, src, i, s->name, "\"when\" names \"%s\", which is not an earlier stage", bad);
+            s->dep_mask |= s->when_mask;
         } else if (!strcmp(k, "when")) {
             if (!cJSON_IsArray(kv))
-                return fail(err, errlen, src, i, s->name, "\"when\" must be an array of stage names");
+                return fail(err, errlen, src, i, s->name,
+                            "\"when\" must be an array of stage names or a jq expression (a string)");
             for (const cJSON *w = kv->child; w; w = w->next) {
                 int idx;
                 if (ref(p, i, w, "\"when\"", &idx, src, err, errlen))
@@ -358,11 +494,41 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const char *s
                 return -1;
         } else {
             return fail(err, errlen, src, i, s->name,
-                        "unknown key \"%s\" (known: name, url, input, fields, when, csv, timeout_ms, retries, headers)", k);
+                        "unknown key \"%s\" (known: name, url, input, body, form, fields, result, error, retry_if, "
+                        "retry_after, retry_on, when, csv, timeout_ms, retries, headers)",
+                        k);
         }
     }
     if (!s->url)
         return fail(err, errlen, src, i, s->name, "\"url\" is missing");
+    if ((body || form) && fields)
+        return fail(err, errlen, src, i, s->name,
+                    "\"fields\" belongs to the seed's body; with \"%s\", put the fields in it", body ? "body" : "form");
+    if (body && form)
+        return fail(err, errlen, src, i, s->name, "\"body\" and \"form\" are two kinds of body: give one");
+    char why[400];
+    if (body ? body_compile_json(&s->body, body, placeholder_stage, &nctx, why, sizeof why)
+             : form ? body_compile_form(&s->body, form, placeholder_stage, &nctx, why, sizeof why) : 0)
+        return fail(err, errlen, src, i, s->name, "\"%s\": %s", body ? "body" : "form", why);
+    if (!body && !form) {
+        struct seed_field sf[64];
+        int n = s->n_fields < 64 ? s->n_fields : 64;
+        for (int f = 0; f < n; f++)
+            sf[f] = (struct seed_field){s->fields[f].name, s->fields[f].literal, s->fields[f].result_of};
+        if (s->n_fields > 64)
+            return fail(err, errlen, src, i, s->name, "\"fields\" holds more than 64 fields");
+        if (body_compile_seed(&s->body, sf, n))
+            return OOM(err, errlen, src);
+    }
+    s->dep_mask |= s->body.stage_refs;
+    if (!s->result.text && expr_compile(&s->result, ".result", why, sizeof why))
+        return OOM(err, errlen, src);
+    if (s->body.kind == BODY_RAW && !header_named(s->header_tmpl, s->n_headers, "Content-Type"))
+        s->type_of_image = 1;
+    if (s->body.kind == BODY_FORM && header_named(s->header_tmpl, s->n_headers, "Content-Type"))
+        return fail(err, errlen, src, i, s->name,
+                    "a \"form\" body sets its own Content-Type (multipart/form-data with its boundary): "
+                    "remove the stage's Content-Type header");
     return 0;
 }
 
@@ -519,7 +685,7 @@ int pipeline_parse(const char *text, size_t len, const char *source, struct pipe
     int i = 0;
     for (const cJSON *js = stages->child; js; js = js->next, i++) {
         p->n = i + 1;
-        if ((rc = parse_stage(p, i, js, source, err, errlen)))
+        if ((rc = parse_stage(p, i, js, stages, source, err, errlen)))
             goto done;
         if (p->stages[i].timeout_ms < 0)
             p->stages[i].timeout_ms = def_timeout;
@@ -895,8 +1061,8 @@ static int append(struct curl_slist **l, const char *line)
 
 /* One stage's header list: its own lines, then the defaults' and --header's of other names,
  * then our fixed ones unless a user header of that name replaces them. */
-static int stage_headers(struct stage *s, char *const *def, int n_def, char *const *cli, int n_cli,
-                         const char *where, char *err, size_t errlen)
+static int build_headers(struct stage *s, char *const *def, int n_def, char *const *cli, int n_cli,
+                         const char *where, struct curl_slist **out, char *err, size_t errlen)
 {
     char **own;
     if (expand_all(s->header_tmpl, s->n_headers, where, &own, err, errlen))
@@ -905,15 +1071,20 @@ static int stage_headers(struct stage *s, char *const *def, int n_def, char *con
     int rc = 0;
     for (int h = 0; h < s->n_headers && !rc; h++)
         rc = append(&l, own[h]);
+    /* A JSON body's Content-Type may come from anywhere; a raw or multipart body's type is the
+     * stage's own, or the image's / the boundary's: a "defaults" application/json is not it. */
+    int json = s->body.kind == BODY_SEED || s->body.kind == BODY_JSON;
     for (int h = 0; h < n_def && !rc; h++)
-        if (!named_in(own, s->n_headers, def[h]))
+        if (!named_in(own, s->n_headers, def[h]) && (json || !same_header_name(def[h], "Content-Type")))
             rc = append(&l, def[h]);
     for (int h = 0; h < n_cli && !rc; h++)
-        if (!named_in(own, s->n_headers, cli[h]) && !named_in(def, n_def, cli[h]))
+        if (!named_in(own, s->n_headers, cli[h]) && !named_in(def, n_def, cli[h]) &&
+            (json || !same_header_name(cli[h], "Content-Type")))
             rc = append(&l, cli[h]);
-    /* Fixed headers: JSON bodies, and no 'Expect: 100-continue' round trip for large ones. */
+    /* Fixed headers: a JSON body's type, and no 'Expect: 100-continue' round trip for large
+     * bodies. */
     static const char *const fixed[] = {"Content-Type: application/json", "Expect:"};
-    for (int f = 0; f < 2 && !rc; f++)
+    for (int f = json ? 0 : 1; f < 2 && !rc; f++)
         if (!named_in(own, s->n_headers, fixed[f]) && !named_in(def, n_def, fixed[f]) && !named_in(cli, n_cli, fixed[f]))
             rc = append(&l, fixed[f]);
     wipe_lines(own, s->n_headers);
@@ -921,8 +1092,160 @@ static int stage_headers(struct stage *s, char *const *def, int n_def, char *con
         wipe_slist(l);
         return snprintf(err, errlen, "%s: out of memory", where), -1;
     }
-    s->headers = l;
+    *out = l;
     return 0;
+}
+
+/* base (bl bytes, no trailing '/') joined with a relative url. */
+static char *join_url(const char *base, size_t bl, const char *url)
+{
+    size_t ul = strlen(url);
+    char *j = malloc(bl + ul + 2);
+    if (!j)
+        return NULL;
+    memcpy(j, base, bl);
+    size_t o = bl;
+    if (url[0] != '/')
+        j[o++] = '/';
+    memcpy(j + o, url, ul + 1);
+    return j;
+}
+
+static int stage_headers(struct stage *s, char *const *def, int n_def, char *const *cli, int n_cli,
+                         const char *where, char *err, size_t errlen)
+{
+    return build_headers(s, def, n_def, cli, n_cli, where, &s->headers, err, errlen);
+}
+
+static int any_file_ref(char *const *tmpl, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strstr(tmpl[i], "${file:"))
+            return 1;
+    return 0;
+}
+
+/* 1 when stage s's headers take a value from a file. */
+static int uses_files(const struct pipeline *p, const struct stage *s)
+{
+    return any_file_ref(s->header_tmpl, s->n_headers) || any_file_ref(p->default_headers, p->n_default_headers) ||
+           any_file_ref(p->cli_headers, p->n_cli_headers);
+}
+
+/* ${VAR} in a URL: the environment's value. Returns the expanded URL (malloc'd), or NULL with
+ * what is wrong in err (never a value). */
+static char *expand_url(const char *url, char *err, size_t errlen)
+{
+    size_t cap = strlen(url) + 1, o = 0;
+    char *out = malloc(cap);
+    for (const char *c = url; out && *c;) {
+        const char *val = NULL;
+        char var[128];
+        size_t take = 1;
+        if (c[0] == '$' && c[1] == '{') {
+            const char *end = strchr(c + 2, '}');
+            size_t vl = end ? (size_t)(end - c - 2) : 0;
+            if (!end || vl == 0 || vl >= sizeof var) {
+                snprintf(err, errlen, "\"url\" has a bad ${VAR} reference");
+                free(out);
+                return NULL;
+            }
+            memcpy(var, c + 2, vl);
+            var[vl] = 0;
+            if (!(val = getenv(var))) {
+                snprintf(err, errlen, "\"url\" uses ${%s}, which is not set", var);
+                free(out);
+                return NULL;
+            }
+            char what[128];
+            if (url_problem(val, what, sizeof what)) {
+                snprintf(err, errlen, "\"url\" uses ${%s}, whose value %s", var, what);
+                free(out);
+                return NULL;
+            }
+            take = vl + 3;
+        }
+        size_t add = val ? strlen(val) : 1;
+        if (o + add + 1 > cap) {
+            cap = (o + add + 1) * 2;
+            char *n = realloc(out, cap);
+            if (!n) {
+                free(out);
+                out = NULL;
+                break;
+            }
+            out = n;
+        }
+        memcpy(out + o, val ? val : c, add);
+        o += add;
+        c += take;
+    }
+    if (!out) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    out[o] = 0;
+    return out;
+}
+
+/* Guards the stages' header lists, which a 401 may replace while requests are made. */
+static pthread_mutex_t header_mu = PTHREAD_MUTEX_INITIALIZER;
+
+const struct curl_slist *pipeline_headers(const struct stage *s, unsigned *gen)
+{
+    pthread_mutex_lock(&header_mu);
+    const struct curl_slist *l = s->headers;
+    *gen = s->header_gen;
+    pthread_mutex_unlock(&header_mu);
+    return l;
+}
+
+static int same_lines(const struct curl_slist *a, const struct curl_slist *b)
+{
+    for (; a && b; a = a->next, b = b->next)
+        if (strcmp(a->data, b->data))
+            return 0;
+    return !a && !b;
+}
+
+int pipeline_refresh_headers(const struct pipeline *cp, int i, unsigned gen)
+{
+    struct pipeline *p = (struct pipeline *)cp; /* only the header list changes, under header_mu */
+    struct stage *s = &p->stages[i];
+    if (!s->file_headers)
+        return 0;
+    pthread_mutex_lock(&header_mu);
+    int rc = 0;
+    if (s->header_gen != gen) {
+        rc = 1; /* another request has re-read them already */
+        goto out;
+    }
+    char **def = NULL, **cli = NULL, err[512];
+    struct curl_slist *l = NULL;
+    if (expand_all(p->default_headers, p->n_default_headers, "defaults", &def, err, sizeof err) == 0 &&
+        expand_all(p->cli_headers, p->n_cli_headers, "--header", &cli, err, sizeof err) == 0 &&
+        build_headers(s, def, p->n_default_headers, cli, p->n_cli_headers, s->name, &l, err, sizeof err) == 0) {
+        struct curl_slist **old = l && !same_lines(l, s->headers)
+                                      ? realloc(s->old_headers, (size_t)(s->n_old_headers + 1) * sizeof *old)
+                                      : NULL;
+        if (old) {
+            /* The old list stays until pipeline_free: a request in flight may still hold it. */
+            s->old_headers = old;
+            old[s->n_old_headers++] = s->headers;
+            s->headers = l;
+            s->header_gen++;
+            l = NULL;
+            rc = 1;
+        }
+    }
+    wipe_slist(l);
+    if (def)
+        wipe_lines(def, p->n_default_headers);
+    if (cli)
+        wipe_lines(cli, p->n_cli_headers);
+out:
+    pthread_mutex_unlock(&header_mu);
+    return rc;
 }
 
 int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen)
@@ -947,15 +1270,27 @@ int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t err
         s->full_url = NULL;
         wipe_slist(s->headers);
         s->headers = NULL;
-        if (has_scheme(s->url)) {
-            if (!(s->full_url = strdup(s->url))) {
+        s->file_headers = uses_files(p, s);
+        char why[300];
+        char *url = expand_url(s->url, why, sizeof why);
+        if (!url) {
+            rc = fail(err, errlen, p->source, i, s->name, "%s", why);
+            break;
+        }
+        /* What messages show: the URL as written (a ${VAR} in it stays unexpanded), joined. */
+        free(s->shown_url);
+        s->shown_url = NULL;
+        if (has_scheme(url)) {
+            s->full_url = url;
+            url = NULL;
+            if (!(s->shown_url = strdup(s->url))) {
                 rc = OOM(err, errlen, p->source);
                 break;
             }
             if (strncmp(s->full_url, "http://", 7) && strncmp(s->full_url, "https://", 8)) {
                 rc = fail(err, errlen, p->source, i, s->name,
                           "url \"%s\" must start with http:// or https:// (or be relative to --server)",
-                          printable(s->full_url, shown, sizeof shown));
+                          printable(s->url, shown, sizeof shown));
                 break;
             }
         } else {
@@ -964,16 +1299,12 @@ int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t err
                           s->url, printable(base, shown, sizeof shown), base_why);
                 break;
             }
-            size_t ul = strlen(s->url);
-            if (!(s->full_url = malloc(bl + ul + 2))) {
+            if (!(s->full_url = join_url(base, bl, url)) || !(s->shown_url = join_url(base, bl, s->url))) {
+                free(url);
                 rc = OOM(err, errlen, p->source);
                 break;
             }
-            memcpy(s->full_url, base, bl);
-            size_t o = bl;
-            if (s->url[0] != '/')
-                s->full_url[o++] = '/';
-            memcpy(s->full_url + o, s->url, ul + 1);
+            free(url);
         }
         snprintf(where, sizeof where, "%s: stage %d (%s)", p->source, i + 1, s->name);
         rc = stage_headers(s, def, p->n_default_headers, cli, p->n_cli_headers, where, err, errlen);
@@ -983,9 +1314,14 @@ int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t err
     return rc;
 }
 
-int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, const char *const *lines, int n)
+int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, const char *shown_url,
+                            const char *const *lines, int n)
 {
     struct stage *s = &p->stages[i];
+    s->file_headers = uses_files(p, s);
+    free(s->shown_url);
+    if (!(s->shown_url = strdup(shown_url)))
+        return -1;
     free(s->full_url);
     curl_slist_free_all(s->headers);
     s->headers = NULL;
@@ -998,6 +1334,15 @@ int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, con
         s->headers = l;
     }
     return 0;
+}
+
+unsigned pipeline_needs(const struct pipeline *p)
+{
+    unsigned n = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->stages[i].input == INPUT_IMAGE)
+            n |= p->stages[i].body.needs;
+    return n;
 }
 
 int pipeline_csv_columns(const struct pipeline *p)
@@ -1024,8 +1369,19 @@ void pipeline_free(struct pipeline *p)
             free(s->fields[f].literal);
         }
         free(s->fields);
+        body_free(&s->body);
+        expr_free(&s->result);
+        expr_free(&s->error);
+        expr_free(&s->retry_if);
+        expr_free(&s->retry_after);
+        expr_free(&s->when);
+        expr_free(&s->items);
         wipe_lines(s->header_tmpl, s->n_headers);
         wipe_slist(s->headers);
+        for (int h = 0; h < s->n_old_headers; h++)
+            wipe_slist(s->old_headers[h]);
+        free(s->old_headers);
+        free(s->shown_url);
     }
     wipe_lines(p->default_headers, p->n_default_headers);
     wipe_lines(p->cli_headers, p->n_cli_headers);

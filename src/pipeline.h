@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <curl/curl.h>
+#include "expr.h"
+#include "template.h"
 
 #define PIPELINE_MAX_STAGES 64
 
@@ -42,7 +44,8 @@ struct stage_field {
 struct stage {
     char *name;
     char *url;      /* as written */
-    char *full_url; /* after pipeline_resolve */
+    char *full_url; /* after pipeline_resolve: joined to --server, ${VAR} expanded */
+    char *shown_url; /* the same, ${VAR} left as written: what messages show */
     enum stage_input input;
     int each_stage; /* INPUT_EACH: source stage */
     char *each_array, *each_field;
@@ -57,6 +60,20 @@ struct stage {
     int n_headers;
     struct curl_slist *headers; /* after pipeline_resolve: the stage's, the defaults' and
                                  * --header's, expanded, plus our fixed ones; wiped when freed */
+    int file_headers;   /* a header value comes from a file (${file:PATH}): re-read on a 401 */
+    unsigned header_gen; /* bumped each time a 401 made the header list be rebuilt */
+    struct curl_slist **old_headers; /* lists replaced since; freed with the pipeline */
+    int n_old_headers;
+    struct body body;   /* the request body (template.h): the seed's, "body" or "form" */
+    int type_of_image;  /* a raw body without a Content-Type header: the image's type is sent */
+    struct expr result; /* "result": what of the answer is the stage's result (default .result) */
+    struct expr error;  /* "error": a non-null value fails the attempt, with that message */
+    struct expr retry_if;    /* "retry_if": a truthy value makes a failed answer retryable */
+    struct expr retry_after; /* "retry_after": seconds to wait, named in the body */
+    struct expr when;   /* "when" as a jq expression over {"STAGE": result, ...} of when_mask */
+    struct expr items;  /* "input": {"each": STAGE, "items": EXPR}: the elements */
+    int retry_on[32];   /* "retry_on": the statuses retried; n_retry_on < 0: 5xx, 429 and 408 */
+    int n_retry_on;
 };
 
 struct pipeline {
@@ -92,15 +109,30 @@ int pipeline_check_base(const char *base, char *err, size_t errlen);
  * (never showing the value). */
 int pipeline_add_header(struct pipeline *p, const char *line, char *err, size_t errlen);
 
-/* Joins relative URLs to base and builds each stage's header list, expanding ${VAR} and
- * ${file:PATH}. An unset variable or an unreadable file is an error that names the variable or
+/* Joins relative URLs to base (expanding ${VAR} in them) and builds each stage's header list,
+ * expanding ${VAR} and ${file:PATH}. An unset variable or an unreadable file is an error that names the variable or
  * the path (never a value or a file's content). Can be called again (it rebuilds everything).
  * Returns 0 or -1. */
 int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen);
 
 /* Sets stage i's resolved URL and header lines as another process resolved them (a worker
  * takes its parent's, and never resolves anything itself). Returns 0, or -1 when out of memory. */
-int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, const char *const *lines, int n);
+int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, const char *shown_url,
+                            const char *const *lines, int n);
+
+/* Stage s's header list as it is now, and its generation. Thread-safe; the list stays valid
+ * until pipeline_free. */
+const struct curl_slist *pipeline_headers(const struct stage *s, unsigned *gen);
+
+/* After a server answered 401 to a request sent with generation gen of stage i's headers: when a
+ * header value comes from a file, the files are read again and, if that changes the headers, the
+ * stage's list is replaced. Returns 1 when the headers now differ from generation gen (this call
+ * or another one replaced them: the request is worth retrying), else 0. Thread-safe. */
+int pipeline_refresh_headers(const struct pipeline *p, int i, unsigned gen);
+
+/* What the load stage must make of each image (NEED_B64, NEED_BYTES of template.h): the union
+ * of what the bodies of the stages that send the image need. */
+unsigned pipeline_needs(const struct pipeline *p);
 
 /* Number of stages that are CSV columns. */
 int pipeline_csv_columns(const struct pipeline *p);
