@@ -16,6 +16,7 @@
     X(pipeline)   \
     X(chain)      \
     X(json)       \
+    X(template)   \
     X(backoff)    \
     X(select)     \
     X(csv)        \
