@@ -128,7 +128,7 @@ check-flags:
 	  done
 
 sanitize:
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	@LSAN_OPTIONS=suppressions=$(abspath tests/fuzz/lsan-libjq.supp) $(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
 
 tsan:
@@ -175,10 +175,11 @@ bench-resume: $(BUILD)/bench-resume
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64)
 	sh bench/run.sh $(BUILD)
 
-# libFuzzer targets (clang): the answer parser, the pipeline-file parser, the resume reader.
+# libFuzzer targets (clang): the answer parser, the pipeline-file parser, the resume reader, the
+# JSON checker, answers read through expressions (plain paths and jq), the body template compiler.
 # The seed corpora live in tests/fuzz/corpus_*; what a run finds goes to build-fuzz/, not the repo.
 FUZZ_SECONDS ?= 60
-FUZZERS := answer pipeline resume json
+FUZZERS := answer pipeline resume json expr template
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" build-fuzz/libannotate.a
@@ -188,7 +189,7 @@ fuzz:
 	    -o build-fuzz/fuzz-$$f tests/fuzz/fuzz_$$f.c build-fuzz/libannotate.a $(LIBS); \
 	  mkdir -p build-fuzz/corpus_$$f; cp -n tests/fuzz/corpus_$$f/* build-fuzz/corpus_$$f/ 2>/dev/null || true; \
 	  echo "fuzz $$f: $(FUZZ_SECONDS) s"; \
-	  if ! build-fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 -close_fd_mask=3 \
+	  if ! LSAN_OPTIONS=suppressions=$(abspath tests/fuzz/lsan-libjq.supp) build-fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 -close_fd_mask=3 \
 	    -artifact_prefix=build-fuzz/crash-$$f- build-fuzz/corpus_$$f tests/fuzz/corpus_$$f >build-fuzz/fuzz-$$f.log 2>&1; then \
 	    tail -40 build-fuzz/fuzz-$$f.log; echo "fuzz $$f FAILED: the input is in build-fuzz/crash-$$f-*"; exit 1; fi; \
 	  tail -1 build-fuzz/fuzz-$$f.log; \

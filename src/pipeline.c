@@ -1295,6 +1295,7 @@ int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t err
             }
         } else {
             if (!base_ok) {
+                free(url);
                 rc = fail(err, errlen, p->source, i, s->name, "url \"%s\" is relative to --server \"%s\", which %s",
                           s->url, printable(base, shown, sizeof shown), base_why);
                 break;

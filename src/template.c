@@ -332,6 +332,10 @@ static int add_value(struct cc *c, struct tmpl *t, const cJSON *v, int depth)
                 int bad;
                 size_t kl;
                 char *k = json_escape_text(e->string, strlen(e->string), &kl, &bad);
+                if (!k && bad) {
+                    snprintf(c->err, c->errlen, "a key of the body is not valid UTF-8");
+                    return -1;
+                }
                 int r = !k || add_seg(t, T_TEXT, C_VALUE, "\"", 1, -1) || add_seg(t, T_TEXT, C_VALUE, k, kl, -1) ||
                         add_seg(t, T_TEXT, C_VALUE, "\":", 2, -1);
                 free(k);
