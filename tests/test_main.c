@@ -30,7 +30,8 @@
     X(options)    \
     X(bench)      \
     X(workers)    \
-    X(run)
+    X(run)        \
+    X(pyserver)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)
