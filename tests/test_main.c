@@ -22,6 +22,7 @@
     X(resume)     \
     X(mock)       \
     X(mock_capacity) \
+    X(mock_dialects) \
     X(e2e)        \
     X(faults)     \
     X(stats)      \
