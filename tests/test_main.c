@@ -24,6 +24,7 @@
     X(mock_capacity) \
     X(mock_dialects) \
     X(e2e)        \
+    X(dialects)   \
     X(faults)     \
     X(stats)      \
     X(cli)        \
