@@ -686,9 +686,10 @@ static void test_request_variants(void)
     }
 
     /* Multipart: a hand-made body with a quoted boundary and an extra text field; the filename
-     * is echoed (a comma, a quote escaped, and a byte that is not UTF-8, read as Latin-1) */
+     * is echoed (a comma, a quote escaped, a lone backslash kept, and a byte that is not UTF-8,
+     * read as Latin-1) */
     static const char head[] = "--b0\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n"
-                               "--b0\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a,\\\"b\xff.png\"\r\n"
+                               "--b0\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a,\\\"b\\x\xff.png\"\r\n"
                                "Content-Type: image/png\r\n\r\n";
     size_t hl = sizeof head - 1, n = 0;
     memcpy(body, head, hl);
@@ -701,9 +702,9 @@ static void test_request_variants(void)
     CU_ASSERT_EQUAL(r.status, 200);
     int st;
     size_t alen;
-    char *want = mock_dialect_answer(MOCK_D_MULTIPART, im->p, im->n, "a,\"b\xff.png", &st, &alen);
+    char *want = mock_dialect_answer(MOCK_D_MULTIPART, im->p, im->n, "a,\"b\\x\xff.png", &st, &alen);
     CU_ASSERT(r.len == alen && !memcmp(r.body, want, alen));
-    CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"filename\":\"a,\\\"b\xc3\xbf.png\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"filename\":\"a,\\\"b\\\\x\xc3\xbf.png\""));
     free(want);
     resp_free(&r);
     free(b64b);
@@ -1287,6 +1288,13 @@ static void test_help(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "--token-file F"));
 }
 
+/* Last: the shared server stops cleanly (under ASan, also without a leak). */
+static void test_stop_shared(void)
+{
+    CU_ASSERT_EQUAL_FATAL(shared_server(), 0);
+    CU_ASSERT_EQUAL(mock_stop(&srv), 0);
+}
+
 static int suite_init(void)
 {
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
@@ -1333,6 +1341,7 @@ int register_mock_dialects(void)
         {"/stats counts the dialects apart", test_stats},
         {"faults and latency in each server's shape", test_faults},
         {"--help", test_help},
+        {"SIGTERM: the server exits 0", test_stop_shared},
     };
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++)
         if (!CU_add_test(s, tests[i].name, tests[i].fn))

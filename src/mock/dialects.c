@@ -1559,15 +1559,16 @@ struct part {
     size_t len;
 };
 
-/* A header parameter's value at *pp (quoted with backslash escapes, or a token) into a
- * malloc'd string; *pp moved past it. NULL when malformed or out of memory. */
+/* A header parameter's value at *pp (a quoted string, or a token) into a malloc'd string; *pp
+ * moved past it. In a quoted string only \" and \\ are escapes, as python-multipart reads
+ * them (curl sends a filename's backslash as it is). NULL when malformed or out of memory. */
 static char *param_value(const char **pp, const char *end)
 {
     const char *p = *pp;
     struct sbuf b = {0};
     if (p < end && *p == '"') {
         for (p++; p < end && *p != '"'; p++) {
-            if (*p == '\\' && p + 1 < end)
+            if (*p == '\\' && p + 1 < end && (p[1] == '"' || p[1] == '\\'))
                 p++;
             sb_c(&b, *p);
         }
