@@ -330,6 +330,22 @@ static void test_wrong_token(void)
     }
 }
 
+/* Google's key is in the URL: a stage whose URL is wrong (here --server's path) stops the run as
+ * a set-up error (three 404s), and the message naming the URL must not show the key. */
+static void test_key_not_in_setup_error(void)
+{
+    CU_ASSERT_EQUAL_FATAL(setup(), 0);
+    char server[200], out[16384];
+    snprintf(server, sizeof server, "%s/wrong-prefix", srv.base_url);
+    const char *extra[] = {PIPELINE_OPT, example(MOCK_D_GOOGLE), "--workers", "2", NULL};
+    int rc = e2e_run(out, sizeof out, tmo(60), tree.root, tree.csv, server, extra);
+    if (rc != 2)
+        show("google-vision, wrong --server path", rc, out);
+    CU_ASSERT_EQUAL(rc, 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "404"));
+    CU_ASSERT_EQUAL(leaks("google-vision, wrong --server path", out, tree.csv), 0);
+}
+
 /* ${VISION_KEY} unset: exit 2 at start, naming the variable, before any request. */
 static void test_unset_key(void)
 {
@@ -475,6 +491,7 @@ int register_dialects(void)
         {"google-vision.json, every strategy, every cell", test_google},
         {"google-vision.json: not an image is 'Bad image data.'", test_google_bad_image},
         {"a wrong token stops the run (exit 2) and is never shown", test_wrong_token},
+        {"a wrong URL stops the run (exit 2) without showing the key in it", test_key_not_in_setup_error},
         {"an unset ${VISION_KEY} exits 2 before any request", test_unset_key},
         {"--token-file rotated during a run: re-read on 401, retried once", test_token_rotation},
     };
