@@ -83,8 +83,9 @@ $(ANNOTATE): $(BUILD)/obj/main.o $(BUILD)/libannotate.a
 $(MOCK): $(MOCK_OBJ) $(BUILD)/libannotate.a
 	$(LINK) -o $@ $^ $(LIBS) $(shell pkg-config --libs libevent 2>/dev/null)
 
-# The unit tests link the mock's answer model (not its server) to predict every cell.
-$(UNIT): $(TEST_OBJ) $(BUILD)/obj/mock/answers.o $(BUILD)/libannotate.a
+# The unit tests link the mock's answer models (not its server) to predict every cell: the
+# seed's five (answers.o) and the seven dialects' (dialects.o, which needs no libevent).
+$(UNIT): $(TEST_OBJ) $(BUILD)/obj/mock/answers.o $(BUILD)/obj/mock/dialects.o $(BUILD)/libannotate.a
 	$(LINK) -o $@ $^ $(LIBS) -lcunit
 
 # Installs the missing Debian packages (as root, or through sudo when there is one).

@@ -23,7 +23,9 @@
     X(resume)     \
     X(mock)       \
     X(mock_capacity) \
+    X(mock_dialects) \
     X(e2e)        \
+    X(dialects)   \
     X(faults)     \
     X(stats)      \
     X(cli)        \

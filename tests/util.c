@@ -110,6 +110,15 @@ const char *fixtures_dir(void)
     return buf;
 }
 
+const char *examples_dir(void)
+{
+    static char buf[1100];
+    if (access("examples/kserve-v2.json", R_OK) == 0)
+        return "examples";
+    snprintf(buf, sizeof buf, "%s/../examples", fixtures_dir());
+    return buf;
+}
+
 int in_path(const char *prog)
 {
     const char *p = getenv("PATH");

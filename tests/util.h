@@ -33,6 +33,9 @@ int make_tmpdir(char *buf, size_t cap, const char *tag);
  * (a run from another directory). */
 const char *fixtures_dir(void);
 
+/* The project's examples/ directory (the dialect pipelines), found as fixtures_dir() is. */
+const char *examples_dir(void);
+
 /* 1 when prog is an executable file in one of $PATH's directories. */
 int in_path(const char *prog);
 

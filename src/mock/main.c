@@ -13,6 +13,7 @@
 
 #include <event2/event.h>
 
+#include "mock/dialects.h"
 #include "mock/server.h"
 
 #define PROG "mock-model-server"
@@ -26,6 +27,16 @@ static void usage(FILE *f)
 "[{\"im_str\": \"<base64>\", \"model_03\": <json>}] answer {\"result\": ...}; GET /stats shows\n"
 "the counters, POST /stats/reset zeroes them. Prints \"listening on HOST:PORT\" once ready;\n"
 "SIGINT or SIGTERM stop it (exit 0).\n"
+"\n"
+"It also speaks seven other servers' protocols, for a model named classifier (the\n"
+"pipelines of examples/*.json; the man page, DIALECTS, has their answers and errors):\n"
+"  POST /v2/models/classifier/infer     KServe v2 / Triton (kserve-v2)\n"
+"  POST /predictions/classifier         TorchServe, raw image bytes (torchserve)\n"
+"  POST /v1/models/classifier:predict   TF Serving (tfserving)\n"
+"  POST /v1/chat/completions            OpenAI-compatible, Bearer token (openai-vision)\n"
+"  POST /models/classifier              Hugging Face, raw image bytes (hf-endpoint)\n"
+"  POST /classifier                     FastAPI UploadFile, multipart part file (multipart)\n"
+"  POST /v1/images:annotate             Google Cloud Vision, ?key= (google-vision)\n"
 "\n"
 "  --host ADDR           address to listen on (default 127.0.0.1)\n"
 "  --port N              port, 0 picks a free one (default 8080)\n"
@@ -51,10 +62,15 @@ static void usage(FILE *f)
 "  --garbage-rate P      fraction answered 200 with a body that is not JSON (default 0)\n"
 "  --trust-payload       for benchmarks: find im_str by scanning, do not parse the JSON nor\n"
 "                        decode the base64 (answers are keyed on the base64 text instead)\n"
+"  --token T             the token the OpenAI endpoint (Authorization: Bearer T) and the\n"
+"                        Google one (?key=T) require (default: any token, but one)\n"
+"  --token-file F        the same, read from F (one trailing newline removed) on every\n"
+"                        request, so that it can be rotated while a client runs\n"
 "  -h, --help            this text\n"
 "\n"
 "Faults are drawn once per request, before validation, in the order above; rates are\n"
-"fractions from 0 to 1.\n"
+"fractions from 0 to 1. The dialect endpoints draw them too and answer them in their\n"
+"server's shape; they take --latency-ms's value for all endpoints, no capacity nor batch.\n"
 "\n"
 "[EP=] options set every endpoint, or one: --capacity 4 --capacity model_03=1 gives\n"
 "model_03 one slot and the others four. EP is model_01 .. model_05 or all; a value given for\n"
@@ -100,7 +116,8 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 }
 
 enum { O_HOST = 256, O_PORT, O_LAT, O_DIST, O_SEED, O_ERR, O_429, O_RETRY, O_RESET, O_HANG,
-       O_GARBAGE, O_TRUST, O_ITEM, O_CAP, O_QMAX, O_BATCH, O_BMAX, O_THREADS };
+       O_GARBAGE, O_TRUST, O_ITEM, O_CAP, O_QMAX, O_BATCH, O_BMAX, O_THREADS, O_TOKEN,
+       O_TOKEN_FILE };
 
 /* The options that take [EP=]VALUE, and what their values may be. */
 enum { K_LAT, K_ITEM, K_CAP, K_QMAX, K_BMAX, N_KINDS };
@@ -226,6 +243,8 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
         {"batch", required_argument, NULL, O_BATCH},
         {"batch-max", required_argument, NULL, O_BMAX},
         {"threads", required_argument, NULL, O_THREADS},
+        {"token", required_argument, NULL, O_TOKEN},
+        {"token-file", required_argument, NULL, O_TOKEN_FILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -297,6 +316,19 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
         case O_TRUST:
             cfg->trust_payload = 1;
             break;
+        case O_TOKEN: /* the value is never printed: not in errors, not in --help */
+            if (!*optarg)
+                return bad("--token wants a token, not an empty string");
+            cfg->token = optarg;
+            break;
+        case O_TOKEN_FILE: {
+            char tok[4096];
+            if (mock_token_read(optarg, tok, sizeof tok) != 0)
+                return bad("--token-file %s: cannot read it (a file of at most 4095 bytes, no NUL)",
+                           optarg);
+            cfg->token_file = optarg;
+            break;
+        }
         case ':':
             return bad("%s needs a value", name);
         default: /* '?': optopt is set when the option is known but given a value */
@@ -309,6 +341,10 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
     }
     if (optind < argc)
         return bad("unexpected argument '%s'", argv[optind]);
+    if (cfg->token && cfg->token_file)
+        return bad("--token and --token-file: give one of them");
+    /* The dialects have no per-endpoint settings: they take the value given for all. */
+    cfg->dialect_latency_ms = pe[K_LAT].all_set ? pe[K_LAT].all : 0;
     for (int m = 0; m < MOCK_N_MODELS; m++) {
         struct mock_endpoint *ep = &cfg->ep[m];
         ep->batch = batch[m];

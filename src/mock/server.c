@@ -60,6 +60,7 @@
 #include <event2/listener.h>
 
 #include "mock/answers.h"
+#include "mock/dialects.h"
 #include "mock/gate.h"
 #include "mock/request.h"
 
@@ -75,6 +76,7 @@ enum park_kind {
     PARK_DELAY,  /* its service time, no capacity: a timer */
     PARK_GATED,  /* in the endpoint's gate: waiting for a slot, or served (a timer) */
     PARK_HANG,   /* never answered: a watch on the socket */
+    PARK_DIALECT, /* a dialect endpoint's service time: a timer, no capacity, no busy count */
 };
 
 /* What a prepared answer counts as once it is sent. */
@@ -90,7 +92,7 @@ struct pending {
     struct evhttp_request *req;     /* NULL once the client went away while holding a slot */
     struct evhttp_connection *evcon;
     worker *w;                      /* the owner: only its thread touches what is below */
-    int model;
+    int model;                      /* 1..5; for PARK_DIALECT the dialect */
     int fault;                      /* enum mock_fault, or -1 */
     int kind;                       /* enum park_kind */
     /* the prepared answer, when fault is -1 */
@@ -111,6 +113,9 @@ struct counters {
     _Atomic uint64_t ok, rejected;
     _Atomic uint64_t faults[MOCK_N_FAULTS];
     _Atomic uint64_t ep_ok[N_MODELS], ep_items[N_MODELS];
+    /* the dialect endpoints, apart from the seed's: they count in none of the above */
+    _Atomic uint64_t d_requests[MOCK_N_DIALECTS], d_ok[MOCK_N_DIALECTS];
+    _Atomic uint64_t d_rejected[MOCK_N_DIALECTS], d_faults[MOCK_N_DIALECTS];
 };
 
 struct worker {
@@ -343,6 +348,25 @@ static uint64_t add_extended(mock_server *s, struct evbuffer *b)
     return refused;
 }
 
+/* The dialect endpoints' counters, once one of them has had a request (so that the seed's
+ * /stats stays exactly what it was): "dialects": {"kserve-v2": {"requests", "ok",
+ * "rejected", "faults"}, ...}. */
+static void add_dialects(mock_server *s, struct evbuffer *b)
+{
+    uint64_t any = 0;
+    for (int d = 0; d < MOCK_N_DIALECTS; d++)
+        any += SUM(d_requests[d]);
+    if (!any)
+        return;
+    evbuffer_add(b, ", \"dialects\": {", 15);
+    for (int d = 0; d < MOCK_N_DIALECTS; d++)
+        evbuffer_add_printf(b, "%s\"%s\": {\"requests\": %" PRIu64 ", \"ok\": %" PRIu64
+                            ", \"rejected\": %" PRIu64 ", \"faults\": %" PRIu64 "}", d ? ", " : "",
+                            mock_dialect_name(d), SUM(d_requests[d]), SUM(d_ok[d]), SUM(d_rejected[d]),
+                            SUM(d_faults[d]));
+    evbuffer_add(b, "}", 1);
+}
+
 static void send_stats(worker *w, struct evhttp_request *req)
 {
     mock_server *s = w->srv;
@@ -359,6 +383,7 @@ static void send_stats(worker *w, struct evhttp_request *req)
         SUM(faults[MOCK_FAULT_HANG]), SUM(faults[MOCK_FAULT_GARBAGE]));
     if (s->extended)
         add_extended(s, w->reply);
+    add_dialects(s, w->reply);
     evbuffer_add_printf(w->reply, ", \"total\": %" PRIu64 "}", total);
     evhttp_send_reply(req, 200, "OK", w->reply);
 }
@@ -625,6 +650,9 @@ static void start_service(worker *cur, struct pending *p)
 }
 
 /* p's service time is over (PARK_DELAY, PARK_GATED): answer, pass the slot on. */
+static void send_dialect(worker *w, struct evhttp_request *req, int d, int code, enum outcome oc,
+                         struct evbuffer *body);
+
 static void on_served(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -636,6 +664,14 @@ static void on_served(evutil_socket_t fd, short what, void *arg)
         evhttp_connection_set_closecb(p->evcon, NULL, NULL);
     p->req = NULL;
     p->evcon = NULL;
+    if (p->kind == PARK_DIALECT) {
+        if (req && p->fault == MOCK_FAULT_RESET)
+            reset_connection(req);
+        else if (req)
+            send_dialect(w, req, p->model, p->code, p->outcome, p->body);
+        unpark(p);
+        return;
+    }
     if (req && p->fault >= 0)
         send_fault(w, req, p->fault);
     else if (req)
@@ -806,6 +842,119 @@ static void on_other(worker *w, struct evhttp_request *req, const char *uri, siz
     }
 }
 
+/* ---- dialects ----------------------------------------------------------------------------- */
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    default: return "OTHER";
+    }
+}
+
+#define TOKEN_MAX 4096
+
+/* Checks a dialect request and writes its answer's body onto dst, its headers onto req; the
+ * status and what it counts as into *code and *oc. The answer is built at once, as a model
+ * endpoint's is, and sent after the service time. */
+static void prepare_dialect(worker *w, struct evhttp_request *req, int d, const char *uri, size_t n,
+                            int fault, struct evbuffer *dst, int *code, enum outcome *oc)
+{
+    const mock_server *s = w->srv;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    struct evkeyvalq *outh = evhttp_request_get_output_headers(req);
+    char token[TOKEN_MAX];
+    size_t len = 0;
+    const char *body = body_of(w, req, &len);
+    struct mock_dreq rq = {
+        .dialect = d,
+        .method = method_name(evhttp_request_get_command(req)),
+        .path = uri,
+        .path_len = n,
+        .query = uri[n] == '?' ? uri + n + 1 : NULL,
+        .content_type = evhttp_find_header(in, "Content-Type"),
+        .authorization = evhttp_find_header(in, "Authorization"),
+        .goog_api_key = evhttp_find_header(in, "X-Goog-Api-Key"),
+        .body = (const unsigned char *)body,
+        .len = len,
+        .token = s->cfg.token,
+        .fault = fault,
+        .retry_after = s->cfg.retry_after,
+    };
+    if (rq.query)
+        rq.query_len = strcspn(rq.query, "#");
+    /* Re-read on every request, so that a test can rotate it while a client runs. */
+    if (s->cfg.token_file) {
+        rq.token = token;
+        rq.token_unreadable = mock_token_read(s->cfg.token_file, token, sizeof token) != 0;
+    }
+    struct mock_dans ans;
+    if (!body || mock_dialect_serve(&rq, &ans) != 0) {
+        error_body(dst, "out of memory");
+        *code = 500;
+        *oc = OUT_ERROR;
+        return;
+    }
+    evhttp_add_header(outh, "Content-Type", ans.content_type);
+    if (ans.retry_after >= 0) {
+        char ra[24];
+        snprintf(ra, sizeof ra, "%d", ans.retry_after);
+        evhttp_add_header(outh, "Retry-After", ra);
+    }
+    evbuffer_add(dst, ans.body, ans.len);
+    free(ans.body);
+    *code = ans.status;
+    *oc = ans.outcome == MOCK_D_OK ? OUT_OK : ans.outcome == MOCK_D_REJECTED ? OUT_REJECTED : OUT_ERROR;
+}
+
+static void send_dialect(worker *w, struct evhttp_request *req, int d, int code, enum outcome oc,
+                         struct evbuffer *body)
+{
+    if (oc == OUT_OK)
+        BUMP(w->c.d_ok[d], 1);
+    else if (oc == OUT_REJECTED)
+        BUMP(w->c.d_rejected[d], 1);
+    evhttp_send_reply(req, code, mock_http_phrase(code), body);
+}
+
+/* A request on a dialect's path. Faults are drawn as for the models, and latency is
+ * --latency-ms's value for all endpoints; capacities and batches are the seed's only. */
+static void on_dialect(worker *w, struct evhttp_request *req, int d, const char *uri, size_t n)
+{
+    mock_server *s = w->srv;
+    BUMP(w->c.d_requests[d], 1);
+    int fault = draw_fault(w);
+    if (fault >= 0)
+        BUMP(w->c.d_faults[d], 1);
+    if (fault == MOCK_FAULT_HANG) {
+        hang(w, req, 0); /* a hung request needs no model */
+        return;
+    }
+    long us = draw_latency_us(w, s->cfg.dialect_latency_ms);
+    struct pending *p = us > 0 ? park(w, req, d, fault, PARK_DIALECT) : NULL;
+    if (fault == MOCK_FAULT_RESET && !p) {
+        reset_connection(req);
+        return;
+    }
+    int code = 500;
+    enum outcome oc = OUT_ERROR;
+    struct evbuffer *dst = p ? p->body : w->reply;
+    if (fault != MOCK_FAULT_RESET)
+        prepare_dialect(w, req, d, uri, n, fault, dst, &code, &oc);
+    if (!p) {
+        send_dialect(w, req, d, code, oc, dst);
+        return;
+    }
+    p->code = code;
+    p->outcome = oc;
+    arm(p, us);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     worker *w = arg;
@@ -813,6 +962,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     size_t n = strcspn(uri, "?#");
     int m = model_of(uri, n);
+    int d = m ? -1 : mock_dialect_route(uri, n);
+    if (d >= 0) {
+        on_dialect(w, req, d, uri, n);
+        return;
+    }
     if (m == 0) {
         on_other(w, req, uri, n);
         return;

@@ -2,7 +2,8 @@
  * connections; one loop by default, or one per thread on the same port (SO_REUSEPORT).
  *
  * POST /model_01 .. /model_05 answer {"result": mock_answer(...)}, or a list of results for a
- * batch; GET /stats and POST /stats/reset expose and zero the counters. Injected latency is a
+ * batch; the seven dialect endpoints (dialects.h) answer as the servers they imitate; GET /stats
+ * and POST /stats/reset expose and zero the counters. Injected latency is a
  * libevent timer per request, never a sleep; injected faults are drawn from a seeded PRNG so
  * that a run can be repeated. An endpoint may have a capacity (K requests served at once, the
  * others waiting in a FIFO that may be bounded: see gate.h), shared by all the threads. The
@@ -53,6 +54,12 @@ struct mock_config {
     double rate[MOCK_N_FAULTS]; /* fractions 0..1, indexed by enum mock_fault */
     int retry_after;         /* seconds, the Retry-After of 429s and of 503s (queue full) */
     int trust_payload;       /* benchmark mode: scan for im_str, do not parse nor decode */
+    /* The dialect endpoints (dialects.h): their service time, and the token the OpenAI and
+     * Google Vision endpoints require: token, or token_file's content re-read on every
+     * request (one trailing newline removed); neither: any token, as long as there is one. */
+    double dialect_latency_ms;
+    const char *token;       /* borrowed for the server's life */
+    const char *token_file;  /* borrowed for the server's life */
 };
 
 /* The defaults documented in --help. */
