@@ -242,18 +242,6 @@ struct example {
     const char *result, *error;
 };
 
-static const char *examples_dir(void)
-{
-    static char buf[1024];
-    if (access("examples/kserve-v2.json", R_OK) == 0)
-        return "examples";
-    snprintf(buf, sizeof buf, "%s", __FILE__);
-    char *slash = strrchr(buf, '/');
-    if (slash)
-        snprintf(slash, sizeof buf - (size_t)(slash - buf), "/../examples");
-    return buf;
-}
-
 static int example_load(const char *name, struct example *x)
 {
     memset(x, 0, sizeof *x);
