@@ -26,6 +26,7 @@
     X(mock_dialects) \
     X(e2e)        \
     X(dialects)   \
+    X(dialects_independent) \
     X(faults)     \
     X(stats)      \
     X(cli)        \
