@@ -24,7 +24,7 @@
 enum opt_id {
     O_OUT, O_SERVER, O_CONFIG, O_HEADER, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_LOOPS, O_QUEUE, O_TIMEOUT,
     O_CONNECT_TIMEOUT, O_RETRIES, O_BACKOFF, O_BACKOFF_MAX, O_MAX_RPS, O_MAX_BYTES, O_EXTS, O_ENCODER,
-    O_RESUME, O_RETRY_FAILED, O_FORCE, O_SYNC_EVERY, O_DRAIN, O_QUIET, O_PROGRESS, O_STATS_JSON, O_INSECURE,
+    O_RESUME, O_RETRY_FAILED, O_FORCE, O_SYNC_EVERY, O_DRAIN, O_QUIET, O_VERBOSE, O_PROGRESS, O_STATS_JSON, O_INSECURE,
     O_CACERT, O_SHARD, O_LIMIT_RUN, O_HELP, O_VERSION,
     /* bench only */
     O_STRATEGIES, O_LATENCY, O_LATENCY_DIST, O_DURATION, O_LIMIT, O_REPORT, O_CHART, O_MOCK_BIN,
@@ -145,6 +145,8 @@ static const struct opt OPTS[O__N] = {
     [O_DRAIN] = {"drain-timeout-ms", "MS", "30000", "after Ctrl-C, how long the images in flight may take to finish", RUN,
                  LONG(CFG(drain_timeout_ms), 0, 86400000, "milliseconds")},
     [O_QUIET] = {"quiet", NULL, NULL, "no progress line and no summary", BOTH, FLAG(CFG(quiet))},
+    [O_VERBOSE] = {"verbose", NULL, NULL, "the progress line also shows each stage's request p50 (as on a terminal of 120 columns or more)",
+                   RUN, FLAG(CFG(verbose))},
     [O_PROGRESS] = {"progress-interval", "S", "10", "seconds between status lines when stderr is not a terminal", RUN,
                     DOUBLE(CFG(progress_interval), 0.1, 86400, "seconds")},
     [O_STATS_JSON] = {"stats-json", "FILE", NULL, "write the end-of-run summary as JSON", RUN, STRING(CFG(stats_json))},

@@ -32,6 +32,7 @@ struct config {
     long sync_every;            /* rows between fsyncs; 0: only at the end */
     long drain_timeout_ms;
     int quiet;
+    int verbose;                /* the progress line shows each stage's p50 */
     double progress_interval;
     const char *stats_json;
     int insecure;

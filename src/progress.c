@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "errtally.h"
 #include "item.h"
 #include "scan.h"
 #include "select.h"
@@ -67,6 +69,104 @@ void progress_fmt_duration(double s, char *buf, size_t len)
         snprintf(buf, len, "%lds", t);
 }
 
+/* Terminal columns on a terminal (80 when it does not say), 0 (no limit) otherwise. */
+static int line_width(const struct progress *p)
+{
+    if (!p->tty)
+        return 0;
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    return 80;
+}
+
+/* Characters a terminal shows: colour escapes (ESC [ ... m) take no room. */
+static int visible_len(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) {
+        if (*s == '\033') {
+            while (*s && *s != 'm')
+                s++;
+            if (!*s)
+                break;
+            continue;
+        }
+        n++;
+    }
+    return n;
+}
+
+/* "340 retries  12 failed (model_03: HTTP 503)": retries (of the images written so far) when
+ * there are any, the failures, and the most common reason cut to at most cap characters (none
+ * when cap is under 8). The count and reason are red when colour is on. Returns the length of
+ * the reason shown. */
+static int failed_part(const struct progress *p, uint64_t failed, int cap, char *buf, size_t len)
+{
+    uint64_t retries = atomic_load(&p->st->retries);
+    const char *red = p->colour && failed ? "\033[31m" : "", *reset = p->colour && failed ? "\033[0m" : "";
+    char retr[48] = "", why[ERRTALLY_STAGE + ERRTALLY_REASON + 8] = "";
+    if (retries)
+        snprintf(retr, sizeof retr, "%llu retr%s  ", (unsigned long long)retries, retries == 1 ? "y" : "ies");
+    struct errtally_entry top;
+    if (failed && cap >= 8 && errtally_top(p->st->errors, &top, 1, NULL, NULL) == 1) {
+        char label[ERRTALLY_STAGE + ERRTALLY_REASON + 4];
+        errtally_label(&top, label, sizeof label);
+        if ((int)strlen(label) > cap)
+            snprintf(label + cap - 3, sizeof label - (size_t)(cap - 3), "...");
+        snprintf(why, sizeof why, " (%s)", label);
+    }
+    snprintf(buf, len, "%s%s%llu failed%s%s", retr, red, (unsigned long long)failed, why, reset);
+    return why[0] ? (int)strlen(why) - 3 : 0;
+}
+
+/* With --verbose, or on a terminal of 120 columns or more: each stage's request p50 so far,
+ * "  p50 model_01 21ms model_02 22ms ...", as many as fit in width (0: all). */
+static void append_stages(const struct progress *p, char *line, size_t len, int width)
+{
+    if (!p->cfg->verbose && width < 120)
+        return;
+    const struct pipeline *pl = p->cfg->pipeline;
+    size_t used = strlen(line);
+    int vis = visible_len(line);
+    const char *lead = "  p50";
+    for (int i = 0; pl && i < pl->n && i < p->st->n_stages; i++) {
+        if (!atomic_load(&p->st->stage_us[i].count))
+            continue;
+        char item[128];
+        int n = snprintf(item, sizeof item, "%s %s %.0fms", lead, pl->stages[i].name,
+                         (double)hist_quantile(&p->st->stage_us[i], 0.5) / 1e3);
+        if (n < 0 || used + (size_t)n >= len || (width && vis + n >= width))
+            break;
+        memcpy(line + used, item, (size_t)n + 1);
+        used += (size_t)n;
+        vis += n;
+        lead = "";
+    }
+}
+
+/* Cuts a line to width - 1 visible characters (width 0: no cut), closing the colour. */
+static void cut_to_width(const struct progress *p, char *line, size_t len, int width)
+{
+    if (!width || visible_len(line) < width)
+        return;
+    int n = 0;
+    char *s = line;
+    for (; *s && n < width - 1; s++) {
+        if (*s == '\033') {
+            while (*s && *s != 'm')
+                s++;
+            if (!*s)
+                break;
+            continue;
+        }
+        n++;
+    }
+    *s = 0;
+    if (p->colour && (size_t)(s - line) + 5 < len)
+        strcat(line, "\033[0m");
+}
+
 static void draw(struct progress *p, double rate)
 {
     struct stats *st = p->st;
@@ -83,15 +183,22 @@ static void draw(struct progress *p, double rate)
         snprintf(totals, sizeof totals, "%llu/%llu", (unsigned long long)done, (unsigned long long)total);
     else
         snprintf(totals, sizeof totals, "%llu/%llu+", (unsigned long long)done, (unsigned long long)total);
-    const char *red = p->colour && failed ? "\033[31m" : "", *reset = p->colour && failed ? "\033[0m" : "";
-    char line[256];
+    char line[1024], fails[256];
     long long in_flight = (long long)atomic_load(&p->shared->in_flight);
-    if (atomic_load(p->run_stop) != 0) /* RUN_DRAIN or RUN_ABORT */
-        snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%llu failed%s", in_flight, totals, red,
-                 (unsigned long long)failed, reset);
-    else
-        snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s%llu failed%s  ETA %s", totals, rate,
-                 in_flight, red, (unsigned long long)failed, reset, eta);
+    int width = line_width(p);
+    /* The reason is shortened (then left out) until the line fits the terminal. */
+    for (int cap = ERRTALLY_STAGE + ERRTALLY_REASON, shown;; cap = shown - (visible_len(line) - width + 1)) {
+        shown = failed_part(p, failed, cap, fails, sizeof fails);
+        if (atomic_load(p->run_stop) != 0) /* RUN_DRAIN or RUN_ABORT */
+            snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s", in_flight, totals, fails);
+        else
+            snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s  ETA %s", totals, rate, in_flight,
+                     fails, eta);
+        if (!width || visible_len(line) < width || shown == 0)
+            break;
+    }
+    append_stages(p, line, sizeof line, width);
+    cut_to_width(p, line, sizeof line, width);
     if (p->tty)
         fprintf(stderr, "\r\033[K%s", line);
     else {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "errtally.h"
 #include "exec.h"
 #include "progress.h"
 #include "results.h"
@@ -111,6 +112,10 @@ static int write_item(struct runner *r, struct item *it, char *err, size_t errle
     int rc = results_write(r->out, it, err, errlen);
     pthread_mutex_unlock(&r->out_mu);
     if (rc == 0) {
+        /* Tallied here, where rows are written, so worker processes' rows count too; before the
+         * count, so that a reader who sees a failure finds its reason. */
+        if (it->status != ITEM_OK)
+            errtally_add(st->errors, it->error);
         atomic_fetch_add(it->status == ITEM_OK ? &st->ok : &st->failed, 1);
         atomic_fetch_add(&st->requests, it->requests);
         atomic_fetch_add(&st->attempts, it->attempts);

@@ -1,6 +1,8 @@
 /* stats: see stats.h. */
 #include "stats.h"
 
+#include "errtally.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +94,10 @@ struct stats *stats_new(int n_stages)
         return NULL;
     s->n_stages = n_stages;
     s->stage_us = calloc((size_t)n_stages + 1, sizeof *s->stage_us);
-    if (!s->stage_us) {
+    s->errors = errtally_new();
+    if (!s->stage_us || !s->errors) {
+        free(s->stage_us);
+        errtally_free(s->errors);
         free(s);
         return NULL;
     }
@@ -104,5 +109,6 @@ void stats_free(struct stats *s)
     if (!s)
         return;
     free(s->stage_us);
+    errtally_free(s->errors);
     free(s);
 }

@@ -31,6 +31,7 @@ struct stats {
     struct hist image_us;     /* per image, entering the pipeline to its row */
     int n_stages;
     struct hist *stage_us;    /* [n_stages], per request of that stage */
+    struct errtally *errors;  /* why rows failed, by stage and reason (errtally.h) */
 };
 
 struct stats *stats_new(int n_stages);

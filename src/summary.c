@@ -6,11 +6,60 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errtally.h"
 #include "progress.h"
 
 static double ms(uint64_t us)
 {
     return (double)us / 1e3;
+}
+
+/* How many reasons the text summary lists; --stats-json has the whole table. */
+#define SUMMARY_REASONS 5
+
+/* "annotate: why 12 images failed:" then one line per reason, most common first. */
+static void print_error_tally(FILE *f, const struct stats *st)
+{
+    struct errtally_entry top[SUMMARY_REASONS];
+    uint64_t other, total;
+    int n = st ? errtally_top(st->errors, top, SUMMARY_REASONS, &other, &total) : 0;
+    if (n == 0)
+        return;
+    fprintf(f, "annotate: why %llu image%s failed (most common first):\n", (unsigned long long)total,
+            total == 1 ? "" : "s");
+    char w[32];
+    int width = snprintf(w, sizeof w, "%llu", (unsigned long long)(top[0].count > other ? top[0].count : other));
+    for (int i = 0; i < n; i++) {
+        char label[ERRTALLY_STAGE + ERRTALLY_REASON + 4];
+        errtally_label(&top[i], label, sizeof label);
+        fprintf(f, "annotate:   %*llu  %s\n", width, (unsigned long long)top[i].count, label);
+    }
+    if (other)
+        fprintf(f, "annotate:   %*llu  other reasons (--stats-json \"errors\" lists up to %d; the error column has all)\n",
+                width, (unsigned long long)other, ERRTALLY_MAX);
+}
+
+/* [{"stage", "reason", "count", "example"}, ...], most common first; "stage" is null when the
+ * error names none. */
+static void add_error_tally(cJSON *o, const struct stats *st)
+{
+    struct errtally_entry *top = calloc(ERRTALLY_MAX, sizeof *top);
+    uint64_t other = 0;
+    int n = top && st ? errtally_top(st->errors, top, ERRTALLY_MAX, &other, NULL) : 0;
+    cJSON *arr = cJSON_AddArrayToObject(o, "errors");
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        if (top[i].stage[0])
+            cJSON_AddStringToObject(e, "stage", top[i].stage);
+        else
+            cJSON_AddNullToObject(e, "stage");
+        cJSON_AddStringToObject(e, "reason", top[i].reason);
+        cJSON_AddNumberToObject(e, "count", (double)top[i].count);
+        cJSON_AddStringToObject(e, "example", top[i].example);
+        cJSON_AddItemToArray(arr, e);
+    }
+    cJSON_AddNumberToObject(o, "errors_other", (double)other);
+    free(top);
 }
 
 void summary_print(FILE *f, const struct config *cfg, const struct run_summary *s, const struct stats *st)
@@ -35,6 +84,7 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     if (s->slowest_stage)
         fprintf(f, "; slowest stage by p99: %s (%.1f ms)", s->slowest_stage, ms(s->slowest_p99_us));
     fputc('\n', f);
+    print_error_tally(f, st);
     if (s->interrupted)
         fprintf(f, "annotate: stopped early; run the same command with --resume to finish\n");
     else if (s->failed)
@@ -71,6 +121,7 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
     cJSON_AddNumberToObject(o, "elapsed_s", s->elapsed_s);
     cJSON_AddNumberToObject(o, "images_per_s", s->elapsed_s > 0 ? (double)(s->ok + s->failed) / s->elapsed_s : 0);
     cJSON_AddBoolToObject(o, "interrupted", s->interrupted);
+    add_error_tally(o, st);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         cJSON_AddNumberToObject(o, "peak_rss_kb", (double)ru.ru_maxrss);

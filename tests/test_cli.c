@@ -473,6 +473,131 @@ static void test_startup_errors(void)
     }
 }
 
+/* Failures explained while the run goes and at its end: the progress line shows retries and the
+ * most common reason, the summary and --stats-json a tally by stage and reason, most common
+ * first. The processes strategy: rows come from worker processes, and are tallied where the
+ * parent writes them. */
+static void test_failures_explained(void)
+{
+    char dir[300], out[300], stats[300], buf[65536];
+    snprintf(dir, sizeof dir, "%s/fail-imgs", tmp);
+    snprintf(out, sizeof out, "%s/fail.csv", tmp);
+    snprintf(stats, sizeof stats, "%s/fail.json", tmp);
+    CU_ASSERT_FATAL(tree_make_generated(dir, 40, 300, 12) == 0);
+    char empty[400];
+    snprintf(empty, sizeof empty, "%s/empty.png", dir);
+    CU_ASSERT_FATAL(write_file(empty, "", 0) == 0);
+    struct mock_proc m;
+    const char *margs[] = {"--latency-ms", "20", "--error-rate", "0.25", "--seed", "5", NULL};
+    CU_ASSERT_FATAL(mock_start(&m, margs) == 0);
+    const char *argv[] = {e2e_annotate_bin(), dir, "--server", m.base_url, "--out", out, "--strategy", "processes",
+                          "--workers", "2", "--retries", "1", "--backoff-ms", "1", "--progress-interval", "0.1",
+                          "--stats-json", stats, NULL};
+    int rc = run_cmd(argv, tmo(60), buf, sizeof buf);
+    mock_stop(&m);
+    CHECKF(rc == 1, "exit %d: %s", rc, buf);
+    /* While it runs: "N retries  N failed (model_0x: HTTP 500)" (or the empty file's reason). */
+    CHECKF(strstr(buf, " retries  ") != NULL, "no retries on the progress line: %s", buf);
+    CHECKF(strstr(buf, " failed (model_0") || strstr(buf, " failed (empty file"), "no reason on the progress line: %s",
+           buf);
+    /* At the end: the tally, most common first. */
+    CHECKF(strstr(buf, "images failed (most common first):\n") != NULL, "%s", buf);
+    CHECKF(strstr(buf, ": HTTP 500\n") != NULL, "%s", buf);
+    CHECKF(strstr(buf, "  1  empty file (N bytes): not sent\n") != NULL, "%s", buf);
+    struct e2e_csv c;
+    CU_ASSERT_FATAL(e2e_csv_read(out, &c) == 0);
+    long failed_rows = 0;
+    for (size_t i = 0; i < c.n; i++)
+        failed_rows += c.rows[i].n > 1 && !strcmp(c.rows[i].f[1].s, "failed");
+    e2e_csv_free(&c);
+    cJSON *o = e2e_read_json(stats);
+    CU_ASSERT_FATAL(o != NULL);
+    double failed = e2e_json_num(o, "images_failed");
+    CHECKF(failed == failed_rows && failed >= 2, "images_failed %g, failed rows %ld", failed, failed_rows);
+    cJSON *errs = cJSON_GetObjectItem(o, "errors"), *e;
+    CU_ASSERT_FATAL(cJSON_IsArray(errs));
+    double sum = e2e_json_num(o, "errors_other"), last = 1e18;
+    int empties = 0, http500 = 0;
+    CU_ASSERT_EQUAL(sum, 0);
+    cJSON_ArrayForEach(e, errs)
+    {
+        double n = e2e_json_num(e, "count");
+        const char *reason = cJSON_GetStringValue(cJSON_GetObjectItem(e, "reason"));
+        cJSON *stage = cJSON_GetObjectItem(e, "stage");
+        CU_ASSERT_FATAL(reason != NULL);
+        CHECKF(n <= last, "not most common first: %g after %g", n, last);
+        last = n;
+        sum += n;
+        if (cJSON_IsNull(stage)) {
+            CHECKF(!strcmp(reason, "empty file (N bytes): not sent") && n == 1, "%s x %g", reason, n);
+            empties++;
+        } else {
+            const char *sn = cJSON_GetStringValue(stage);
+            CHECKF(sn && !strncmp(sn, "model_0", 7) && !strcmp(reason, "HTTP 500"), "%s: %s", sn ? sn : "?", reason);
+            const char *ex = cJSON_GetStringValue(cJSON_GetObjectItem(e, "example"));
+            CHECKF(ex && strstr(ex, "HTTP 500: ") && strstr(ex, "(after 2 attempts)"), "example %s", ex ? ex : "?");
+            http500++;
+        }
+    }
+    CU_ASSERT_EQUAL(empties, 1);
+    CU_ASSERT(http500 >= 1);
+    CHECKF(sum == failed, "the tally counts %g failures, the run %g", sum, failed);
+    cJSON_Delete(o);
+    tree_rm(dir);
+}
+
+/* On a terminal the line fits its width: the reason is shortened, not wrapped; a wide terminal
+ * (or --verbose) also shows each stage's p50. */
+static void test_progress_width(void)
+{
+    if (!in_path("script")) {
+        CU_FAIL("script(1) is not installed (Debian's bsdutils; make deps installs it): the terminal case cannot run");
+        return;
+    }
+    struct mock_proc m;
+    const char *margs[] = {"--latency-ms", "30", "--error-rate", "0.5", "--seed", "9", NULL};
+    CU_ASSERT_FATAL(mock_start(&m, margs) == 0);
+    static const int cols[] = {72, 160};
+    for (int k = 0; k < 2; k++) {
+        char cmd[2048], log[300], out[300];
+        snprintf(log, sizeof log, "%s/width.log", tmp);
+        snprintf(out, sizeof out, "%s/width.csv", tmp);
+        snprintf(cmd, sizeof cmd,
+                 "script -qfec 'stty cols %d; %s %s --server %s --out %s --force --strategy threads --workers 2 "
+                 "--retries 0' %s >/dev/null 2>&1",
+                 cols[k], e2e_annotate_bin(), imgs, m.base_url, out, log);
+        int rc = system(cmd);
+        CHECKF(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "script -c 'annotate ...' returned %d", rc);
+        char *t = slurp(log, NULL);
+        CU_ASSERT_FATAL(t != NULL);
+        int lines = 0, reasons = 0, stages = 0;
+        for (char *seg = strstr(t, "\r\033[K"); seg; seg = strstr(seg, "\r\033[K")) {
+            seg += 4;
+            size_t len = strcspn(seg, "\r\n");
+            int vis = 0;
+            for (size_t i = 0; i < len; i++) {
+                if (seg[i] == '\033') {
+                    while (i < len && seg[i] != 'm')
+                        i++;
+                    continue;
+                }
+                vis++;
+            }
+            if (len == 0 || !strncmp(seg, "annotate: ", 10)) /* cleared, then the summary */
+                continue;
+            lines++;
+            CHECKF(vis < cols[k], "%d columns: a line of %d: %s", cols[k], vis, printable(seg, len));
+            reasons += memmem(seg, len, "failed (", 8) != NULL;
+            stages += memmem(seg, len, "p50 model_01 ", 13) != NULL;
+        }
+        CHECKF(lines > 0, "%d columns: no progress line: %s", cols[k], printable(t, strlen(t)));
+        CHECKF(reasons > 0, "%d columns: no reason shown", cols[k]);
+        CHECKF(k == 0 ? stages == 0 : stages > 0, "%d columns: %d lines with stage p50s", cols[k], stages);
+        free(t);
+    }
+    mock_stop(&m);
+}
+
 int register_cli(void)
 {
     CU_pSuite s = CU_add_suite("cli", setup, teardown);
@@ -487,7 +612,10 @@ int register_cli(void)
         !CU_add_test(s, "a results file that cannot be written: exit 2, no hang", test_write_error) ||
         !CU_add_test(s, "merge: only annotate results files, of one pipeline", test_merge_headers) ||
         !CU_add_test(s, "--header reaches the server under the file's headers, never shown", test_header_option) ||
-        !CU_add_test(s, "configuration errors exit 2 at start, naming the option or file", test_startup_errors))
+        !CU_add_test(s, "configuration errors exit 2 at start, naming the option or file", test_startup_errors) ||
+        !CU_add_test(s, "failures explained: progress line, summary and --stats-json tally, worker processes too",
+                     test_failures_explained) ||
+        !CU_add_test(s, "the progress line fits the terminal; a wide one shows stage p50s", test_progress_width))
         return -1;
     return 0;
 }

@@ -29,6 +29,7 @@
     X(dialects_independent) \
     X(faults)     \
     X(stats)      \
+    X(errtally)   \
     X(cli)        \
     X(options)    \
     X(bench)      \

@@ -183,7 +183,10 @@ static void test_flags_strings(void)
     CU_ASSERT_STRING_EQUAL(cfg.dir, "some-dir");
     CU_ASSERT_EQUAL_FATAL(PARSE(0, "--out", "x.csv"), 0);
     CU_ASSERT_STRING_EQUAL(cfg.out, "x.csv");
-    CU_ASSERT(!cfg.resume && !cfg.quiet);
+    CU_ASSERT(!cfg.resume && !cfg.quiet && !cfg.verbose);
+    CU_ASSERT_EQUAL_FATAL(PARSE(0, "--verbose"), 0);
+    CU_ASSERT(cfg.verbose);
+    CU_ASSERT_EQUAL(PARSE(1, "--verbose"), -1); /* a run's: bench's runs are quiet */
     /* The defaults. */
     CU_ASSERT_EQUAL_FATAL(PARSE(0, "--quiet"), 0);
     CU_ASSERT_STRING_EQUAL(cfg.out, "-");
@@ -370,7 +373,7 @@ static void test_every_option_tested(void)
     static const char *const others[] = {"out", "server", "config", "strategy", "extensions", "encoder", "resume",
                                          "retry-failed", "force", "quiet", "stats-json", "insecure", "cacert", "shard", "help",
                                          "version", "strategies", "latency-dist", "report", "chart", "mock",
-                                         "trust-payload", "header", NULL};
+                                         "trust-payload", "header", "verbose", NULL};
     const char *const *names = cli_option_names();
     for (int i = 0; names[i]; i++) {
         int found = 0;
