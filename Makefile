@@ -37,10 +37,12 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # Debian 12: the progress line on a terminal), python3 (its csv module reads our CSV), valgrind
 # (make valgrind), clang and libclang-rt-dev (make fuzz), python3-fastapi, python3-uvicorn and
 # python3-multipart (an independent server of each dialect, tests/servers/dialects.py); libjq-dev
-# runs the pipelines' jq expressions (Debian has no pkg-config file for it: -ljq).
+# runs the pipelines' jq expressions (Debian has no pkg-config file for it: -ljq); nginx and
+# openssl (suite "bench", tests/test_bench.c: annotate bench over TLS through nginx with a private
+# CA and a token made with openssl(1), and nginx's 1m body limit giving 413).
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
-            python3-fastapi python3-uvicorn python3-multipart
+            python3-fastapi python3-uvicorn python3-multipart nginx openssl
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)

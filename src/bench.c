@@ -1,12 +1,18 @@
 /* bench: see bench.h.
  *
  * Each point (a strategy at a concurrency) is a separate annotate process, so that its CPU time
- * and peak RSS are its own (wait4's rusage, which includes its worker processes). The child
- * writes a sample line per window to a pipe (the sample channel, ipc.h); like perf_analyzer we drop the
- * first window as warm-up and keep measuring until the last three windows agree within the
- * tolerance, or the window or time cap is reached, and then say the result is not stable. The
- * child is then stopped as Ctrl-C would stop it, and its --stats-json gives the latency
- * percentiles. The mock server's CPU is read from /proc over the same interval. */
+ * and peak RSS are its own (wait4's rusage, which includes its worker processes). It is given
+ * every run option bench was given (bench_child_argv). The child writes a sample per window to
+ * a pipe (the sample channel, ipc.h): a JSON line with its counts of ok and failed images,
+ * requests, retries, latency percentiles so far and its most common failures. Like
+ * perf_analyzer we drop the first window as warm-up and keep measuring until the last three
+ * windows agree within the tolerance, or --max-windows or --duration is reached. The child is
+ * then stopped as Ctrl-C would stop it, with a short --drain-timeout-ms, and killed if it
+ * outlives that, so a point takes at most --duration plus about a second whatever the server
+ * does. Throughput counts ok images only; a point with failures is never stable, and says why.
+ * The mock server's CPU is read from /proc over the same interval (not with --server: a
+ * server elsewhere cannot be measured from here). The report and the chart are rewritten after
+ * every point, so a bench that is stopped keeps what it measured. */
 #include "bench.h"
 
 #include <errno.h>
@@ -15,6 +21,7 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,22 +35,48 @@
 
 #include <cjson/cJSON.h>
 
+#include "errtally.h"
 #include "ipc.h"
 #include "item.h"
 #include "stats.h"
 
+#define TOP_ERRORS 3  /* failure kinds a sample carries */
+#define MAX_WINDOWS 1024
+
+/* One line of the sample channel, parsed. */
+struct sample {
+    double t, ok, failed, requests, retries;
+    double req_p50, req_p90, req_p99, req_max, img_p50, img_p99;
+    struct errtally_entry top[TOP_ERRORS];
+    int ntop, final;
+};
+
 struct point {
     const char *strategy;
     int conc;
-    double img_s, req_s;
+    double img_s, req_s;                       /* ok images per second; requests per second */
     double req_p50, req_p90, req_p99, req_max; /* ms */
     double img_p50, img_p99;
     double tool_cpu_s, mock_cpu_s, wall_s;
     long rss_kb;
-    double failed;
-    int windows, stable, ran_out;
+    double ok, failed, requests, retries;
+    struct errtally_entry top[TOP_ERRORS];
+    int ntop;
+    int windows, stable, ran_out, interrupted, killed, sampled;
     double spread; /* (max - min) / mean of the last three windows */
+    char why[320];   /* why the point is not stable ("" when it is) */
+    char error[600]; /* the run did not finish: what it said ("" when it did) */
+    int exit_status;
 };
+
+/* Set by SIGINT or SIGTERM to bench: stop the point being measured, write what was measured. */
+static volatile sig_atomic_t bench_stop;
+
+static void on_bench_signal(int sig)
+{
+    (void)sig;
+    bench_stop = 1;
+}
 
 static double mono(void)
 {
@@ -162,207 +195,23 @@ static int parse_concurrency(const char *s, int *out, int max)
     return n;
 }
 
-static double jnum(const cJSON *o, const char *a, const char *b)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, a);
-    if (b)
-        x = cJSON_GetObjectItemCaseSensitive(x, b);
-    return cJSON_IsNumber(x) ? x->valuedouble : 0;
-}
-
-static int run_point(const struct config *cfg, const struct bench_opts *b, const char *url, pid_t mock,
-                     struct point *pt)
-{
-    char exe[4096], conc[16], statsf[256], outf[256], lim[32], to[32], retries[16], loaders[16], loops[16];
-    if (self_exe(exe, sizeof exe))
-        return -1;
-    snprintf(conc, sizeof conc, "%d", pt->conc);
-    snprintf(statsf, sizeof statsf, "/tmp/annotate-bench-%d.json", (int)getpid());
-    snprintf(outf, sizeof outf, "/tmp/annotate-bench-%d.csv", (int)getpid());
-    snprintf(to, sizeof to, "%ld", cfg->timeout_ms);
-    snprintf(retries, sizeof retries, "%d", cfg->retries);
-    const char *argv[40];
-    int n = 0;
-    argv[n++] = exe;
-    argv[n++] = cfg->dir;
-    argv[n++] = "--server";
-    argv[n++] = url;
-    argv[n++] = "--out";
-    argv[n++] = outf;
-    argv[n++] = "--quiet";
-    argv[n++] = "--stats-json";
-    argv[n++] = statsf;
-    argv[n++] = "--timeout-ms";
-    argv[n++] = to;
-    argv[n++] = "--retries";
-    argv[n++] = retries;
-    argv[n++] = "--sync-every";
-    argv[n++] = "0";
-    argv[n++] = "--encoder";
-    argv[n++] = b64_encoder_name(cfg->encoder);
-    if (cfg->config_file) {
-        argv[n++] = "--config";
-        argv[n++] = cfg->config_file;
-    }
-    argv[n++] = "--strategy";
-    if (!strcmp(pt->strategy, "serial")) {
-        argv[n++] = "serial";
-    } else if (!strcmp(pt->strategy, "curl-multi")) {
-        argv[n++] = "curl-multi";
-        argv[n++] = "--concurrency";
-        argv[n++] = conc;
-        /* the loader threads in front of the event loop: --workers as given to bench */
-        snprintf(loaders, sizeof loaders, "%d", cfg->workers);
-        argv[n++] = "--workers";
-        argv[n++] = loaders;
-        snprintf(loops, sizeof loops, "%d", cfg->loops);
-        argv[n++] = "--loops";
-        argv[n++] = loops;
-    } else {
-        /* threads, processes, or a per-stage spec written with '+' (load=threads+query=processes) */
-        static char spec[128];
-        snprintf(spec, sizeof spec, "%s", pt->strategy);
-        for (char *c = spec; *c; c++)
-            if (*c == '+')
-                *c = ',';
-        argv[n++] = spec;
-        argv[n++] = "--workers";
-        argv[n++] = conc;
-        if (strstr(pt->strategy, "curl-multi")) {
-            argv[n++] = "--concurrency";
-            argv[n++] = conc;
-        }
-    }
-    if (b->limit) {
-        snprintf(lim, sizeof lim, "%ld", b->limit);
-        argv[n++] = "--max-images";
-        argv[n++] = lim;
-    }
-    argv[n] = NULL;
-
-    int fds[2];
-    if (pipe(fds))
-        return -1;
-    char fdenv[32], ivenv[48];
-    snprintf(fdenv, sizeof fdenv, IPC_BENCH_FD_ENV "=%d", fds[1]);
-    snprintf(ivenv, sizeof ivenv, IPC_BENCH_INTERVAL_ENV "=%g", b->window_s);
-    double mock0 = mock > 0 ? proc_cpu_s(mock) : 0, t0 = mono();
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        putenv(fdenv);
-        putenv(ivenv);
-        execv(exe, (char **)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    double last_t = 0, rates[1024], rreq[1024];
-    unsigned long long last_done = 0, last_req = 0;
-    int nw = 0, stopped = 0;
-    char buf[4096];
-    size_t blen = 0;
-    for (;;) {
-        struct pollfd pfd = {fds[0], POLLIN, 0};
-        int pr = poll(&pfd, 1, 1000);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr == 0) {
-            if (!stopped && b->limit == 0 && mono() - t0 > b->duration_s * 3 + 30) {
-                kill(pid, SIGINT); /* no samples for too long: stop the point */
-                stopped = 1;
-            }
-            continue;
-        }
-        ssize_t r = read(fds[0], buf + blen, sizeof buf - 1 - blen);
-        if (r <= 0)
-            break;
-        blen += (size_t)r;
-        buf[blen] = 0;
-        char *line = buf, *nl;
-        while ((nl = strchr(line, '\n'))) {
-            *nl = 0;
-            double t;
-            unsigned long long done, req;
-            if (sscanf(line, "%lf %llu %llu", &t, &done, &req) == 3) {
-                if (last_t > 0 && nw < 1024 && t > last_t) {
-                    rates[nw] = (double)(done - last_done) / (t - last_t);
-                    rreq[nw] = (double)(req - last_req) / (t - last_t);
-                    nw++;
-                }
-                last_t = t;
-                last_done = done;
-                last_req = req;
-            }
-            line = nl + 1;
-        }
-        blen -= (size_t)(line - buf);
-        memmove(buf, line, blen);
-        /* nw counts windows after the first sample; window 0 (up to the first sample) is warm-up. */
-        if (!stopped && b->limit == 0 && nw >= 3) {
-            double mx = fmax(fmax(rates[nw - 1], rates[nw - 2]), rates[nw - 3]);
-            double mn = fmin(fmin(rates[nw - 1], rates[nw - 2]), rates[nw - 3]);
-            double mean = (rates[nw - 1] + rates[nw - 2] + rates[nw - 3]) / 3;
-            pt->spread = mean > 0 ? (mx - mn) / mean : 0;
-            pt->stable = mean > 0 && pt->spread <= b->tolerance;
-            if (pt->stable || nw >= b->max_windows || mono() - t0 >= b->duration_s) {
-                kill(pid, SIGINT);
-                stopped = 1;
-            }
-        }
-    }
-    close(fds[0]);
-    int status;
-    struct rusage ru;
-    wait4(pid, &status, 0, &ru);
-    double t1 = mono();
-    pt->wall_s = t1 - t0;
-    pt->mock_cpu_s = mock > 0 ? proc_cpu_s(mock) - mock0 : 0;
-    pt->tool_cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-                     (double)ru.ru_stime.tv_usec / 1e6;
-    pt->rss_kb = ru.ru_maxrss;
-    pt->windows = nw;
-    pt->ran_out = !stopped && b->limit == 0;
-    FILE *f = fopen(statsf, "r");
-    cJSON *js = NULL;
-    if (f) {
-        char *txt = malloc(1 << 20);
-        size_t l = fread(txt, 1, (1 << 20) - 1, f);
-        txt[l] = 0;
-        fclose(f);
-        js = cJSON_Parse(txt);
-        free(txt);
-    }
-    unlink(statsf);
-    unlink(outf);
-    if (!js) {
-        fprintf(stderr, "annotate bench: the %s run at %d exited with status %d and left no stats\n", pt->strategy,
-                pt->conc, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-        return -1;
-    }
-    pt->req_p50 = jnum(js, "request_latency", "p50_ms");
-    pt->req_p90 = jnum(js, "request_latency", "p90_ms");
-    pt->req_p99 = jnum(js, "request_latency", "p99_ms");
-    pt->req_max = jnum(js, "request_latency", "max_ms");
-    pt->img_p50 = jnum(js, "image_latency", "p50_ms");
-    pt->img_p99 = jnum(js, "image_latency", "p99_ms");
-    pt->failed = jnum(js, "images_failed", NULL);
-    if (b->limit || nw < 3) {
-        /* A fixed amount of work (or too short for windows): the whole run's rate. */
-        double el = jnum(js, "elapsed_s", NULL);
-        pt->img_s = el > 0 ? (jnum(js, "images_ok", NULL) + pt->failed) / el : 0;
-        pt->req_s = el > 0 ? jnum(js, "requests", NULL) / el : 0;
-        pt->stable = b->limit != 0;
-    } else {
-        pt->img_s = (rates[nw - 1] + rates[nw - 2] + rates[nw - 3]) / 3;
-        pt->req_s = (rreq[nw - 1] + rreq[nw - 2] + rreq[nw - 3]) / 3;
-    }
-    cJSON_Delete(js);
-    return 0;
-}
-
 static const char *COLOURS[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
 
-static void write_svg(const char *path, struct point *pts, int n, const struct bench_opts *b)
+/* Text for an SVG element: & < > " escaped. */
+static void xml_text(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+static void write_svg(const char *path, struct point *pts, int n, const struct bench_opts *b, const char *url)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -387,8 +236,15 @@ static void write_svg(const char *path, struct point *pts, int n, const struct b
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     fprintf(f, "<text x=\"%d\" y=\"24\" font-size=\"15\" font-weight=\"bold\">annotate bench: images/s against concurrency</text>\n", L);
-    fprintf(f, "<text x=\"%d\" y=\"40\" fill=\"#555\">mock latency %ld ms (%s)%s</text>\n", L, b->latency_ms, b->latency_dist,
-            b->trust_payload ? ", mock skips decoding (--trust-payload)" : "");
+    fprintf(f, "<text x=\"%d\" y=\"40\" fill=\"#555\">", L);
+    if (b->server_given) {
+        fputs("server at ", f);
+        xml_text(f, url);
+    } else {
+        fprintf(f, "mock latency %ld ms (%s)%s", b->latency_ms, b->latency_dist,
+                b->trust_payload ? ", mock skips decoding (--trust-payload)" : "");
+    }
+    fputs("; images/s counts ok images only</text>\n", f);
     for (double v = 0; v <= maxy + 1e-9; v += ystep) {
         fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", L, W - R, Y(v), Y(v));
         fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.0f</text>\n", L - 6, Y(v) + 4, v);
@@ -423,7 +279,9 @@ static void write_svg(const char *path, struct point *pts, int n, const struct b
                         Y(pts[j].img_s), col);
         int ly = T + 10 + 20 * k;
         fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/>\n", W - R + 15, W - R + 40, ly, ly, col);
-        fprintf(f, "<text x=\"%d\" y=\"%d\">%s</text>\n", W - R + 46, ly + 4, pts[i].strategy);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">", W - R + 46, ly + 4);
+        xml_text(f, pts[i].strategy);
+        fputs("</text>\n", f);
     }
     fprintf(f, "</svg>\n");
 #undef X
@@ -449,11 +307,605 @@ static void mkdirs_for(const char *path)
     free(copy);
 }
 
+
+/* ---- the runs' command lines ---- */
+
+/* Passed on to every run as given (or as the defaults have them). */
+static const char *const FORWARDED[] = {"config",        "header",      "queue-size",      "timeout-ms",
+                                        "connect-timeout-ms", "retries", "backoff-ms",     "backoff-max-ms",
+                                        "max-rps",       "max-image-bytes", "extensions",  "encoder",
+                                        "insecure",      "cacert",      NULL};
+/* bench's own: --server is the mock's or the one given; --workers, --concurrency and --loops are
+ * set per point from the strategy; its runs are always --quiet; --help and --version end it. */
+static const char *const OWN[] = {"server", "workers", "concurrency", "loops", "quiet", "help", "version", NULL};
+
+int bench_takes_option(const char *name)
+{
+    for (int i = 0; FORWARDED[i]; i++)
+        if (!strcmp(FORWARDED[i], name))
+            return 1;
+    for (int i = 0; OWN[i]; i++)
+        if (!strcmp(OWN[i], name))
+            return 1;
+    return 0;
+}
+
+const char *const *bench_forwarded_options(void)
+{
+    return FORWARDED;
+}
+
+static void arg(struct bench_argv *a, int *bad, const char *s)
+{
+    if (!s || a->argc + 1 >= (int)(sizeof a->argv / sizeof a->argv[0])) {
+        *bad = 1;
+        return;
+    }
+    a->argv[a->argc++] = s;
+    a->argv[a->argc] = NULL;
+}
+
+/* A formatted argument, kept in a->store. */
+static void argf(struct bench_argv *a, int *bad, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void argf(struct bench_argv *a, int *bad, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = sizeof a->store - a->used;
+    int n = vsnprintf(a->store + a->used, room, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= room) {
+        *bad = 1;
+        return;
+    }
+    arg(a, bad, a->store + a->used);
+    a->used += (size_t)n + 1;
+}
+
+int bench_child_argv(const struct config *cfg, const struct bench_opts *b, const char *strategy, int conc,
+                     const char *url, const char *out, long drain_ms, struct bench_argv *a)
+{
+    char exe[4096];
+    int bad = 0;
+    a->argc = 0;
+    a->used = 0;
+    a->argv[0] = NULL;
+    if (self_exe(exe, sizeof exe))
+        return -1;
+    argf(a, &bad, "%s", exe);
+    arg(a, &bad, cfg->dir);
+    arg(a, &bad, "--server");
+    arg(a, &bad, url);
+    arg(a, &bad, "--out");
+    arg(a, &bad, out);
+    arg(a, &bad, "--force");
+    arg(a, &bad, "--quiet");
+    arg(a, &bad, "--sync-every");
+    arg(a, &bad, "0");
+    arg(a, &bad, "--drain-timeout-ms");
+    argf(a, &bad, "%ld", drain_ms);
+    /* FORWARDED, every one of them */
+    if (cfg->config_file) {
+        arg(a, &bad, "--config");
+        arg(a, &bad, cfg->config_file);
+    }
+    for (int i = 0; i < b->n_headers; i++) {
+        arg(a, &bad, "--header");
+        arg(a, &bad, b->headers[i]);
+    }
+    arg(a, &bad, "--queue-size");
+    argf(a, &bad, "%zu", cfg->queue_size);
+    arg(a, &bad, "--timeout-ms");
+    argf(a, &bad, "%ld", cfg->timeout_ms);
+    arg(a, &bad, "--connect-timeout-ms");
+    argf(a, &bad, "%ld", cfg->connect_timeout_ms);
+    arg(a, &bad, "--retries");
+    argf(a, &bad, "%d", cfg->retries);
+    arg(a, &bad, "--backoff-ms");
+    argf(a, &bad, "%ld", cfg->backoff_ms);
+    arg(a, &bad, "--backoff-max-ms");
+    argf(a, &bad, "%ld", cfg->backoff_max_ms);
+    if (cfg->max_rps > 0) {
+        arg(a, &bad, "--max-rps");
+        argf(a, &bad, "%.17g", cfg->max_rps);
+    }
+    arg(a, &bad, "--max-image-bytes");
+    argf(a, &bad, "%llu", (unsigned long long)cfg->max_image_bytes);
+    if (b->extensions) {
+        arg(a, &bad, "--extensions");
+        arg(a, &bad, b->extensions);
+    }
+    arg(a, &bad, "--encoder");
+    arg(a, &bad, b64_encoder_name(cfg->encoder));
+    if (cfg->insecure)
+        arg(a, &bad, "--insecure");
+    if (cfg->cacert) {
+        arg(a, &bad, "--cacert");
+        arg(a, &bad, cfg->cacert);
+    }
+    /* OWN: the strategy and its sizes */
+    arg(a, &bad, "--strategy");
+    if (!strcmp(strategy, "serial")) {
+        arg(a, &bad, "serial");
+    } else if (!strcmp(strategy, "curl-multi")) {
+        arg(a, &bad, "curl-multi");
+        arg(a, &bad, "--concurrency");
+        argf(a, &bad, "%d", conc);
+        /* the loader threads in front of the event loop: --workers as given to bench */
+        arg(a, &bad, "--workers");
+        argf(a, &bad, "%d", cfg->workers);
+        arg(a, &bad, "--loops");
+        argf(a, &bad, "%d", cfg->loops);
+    } else {
+        /* threads, processes, or a per-stage spec written with '+' (load=threads+query=processes) */
+        argf(a, &bad, "%s", strategy);
+        for (char *c = (char *)a->argv[a->argc - 1]; !bad && *c; c++)
+            if (*c == '+')
+                *c = ',';
+        arg(a, &bad, "--workers");
+        argf(a, &bad, "%d", conc);
+        if (strstr(strategy, "curl-multi")) {
+            arg(a, &bad, "--concurrency");
+            argf(a, &bad, "%d", conc);
+            arg(a, &bad, "--loops");
+            argf(a, &bad, "%d", cfg->loops);
+        }
+    }
+    if (b->limit) {
+        arg(a, &bad, "--max-images");
+        argf(a, &bad, "%ld", b->limit);
+    }
+    return bad ? -1 : 0;
+}
+
+/* ---- one point ---- */
+
+static double jnum(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b)
+        x = cJSON_GetObjectItemCaseSensitive(x, b);
+    return cJSON_IsNumber(x) ? x->valuedouble : 0;
+}
+
+/* One line of the sample channel (see bench_sampler_start). 0, or -1 when it is not one. */
+static int parse_sample(const char *line, struct sample *s)
+{
+    cJSON *o = cJSON_Parse(line);
+    if (!cJSON_IsObject(o) || !cJSON_IsNumber(cJSON_GetObjectItem(o, "t"))) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    memset(s, 0, sizeof *s);
+    s->t = jnum(o, "t", NULL);
+    s->ok = jnum(o, "ok", NULL);
+    s->failed = jnum(o, "failed", NULL);
+    s->requests = jnum(o, "requests", NULL);
+    s->retries = jnum(o, "retries", NULL);
+    s->req_p50 = jnum(o, "request_ms", "p50");
+    s->req_p90 = jnum(o, "request_ms", "p90");
+    s->req_p99 = jnum(o, "request_ms", "p99");
+    s->req_max = jnum(o, "request_ms", "max");
+    s->img_p50 = jnum(o, "image_ms", "p50");
+    s->img_p99 = jnum(o, "image_ms", "p99");
+    s->final = cJSON_IsTrue(cJSON_GetObjectItem(o, "final"));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(o, "errors"))
+    {
+        if (s->ntop == TOP_ERRORS)
+            break;
+        struct errtally_entry *t = &s->top[s->ntop++];
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(e, "stage"));
+        const char *re = cJSON_GetStringValue(cJSON_GetObjectItem(e, "reason"));
+        snprintf(t->stage, sizeof t->stage, "%s", st ? st : "");
+        snprintf(t->reason, sizeof t->reason, "%s", re ? re : "?");
+        t->count = (uint64_t)jnum(e, "count", NULL);
+    }
+    cJSON_Delete(o);
+    return 0;
+}
+
+/* Reads what fd has without blocking into buf (at most cap - 1 bytes kept; when it is full the
+ * oldest half is dropped: only the tail of a child's messages matters). 0 at end of file. */
+static int read_some(int fd, char *buf, size_t cap, size_t *len)
+{
+    for (;;) {
+        if (*len + 1 >= cap) {
+            size_t drop = *len / 2;
+            memmove(buf, buf + drop, *len - drop);
+            *len -= drop;
+        }
+        ssize_t r = read(fd, buf + *len, cap - 1 - *len);
+        if (r > 0) {
+            *len += (size_t)r;
+            buf[*len] = 0;
+            continue;
+        }
+        if (r == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        return 1; /* EAGAIN: nothing more now */
+    }
+}
+
+/* The last line of a child's messages, without "annotate: ", into out. */
+static void last_message(const char *buf, char *out, size_t len)
+{
+    const char *end = buf + strlen(buf);
+    while (end > buf && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+        end--;
+    const char *start = end;
+    while (start > buf && start[-1] != '\n')
+        start--;
+    if (!strncmp(start, "annotate: ", 10))
+        start += 10;
+    snprintf(out, len, "%.*s", (int)(end - start), start);
+}
+
+/* Why a measured point is not stable, or "" when it is. */
+static void verdict(const struct bench_opts *b, struct point *pt, int settled_by)
+{
+    char label[ERRTALLY_STAGE + ERRTALLY_REASON + 4] = "";
+    pt->why[0] = 0;
+    if (pt->ntop)
+        errtally_label(&pt->top[0], label, sizeof label);
+    if (pt->interrupted)
+        snprintf(pt->why, sizeof pt->why, "stopped by a signal");
+    else if (!pt->sampled)
+        snprintf(pt->why, sizeof pt->why, "no sample came from the run in %.1f s", pt->wall_s);
+    else if (pt->failed > 0)
+        snprintf(pt->why, sizeof pt->why, "%.0f failed (%s)", pt->failed, label[0] ? label : "see the error column");
+    else if (pt->ok == 0)
+        snprintf(pt->why, sizeof pt->why, "no image finished in %.1f s", pt->wall_s);
+    else if (b->limit)
+        ; /* a fixed amount of work, all of it ok */
+    else if (pt->ran_out)
+        snprintf(pt->why, sizeof pt->why, "ran out of images after %d window%s (give more images or a shorter --window)",
+                 pt->windows, pt->windows == 1 ? "" : "s");
+    else if (pt->windows < 3)
+        snprintf(pt->why, sizeof pt->why,
+                 "only %d window%s of %g s in --duration %g s (3 are needed after the first; raise --duration or lower --window)",
+                 pt->windows, pt->windows == 1 ? "" : "s", b->window_s, b->duration_s);
+    else if (settled_by != 1)
+        snprintf(pt->why, sizeof pt->why, "the last 3 windows disagree by %.0f%% (tolerance %.0f%%) %s", 100 * pt->spread,
+                 100 * b->tolerance, settled_by == 2 ? "after --max-windows" : "at the end of --duration");
+    pt->stable = pt->why[0] == 0;
+}
+
+/* Runs one point. 0 when it was measured (pt filled), -1 when the run did not finish (pt->error
+ * says what it said; pt->exit_status is 2 when it found the set-up or the options wrong). */
+static int run_point(const struct config *cfg, const struct bench_opts *b, const char *url, pid_t mock,
+                     struct point *pt)
+{
+    const char *tmpdir = getenv("TMPDIR");
+    char outf[512];
+    snprintf(outf, sizeof outf, "%s/annotate-bench-%d.csv", tmpdir && *tmpdir ? tmpdir : "/tmp", (int)getpid());
+    /* After the Ctrl-C that ends a measurement, the images in flight get this long. */
+    long drain_ms = b->limit ? 1000 : (long)fmin(1000, fmax(100, b->duration_s * 100));
+    struct bench_argv *a = calloc(1, sizeof *a);
+    if (!a || bench_child_argv(cfg, b, pt->strategy, pt->conc, url, outf, drain_ms, a)) {
+        free(a);
+        snprintf(pt->error, sizeof pt->error, "cannot make the run's command line");
+        return -1;
+    }
+    int sfd[2], efd[2];
+    if (pipe2(sfd, O_CLOEXEC)) {
+        free(a);
+        snprintf(pt->error, sizeof pt->error, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    if (pipe2(efd, O_CLOEXEC)) {
+        close(sfd[0]);
+        close(sfd[1]);
+        free(a);
+        snprintf(pt->error, sizeof pt->error, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    double mock0 = mock > 0 ? proc_cpu_s(mock) : 0, t0 = mono();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = dup(sfd[1]); /* a copy without close-on-exec: the run inherits it */
+        dup2(efd[1], STDERR_FILENO);
+        char fdenv[48], ivenv[64];
+        snprintf(fdenv, sizeof fdenv, IPC_BENCH_FD_ENV "=%d", fd);
+        snprintf(ivenv, sizeof ivenv, IPC_BENCH_INTERVAL_ENV "=%g", b->window_s);
+        putenv(fdenv);
+        putenv(ivenv);
+        execv(a->argv[0], (char **)a->argv);
+        _exit(127);
+    }
+    close(sfd[1]);
+    close(efd[1]);
+    free(a);
+    if (pid < 0) {
+        close(sfd[0]);
+        close(efd[0]);
+        snprintf(pt->error, sizeof pt->error, "fork: %s", strerror(errno));
+        return -1;
+    }
+    fcntl(sfd[0], F_SETFL, O_NONBLOCK);
+    fcntl(efd[0], F_SETFL, O_NONBLOCK);
+
+    static double rates[MAX_WINDOWS], rreq[MAX_WINDOWS];
+    static char lines[1 << 16], errs[8192];
+    size_t llen = 0, elen = 0;
+    lines[0] = errs[0] = 0;
+    struct sample last = {0}, prev = {0}, s;
+    int have_prev = 0, nw = 0, stopped = 0, settled_by = 0, reaped = 0, status = 0;
+    int fds[2] = {sfd[0], efd[0]};
+    double t_stop = b->limit ? 0 : t0 + b->duration_s, t_sig = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    for (;;) {
+        double now = mono();
+        if (!reaped && wait4(pid, &status, WNOHANG, &ru) == pid)
+            reaped = 1;
+        if (!stopped && !reaped && (bench_stop || (t_stop && now >= t_stop))) {
+            pt->interrupted = bench_stop != 0;
+            kill(pid, SIGINT);
+            stopped = 1;
+            t_sig = now;
+        }
+        if (stopped && !reaped && !pt->killed && now >= t_sig + (double)drain_ms / 1e3 + 2) {
+            kill(pid, SIGKILL); /* it outlived its drain: what it sampled stands */
+            pt->killed = 1;
+        }
+        if (!reaped) {
+            struct pollfd pfd[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
+            double until = t_stop && !stopped ? t_stop - now : 0.2;
+            int ms = (int)(fmin(0.2, fmax(0.001, until)) * 1000);
+            poll(pfd, 2, ms);
+        }
+        /* (after the run has ended, one last read of what it left in the pipes) */
+        for (int k = 0; k < 2; k++) {
+            if (fds[k] < 0)
+                continue;
+            int more = k == 0 ? read_some(fds[k], lines, sizeof lines, &llen) : read_some(fds[k], errs, sizeof errs, &elen);
+            if (!more) {
+                close(fds[k]);
+                fds[k] = -1;
+            }
+        }
+        char *line = lines, *nl;
+        while ((nl = strchr(line, '\n'))) {
+            *nl = 0;
+            if (parse_sample(line, &s) == 0) {
+                last = s;
+                pt->sampled = 1;
+                if (!s.final && !stopped) {
+                    /* window 0 (up to the first sample) is warm-up; what comes after the Ctrl-C
+                     * (the drain) is no window either */
+                    if (have_prev && s.t > prev.t && nw < MAX_WINDOWS) {
+                        rates[nw] = (s.ok - prev.ok) / (s.t - prev.t);
+                        rreq[nw] = (s.requests - prev.requests) / (s.t - prev.t);
+                        nw++;
+                        if (nw >= 3) {
+                            double mx = fmax(fmax(rates[nw - 1], rates[nw - 2]), rates[nw - 3]);
+                            double mn = fmin(fmin(rates[nw - 1], rates[nw - 2]), rates[nw - 3]);
+                            double mean = (rates[nw - 1] + rates[nw - 2] + rates[nw - 3]) / 3;
+                            pt->spread = mean > 0 ? (mx - mn) / mean : 0;
+                            if (!b->limit && !stopped && !reaped &&
+                                ((mean > 0 && pt->spread <= b->tolerance) || nw >= b->max_windows)) {
+                                settled_by = mean > 0 && pt->spread <= b->tolerance ? 1 : 2;
+                                kill(pid, SIGINT);
+                                stopped = 1;
+                                t_sig = mono();
+                            }
+                        }
+                    }
+                    prev = s;
+                    have_prev = 1;
+                }
+            }
+            line = nl + 1;
+        }
+        llen -= (size_t)(line - lines);
+        memmove(lines, line, llen);
+        lines[llen] = 0;
+        if (reaped)
+            break;
+    }
+    for (int k = 0; k < 2; k++)
+        if (fds[k] >= 0)
+            close(fds[k]);
+    unlink(outf);
+    pt->wall_s = mono() - t0;
+    pt->mock_cpu_s = mock > 0 ? proc_cpu_s(mock) - mock0 : -1;
+    pt->tool_cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                     (double)ru.ru_stime.tv_usec / 1e6;
+    pt->rss_kb = ru.ru_maxrss;
+    pt->windows = nw;
+    pt->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    int ok_end = WIFEXITED(status) ? (pt->exit_status == 0 || pt->exit_status == 1 || pt->exit_status == 130)
+                                   : pt->killed && WTERMSIG(status) == SIGKILL;
+    if (!ok_end) {
+        char msg[400];
+        last_message(errs, msg, sizeof msg);
+        if (WIFSIGNALED(status))
+            snprintf(pt->error, sizeof pt->error, "it died of signal %d%s%s", WTERMSIG(status), msg[0] ? ": " : "", msg);
+        else if (msg[0])
+            snprintf(pt->error, sizeof pt->error, "%s", msg);
+        else
+            snprintf(pt->error, sizeof pt->error, "it exited with status %d", pt->exit_status);
+        return -1;
+    }
+    pt->ran_out = !stopped && !b->limit;
+    pt->ok = last.ok;
+    pt->failed = last.failed;
+    pt->requests = last.requests;
+    pt->retries = last.retries;
+    pt->req_p50 = last.req_p50;
+    pt->req_p90 = last.req_p90;
+    pt->req_p99 = last.req_p99;
+    pt->req_max = last.req_max;
+    pt->img_p50 = last.img_p50;
+    pt->img_p99 = last.img_p99;
+    pt->ntop = last.ntop;
+    memcpy(pt->top, last.top, sizeof pt->top);
+    if (b->limit || nw < 3) {
+        /* A fixed amount of work (or too short for windows): the whole run's rate. */
+        pt->img_s = last.t > 0 ? last.ok / last.t : 0;
+        pt->req_s = last.t > 0 ? last.requests / last.t : 0;
+    } else {
+        pt->img_s = (rates[nw - 1] + rates[nw - 2] + rates[nw - 3]) / 3;
+        pt->req_s = (rreq[nw - 1] + rreq[nw - 2] + rreq[nw - 3]) / 3;
+    }
+    verdict(b, pt, settled_by);
+    return 0;
+}
+
+/* ---- what bench prints and writes ---- */
+
+static void print_header(const struct config *cfg, const struct bench_opts *b, const char *url, long ncpu)
+{
+    if (b->server_given)
+        printf("annotate bench: %s, server at %s, %ld CPUs\n", cfg->dir, url, ncpu);
+    else
+        printf("annotate bench: %s, mock at %s, latency %ld ms (%s)%s, %ld CPUs\n", cfg->dir, url, b->latency_ms,
+               b->latency_dist, b->trust_payload ? ", mock skips decoding" : "", ncpu);
+    printf("%-34s %6s %9s %9s %8s %8s %8s %8s %8s %8s", "strategy", "conc", "images/s", "req/s", "req p50", "req p90",
+           "req p99", "req max", "img p99", "tool CPU");
+    if (!b->server_given)
+        printf(" %8s", "mock CPU");
+    printf(" %8s %7s %6s %s\n", "wall s", "RSS MB", "failed", "stable");
+    fflush(stdout);
+}
+
+static void print_row(const struct bench_opts *b, const struct point *pt)
+{
+    printf("%-34s %6d %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %7.0f%%", pt->strategy, pt->conc, pt->img_s, pt->req_s,
+           pt->req_p50, pt->req_p90, pt->req_p99, pt->req_max, pt->img_p99, 100 * pt->tool_cpu_s / pt->wall_s);
+    if (!b->server_given)
+        printf(" %7.0f%%", 100 * pt->mock_cpu_s / pt->wall_s);
+    printf(" %8.1f %7.1f %6.0f %s%s\n", pt->wall_s, (double)pt->rss_kb / 1024, pt->failed, pt->stable ? "yes" : "NO: ",
+           pt->stable ? "" : pt->why);
+    fflush(stdout);
+}
+
+static cJSON *point_json(const struct bench_opts *b, const struct point *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "strategy", p->strategy);
+    cJSON_AddNumberToObject(o, "concurrency", p->conc);
+    cJSON_AddNumberToObject(o, "images_per_s", p->img_s);
+    cJSON_AddNumberToObject(o, "requests_per_s", p->req_s);
+    cJSON_AddNumberToObject(o, "request_p50_ms", p->req_p50);
+    cJSON_AddNumberToObject(o, "request_p90_ms", p->req_p90);
+    cJSON_AddNumberToObject(o, "request_p99_ms", p->req_p99);
+    cJSON_AddNumberToObject(o, "request_max_ms", p->req_max);
+    cJSON_AddNumberToObject(o, "image_p50_ms", p->img_p50);
+    cJSON_AddNumberToObject(o, "image_p99_ms", p->img_p99);
+    cJSON_AddNumberToObject(o, "tool_cpu_s", p->tool_cpu_s);
+    if (!b->server_given)
+        cJSON_AddNumberToObject(o, "mock_cpu_s", p->mock_cpu_s);
+    cJSON_AddNumberToObject(o, "wall_s", p->wall_s);
+    cJSON_AddNumberToObject(o, "peak_rss_kb", (double)p->rss_kb);
+    cJSON_AddNumberToObject(o, "images_ok", p->ok);
+    cJSON_AddNumberToObject(o, "images_failed", p->failed);
+    cJSON_AddNumberToObject(o, "requests", p->requests);
+    cJSON_AddNumberToObject(o, "retries", p->retries);
+    cJSON *errs = cJSON_AddArrayToObject(o, "errors");
+    for (int i = 0; i < p->ntop; i++) {
+        cJSON *e = cJSON_CreateObject();
+        if (p->top[i].stage[0])
+            cJSON_AddStringToObject(e, "stage", p->top[i].stage);
+        else
+            cJSON_AddNullToObject(e, "stage");
+        cJSON_AddStringToObject(e, "reason", p->top[i].reason);
+        cJSON_AddNumberToObject(e, "count", (double)p->top[i].count);
+        cJSON_AddItemToArray(errs, e);
+    }
+    cJSON_AddNumberToObject(o, "windows", p->windows);
+    cJSON_AddNumberToObject(o, "window_spread", p->spread);
+    cJSON_AddBoolToObject(o, "stable", p->stable);
+    if (!p->stable)
+        cJSON_AddStringToObject(o, "unsettled", p->why);
+    cJSON_AddBoolToObject(o, "ran_out_of_images", p->ran_out);
+    return o;
+}
+
+/* The JSON report and the chart, of the points so far; complete once every point has run. */
+static int write_outputs(const struct config *cfg, const struct bench_opts *b, const char *url, long ncpu,
+                         struct point *pts, int np, int complete)
+{
+    cJSON *rep = cJSON_CreateObject();
+    cJSON *mode = cJSON_AddObjectToObject(rep, "mode");
+    cJSON_AddStringToObject(mode, "dir", cfg->dir);
+    cJSON_AddStringToObject(mode, "server", b->server_given ? url : "mock-model-server (started by bench)");
+    cJSON_AddStringToObject(mode, "url", url);
+    if (!b->server_given) {
+        cJSON_AddNumberToObject(mode, "latency_ms", (double)b->latency_ms);
+        cJSON_AddStringToObject(mode, "latency_dist", b->latency_dist);
+        cJSON_AddBoolToObject(mode, "mock_trust_payload", b->trust_payload);
+    }
+    cJSON_AddNumberToObject(mode, "cpus", (double)ncpu);
+    cJSON_AddNumberToObject(mode, "window_s", b->window_s);
+    cJSON_AddNumberToObject(mode, "tolerance", b->tolerance);
+    if (b->limit)
+        cJSON_AddNumberToObject(mode, "limit", (double)b->limit);
+    else
+        cJSON_AddNumberToObject(mode, "duration_s", b->duration_s);
+    cJSON_AddBoolToObject(rep, "complete", complete);
+    cJSON *arr = cJSON_AddArrayToObject(rep, "points");
+    cJSON *bad = cJSON_AddArrayToObject(rep, "not_run");
+    for (int i = 0; i < np; i++) {
+        if (pts[i].error[0]) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "strategy", pts[i].strategy);
+            cJSON_AddNumberToObject(o, "concurrency", pts[i].conc);
+            cJSON_AddStringToObject(o, "error", pts[i].error);
+            cJSON_AddItemToArray(bad, o);
+            continue;
+        }
+        cJSON_AddItemToArray(arr, point_json(b, &pts[i]));
+    }
+    char *txt = cJSON_Print(rep);
+    cJSON_Delete(rep);
+    int rc = 0;
+    if (b->report && txt) {
+        mkdirs_for(b->report);
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", b->report);
+        FILE *f = fopen(tmp, "w");
+        if (f && fputs(txt, f) >= 0 && fputc('\n', f) != EOF && fclose(f) == 0 && rename(tmp, b->report) == 0) {
+            /* written whole, then renamed: a reader never sees half a report */
+        } else {
+            fprintf(stderr, "annotate bench: cannot write %s: %s\n", b->report, strerror(errno));
+            rc = -1;
+        }
+    }
+    free(txt);
+    if (b->chart) {
+        mkdirs_for(b->chart);
+        struct point *ok = calloc((size_t)np + 1, sizeof *ok);
+        int n = 0;
+        for (int i = 0; ok && i < np; i++)
+            if (!pts[i].error[0])
+                ok[n++] = pts[i];
+        if (ok)
+            write_svg(b->chart, ok, n, b, url);
+        free(ok);
+    }
+    return rc;
+}
+
 int bench_main(struct config *cfg, struct bench_opts *b)
 {
-    char url[128], exe[4096], mockbin[4096];
+    char url[4096], exe[4096], mockbin[4096];
     pid_t mock = -1;
     if (b->server_given) {
+        /* What only the mock bench starts can do: refused rather than silently ignored. */
+        const char *mock_only = b->latency_ms ? "--latency-ms"
+                                : strcmp(b->latency_dist, "fixed") ? "--latency-dist"
+                                : b->trust_payload ? "--trust-payload"
+                                : b->mock_bin ? "--mock"
+                                              : NULL;
+        if (mock_only) {
+            fprintf(stderr, "annotate bench: %s is for the mock server bench starts; with --server there is none: "
+                            "leave %s out\n", mock_only, mock_only);
+            return 2;
+        }
         snprintf(url, sizeof url, "%s", cfg->server);
     } else {
         if (b->mock_bin) {
@@ -487,94 +939,67 @@ int bench_main(struct config *cfg, struct bench_opts *b)
     struct point *pts = calloc((size_t)nn * (size_t)nc + 1, sizeof *pts);
     int np = 0, rc = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    printf("annotate bench: %s, mock at %s, latency %ld ms (%s)%s, %ld CPUs\n", cfg->dir, url, b->latency_ms,
-           b->latency_dist, b->trust_payload ? ", mock skips decoding" : "", ncpu);
-    printf("%-34s %6s %9s %9s %8s %8s %8s %8s %8s %8s %8s %8s %7s %6s %s\n", "strategy", "conc", "images/s", "req/s",
-           "req p50", "req p90", "req p99", "req max", "img p99", "tool CPU", "mock CPU", "wall s", "RSS MB", "failed", "stable");
-    for (int s = 0; s < nn; s++) {
-        for (int c = 0; c < nc; c++) {
+    struct sigaction sa = {0}, old_int, old_term;
+    sa.sa_handler = on_bench_signal;
+    sigemptyset(&sa.sa_mask);
+    bench_stop = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    print_header(cfg, b, url, ncpu);
+    for (int s = 0; s < nn && !bench_stop && rc != 2; s++) {
+        for (int c = 0; c < nc && !bench_stop; c++) {
             if (!strcmp(names[s], "serial") && c > 0)
                 break; /* serial has no concurrency to vary */
-            struct point *pt = &pts[np];
+            struct point *pt = &pts[np++];
             pt->strategy = names[s];
             pt->conc = strcmp(names[s], "serial") ? concs[c] : 1;
             if (run_point(cfg, b, url, mock, pt)) {
+                fprintf(stderr, "annotate bench: the %s run at %d did not finish: %s\n", pt->strategy, pt->conc,
+                        pt->error);
+                if (pt->exit_status == 2) {
+                    /* the set-up (or an option) is wrong: every other point would say the same */
+                    rc = 2;
+                    break;
+                }
                 rc = 1;
-                continue;
+            } else {
+                print_row(b, pt);
+                if (pt->failed > 0 && rc == 0)
+                    rc = 1;
+                if (pt->interrupted)
+                    bench_stop = 1;
             }
-            np++;
-            printf("%-34s %6d %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %7.0f%% %7.0f%% %8.1f %7.1f %6.0f %s\n",
-                   pt->strategy, pt->conc, pt->img_s, pt->req_s, pt->req_p50, pt->req_p90, pt->req_p99, pt->req_max,
-                   pt->img_p99, 100 * pt->tool_cpu_s / pt->wall_s, 100 * pt->mock_cpu_s / pt->wall_s, pt->wall_s,
-                   (double)pt->rss_kb / 1024, pt->failed,
-                   pt->ran_out ? "ran out of images" : pt->stable ? "yes" : "NO (windows disagree)");
-            fflush(stdout);
+            write_outputs(cfg, b, url, ncpu, pts, np, 0);
         }
     }
-    printf("(CPU is a share of one core over the point's wall time; latencies in ms; the tool's CPU includes its worker processes)\n");
+    printf("(images/s counts ok images only; CPU is a share of one core over the point's wall time; latencies in ms; "
+           "the tool's CPU includes its worker processes%s)\n",
+           b->server_given ? "; the server's CPU is not measured" : "");
     if (mock > 0) {
         kill(mock, SIGTERM);
         waitpid(mock, NULL, 0);
     }
-    cJSON *rep = cJSON_CreateObject();
-    cJSON *mode = cJSON_AddObjectToObject(rep, "mode");
-    cJSON_AddStringToObject(mode, "dir", cfg->dir);
-    cJSON_AddStringToObject(mode, "server", b->server_given ? url : "mock-model-server (started by bench)");
-    cJSON_AddNumberToObject(mode, "latency_ms", (double)b->latency_ms);
-    cJSON_AddStringToObject(mode, "latency_dist", b->latency_dist);
-    cJSON_AddBoolToObject(mode, "mock_trust_payload", b->trust_payload);
-    cJSON_AddNumberToObject(mode, "cpus", (double)ncpu);
-    cJSON_AddNumberToObject(mode, "window_s", b->window_s);
-    cJSON_AddNumberToObject(mode, "tolerance", b->tolerance);
-    cJSON *arr = cJSON_AddArrayToObject(rep, "points");
-    for (int i = 0; i < np; i++) {
-        struct point *p = &pts[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "strategy", p->strategy);
-        cJSON_AddNumberToObject(o, "concurrency", p->conc);
-        cJSON_AddNumberToObject(o, "images_per_s", p->img_s);
-        cJSON_AddNumberToObject(o, "requests_per_s", p->req_s);
-        cJSON_AddNumberToObject(o, "request_p50_ms", p->req_p50);
-        cJSON_AddNumberToObject(o, "request_p90_ms", p->req_p90);
-        cJSON_AddNumberToObject(o, "request_p99_ms", p->req_p99);
-        cJSON_AddNumberToObject(o, "request_max_ms", p->req_max);
-        cJSON_AddNumberToObject(o, "image_p50_ms", p->img_p50);
-        cJSON_AddNumberToObject(o, "image_p99_ms", p->img_p99);
-        cJSON_AddNumberToObject(o, "tool_cpu_s", p->tool_cpu_s);
-        cJSON_AddNumberToObject(o, "mock_cpu_s", p->mock_cpu_s);
-        cJSON_AddNumberToObject(o, "wall_s", p->wall_s);
-        cJSON_AddNumberToObject(o, "peak_rss_kb", (double)p->rss_kb);
-        cJSON_AddNumberToObject(o, "images_failed", p->failed);
-        cJSON_AddNumberToObject(o, "windows", p->windows);
-        cJSON_AddNumberToObject(o, "window_spread", p->spread);
-        cJSON_AddBoolToObject(o, "stable", p->stable);
-        cJSON_AddBoolToObject(o, "ran_out_of_images", p->ran_out);
-        cJSON_AddItemToArray(arr, o);
-    }
-    char *txt = cJSON_Print(rep);
-    cJSON_Delete(rep);
-    if (b->report) {
-        mkdirs_for(b->report);
-        FILE *f = fopen(b->report, "w");
-        if (f) {
-            fputs(txt, f);
-            fputc('\n', f);
-            fclose(f);
-            printf("report: %s\n", b->report);
-        } else {
-            fprintf(stderr, "annotate bench: cannot write %s: %s\n", b->report, strerror(errno));
-            rc = 2;
-        }
-    }
-    free(txt);
-    if (b->chart) {
-        mkdirs_for(b->chart);
-        write_svg(b->chart, pts, np, b);
+    int complete = !bench_stop && rc != 2;
+    if (write_outputs(cfg, b, url, ncpu, pts, np, complete))
+        rc = 2;
+    if (b->report)
+        printf("report: %s%s\n", b->report, complete ? "" : " (the points that finished)");
+    if (b->chart)
         printf("chart:  %s\n", b->chart);
-    }
+    if (bench_stop && rc != 2)
+        rc = 130;
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     free(pts);
     free(strategies);
     return rc;
+}
+
+void bench_opts_free(struct bench_opts *b)
+{
+    free(b->headers);
+    b->headers = NULL;
+    b->n_headers = 0;
 }
 
 /* ---- the child's side of the sample channel ---- */
@@ -587,6 +1012,54 @@ struct bench_sampler {
     atomic_int stop;
 };
 
+static void hist_ms(cJSON *o, const char *name, const struct hist *h, int all)
+{
+    cJSON *x = cJSON_AddObjectToObject(o, name);
+    cJSON_AddNumberToObject(x, "p50", (double)hist_quantile(h, 0.50) / 1e3);
+    if (all)
+        cJSON_AddNumberToObject(x, "p90", (double)hist_quantile(h, 0.90) / 1e3);
+    cJSON_AddNumberToObject(x, "p99", (double)hist_quantile(h, 0.99) / 1e3);
+    if (all)
+        cJSON_AddNumberToObject(x, "max", (double)atomic_load(&h->max_us) / 1e3);
+}
+
+/* One line of the channel: {"t", "ok", "failed", "requests", "retries", "request_ms": {p50, p90,
+ * p99, max}, "image_ms": {p50, p99}, "errors": [{stage, reason, count}] (the TOP_ERRORS most
+ * common), "final": true on the last}. Under PIPE_BUF, so it is written in one piece. */
+static void send_sample(struct bench_sampler *s, int final)
+{
+    struct stats *st = s->st;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "t", now_s() - s->t0);
+    cJSON_AddNumberToObject(o, "ok", (double)atomic_load(&st->ok));
+    cJSON_AddNumberToObject(o, "failed", (double)atomic_load(&st->failed));
+    cJSON_AddNumberToObject(o, "requests", (double)atomic_load(&st->requests));
+    cJSON_AddNumberToObject(o, "retries", (double)atomic_load(&st->retries));
+    hist_ms(o, "request_ms", &st->request_us, 1);
+    hist_ms(o, "image_ms", &st->image_us, 0);
+    struct errtally_entry top[TOP_ERRORS];
+    int n = errtally_top(st->errors, top, TOP_ERRORS, NULL, NULL);
+    cJSON *errs = cJSON_AddArrayToObject(o, "errors");
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "stage", top[i].stage);
+        cJSON_AddStringToObject(e, "reason", top[i].reason);
+        cJSON_AddNumberToObject(e, "count", (double)top[i].count);
+        cJSON_AddItemToArray(errs, e);
+    }
+    if (final)
+        cJSON_AddTrueToObject(o, "final");
+    char *txt = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!txt)
+        return;
+    size_t len = strlen(txt);
+    txt[len] = '\n'; /* (replaces the NUL: written by length) */
+    if (write(s->fd, txt, len + 1) < 0 && !final)
+        atomic_store(&s->stop, 1); /* bench has gone */
+    free(txt);
+}
+
 static void *sampler_main(void *arg)
 {
     struct bench_sampler *s = arg;
@@ -598,12 +1071,7 @@ static void *sampler_main(void *arg)
         if (t < next)
             continue;
         next += s->interval;
-        char line[128];
-        int n = snprintf(line, sizeof line, "%.6f %llu %llu\n", t - s->t0,
-                         (unsigned long long)(atomic_load(&s->st->ok) + atomic_load(&s->st->failed)),
-                         (unsigned long long)atomic_load(&s->st->requests));
-        if (write(s->fd, line, (size_t)n) < 0)
-            break;
+        send_sample(s, 0);
     }
     return NULL;
 }
@@ -635,5 +1103,6 @@ void bench_sampler_stop(struct bench_sampler *s)
         return;
     atomic_store(&s->stop, 1);
     pthread_join(s->tid, NULL);
+    send_sample(s, 1); /* everything the run wrote */
     free(s);
 }

@@ -100,11 +100,10 @@ static const struct opt OPTS[O__N] = {
                   CUSTOM(opt_server)},
     [O_CONFIG] = {"config", "FILE", "the built-in seed chain", "pipeline file (JSON) defining the model chain", BOTH,
                   STRING(CFG(config_file))},
-    /* Run only: bench starts its own annotate processes, with the options it names (a bench
-     * against servers that want a header gives it in the pipeline file's "defaults"). */
+    /* bench passes every option of scope BOTH on to the runs it starts (bench_takes_option). */
     [O_HEADER] = {"header", "'NAME: VALUE'", NULL,
                   "an HTTP header for every stage (repeatable); ${VAR} and ${file:PATH} in VALUE are expanded; "
-                  "the pipeline file's own header of that name wins", RUN,
+                  "the pipeline file's own header of that name wins", BOTH,
                   CUSTOM(opt_header)},
     [O_STRATEGY] = {"strategy", "S", "load=threads,query=curl-multi",
                     "serial, threads, processes or curl-multi for every stage, or per stage: load=S,query=S", RUN,
@@ -164,7 +163,7 @@ static const struct opt OPTS[O__N] = {
     [O_LATENCY] = {"latency-ms", "MS", "0", "latency the mock model server adds to each request", BENCH,
                    LONG(BEN(latency_ms), 0, 600000, "milliseconds")},
     [O_LATENCY_DIST] = {"latency-dist", "D", "fixed", "fixed, uniform or exp", BENCH, CUSTOM(opt_latency_dist)},
-    [O_DURATION] = {"duration", "S", "10", "measure each point for about this long (windows of --window s)", BENCH,
+    [O_DURATION] = {"duration", "S", "10", "measure each point for at most this long (windows of --window s), then stop its run within a second", BENCH,
                     CUSTOM(opt_duration), .dlo = 0.1, .dhi = 86400, .unit = "seconds"},
     [O_LIMIT] = {"limit", "N", NULL, "instead of --duration: run each point over the first N images", BENCH,
                  LONG(BEN(limit), 1, LONG_MAX, "a number of images")},
@@ -200,8 +199,9 @@ void cli_usage(FILE *f, int bench)
     if (bench)
         fputs("usage: annotate bench DIR [options]\n\n"
               "Runs each strategy over the images in DIR against a mock model server (started here on\n"
-              "127.0.0.1 unless --server is given) and reports images/s, requests/s, latency\n"
-              "percentiles, CPU and memory per strategy and concurrency.\n\noptions:\n", f);
+              "127.0.0.1 unless --server is given) and reports ok images/s, requests/s, latency\n"
+              "percentiles, failures, CPU and memory per strategy and concurrency. Each run gets the\n"
+              "run options given here (--config, --header, --cacert, --insecure, --timeout-ms, ...).\n\noptions:\n", f);
     else
         fputs("usage: annotate DIR [options]\n"
               "       annotate bench DIR [options]      measure the strategies (annotate bench --help)\n"
@@ -224,6 +224,10 @@ void cli_usage(FILE *f, int bench)
     if (!bench)
         fputs("\nExit status: 0 every image ok, 1 some failed, 2 usage or configuration error,\n"
               "130 stopped by a signal (the CSV is valid; run again with --resume).\n", f);
+    else
+        fputs("\nExit status: 0 every point measured and no image failed, 1 some images failed, 2 usage\n"
+              "or set-up error (a run found it: bench stops), 130 stopped by a signal (the report holds\n"
+              "the points that finished).\n", f);
 }
 
 static int bad(char *err, size_t errlen, const char *fmt, ...)
@@ -352,6 +356,10 @@ static int table_error(char *err, size_t errlen)
         }
         if (!ok || !o->name || !o->help)
             return bad(err, errlen, "option table: the row of --%s is inconsistent (a bug)", o->name ? o->name : "?");
+        /* An option of both commands must reach the runs bench starts, or be bench's own. */
+        if (o->scope == BOTH && !bench_takes_option(o->name))
+            return bad(err, errlen, "option table: --%s is an option of annotate bench, but bench does not pass it on "
+                                    "to its runs (a bug: see bench_takes_option)", o->name);
     }
     return 0;
 }
@@ -458,6 +466,8 @@ static int opt_concurrency(const struct opt *o, const char *arg, struct parse *p
 static int opt_extensions(const struct opt *o, const char *arg, struct parse *ps, char *err, size_t errlen)
 {
     (void)o;
+    if (ps->bench)
+        ps->bench->extensions = arg; /* the text, for the runs bench starts (the last one counts) */
     free(ps->cfg->ext_storage);
     ps->cfg->ext_storage = NULL;
     return scan_parse_exts(arg, &ps->cfg->scan, &ps->cfg->ext_storage, err, errlen) ? -1 : 0;
@@ -702,7 +712,13 @@ int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *benc
     int rc = parse_args(argc, argv, &ps, err, errlen);
     if (rc == 0)
         rc = check_and_load(&ps, err, errlen);
-    free(ps.headers);
+    if (bench && rc == 0) {
+        /* bench passes the --header lines, as given, to the runs it starts (bench_opts_free). */
+        bench->headers = ps.headers;
+        bench->n_headers = ps.n_headers;
+    } else {
+        free(ps.headers);
+    }
     return rc;
 }
 

@@ -45,11 +45,14 @@ int main(int argc, char **argv)
         if (pr < 0)
             fprintf(stderr, "annotate: %s\n", err);
         config_free(&cfg);
+        if (is_bench)
+            bench_opts_free(&bo);
         curl_global_cleanup();
         return pr < 0 ? 2 : 0;
     }
     if (is_bench) {
         rc = bench_main(&cfg, &bo);
+        bench_opts_free(&bo);
     } else {
         struct run_summary sum;
         struct stats *st = NULL;

@@ -3,12 +3,15 @@
 #include <CUnit/CUnit.h>
 #include <cjson/cJSON.h>
 #include <libgen.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "e2e_util.h"
 #include "util_proc.h"
 #include "util_tree.h"
@@ -34,6 +37,8 @@ static void test_bench_report(void)
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT(strstr(buf, "images/s") != NULL);
     CU_ASSERT(strstr(buf, "curl-multi") != NULL);
+    CU_ASSERT(strstr(buf, "mock at http://127.0.0.1:") != NULL);
+    CU_ASSERT(strstr(buf, "mock CPU") != NULL);
     cJSON *o = e2e_read_json(report);
     CU_ASSERT_FATAL(o != NULL);
     cJSON *pts = cJSON_GetObjectItem(o, "points");
@@ -48,6 +53,9 @@ static void test_bench_report(void)
         CU_ASSERT(cJSON_GetObjectItem(p, "peak_rss_kb")->valuedouble > 0);
         CU_ASSERT(cJSON_GetObjectItem(p, "tool_cpu_s")->valuedouble > 0);
         CU_ASSERT_EQUAL(cJSON_GetObjectItem(p, "images_failed")->valuedouble, 0);
+        CU_ASSERT_EQUAL(cJSON_GetObjectItem(p, "images_ok")->valuedouble, 40);
+        CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(p, "stable")));
+        CU_ASSERT(cJSON_GetObjectItem(p, "mock_cpu_s") != NULL); /* the mock bench started: measured */
     }
     CU_ASSERT_EQUAL(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "mode"), "latency_ms")->valuedouble, 1);
     cJSON_Delete(o);
@@ -61,10 +69,395 @@ static void test_bench_report(void)
     tree_rm(tmp);
 }
 
+
+/* ---- against a user's own servers ---- */
+
+/* nginx in front of the mock, as the newcomer had it: TLS with a private CA, and a token. The
+ * CA and the server's certificate (for IP 127.0.0.1) are made with openssl(1); nginx runs as
+ * one process (master_process off) on a free loopback port, stopped by its PID. */
+struct tls_proxy {
+    char dir[300];
+    char ca[400];
+    int port;
+    pid_t pid;
+};
+
+static int sh(const char *cmd)
+{
+    const char *argv[] = {"sh", "-c", cmd, NULL};
+    char out[4096];
+    int rc = run_cmd(argv, tmo(60), out, sizeof out);
+    if (rc != 0)
+        show(cmd, rc, out);
+    return rc;
+}
+
+static int tls_proxy_start(struct tls_proxy *t, const char *base, int mock_port)
+{
+    memset(t, 0, sizeof *t);
+    if (!in_path("nginx") && access("/usr/sbin/nginx", X_OK) != 0) {
+        CU_FAIL("nginx is not installed (Debian's nginx; make deps installs it): the TLS cases cannot run");
+        return -1;
+    }
+    if (!in_path("openssl")) {
+        CU_FAIL("openssl is not installed (make deps installs it): the TLS cases cannot run");
+        return -1;
+    }
+    snprintf(t->dir, sizeof t->dir, "%s/tls", base);
+    snprintf(t->ca, sizeof t->ca, "%s/ca.pem", t->dir);
+    mkdir(t->dir, 0700);
+    char cmd[4096], conf[400];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
+             "extendedKeyUsage=serverAuth\\n' >ext.cnf && "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem "
+             "-days 2 -subj /CN=annotate-test-ca && "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key -out srv.csr "
+             "-subj /CN=127.0.0.1 && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 "
+             "-extfile ext.cnf",
+             t->dir);
+    if (sh(cmd))
+        return -1;
+    t->port = e2e_closed_port();
+    snprintf(conf, sizeof conf, "%s/nginx.conf", t->dir);
+    snprintf(cmd, sizeof cmd,
+             "daemon off; master_process off; worker_processes 1; pid %s/nginx.pid; error_log %s/error.log;\n"
+             "events { worker_connections 1024; }\n"
+             "http {\n"
+             "  access_log %s/access.log;\n"
+             "  client_body_temp_path %s/body; proxy_temp_path %s/proxy; fastcgi_temp_path %s/fcgi;\n"
+             "  uwsgi_temp_path %s/uwsgi; scgi_temp_path %s/scgi;\n"
+             "  upstream mock { server 127.0.0.1:%d; keepalive 16; }\n"
+             "  server {\n"
+             "    listen 127.0.0.1:%d ssl;\n"
+             "    ssl_certificate %s/srv.pem; ssl_certificate_key %s/srv.key;\n"
+             "    location / {\n"
+             "      if ($http_authorization != \"Bearer good-token\") { return 401; }\n"
+             "      proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\";\n"
+             "    }\n"
+             "  }\n"
+             "}\n",
+             t->dir, t->dir, t->dir, t->dir, t->dir, t->dir, t->dir, t->dir, mock_port, t->port, t->dir, t->dir);
+    if (write_file(conf, cmd, strlen(cmd)))
+        return -1;
+    char log[400];
+    snprintf(log, sizeof log, "%s/nginx.out", t->dir);
+    const char *nginx = access("/usr/sbin/nginx", X_OK) == 0 ? "/usr/sbin/nginx" : "nginx";
+    const char *argv[] = {nginx, "-p", t->dir, "-c", conf, "-e", "stderr", NULL};
+    if (!strcmp(nginx, "nginx")) {
+        CU_FAIL("nginx is not at /usr/sbin/nginx");
+        return -1;
+    }
+    t->pid = e2e_spawn(argv, log);
+    if (t->pid < 0)
+        return -1;
+    /* listening once a TLS handshake succeeds (curl with the CA) */
+    char url[128], probe[1024];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/stats", t->port);
+    for (int i = 0; i < 100; i++) {
+        snprintf(probe, sizeof probe, "curl -s -o /dev/null --cacert '%s' '%s' 2>/dev/null", t->ca, url);
+        if (system(probe) == 0)
+            return 0;
+        if (!e2e_alive(t->pid))
+            break;
+        sleep_ms(100);
+    }
+    show_log("nginx did not start", -1, log);
+    kill(t->pid, SIGKILL);
+    e2e_wait(t->pid, 10);
+    t->pid = 0;
+    return -1;
+}
+
+static void tls_proxy_stop(struct tls_proxy *t)
+{
+    if (t->pid > 0) {
+        kill(t->pid, SIGTERM); /* by its PID: nothing else is touched */
+        if (e2e_wait(t->pid, 10) < 0)
+            fprintf(stderr, "nginx %d did not stop\n", (int)t->pid);
+    }
+    t->pid = 0;
+}
+
+/* The servers of a test: stopped at the start and end of each, and by the suite's cleanup, so
+ * that a failed assertion (which leaves the test at once) leaves nothing running. */
+static struct mock_proc m;
+static struct tls_proxy t;
+
+static void stop_servers(void)
+{
+    tls_proxy_stop(&t);
+    if (m.pid)
+        mock_stop(&m);
+}
+
+static int suite_cleanup(void)
+{
+    stop_servers();
+    unsetenv("BENCH_TOKEN");
+    return 0;
+}
+
+static cJSON *point_at(cJSON *rep, int i)
+{
+    return cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "points"), i);
+}
+
+/* Over HTTPS with a private CA and a token, every run of the bench gets --cacert, --header,
+ * --insecure: all images ok. Without the CA, or with a wrong token, the first point's run stops
+ * at once on the set-up check and bench says why, exit 2, instead of measuring failures. */
+static void test_bench_tls(void)
+{
+    stop_servers();
+    CU_ASSERT_FATAL(make_tmpdir(tmp, sizeof tmp, "bench-tls") == 0);
+    char imgs[300], report[300], chart[300], buf[32768], url[128];
+    snprintf(imgs, sizeof imgs, "%s/imgs", tmp);
+    snprintf(report, sizeof report, "%s/bench.json", tmp);
+    snprintf(chart, sizeof chart, "%s/bench.svg", tmp);
+    CU_ASSERT_FATAL(tree_make_generated(imgs, 60, 400, 7) == 0);
+    CU_ASSERT_FATAL(mock_start(&m, NULL) == 0);
+    if (tls_proxy_start(&t, tmp, m.port)) {
+        stop_servers();
+        tree_rm(tmp);
+        CU_FAIL_FATAL("the TLS proxy did not start");
+    }
+    snprintf(url, sizeof url, "https://127.0.0.1:%d", t.port);
+    const char *good[] = {e2e_annotate_bin(), "bench", imgs, "--server", url, "--cacert", t.ca, "--header",
+                          "Authorization: Bearer ${BENCH_TOKEN}", "--strategies", "curl-multi,processes",
+                          "--concurrency", "4", "--limit", "30", "--report", report, "--chart", chart, NULL};
+    setenv("BENCH_TOKEN", "good-token", 1);
+    int rc = run_cmd(good, tmo(120), buf, sizeof buf);
+    CHECKF(rc == 0, "bench over TLS with --cacert: exit %d: %s", rc, buf);
+    CHECKF(strstr(buf, "server at https://127.0.0.1:") != NULL, "%s", buf);
+    CHECKF(strstr(buf, "mock at") == NULL && strstr(buf, "mock CPU") == NULL, "a mock is named: %s", buf);
+    CHECKF(strstr(buf, "good-token") == NULL, "the token is shown: %s", buf);
+    cJSON *o = e2e_read_json(report);
+    CU_ASSERT_FATAL(o != NULL);
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItem(o, "points")), 2);
+    for (int i = 0; i < 2; i++) {
+        cJSON *p = point_at(o, i);
+        CHECKF(e2e_json_num(p, "images_ok") == 30 && e2e_json_num(p, "images_failed") == 0,
+               "point %d: %g ok, %g failed", i, e2e_json_num(p, "images_ok"), e2e_json_num(p, "images_failed"));
+        CU_ASSERT(e2e_json_num(p, "images_per_s") > 0);
+        CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(p, "stable")));
+        CU_ASSERT(cJSON_GetObjectItem(p, "mock_cpu_s") == NULL); /* cannot be measured: left out */
+    }
+    CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(o, "complete")));
+    CU_ASSERT(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "mode"), "latency_ms") == NULL);
+    cJSON_Delete(o);
+    char *svg = slurp(chart, NULL);
+    CU_ASSERT(svg && strstr(svg, "server at https://127.0.0.1:") && !strstr(svg, "mock latency"));
+    free(svg);
+    /* The requests went through nginx to the mock: 2 points x 30 images to each endpoint. */
+    cJSON *st = mock_stats(&m);
+    CHECKF(mock_stat(st, "requests.model_01") == 60, "model_01 got %ld requests", mock_stat(st, "requests.model_01"));
+    cJSON_Delete(st);
+
+    /* --insecure reaches the runs too. */
+    const char *insecure[] = {e2e_annotate_bin(), "bench", imgs, "--server", url, "--insecure", "--header",
+                              "Authorization: Bearer good-token", "--strategies", "threads", "--concurrency", "2",
+                              "--limit", "10", "--report", report, "--chart", chart, NULL};
+    rc = run_cmd(insecure, tmo(120), buf, sizeof buf);
+    CHECKF(rc == 0 && strstr(buf, "--insecure"), "bench --insecure: exit %d: %s", rc, buf);
+
+    /* No --cacert: the certificate does not verify; the run stops on the set-up check. */
+    const char *noca[] = {e2e_annotate_bin(), "bench", imgs, "--server", url, "--header",
+                          "Authorization: Bearer good-token", "--strategies", "curl-multi,threads", "--concurrency",
+                          "4", "--limit", "30", "--report", report, "--chart", chart, NULL};
+    rc = run_cmd(noca, tmo(120), buf, sizeof buf);
+    CHECKF(rc == 2, "bench without --cacert: exit %d: %s", rc, buf);
+    CHECKF(strstr(buf, "did not finish") && strstr(buf, "--cacert"), "%s", buf);
+    CHECKF(strstr(buf, "threads ") == NULL, "bench went on after a set-up error: %s", buf);
+    o = e2e_read_json(report);
+    CU_ASSERT_FATAL(o != NULL);
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItem(o, "points")), 0);
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItem(o, "not_run")), 1);
+    CU_ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(o, "complete")));
+    cJSON_Delete(o);
+
+    /* A wrong token: nginx answers 401. */
+    setenv("BENCH_TOKEN", "wrong-token", 1);
+    rc = run_cmd(good, tmo(120), buf, sizeof buf);
+    CHECKF(rc == 2 && strstr(buf, "did not finish") && strstr(buf, "HTTP 401") && strstr(buf, "credentials"),
+           "bench with a wrong token: exit %d: %s", rc, buf);
+    CHECKF(strstr(buf, "wrong-token") == NULL, "the token is shown: %s", buf);
+    unsetenv("BENCH_TOKEN");
+
+    /* nginx's default client_max_body_size is 1m: an image of 800 kB is 1.07 MB as base64, and is
+     * refused with 413 (the README's Troubleshooting); one of 700 kB (933 kB of base64) passes. */
+    char big[300], small[320], large[320], out[300], sj[300];
+    snprintf(big, sizeof big, "%s/sizes", tmp);
+    snprintf(small, sizeof small, "%s/700k", big);
+    snprintf(large, sizeof large, "%s/800k", big);
+    snprintf(out, sizeof out, "%s/big.csv", tmp);
+    snprintf(sj, sizeof sj, "%s/big.json", tmp);
+    mkdir(big, 0755);
+    CU_ASSERT_FATAL(tree_make_generated(large, 1, 800000, 3) == 0);
+    CU_ASSERT_FATAL(tree_make_generated(small, 1, 700000, 4) == 0);
+    const char *run[] = {e2e_annotate_bin(), big, "--server", url, "--cacert", t.ca, "--header",
+                         "Authorization: Bearer good-token", "--out", out, "--stats-json", sj, "--quiet", NULL};
+    rc = run_cmd(run, tmo(60), buf, sizeof buf);
+    CHECKF(rc == 1, "exit %d: %s", rc, buf);
+    o = e2e_read_json(sj);
+    CU_ASSERT_FATAL(o != NULL);
+    CU_ASSERT_EQUAL(e2e_json_num(o, "images_ok"), 1);
+    CU_ASSERT_EQUAL(e2e_json_num(o, "images_failed"), 1);
+    cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "errors"), 0);
+    CHECKF(e && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(e, "reason")) ?: "", "HTTP 413") &&
+               e2e_json_num(e, "count") == 1,
+           "the tally has no HTTP 413");
+    cJSON_Delete(o);
+
+    stop_servers();
+    tree_rm(tmp);
+}
+
+/* A server that fails: the failures count against each point (shown with their top reason, never
+ * stable), and images/s counts ok images only. --retries and --timeout-ms reach the runs. */
+static void test_bench_failures(void)
+{
+    stop_servers();
+    CU_ASSERT_FATAL(make_tmpdir(tmp, sizeof tmp, "bench-fail") == 0);
+    char imgs[300], report[300], chart[300], buf[32768];
+    snprintf(imgs, sizeof imgs, "%s/imgs", tmp);
+    snprintf(report, sizeof report, "%s/bench.json", tmp);
+    snprintf(chart, sizeof chart, "%s/bench.svg", tmp);
+    CU_ASSERT_FATAL(tree_make_generated(imgs, 80, 300, 9) == 0);
+    const char *margs[] = {"--error-rate", "0.3", "--seed", "4", NULL};
+    CU_ASSERT_FATAL(mock_start(&m, margs) == 0);
+    const char *argv[] = {e2e_annotate_bin(), "bench", imgs, "--server", m.base_url, "--retries", "0",
+                          "--strategies", "curl-multi,threads", "--concurrency", "4", "--limit", "60",
+                          "--report", report, "--chart", chart, NULL};
+    int rc = run_cmd(argv, tmo(120), buf, sizeof buf);
+    mock_stop(&m);
+    CHECKF(rc == 1, "exit %d: %s", rc, buf);
+    CHECKF(strstr(buf, "NO: ") && strstr(buf, " failed (model_0") && strstr(buf, ": HTTP 500)"), "%s", buf);
+    cJSON *o = e2e_read_json(report);
+    CU_ASSERT_FATAL(o != NULL);
+    CU_ASSERT_EQUAL_FATAL(cJSON_GetArraySize(cJSON_GetObjectItem(o, "points")), 2);
+    for (int i = 0; i < 2; i++) {
+        cJSON *p = point_at(o, i);
+        double ok = e2e_json_num(p, "images_ok"), failed = e2e_json_num(p, "images_failed");
+        double req = e2e_json_num(p, "requests"), img_s = e2e_json_num(p, "images_per_s");
+        double req_s = e2e_json_num(p, "requests_per_s");
+        CHECKF(failed > 0 && ok > 0 && ok + failed == 60, "point %d: %g ok, %g failed", i, ok, failed);
+        CU_ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(p, "stable")));
+        const char *why = cJSON_GetStringValue(cJSON_GetObjectItem(p, "unsettled"));
+        CHECKF(why && strstr(why, "failed (model_0") && strstr(why, "HTTP 500"), "point %d: %s", i, why ? why : "-");
+        cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(p, "errors"), 0);
+        CU_ASSERT(e && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(e, "reason")) ?: "", "HTTP 500"));
+        /* ok images only: the same run gives ok / requests as the two rates' ratio */
+        CHECKF(req > 0 && req_s > 0 && fabs(img_s / req_s - ok / req) < 1e-6, "point %d: %g img/s, %g req/s, %g ok, %g req",
+               i, img_s, req_s, ok, req);
+    }
+    cJSON_Delete(o);
+
+    /* Every request hangs: with --timeout-ms 300 and --retries 0 passed on, each image fails in
+     * 0.3 s ("timed out"); the default 30 s would not end in time. */
+    const char *hang[] = {"--hang-rate", "1", NULL};
+    CU_ASSERT_FATAL(mock_start(&m, hang) == 0);
+    const char *argv2[] = {e2e_annotate_bin(), "bench", imgs, "--server", m.base_url, "--retries", "0",
+                           "--timeout-ms", "300", "--strategies", "curl-multi", "--concurrency", "4", "--limit",
+                           "8", "--report", report, "--chart", chart, NULL};
+    long t0 = now_ms();
+    rc = run_cmd(argv2, tmo(60), buf, sizeof buf);
+    long took = now_ms() - t0;
+    mock_stop(&m);
+    CHECKF(rc == 1 && took < 20000, "exit %d after %ld ms: %s", rc, took, buf);
+    o = e2e_read_json(report);
+    CU_ASSERT_FATAL(o != NULL);
+    cJSON *p = point_at(o, 0);
+    CHECKF(e2e_json_num(p, "images_failed") == 8, "%g failed", e2e_json_num(p, "images_failed"));
+    cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(p, "errors"), 0);
+    CHECKF(e && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(e, "reason")) ?: "", "timed out") &&
+               !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(e, "stage")) ?: "", "model_01"),
+           "the top reason is not model_01: timed out");
+    cJSON_Delete(o);
+    tree_rm(tmp);
+}
+
+/* --duration is kept to against a slow server (requests of 1.5 s: the drain alone would take
+ * seconds), an unsettled point says why, and a bench stopped with Ctrl-C keeps the report of the
+ * points that finished. */
+static void test_bench_duration(void)
+{
+    stop_servers();
+    CU_ASSERT_FATAL(make_tmpdir(tmp, sizeof tmp, "bench-dur") == 0);
+    char imgs[300], report[300], chart[300], buf[32768];
+    snprintf(imgs, sizeof imgs, "%s/imgs", tmp);
+    snprintf(report, sizeof report, "%s/bench.json", tmp);
+    snprintf(chart, sizeof chart, "%s/bench.svg", tmp);
+    CU_ASSERT_FATAL(tree_make_generated(imgs, 200, 300, 5) == 0);
+    const char *margs[] = {"--latency-ms", "1500", NULL};
+    CU_ASSERT_FATAL(mock_start(&m, margs) == 0);
+    const char *argv[] = {e2e_annotate_bin(), "bench", imgs, "--server", m.base_url, "--duration", "2", "--window",
+                          "0.5", "--strategies", "curl-multi,processes,serial", "--concurrency", "4",
+                          "--report", report, "--chart", chart, NULL};
+    long t0 = now_ms();
+    int rc = run_cmd(argv, tmo(120), buf, sizeof buf);
+    long took = now_ms() - t0;
+    CHECKF(rc == 0, "exit %d: %s", rc, buf);
+    /* 3 points of 2 s, each at most about 1 s more for its drain and exit */
+    CHECKF(took < 3 * 4000, "3 points of --duration 2 took %ld ms: %s", took, buf);
+    cJSON *o = e2e_read_json(report);
+    CU_ASSERT_FATAL(o != NULL);
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItem(o, "points")), 3);
+    for (int i = 0; i < 3; i++) {
+        cJSON *p = point_at(o, i);
+        double wall = e2e_json_num(p, "wall_s");
+        CHECKF(wall >= 1.9 && wall < 4.0, "point %d: wall %g s", i, wall);
+        CU_ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(p, "stable")));
+        const char *why = cJSON_GetStringValue(cJSON_GetObjectItem(p, "unsettled"));
+        CHECKF(why && (strstr(why, "no image finished") || strstr(why, "window")), "point %d: %s", i, why ? why : "-");
+    }
+    CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(o, "complete")));
+    cJSON_Delete(o);
+
+    /* Ctrl-C (to bench alone) during the second point: the report holds the first, and says it
+     * is not complete. */
+    unlink(report);
+    char log[300];
+    snprintf(log, sizeof log, "%s/bench.log", tmp);
+    const char *argv2[] = {e2e_annotate_bin(), "bench", imgs, "--server", m.base_url, "--duration", "2",
+                           "--window", "0.5", "--strategies", "curl-multi,threads,processes", "--concurrency", "4",
+                           "--report", report, "--chart", chart, NULL};
+    pid_t pid = e2e_spawn(argv2, log);
+    CU_ASSERT_FATAL(pid > 0);
+    cJSON *part = NULL;
+    for (int i = 0; i < 200 && !part; i++) {
+        sleep_ms(50);
+        part = e2e_read_json(report);
+    }
+    CU_ASSERT(part != NULL);
+    cJSON_Delete(part);
+    sleep_ms(500);
+    kill(pid, SIGINT);
+    rc = e2e_wait(pid, tmo(30));
+    mock_stop(&m);
+    CHECKF(rc == 130, "bench after Ctrl-C: exit %d", rc);
+    if (rc != 130)
+        show_log("bench", rc, log);
+    o = e2e_read_json(report);
+    CU_ASSERT_FATAL(o != NULL);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(o, "points"));
+    CHECKF(n == 2, "%d points after a Ctrl-C in the second", n);
+    CU_ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(o, "complete")));
+    const char *why = cJSON_GetStringValue(cJSON_GetObjectItem(point_at(o, n - 1), "unsettled"));
+    CHECKF(why && strstr(why, "stopped by a signal"), "%s", why ? why : "-");
+    cJSON_Delete(o);
+    tree_rm(tmp);
+}
+
 int register_bench(void)
 {
-    CU_pSuite s = CU_add_suite("bench", NULL, NULL);
-    if (!s || !CU_add_test(s, "annotate bench: table, JSON report, SVG chart", test_bench_report))
+    CU_pSuite s = CU_add_suite("bench", NULL, suite_cleanup);
+    if (!s || !CU_add_test(s, "annotate bench: table, JSON report, SVG chart", test_bench_report) ||
+        !CU_add_test(s, "bench over TLS (nginx, private CA, token): --cacert, --insecure, --header reach the runs; "
+                        "a set-up error stops it; nginx's 1m body limit gives 413", test_bench_tls) ||
+        !CU_add_test(s, "bench against a failing server: failures count against a point, ok images only",
+                     test_bench_failures) ||
+        !CU_add_test(s, "bench keeps to --duration against a slow server; Ctrl-C keeps the report", test_bench_duration))
         return -1;
     return 0;
 }

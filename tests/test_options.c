@@ -26,14 +26,15 @@ static char err[1024];
 
 static int parse_v(int bench, const char *const *args)
 {
-    char *argv[32];
+    char *argv[64];
     int n = 0;
     argv[n++] = bench ? "bench" : "annotate";
     argv[n++] = "some-dir";
-    for (int i = 0; args[i] && n < 31; i++)
+    for (int i = 0; args[i] && n < 63; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
     config_free(&cfg);
+    bench_opts_free(&bo);
     err[0] = 0;
     return cli_parse(n, argv, &cfg, bench ? &bo : NULL, err, sizeof err);
 }
@@ -341,8 +342,99 @@ static void test_checked_options(void)
     CHECKF(strstr(err, "twice"), "%s", err);
     CU_ASSERT_EQUAL(PARSE(0, "--header", "t0ken"), -1);
     CHECKF(strstr(err, "--header") && !strstr(err, "t0ken"), "%s", err);
-    CU_ASSERT_EQUAL(PARSE(1, "--header", "X-A: 1"), -1); /* bench: use the pipeline's "defaults" */
-    CHECKF(strstr(err, "--header"), "%s", err);
+    /* bench takes --header too, checked as for a run, and keeps the lines for its runs. */
+    CU_ASSERT_EQUAL_FATAL(PARSE(1, "--header", "X-A: 1", "--header", "Authorization: Bearer ${HOME}"), 0);
+    CU_ASSERT_EQUAL(bo.n_headers, 2);
+    CU_ASSERT_STRING_EQUAL(bo.headers[1], "Authorization: Bearer ${HOME}");
+    CU_ASSERT_EQUAL(PARSE(1, "--header", "t0ken"), -1);
+    CHECKF(strstr(err, "--header") && !strstr(err, "t0ken"), "%s", err);
+}
+
+/* Every run option bench takes reaches the annotate runs it starts, with its value; and every
+ * option of both commands is either passed on or bench's own (cli.c checks that of its table). */
+static void test_bench_forwards(void)
+{
+    char ca[] = "/tmp/annotate-ca-XXXXXX";
+    int fd = mkstemp(ca);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    setenv("BENCH_T", "t", 1); /* checked by bench as by a run; passed on as written */
+    int rc0 = PARSE(1, "--cacert", ca, "--insecure", "--header", "X-Team: vision", "--header",
+                                "Authorization: Bearer ${BENCH_T}", "--timeout-ms", "1234", "--connect-timeout-ms",
+                                "2345", "--retries", "7", "--backoff-ms", "11", "--backoff-max-ms", "22", "--max-rps",
+                                "33.5", "--max-image-bytes", "4444", "--extensions", "png,JPG", "--encoder", "libb64",
+                                "--queue-size", "55", "--loops", "2", "--workers", "3", "--server", "https://h:9/v1",
+                                "--limit", "66");
+    unsetenv("BENCH_T");
+    CHECKF(rc0 == 0, "%s", err);
+    if (rc0)
+        return;
+    static const char *const want[][2] = {
+        {"--cacert", NULL}, {"--insecure", ""}, {"--header", "X-Team: vision"},
+        {"--header", "Authorization: Bearer ${BENCH_T}"}, {"--timeout-ms", "1234"}, {"--connect-timeout-ms", "2345"},
+        {"--retries", "7"}, {"--backoff-ms", "11"}, {"--backoff-max-ms", "22"}, {"--max-rps", "33.5"},
+        {"--max-image-bytes", "4444"}, {"--extensions", "png,JPG"}, {"--encoder", "libb64"}, {"--queue-size", "55"},
+        {"--server", "https://h:9/v1"}, {"--max-images", "66"}, {"--quiet", ""},
+    };
+    static const char *const strategies[] = {"serial", "threads", "processes", "curl-multi", "load=threads+query=processes",
+                                             "load=processes+query=curl-multi"};
+    struct bench_argv a;
+    for (size_t k = 0; k < sizeof strategies / sizeof strategies[0]; k++) {
+        CU_ASSERT_EQUAL_FATAL(bench_child_argv(&cfg, &bo, strategies[k], 8, "https://h:9/v1", "/tmp/o.csv", 500, &a), 0);
+        CU_ASSERT_PTR_NULL(a.argv[a.argc]);
+        CU_ASSERT_STRING_EQUAL(a.argv[1], "some-dir");
+        for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+            const char *v = want[w][1] ? want[w][1] : ca;
+            int found = 0;
+            for (int i = 2; i < a.argc; i++)
+                if (!strcmp(a.argv[i], want[w][0]) && (!*v || (i + 1 < a.argc && !strcmp(a.argv[i + 1], v))))
+                    found = 1;
+            CHECKF(found, "%s: the run lacks %s %s", strategies[k], want[w][0], v);
+        }
+        /* every option bench says it passes on is there */
+        for (const char *const *f = bench_forwarded_options(); *f; f++) {
+            if (!strcmp(*f, "config"))
+                continue; /* below: the built-in chain has no file */
+            char opt[64];
+            snprintf(opt, sizeof opt, "--%s", *f);
+            int found = 0;
+            for (int i = 2; i < a.argc; i++)
+                found |= !strcmp(a.argv[i], opt);
+            CHECKF(found, "%s: %s is not passed on", strategies[k], opt);
+        }
+        int i;
+        for (i = 2; i < a.argc && strcmp(a.argv[i], "--strategy"); i++)
+            ;
+        CU_ASSERT_FATAL(i + 1 < a.argc);
+        CHECKF(strchr(a.argv[i + 1], '+') == NULL, "--strategy %s", a.argv[i + 1]);
+    }
+    /* --config too (the built-in chain needs none) */
+    unlink(ca);
+    char pf[] = "/tmp/annotate-pipe-XXXXXX";
+    fd = mkstemp(pf);
+    CU_ASSERT_FATAL(fd >= 0);
+    const char *text = "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}";
+    CU_ASSERT(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    CU_ASSERT_EQUAL_FATAL(PARSE(1, "--config", pf), 0);
+    CU_ASSERT_EQUAL_FATAL(bench_child_argv(&cfg, &bo, "threads", 2, "http://h", "/tmp/o.csv", 500, &a), 0);
+    int found = 0;
+    for (int i = 2; i + 1 < a.argc; i++)
+        found |= !strcmp(a.argv[i], "--config") && !strcmp(a.argv[i + 1], pf);
+    CU_ASSERT(found);
+    unlink(pf);
+    /* An option that bench neither passes on nor handles is one of a run only, or of bench
+     * only: never one that both accept. */
+    const char *const *names = cli_option_names();
+    for (int i = 0; names[i]; i++) {
+        char opt[64];
+        snprintf(opt, sizeof opt, "--%s", names[i]);
+        if (bench_takes_option(names[i]))
+            continue;
+        int run_refuses = PARSE(0, opt, "1") == -1 && strstr(err, "is an option of annotate bench");
+        int bench_refuses = PARSE(1, opt, "1") == -1 && strstr(err, "is an option of a run");
+        CHECKF(run_refuses || bench_refuses, "%s is taken by a run and by bench, but bench does not pass it on", opt);
+    }
 }
 
 /* Options outside their command, unknown ones, values missing or extra. */
@@ -388,6 +480,7 @@ static void test_every_option_tested(void)
 static int opts_done(void)
 {
     config_free(&cfg);
+    bench_opts_free(&bo);
     return 0;
 }
 
@@ -435,6 +528,7 @@ int register_options(void)
         !CU_add_test(s, "flags, strings, defaults, combinations, bench's own", test_flags_strings) ||
         !CU_add_test(s, "--strategy, --shard, --encoder, --extensions, --concurrency", test_custom_options) ||
         !CU_add_test(s, "--server, --cacert, --header checked and named", test_checked_options) ||
+        !CU_add_test(s, "bench passes every run option it takes on to its runs", test_bench_forwards) ||
         !CU_add_test(s, "options of the other command, unknown, missing or extra values", test_option_errors) ||
         !CU_add_test(s, "every option is covered", test_every_option_tested) ||
         !CU_add_test(s, "ratelimit: tiny rates still limit, huge ones do not break", test_ratelimit_extreme_rates))
