@@ -67,7 +67,7 @@ static struct chain_req *new_req(const struct run *run, struct item *it, int s, 
     r->stage = s;
     r->index = index;
     r->rng = (it->seq + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)s << 32 | (uint32_t)index);
-    struct fill_src src = {.b64 = it->b64, .b64_len = it->b64_len, .bytes = it->raw, .bytes_len = it->raw_len,
+    struct fill_src src = {.b64 = it->b64, .b64_len = it->b64_len, .b64_ours = 1, .bytes = it->raw, .bytes_len = it->raw_len,
                            .mime = it->mime ? it->mime : "application/octet-stream", .path = it->path,
                            .path_len = it->path_len, .index = index, .results = (const cJSON *const *)it->results};
     const char *slash = strrchr(it->path, '/');
@@ -83,6 +83,7 @@ static struct chain_req *new_req(const struct run *run, struct item *it, int s, 
         r->el[n] = 0;
         src.b64 = r->el;
         src.b64_len = n;
+        src.b64_ours = 0;
         int bytes = (st->body.needs & NEED_BYTES) != 0;
         if (decode_element(r, st, el, n, bytes))
             goto bad;
