@@ -16,7 +16,10 @@
 #include "template.h"
 
 #include "check.h"
+#include "e2e_util.h"
+#include "mock/dialects.h"
 #include "util.h"
+#include "util_proc.h"
 
 static struct config CFG;
 static struct shared_page SHARED;
@@ -483,6 +486,54 @@ static void test_jq_threads(void)
     expr_free(&SHARED_EXPR);
 }
 
+/* annotate itself (under TSan in make tsan) running jq expressions from many threads: the
+ * openai-vision example (fromjson) with threads, and with curl-multi on two event loops. */
+static void test_jq_in_annotate(void)
+{
+    struct mock_proc m = {0};
+    const char *margs[] = {"--token", "tsan-tok", NULL};
+    CU_ASSERT_EQUAL_FATAL(mock_start(&m, margs), 0);
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "jqthreads", 60, 7), 0);
+    setenv("OPENAI_API_KEY", "tsan-tok", 1);
+    char cfg[1200];
+    snprintf(cfg, sizeof cfg, "%s/openai-vision.json", examples_dir());
+    static const char *const modes[][6] = {{"--strategy", "threads", "--workers", "6", NULL},
+                                           {"--strategy", "curl-multi", "--loops", "2", "--concurrency", "16"}};
+    for (int k = 0; k < 2; k++) {
+        const char *extra[10] = {"--config", cfg};
+        int n = 2;
+        for (int j = 0; j < 6 && modes[k][j]; j++)
+            extra[n++] = modes[k][j];
+        extra[n] = NULL;
+        char out[8192];
+        int rc = e2e_run(out, sizeof out, tmo(120), t.root, t.csv, m.base_url, extra);
+        if (rc != 0)
+            show("jq in annotate", rc, out);
+        CU_ASSERT_EQUAL(rc, 0);
+        struct e2e_csv c;
+        CU_ASSERT_EQUAL_FATAL(e2e_csv_read(t.csv, &c), 0);
+        CU_ASSERT_EQUAL(c.n, t.n);
+        long bad = 0;
+        for (size_t r = 0; r < c.n; r++) {
+            size_t len;
+            unsigned char *img = (unsigned char *)slurp(c.rows[r].f[0].s, &len);
+            char *cell = NULL;
+            const char *why;
+            if (!img || mock_dialect_cell(MOCK_D_OPENAI, img, len, &cell, &why) != 0 || c.rows[r].n < 3 ||
+                strcmp(c.rows[r].f[2].s, cell))
+                bad++;
+            free(cell);
+            free(img);
+        }
+        CHECKF(bad == 0, "%s: %ld rows differ from the prediction", modes[k][1], bad);
+        e2e_csv_free(&c);
+    }
+    unsetenv("OPENAI_API_KEY");
+    e2e_tree_free(&t);
+    mock_stop(&m);
+}
+
 int register_template(void)
 {
     CU_pSuite s = CU_add_suite("template", NULL, NULL);
@@ -499,7 +550,8 @@ int register_template(void)
         !CU_add_test(e, "a jq when over earlier results; each stage items from jq", test_when_and_items))
         return -1;
     CU_pSuite c = CU_add_suite("expr concurrent", NULL, NULL);
-    if (!c || !CU_add_test(c, "six threads share one expression's jq pool", test_jq_threads))
+    if (!c || !CU_add_test(c, "six threads share one expression's jq pool", test_jq_threads) ||
+        !CU_add_test(c, "annotate runs jq from 6 threads, and from 2 curl-multi loops", test_jq_in_annotate))
         return -1;
     return 0;
 }
