@@ -8,10 +8,17 @@
  *                 characters
  *   "input"       "image" (default: the image's base64), or
  *                 {"each": STAGE, "array": KEY, "field": KEY}: one request per element of
- *                 STAGE's result[KEY], sending element[KEY2] as im_str; results kept in order
+ *                 STAGE's result[KEY], sending element[KEY2] as im_str, or
+ *                 {"each": STAGE, "items": EXPR}: one per string EXPR yields; results in order
  *   "fields"      optional extra request fields: a JSON literal, or {"result_of": STAGE}; a
  *                 one-key object whose key is nearly "result_of" is refused as a typo
- *   "when"        [STAGE, ...]: run only if each of those results is truthy
+ *   "body", "form" the request as a template, or a multipart form (template.h); without them,
+ *                 the seed's body [{"im_str": ..., ...fields}]
+ *   "result"      an expression (expr.h) giving the stage's result; default .result
+ *   "error", "retry_if", "retry_after": expressions on a failed (or 2xx) answer; "retry_on":
+ *                 the statuses retried (chain_read_answer in chain.h says what each does)
+ *   "when"        [STAGE, ...]: run only if each of those results is truthy; or a jq expression
+ *                 over {"STAGE": result, ...} of the stages it names
  *   "csv"         true (default) or false: whether the result is a CSV column
  *   "timeout_ms", "retries", "headers" {"Name": "value"}: per-stage overrides
  * "defaults" holds "timeout_ms", "retries" and "headers" for every stage that does not set its
