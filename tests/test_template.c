@@ -534,6 +534,36 @@ static void test_jq_in_annotate(void)
     mock_stop(&m);
 }
 
+/* Each example once, serially: make valgrind runs this suite with annotate under memcheck, so
+ * the template, multipart and jq paths are checked for leaks and bad reads too. */
+static void test_examples_serial(void)
+{
+    struct mock_proc m = {0};
+    const char *margs[] = {"--token", "vg-tok", NULL};
+    CU_ASSERT_EQUAL_FATAL(mock_start(&m, margs), 0);
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "exserial", 4, 11), 0);
+    setenv("OPENAI_API_KEY", "vg-tok", 1);
+    setenv("VISION_KEY", "vg-tok", 1);
+    for (int d = 0; d < MOCK_N_DIALECTS; d++) {
+        char cfg[1200], out[8192];
+        snprintf(cfg, sizeof cfg, "%s/%s.json", examples_dir(), mock_dialect_name(d));
+        const char *extra[] = {"--config", cfg, "--strategy", "serial", NULL};
+        int rc = e2e_run(out, sizeof out, tmo(120), t.root, t.csv, m.base_url, extra);
+        if (rc != 0)
+            show(mock_dialect_name(d), rc, out);
+        CHECKF(rc == 0, "%s: exit %d", mock_dialect_name(d), rc);
+        struct e2e_csv c;
+        CU_ASSERT_EQUAL_FATAL(e2e_csv_read(t.csv, &c), 0);
+        CHECKF(c.n == t.n, "%s: %zu rows", mock_dialect_name(d), c.n);
+        e2e_csv_free(&c);
+    }
+    unsetenv("OPENAI_API_KEY");
+    unsetenv("VISION_KEY");
+    e2e_tree_free(&t);
+    mock_stop(&m);
+}
+
 int register_template(void)
 {
     CU_pSuite s = CU_add_suite("template", NULL, NULL);
@@ -548,6 +578,9 @@ int register_template(void)
     if (!e || !CU_add_test(e, "plain paths give exact bytes; jq gives its text, errors and every output", test_expr) ||
         !CU_add_test(e, "result, error, retry_if, retry_after, retry_on on answers", test_read_answer) ||
         !CU_add_test(e, "a jq when over earlier results; each stage items from jq", test_when_and_items))
+        return -1;
+    CU_pSuite v = CU_add_suite("dialects serial", NULL, NULL);
+    if (!v || !CU_add_test(v, "each example once, serially (under valgrind in make valgrind)", test_examples_serial))
         return -1;
     CU_pSuite c = CU_add_suite("expr concurrent", NULL, NULL);
     if (!c || !CU_add_test(c, "six threads share one expression's jq pool", test_jq_threads) ||
