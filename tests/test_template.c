@@ -184,6 +184,43 @@ static void test_raw_and_form(void)
     pipeline_free(p);
 }
 
+/* In an "each" stage {{image.bytes}} is the element decoded from base64, sent with its own type;
+ * an element that is not base64 fails the item, saying so. */
+static void test_each_bytes(void)
+{
+    char err[600];
+    struct pipeline *p = parse("{\"stages\": [{\"name\": \"det\", \"url\": \"/d\"}, {\"name\": \"crop\", \"url\": \"/c\", "
+                               "\"input\": {\"each\": \"det\", \"items\": \".crops[]\"}, \"body\": \"{{image.bytes}}\"}]}",
+                               err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(pipeline_needs(p), NEED_B64); /* the image itself only goes to det, as base64 */
+    struct item *it = loaded(p, "x.png", "a", 1);
+    it->results[0] = cJSON_CreateRaw("{\"crops\":[\"/9j/4AAQ\",\"R0lGODlh\"]}"); /* JPEG and GIF heads */
+    it->state[0] = ST_DONE;
+    struct chain_req *r = chain_next(run_of(p), it);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r->next);
+    char *b0 = whole(&r->body, 2), *b1 = whole(&r->next->body, 2);
+    CU_ASSERT(r->body.total == 6 && !memcmp(b0, "\xff\xd8\xff\xe0\x00\x10", 6));
+    CU_ASSERT(r->next->body.total == 6 && !memcmp(b1, "GIF89a", 6));
+    CU_ASSERT_STRING_EQUAL(r->mime, "image/jpeg");
+    CU_ASSERT_STRING_EQUAL(r->next->mime, "image/gif");
+    free(b0);
+    free(b1);
+    chain_req_free(r->next);
+    chain_req_free(r);
+    it->in_flight = 0;
+    item_free(it);
+    it = loaded(p, "y.png", "a", 1);
+    it->results[0] = cJSON_CreateRaw("{\"crops\":[\"not base64!\"]}");
+    it->state[0] = ST_DONE;
+    CU_ASSERT_PTR_NULL(chain_next(run_of(p), it));
+    CHECKF(it->status == ITEM_FAILED && it->error && strstr(it->error, "crop[0]: the element is not base64"), "%s",
+           it->error ? it->error : "(not failed)");
+    item_free(it);
+    pipeline_free(p);
+}
+
 /* What is refused at load, and that the message names the file, the stage and the problem. */
 static void test_compile_errors(void)
 {
@@ -570,6 +607,7 @@ int register_template(void)
     if (!s || !CU_add_test(s, "every placeholder, whole and inside a string, escaped as JSON wants", test_placeholders) ||
         !CU_add_test(s, "the seed body is unchanged: im_str, fields, result_of", test_seed_body) ||
         !CU_add_test(s, "raw bytes with the image's type; multipart parts; no base64 made", test_raw_and_form) ||
+        !CU_add_test(s, "each stage: {{image.bytes}} is the element decoded, with its own type", test_each_bytes) ||
         !CU_add_test(s, "mistakes refused at load, naming the file, the stage and the problem", test_compile_errors) ||
         !CU_add_test(s, "${VAR} in a body and a URL: sent expanded, shown as written", test_env) ||
         !CU_add_test(s, "a path that is not UTF-8 fails its item for a JSON body", test_non_utf8_path))
