@@ -774,6 +774,70 @@ static void stop_on_setup_error(const struct run *run, int s, const struct chain
     atomic_store((atomic_int *)&run->stop, RUN_ABORT);
 }
 
+/* 1 for a failed attempt of the kind a server that is down or restarting gives: no connection,
+ * a reset, no answer, a timeout, or a 5xx other than 501 and 505 (which say "never"). */
+static int outage_kind(const struct chain_answer *a)
+{
+    switch (a->cc) {
+    case CURLE_OK:
+        return a->status >= 500 && a->status != 501 && a->status != 505;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Attempts that fail the outage way, in a row and from at least two requests, say the stage's
+ * server is down: one image the server chokes on is not an outage, every request failing is. */
+#define CHAIN_OUTAGE_ATTEMPTS 3
+#define CHAIN_OUTAGE_REQUESTS 2
+
+/* Feeds the outage detector with how an attempt of req ended. */
+static void outage_note(const struct run *run, const struct chain_req *req, const struct chain_answer *a, int ok,
+                        double now)
+{
+    struct shared_stage *d = &run->shared->stage[req->stage];
+    if (ok || (a->cc == CURLE_OK && !outage_kind(a))) {
+        /* An answer that is not an outage's: the server is up. */
+        if (atomic_load_explicit(&d->fails_in_row, memory_order_relaxed)) {
+            atomic_store(&d->fails_in_row, 0);
+            atomic_store(&d->fail_reqs, 0);
+            atomic_store(&d->last_fail_req, 0);
+            atomic_store(&d->down_since_ms, 0);
+        }
+        return;
+    }
+    if (!outage_kind(a))
+        return;
+    uint64_t id = (req->it->seq + 1) << 24 ^ (uint64_t)req->stage << 16 ^ (uint64_t)(req->index + 1);
+    int n = atomic_fetch_add(&d->fails_in_row, 1) + 1;
+    int k = atomic_exchange(&d->last_fail_req, id) != id ? atomic_fetch_add(&d->fail_reqs, 1) + 1
+                                                       : atomic_load(&d->fail_reqs);
+    int64_t zero = 0;
+    if (n >= CHAIN_OUTAGE_ATTEMPTS && k >= CHAIN_OUTAGE_REQUESTS)
+        atomic_compare_exchange_strong(&d->down_since_ms, &zero, (int64_t)(now * 1000) | 1);
+}
+
+/* 1 while stage s is down and its --outage-timeout has not run out: its failed attempts are
+ * then retried whatever their budget. */
+static int in_outage(const struct run *run, int s, double now)
+{
+    int64_t since = atomic_load(&run->shared->stage[s].down_since_ms);
+    return since && run->cfg->outage_timeout_s > 0 && now * 1000 - (double)since < run->cfg->outage_timeout_s * 1000.0;
+}
+
+double chain_down_for(const struct run *run, int stage, double now)
+{
+    int64_t since = atomic_load(&run->shared->stage[stage].down_since_ms);
+    return since ? now - (double)since / 1000 : 0;
+}
+
 enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, const struct chain_answer *a,
                                   double now, double *retry_at)
 {
@@ -800,6 +864,7 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
         }
     }
     int setup = o == OUTCOME_FAIL && setup_error(a);
+    outage_note(run, req, a, o == OUTCOME_OK, now);
     if (!setup && (a->cc == CURLE_OK || o == OUTCOME_OK))
         atomic_store(&run->shared->stage[s].answered, 1);
     if (o == OUTCOME_OK) {
@@ -814,7 +879,10 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
         if (atomic_fetch_add(&run->shared->stage[s].setup_fails, 1) + 1 >= CHAIN_SETUP_FAILS)
             stop_on_setup_error(run, s, a, err);
     }
-    if (o == OUTCOME_RETRY && req->attempts < chain_max_attempts(run, req->stage) &&
+    /* While the stage's server is down, its requests wait for it (probing with backoff) rather
+     * than spend their retries: a restart costs time, not rows. */
+    int waiting = o == OUTCOME_RETRY && outage_kind(a) && in_outage(run, s, now);
+    if (o == OUTCOME_RETRY && (req->attempts < chain_max_attempts(run, req->stage) || waiting) &&
         atomic_load(&run->stop) != RUN_ABORT && req->it->status != ITEM_FAILED) {
         long ra = body_ra > a->retry_after_s ? body_ra : a->retry_after_s;
         *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, ra, &req->rng) / 1e3;

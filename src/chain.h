@@ -106,6 +106,12 @@ enum chain_step {
 enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, const struct chain_answer *a,
                                   double now, double *retry_at);
 
+/* How long stage's server has been down (seconds; 0 when it is up): failed attempts of the
+ * kind an outage gives (no connection, resets, timeouts, 5xx), at least three in a row and from
+ * at least two requests, with no other answer since. While it is down for less than
+ * --outage-timeout, its requests are retried with backoff beyond their retry budget. */
+double chain_down_for(const struct run *run, int stage, double now);
+
 /* Settles a request the driver could not send at all (no curl handle, say): the item fails with
  * why. The request is freed. */
 void chain_abandon(const struct run *run, struct chain_req *req, const char *why);

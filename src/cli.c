@@ -24,7 +24,7 @@
 enum opt_id {
     O_OUT, O_SERVER, O_CONFIG, O_HEADER, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_LOOPS, O_QUEUE, O_TIMEOUT,
     O_CONNECT_TIMEOUT, O_RETRIES, O_BACKOFF, O_BACKOFF_MAX, O_MAX_RPS, O_MAX_BYTES, O_EXTS, O_ENCODER,
-    O_RESUME, O_RETRY_FAILED, O_FORCE, O_SYNC_EVERY, O_DRAIN, O_QUIET, O_PROGRESS, O_STATS_JSON, O_INSECURE,
+    O_RESUME, O_RETRY_FAILED, O_FORCE, O_SYNC_EVERY, O_DRAIN, O_OUTAGE, O_QUIET, O_PROGRESS, O_STATS_JSON, O_INSECURE,
     O_CACERT, O_SHARD, O_LIMIT_RUN, O_HELP, O_VERSION,
     /* bench only */
     O_STRATEGIES, O_LATENCY, O_LATENCY_DIST, O_DURATION, O_LIMIT, O_REPORT, O_CHART, O_MOCK_BIN,
@@ -144,6 +144,9 @@ static const struct opt OPTS[O__N] = {
                       LONG(CFG(sync_every), 1, LONG_MAX, "a number of rows"), .zero = "0 to sync only at the end"},
     [O_DRAIN] = {"drain-timeout-ms", "MS", "30000", "after Ctrl-C, how long the images in flight may take to finish", RUN,
                  LONG(CFG(drain_timeout_ms), 0, 86400000, "milliseconds")},
+    [O_OUTAGE] = {"outage-timeout", "S", "300",
+                  "a stage whose server is down (refused, reset, 5xx, timeouts) is retried this long before its images fail",
+                  RUN, LONG(CFG(outage_timeout_s), 0, 604800, "seconds")},
     [O_QUIET] = {"quiet", NULL, NULL, "no progress line and no summary", BOTH, FLAG(CFG(quiet))},
     [O_PROGRESS] = {"progress-interval", "S", "10", "seconds between status lines when stderr is not a terminal", RUN,
                     DOUBLE(CFG(progress_interval), 0.1, 86400, "seconds")},
@@ -599,6 +602,7 @@ static void set_defaults(struct config *cfg, struct bench_opts *bench)
     cfg->encoder = B64_FAST;
     cfg->sync_every = 1000;
     cfg->drain_timeout_ms = 30000;
+    cfg->outage_timeout_s = 300;
     cfg->progress_interval = 10;
     if (bench) {
         memset(bench, 0, sizeof *bench);

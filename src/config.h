@@ -31,6 +31,7 @@ struct config {
     int force;                  /* truncate a non-empty --out without --resume */
     long sync_every;            /* rows between fsyncs; 0: only at the end */
     long drain_timeout_ms;
+    long outage_timeout_s;      /* how long a stage may be down before its images fail; 0: no wait */
     int quiet;
     double progress_interval;
     const char *stats_json;

@@ -84,7 +84,7 @@ static void draw(struct progress *p, double rate)
     else
         snprintf(totals, sizeof totals, "%llu/%llu+", (unsigned long long)done, (unsigned long long)total);
     const char *red = p->colour && failed ? "\033[31m" : "", *reset = p->colour && failed ? "\033[0m" : "";
-    char line[256];
+    char line[384];
     long long in_flight = (long long)atomic_load(&p->shared->in_flight);
     if (atomic_load(p->run_stop) != 0) /* RUN_DRAIN or RUN_ABORT */
         snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%llu failed%s", in_flight, totals, red,
@@ -92,6 +92,22 @@ static void draw(struct progress *p, double rate)
     else
         snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s%llu failed%s  ETA %s", totals, rate,
                  in_flight, red, (unsigned long long)failed, reset, eta);
+    /* A stage whose server is down: say so, and that its images wait (chain.c's outage rule). */
+    const struct pipeline *pl = p->cfg->pipeline;
+    double worst = 0;
+    int ws = -1;
+    for (int s = 0; pl && s < pl->n && s < SHARED_MAX_STAGES; s++) {
+        int64_t since = atomic_load(&p->shared->stage[s].down_since_ms);
+        double down = since ? now_s() - (double)since / 1000 : 0;
+        if (down > worst) {
+            worst = down;
+            ws = s;
+        }
+    }
+    if (ws >= 0) {
+        size_t l = strlen(line);
+        snprintf(line + l, sizeof line - l, "  %s unreachable for %.0f s, retrying", pl->stages[ws].name, worst);
+    }
     if (p->tty)
         fprintf(stderr, "\r\033[K%s", line);
     else {

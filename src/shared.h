@@ -12,9 +12,16 @@
 
 struct shared_page {
     _Atomic int64_t in_flight; /* HTTP attempts on the wire, every driver, every process */
-    struct {
+    struct shared_stage {
         _Atomic int answered;    /* the stage's server has answered as a server that is set up */
         _Atomic int setup_fails; /* final failures that say it is not (401, 404, a bad certificate) */
+        /* The outage detector (chain.c): failed attempts of the kind an outage gives, in a row,
+         * by how many different requests, the last of them, and since when the stage has been
+         * down (monotonic ms; 0: up). */
+        _Atomic int fails_in_row;
+        _Atomic int fail_reqs;
+        _Atomic uint64_t last_fail_req;
+        _Atomic int64_t down_since_ms;
     } stage[SHARED_MAX_STAGES];
     _Atomic int fatal;           /* 1 once fatal_msg is written: the run must stop, exit 2 */
     _Atomic int fatal_claim;     /* who writes fatal_msg (the first one) */

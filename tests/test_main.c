@@ -28,6 +28,7 @@
     X(dialects)   \
     X(dialects_independent) \
     X(faults)     \
+    X(outage)     \
     X(stats)      \
     X(cli)        \
     X(options)    \

@@ -58,6 +58,7 @@ GET_CFG(max_rps)
 GET_CFG(max_image_bytes)
 GET_CFG(sync_every)
 GET_CFG(drain_timeout_ms)
+GET_CFG(outage_timeout_s)
 GET_CFG(progress_interval)
 GET_CFG(max_images)
 GET_BENCH(latency_ms)
@@ -91,6 +92,7 @@ static const struct numeric {
     {"max-image-bytes", 0, 1, "1", NULL, "0", NULL, 0, get_max_image_bytes},
     {"sync-every", 0, 1, "1", NULL, "-1", NULL, 1, get_sync_every},
     {"drain-timeout-ms", 0, 1, "0", "86400000", "-1", "86400001", 0, get_drain_timeout_ms},
+    {"outage-timeout", 0, 1, "0", "604800", "-1", "604801", 0, get_outage_timeout_s},
     {"progress-interval", 0, 0, "0.1", "86400", "0.09", "86401", 0, get_progress_interval},
     {"max-images", 0, 1, "1", NULL, "0", NULL, 0, get_max_images},
     {"latency-ms", 1, 1, "0", "600000", "-1", "600001", 0, get_b_latency_ms},
