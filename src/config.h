@@ -26,6 +26,7 @@ struct config {
     long backoff_ms, backoff_max_ms;
     double max_rps;             /* 0: no limit */
     uint64_t max_image_bytes;
+    long max_answer_bytes;      /* a larger answer fails its attempt */
     enum b64_encoder encoder;
     int resume, retry_failed;
     int force;                  /* truncate a non-empty --out without --resume */
