@@ -23,7 +23,7 @@
 
 enum opt_id {
     O_OUT, O_SERVER, O_CONFIG, O_HEADER, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_LOOPS, O_QUEUE, O_TIMEOUT,
-    O_CONNECT_TIMEOUT, O_RETRIES, O_BACKOFF, O_BACKOFF_MAX, O_MAX_RPS, O_MAX_BYTES, O_MAX_ANSWER, O_EXTS, O_ENCODER,
+    O_CONNECT_TIMEOUT, O_RETRIES, O_BACKOFF, O_BACKOFF_MAX, O_MAX_RPS, O_MAX_BYTES, O_MAX_ANSWER, O_MAX_MEMORY, O_EXTS, O_ENCODER,
     O_RESUME, O_RETRY_FAILED, O_FORCE, O_SYNC_EVERY, O_DRAIN, O_OUTAGE, O_QUIET, O_PROGRESS, O_STATS_JSON, O_INSECURE,
     O_CACERT, O_SHARD, O_LIMIT_RUN, O_HELP, O_VERSION,
     /* bench only */
@@ -135,6 +135,9 @@ static const struct opt OPTS[O__N] = {
     [O_MAX_ANSWER] = {"max-answer-bytes", "N", "67108864 (64 MiB)",
                       "a larger answer fails its image (the server is not retried for it)", RUN,
                       LONG(CFG(max_answer_bytes), 1, 1L << 31, "a number of bytes")},
+    [O_MAX_MEMORY] = {"max-memory", "N", "536870912 (512 MiB)",
+                      "bytes of images (base64 and raw) held at once; loading waits beyond it (0: no cap)", BOTH,
+                      LONG(CFG(max_memory), 1, LONG_MAX, "a number of bytes"), .zero = "0 for no cap"},
     [O_EXTS] = {"extensions", "LIST", "jpg,jpeg,png,gif,bmp,webp", "file extensions that count as images (any case)", BOTH,
                 CUSTOM(opt_extensions)},
     [O_ENCODER] = {"encoder", "NAME", "fast", "base64 encoder: fast or libb64 (the reference)", BOTH, CUSTOM(opt_encoder)},
@@ -603,6 +606,7 @@ static void set_defaults(struct config *cfg, struct bench_opts *bench)
     cfg->backoff_max_ms = 10000;
     cfg->max_image_bytes = 64ull << 20;
     cfg->max_answer_bytes = 64L << 20;
+    cfg->max_memory = 512ull << 20;
     cfg->encoder = B64_FAST;
     cfg->sync_every = 1000;
     cfg->drain_timeout_ms = 30000;

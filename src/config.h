@@ -27,6 +27,7 @@ struct config {
     double max_rps;             /* 0: no limit */
     uint64_t max_image_bytes;
     long max_answer_bytes;      /* a larger answer fails its attempt */
+    uint64_t max_memory;        /* image payloads held at once, in bytes (budget.h); 0: no cap */
     enum b64_encoder encoder;
     int resume, retry_failed;
     int force;                  /* truncate a non-empty --out without --resume */

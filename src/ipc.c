@@ -226,7 +226,7 @@ static const struct {
     F(load, F_INT), F(query, F_INT), F(workers, F_INT), F(concurrency, F_INT), F(loops, F_INT),
     F(queue_size, F_SIZE), F(timeout_ms, F_LONG), F(connect_timeout_ms, F_LONG), F(retries, F_INT),
     F(backoff_ms, F_LONG), F(backoff_max_ms, F_LONG), F(max_rps, F_DOUBLE), F(max_image_bytes, F_U64),
-    F(max_answer_bytes, F_LONG),
+    F(max_answer_bytes, F_LONG), F(max_memory, F_U64),
     F(encoder, F_INT), F(insecure, F_INT), F(quiet, F_INT), F(drain_timeout_ms, F_LONG),
     F(outage_timeout_s, F_LONG),
 #undef F

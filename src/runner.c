@@ -7,6 +7,7 @@
  * number of images. With every stage serial there are no queues and no threads at all: one loop
  * scans, loads, queries and writes an image before the next — the reference the others match. */
 #include "runner.h"
+#include "budget.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -280,6 +281,7 @@ static int setup(struct runner *r, char *err, size_t errlen)
     }
     r->run.shared = r->shared.page;
     r->run.shared_fd = r->shared.fd;
+    budget_set(cfg->max_memory);
     if (cfg->max_rps > 0 && !(r->run.rl = ratelimit_new(cfg->max_rps))) {
         snprintf(err, errlen, "cannot set up the rate limiter: %s", strerror(errno));
         return -1;

@@ -29,6 +29,7 @@
     X(dialects_independent) \
     X(faults)     \
     X(outage)     \
+    X(limits)     \
     X(stats)      \
     X(cli)        \
     X(options)    \
