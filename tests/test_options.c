@@ -56,6 +56,8 @@ GET_CFG(backoff_ms)
 GET_CFG(backoff_max_ms)
 GET_CFG(max_rps)
 GET_CFG(max_image_bytes)
+GET_CFG(max_memory)
+GET_CFG(max_answer_bytes)
 GET_CFG(sync_every)
 GET_CFG(drain_timeout_ms)
 GET_CFG(outage_timeout_s)
@@ -90,6 +92,8 @@ static const struct numeric {
     {"backoff-max-ms", 0, 1, "0", "3600000", "-1", "3600001", 0, get_backoff_max_ms},
     {"max-rps", 0, 0, "0.001", "10000000", "0.0009", "10000001", 1, get_max_rps},
     {"max-image-bytes", 0, 1, "1", NULL, "0", NULL, 0, get_max_image_bytes},
+    {"max-memory", 0, 1, "1", NULL, "-1", NULL, 1, get_max_memory},
+    {"max-answer-bytes", 0, 1, "1", "2147483648", "0", "2147483649", 0, get_max_answer_bytes},
     {"sync-every", 0, 1, "1", NULL, "-1", NULL, 1, get_sync_every},
     {"drain-timeout-ms", 0, 1, "0", "86400000", "-1", "86400001", 0, get_drain_timeout_ms},
     {"outage-timeout", 0, 1, "0", "604800", "-1", "604801", 0, get_outage_timeout_s},
