@@ -67,6 +67,7 @@ static struct chain_req *new_req(const struct run *run, struct item *it, int s, 
     r->stage = s;
     r->index = index;
     r->rng = (it->seq + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)s << 32 | (uint32_t)index);
+    r->failed_replica = -1;
     struct fill_src src = {.b64 = it->b64, .b64_len = it->b64_len, .b64_ours = 1, .bytes = it->raw, .bytes_len = it->raw_len,
                            .mime = it->mime ? it->mime : "application/octet-stream", .path = it->path,
                            .path_len = it->path_len, .index = index, .results = (const cJSON *const *)it->results};
@@ -721,6 +722,76 @@ void chain_abandon(const struct run *run, struct chain_req *req, const char *why
     settle(run, req, NULL, why);
 }
 
+static int outage_kind(const struct chain_answer *a);
+
+/* The replica the attempt goes to (see chain.h), counted as outstanding there. */
+static void pick_replica(const struct run *run, struct chain_req *req, double now)
+{
+    const struct stage *st = &run->p->stages[req->stage];
+    if (st->n_urls < 2)
+        return;
+    struct shared_replica *r = &run->shared->replica[st->replica_base];
+    int64_t t = (int64_t)(now * 1000);
+    int best = -1, best_out = 0, soonest = 0, n = st->n_urls;
+    int start = (int)(rng_next(&req->rng) % (uint64_t)n); /* ties: a random one */
+    for (int pass = 0; pass < 2 && best < 0; pass++)
+        for (int j = 0; j < n; j++) {
+            int k = (start + j) % n;
+            if (atomic_load(&r[k].ejected_until_ms) > t)
+                continue;
+            if (pass == 0 && k == req->failed_replica && n > 1)
+                continue; /* a retry goes elsewhere when it can */
+            int out = atomic_load(&r[k].outstanding);
+            if (best < 0 || out < best_out) {
+                best = k;
+                best_out = out;
+            }
+        }
+    if (best < 0) /* every one ejected: the one back first */
+        for (int k = 1; k < n; k++)
+            if (atomic_load(&r[k].ejected_until_ms) < atomic_load(&r[soonest].ejected_until_ms))
+                soonest = k;
+    req->replica = best >= 0 ? best : soonest;
+    atomic_fetch_add(&r[req->replica].outstanding, 1);
+}
+
+/* Records how the attempt on its replica went: latency, errors, ejection. */
+static void replica_note(const struct run *run, struct chain_req *req, const struct chain_answer *a, int ok, double now)
+{
+    const struct stage *st = &run->p->stages[req->stage];
+    if (st->n_urls < 2)
+        return;
+    struct shared_replica *all = &run->shared->replica[st->replica_base], *r = &all[req->replica];
+    atomic_fetch_sub(&r->outstanding, 1);
+    atomic_fetch_add(&r->attempts, 1);
+    hist_add(&r->latency_us, (uint64_t)((now - req->t_attempt) * 1e6));
+    req->failed_replica = -1;
+    if (ok || (a->cc == CURLE_OK && !outage_kind(a))) {
+        if (ok) {
+            atomic_store(&r->fails_in_row, 0);
+            atomic_store(&r->ejections, 0);
+        } else {
+            atomic_fetch_add(&r->errors, 1);
+        }
+        return;
+    }
+    atomic_fetch_add(&r->errors, 1);
+    req->failed_replica = outage_kind(a) ? req->replica : -1;
+    if (!outage_kind(a) || atomic_fetch_add(&r->fails_in_row, 1) + 1 < CHAIN_EJECT_AFTER)
+        return;
+    int64_t t = (int64_t)(now * 1000);
+    int in_rotation = 0;
+    for (int k = 0; k < st->n_urls; k++)
+        in_rotation += atomic_load(&all[k].ejected_until_ms) <= t;
+    if (in_rotation <= 1 || atomic_load(&r->ejected_until_ms) > t)
+        return; /* the last one in rotation stays; an ejected one is not ejected twice */
+    int e = atomic_fetch_add(&r->ejections, 1) + 1;
+    long secs = (long)CHAIN_EJECT_BASE_S * e;
+    atomic_store(&r->ejected_until_ms, t + 1000 * (secs > CHAIN_EJECT_MAX_S ? CHAIN_EJECT_MAX_S : secs));
+    atomic_fetch_add(&r->ejected_total, 1);
+    atomic_store(&r->fails_in_row, CHAIN_EJECT_AFTER - 1); /* back in: one more failure ejects it again */
+}
+
 enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, double now)
 {
     if (req->it->status == ITEM_FAILED) {
@@ -739,6 +810,7 @@ enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, 
     req->attempts++;
     req->sends = 0;
     req->sent = 0;
+    pick_replica(run, req, now);
     atomic_fetch_add_explicit(&run->shared->in_flight, 1, memory_order_relaxed);
     return CHAIN_SEND;
 }
@@ -852,6 +924,7 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     char err[512];
     long body_ra;
     enum chain_outcome o = chain_read_answer(&run->p->stages[req->stage], a, &result, &body_ra, err, sizeof err);
+    replica_note(run, req, a, o == OUTCOME_OK, now);
     int s = req->stage;
     if (a->cc == CURLE_OK && a->status == 401 && !req->reauth && run->p->stages[s].file_headers) {
         /* A token read from a file may have expired and been renewed there: read it again and,

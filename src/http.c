@@ -155,7 +155,7 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
     errbuf[0] = 0;
     curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(h, CURLOPT_PREREQDATA, req);
-    curl_easy_setopt(h, CURLOPT_URL, st->full_url);
+    curl_easy_setopt(h, CURLOPT_URL, pipeline_replica_url(st, req->replica, 0));
     slot_release(slot);
     const struct curl_slist *headers = pipeline_headers(st, &req->header_gen);
     if (st->type_of_image) {

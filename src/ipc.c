@@ -280,6 +280,14 @@ int ipc_encode_config(struct ipc_buf *b, const struct config *cfg, unsigned jobs
         bad = !s || !h || !cJSON_AddItemToArray(stages, s) || !cJSON_AddItemToObject(s, "headers", h) ||
               !cJSON_AddStringToObject(s, "url", p->stages[i].full_url) ||
               !cJSON_AddStringToObject(s, "shown_url", p->stages[i].shown_url);
+        cJSON *reps = bad ? NULL : cJSON_AddArrayToObject(s, "replicas");
+        bad = bad || !reps;
+        for (int k = 1; !bad && k < p->stages[i].n_urls; k++) {
+            cJSON *pair = cJSON_CreateArray();
+            bad = !pair || !cJSON_AddItemToArray(reps, pair) ||
+                  !cJSON_AddItemToArray(pair, cJSON_CreateString(p->stages[i].rep_full[k])) ||
+                  !cJSON_AddItemToArray(pair, cJSON_CreateString(p->stages[i].rep_shown[k]));
+        }
         for (const struct curl_slist *l = p->stages[i].headers; !bad && l; l = l->next) {
             cJSON *line = cJSON_CreateString(l->data);
             bad = !line || !cJSON_AddItemToArray(h, line);
@@ -375,6 +383,15 @@ int ipc_decode_config(struct ipc_buf *b, struct ipc_worker_config *w, char *err,
             if (cJSON_IsString(l))
                 lines[k++] = l->valuestring;
         int rc = k == n ? pipeline_adopt_resolved(p, i, url->valuestring, shown->valuestring, lines, n) : -1;
+        const cJSON *reps = cJSON_GetObjectItemCaseSensitive(s, "replicas");
+        int r = 1;
+        for (const cJSON *pair = reps ? reps->child : NULL; pair && !rc; pair = pair->next, r++) {
+            const cJSON *f = cJSON_GetArrayItem(pair, 0), *sh = cJSON_GetArrayItem(pair, 1);
+            rc = cJSON_IsString(f) && cJSON_IsString(sh) ? pipeline_adopt_replica(p, i, r, f->valuestring, sh->valuestring)
+                                                         : -1;
+        }
+        if (!rc && r != (p->stages[i].n_urls > 1 ? p->stages[i].n_urls : 1))
+            rc = -1;
         free(lines);
         if (rc) {
             snprintf(err, errlen, "configuration frame: stage %d cannot be set up", i + 1);

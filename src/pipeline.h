@@ -39,6 +39,8 @@
 #include "template.h"
 
 #define PIPELINE_MAX_STAGES 64
+#define PIPELINE_MAX_REPLICAS 8       /* URLs of one stage */
+#define PIPELINE_MAX_REPLICA_SLOTS 64 /* replicas of all the stages that have several */
 
 enum stage_input { INPUT_IMAGE, INPUT_EACH };
 
@@ -53,6 +55,10 @@ struct stage {
     char *url;      /* as written */
     char *full_url; /* after pipeline_resolve: joined to --server, ${VAR} expanded */
     char *shown_url; /* the same, ${VAR} left as written: what messages show */
+    char **urls;    /* "url" as a list of replicas: [n_urls], urls[0] == url's text */
+    int n_urls;
+    char **rep_full, **rep_shown; /* replicas 1.. resolved ([0] is full_url / shown_url) */
+    int replica_base; /* n_urls > 1: its replicas' slots in the shared page (replica.h) */
     enum stage_input input;
     int each_stage; /* INPUT_EACH: source stage */
     char *each_array, *each_field;
@@ -92,6 +98,7 @@ struct pipeline {
     char **default_headers;  /* "defaults": "headers", as "Name: value" templates */
     int n_default_headers;
     char **cli_headers;      /* --header lines (pipeline_add_header), templates too */
+    int n_replica_slots;     /* replicas of the stages with several URLs */
     int n_cli_headers;
 };
 
@@ -126,6 +133,12 @@ int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t err
  * takes its parent's, and never resolves anything itself). Returns 0, or -1 when out of memory. */
 int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, const char *shown_url,
                             const char *const *lines, int n);
+
+/* Sets replica k (1..n_urls-1) of stage i as another process resolved it. 0 or -1. */
+int pipeline_adopt_replica(struct pipeline *p, int i, int k, const char *full_url, const char *shown_url);
+
+/* Replica k's URL: as sent, or (shown) as messages show it. */
+const char *pipeline_replica_url(const struct stage *s, int k, int shown);
 
 /* Stage s's header list as it is now, and its generation. Thread-safe; the list stays valid
  * until pipeline_free. */

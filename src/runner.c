@@ -313,6 +313,14 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
     sum->attempts = atomic_load(&st->attempts);
     sum->retries = atomic_load(&st->retries);
     sum->interrupted = rc == 130;
+    const struct pipeline *p = r->cfg->pipeline;
+    for (int s = 0; s < p->n; s++)
+        for (int k = 0; p->stages[s].n_urls > 1 && k < p->stages[s].n_urls && sum->n_replicas < 64; k++) {
+            const struct shared_replica *x = &r->run.shared->replica[p->stages[s].replica_base + k];
+            sum->replicas[sum->n_replicas++] = (struct replica_summary){
+                s, k, atomic_load(&x->attempts), atomic_load(&x->errors), hist_quantile(&x->latency_us, 0.99),
+                atomic_load(&x->ejected_total)};
+        }
     for (int s = 0; s < r->cfg->pipeline->n; s++) {
         uint64_t p99 = hist_quantile(&st->stage_us[s], 0.99);
         if (p99 > sum->slowest_p99_us) {

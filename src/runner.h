@@ -14,6 +14,12 @@ struct run_summary {
     int interrupted;
     const char *slowest_stage;
     uint64_t slowest_p99_us;
+    struct replica_summary { /* the replicas of stages with several URLs */
+        int stage, k;
+        uint64_t attempts, errors, p99_us;
+        int ejections;
+    } replicas[64];
+    int n_replicas;
 };
 
 /* Runs cfg. Returns the exit status: 0 all ok, 1 some failed, 2 a usage or set-up error (err

@@ -35,6 +35,15 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     if (s->slowest_stage)
         fprintf(f, "; slowest stage by p99: %s (%.1f ms)", s->slowest_stage, ms(s->slowest_p99_us));
     fputc('\n', f);
+    for (int i = 0; i < s->n_replicas; i++) {
+        const struct replica_summary *x = &s->replicas[i];
+        const struct stage *st = &cfg->pipeline->stages[x->stage];
+        fprintf(f, "annotate: %s replica %s: %llu attempts, %llu errors, p99 %.1f ms%s", st->name,
+                pipeline_replica_url(st, x->k, 1), (unsigned long long)x->attempts, (unsigned long long)x->errors,
+                ms(x->p99_us), x->ejections ? "" : "\n");
+        if (x->ejections)
+            fprintf(f, ", ejected %d time%s\n", x->ejections, x->ejections == 1 ? "" : "s");
+    }
     if (s->interrupted)
         fprintf(f, "annotate: stopped early; run the same command with --resume to finish\n");
     else if (s->failed)
@@ -87,6 +96,26 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
         cJSON *stages = cJSON_AddObjectToObject(o, "stages");
         for (int i = 0; i < cfg->pipeline->n && i < st->n_stages; i++)
             cJSON_AddItemToObject(stages, cfg->pipeline->stages[i].name, hist_json(&st->stage_us[i]));
+    }
+    if (s->n_replicas) {
+        cJSON *reps = cJSON_AddObjectToObject(o, "replicas");
+        for (int i = 0; reps && i < s->n_replicas; i++) {
+            const struct replica_summary *x = &s->replicas[i];
+            const struct stage *sg = &cfg->pipeline->stages[x->stage];
+            cJSON *list = cJSON_GetObjectItemCaseSensitive(reps, sg->name);
+            if (!list)
+                list = cJSON_AddArrayToObject(reps, sg->name);
+            cJSON *e = cJSON_CreateObject();
+            if (!list || !e || !cJSON_AddItemToArray(list, e)) {
+                cJSON_Delete(e);
+                continue;
+            }
+            cJSON_AddStringToObject(e, "url", pipeline_replica_url(sg, x->k, 1));
+            cJSON_AddNumberToObject(e, "attempts", (double)x->attempts);
+            cJSON_AddNumberToObject(e, "errors", (double)x->errors);
+            cJSON_AddNumberToObject(e, "p99_ms", ms(x->p99_us));
+            cJSON_AddNumberToObject(e, "ejections", x->ejections);
+        }
     }
     return o;
 }

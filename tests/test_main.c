@@ -30,6 +30,7 @@
     X(faults)     \
     X(outage)     \
     X(limits)     \
+    X(replicas)   \
     X(stats)      \
     X(cli)        \
     X(options)    \
