@@ -509,15 +509,6 @@ static int opt_duration(const struct opt *o, const char *arg, struct parse *ps, 
 }
 
 /* The option's text, safe to print: control characters as '?', cut at 200 bytes. */
-static const char *shown(const char *s, char *buf, size_t len)
-{
-    size_t i = 0;
-    for (; s[i] && i + 1 < len && i < 200; i++)
-        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-    buf[i] = 0;
-    return buf;
-}
-
 /* Checked here, so that a bad --server is blamed on --server, not on the first stage of the
  * pipeline file whose URL it would be joined to. */
 static int opt_server(const struct opt *o, const char *arg, struct parse *ps, char *err, size_t errlen)
@@ -525,7 +516,7 @@ static int opt_server(const struct opt *o, const char *arg, struct parse *ps, ch
     (void)o;
     char why[160], buf[256];
     if (pipeline_check_base(arg, why, sizeof why))
-        return bad(err, errlen, "--server \"%s\": %s, e.g. --server http://models.internal:8080", shown(arg, buf, sizeof buf),
+        return bad(err, errlen, "--server \"%s\": %s, e.g. --server http://models.internal:8080", pipeline_printable(arg, buf, sizeof buf),
                    why);
     ps->cfg->server = arg;
     if (ps->bench)

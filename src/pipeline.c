@@ -961,7 +961,7 @@ fail:
 }
 
 /* A copy of a URL that is safe to print (control characters as '?'), cut at 200 bytes. */
-static const char *printable(const char *s, char *buf, size_t len)
+const char *pipeline_printable(const char *s, char *buf, size_t len)
 {
     size_t i = 0;
     for (; s[i] && i + 1 < len && i < 200; i++)
@@ -1287,13 +1287,13 @@ static int resolve_url(const struct pipeline *p, int i, const char *tmpl, const 
         if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
             return fail(err, errlen, p->source, i, s->name,
                         "url \"%s\" must start with http:// or https:// (or be relative to --server)",
-                        printable(tmpl, shown, sizeof shown));
+                        pipeline_printable(tmpl, shown, sizeof shown));
         return 0;
     }
     if (!base_ok) {
         free(url);
         return fail(err, errlen, p->source, i, s->name, "url \"%s\" is relative to --server \"%s\", which %s", tmpl,
-                    printable(base, shown, sizeof shown), base_why);
+                    pipeline_printable(base, shown, sizeof shown), base_why);
     }
     *full = join_url(base, bl, url);
     *shown_out = join_url(base, bl, tmpl);

@@ -112,6 +112,9 @@ int pipeline_default(struct pipeline **out);
 /* The seed's chain, as JSON text (the same as fixtures/pipeline.json). */
 extern const char pipeline_default_json[];
 
+/* s for a message: at most 200 bytes, control characters as '?', into buf. Returns buf. */
+const char *pipeline_printable(const char *s, char *buf, size_t len);
+
 /* Checks a base URL (--server): http:// or https://, then a host, and no blanks or control
  * characters. Returns 0, or -1 with what is wrong in err (without a prefix: the caller names the
  * option). */
