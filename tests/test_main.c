@@ -29,7 +29,8 @@
     X(options)    \
     X(bench)      \
     X(workers)    \
-    X(run)
+    X(run)        \
+    X(hardening)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

@@ -1,0 +1,212 @@
+/* Suites "hardening ...": the Hardening issue's lost rows and leftovers.
+ *
+ *   "hardening merge"    a stale OUT.merge.tmp (a killed merge's, a link, one still locked by a live
+ *                        merge) is taken over, removed or left alone as it should be, and no merge
+ *                        that fails leaves one behind
+ */
+#include <CUnit/CUnit.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "e2e_util.h"
+#include "util.h"
+#include "util_proc.h"
+#include "util_tree.h"
+
+static void put(const char *path, const char *text)
+{
+    CU_ASSERT_FATAL(write_file(path, text, strlen(text)) == 0);
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+/* ---- hardening merge ---------------------------------------------------------------------------- */
+
+static char mtmp[512];
+
+static int merge_init(void)
+{
+    return make_tmpdir(mtmp, sizeof mtmp, "hardening-merge");
+}
+
+static int merge_clean(void)
+{
+    return tree_rm(mtmp);
+}
+
+#define HDR "path,status,m1,error,attempts,elapsed_ms\n"
+static const char shard_a[] = HDR "d/x.jpg,ok,1,,1,2\nd/y.jpg,failed,,boom,4,9\n";
+static const char shard_b[] = HDR "d/y.jpg,ok,2,,1,3\n";
+static const char merged[] = HDR "d/x.jpg,ok,1,,1,2\nd/y.jpg,ok,2,,1,3\n";
+
+struct mfiles {
+    char a[600], b[600], out[600], tmp[700], victim[600];
+};
+
+static void mfiles(struct mfiles *f)
+{
+    snprintf(f->a, sizeof f->a, "%s/a.csv", mtmp);
+    snprintf(f->b, sizeof f->b, "%s/b.csv", mtmp);
+    snprintf(f->out, sizeof f->out, "%s/out.csv", mtmp);
+    snprintf(f->tmp, sizeof f->tmp, "%s.merge.tmp", f->out);
+    snprintf(f->victim, sizeof f->victim, "%s/victim.txt", mtmp);
+    unlink(f->out);
+    unlink(f->tmp);
+    put(f->a, shard_a);
+    put(f->b, shard_b);
+}
+
+static int merge(const struct mfiles *f, const char *a, const char *b, char *out, size_t outlen)
+{
+    const char *argv[] = {e2e_annotate_bin(), "merge", f->out, a, b, NULL};
+    return run_cmd(argv, tmo(30), out, outlen);
+}
+
+static int file_equals(const char *path, const char *want)
+{
+    char *got = slurp(path, NULL);
+    int same = got && !strcmp(got, want);
+    free(got);
+    return same;
+}
+
+/* A killed merge's temporary file (half a merge) is taken over by the next merge: the result is
+ * right and nothing is left. */
+static void test_merge_stale_tmp_replaced(void)
+{
+    struct mfiles f;
+    mfiles(&f);
+    put(f.tmp, HDR "d/half-a-merge.jpg,ok,1,,1");
+    char out[4096];
+    int rc = merge(&f, f.a, f.b, out, sizeof out);
+    CHECKF(rc == 0, "merge over a stale %s: exit %d: %s", f.tmp, rc, out);
+    CHECKF(file_equals(f.out, merged), "the merge over a stale temporary file is not the merge");
+    CHECKF(!exists(f.tmp), "%s is still there after a merge", f.tmp);
+}
+
+/* A merge that fails (here on an input that is not a results file) still removes a killed merge's
+ * leftover: it is cleaned up at the next start, whatever that merge then finds. */
+static void test_merge_stale_tmp_removed_on_error(void)
+{
+    struct mfiles f;
+    mfiles(&f);
+    put(f.tmp, HDR "d/half-a-merge.jpg,ok,1,,1");
+    char bad[700], out[4096];
+    snprintf(bad, sizeof bad, "%s/not-results.csv", mtmp);
+    put(bad, "name,age\nalice,30\n");
+    int rc = merge(&f, f.a, bad, out, sizeof out);
+    CHECKF(rc == 2, "merge with a foreign input: exit %d: %s", rc, out);
+    CHECKF(!exists(f.tmp), "a failed merge left %s behind", f.tmp);
+    CHECKF(!exists(f.out), "a failed merge wrote %s", f.out);
+    /* A missing input: the same. */
+    put(f.tmp, "junk");
+    snprintf(bad, sizeof bad, "%s/missing.csv", mtmp);
+    rc = merge(&f, f.a, bad, out, sizeof out);
+    CHECKF(rc == 2 && !exists(f.tmp), "merge with a missing input: exit %d, leftover %d: %s", rc, exists(f.tmp), out);
+}
+
+/* A leftover that is a symbolic link is removed, never followed: the file it points to is not
+ * written, and OUT ends up a regular file holding the merge. */
+static void test_merge_stale_tmp_symlink(void)
+{
+    struct mfiles f;
+    mfiles(&f);
+    put(f.victim, "precious\n");
+    CU_ASSERT_FATAL(symlink(f.victim, f.tmp) == 0);
+    char out[4096];
+    int rc = merge(&f, f.a, f.b, out, sizeof out);
+    CHECKF(rc == 0, "merge over a symlinked %s: exit %d: %s", f.tmp, rc, out);
+    CHECKF(file_equals(f.victim, "precious\n"), "the merge wrote through the link into %s", f.victim);
+    struct stat st;
+    CHECKF(lstat(f.out, &st) == 0 && S_ISREG(st.st_mode), "%s is not a regular file after the merge", f.out);
+    CHECKF(file_equals(f.out, merged), "the merge is wrong");
+    CHECKF(!exists(f.tmp), "%s is still there", f.tmp);
+    /* A directory in its place is no better: removed (it is empty), and the merge goes on. */
+    unlink(f.out);
+    CU_ASSERT_FATAL(mkdir(f.tmp, 0755) == 0);
+    rc = merge(&f, f.a, f.b, out, sizeof out);
+    CHECKF(rc == 0 && file_equals(f.out, merged) && !exists(f.tmp), "merge over a directory %s: exit %d: %s",
+           f.tmp, rc, out);
+    rmdir(f.tmp);
+}
+
+/* A live merge holds its temporary file locked: a second merge to the same OUT exits 2 and leaves
+ * that file (and OUT) alone. */
+static void test_merge_tmp_locked(void)
+{
+    struct mfiles f;
+    mfiles(&f);
+    put(f.out, "an earlier merge\n");
+    put(f.tmp, "a merge in progress\n");
+    int fd = open(f.tmp, O_RDWR);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(flock(fd, LOCK_EX | LOCK_NB) == 0);
+    char out[4096];
+    int rc = merge(&f, f.a, f.b, out, sizeof out);
+    CHECKF(rc == 2 && strstr(out, "another annotate merge"), "a merge beside a live one: exit %d: %s", rc, out);
+    CHECKF(file_equals(f.tmp, "a merge in progress\n"), "the live merge's temporary file was touched");
+    CHECKF(file_equals(f.out, "an earlier merge\n"), "%s was touched", f.out);
+    close(fd);
+    /* Once that merge is gone (its lock with it), the next one takes over. */
+    rc = merge(&f, f.a, f.b, out, sizeof out);
+    CHECKF(rc == 0 && file_equals(f.out, merged) && !exists(f.tmp), "after the lock is gone: exit %d: %s", rc, out);
+}
+
+static void no_big_files(void *arg)
+{
+    struct rlimit rl = {(rlim_t)(size_t)arg, (rlim_t)(size_t)arg};
+    signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails with EFBIG instead */
+    setrlimit(RLIMIT_FSIZE, &rl);
+}
+
+/* A merge whose output cannot be written (a file size limit standing in for a full disk) exits 2,
+ * leaves OUT as it was and no temporary file. */
+static void test_merge_write_error(void)
+{
+    struct mfiles f;
+    mfiles(&f);
+    /* Inputs big enough that the merge passes stdio's buffer. */
+    size_t n = 4000;
+    char *big = malloc(n * 40 + 100);
+    CU_ASSERT_FATAL(big != NULL);
+    size_t len = (size_t)sprintf(big, HDR);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(big + len, "d/img%06zu.jpg,ok,1,,1,2\n", i);
+    CU_ASSERT_FATAL(write_file(f.a, big, len) == 0);
+    free(big);
+    put(f.out, "an earlier merge\n");
+    char out[4096];
+    const char *argv[] = {e2e_annotate_bin(), "merge", f.out, f.a, f.b, NULL};
+    int rc = run_cmd_hook(argv, tmo(30), out, sizeof out, no_big_files, (void *)(size_t)8192);
+    CHECKF(rc == 2 && strstr(out, "cannot write"), "merge past the size limit: exit %d: %s", rc, out);
+    CHECKF(!exists(f.tmp), "a merge that could not write left %s", f.tmp);
+    CHECKF(file_equals(f.out, "an earlier merge\n"), "%s changed", f.out);
+}
+
+/* ---- registration ------------------------------------------------------------------------------- */
+
+int register_hardening(void)
+{
+    CU_pSuite s = CU_add_suite("hardening merge", merge_init, merge_clean);
+    if (!s || !CU_add_test(s, "a killed merge's OUT.merge.tmp is taken over", test_merge_stale_tmp_replaced) ||
+        !CU_add_test(s, "a failing merge removes a stale OUT.merge.tmp", test_merge_stale_tmp_removed_on_error) ||
+        !CU_add_test(s, "a link or directory as OUT.merge.tmp is removed, never followed",
+                     test_merge_stale_tmp_symlink) ||
+        !CU_add_test(s, "a live merge's locked OUT.merge.tmp is left alone (exit 2)", test_merge_tmp_locked) ||
+        !CU_add_test(s, "a write error leaves no OUT.merge.tmp and OUT as it was", test_merge_write_error))
+        return -1;
+    return 0;
+}
