@@ -169,7 +169,7 @@ static int open_locked(const char *path, char *err, size_t errlen)
 struct keep {
     struct doneset *seen;
     const char *text;
-    int retry_failed;
+    const struct doneset *redo; /* paths whose failed rows go */
     char *buf;
     size_t len, cap;
     int oom;
@@ -178,7 +178,7 @@ struct keep {
 static void keep_row(void *ud, const char *path, size_t len, int ok, size_t start, size_t end)
 {
     struct keep *k = ud;
-    if ((ok || !k->retry_failed) && doneset_add(k->seen, path, len) && !k->oom)
+    if ((ok || !doneset_has(k->redo, path, len)) && doneset_add(k->seen, path, len) && !k->oom)
         k->oom = put_raw(&k->buf, &k->len, &k->cap, k->text + start, end - start);
 }
 
@@ -195,15 +195,15 @@ static void fsync_dir_of(const char *path)
     free(copy);
 }
 
-/* Rewrites the file keeping the header and, per image, its first row (failed rows dropped when
- * they are to be retried). The new file is locked before it takes the old one's name, and its
- * descriptor replaces *fd. */
-static int compact(int *fd, const char *path, const char *text, size_t len, const char *header, int retry_failed,
-                   char *err, size_t errlen)
+/* Rewrites the file keeping the header and, per image, its first row (failed rows of the paths in
+ * redo dropped: they are run again). The new file is locked before it takes the old one's name,
+ * and its descriptor replaces *fd. */
+static int compact(int *fd, const char *path, const char *text, size_t len, const char *header,
+                   const struct doneset *redo, char *err, size_t errlen)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.compact.tmp", path);
-    struct keep k = {doneset_new(), text, retry_failed, NULL, 0, 0, 0};
+    struct keep k = {doneset_new(), text, redo, NULL, 0, 0, 0};
     size_t complete;
     k.oom = !k.seen || put_raw(&k.buf, &k.len, &k.cap, header, strlen(header));
     if (!k.oom)
@@ -251,16 +251,17 @@ static int resume_rows(int *fd, const struct results_opts *o, const struct pipel
     }
     madvise((void *)text, len, MADV_SEQUENTIAL);
     char *header = csv_header(p);
-    struct doneset *set = doneset_new();
+    struct doneset *set = doneset_new(), *redo = doneset_new();
     int rc = 0;
-    if (!header || !set) {
+    if (!header || !set || !redo) {
         snprintf(err, errlen, "out of memory reading %s", o->path);
         rc = -1;
         goto out;
     }
     size_t complete = 0;
     char why[300];
-    int64_t n = resume_parse(text, len, header, o->retry_failed, set, &complete, info, why, sizeof why);
+    struct resume_redo rr = {o->retry_failed, o->can_redo, o->can_redo_ud, redo};
+    int64_t n = resume_parse_redo(text, len, header, &rr, set, &complete, info, why, sizeof why);
     if (n < 0) {
         snprintf(err, errlen, "cannot resume %s: %s. Use another --out file, or move this one aside.", o->path, why);
         rc = -1;
@@ -276,7 +277,7 @@ static int resume_rows(int *fd, const struct results_opts *o, const struct pipel
         rc = -1;
     }
     if (rc == 0 && (info->dropped_failed || info->duplicates))
-        rc = compact(fd, o->path, text, complete, header, o->retry_failed, err, errlen);
+        rc = compact(fd, o->path, text, complete, header, redo, err, errlen);
     /* Rows are keyed by path as the scanner spells it (DIR joined with the path below it):
      * resuming with DIR spelled otherwise (./photos for photos) would match nothing and write
      * every image twice. */
@@ -293,6 +294,7 @@ static int resume_rows(int *fd, const struct results_opts *o, const struct pipel
 out:
     munmap((void *)text, len);
     free(header);
+    doneset_free(redo);
     if (rc) {
         doneset_free(set);
         return -1;

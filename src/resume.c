@@ -291,10 +291,25 @@ int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn
     return rc;
 }
 
+int resume_path_exists(void *ud, const char *path, size_t len)
+{
+    (void)ud;
+    int folder = len > 1 && path[len - 1] == '/';
+    if (folder)
+        len--; /* lstat("dir/") would follow a link named dir */
+    if (len == 0 || memchr(path, '\0', len))
+        return 0;
+    char *p = strndup(path, len);
+    struct stat st;
+    int ok = p && lstat(p, &st) == 0 && (folder ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+    free(p);
+    return ok;
+}
+
 struct collect {
     struct doneset *set;
     struct resume_info *info;
-    int retry_failed;
+    const struct resume_redo *redo;
 };
 
 static void collect_row(void *ud, const char *path, size_t len, int ok, size_t start, size_t end)
@@ -302,24 +317,47 @@ static void collect_row(void *ud, const char *path, size_t len, int ok, size_t s
     (void)start;
     (void)end;
     struct collect *c = ud;
+    const struct resume_redo *r = c->redo;
     c->info->rows++;
     if (ok)
         c->info->ok++;
     else
         c->info->failed++;
-    if (!ok && c->retry_failed)
-        c->info->dropped_failed++;
-    else if (!doneset_add(c->set, path, len))
+    int folder = len > 0 && path[len - 1] == '/';
+    if (!ok && (r->retry_failed || folder)) {
+        /* A second failed row of a path already dropped is dropped too (one decision per path). */
+        int again = r->redo && doneset_has(r->redo, path, len);
+        if (again || (!doneset_has(c->set, path, len) &&
+                      (r->can_redo ? r->can_redo(r->ud, path, len) : resume_path_exists(NULL, path, len)))) {
+            c->info->dropped_failed++;
+            if (r->redo && !again)
+                doneset_add(r->redo, path, len);
+            return;
+        }
+        if (r->retry_failed && !folder && !doneset_has(c->set, path, len))
+            c->info->kept_missing++;
+    }
+    if (!doneset_add(c->set, path, len))
         c->info->duplicates++;
+    else if (!ok)
+        c->info->kept_failed++;
+}
+
+int64_t resume_parse_redo(const char *text, size_t len, const char *header, const struct resume_redo *redo,
+                          struct doneset *set, size_t *complete_len, struct resume_info *info,
+                          char *err, size_t errlen)
+{
+    struct collect c = {set, info, redo};
+    int64_t n = csv_rows(text, len, header, collect_row, &c, complete_len, err, errlen);
+    if (n >= 0)
+        info->torn_bytes = len - *complete_len;
+    return n;
 }
 
 int64_t resume_parse(const char *text, size_t len, const char *header, int retry_failed,
                      struct doneset *set, size_t *complete_len, struct resume_info *info,
                      char *err, size_t errlen)
 {
-    struct collect c = {set, info, retry_failed};
-    int64_t n = csv_rows(text, len, header, collect_row, &c, complete_len, err, errlen);
-    if (n >= 0)
-        info->torn_bytes = len - *complete_len;
-    return n;
+    struct resume_redo r = {retry_failed, NULL, NULL, NULL};
+    return resume_parse_redo(text, len, header, &r, set, complete_len, info, err, errlen);
 }

@@ -286,14 +286,25 @@ static int setup(struct runner *r, char *err, size_t errlen)
     }
     if (!(r->sc = scan_open(cfg->dir, &cfg->scan, err, errlen)))
         return -1;
-    struct results_opts ro = {cfg->out, cfg->dir, cfg->resume, cfg->retry_failed, cfg->force, cfg->sync_every};
+    struct results_opts ro = {.path = cfg->out, .dir = cfg->dir, .resume = cfg->resume,
+                              .retry_failed = cfg->retry_failed, .force = cfg->force, .sync_every = cfg->sync_every,
+                              .can_redo = selection_finds, .can_redo_ud = (void *)cfg};
     if (!(r->out = results_open(&ro, cfg->pipeline, &r->done, &r->info, err, errlen)))
         return -1;
     const struct resume_info *info = &r->info;
-    if (cfg->resume && !cfg->quiet && info->rows)
+    if (cfg->resume && !cfg->quiet && info->rows) {
+        char redo[48] = "";
+        if (info->dropped_failed)
+            snprintf(redo, sizeof redo, ", %llu to be retried", (unsigned long long)info->dropped_failed);
         fprintf(stderr, "annotate: resuming %s: %llu rows already there (%llu ok, %llu failed%s)%s\n", cfg->out,
-                (unsigned long long)info->rows, (unsigned long long)info->ok, (unsigned long long)info->failed,
-                cfg->retry_failed ? ", to be retried" : "", info->torn_bytes ? "; repaired a torn last row" : "");
+                (unsigned long long)info->rows, (unsigned long long)info->ok, (unsigned long long)info->failed, redo,
+                info->torn_bytes ? "; repaired a torn last row" : "");
+    }
+    if (cfg->resume && !cfg->quiet && info->kept_missing)
+        fprintf(stderr, "annotate: kept %llu failed row%s as %s: %s no longer in %s (deleted, or not selected)\n",
+                (unsigned long long)info->kept_missing, info->kept_missing == 1 ? "" : "s",
+                info->kept_missing == 1 ? "it was" : "they were", info->kept_missing == 1 ? "its image is" : "their images are",
+                cfg->dir);
     selection_init(&r->sel, cfg, r->done);
     return 0;
 }
@@ -385,7 +396,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
             /* A signal that came when every image had been taken and settled stopped nothing. */
             if (atomic_load(&signals_seen) && (atomic_load(&r->scan_cut) || atomic_load(&st->unsent)))
                 rc = 130;
-            else if (atomic_load(&st->failed) || (!cfg->retry_failed && r->info.failed))
+            else if (atomic_load(&st->failed) || r->info.kept_failed)
                 rc = 1; /* failed rows kept from an earlier run count too: the file is not all ok */
         }
     }

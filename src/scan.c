@@ -151,6 +151,35 @@ static int is_image(const scanner *s, const char *name, size_t len)
     return 0;
 }
 
+int scan_name_is_image(const struct scan_opts *opts, const char *name, size_t len)
+{
+    const char *const *exts = default_exts;
+    size_t n_exts = sizeof default_exts / sizeof default_exts[0];
+    if (opts && opts->exts && opts->n_exts) {
+        exts = opts->exts;
+        n_exts = opts->n_exts;
+    }
+    const char *dot = memrchr(name, '.', len);
+    if (!dot)
+        return 0;
+    size_t elen = len - (size_t)(dot - name) - 1;
+    for (size_t i = 0; i < n_exts; i++) {
+        const char *e = exts[i];
+        if (!e)
+            continue;
+        if (*e == '.')
+            e++;
+        if (elen == 0 || elen > SCAN_EXT_MAX || strlen(e) != elen)
+            continue;
+        size_t j = 0;
+        while (j < elen && lower((unsigned char)dot[1 + j]) == lower((unsigned char)e[j]))
+            j++;
+        if (j == elen)
+            return 1;
+    }
+    return 0;
+}
+
 /* Closes the shallowest open level below the root, saving where to resume. Returns 0, or -1 when
  * there is nothing to evict. */
 static int evict_one(scanner *s)

@@ -41,6 +41,10 @@ int scan_next(scanner *s, struct scan_entry *out);
 uint64_t scan_warnings(const scanner *s);
 const char *scan_last_warning(const scanner *s);
 
+/* 1 when a file named name (the last path component, len bytes) has one of opts' extensions (opts
+ * NULL: the default ones): what the walk would report. */
+int scan_name_is_image(const struct scan_opts *opts, const char *name, size_t len);
+
 /* Closes every open directory stream. scan_close(NULL) is a no-op. */
 void scan_close(scanner *s);
 

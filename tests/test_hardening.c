@@ -3,6 +3,8 @@
  *   "hardening merge"    a stale OUT.merge.tmp (a killed merge's, a link, one still locked by a live
  *                        merge) is taken over, removed or left alone as it should be, and no merge
  *                        that fails leaves one behind
+ *   "hardening rows"     one row per image found, whatever happens to the folder: --retry-failed
+ *                        keeps the failed rows of files deleted since
  */
 #include <CUnit/CUnit.h>
 #include <errno.h>
@@ -196,6 +198,97 @@ static void test_merge_write_error(void)
     CHECKF(file_equals(f.out, "an earlier merge\n"), "%s changed", f.out);
 }
 
+/* ---- hardening rows ----------------------------------------------------------------------------- */
+
+static struct mock_proc M;
+
+static int rows_init(void)
+{
+    return mock_start(&M, NULL);
+}
+
+static int rows_clean(void)
+{
+    mock_stop(&M);
+    return 0;
+}
+
+/* annotate ROOT --out CSV --server URL [--force] EXTRA..., with --quiet unless loud; in_child (may
+ * be NULL) runs in the child before the exec. */
+static int annotate(char *out, size_t outlen, int loud, void (*in_child)(void *), void *arg, const char *root,
+                    const char *csv, const char *server, const char *const *extra)
+{
+    const char *argv[64];
+    int n = e2e_annotate_argv(argv, 64, root, csv, server, extra), k = 0;
+    for (int i = 0; i < n; i++)
+        if (!loud || strcmp(argv[i], "--quiet"))
+            argv[k++] = argv[i];
+    argv[k] = NULL;
+    return run_cmd_hook(argv, tmo(60), out, outlen, in_child, arg);
+}
+
+/* The row of path in c (NULL when none), and how many rows it has. */
+static const struct e2e_row *row_of(const struct e2e_csv *c, const char *path, int *count)
+{
+    const struct e2e_row *r = NULL;
+    *count = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->rows[i].n > COL_PATH && !strcmp(c->rows[i].f[COL_PATH].s, path)) {
+            r = &c->rows[i];
+            ++*count;
+        }
+    return r;
+}
+
+/* A run with the server down fails every image; five files are deleted; --resume --retry-failed
+ * with the server up redoes the rest and keeps the five failed rows as they were (they used to be
+ * dropped: the rows of files since deleted vanished). Exit 1, as failed rows remain. */
+static void test_retry_failed_keeps_deleted(void)
+{
+    enum { N = 30, GONE = 5 };
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "hardening", N, 12) == 0);
+    char down[64], out[8192];
+    snprintf(down, sizeof down, "http://127.0.0.1:%d", e2e_closed_port());
+    const char *first[] = {"--retries", "0", "--strategy", "serial", NULL};
+    int rc = annotate(out, sizeof out, 0, NULL, NULL, t.root, t.csv, down, first);
+    CHECKF(rc == 1, "the run with the server down: exit %d: %s", rc, out);
+    for (int i = 0; i < GONE; i++)
+        CU_ASSERT(unlink(t.paths[i * 6]) == 0);
+    const char *again[] = {"--resume", "--retry-failed", NULL};
+    rc = annotate(out, sizeof out, 1, NULL, NULL, t.root, t.csv, M.base_url, again);
+    CHECKF(rc == 1, "--resume --retry-failed with %d files gone: exit %d (want 1: their rows stay failed): %s", GONE,
+           rc, out);
+    CHECKF(strstr(out, "kept 5 failed rows"), "the run does not say it kept the 5 failed rows: %s", out);
+    for (int round = 0; round < 2; round++) {
+        struct e2e_csv c;
+        if (e2e_csv_read(t.csv, &c)) {
+            CU_FAIL("the results file cannot be read as CSV");
+            break;
+        }
+        CHECKF(c.n == N, "round %d: %zu rows for %d images", round, c.n, N);
+        for (size_t i = 0; i < t.n; i++) {
+            int count;
+            const struct e2e_row *r = row_of(&c, t.paths[i], &count);
+            int gone = i % 6 == 0 && i / 6 < GONE;
+            CHECKF(count == 1, "round %d: image %zu has %d rows", round, i, count);
+            if (r && gone)
+                CHECKF(!strcmp(r->f[COL_STATUS].s, "failed") && strstr(r->f[COL_ERROR].s, "onnect"),
+                       "round %d: the deleted image %zu's row is not its failed row: %s %s", round, i,
+                       r->f[COL_STATUS].s, r->f[COL_ERROR].s);
+            else if (r)
+                CHECKF(!strcmp(r->f[COL_STATUS].s, "ok"), "round %d: image %zu is %s", round, i, r->f[COL_STATUS].s);
+        }
+        e2e_csv_free(&c);
+        /* Once more: nothing changes, still exit 1. */
+        if (round == 0) {
+            rc = annotate(out, sizeof out, 0, NULL, NULL, t.root, t.csv, M.base_url, again);
+            CHECKF(rc == 1, "a second --retry-failed: exit %d: %s", rc, out);
+        }
+    }
+    e2e_tree_free(&t);
+}
+
 /* ---- registration ------------------------------------------------------------------------------- */
 
 int register_hardening(void)
@@ -207,6 +300,9 @@ int register_hardening(void)
                      test_merge_stale_tmp_symlink) ||
         !CU_add_test(s, "a live merge's locked OUT.merge.tmp is left alone (exit 2)", test_merge_tmp_locked) ||
         !CU_add_test(s, "a write error leaves no OUT.merge.tmp and OUT as it was", test_merge_write_error))
+        return -1;
+    s = CU_add_suite("hardening rows", rows_init, rows_clean);
+    if (!s || !CU_add_test(s, "--retry-failed keeps the failed rows of deleted files", test_retry_failed_keeps_deleted))
         return -1;
     return 0;
 }
