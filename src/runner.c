@@ -43,7 +43,45 @@ struct runner {
     pthread_mutex_t out_mu; /* the writer and the signal thread's last-resort sync */
     struct progress *prog;
     struct bench_sampler *sampler;
+    /* Folders the scan could not read, each written as a failed row by the scanning thread. */
+    atomic_uint_fast64_t folders_failed;
+    pthread_mutex_t folder_mu; /* the last one, for the summary */
+    char folder_last[600];
 };
+
+/* A folder the scan could not read: one failed row (path = the folder, with its '/'), written
+ * at once from the scanning thread (it goes through no stage). Not in this shard, or already
+ * with a row (a resume): nothing. A row that cannot be written stops the run. */
+static void folder_row(struct runner *r, const struct scan_entry *e)
+{
+    if (r->cfg->shard_n && shard_hash(e->rel, e->rel_len) % (uint64_t)r->cfg->shard_n != (uint64_t)r->cfg->shard_k)
+        return;
+    if (r->done && doneset_has(r->done, e->path, e->path_len))
+        return;
+    struct item *it = item_new(e->path, e->path_len, (size_t)(e->rel - e->path), r->run.p->n, 0);
+    char err[512] = "";
+    int rc = -1;
+    if (it) {
+        item_fail(it, "%s", e->error);
+        if (it->error) {
+            pthread_mutex_lock(&r->out_mu);
+            rc = results_write(r->out, it, err, sizeof err);
+            pthread_mutex_unlock(&r->out_mu);
+        }
+    }
+    if (rc == 0) {
+        atomic_fetch_add(&r->folders_failed, 1);
+        pthread_mutex_lock(&r->folder_mu);
+        snprintf(r->folder_last, sizeof r->folder_last, "%.*s (%s)", (int)(e->path_len > 300 ? 300 : e->path_len),
+                 e->path, e->error);
+        pthread_mutex_unlock(&r->folder_mu);
+    } else {
+        fprintf(stderr, "annotate: cannot write the row of the folder %.*s (%s): %s\n",
+                (int)(e->path_len > 300 ? 300 : e->path_len), e->path, e->error, err[0] ? err : "out of memory");
+        atomic_store(&r->run.stop, RUN_ABORT);
+    }
+    item_free(it);
+}
 
 /* The next item the run should process, or NULL at the end (or when stopping). */
 static struct item *next_item(struct runner *r, uint64_t *seq)
@@ -54,7 +92,12 @@ static struct item *next_item(struct runner *r, uint64_t *seq)
             atomic_store(&r->scan_cut, 1);
             break;
         }
-        if (scan_next(r->sc, &e) != 1)
+        int got = scan_next(r->sc, &e);
+        if (got == 2) {
+            folder_row(r, &e);
+            continue;
+        }
+        if (got != 1)
             break;
         enum pick k = selection_pick(&r->sel, &e);
         if (k == PICK_STOP)
@@ -286,6 +329,7 @@ static int setup(struct runner *r, char *err, size_t errlen)
     }
     if (!(r->sc = scan_open(cfg->dir, &cfg->scan, err, errlen)))
         return -1;
+    scan_report_folders(r->sc, 1);
     struct results_opts ro = {.path = cfg->out, .dir = cfg->dir, .resume = cfg->resume,
                               .retry_failed = cfg->retry_failed, .force = cfg->force, .sync_every = cfg->sync_every,
                               .can_redo = selection_finds, .can_redo_ud = (void *)cfg};
@@ -322,6 +366,8 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
     sum->attempts = atomic_load(&st->attempts);
     sum->retries = atomic_load(&st->retries);
     sum->interrupted = rc == 130;
+    sum->folders_failed = atomic_load(&r->folders_failed);
+    snprintf(sum->folder_last, sizeof sum->folder_last, "%s", r->folder_last);
     for (int s = 0; s < r->cfg->pipeline->n; s++) {
         uint64_t p99 = hist_quantile(&st->stage_us[s], 0.99);
         if (p99 > sum->slowest_p99_us) {
@@ -350,6 +396,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     r->run.stats = st;
     r->shared.fd = -1;
     pthread_mutex_init(&r->out_mu, NULL);
+    pthread_mutex_init(&r->folder_mu, NULL);
     double t0 = now_s();
     int rc = setup(r, err, errlen) ? 2 : 0;
     if (rc == 0) {
@@ -372,7 +419,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
-        if (scan_warnings(r->sc) && !cfg->quiet)
+        if (scan_warnings(r->sc) > atomic_load(&r->folders_failed) && !cfg->quiet)
             fprintf(stderr, "annotate: %llu director%s could not be read (last: %s)\n",
                     (unsigned long long)scan_warnings(r->sc), scan_warnings(r->sc) == 1 ? "y" : "ies",
                     scan_last_warning(r->sc));
@@ -396,7 +443,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
             /* A signal that came when every image had been taken and settled stopped nothing. */
             if (atomic_load(&signals_seen) && (atomic_load(&r->scan_cut) || atomic_load(&st->unsent)))
                 rc = 130;
-            else if (atomic_load(&st->failed) || r->info.kept_failed)
+            else if (atomic_load(&st->failed) || r->info.kept_failed || atomic_load(&r->folders_failed))
                 rc = 1; /* failed rows kept from an earlier run count too: the file is not all ok */
         }
     }
@@ -408,6 +455,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     ratelimit_free(r->run.rl);
     shared_close(&r->shared);
     pthread_mutex_destroy(&r->out_mu);
+    pthread_mutex_destroy(&r->folder_mu);
     if (stats_out)
         *stats_out = st;
     else

@@ -3,8 +3,11 @@
  *   "hardening merge"    a stale OUT.merge.tmp (a killed merge's, a link, one still locked by a live
  *                        merge) is taken over, removed or left alone as it should be, and no merge
  *                        that fails leaves one behind
- *   "hardening rows"     one row per image found, whatever happens to the folder: --retry-failed
- *                        keeps the failed rows of files deleted since
+ *   "hardening rows"     one row per image found, whatever happens to the folder: a folder that
+ *                        cannot be read (mode 000 as an unprivileged user; replaced or removed between
+ *                        being listed and being opened) is a failed row, exit 1, named by the
+ *                        summary, retried by --resume; --retry-failed keeps the failed rows of files
+ *                        deleted since
  */
 #include <CUnit/CUnit.h>
 #include <errno.h>
@@ -13,10 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "scan.h"
 
 #include "check.h"
 #include "e2e_util.h"
@@ -289,6 +295,150 @@ static void test_retry_failed_keeps_deleted(void)
     e2e_tree_free(&t);
 }
 
+/* Folders listed by the walk, then replaced before it opens them: by a file (ENOTDIR), or removed
+ * (ENOENT). Each is returned once as a folder entry (2, path ending in '/', the reason), never
+ * silently skipped; the walk goes on. The replacement happens right after the first image comes
+ * back: the root's entries are read by then (one getdents for a dozen names), the other folders
+ * not yet opened. Works as root, unlike a mode-000 folder. */
+static void test_scan_folder_vanishes(void)
+{
+    enum { D = 10 };
+    char root[700], p[800];
+    CU_ASSERT_FATAL(make_tmpdir(root, sizeof root, "hardening-scan") == 0);
+    for (int i = 0; i < D; i++) {
+        snprintf(p, sizeof p, "%s/d%d", root, i);
+        CU_ASSERT_FATAL(mkdir(p, 0755) == 0);
+        snprintf(p, sizeof p, "%s/d%d/img.jpg", root, i);
+        put(p, "x");
+    }
+    char err[256] = "";
+    scanner *sc = scan_open(root, NULL, err, sizeof err);
+    CU_ASSERT_FATAL(sc != NULL);
+    scan_report_folders(sc, 1);
+    struct scan_entry e;
+    int first = -1, images = 0, folders = 0, k;
+    int seen[D] = {0};
+    while ((k = scan_next(sc, &e)) != 0) {
+        size_t rl = strlen(root);
+        CU_ASSERT_FATAL(e.path_len > rl + 3 && !memcmp(e.path, root, rl) && e.path[rl] == '/' &&
+                        e.path[rl + 1] == 'd');
+        int i = e.path[rl + 2] - '0';
+        CU_ASSERT_FATAL(i >= 0 && i < D);
+        if (k == 1) {
+            CU_ASSERT(e.error == NULL);
+            images++;
+            if (first < 0) {
+                first = i;
+                for (int j = 0; j < D; j++) {
+                    if (j == i)
+                        continue;
+                    snprintf(p, sizeof p, "%s/d%d", root, j);
+                    CU_ASSERT_FATAL(tree_rm(p) == 0);
+                    if (j % 2)
+                        put(p, "now a file"); /* odd ones replaced by a file, even ones just gone */
+                }
+            }
+            continue;
+        }
+        folders++;
+        seen[i]++;
+        CHECKF(k == 2 && e.error && e.path[e.path_len - 1] == '/' && e.path_len == rl + 4 &&
+                   e.rel == e.path + rl + 1 && e.rel_len == 3,
+               "folder entry %d: %s", k, printable(e.path, e.path_len));
+        const char *why = strerror(i % 2 ? ENOTDIR : ENOENT);
+        CHECKF(e.error && strstr(e.error, "cannot read folder") && strstr(e.error, why),
+               "d%d: the reason is \"%s\", want cannot read folder: %s", i, e.error ? e.error : "(none)", why);
+    }
+    scan_close(sc);
+    CHECKF(images == 1, "%d images found, want 1 (only the folder that stayed)", images);
+    CHECKF(folders == D - 1, "%d folders reported, want %d (every one that vanished)", folders, D - 1);
+    for (int j = 0; j < D; j++)
+        CHECKF(seen[j] == (j != first), "d%d reported %d times", j, seen[j]);
+    CU_ASSERT(tree_rm(root) == 0);
+}
+
+#define NOBODY 65534 /* Debian's nobody and nogroup */
+
+/* In the child: become nobody when root (root opens any folder), so that mode 000 holds. */
+static void as_nobody(void *root)
+{
+    if (geteuid() == 0 && (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))) {
+        fprintf(stderr, "as_nobody: cannot become uid %d: %s\n", NOBODY, strerror(errno));
+        _exit(98);
+    }
+    if (access(root, R_OK | X_OK)) {
+        fprintf(stderr, "as_nobody: uid %d cannot read %s: %s\n", (int)geteuid(), (char *)root, strerror(errno));
+        _exit(98);
+    }
+}
+
+/* A subfolder that cannot be opened (mode 000, run as nobody): one failed row for it (path = the
+ * folder, "cannot read folder: Permission denied"), every other image ok, exit 1, the summary and
+ * --stats-json count it. Once readable, --resume retries it: its image gets its row, the folder's
+ * row goes, exit 0. While it stays unreadable, a --resume writes no second row. */
+static void test_unreadable_folder_row(void)
+{
+    enum { N = 20 };
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "hardening", N, 13) == 0);
+    /* nobody must reach the tree and write the results: the directory becomes its own. */
+    CU_ASSERT_FATAL(chown(t.base, NOBODY, NOBODY) == 0 && chmod(t.base, 0755) == 0);
+    char locked[700], want_row[720], out[8192];
+    snprintf(locked, sizeof locked, "%s/05", t.root);
+    snprintf(want_row, sizeof want_row, "%s/", locked);
+    CU_ASSERT_FATAL(chmod(locked, 0) == 0);
+    const char *first[] = {"--stats-json", t.sj, NULL};
+    int rc = annotate(out, sizeof out, 1, as_nobody, t.root, t.root, t.csv, M.base_url, first);
+    CHECKF(rc == 1, "a run with an unreadable folder: exit %d (want 1): %s", rc, out);
+    CHECKF(strstr(out, "1 folder could not be read") && strstr(out, want_row) && strstr(out, "--resume"),
+           "the summary does not name the folder: %s", out);
+    struct e2e_csv c;
+    int count;
+    if (e2e_csv_read(t.csv, &c) == 0) {
+        CHECKF(c.n == N, "%zu rows: want %d (%d images and the folder)", c.n, N, N - 1);
+        const struct e2e_row *r = row_of(&c, want_row, &count);
+        CHECKF(count == 1, "the folder %s has %d rows", want_row, count);
+        if (r)
+            CHECKF(!strcmp(r->f[COL_STATUS].s, "failed") &&
+                       strstr(r->f[COL_ERROR].s, "cannot read folder: Permission denied"),
+                   "the folder's row: %s, %s", r->f[COL_STATUS].s, r->f[COL_ERROR].s);
+        for (size_t i = 0; i < t.n; i++) {
+            r = row_of(&c, t.paths[i], &count);
+            int inside = !strncmp(t.paths[i], want_row, strlen(want_row));
+            CHECKF(count == !inside, "image %zu (%s the folder) has %d rows", i, inside ? "in" : "not in", count);
+            if (r)
+                CHECKF(!strcmp(r->f[COL_STATUS].s, "ok"), "image %zu: %s", i, r->f[COL_STATUS].s);
+        }
+        e2e_csv_free(&c);
+    } else {
+        CU_FAIL("the results file cannot be read as CSV");
+    }
+    cJSON *j = e2e_read_json(t.sj);
+    CHECKF(e2e_json_num(j, "folders_failed") == 1, "--stats-json: folders_failed %g", e2e_json_num(j, "folders_failed"));
+    cJSON_Delete(j);
+
+    /* Still locked: --resume tries again and the folder keeps one row. */
+    const char *resume[] = {"--resume", NULL};
+    rc = annotate(out, sizeof out, 0, as_nobody, t.root, t.root, t.csv, M.base_url, resume);
+    CHECKF(rc == 1, "--resume, folder still unreadable: exit %d: %s", rc, out);
+    if (e2e_csv_read(t.csv, &c) == 0) {
+        row_of(&c, want_row, &count);
+        CHECKF(c.n == N && count == 1, "after --resume: %zu rows, the folder's %d", c.n, count);
+        e2e_csv_free(&c);
+    }
+    /* Readable again: --resume does it. */
+    CU_ASSERT_FATAL(chmod(locked, 0755) == 0);
+    rc = annotate(out, sizeof out, 0, as_nobody, t.root, t.root, t.csv, M.base_url, resume);
+    CHECKF(rc == 0, "--resume once the folder is readable: exit %d: %s", rc, out);
+    if (e2e_csv_read(t.csv, &c) == 0) {
+        CU_ASSERT_EQUAL(e2e_check_results(&c, t.paths, t.n, NULL, NULL), 0);
+        e2e_csv_free(&c);
+    } else {
+        CU_FAIL("the results file cannot be read as CSV");
+    }
+    e2e_tree_free(&t);
+}
+
 /* ---- registration ------------------------------------------------------------------------------- */
 
 int register_hardening(void)
@@ -302,7 +452,10 @@ int register_hardening(void)
         !CU_add_test(s, "a write error leaves no OUT.merge.tmp and OUT as it was", test_merge_write_error))
         return -1;
     s = CU_add_suite("hardening rows", rows_init, rows_clean);
-    if (!s || !CU_add_test(s, "--retry-failed keeps the failed rows of deleted files", test_retry_failed_keeps_deleted))
+    if (!s || !CU_add_test(s, "folders replaced or removed mid-scan: each returned once", test_scan_folder_vanishes) ||
+        !CU_add_test(s, "an unreadable folder: a failed row, exit 1, the summary; --resume retries it",
+                     test_unreadable_folder_row) ||
+        !CU_add_test(s, "--retry-failed keeps the failed rows of deleted files", test_retry_failed_keeps_deleted))
         return -1;
     return 0;
 }
