@@ -21,6 +21,7 @@
 
 #include "bench.h"
 #include "exec.h"
+#include "fdlimit.h"
 #include "progress.h"
 #include "results.h"
 #include "run.h"
@@ -30,6 +31,7 @@
 struct runner {
     struct run run;
     const struct config *cfg;
+    struct config cfg_fit; /* the run's copy of the settings (see fdlimit.h); cfg points at it */
     struct shared shared;
     scanner *sc;
     struct doneset *done;
@@ -390,6 +392,18 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
         snprintf(err, errlen, "out of memory");
         return 2;
     }
+    /* The run's own copy of the settings, fitted to the open-file limit: every stage (worker
+     * processes too, which are sent it) and the progress line see the same. */
+    r->cfg_fit = *cfg;
+    cfg = &r->cfg_fit;
+    char note[512];
+    if (fdlimit_fit(&r->cfg_fit, note, sizeof note, err, errlen)) {
+        stats_free(st);
+        free(r);
+        return 2;
+    }
+    if (note[0] && !cfg->quiet)
+        fprintf(stderr, "annotate: %s\n", note);
     r->cfg = cfg;
     r->run.cfg = cfg;
     r->run.p = cfg->pipeline;

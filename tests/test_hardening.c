@@ -8,6 +8,8 @@
  *                        being listed and being opened) is a failed row, exit 1, named by the
  *                        summary, retried by --resume; --retry-failed keeps the failed rows of files
  *                        deleted since
+ *   "hardening fds"      under ulimit -n 64 with --concurrency 1000 or 200 workers, every strategy
+ *                        finishes every image ok: the run fits itself to the limit and says so
  */
 #include <CUnit/CUnit.h>
 #include <errno.h>
@@ -439,6 +441,97 @@ static void test_unreadable_folder_row(void)
     e2e_tree_free(&t);
 }
 
+/* ---- hardening fds ------------------------------------------------------------------------------ */
+
+static void nofile_limit(void *arg)
+{
+    struct rlimit rl = {(rlim_t)(size_t)arg, (rlim_t)(size_t)arg};
+    if (setrlimit(RLIMIT_NOFILE, &rl)) {
+        fprintf(stderr, "nofile_limit: %s\n", strerror(errno));
+        _exit(98);
+    }
+}
+
+/* ulimit -n 64 (soft and hard, set in the child) and far more asked for: every image gets an ok
+ * row, exit 0, and a note names what was lowered. The mock answers after 30 ms, so that many
+ * requests would be in flight at once; before, hundreds of rows failed with "Too many open
+ * files" or "Failed to connect", and the processes strategy could not start its workers. With
+ * a soft limit below a higher hard one, the run raises the soft limit and lowers nothing. */
+static void test_nofile_64(void)
+{
+    enum { N = 150 };
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "hardening", N, 14) == 0);
+    struct mock_proc slow = {0};
+    static const char *const margs[] = {"--latency-ms", "30", NULL};
+    if (mock_start(&slow, margs)) {
+        CU_FAIL("the mock did not start");
+        e2e_tree_free(&t);
+        return;
+    }
+    static const char *const runs[][8] = {
+        {"--concurrency", "1000", NULL},
+        {"--concurrency", "1000", "--loops", "4", NULL},
+        {"--strategy", "threads", "--workers", "200", NULL},
+        {"--strategy", "processes", "--workers", "100", NULL},
+        {"--strategy", "load=threads,query=processes", "--workers", "60", NULL},
+    };
+    char out[8192];
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        long t0 = now_ms();
+        int rc = annotate(out, sizeof out, 1, nofile_limit, (void *)(size_t)64, t.root, t.csv, slow.base_url, runs[k]);
+        CHECKF(rc == 0, "ulimit -n 64, %s %s: exit %d: %s", runs[k][0], runs[k][1], rc, out);
+        CHECKF(strstr(out, "ulimit -n is 64: running with"), "%s %s: no note says what was lowered: %s", runs[k][0],
+               runs[k][1], out);
+        struct e2e_csv c;
+        if (e2e_csv_read(t.csv, &c) == 0) {
+            long bad = e2e_check_results(&c, t.paths, t.n, NULL, NULL);
+            CHECKF(bad == 0, "ulimit -n 64, %s %s: %ld problems in the rows", runs[k][0], runs[k][1], bad);
+            e2e_csv_free(&c);
+        } else {
+            CU_FAIL("the results file cannot be read as CSV");
+        }
+        fprintf(stderr, "[%s %s: %ld ms] ", runs[k][0], runs[k][1], now_ms() - t0);
+    }
+    e2e_tree_free(&t);
+    mock_stop(&slow);
+}
+
+/* The soft limit is raised (up to the hard one) rather than anything lowered. */
+static void soft_64(void *arg)
+{
+    (void)arg;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 64;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 4096)
+        rl.rlim_max = 4096;
+    if (setrlimit(RLIMIT_NOFILE, &rl)) {
+        fprintf(stderr, "soft_64: %s\n", strerror(errno));
+        _exit(98);
+    }
+}
+
+static void test_nofile_soft_raised(void)
+{
+    enum { N = 40 };
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "hardening", N, 15) == 0);
+    const char *extra[] = {"--concurrency", "1000", NULL};
+    char out[8192];
+    int rc = annotate(out, sizeof out, 1, soft_64, NULL, t.root, t.csv, M.base_url, extra);
+    CHECKF(rc == 0 && !strstr(out, "ulimit -n is"), "soft limit 64 under a hard 4096: exit %d: %s", rc, out);
+    struct e2e_csv c;
+    if (e2e_csv_read(t.csv, &c) == 0) {
+        CU_ASSERT_EQUAL(e2e_check_results(&c, t.paths, t.n, NULL, NULL), 0);
+        e2e_csv_free(&c);
+    }
+    /* And a limit that cannot hold a run at all is a set-up error, said at once. */
+    rc = annotate(out, sizeof out, 1, nofile_limit, (void *)(size_t)12, t.root, t.csv, M.base_url, extra);
+    CHECKF(rc == 2 && strstr(out, "ulimit -n is 12, too low"), "ulimit -n 12: exit %d: %s", rc, out);
+    e2e_tree_free(&t);
+}
+
 /* ---- registration ------------------------------------------------------------------------------- */
 
 int register_hardening(void)
@@ -456,6 +549,10 @@ int register_hardening(void)
         !CU_add_test(s, "an unreadable folder: a failed row, exit 1, the summary; --resume retries it",
                      test_unreadable_folder_row) ||
         !CU_add_test(s, "--retry-failed keeps the failed rows of deleted files", test_retry_failed_keeps_deleted))
+        return -1;
+    s = CU_add_suite("hardening fds", rows_init, rows_clean);
+    if (!s || !CU_add_test(s, "ulimit -n 64, 1000 in flight or 200 workers: every image ok", test_nofile_64) ||
+        !CU_add_test(s, "a low soft limit is raised; one too low for any run is exit 2", test_nofile_soft_raised))
         return -1;
     return 0;
 }
