@@ -115,8 +115,11 @@ static int format_row(const struct pipeline *p, const struct item *it, char **bu
     }
     if (!bad)
         bad = put_raw(buf, &len, cap, ",", 1);
-    if (!bad && it->status != ITEM_OK && it->error)
-        bad = csv_put_field(buf, &len, cap, it->error, strlen(it->error));
+    if (!bad && it->status != ITEM_OK) {
+        /* No reason means its copy ran out of memory (item_fail): a failed row always says why. */
+        const char *why = it->error ? it->error : "out of memory (the reason could not be kept)";
+        bad = csv_put_field(buf, &len, cap, why, strlen(why));
+    }
     char nums[64];
     int n = snprintf(nums, sizeof nums, ",%" PRIu32 ",%.0f\n", it->attempts, (now_s() - it->t_start) * 1e3);
     if (bad || put_raw(buf, &len, cap, nums, (size_t)n))

@@ -120,8 +120,11 @@ static struct item *next_item(struct runner *r, uint64_t *seq)
         struct item *it = item_new(e.path, e.path_len, (size_t)(e.rel - e.path), r->run.p->n, (*seq)++);
         if (it)
             return it;
-        fprintf(stderr, "annotate: out of memory\n");
-        atomic_store(&r->run.stop, RUN_DRAIN);
+        /* Not this image's failure, and no row may be claimed for it: stop (exit 2); the rows
+         * written are whole, and --resume runs the rest. */
+        fprintf(stderr, "annotate: out of memory for the image %.*s: stopping\n",
+                (int)(e.path_len > 300 ? 300 : e.path_len), e.path);
+        atomic_store(&r->run.stop, RUN_ABORT);
     }
     return NULL;
 }
@@ -446,6 +449,12 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
         progress_end(r->prog);
         if (rc == 0 && atomic_load(&r->run.shared->fatal)) {
             snprintf(err, errlen, "%s", r->run.shared->fatal_msg);
+            rc = 2;
+        }
+        if (rc == 0 && scan_lost(r->sc)) {
+            snprintf(err, errlen, "out of memory while scanning: %llu folder%s could not be read nor given a row; "
+                     "the rows written are valid: run again with --resume", (unsigned long long)scan_lost(r->sc),
+                     scan_lost(r->sc) == 1 ? "" : "s");
             rc = 2;
         }
         if (rc == 0 && atomic_load(&r->run.stop) == RUN_ABORT) {

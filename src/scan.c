@@ -84,6 +84,7 @@ struct scanner {
     size_t n_pend, cap_pend;
     char *given;       /* the path of the last one returned (valid until the next call) */
     char warn_given[160]; /* and its reason */
+    uint64_t lost;     /* folders that could not be queued (out of memory): scan_lost */
 };
 
 static const char *const default_exts[] = {"jpg", "jpeg", "png", "gif", "bmp", "webp"};
@@ -147,14 +148,18 @@ static void pend_add(scanner *s, size_t path_len, int folder, const char *what, 
     if (s->n_pend == s->cap_pend) {
         size_t cap = s->cap_pend ? s->cap_pend * 2 : 4;
         struct pend *p = realloc(s->pend, cap * sizeof *p);
-        if (!p)
+        if (!p) {
+            s->lost++;
             return;
+        }
         s->pend = p;
         s->cap_pend = cap;
     }
     struct pend *p = &s->pend[s->n_pend];
-    if (!(p->path = malloc(path_len + 2)))
+    if (!(p->path = malloc(path_len + 2))) {
+        s->lost++;
         return;
+    }
     memcpy(p->path, s->path, path_len);
     if (folder && (path_len == 0 || p->path[path_len - 1] != '/'))
         p->path[path_len++] = '/';
@@ -573,6 +578,11 @@ void scan_report_folders(scanner *s, int on)
 {
     if (s)
         s->report = on;
+}
+
+uint64_t scan_lost(const scanner *s)
+{
+    return s ? s->lost : 0;
 }
 
 uint64_t scan_warnings(const scanner *s)

@@ -48,6 +48,10 @@ int scan_next(scanner *s, struct scan_entry *out);
 /* Turns the returns of 2 of scan_next on (1) or off (0, the default). */
 void scan_report_folders(scanner *s, int on);
 
+/* With scan_report_folders on: folders that could not be read and could not be returned either
+ * (no memory to queue them). A run that has any must not claim to be complete. */
+uint64_t scan_lost(const scanner *s);
+
 /* Number of directories (or entries) that could not be read so far, and the last such message. */
 uint64_t scan_warnings(const scanner *s);
 const char *scan_last_warning(const scanner *s);

@@ -10,6 +10,12 @@
  *                        deleted since
  *   "hardening fds"      under ulimit -n 64 with --concurrency 1000 or 200 workers, every strategy
  *                        finishes every image ok: the run fits itself to the limit and says so
+ *   "hardening alloc"    build/annotate-failalloc (tests/failalloc.c) fails the Nth allocation of a
+ *                        small serial run, for N over every allocation (a sample of about 250 of
+ *                        them; ANNOTATE_ALLOC_SWEEP=all or make alloc-sweep: every one), once and
+ *                        from N on: each run exits 0 or 1 with every image in the CSV exactly once,
+ *                        or 2 with a message; never a crash, a sanitizer report or a hang, never a
+ *                        torn, duplicate or wrong row
  */
 #include <CUnit/CUnit.h>
 #include <errno.h>
@@ -532,6 +538,190 @@ static void test_nofile_soft_raised(void)
     e2e_tree_free(&t);
 }
 
+/* ---- hardening alloc ---------------------------------------------------------------------------- */
+
+static char fa_bin[700];
+
+static const char *failalloc_bin(void)
+{
+    const char *e = getenv("ANNOTATE_FAILALLOC_BIN");
+    if (e && *e)
+        return e;
+    const char *a = e2e_annotate_bin();
+    const char *slash = strrchr(a, '/');
+    snprintf(fa_bin, sizeof fa_bin, "%.*sannotate-failalloc", slash ? (int)(slash - a + 1) : 0, a);
+    return fa_bin;
+}
+
+struct fa_env {
+    long n;
+    int from;
+    const char *count_file;
+};
+
+/* In the child: which allocation fails, and sanitizers that exit 99 (their default, 1, would look
+ * like a run with failed images). */
+static void fa_child(void *arg)
+{
+    const struct fa_env *e = arg;
+    char v[32];
+    snprintf(v, sizeof v, "%ld", e->n);
+    setenv("ANNOTATE_FAILALLOC", v, 1);
+    setenv("ANNOTATE_FAILALLOC_FROM", e->from ? "1" : "0", 1);
+    if (e->count_file)
+        setenv("ANNOTATE_FAILALLOC_COUNT", e->count_file, 1);
+    static const char *const vars[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS"};
+    for (int i = 0; i < 2; i++) {
+        const char *old = getenv(vars[i]);
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s%sexitcode=99", old ? old : "", old && *old ? ":" : "");
+        setenv(vars[i], buf, 1);
+    }
+}
+
+struct fa_tally {
+    long runs, exit0, exit1, exit2, bad;
+};
+
+/* One run with allocation n failing (once, or from n on); checks its outcome against the
+ * reference rows. */
+static void fa_run(const struct e2e_tree *t, const struct e2e_csv *ref, long n, int from, struct fa_tally *ty)
+{
+    struct fa_env env = {n, from, NULL};
+    const char *argv[] = {failalloc_bin(), t->root, "--out", t->csv, "--server", M.base_url, "--strategy", "serial",
+                          "--quiet", "--force", NULL};
+    char out[4096];
+    unlink(t->csv);
+    int rc = run_cmd_hook(argv, tmo(20), out, sizeof out, fa_child, &env);
+    ty->runs++;
+    const char *mode = from ? "from" : "only";
+    int bad = 0;
+    if (rc < 0 || rc > 2) {
+        CHECKF(0, "allocation %ld (%s) failing: exit %d (a crash, a sanitizer's report or a hang): %s", n, mode, rc,
+               out);
+        ty->bad++;
+        return;
+    }
+    if (rc == 0)
+        ty->exit0++;
+    else if (rc == 1)
+        ty->exit1++;
+    else
+        ty->exit2++;
+    if (rc == 2) {
+        /* A clear error: annotate says something besides the injector's own line. */
+        const char *p = out;
+        int said = 0;
+        while ((p = strstr(p, "annotate")) && !said) {
+            said = p == out || p[-1] == '\n';
+            p++;
+        }
+        if (!said) {
+            CHECKF(0, "allocation %ld (%s) failing: exit 2 without a message: %s", n, mode, out);
+            bad = 1;
+        }
+    }
+    struct e2e_csv c;
+    struct stat st;
+    if (stat(t->csv, &st) != 0 || st.st_size == 0) {
+        if (rc != 2) {
+            CHECKF(0, "allocation %ld (%s) failing: exit %d and no results: %s", n, mode, rc, out);
+            bad = 1;
+        }
+    } else if (e2e_csv_read(t->csv, &c) != 0) {
+        CHECKF(0, "allocation %ld (%s) failing: exit %d and the results are not CSV", n, mode, rc);
+        bad = 1;
+    } else {
+        int failed = 0;
+        if (!c.complete || c.ragged || (c.header.n && c.header.n != N_COLS)) {
+            CHECKF(0, "allocation %ld (%s) failing: a torn or ragged results file (exit %d)", n, mode, rc);
+            bad = 1;
+        }
+        for (size_t i = 0; i < t->n && !bad; i++) {
+            int count, rcount;
+            const struct e2e_row *r = row_of(&c, t->paths[i], &count), *want = row_of(ref, t->paths[i], &rcount);
+            if (count == 0 && rc != 2) {
+                /* Its folder could not be read (fdopendir ran out of memory): the folder's row
+                 * stands for it. */
+                for (size_t j = 0; j < c.n && count == 0; j++) {
+                    const struct e2e_row *f = &c.rows[j];
+                    count = f->f[COL_PATH].len && f->f[COL_PATH].s[f->f[COL_PATH].len - 1] == '/' &&
+                            !strncmp(t->paths[i], f->f[COL_PATH].s, f->f[COL_PATH].len) &&
+                            !strcmp(f->f[COL_STATUS].s, "failed");
+                }
+                failed += count;
+            }
+            if (count > 1 || (rc != 2 && count != 1)) {
+                CHECKF(0, "allocation %ld (%s) failing: exit %d and image %zu has %d rows: %s", n, mode, rc, i, count,
+                       out);
+                bad = 1;
+            } else if (r && !strcmp(r->f[COL_STATUS].s, "ok")) {
+                for (int k = COL_M01; k <= COL_M05 && !bad; k++)
+                    if (!want || strcmp(r->f[k].s, want->f[k].s)) {
+                        CHECKF(0, "allocation %ld (%s) failing: image %zu's ok row has a wrong cell %d: %s", n, mode,
+                               i, k, printable(r->f[k].s, r->f[k].len));
+                        bad = 1;
+                    }
+            } else if (r) {
+                failed++;
+                if (!r->f[COL_ERROR].len) {
+                    CHECKF(0, "allocation %ld (%s) failing: image %zu failed without a reason", n, mode, i);
+                    bad = 1;
+                }
+            }
+        }
+        if (c.n > t->n + 4 && !bad) {
+            CHECKF(0, "allocation %ld (%s) failing: %zu rows for %zu images", n, mode, c.n, t->n);
+            bad = 1;
+        }
+        if (!bad && ((rc == 0 && failed) || (rc == 1 && !failed))) {
+            CHECKF(0, "allocation %ld (%s) failing: exit %d with %d failed rows", n, mode, rc, failed);
+            bad = 1;
+        }
+        e2e_csv_free(&c);
+    }
+    ty->bad += bad;
+}
+
+static void test_alloc_failures(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "hardening", 4, 16) == 0);
+    char count_file[700], out[4096];
+    snprintf(count_file, sizeof count_file, "%s/count", t.base);
+    /* The reference: nothing fails; how many allocations a run makes. */
+    struct fa_env env = {0, 0, count_file};
+    const char *argv[] = {failalloc_bin(), t.root, "--out", t.csv, "--server", M.base_url, "--strategy", "serial",
+                          "--quiet", "--force", NULL};
+    int rc = run_cmd_hook(argv, tmo(20), out, sizeof out, fa_child, &env);
+    char *cnt = slurp(count_file, NULL);
+    long k = cnt ? atol(cnt) : 0;
+    free(cnt);
+    struct e2e_csv ref;
+    CHECKF(rc == 0 && k > 100, "%s with no failure: exit %d, %ld allocations counted: %s", failalloc_bin(), rc, k, out);
+    if (rc != 0 || k <= 100 || e2e_csv_read(t.csv, &ref) != 0) {
+        e2e_tree_free(&t);
+        return;
+    }
+    CU_ASSERT_EQUAL(e2e_check_results(&ref, t.paths, t.n, NULL, NULL), 0);
+    const char *all = getenv("ANNOTATE_ALLOC_SWEEP");
+    long stride = all && !strcmp(all, "all") ? 1 : (k + 249) / 250;
+    struct fa_tally once = {0}, from = {0};
+    long t0 = now_ms();
+    /* The allocation sites repeat per image: a stride that is not a multiple of the per-image
+     * count walks through all of them. K + a few: the last ones (at exit) too. */
+    for (long n = 1; n <= k + 2 && once.bad < 10; n += stride)
+        fa_run(&t, &ref, n, 0, &once);
+    for (long n = 1; n <= k + 2 && from.bad < 10; n += stride * 8)
+        fa_run(&t, &ref, n, 1, &from);
+    fprintf(stderr, "[%ld allocations; failing one: %ld runs (%ld exit 0, %ld exit 1, %ld exit 2); from it on: %ld runs "
+                    "(%ld, %ld, %ld); %.1f s] ", k, once.runs, once.exit0, once.exit1, once.exit2, from.runs, from.exit0,
+            from.exit1, from.exit2, (double)(now_ms() - t0) / 1e3);
+    CU_ASSERT_EQUAL(once.bad + from.bad, 0);
+    e2e_csv_free(&ref);
+    e2e_tree_free(&t);
+}
+
 /* ---- registration ------------------------------------------------------------------------------- */
 
 int register_hardening(void)
@@ -553,6 +743,10 @@ int register_hardening(void)
     s = CU_add_suite("hardening fds", rows_init, rows_clean);
     if (!s || !CU_add_test(s, "ulimit -n 64, 1000 in flight or 200 workers: every image ok", test_nofile_64) ||
         !CU_add_test(s, "a low soft limit is raised; one too low for any run is exit 2", test_nofile_soft_raised))
+        return -1;
+    s = CU_add_suite("hardening alloc", rows_init, rows_clean);
+    if (!s || !CU_add_test(s, "every allocation of a run fails in turn: a whole CSV or a clear exit 2",
+                           test_alloc_failures))
         return -1;
     return 0;
 }
