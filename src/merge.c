@@ -32,6 +32,7 @@ struct pass {
     FILE *f;
     const char *text;
     int second;
+    int oom;
     unsigned long long rows_in, rows_out;
 };
 
@@ -40,13 +41,16 @@ static void on_row(void *ud, const char *path, size_t len, int ok, size_t start,
     struct pass *p = ud;
     if (!p->second) {
         p->rows_in++;
-        if (ok)
-            doneset_add(p->ok, path, len);
+        if (ok && doneset_add(p->ok, path, len) < 0)
+            p->oom = 1;
         return;
     }
     if (!ok && doneset_has(p->ok, path, len))
         return;
-    if (doneset_add(p->written, path, len)) {
+    int added = doneset_add(p->written, path, len);
+    if (added < 0)
+        p->oom = 1;
+    else if (added) {
         fwrite(p->text + start, 1, end - start, p->f);
         p->rows_out++;
     }
@@ -225,7 +229,11 @@ int merge_main(int argc, char **argv)
             char err[300];
             size_t complete;
             p.text = in[i].text;
-            if (csv_rows(in[i].text, in[i].len, header, on_row, &p, &complete, err, sizeof err) < 0) {
+            int64_t got = csv_rows(in[i].text, in[i].len, header, on_row, &p, &complete, err, sizeof err);
+            if (got == -2 || p.oom) {
+                fprintf(stderr, "annotate merge: out of memory reading %s\n", in[i].name);
+                rc = 2;
+            } else if (got < 0) {
                 fprintf(stderr, "annotate merge: %s: %s (all inputs must come from the same pipeline)\n",
                         in[i].name, err);
                 rc = 2;

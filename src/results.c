@@ -181,7 +181,12 @@ struct keep {
 static void keep_row(void *ud, const char *path, size_t len, int ok, size_t start, size_t end)
 {
     struct keep *k = ud;
-    if ((ok || !doneset_has(k->redo, path, len)) && doneset_add(k->seen, path, len) && !k->oom)
+    if (k->oom || (!ok && doneset_has(k->redo, path, len)))
+        return;
+    int added = doneset_add(k->seen, path, len);
+    if (added < 0)
+        k->oom = 1;
+    else if (added)
         k->oom = put_raw(&k->buf, &k->len, &k->cap, k->text + start, end - start);
 }
 
@@ -209,8 +214,8 @@ static int compact(int *fd, const char *path, const char *text, size_t len, cons
     struct keep k = {doneset_new(), text, redo, NULL, 0, 0, 0};
     size_t complete;
     k.oom = !k.seen || put_raw(&k.buf, &k.len, &k.cap, header, strlen(header));
-    if (!k.oom)
-        csv_rows(text, len, header, keep_row, &k, &complete, err, errlen);
+    if (!k.oom && csv_rows(text, len, header, keep_row, &k, &complete, err, errlen) < 0)
+        k.oom = 1; /* the text was read once already: only memory can fail now */
     doneset_free(k.seen);
     if (k.oom) {
         free(k.buf);
@@ -265,7 +270,10 @@ static int resume_rows(int *fd, const struct results_opts *o, const struct pipel
     char why[300];
     struct resume_redo rr = {o->retry_failed, o->can_redo, o->can_redo_ud, redo};
     int64_t n = resume_parse_redo(text, len, header, &rr, set, &complete, info, why, sizeof why);
-    if (n < 0) {
+    if (n == -2) {
+        snprintf(err, errlen, "out of memory reading %s", o->path);
+        rc = -1;
+    } else if (n < 0) {
         snprintf(err, errlen, "cannot resume %s: %s. Use another --out file, or move this one aside.", o->path, why);
         rc = -1;
     } else if (n == 0) {

@@ -50,13 +50,14 @@ int64_t resume_parse_redo(const char *text, size_t len, const char *header, cons
 /* Calls fn for every complete, well-formed row of a results file in memory: its path, whether it
  * is ok, and its bytes [start, end). Checks the header against `header` (a csv_header line).
  * Returns the number of records (header included) and the length of the complete-row prefix, or
- * -1 with err when the text is not a results file of this pipeline. */
+ * -1 with err when the text is not a results file of this pipeline, or -2 when out of memory
+ * (resume_parse too). */
 typedef void (*csv_row_fn)(void *ud, const char *path, size_t len, int ok, size_t start, size_t end);
 int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn, void *ud,
                  size_t *complete_len, char *err, size_t errlen);
 
 struct doneset *doneset_new(void);
-int doneset_add(struct doneset *d, const char *path, size_t len); /* 1 added, 0 already there */
+int doneset_add(struct doneset *d, const char *path, size_t len); /* 1 added, 0 already there, -1 out of memory */
 int doneset_has(const struct doneset *d, const char *path, size_t len);
 uint64_t doneset_size(const struct doneset *d);
 /* 1 when some path in the set does not start with prefix (one is copied into example). */

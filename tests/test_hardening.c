@@ -584,17 +584,23 @@ struct fa_tally {
 };
 
 /* One run with allocation n failing (once, or from n on); checks its outcome against the
- * reference rows. */
-static void fa_run(const struct e2e_tree *t, const struct e2e_csv *ref, long n, int from, struct fa_tally *ty)
+ * reference rows. With prepared (a results file: image 0 ok, image 1 failed), the run is
+ * --resume --retry-failed over it, and image 0's row must survive whatever happens. */
+static void fa_run(const struct e2e_tree *t, const struct e2e_csv *ref, long n, int from, const char *prepared,
+                   struct fa_tally *ty)
 {
     struct fa_env env = {n, from, NULL};
     const char *argv[] = {failalloc_bin(), t->root, "--out", t->csv, "--server", M.base_url, "--strategy", "serial",
-                          "--quiet", "--force", NULL};
+                          "--quiet", prepared ? "--resume" : "--force", prepared ? "--retry-failed" : NULL, NULL};
     char out[4096];
     unlink(t->csv);
+    if (prepared && write_file(t->csv, prepared, strlen(prepared))) {
+        CU_FAIL("cannot write the results file to resume");
+        return;
+    }
     int rc = run_cmd_hook(argv, tmo(20), out, sizeof out, fa_child, &env);
     ty->runs++;
-    const char *mode = from ? "from" : "only";
+    const char *mode = prepared ? (from ? "resume, from" : "resume, only") : from ? "from" : "only";
     int bad = 0;
     if (rc < 0 || rc > 2) {
         CHECKF(0, "allocation %ld (%s) failing: exit %d (a crash, a sanitizer's report or a hang): %s", n, mode, rc,
@@ -651,7 +657,7 @@ static void fa_run(const struct e2e_tree *t, const struct e2e_csv *ref, long n, 
                 }
                 failed += count;
             }
-            if (count > 1 || (rc != 2 && count != 1)) {
+            if (count > 1 || ((rc != 2 || (prepared && i == 0)) && count != 1)) {
                 CHECKF(0, "allocation %ld (%s) failing: exit %d and image %zu has %d rows: %s", n, mode, rc, i, count,
                        out);
                 bad = 1;
@@ -705,21 +711,70 @@ static void test_alloc_failures(void)
     }
     CU_ASSERT_EQUAL(e2e_check_results(&ref, t.paths, t.n, NULL, NULL), 0);
     const char *all = getenv("ANNOTATE_ALLOC_SWEEP");
-    long stride = all && !strcmp(all, "all") ? 1 : (k + 249) / 250;
-    struct fa_tally once = {0}, from = {0};
+    long stride = all && !strcmp(all, "all") ? 1 : (k + 199) / 200;
+    struct fa_tally once = {0}, from = {0}, res = {0};
     long t0 = now_ms();
     /* The allocation sites repeat per image: a stride that is not a multiple of the per-image
      * count walks through all of them. K + a few: the last ones (at exit) too. */
     for (long n = 1; n <= k + 2 && once.bad < 10; n += stride)
-        fa_run(&t, &ref, n, 0, &once);
+        fa_run(&t, &ref, n, 0, NULL, &once);
     for (long n = 1; n <= k + 2 && from.bad < 10; n += stride * 8)
-        fa_run(&t, &ref, n, 1, &from);
+        fa_run(&t, &ref, n, 1, NULL, &from);
+    /* Resuming: reading the rows back, the rewrite without the failed one, the rest of the run. */
+    char *text = slurp(t.csv, NULL), *prepared = NULL;
+    const char *line = text ? strstr(text, t.paths[0]) : NULL, *eol = line ? strchr(line, '\n') : NULL;
+    if (line && eol && line[-1] == '\n' && asprintf(&prepared, "%s%.*s%s,failed,,,,,boom,1,0\n", E2E_HEADER,
+                                                   (int)(eol + 1 - line), line, t.paths[1]) > 0) {
+        for (long n = 1; n <= k + 2 && res.bad < 10; n += stride * 2)
+            fa_run(&t, &ref, n, n % 3 == 0, prepared, &res);
+    } else {
+        CU_FAIL("cannot build the results file to resume");
+    }
+    free(prepared);
+    free(text);
     fprintf(stderr, "[%ld allocations; failing one: %ld runs (%ld exit 0, %ld exit 1, %ld exit 2); from it on: %ld runs "
-                    "(%ld, %ld, %ld); %.1f s] ", k, once.runs, once.exit0, once.exit1, once.exit2, from.runs, from.exit0,
-            from.exit1, from.exit2, (double)(now_ms() - t0) / 1e3);
-    CU_ASSERT_EQUAL(once.bad + from.bad, 0);
+                    "(%ld, %ld, %ld); resuming: %ld runs (%ld, %ld, %ld); %.1f s] ", k, once.runs, once.exit0,
+            once.exit1, once.exit2, from.runs, from.exit0, from.exit1, from.exit2, res.runs, res.exit0, res.exit1,
+            res.exit2, (double)(now_ms() - t0) / 1e3);
+    CU_ASSERT_EQUAL(once.bad + from.bad + res.bad, 0);
     e2e_csv_free(&ref);
     e2e_tree_free(&t);
+}
+
+/* annotate merge with each of its allocations failing: exit 0 with the right merge, or exit 2 with
+ * OUT as it was and no temporary file. */
+static void test_alloc_merge(void)
+{
+    char dir[512], a[600], b[600], outf[600], tmpf[700], cnt[600];
+    CU_ASSERT_FATAL(make_tmpdir(dir, sizeof dir, "hardening-alloc-merge") == 0);
+    snprintf(a, sizeof a, "%s/a.csv", dir);
+    snprintf(b, sizeof b, "%s/b.csv", dir);
+    snprintf(outf, sizeof outf, "%s/out.csv", dir);
+    snprintf(tmpf, sizeof tmpf, "%s.merge.tmp", outf);
+    snprintf(cnt, sizeof cnt, "%s/count", dir);
+    put(a, shard_a);
+    put(b, shard_b);
+    const char *argv[] = {failalloc_bin(), "merge", outf, a, b, NULL};
+    char out[4096];
+    struct fa_env env = {0, 0, cnt};
+    int rc = run_cmd_hook(argv, tmo(20), out, sizeof out, fa_child, &env);
+    char *c = slurp(cnt, NULL);
+    long k = c ? atol(c) : 0;
+    free(c);
+    CHECKF(rc == 0 && k > 0 && file_equals(outf, merged), "merge with no failure: exit %d, %ld allocations: %s", rc, k,
+           out);
+    long bad = 0;
+    for (long n = 1; n <= k + 1 && bad < 5; n++) {
+        put(outf, "an earlier merge\n");
+        struct fa_env e = {n, n % 2, NULL};
+        rc = run_cmd_hook(argv, tmo(20), out, sizeof out, fa_child, &e);
+        int ok = (rc == 0 && file_equals(outf, merged)) ||
+                 (rc == 2 && strstr(out, "annotate merge:") && file_equals(outf, "an earlier merge\n"));
+        ok = ok && !exists(tmpf);
+        CHECKF(ok, "merge with allocation %ld failing: exit %d, temporary file %d: %s", n, rc, exists(tmpf), out);
+        bad += !ok;
+    }
+    CU_ASSERT(tree_rm(dir) == 0);
 }
 
 /* ---- registration ------------------------------------------------------------------------------- */
@@ -746,7 +801,9 @@ int register_hardening(void)
         return -1;
     s = CU_add_suite("hardening alloc", rows_init, rows_clean);
     if (!s || !CU_add_test(s, "every allocation of a run fails in turn: a whole CSV or a clear exit 2",
-                           test_alloc_failures))
+                           test_alloc_failures) ||
+        !CU_add_test(s, "every allocation of a merge fails in turn: the merge, or exit 2 and OUT as it was",
+                     test_alloc_merge))
         return -1;
     return 0;
 }
