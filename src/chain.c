@@ -23,10 +23,17 @@ uint64_t rng_next(uint64_t *s)
 int chain_truthy(const cJSON *v)
 {
     if (cJSON_IsRaw(v)) {
-        cJSON *t = cJSON_Parse(v->valuestring);
-        int r = chain_truthy(t);
-        cJSON_Delete(t);
-        return r;
+        /* The exact bytes of a checked JSON value, read without parsing (a parse that ran out of
+         * memory used to read as falsy and skip stages of an ok row). */
+        const char *t = v->valuestring ? v->valuestring : "null";
+        t += strspn(t, " \t\r\n");
+        if (*t == '[' || *t == '{')
+            return t[1 + strspn(t + 1, " \t\r\n")] != (*t == '[' ? ']' : '}');
+        if (*t == '"')
+            return t[1] != '"';
+        if (*t == '-' || (*t >= '0' && *t <= '9'))
+            return strtod(t, NULL) != 0;
+        return *t == 't'; /* true; null and false are falsy */
     }
     if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v) || cJSON_IsInvalid(v))
         return 0;

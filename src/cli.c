@@ -722,8 +722,11 @@ static int check_and_load(struct parse *ps, char *err, size_t errlen)
     if (cfg->config_file) {
         if (pipeline_load(cfg->config_file, &cfg->pipeline, err, errlen))
             return -1;
-    } else if (pipeline_default(&cfg->pipeline)) {
-        return bad(err, errlen, "the built-in pipeline does not parse (a bug)");
+    } else {
+        errno = 0;
+        if (pipeline_default(&cfg->pipeline))
+            return bad(err, errlen, errno == ENOMEM ? "out of memory loading the built-in pipeline"
+                                                    : "the built-in pipeline does not parse (a bug)");
     }
     for (int h = 0; h < ps->n_headers; h++)
         if (pipeline_add_header(cfg->pipeline, ps->headers[h], err, errlen))

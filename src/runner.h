@@ -12,6 +12,8 @@ struct run_summary {
     uint64_t not_in_shard;
     double elapsed_s;
     int interrupted;
+    uint64_t folders_failed; /* folders that could not be read: one failed row each */
+    char folder_last[600];   /* the last of them, with why */
     const char *slowest_stage;
     uint64_t slowest_p99_us;
     struct replica_summary { /* the replicas of stages with several URLs */

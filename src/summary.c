@@ -44,6 +44,12 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
         if (x->ejections)
             fprintf(f, ", ejected %d time%s\n", x->ejections, x->ejections == 1 ? "" : "s");
     }
+    if (s->folders_failed == 1)
+        fprintf(f, "annotate: 1 folder could not be read: %s; its row says so, and --resume will retry it\n",
+                s->folder_last);
+    else if (s->folders_failed)
+        fprintf(f, "annotate: %llu folders could not be read (the last: %s); their rows say why, and --resume will "
+                   "retry them\n", (unsigned long long)s->folders_failed, s->folder_last);
     if (s->interrupted)
         fprintf(f, "annotate: stopped early; run the same command with --resume to finish\n");
     else if (s->failed)
@@ -74,6 +80,7 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
     cJSON_AddNumberToObject(o, "images_ok", (double)s->ok);
     cJSON_AddNumberToObject(o, "images_failed", (double)s->failed);
     cJSON_AddNumberToObject(o, "images_skipped", (double)s->skipped);
+    cJSON_AddNumberToObject(o, "folders_failed", (double)s->folders_failed);
     cJSON_AddNumberToObject(o, "requests", (double)s->requests);
     cJSON_AddNumberToObject(o, "attempts", (double)s->attempts);
     cJSON_AddNumberToObject(o, "retries", (double)s->retries);

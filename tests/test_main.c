@@ -37,7 +37,8 @@
     X(bench)      \
     X(workers)    \
     X(run)        \
-    X(pyserver)
+    X(pyserver) \
+    X(hardening)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)
