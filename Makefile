@@ -7,6 +7,7 @@
 #   make tsan       the threaded and curl-multi paths under ThreadSanitizer
 #   make valgrind   the serial path under valgrind memcheck (errors and leaks fail it)
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
+#   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -54,8 +55,12 @@ TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
 ANNOTATE := $(BUILD)/annotate
 MOCK     := $(BUILD)/mock-model-server
 UNIT     := $(BUILD)/unit-tests
+# annotate with a counting allocator that fails the Nth allocation (tests/failalloc.c): the tests'
+# allocation-failure sweep runs it (suite "hardening alloc"; make alloc-sweep for every N).
+FAILALLOC := $(BUILD)/annotate-failalloc
+FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data fuzz install
+.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -73,7 +78,7 @@ $(BUILD)/obj/tests/%.o: tests/%.c Makefile
 
 # Objects also depend on this Makefile, so that a change of flags (or a build from before the
 # .d files) rebuilds them.
--include $(patsubst %.o,%.d,$(LIB_OBJ) $(BUILD)/obj/main.o $(MOCK_OBJ) $(TEST_OBJ))
+-include $(patsubst %.o,%.d,$(LIB_OBJ) $(BUILD)/obj/main.o $(MOCK_OBJ) $(TEST_OBJ) $(BUILD)/obj/tests/failalloc.o)
 
 $(BUILD)/libannotate.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -84,6 +89,9 @@ $(ANNOTATE): $(BUILD)/obj/main.o $(BUILD)/libannotate.a
 
 $(MOCK): $(MOCK_OBJ) $(BUILD)/libannotate.a
 	$(LINK) -o $@ $^ $(LIBS) $(shell pkg-config --libs libevent 2>/dev/null)
+
+$(FAILALLOC): $(BUILD)/obj/main.o $(BUILD)/libannotate.a $(BUILD)/obj/tests/failalloc.o
+	$(LINK) $(foreach w,$(FAILALLOC_WRAPS),-Wl,--wrap=$(w)) -o $@ $^ $(LIBS) -ldl
 
 # The unit tests link the mock's answer models (not its server) to predict every cell: the
 # seed's five (answers.o) and the seven dialects' (dialects.o, which needs no libevent).
@@ -115,7 +123,7 @@ test: deps
 	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
 
-check: check-suites check-flags all $(UNIT)
+check: check-suites check-flags all $(UNIT) $(FAILALLOC)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
 
 # tests/test_main.c's SUITES must list every register_NAME() of tests/test_*.c (see the script).
@@ -141,6 +149,12 @@ tsan:
 valgrind: all $(UNIT)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) ANNOTATE_TEST_FILTER=serial \
 	  ANNOTATE_WRAP="valgrind --error-exitcode=99 --leak-check=full -q" $(UNIT)
+
+# The allocation-failure sweep over every allocation of a small serial run, once and from each on
+# (make check runs a sample of about 250; make alloc-sweep BUILD=build-asan SAN=... under ASan).
+alloc-sweep: all $(UNIT) $(FAILALLOC)
+	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) ANNOTATE_TEST_FILTER="hardening alloc" \
+	  ANNOTATE_ALLOC_SWEEP=all $(UNIT)
 
 # base64 micro-benchmark: bench/bench_b64.c against the library, at -O2.
 BENCH_B64 := $(BUILD)/bench-b64

@@ -311,10 +311,11 @@ static void mkdirs_for(const char *path)
 /* ---- the runs' command lines ---- */
 
 /* Passed on to every run as given (or as the defaults have them). */
-static const char *const FORWARDED[] = {"config",        "header",      "queue-size",      "timeout-ms",
-                                        "connect-timeout-ms", "retries", "backoff-ms",     "backoff-max-ms",
-                                        "max-rps",       "max-image-bytes", "extensions",  "encoder",
-                                        "insecure",      "cacert",      NULL};
+static const char *const FORWARDED[] = {"config",          "header",           "queue-size",     "timeout-ms",
+                                        "connect-timeout-ms", "retries",        "backoff-ms",     "backoff-max-ms",
+                                        "max-rps",         "max-image-bytes",  "max-answer-bytes", "max-memory",
+                                        "outage-timeout",  "extensions",       "encoder",        "insecure",
+                                        "cacert",          NULL};
 /* bench's own: --server is the mock's or the one given; --workers, --concurrency and --loops are
  * set per point from the strategy; its runs are always --quiet; --help and --version end it. */
 static const char *const OWN[] = {"server", "workers", "concurrency", "loops", "quiet", "help", "version", NULL};
@@ -411,6 +412,12 @@ int bench_child_argv(const struct config *cfg, const struct bench_opts *b, const
     }
     arg(a, &bad, "--max-image-bytes");
     argf(a, &bad, "%llu", (unsigned long long)cfg->max_image_bytes);
+    arg(a, &bad, "--max-answer-bytes");
+    argf(a, &bad, "%ld", cfg->max_answer_bytes);
+    arg(a, &bad, "--max-memory");
+    argf(a, &bad, "%llu", (unsigned long long)cfg->max_memory);
+    arg(a, &bad, "--outage-timeout");
+    argf(a, &bad, "%ld", cfg->outage_timeout_s);
     if (b->extensions) {
         arg(a, &bad, "--extensions");
         arg(a, &bad, b->extensions);

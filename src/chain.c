@@ -23,10 +23,17 @@ uint64_t rng_next(uint64_t *s)
 int chain_truthy(const cJSON *v)
 {
     if (cJSON_IsRaw(v)) {
-        cJSON *t = cJSON_Parse(v->valuestring);
-        int r = chain_truthy(t);
-        cJSON_Delete(t);
-        return r;
+        /* The exact bytes of a checked JSON value, read without parsing (a parse that ran out of
+         * memory used to read as falsy and skip stages of an ok row). */
+        const char *t = v->valuestring ? v->valuestring : "null";
+        t += strspn(t, " \t\r\n");
+        if (*t == '[' || *t == '{')
+            return t[1 + strspn(t + 1, " \t\r\n")] != (*t == '[' ? ']' : '}');
+        if (*t == '"')
+            return t[1] != '"';
+        if (*t == '-' || (*t >= '0' && *t <= '9'))
+            return strtod(t, NULL) != 0;
+        return *t == 't'; /* true; null and false are falsy */
     }
     if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v) || cJSON_IsInvalid(v))
         return 0;
@@ -67,7 +74,8 @@ static struct chain_req *new_req(const struct run *run, struct item *it, int s, 
     r->stage = s;
     r->index = index;
     r->rng = (it->seq + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)s << 32 | (uint32_t)index);
-    struct fill_src src = {.b64 = it->b64, .b64_len = it->b64_len, .bytes = it->raw, .bytes_len = it->raw_len,
+    r->failed_replica = -1;
+    struct fill_src src = {.b64 = it->b64, .b64_len = it->b64_len, .b64_ours = 1, .bytes = it->raw, .bytes_len = it->raw_len,
                            .mime = it->mime ? it->mime : "application/octet-stream", .path = it->path,
                            .path_len = it->path_len, .index = index, .results = (const cJSON *const *)it->results};
     const char *slash = strrchr(it->path, '/');
@@ -83,6 +91,7 @@ static struct chain_req *new_req(const struct run *run, struct item *it, int s, 
         r->el[n] = 0;
         src.b64 = r->el;
         src.b64_len = n;
+        src.b64_ours = 0;
         int bytes = (st->body.needs & NEED_BYTES) != 0;
         if (decode_element(r, st, el, n, bytes))
             goto bad;
@@ -720,6 +729,76 @@ void chain_abandon(const struct run *run, struct chain_req *req, const char *why
     settle(run, req, NULL, why);
 }
 
+static int outage_kind(const struct chain_answer *a);
+
+/* The replica the attempt goes to (see chain.h), counted as outstanding there. */
+static void pick_replica(const struct run *run, struct chain_req *req, double now)
+{
+    const struct stage *st = &run->p->stages[req->stage];
+    if (st->n_urls < 2)
+        return;
+    struct shared_replica *r = &run->shared->replica[st->replica_base];
+    int64_t t = (int64_t)(now * 1000);
+    int best = -1, best_out = 0, soonest = 0, n = st->n_urls;
+    int start = (int)(rng_next(&req->rng) % (uint64_t)n); /* ties: a random one */
+    for (int pass = 0; pass < 2 && best < 0; pass++)
+        for (int j = 0; j < n; j++) {
+            int k = (start + j) % n;
+            if (atomic_load(&r[k].ejected_until_ms) > t)
+                continue;
+            if (pass == 0 && k == req->failed_replica && n > 1)
+                continue; /* a retry goes elsewhere when it can */
+            int out = atomic_load(&r[k].outstanding);
+            if (best < 0 || out < best_out) {
+                best = k;
+                best_out = out;
+            }
+        }
+    if (best < 0) /* every one ejected: the one back first */
+        for (int k = 1; k < n; k++)
+            if (atomic_load(&r[k].ejected_until_ms) < atomic_load(&r[soonest].ejected_until_ms))
+                soonest = k;
+    req->replica = best >= 0 ? best : soonest;
+    atomic_fetch_add(&r[req->replica].outstanding, 1);
+}
+
+/* Records how the attempt on its replica went: latency, errors, ejection. */
+static void replica_note(const struct run *run, struct chain_req *req, const struct chain_answer *a, int ok, double now)
+{
+    const struct stage *st = &run->p->stages[req->stage];
+    if (st->n_urls < 2)
+        return;
+    struct shared_replica *all = &run->shared->replica[st->replica_base], *r = &all[req->replica];
+    atomic_fetch_sub(&r->outstanding, 1);
+    atomic_fetch_add(&r->attempts, 1);
+    hist_add(&r->latency_us, (uint64_t)((now - req->t_attempt) * 1e6));
+    req->failed_replica = -1;
+    if (ok || (a->cc == CURLE_OK && !outage_kind(a))) {
+        if (ok) {
+            atomic_store(&r->fails_in_row, 0);
+            atomic_store(&r->ejections, 0);
+        } else {
+            atomic_fetch_add(&r->errors, 1);
+        }
+        return;
+    }
+    atomic_fetch_add(&r->errors, 1);
+    req->failed_replica = outage_kind(a) ? req->replica : -1;
+    if (!outage_kind(a) || atomic_fetch_add(&r->fails_in_row, 1) + 1 < CHAIN_EJECT_AFTER)
+        return;
+    int64_t t = (int64_t)(now * 1000);
+    int in_rotation = 0;
+    for (int k = 0; k < st->n_urls; k++)
+        in_rotation += atomic_load(&all[k].ejected_until_ms) <= t;
+    if (in_rotation <= 1 || atomic_load(&r->ejected_until_ms) > t)
+        return; /* the last one in rotation stays; an ejected one is not ejected twice */
+    int e = atomic_fetch_add(&r->ejections, 1) + 1;
+    long secs = (long)CHAIN_EJECT_BASE_S * e;
+    atomic_store(&r->ejected_until_ms, t + 1000 * (secs > CHAIN_EJECT_MAX_S ? CHAIN_EJECT_MAX_S : secs));
+    atomic_fetch_add(&r->ejected_total, 1);
+    atomic_store(&r->fails_in_row, CHAIN_EJECT_AFTER - 1); /* back in: one more failure ejects it again */
+}
+
 enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, double now)
 {
     if (req->it->status == ITEM_FAILED) {
@@ -738,6 +817,7 @@ enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, 
     req->attempts++;
     req->sends = 0;
     req->sent = 0;
+    pick_replica(run, req, now);
     atomic_fetch_add_explicit(&run->shared->in_flight, 1, memory_order_relaxed);
     return CHAIN_SEND;
 }
@@ -773,6 +853,70 @@ static void stop_on_setup_error(const struct run *run, int s, const struct chain
     atomic_store((atomic_int *)&run->stop, RUN_ABORT);
 }
 
+/* 1 for a failed attempt of the kind a server that is down or restarting gives: no connection,
+ * a reset, no answer, a timeout, or a 5xx other than 501 and 505 (which say "never"). */
+static int outage_kind(const struct chain_answer *a)
+{
+    switch (a->cc) {
+    case CURLE_OK:
+        return a->status >= 500 && a->status != 501 && a->status != 505;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Attempts that fail the outage way, in a row and from at least two requests, say the stage's
+ * server is down: one image the server chokes on is not an outage, every request failing is. */
+#define CHAIN_OUTAGE_ATTEMPTS 3
+#define CHAIN_OUTAGE_REQUESTS 2
+
+/* Feeds the outage detector with how an attempt of req ended. */
+static void outage_note(const struct run *run, const struct chain_req *req, const struct chain_answer *a, int ok,
+                        double now)
+{
+    struct shared_stage *d = &run->shared->stage[req->stage];
+    if (ok || (a->cc == CURLE_OK && !outage_kind(a))) {
+        /* An answer that is not an outage's: the server is up. */
+        if (atomic_load_explicit(&d->fails_in_row, memory_order_relaxed)) {
+            atomic_store(&d->fails_in_row, 0);
+            atomic_store(&d->fail_reqs, 0);
+            atomic_store(&d->last_fail_req, 0);
+            atomic_store(&d->down_since_ms, 0);
+        }
+        return;
+    }
+    if (!outage_kind(a))
+        return;
+    uint64_t id = (req->it->seq + 1) << 24 ^ (uint64_t)req->stage << 16 ^ (uint64_t)(req->index + 1);
+    int n = atomic_fetch_add(&d->fails_in_row, 1) + 1;
+    int k = atomic_exchange(&d->last_fail_req, id) != id ? atomic_fetch_add(&d->fail_reqs, 1) + 1
+                                                       : atomic_load(&d->fail_reqs);
+    int64_t zero = 0;
+    if (n >= CHAIN_OUTAGE_ATTEMPTS && k >= CHAIN_OUTAGE_REQUESTS)
+        atomic_compare_exchange_strong(&d->down_since_ms, &zero, (int64_t)(now * 1000) | 1);
+}
+
+/* 1 while stage s is down and its --outage-timeout has not run out: its failed attempts are
+ * then retried whatever their budget. */
+static int in_outage(const struct run *run, int s, double now)
+{
+    int64_t since = atomic_load(&run->shared->stage[s].down_since_ms);
+    return since && run->cfg->outage_timeout_s > 0 && now * 1000 - (double)since < run->cfg->outage_timeout_s * 1000.0;
+}
+
+double chain_down_for(const struct run *run, int stage, double now)
+{
+    int64_t since = atomic_load(&run->shared->stage[stage].down_since_ms);
+    return since ? now - (double)since / 1000 : 0;
+}
+
 enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, const struct chain_answer *a,
                                   double now, double *retry_at)
 {
@@ -787,6 +931,7 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     char err[512];
     long body_ra;
     enum chain_outcome o = chain_read_answer(&run->p->stages[req->stage], a, &result, &body_ra, err, sizeof err);
+    replica_note(run, req, a, o == OUTCOME_OK, now);
     int s = req->stage;
     if (a->cc == CURLE_OK && a->status == 401 && !req->reauth && run->p->stages[s].file_headers) {
         /* A token read from a file may have expired and been renewed there: read it again and,
@@ -799,6 +944,7 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
         }
     }
     int setup = o == OUTCOME_FAIL && setup_error(a);
+    outage_note(run, req, a, o == OUTCOME_OK, now);
     if (!setup && (a->cc == CURLE_OK || o == OUTCOME_OK))
         atomic_store(&run->shared->stage[s].answered, 1);
     if (o == OUTCOME_OK) {
@@ -813,7 +959,10 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
         if (atomic_fetch_add(&run->shared->stage[s].setup_fails, 1) + 1 >= CHAIN_SETUP_FAILS)
             stop_on_setup_error(run, s, a, err);
     }
-    if (o == OUTCOME_RETRY && req->attempts < chain_max_attempts(run, req->stage) &&
+    /* While the stage's server is down, its requests wait for it (probing with backoff) rather
+     * than spend their retries: a restart costs time, not rows. */
+    int waiting = o == OUTCOME_RETRY && outage_kind(a) && in_outage(run, s, now);
+    if (o == OUTCOME_RETRY && (req->attempts < chain_max_attempts(run, req->stage) || waiting) &&
         atomic_load(&run->stop) != RUN_ABORT && req->it->status != ITEM_FAILED) {
         long ra = body_ra > a->retry_after_s ? body_ra : a->retry_after_s;
         *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, ra, &req->rng) / 1e3;

@@ -51,6 +51,8 @@ struct chain_req {
     int attempts;         /* HTTP attempts made so far (every time it went on the wire) */
     int sends;            /* times the current attempt went on the wire (libcurl may resend) */
     int reauth;           /* the retry after a 401 with re-read credentials has been made */
+    int replica;          /* the stage's URL the current attempt goes to (0 without replicas) */
+    int failed_replica;   /* the one the last attempt failed on, or -1: a retry goes elsewhere */
     unsigned header_gen;  /* the generation of the stage's headers the attempt was sent with */
     double t_first;       /* monotonic time of the first attempt */
     double t_attempt;     /* monotonic time of the current attempt */
@@ -105,6 +107,23 @@ enum chain_step {
  * driver asks chain_next for what comes next and chain_finished whether the item is settled. */
 enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, const struct chain_answer *a,
                                   double now, double *retry_at);
+
+/* Replicas: a stage whose "url" is a list sends each attempt to the replica with the fewest
+ * attempts outstanding (ties broken at random), not to the one the last attempt failed on when
+ * there is another. A replica whose attempts fail the outage way CHAIN_EJECT_AFTER times in a
+ * row is ejected for CHAIN_EJECT_BASE_S seconds times the number of its ejections (at most
+ * CHAIN_EJECT_MAX_S), as Envoy's outlier detection does (consecutive_5xx 5, base_ejection_time
+ * 30 s); once back, one more such failure ejects it again, an answer puts it back for good. The
+ * last replica in rotation is never ejected. */
+#define CHAIN_EJECT_AFTER 5
+#define CHAIN_EJECT_BASE_S 30
+#define CHAIN_EJECT_MAX_S 300
+
+/* How long stage's server has been down (seconds; 0 when it is up): failed attempts of the
+ * kind an outage gives (no connection, resets, timeouts, 5xx), at least three in a row and from
+ * at least two requests, with no other answer since. While it is down for less than
+ * --outage-timeout, its requests are retried with backoff beyond their retry budget. */
+double chain_down_for(const struct run *run, int stage, double now);
 
 /* Settles a request the driver could not send at all (no curl handle, say): the item fails with
  * why. The request is freed. */

@@ -23,8 +23,8 @@
 
 enum opt_id {
     O_OUT, O_SERVER, O_CONFIG, O_HEADER, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_LOOPS, O_QUEUE, O_TIMEOUT,
-    O_CONNECT_TIMEOUT, O_RETRIES, O_BACKOFF, O_BACKOFF_MAX, O_MAX_RPS, O_MAX_BYTES, O_EXTS, O_ENCODER,
-    O_RESUME, O_RETRY_FAILED, O_FORCE, O_SYNC_EVERY, O_DRAIN, O_QUIET, O_VERBOSE, O_PROGRESS, O_STATS_JSON, O_INSECURE,
+    O_CONNECT_TIMEOUT, O_RETRIES, O_BACKOFF, O_BACKOFF_MAX, O_MAX_RPS, O_MAX_BYTES, O_MAX_ANSWER, O_MAX_MEMORY, O_EXTS, O_ENCODER,
+    O_RESUME, O_RETRY_FAILED, O_FORCE, O_SYNC_EVERY, O_DRAIN, O_OUTAGE, O_QUIET, O_VERBOSE, O_PROGRESS, O_STATS_JSON, O_INSECURE,
     O_CACERT, O_SHARD, O_LIMIT_RUN, O_HELP, O_VERSION,
     /* bench only */
     O_STRATEGIES, O_LATENCY, O_LATENCY_DIST, O_DURATION, O_LIMIT, O_REPORT, O_CHART, O_MOCK_BIN,
@@ -131,6 +131,12 @@ static const struct opt OPTS[O__N] = {
                    DOUBLE(CFG(max_rps), 0.001, 1e7, "requests per second"), .zero = "0 for no limit"},
     [O_MAX_BYTES] = {"max-image-bytes", "N", "67108864 (64 MiB)", "larger files get a failed row and are not sent", BOTH,
                      LONG(CFG(max_image_bytes), 1, LONG_MAX, "a number of bytes")},
+    [O_MAX_ANSWER] = {"max-answer-bytes", "N", "67108864 (64 MiB)",
+                      "a larger answer fails its image (the server is not retried for it)", BOTH,
+                      LONG(CFG(max_answer_bytes), 1, 1L << 31, "a number of bytes")},
+    [O_MAX_MEMORY] = {"max-memory", "N", "536870912 (512 MiB)",
+                      "bytes of images (base64 and raw) held at once; loading waits beyond it (0: no cap)", BOTH,
+                      LONG(CFG(max_memory), 1, LONG_MAX, "a number of bytes"), .zero = "0 for no cap"},
     [O_EXTS] = {"extensions", "LIST", "jpg,jpeg,png,gif,bmp,webp", "file extensions that count as images (any case)", BOTH,
                 CUSTOM(opt_extensions)},
     [O_ENCODER] = {"encoder", "NAME", "fast", "base64 encoder: fast or libb64 (the reference)", BOTH, CUSTOM(opt_encoder)},
@@ -143,6 +149,9 @@ static const struct opt OPTS[O__N] = {
                       LONG(CFG(sync_every), 1, LONG_MAX, "a number of rows"), .zero = "0 to sync only at the end"},
     [O_DRAIN] = {"drain-timeout-ms", "MS", "30000", "after Ctrl-C, how long the images in flight may take to finish", RUN,
                  LONG(CFG(drain_timeout_ms), 0, 86400000, "milliseconds")},
+    [O_OUTAGE] = {"outage-timeout", "S", "300",
+                  "a stage whose server is down (refused, reset, 5xx, timeouts) is retried this long before its images fail",
+                  BOTH, LONG(CFG(outage_timeout_s), 0, 604800, "seconds")},
     [O_QUIET] = {"quiet", NULL, NULL, "no progress line and no summary", BOTH, FLAG(CFG(quiet))},
     [O_VERBOSE] = {"verbose", NULL, NULL, "the progress line also shows each stage's request p50 (as on a terminal of 120 columns or more)",
                    RUN, FLAG(CFG(verbose))},
@@ -512,15 +521,6 @@ static int opt_duration(const struct opt *o, const char *arg, struct parse *ps, 
 }
 
 /* The option's text, safe to print: control characters as '?', cut at 200 bytes. */
-static const char *shown(const char *s, char *buf, size_t len)
-{
-    size_t i = 0;
-    for (; s[i] && i + 1 < len && i < 200; i++)
-        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-    buf[i] = 0;
-    return buf;
-}
-
 /* Checked here, so that a bad --server is blamed on --server, not on the first stage of the
  * pipeline file whose URL it would be joined to. */
 static int opt_server(const struct opt *o, const char *arg, struct parse *ps, char *err, size_t errlen)
@@ -528,7 +528,7 @@ static int opt_server(const struct opt *o, const char *arg, struct parse *ps, ch
     (void)o;
     char why[160], buf[256];
     if (pipeline_check_base(arg, why, sizeof why))
-        return bad(err, errlen, "--server \"%s\": %s, e.g. --server http://models.internal:8080", shown(arg, buf, sizeof buf),
+        return bad(err, errlen, "--server \"%s\": %s, e.g. --server http://models.internal:8080", pipeline_printable(arg, buf, sizeof buf),
                    why);
     ps->cfg->server = arg;
     if (ps->bench)
@@ -608,9 +608,12 @@ static void set_defaults(struct config *cfg, struct bench_opts *bench)
     cfg->backoff_ms = 100;
     cfg->backoff_max_ms = 10000;
     cfg->max_image_bytes = 64ull << 20;
+    cfg->max_answer_bytes = 64L << 20;
+    cfg->max_memory = 512ull << 20;
     cfg->encoder = B64_FAST;
     cfg->sync_every = 1000;
     cfg->drain_timeout_ms = 30000;
+    cfg->outage_timeout_s = 300;
     cfg->progress_interval = 10;
     if (bench) {
         memset(bench, 0, sizeof *bench);
@@ -686,6 +689,15 @@ static int parse_args(int argc, char **argv, struct parse *ps, char *err, size_t
         int id = c - 1000;
         if (id < 0 || id >= O__N)
             return bad(err, errlen, "unknown option; see annotate --help");
+        /* getopt_long takes a prefix for the whole name: in bench, "--out" would be read as
+         * --outage-timeout. A word that is the full name of the other command's option is that
+         * option, and refused as such. */
+        const char *word = a && optind >= 2 && argv[optind - 1] == a ? argv[optind - 2] : argv[optind - 1];
+        int named = strncmp(word, "--", 2) ? -1 : find_opt(word);
+        if (named >= 0 && named != id && !in_scope(&OPTS[named], bench))
+            return bad(err, errlen, "--%s is an option of %s; see annotate%s --help", OPTS[named].name,
+                       OPTS[named].scope == BENCH ? "annotate bench" : "a run (annotate DIR), not of annotate bench",
+                       bench ? " bench" : "");
         if (OPTS[id].arg && !a)
             return bad(err, errlen, "--%s needs a value; see annotate --help", OPTS[id].name);
         int rc = set_value(&OPTS[id], a, ps, err, errlen);
@@ -737,8 +749,11 @@ static int check_and_load(struct parse *ps, char *err, size_t errlen)
     if (cfg->config_file) {
         if (pipeline_load(cfg->config_file, &cfg->pipeline, err, errlen))
             return -1;
-    } else if (pipeline_default(&cfg->pipeline)) {
-        return bad(err, errlen, "the built-in pipeline does not parse (a bug)");
+    } else {
+        errno = 0;
+        if (pipeline_default(&cfg->pipeline))
+            return bad(err, errlen, errno == ENOMEM ? "out of memory loading the built-in pipeline"
+                                                    : "the built-in pipeline does not parse (a bug)");
     }
     for (int h = 0; h < ps->n_headers; h++)
         if (pipeline_add_header(cfg->pipeline, ps->headers[h], err, errlen))

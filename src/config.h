@@ -26,11 +26,14 @@ struct config {
     long backoff_ms, backoff_max_ms;
     double max_rps;             /* 0: no limit */
     uint64_t max_image_bytes;
+    long max_answer_bytes;      /* a larger answer fails its attempt */
+    uint64_t max_memory;        /* image payloads held at once, in bytes (budget.h); 0: no cap */
     enum b64_encoder encoder;
     int resume, retry_failed;
     int force;                  /* truncate a non-empty --out without --resume */
     long sync_every;            /* rows between fsyncs; 0: only at the end */
     long drain_timeout_ms;
+    long outage_timeout_s;      /* how long a stage may be down before its images fail; 0: no wait */
     int quiet;
     int verbose;                /* the progress line shows each stage's p50 */
     double progress_interval;

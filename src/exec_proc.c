@@ -19,6 +19,7 @@
  * sends a heartbeat before every attempt and every second while it waits) is taken for stuck
  * (stopped, deadlocked) and killed, which is the same death. */
 #include "exec.h"
+#include "budget.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -90,6 +91,7 @@ int exec_proc_worker_main(void)
     }
     struct shared sh = {0};
     struct run run = {.cfg = &wc.cfg, .p = wc.cfg.pipeline, .alive = worker_alive};
+    budget_set(wc.cfg.max_memory);
     run.stats = stats_new(run.p->n);
     if (shared_attach(&sh, wc.shared_fd) == 0)
         run.shared = sh.page;

@@ -32,6 +32,8 @@ static void on_jq_error(void *data, jv msg)
                 t += 11;
                 l -= 11;
             }
+            while (l && (t[l - 1] == ':' || t[l - 1] == ' '))
+                l--; /* "..., line 1:" introduces the program's text, which is not repeated */
             snprintf(m->buf, m->len, "%.*s", (int)l, t);
         }
         jv_free(s);

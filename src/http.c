@@ -3,27 +3,30 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* An answer larger than this fails the attempt: a misbehaving server must not make us allocate
- * until the timeout. */
-#define HTTP_MAX_ANSWER (256u << 20)
-
+/* An answer larger than --max-answer-bytes fails the attempt: a misbehaving server must not
+ * make us allocate until the timeout. */
 static size_t on_write(char *data, size_t size, size_t n, void *userp)
 {
     struct http_buf *b = userp;
     size_t len = size * n;
-    if (b->len + len > HTTP_MAX_ANSWER)
-        return 0; /* curl: "Failure writing output": the attempt fails and may be retried */
+    if (b->len + len > b->limit) {
+        b->refused = 1;
+        return 0; /* curl stops the transfer with a write error; http_answer says why */
+    }
     if (b->len + len + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (b->len + len + 1 > cap)
             cap *= 2;
         char *nd = realloc(b->data, cap);
-        if (!nd)
+        if (!nd) {
+            b->refused = 2;
             return 0; /* curl reports a write error: the attempt fails, the run goes on */
+        }
         b->data = nd;
         b->cap = cap;
     }
@@ -145,12 +148,14 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
     const struct stage *st = &run->p->stages[req->stage];
     long timeout = st->timeout_ms > 0 ? st->timeout_ms : cfg->timeout_ms;
     resp->len = 0;
+    resp->refused = 0;
+    resp->limit = cfg->max_answer_bytes > 0 ? (size_t)cfg->max_answer_bytes : (size_t)64 << 20;
     if (resp->data)
         resp->data[0] = 0;
     errbuf[0] = 0;
     curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(h, CURLOPT_PREREQDATA, req);
-    curl_easy_setopt(h, CURLOPT_URL, st->full_url);
+    curl_easy_setopt(h, CURLOPT_URL, pipeline_replica_url(st, req->replica, 0));
     slot_release(slot);
     const struct curl_slist *headers = pipeline_headers(st, &req->header_gen);
     if (st->type_of_image) {
@@ -226,6 +231,11 @@ void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a)
     a->len = slot->resp.len;
     a->curl_err = slot->errbuf;
     a->retry_after_s = http_retry_after(slot->h);
+    if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 1)
+        snprintf(slot->errbuf, sizeof slot->errbuf, "the answer is larger than --max-answer-bytes (%zu bytes)",
+                 slot->resp.limit);
+    else if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 2)
+        snprintf(slot->errbuf, sizeof slot->errbuf, "out of memory for the answer");
     a->location = NULL;
     char *loc = NULL;
     if (a->status >= 300 && a->status < 400 && curl_easy_getinfo(slot->h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK)

@@ -13,6 +13,8 @@
 struct http_buf {
     char *data;
     size_t len, cap;
+    size_t limit;  /* an answer: more than this is refused (--max-answer-bytes) */
+    int refused;   /* 1: over the limit; 2: out of memory */
 };
 
 /* One multipart part's upload: read from its filled template (curl_mime_data_cb). */

@@ -1,5 +1,6 @@
 /* ipc: see ipc.h. */
 #include "ipc.h"
+#include "mime.h"
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
@@ -131,6 +132,8 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
     put(b, v, sizeof v);
     put_str(b, it->path, it->path_len);
     put_str(b, with_payload ? it->b64 : NULL, it->b64_len);
+    put_str(b, with_payload ? (const char *)it->raw : NULL, it->raw_len);
+    put_str(b, it->mime, it->mime ? strlen(it->mime) : 0);
     put_str(b, it->error, it->error ? strlen(it->error) : 0);
     for (int s = 0; s < it->n_stages; s++) {
         put(b, &it->state[s], 1);
@@ -167,8 +170,18 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     it->requests = v[1];
     it->attempts = v[2];
     it->no_row = v[5] != 0;
-    if (get_str(b, &it->b64, &it->b64_len) || get_str(b, &it->error, NULL))
+    char *raw = NULL, *mime = NULL;
+    size_t raw_len = 0;
+    if (get_str(b, &it->b64, &it->b64_len) || get_str(b, &raw, &raw_len) || get_str(b, &mime, NULL) ||
+        get_str(b, &it->error, NULL)) {
+        free(raw);
+        free(mime);
         goto bad;
+    }
+    it->raw = (unsigned char *)raw;
+    it->raw_len = raw_len;
+    it->mime = mime ? mime_canonical(mime) : NULL; /* the same static string as the other end's */
+    free(mime);
     for (int s = 0; s < it->n_stages; s++) {
         char *j;
         if (get(b, &it->state[s], 1) || get_str(b, &j, NULL))
@@ -213,7 +226,9 @@ static const struct {
     F(load, F_INT), F(query, F_INT), F(workers, F_INT), F(concurrency, F_INT), F(loops, F_INT),
     F(queue_size, F_SIZE), F(timeout_ms, F_LONG), F(connect_timeout_ms, F_LONG), F(retries, F_INT),
     F(backoff_ms, F_LONG), F(backoff_max_ms, F_LONG), F(max_rps, F_DOUBLE), F(max_image_bytes, F_U64),
+    F(max_answer_bytes, F_LONG), F(max_memory, F_U64),
     F(encoder, F_INT), F(insecure, F_INT), F(quiet, F_INT), F(drain_timeout_ms, F_LONG),
+    F(outage_timeout_s, F_LONG),
 #undef F
 };
 
@@ -265,6 +280,14 @@ int ipc_encode_config(struct ipc_buf *b, const struct config *cfg, unsigned jobs
         bad = !s || !h || !cJSON_AddItemToArray(stages, s) || !cJSON_AddItemToObject(s, "headers", h) ||
               !cJSON_AddStringToObject(s, "url", p->stages[i].full_url) ||
               !cJSON_AddStringToObject(s, "shown_url", p->stages[i].shown_url);
+        cJSON *reps = bad ? NULL : cJSON_AddArrayToObject(s, "replicas");
+        bad = bad || !reps;
+        for (int k = 1; !bad && k < p->stages[i].n_urls; k++) {
+            cJSON *pair = cJSON_CreateArray();
+            bad = !pair || !cJSON_AddItemToArray(reps, pair) ||
+                  !cJSON_AddItemToArray(pair, cJSON_CreateString(p->stages[i].rep_full[k])) ||
+                  !cJSON_AddItemToArray(pair, cJSON_CreateString(p->stages[i].rep_shown[k]));
+        }
         for (const struct curl_slist *l = p->stages[i].headers; !bad && l; l = l->next) {
             cJSON *line = cJSON_CreateString(l->data);
             bad = !line || !cJSON_AddItemToArray(h, line);
@@ -360,6 +383,15 @@ int ipc_decode_config(struct ipc_buf *b, struct ipc_worker_config *w, char *err,
             if (cJSON_IsString(l))
                 lines[k++] = l->valuestring;
         int rc = k == n ? pipeline_adopt_resolved(p, i, url->valuestring, shown->valuestring, lines, n) : -1;
+        const cJSON *reps = cJSON_GetObjectItemCaseSensitive(s, "replicas");
+        int r = 1;
+        for (const cJSON *pair = reps ? reps->child : NULL; pair && !rc; pair = pair->next, r++) {
+            const cJSON *f = cJSON_GetArrayItem(pair, 0), *sh = cJSON_GetArrayItem(pair, 1);
+            rc = cJSON_IsString(f) && cJSON_IsString(sh) ? pipeline_adopt_replica(p, i, r, f->valuestring, sh->valuestring)
+                                                         : -1;
+        }
+        if (!rc && r != (p->stages[i].n_urls > 1 ? p->stages[i].n_urls : 1))
+            rc = -1;
         free(lines);
         if (rc) {
             snprintf(err, errlen, "configuration frame: stage %d cannot be set up", i + 1);

@@ -1,5 +1,6 @@
 /* item: see item.h. */
 #include "item.h"
+#include "budget.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +60,10 @@ void item_drop_payload(struct item *it)
     free(it->raw);
     it->raw = NULL;
     it->raw_len = 0;
+    if (it->charged) {
+        budget_give(it->charged);
+        it->charged = 0;
+    }
 }
 
 void item_log_request(struct item *it, int stage, uint32_t us, int attempts)
@@ -78,9 +83,8 @@ void item_free(struct item *it)
 {
     if (!it)
         return;
+    item_drop_payload(it);
     free(it->path);
-    free(it->b64);
-    free(it->raw);
     free(it->error);
     if (it->results)
         for (int i = 0; i < it->n_stages; i++)

@@ -32,6 +32,7 @@ struct item {
     unsigned char *raw;  /* owned; the image's bytes (when a stage's body sends them) */
     size_t raw_len;
     const char *mime;    /* static (mime.h); set by the load stage */
+    uint64_t charged;    /* bytes of the --max-memory budget its payload holds (budget.h) */
     int status;          /* enum item_status */
     int no_row;          /* failed in a way that says the set-up is wrong: written nowhere, left to
                             --resume (see chain_attempt_end) */

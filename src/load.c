@@ -11,7 +11,21 @@
 #include <unistd.h>
 
 #include "b64.h"
+#include "budget.h"
 #include "mime.h"
+
+static void budget_alive(const void *arg)
+{
+    const struct run *run = arg;
+    if (run->alive)
+        run->alive(run);
+}
+
+static int budget_stop(const void *arg)
+{
+    const struct run *run = arg;
+    return atomic_load((atomic_int *)&run->stop) == RUN_ABORT;
+}
 
 /* Reads the file in chunks of a multiple of 3 bytes and encodes each straight into the item's
  * base64 buffer: the image is never held raw in full, and never encoded twice. */
@@ -50,6 +64,16 @@ void load_image(const struct run *run, struct item *it)
         return;
     }
     unsigned needs = pipeline_needs(run->p);
+    /* The image's share of --max-memory, taken before anything is read: loading waits while
+     * other images hold the budget. */
+    uint64_t charge = ((needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 : 0) + ((needs & NEED_BYTES) ? size : 0);
+    if (budget_take(charge, budget_alive, budget_stop, run)) {
+        item_fail(it, "not loaded: the run was stopped");
+        it->no_row = 1; /* not the image's fault: --resume runs it */
+        close(fd);
+        return;
+    }
+    it->charged = charge;
     if (needs & NEED_BYTES) {
         /* The bytes themselves are sent: kept whole, and base64 made from them if a body also
          * wants that. */

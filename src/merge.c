@@ -1,6 +1,12 @@
 /* merge: see merge.h. Two passes over memory-mapped inputs: the first collects the paths that
  * have an ok row anywhere, the second writes each path's winning row once. The output goes to a
- * temporary file renamed over OUT, so OUT is never half-written. */
+ * temporary file renamed over OUT, so OUT is never half-written.
+ *
+ * The temporary file is OUT.merge.tmp, taken before any input is read: opened without following
+ * a link (a link or other non-regular file there is removed first, an empty directory too), locked, and checked to still be the file
+ * of that name. A merge killed with -9 leaves it behind unlocked, so the next merge takes it over
+ * and truncates it; one whose owner is alive is locked, and the merge exits 2 without touching
+ * it. From then on every exit but success removes it, while still holding the lock. */
 #include "merge.h"
 
 #include <errno.h>
@@ -8,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +32,7 @@ struct pass {
     FILE *f;
     const char *text;
     int second;
+    int oom;
     unsigned long long rows_in, rows_out;
 };
 
@@ -33,13 +41,16 @@ static void on_row(void *ud, const char *path, size_t len, int ok, size_t start,
     struct pass *p = ud;
     if (!p->second) {
         p->rows_in++;
-        if (ok)
-            doneset_add(p->ok, path, len);
+        if (ok && doneset_add(p->ok, path, len) < 0)
+            p->oom = 1;
         return;
     }
     if (!ok && doneset_has(p->ok, path, len))
         return;
-    if (doneset_add(p->written, path, len)) {
+    int added = doneset_add(p->written, path, len);
+    if (added < 0)
+        p->oom = 1;
+    else if (added) {
         fwrite(p->text + start, 1, end - start, p->f);
         p->rows_out++;
     }
@@ -73,6 +84,51 @@ static int results_header(const char *h, size_t len)
     return field == 0;
 }
 
+/* Opens tmp for writing, locked and empty (see the top of the file). Returns the descriptor, or -1
+ * with a message on stderr. */
+static int take_tmp(const char *tmp, const char *out)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        struct stat st;
+        if (lstat(tmp, &st) == 0 && !S_ISREG(st.st_mode) && (S_ISDIR(st.st_mode) ? rmdir(tmp) : unlink(tmp)) &&
+            errno != ENOENT) {
+            fprintf(stderr, "annotate merge: cannot remove %s (not a regular file): %s\n", tmp, strerror(errno));
+            return -1;
+        }
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            if (errno == ELOOP)
+                continue; /* became a link since the lstat: remove it again */
+            fprintf(stderr, "annotate merge: cannot create %s: %s\n", tmp, strerror(errno));
+            return -1;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB)) {
+            if (errno == EWOULDBLOCK)
+                fprintf(stderr, "annotate merge: another annotate merge is writing %s (it holds %s); wait for it to "
+                                "end\n", out, tmp);
+            else
+                fprintf(stderr, "annotate merge: cannot lock %s: %s\n", tmp, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        /* The name may have been renamed over (the merge that held it finished) or removed
+         * between our open and our lock: then the lock is on a file that is not tmp. */
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && S_ISREG(a.st_mode) && lstat(tmp, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev) {
+            if (ftruncate(fd, 0) == 0)
+                return fd;
+            fprintf(stderr, "annotate merge: cannot truncate %s: %s\n", tmp, strerror(errno));
+            unlink(tmp);
+            close(fd);
+            return -1;
+        }
+        close(fd);
+    }
+    fprintf(stderr, "annotate merge: cannot take %s: it keeps being replaced\n", tmp);
+    return -1;
+}
+
 int merge_main(int argc, char **argv)
 {
     if (argc < 3 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -82,20 +138,32 @@ int merge_main(int argc, char **argv)
         return argc < 3 ? 2 : 0;
     }
     const char *out = argv[1];
-    int n = argc - 2, rc = 0;
+    int n = argc - 2, rc = 0, tmp_fd = -1;
+    char tmp[4096];
     struct input *in = calloc((size_t)n, sizeof *in);
     char *header = NULL;
+    struct pass p = {0};
     if (!in) {
         fprintf(stderr, "annotate merge: out of memory\n");
         return 2;
     }
+    for (int i = 0; i < n; i++)
+        if (!strcmp(argv[i + 2], out)) {
+            fprintf(stderr, "annotate merge: %s is both an input and the output; write to a new file\n", out);
+            free(in);
+            return 2;
+        }
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.merge.tmp", out) >= sizeof tmp) {
+        fprintf(stderr, "annotate merge: the output name is too long\n");
+        free(in);
+        return 2;
+    }
+    if ((tmp_fd = take_tmp(tmp, out)) < 0) {
+        free(in);
+        return 2;
+    }
     for (int i = 0; i < n; i++) {
         in[i].name = argv[i + 2];
-        if (!strcmp(in[i].name, out)) {
-            fprintf(stderr, "annotate merge: %s is both an input and the output; write to a new file\n", out);
-            rc = 2;
-            goto done;
-        }
         int fd = open(in[i].name, O_RDONLY | O_CLOEXEC);
         struct stat st;
         if (fd < 0 || fstat(fd, &st)) {
@@ -140,28 +208,32 @@ int merge_main(int argc, char **argv)
             goto done;
         }
     }
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.merge.tmp", out);
-    struct pass p = {doneset_new(), doneset_new(), NULL, NULL, 0, 0, 0};
+    p.ok = doneset_new();
+    p.written = doneset_new();
     if (!p.ok || !p.written) {
         fprintf(stderr, "annotate merge: out of memory\n");
         rc = 2;
     }
     for (p.second = 0; p.second < 2 && rc == 0; p.second++) {
         if (p.second) {
-            p.f = fopen(tmp, "wb");
+            p.f = fdopen(tmp_fd, "wb");
             if (!p.f) {
-                fprintf(stderr, "annotate merge: cannot create %s: %s\n", tmp, strerror(errno));
+                fprintf(stderr, "annotate merge: cannot write %s: %s\n", tmp, strerror(errno));
                 rc = 2;
                 break;
             }
+            tmp_fd = -1; /* p.f owns it now */
             fputs(header, p.f);
         }
         for (int i = 0; i < n && rc == 0; i++) {
             char err[300];
             size_t complete;
             p.text = in[i].text;
-            if (csv_rows(in[i].text, in[i].len, header, on_row, &p, &complete, err, sizeof err) < 0) {
+            int64_t got = csv_rows(in[i].text, in[i].len, header, on_row, &p, &complete, err, sizeof err);
+            if (got == -2 || p.oom) {
+                fprintf(stderr, "annotate merge: out of memory reading %s\n", in[i].name);
+                rc = 2;
+            } else if (got < 0) {
                 fprintf(stderr, "annotate merge: %s: %s (all inputs must come from the same pipeline)\n",
                         in[i].name, err);
                 rc = 2;
@@ -171,21 +243,22 @@ int merge_main(int argc, char **argv)
             }
         }
     }
-    if (p.f) {
-        int bad = fflush(p.f) || fsync(fileno(p.f));
-        bad |= fclose(p.f);
-        if (rc == 0 && (bad || rename(tmp, out))) {
-            fprintf(stderr, "annotate merge: cannot write %s: %s\n", out, strerror(errno));
-            rc = 2;
-        }
-        if (rc)
-            unlink(tmp);
+    /* Renamed while still locked; on any failure removed while still locked. */
+    if (p.f && rc == 0 && (fflush(p.f) || ferror(p.f) || fsync(fileno(p.f)) || rename(tmp, out))) {
+        fprintf(stderr, "annotate merge: cannot write %s: %s\n", out, strerror(errno));
+        rc = 2;
     }
     if (rc == 0)
         fprintf(stderr, "annotate merge: %llu rows in, %llu images out, in %s\n", p.rows_in, p.rows_out, out);
+done:
+    if (rc)
+        unlink(tmp);
+    if (p.f)
+        fclose(p.f);
+    if (tmp_fd >= 0)
+        close(tmp_fd);
     doneset_free(p.ok);
     doneset_free(p.written);
-done:
     for (int i = 0; i < n; i++)
         if (in[i].text && in[i].len)
             munmap((void *)in[i].text, in[i].len);

@@ -29,6 +29,19 @@ static const struct {
     {"tiff", "image/tiff"}, {"heic", "image/heic"}, {"heif", "image/heif"}, {"avif", "image/avif"},
 };
 
+const char *mime_canonical(const char *s)
+{
+    static const char *const sniffed[] = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp",
+                                          "image/tiff"};
+    for (size_t i = 0; i < sizeof sniffed / sizeof *sniffed; i++)
+        if (!strcmp(s, sniffed[i]))
+            return sniffed[i];
+    for (size_t i = 0; i < sizeof EXT / sizeof EXT[0]; i++)
+        if (!strcmp(s, EXT[i].type))
+            return EXT[i].type;
+    return "application/octet-stream";
+}
+
 const char *mime_of(const unsigned char *head, size_t n, const char *name)
 {
     const char *t = mime_sniff(head, n);

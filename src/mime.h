@@ -13,6 +13,10 @@
 /* head: the first min(MIME_HEAD, file size) bytes; name: the file's name or path (may be NULL). */
 const char *mime_of(const unsigned char *head, size_t n, const char *name);
 
+/* The static string of a type mime_of can give that equals s, or application/octet-stream (a
+ * type passed between processes comes back as the same static string). */
+const char *mime_canonical(const char *s);
+
 /* The type the magic numbers alone give, or NULL when they name none. */
 const char *mime_sniff(const unsigned char *head, size_t n);
 

@@ -408,11 +408,33 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *
             continue;
         if (!strcmp(k, "url")) {
             char what[128];
-            if (!cJSON_IsString(kv) || !kv->valuestring[0])
-                return fail(err, errlen, src, i, s->name, "\"url\" must be a non-empty string");
-            if (url_problem(kv->valuestring, what, sizeof what))
-                return fail(err, errlen, src, i, s->name, "\"url\" %s", what);
-            if (!(s->url = strdup(kv->valuestring)))
+            int n = cJSON_IsArray(kv) ? cJSON_GetArraySize(kv) : 1;
+            if (cJSON_IsArray(kv) && (n < 1 || n > PIPELINE_MAX_REPLICAS))
+                return fail(err, errlen, src, i, s->name, "\"url\" must be a URL or a list of 1 to %d replicas' URLs",
+                            PIPELINE_MAX_REPLICAS);
+            if (!(s->urls = calloc((size_t)n, sizeof *s->urls)) || !(s->rep_full = calloc((size_t)n, sizeof *s->rep_full)) ||
+                !(s->rep_shown = calloc((size_t)n, sizeof *s->rep_shown)))
+                return OOM(err, errlen, src);
+            for (int r = 0; r < n; r++) {
+                const cJSON *u = cJSON_IsArray(kv) ? cJSON_GetArrayItem(kv, r) : kv;
+                if (!cJSON_IsString(u) || !u->valuestring[0])
+                    return fail(err, errlen, src, i, s->name, "\"url\" must be a non-empty string (or a list of them)");
+                if (url_problem(u->valuestring, what, sizeof what))
+                    return fail(err, errlen, src, i, s->name, "\"url\" %s", what);
+                for (int q = 0; q < r; q++)
+                    if (!strcmp(s->urls[q], u->valuestring))
+                        return fail(err, errlen, src, i, s->name, "\"url\" lists \"%s\" twice", u->valuestring);
+                if (!(s->urls[r] = strdup(u->valuestring)))
+                    return OOM(err, errlen, src);
+                s->n_urls = r + 1;
+            }
+            if (p->n_replica_slots + n > PIPELINE_MAX_REPLICA_SLOTS && n > 1)
+                return fail(err, errlen, src, i, s->name, "more than %d replicas in the pipeline", PIPELINE_MAX_REPLICA_SLOTS);
+            if (n > 1) {
+                s->replica_base = p->n_replica_slots;
+                p->n_replica_slots += n;
+            }
+            if (!(s->url = strdup(s->urls[0])))
                 return OOM(err, errlen, src);
         } else if (!strcmp(k, "input")) {
             if (cJSON_IsString(kv) && !strcmp(kv->valuestring, "image"))
@@ -939,7 +961,7 @@ fail:
 }
 
 /* A copy of a URL that is safe to print (control characters as '?'), cut at 200 bytes. */
-static const char *printable(const char *s, char *buf, size_t len)
+const char *pipeline_printable(const char *s, char *buf, size_t len)
 {
     size_t i = 0;
     for (; s[i] && i + 1 < len && i < 200; i++)
@@ -1248,9 +1270,40 @@ out:
     return rc;
 }
 
+/* One URL template of stage i: ${VAR} expanded and joined to base (bl bytes) into *full, and
+ * joined unexpanded into *shown. 0, or -1 with err. */
+static int resolve_url(const struct pipeline *p, int i, const char *tmpl, const char *base, size_t bl, int base_ok,
+                       const char *base_why, char **full, char **shown_out, char *err, size_t errlen)
+{
+    const struct stage *s = &p->stages[i];
+    char why[300], shown[256];
+    char *url = expand_url(tmpl, why, sizeof why);
+    if (!url)
+        return fail(err, errlen, p->source, i, s->name, "%s", why);
+    if (has_scheme(url)) {
+        *full = url;
+        if (!(*shown_out = strdup(tmpl)))
+            return OOM(err, errlen, p->source);
+        if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
+            return fail(err, errlen, p->source, i, s->name,
+                        "url \"%s\" must start with http:// or https:// (or be relative to --server)",
+                        pipeline_printable(tmpl, shown, sizeof shown));
+        return 0;
+    }
+    if (!base_ok) {
+        free(url);
+        return fail(err, errlen, p->source, i, s->name, "url \"%s\" is relative to --server \"%s\", which %s", tmpl,
+                    pipeline_printable(base, shown, sizeof shown), base_why);
+    }
+    *full = join_url(base, bl, url);
+    *shown_out = join_url(base, bl, tmpl);
+    free(url);
+    return *full && *shown_out ? 0 : OOM(err, errlen, p->source);
+}
+
 int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen)
 {
-    char base_why[160], shown[256], where[400];
+    char base_why[160], where[400];
     int base_ok = pipeline_check_base(base, base_why, sizeof base_why) == 0;
     size_t bl = strlen(base);
     while (bl && base[bl - 1] == '/')
@@ -1271,42 +1324,19 @@ int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t err
         wipe_slist(s->headers);
         s->headers = NULL;
         s->file_headers = uses_files(p, s);
-        char why[300];
-        char *url = expand_url(s->url, why, sizeof why);
-        if (!url) {
-            rc = fail(err, errlen, p->source, i, s->name, "%s", why);
-            break;
-        }
-        /* What messages show: the URL as written (a ${VAR} in it stays unexpanded), joined. */
         free(s->shown_url);
         s->shown_url = NULL;
-        if (has_scheme(url)) {
-            s->full_url = url;
-            url = NULL;
-            if (!(s->shown_url = strdup(s->url))) {
-                rc = OOM(err, errlen, p->source);
-                break;
-            }
-            if (strncmp(s->full_url, "http://", 7) && strncmp(s->full_url, "https://", 8)) {
-                rc = fail(err, errlen, p->source, i, s->name,
-                          "url \"%s\" must start with http:// or https:// (or be relative to --server)",
-                          printable(s->url, shown, sizeof shown));
-                break;
-            }
-        } else {
-            if (!base_ok) {
-                free(url);
-                rc = fail(err, errlen, p->source, i, s->name, "url \"%s\" is relative to --server \"%s\", which %s",
-                          s->url, printable(base, shown, sizeof shown), base_why);
-                break;
-            }
-            if (!(s->full_url = join_url(base, bl, url)) || !(s->shown_url = join_url(base, bl, s->url))) {
-                free(url);
-                rc = OOM(err, errlen, p->source);
-                break;
-            }
-            free(url);
+        if ((rc = resolve_url(p, i, s->url, base, bl, base_ok, base_why, &s->full_url, &s->shown_url, err, errlen)))
+            break;
+        for (int k = 1; k < s->n_urls && !rc; k++) {
+            free(s->rep_full[k]);
+            free(s->rep_shown[k]);
+            s->rep_full[k] = s->rep_shown[k] = NULL;
+            rc = resolve_url(p, i, s->urls[k], base, bl, base_ok, base_why, &s->rep_full[k], &s->rep_shown[k], err,
+                             errlen);
         }
+        if (rc)
+            break;
         snprintf(where, sizeof where, "%s: stage %d (%s)", p->source, i + 1, s->name);
         rc = stage_headers(s, def, p->n_default_headers, cli, p->n_cli_headers, where, err, errlen);
     }
@@ -1335,6 +1365,25 @@ int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, con
         s->headers = l;
     }
     return 0;
+}
+
+int pipeline_adopt_replica(struct pipeline *p, int i, int k, const char *full_url, const char *shown_url)
+{
+    struct stage *s = &p->stages[i];
+    if (k < 1 || k >= s->n_urls)
+        return -1;
+    free(s->rep_full[k]);
+    free(s->rep_shown[k]);
+    s->rep_full[k] = strdup(full_url);
+    s->rep_shown[k] = strdup(shown_url);
+    return s->rep_full[k] && s->rep_shown[k] ? 0 : -1;
+}
+
+const char *pipeline_replica_url(const struct stage *s, int k, int shown)
+{
+    if (k <= 0 || k >= s->n_urls)
+        return shown ? s->shown_url : s->full_url;
+    return shown ? s->rep_shown[k] : s->rep_full[k];
 }
 
 unsigned pipeline_needs(const struct pipeline *p)
@@ -1383,6 +1432,16 @@ void pipeline_free(struct pipeline *p)
             wipe_slist(s->old_headers[h]);
         free(s->old_headers);
         free(s->shown_url);
+        for (int k = 0; k < s->n_urls; k++) {
+            free(s->urls[k]);
+            if (k) {
+                free(s->rep_full[k]);
+                free(s->rep_shown[k]);
+            }
+        }
+        free(s->urls);
+        free(s->rep_full);
+        free(s->rep_shown);
     }
     wipe_lines(p->default_headers, p->n_default_headers);
     wipe_lines(p->cli_headers, p->n_cli_headers);

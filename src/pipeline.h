@@ -8,10 +8,17 @@
  *                 characters
  *   "input"       "image" (default: the image's base64), or
  *                 {"each": STAGE, "array": KEY, "field": KEY}: one request per element of
- *                 STAGE's result[KEY], sending element[KEY2] as im_str; results kept in order
+ *                 STAGE's result[KEY], sending element[KEY2] as im_str, or
+ *                 {"each": STAGE, "items": EXPR}: one per string EXPR yields; results in order
  *   "fields"      optional extra request fields: a JSON literal, or {"result_of": STAGE}; a
  *                 one-key object whose key is nearly "result_of" is refused as a typo
- *   "when"        [STAGE, ...]: run only if each of those results is truthy
+ *   "body", "form" the request as a template, or a multipart form (template.h); without them,
+ *                 the seed's body [{"im_str": ..., ...fields}]
+ *   "result"      an expression (expr.h) giving the stage's result; default .result
+ *   "error", "retry_if", "retry_after": expressions on a failed (or 2xx) answer; "retry_on":
+ *                 the statuses retried (chain_read_answer in chain.h says what each does)
+ *   "when"        [STAGE, ...]: run only if each of those results is truthy; or a jq expression
+ *                 over {"STAGE": result, ...} of the stages it names
  *   "csv"         true (default) or false: whether the result is a CSV column
  *   "timeout_ms", "retries", "headers" {"Name": "value"}: per-stage overrides
  * "defaults" holds "timeout_ms", "retries" and "headers" for every stage that does not set its
@@ -32,6 +39,8 @@
 #include "template.h"
 
 #define PIPELINE_MAX_STAGES 64
+#define PIPELINE_MAX_REPLICAS 8       /* URLs of one stage */
+#define PIPELINE_MAX_REPLICA_SLOTS 64 /* replicas of all the stages that have several */
 
 enum stage_input { INPUT_IMAGE, INPUT_EACH };
 
@@ -46,6 +55,10 @@ struct stage {
     char *url;      /* as written */
     char *full_url; /* after pipeline_resolve: joined to --server, ${VAR} expanded */
     char *shown_url; /* the same, ${VAR} left as written: what messages show */
+    char **urls;    /* "url" as a list of replicas: [n_urls], urls[0] == url's text */
+    int n_urls;
+    char **rep_full, **rep_shown; /* replicas 1.. resolved ([0] is full_url / shown_url) */
+    int replica_base; /* n_urls > 1: its replicas' slots in the shared page (replica.h) */
     enum stage_input input;
     int each_stage; /* INPUT_EACH: source stage */
     char *each_array, *each_field;
@@ -85,6 +98,7 @@ struct pipeline {
     char **default_headers;  /* "defaults": "headers", as "Name: value" templates */
     int n_default_headers;
     char **cli_headers;      /* --header lines (pipeline_add_header), templates too */
+    int n_replica_slots;     /* replicas of the stages with several URLs */
     int n_cli_headers;
 };
 
@@ -97,6 +111,9 @@ int pipeline_default(struct pipeline **out);
 
 /* The seed's chain, as JSON text (the same as fixtures/pipeline.json). */
 extern const char pipeline_default_json[];
+
+/* s for a message: at most 200 bytes, control characters as '?', into buf. Returns buf. */
+const char *pipeline_printable(const char *s, char *buf, size_t len);
 
 /* Checks a base URL (--server): http:// or https://, then a host, and no blanks or control
  * characters. Returns 0, or -1 with what is wrong in err (without a prefix: the caller names the
@@ -119,6 +136,12 @@ int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t err
  * takes its parent's, and never resolves anything itself). Returns 0, or -1 when out of memory. */
 int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, const char *shown_url,
                             const char *const *lines, int n);
+
+/* Sets replica k (1..n_urls-1) of stage i as another process resolved it. 0 or -1. */
+int pipeline_adopt_replica(struct pipeline *p, int i, int k, const char *full_url, const char *shown_url);
+
+/* Replica k's URL: as sent, or (shown) as messages show it. */
+const char *pipeline_replica_url(const struct stage *s, int k, int shown);
 
 /* Stage s's header list as it is now, and its generation. Thread-safe; the list stays valid
  * until pipeline_free. */

@@ -167,6 +167,26 @@ static void cut_to_width(const struct progress *p, char *line, size_t len, int w
         strcat(line, "\033[0m");
 }
 
+/* A stage whose server is down: say so, and that its images wait (chain.c's outage rule):
+ * "  model_03 unreachable for 42 s, retrying", or "". */
+static void outage_part(const struct progress *p, char *buf, size_t len)
+{
+    const struct pipeline *pl = p->cfg->pipeline;
+    double worst = 0;
+    int ws = -1;
+    buf[0] = 0;
+    for (int s = 0; pl && s < pl->n && s < SHARED_MAX_STAGES; s++) {
+        int64_t since = atomic_load(&p->shared->stage[s].down_since_ms);
+        double down = since ? now_s() - (double)since / 1000 : 0;
+        if (down > worst) {
+            worst = down;
+            ws = s;
+        }
+    }
+    if (ws >= 0)
+        snprintf(buf, len, "  %s unreachable for %.0f s, retrying", pl->stages[ws].name, worst);
+}
+
 static void draw(struct progress *p, double rate)
 {
     struct stats *st = p->st;
@@ -183,17 +203,18 @@ static void draw(struct progress *p, double rate)
         snprintf(totals, sizeof totals, "%llu/%llu", (unsigned long long)done, (unsigned long long)total);
     else
         snprintf(totals, sizeof totals, "%llu/%llu+", (unsigned long long)done, (unsigned long long)total);
-    char line[1024], fails[256];
+    char line[1024], fails[256], down[160];
     long long in_flight = (long long)atomic_load(&p->shared->in_flight);
     int width = line_width(p);
+    outage_part(p, down, sizeof down);
     /* The reason is shortened (then left out) until the line fits the terminal. */
     for (int cap = ERRTALLY_STAGE + ERRTALLY_REASON, shown;; cap = shown - (visible_len(line) - width + 1)) {
         shown = failed_part(p, failed, cap, fails, sizeof fails);
         if (atomic_load(p->run_stop) != 0) /* RUN_DRAIN or RUN_ABORT */
-            snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s", in_flight, totals, fails);
+            snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%s", in_flight, totals, fails, down);
         else
-            snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s  ETA %s", totals, rate, in_flight,
-                     fails, eta);
+            snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s  ETA %s%s", totals, rate, in_flight,
+                     fails, eta, down);
         if (!width || visible_len(line) < width || shown == 0)
             break;
     }

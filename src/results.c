@@ -115,8 +115,11 @@ static int format_row(const struct pipeline *p, const struct item *it, char **bu
     }
     if (!bad)
         bad = put_raw(buf, &len, cap, ",", 1);
-    if (!bad && it->status != ITEM_OK && it->error)
-        bad = csv_put_field(buf, &len, cap, it->error, strlen(it->error));
+    if (!bad && it->status != ITEM_OK) {
+        /* No reason means its copy ran out of memory (item_fail): a failed row always says why. */
+        const char *why = it->error ? it->error : "out of memory (the reason could not be kept)";
+        bad = csv_put_field(buf, &len, cap, why, strlen(why));
+    }
     char nums[64];
     int n = snprintf(nums, sizeof nums, ",%" PRIu32 ",%.0f\n", it->attempts, (now_s() - it->t_start) * 1e3);
     if (bad || put_raw(buf, &len, cap, nums, (size_t)n))
@@ -169,7 +172,7 @@ static int open_locked(const char *path, char *err, size_t errlen)
 struct keep {
     struct doneset *seen;
     const char *text;
-    int retry_failed;
+    const struct doneset *redo; /* paths whose failed rows go */
     char *buf;
     size_t len, cap;
     int oom;
@@ -178,7 +181,12 @@ struct keep {
 static void keep_row(void *ud, const char *path, size_t len, int ok, size_t start, size_t end)
 {
     struct keep *k = ud;
-    if ((ok || !k->retry_failed) && doneset_add(k->seen, path, len) && !k->oom)
+    if (k->oom || (!ok && doneset_has(k->redo, path, len)))
+        return;
+    int added = doneset_add(k->seen, path, len);
+    if (added < 0)
+        k->oom = 1;
+    else if (added)
         k->oom = put_raw(&k->buf, &k->len, &k->cap, k->text + start, end - start);
 }
 
@@ -195,19 +203,19 @@ static void fsync_dir_of(const char *path)
     free(copy);
 }
 
-/* Rewrites the file keeping the header and, per image, its first row (failed rows dropped when
- * they are to be retried). The new file is locked before it takes the old one's name, and its
- * descriptor replaces *fd. */
-static int compact(int *fd, const char *path, const char *text, size_t len, const char *header, int retry_failed,
-                   char *err, size_t errlen)
+/* Rewrites the file keeping the header and, per image, its first row (failed rows of the paths in
+ * redo dropped: they are run again). The new file is locked before it takes the old one's name,
+ * and its descriptor replaces *fd. */
+static int compact(int *fd, const char *path, const char *text, size_t len, const char *header,
+                   const struct doneset *redo, char *err, size_t errlen)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.compact.tmp", path);
-    struct keep k = {doneset_new(), text, retry_failed, NULL, 0, 0, 0};
+    struct keep k = {doneset_new(), text, redo, NULL, 0, 0, 0};
     size_t complete;
     k.oom = !k.seen || put_raw(&k.buf, &k.len, &k.cap, header, strlen(header));
-    if (!k.oom)
-        csv_rows(text, len, header, keep_row, &k, &complete, err, errlen);
+    if (!k.oom && csv_rows(text, len, header, keep_row, &k, &complete, err, errlen) < 0)
+        k.oom = 1; /* the text was read once already: only memory can fail now */
     doneset_free(k.seen);
     if (k.oom) {
         free(k.buf);
@@ -251,17 +259,21 @@ static int resume_rows(int *fd, const struct results_opts *o, const struct pipel
     }
     madvise((void *)text, len, MADV_SEQUENTIAL);
     char *header = csv_header(p);
-    struct doneset *set = doneset_new();
+    struct doneset *set = doneset_new(), *redo = doneset_new();
     int rc = 0;
-    if (!header || !set) {
+    if (!header || !set || !redo) {
         snprintf(err, errlen, "out of memory reading %s", o->path);
         rc = -1;
         goto out;
     }
     size_t complete = 0;
     char why[300];
-    int64_t n = resume_parse(text, len, header, o->retry_failed, set, &complete, info, why, sizeof why);
-    if (n < 0) {
+    struct resume_redo rr = {o->retry_failed, o->can_redo, o->can_redo_ud, redo};
+    int64_t n = resume_parse_redo(text, len, header, &rr, set, &complete, info, why, sizeof why);
+    if (n == -2) {
+        snprintf(err, errlen, "out of memory reading %s", o->path);
+        rc = -1;
+    } else if (n < 0) {
         snprintf(err, errlen, "cannot resume %s: %s. Use another --out file, or move this one aside.", o->path, why);
         rc = -1;
     } else if (n == 0) {
@@ -276,7 +288,7 @@ static int resume_rows(int *fd, const struct results_opts *o, const struct pipel
         rc = -1;
     }
     if (rc == 0 && (info->dropped_failed || info->duplicates))
-        rc = compact(fd, o->path, text, complete, header, o->retry_failed, err, errlen);
+        rc = compact(fd, o->path, text, complete, header, redo, err, errlen);
     /* Rows are keyed by path as the scanner spells it (DIR joined with the path below it):
      * resuming with DIR spelled otherwise (./photos for photos) would match nothing and write
      * every image twice. */
@@ -293,6 +305,7 @@ static int resume_rows(int *fd, const struct results_opts *o, const struct pipel
 out:
     munmap((void *)text, len);
     free(header);
+    doneset_free(redo);
     if (rc) {
         doneset_free(set);
         return -1;

@@ -2,7 +2,8 @@
  *
  * One descriptor under one exclusive lock for the whole run: results_open takes the lock, and
  * with --resume reads the rows already there, cuts off a torn last row, and with --retry-failed
- * (or duplicate rows) rewrites the file without the rows to be redone; then it writes the header
+ * (or duplicate rows, or failed folder rows) rewrites the file without the rows to be redone (a
+ * failed row whose path the run will not find again stays); then it writes the header
  * if the file is empty. Rows are written with results_write, one write(2) each, so that a crash
  * can tear at most the last row (which the next resume repairs), never interleave two. fdatasync
  * runs every sync_every rows on a syncer thread, so the writer never waits for the disk.
@@ -30,6 +31,10 @@ struct results_opts {
     int retry_failed;     /* with resume: failed rows are removed, their images redone */
     int force;            /* without resume: a file holding rows may be truncated */
     long sync_every;      /* rows between fdatasyncs; 0: only at close */
+    /* With resume: 1 when the run will find this path again, so that its failed row may be
+     * dropped and redone (see struct resume_redo); NULL: the path exists. */
+    int (*can_redo)(void *ud, const char *path, size_t len);
+    void *can_redo_ud;
 };
 
 /* Opens (and with resume, reads and repairs) the results file. *done gets the paths to skip

@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 
-/* ---- the done-set: open addressing over (hash, offset into an arena) ---- */
+/* ---- the done-set: open addressing over (hash, offset into an arena) ----
+ * Out of memory, doneset_add returns -1 and the set is as it was. */
 
 struct doneset {
     uint64_t *hashes;   /* 0 = empty slot */
@@ -50,6 +51,10 @@ struct doneset *doneset_new(void)
     d->cap = 1024;
     d->hashes = calloc(d->cap, sizeof *d->hashes);
     d->offs = calloc(d->cap, sizeof *d->offs);
+    if (!d->hashes || !d->offs) {
+        doneset_free(d);
+        return NULL;
+    }
     return d;
 }
 
@@ -60,10 +65,15 @@ static int entry_eq(const struct doneset *d, uint64_t off, const char *path, siz
     return l == len && memcmp(d->arena + off + 4, path, len) == 0;
 }
 
-static void grow_table(struct doneset *d)
+static int grow_table(struct doneset *d)
 {
     size_t cap = d->cap * 2;
     uint64_t *h = calloc(cap, sizeof *h), *o = calloc(cap, sizeof *o);
+    if (!h || !o) {
+        free(h);
+        free(o);
+        return -1;
+    }
     for (size_t i = 0; i < d->cap; i++) {
         if (!d->hashes[i])
             continue;
@@ -78,12 +88,13 @@ static void grow_table(struct doneset *d)
     d->hashes = h;
     d->offs = o;
     d->cap = cap;
+    return 0;
 }
 
 int doneset_add(struct doneset *d, const char *path, size_t len)
 {
-    if ((d->n + 1) * 4 > d->cap * 3)
-        grow_table(d);
+    if ((d->n + 1) * 4 > d->cap * 3 && grow_table(d))
+        return -1;
     uint64_t h = hash_bytes(path, len);
     size_t j = h & (d->cap - 1);
     while (d->hashes[j]) {
@@ -95,7 +106,10 @@ int doneset_add(struct doneset *d, const char *path, size_t len)
         size_t c = d->arena_cap ? d->arena_cap : 1 << 16;
         while (d->arena_len + len + 4 > c)
             c *= 2;
-        d->arena = realloc(d->arena, c);
+        char *a = realloc(d->arena, c);
+        if (!a)
+            return -1;
+        d->arena = a;
         d->arena_cap = c;
     }
     uint32_t l = (uint32_t)len;
@@ -163,6 +177,7 @@ struct parse {
     size_t path_len, path_cap;
     int status;              /* 1 ok, 2 failed, 0 other */
     int bad;                 /* set with msg on an error */
+    int oom;                 /* out of memory: csv_rows returns -2 */
     char msg[256];
     csv_row_fn fn;
     void *ud;
@@ -185,8 +200,14 @@ static void on_field(void *s, size_t len, void *data)
     }
     if (f == 0) {
         if (len + 1 > ps->path_cap) {
+            char *np = realloc(ps->path, len + 64);
+            if (!np) {
+                ps->oom = ps->bad = 1;
+                snprintf(ps->msg, sizeof ps->msg, "out of memory");
+                return;
+            }
+            ps->path = np;
             ps->path_cap = len + 64;
-            ps->path = realloc(ps->path, ps->path_cap);
         }
         memcpy(ps->path, s, len);
         ps->path_len = len;
@@ -224,18 +245,25 @@ static int no_space(unsigned char c)
     return 0;
 }
 
-/* Splits the header line into column names. */
+/* Splits the header line into column names. -1 when out of memory (nothing left allocated). */
 static int split_header(const char *header, char ***want)
 {
     int n = 1;
     for (const char *c = header; *c; c++)
         n += *c == ',';
-    *want = calloc((size_t)n, sizeof **want);
+    if (!(*want = calloc((size_t)n, sizeof **want)))
+        return -1;
     int i = 0;
     const char *start = header;
     for (const char *c = header;; c++) {
         if (*c == ',' || *c == '\n' || *c == 0) {
-            (*want)[i++] = strndup(start, (size_t)(c - start));
+            if (!((*want)[i++] = strndup(start, (size_t)(c - start)))) {
+                while (i > 0)
+                    free((*want)[--i]);
+                free(*want);
+                *want = NULL;
+                return -1;
+            }
             start = c + 1;
             if (*c != ',')
                 break;
@@ -248,7 +276,10 @@ int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn
                  size_t *complete_len, char *err, size_t errlen)
 {
     struct parse ps = {0};
-    ps.n_want = split_header(header, &ps.want);
+    if ((ps.n_want = split_header(header, &ps.want)) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -2;
+    }
     ps.fn = fn;
     ps.ud = ud;
     struct csv_parser cp;
@@ -264,6 +295,11 @@ int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn
         ps.rec_end = end;
         int64_t before = ps.records;
         if (csv_parse(&cp, text + pos, end - pos, on_field, on_record, &ps) != end - pos) {
+            if (csv_error(&cp) == CSV_ENOMEM) { /* never a torn row: nothing may be cut off */
+                ps.oom = ps.bad = 1;
+                snprintf(ps.msg, sizeof ps.msg, "out of memory");
+                break;
+            }
             /* A malformed quote: in the last line it is a torn write, earlier it is damage. */
             if (!nl)
                 break;
@@ -279,7 +315,7 @@ int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn
     csv_free(&cp);
     if (ps.bad) {
         snprintf(err, errlen, "%s", ps.msg);
-        rc = -1;
+        rc = ps.oom ? -2 : -1;
     } else {
         *complete_len = done;
         rc = ps.records;
@@ -291,10 +327,26 @@ int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn
     return rc;
 }
 
+int resume_path_exists(void *ud, const char *path, size_t len)
+{
+    (void)ud;
+    int folder = len > 1 && path[len - 1] == '/';
+    if (folder)
+        len--; /* lstat("dir/") would follow a link named dir */
+    if (len == 0 || memchr(path, '\0', len))
+        return 0;
+    char *p = strndup(path, len);
+    struct stat st;
+    int ok = p && lstat(p, &st) == 0 && (folder ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+    free(p);
+    return ok;
+}
+
 struct collect {
     struct doneset *set;
     struct resume_info *info;
-    int retry_failed;
+    const struct resume_redo *redo;
+    int oom;
 };
 
 static void collect_row(void *ud, const char *path, size_t len, int ok, size_t start, size_t end)
@@ -302,24 +354,54 @@ static void collect_row(void *ud, const char *path, size_t len, int ok, size_t s
     (void)start;
     (void)end;
     struct collect *c = ud;
+    const struct resume_redo *r = c->redo;
     c->info->rows++;
     if (ok)
         c->info->ok++;
     else
         c->info->failed++;
-    if (!ok && c->retry_failed)
-        c->info->dropped_failed++;
-    else if (!doneset_add(c->set, path, len))
+    int folder = len > 0 && path[len - 1] == '/';
+    if (!ok && (r->retry_failed || folder)) {
+        /* A second failed row of a path already dropped is dropped too (one decision per path). */
+        int again = r->redo && doneset_has(r->redo, path, len);
+        if (again || (!doneset_has(c->set, path, len) &&
+                      (r->can_redo ? r->can_redo(r->ud, path, len) : resume_path_exists(NULL, path, len)))) {
+            c->info->dropped_failed++;
+            if (r->redo && !again && doneset_add(r->redo, path, len) < 0)
+                c->oom = 1;
+            return;
+        }
+        if (r->retry_failed && !folder && !doneset_has(c->set, path, len))
+            c->info->kept_missing++;
+    }
+    int added = doneset_add(c->set, path, len);
+    if (added < 0)
+        c->oom = 1;
+    else if (!added)
         c->info->duplicates++;
+    else if (!ok)
+        c->info->kept_failed++;
+}
+
+int64_t resume_parse_redo(const char *text, size_t len, const char *header, const struct resume_redo *redo,
+                          struct doneset *set, size_t *complete_len, struct resume_info *info,
+                          char *err, size_t errlen)
+{
+    struct collect c = {set, info, redo, 0};
+    int64_t n = csv_rows(text, len, header, collect_row, &c, complete_len, err, errlen);
+    if (n >= 0 && c.oom) {
+        snprintf(err, errlen, "out of memory");
+        return -2;
+    }
+    if (n >= 0)
+        info->torn_bytes = len - *complete_len;
+    return n;
 }
 
 int64_t resume_parse(const char *text, size_t len, const char *header, int retry_failed,
                      struct doneset *set, size_t *complete_len, struct resume_info *info,
                      char *err, size_t errlen)
 {
-    struct collect c = {set, info, retry_failed};
-    int64_t n = csv_rows(text, len, header, collect_row, &c, complete_len, err, errlen);
-    if (n >= 0)
-        info->torn_bytes = len - *complete_len;
-    return n;
+    struct resume_redo r = {retry_failed, NULL, NULL, NULL};
+    return resume_parse_redo(text, len, header, &r, set, complete_len, info, err, errlen);
 }

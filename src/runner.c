@@ -7,6 +7,7 @@
  * number of images. With every stage serial there are no queues and no threads at all: one loop
  * scans, loads, queries and writes an image before the next — the reference the others match. */
 #include "runner.h"
+#include "budget.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include "bench.h"
 #include "errtally.h"
 #include "exec.h"
+#include "fdlimit.h"
 #include "progress.h"
 #include "results.h"
 #include "run.h"
@@ -31,6 +33,7 @@
 struct runner {
     struct run run;
     const struct config *cfg;
+    struct config cfg_fit; /* the run's copy of the settings (see fdlimit.h); cfg points at it */
     struct shared shared;
     scanner *sc;
     struct doneset *done;
@@ -44,7 +47,45 @@ struct runner {
     pthread_mutex_t out_mu; /* the writer and the signal thread's last-resort sync */
     struct progress *prog;
     struct bench_sampler *sampler;
+    /* Folders the scan could not read, each written as a failed row by the scanning thread. */
+    atomic_uint_fast64_t folders_failed;
+    pthread_mutex_t folder_mu; /* the last one, for the summary */
+    char folder_last[600];
 };
+
+/* A folder the scan could not read: one failed row (path = the folder, with its '/'), written
+ * at once from the scanning thread (it goes through no stage). Not in this shard, or already
+ * with a row (a resume): nothing. A row that cannot be written stops the run. */
+static void folder_row(struct runner *r, const struct scan_entry *e)
+{
+    if (r->cfg->shard_n && shard_hash(e->rel, e->rel_len) % (uint64_t)r->cfg->shard_n != (uint64_t)r->cfg->shard_k)
+        return;
+    if (r->done && doneset_has(r->done, e->path, e->path_len))
+        return;
+    struct item *it = item_new(e->path, e->path_len, (size_t)(e->rel - e->path), r->run.p->n, 0);
+    char err[512] = "";
+    int rc = -1;
+    if (it) {
+        item_fail(it, "%s", e->error);
+        if (it->error) {
+            pthread_mutex_lock(&r->out_mu);
+            rc = results_write(r->out, it, err, sizeof err);
+            pthread_mutex_unlock(&r->out_mu);
+        }
+    }
+    if (rc == 0) {
+        atomic_fetch_add(&r->folders_failed, 1);
+        pthread_mutex_lock(&r->folder_mu);
+        snprintf(r->folder_last, sizeof r->folder_last, "%.*s (%s)", (int)(e->path_len > 300 ? 300 : e->path_len),
+                 e->path, e->error);
+        pthread_mutex_unlock(&r->folder_mu);
+    } else {
+        fprintf(stderr, "annotate: cannot write the row of the folder %.*s (%s): %s\n",
+                (int)(e->path_len > 300 ? 300 : e->path_len), e->path, e->error, err[0] ? err : "out of memory");
+        atomic_store(&r->run.stop, RUN_ABORT);
+    }
+    item_free(it);
+}
 
 /* The next item the run should process, or NULL at the end (or when stopping). */
 static struct item *next_item(struct runner *r, uint64_t *seq)
@@ -55,7 +96,12 @@ static struct item *next_item(struct runner *r, uint64_t *seq)
             atomic_store(&r->scan_cut, 1);
             break;
         }
-        if (scan_next(r->sc, &e) != 1)
+        int got = scan_next(r->sc, &e);
+        if (got == 2) {
+            folder_row(r, &e);
+            continue;
+        }
+        if (got != 1)
             break;
         enum pick k = selection_pick(&r->sel, &e);
         if (k == PICK_STOP)
@@ -76,8 +122,11 @@ static struct item *next_item(struct runner *r, uint64_t *seq)
         struct item *it = item_new(e.path, e.path_len, (size_t)(e.rel - e.path), r->run.p->n, (*seq)++);
         if (it)
             return it;
-        fprintf(stderr, "annotate: out of memory\n");
-        atomic_store(&r->run.stop, RUN_DRAIN);
+        /* Not this image's failure, and no row may be claimed for it: stop (exit 2); the rows
+         * written are whole, and --resume runs the rest. */
+        fprintf(stderr, "annotate: out of memory for the image %.*s: stopping\n",
+                (int)(e.path_len > 300 ? 300 : e.path_len), e.path);
+        atomic_store(&r->run.stop, RUN_ABORT);
     }
     return NULL;
 }
@@ -285,20 +334,33 @@ static int setup(struct runner *r, char *err, size_t errlen)
     }
     r->run.shared = r->shared.page;
     r->run.shared_fd = r->shared.fd;
+    budget_set(cfg->max_memory);
     if (cfg->max_rps > 0 && !(r->run.rl = ratelimit_new(cfg->max_rps))) {
         snprintf(err, errlen, "cannot set up the rate limiter: %s", strerror(errno));
         return -1;
     }
     if (!(r->sc = scan_open(cfg->dir, &cfg->scan, err, errlen)))
         return -1;
-    struct results_opts ro = {cfg->out, cfg->dir, cfg->resume, cfg->retry_failed, cfg->force, cfg->sync_every};
+    scan_report_folders(r->sc, 1);
+    struct results_opts ro = {.path = cfg->out, .dir = cfg->dir, .resume = cfg->resume,
+                              .retry_failed = cfg->retry_failed, .force = cfg->force, .sync_every = cfg->sync_every,
+                              .can_redo = selection_finds, .can_redo_ud = (void *)cfg};
     if (!(r->out = results_open(&ro, cfg->pipeline, &r->done, &r->info, err, errlen)))
         return -1;
     const struct resume_info *info = &r->info;
-    if (cfg->resume && !cfg->quiet && info->rows)
+    if (cfg->resume && !cfg->quiet && info->rows) {
+        char redo[48] = "";
+        if (info->dropped_failed)
+            snprintf(redo, sizeof redo, ", %llu to be retried", (unsigned long long)info->dropped_failed);
         fprintf(stderr, "annotate: resuming %s: %llu rows already there (%llu ok, %llu failed%s)%s\n", cfg->out,
-                (unsigned long long)info->rows, (unsigned long long)info->ok, (unsigned long long)info->failed,
-                cfg->retry_failed ? ", to be retried" : "", info->torn_bytes ? "; repaired a torn last row" : "");
+                (unsigned long long)info->rows, (unsigned long long)info->ok, (unsigned long long)info->failed, redo,
+                info->torn_bytes ? "; repaired a torn last row" : "");
+    }
+    if (cfg->resume && !cfg->quiet && info->kept_missing)
+        fprintf(stderr, "annotate: kept %llu failed row%s as %s: %s no longer in %s (deleted, or not selected)\n",
+                (unsigned long long)info->kept_missing, info->kept_missing == 1 ? "" : "s",
+                info->kept_missing == 1 ? "it was" : "they were", info->kept_missing == 1 ? "its image is" : "their images are",
+                cfg->dir);
     selection_init(&r->sel, cfg, r->done);
     return 0;
 }
@@ -316,6 +378,16 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
     sum->attempts = atomic_load(&st->attempts);
     sum->retries = atomic_load(&st->retries);
     sum->interrupted = rc == 130;
+    const struct pipeline *p = r->cfg->pipeline;
+    for (int s = 0; s < p->n; s++)
+        for (int k = 0; p->stages[s].n_urls > 1 && k < p->stages[s].n_urls && sum->n_replicas < 64; k++) {
+            const struct shared_replica *x = &r->run.shared->replica[p->stages[s].replica_base + k];
+            sum->replicas[sum->n_replicas++] = (struct replica_summary){
+                s, k, atomic_load(&x->attempts), atomic_load(&x->errors), hist_quantile(&x->latency_us, 0.99),
+                atomic_load(&x->ejected_total)};
+        }
+    sum->folders_failed = atomic_load(&r->folders_failed);
+    snprintf(sum->folder_last, sizeof sum->folder_last, "%s", r->folder_last);
     for (int s = 0; s < r->cfg->pipeline->n; s++) {
         uint64_t p99 = hist_quantile(&st->stage_us[s], 0.99);
         if (p99 > sum->slowest_p99_us) {
@@ -338,12 +410,25 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
         snprintf(err, errlen, "out of memory");
         return 2;
     }
+    /* The run's own copy of the settings, fitted to the open-file limit: every stage (worker
+     * processes too, which are sent it) and the progress line see the same. */
+    r->cfg_fit = *cfg;
+    cfg = &r->cfg_fit;
+    char note[512];
+    if (fdlimit_fit(&r->cfg_fit, note, sizeof note, err, errlen)) {
+        stats_free(st);
+        free(r);
+        return 2;
+    }
+    if (note[0] && !cfg->quiet)
+        fprintf(stderr, "annotate: %s\n", note);
     r->cfg = cfg;
     r->run.cfg = cfg;
     r->run.p = cfg->pipeline;
     r->run.stats = st;
     r->shared.fd = -1;
     pthread_mutex_init(&r->out_mu, NULL);
+    pthread_mutex_init(&r->folder_mu, NULL);
     double t0 = now_s();
     int rc = setup(r, err, errlen) ? 2 : 0;
     if (rc == 0) {
@@ -366,7 +451,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
-        if (scan_warnings(r->sc) && !cfg->quiet)
+        if (scan_warnings(r->sc) > atomic_load(&r->folders_failed) && !cfg->quiet)
             fprintf(stderr, "annotate: %llu director%s could not be read (last: %s)\n",
                     (unsigned long long)scan_warnings(r->sc), scan_warnings(r->sc) == 1 ? "y" : "ies",
                     scan_last_warning(r->sc));
@@ -381,6 +466,12 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
             snprintf(err, errlen, "%s", r->run.shared->fatal_msg);
             rc = 2;
         }
+        if (rc == 0 && scan_lost(r->sc)) {
+            snprintf(err, errlen, "out of memory while scanning: %llu folder%s could not be read nor given a row; "
+                     "the rows written are valid: run again with --resume", (unsigned long long)scan_lost(r->sc),
+                     scan_lost(r->sc) == 1 ? "" : "s");
+            rc = 2;
+        }
         if (rc == 0 && atomic_load(&r->run.stop) == RUN_ABORT) {
             snprintf(err, errlen, "the run stopped early on an internal error (see above); the rows written are "
                                   "valid: run again with --resume");
@@ -390,7 +481,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
             /* A signal that came when every image had been taken and settled stopped nothing. */
             if (atomic_load(&signals_seen) && (atomic_load(&r->scan_cut) || atomic_load(&st->unsent)))
                 rc = 130;
-            else if (atomic_load(&st->failed) || (!cfg->retry_failed && r->info.failed))
+            else if (atomic_load(&st->failed) || r->info.kept_failed || atomic_load(&r->folders_failed))
                 rc = 1; /* failed rows kept from an earlier run count too: the file is not all ok */
         }
     }
@@ -402,6 +493,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     ratelimit_free(r->run.rl);
     shared_close(&r->shared);
     pthread_mutex_destroy(&r->out_mu);
+    pthread_mutex_destroy(&r->folder_mu);
     if (stats_out)
         *stats_out = st;
     else

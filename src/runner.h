@@ -12,8 +12,16 @@ struct run_summary {
     uint64_t not_in_shard;
     double elapsed_s;
     int interrupted;
+    uint64_t folders_failed; /* folders that could not be read: one failed row each */
+    char folder_last[600];   /* the last of them, with why */
     const char *slowest_stage;
     uint64_t slowest_p99_us;
+    struct replica_summary { /* the replicas of stages with several URLs */
+        int stage, k;
+        uint64_t attempts, errors, p99_us;
+        int ejections;
+    } replicas[64];
+    int n_replicas;
 };
 
 /* Runs cfg. Returns the exit status: 0 all ok, 1 some failed, 2 a usage or set-up error (err

@@ -10,7 +10,12 @@
  * for DT_UNKNOWN. Regular files are candidates; directories are descended into; symbolic links,
  * FIFOs, sockets and devices are skipped and never opened.
  *
- * Deep trees: at most SCAN_MAX_OPEN directory streams are open at once (the root's included).
+ * A directory that cannot be opened, read to its end, or re-opened is counted as a warning and,
+ * with scan_report_folders, queued (its path copied, with a '/' at its end) to be returned by
+ * scan_next before anything else, so the run writes a row for it.
+ *
+ * Deep trees: at most SCAN_MAX_OPEN (or opts->max_open) directory streams are open at once (the
+ * root's included).
  * Past that the shallowest open level below the root is closed ("evicted") after its position
  * (telldir) and identity (st_dev, st_ino) are saved. When the walk climbs back to an evicted
  * level it re-opens it with openat(child_fd, "..") and checks the identity; if that fails (the
@@ -18,7 +23,7 @@
  * with O_NOFOLLOW and the identity check, and resumes with seekdir. A level that cannot be
  * re-opened is counted as a warning and the rest of it is skipped. The same eviction runs when
  * openat fails with EMFILE/ENFILE, so a process short of fds degrades instead of losing
- * subtrees. Memory is O(depth): one stack entry per level, one glibc stream buffer (32 KiB) per
+ * subtrees; with nothing left to evict it waits for a descriptor (up to about 5 s). Memory is O(depth): one stack entry per level, one glibc stream buffer (32 KiB) per
  * open level, and the path buffer. */
 #include "scan.h"
 
@@ -30,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SCAN_MAX_OPEN
@@ -54,6 +60,13 @@ struct ext {
     size_t len;
 };
 
+/* A folder (or entry) that could not be read, waiting to be returned by scan_next. */
+struct pend {
+    char *path; /* malloc'd, NUL-terminated */
+    size_t len;
+    char error[160];
+};
+
 struct scanner {
     struct level *lv;
     size_t depth, cap; /* levels in use / allocated */
@@ -65,6 +78,13 @@ struct scanner {
     size_t n_exts, ext_max;
     uint64_t warnings;
     char warn[SCAN_WARN_MAX];
+    size_t max_open;   /* SCAN_MAX_OPEN unless opts said otherwise */
+    int report;        /* scan_report_folders */
+    struct pend *pend; /* FIFO of folders to return with 2 */
+    size_t n_pend, cap_pend;
+    char *given;       /* the path of the last one returned (valid until the next call) */
+    char warn_given[160]; /* and its reason */
+    uint64_t lost;     /* folders that could not be queued (out of memory): scan_lost */
 };
 
 static const char *const default_exts[] = {"jpg", "jpeg", "png", "gif", "bmp", "webp"};
@@ -119,6 +139,53 @@ static void warn(scanner *s, const char *what, size_t path_len, int err)
     s->warnings++;
 }
 
+/* Queues path[0..path_len) (plus a '/' for a folder) to be returned by scan_next with its
+ * reason, "<what>: strerror(err)". Out of memory, it stays a warning only. */
+static void pend_add(scanner *s, size_t path_len, int folder, const char *what, int err)
+{
+    if (!s->report)
+        return;
+    if (s->n_pend == s->cap_pend) {
+        size_t cap = s->cap_pend ? s->cap_pend * 2 : 4;
+        struct pend *p = realloc(s->pend, cap * sizeof *p);
+        if (!p) {
+            s->lost++;
+            return;
+        }
+        s->pend = p;
+        s->cap_pend = cap;
+    }
+    struct pend *p = &s->pend[s->n_pend];
+    if (!(p->path = malloc(path_len + 2))) {
+        s->lost++;
+        return;
+    }
+    memcpy(p->path, s->path, path_len);
+    if (folder && (path_len == 0 || p->path[path_len - 1] != '/'))
+        p->path[path_len++] = '/';
+    p->path[path_len] = '\0';
+    p->len = path_len;
+    snprintf(p->error, sizeof p->error, "%s: %s", what, strerror(err));
+    s->n_pend++;
+}
+
+/* Returns the oldest queued folder in *out. */
+static int pend_give(scanner *s, struct scan_entry *out)
+{
+    free(s->given);
+    struct pend p = s->pend[0];
+    memmove(s->pend, s->pend + 1, --s->n_pend * sizeof *s->pend);
+    s->given = p.path;
+    /* The error text lives in the scanner too: keep it in the warning buffer's tail. */
+    snprintf(s->warn_given, sizeof s->warn_given, "%s", p.error);
+    out->path = p.path;
+    out->path_len = p.len;
+    out->rel = p.path + (p.len >= s->root_prefix ? s->root_prefix : p.len);
+    out->rel_len = p.len - (size_t)(out->rel - p.path);
+    out->error = s->warn_given;
+    return 2;
+}
+
 static int path_reserve(scanner *s, size_t need)
 {
     if (need <= s->path_cap)
@@ -148,6 +215,35 @@ static int is_image(const scanner *s, const char *name, size_t len)
     for (size_t i = 0; i < s->n_exts; i++)
         if (s->exts[i].len == elen && memcmp(s->exts[i].s, buf, elen) == 0)
             return 1;
+    return 0;
+}
+
+int scan_name_is_image(const struct scan_opts *opts, const char *name, size_t len)
+{
+    const char *const *exts = default_exts;
+    size_t n_exts = sizeof default_exts / sizeof default_exts[0];
+    if (opts && opts->exts && opts->n_exts) {
+        exts = opts->exts;
+        n_exts = opts->n_exts;
+    }
+    const char *dot = memrchr(name, '.', len);
+    if (!dot)
+        return 0;
+    size_t elen = len - (size_t)(dot - name) - 1;
+    for (size_t i = 0; i < n_exts; i++) {
+        const char *e = exts[i];
+        if (!e)
+            continue;
+        if (*e == '.')
+            e++;
+        if (elen == 0 || elen > SCAN_EXT_MAX || strlen(e) != elen)
+            continue;
+        size_t j = 0;
+        while (j < elen && lower((unsigned char)dot[1 + j]) == lower((unsigned char)e[j]))
+            j++;
+        if (j == elen)
+            return 1;
+    }
     return 0;
 }
 
@@ -237,6 +333,7 @@ static void reopen(scanner *s, size_t k)
         if (fd >= 0)
             close(fd);
         warn(s, "cannot re-open directory (rest of it skipped)", L->prefix - 1, e);
+        pend_add(s, L->prefix, 1, "cannot read folder (the rest of it was skipped)", e);
         L->state = LV_DEAD;
         return;
     }
@@ -269,6 +366,8 @@ static void push(scanner *s, const char *name, size_t len)
     if (path_reserve(s, prefix + 1) != 0) {
         s->warnings++;
         snprintf(s->warn, sizeof s->warn, "out of memory for a path of %zu bytes", prefix);
+        /* No room to spell the folder: its parent gets the row (it could not be read whole). */
+        pend_add(s, P->prefix, 1, "cannot read folder (out of memory for the path of a folder in it)", ENOMEM);
         return;
     }
     memcpy(s->path + P->prefix, name, len);
@@ -278,6 +377,7 @@ static void push(scanner *s, const char *name, size_t len)
         struct level *lv = realloc(s->lv, cap * sizeof *lv);
         if (!lv) {
             warn(s, "out of memory entering directory", P->prefix + len, ENOMEM);
+            pend_add(s, P->prefix + len, 1, "cannot read folder", ENOMEM);
             return;
         }
         s->lv = lv;
@@ -285,13 +385,21 @@ static void push(scanner *s, const char *name, size_t len)
         P = &s->lv[s->depth - 1];
     }
     /* evict_one closes the shallowest open level below P (never P, whose fd is needed here). */
-    if (s->n_open >= SCAN_MAX_OPEN)
+    if (s->n_open >= s->max_open)
         evict_one(s);
     int fd;
-    for (;;) {
+    for (int waits = 0;;) {
         fd = openat(dirfd(P->d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-        if (fd >= 0 || (errno != EMFILE && errno != ENFILE) || evict_one(s) != 0)
+        if (fd >= 0 || (errno != EMFILE && errno != ENFILE))
             break;
+        if (evict_one(s) == 0)
+            continue;
+        /* Nothing of ours left to close: the rest of the process holds the descriptors. They
+         * come and go (files being read, connections), so wait for one, up to about 5 s. */
+        if (waits++ >= 500)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
     }
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
@@ -299,6 +407,7 @@ static void push(scanner *s, const char *name, size_t len)
         if (fd >= 0)
             close(fd);
         warn(s, "cannot open directory", P->prefix + len, e);
+        pend_add(s, P->prefix + len, 1, "cannot read folder", e);
         return;
     }
     s->path[P->prefix + len] = '/';
@@ -356,6 +465,7 @@ scanner *scan_open(const char *root, const struct scan_opts *opts, char *err, si
     if (root_len == 0 || root[root_len - 1] != '/')
         s->path[s->root_prefix++] = '/';
     s->path[s->root_prefix] = '\0';
+    s->max_open = opts && opts->max_open ? (opts->max_open < 2 ? 2 : opts->max_open) : SCAN_MAX_OPEN;
     s->cap = 16;
     s->lv = calloc(s->cap, sizeof *s->lv);
     if (!s->lv)
@@ -400,7 +510,12 @@ int scan_next(scanner *s, struct scan_entry *out)
 {
     if (!s)
         return 0;
-    while (s->depth > 0) {
+    out->error = NULL;
+    for (;;) {
+        if (s->n_pend)
+            return pend_give(s, out);
+        if (s->depth == 0)
+            break;
         struct level *L = &s->lv[s->depth - 1];
         if (L->state != LV_OPEN) { /* dead: could not be re-opened */
             pop(s);
@@ -409,8 +524,11 @@ int scan_next(scanner *s, struct scan_entry *out)
         errno = 0;
         struct dirent *e = readdir(L->d);
         if (!e) {
-            if (errno)
-                warn(s, "cannot read directory", L->prefix - 1, errno);
+            if (errno) {
+                int err = errno;
+                warn(s, "cannot read directory", L->prefix - 1, err);
+                pend_add(s, L->prefix, 1, "cannot read folder (the rest of it was skipped)", err);
+            }
             pop(s);
             continue;
         }
@@ -427,6 +545,7 @@ int scan_next(scanner *s, struct scan_entry *out)
                     if (path_reserve(s, L->prefix + len + 1) == 0) {
                         memcpy(s->path + L->prefix, name, len);
                         warn(s, "cannot stat", L->prefix + len, err);
+                        pend_add(s, L->prefix + len, 0, "cannot stat", err);
                     }
                 }
                 continue;
@@ -455,6 +574,17 @@ int scan_next(scanner *s, struct scan_entry *out)
     return 0;
 }
 
+void scan_report_folders(scanner *s, int on)
+{
+    if (s)
+        s->report = on;
+}
+
+uint64_t scan_lost(const scanner *s)
+{
+    return s ? s->lost : 0;
+}
+
 uint64_t scan_warnings(const scanner *s)
 {
     return s ? s->warnings : 0;
@@ -472,6 +602,10 @@ void scan_close(scanner *s)
     for (size_t i = 0; i < s->depth; i++)
         if (s->lv[i].state == LV_OPEN && s->lv[i].d)
             closedir(s->lv[i].d);
+    for (size_t i = 0; i < s->n_pend; i++)
+        free(s->pend[i].path);
+    free(s->pend);
+    free(s->given);
     free(s->lv);
     free(s->exts);
     free(s->path);

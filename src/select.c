@@ -40,6 +40,25 @@ static int is_results_file(const struct selection *s, const struct scan_entry *e
     return stat(e->path, &st) == 0 && st.st_dev == s->out_dev && st.st_ino == s->out_ino;
 }
 
+int selection_finds(void *ud, const char *path, size_t len)
+{
+    const struct config *c = ud;
+    size_t dl = strlen(c->dir), pl = dl + (dl && c->dir[dl - 1] == '/' ? 0 : 1);
+    if (len <= pl || memcmp(path, c->dir, dl) || path[pl - 1] != '/' || memchr(path, '\0', len))
+        return 0;
+    const char *rel = path + pl;
+    size_t rel_len = len - pl;
+    if (c->shard_n && shard_hash(rel, rel_len) % (uint64_t)c->shard_n != (uint64_t)c->shard_k)
+        return 0;
+    if (path[len - 1] != '/') {
+        const char *slash = memrchr(path, '/', len);
+        const char *name = slash ? slash + 1 : path;
+        if (!scan_name_is_image(&c->scan, name, len - (size_t)(name - path)))
+            return 0;
+    }
+    return resume_path_exists(NULL, path, len);
+}
+
 enum pick selection_pick(struct selection *s, const struct scan_entry *e)
 {
     const struct config *c = s->cfg;

@@ -37,6 +37,13 @@ void selection_init(struct selection *s, const struct config *cfg, const struct 
 /* What to do with the next image the scan found. */
 enum pick selection_pick(struct selection *s, const struct scan_entry *e);
 
+/* 1 when a run of cfg will find path (len bytes, as a results file spells it) again: it is under
+ * DIR, in this shard, and names a regular file with an image extension, or, ending in '/', a
+ * directory (a folder's row). Resume asks it before it drops a failed row to redo it, so that a
+ * row is never dropped for an image that will not be run. Does not follow symbolic links below
+ * DIR, as the scanner does not. (ud is the config, for struct resume_redo.) */
+int selection_finds(void *cfg, const char *path, size_t len);
+
 /* FNV-1a 64 of the path below the root: the stable key --shard uses. */
 uint64_t shard_hash(const char *rel, size_t len);
 

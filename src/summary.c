@@ -84,6 +84,21 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     if (s->slowest_stage)
         fprintf(f, "; slowest stage by p99: %s (%.1f ms)", s->slowest_stage, ms(s->slowest_p99_us));
     fputc('\n', f);
+    for (int i = 0; i < s->n_replicas; i++) {
+        const struct replica_summary *x = &s->replicas[i];
+        const struct stage *st = &cfg->pipeline->stages[x->stage];
+        fprintf(f, "annotate: %s replica %s: %llu attempts, %llu errors, p99 %.1f ms%s", st->name,
+                pipeline_replica_url(st, x->k, 1), (unsigned long long)x->attempts, (unsigned long long)x->errors,
+                ms(x->p99_us), x->ejections ? "" : "\n");
+        if (x->ejections)
+            fprintf(f, ", ejected %d time%s\n", x->ejections, x->ejections == 1 ? "" : "s");
+    }
+    if (s->folders_failed == 1)
+        fprintf(f, "annotate: 1 folder could not be read: %s; its row says so, and --resume will retry it\n",
+                s->folder_last);
+    else if (s->folders_failed)
+        fprintf(f, "annotate: %llu folders could not be read (the last: %s); their rows say why, and --resume will "
+                   "retry them\n", (unsigned long long)s->folders_failed, s->folder_last);
     print_error_tally(f, st);
     if (s->interrupted)
         fprintf(f, "annotate: stopped early; run the same command with --resume to finish\n");
@@ -115,6 +130,7 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
     cJSON_AddNumberToObject(o, "images_ok", (double)s->ok);
     cJSON_AddNumberToObject(o, "images_failed", (double)s->failed);
     cJSON_AddNumberToObject(o, "images_skipped", (double)s->skipped);
+    cJSON_AddNumberToObject(o, "folders_failed", (double)s->folders_failed);
     cJSON_AddNumberToObject(o, "requests", (double)s->requests);
     cJSON_AddNumberToObject(o, "attempts", (double)s->attempts);
     cJSON_AddNumberToObject(o, "retries", (double)s->retries);
@@ -138,6 +154,26 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
         cJSON *stages = cJSON_AddObjectToObject(o, "stages");
         for (int i = 0; i < cfg->pipeline->n && i < st->n_stages; i++)
             cJSON_AddItemToObject(stages, cfg->pipeline->stages[i].name, hist_json(&st->stage_us[i]));
+    }
+    if (s->n_replicas) {
+        cJSON *reps = cJSON_AddObjectToObject(o, "replicas");
+        for (int i = 0; reps && i < s->n_replicas; i++) {
+            const struct replica_summary *x = &s->replicas[i];
+            const struct stage *sg = &cfg->pipeline->stages[x->stage];
+            cJSON *list = cJSON_GetObjectItemCaseSensitive(reps, sg->name);
+            if (!list)
+                list = cJSON_AddArrayToObject(reps, sg->name);
+            cJSON *e = cJSON_CreateObject();
+            if (!list || !e || !cJSON_AddItemToArray(list, e)) {
+                cJSON_Delete(e);
+                continue;
+            }
+            cJSON_AddStringToObject(e, "url", pipeline_replica_url(sg, x->k, 1));
+            cJSON_AddNumberToObject(e, "attempts", (double)x->attempts);
+            cJSON_AddNumberToObject(e, "errors", (double)x->errors);
+            cJSON_AddNumberToObject(e, "p99_ms", ms(x->p99_us));
+            cJSON_AddNumberToObject(e, "ejections", x->ejections);
+        }
     }
     return o;
 }

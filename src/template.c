@@ -525,7 +525,8 @@ int tmpl_fill(const struct tmpl *t, const struct fill_src *src, struct filled *o
             r = put_piece(out, s->text, s->len);
             break;
         case T_B64:
-            r = put_text(out, src->b64, src->b64_len, s->ctx, "the element", err, errlen);
+            r = src->b64_ours ? put_piece(out, src->b64, src->b64_len)
+                              : put_text(out, src->b64, src->b64_len, s->ctx, "the element", err, errlen);
             break;
         case T_BYTES:
             r = put_piece(out, (const char *)src->bytes, src->bytes_len);

@@ -95,6 +95,7 @@ struct filled {
 struct fill_src {
     const char *b64;     /* the image's or the element's base64 text (JSON-escaped if needed) */
     size_t b64_len;
+    int b64_ours;        /* b64 is our own encoder's: it never needs escaping, and is not scanned */
     const unsigned char *bytes;
     size_t bytes_len;
     const char *mime;

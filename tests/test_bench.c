@@ -327,7 +327,7 @@ static void test_bench_failures(void)
     const char *margs[] = {"--error-rate", "0.3", "--seed", "4", NULL};
     CU_ASSERT_FATAL(mock_start(&m, margs) == 0);
     const char *argv[] = {e2e_annotate_bin(), "bench", imgs, "--server", m.base_url, "--retries", "0",
-                          "--strategies", "curl-multi,threads", "--concurrency", "4", "--limit", "60",
+                          "--outage-timeout", "0", "--strategies", "curl-multi,threads", "--concurrency", "4", "--limit", "60",
                           "--report", report, "--chart", chart, NULL};
     int rc = run_cmd(argv, tmo(120), buf, sizeof buf);
     mock_stop(&m);
@@ -353,12 +353,13 @@ static void test_bench_failures(void)
     }
     cJSON_Delete(o);
 
-    /* Every request hangs: with --timeout-ms 300 and --retries 0 passed on, each image fails in
-     * 0.3 s ("timed out"); the default 30 s would not end in time. */
+    /* Every request hangs: with --timeout-ms 300, --retries 0 and --outage-timeout 0 passed on,
+     * each image fails in 0.3 s ("timed out"); the defaults would not end in time (30 s a
+     * request, and a stage that only times out is down: its images would wait 300 s). */
     const char *hang[] = {"--hang-rate", "1", NULL};
     CU_ASSERT_FATAL(mock_start(&m, hang) == 0);
     const char *argv2[] = {e2e_annotate_bin(), "bench", imgs, "--server", m.base_url, "--retries", "0",
-                           "--timeout-ms", "300", "--strategies", "curl-multi", "--concurrency", "4", "--limit",
+                           "--outage-timeout", "0", "--timeout-ms", "300", "--strategies", "curl-multi", "--concurrency", "4", "--limit",
                            "8", "--report", report, "--chart", chart, NULL};
     long t0 = now_ms();
     rc = run_cmd(argv2, tmo(60), buf, sizeof buf);

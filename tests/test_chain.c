@@ -445,6 +445,21 @@ static void test_truthy(void)
         cJSON_Delete(v);
     }
     CU_ASSERT_FALSE(chain_truthy(NULL));
+    /* Results are kept as the raw bytes the server sent: the same answers, and white space. */
+    static const char *raw_falsy[] = {"null", "false", "0", "0.0", "-0", "\"\"", "[]", "{}", "[ ]", " {\n\t} ",
+                                      "0e5", "1e-400"};
+    static const char *raw_truthy[] = {"1", "-1", "0.5", "\"a\"", "\"0\"", "\" \"", "[0]", "[null]", "{\"a\":0}",
+                                       "true", " [ 0 ]", "1e999", "\"\\u0000\""};
+    for (size_t i = 0; i < sizeof raw_falsy / sizeof raw_falsy[0]; i++) {
+        cJSON *v = cJSON_CreateRaw(raw_falsy[i]);
+        CHECKF(v && !chain_truthy(v), "raw %s must be falsy", raw_falsy[i]);
+        cJSON_Delete(v);
+    }
+    for (size_t i = 0; i < sizeof raw_truthy / sizeof raw_truthy[0]; i++) {
+        cJSON *v = cJSON_CreateRaw(raw_truthy[i]);
+        CHECKF(v && chain_truthy(v), "raw %s must be truthy", raw_truthy[i]);
+        cJSON_Delete(v);
+    }
 }
 
 static void test_outcome(void)

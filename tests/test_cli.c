@@ -492,7 +492,7 @@ static void test_failures_explained(void)
     CU_ASSERT_FATAL(mock_start(&m, margs) == 0);
     const char *argv[] = {e2e_annotate_bin(), dir, "--server", m.base_url, "--out", out, "--strategy", "processes",
                           "--workers", "2", "--retries", "1", "--backoff-ms", "1", "--progress-interval", "0.1",
-                          "--stats-json", stats, NULL};
+                          "--stats-json", stats, "--outage-timeout", "0", NULL};
     int rc = run_cmd(argv, tmo(60), buf, sizeof buf);
     mock_stop(&m);
     CHECKF(rc == 1, "exit %d: %s", rc, buf);
@@ -564,7 +564,7 @@ static void test_progress_width(void)
         snprintf(out, sizeof out, "%s/width.csv", tmp);
         snprintf(cmd, sizeof cmd,
                  "script -qfec 'stty cols %d; %s %s --server %s --out %s --force --strategy threads --workers 2 "
-                 "--retries 0' %s >/dev/null 2>&1",
+                 "--retries 0 --outage-timeout 0' %s >/dev/null 2>&1",
                  cols[k], e2e_annotate_bin(), imgs, m.base_url, out, log);
         int rc = system(cmd);
         CHECKF(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "script -c 'annotate ...' returned %d", rc);

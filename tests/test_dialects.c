@@ -41,7 +41,8 @@ static struct e2e_tree tree;      /* the hostile tree and two extra files */
 static char **paths;              /* tree.paths and the extras */
 static size_t n_paths;
 
-static const char *const STRATEGIES[] = {"serial", "threads", "processes", "curl-multi"};
+static const char *const STRATEGIES[] = {"serial", "threads", "processes", "curl-multi",
+                                         "load=threads,query=processes"};
 
 static const char *example(int d)
 {
@@ -244,7 +245,7 @@ static void run_one(int d, const char *strategy)
     static void fn(void)                                     \
     {                                                        \
         CU_ASSERT_EQUAL_FATAL(setup(), 0);                   \
-        for (size_t s = 0; s < 4; s++)                       \
+        for (size_t s = 0; s < sizeof STRATEGIES / sizeof *STRATEGIES; s++)                       \
             run_one(d, STRATEGIES[s]);                       \
     }
 
@@ -285,7 +286,7 @@ static void test_google_bad_image(void)
 static void test_wrong_token(void)
 {
     CU_ASSERT_EQUAL_FATAL(setup(), 0);
-    for (size_t s = 0; s < 4; s++) {
+    for (size_t s = 0; s < sizeof STRATEGIES / sizeof *STRATEGIES; s++) {
         char what[160], out[16384];
         snprintf(what, sizeof what, "openai-vision, wrong token, --strategy %s", STRATEGIES[s]);
         setenv("OPENAI_API_KEY", WRONG, 1);
@@ -397,7 +398,7 @@ static void test_token_rotation(void)
     struct mock_proc m = {0};
     const char *args[] = {"--token-file", token_file, "--latency-ms", "25", NULL};
     CU_ASSERT_EQUAL_FATAL(mock_start(&m, args), 0);
-    for (size_t s = 0; s < 4; s++) {
+    for (size_t s = 0; s < sizeof STRATEGIES / sizeof *STRATEGIES; s++) {
         char what[160];
         snprintf(what, sizeof what, "token rotation, --strategy %s", STRATEGIES[s]);
         const char *old = s % 2 ? "rotate-new-2\n" : "rotate-old-1\n", *next = s % 2 ? "rotate-old-1\n" : "rotate-new-2\n";

@@ -22,7 +22,8 @@ static struct pyserver srv;
 static struct e2e_tree tree;
 static int ready = -1; /* -1: not tried yet */
 
-static const char *const STRATEGIES[] = {"serial", "threads", "processes", "curl-multi"};
+static const char *const STRATEGIES[] = {"serial", "threads", "processes", "curl-multi",
+                                         "load=threads,query=processes"};
 
 static int setup(void)
 {

@@ -130,8 +130,10 @@ static void test_server_down(void)
     static const char *const strategies[] = {"serial", "threads", "processes", "curl-multi",
                                              "load=threads,query=curl-multi"};
     for (size_t s = 0; s < sizeof strategies / sizeof *strategies; s++) {
+        /* --outage-timeout 0: the images fail at once instead of waiting for the server (the
+         * suite "outage" tests the wait) */
         const char *extra[] = {"--strategy", strategies[s], "--retries", "1", "--backoff-ms", "1", "--workers", "4",
-                               "--stats-json", sj, NULL};
+                               "--stats-json", sj, "--outage-timeout", "0", NULL};
         long t0 = now_ms();
         int rc = e2e_run(out, sizeof out, tmo(30), root, csv, server, extra);
         long ms = now_ms() - t0;
@@ -526,7 +528,7 @@ static void test_shards(void)
     /* An all-failed run of shard 0 merged in too: an ok row wins over a failed one. */
     char server[64];
     snprintf(server, sizeof server, "http://127.0.0.1:%d", e2e_closed_port());
-    const char *extra[] = {"--shard", "0/4", "--retries", "0", NULL};
+    const char *extra[] = {"--shard", "0/4", "--retries", "0", "--outage-timeout", "0", NULL};
     rc = e2e_run(out, sizeof out, tmo(60), root, failed, server, extra);
     CU_ASSERT_EQUAL(rc, 1);
     rc = annotate(out, sizeof out, tmo(60), "merge", merged, failed, sh[0], sh[1], sh[2], sh[3], (const char *)NULL);

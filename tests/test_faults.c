@@ -488,7 +488,7 @@ static void test_retry_failed(void)
     snprintf(down, sizeof down, "http://127.0.0.1:%d", e2e_closed_port());
     snprintf(sj, sizeof sj, "%s/stats.json", t.base);
     /* Serial: model_02 is never sent once model_01 failed; no retries at all. */
-    const char *first[] = {"--retries", "0", "--strategy", "serial", "--stats-json", sj, NULL};
+    const char *first[] = {"--retries", "0", "--strategy", "serial", "--stats-json", sj, "--outage-timeout", "0", NULL};
     int rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, down, first);
     CU_ASSERT_EQUAL(rc, 1);
     struct e2e_csv c;

@@ -28,6 +28,9 @@
     X(dialects)   \
     X(dialects_independent) \
     X(faults)     \
+    X(outage)     \
+    X(limits)     \
+    X(replicas)   \
     X(stats)      \
     X(errtally)   \
     X(cli)        \
@@ -35,7 +38,8 @@
     X(bench)      \
     X(workers)    \
     X(run)        \
-    X(pyserver)
+    X(pyserver) \
+    X(hardening)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

@@ -57,8 +57,11 @@ GET_CFG(backoff_ms)
 GET_CFG(backoff_max_ms)
 GET_CFG(max_rps)
 GET_CFG(max_image_bytes)
+GET_CFG(max_memory)
+GET_CFG(max_answer_bytes)
 GET_CFG(sync_every)
 GET_CFG(drain_timeout_ms)
+GET_CFG(outage_timeout_s)
 GET_CFG(progress_interval)
 GET_CFG(max_images)
 GET_BENCH(latency_ms)
@@ -90,8 +93,11 @@ static const struct numeric {
     {"backoff-max-ms", 0, 1, "0", "3600000", "-1", "3600001", 0, get_backoff_max_ms},
     {"max-rps", 0, 0, "0.001", "10000000", "0.0009", "10000001", 1, get_max_rps},
     {"max-image-bytes", 0, 1, "1", NULL, "0", NULL, 0, get_max_image_bytes},
+    {"max-memory", 0, 1, "1", NULL, "-1", NULL, 1, get_max_memory},
+    {"max-answer-bytes", 0, 1, "1", "2147483648", "0", "2147483649", 0, get_max_answer_bytes},
     {"sync-every", 0, 1, "1", NULL, "-1", NULL, 1, get_sync_every},
     {"drain-timeout-ms", 0, 1, "0", "86400000", "-1", "86400001", 0, get_drain_timeout_ms},
+    {"outage-timeout", 0, 1, "0", "604800", "-1", "604801", 0, get_outage_timeout_s},
     {"progress-interval", 0, 0, "0.1", "86400", "0.09", "86401", 0, get_progress_interval},
     {"max-images", 0, 1, "1", NULL, "0", NULL, 0, get_max_images},
     {"latency-ms", 1, 1, "0", "600000", "-1", "600001", 0, get_b_latency_ms},
@@ -364,6 +370,7 @@ static void test_bench_forwards(void)
                                 "2345", "--retries", "7", "--backoff-ms", "11", "--backoff-max-ms", "22", "--max-rps",
                                 "33.5", "--max-image-bytes", "4444", "--extensions", "png,JPG", "--encoder", "libb64",
                                 "--queue-size", "55", "--loops", "2", "--workers", "3", "--server", "https://h:9/v1",
+                                "--max-answer-bytes", "777", "--max-memory", "8888", "--outage-timeout", "9",
                                 "--limit", "66");
     unsetenv("BENCH_T");
     CHECKF(rc0 == 0, "%s", err);
@@ -374,7 +381,8 @@ static void test_bench_forwards(void)
         {"--header", "Authorization: Bearer ${BENCH_T}"}, {"--timeout-ms", "1234"}, {"--connect-timeout-ms", "2345"},
         {"--retries", "7"}, {"--backoff-ms", "11"}, {"--backoff-max-ms", "22"}, {"--max-rps", "33.5"},
         {"--max-image-bytes", "4444"}, {"--extensions", "png,JPG"}, {"--encoder", "libb64"}, {"--queue-size", "55"},
-        {"--server", "https://h:9/v1"}, {"--max-images", "66"}, {"--quiet", ""},
+        {"--server", "https://h:9/v1"}, {"--max-images", "66"}, {"--quiet", ""}, {"--max-answer-bytes", "777"},
+        {"--max-memory", "8888"}, {"--outage-timeout", "9"},
     };
     static const char *const strategies[] = {"serial", "threads", "processes", "curl-multi", "load=threads+query=processes",
                                              "load=processes+query=curl-multi"};
@@ -444,6 +452,9 @@ static void test_option_errors(void)
     CHECKF(strstr(err, "--latency-ms") && strstr(err, "annotate bench"), "%s", err);
     CU_ASSERT_EQUAL(PARSE(1, "--resume"), -1);
     CHECKF(strstr(err, "--resume") && strstr(err, "not of annotate bench"), "%s", err);
+    /* a run's option by its full name is that option, not a prefix of one of bench's */
+    CU_ASSERT_EQUAL(PARSE(1, "--out", "r.csv"), -1);
+    CHECKF(strstr(err, "--out is an option of a run"), "%s", err);
     CU_ASSERT_EQUAL(PARSE(0, "--no-such-option"), -1);
     CHECKF(strstr(err, "unknown option --no-such-option"), "%s", err);
     CU_ASSERT_EQUAL(PARSE(0, "-z"), -1);

@@ -19,9 +19,11 @@
 
 #include "results.h"
 #include "item.h"
+#include "select.h"
 
 #include "check.h"
 #include "util.h"
+#include "util_tree.h"
 
 static struct pipeline *P;
 static char tmpdir[512];
@@ -63,12 +65,22 @@ struct built {
     int n;
 };
 
+/* The rows of these tests stand for images a run finds again (their paths name no real files):
+ * every failed row may be dropped to be redone. test_retry_failed_gone tests the real rule. */
+static int found_again(void *ud, const char *path, size_t len)
+{
+    (void)ud;
+    (void)path;
+    (void)len;
+    return 1;
+}
+
 /* Opens file for resume as a run does (lock, read, repair, rewrite), and closes it again.
  * Returns 0, or -1 with err. */
 static int resume_open(const char *path, const struct pipeline *p, int retry_failed, struct doneset **d,
                        struct resume_info *info, char *err, size_t errlen)
 {
-    struct results_opts o = {.path = path, .resume = 1, .retry_failed = retry_failed};
+    struct results_opts o = {.path = path, .resume = 1, .retry_failed = retry_failed, .can_redo = found_again};
     struct results *r = results_open(&o, p, d, info, err, errlen);
     if (!r)
         return -1;
@@ -460,10 +472,88 @@ static void test_duplicates(void)
         size_t wl;
         char *want = kept_rows(&b, keep, &wl);
         CHECKF(file_is(want, wl), "retry %d: duplicates not collapsed to the right rows", retry);
-        CU_ASSERT_EQUAL(info.duplicates, retry ? 1 : 3);
+        /* With retry, a's failed row (its image has an ok row) is a duplicate, not a row to redo. */
+        CU_ASSERT_EQUAL(info.duplicates, retry ? 2 : 3);
+        CU_ASSERT_EQUAL(info.dropped_failed, retry ? 1 : 0);
         free(want);
         free(b.text);
     }
+}
+
+/* --retry-failed drops a failed row only when the run will find its image again: the failed rows
+ * of files deleted since (or that are now directories, links, or not images of this run) stay,
+ * byte for byte, and count as kept failed rows; the others go, and their images are redone. The
+ * default rule (the path is a regular file) and the run's (selection_finds: under DIR, an image
+ * extension, in the shard) both. */
+static void test_retry_failed_gone(void)
+{
+    char dir[700], p[6][800];
+    snprintf(dir, sizeof dir, "%s/img", tmpdir);
+    CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
+    snprintf(p[0], sizeof p[0], "%s/kept-ok.jpg", dir);   /* ok: always kept */
+    snprintf(p[1], sizeof p[1], "%s/there.jpg", dir);     /* failed, still there: redone */
+    snprintf(p[2], sizeof p[2], "%s/deleted.jpg", dir);   /* failed, deleted since: kept */
+    snprintf(p[3], sizeof p[3], "%s/now-a-dir.jpg", dir); /* failed, now a directory: kept */
+    snprintf(p[4], sizeof p[4], "%s/link.jpg", dir);      /* failed, now a symbolic link: kept */
+    snprintf(p[5], sizeof p[5], "%s/there.tiff", dir);    /* failed, there, but not an image by default */
+    struct row rows[6];
+    for (int i = 0; i < 6; i++)
+        rows[i] = (struct row){p[i], i == 0, i == 0 ? "1" : NULL};
+    CU_ASSERT_FATAL(write_file(p[0], "x", 1) == 0 && write_file(p[1], "x", 1) == 0 && write_file(p[5], "x", 1) == 0);
+    CU_ASSERT_FATAL(mkdir(p[3], 0755) == 0 && symlink(p[1], p[4]) == 0);
+    struct config cfg = {.dir = dir};
+    for (int rule = 0; rule < 2; rule++) {
+        struct built b;
+        if (build(rows, 6, &b))
+            break;
+        struct doneset *d = NULL;
+        struct resume_info info;
+        char err[512] = "";
+        struct results_opts o = {.path = file, .resume = 1, .retry_failed = 1};
+        if (rule) {
+            o.can_redo = selection_finds;
+            o.can_redo_ud = &cfg;
+        }
+        struct results *r = results_open(&o, P, &d, &info, err, sizeof err);
+        CHECKF(r != NULL, "resume (rule %d): %s", rule, err);
+        results_close(r);
+        /* Redone: there.jpg, and with the default rule (any regular file) there.tiff. */
+        int redo[6] = {0, 1, 0, 0, 0, !rule};
+        for (int i = 0; i < 6 && d; i++)
+            CHECKF(in_set(d, p[i]) == !redo[i], "rule %d: %s is %sin the done-set", rule, p[i] + strlen(tmpdir),
+                   in_set(d, p[i]) ? "" : "not ");
+        CHECKF(info.dropped_failed == 1u + !rule, "rule %d: %llu failed rows dropped", rule,
+               (unsigned long long)info.dropped_failed);
+        CHECKF(info.kept_failed == 3u + rule && info.kept_missing == 3u + rule, "rule %d: kept %llu failed rows "
+               "(%llu missing)", rule, (unsigned long long)info.kept_failed, (unsigned long long)info.kept_missing);
+        int keep[6];
+        for (int i = 0; i < 6; i++)
+            keep[i] = !redo[i];
+        size_t wl;
+        char *want = kept_rows(&b, keep, &wl);
+        CHECKF(file_is(want, wl), "rule %d: the file is not the ok row and the kept failed rows, byte for byte", rule);
+        free(want);
+        doneset_free(d);
+        free(b.text);
+    }
+    /* Rows not under DIR are never dropped (the run would not find them): the resume refuses them. */
+    snprintf(p[1], sizeof p[1], "%s/elsewhere.jpg", tmpdir);
+    CU_ASSERT_FATAL(write_file(p[1], "x", 1) == 0);
+    struct built b;
+    if (build(rows, 2, &b) == 0) {
+        struct doneset *d = NULL;
+        struct resume_info info;
+        char err[512] = "";
+        struct results_opts o = {.path = file, .dir = dir, .resume = 1, .retry_failed = 1,
+                                 .can_redo = selection_finds, .can_redo_ud = &cfg};
+        struct results *r = results_open(&o, P, &d, &info, err, sizeof err);
+        CHECKF(r == NULL && strstr(err, "not under"), "a failed row outside DIR: %s", r ? "accepted" : err);
+        results_close(r);
+        doneset_free(d);
+        free(b.text);
+    }
+    unlink(p[1]);
+    CU_ASSERT(tree_rm(dir) == 0);
 }
 
 /* Paths that only a careful reader gets back: every one must be found again. */
@@ -594,6 +684,7 @@ int register_resume(void)
         !CU_add_test(s, "wrong header: -1, move it aside, file untouched", test_wrong_header) ||
         !CU_add_test(s, "damaged row in the middle: -1, file untouched", test_damaged_middle) ||
         !CU_add_test(s, "duplicates collapse to one row", test_duplicates) ||
+        !CU_add_test(s, "retry_failed keeps the failed rows of images that are gone", test_retry_failed_gone) ||
         !CU_add_test(s, "hostile paths (tabs, spaces, CR, bytes) are found again", test_hostile_paths_found) ||
         !CU_add_test(s, "resume_parse: complete_len at every cut", test_parse_in_memory) ||
         !CU_add_test(s, "doneset: 100k paths, last-byte twins, empty, long", test_doneset))

@@ -392,7 +392,7 @@ static void test_custom_exts(void)
 
     /* exts given directly, with a leading dot and mixed case. */
     const char *direct[] = {".TIF"};
-    struct scan_opts o2 = {direct, 1};
+    struct scan_opts o2 = {direct, 1, 0};
     got = walk_sorted(tmp, &o2, &n, &w);
     CU_ASSERT_EQUAL(n, 1);
     if (n == 1)

@@ -99,7 +99,7 @@ static void test_key_stable(void)
 
 static struct scan_entry entry(const char *path, size_t root_len)
 {
-    struct scan_entry e = {path, strlen(path), path + root_len + 1, strlen(path) - root_len - 1};
+    struct scan_entry e = {path, strlen(path), path + root_len + 1, strlen(path) - root_len - 1, NULL};
     return e;
 }
 

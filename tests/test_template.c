@@ -16,7 +16,10 @@
 #include "template.h"
 
 #include "check.h"
+#include "e2e_util.h"
+#include "mock/dialects.h"
 #include "util.h"
+#include "util_proc.h"
 
 static struct config CFG;
 static struct shared_page SHARED;
@@ -177,6 +180,43 @@ static void test_raw_and_form(void)
         chain_req_free(x);
     }
     it->in_flight = 0;
+    item_free(it);
+    pipeline_free(p);
+}
+
+/* In an "each" stage {{image.bytes}} is the element decoded from base64, sent with its own type;
+ * an element that is not base64 fails the item, saying so. */
+static void test_each_bytes(void)
+{
+    char err[600];
+    struct pipeline *p = parse("{\"stages\": [{\"name\": \"det\", \"url\": \"/d\"}, {\"name\": \"crop\", \"url\": \"/c\", "
+                               "\"input\": {\"each\": \"det\", \"items\": \".crops[]\"}, \"body\": \"{{image.bytes}}\"}]}",
+                               err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(pipeline_needs(p), NEED_B64); /* the image itself only goes to det, as base64 */
+    struct item *it = loaded(p, "x.png", "a", 1);
+    it->results[0] = cJSON_CreateRaw("{\"crops\":[\"/9j/4AAQ\",\"R0lGODlh\"]}"); /* JPEG and GIF heads */
+    it->state[0] = ST_DONE;
+    struct chain_req *r = chain_next(run_of(p), it);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r->next);
+    char *b0 = whole(&r->body, 2), *b1 = whole(&r->next->body, 2);
+    CU_ASSERT(r->body.total == 6 && !memcmp(b0, "\xff\xd8\xff\xe0\x00\x10", 6));
+    CU_ASSERT(r->next->body.total == 6 && !memcmp(b1, "GIF89a", 6));
+    CU_ASSERT_STRING_EQUAL(r->mime, "image/jpeg");
+    CU_ASSERT_STRING_EQUAL(r->next->mime, "image/gif");
+    free(b0);
+    free(b1);
+    chain_req_free(r->next);
+    chain_req_free(r);
+    it->in_flight = 0;
+    item_free(it);
+    it = loaded(p, "y.png", "a", 1);
+    it->results[0] = cJSON_CreateRaw("{\"crops\":[\"not base64!\"]}");
+    it->state[0] = ST_DONE;
+    CU_ASSERT_PTR_NULL(chain_next(run_of(p), it));
+    CHECKF(it->status == ITEM_FAILED && it->error && strstr(it->error, "crop[0]: the element is not base64"), "%s",
+           it->error ? it->error : "(not failed)");
     item_free(it);
     pipeline_free(p);
 }
@@ -483,12 +523,91 @@ static void test_jq_threads(void)
     expr_free(&SHARED_EXPR);
 }
 
+/* annotate itself (under TSan in make tsan) running jq expressions from many threads: the
+ * openai-vision example (fromjson) with threads, and with curl-multi on two event loops. */
+static void test_jq_in_annotate(void)
+{
+    struct mock_proc m = {0};
+    const char *margs[] = {"--token", "tsan-tok", NULL};
+    CU_ASSERT_EQUAL_FATAL(mock_start(&m, margs), 0);
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "jqthreads", 60, 7), 0);
+    setenv("OPENAI_API_KEY", "tsan-tok", 1);
+    char cfg[1200];
+    snprintf(cfg, sizeof cfg, "%s/openai-vision.json", examples_dir());
+    static const char *const modes[][6] = {{"--strategy", "threads", "--workers", "6", NULL},
+                                           {"--strategy", "curl-multi", "--loops", "2", "--concurrency", "16"}};
+    for (int k = 0; k < 2; k++) {
+        const char *extra[10] = {"--config", cfg};
+        int n = 2;
+        for (int j = 0; j < 6 && modes[k][j]; j++)
+            extra[n++] = modes[k][j];
+        extra[n] = NULL;
+        char out[8192];
+        int rc = e2e_run(out, sizeof out, tmo(120), t.root, t.csv, m.base_url, extra);
+        if (rc != 0)
+            show("jq in annotate", rc, out);
+        CU_ASSERT_EQUAL(rc, 0);
+        struct e2e_csv c;
+        CU_ASSERT_EQUAL_FATAL(e2e_csv_read(t.csv, &c), 0);
+        CU_ASSERT_EQUAL(c.n, t.n);
+        long bad = 0;
+        for (size_t r = 0; r < c.n; r++) {
+            size_t len;
+            unsigned char *img = (unsigned char *)slurp(c.rows[r].f[0].s, &len);
+            char *cell = NULL;
+            const char *why;
+            if (!img || mock_dialect_cell(MOCK_D_OPENAI, img, len, &cell, &why) != 0 || c.rows[r].n < 3 ||
+                strcmp(c.rows[r].f[2].s, cell))
+                bad++;
+            free(cell);
+            free(img);
+        }
+        CHECKF(bad == 0, "%s: %ld rows differ from the prediction", modes[k][1], bad);
+        e2e_csv_free(&c);
+    }
+    unsetenv("OPENAI_API_KEY");
+    e2e_tree_free(&t);
+    mock_stop(&m);
+}
+
+/* Each example once, serially: make valgrind runs this suite with annotate under memcheck, so
+ * the template, multipart and jq paths are checked for leaks and bad reads too. */
+static void test_examples_serial(void)
+{
+    struct mock_proc m = {0};
+    const char *margs[] = {"--token", "vg-tok", NULL};
+    CU_ASSERT_EQUAL_FATAL(mock_start(&m, margs), 0);
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "exserial", 4, 11), 0);
+    setenv("OPENAI_API_KEY", "vg-tok", 1);
+    setenv("VISION_KEY", "vg-tok", 1);
+    for (int d = 0; d < MOCK_N_DIALECTS; d++) {
+        char cfg[1200], out[8192];
+        snprintf(cfg, sizeof cfg, "%s/%s.json", examples_dir(), mock_dialect_name(d));
+        const char *extra[] = {"--config", cfg, "--strategy", "serial", NULL};
+        int rc = e2e_run(out, sizeof out, tmo(120), t.root, t.csv, m.base_url, extra);
+        if (rc != 0)
+            show(mock_dialect_name(d), rc, out);
+        CHECKF(rc == 0, "%s: exit %d", mock_dialect_name(d), rc);
+        struct e2e_csv c;
+        CU_ASSERT_EQUAL_FATAL(e2e_csv_read(t.csv, &c), 0);
+        CHECKF(c.n == t.n, "%s: %zu rows", mock_dialect_name(d), c.n);
+        e2e_csv_free(&c);
+    }
+    unsetenv("OPENAI_API_KEY");
+    unsetenv("VISION_KEY");
+    e2e_tree_free(&t);
+    mock_stop(&m);
+}
+
 int register_template(void)
 {
     CU_pSuite s = CU_add_suite("template", NULL, NULL);
     if (!s || !CU_add_test(s, "every placeholder, whole and inside a string, escaped as JSON wants", test_placeholders) ||
         !CU_add_test(s, "the seed body is unchanged: im_str, fields, result_of", test_seed_body) ||
         !CU_add_test(s, "raw bytes with the image's type; multipart parts; no base64 made", test_raw_and_form) ||
+        !CU_add_test(s, "each stage: {{image.bytes}} is the element decoded, with its own type", test_each_bytes) ||
         !CU_add_test(s, "mistakes refused at load, naming the file, the stage and the problem", test_compile_errors) ||
         !CU_add_test(s, "${VAR} in a body and a URL: sent expanded, shown as written", test_env) ||
         !CU_add_test(s, "a path that is not UTF-8 fails its item for a JSON body", test_non_utf8_path))
@@ -498,8 +617,12 @@ int register_template(void)
         !CU_add_test(e, "result, error, retry_if, retry_after, retry_on on answers", test_read_answer) ||
         !CU_add_test(e, "a jq when over earlier results; each stage items from jq", test_when_and_items))
         return -1;
+    CU_pSuite v = CU_add_suite("dialects serial", NULL, NULL);
+    if (!v || !CU_add_test(v, "each example once, serially (under valgrind in make valgrind)", test_examples_serial))
+        return -1;
     CU_pSuite c = CU_add_suite("expr concurrent", NULL, NULL);
-    if (!c || !CU_add_test(c, "six threads share one expression's jq pool", test_jq_threads))
+    if (!c || !CU_add_test(c, "six threads share one expression's jq pool", test_jq_threads) ||
+        !CU_add_test(c, "annotate runs jq from 6 threads, and from 2 curl-multi loops", test_jq_in_annotate))
         return -1;
     return 0;
 }

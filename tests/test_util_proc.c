@@ -218,6 +218,12 @@ static void keep_tail(char *out, size_t cap, size_t *used, const char *p, size_t
 
 int run_cmd(const char *const argv[], int timeout_s, char *out, size_t outlen)
 {
+    return run_cmd_hook(argv, timeout_s, out, outlen, NULL, NULL);
+}
+
+int run_cmd_hook(const char *const argv[], int timeout_s, char *out, size_t outlen, void (*in_child)(void *),
+                 void *arg)
+{
     static char wrap[1024];
     const char *full[MAX_WORDS + 256];
     int n = env_words("ANNOTATE_WRAP", wrap, sizeof wrap, full, MAX_WORDS);
@@ -245,6 +251,8 @@ int run_cmd(const char *const argv[], int timeout_s, char *out, size_t outlen)
         setpgid(0, 0); /* its own group: a timeout kills its children too */
         dup2(fds[1], 1);
         dup2(fds[1], 2);
+        if (in_child)
+            in_child(arg);
         exec_child(full);
     }
     setpgid(pid, pid); /* also here, so the group exists whoever runs first */

@@ -45,6 +45,12 @@ long mock_stat(const cJSON *stats, const char *dotted);
  * 128 + the signal, or -1 when it could not be started. */
 int run_cmd(const char *const argv[], int timeout_s, char *out, size_t outlen);
 
+/* run_cmd, calling in_child(arg) in the child just before the exec (after its output is
+ * redirected): to set a resource limit, drop privileges, change the environment. A message it
+ * prints on stderr goes into out. */
+int run_cmd_hook(const char *const argv[], int timeout_s, char *out, size_t outlen, void (*in_child)(void *),
+                 void *arg);
+
 struct http_opts {
     const char *method;       /* NULL: POST when there is a body, else GET */
     const char *content_type; /* NULL: application/json; "": no Content-Type header at all */
