@@ -264,7 +264,7 @@ static void test_retry_failed_keeps_deleted(void)
     CU_ASSERT_FATAL(e2e_tree_generated(&t, "hardening", N, 12) == 0);
     char down[64], out[8192];
     snprintf(down, sizeof down, "http://127.0.0.1:%d", e2e_closed_port());
-    const char *first[] = {"--retries", "0", "--strategy", "serial", NULL};
+    const char *first[] = {"--retries", "0", "--strategy", "serial", "--outage-timeout", "0", NULL};
     int rc = annotate(out, sizeof out, 0, NULL, NULL, t.root, t.csv, down, first);
     CHECKF(rc == 1, "the run with the server down: exit %d: %s", rc, out);
     for (int i = 0; i < GONE; i++)
