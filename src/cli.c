@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "limit.h"
 
 enum opt_id {
     O_OUT, O_SERVER, O_CONFIG, O_HEADER, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_LOOPS, O_QUEUE, O_TIMEOUT,
@@ -424,9 +425,16 @@ static int opt_concurrency(const struct opt *o, const char *arg, struct parse *p
 {
     long v;
     if (!ps->bench) {
+        if (!strcmp(arg, "auto")) {
+            /* Every stage finds its own limit (limit.h), inside this total. */
+            ps->cfg->concurrency = LIMIT_AUTO_TOTAL;
+            ps->cfg->concurrency_auto = 1;
+            return 0;
+        }
         if (parse_long_opt(o, arg, &v, err, errlen))
             return -1;
         ps->cfg->concurrency = (int)v;
+        ps->cfg->concurrency_auto = 0;
         return 0;
     }
     long lo, hi;

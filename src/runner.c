@@ -21,6 +21,7 @@
 
 #include "bench.h"
 #include "exec.h"
+#include "limit.h"
 #include "progress.h"
 #include "results.h"
 #include "run.h"
@@ -43,6 +44,7 @@ struct runner {
     pthread_mutex_t out_mu; /* the writer and the signal thread's last-resort sync */
     struct progress *prog;
     struct bench_sampler *sampler;
+    int limits_set;         /* limit_setup has run: limit_teardown */
 };
 
 /* The next item the run should process, or NULL at the end (or when stopping). */
@@ -280,7 +282,10 @@ static int setup(struct runner *r, char *err, size_t errlen)
     }
     r->run.shared = r->shared.page;
     r->run.shared_fd = r->shared.fd;
-    if (cfg->max_rps > 0 && !(r->run.rl = ratelimit_new(cfg->max_rps))) {
+    if (limit_setup(r->run.shared, cfg, now_s(), err, errlen))
+        return -1;
+    r->limits_set = 1;
+    if (ratelimit_wanted(cfg->max_rps, cfg->pipeline) && !(r->run.rl = ratelimit_new_stages(cfg->max_rps, cfg->pipeline))) {
         snprintf(err, errlen, "cannot set up the rate limiter: %s", strerror(errno));
         return -1;
     }
@@ -395,6 +400,8 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     scan_close(r->sc);
     doneset_free(r->done);
     ratelimit_free(r->run.rl);
+    if (r->limits_set)
+        limit_teardown(r->run.shared, cfg->pipeline->n);
     shared_close(&r->shared);
     pthread_mutex_destroy(&r->out_mu);
     if (stats_out)

@@ -34,7 +34,8 @@
     X(bench)      \
     X(workers)    \
     X(run)        \
-    X(pyserver)
+    X(pyserver)   \
+    X(limit)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)
