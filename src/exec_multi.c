@@ -388,6 +388,20 @@ static void drain_messages(struct multi *x)
             on_done(x, msg->easy_handle, msg->data.result);
 }
 
+/* The requests this loop can have in flight: its share of --concurrency, or less when the
+ * stages' limits (limit.h) add up to less (with --concurrency auto the total is large, and the
+ * images taken must follow what the endpoints take, not it). */
+static long images_cap(const struct multi *x)
+{
+    const struct run *run = x->run;
+    long sum = 0;
+    for (int s = 0; s < run->p->n && sum < x->cap * (long)x->g->n; s++)
+        sum += limit_on(run, s) ? atomic_load_explicit(&run->shared->lim[s].limit, memory_order_relaxed)
+                                : x->cap * (long)x->g->n;
+    sum /= x->g->n;
+    return sum < 1 ? 1 : sum < x->cap ? sum : x->cap;
+}
+
 /* Starts requests and takes images until the cap is reached or nothing is ready. */
 static void top_up(struct multi *x)
 {
@@ -434,7 +448,7 @@ static void top_up(struct multi *x)
         /* Images in flight are bounded too, not only requests in curl: requests parked in the
          * timer heap (backoff, Retry-After, --max-rps) would otherwise let the loop take every
          * image of the folder. */
-        if (x->items >= 2L * x->cap)
+        if (x->items >= 2L * images_cap(x))
             break;
         void *p;
         int got = queue_try_pop(x->in, &p);

@@ -119,8 +119,10 @@ int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int infli
     double queue = a->limit * (1 - ratio);
     double alpha = 1 + a->limit / 20;
     if (queue < alpha) {
-        /* Room at the server. Only a stage that used its limit learns that a higher one works. */
-        if (2 * a->w_max_inflight >= (int)a->limit) {
+        /* Room at the server. Only a stage that used its whole limit learns that a higher one
+         * works (as TCP grows only a window it fills, RFC 7661): one that the stages before it
+         * starve keeps the limit it has, so a burst later cannot find it inflated. */
+        if (a->w_max_inflight >= (int)a->limit) {
             if (a->slow_start) {
                 a->limit *= 2;
             } else {

@@ -24,8 +24,8 @@
  *     (alpha = 1 + limit/20): with more, the limit moves towards limit x rtt_noload / rtt +
  *     alpha (Gradient2's update with a minimum as baseline, gradient kept within [0.5, 1], half
  *     smoothed); with less, it grows (doubling at first, "slow start"; then by a step that
- *     doubles while the server keeps having room) — unless the stage did not even use half its
- *     limit in the window (then the samples say nothing about a higher one);
+ *     doubles while the server keeps having room) — unless the stage did not use its whole limit
+ *     in the window (then the samples say nothing about a higher one);
  *   - probing: every LIMIT_PROBE_S (2 s after the start, then every 10 s, or less often when a
  *     probe takes long) the limit is halved for one window, sent once in flight has come down to
  *     it, to measure the no-load RTT afresh (as BBR's ProbeRTT does), so that a baseline taken

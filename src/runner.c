@@ -305,7 +305,7 @@ static int setup(struct runner *r, char *err, size_t errlen)
 
 static void fill_summary(const struct runner *r, int rc, double t0, struct run_summary *sum)
 {
-    const struct stats *st = r->run.stats;
+    struct stats *st = r->run.stats;
     sum->elapsed_s = now_s() - t0;
     sum->found = atomic_load(&r->found);
     sum->skipped = atomic_load(&r->skipped);
@@ -316,6 +316,13 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
     sum->attempts = atomic_load(&st->attempts);
     sum->retries = atomic_load(&st->retries);
     sum->interrupted = rc == 130;
+    /* The stages' limits as they ended, with their history, before the shared page goes. */
+    int any = 0;
+    for (int s = 0; r->limits_set && s < r->cfg->pipeline->n; s++)
+        any |= r->run.shared->lim[s].mode != LIMIT_NONE;
+    if (any && !st->limits && (st->limits = calloc((size_t)st->n_stages, sizeof *st->limits)))
+        for (int s = 0; s < st->n_stages; s++)
+            limit_read(r->run.shared, s, &st->limits[s]);
     for (int s = 0; s < r->cfg->pipeline->n; s++) {
         uint64_t p99 = hist_quantile(&st->stage_us[s], 0.99);
         if (p99 > sum->slowest_p99_us) {

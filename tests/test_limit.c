@@ -791,6 +791,125 @@ done:
     e2e_tree_free(&t);
 }
 
+/* --stats-json "limits": a stage's mode, its limit, bounds, peak and history; the summary's
+ * line on stderr; the progress line's "limits NAME IN_FLIGHT/LIMIT". Fixed limits here, and an
+ * auto one against an endpoint that serves one request at a time and refuses (503) any other:
+ * the limit must come down from where it starts, which the history shows, and every row is
+ * still as predicted (the 503s were retried). */
+static void test_summary_and_history(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "lim-sum", 150, 3) == 0);
+    static const char *const mock[] = {"--capacity", "model_01=1", "--queue-max", "model_01=0", "--latency-ms",
+                                       "10", NULL};
+    struct mock_proc m = {0};
+    char pfile[700], out[65536];
+    snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
+    const char *text = "{\"defaults\": {\"concurrency\": 3}, \"stages\": ["
+                       "{\"name\": \"model_01\", \"url\": \"/model_01\", \"fields\": {\"model_03\": null},"
+                       " \"concurrency\": \"auto\"},"
+                       "{\"name\": \"model_02\", \"url\": \"/model_02\", \"fields\": {\"model_03\": null}}]}";
+    if (write_text(pfile, text) || mock_start(&m, mock)) {
+        CU_FAIL("set-up failed");
+        goto done;
+    }
+    const char *argv[] = {e2e_annotate_bin(), t.root, "--server", m.base_url, "--out", t.csv, "--config", pfile,
+                          "--stats-json", t.sj, "--retries", "20", "--backoff-ms", "5", "--backoff-max-ms", "20",
+                          "--progress-interval", "0.1", NULL};
+    int rc = run_cmd(argv, tmo(120), out, sizeof out);
+    CHECKF(rc == 0, "rc %d: %s", rc, out);
+    /* the progress lines (stderr is not a terminal here) and the summary */
+    CHECKF(strstr(out, "limits model_01 ") && strstr(out, "model_02 ") && strstr(out, "/3"),
+           "no limits on the progress line: %.2000s", out);
+    CHECKF(strstr(out, "concurrency limits: model_01 auto ") && strstr(out, "model_02 3 (peak "),
+           "no limits in the summary: %.2000s", out);
+    cJSON *sj = e2e_read_json(t.sj);
+    cJSON *lim = cJSON_GetObjectItemCaseSensitive(sj, "limits");
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(lim, "model_01"), *f = cJSON_GetObjectItemCaseSensitive(lim, "model_02");
+    CU_ASSERT_FATAL(a && f);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(a, "mode")), "auto");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(f, "mode")), "fixed");
+    CU_ASSERT_EQUAL(e2e_json_num(f, "limit"), 3);
+    CU_ASSERT(e2e_json_num(f, "peak_in_flight") >= 1 && e2e_json_num(f, "peak_in_flight") <= 3);
+    CHECKF(e2e_json_num(a, "drops") > 0, "no 503 reached the limit (drops %g)", e2e_json_num(a, "drops"));
+    CU_ASSERT_EQUAL(e2e_json_num(a, "max"), 64); /* --concurrency's default */
+    cJSON *h = cJSON_GetObjectItem(a, "history");
+    int n = cJSON_GetArraySize(h), lowest = 1 << 30;
+    CU_ASSERT_FATAL(n >= 2);
+    CU_ASSERT_EQUAL(n, (int)e2e_json_num(a, "changes"));
+    CU_ASSERT_EQUAL(cJSON_GetArrayItem(cJSON_GetArrayItem(h, 0), 0)->valuedouble, 0);
+    CU_ASSERT_EQUAL(cJSON_GetArrayItem(cJSON_GetArrayItem(h, 0), 1)->valuedouble, LIMIT_AUTO_INITIAL);
+    double last_t = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *pt = cJSON_GetArrayItem(h, i);
+        double tt = cJSON_GetArrayItem(pt, 0)->valuedouble;
+        int l = (int)cJSON_GetArrayItem(pt, 1)->valuedouble;
+        CHECKF(tt >= last_t, "history not in time order at %d", i);
+        CHECKF(l >= 1 && l <= 64, "a limit of %d in the history", l);
+        last_t = tt;
+        lowest = l < lowest ? l : lowest;
+    }
+    CHECKF(lowest < LIMIT_AUTO_INITIAL, "the limit never came down from %d under 503s", LIMIT_AUTO_INITIAL);
+    CHECKF(last_t <= e2e_json_num(sj, "elapsed_s") + 0.01, "a change after the end");
+    cJSON_Delete(sj);
+    struct e2e_csv c = {0};
+    CU_ASSERT_EQUAL(e2e_csv_read(t.csv, &c), 0);
+    CU_ASSERT_EQUAL(c.n, t.n);
+    for (size_t i = 0; i < c.n; i++)
+        CU_ASSERT_STRING_EQUAL(c.rows[i].f[1].s, "ok");
+    e2e_csv_free(&c);
+done:
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
+/* --concurrency auto against a GPU-like mock, every strategy: every row as predicted, the
+ * capacity never exceeded (the mock's own peak), every stage auto in the summary, within its
+ * bounds. (How close it gets to the bound is a benchmark's question: annotate bench, make
+ * bench-capacity.) */
+static void test_auto_every_strategy(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "lim-auto", 120, 5) == 0);
+    static const char *const mock[] = {"--capacity", "4", "--queue-max", "4", "--latency-ms", "5", NULL};
+    struct mock_proc m = {0};
+    char out[8192];
+    if (mock_start(&m, mock)) {
+        CU_FAIL("mock did not start");
+        goto done;
+    }
+    static const char *const strategies[] = {"curl-multi", "threads", "processes"};
+    for (int k = 0; k < 3; k++) {
+        const char *args[] = {"--concurrency", "auto", "--workers", "16", "--strategy", strategies[k], "--stats-json",
+                              t.sj, "--retries", "20", "--backoff-ms", "5", NULL};
+        int rc = e2e_run(out, sizeof out, tmo(120), t.root, t.csv, m.base_url, args);
+        CHECKF(rc == 0, "%s: rc %d: %s", strategies[k], rc, out);
+        struct e2e_csv c = {0};
+        struct e2e_expect x = {0};
+        CU_ASSERT_EQUAL(e2e_csv_read(t.csv, &c), 0);
+        CU_ASSERT_EQUAL(e2e_check_results(&c, t.paths, t.n, &x, NULL), 0);
+        e2e_csv_free(&c);
+        cJSON *sj = e2e_read_json(t.sj);
+        cJSON *lim = cJSON_GetObjectItemCaseSensitive(sj, "limits");
+        CHECKF(cJSON_GetArraySize(lim) == 5, "%s: %d stages with a limit", strategies[k], cJSON_GetArraySize(lim));
+        for (cJSON *l = lim ? lim->child : NULL; l; l = l->next) {
+            CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(l, "mode")), "auto");
+            double v = e2e_json_num(l, "limit"), hi = e2e_json_num(l, "max");
+            CHECKF(v >= 1 && v <= hi, "%s: %s ends at %g (max %g)", strategies[k], l->string, v, hi);
+            CHECKF(hi == (k == 0 ? LIMIT_AUTO_TOTAL : 16), "%s: %s's max %g", strategies[k], l->string, hi);
+        }
+        cJSON_Delete(sj);
+        struct peaks pk = {{0}, 0};
+        CU_ASSERT_EQUAL(read_peaks(&m, &pk), 0);
+        for (int e = 0; e < 5; e++)
+            CU_ASSERT(pk.peak[e] <= 4);
+        CU_ASSERT_EQUAL(e2e_stats_reset(&m), 0);
+    }
+done:
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
 int register_limit(void)
 {
     CU_pSuite s = CU_add_suite("limit", NULL, NULL);
@@ -816,7 +935,11 @@ int register_limit(void)
         !CU_add_test(s, "model_05's sub-requests behind a limit of 1 and a total of 2: no deadlock",
                      test_no_deadlock) ||
         !CU_add_test(s, "a bad \"concurrency\" exits 2 naming the file and the stage", test_bad_value_exits_2) ||
-        !CU_add_test(s, "a stage's max_rps holds in every strategy", test_stage_max_rps))
+        !CU_add_test(s, "a stage's max_rps holds in every strategy", test_stage_max_rps) ||
+        !CU_add_test(s, "the limits on the progress line, in the summary and in --stats-json with their history",
+                     test_summary_and_history) ||
+        !CU_add_test(s, "--concurrency auto, every strategy: rows as predicted, capacity never exceeded",
+                     test_auto_every_strategy))
         return -1;
     return 0;
 }
