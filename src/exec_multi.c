@@ -157,7 +157,9 @@ static void wait_push(struct multi *x, struct chain_req *r)
     else
         x->wait_head[s] = r;
     x->wait_tail[s] = r;
-    atomic_fetch_add_explicit(&x->n_wait[s], 1, memory_order_relaxed);
+    /* Sequentially consistent, with the slot counts: a loop that frees a slot after our last
+     * try then sees that we wait (tell_others), and no wake-up is lost. */
+    atomic_fetch_add(&x->n_wait[s], 1);
     x->wait_mask |= 1ull << s;
 }
 
@@ -169,7 +171,7 @@ static struct chain_req *wait_pop(struct multi *x, int s)
         x->wait_mask &= ~(1ull << s);
     }
     r->next = NULL;
-    atomic_fetch_sub_explicit(&x->n_wait[s], 1, memory_order_relaxed);
+    atomic_fetch_sub(&x->n_wait[s], 1);
     return r;
 }
 
@@ -321,7 +323,7 @@ static void tell_others(struct multi *x, int s)
     struct group *g = x->g;
     for (int i = 0; g->n > 1 && i < g->n; i++) {
         struct multi *o = g->loops[i];
-        if (o != x && atomic_load_explicit(&o->n_wait[s], memory_order_relaxed) > 0) {
+        if (o != x && atomic_load(&o->n_wait[s]) > 0) {
             uint64_t one = 1;
             ssize_t w = write(o->wake_fd, &one, sizeof one);
             (void)w;
