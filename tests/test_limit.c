@@ -15,6 +15,7 @@
  *                       limit of 1 finish (no deadlock). make tsan runs these. */
 #include <CUnit/CUnit.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -910,6 +911,51 @@ done:
     e2e_tree_free(&t);
 }
 
+/* Worker processes that die while one of them holds a stage's only slot (model_01 limited to 1,
+ * whose slot is busy nearly all the time: all four workers are killed at once): the parent gives
+ * the slot back when it reaps the holder, so the replacements go on and the run finishes;
+ * without that, the stage would wait for ever. */
+static void test_dead_worker_slot(void)
+{
+    enum { N = 120 };
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "lim-dead", N, 9) == 0);
+    struct mock_proc m = {0};
+    pid_t pid = -1;
+    char pfile[700];
+    snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
+    static const char *const mock[] = {"--latency-ms", "15", NULL};
+    if (write_text(pfile, "{\"stages\": [{\"name\": \"model_01\", \"url\": \"/model_01\", "
+                          "\"fields\": {\"model_03\": null}, \"concurrency\": 1}]}") ||
+        mock_start(&m, mock)) {
+        CU_FAIL("set-up failed");
+        goto done;
+    }
+    const char *argv[] = {e2e_annotate_bin(), t.root, "--out", t.csv, "--server", m.base_url, "--config", pfile,
+                          "--strategy", "processes", "--workers", "4", "--quiet", NULL};
+    pid = e2e_spawn(argv, t.log);
+    CU_ASSERT_FATAL(pid > 0);
+    if (e2e_wait_lines(t.csv, 1 + N / 6, pid, tmo(60)) != 1) {
+        CU_FAIL("the run did not get going");
+        goto done;
+    }
+    pid_t kids[64];
+    int nk = e2e_children(pid, kids, NULL, 64);
+    CU_ASSERT_EQUAL(nk, 4);
+    for (int i = 0; i < nk; i++)
+        kill(kids[i], SIGKILL);
+    int rc = e2e_wait(pid, tmo(60));
+    CHECKF(rc == 0 || rc == 1, "the run did not finish after its workers died holding model_01's slot (rc %d)", rc);
+    if (rc == -2)
+        show_log("processes, every worker killed", rc, t.log);
+    CU_ASSERT_EQUAL(e2e_count_lines(t.csv), 1 + N);
+done:
+    if (pid > 0)
+        kill(-pid, SIGKILL);
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
 int register_limit(void)
 {
     CU_pSuite s = CU_add_suite("limit", NULL, NULL);
@@ -939,7 +985,9 @@ int register_limit(void)
         !CU_add_test(s, "the limits on the progress line, in the summary and in --stats-json with their history",
                      test_summary_and_history) ||
         !CU_add_test(s, "--concurrency auto, every strategy: rows as predicted, capacity never exceeded",
-                     test_auto_every_strategy))
+                     test_auto_every_strategy) ||
+        !CU_add_test(s, "processes: workers that die holding a stage's only slot; the run finishes",
+                     test_dead_worker_slot))
         return -1;
     return 0;
 }
