@@ -34,7 +34,7 @@
 
 struct point {
     const char *strategy;
-    int conc;
+    int conc;                /* CONC_AUTO: --concurrency auto */
     double img_s, req_s;
     double req_p50, req_p90, req_p99, req_max; /* ms */
     double img_p50, img_p99;
@@ -43,7 +43,12 @@ struct point {
     double failed;
     int windows, stable, ran_out;
     double spread; /* (max - min) / mean of the last three windows */
+    double retries, attempts;
+    double bound;  /* with --capacity: images/s as a share of the bottleneck endpoint's bound; < 0: none */
+    cJSON *limits; /* the run's "limits" (its stages' concurrency limits at the end), owned */
 };
+
+#define CONC_AUTO 0
 
 static double mono(void)
 {
@@ -100,10 +105,21 @@ static pid_t start_mock(const char *bin, const struct bench_opts *b, char *url, 
         dup2(fds[1], STDOUT_FILENO);
         close(fds[0]);
         close(fds[1]);
-        const char *argv[12] = {bin, "--port", "0", "--latency-ms", lat, "--latency-dist", b->latency_dist};
+        const char *argv[16] = {bin, "--port", "0", "--latency-ms", lat, "--latency-dist", b->latency_dist};
         int n = 7;
+        char cap[32], qmax[32];
         if (b->trust_payload)
             argv[n++] = "--trust-payload";
+        if (b->capacity > 0) {
+            snprintf(cap, sizeof cap, "%ld", b->capacity);
+            argv[n++] = "--capacity";
+            argv[n++] = cap;
+            if (b->queue_max >= 0) {
+                snprintf(qmax, sizeof qmax, "%ld", b->queue_max);
+                argv[n++] = "--queue-max";
+                argv[n++] = qmax;
+            }
+        }
         argv[n] = NULL;
         execv(bin, (char **)argv);
         fprintf(stderr, "annotate bench: cannot run the mock server %s: %s\n", bin, strerror(errno));
@@ -150,6 +166,10 @@ static int parse_concurrency(const char *s, int *out, int max)
     }
     char *copy = strdup(s), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(t, "auto")) {
+            out[n++] = CONC_AUTO;
+            continue;
+        }
         char *end;
         long v = strtol(t, &end, 10);
         if (*end || v < 1 || v > 100000) {
@@ -177,6 +197,10 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
     if (self_exe(exe, sizeof exe))
         return -1;
     snprintf(conc, sizeof conc, "%d", pt->conc);
+    if (pt->conc == CONC_AUTO)
+        snprintf(conc, sizeof conc, "auto");
+    char workers_auto[16];
+    snprintf(workers_auto, sizeof workers_auto, "%d", b->auto_workers);
     snprintf(statsf, sizeof statsf, "/tmp/annotate-bench-%d.json", (int)getpid());
     snprintf(outf, sizeof outf, "/tmp/annotate-bench-%d.csv", (int)getpid());
     snprintf(to, sizeof to, "%ld", cfg->timeout_ms);
@@ -227,8 +251,8 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
                 *c = ',';
         argv[n++] = spec;
         argv[n++] = "--workers";
-        argv[n++] = conc;
-        if (strstr(pt->strategy, "curl-multi")) {
+        argv[n++] = pt->conc == CONC_AUTO ? workers_auto : conc; /* auto: the stages' limits within them */
+        if (strstr(pt->strategy, "curl-multi") || pt->conc == CONC_AUTO) {
             argv[n++] = "--concurrency";
             argv[n++] = conc;
         }
@@ -346,6 +370,23 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
     pt->img_p50 = jnum(js, "image_latency", "p50_ms");
     pt->img_p99 = jnum(js, "image_latency", "p99_ms");
     pt->failed = jnum(js, "images_failed", NULL);
+    pt->retries = jnum(js, "retries", NULL);
+    pt->attempts = jnum(js, "attempts", NULL);
+    pt->limits = cJSON_DetachItemFromObjectCaseSensitive(js, "limits");
+    /* The bottleneck's bound: each endpoint serves --capacity requests per --latency-ms; with
+     * the requests per image each stage made, the images/s the busiest endpoint allows. */
+    pt->bound = -1;
+    double images = jnum(js, "images_ok", NULL) + pt->failed;
+    const cJSON *stages = cJSON_GetObjectItemCaseSensitive(js, "stages");
+    if (b->capacity > 0 && b->latency_ms > 0 && images > 0 && cJSON_IsObject(stages)) {
+        double per_s = (double)b->capacity * 1e3 / (double)b->latency_ms, best = -1;
+        for (const cJSON *st = stages->child; st; st = st->next) {
+            double count = jnum(st, "count", NULL);
+            if (count > 0 && (best < 0 || per_s / (count / images) < best))
+                best = per_s / (count / images);
+        }
+        pt->bound = best;
+    }
     if (b->limit || nw < 3) {
         /* A fixed amount of work (or too short for windows): the whole run's rate. */
         double el = jnum(js, "elapsed_s", NULL);
@@ -356,6 +397,8 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
         pt->img_s = (rates[nw - 1] + rates[nw - 2] + rates[nw - 3]) / 3;
         pt->req_s = (rreq[nw - 1] + rreq[nw - 2] + rreq[nw - 3]) / 3;
     }
+    if (pt->bound > 0)
+        pt->bound = pt->img_s / pt->bound;
     cJSON_Delete(js);
     return 0;
 }
@@ -375,6 +418,8 @@ static void write_svg(const char *path, struct point *pts, int n, const struct b
         maxy = fmax(maxy, pts[i].img_s);
         maxc = fmax(maxc, pts[i].conc);
     }
+    /* An auto point has no concurrency to put on the axis: it is drawn as a dashed line
+     * across, at its images/s. */
     double ystep = pow(10, floor(log10(maxy)));
     if (maxy / ystep < 2.5)
         ystep /= 4;
@@ -414,13 +459,20 @@ static void write_svg(const char *path, struct point *pts, int n, const struct b
         const char *col = COLOURS[k % 6];
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
         for (int j = i; j < n; j++)
-            if (!strcmp(pts[j].strategy, pts[i].strategy))
+            if (!strcmp(pts[j].strategy, pts[i].strategy) && pts[j].conc != CONC_AUTO)
                 fprintf(f, "%.1f,%.1f ", X(pts[j].conc), Y(pts[j].img_s));
         fprintf(f, "\"/>\n");
-        for (int j = i; j < n; j++)
-            if (!strcmp(pts[j].strategy, pts[i].strategy))
+        for (int j = i; j < n; j++) {
+            if (strcmp(pts[j].strategy, pts[i].strategy))
+                continue;
+            if (pts[j].conc == CONC_AUTO)
+                fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-dasharray=\"6 4\"/>"
+                           "<text x=\"%d\" y=\"%.1f\" fill=\"%s\">auto</text>\n",
+                        L, W - R, Y(pts[j].img_s), Y(pts[j].img_s), col, W - R + 4, Y(pts[j].img_s) + 4, col);
+            else
                 fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", X(pts[j].conc),
                         Y(pts[j].img_s), col);
+        }
         int ly = T + 10 + 20 * k;
         fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/>\n", W - R + 15, W - R + 40, ly, ly, col);
         fprintf(f, "<text x=\"%d\" y=\"%d\">%s</text>\n", W - R + 46, ly + 4, pts[i].strategy);
@@ -479,6 +531,12 @@ int bench_main(struct config *cfg, struct bench_opts *b)
         }
         return 2;
     }
+    b->auto_workers = 0;
+    for (int c = 0; c < nc; c++)
+        if (concs[c] > b->auto_workers)
+            b->auto_workers = concs[c];
+    if (b->auto_workers == 0)
+        b->auto_workers = 64; /* a list of auto alone */
     char *strategies = strdup(b->strategies), *save = NULL;
     const char *names[16];
     int nn = 0;
@@ -487,10 +545,16 @@ int bench_main(struct config *cfg, struct bench_opts *b)
     struct point *pts = calloc((size_t)nn * (size_t)nc + 1, sizeof *pts);
     int np = 0, rc = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    printf("annotate bench: %s, mock at %s, latency %ld ms (%s)%s, %ld CPUs\n", cfg->dir, url, b->latency_ms,
-           b->latency_dist, b->trust_payload ? ", mock skips decoding" : "", ncpu);
-    printf("%-34s %6s %9s %9s %8s %8s %8s %8s %8s %8s %8s %8s %7s %6s %s\n", "strategy", "conc", "images/s", "req/s",
-           "req p50", "req p90", "req p99", "req max", "img p99", "tool CPU", "mock CPU", "wall s", "RSS MB", "failed", "stable");
+    char capdesc[96] = "";
+    if (b->capacity > 0 && b->queue_max >= 0)
+        snprintf(capdesc, sizeof capdesc, ", capacity %ld per endpoint, queue %ld", b->capacity, b->queue_max);
+    else if (b->capacity > 0)
+        snprintf(capdesc, sizeof capdesc, ", capacity %ld per endpoint", b->capacity);
+    printf("annotate bench: %s, mock at %s, latency %ld ms (%s)%s%s, %ld CPUs\n", cfg->dir, url, b->latency_ms,
+           b->latency_dist, b->trust_payload ? ", mock skips decoding" : "", capdesc, ncpu);
+    printf("%-34s %6s %9s %9s %8s %8s %8s %8s %8s %8s %8s %8s %7s %6s %7s %7s %s\n", "strategy", "conc", "images/s",
+           "req/s", "req p50", "req p90", "req p99", "req max", "img p99", "tool CPU", "mock CPU", "wall s", "RSS MB",
+           "failed", "retry %", "bound %", "stable");
     for (int s = 0; s < nn; s++) {
         for (int c = 0; c < nc; c++) {
             if (!strcmp(names[s], "serial") && c > 0)
@@ -503,11 +567,26 @@ int bench_main(struct config *cfg, struct bench_opts *b)
                 continue;
             }
             np++;
-            printf("%-34s %6d %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %7.0f%% %7.0f%% %8.1f %7.1f %6.0f %s\n",
-                   pt->strategy, pt->conc, pt->img_s, pt->req_s, pt->req_p50, pt->req_p90, pt->req_p99, pt->req_max,
+            char cs[16], bound[16];
+            snprintf(cs, sizeof cs, pt->conc == CONC_AUTO ? "auto" : "%d", pt->conc);
+            snprintf(bound, sizeof bound, pt->bound < 0 ? "-" : "%.0f%%", 100 * pt->bound);
+            printf("%-34s %6s %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %7.0f%% %7.0f%% %8.1f %7.1f %6.0f %6.1f%% %7s %s\n",
+                   pt->strategy, cs, pt->img_s, pt->req_s, pt->req_p50, pt->req_p90, pt->req_p99, pt->req_max,
                    pt->img_p99, 100 * pt->tool_cpu_s / pt->wall_s, 100 * pt->mock_cpu_s / pt->wall_s, pt->wall_s,
-                   (double)pt->rss_kb / 1024, pt->failed,
-                   pt->ran_out ? "ran out of images" : pt->stable ? "yes" : "NO (windows disagree)");
+                   (double)pt->rss_kb / 1024, pt->failed, pt->attempts > 0 ? 100 * pt->retries / pt->attempts : 0,
+                   bound, pt->ran_out ? "ran out of images" : pt->stable ? "yes" : "NO (windows disagree)");
+            if (pt->limits && pt->limits->child) { /* where each stage's limit ended */
+                printf("%-34s   limits:", "");
+                for (const cJSON *l = pt->limits->child; l; l = l->next)
+                    printf("%s %s %.0f%s (peak %.0f in flight)", l == pt->limits->child ? "" : ",", l->string,
+                           jnum(l, "limit", NULL),
+                           cJSON_IsString(cJSON_GetObjectItemCaseSensitive(l, "mode")) &&
+                                   !strcmp(cJSON_GetObjectItemCaseSensitive(l, "mode")->valuestring, "auto")
+                               ? " auto"
+                               : "",
+                           jnum(l, "peak_in_flight", NULL));
+                printf("\n");
+            }
             fflush(stdout);
         }
     }
@@ -523,6 +602,11 @@ int bench_main(struct config *cfg, struct bench_opts *b)
     cJSON_AddNumberToObject(mode, "latency_ms", (double)b->latency_ms);
     cJSON_AddStringToObject(mode, "latency_dist", b->latency_dist);
     cJSON_AddBoolToObject(mode, "mock_trust_payload", b->trust_payload);
+    if (b->capacity > 0) {
+        cJSON_AddNumberToObject(mode, "capacity", (double)b->capacity);
+        if (b->queue_max >= 0)
+            cJSON_AddNumberToObject(mode, "queue_max", (double)b->queue_max);
+    }
     cJSON_AddNumberToObject(mode, "cpus", (double)ncpu);
     cJSON_AddNumberToObject(mode, "window_s", b->window_s);
     cJSON_AddNumberToObject(mode, "tolerance", b->tolerance);
@@ -531,7 +615,10 @@ int bench_main(struct config *cfg, struct bench_opts *b)
         struct point *p = &pts[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "strategy", p->strategy);
-        cJSON_AddNumberToObject(o, "concurrency", p->conc);
+        if (p->conc == CONC_AUTO)
+            cJSON_AddStringToObject(o, "concurrency", "auto");
+        else
+            cJSON_AddNumberToObject(o, "concurrency", p->conc);
         cJSON_AddNumberToObject(o, "images_per_s", p->img_s);
         cJSON_AddNumberToObject(o, "requests_per_s", p->req_s);
         cJSON_AddNumberToObject(o, "request_p50_ms", p->req_p50);
@@ -549,6 +636,14 @@ int bench_main(struct config *cfg, struct bench_opts *b)
         cJSON_AddNumberToObject(o, "window_spread", p->spread);
         cJSON_AddBoolToObject(o, "stable", p->stable);
         cJSON_AddBoolToObject(o, "ran_out_of_images", p->ran_out);
+        cJSON_AddNumberToObject(o, "retries", p->retries);
+        cJSON_AddNumberToObject(o, "attempts", p->attempts);
+        if (p->bound >= 0)
+            cJSON_AddNumberToObject(o, "share_of_bound", p->bound);
+        if (p->limits) {
+            cJSON_AddItemToObject(o, "limits", p->limits);
+            p->limits = NULL;
+        }
         cJSON_AddItemToArray(arr, o);
     }
     char *txt = cJSON_Print(rep);
@@ -572,6 +667,8 @@ int bench_main(struct config *cfg, struct bench_opts *b)
         write_svg(b->chart, pts, np, b);
         printf("chart:  %s\n", b->chart);
     }
+    for (int i = 0; i < np; i++)
+        cJSON_Delete(pts[i].limits);
     free(pts);
     free(strategies);
     return rc;

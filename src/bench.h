@@ -8,7 +8,8 @@
 
 struct bench_opts {
     const char *strategies;   /* comma list; default all four */
-    const char *concurrency;  /* list or range: "1,16,64,256" or "1-256" (doubling) */
+    const char *concurrency;  /* list or range: "1,16,64,256" or "1-256" (doubling); "auto" in a list
+                               * is a point with --concurrency auto */
     long latency_ms;          /* the mock's injected latency */
     const char *latency_dist;
     double duration_s;        /* per measurement window set; 0: use limit */
@@ -21,6 +22,9 @@ struct bench_opts {
     int max_windows;
     double window_s;
     int server_given;
+    long capacity;            /* the mock's --capacity for every endpoint; 0: none */
+    long queue_max;           /* the mock's --queue-max; -1: unlimited */
+    int auto_workers;         /* set by bench_main: --workers of an auto point of a blocking strategy */
 };
 
 int bench_main(struct config *cfg, struct bench_opts *b);

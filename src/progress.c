@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "item.h"
+#include "limit.h"
 #include "scan.h"
 #include "select.h"
 
@@ -84,16 +85,26 @@ static void draw(struct progress *p, double rate)
     else
         snprintf(totals, sizeof totals, "%llu/%llu+", (unsigned long long)done, (unsigned long long)total);
     const char *red = p->colour && failed ? "\033[31m" : "", *reset = p->colour && failed ? "\033[0m" : "";
-    char line[384];
+    char line[1024];
     long long in_flight = (long long)atomic_load(&p->shared->in_flight);
+    int n;
     if (atomic_load(p->run_stop) != 0) /* RUN_DRAIN or RUN_ABORT */
-        snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%llu failed%s", in_flight, totals, red,
-                 (unsigned long long)failed, reset);
+        n = snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%llu failed%s", in_flight, totals, red,
+                     (unsigned long long)failed, reset);
     else
-        snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s%llu failed%s  ETA %s", totals, rate,
-                 in_flight, red, (unsigned long long)failed, reset, eta);
-    /* A stage whose server is down: say so, and that its images wait (chain.c's outage rule). */
+        n = snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s%llu failed%s  ETA %s", totals, rate,
+                     in_flight, red, (unsigned long long)failed, reset, eta);
+    /* Each limited stage: its requests in flight / its limit now ("limits model_01 4/6"). */
     const struct pipeline *pl = p->cfg->pipeline;
+    for (int s = 0, first = 1; pl && s < pl->n && n > 0 && n < 600; s++) {
+        const struct limit_stage *l = &p->shared->lim[s];
+        if (l->mode == LIMIT_NONE)
+            continue;
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s %s %d/%d", first ? "  limits" : "", pl->stages[s].name,
+                      atomic_load(&l->in_flight), atomic_load(&l->limit));
+        first = 0;
+    }
+    /* A stage whose server is down: say so, and that its images wait (chain.c's outage rule). */
     double worst = 0;
     int ws = -1;
     for (int s = 0; pl && s < pl->n && s < SHARED_MAX_STAGES; s++) {
@@ -104,10 +115,8 @@ static void draw(struct progress *p, double rate)
             ws = s;
         }
     }
-    if (ws >= 0) {
-        size_t l = strlen(line);
-        snprintf(line + l, sizeof line - l, "  %s unreachable for %.0f s, retrying", pl->stages[ws].name, worst);
-    }
+    if (ws >= 0 && n > 0 && n < (int)sizeof line - 1)
+        snprintf(line + n, sizeof line - (size_t)n, "  %s unreachable for %.0f s, retrying", pl->stages[ws].name, worst);
     if (p->tty)
         fprintf(stderr, "\r\033[K%s", line);
     else {

@@ -104,5 +104,6 @@ void stats_free(struct stats *s)
     if (!s)
         return;
     free(s->stage_us);
+    free(s->limits);
     free(s);
 }
