@@ -8,6 +8,7 @@
 #   make valgrind   the serial path under valgrind memcheck (errors and leaks fail it)
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
+#   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -60,7 +61,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data fuzz install alloc-sweep
+.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -187,6 +188,10 @@ bench-scan: $(BUILD)/bench-scan
 
 bench-resume: $(BUILD)/bench-resume
 	$(BUILD)/bench-resume 1000000
+
+# The concurrency limits against a GPU-like mock (capacity, bounded queue): fixed against auto.
+bench-capacity: all $(BUILD)/gen-images
+	sh bench/capacity.sh $(BUILD)
 
 # Every figure of docs/BENCHMARKS.md, in one go (about 15 minutes; needs ~10 GB of disk).
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64)

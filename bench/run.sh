@@ -47,3 +47,6 @@ for n in 10000 1000000; do
 done
 kill $mock; wait $mock 2>/dev/null || true
 rm -f "$log" out/bench-mem.csv
+echo
+echo "== per-stage concurrency limits against a GPU-like mock (make bench-capacity)"
+sh bench/capacity.sh $B

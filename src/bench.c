@@ -43,23 +43,31 @@
 #define TOP_ERRORS 3  /* failure kinds a sample carries */
 #define MAX_WINDOWS 1024
 
+#define MAX_STAGE_COUNTS 64 /* SHARED_MAX_STAGES */
+
 /* One line of the sample channel, parsed. */
 struct sample {
-    double t, ok, failed, requests, retries;
+    double t, ok, failed, requests, retries, attempts;
+    double stage_requests[MAX_STAGE_COUNTS]; /* requests completed per stage, for the bound */
+    int n_stage_requests;
     double req_p50, req_p90, req_p99, req_max, img_p50, img_p99;
     struct errtally_entry top[TOP_ERRORS];
     int ntop, final;
 };
 
+#define CONC_AUTO 0
+
 struct point {
     const char *strategy;
-    int conc;
+    int conc;                                  /* CONC_AUTO: --concurrency auto */
     double img_s, req_s;                       /* ok images per second; requests per second */
     double req_p50, req_p90, req_p99, req_max; /* ms */
     double img_p50, img_p99;
     double tool_cpu_s, mock_cpu_s, wall_s;
     long rss_kb;
-    double ok, failed, requests, retries;
+    double ok, failed, requests, retries, attempts;
+    double bound;  /* with --capacity: images/s as a share of the bottleneck endpoint's bound; < 0: none */
+    cJSON *limits; /* the run's "limits" (its stages' concurrency limits at the end), owned; may be NULL */
     struct errtally_entry top[TOP_ERRORS];
     int ntop;
     int windows, stable, ran_out, interrupted, killed, sampled;
@@ -133,10 +141,21 @@ static pid_t start_mock(const char *bin, const struct bench_opts *b, char *url, 
         dup2(fds[1], STDOUT_FILENO);
         close(fds[0]);
         close(fds[1]);
-        const char *argv[12] = {bin, "--port", "0", "--latency-ms", lat, "--latency-dist", b->latency_dist};
+        const char *argv[16] = {bin, "--port", "0", "--latency-ms", lat, "--latency-dist", b->latency_dist};
         int n = 7;
+        char cap[32], qmax[32];
         if (b->trust_payload)
             argv[n++] = "--trust-payload";
+        if (b->capacity > 0) {
+            snprintf(cap, sizeof cap, "%ld", b->capacity);
+            argv[n++] = "--capacity";
+            argv[n++] = cap;
+            if (b->queue_max >= 0) {
+                snprintf(qmax, sizeof qmax, "%ld", b->queue_max);
+                argv[n++] = "--queue-max";
+                argv[n++] = qmax;
+            }
+        }
         argv[n] = NULL;
         execv(bin, (char **)argv);
         fprintf(stderr, "annotate bench: cannot run the mock server %s: %s\n", bin, strerror(errno));
@@ -183,6 +202,10 @@ static int parse_concurrency(const char *s, int *out, int max)
     }
     char *copy = strdup(s), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(t, "auto")) {
+            out[n++] = CONC_AUTO;
+            continue;
+        }
         char *end;
         long v = strtol(t, &end, 10);
         if (*end || v < 1 || v > 100000) {
@@ -270,13 +293,22 @@ static void write_svg(const char *path, struct point *pts, int n, const struct b
         const char *col = COLOURS[k % 6];
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
         for (int j = i; j < n; j++)
-            if (!strcmp(pts[j].strategy, pts[i].strategy))
+            if (!strcmp(pts[j].strategy, pts[i].strategy) && pts[j].conc != CONC_AUTO)
                 fprintf(f, "%.1f,%.1f ", X(pts[j].conc), Y(pts[j].img_s));
         fprintf(f, "\"/>\n");
-        for (int j = i; j < n; j++)
-            if (!strcmp(pts[j].strategy, pts[i].strategy))
+        for (int j = i; j < n; j++) {
+            if (strcmp(pts[j].strategy, pts[i].strategy))
+                continue;
+            /* An auto point has no concurrency to put on the axis: a dashed line across, at its
+             * images/s. */
+            if (pts[j].conc == CONC_AUTO)
+                fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-dasharray=\"6 4\"/>"
+                           "<text x=\"%d\" y=\"%.1f\" fill=\"%s\">auto</text>\n",
+                        L, W - R, Y(pts[j].img_s), Y(pts[j].img_s), col, W - R + 4, Y(pts[j].img_s) + 4, col);
+            else
                 fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", X(pts[j].conc),
                         Y(pts[j].img_s), col);
+        }
         int ly = T + 10 + 20 * k;
         fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/>\n", W - R + 15, W - R + 40, ly, ly, col);
         fprintf(f, "<text x=\"%d\" y=\"%d\">", W - R + 46, ly + 4);
@@ -364,7 +396,7 @@ static void argf(struct bench_argv *a, int *bad, const char *fmt, ...)
 }
 
 int bench_child_argv(const struct config *cfg, const struct bench_opts *b, const char *strategy, int conc,
-                     const char *url, const char *out, long drain_ms, struct bench_argv *a)
+                     const char *url, const char *out, const char *stats, long drain_ms, struct bench_argv *a)
 {
     char exe[4096];
     int bad = 0;
@@ -385,6 +417,10 @@ int bench_child_argv(const struct config *cfg, const struct bench_opts *b, const
     arg(a, &bad, "0");
     arg(a, &bad, "--drain-timeout-ms");
     argf(a, &bad, "%ld", drain_ms);
+    if (stats) {
+        arg(a, &bad, "--stats-json"); /* for the stages' limits at the end (the rest comes sampled) */
+        arg(a, &bad, stats);
+    }
     /* FORWARDED, every one of them */
     if (cfg->config_file) {
         arg(a, &bad, "--config");
@@ -431,13 +467,15 @@ int bench_child_argv(const struct config *cfg, const struct bench_opts *b, const
         arg(a, &bad, cfg->cacert);
     }
     /* OWN: the strategy and its sizes */
+    char cs[16];
+    snprintf(cs, sizeof cs, conc == CONC_AUTO ? "auto" : "%d", conc);
     arg(a, &bad, "--strategy");
     if (!strcmp(strategy, "serial")) {
         arg(a, &bad, "serial");
     } else if (!strcmp(strategy, "curl-multi")) {
         arg(a, &bad, "curl-multi");
         arg(a, &bad, "--concurrency");
-        argf(a, &bad, "%d", conc);
+        argf(a, &bad, "%s", cs);
         /* the loader threads in front of the event loop: --workers as given to bench */
         arg(a, &bad, "--workers");
         argf(a, &bad, "%d", cfg->workers);
@@ -449,11 +487,11 @@ int bench_child_argv(const struct config *cfg, const struct bench_opts *b, const
         for (char *c = (char *)a->argv[a->argc - 1]; !bad && *c; c++)
             if (*c == '+')
                 *c = ',';
-        arg(a, &bad, "--workers");
-        argf(a, &bad, "%d", conc);
-        if (strstr(strategy, "curl-multi")) {
+        arg(a, &bad, "--workers"); /* auto: the stages' limits within the most workers of the list */
+        argf(a, &bad, "%d", conc == CONC_AUTO ? b->auto_workers : conc);
+        if (strstr(strategy, "curl-multi") || conc == CONC_AUTO) {
             arg(a, &bad, "--concurrency");
-            argf(a, &bad, "%d", conc);
+            argf(a, &bad, "%s", cs);
             arg(a, &bad, "--loops");
             argf(a, &bad, "%d", cfg->loops);
         }
@@ -489,6 +527,13 @@ static int parse_sample(const char *line, struct sample *s)
     s->failed = jnum(o, "failed", NULL);
     s->requests = jnum(o, "requests", NULL);
     s->retries = jnum(o, "retries", NULL);
+    s->attempts = jnum(o, "attempts", NULL);
+    const cJSON *sr;
+    cJSON_ArrayForEach(sr, cJSON_GetObjectItem(o, "stage_requests"))
+    {
+        if (s->n_stage_requests < MAX_STAGE_COUNTS && cJSON_IsNumber(sr))
+            s->stage_requests[s->n_stage_requests++] = sr->valuedouble;
+    }
     s->req_p50 = jnum(o, "request_ms", "p50");
     s->req_p90 = jnum(o, "request_ms", "p90");
     s->req_p99 = jnum(o, "request_ms", "p99");
@@ -586,12 +631,14 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
                      struct point *pt)
 {
     const char *tmpdir = getenv("TMPDIR");
-    char outf[512];
+    char outf[512], statsf[512];
     snprintf(outf, sizeof outf, "%s/annotate-bench-%d.csv", tmpdir && *tmpdir ? tmpdir : "/tmp", (int)getpid());
+    snprintf(statsf, sizeof statsf, "%s/annotate-bench-%d.json", tmpdir && *tmpdir ? tmpdir : "/tmp", (int)getpid());
+    unlink(statsf);
     /* After the Ctrl-C that ends a measurement, the images in flight get this long. */
     long drain_ms = b->limit ? 1000 : (long)fmin(1000, fmax(100, b->duration_s * 100));
     struct bench_argv *a = calloc(1, sizeof *a);
-    if (!a || bench_child_argv(cfg, b, pt->strategy, pt->conc, url, outf, drain_ms, a)) {
+    if (!a || bench_child_argv(cfg, b, pt->strategy, pt->conc, url, outf, statsf, drain_ms, a)) {
         free(a);
         snprintf(pt->error, sizeof pt->error, "cannot make the run's command line");
         return -1;
@@ -717,6 +764,23 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
         if (fds[k] >= 0)
             close(fds[k]);
     unlink(outf);
+    /* The stages' limits as the run ended, when it ended by itself or within its drain. */
+    pt->limits = NULL;
+    FILE *sf = fopen(statsf, "r");
+    if (sf) {
+        char *txt = malloc(1 << 20);
+        size_t l = txt ? fread(txt, 1, (1 << 20) - 1, sf) : 0;
+        fclose(sf);
+        cJSON *js = NULL;
+        if (txt) {
+            txt[l] = 0;
+            js = cJSON_Parse(txt);
+        }
+        free(txt);
+        pt->limits = cJSON_DetachItemFromObjectCaseSensitive(js, "limits");
+        cJSON_Delete(js);
+    }
+    unlink(statsf);
     pt->wall_s = mono() - t0;
     pt->mock_cpu_s = mock > 0 ? proc_cpu_s(mock) - mock0 : -1;
     pt->tool_cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
@@ -742,6 +806,7 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
     pt->failed = last.failed;
     pt->requests = last.requests;
     pt->retries = last.retries;
+    pt->attempts = last.attempts;
     pt->req_p50 = last.req_p50;
     pt->req_p90 = last.req_p90;
     pt->req_p99 = last.req_p99;
@@ -758,6 +823,21 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
         pt->img_s = (rates[nw - 1] + rates[nw - 2] + rates[nw - 3]) / 3;
         pt->req_s = (rreq[nw - 1] + rreq[nw - 2] + rreq[nw - 3]) / 3;
     }
+    /* The bottleneck's bound: each endpoint of the mock serves --capacity requests per
+     * --latency-ms; with the requests per image each stage made, the images/s the busiest
+     * endpoint allows. The point's ok images/s as a share of it. */
+    pt->bound = -1;
+    double images = last.ok + last.failed;
+    if (b->capacity > 0 && b->latency_ms > 0 && images > 0) {
+        double per_s = (double)b->capacity * 1e3 / (double)b->latency_ms, best = -1;
+        for (int i = 0; i < last.n_stage_requests; i++) {
+            double count = last.stage_requests[i];
+            if (count > 0 && (best < 0 || per_s / (count / images) < best))
+                best = per_s / (count / images);
+        }
+        if (best > 0)
+            pt->bound = pt->img_s / best;
+    }
     verdict(b, pt, settled_by);
     return 0;
 }
@@ -766,27 +846,53 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
 
 static void print_header(const struct config *cfg, const struct bench_opts *b, const char *url, long ncpu)
 {
+    char capdesc[96] = "";
+    if (b->capacity > 0 && b->queue_max >= 0)
+        snprintf(capdesc, sizeof capdesc, ", capacity %ld per endpoint, queue %ld", b->capacity, b->queue_max);
+    else if (b->capacity > 0)
+        snprintf(capdesc, sizeof capdesc, ", capacity %ld per endpoint", b->capacity);
     if (b->server_given)
         printf("annotate bench: %s, server at %s, %ld CPUs\n", cfg->dir, url, ncpu);
     else
-        printf("annotate bench: %s, mock at %s, latency %ld ms (%s)%s, %ld CPUs\n", cfg->dir, url, b->latency_ms,
-               b->latency_dist, b->trust_payload ? ", mock skips decoding" : "", ncpu);
+        printf("annotate bench: %s, mock at %s, latency %ld ms (%s)%s%s, %ld CPUs\n", cfg->dir, url, b->latency_ms,
+               b->latency_dist, b->trust_payload ? ", mock skips decoding" : "", capdesc, ncpu);
     printf("%-34s %6s %9s %9s %8s %8s %8s %8s %8s %8s", "strategy", "conc", "images/s", "req/s", "req p50", "req p90",
            "req p99", "req max", "img p99", "tool CPU");
     if (!b->server_given)
         printf(" %8s", "mock CPU");
-    printf(" %8s %7s %6s %s\n", "wall s", "RSS MB", "failed", "stable");
+    printf(" %8s %7s %6s %7s", "wall s", "RSS MB", "failed", "retry %");
+    if (b->capacity > 0)
+        printf(" %7s", "bound %");
+    printf(" %s\n", "stable");
     fflush(stdout);
 }
 
 static void print_row(const struct bench_opts *b, const struct point *pt)
 {
-    printf("%-34s %6d %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %7.0f%%", pt->strategy, pt->conc, pt->img_s, pt->req_s,
+    char cs[16];
+    snprintf(cs, sizeof cs, pt->conc == CONC_AUTO ? "auto" : "%d", pt->conc);
+    printf("%-34s %6s %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %7.0f%%", pt->strategy, cs, pt->img_s, pt->req_s,
            pt->req_p50, pt->req_p90, pt->req_p99, pt->req_max, pt->img_p99, 100 * pt->tool_cpu_s / pt->wall_s);
     if (!b->server_given)
         printf(" %7.0f%%", 100 * pt->mock_cpu_s / pt->wall_s);
-    printf(" %8.1f %7.1f %6.0f %s%s\n", pt->wall_s, (double)pt->rss_kb / 1024, pt->failed, pt->stable ? "yes" : "NO: ",
-           pt->stable ? "" : pt->why);
+    printf(" %8.1f %7.1f %6.0f %6.1f%%", pt->wall_s, (double)pt->rss_kb / 1024, pt->failed,
+           pt->attempts > 0 ? 100 * pt->retries / pt->attempts : 0);
+    if (b->capacity > 0) {
+        char bound[16];
+        snprintf(bound, sizeof bound, pt->bound < 0 ? "-" : "%.0f%%", 100 * pt->bound);
+        printf(" %7s", bound);
+    }
+    printf(" %s%s\n", pt->stable ? "yes" : "NO: ", pt->stable ? "" : pt->why);
+    if (pt->limits && pt->limits->child) { /* where each stage's limit ended */
+        printf("%-34s   limits:", "");
+        for (const cJSON *l = pt->limits->child; l; l = l->next) {
+            const cJSON *mode = cJSON_GetObjectItemCaseSensitive(l, "mode");
+            printf("%s %s %.0f%s (peak %.0f in flight)", l == pt->limits->child ? "" : ",", l->string,
+                   jnum(l, "limit", NULL), cJSON_IsString(mode) && !strcmp(mode->valuestring, "auto") ? " auto" : "",
+                   jnum(l, "peak_in_flight", NULL));
+        }
+        printf("\n");
+    }
     fflush(stdout);
 }
 
@@ -794,7 +900,10 @@ static cJSON *point_json(const struct bench_opts *b, const struct point *p)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "strategy", p->strategy);
-    cJSON_AddNumberToObject(o, "concurrency", p->conc);
+    if (p->conc == CONC_AUTO)
+        cJSON_AddStringToObject(o, "concurrency", "auto");
+    else
+        cJSON_AddNumberToObject(o, "concurrency", p->conc);
     cJSON_AddNumberToObject(o, "images_per_s", p->img_s);
     cJSON_AddNumberToObject(o, "requests_per_s", p->req_s);
     cJSON_AddNumberToObject(o, "request_p50_ms", p->req_p50);
@@ -812,6 +921,11 @@ static cJSON *point_json(const struct bench_opts *b, const struct point *p)
     cJSON_AddNumberToObject(o, "images_failed", p->failed);
     cJSON_AddNumberToObject(o, "requests", p->requests);
     cJSON_AddNumberToObject(o, "retries", p->retries);
+    cJSON_AddNumberToObject(o, "attempts", p->attempts);
+    if (p->bound >= 0)
+        cJSON_AddNumberToObject(o, "share_of_bound", p->bound);
+    if (p->limits)
+        cJSON_AddItemToObject(o, "limits", cJSON_Duplicate(p->limits, 1)); /* the report is rewritten per point */
     cJSON *errs = cJSON_AddArrayToObject(o, "errors");
     for (int i = 0; i < p->ntop; i++) {
         cJSON *e = cJSON_CreateObject();
@@ -845,6 +959,11 @@ static int write_outputs(const struct config *cfg, const struct bench_opts *b, c
         cJSON_AddNumberToObject(mode, "latency_ms", (double)b->latency_ms);
         cJSON_AddStringToObject(mode, "latency_dist", b->latency_dist);
         cJSON_AddBoolToObject(mode, "mock_trust_payload", b->trust_payload);
+        if (b->capacity > 0) {
+            cJSON_AddNumberToObject(mode, "capacity", (double)b->capacity);
+            if (b->queue_max >= 0)
+                cJSON_AddNumberToObject(mode, "queue_max", (double)b->queue_max);
+        }
     }
     cJSON_AddNumberToObject(mode, "cpus", (double)ncpu);
     cJSON_AddNumberToObject(mode, "window_s", b->window_s);
@@ -860,7 +979,10 @@ static int write_outputs(const struct config *cfg, const struct bench_opts *b, c
         if (pts[i].error[0]) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "strategy", pts[i].strategy);
-            cJSON_AddNumberToObject(o, "concurrency", pts[i].conc);
+            if (pts[i].conc == CONC_AUTO)
+                cJSON_AddStringToObject(o, "concurrency", "auto");
+            else
+                cJSON_AddNumberToObject(o, "concurrency", pts[i].conc);
             cJSON_AddStringToObject(o, "error", pts[i].error);
             cJSON_AddItemToArray(bad, o);
             continue;
@@ -906,6 +1028,8 @@ int bench_main(struct config *cfg, struct bench_opts *b)
         const char *mock_only = b->latency_ms ? "--latency-ms"
                                 : strcmp(b->latency_dist, "fixed") ? "--latency-dist"
                                 : b->trust_payload ? "--trust-payload"
+                                : b->capacity ? "--capacity"
+                                : b->queue_max >= 0 ? "--queue-max"
                                 : b->mock_bin ? "--mock"
                                               : NULL;
         if (mock_only) {
@@ -938,6 +1062,12 @@ int bench_main(struct config *cfg, struct bench_opts *b)
         }
         return 2;
     }
+    b->auto_workers = 0;
+    for (int c = 0; c < nc; c++)
+        if (concs[c] > b->auto_workers)
+            b->auto_workers = concs[c];
+    if (b->auto_workers == 0)
+        b->auto_workers = 64; /* a list of auto alone */
     char *strategies = strdup(b->strategies), *save = NULL;
     const char *names[16];
     int nn = 0;
@@ -997,6 +1127,8 @@ int bench_main(struct config *cfg, struct bench_opts *b)
         rc = 130;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    for (int i = 0; i < np; i++)
+        cJSON_Delete(pts[i].limits);
     free(pts);
     free(strategies);
     return rc;
@@ -1042,6 +1174,10 @@ static void send_sample(struct bench_sampler *s, int final)
     cJSON_AddNumberToObject(o, "failed", (double)atomic_load(&st->failed));
     cJSON_AddNumberToObject(o, "requests", (double)atomic_load(&st->requests));
     cJSON_AddNumberToObject(o, "retries", (double)atomic_load(&st->retries));
+    cJSON_AddNumberToObject(o, "attempts", (double)atomic_load(&st->attempts));
+    cJSON *sr = cJSON_AddArrayToObject(o, "stage_requests");
+    for (int i = 0; i < st->n_stages && i < MAX_STAGE_COUNTS; i++)
+        cJSON_AddItemToArray(sr, cJSON_CreateNumber((double)atomic_load(&st->stage_us[i].count)));
     hist_ms(o, "request_ms", &st->request_us, 1);
     hist_ms(o, "image_ms", &st->image_us, 0);
     struct errtally_entry top[TOP_ERRORS];

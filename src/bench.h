@@ -9,7 +9,8 @@
 
 struct bench_opts {
     const char *strategies;   /* comma list; default all four */
-    const char *concurrency;  /* list or range: "1,16,64,256" or "1-256" (doubling) */
+    const char *concurrency;  /* list or range: "1,16,64,256" or "1-256" (doubling); "auto" in a list
+                               * is a point with --concurrency auto */
     long latency_ms;          /* the mock's injected latency */
     const char *latency_dist;
     double duration_s;        /* per measurement window set; 0: use limit */
@@ -25,6 +26,9 @@ struct bench_opts {
     const char **headers;     /* the --header lines as given (owned array, strings from argv) */
     int n_headers;
     const char *extensions;   /* --extensions as given, or NULL */
+    long capacity;            /* the mock's --capacity for every endpoint; 0: none */
+    long queue_max;           /* the mock's --queue-max; -1: unlimited */
+    int auto_workers;         /* set by bench_main: --workers of an auto point of a blocking strategy */
 };
 
 int bench_main(struct config *cfg, struct bench_opts *b);
@@ -46,10 +50,11 @@ struct bench_argv {
     size_t used;
 };
 
-/* Fills a with the run of strategy at conc against url, writing its rows to out, stopped within
- * drain_ms after the Ctrl-C bench sends it. 0, or -1 when it does not fit (a bug). */
+/* Fills a with the run of strategy at conc (0: --concurrency auto) against url, writing its rows
+ * to out and (when stats is not NULL) its --stats-json to stats, stopped within drain_ms after
+ * the Ctrl-C bench sends it. 0, or -1 when it does not fit (a bug). */
 int bench_child_argv(const struct config *cfg, const struct bench_opts *b, const char *strategy, int conc,
-                     const char *url, const char *out, long drain_ms, struct bench_argv *a);
+                     const char *url, const char *out, const char *stats, long drain_ms, struct bench_argv *a);
 
 /* In a run that `annotate bench` started (the sample channel of ipc.h is set), a thread that
  * writes the run's samples; NULL otherwise. Stop it before st is freed; NULL is a no-op. */

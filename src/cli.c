@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "limit.h"
 
 enum opt_id {
     O_OUT, O_SERVER, O_CONFIG, O_HEADER, O_STRATEGY, O_WORKERS, O_CONCURRENCY, O_LOOPS, O_QUEUE, O_TIMEOUT,
@@ -28,7 +29,7 @@ enum opt_id {
     O_CACERT, O_SHARD, O_LIMIT_RUN, O_HELP, O_VERSION,
     /* bench only */
     O_STRATEGIES, O_LATENCY, O_LATENCY_DIST, O_DURATION, O_LIMIT, O_REPORT, O_CHART, O_MOCK_BIN,
-    O_TRUST, O_TOLERANCE, O_WINDOWS, O_WINDOW, O__N
+    O_TRUST, O_TOLERANCE, O_WINDOWS, O_WINDOW, O_CAPACITY, O_QUEUE_MAX, O__N
 };
 
 enum opt_scope { RUN, BENCH, BOTH }; /* annotate DIR, annotate bench DIR, or both */
@@ -110,7 +111,9 @@ static const struct opt OPTS[O__N] = {
                     CUSTOM(opt_strategy)},
     [O_WORKERS] = {"workers", "N", "8 per CPU", "threads or processes per parallel stage", BOTH,
                    LONG(CFG(workers), 1, 4096, "a number")},
-    [O_CONCURRENCY] = {"concurrency", "N|LIST", "64", "curl-multi: requests in flight (bench: a list 1,16,64 or a range 1-256)",
+    [O_CONCURRENCY] = {"concurrency", "N|auto|LIST", "64",
+                       "curl-multi: requests in flight in all; auto: every stage finds its own limit "
+                       "(bench: a list 1,16,64,auto or a range 1-256)",
                        BOTH, CUSTOM(opt_concurrency), .ilo = 1, .ihi = 100000, .unit = "a number"},
     [O_LOOPS] = {"loops", "N", "1", "curl-multi: event loops (threads) sharing --concurrency; more than 1 only helps with spare cores",
                  BOTH, LONG(CFG(loops), 1, 256, "a number")},
@@ -188,6 +191,10 @@ static const struct opt OPTS[O__N] = {
                    LONG(BEN(max_windows), 3, 1000, "a number")},
     [O_WINDOW] = {"window", "S", "1", "length of one measurement window in seconds", BENCH,
                   DOUBLE(BEN(window_s), 0.1, 3600, "seconds")},
+    [O_CAPACITY] = {"capacity", "K", NULL, "the mock serves K requests at once per endpoint, the rest queue (a GPU server)",
+                    BENCH, LONG(BEN(capacity), 1, 1000000, "a number")},
+    [O_QUEUE_MAX] = {"queue-max", "Q", "unlimited", "with --capacity: the mock answers 503 once Q requests wait", BENCH,
+                     LONG(BEN(queue_max), 0, 1000000, "a number")},
 };
 
 const char *const *cli_option_names(void)
@@ -443,9 +450,16 @@ static int opt_concurrency(const struct opt *o, const char *arg, struct parse *p
 {
     long v;
     if (!ps->bench) {
+        if (!strcmp(arg, "auto")) {
+            /* Every stage finds its own limit (limit.h), inside this total. */
+            ps->cfg->concurrency = LIMIT_AUTO_TOTAL;
+            ps->cfg->concurrency_auto = 1;
+            return 0;
+        }
         if (parse_long_opt(o, arg, &v, err, errlen))
             return -1;
         ps->cfg->concurrency = (int)v;
+        ps->cfg->concurrency_auto = 0;
         return 0;
     }
     long lo, hi;
@@ -458,9 +472,13 @@ static int opt_concurrency(const struct opt *o, const char *arg, struct parse *p
         do {
             char *end;
             errno = 0;
+            if (!strncmp(c, "auto", 4) && (c[4] == ',' || !c[4])) { /* an adaptive point */
+                c += c[4] ? 5 : 4;
+                continue;
+            }
             v = strtol(c, &end, 10);
             if (end == c || (*end && *end != ',') || errno || v < o->ilo || v > o->ihi)
-                return bad(err, errlen, "--concurrency %s: give a list (1,16,64) or a range (1-256) of numbers from %ld to %ld",
+                return bad(err, errlen, "--concurrency %s: give a list (1,16,64,auto) or a range (1-256) of numbers from %ld to %ld",
                            arg, o->ilo, o->ihi);
             c = *end ? end + 1 : end;
         } while (*c);
@@ -626,6 +644,7 @@ static void set_defaults(struct config *cfg, struct bench_opts *bench)
         bench->tolerance = 0.1;
         bench->max_windows = 10;
         bench->window_s = 1;
+        bench->queue_max = -1;
     }
 }
 

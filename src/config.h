@@ -19,6 +19,8 @@ struct config {
     enum strategy load, query;  /* scan and write are one thread each, always */
     int workers;                /* threads or processes per parallel stage */
     int concurrency;            /* curl-multi: requests in flight, across all loops */
+    int concurrency_auto;       /* --concurrency auto: every stage without a "concurrency" of its own
+                                 * (or in "defaults") has an adaptive limit (limit.h) */
     int loops;                  /* curl-multi: event loops (threads), each with a share of concurrency */
     size_t queue_size;
     long timeout_ms, connect_timeout_ms;

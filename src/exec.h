@@ -17,7 +17,9 @@
  *   processes   N worker processes fed over pipes (exec_proc.c, ipc.h)  any jobs
  *   curl-multi  event loops on libcurl's multi interface (exec_multi.c) JOB_QUERY only
  *
- * The executors know what to run (jobs), never what a request means: that is the chain's. */
+ * The executors know what to run (jobs), never what a request means: that is the chain's. Nor
+ * how many requests an endpoint may have in flight: that is limit.h's; the drivers take a slot
+ * of the request's stage before each attempt and give it back when it has ended. */
 #ifndef ANNOTATE_EXEC_H
 #define ANNOTATE_EXEC_H
 

@@ -5,7 +5,10 @@
  * own list (libcurl never queues them), and new images are taken from the input queue only when
  * that list is empty, so the number of images in flight stays near the concurrency. An image's
  * independent requests (model_01 with model_02, all its model_05s) are started together. Retries
- * and rate-limit waits sit in a small timer heap. Each attempt begins and ends through the same
+ * and rate-limit waits sit in a small timer heap. A request whose stage has a "concurrency"
+ * limit (limit.h) takes one of the stage's slots as it goes into libcurl; when there is none it
+ * waits on its stage's list, holding no request slot, and the stage's next free slot goes to the
+ * first in that list (in arrival order). Each attempt begins and ends through the same
  * chain_attempt_begin / chain_attempt_end as the blocking driver: this file only decides when.
  * Easy handles are pooled and reused. */
 #include "exec.h"
@@ -17,10 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "chain.h"
 #include "http.h"
+#include "limit.h"
 
 struct timed {
     double at;
@@ -45,6 +50,12 @@ struct multi {
     int n_pool;
     long items;                     /* images taken and not yet passed on */
     int input_done;
+    /* Requests waiting for a slot of their stage (limit.h), per stage, in arrival order. */
+    struct chain_req *wait_head[SHARED_MAX_STAGES], *wait_tail[SHARED_MAX_STAGES];
+    _Atomic int n_wait[SHARED_MAX_STAGES]; /* read by the other loops */
+    uint64_t wait_mask;             /* stages with a request waiting */
+    int wait_rr;                    /* the stage served first next time, for fairness */
+    int wake_fd;                    /* eventfd: another loop freed a slot one of ours waits for */
 };
 
 /* --loops event loops share the input and output queues; each has its own multi handle,
@@ -135,6 +146,42 @@ static struct chain_req *heap_pop(struct multi *x)
     return r;
 }
 
+/* ---- the stages' waiting lists ---- */
+
+static void wait_push(struct multi *x, struct chain_req *r)
+{
+    int s = r->stage;
+    r->next = NULL;
+    if (x->wait_tail[s])
+        x->wait_tail[s]->next = r;
+    else
+        x->wait_head[s] = r;
+    x->wait_tail[s] = r;
+    /* Sequentially consistent, with the slot counts: a loop that frees a slot after our last
+     * try then sees that we wait (tell_others), and no wake-up is lost. */
+    atomic_fetch_add(&x->n_wait[s], 1);
+    x->wait_mask |= 1ull << s;
+}
+
+static struct chain_req *wait_pop(struct multi *x, int s)
+{
+    struct chain_req *r = x->wait_head[s];
+    if (!(x->wait_head[s] = r->next)) {
+        x->wait_tail[s] = NULL;
+        x->wait_mask &= ~(1ull << s);
+    }
+    r->next = NULL;
+    atomic_fetch_sub(&x->n_wait[s], 1);
+    return r;
+}
+
+/* A request that will not be sent, whatever its stage's slots: its image has failed, or the
+ * run is being torn down. chain_attempt_begin settles it without a slot. */
+static int settling(const struct multi *x, const struct chain_req *r)
+{
+    return r->it->status == ITEM_FAILED || atomic_load(&x->run->stop) == RUN_ABORT;
+}
+
 /* ---- curl callbacks ---- */
 
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
@@ -200,26 +247,23 @@ static void follow_up(struct multi *x, struct item *it)
         item_settled(x, it);
 }
 
-/* Sends r now, or parks it in the heap until its rate-limit token is valid (has_token: it was
- * parked for that already). */
-static void start(struct multi *x, struct chain_req *r, int has_token)
+/* Sends r, which holds a slot of its stage (or its stage has no limit, or it is settling). */
+static void send_req(struct multi *x, struct chain_req *r)
 {
-    if (x->run->rl && !has_token && r->it->status != ITEM_FAILED) {
-        double wait = ratelimit_take(x->run->rl);
-        if (wait > 0 && heap_push(x, now_s() + wait, r) == 0) {
-            /* The token is ours; it just is not valid yet. */
-            r->driver = (void *)1;
-            return;
-        } /* no room to park it: send it now rather than lose it */
-    }
     struct item *it = r->it;
+    int s = r->stage;
+    int held = !settling(x, r) && limit_on(x->run, s); /* settling: no slot was taken */
     struct http_slot *h = handle_get(x);
     if (!h) {
+        if (held)
+            limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
         chain_abandon(x->run, r, "out of memory for a curl handle");
         follow_up(x, it);
         return;
     }
     if (chain_attempt_begin(x->run, r, now_s()) == CHAIN_SETTLED) {
+        if (held)
+            limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
         handle_put(x, h);
         follow_up(x, it);
         return;
@@ -228,6 +272,8 @@ static void start(struct multi *x, struct chain_req *r, int has_token)
     http_prepare(h, x->run, r);
     CURLMcode mc = curl_multi_add_handle(x->m, h->h);
     if (mc != CURLM_OK) {
+        if (held)
+            limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
         handle_put(x, h);
         r->driver = NULL;
         struct chain_answer a = {.cc = CURLE_FAILED_INIT, .curl_err = curl_multi_strerror(mc), .retry_after_s = -1};
@@ -239,19 +285,93 @@ static void start(struct multi *x, struct chain_req *r, int has_token)
     x->in_curl++;
 }
 
+/* Rate-limit tokens a request parked in the heap holds (r->driver while it is there). */
+#define HAS_STAGE_TOKEN ((void *)1)
+#define HAS_TOKENS ((void *)2)
+
+/* Sends r now, or parks it: in the heap until its rate-limit tokens are valid (its stage's,
+ * then the run's; tokens: what it holds already, 0, 1 or 2), or on its stage's list until a
+ * slot is free. */
+static void start(struct multi *x, struct chain_req *r, int tokens)
+{
+    if (x->run->rl && tokens < 2 && r->it->status != ITEM_FAILED) {
+        if (tokens == 0) {
+            double wait = ratelimit_take_stage(x->run->rl, r->stage);
+            if (wait > 0 && heap_push(x, now_s() + wait, r) == 0) {
+                /* The token is ours; it just is not valid yet. */
+                r->driver = HAS_STAGE_TOKEN;
+                return;
+            } /* no room to park it: go on rather than lose it */
+        }
+        double wait = ratelimit_take(x->run->rl);
+        if (wait > 0 && heap_push(x, now_s() + wait, r) == 0) {
+            r->driver = HAS_TOKENS;
+            return;
+        }
+    }
+    /* Behind the requests already waiting for the stage, never ahead of them. */
+    if (!settling(x, r) && (x->wait_head[r->stage] || !limit_try_acquire(x->run, r->stage))) {
+        wait_push(x, r);
+        return;
+    }
+    send_req(x, r);
+}
+
+/* A slot of stage s came free here: a loop that has requests waiting for one is told. */
+static void tell_others(struct multi *x, int s)
+{
+    struct group *g = x->g;
+    for (int i = 0; g->n > 1 && i < g->n; i++) {
+        struct multi *o = g->loops[i];
+        if (o != x && atomic_load(&o->n_wait[s]) > 0) {
+            uint64_t one = 1;
+            ssize_t w = write(o->wake_fd, &one, sizeof one);
+            (void)w;
+        }
+    }
+}
+
+/* The first waiting request (stages taken in turn) that can have a slot now, with it; requests
+ * that are settling on the way are settled. NULL when none. */
+static struct chain_req *next_waiting(struct multi *x)
+{
+    int n = x->run->p->n;
+    for (int k = 0; k < n && x->wait_mask; k++) {
+        int s = (x->wait_rr + k) % n;
+        while (x->wait_head[s]) {
+            if (settling(x, x->wait_head[s])) {
+                send_req(x, wait_pop(x, s)); /* settles it */
+                continue;
+            }
+            if (!limit_try_acquire(x->run, s))
+                break;
+            x->wait_rr = (s + 1) % n;
+            return wait_pop(x, s);
+        }
+    }
+    return NULL;
+}
+
 static void on_done(struct multi *x, CURL *e, CURLcode cc)
 {
     struct chain_req *r;
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
     struct http_slot *h = r->driver;
     struct item *it = r->it;
+    int s = r->stage;
+    double t_sent = r->t_attempt;
     struct chain_answer a;
     http_answer(h, cc, &a);
     curl_multi_remove_handle(x->m, e);
     x->in_curl--;
-    double at;
-    enum chain_step step = chain_attempt_end(x->run, r, &a, now_s(), &at);
+    double at, now = now_s();
+    enum limit_signal sig = limit_signal_of(a.cc, a.status);
+    enum chain_step step = chain_attempt_end(x->run, r, &a, now, &at);
     handle_put(x, h); /* after the chain has read the answer out of it */
+    if (limit_on(x->run, s)) {
+        limit_release(x->run, s, t_sent, now, sig);
+        tell_others(x, s);
+    }
     if (step == CHAIN_RETRY) {
         r->driver = NULL;
         if (heap_push(x, at, r) == 0)
@@ -270,21 +390,44 @@ static void drain_messages(struct multi *x)
             on_done(x, msg->easy_handle, msg->data.result);
 }
 
+/* The requests this loop can have in flight: its share of --concurrency, or less when the
+ * stages' limits (limit.h) add up to less (with --concurrency auto the total is large, and the
+ * images taken must follow what the endpoints take, not it). */
+static long images_cap(const struct multi *x)
+{
+    const struct run *run = x->run;
+    long sum = 0;
+    for (int s = 0; s < run->p->n && sum < x->cap * (long)x->g->n; s++)
+        sum += limit_on(run, s) ? atomic_load_explicit(&run->shared->lim[s].limit, memory_order_relaxed)
+                                : x->cap * (long)x->g->n;
+    sum /= x->g->n;
+    return sum < 1 ? 1 : sum < x->cap ? sum : x->cap;
+}
+
 /* Starts requests and takes images until the cap is reached or nothing is ready. */
 static void top_up(struct multi *x)
 {
     double now = now_s();
-    if (atomic_load(&x->run->stop) == RUN_ABORT)
+    if (atomic_load(&x->run->stop) == RUN_ABORT) {
         while (x->n_heap) /* parked requests are not worth waiting for: settle them now */
-            start(x, heap_pop(x), 1);
+            start(x, heap_pop(x), 2);
+        for (int s = 0; x->wait_mask && s < SHARED_MAX_STAGES; s++)
+            while (x->wait_head[s])
+                send_req(x, wait_pop(x, s));
+    }
     while (x->n_heap && x->heap[0].at <= now && x->in_curl < x->cap) {
         struct chain_req *r = heap_pop(x);
-        int has_token = r->driver == (void *)1;
+        int tokens = r->driver == HAS_TOKENS ? 2 : r->driver == HAS_STAGE_TOKEN ? 1 : 0;
         r->driver = NULL;
-        start(x, r, has_token);
+        start(x, r, tokens);
     }
     while (x->in_curl < x->cap) {
-        struct chain_req *r = ready_pop(x);
+        struct chain_req *r = next_waiting(x); /* those that waited for a slot go first */
+        if (r) {
+            send_req(x, r);
+            continue;
+        }
+        r = ready_pop(x);
         if (r) {
             start(x, r, 0);
             continue;
@@ -307,7 +450,7 @@ static void top_up(struct multi *x)
         /* Images in flight are bounded too, not only requests in curl: requests parked in the
          * timer heap (backoff, Retry-After, --max-rps) would otherwise let the loop take every
          * image of the folder. */
-        if (x->items >= 2L * x->cap)
+        if (x->items >= 2L * images_cap(x))
             break;
         void *p;
         int got = queue_try_pop(x->in, &p);
@@ -359,9 +502,9 @@ static void *loop(void *arg)
             break;
         }
         for (int i = 0; i < n; i++) {
-            if (evs[i].data.fd == x->qfd) {
+            if (evs[i].data.fd == x->qfd || evs[i].data.fd == x->wake_fd) {
                 uint64_t v;
-                ssize_t rr = read(x->qfd, &v, sizeof v);
+                ssize_t rr = read(evs[i].data.fd, &v, sizeof v);
                 (void)rr;
                 continue;
             }
@@ -393,6 +536,8 @@ static void loop_free(struct multi *x)
     curl_multi_cleanup(x->m);
     if (x->epfd >= 0)
         close(x->epfd);
+    if (x->wake_fd >= 0)
+        close(x->wake_fd);
     free(x->pool);
     free(x->heap);
     free(x);
@@ -423,17 +568,21 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     x->out = out;
     x->cap = cap;
     x->curl_deadline = -1;
+    x->wake_fd = -1;
     x->pool = calloc((size_t)x->cap + 1, sizeof *x->pool);
     x->epfd = epoll_create1(EPOLL_CLOEXEC);
+    x->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     x->qfd = queue_add_notify_fd(in);
     x->m = curl_multi_init();
-    if (x->epfd < 0 || x->qfd < 0 || !x->m || !x->pool) {
+    if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool) {
         snprintf(err, errlen, "cannot set up the curl-multi event loop: %s", strerror(errno));
         loop_free(x);
         return NULL;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = x->qfd};
     epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->qfd, &ev);
+    struct epoll_event wev = {.events = EPOLLIN, .data.fd = x->wake_fd};
+    epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->wake_fd, &wev);
     curl_multi_setopt(x->m, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(x->m, CURLMOPT_SOCKETDATA, x);
     curl_multi_setopt(x->m, CURLMOPT_TIMERFUNCTION, on_timer);

@@ -35,6 +35,7 @@
 
 #include "fdio.h"
 #include "ipc.h"
+#include "limit.h"
 
 extern char **environ;
 
@@ -93,10 +94,12 @@ int exec_proc_worker_main(void)
     struct run run = {.cfg = &wc.cfg, .p = wc.cfg.pipeline, .alive = worker_alive};
     budget_set(wc.cfg.max_memory);
     run.stats = stats_new(run.p->n);
-    if (shared_attach(&sh, wc.shared_fd) == 0)
+    if (shared_attach(&sh, wc.shared_fd) == 0) {
         run.shared = sh.page;
+        run.holder = limit_holder_register(sh.page, (int)getpid()); /* its slots are given back if it dies */
+    }
     if (wc.ratelimit_fd >= 0)
-        run.rl = ratelimit_attach(wc.ratelimit_fd, wc.cfg.max_rps);
+        run.rl = ratelimit_attach_stages(wc.ratelimit_fd, wc.cfg.max_rps, run.p);
     struct job_worker *jw = run.stats && run.shared && (wc.ratelimit_fd < 0 || run.rl)
                                 ? job_worker_new(&run, wc.jobs)
                                 : NULL;
@@ -130,6 +133,8 @@ int exec_proc_worker_main(void)
     }
     job_worker_free(jw);
     ratelimit_free(run.rl);
+    if (run.shared)
+        limit_holder_reap(run.shared, (int)getpid());
     shared_close(&sh);
     stats_free(run.stats);
     ipc_worker_config_free(&wc);
@@ -320,8 +325,8 @@ fail:
     return -1;
 }
 
-/* Reaps a worker and describes how it ended. */
-static void reap(struct worker *w, char *why, size_t len)
+/* Reaps a worker and describes how it ended. A stage slot it held (limit.h) is given back. */
+static void reap(struct proc *p, struct worker *w, char *why, size_t len)
 {
     int status = 0;
     close(w->to);
@@ -335,6 +340,7 @@ static void reap(struct worker *w, char *why, size_t len)
                  strsignal(WTERMSIG(status)), w->killed ? " after it stopped answering" : "");
     else
         snprintf(why, len, "worker process %d exited with status %d", (int)w->pid, WEXITSTATUS(status));
+    limit_holder_reap(p->run->shared, (int)w->pid);
     w->pid = 0;
 }
 
@@ -485,7 +491,7 @@ static void *manager(void *arg)
                 double lived = now - w->started;
                 if (w->pid && !w->killed)
                     kill(w->pid, SIGKILL);
-                reap(w, why, sizeof why);
+                reap(p, w, why, sizeof why);
                 fprintf(stderr, "annotate: %s while idle; starting another\n", why);
                 if (lived < 1.0)
                     respawn_after = now + 1.0;
@@ -495,7 +501,7 @@ static void *manager(void *arg)
             char why[200];
             if (w->pid && !w->killed)
                 kill(w->pid, SIGKILL);
-            reap(w, why, sizeof why);
+            reap(p, w, why, sizeof why);
             struct item *it = w->busy;
             w->busy = NULL;
             int times = deaths_of_busy[i] + 1;

@@ -1,6 +1,7 @@
 /* http: see http.h. */
 #include "http.h"
 #include "cli.h"
+#include "limit.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -284,18 +285,29 @@ static void perform(struct http_worker *w, struct chain_req *req)
 {
     const struct run *run = w->run;
     for (;;) {
-        if (run->rl)
+        if (run->rl) { /* the stage's token, then the run's (ratelimit.h) */
+            sleep_until(run, now_s() + ratelimit_take_stage(run->rl, req->stage));
             sleep_until(run, now_s() + ratelimit_take(run->rl));
+        }
         if (run->alive)
             run->alive(run);
-        if (chain_attempt_begin(run, req, now_s()) == CHAIN_SETTLED)
+        /* The stage's slot (limit.h), held only while the attempt is on the wire. */
+        int s = req->stage, held = limit_acquire(run, s, req->it);
+        if (chain_attempt_begin(run, req, now_s()) == CHAIN_SETTLED) {
+            if (held)
+                limit_release(run, s, now_s(), now_s(), LIMIT_IGNORE);
             return;
+        }
+        double t_sent = req->t_attempt;
         http_prepare(&w->slot, run, req);
         CURLcode cc = curl_easy_perform(w->slot.h);
         struct chain_answer a;
         http_answer(&w->slot, cc, &a);
-        double at;
-        if (chain_attempt_end(run, req, &a, now_s(), &at) != CHAIN_RETRY)
+        double at, now = now_s();
+        enum chain_step step = chain_attempt_end(run, req, &a, now, &at);
+        if (held)
+            limit_release(run, s, t_sent, now, limit_signal_of(a.cc, a.status));
+        if (step != CHAIN_RETRY)
             return;
         sleep_until(run, at);
     }

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -231,6 +232,33 @@ static int parse_retries(const cJSON *kv, int *out, const char *src, int i, cons
     if (!cJSON_IsNumber(kv) || kv->valuedouble < 0 || kv->valuedouble > 100)
         return fail(err, errlen, src, i, nm, "\"retries\" must be a number from 0 to 100");
     *out = (int)kv->valuedouble;
+    return 0;
+}
+
+/* "concurrency": a number of requests in flight, or "auto" (an adaptive limit, limit.h). */
+static int parse_concurrency(const cJSON *kv, int *out, const char *src, int i, const char *nm, char *err,
+                             size_t errlen)
+{
+    if (cJSON_IsString(kv) && !strcmp(kv->valuestring, "auto")) {
+        *out = STAGE_CONCURRENCY_AUTO;
+        return 0;
+    }
+    if (!cJSON_IsNumber(kv) || kv->valuedouble < 1 || kv->valuedouble > STAGE_CONCURRENCY_MAX ||
+        kv->valuedouble != floor(kv->valuedouble))
+        return fail(err, errlen, src, i, nm, "\"concurrency\" must be a whole number from 1 to %d, or \"auto\"",
+                    STAGE_CONCURRENCY_MAX);
+    *out = (int)kv->valuedouble;
+    return 0;
+}
+
+/* "max_rps": requests per second, as --max-rps (without its 0: a stage without a limit says
+ * nothing). */
+static int parse_max_rps(const cJSON *kv, double *out, const char *src, int i, const char *nm, char *err,
+                         size_t errlen)
+{
+    if (!cJSON_IsNumber(kv) || !(kv->valuedouble >= 0.001) || kv->valuedouble > 1e7)
+        return fail(err, errlen, src, i, nm, "\"max_rps\" must be a number of requests per second from 0.001 to 10000000");
+    *out = kv->valuedouble;
     return 0;
 }
 
@@ -514,10 +542,16 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *
         } else if (!strcmp(k, "headers")) {
             if (parse_headers(kv, &s->header_tmpl, &s->n_headers, src, i, s->name, err, errlen))
                 return -1;
+        } else if (!strcmp(k, "concurrency")) {
+            if (parse_concurrency(kv, &s->concurrency, src, i, s->name, err, errlen))
+                return -1;
+        } else if (!strcmp(k, "max_rps")) {
+            if (parse_max_rps(kv, &s->max_rps, src, i, s->name, err, errlen))
+                return -1;
         } else {
             return fail(err, errlen, src, i, s->name,
                         "unknown key \"%s\" (known: name, url, input, body, form, fields, result, error, retry_if, "
-                        "retry_after, retry_on, when, csv, timeout_ms, retries, headers)",
+                        "retry_after, retry_on, when, csv, timeout_ms, retries, headers, concurrency, max_rps)",
                         k);
         }
     }
@@ -555,11 +589,12 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *
 }
 
 /* "defaults": what every stage gets unless it says otherwise. */
-static int parse_defaults(struct pipeline *p, const cJSON *js, long *timeout_ms, int *retries, const char *src,
-                          char *err, size_t errlen)
+static int parse_defaults(struct pipeline *p, const cJSON *js, long *timeout_ms, int *retries, int *concurrency,
+                          double *max_rps, const char *src, char *err, size_t errlen)
 {
     if (!cJSON_IsObject(js))
-        return fail(err, errlen, src, IDX_DEFAULTS, NULL, "must be an object with \"headers\", \"timeout_ms\" or \"retries\"");
+        return fail(err, errlen, src, IDX_DEFAULTS, NULL,
+                    "must be an object with \"headers\", \"timeout_ms\", \"retries\", \"concurrency\" or \"max_rps\"");
     const char *dup = duplicate_key(js);
     if (dup)
         return fail(err, errlen, src, IDX_DEFAULTS, NULL, "key \"%s\" appears twice", dup);
@@ -573,9 +608,15 @@ static int parse_defaults(struct pipeline *p, const cJSON *js, long *timeout_ms,
         } else if (!strcmp(kv->string, "retries")) {
             if (parse_retries(kv, retries, src, IDX_DEFAULTS, NULL, err, errlen))
                 return -1;
+        } else if (!strcmp(kv->string, "concurrency")) {
+            if (parse_concurrency(kv, concurrency, src, IDX_DEFAULTS, NULL, err, errlen))
+                return -1;
+        } else if (!strcmp(kv->string, "max_rps")) {
+            if (parse_max_rps(kv, max_rps, src, IDX_DEFAULTS, NULL, err, errlen))
+                return -1;
         } else {
-            return fail(err, errlen, src, IDX_DEFAULTS, NULL, "unknown key \"%s\" (known: headers, timeout_ms, retries)",
-                        kv->string);
+            return fail(err, errlen, src, IDX_DEFAULTS, NULL,
+                        "unknown key \"%s\" (known: headers, timeout_ms, retries, concurrency, max_rps)", kv->string);
         }
     }
     return 0;
@@ -679,10 +720,12 @@ int pipeline_parse(const char *text, size_t len, const char *source, struct pipe
         goto done;
     }
     long def_timeout = -1;
-    int def_retries = -1;
+    int def_retries = -1, def_concurrency = 0;
+    double def_max_rps = 0;
     for (const cJSON *kv = root->child; kv; kv = kv->next) {
         if (!strcmp(kv->string, "defaults")) {
-            if ((rc = parse_defaults(p, kv, &def_timeout, &def_retries, source, err, errlen)))
+            if ((rc = parse_defaults(p, kv, &def_timeout, &def_retries, &def_concurrency, &def_max_rps, source, err,
+                                     errlen)))
                 goto done;
         } else if (strcmp(kv->string, "stages")) {
             rc = fail(err, errlen, source, IDX_FILE, NULL, "unknown top-level key \"%s\" (known: stages, defaults)",
@@ -713,6 +756,10 @@ int pipeline_parse(const char *text, size_t len, const char *source, struct pipe
             p->stages[i].timeout_ms = def_timeout;
         if (p->stages[i].retries < 0)
             p->stages[i].retries = def_retries;
+        if (p->stages[i].concurrency == 0)
+            p->stages[i].concurrency = def_concurrency;
+        if (p->stages[i].max_rps == 0)
+            p->stages[i].max_rps = def_max_rps;
     }
 done:
     cJSON_Delete(root);

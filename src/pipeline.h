@@ -21,8 +21,10 @@
  *                 over {"STAGE": result, ...} of the stages it names
  *   "csv"         true (default) or false: whether the result is a CSV column
  *   "timeout_ms", "retries", "headers" {"Name": "value"}: per-stage overrides
- * "defaults" holds "timeout_ms", "retries" and "headers" for every stage that does not set its
- * own. Headers come from three places; for one name (case-insensitive) the first of these wins
+ *   "concurrency" N (1 to 100000) or "auto", "max_rps" N: the stage's own limits (limit.h,
+ *                 ratelimit.h), inside the run's --concurrency and --max-rps
+ * "defaults" holds "timeout_ms", "retries", "headers", "concurrency" and "max_rps" for every
+ * stage that does not set its own. Headers come from three places; for one name (case-insensitive) the first of these wins
  * and the others are not sent: the stage's "headers", the file's "defaults", --header
  * (pipeline_add_header). A header value may use ${VAR} (the environment) and ${file:PATH} (the
  * file's content, one trailing newline removed); values are never shown in a message.
@@ -87,7 +89,13 @@ struct stage {
     struct expr items;  /* "input": {"each": STAGE, "items": EXPR}: the elements */
     int retry_on[32];   /* "retry_on": the statuses retried; n_retry_on < 0: 5xx, 429 and 408 */
     int n_retry_on;
+    int concurrency;    /* "concurrency": requests in flight to it at most (limit.h); 0: no limit of
+                         * its own, STAGE_CONCURRENCY_AUTO: "auto", an adaptive limit */
+    double max_rps;     /* "max_rps": its requests per second at most (ratelimit.h); 0: no limit */
 };
+
+#define STAGE_CONCURRENCY_AUTO (-1)
+#define STAGE_CONCURRENCY_MAX 100000
 
 struct pipeline {
     struct stage *stages;

@@ -12,6 +12,7 @@
 
 #include "errtally.h"
 #include "item.h"
+#include "limit.h"
 #include "scan.h"
 #include "select.h"
 
@@ -167,6 +168,27 @@ static void cut_to_width(const struct progress *p, char *line, size_t len, int w
         strcat(line, "\033[0m");
 }
 
+/* Each limited stage: its requests in flight / its limit now ("  limits model_01 4/6"), or "". */
+static void limits_part(const struct progress *p, char *buf, size_t len)
+{
+    const struct pipeline *pl = p->cfg->pipeline;
+    size_t n = 0;
+    buf[0] = 0;
+    for (int s = 0, first = 1; pl && s < pl->n && s < SHARED_MAX_STAGES && n + 1 < len; s++) {
+        const struct limit_stage *l = &p->shared->lim[s];
+        if (l->mode == LIMIT_NONE)
+            continue;
+        int k = snprintf(buf + n, len - n, "%s %s %d/%d", first ? "  limits" : "", pl->stages[s].name,
+                         atomic_load(&l->in_flight), atomic_load(&l->limit));
+        if (k < 0 || (size_t)k >= len - n) {
+            buf[n] = 0; /* what does not fit is left out */
+            break;
+        }
+        n += (size_t)k;
+        first = 0;
+    }
+}
+
 /* A stage whose server is down: say so, and that its images wait (chain.c's outage rule):
  * "  model_03 unreachable for 42 s, retrying", or "". */
 static void outage_part(const struct progress *p, char *buf, size_t len)
@@ -203,18 +225,20 @@ static void draw(struct progress *p, double rate)
         snprintf(totals, sizeof totals, "%llu/%llu", (unsigned long long)done, (unsigned long long)total);
     else
         snprintf(totals, sizeof totals, "%llu/%llu+", (unsigned long long)done, (unsigned long long)total);
-    char line[1024], fails[256], down[160];
+    char line[1024], fails[256], down[160], limits[512];
     long long in_flight = (long long)atomic_load(&p->shared->in_flight);
     int width = line_width(p);
+    limits_part(p, limits, sizeof limits);
     outage_part(p, down, sizeof down);
     /* The reason is shortened (then left out) until the line fits the terminal. */
     for (int cap = ERRTALLY_STAGE + ERRTALLY_REASON, shown;; cap = shown - (visible_len(line) - width + 1)) {
         shown = failed_part(p, failed, cap, fails, sizeof fails);
         if (atomic_load(p->run_stop) != 0) /* RUN_DRAIN or RUN_ABORT */
-            snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%s", in_flight, totals, fails, down);
+            snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%s%s", in_flight, totals, fails, limits,
+                     down);
         else
-            snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s  ETA %s%s", totals, rate, in_flight,
-                     fails, eta, down);
+            snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s  ETA %s%s%s", totals, rate, in_flight,
+                     fails, eta, limits, down);
         if (!width || visible_len(line) < width || shown == 0)
             break;
     }

@@ -24,6 +24,8 @@ struct run {
     /* Called by the blocking driver before each attempt and about every second while it waits
      * (a worker process tells its parent it is alive); NULL: nobody is listening. */
     void (*alive)(const struct run *run);
+    int holder;                 /* a worker process: its entry + 1 in the shared page's table of
+                                 * slot holders (limit.h); 0: none (the parent's threads) */
 };
 
 #endif

@@ -24,6 +24,7 @@
 #include "errtally.h"
 #include "exec.h"
 #include "fdlimit.h"
+#include "limit.h"
 #include "progress.h"
 #include "results.h"
 #include "run.h"
@@ -51,6 +52,7 @@ struct runner {
     atomic_uint_fast64_t folders_failed;
     pthread_mutex_t folder_mu; /* the last one, for the summary */
     char folder_last[600];
+    int limits_set;         /* limit_setup has run: limit_teardown */
 };
 
 /* A folder the scan could not read: one failed row (path = the folder, with its '/'), written
@@ -335,7 +337,10 @@ static int setup(struct runner *r, char *err, size_t errlen)
     r->run.shared = r->shared.page;
     r->run.shared_fd = r->shared.fd;
     budget_set(cfg->max_memory);
-    if (cfg->max_rps > 0 && !(r->run.rl = ratelimit_new(cfg->max_rps))) {
+    if (limit_setup(r->run.shared, cfg, now_s(), err, errlen))
+        return -1;
+    r->limits_set = 1;
+    if (ratelimit_wanted(cfg->max_rps, cfg->pipeline) && !(r->run.rl = ratelimit_new_stages(cfg->max_rps, cfg->pipeline))) {
         snprintf(err, errlen, "cannot set up the rate limiter: %s", strerror(errno));
         return -1;
     }
@@ -367,7 +372,7 @@ static int setup(struct runner *r, char *err, size_t errlen)
 
 static void fill_summary(const struct runner *r, int rc, double t0, struct run_summary *sum)
 {
-    const struct stats *st = r->run.stats;
+    struct stats *st = r->run.stats;
     sum->elapsed_s = now_s() - t0;
     sum->found = atomic_load(&r->found);
     sum->skipped = atomic_load(&r->skipped);
@@ -388,6 +393,13 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
         }
     sum->folders_failed = atomic_load(&r->folders_failed);
     snprintf(sum->folder_last, sizeof sum->folder_last, "%s", r->folder_last);
+    /* The stages' limits as they ended, with their history, before the shared page goes. */
+    int any = 0;
+    for (int s = 0; r->limits_set && s < r->cfg->pipeline->n; s++)
+        any |= r->run.shared->lim[s].mode != LIMIT_NONE;
+    if (any && !st->limits && (st->limits = calloc((size_t)st->n_stages, sizeof *st->limits)))
+        for (int s = 0; s < st->n_stages; s++)
+            limit_read(r->run.shared, s, &st->limits[s]);
     for (int s = 0; s < r->cfg->pipeline->n; s++) {
         uint64_t p99 = hist_quantile(&st->stage_us[s], 0.99);
         if (p99 > sum->slowest_p99_us) {
@@ -491,6 +503,8 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     scan_close(r->sc);
     doneset_free(r->done);
     ratelimit_free(r->run.rl);
+    if (r->limits_set)
+        limit_teardown(r->run.shared, cfg->pipeline->n);
     shared_close(&r->shared);
     pthread_mutex_destroy(&r->out_mu);
     pthread_mutex_destroy(&r->folder_mu);

@@ -1,5 +1,5 @@
-/* shared: the counters of a run that its worker processes update too. One page of memory
- * behind a memfd that the parent creates and each worker maps through the descriptor it
+/* shared: the counters of a run that its worker processes update too. Shared memory (a few
+ * pages) behind a memfd that the parent creates and each worker maps through the descriptor it
  * inherits across exec (see ipc.h); threads of one process use the same page. Every field is
  * an atomic, updated without locks. */
 #ifndef ANNOTATE_SHARED_H
@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "stats.h"
+#include "limit.h"
 
 #define SHARED_MAX_STAGES 64   /* PIPELINE_MAX_STAGES */
 #define SHARED_MAX_REPLICAS 64 /* PIPELINE_MAX_REPLICA_SLOTS */
@@ -39,6 +40,10 @@ struct shared_page {
     _Atomic int fatal;           /* 1 once fatal_msg is written: the run must stop, exit 2 */
     _Atomic int fatal_claim;     /* who writes fatal_msg (the first one) */
     char fatal_msg[1024];
+    /* Per endpoint: the "concurrency" limits (limit.h), counted across every process. */
+    double t0;                   /* the run's start (now_s), for the limits' history */
+    struct limit_stage lim[SHARED_MAX_STAGES];
+    struct limit_holder holders[LIMIT_MAX_HOLDERS]; /* which slot each worker process holds */
 };
 
 struct shared {

@@ -110,5 +110,6 @@ void stats_free(struct stats *s)
         return;
     free(s->stage_us);
     errtally_free(s->errors);
+    free(s->limits);
     free(s);
 }

@@ -22,6 +22,8 @@ uint64_t hist_quantile(const struct hist *h, double q);
 void hist_merge(struct hist *into, const struct hist *from);
 void hist_reset(struct hist *h);
 
+struct limit_view;
+
 struct stats {
     _Atomic uint64_t found, ok, failed, skipped;
     _Atomic uint64_t unsent;  /* taken, then let go unsent by a stop: no row, left to --resume */
@@ -31,6 +33,8 @@ struct stats {
     struct hist image_us;     /* per image, entering the pipeline to its row */
     int n_stages;
     struct hist *stage_us;    /* [n_stages], per request of that stage */
+    struct limit_view *limits; /* [n_stages]: the stages' concurrency limits at the end of the run
+                                * (limit.h), for the summary; NULL when no stage has one */
     struct errtally *errors;  /* why rows failed, by stage and reason (errtally.h) */
 };
 

@@ -2,11 +2,13 @@
 #include "summary.h"
 
 #include <errno.h>
+#include <math.h>
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "errtally.h"
+#include "limit.h"
 #include "progress.h"
 
 static double ms(uint64_t us)
@@ -99,6 +101,30 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     else if (s->folders_failed)
         fprintf(f, "annotate: %llu folders could not be read (the last: %s); their rows say why, and --resume will "
                    "retry them\n", (unsigned long long)s->folders_failed, s->folder_last);
+    if (st && st->limits) {
+        /* "model_01 auto 6 (4-9 over 14 changes, peak 7 in flight)", "model_05 1 (peak 1)" */
+        fprintf(f, "annotate: concurrency limits:");
+        int first = 1;
+        for (int i = 0; i < cfg->pipeline->n && i < st->n_stages; i++) {
+            const struct limit_view *v = &st->limits[i];
+            if (v->mode == LIMIT_NONE)
+                continue;
+            fprintf(f, "%s %s ", first ? "" : ",", cfg->pipeline->stages[i].name);
+            first = 0;
+            if (v->mode == LIMIT_AUTO) {
+                int lo = v->limit, hi = v->limit;
+                for (int k = 0; k < v->n_hist; k++) {
+                    lo = v->hist[k].limit < lo ? v->hist[k].limit : lo;
+                    hi = v->hist[k].limit > hi ? v->hist[k].limit : hi;
+                }
+                fprintf(f, "auto %d (%d-%d over %llu change%s, peak %d in flight)", v->limit, lo, hi,
+                        (unsigned long long)(v->changes - 1), v->changes == 2 ? "" : "s", v->peak);
+            } else {
+                fprintf(f, "%d (peak %d in flight)", v->limit, v->peak);
+            }
+        }
+        fputc('\n', f);
+    }
     print_error_tally(f, st);
     if (s->interrupted)
         fprintf(f, "annotate: stopped early; run the same command with --resume to finish\n");
@@ -154,6 +180,32 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
         cJSON *stages = cJSON_AddObjectToObject(o, "stages");
         for (int i = 0; i < cfg->pipeline->n && i < st->n_stages; i++)
             cJSON_AddItemToObject(stages, cfg->pipeline->stages[i].name, hist_json(&st->stage_us[i]));
+        cJSON *limits = st->limits ? cJSON_AddObjectToObject(o, "limits") : NULL;
+        for (int i = 0; limits && i < cfg->pipeline->n && i < st->n_stages; i++) {
+            const struct limit_view *v = &st->limits[i];
+            if (v->mode == LIMIT_NONE)
+                continue;
+            cJSON *l = cJSON_AddObjectToObject(limits, cfg->pipeline->stages[i].name);
+            cJSON_AddStringToObject(l, "mode", v->mode == LIMIT_AUTO ? "auto" : "fixed");
+            cJSON_AddNumberToObject(l, "limit", v->limit);
+            cJSON_AddNumberToObject(l, "min", v->lo);
+            cJSON_AddNumberToObject(l, "max", v->hi);
+            cJSON_AddNumberToObject(l, "peak_in_flight", v->peak);
+            if (v->mode == LIMIT_AUTO) {
+                cJSON_AddNumberToObject(l, "no_load_rtt_ms", v->rtt_noload_ms);
+                cJSON_AddNumberToObject(l, "drops", (double)v->drops);
+            }
+            /* The changes as [seconds since the start, limit]: the first ones and the latest
+             * (LIMIT_HIST_HEAD + LIMIT_HIST_TAIL at most; "changes" says how many there were). */
+            cJSON_AddNumberToObject(l, "changes", (double)v->changes);
+            cJSON *h = cJSON_AddArrayToObject(l, "history");
+            for (int k = 0; k < v->n_hist; k++) {
+                cJSON *pt = cJSON_CreateArray();
+                cJSON_AddItemToArray(pt, cJSON_CreateNumber(round((double)v->hist[k].t * 1e3) / 1e3));
+                cJSON_AddItemToArray(pt, cJSON_CreateNumber(v->hist[k].limit));
+                cJSON_AddItemToArray(h, pt);
+            }
+        }
     }
     if (s->n_replicas) {
         cJSON *reps = cJSON_AddObjectToObject(o, "replicas");

@@ -38,8 +38,9 @@
     X(bench)      \
     X(workers)    \
     X(run)        \
-    X(pyserver) \
-    X(hardening)
+    X(pyserver)   \
+    X(hardening)  \
+    X(limit)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

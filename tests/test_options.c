@@ -14,6 +14,7 @@
 #include "bench.h"
 #include "check.h"
 #include "cli.h"
+#include "limit.h"
 #include "ratelimit.h"
 
 /* ---- helpers ---- */
@@ -70,6 +71,8 @@ GET_BENCH(limit)
 GET_BENCH(tolerance)
 GET_BENCH(max_windows)
 GET_BENCH(window_s)
+GET_BENCH(capacity)
+GET_BENCH(queue_max)
 
 /* What each numeric option must accept, written out here rather than read from cli.c's table,
  * so that a change of a range is a change of this test too. hi_text NULL: no upper bound. */
@@ -106,6 +109,8 @@ static const struct numeric {
     {"tolerance", 1, 0, "0.001", "1", "0.0001", "1.01", 0, get_b_tolerance},
     {"max-windows", 1, 1, "3", "1000", "2", "1001", 0, get_b_max_windows},
     {"window", 1, 0, "0.1", "3600", "0.01", "3601", 0, get_b_window_s},
+    {"capacity", 1, 1, "1", "1000000", "0", "1000001", 0, get_b_capacity},
+    {"queue-max", 1, 1, "0", "1000000", "-1", "1000001", 0, get_b_queue_max},
 };
 #define N_NUMERIC (sizeof NUMERIC / sizeof NUMERIC[0])
 
@@ -388,7 +393,7 @@ static void test_bench_forwards(void)
                                              "load=processes+query=curl-multi"};
     struct bench_argv a;
     for (size_t k = 0; k < sizeof strategies / sizeof strategies[0]; k++) {
-        CU_ASSERT_EQUAL_FATAL(bench_child_argv(&cfg, &bo, strategies[k], 8, "https://h:9/v1", "/tmp/o.csv", 500, &a), 0);
+        CU_ASSERT_EQUAL_FATAL(bench_child_argv(&cfg, &bo, strategies[k], 8, "https://h:9/v1", "/tmp/o.csv", NULL, 500, &a), 0);
         CU_ASSERT_PTR_NULL(a.argv[a.argc]);
         CU_ASSERT_STRING_EQUAL(a.argv[1], "some-dir");
         for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
@@ -425,7 +430,7 @@ static void test_bench_forwards(void)
     CU_ASSERT(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
     close(fd);
     CU_ASSERT_EQUAL_FATAL(PARSE(1, "--config", pf), 0);
-    CU_ASSERT_EQUAL_FATAL(bench_child_argv(&cfg, &bo, "threads", 2, "http://h", "/tmp/o.csv", 500, &a), 0);
+    CU_ASSERT_EQUAL_FATAL(bench_child_argv(&cfg, &bo, "threads", 2, "http://h", "/tmp/o.csv", NULL, 500, &a), 0);
     int found = 0;
     for (int i = 2; i + 1 < a.argc; i++)
         found |= !strcmp(a.argv[i], "--config") && !strcmp(a.argv[i + 1], pf);
@@ -467,6 +472,28 @@ static void test_option_errors(void)
     CU_ASSERT_EQUAL(cfg.workers, 9);
     CU_ASSERT_EQUAL(PARSE(0, "--force"), 0);
     CU_ASSERT_EQUAL(cfg.force, 1);
+}
+
+/* --concurrency auto: every stage adapts, within LIMIT_AUTO_TOTAL; a number after it turns it
+ * off again; bench takes "auto" among the numbers of its list. */
+static void test_concurrency_auto(void)
+{
+    CU_ASSERT_EQUAL(PARSE(0, "--concurrency", "auto"), 0);
+    CU_ASSERT_EQUAL(cfg.concurrency_auto, 1);
+    CU_ASSERT_EQUAL(cfg.concurrency, LIMIT_AUTO_TOTAL);
+    CU_ASSERT_EQUAL(PARSE(0, "--concurrency", "auto", "--concurrency", "32"), 0);
+    CU_ASSERT_EQUAL(cfg.concurrency_auto, 0);
+    CU_ASSERT_EQUAL(cfg.concurrency, 32);
+    CU_ASSERT_EQUAL(PARSE(0, "--concurrency", "Auto"), -1);
+    CU_ASSERT_EQUAL(PARSE(1, "--concurrency", "8,auto,64"), 0);
+    CU_ASSERT_EQUAL(PARSE(1, "--concurrency", "auto"), 0);
+    CU_ASSERT_EQUAL(PARSE(1, "--concurrency", "auto,"), -1);
+    CU_ASSERT_EQUAL(PARSE(1, "--concurrency", "autos"), -1);
+    CU_ASSERT_EQUAL(PARSE(1, "--concurrency", "1-auto"), -1);
+    CU_ASSERT_EQUAL(PARSE(1, "--capacity", "4"), 0);
+    CU_ASSERT_EQUAL(bo.capacity, 4);
+    CU_ASSERT_EQUAL(bo.queue_max, -1); /* unlimited unless given */
+    CU_ASSERT_EQUAL(PARSE(0, "--capacity", "4"), -1); /* bench only */
 }
 
 /* Every option the parser knows is covered by one of the tests above, so that a new one cannot
@@ -536,6 +563,7 @@ int register_options(void)
     if (!CU_add_test(s, "numeric options: both ends accepted, one step out refused, message with the range",
                      test_numeric_ranges) ||
         !CU_add_test(s, "--max-rps 1e-300 is refused", test_max_rps_tiny) ||
+        !CU_add_test(s, "--concurrency auto, and auto in bench's list", test_concurrency_auto) ||
         !CU_add_test(s, "flags, strings, defaults, combinations, bench's own", test_flags_strings) ||
         !CU_add_test(s, "--strategy, --shard, --encoder, --extensions, --concurrency", test_custom_options) ||
         !CU_add_test(s, "--server, --cacert, --header checked and named", test_checked_options) ||

@@ -77,6 +77,8 @@ static int same_stage(const struct stage *a, const struct stage *b, char *why, s
     DIFF(a->csv != b->csv, "csv");
     DIFF(a->timeout_ms != b->timeout_ms, "timeout_ms");
     DIFF(a->retries != b->retries, "retries");
+    DIFF(a->concurrency != b->concurrency, "concurrency");
+    DIFF(a->max_rps != b->max_rps, "max_rps");
     DIFF(a->n_headers != b->n_headers, "n_headers");
     for (int h = 0; h < a->n_headers; h++)
         DIFF(!streq(a->header_tmpl[h], b->header_tmpl[h]), "a header");
@@ -284,10 +286,23 @@ static void check_good_defaults(struct pipeline *p)
     CU_ASSERT(slist_has(s->headers, "X-Stage: 2"));
 }
 
+/* "concurrency" and "max_rps": the stage's own, else the defaults'. */
+static void check_good_limits(struct pipeline *p)
+{
+    CU_ASSERT_EQUAL_FATAL(p->n, 3);
+    CU_ASSERT_EQUAL(p->stages[0].concurrency, 8);
+    CU_ASSERT_EQUAL(p->stages[0].max_rps, 250);
+    CU_ASSERT_EQUAL(p->stages[1].concurrency, STAGE_CONCURRENCY_AUTO);
+    CU_ASSERT_EQUAL(p->stages[1].max_rps, 0.5);
+    CU_ASSERT_EQUAL(p->stages[2].concurrency, 1);
+    CU_ASSERT_EQUAL(p->stages[2].max_rps, 250);
+}
+
 static const struct {
     const char *file;
     void (*check)(struct pipeline *);
 } good_expect[] = {
+    {"good_limits.json", check_good_limits},
     {"good_defaults.json", check_good_defaults},
     {"good_absolute.json", check_good_absolute},
     {"good_overrides.json", check_good_overrides},
@@ -385,6 +400,12 @@ static const struct {
     {"bad_defaults_retries.json", {"\"defaults\"", "\"retries\"", "0 to 100"}, NULL},
     {"bad_defaults_twice.json", {"\"defaults\"", "\"retries\" appears twice"}, NULL},
     {"bad_header_twice.json", {"stage 1 (model_01)", "\"x-token\"", "twice"}, NULL},
+    {"bad_concurrency_zero.json", {"stage 2 (model_02)", "\"concurrency\"", "1 to 100000", "\"auto\""}, NULL},
+    {"bad_concurrency_word.json", {"stage 1 (model_01)", "\"concurrency\"", "\"auto\""}, NULL},
+    {"bad_concurrency_fraction.json", {"stage 1 (model_01)", "\"concurrency\"", "whole number"}, NULL},
+    {"bad_defaults_concurrency.json", {"\"defaults\"", "\"concurrency\"", "1 to 100000"}, NULL},
+    {"bad_max_rps_zero.json", {"stage 3 (model_03)", "\"max_rps\"", "0.001 to 10000000"}, NULL},
+    {"bad_defaults_max_rps.json", {"\"defaults\"", "\"max_rps\""}, NULL},
 };
 #define N_BAD (sizeof bad_expect / sizeof bad_expect[0])
 

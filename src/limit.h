@@ -1,0 +1,166 @@
+/* limit: how many requests each stage may have in flight, in one place.
+ *
+ * A stage's "concurrency" in the pipeline file is a fixed limit (N), or "auto": a limit this
+ * module adapts, per endpoint, from what its answers say (--concurrency auto: every stage that
+ * does not say otherwise). The table of limits lives in the run's shared page (shared.h), so
+ * threads, curl-multi loops and worker processes all count against the same numbers.
+ *
+ * Drivers only schedule: before an attempt goes on the wire they take a slot of its stage
+ * (limit_try_acquire: curl-multi, which parks the request on its own list when there is none;
+ * limit_acquire: the blocking driver, which sleeps on a futex in the shared page), and when the
+ * attempt has ended they give it back with what they saw (limit_release). A request holds its
+ * stage's slot only while it is on the wire: never while it waits for a retry, a rate-limit
+ * token or another slot, so no request waits while holding one and nothing can deadlock.
+ *
+ * The adaptive limit (limit_algo) is fed one sample per attempt: its round-trip time and how it
+ * ended. It is, in that order of precedence:
+ *   - AIMD on congestion: a 429, a 503 or a timeout of a request sent since the last decrease
+ *     multiplies the limit by LIMIT_BACKOFF (at most once per round trip);
+ *   - latency-following, as TCP Vegas and Netflix's Gradient2 do: per window of about one round
+ *     trip (at least LIMIT_MIN_SAMPLES answers, more when the server's times vary, so that the
+ *     window's mean is within LIMIT_MEAN_ERROR of the true one) it compares the window's mean RTT with the
+ *     no-load RTT (the lowest window mean since the last probe) and estimates the requests
+ *     queued at the server, queue = limit x (1 - rtt_noload / rtt). It aims at a small queue
+ *     (alpha = 1 + limit/20): with more, the limit moves towards limit x rtt_noload / rtt +
+ *     alpha (Gradient2's update with a minimum as baseline, gradient kept within [0.5, 1], half
+ *     smoothed); with less, it grows (doubling at first, "slow start"; then by a step that
+ *     doubles while the server keeps having room) — unless the stage did not use its whole limit
+ *     in the window (then the samples say nothing about a higher one);
+ *   - probing: every LIMIT_PROBE_S (2 s after the start, then every 10 s, or less often when a
+ *     probe takes long) the limit is halved for one window, sent once in flight has come down to
+ *     it, to measure the no-load RTT afresh (as BBR's ProbeRTT does), so that a baseline taken
+ *     when the server was queuing does not stay.
+ * The algorithm reads no clock: callers pass the time, and the unit tests feed it a simulated
+ * server. */
+#ifndef ANNOTATE_LIMIT_H
+#define ANNOTATE_LIMIT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LIMIT_MIN_SAMPLES 8     /* answers per window, at least */
+#define LIMIT_MAX_SAMPLES 400   /* answers per window, at most (a server whose times vary a lot) */
+#define LIMIT_MEAN_ERROR 0.05   /* a window is long enough when its mean is about this close */
+#define LIMIT_BACKOFF 0.7       /* multiplicative decrease on a 429, 503 or timeout */
+#define LIMIT_AUTO_INITIAL 4    /* where an adaptive limit starts */
+#define LIMIT_AUTO_TOTAL 1024   /* --concurrency auto: the total in flight (curl-multi) */
+#define LIMIT_PROBE_FIRST_S 2.0 /* the first probe of the no-load RTT */
+#define LIMIT_PROBE_S 10.0      /* and then every */
+
+enum limit_mode { LIMIT_NONE = 0, LIMIT_FIXED = 1, LIMIT_AUTO = 2 };
+
+/* What an attempt's end says about the endpoint's capacity. */
+enum limit_signal {
+    LIMIT_OK = 0,     /* an answer came: its time is a latency sample (any status but 429, 503) */
+    LIMIT_DROP = 1,   /* 429, 503 or a timeout: the endpoint is over its capacity */
+    LIMIT_IGNORE = 2  /* no answer for other reasons (refused, reset): says nothing */
+};
+
+/* The adaptive limit's state: plain data, so that it can live in shared memory. */
+struct limit_algo {
+    double limit;          /* the estimate; the limit in force is its integer part */
+    double lo, hi;         /* bounds */
+    double rtt_noload;     /* lowest window mean since the last probe (s); 0: none yet */
+    double rtt_last;       /* the last window's mean (s) */
+    int slow_start;        /* doubling until the first sign of a queue or a drop */
+    double step;           /* additive increase, doubled while there is room */
+    double last_decrease;  /* when the last multiplicative decrease was made */
+    double w_start;        /* the window: start, answers, sum of RTTs, most in flight seen */
+    int w_n;
+    double w_sum, w_sq;
+    int w_max_inflight;
+    uint64_t drops;        /* drops seen (all of them) */
+    int probing;           /* the limit is halved to measure the no-load RTT: 1 while in flight
+                            * comes down to it, 2 while the probe's window is measured */
+    double probe_start, next_probe, saved_limit;
+};
+
+/* A limit starting at initial, kept within [lo, hi]. */
+void limit_algo_init(struct limit_algo *a, int initial, int lo, int hi, double now);
+
+/* One attempt's end: sent at t_sent, ended at now; inflight is the stage's requests in flight
+ * when it ended (itself included). Returns the limit in force after it. */
+int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int inflight, enum limit_signal sig);
+
+/* The limit in force. */
+int limit_algo_get(const struct limit_algo *a);
+
+/* How an attempt ended (a CURLcode and an HTTP status), for limit_release. */
+enum limit_signal limit_signal_of(int curl_code, long status);
+
+/* ---- the run's table, in the shared page ---- */
+
+#define LIMIT_HIST_HEAD 32 /* the first changes of a stage's limit are kept */
+#define LIMIT_HIST_TAIL 96 /* and the latest */
+#define LIMIT_MAX_HOLDERS 4096 /* worker processes (--workers' maximum) */
+
+struct limit_change {
+    float t;       /* seconds since the run started */
+    int32_t limit;
+};
+
+struct limit_stage {
+    int mode;               /* enum limit_mode; set before the first request, then constant */
+    _Atomic int limit;      /* the limit in force */
+    _Atomic int in_flight;  /* the stage's requests holding a slot */
+    _Atomic int peak;       /* the most in flight at once */
+    _Atomic uint32_t gen;   /* futex word: bumped on every release */
+    _Atomic int waiters;    /* blocking drivers asleep on gen */
+    pthread_mutex_t mu;     /* process-shared and robust: guards what follows */
+    struct limit_algo algo;
+    uint64_t changes;
+    struct limit_change head[LIMIT_HIST_HEAD], tail[LIMIT_HIST_TAIL];
+};
+
+/* Which stage's slot a worker process holds, so that its parent can give the slot back when
+ * the worker dies with it (a crash, the watchdog's kill). */
+struct limit_holder {
+    _Atomic int pid;   /* 0: free */
+    _Atomic int stage; /* stage + 1 while it holds a slot, else 0 */
+};
+
+struct shared_page;
+struct config;
+struct run;
+struct item;
+
+/* Fills the shared page's table from the pipeline's "concurrency" (and --concurrency auto):
+ * call once in the parent, before any request. now: the run's start. 0, or -1 with err. */
+int limit_setup(struct shared_page *sh, const struct config *cfg, double now, char *err, size_t errlen);
+void limit_teardown(struct shared_page *sh, int n_stages);
+
+/* 1 when stage s has a limit. */
+int limit_on(const struct run *run, int s);
+
+/* Takes a slot of stage s when one is free: 1 (also when the stage has no limit), else 0. */
+int limit_try_acquire(const struct run *run, int s);
+
+/* The same, waiting (on a futex, across processes) until one is free; calls run->alive about
+ * every second. Returns 1 with the slot, or 0 without one when waiting is pointless: the run is
+ * being torn down or it is already failed (the chain then settles the request). */
+int limit_acquire(const struct run *run, int s, const struct item *it);
+
+/* Gives back a slot taken by either of the above, with what the attempt (sent at t_sent, ended
+ * now) said. No-op on a stage without a limit. Returns 1 when the stage's limit changed. */
+int limit_release(const struct run *run, int s, double t_sent, double now, enum limit_signal sig);
+
+/* A worker process: claims its entry of the holder table (run->holder = the return value, 0
+ * when the table is full: its slots are then not given back if it dies). */
+int limit_holder_register(struct shared_page *sh, int pid);
+/* The parent, when worker pid has died: gives back the slot it held, frees its entry. */
+void limit_holder_reap(struct shared_page *sh, int pid);
+
+/* A stage's limit as the summary shows it. */
+struct limit_view {
+    int mode;
+    int limit, lo, hi, peak;
+    double rtt_noload_ms;
+    uint64_t drops, changes;
+    int n_hist;            /* entries of hist, in time order */
+    struct limit_change hist[LIMIT_HIST_HEAD + LIMIT_HIST_TAIL];
+};
+void limit_read(struct shared_page *sh, int s, struct limit_view *v);
+
+#endif
