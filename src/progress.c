@@ -225,7 +225,7 @@ static void draw(struct progress *p, double rate)
         snprintf(totals, sizeof totals, "%llu/%llu", (unsigned long long)done, (unsigned long long)total);
     else
         snprintf(totals, sizeof totals, "%llu/%llu+", (unsigned long long)done, (unsigned long long)total);
-    char line[1024], fails[256], down[160], limits[512];
+    char line[2048], fails[256], down[160], limits[512];
     long long in_flight = (long long)atomic_load(&p->shared->in_flight);
     int width = line_width(p);
     limits_part(p, limits, sizeof limits);
