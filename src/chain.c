@@ -719,7 +719,9 @@ static void settle(const struct run *run, struct chain_req *req, cJSON *result, 
         if (it->outstanding[s] == 0)
             it->state[s] = ST_DONE;
     }
-    if (it->status == ITEM_FAILED || !payload_needed(p, it))
+    /* A failed image's payload goes once no request of it is in flight: a sibling still in
+     * curl may be reading its body from it. */
+    if ((it->status == ITEM_FAILED && it->in_flight == 0) || (it->status != ITEM_FAILED && !payload_needed(p, it)))
         item_drop_payload(it);
     chain_req_free(req);
 }

@@ -16,6 +16,7 @@
 #include "e2e_util.h"
 #include "util.h"
 #include "util_proc.h"
+#include "util_tree.h"
 
 /* The peak resident size of pid (VmHWM, kB), sampled until it exits; its exit status in *rc. */
 static long peak_kb(pid_t pid, int timeout_s, int *rc)
@@ -165,11 +166,66 @@ static void test_max_answer(void)
     e2e_tree_free(&t);
 }
 
+/* A server that answers 413 as soon as it has the headers and closes, as nginx does above its
+ * client_max_body_size: every image fails with HTTP 413 while its sibling requests are still
+ * uploading from the same payload (which must stay until they are done: this crashed). */
+static const char EARLY_413[] =
+    "import socket, sys, threading\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(64)\n"
+    "def h(c):\n"
+    "    try:\n"
+    "        d = b''\n"
+    "        while b'\\r\\n\\r\\n' not in d:\n"
+    "            x = c.recv(4096)\n"
+    "            if not x: return\n"
+    "            d += x\n"
+    "        c.sendall(b'HTTP/1.1 413 Request Entity Too Large\\r\\nContent-Length: 5\\r\\nConnection: close\\r\\n\\r\\nlarge')\n"
+    "        c.close()\n"
+    "    except Exception: pass\n"
+    "while True:\n"
+    "    c, _ = s.accept(); threading.Thread(target=h, args=(c,), daemon=True).start()\n";
+
+static void test_early_413(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "early413", 1, 5), 0);
+    CU_ASSERT_EQUAL_FATAL(tree_make_generated(t.root, 20, 800000, 6), 0);
+    char script[700], port[16], server[64];
+    snprintf(script, sizeof script, "%s/s.py", t.base);
+    CU_ASSERT_EQUAL_FATAL(write_file(script, EARLY_413, sizeof EARLY_413 - 1), 0);
+    snprintf(port, sizeof port, "%d", e2e_closed_port());
+    snprintf(server, sizeof server, "http://127.0.0.1:%s", port);
+    const char *py[] = {"/usr/bin/python3", script, port, NULL};
+    pid_t srv = e2e_spawn(py, NULL);
+    CU_ASSERT_FATAL(srv > 0);
+    sleep_ms(500);
+    for (int round = 0; round < 4; round++) {
+        char out[8192];
+        const char *extra[] = {"--outage-timeout", "0", NULL};
+        int rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, server, extra);
+        if (rc != 1)
+            show("early 413", rc, out);
+        CU_ASSERT_EQUAL(rc, 1);
+        struct e2e_csv c;
+        CU_ASSERT_EQUAL_FATAL(e2e_csv_read(t.csv, &c), 0);
+        long n413 = 0;
+        for (size_t r = 0; r < c.n; r++)
+            n413 += c.rows[r].n > COL_ERROR && strstr(c.rows[r].f[COL_ERROR].s, "HTTP 413") != NULL;
+        CHECKF(c.n >= 20 && n413 == (long)c.n, "round %d: %zu rows, %ld with HTTP 413", round, c.n, n413);
+        e2e_csv_free(&c);
+    }
+    kill(srv, SIGTERM);
+    e2e_wait(srv, 10);
+    e2e_tree_free(&t);
+}
+
 int register_limits(void)
 {
     CU_pSuite s = CU_add_suite("limits", NULL, NULL);
     if (!s || !CU_add_test(s, "eight 60 MB images: --max-memory bounds the peak in bytes", test_max_memory) ||
-        !CU_add_test(s, "an answer over --max-answer-bytes fails its image, and says so", test_max_answer))
+        !CU_add_test(s, "an answer over --max-answer-bytes fails its image, and says so", test_max_answer) ||
+        !CU_add_test(s, "a 413 before the upload ends: siblings still uploading keep their payload", test_early_413))
         return -1;
     return 0;
 }
