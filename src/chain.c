@@ -346,8 +346,15 @@ struct chain_req *chain_next(const struct run *run, struct item *it)
 {
     const struct pipeline *p = run->p;
     struct chain_req *head = NULL, **tail = &head;
+    if (it->requeue) {
+        /* The members of a batch that was split, each to go in a batch of its own. */
+        head = it->requeue;
+        it->requeue = NULL;
+        for (tail = &head; *tail; tail = &(*tail)->next)
+            ;
+    }
     if (it->status == ITEM_FAILED)
-        return NULL;
+        return head;
     int settled = 1;
     for (int s = 0; s < p->n; s++) {
         const struct stage *st = &p->stages[s];
@@ -583,7 +590,7 @@ enum chain_outcome chain_read_answer(const struct stage *st, const struct chain_
     int json = has_exprs && json_check(body, a->len, why, sizeof why) == 0;
     int failed = !ok, retry = !ok && retried_status(st, a->status);
     char *v = NULL;
-    if (json && st->error.text) {
+    if (json && st->error.text && !(ok && st->batch_size)) { /* a batch's: read on each element */
         int r = eval_first(&st->error, body, a->len, &v, why, sizeof why);
         if (r > 0) {
             message_of(v, msg, sizeof msg);
@@ -672,6 +679,9 @@ void chain_req_free(struct chain_req *req)
     free(req->parts);
     free(req->el);
     free(req->el_bytes);
+    for (int i = 0; i < req->n_members; i++)
+        chain_req_free(req->members[i]);
+    free(req->members);
     free(req);
 }
 
@@ -726,9 +736,14 @@ static void settle(const struct run *run, struct chain_req *req, cJSON *result, 
     chain_req_free(req);
 }
 
+static void batch_fail_all(const struct run *run, struct chain_req *b, const char *why, int no_row);
+
 void chain_abandon(const struct run *run, struct chain_req *req, const char *why)
 {
-    settle(run, req, NULL, why);
+    if (req->n_members)
+        batch_fail_all(run, req, why, 0);
+    else
+        settle(run, req, NULL, why);
 }
 
 static int outage_kind(const struct chain_answer *a);
@@ -801,14 +816,309 @@ static void replica_note(const struct run *run, struct chain_req *req, const str
     atomic_store(&r->fails_in_row, CHAIN_EJECT_AFTER - 1); /* back in: one more failure ejects it again */
 }
 
+/* ---- batches ---- */
+
+/* A member leaving its batch takes the batch's attempts and times as its own. */
+static void absorb(struct chain_req *m, const struct chain_req *b)
+{
+    m->attempts += b->attempts;
+    if (!m->t_first)
+        m->t_first = b->t_first;
+    if (b->t_end > 0)
+        m->t_end = b->t_end;
+}
+
+/* Settles every member of batch b with why, and frees b. */
+static void batch_fail_all(const struct run *run, struct chain_req *b, const char *why, int no_row)
+{
+    for (int i = 0; i < b->n_members; i++) {
+        struct chain_req *m = b->members[i];
+        absorb(m, b);
+        if (no_row)
+            m->it->no_row = 1;
+        settle(run, m, NULL, why);
+    }
+    b->n_members = 0;
+    chain_req_free(b);
+}
+
+static struct chain_req *batch_new(int stage, int cap)
+{
+    struct chain_req *b = calloc(1, sizeof *b);
+    if (b && !(b->members = calloc((size_t)cap, sizeof *b->members))) {
+        free(b);
+        b = NULL;
+    }
+    if (b) {
+        b->stage = stage;
+        b->failed_replica = -1;
+    }
+    return b;
+}
+
+static void batch_push(struct chain_req *b, struct chain_req *m)
+{
+    if (!b->n_members) {
+        b->it = m->it; /* the first member's: what a driver's per-request bookkeeping reads */
+        b->rng = m->rng ^ 0xB5AD4ECEDA1CE2A9ull;
+    }
+    m->next = NULL;
+    b->members[b->n_members++] = m;
+}
+
+struct chain_batcher {
+    const struct run *run;
+    struct chain_req *open[PIPELINE_MAX_STAGES]; /* per stage: the batch gathering, or NULL */
+    double since[PIPELINE_MAX_STAGES];            /* when its first member came */
+};
+
+struct chain_batcher *chain_batcher_new(const struct run *run)
+{
+    struct chain_batcher *b = calloc(1, sizeof *b);
+    if (b)
+        b->run = run;
+    return b;
+}
+
+void chain_batcher_free(struct chain_batcher *b)
+{
+    if (!b)
+        return;
+    for (int s = 0; s < PIPELINE_MAX_STAGES; s++)
+        chain_req_free(b->open[s]);
+    free(b);
+}
+
+int chain_batched(const struct run *run, const struct chain_req *req)
+{
+    return !req->n_members && run->p->stages[req->stage].batch_size > 0;
+}
+
+struct chain_req *chain_batch_one(const struct run *run, struct chain_req *req)
+{
+    (void)run;
+    struct chain_req *b = batch_new(req->stage, 1);
+    if (!b) {
+        /* Sent as it is, it is settled at once: the image fails with this. */
+        item_fail(req->it, "%s: out of memory for a batch", run->p->stages[req->stage].name);
+        return req;
+    }
+    batch_push(b, req);
+    return b;
+}
+
+struct chain_req *chain_batch_add(struct chain_batcher *bt, struct chain_req *req, double now)
+{
+    const struct stage *st = &bt->run->p->stages[req->stage];
+    int s = req->stage;
+    if (req->alone || st->batch_size == 1)
+        return chain_batch_one(bt->run, req);
+    if (!bt->open[s]) {
+        if (!(bt->open[s] = batch_new(s, st->batch_size))) {
+            item_fail(req->it, "%s: out of memory for a batch", st->name);
+            return req;
+        }
+        bt->since[s] = now;
+    }
+    batch_push(bt->open[s], req);
+    if (bt->open[s]->n_members < st->batch_size)
+        return NULL;
+    struct chain_req *full = bt->open[s];
+    bt->open[s] = NULL;
+    return full;
+}
+
+struct chain_req *chain_batch_due(struct chain_batcher *bt, double now, int flush)
+{
+    for (int s = 0; s < bt->run->p->n; s++)
+        if (bt->open[s] && (flush || now >= bt->since[s] + (double)bt->run->p->stages[s].batch_wait_ms / 1e3)) {
+            struct chain_req *b = bt->open[s];
+            bt->open[s] = NULL;
+            return b;
+        }
+    return NULL;
+}
+
+double chain_batch_deadline(const struct chain_batcher *bt)
+{
+    double t = -1;
+    for (int s = 0; s < bt->run->p->n; s++)
+        if (bt->open[s]) {
+            double due = bt->since[s] + (double)bt->run->p->stages[s].batch_wait_ms / 1e3;
+            if (t < 0 || due < t)
+                t = due;
+        }
+    return t;
+}
+
+int chain_req_items(const struct chain_req *req, struct item **out)
+{
+    if (!req->n_members) {
+        out[0] = req->it;
+        return 1;
+    }
+    int n = 0;
+    for (int i = 0; i < req->n_members && n < CHAIN_BATCH_ITEMS; i++) {
+        struct item *it = req->members[i]->it;
+        int seen = 0;
+        for (int k = n - 1; k >= 0 && !seen; k--)
+            seen = out[k] == it;
+        if (!seen)
+            out[n++] = it;
+    }
+    return n;
+}
+
+/* 1 when every image of req has failed. */
+static int all_failed(const struct chain_req *req)
+{
+    if (!req->n_members)
+        return req->it->status == ITEM_FAILED;
+    for (int i = 0; i < req->n_members; i++)
+        if (req->members[i]->it->status != ITEM_FAILED)
+            return 0;
+    return 1;
+}
+
+int chain_req_moot(const struct run *run, const struct chain_req *req)
+{
+    return all_failed(req) || atomic_load(&run->stop) == RUN_ABORT;
+}
+
+/* Before a batch's attempt: members whose image has failed leave it, and its body is made for
+ * the members it still has. Returns 1 when nothing is left to send (b has been freed). */
+static int batch_begin(const struct run *run, struct chain_req *b)
+{
+    const struct stage *st = &run->p->stages[b->stage];
+    if (atomic_load(&run->stop) == RUN_ABORT) {
+        batch_fail_all(run, b, "not sent: the run was stopped", 1);
+        return 1;
+    }
+    int kept = 0, changed = 0;
+    for (int i = 0; i < b->n_members; i++) {
+        struct chain_req *m = b->members[i];
+        if (m->it->status == ITEM_FAILED) {
+            absorb(m, b);
+            settle(run, m, NULL, "not sent: an earlier request of this image failed");
+            changed = 1;
+        } else {
+            b->members[kept++] = m;
+        }
+    }
+    b->n_members = kept;
+    if (!kept) {
+        chain_req_free(b);
+        return 1;
+    }
+    b->it = b->members[0]->it;
+    if (changed || !b->body.n) {
+        const struct filled *items[CHAIN_BATCH_ITEMS];
+        for (int i = 0; i < kept; i++)
+            items[i] = &b->members[i]->body;
+        filled_free(&b->body);
+        if (batch_fill(&st->body.outer, items, kept, &b->body)) {
+            batch_fail_all(run, b, "out of memory for the batch's body", 0);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+struct span {
+    const char *p;
+    size_t n;
+    int count, cap;
+};
+
+static int take_element(void *arg, const char *v, size_t n)
+{
+    struct span *e = arg;
+    if (e[0].count >= e[0].cap)
+        return 1;
+    e[e[0].count].p = v;
+    e[e[0].count++].n = n;
+    return 0;
+}
+
+/* A batch's result (the list): one element per member into el, or -1 with why. */
+static int batch_split(const struct chain_req *b, const cJSON *result, struct span *el, char *err, size_t errlen)
+{
+    const char *t = result->valuestring;
+    el[0].count = 0;
+    el[0].cap = b->n_members;
+    int n = json_elements(t, strlen(t), NULL, NULL);
+    if (n < 0) {
+        char ex[96];
+        excerpt(t, strlen(t), ex, sizeof ex);
+        snprintf(err, errlen, "the batch's result is not a list (one result per item): %s", ex);
+        return -1;
+    }
+    if (n != b->n_members) {
+        snprintf(err, errlen, "the answer has %d result%s for a batch of %d", n, n == 1 ? "" : "s", b->n_members);
+        return -1;
+    }
+    json_elements(t, strlen(t), take_element, el);
+    return 0;
+}
+
+/* A batch's answer: each member gets its element, or fails with its element's "error". */
+static void batch_done(const struct run *run, struct chain_req *b, const struct span *el)
+{
+    const struct stage *st = &run->p->stages[b->stage];
+    for (int i = 0; i < b->n_members; i++) {
+        struct chain_req *m = b->members[i];
+        absorb(m, b);
+        char *v = NULL, why[300], msg[200];
+        if (st->error.text && eval_first(&st->error, el[i].p, el[i].n, &v, why, sizeof why) > 0) {
+            message_of(v, msg, sizeof msg);
+            free(v);
+            settle(run, m, NULL, msg);
+            continue;
+        }
+        char *t = strndup(el[i].p, el[i].n);
+        cJSON *res = t ? cJSON_CreateRaw(t) : NULL;
+        free(t);
+        settle(run, m, res, res ? NULL : "out of memory for the answer");
+    }
+    b->n_members = 0;
+    chain_req_free(b);
+}
+
+/* A batch the server answered with a final failure: each member goes again alone (to its item's
+ * requeue, which chain_next gives out), so that one bad image does not fail the others. */
+static void batch_split_up(struct chain_req *b)
+{
+    for (int i = 0; i < b->n_members; i++) {
+        struct chain_req *m = b->members[i];
+        absorb(m, b);
+        m->alone = 1;
+        m->failed_replica = b->failed_replica;
+        m->next = m->it->requeue;
+        m->it->requeue = m;
+    }
+    b->n_members = 0;
+    chain_req_free(b);
+}
+
+/* Marks req's images as not at fault: no row, left to --resume. */
+static void no_row(struct chain_req *req)
+{
+    if (!req->n_members)
+        req->it->no_row = 1;
+    for (int i = 0; i < req->n_members; i++)
+        req->members[i]->it->no_row = 1;
+}
+
 enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, double now)
 {
-    if (req->it->status == ITEM_FAILED) {
+    if (req->n_members) {
+        if (batch_begin(run, req))
+            return CHAIN_SETTLED;
+    } else if (req->it->status == ITEM_FAILED) {
         /* A sibling failed: the item's row says so; the rest need not be sent. */
         settle(run, req, NULL, "not sent: an earlier request of this image failed");
         return CHAIN_SETTLED;
-    }
-    if (atomic_load(&run->stop) == RUN_ABORT) {
+    } else if (atomic_load(&run->stop) == RUN_ABORT) {
         req->it->no_row = 1; /* not the image's fault: no row, --resume runs it */
         settle(run, req, NULL, "not sent: the run was stopped");
         return CHAIN_SETTLED;
@@ -933,6 +1243,12 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     char err[512];
     long body_ra;
     enum chain_outcome o = chain_read_answer(&run->p->stages[req->stage], a, &result, &body_ra, err, sizeof err);
+    struct span el[CHAIN_BATCH_ITEMS];
+    if (o == OUTCOME_OK && req->n_members && batch_split(req, result, el, err, sizeof err)) {
+        cJSON_Delete(result); /* the wrong number of results: a server fault, retried */
+        result = NULL;
+        o = OUTCOME_RETRY;
+    }
     replica_note(run, req, a, o == OUTCOME_OK, now);
     int s = req->stage;
     if (a->cc == CURLE_OK && a->status == 401 && !req->reauth && run->p->stages[s].file_headers) {
@@ -950,14 +1266,20 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     if (!setup && (a->cc == CURLE_OK || o == OUTCOME_OK))
         atomic_store(&run->shared->stage[s].answered, 1);
     if (o == OUTCOME_OK) {
-        settle(run, req, result, NULL);
+        if (req->n_members) {
+            batch_done(run, req, el);
+            cJSON_Delete(result);
+        } else {
+            settle(run, req, result, NULL);
+        }
         return CHAIN_DONE;
     }
-    if (setup && !atomic_load(&run->shared->stage[s].answered)) {
+    int setup_row = setup && !atomic_load(&run->shared->stage[s].answered);
+    if (setup_row) {
         /* The server has never answered this stage as one that is set up for us: the image is
          * not at fault, so it gets no row (--resume will run it once the set-up is mended), and
          * a few such answers in a row stop the run. */
-        req->it->no_row = 1;
+        no_row(req);
         if (atomic_fetch_add(&run->shared->stage[s].setup_fails, 1) + 1 >= CHAIN_SETUP_FAILS)
             stop_on_setup_error(run, s, a, err);
     }
@@ -965,14 +1287,20 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
      * than spend their retries: a restart costs time, not rows. */
     int waiting = o == OUTCOME_RETRY && outage_kind(a) && in_outage(run, s, now);
     if (o == OUTCOME_RETRY && (req->attempts < chain_max_attempts(run, req->stage) || waiting) &&
-        atomic_load(&run->stop) != RUN_ABORT && req->it->status != ITEM_FAILED) {
+        atomic_load(&run->stop) != RUN_ABORT && !all_failed(req)) {
         long ra = body_ra > a->retry_after_s ? body_ra : a->retry_after_s;
         *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, ra, &req->rng) / 1e3;
         return CHAIN_RETRY;
     }
-    if (o == OUTCOME_RETRY && atomic_load(&run->stop) == RUN_ABORT)
-        req->it->no_row = 1; /* it would have been retried: not the image's fault */
-    settle(run, req, NULL, err);
+    int stopped = atomic_load(&run->stop) == RUN_ABORT;
+    if (o == OUTCOME_RETRY && stopped)
+        no_row(req); /* it would have been retried: not the image's fault */
+    if (req->n_members > 1 && a->cc == CURLE_OK && !setup && !stopped)
+        batch_split_up(req); /* the server answered, and may refuse one of the images only */
+    else if (req->n_members)
+        batch_fail_all(run, req, err, 0);
+    else
+        settle(run, req, NULL, err);
     return CHAIN_FAIL;
 }
 

@@ -58,6 +58,9 @@ struct chain_req {
     double t_attempt;     /* monotonic time of the current attempt */
     double t_end;         /* monotonic time the last attempt ended */
     uint64_t rng;         /* backoff jitter, seeded from the item and the request */
+    struct chain_req **members; /* a batch (see below): the requests of its items, owned */
+    int n_members;        /* 0: not a batch */
+    int alone;            /* a member whose batch failed as a whole: it is sent in a batch of its own */
     struct chain_req *next; /* for the driver's lists */
     void *driver;         /* the driver's own data (a curl handle, a timer) */
 };
@@ -161,6 +164,42 @@ long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s,
  * the end). */
 size_t chain_req_read(struct chain_req *req, char *buf, size_t n);
 size_t chain_req_body_len(const struct chain_req *req);
+
+/* Batches. A stage with "batch": {"size": N, "max_wait_ms": T} sends up to N of its requests,
+ * of different images (or elements), as one HTTP request: a batch. chain_next still makes one
+ * request per item; the driver hands each to a batcher, which gathers them per stage and gives
+ * back a batch when it is full, or when its oldest item has waited T ms. A batch is a chain_req
+ * with members: it goes through chain_attempt_begin / chain_attempt_end as one request (one
+ * attempt, one slot, one rate-limit token), and those settle its members. Its answer's "result"
+ * must be a list with one element per member, in order (else the attempt is retried); each
+ * element is that member's result, byte for byte; "error", in a batch stage, is read on each
+ * element and fails only its item. A batch the server refuses for good (an answer, not a
+ * set-up error) is split: each member is sent again in a batch of its own, so that one bad image
+ * fails alone. After a chain call on a batch, the driver follows up every item of it (take them
+ * with chain_req_items before the call): any of them may have moved on. The blocking drivers
+ * send batches of one (chain_batch_one): their workers wait for their own image. */
+struct chain_batcher;
+struct chain_batcher *chain_batcher_new(const struct run *run);
+/* Frees the batcher and any batch still gathering (the run is being torn down). */
+void chain_batcher_free(struct chain_batcher *b);
+/* 1 when req must go through a batch (its stage batches, and it is not one). */
+int chain_batched(const struct run *run, const struct chain_req *req);
+/* Takes req (chain_batched): returns a batch to send now (full, or req goes alone), or NULL when
+ * req waits in its stage's batch. */
+struct chain_req *chain_batch_add(struct chain_batcher *b, struct chain_req *req, double now);
+/* A batch whose oldest item has waited its stage's max_wait_ms at now, or with flush any batch
+ * gathering; NULL when none. */
+struct chain_req *chain_batch_due(struct chain_batcher *b, double now, int flush);
+/* When the next batch falls due (monotonic seconds), or -1 when none is gathering. */
+double chain_batch_deadline(const struct chain_batcher *b);
+/* req (chain_batched) as a batch of its own. */
+struct chain_req *chain_batch_one(const struct run *run, struct chain_req *req);
+/* The distinct items of req (its own, or its members'), at most CHAIN_BATCH_ITEMS. */
+#define CHAIN_BATCH_ITEMS 256 /* STAGE_BATCH_MAX */
+int chain_req_items(const struct chain_req *req, struct item **out);
+/* 1 when chain_attempt_begin would settle req rather than send it: its images have failed (a
+ * batch: all of them), or the run is being torn down. */
+int chain_req_moot(const struct run *run, const struct chain_req *req);
 
 /* Frees a request that will not be completed (the run is being torn down). */
 void chain_req_free(struct chain_req *req);

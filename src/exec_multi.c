@@ -8,7 +8,9 @@
  * and rate-limit waits sit in a small timer heap. A request whose stage has a "concurrency"
  * limit (limit.h) takes one of the stage's slots as it goes into libcurl; when there is none it
  * waits on its stage's list, holding no request slot, and the stage's next free slot goes to the
- * first in that list (in arrival order). Each attempt begins and ends through the same
+ * first in that list (in arrival order). A request of a stage with "batch" goes to the loop's
+ * batcher first (chain.h), and what leaves it is a batch, scheduled as one request: full, or
+ * after its stage's max_wait_ms (a timer like the others). Each attempt begins and ends through the same
  * chain_attempt_begin / chain_attempt_end as the blocking driver: this file only decides when.
  * Easy handles are pooled and reused. */
 #include "exec.h"
@@ -56,6 +58,7 @@ struct multi {
     uint64_t wait_mask;             /* stages with a request waiting */
     int wait_rr;                    /* the stage served first next time, for fairness */
     int wake_fd;                    /* eventfd: another loop freed a slot one of ours waits for */
+    struct chain_batcher *batcher;  /* requests of batch stages, gathering */
 };
 
 /* --loops event loops share the input and output queues; each has its own multi handle,
@@ -179,7 +182,7 @@ static struct chain_req *wait_pop(struct multi *x, int s)
  * run is being torn down. chain_attempt_begin settles it without a slot. */
 static int settling(const struct multi *x, const struct chain_req *r)
 {
-    return r->it->status == ITEM_FAILED || atomic_load(&x->run->stop) == RUN_ABORT;
+    return chain_req_moot(x->run, r);
 }
 
 /* ---- curl callbacks ---- */
@@ -247,10 +250,18 @@ static void follow_up(struct multi *x, struct item *it)
         item_settled(x, it);
 }
 
+/* The same for each item of a request (a batch has several), taken before the chain call. */
+static void follow_all(struct multi *x, struct item **its, int n)
+{
+    for (int i = 0; i < n; i++)
+        follow_up(x, its[i]);
+}
+
 /* Sends r, which holds a slot of its stage (or its stage has no limit, or it is settling). */
 static void send_req(struct multi *x, struct chain_req *r)
 {
-    struct item *it = r->it;
+    struct item *its[CHAIN_BATCH_ITEMS];
+    int n_its = chain_req_items(r, its);
     int s = r->stage;
     int held = !settling(x, r) && limit_on(x->run, s); /* settling: no slot was taken */
     struct http_slot *h = handle_get(x);
@@ -258,16 +269,18 @@ static void send_req(struct multi *x, struct chain_req *r)
         if (held)
             limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
         chain_abandon(x->run, r, "out of memory for a curl handle");
-        follow_up(x, it);
+        follow_all(x, its, n_its);
         return;
     }
     if (chain_attempt_begin(x->run, r, now_s()) == CHAIN_SETTLED) {
         if (held)
             limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
         handle_put(x, h);
-        follow_up(x, it);
+        follow_all(x, its, n_its);
         return;
     }
+    if (n_its > 1 || r->n_members)
+        follow_all(x, its, n_its); /* a batch may have let go of members whose images failed */
     r->driver = h;
     http_prepare(h, x->run, r);
     CURLMcode mc = curl_multi_add_handle(x->m, h->h);
@@ -279,7 +292,7 @@ static void send_req(struct multi *x, struct chain_req *r)
         struct chain_answer a = {.cc = CURLE_FAILED_INIT, .curl_err = curl_multi_strerror(mc), .retry_after_s = -1};
         double at;
         chain_attempt_end(x->run, r, &a, now_s(), &at); /* a local error: final */
-        follow_up(x, it);
+        follow_all(x, its, n_its);
         return;
     }
     x->in_curl++;
@@ -294,7 +307,9 @@ static void send_req(struct multi *x, struct chain_req *r)
  * slot is free. */
 static void start(struct multi *x, struct chain_req *r, int tokens)
 {
-    if (x->run->rl && tokens < 2 && r->it->status != ITEM_FAILED) {
+    if (chain_batched(x->run, r) && !(r = chain_batch_add(x->batcher, r, now_s())))
+        return; /* gathering: its batch goes when full or due (top_up) */
+    if (x->run->rl && tokens < 2 && !settling(x, r)) {
         if (tokens == 0) {
             double wait = ratelimit_take_stage(x->run->rl, r->stage);
             if (wait > 0 && heap_push(x, now_s() + wait, r) == 0) {
@@ -357,7 +372,8 @@ static void on_done(struct multi *x, CURL *e, CURLcode cc)
     struct chain_req *r;
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
     struct http_slot *h = r->driver;
-    struct item *it = r->it;
+    struct item *its[CHAIN_BATCH_ITEMS];
+    int n_its = chain_req_items(r, its);
     int s = r->stage;
     double t_sent = r->t_attempt;
     struct chain_answer a;
@@ -378,7 +394,7 @@ static void on_done(struct multi *x, CURL *e, CURLcode cc)
             return;
         chain_abandon(x->run, r, "out of memory for a retry");
     }
-    follow_up(x, it);
+    follow_all(x, its, n_its);
 }
 
 static void drain_messages(struct multi *x)
@@ -396,12 +412,18 @@ static void drain_messages(struct multi *x)
 static long images_cap(const struct multi *x)
 {
     const struct run *run = x->run;
-    long sum = 0;
-    for (int s = 0; s < run->p->n && sum < x->cap * (long)x->g->n; s++)
-        sum += limit_on(run, s) ? atomic_load_explicit(&run->shared->lim[s].limit, memory_order_relaxed)
-                                : x->cap * (long)x->g->n;
+    long sum = 0, most = 1; /* a batch stage's request carries up to its batch size of images */
+    for (int s = 0; s < run->p->n; s++)
+        if (run->p->stages[s].batch_size > most)
+            most = run->p->stages[s].batch_size;
+    long bound = x->cap * most;
+    for (int s = 0; s < run->p->n && sum < bound * x->g->n; s++) {
+        const struct stage *st = &run->p->stages[s];
+        sum += (limit_on(run, s) ? atomic_load_explicit(&run->shared->lim[s].limit, memory_order_relaxed)
+                                 : x->cap * (long)x->g->n) * (st->batch_size > 0 ? st->batch_size : 1);
+    }
     sum /= x->g->n;
-    return sum < 1 ? 1 : sum < x->cap ? sum : x->cap;
+    return sum < 1 ? 1 : sum < bound ? sum : bound;
 }
 
 /* Starts requests and takes images until the cap is reached or nothing is ready. */
@@ -414,6 +436,8 @@ static void top_up(struct multi *x)
         for (int s = 0; x->wait_mask && s < SHARED_MAX_STAGES; s++)
             while (x->wait_head[s])
                 send_req(x, wait_pop(x, s));
+        for (struct chain_req *b; (b = chain_batch_due(x->batcher, now, 1));)
+            send_req(x, b); /* settles it */
     }
     while (x->n_heap && x->heap[0].at <= now && x->in_curl < x->cap) {
         struct chain_req *r = heap_pop(x);
@@ -421,6 +445,8 @@ static void top_up(struct multi *x)
         r->driver = NULL;
         start(x, r, tokens);
     }
+    for (struct chain_req *b; x->in_curl < x->cap && (b = chain_batch_due(x->batcher, now, 0));)
+        start(x, b, 0);
     while (x->in_curl < x->cap) {
         struct chain_req *r = next_waiting(x); /* those that waited for a slot go first */
         if (r) {
@@ -489,6 +515,9 @@ static void *loop(void *arg)
             wake = x->curl_deadline;
         if (x->n_heap && (wake < 0 || x->heap[0].at < wake))
             wake = x->heap[0].at;
+        double due = chain_batch_deadline(x->batcher);
+        if (due >= 0 && (wake < 0 || due < wake))
+            wake = due;
         double ms = wake < 0 ? 1000 : (wake - now) * 1e3 + 0.999;
         int timeout = ms > 1000 ? 1000 : ms < 0 ? 0 : (int)ms; /* clamp before converting */
         int n = epoll_wait(x->epfd, evs, 256, timeout);
@@ -533,6 +562,7 @@ static void loop_free(struct multi *x)
         http_slot_free(x->pool[i]);
         free(x->pool[i]);
     }
+    chain_batcher_free(x->batcher);
     curl_multi_cleanup(x->m);
     if (x->epfd >= 0)
         close(x->epfd);
@@ -574,7 +604,8 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     x->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     x->qfd = queue_add_notify_fd(in);
     x->m = curl_multi_init();
-    if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool) {
+    x->batcher = chain_batcher_new(run);
+    if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool || !x->batcher) {
         snprintf(err, errlen, "cannot set up the curl-multi event loop: %s", strerror(errno));
         loop_free(x);
         return NULL;

@@ -324,7 +324,9 @@ void http_worker_query(struct http_worker *w, struct item *it)
         while (reqs) {
             struct chain_req *r = reqs;
             reqs = r->next;
-            perform(w, r);
+            /* A batch stage's request goes as a batch of one: this worker waits for its own
+             * image, so there are no others to gather (see chain.h). */
+            perform(w, chain_batched(w->run, r) ? chain_batch_one(w->run, r) : r);
         }
     }
 }

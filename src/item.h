@@ -21,6 +21,8 @@ struct req_log {
     uint16_t attempts;
 };
 
+struct chain_req;
+
 struct item {
     uint64_t seq;
     char *path;          /* owned; root joined with the path below it, byte for byte */
@@ -46,6 +48,8 @@ struct item {
     uint32_t attempts;   /* HTTP attempts, retries included */
     double t_start;      /* monotonic seconds when the item entered the pipeline */
     struct req_log *log; /* one entry per completed request, folded into the stats by the writer */
+    struct chain_req *requeue; /* requests of a batch that was split, for chain_next to give out
+                                  again (always taken by the follow-up of that batch's end) */
     int n_log, cap_log;
 };
 

@@ -442,3 +442,29 @@ int json_find(const char *s, size_t n, const struct json_path *p, const char **v
     *vlen = end - i;
     return 0;
 }
+
+int json_elements(const char *s, size_t n, int (*each)(void *arg, const char *v, size_t vlen), void *arg)
+{
+    struct ctx c = {s, n, 0, NULL, 0};
+    size_t i = ws(&c, 0);
+    if (i >= n || s[i] != '[')
+        return -1;
+    int count = 0;
+    i = ws(&c, i + 1);
+    if (i < n && s[i] == ']')
+        return 0;
+    for (;;) {
+        size_t end = skip_value(&c, i);
+        if (end == BAD)
+            return -1;
+        if (each && each(arg, s + i, end - i))
+            return -1;
+        count++;
+        i = ws(&c, end);
+        if (i < n && s[i] == ',') {
+            i = ws(&c, i + 1);
+            continue;
+        }
+        return i < n && s[i] == ']' ? count : -1;
+    }
+}

@@ -49,4 +49,9 @@ void json_path_free(struct json_path *p);
  * duplicate keys the last one counts, as in jq. */
 int json_find(const char *s, size_t n, const struct json_path *p, const char **v, size_t *vlen);
 
+/* Calls each(arg, span) for every element of the array s[0..n) (a text json_check accepted), in
+ * order, with the element's exact bytes. Returns the number of elements, or -1 when s is not an
+ * array or each returned non-zero. */
+int json_elements(const char *s, size_t n, int (*each)(void *arg, const char *v, size_t vlen), void *arg);
+
 #endif

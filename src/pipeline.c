@@ -262,6 +262,38 @@ static int parse_max_rps(const cJSON *kv, double *out, const char *src, int i, c
     return 0;
 }
 
+/* "batch": {"size": N, "max_wait_ms": T, "item": TEMPLATE}; *item gets "item" or NULL. */
+static int parse_batch(const cJSON *kv, struct stage *s, const cJSON **item, const char *src, int i, char *err,
+                       size_t errlen)
+{
+    if (!cJSON_IsObject(kv))
+        return fail(err, errlen, src, i, s->name,
+                    "\"batch\" must be an object: {\"size\": N, \"max_wait_ms\": T}");
+    s->batch_wait_ms = STAGE_BATCH_WAIT_MS;
+    for (const cJSON *b = kv->child; b; b = b->next) {
+        if (!strcmp(b->string, "size")) {
+            if (!cJSON_IsNumber(b) || b->valuedouble != (double)(int)b->valuedouble || b->valuedouble < 1 ||
+                b->valuedouble > STAGE_BATCH_MAX)
+                return fail(err, errlen, src, i, s->name, "\"batch\": \"size\" must be a whole number from 1 to %d",
+                            STAGE_BATCH_MAX);
+            s->batch_size = (int)b->valuedouble;
+        } else if (!strcmp(b->string, "max_wait_ms")) {
+            if (!cJSON_IsNumber(b) || !(b->valuedouble >= 0) || b->valuedouble > 60000)
+                return fail(err, errlen, src, i, s->name,
+                            "\"batch\": \"max_wait_ms\" must be a number of milliseconds from 0 to 60000");
+            s->batch_wait_ms = (long)b->valuedouble;
+        } else if (!strcmp(b->string, "item")) {
+            *item = b;
+        } else {
+            return fail(err, errlen, src, i, s->name, "\"batch\": unknown key \"%s\" (known: size, max_wait_ms, item)",
+                        b->string);
+        }
+    }
+    if (!s->batch_size)
+        return fail(err, errlen, src, i, s->name, "\"batch\" needs \"size\": the most items one request carries");
+    return 0;
+}
+
 /* The first key of object js that appears again later in it, or NULL. cJSON keeps both, and
  * its lookups find the first, so a second "url" or "stages" would be silently ignored. */
 static const char *duplicate_key(const cJSON *js)
@@ -403,7 +435,7 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *
                        size_t errlen)
 {
     struct name_ctx nctx = {p, i, all};
-    const cJSON *body = NULL, *form = NULL, *fields = NULL;
+    const cJSON *body = NULL, *form = NULL, *fields = NULL, *batch = NULL, *item = NULL;
     struct stage *s = &p->stages[i];
     s->each_stage = -1;
     s->n_retry_on = -1;
@@ -548,10 +580,14 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *
         } else if (!strcmp(k, "max_rps")) {
             if (parse_max_rps(kv, &s->max_rps, src, i, s->name, err, errlen))
                 return -1;
+        } else if (!strcmp(k, "batch")) {
+            if (parse_batch(kv, s, &item, src, i, err, errlen))
+                return -1;
+            batch = kv;
         } else {
             return fail(err, errlen, src, i, s->name,
                         "unknown key \"%s\" (known: name, url, input, body, form, fields, result, error, retry_if, "
-                        "retry_after, retry_on, when, csv, timeout_ms, retries, headers, concurrency, max_rps)",
+                        "retry_after, retry_on, when, csv, timeout_ms, retries, headers, concurrency, max_rps, batch)",
                         k);
         }
     }
@@ -563,9 +599,23 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *
     if (body && form)
         return fail(err, errlen, src, i, s->name, "\"body\" and \"form\" are two kinds of body: give one");
     char why[400];
-    if (body ? body_compile_json(&s->body, body, placeholder_stage, &nctx, why, sizeof why)
-             : form ? body_compile_form(&s->body, form, placeholder_stage, &nctx, why, sizeof why) : 0)
-        return fail(err, errlen, src, i, s->name, "\"%s\": %s", body ? "body" : "form", why);
+    if (item && !body)
+        return fail(err, errlen, src, i, s->name,
+                    "\"batch\": \"item\" goes with a \"body\" holding \"{{batch}}\" (the seed's body makes its own items)");
+    cJSON *image_item = NULL;
+    const cJSON *outer = NULL;
+    if (batch && body) {
+        /* The body is the request around the items; each item is "item" (default: the image). */
+        outer = body;
+        if (!item && !(item = image_item = cJSON_CreateString("{{image}}")))
+            return OOM(err, errlen, src);
+        body = item;
+    }
+    int bad = body ? body_compile_json(&s->body, body, placeholder_stage, &nctx, why, sizeof why)
+             : form ? body_compile_form(&s->body, form, placeholder_stage, &nctx, why, sizeof why) : 0;
+    cJSON_Delete(image_item);
+    if (bad)
+        return fail(err, errlen, src, i, s->name, "\"%s\": %s", outer ? "batch\": \"item" : body ? "body" : "form", why);
     if (!body && !form) {
         struct seed_field sf[64];
         int n = s->n_fields < 64 ? s->n_fields : 64;
@@ -576,6 +626,8 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *
         if (body_compile_seed(&s->body, sf, n))
             return OOM(err, errlen, src);
     }
+    if (batch && body_batch(&s->body, outer, why, sizeof why))
+        return fail(err, errlen, src, i, s->name, "\"%s\": %s", outer ? "body" : "batch", why);
     s->dep_mask |= s->body.stage_refs;
     if (!s->result.text && expr_compile(&s->result, ".result", why, sizeof why))
         return OOM(err, errlen, src);

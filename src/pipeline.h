@@ -92,7 +92,12 @@ struct stage {
     int concurrency;    /* "concurrency": requests in flight to it at most (limit.h); 0: no limit of
                          * its own, STAGE_CONCURRENCY_AUTO: "auto", an adaptive limit */
     double max_rps;     /* "max_rps": its requests per second at most (ratelimit.h); 0: no limit */
+    int batch_size;     /* "batch": {"size"}: items (of different images) per request; 0: no batch */
+    long batch_wait_ms; /* "batch": {"max_wait_ms"}: how long a batch's oldest item waits at most */
 };
+
+#define STAGE_BATCH_MAX 256         /* "batch": {"size"} at most */
+#define STAGE_BATCH_WAIT_MS 10      /* "max_wait_ms" when not given */
 
 #define STAGE_CONCURRENCY_AUTO (-1)
 #define STAGE_CONCURRENCY_MAX 100000

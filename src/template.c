@@ -57,6 +57,7 @@ void body_free(struct body *b)
     if (!b)
         return;
     tmpl_free(&b->t);
+    tmpl_free(&b->outer);
     for (int i = 0; i < b->n_parts; i++) {
         free(b->parts[i].name);
         tmpl_free(&b->parts[i].value);
@@ -145,6 +146,8 @@ struct cc {
     size_t errlen;
     struct body *b;
     int in_form;
+    int outer;   /* compiling a batch's outer template: only {{batch}} and {{batch.size}} */
+    int batches; /* {{batch}} placeholders seen */
 };
 
 static int oom(struct cc *c)
@@ -221,6 +224,25 @@ static int add_placeholder(struct cc *c, struct tmpl *t, const char *name, enum 
 {
     enum tseg_kind k;
     int stage = -1;
+    int batch_ph = !strcmp(name, "batch") || !strcmp(name, "batch.size");
+    if (batch_ph != c->outer) {
+        if (batch_ph)
+            snprintf(c->err, c->errlen, "{{%s}} belongs in the body of a stage with \"batch\"", name);
+        else
+            snprintf(c->err, c->errlen,
+                     "in a stage with \"batch\" the body is the request around the items: {{%.64s}} goes in "
+                     "\"batch\": {\"item\": ...}",
+                     name);
+        return -1;
+    }
+    if (batch_ph) {
+        if (name[5] == 0 && !whole) {
+            snprintf(c->err, c->errlen, "{{batch}} (the list of items) must be a whole string value, \"{{batch}}\"");
+            return -1;
+        }
+        c->batches += name[5] == 0;
+        return add_seg(t, name[5] == 0 ? T_BATCH : T_BATCH_SIZE, ctx, NULL, 0, -1) ? oom(c) : 0;
+    }
     if (!strcmp(name, "image")) {
         k = T_B64;
         c->b->needs |= NEED_B64;
@@ -256,7 +278,7 @@ static int add_placeholder(struct cc *c, struct tmpl *t, const char *name, enum 
         c->b->stage_refs |= 1ull << stage;
     }
     /* A whole-string image/mime/path/name is a JSON string: its quotes are fixed text. */
-    int quoted = ctx == C_VALUE && k != T_INDEX && k != T_STAGE;
+    int quoted = ctx == C_VALUE && k != T_INDEX && k != T_STAGE; /* (never T_BATCH*) */
     if (quoted && add_seg(t, T_TEXT, ctx, "\"", 1, -1))
         return oom(c);
     if (add_seg(t, k, quoted ? C_STRING : ctx, NULL, 0, stage))
@@ -356,7 +378,7 @@ static int add_value(struct cc *c, struct tmpl *t, const cJSON *v, int depth)
 int body_compile_json(struct body *b, const cJSON *v, tmpl_stage_ref ref, void *arg, char *err, size_t errlen)
 {
     memset(b, 0, sizeof *b);
-    struct cc c = {ref, arg, err, errlen, b, 0};
+    struct cc c = {ref, arg, err, errlen, b, 0, 0, 0};
     if (cJSON_IsString(v) && !strcmp(v->valuestring, "{{image.bytes}}")) {
         b->kind = BODY_RAW;
         b->needs = NEED_BYTES;
@@ -374,7 +396,7 @@ int body_compile_form(struct body *b, const cJSON *v, tmpl_stage_ref ref, void *
 {
     memset(b, 0, sizeof *b);
     b->kind = BODY_FORM;
-    struct cc c = {ref, arg, err, errlen, b, 1};
+    struct cc c = {ref, arg, err, errlen, b, 1, 0, 0};
     if (!cJSON_IsObject(v) || !v->child) {
         snprintf(err, errlen, "\"form\" must be an object of fields, e.g. {\"file\": \"{{image.file}}\"}");
         return -1;
@@ -409,6 +431,37 @@ int body_compile_form(struct body *b, const cJSON *v, tmpl_stage_ref ref, void *
         body_free(b);
         return -1;
     }
+    return 0;
+}
+
+int body_batch(struct body *b, const cJSON *outer, char *err, size_t errlen)
+{
+    if (b->kind != BODY_SEED && b->kind != BODY_JSON) {
+        snprintf(err, errlen, "a %s body holds one image: \"batch\" needs the seed's body or a JSON \"body\"",
+                 b->kind == BODY_RAW ? "raw" : "multipart");
+        return -1;
+    }
+    struct cc c = {NULL, NULL, err, errlen, b, 0, 1, 0};
+    if (!outer) {
+        if (add_seg(&b->outer, T_BATCH, C_VALUE, NULL, 0, -1))
+            return oom(&c);
+    } else {
+        if (add_value(&c, &b->outer, outer, 0))
+            return -1;
+        if (c.batches != 1) {
+            snprintf(err, errlen, "the body of a stage with \"batch\" must hold \"{{batch}}\" (the list of items) %s",
+                     c.batches ? "once" : "where the items go");
+            return -1;
+        }
+    }
+    if (b->kind == BODY_SEED) {
+        /* The seed's single request is a list of one: its item is that list's element. */
+        struct tseg *first = &b->t.seg[0], *last = &b->t.seg[b->t.n - 1];
+        memmove(first->text, first->text + 1, first->len--);
+        last->len--;
+        last->text[last->len] = 0;
+    }
+    b->batch = 1;
     return 0;
 }
 
@@ -580,6 +633,10 @@ int tmpl_fill(const struct tmpl *t, const struct fill_src *src, struct filled *o
                 free(txt);
             break;
         }
+        case T_BATCH:
+        case T_BATCH_SIZE:
+            r = -1; /* an outer template is filled by batch_fill */
+            break;
         }
         if (r) {
             if (r != -2)
@@ -589,6 +646,35 @@ int tmpl_fill(const struct tmpl *t, const struct fill_src *src, struct filled *o
         }
     }
     return 0;
+}
+
+int batch_fill(const struct tmpl *outer, const struct filled *const *items, int n, struct filled *out)
+{
+    memset(out, 0, sizeof *out);
+    int r = 0;
+    for (int i = 0; i < outer->n && !r; i++) {
+        const struct tseg *s = &outer->seg[i];
+        if (s->kind == T_BATCH) {
+            r = put_piece(out, "[", 1);
+            for (int k = 0; k < n && !r; k++) {
+                if (k)
+                    r = put_piece(out, ",", 1);
+                for (int j = 0; j < items[k]->n && !r; j++)
+                    r = put_piece(out, items[k]->pc[j].p, items[k]->pc[j].n);
+            }
+            if (!r)
+                r = put_piece(out, "]", 1);
+        } else if (s->kind == T_BATCH_SIZE) {
+            char num[24];
+            int l = snprintf(num, sizeof num, "%d", n);
+            r = put_owned(out, strdup(num), (size_t)l);
+        } else {
+            r = put_piece(out, s->text, s->len);
+        }
+    }
+    if (r)
+        filled_free(out);
+    return r ? -1 : 0;
 }
 
 void filled_free(struct filled *f)

@@ -12,7 +12,12 @@
  * {{image.bytes}}, {{image.file}}, {{image.mime}}, {{path}}, {{name}}, {{index}} (the element's
  * index in an "each" stage, else 0) and {{STAGE}} (an earlier stage's result; inside a string, a
  * string result's text, or another result's JSON text). ${VAR} in a body's text is the
- * environment's value, expanded when the body is compiled. */
+ * environment's value, expanded when the body is compiled.
+ *
+ * A stage with "batch" sends several items in one request: its template (t) is then one item's,
+ * and the request around the items is the body's "outer" template, where {{batch}} is the JSON
+ * list of the filled items and {{batch.size}} their number. The seed's batch is the list itself:
+ * [{"im_str": a, ...}, {"im_str": b, ...}]. */
 #ifndef ANNOTATE_TEMPLATE_H
 #define ANNOTATE_TEMPLATE_H
 
@@ -20,7 +25,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
-enum tseg_kind { T_TEXT, T_B64, T_BYTES, T_MIME, T_PATH, T_NAME, T_INDEX, T_STAGE };
+enum tseg_kind { T_TEXT, T_B64, T_BYTES, T_MIME, T_PATH, T_NAME, T_INDEX, T_STAGE, T_BATCH, T_BATCH_SIZE };
 /* How a value is written: as it is, as a JSON value, or as text inside a JSON string. */
 enum tseg_ctx { C_RAW, C_VALUE, C_STRING };
 
@@ -56,6 +61,8 @@ struct body {
     int n_parts;
     unsigned needs;           /* NEED_* */
     uint64_t stage_refs;      /* stages whose results it sends */
+    int batch;                /* a batch stage's: t is one item, outer the request (body_batch) */
+    struct tmpl outer;
 };
 
 /* Resolves a placeholder's stage name to its index (only earlier stages), or -1 with what is
@@ -73,6 +80,10 @@ struct seed_field {
     int stage;
 };
 int body_compile_seed(struct body *b, const struct seed_field *f, int n);
+/* Makes b, compiled as above, a batch stage's body: what it was becomes one item's template, and
+ * outer (a JSON body holding "{{batch}}" once, whole; NULL: the list itself) the request around
+ * the items. Only a seed or JSON body can be batched. Returns 0, or -1 with what is wrong. */
+int body_batch(struct body *b, const cJSON *outer, char *err, size_t errlen);
 void body_free(struct body *b);
 
 /* ---- filling ---- */
@@ -109,6 +120,9 @@ struct fill_src {
 /* Fills t. Returns 0, or -1 with why (out of memory, a path that is not UTF-8 for a JSON body). */
 int tmpl_fill(const struct tmpl *t, const struct fill_src *src, struct filled *out, char *err, size_t errlen);
 void filled_free(struct filled *f);
+/* Fills a batch stage's outer template around items[0..n) (filled item templates, which must
+ * outlive out: its pieces point into theirs). Returns 0, or -1 when out of memory. */
+int batch_fill(const struct tmpl *outer, const struct filled *const *items, int n, struct filled *out);
 
 /* Copies the bytes at offset *pos of f into buf (up to n); returns the count (0 at the end). */
 size_t filled_read(const struct filled *f, size_t *pos, char *buf, size_t n);
