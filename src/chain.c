@@ -1295,8 +1295,8 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     int stopped = atomic_load(&run->stop) == RUN_ABORT;
     if (o == OUTCOME_RETRY && stopped)
         no_row(req); /* it would have been retried: not the image's fault */
-    if (req->n_members > 1 && a->cc == CURLE_OK && !setup && !stopped)
-        batch_split_up(req); /* the server answered, and may refuse one of the images only */
+    if (req->n_members > 1 && o == OUTCOME_FAIL && a->cc == CURLE_OK && !setup && !stopped)
+        batch_split_up(req); /* the server refused it, maybe for one of its images only */
     else if (req->n_members)
         batch_fail_all(run, req, err, 0);
     else

@@ -173,9 +173,9 @@ size_t chain_req_body_len(const struct chain_req *req);
  * attempt, one slot, one rate-limit token), and those settle its members. Its answer's "result"
  * must be a list with one element per member, in order (else the attempt is retried); each
  * element is that member's result, byte for byte; "error", in a batch stage, is read on each
- * element and fails only its item. A batch the server refuses for good (an answer, not a
- * set-up error) is split: each member is sent again in a batch of its own, so that one bad image
- * fails alone. After a chain call on a batch, the driver follows up every item of it (take them
+ * element and fails only its item. A batch the server refuses (a final answer such as 400 or
+ * 413, not a set-up error; not retries run out) is split: each member is sent again in a batch
+ * of its own, so that one bad image fails alone. After a chain call on a batch, the driver follows up every item of it (take them
  * with chain_req_items before the call): any of them may have moved on. The blocking drivers
  * send batches of one (chain_batch_one): their workers wait for their own image. */
 struct chain_batcher;

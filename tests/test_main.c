@@ -31,6 +31,7 @@
     X(outage)     \
     X(limits)     \
     X(replicas)   \
+    X(batch)      \
     X(stats)      \
     X(errtally)   \
     X(cli)        \

@@ -77,7 +77,14 @@ int mock_start(struct mock_proc *m, const char *const extra_args[])
         argv[n++] = extra_args[i];
     }
     argv[n] = NULL;
+    return listener_start(m, argv, wrapped);
+}
 
+int listener_start(struct mock_proc *m, const char *const argv[], int patient)
+{
+    memset(m, 0, sizeof *m);
+    const char *bin = argv[0];
+    int wrapped = patient;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) {
         perror("mock_start: pipe");

@@ -27,6 +27,11 @@ const char *mock_bin(void);
  * test's. Returns 0 and fills *m, or -1 (a message on stderr; nothing left running). */
 int mock_start(struct mock_proc *m, const char *const extra_args[]);
 
+/* Starts argv (argv[0] looked up in PATH) as mock_start starts the mock, for another server that
+ * prints "listening on HOST:PORT" once bound, and waits 10 s for that line (60 s if patient). The
+ * result is stopped with mock_stop. Returns 0 and fills *m, or -1. */
+int listener_start(struct mock_proc *m, const char *const argv[], int patient);
+
 /* SIGTERM, then SIGKILL after 5 s (30 s under MOCK_WRAP). Returns the exit status, 128 + the
  * signal when it died of one, or -1 when m was not running. Sets m->pid to 0. */
 int mock_stop(struct mock_proc *m);
