@@ -1129,6 +1129,11 @@ enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, 
     req->attempts++;
     req->sends = 0;
     req->sent = 0;
+    if (req->n_members) {
+        atomic_fetch_add_explicit(&run->shared->stage[req->stage].batch_sends, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&run->shared->stage[req->stage].batch_items, (uint64_t)req->n_members,
+                                  memory_order_relaxed);
+    }
     pick_replica(run, req, now);
     atomic_fetch_add_explicit(&run->shared->in_flight, 1, memory_order_relaxed);
     return CHAIN_SEND;

@@ -391,6 +391,10 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
                 s, k, atomic_load(&x->attempts), atomic_load(&x->errors), hist_quantile(&x->latency_us, 0.99),
                 atomic_load(&x->ejected_total)};
         }
+    for (int s = 0; s < r->cfg->pipeline->n && sum->n_batches < 64; s++)
+        if (r->cfg->pipeline->stages[s].batch_size > 0)
+            sum->batches[sum->n_batches++] = (struct batch_summary){
+                s, atomic_load(&r->run.shared->stage[s].batch_sends), atomic_load(&r->run.shared->stage[s].batch_items)};
     sum->folders_failed = atomic_load(&r->folders_failed);
     snprintf(sum->folder_last, sizeof sum->folder_last, "%s", r->folder_last);
     /* The stages' limits as they ended, with their history, before the shared page goes. */

@@ -22,6 +22,11 @@ struct run_summary {
         int ejections;
     } replicas[64];
     int n_replicas;
+    struct batch_summary { /* the stages with "batch": HTTP attempts, and the items they carried */
+        int stage;
+        uint64_t sends, items;
+    } batches[64];
+    int n_batches;
 };
 
 /* Runs cfg. Returns the exit status: 0 all ok, 1 some failed, 2 a usage or set-up error (err

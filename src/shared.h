@@ -25,6 +25,8 @@ struct shared_page {
         _Atomic int fail_reqs;
         _Atomic uint64_t last_fail_req;
         _Atomic int64_t down_since_ms;
+        /* A batch stage's HTTP attempts and the items they carried (chain.c), for the summary. */
+        _Atomic uint64_t batch_sends, batch_items;
     } stage[SHARED_MAX_STAGES];
     /* The replicas of stages with several URLs (slots from stage->replica_base): what chain.c
      * chooses by and ejects with, and what the summary reports. */

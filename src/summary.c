@@ -101,6 +101,14 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     else if (s->folders_failed)
         fprintf(f, "annotate: %llu folders could not be read (the last: %s); their rows say why, and --resume will "
                    "retry them\n", (unsigned long long)s->folders_failed, s->folder_last);
+    for (int i = 0; i < s->n_batches; i++) {
+        /* "batches: model_03 212 requests of 15.1 items on average" (a request counts once per
+         * item in the totals above: each image's share) */
+        const struct batch_summary *b = &s->batches[i];
+        fprintf(f, "%s %s %llu request%s of %.1f items on average%s", i ? "," : "annotate: batches:",
+                cfg->pipeline->stages[b->stage].name, (unsigned long long)b->sends, b->sends == 1 ? "" : "s",
+                b->sends ? (double)b->items / (double)b->sends : 0.0, i + 1 == s->n_batches ? "\n" : "");
+    }
     if (st && st->limits) {
         /* "model_01 auto 6 (4-9 over 14 changes, peak 7 in flight)", "model_05 1 (peak 1)" */
         fprintf(f, "annotate: concurrency limits:");
@@ -226,6 +234,12 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
             cJSON_AddNumberToObject(e, "p99_ms", ms(x->p99_us));
             cJSON_AddNumberToObject(e, "ejections", x->ejections);
         }
+    }
+    cJSON *batches = s->n_batches ? cJSON_AddObjectToObject(o, "batches") : NULL;
+    for (int i = 0; batches && i < s->n_batches; i++) {
+        cJSON *b = cJSON_AddObjectToObject(batches, cfg->pipeline->stages[s->batches[i].stage].name);
+        cJSON_AddNumberToObject(b, "http_requests", (double)s->batches[i].sends);
+        cJSON_AddNumberToObject(b, "items", (double)s->batches[i].items);
     }
     return o;
 }

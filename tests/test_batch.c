@@ -75,6 +75,56 @@ static void test_seed_every_strategy(void)
     e2e_tree_free(&t);
 }
 
+/* A generated tree through the batched seed chain with these options: every row predicted, and
+ * (batched_min > 0) at least that many items per model_01 request on average. */
+static void run_generated(const char *tag, size_t n, const char *const *opts, double batched_min)
+{
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, tag, n, 7), 0);
+    struct mock_proc m;
+    const char *margs[] = {"--batch", "all", "--latency-ms", "2", NULL};
+    CU_ASSERT_EQUAL_FATAL(mock_start(&m, margs), 0);
+    char cfg[700];
+    snprintf(cfg, sizeof cfg, "%s/p.json", t.base);
+    CU_ASSERT_EQUAL_FATAL(write_seed_batched(cfg, 16), 0);
+    const char *extra[32] = {"--config", cfg, "--stats-json", t.sj};
+    int k = 4;
+    for (int i = 0; opts[i] && k < 31; i++)
+        extra[k++] = opts[i];
+    extra[k] = NULL;
+    char out[8192];
+    int rc = e2e_run(out, sizeof out, tmo(300), t.root, t.csv, m.base_url, extra);
+    CHECKF(rc == 0, "%s: exit %d: %s", tag, rc, out);
+    struct e2e_csv c;
+    CU_ASSERT_EQUAL_FATAL(e2e_csv_read(t.csv, &c), 0);
+    CHECKF(e2e_check_results(&c, t.paths, t.n, NULL, NULL) == 0, "%s: rows not as predicted", tag);
+    e2e_csv_free(&c);
+    cJSON *sj = e2e_read_json(t.sj);
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sj, "batches"), "model_01");
+    double sends = e2e_json_num(b, "http_requests"), items = e2e_json_num(b, "items");
+    CHECKF(items == (double)n && sends > 0 && items / sends >= batched_min,
+           "%s: --stats-json batches.model_01: %.0f items in %.0f requests", tag, items, sends);
+    cJSON_Delete(sj);
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
+static void test_serial_small(void)
+{
+    const char *serial[] = {"--strategy", "serial", NULL};
+    run_generated("batch-serial", 20, serial, 1);
+    const char *multi[] = {"--strategy", "curl-multi", "--concurrency", "8", NULL};
+    run_generated("batch-multi", 40, multi, 2);
+}
+
+static void test_concurrent(void)
+{
+    const char *loops[] = {"--strategy", "curl-multi", "--loops", "2", "--concurrency", "16", NULL};
+    run_generated("batch-loops", 400, loops, 4);
+    const char *threads[] = {"--strategy", "threads", "--workers", "6", NULL};
+    run_generated("batch-threads", 200, threads, 1);
+}
+
 /* ---- against tests/servers/batchy.py ---- */
 
 static int batchy_start(struct mock_proc *m)
@@ -342,4 +392,19 @@ int register_batch(void)
                    !CU_add_test(s, "batch set-up mistakes exit 2", test_config_errors)
                ? -1
                : 0;
+}
+
+/* Small runs for make valgrind (which runs the suites named "serial"): the batch-of-one path and
+ * curl-multi's batches. */
+int register_batch_serial(void)
+{
+    CU_pSuite s = CU_add_suite("batch serial", NULL, NULL);
+    return s && CU_add_test(s, "seed chain batched, serial and curl-multi, under valgrind too", test_serial_small) ? 0 : -1;
+}
+
+/* For make tsan (the suites named "concurrent"): two event loops gathering batches, and threads. */
+int register_batch_concurrent(void)
+{
+    CU_pSuite s = CU_add_suite("batch concurrent", NULL, NULL);
+    return s && CU_add_test(s, "seed chain batched with --loops 2, and with threads", test_concurrent) ? 0 : -1;
 }

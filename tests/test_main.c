@@ -32,6 +32,8 @@
     X(limits)     \
     X(replicas)   \
     X(batch)      \
+    X(batch_serial) \
+    X(batch_concurrent) \
     X(stats)      \
     X(errtally)   \
     X(cli)        \
