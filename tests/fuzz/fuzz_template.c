@@ -1,7 +1,9 @@
 /* libFuzzer target: the template compiler (src/template.c). The input is a stage's "body" (and,
  * when it is an object, also its "form"), compiled and then filled for an image whose path and
  * results need escaping; whatever compiles must fill to a body of exactly the length announced,
- * and a JSON body must fill to valid JSON. */
+ * and a JSON body must fill to valid JSON. The input is also compiled as a batch's body (its
+ * {{batch}} around three items of the seed's): that too must fill to valid JSON of the length
+ * announced. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,6 +46,30 @@ static void fill(const struct body *b, const struct fill_src *src, int json)
     }
 }
 
+static void fill_batch(const struct body *b, const struct fill_src *src)
+{
+    char err[256];
+    struct filled items[3], all;
+    const struct filled *ip[3];
+    for (int i = 0; i < 3; i++) {
+        if (tmpl_fill(&b->t, src, &items[i], err, sizeof err))
+            abort(); /* the seed's item always fills */
+        ip[i] = &items[i];
+    }
+    if (batch_fill(&b->outer, ip, 3, &all) == 0) {
+        char *buf = malloc(all.total + 1);
+        size_t pos = 0, got = 0, r;
+        while ((r = filled_read(&all, &pos, buf + got, 5)) > 0)
+            got += r;
+        if (got != all.total || json_check(buf, got, err, sizeof err))
+            abort();
+        free(buf);
+        filled_free(&all);
+    }
+    for (int i = 0; i < 3; i++)
+        filled_free(&items[i]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     cJSON *v = cJSON_ParseWithLength((const char *)data, size);
@@ -63,6 +89,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (body_compile_form(&b, v, ref, NULL, err, sizeof err) == 0) {
         fill(&b, &src, 0);
+        body_free(&b);
+    }
+    struct seed_field sf[] = {{"model_03", "null", -1}, {"r", NULL, 1}};
+    if (body_compile_seed(&b, sf, 2) == 0) {
+        if (body_batch(&b, v, err, sizeof err) == 0)
+            fill_batch(&b, &src);
         body_free(&b);
     }
     cJSON_Delete(v);
