@@ -3,6 +3,7 @@
 
 #include "b64.h"
 #include "json.h"
+#include "limit.h"
 #include "mime.h"
 
 #include <math.h>
@@ -1291,7 +1292,10 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     /* While the stage's server is down, its requests wait for it (probing with backoff) rather
      * than spend their retries: a restart costs time, not rows. */
     int waiting = o == OUTCOME_RETRY && outage_kind(a) && in_outage(run, s, now);
-    if (o == OUTCOME_RETRY && (req->attempts < chain_max_attempts(run, req->stage) || waiting) &&
+    if (o == OUTCOME_RETRY && a->cc == CURLE_OK && (a->status == 429 || a->status == 503) &&
+        run->shared->lim[s].mode == LIMIT_AUTO && req->busy < CHAIN_BUSY_FREE)
+        req->busy++; /* the adaptive limit went past the server's capacity: not the image's fault */
+    if (o == OUTCOME_RETRY && (req->attempts - req->busy < chain_max_attempts(run, req->stage) || waiting) &&
         atomic_load(&run->stop) != RUN_ABORT && !all_failed(req)) {
         long ra = body_ra > a->retry_after_s ? body_ra : a->retry_after_s;
         *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, ra, &req->rng) / 1e3;

@@ -51,6 +51,8 @@ struct chain_req {
     int attempts;         /* HTTP attempts made so far (every time it went on the wire) */
     int sends;            /* times the current attempt went on the wire (libcurl may resend) */
     int reauth;           /* the retry after a 401 with re-read credentials has been made */
+    int busy;             /* attempts an "auto" stage's server refused as busy (429, 503), not
+                             charged to the retries (at most CHAIN_BUSY_FREE) */
     int replica;          /* the stage's URL the current attempt goes to (0 without replicas) */
     int failed_replica;   /* the one the last attempt failed on, or -1: a retry goes elsewhere */
     unsigned header_gen;  /* the generation of the stage's headers the attempt was sent with */
@@ -151,6 +153,12 @@ enum chain_outcome chain_outcome(const struct chain_answer *a, cJSON **result, c
 int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen);
 int chain_parse_result(const struct stage *st, const char *body, size_t len, cJSON **result, char *err,
                        size_t errlen);
+
+/* A stage whose "concurrency" is "auto" finds its server's capacity by going past it now and
+ * then, and a server with a short queue answers those requests 429 or 503: flow control that the
+ * limit answers (it backs off), not a fault of the image. Such an answer is not charged to the
+ * request's retries, up to this many of them; it still waits its backoff and Retry-After. */
+#define CHAIN_BUSY_FREE 20
 
 /* Attempts allowed for a stage's requests: 1 + retries (the stage's override or --retries). */
 int chain_max_attempts(const struct run *run, int stage);
