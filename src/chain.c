@@ -297,7 +297,7 @@ static int first_truthy(void *arg, const char *text, size_t len)
 static int when_holds(const struct pipeline *p, struct item *it, int s)
 {
     const struct stage *st = &p->stages[s];
-    size_t len = 2, cap = 256;
+    size_t len, cap = 256;
     char *in = malloc(cap), why[300];
     int first = 1, truth = 0;
     if (!in)
@@ -1147,6 +1147,8 @@ static int setup_error(const struct chain_answer *a)
     if (a->cc == CURLE_PEER_FAILED_VERIFICATION || a->cc == CURLE_SSL_CACERT_BADFILE ||
         a->cc == CURLE_SSL_CERTPROBLEM || a->cc == CURLE_SSL_CONNECT_ERROR)
         return 1;
+    if (a->cc == CURLE_OK && a->status == 400 && a->body && memmem(a->body, a->len, "\"API_KEY_INVALID\"", 17))
+        return 1; /* Google's APIs answer a wrong ?key= 400, with this ErrorInfo reason */
     return a->cc == CURLE_OK && (a->status == 401 || a->status == 403 || a->status == 404 || a->status == 405);
 }
 
@@ -1158,8 +1160,8 @@ static void stop_on_setup_error(const struct run *run, int s, const struct chain
     int expect = 0;
     if (atomic_compare_exchange_strong(&sh->fatal_claim, &expect, 1)) {
         const char *hint = a->cc != CURLE_OK ? "check --cacert (or the server's certificate), or --insecure"
-                           : a->status == 401 || a->status == 403
-                               ? "check the stage's credentials (its headers, e.g. Authorization)"
+                           : a->status == 401 || a->status == 403 || a->status == 400
+                               ? "check the stage's credentials (its headers, e.g. Authorization, or its key)"
                                : a->status == 404 ? "check the stage's url (and --server, which relative urls join)"
                                                   : "check the stage's url: the server refuses this method there";
         snprintf(sh->fatal_msg, sizeof sh->fatal_msg,

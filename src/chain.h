@@ -98,8 +98,8 @@ struct chain_answer {
     const char *location; /* a 3xx answer's Location, or NULL */
 };
 
-/* Final answers of the "not set up" kind (401, 403, 404, 405, a certificate that does not
- * verify) from a stage that has never answered otherwise, after which the run stops (exit 2). */
+/* Final answers of the "not set up" kind (401, 403, 404, 405, Google's 400 API_KEY_INVALID, a
+ * certificate that does not verify) from a stage that has never answered otherwise, after which the run stops (exit 2). */
 #define CHAIN_SETUP_FAILS 3
 
 enum chain_step {
