@@ -862,6 +862,7 @@ static void batch_push(struct chain_req *b, struct chain_req *m)
     if (!b->n_members) {
         b->it = m->it; /* the first member's: what a driver's per-request bookkeeping reads */
         b->rng = m->rng ^ 0xB5AD4ECEDA1CE2A9ull;
+        b->failed_replica = m->failed_replica; /* a split member's retry goes elsewhere */
     }
     m->next = NULL;
     b->members[b->n_members++] = m;
@@ -991,16 +992,17 @@ int chain_req_moot(const struct run *run, const struct chain_req *req)
 static int batch_begin(const struct run *run, struct chain_req *b)
 {
     const struct stage *st = &run->p->stages[b->stage];
-    if (atomic_load(&run->stop) == RUN_ABORT) {
-        batch_fail_all(run, b, "not sent: the run was stopped", 1);
-        return 1;
-    }
+    int stop = atomic_load(&run->stop) == RUN_ABORT;
     int kept = 0, changed = 0;
     for (int i = 0; i < b->n_members; i++) {
         struct chain_req *m = b->members[i];
-        if (m->it->status == ITEM_FAILED) {
+        if (m->it->status == ITEM_FAILED || stop) {
+            /* as chain_attempt_begin settles one request: a failed image keeps its row */
             absorb(m, b);
-            settle(run, m, NULL, "not sent: an earlier request of this image failed");
+            if (m->it->status != ITEM_FAILED)
+                m->it->no_row = 1; /* stopped: not the image's fault, --resume runs it */
+            settle(run, m, NULL, m->it->status == ITEM_FAILED ? "not sent: an earlier request of this image failed"
+                                                              : "not sent: the run was stopped");
             changed = 1;
         } else {
             b->members[kept++] = m;

@@ -279,8 +279,10 @@ static void send_req(struct multi *x, struct chain_req *r)
         follow_all(x, its, n_its);
         return;
     }
-    if (n_its > 1 || r->n_members)
+    if (r->n_members) {
         follow_all(x, its, n_its); /* a batch may have let go of members whose images failed */
+        n_its = chain_req_items(r, its); /* those followed up may be gone: only the kept ones now */
+    }
     r->driver = h;
     http_prepare(h, x->run, r);
     CURLMcode mc = curl_multi_add_handle(x->m, h->h);
@@ -513,11 +515,15 @@ static void *loop(void *arg)
         double now = now_s(), wake = -1;
         if (x->curl_deadline >= 0)
             wake = x->curl_deadline;
-        if (x->n_heap && (wake < 0 || x->heap[0].at < wake))
-            wake = x->heap[0].at;
-        double due = chain_batch_deadline(x->batcher);
-        if (due >= 0 && (wake < 0 || due < wake))
-            wake = due;
+        /* Parked requests and gathering batches can only go into a free slot: with none, an
+         * answer is what to wait for (waking for them would spin). */
+        if (x->in_curl < x->cap) {
+            if (x->n_heap && (wake < 0 || x->heap[0].at < wake))
+                wake = x->heap[0].at;
+            double due = chain_batch_deadline(x->batcher);
+            if (due >= 0 && (wake < 0 || due < wake))
+                wake = due;
+        }
         double ms = wake < 0 ? 1000 : (wake - now) * 1e3 + 0.999;
         int timeout = ms > 1000 ? 1000 : ms < 0 ? 0 : (int)ms; /* clamp before converting */
         int n = epoll_wait(x->epfd, evs, 256, timeout);
