@@ -196,8 +196,8 @@ static const struct opt OPTS[O__N] = {
     [O_QUEUE_MAX] = {"queue-max", "Q", "unlimited", "with --capacity: the mock answers 503 once Q requests wait", BENCH,
                      LONG(BEN(queue_max), 0, 1000000, "a number")},
     [O_SWEEP] = {"sweep", NULL, NULL,
-                 "sweep each stage's \"concurrency\" in turn (--concurrency: the values, default 1-256 doubling; the "
-                 "other stages on auto), print the knee of each and write the recommended pipeline to --recommend",
+                 "sweep each stage's \"concurrency\" in turn over --concurrency (default 1-256, doubling; the stages it "
+                 "needs on auto), print each one's knee, the bottleneck, and write the recommended pipeline to --recommend",
                  BENCH, FLAG(BEN(sweep))},
     [O_SWEEP_STAGES] = {"sweep-stages", "LIST", "every stage", "with --sweep: only these stages (comma-separated names)",
                         BENCH, STRING(BEN(sweep_stages))},
