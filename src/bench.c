@@ -1073,7 +1073,7 @@ static int write_outputs(const struct config *cfg, const struct bench_opts *b, c
  * the values of --concurrency in turn (default 1, 2, 4, ... 256) until a point does not raise its
  * best requests/s by more than SWEEP_GROWTH, or is rejected (failed images, or retries of the
  * stage's attempts at SWEEP_MAX_RETRY or more), or its request p99 is over SWEEP_P99_CLIMB times
- * the sweep's lowest. The knee is the smallest value of an accepted point within SWEEP_KNEE of
+ * the sweep's lowest while its requests/s grew by less than SWEEP_P99_GROWTH. The knee is the smallest value of an accepted point within SWEEP_KNEE of
  * the best accepted one. A stage that needs another cannot be driven faster than that one
  * delivers: when its sweep stopped growing while its requests in flight (Little's law: its
  * requests/s times their mean time) averaged under SWEEP_BUSY of its limit, it was starved, not
@@ -1083,6 +1083,7 @@ static int write_outputs(const struct config *cfg, const struct bench_opts *b, c
 #define SWEEP_GROWTH 0.05
 #define SWEEP_MAX_RETRY 0.03
 #define SWEEP_P99_CLIMB 4.0
+#define SWEEP_P99_GROWTH 0.5 /* ... while its requests/s grew by less than this (a lone slow answer is no climb) */
 #define SWEEP_KNEE 0.95
 #define SWEEP_BUSY 0.7 /* a stage whose requests in flight average less than this share of its limit is starved */
 enum { SWEEP_STOP_NONE, SWEEP_STOP_GROWTH, SWEEP_STOP_P99, SWEEP_STOP_REJECTED };
@@ -1391,9 +1392,10 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
     printf("annotate bench --sweep: %s, %s at %s, pipeline %s, strategy %s\n", cfg->dir,
            b->server_given ? "server" : "mock", url, p->source, strategy);
     printf("each stage in turn at concurrency %s, until a point adds %.0f%% or less to its best requests/s, is rejected "
-           "(failed images, retries %.0f%% or more of the stage's attempts) or its p99 is over %.0fx its lowest; "
-           "the knee: the smallest within %.0f%% of the best\n",
-           cdesc, 100 * SWEEP_GROWTH, 100 * SWEEP_MAX_RETRY, SWEEP_P99_CLIMB, 100 * (1 - SWEEP_KNEE));
+           "(failed images, retries %.0f%% or more of the stage's attempts) or its p99 is over %.0fx its lowest "
+           "for less than %.0f%% more; the knee: the smallest within %.0f%% of the best\n",
+           cdesc, 100 * SWEEP_GROWTH, 100 * SWEEP_MAX_RETRY, SWEEP_P99_CLIMB, 100 * SWEEP_P99_GROWTH,
+           100 * (1 - SWEEP_KNEE));
     for (int k = 0; k < nss && !bench_stop && rc != 2 && pts; k++) {
         struct sweep_stage *s = &ss[k];
         s->first = np;
@@ -1446,9 +1448,9 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
             if (pt->rejected[0]) {
                 snprintf(pt->stop, sizeof pt->stop, "rejected");
                 pt->stop_kind = SWEEP_STOP_REJECTED;
-            } else if (low_p99 > 0 && pt->stage_p99[sub] > SWEEP_P99_CLIMB * low_p99) {
-                snprintf(pt->stop, sizeof pt->stop, "p99 %.0f ms is over %.0fx the lowest (%.0f ms)", pt->stage_p99[sub],
-                         SWEEP_P99_CLIMB, low_p99);
+            } else if (low_p99 > 0 && pt->stage_p99[sub] > SWEEP_P99_CLIMB * low_p99 && thr < best * (1 + SWEEP_P99_GROWTH)) {
+                snprintf(pt->stop, sizeof pt->stop, "p99 %.0f ms is over %.0fx the lowest (%.0f ms), for %+.0f%% req/s",
+                         pt->stage_p99[sub], SWEEP_P99_CLIMB, low_p99, 100 * (thr / best - 1));
                 pt->stop_kind = SWEEP_STOP_P99;
             } else if (best > 0 && thr <= best * (1 + SWEEP_GROWTH)) {
                 snprintf(pt->stop, sizeof pt->stop, "%+.0f%% on the best so far (%.1f req/s at %d)",
