@@ -1334,6 +1334,7 @@ static void sweep_report(const struct config *cfg, const struct bench_opts *b, c
         else if (s->held_back_by == -2)
             cJSON_AddStringToObject(o, "held_back_by", s->keep == 1ull << s->index ? "annotate" : "stages not swept");
         cJSON_AddBoolToObject(o, "starved", s->starved);
+        cJSON_AddNumberToObject(o, "busy_share", s->busy);
         cJSON_AddItemToArray(arr, o);
     }
     if (bottleneck >= 0)
@@ -1561,22 +1562,23 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
         total += (long)unbounded * SWEEP_AUTO_SPARE;
         if (bottleneck >= 0) {
             const struct sweep_stage *s = &ss[bottleneck];
-            printf("bottleneck: %s, %.1f images/s at its best (%.1f req/s); the other stages' own bounds are higher",
+            printf("bottleneck: %s, %.1f images/s at its best (%.1f req/s): the lowest of the stages not held back\n",
                    p->stages[s->index].name, s->bound_img_s, pts[s->best].stage_req_s[s->sub]);
-            int held = 0;
-            for (int k = 0; k < nss; k++)
-                held += ss[k].starved;
-            if (held) {
-                printf(", but for");
-                for (int k = 0, n = 0; k < nss; k++)
-                    if (ss[k].starved)
-                        printf("%s %s", n++ ? "," : "", p->stages[ss[k].index].name);
-                printf(", which need a slower stage and could not be driven past it (their knee keeps up with it; "
-                       "sweep them again once it is faster)");
-            }
-            printf("\n");
         }
-        printf("suggested --concurrency %ld (the sum of the stages' limits%s)\n", total,
+        int held = 0;
+        for (int k = 0; k < nss; k++)
+            held += ss[k].starved;
+        if (held) {
+            printf("held back:");
+            for (int k = 0, n = 0; k < nss; k++)
+                if (ss[k].starved)
+                    printf("%s %s (by %s)", n++ ? "," : "", p->stages[ss[k].index].name, held_name(p, &ss[k]));
+            printf(": %s could not be driven past the stage%s %s need%s, so %s own capacity was not reached; %s knee "
+                   "keeps up with it (sweep %s again once it is faster)\n",
+                   held > 1 ? "they" : "it", held > 1 ? "s" : "", held > 1 ? "they" : "it", held > 1 ? "" : "s",
+                   held > 1 ? "their" : "its", held > 1 ? "their" : "its", held > 1 ? "them" : "it");
+        }
+        printf("suggested %s %ld (the sum of the stages' limits%s)\n", blocking ? "--workers" : "--concurrency", total,
                unbounded ? ", and 64 for each stage without a fixed one" : "");
         char *txt = cJSON_Print(recd);
         if (!txt || !b->recommend || write_file(b->recommend, txt)) {
@@ -1584,8 +1586,16 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
                     strerror(errno));
             rc = 2;
         } else {
-            printf("recommended pipeline: %s (annotate %s --config %s --concurrency %ld)\n%s\n", b->recommend, cfg->dir,
-                   b->recommend, total, txt);
+            char how[160];
+            if (blocking)
+                snprintf(how, sizeof how, "--strategy %s --workers %ld", strategy, total);
+            else
+                snprintf(how, sizeof how, "--concurrency %ld", total);
+            for (char *c = how; *c; c++)
+                if (*c == '+')
+                    *c = ','; /* a per-stage strategy, as a run spells it */
+            printf("recommended pipeline: %s (annotate %s%s%s --config %s %s)\n%s\n", b->recommend, cfg->dir,
+                   b->server_given ? " --server " : "", b->server_given ? url : "", b->recommend, how, txt);
         }
         free(txt);
         for (int k = 0; k < nss; k++)
