@@ -1078,8 +1078,10 @@ static int write_outputs(const struct config *cfg, const struct bench_opts *b, c
  * delivers: when its sweep stopped growing while its requests in flight (Little's law: its
  * requests/s times their mean time) averaged under SWEEP_BUSY of its limit, it was starved, not
  * saturated, and is said to be held back by the slowest (in images/s) of the stages it needs
- * (its knee keeps up with that stage; its own capacity was not reached). The bottleneck is the
- * stage of the lowest images/s that is not held back. */
+ * (its own capacity was not reached). Its knee only just keeps up with that stage, and two
+ * knees in a row lose twice, so what is recommended for it is the value it was starved at (no
+ * retries, no climb of p99 there: its server had room). The bottleneck is the stage of the
+ * lowest images/s that is not held back. */
 #define SWEEP_GROWTH 0.05
 #define SWEEP_MAX_RETRY 0.03
 #define SWEEP_P99_CLIMB 4.0
@@ -1095,6 +1097,8 @@ struct sweep_stage {
     uint64_t keep;    /* the stages its runs have */
     int first, n;     /* its points in the sweep's array */
     int knee;         /* index of the knee's point, -1: none */
+    int rec;          /* index of the point whose value is recommended: the knee, or for a starved
+                       * stage the value it was starved at (its knee only just keeps up) */
     int best;         /* index of the best accepted point, -1: none */
     double bound_img_s; /* the most images/s of its accepted points */
     double busy;      /* its last point's requests in flight on average, as a share of its limit */
@@ -1325,6 +1329,7 @@ static void sweep_report(const struct config *cfg, const struct bench_opts *b, c
         if (s->knee >= 0) {
             cJSON_AddNumberToObject(o, "knee", pts[s->knee].sweep_conc);
             cJSON_AddNumberToObject(o, "knee_requests_per_s", pts[s->knee].stage_req_s[s->sub]);
+            cJSON_AddNumberToObject(o, "recommended", pts[s->rec].sweep_conc);
             cJSON_AddNumberToObject(o, "best_requests_per_s", pts[s->best].stage_req_s[s->sub]);
             cJSON_AddNumberToObject(o, "images_per_s", s->bound_img_s);
         } else
@@ -1355,7 +1360,7 @@ static const char *held_name(const struct pipeline *p, const struct sweep_stage 
 {
     if (s->held_back_by >= 0)
         return p->stages[s->held_back_by].name;
-    return s->keep == 1ull << s->index ? "annotate (it needs no other stage)" : "the stages it needs (not swept)";
+    return s->keep == 1ull << s->index ? "annotate itself: it needs no other stage" : "the stages it needs, not swept";
 }
 
 static int sweep_main(const struct config *cfg, const struct bench_opts *b, const char *url, pid_t mock, const int *concs,
@@ -1376,7 +1381,7 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
             s->sub = 0;
             for (int j = 0; j < i; j++)
                 s->sub += (int)(s->keep >> j & 1);
-            s->knee = s->best = s->held_back_by = -1;
+            s->knee = s->best = s->rec = s->held_back_by = -1;
         }
     struct point *pts = calloc((size_t)nss * (size_t)nc + 1, sizeof *pts);
     const char *tmpdir = getenv("TMPDIR");
@@ -1454,7 +1459,7 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
                          pt->stage_p99[sub], SWEEP_P99_CLIMB, low_p99, 100 * (thr / best - 1));
                 pt->stop_kind = SWEEP_STOP_P99;
             } else if (best > 0 && thr <= best * (1 + SWEEP_GROWTH)) {
-                snprintf(pt->stop, sizeof pt->stop, "%+.0f%% on the best so far (%.1f req/s at %d)",
+                snprintf(pt->stop, sizeof pt->stop, "%+.1f%% on the best so far (%.1f req/s at %d)",
                          100 * (thr / best - 1), best, pts[s->best].sweep_conc);
                 pt->stop_kind = SWEEP_STOP_GROWTH;
             }
@@ -1493,10 +1498,12 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
             const struct point *last = &pts[s->first + s->n - 1];
             s->busy = last->sweep_conc > 0 ? pt_in_flight(last, s->sub) / last->sweep_conc : 0;
             s->starved = s->knee >= 0 && last->stop_kind == SWEEP_STOP_GROWTH && s->busy < SWEEP_BUSY;
+            s->rec = s->starved ? s->first + s->n - 1 : s->knee;
             if (s->starved)
                 printf("  it stopped growing with %.1f requests in flight on average, %.0f%% of its limit of %d: it was "
-                       "not given more work (starved), its server was not the limit\n",
-                       pt_in_flight(last, s->sub), 100 * s->busy, last->sweep_conc);
+                       "not given more work (starved), its server was not the limit; recommended: %d, as its knee only "
+                       "just keeps up with what it is given\n",
+                       pt_in_flight(last, s->sub), 100 * s->busy, last->sweep_conc, last->sweep_conc);
         }
         fflush(stdout);
     }
@@ -1521,7 +1528,7 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
         }
     }
     for (int k = 0; k < nss; k++)
-        if (ss[k].knee >= 0 && ss[k].held_back_by < 0 &&
+        if (ss[k].knee >= 0 && !ss[k].starved &&
             (bottleneck < 0 || ss[k].bound_img_s < ss[bottleneck].bound_img_s))
             bottleneck = k;
     cJSON *recd = cJSON_Duplicate(doc, 1);
@@ -1537,7 +1544,7 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
                     k = j;
             cJSON *so = cJSON_GetArrayItem(rstages, i);
             if (k >= 0) {
-                int v = ss[k].knee >= 0 ? pts[ss[k].knee].sweep_conc : STAGE_CONCURRENCY_AUTO;
+                int v = ss[k].rec >= 0 ? pts[ss[k].rec].sweep_conc : STAGE_CONCURRENCY_AUTO;
                 set_concurrency(so, v);
             }
             const cJSON *cv = cJSON_GetObjectItemCaseSensitive(so, "concurrency");
@@ -1560,6 +1567,8 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
         }
         printf("\n");
         total += (long)unbounded * SWEEP_AUTO_SPARE;
+        if (bottleneck < 0)
+            printf("bottleneck: none found (no swept stage had a knee without being held back)\n");
         if (bottleneck >= 0) {
             const struct sweep_stage *s = &ss[bottleneck];
             printf("bottleneck: %s, %.1f images/s at its best (%.1f req/s): the lowest of the stages not held back\n",
@@ -1573,10 +1582,10 @@ static int sweep_main(const struct config *cfg, const struct bench_opts *b, cons
             for (int k = 0, n = 0; k < nss; k++)
                 if (ss[k].starved)
                     printf("%s %s (by %s)", n++ ? "," : "", p->stages[ss[k].index].name, held_name(p, &ss[k]));
-            printf(": %s could not be driven past the stage%s %s need%s, so %s own capacity was not reached; %s knee "
-                   "keeps up with it (sweep %s again once it is faster)\n",
-                   held > 1 ? "they" : "it", held > 1 ? "s" : "", held > 1 ? "they" : "it", held > 1 ? "" : "s",
-                   held > 1 ? "their" : "its", held > 1 ? "their" : "its", held > 1 ? "them" : "it");
+            printf(": %s could not be driven past what %s given, so %s own capacity was not reached; the value %s "
+                   "starved at is recommended (sweep %s again once what holds %s back is faster)\n",
+                   held > 1 ? "they" : "it", held > 1 ? "they were" : "it was", held > 1 ? "their" : "its",
+                   held > 1 ? "they were" : "it was", held > 1 ? "them" : "it", held > 1 ? "them" : "it");
         }
         printf("suggested %s %ld (the sum of the stages' limits%s)\n", blocking ? "--workers" : "--concurrency", total,
                unbounded ? ", and 64 for each stage without a fixed one" : "");

@@ -629,7 +629,9 @@ static void test_bench_sweep(void)
         CHECKF(st != NULL, "no %s in the report", names[i]);
         if (!st)
             continue;
-        CU_ASSERT(e2e_json_num(st, "knee") == conc[i]);
+        CHECKF(e2e_json_num(st, "recommended") == conc[i], "%s: %g recommended in the report, %d in the file", names[i],
+               e2e_json_num(st, "recommended"), conc[i]);
+        CU_ASSERT(e2e_json_num(st, "knee") >= 1 && e2e_json_num(st, "knee") <= conc[i]);
         CU_ASSERT(cJSON_GetArraySize(cJSON_GetObjectItem(st, "points")) >= 2);
         CU_ASSERT(e2e_json_num(st, "best_requests_per_s") > 0);
     }
@@ -639,6 +641,7 @@ static void test_bench_sweep(void)
     /* model_04 needs model_03: it cannot be driven past it, and is said to be held back */
     const char *held = cJSON_GetStringValue(cJSON_GetObjectItem(sweep_stage_of(o, "model_04"), "held_back_by"));
     CHECKF(held && !strcmp(held, "model_03"), "model_04 held back by %s", held ? held : "nothing");
+    CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(sweep_stage_of(o, "model_04"), "starved")));
     CU_ASSERT(cJSON_GetObjectItem(sweep_stage_of(o, "model_01"), "held_back_by") == NULL);
     cJSON_Delete(o);
 
