@@ -1073,9 +1073,9 @@ static int write_outputs(const struct config *cfg, const struct bench_opts *b, c
  * the values of --concurrency in turn (default 1, 2, 4, ... 256) until a point does not raise its
  * best requests/s by more than SWEEP_GROWTH, or is rejected (failed images, or retries of the
  * stage's attempts at SWEEP_MAX_RETRY or more), or its request p99 is over SWEEP_P99_CLIMB times
- * the sweep's lowest while its requests/s grew by less than SWEEP_P99_GROWTH. The knee is the smallest value of an accepted point within SWEEP_KNEE of
- * the best accepted one. A stage that needs another cannot be driven faster than that one
- * delivers: when its sweep stopped growing while its requests in flight (Little's law: its
+ * the sweep's lowest while its requests/s grew by less than SWEEP_P99_GROWTH. The knee is the
+ * smallest value of an accepted point within SWEEP_KNEE of the best accepted one. A stage that
+ * needs another cannot be driven faster than that one delivers: when its sweep stopped growing while its requests in flight (Little's law: its
  * requests/s times their mean time) averaged under SWEEP_BUSY of its limit, it was starved, not
  * saturated, and is said to be held back by the slowest (in images/s) of the stages it needs
  * (its own capacity was not reached). Its knee only just keeps up with that stage, and two
@@ -1262,11 +1262,13 @@ static void sweep_print_stage_header(const struct pipeline *p, const struct swee
 static void sweep_print_point(const struct point *pt, int sub)
 {
     char note[600];
-    snprintf(note, sizeof note, "%s%s%s%s%s", pt->rejected[0] ? "rejected: " : "", pt->rejected,
-             pt->rejected[0] && pt->stop[0] ? "; " : "", pt->stop[0] ? "stop: " : "", pt->stop);
+    if (pt->rejected[0])
+        snprintf(note, sizeof note, "rejected: %s; stop", pt->rejected);
+    else
+        snprintf(note, sizeof note, "%s%s", pt->stop[0] ? "stop: " : "", pt->stop);
     printf("  %6d %9.1f %9.1f %7.1f%% %9.1f %9.1f %6.0f  %s%s%s\n", pt->sweep_conc, pt->stage_req_s[sub], pt->img_s,
-           100 * pt_retry(pt, sub), pt->stage_p99[sub], pt_in_flight(pt, sub), pt->failed, note, pt->stable ? "" : note[0] ? " (" : "(",
-           pt->stable ? "" : "unsettled)");
+           100 * pt_retry(pt, sub), pt->stage_p99[sub], pt_in_flight(pt, sub), pt->failed, note,
+           pt->stable ? "" : note[0] ? " (" : "(", pt->stable ? "" : "unsettled)");
     fflush(stdout);
 }
 
