@@ -1205,6 +1205,10 @@ static int sweep_check(const struct config *cfg, const struct bench_opts *b, int
         return 0;
     }
     char *copy = strdup(b->sweep_stages), *save = NULL;
+    if (!copy) {
+        fprintf(stderr, "annotate bench: out of memory\n");
+        return 2;
+    }
     int rc = 0;
     for (char *t = strtok_r(copy, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
         int found = -1;
@@ -1219,8 +1223,7 @@ static int sweep_check(const struct config *cfg, const struct bench_opts *b, int
             fprintf(stderr, "annotate bench: --sweep-stages: %s has no stage \"%s\" (its stages: %s)\n", p->source,
                     pipeline_printable(t, buf, sizeof buf), names);
             rc = 2;
-        }
-        else
+        } else
             *which |= 1ull << found;
     }
     free(copy);
@@ -1793,7 +1796,7 @@ static void hist_ms(cJSON *o, const char *name, const struct hist *h, int all)
 /* One line of the channel: {"t", "ok", "failed", "requests", "retries", "attempts", "stage_requests",
  * "stage_attempts", "stage_p99_ms", "stage_mean_ms" (one number per stage), "request_ms": {p50, p90,
  * p99, max}, "image_ms": {p50, p99}, "errors": [{stage, reason, count}] (the TOP_ERRORS most
- * common), "final": true on the last}. Under PIPE_BUF, so it is written in one piece. */
+ * common), "final": true on the last}. One writer (this thread), read by lines. */
 static void send_sample(struct bench_sampler *s, int final)
 {
     struct stats *st = s->st;
@@ -1812,11 +1815,12 @@ static void send_sample(struct bench_sampler *s, int final)
         cJSON_AddItemToArray(sa, cJSON_CreateNumber((double)atomic_load(&st->stage_attempts[i])));
     cJSON *sp = cJSON_AddArrayToObject(o, "stage_p99_ms");
     for (int i = 0; i < st->n_stages && i < MAX_STAGE_COUNTS; i++)
-        cJSON_AddItemToArray(sp, cJSON_CreateNumber((double)hist_quantile(&st->stage_us[i], 0.99) / 1e3));
+        cJSON_AddItemToArray(sp, cJSON_CreateNumber(round((double)hist_quantile(&st->stage_us[i], 0.99) / 10) / 100));
     cJSON *sm = cJSON_AddArrayToObject(o, "stage_mean_ms");
     for (int i = 0; i < st->n_stages && i < MAX_STAGE_COUNTS; i++) {
         uint64_t n = atomic_load(&st->stage_us[i].count);
-        cJSON_AddItemToArray(sm, cJSON_CreateNumber(n ? (double)atomic_load(&st->stage_us[i].sum_us) / (double)n / 1e3 : 0));
+        cJSON_AddItemToArray(sm, cJSON_CreateNumber(n ? round((double)atomic_load(&st->stage_us[i].sum_us) / (double)n / 10) / 100
+                                                      : 0)); /* ms, to 10 us: the line stays short */
     }
     hist_ms(o, "request_ms", &st->request_us, 1);
     hist_ms(o, "image_ms", &st->image_us, 0);
