@@ -61,7 +61,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity fuzz install alloc-sweep
+.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -192,6 +192,10 @@ bench-resume: $(BUILD)/bench-resume
 # The concurrency limits against a GPU-like mock (capacity, bounded queue): fixed against auto.
 bench-capacity: all $(BUILD)/gen-images
 	sh bench/capacity.sh $(BUILD)
+
+# annotate bench --sweep against a mock of a capacity per endpoint, and its recommendation run.
+bench-sweep: all $(BUILD)/gen-images
+	sh bench/sweep.sh $(BUILD)
 
 # Every figure of docs/BENCHMARKS.md, in one go (about 15 minutes; needs ~10 GB of disk).
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64)

@@ -50,3 +50,6 @@ rm -f "$log" out/bench-mem.csv
 echo
 echo "== per-stage concurrency limits against a GPU-like mock (make bench-capacity)"
 sh bench/capacity.sh $B
+echo
+echo "== what to run against servers of different capacities (make bench-sweep)"
+sh bench/sweep.sh $B

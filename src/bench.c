@@ -38,6 +38,7 @@
 #include "errtally.h"
 #include "ipc.h"
 #include "item.h"
+#include "limit.h"
 #include "stats.h"
 
 #define TOP_ERRORS 3  /* failure kinds a sample carries */
@@ -49,6 +50,9 @@
 struct sample {
     double t, ok, failed, requests, retries, attempts;
     double stage_requests[MAX_STAGE_COUNTS]; /* requests completed per stage, for the bound */
+    double stage_attempts[MAX_STAGE_COUNTS]; /* their HTTP attempts, retries included */
+    double stage_p99[MAX_STAGE_COUNTS];      /* ms */
+    double stage_mean[MAX_STAGE_COUNTS];     /* ms */
     int n_stage_requests;
     double req_p50, req_p90, req_p99, req_max, img_p50, img_p99;
     struct errtally_entry top[TOP_ERRORS];
@@ -72,6 +76,15 @@ struct point {
     int ntop;
     int windows, stable, ran_out, interrupted, killed, sampled;
     double spread; /* (max - min) / mean of the last three windows */
+    /* per stage of the run's pipeline: requests/s (as img_s: the last three windows), requests,
+     * attempts and request p99 (ms) */
+    double stage_req_s[MAX_STAGE_COUNTS], stage_requests[MAX_STAGE_COUNTS], stage_attempts[MAX_STAGE_COUNTS];
+    double stage_p99[MAX_STAGE_COUNTS], stage_mean[MAX_STAGE_COUNTS];
+    int n_stages;
+    int sweep_stage, sweep_conc; /* --sweep: the stage swept (its index in the user's pipeline) and its limit */
+    char rejected[200];          /* --sweep: why the point cannot be the knee ("" when it can) */
+    char stop[200];              /* --sweep: why the stage's sweep stopped after this point */
+    int stop_kind;               /* --sweep: SWEEP_STOP_* */
     char why[320];   /* why the point is not stable ("" when it is) */
     char error[600]; /* the run did not finish: what it said ("" when it did) */
     int exit_status;
@@ -534,6 +547,24 @@ static int parse_sample(const char *line, struct sample *s)
         if (s->n_stage_requests < MAX_STAGE_COUNTS && cJSON_IsNumber(sr))
             s->stage_requests[s->n_stage_requests++] = sr->valuedouble;
     }
+    int k = 0;
+    cJSON_ArrayForEach(sr, cJSON_GetObjectItem(o, "stage_attempts"))
+    {
+        if (k < s->n_stage_requests && cJSON_IsNumber(sr))
+            s->stage_attempts[k++] = sr->valuedouble;
+    }
+    k = 0;
+    cJSON_ArrayForEach(sr, cJSON_GetObjectItem(o, "stage_p99_ms"))
+    {
+        if (k < s->n_stage_requests && cJSON_IsNumber(sr))
+            s->stage_p99[k++] = sr->valuedouble;
+    }
+    k = 0;
+    cJSON_ArrayForEach(sr, cJSON_GetObjectItem(o, "stage_mean_ms"))
+    {
+        if (k < s->n_stage_requests && cJSON_IsNumber(sr))
+            s->stage_mean[k++] = sr->valuedouble;
+    }
     s->req_p50 = jnum(o, "request_ms", "p50");
     s->req_p90 = jnum(o, "request_ms", "p90");
     s->req_p99 = jnum(o, "request_ms", "p99");
@@ -681,7 +712,7 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
     fcntl(sfd[0], F_SETFL, O_NONBLOCK);
     fcntl(efd[0], F_SETFL, O_NONBLOCK);
 
-    static double rates[MAX_WINDOWS], rreq[MAX_WINDOWS];
+    static double rates[MAX_WINDOWS], rreq[MAX_WINDOWS], srates[MAX_WINDOWS][MAX_STAGE_COUNTS];
     static char lines[1 << 16], errs[8192];
     size_t llen = 0, elen = 0;
     lines[0] = errs[0] = 0;
@@ -733,6 +764,8 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
                     if (have_prev && s.t > prev.t && nw < MAX_WINDOWS) {
                         rates[nw] = (s.ok - prev.ok) / (s.t - prev.t);
                         rreq[nw] = (s.requests - prev.requests) / (s.t - prev.t);
+                        for (int i = 0; i < s.n_stage_requests && i < prev.n_stage_requests; i++)
+                            srates[nw][i] = (s.stage_requests[i] - prev.stage_requests[i]) / (s.t - prev.t);
                         nw++;
                         if (nw >= 3) {
                             double mx = fmax(fmax(rates[nw - 1], rates[nw - 2]), rates[nw - 3]);
@@ -815,13 +848,24 @@ static int run_point(const struct config *cfg, const struct bench_opts *b, const
     pt->img_p99 = last.img_p99;
     pt->ntop = last.ntop;
     memcpy(pt->top, last.top, sizeof pt->top);
+    pt->n_stages = last.n_stage_requests;
+    for (int i = 0; i < pt->n_stages; i++) {
+        pt->stage_requests[i] = last.stage_requests[i];
+        pt->stage_attempts[i] = last.stage_attempts[i];
+        pt->stage_p99[i] = last.stage_p99[i];
+        pt->stage_mean[i] = last.stage_mean[i];
+    }
     if (b->limit || nw < 3) {
         /* A fixed amount of work (or too short for windows): the whole run's rate. */
         pt->img_s = last.t > 0 ? last.ok / last.t : 0;
         pt->req_s = last.t > 0 ? last.requests / last.t : 0;
+        for (int i = 0; i < pt->n_stages; i++)
+            pt->stage_req_s[i] = last.t > 0 ? last.stage_requests[i] / last.t : 0;
     } else {
         pt->img_s = (rates[nw - 1] + rates[nw - 2] + rates[nw - 3]) / 3;
         pt->req_s = (rreq[nw - 1] + rreq[nw - 2] + rreq[nw - 3]) / 3;
+        for (int i = 0; i < pt->n_stages; i++)
+            pt->stage_req_s[i] = (srates[nw - 1][i] + srates[nw - 2][i] + srates[nw - 3][i]) / 3;
     }
     /* The bottleneck's bound: each endpoint of the mock serves --capacity requests per
      * --latency-ms; with the requests per image each stage made, the images/s the busiest
@@ -1019,10 +1063,581 @@ static int write_outputs(const struct config *cfg, const struct bench_opts *b, c
     return rc;
 }
 
+/* ---- --sweep: each stage's concurrency in turn, and the pipeline it recommends ----
+ *
+ * A stage is swept alone in a run of its own pipeline: the stage and the stages it needs (its
+ * "when", "result_of", "each" and template references, and theirs), the later ones left out, so
+ * that a slower stage after it cannot hold it back; those it needs run on "auto". Everything
+ * else of the user's file (bodies, headers, timeouts, max_rps, defaults) is kept as written: the
+ * run's pipeline is the user's JSON with stages removed and "concurrency" set. The stage takes
+ * the values of --concurrency in turn (default 1, 2, 4, ... 256) until a point does not raise its
+ * best requests/s by more than SWEEP_GROWTH, or is rejected (failed images, or retries of the
+ * stage's attempts at SWEEP_MAX_RETRY or more), or its request p99 is over SWEEP_P99_CLIMB times
+ * the sweep's lowest while its requests/s grew by less than SWEEP_P99_GROWTH. The knee is the
+ * smallest value of an accepted point within SWEEP_KNEE of the best accepted one. A stage that
+ * needs another cannot be driven faster than that one delivers: when its sweep stopped growing while its requests in flight (Little's law: its
+ * requests/s times their mean time) averaged under SWEEP_BUSY of its limit, it was starved, not
+ * saturated, and is said to be held back by the slowest (in images/s) of the stages it needs
+ * (its own capacity was not reached). Its knee only just keeps up with that stage, and two
+ * knees in a row lose twice, so what is recommended for it is the value it was starved at (no
+ * retries, no climb of p99 there: its server had room). The bottleneck is the stage of the
+ * lowest images/s that is not held back. */
+#define SWEEP_GROWTH 0.05
+#define SWEEP_MAX_RETRY 0.03
+#define SWEEP_P99_CLIMB 4.0
+#define SWEEP_P99_GROWTH 0.5 /* ... while its requests/s grew by less than this (a lone slow answer is no climb) */
+#define SWEEP_KNEE 0.95
+#define SWEEP_BUSY 0.7 /* a stage whose requests in flight average less than this share of its limit is starved */
+enum { SWEEP_STOP_NONE, SWEEP_STOP_GROWTH, SWEEP_STOP_P99, SWEEP_STOP_REJECTED };
+#define SWEEP_AUTO_SPARE 64 /* --concurrency (curl-multi) or --workers beyond the swept stage's, for the auto ones */
+
+struct sweep_stage {
+    int index;        /* in the user's pipeline */
+    int sub;          /* in the run's pipeline (the last stage of it) */
+    uint64_t keep;    /* the stages its runs have */
+    int first, n;     /* its points in the sweep's array */
+    int knee;         /* index of the knee's point, -1: none */
+    int rec;          /* index of the point whose value is recommended: the knee, or for a starved
+                       * stage the value it was starved at (its knee only just keeps up) */
+    int best;         /* index of the best accepted point, -1: none */
+    double bound_img_s; /* the most images/s of its accepted points */
+    double busy;      /* its last point's requests in flight on average, as a share of its limit */
+    int starved;      /* it stopped growing with its limit not kept busy */
+    int held_back_by; /* starved: the slowest swept stage it needs; -1: none, -2: not known (annotate
+                       * itself, or stages not swept) */
+};
+
+/* The stages s needs, and theirs, with s: a mask of the user's pipeline. */
+static uint64_t sweep_closure(const struct pipeline *p, int s)
+{
+    uint64_t keep = 1ull << s;
+    for (int i = s; i >= 0; i--)
+        if (keep >> i & 1)
+            keep |= p->stages[i].dep_mask;
+    return keep;
+}
+
+/* Sets o's "concurrency" to n (STAGE_CONCURRENCY_AUTO: "auto"), where it was or at the end. */
+static void set_concurrency(cJSON *o, int n)
+{
+    cJSON *v = n == STAGE_CONCURRENCY_AUTO ? cJSON_CreateString("auto") : cJSON_CreateNumber(n);
+    if (cJSON_GetObjectItemCaseSensitive(o, "concurrency"))
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "concurrency", v);
+    else
+        cJSON_AddItemToObject(o, "concurrency", v);
+}
+
+/* The run's pipeline of a point: the user's document with only the stages of keep, stage s at
+ * conc and the others on auto. NULL when out of memory. */
+static char *sweep_pipeline(const cJSON *doc, uint64_t keep, int s, int conc)
+{
+    cJSON *d = cJSON_Duplicate(doc, 1);
+    cJSON *stages = cJSON_GetObjectItemCaseSensitive(d, "stages");
+    for (int i = cJSON_GetArraySize(stages) - 1; i >= 0; i--) {
+        if (!(keep >> i & 1))
+            cJSON_DeleteItemFromArray(stages, i);
+        else
+            set_concurrency(cJSON_GetArrayItem(stages, i), i == s ? conc : STAGE_CONCURRENCY_AUTO);
+    }
+    char *txt = d ? cJSON_Print(d) : NULL;
+    cJSON_Delete(d);
+    return txt;
+}
+
+static int write_file(const char *path, const char *txt)
+{
+    mkdirs_for(path);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f && fputs(txt, f) >= 0 && fputc('\n', f) != EOF && fclose(f) == 0 && rename(tmp, path) == 0)
+        return 0;
+    if (f)
+        unlink(tmp);
+    return -1;
+}
+
+/* What --sweep needs, checked before anything is started or sent. 0, or 2 with the reason on
+ * stderr. */
+static int sweep_check(const struct config *cfg, const struct bench_opts *b, int *concs, int *nc, uint64_t *which)
+{
+    const struct pipeline *p = cfg->pipeline;
+    if (!b->sweep) {
+        if (b->sweep_stages) {
+            fprintf(stderr, "annotate bench: --sweep-stages is for --sweep; add --sweep\n");
+            return 2;
+        }
+        return 0;
+    }
+    if (strchr(b->strategies, ',') && strcmp(b->strategies, "serial,threads,processes,curl-multi")) {
+        fprintf(stderr, "annotate bench: --sweep measures one strategy; give one with --strategies (default curl-multi)\n");
+        return 2;
+    }
+    if (!strcmp(b->strategies, "serial")) {
+        fprintf(stderr, "annotate bench: --sweep varies a stage's concurrency; serial has none: give --strategies "
+                        "curl-multi, threads or processes\n");
+        return 2;
+    }
+    *nc = parse_concurrency(b->concurrency ? b->concurrency : "1-256", concs, 64);
+    if (*nc <= 0) {
+        fprintf(stderr, "annotate bench: --concurrency %s: give a list (1,2,4,8) or a range (1-256)\n", b->concurrency);
+        return 2;
+    }
+    for (int i = 0; i < *nc; i++)
+        if (concs[i] == CONC_AUTO) {
+            fprintf(stderr, "annotate bench: --sweep gives the swept stage fixed limits: leave auto out of --concurrency\n");
+            return 2;
+        }
+    if (!p || p->n < 1 || p->n > MAX_STAGE_COUNTS) {
+        fprintf(stderr, "annotate bench: --sweep: the pipeline has no stage to sweep\n");
+        return 2;
+    }
+    cJSON *doc = cJSON_ParseWithLength(p->text, p->text_len);
+    int ok = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "stages")) == p->n;
+    cJSON_Delete(doc);
+    if (!ok) {
+        fprintf(stderr, "annotate bench: --sweep: %s does not read back as JSON with %d stages (a bug)\n", p->source, p->n);
+        return 2;
+    }
+    *which = 0;
+    if (!b->sweep_stages) {
+        *which = p->n == 64 ? ~0ull : (1ull << p->n) - 1;
+        return 0;
+    }
+    char *copy = strdup(b->sweep_stages), *save = NULL;
+    if (!copy) {
+        fprintf(stderr, "annotate bench: out of memory\n");
+        return 2;
+    }
+    int rc = 0;
+    for (char *t = strtok_r(copy, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+        int found = -1;
+        for (int i = 0; i < p->n; i++)
+            if (!strcmp(p->stages[i].name, t))
+                found = i;
+        if (found < 0) {
+            char names[1024] = "";
+            for (int i = 0; i < p->n; i++)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", p->stages[i].name);
+            char buf[256];
+            fprintf(stderr, "annotate bench: --sweep-stages: %s has no stage \"%s\" (its stages: %s)\n", p->source,
+                    pipeline_printable(t, buf, sizeof buf), names);
+            rc = 2;
+        } else
+            *which |= 1ull << found;
+    }
+    free(copy);
+    if (!rc && !*which) {
+        fprintf(stderr, "annotate bench: --sweep-stages: give stage names, e.g. --sweep-stages %s\n", p->stages[0].name);
+        rc = 2;
+    }
+    return rc;
+}
+
+static double pt_retry(const struct point *pt, int sub)
+{
+    double a = pt->stage_attempts[sub], r = pt->stage_requests[sub];
+    return a > 0 && a > r ? (a - r) / a : 0;
+}
+
+/* The stage's requests in flight on average (Little's law). */
+static double pt_in_flight(const struct point *pt, int sub)
+{
+    return pt->stage_req_s[sub] * pt->stage_mean[sub] / 1e3;
+}
+
+static void sweep_print_stage_header(const struct pipeline *p, const struct sweep_stage *ss)
+{
+    char with[1024] = "", without[1024] = "";
+    for (int i = 0; i < p->n; i++) {
+        if (i == ss->index)
+            continue;
+        char *into = ss->keep >> i & 1 ? with : without;
+        size_t l = strlen(into);
+        snprintf(into + l, 1024 - l, "%s%s", l ? ", " : "", p->stages[i].name);
+    }
+    printf("\nstage %s (%s%s%s%s%s)\n", p->stages[ss->index].name, with[0] ? "with " : "alone", with, with[0] ? " on auto" : "",
+           without[0] ? "; not run, as it does not need them: " : "", without);
+    printf("  %6s %9s %9s %8s %9s %9s %6s\n", "conc", "req/s", "images/s", "retry %", "p99 ms", "in flight", "failed");
+    fflush(stdout);
+}
+
+static void sweep_print_point(const struct point *pt, int sub)
+{
+    char note[600];
+    if (pt->rejected[0])
+        snprintf(note, sizeof note, "rejected: %s; stop", pt->rejected);
+    else
+        snprintf(note, sizeof note, "%s%s", pt->stop[0] ? "stop: " : "", pt->stop);
+    printf("  %6d %9.1f %9.1f %7.1f%% %9.1f %9.1f %6.0f  %s%s%s\n", pt->sweep_conc, pt->stage_req_s[sub], pt->img_s,
+           100 * pt_retry(pt, sub), pt->stage_p99[sub], pt_in_flight(pt, sub), pt->failed, note,
+           pt->stable ? "" : note[0] ? " (" : "(", pt->stable ? "" : "unsettled)");
+    fflush(stdout);
+}
+
+static cJSON *sweep_point_json(const struct point *pt, int sub)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "concurrency", pt->sweep_conc);
+    cJSON_AddNumberToObject(o, "stage_requests_per_s", pt->stage_req_s[sub]);
+    cJSON_AddNumberToObject(o, "images_per_s", pt->img_s);
+    cJSON_AddNumberToObject(o, "stage_retry_share", pt_retry(pt, sub));
+    cJSON_AddNumberToObject(o, "stage_request_p99_ms", pt->stage_p99[sub]);
+    cJSON_AddNumberToObject(o, "stage_request_mean_ms", pt->stage_mean[sub]);
+    cJSON_AddNumberToObject(o, "stage_in_flight", pt_in_flight(pt, sub));
+    cJSON_AddNumberToObject(o, "images_ok", pt->ok);
+    cJSON_AddNumberToObject(o, "images_failed", pt->failed);
+    cJSON_AddNumberToObject(o, "wall_s", pt->wall_s);
+    cJSON_AddBoolToObject(o, "stable", pt->stable);
+    if (!pt->stable)
+        cJSON_AddStringToObject(o, "unsettled", pt->why);
+    if (pt->rejected[0])
+        cJSON_AddStringToObject(o, "rejected", pt->rejected);
+    if (pt->stop[0])
+        cJSON_AddStringToObject(o, "stop", pt->stop);
+    if (pt->error[0])
+        cJSON_AddStringToObject(o, "error", pt->error);
+    if (pt->limits)
+        cJSON_AddItemToObject(o, "limits", cJSON_Duplicate(pt->limits, 1));
+    return o;
+}
+
+/* The report of the sweep so far (and, once complete, its outcome). */
+static void sweep_report(const struct config *cfg, const struct bench_opts *b, const char *url, const char *strategy,
+                         struct sweep_stage *ss, int nss, struct point *pts, int complete, int bottleneck, long total)
+{
+    if (!b->report)
+        return;
+    const struct pipeline *p = cfg->pipeline;
+    cJSON *rep = cJSON_CreateObject();
+    cJSON *mode = cJSON_AddObjectToObject(rep, "mode");
+    cJSON_AddStringToObject(mode, "dir", cfg->dir);
+    cJSON_AddStringToObject(mode, "server", b->server_given ? url : "mock-model-server (started by bench)");
+    cJSON_AddStringToObject(mode, "url", url);
+    cJSON_AddStringToObject(mode, "pipeline", p->source);
+    cJSON_AddStringToObject(mode, "strategy", strategy);
+    if (b->limit)
+        cJSON_AddNumberToObject(mode, "limit", (double)b->limit);
+    else
+        cJSON_AddNumberToObject(mode, "duration_s", b->duration_s);
+    cJSON_AddNumberToObject(mode, "window_s", b->window_s);
+    cJSON_AddBoolToObject(rep, "complete", complete);
+    cJSON *sw = cJSON_AddObjectToObject(rep, "sweep");
+    cJSON *arr = cJSON_AddArrayToObject(sw, "stages");
+    for (int k = 0; k < nss; k++) {
+        const struct sweep_stage *s = &ss[k];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "stage", p->stages[s->index].name);
+        cJSON *pa = cJSON_AddArrayToObject(o, "points");
+        for (int i = 0; i < s->n; i++)
+            cJSON_AddItemToArray(pa, sweep_point_json(&pts[s->first + i], s->sub));
+        if (s->knee >= 0) {
+            cJSON_AddNumberToObject(o, "knee", pts[s->knee].sweep_conc);
+            cJSON_AddNumberToObject(o, "knee_requests_per_s", pts[s->knee].stage_req_s[s->sub]);
+            cJSON_AddNumberToObject(o, "recommended", pts[s->rec].sweep_conc);
+            cJSON_AddNumberToObject(o, "best_requests_per_s", pts[s->best].stage_req_s[s->sub]);
+            cJSON_AddNumberToObject(o, "images_per_s", s->bound_img_s);
+        } else
+            cJSON_AddNullToObject(o, "knee");
+        if (s->held_back_by >= 0)
+            cJSON_AddStringToObject(o, "held_back_by", p->stages[s->held_back_by].name);
+        else if (s->held_back_by == -2)
+            cJSON_AddStringToObject(o, "held_back_by", s->keep == 1ull << s->index ? "annotate" : "stages not swept");
+        cJSON_AddBoolToObject(o, "starved", s->starved);
+        cJSON_AddNumberToObject(o, "busy_share", s->busy);
+        cJSON_AddItemToArray(arr, o);
+    }
+    if (bottleneck >= 0)
+        cJSON_AddStringToObject(sw, "bottleneck", p->stages[bottleneck].name);
+    if (complete) {
+        cJSON_AddNumberToObject(sw, "concurrency", (double)total);
+        if (b->recommend)
+            cJSON_AddStringToObject(sw, "recommended_pipeline", b->recommend);
+    }
+    char *txt = cJSON_Print(rep);
+    cJSON_Delete(rep);
+    if (!txt || write_file(b->report, txt))
+        fprintf(stderr, "annotate bench: cannot write %s: %s\n", b->report, strerror(errno));
+    free(txt);
+}
+
+static const char *held_name(const struct pipeline *p, const struct sweep_stage *s)
+{
+    if (s->held_back_by >= 0)
+        return p->stages[s->held_back_by].name;
+    return s->keep == 1ull << s->index ? "annotate itself: it needs no other stage" : "the stages it needs, not swept";
+}
+
+static int sweep_main(const struct config *cfg, const struct bench_opts *b, const char *url, pid_t mock, const int *concs,
+                      int nc, uint64_t which)
+{
+    const struct pipeline *p = cfg->pipeline;
+    const char *strategy = strchr(b->strategies, ',') ? "curl-multi" : b->strategies;
+    int blocking = !strstr(strategy, "curl-multi");
+    cJSON *doc = cJSON_ParseWithLength(p->text, p->text_len);
+    struct sweep_stage ss[MAX_STAGE_COUNTS];
+    int nss = 0;
+    for (int i = 0; i < p->n; i++)
+        if (which >> i & 1) {
+            struct sweep_stage *s = &ss[nss++];
+            memset(s, 0, sizeof *s);
+            s->index = i;
+            s->keep = sweep_closure(p, i);
+            s->sub = 0;
+            for (int j = 0; j < i; j++)
+                s->sub += (int)(s->keep >> j & 1);
+            s->knee = s->best = s->rec = s->held_back_by = -1;
+        }
+    struct point *pts = calloc((size_t)nss * (size_t)nc + 1, sizeof *pts);
+    const char *tmpdir = getenv("TMPDIR");
+    char pfile[512];
+    snprintf(pfile, sizeof pfile, "%s/annotate-sweep-%d.json", tmpdir && *tmpdir ? tmpdir : "/tmp", (int)getpid());
+    struct config run = *cfg;
+    run.config_file = pfile;
+    int np = 0, rc = 0;
+    char cdesc[64];
+    if (b->concurrency)
+        snprintf(cdesc, sizeof cdesc, "%s", b->concurrency);
+    else
+        snprintf(cdesc, sizeof cdesc, "1-256 doubling");
+    printf("annotate bench --sweep: %s, %s at %s, pipeline %s, strategy %s\n", cfg->dir,
+           b->server_given ? "server" : "mock", url, p->source, strategy);
+    printf("each stage in turn at concurrency %s, until a point adds %.0f%% or less to its best requests/s, is rejected "
+           "(failed images, retries %.0f%% or more of the stage's attempts) or its p99 is over %.0fx its lowest "
+           "for less than %.0f%% more; the knee: the smallest within %.0f%% of the best\n",
+           cdesc, 100 * SWEEP_GROWTH, 100 * SWEEP_MAX_RETRY, SWEEP_P99_CLIMB, 100 * SWEEP_P99_GROWTH,
+           100 * (1 - SWEEP_KNEE));
+    for (int k = 0; k < nss && !bench_stop && rc != 2 && pts; k++) {
+        struct sweep_stage *s = &ss[k];
+        s->first = np;
+        sweep_print_stage_header(p, s);
+        double best = 0, low_p99 = 0;
+        for (int c = 0; c < nc && !bench_stop; c++) {
+            struct point *pt = &pts[np++];
+            s->n++;
+            pt->strategy = strategy;
+            pt->sweep_stage = s->index;
+            pt->sweep_conc = concs[c];
+            /* the run's total: the swept stage's limit and room for the auto ones */
+            pt->conc = concs[c] + (blocking ? SWEEP_AUTO_SPARE : LIMIT_AUTO_TOTAL);
+            if (pt->conc > 100000)
+                pt->conc = 100000;
+            char *txt = sweep_pipeline(doc, s->keep, s->index, concs[c]);
+            if (!txt || write_file(pfile, txt)) {
+                free(txt);
+                fprintf(stderr, "annotate bench: cannot write the run's pipeline %s: %s\n", pfile, strerror(errno));
+                rc = 2;
+                break;
+            }
+            free(txt);
+            int r = run_point(&run, b, url, mock, pt);
+            if (r) {
+                fprintf(stderr, "annotate bench: the run of %s at %d did not finish: %s\n", p->stages[s->index].name,
+                        concs[c], pt->error);
+                snprintf(pt->rejected, sizeof pt->rejected, "the run did not finish");
+                snprintf(pt->stop, sizeof pt->stop, "the run did not finish");
+                if (pt->exit_status == 2)
+                    rc = 2; /* the set-up is wrong: every other point would say the same */
+                else if (rc == 0)
+                    rc = 1;
+                break;
+            }
+            int sub = s->sub;
+            double thr = sub < pt->n_stages ? pt->stage_req_s[sub] : 0, retry = pt_retry(pt, sub);
+            char label[ERRTALLY_STAGE + ERRTALLY_REASON + 4] = "";
+            if (pt->ntop)
+                errtally_label(&pt->top[0], label, sizeof label);
+            if (pt->interrupted)
+                snprintf(pt->rejected, sizeof pt->rejected, "stopped by a signal");
+            else if (pt->failed > 0)
+                snprintf(pt->rejected, sizeof pt->rejected, "%.0f images failed (%s)", pt->failed, label[0] ? label : "?");
+            else if (retry >= SWEEP_MAX_RETRY)
+                snprintf(pt->rejected, sizeof pt->rejected, "retries %.1f%% of the stage's attempts (under %.0f%% wanted)",
+                         100 * retry, 100 * SWEEP_MAX_RETRY);
+            else if (thr <= 0)
+                snprintf(pt->rejected, sizeof pt->rejected, "no request of the stage completed");
+            if (pt->rejected[0]) {
+                snprintf(pt->stop, sizeof pt->stop, "rejected");
+                pt->stop_kind = SWEEP_STOP_REJECTED;
+            } else if (low_p99 > 0 && pt->stage_p99[sub] > SWEEP_P99_CLIMB * low_p99 && thr < best * (1 + SWEEP_P99_GROWTH)) {
+                snprintf(pt->stop, sizeof pt->stop, "p99 %.0f ms is over %.0fx the lowest (%.0f ms), for %+.0f%% req/s",
+                         pt->stage_p99[sub], SWEEP_P99_CLIMB, low_p99, 100 * (thr / best - 1));
+                pt->stop_kind = SWEEP_STOP_P99;
+            } else if (best > 0 && thr <= best * (1 + SWEEP_GROWTH)) {
+                snprintf(pt->stop, sizeof pt->stop, "%+.1f%% on the best so far (%.1f req/s at %d)",
+                         100 * (thr / best - 1), best, pts[s->best].sweep_conc);
+                pt->stop_kind = SWEEP_STOP_GROWTH;
+            }
+            if (!pt->rejected[0]) {
+                if (thr > best) {
+                    best = thr;
+                    s->best = np - 1;
+                }
+                if (pt->stage_p99[sub] > 0 && (low_p99 == 0 || pt->stage_p99[sub] < low_p99))
+                    low_p99 = pt->stage_p99[sub];
+                if (pt->img_s > s->bound_img_s)
+                    s->bound_img_s = pt->img_s;
+            }
+            sweep_print_point(pt, sub);
+            sweep_report(cfg, b, url, strategy, ss, k + 1, pts, 0, -1, 0);
+            if (pt->stop[0] || pt->interrupted)
+                break;
+        }
+        /* the knee: the smallest accepted value within SWEEP_KNEE of the best */
+        for (int i = 0; i < s->n && s->best >= 0; i++) {
+            const struct point *pt = &pts[s->first + i];
+            if (!pt->rejected[0] && pt->stage_req_s[s->sub] >= SWEEP_KNEE * best) {
+                s->knee = s->first + i;
+                break;
+            }
+        }
+        if (s->knee >= 0)
+            printf("  knee: %d (%.1f req/s, %.0f%% of the best: %.1f req/s at %d; %.1f images/s)\n",
+                   pts[s->knee].sweep_conc, pts[s->knee].stage_req_s[s->sub],
+                   100 * pts[s->knee].stage_req_s[s->sub] / best, best, pts[s->best].sweep_conc, s->bound_img_s);
+        else
+            printf("  no knee: no point was accepted (the stage stays on auto in the recommendation)\n");
+        if (s->best >= 0 && s->best == s->first + s->n - 1 && !pts[s->best].stop[0] && s->n == nc)
+            printf("  (still growing at %d, the last value of --concurrency: give larger ones)\n", pts[s->best].sweep_conc);
+        if (s->n > 0) {
+            const struct point *last = &pts[s->first + s->n - 1];
+            s->busy = last->sweep_conc > 0 ? pt_in_flight(last, s->sub) / last->sweep_conc : 0;
+            s->starved = s->knee >= 0 && last->stop_kind == SWEEP_STOP_GROWTH && s->busy < SWEEP_BUSY;
+            s->rec = s->starved ? s->first + s->n - 1 : s->knee;
+            if (s->starved)
+                printf("  it stopped growing with %.1f requests in flight on average, %.0f%% of its limit of %d: it was "
+                       "not given more work (starved), its server was not the limit; recommended: %d, as its knee only "
+                       "just keeps up with what it is given\n",
+                       pt_in_flight(last, s->sub), 100 * s->busy, last->sweep_conc, last->sweep_conc);
+        }
+        fflush(stdout);
+    }
+    unlink(pfile);
+
+    /* held back, the bottleneck, the recommendation */
+    int bottleneck = -1, done = !bench_stop && rc != 2;
+    for (int k = 0; k < nss; k++) {
+        struct sweep_stage *s = &ss[k];
+        if (!s->starved)
+            continue;
+        /* the slowest of the stages it needs that were swept and not starved themselves */
+        double lowest = -1;
+        s->held_back_by = -2;
+        for (int j = 0; j < nss; j++) {
+            const struct sweep_stage *d = &ss[j];
+            if (d->index != s->index && (s->keep >> d->index & 1) && d->knee >= 0 && !d->starved &&
+                (lowest < 0 || d->bound_img_s < lowest)) {
+                lowest = d->bound_img_s;
+                s->held_back_by = d->index;
+            }
+        }
+    }
+    for (int k = 0; k < nss; k++)
+        if (ss[k].knee >= 0 && !ss[k].starved &&
+            (bottleneck < 0 || ss[k].bound_img_s < ss[bottleneck].bound_img_s))
+            bottleneck = k;
+    cJSON *recd = cJSON_Duplicate(doc, 1);
+    cJSON *rstages = cJSON_GetObjectItemCaseSensitive(recd, "stages");
+    long total = 0;
+    int unbounded = 0;
+    if (done) {
+        printf("\nrecommended:");
+        for (int i = 0; i < p->n; i++) {
+            int k = -1;
+            for (int j = 0; j < nss; j++)
+                if (ss[j].index == i)
+                    k = j;
+            cJSON *so = cJSON_GetArrayItem(rstages, i);
+            if (k >= 0) {
+                int v = ss[k].rec >= 0 ? pts[ss[k].rec].sweep_conc : STAGE_CONCURRENCY_AUTO;
+                set_concurrency(so, v);
+            }
+            const cJSON *cv = cJSON_GetObjectItemCaseSensitive(so, "concurrency");
+            if (!cv) {
+                const cJSON *dflt = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(recd, "defaults"),
+                                                                     "concurrency");
+                cv = dflt;
+            }
+            char v[32];
+            if (cJSON_IsNumber(cv)) {
+                total += (long)cv->valuedouble;
+                snprintf(v, sizeof v, "%d", cv->valueint);
+            } else {
+                unbounded++;
+                snprintf(v, sizeof v, "%s", cJSON_IsString(cv) ? cv->valuestring : "no limit");
+            }
+            printf("%s %s %s%s", i ? "," : "", p->stages[i].name, v, k < 0 ? " (not swept)" : "");
+            if (k >= 0 && ss[k].starved)
+                printf(" (held back by %s)", held_name(p, &ss[k]));
+        }
+        printf("\n");
+        total += (long)unbounded * SWEEP_AUTO_SPARE;
+        if (bottleneck < 0)
+            printf("bottleneck: none found (no swept stage had a knee without being held back)\n");
+        if (bottleneck >= 0) {
+            const struct sweep_stage *s = &ss[bottleneck];
+            printf("bottleneck: %s, %.1f images/s at its best (%.1f req/s): the lowest of the stages not held back\n",
+                   p->stages[s->index].name, s->bound_img_s, pts[s->best].stage_req_s[s->sub]);
+        }
+        int held = 0;
+        for (int k = 0; k < nss; k++)
+            held += ss[k].starved;
+        if (held) {
+            printf("held back:");
+            for (int k = 0, n = 0; k < nss; k++)
+                if (ss[k].starved)
+                    printf("%s %s (by %s)", n++ ? "," : "", p->stages[ss[k].index].name, held_name(p, &ss[k]));
+            printf(": %s could not be driven past what %s given, so %s own capacity was not reached; the value %s "
+                   "starved at is recommended (sweep %s again once what holds %s back is faster)\n",
+                   held > 1 ? "they" : "it", held > 1 ? "they were" : "it was", held > 1 ? "their" : "its",
+                   held > 1 ? "they were" : "it was", held > 1 ? "them" : "it", held > 1 ? "them" : "it");
+        }
+        printf("suggested %s %ld (the sum of the stages' limits%s)\n", blocking ? "--workers" : "--concurrency", total,
+               unbounded ? ", and 64 for each stage without a fixed one" : "");
+        char *txt = cJSON_Print(recd);
+        if (!txt || !b->recommend || write_file(b->recommend, txt)) {
+            fprintf(stderr, "annotate bench: cannot write %s: %s\n", b->recommend ? b->recommend : "(none)",
+                    strerror(errno));
+            rc = 2;
+        } else {
+            char how[160];
+            if (blocking)
+                snprintf(how, sizeof how, "--strategy %s --workers %ld", strategy, total);
+            else
+                snprintf(how, sizeof how, "--concurrency %ld", total);
+            for (char *c = how; *c; c++)
+                if (*c == '+')
+                    *c = ','; /* a per-stage strategy, as a run spells it */
+            printf("recommended pipeline: %s (annotate %s%s%s --config %s %s)\n%s\n", b->recommend, cfg->dir,
+                   b->server_given ? " --server " : "", b->server_given ? url : "", b->recommend, how, txt);
+        }
+        free(txt);
+        for (int k = 0; k < nss; k++)
+            if (ss[k].knee < 0 && rc == 0)
+                rc = 1;
+    }
+    sweep_report(cfg, b, url, strategy, ss, nss, pts, done, bottleneck >= 0 ? ss[bottleneck].index : -1, total);
+    if (b->report)
+        printf("report: %s%s\n", b->report, done ? "" : " (the points that finished)");
+    cJSON_Delete(recd);
+    cJSON_Delete(doc);
+    for (int i = 0; i < np; i++)
+        cJSON_Delete(pts[i].limits);
+    free(pts);
+    if (bench_stop && rc != 2)
+        rc = 130;
+    return rc;
+}
+
 int bench_main(struct config *cfg, struct bench_opts *b)
 {
     char url[4096], exe[4096], mockbin[4096];
     pid_t mock = -1;
+    int sweep_concs[64], sweep_nc = 0;
+    uint64_t sweep_which = 0;
+    int bad = sweep_check(cfg, b, sweep_concs, &sweep_nc, &sweep_which); /* before anything is sent */
+    if (bad)
+        return bad;
     if (b->server_given) {
         /* What only the mock bench starts can do: refused rather than silently ignored. */
         const char *mock_only = b->latency_ms ? "--latency-ms"
@@ -1051,6 +1666,22 @@ int bench_main(struct config *cfg, struct bench_opts *b)
             fprintf(stderr, "annotate bench: cannot start the mock model server %s (give its path with --mock)\n", mockbin);
             return 2;
         }
+    }
+    if (b->sweep) {
+        struct sigaction sa = {0}, old_int, old_term;
+        sa.sa_handler = on_bench_signal;
+        sigemptyset(&sa.sa_mask);
+        bench_stop = 0;
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        int rc = sweep_main(cfg, b, url, mock, sweep_concs, sweep_nc, sweep_which);
+        if (mock > 0) {
+            kill(mock, SIGTERM);
+            waitpid(mock, NULL, 0);
+        }
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        return rc;
     }
     int concs[64];
     int nc = parse_concurrency(b->concurrency ? b->concurrency : "1,16,64,256", concs, 64);
@@ -1162,9 +1793,10 @@ static void hist_ms(cJSON *o, const char *name, const struct hist *h, int all)
         cJSON_AddNumberToObject(x, "max", (double)atomic_load(&h->max_us) / 1e3);
 }
 
-/* One line of the channel: {"t", "ok", "failed", "requests", "retries", "request_ms": {p50, p90,
+/* One line of the channel: {"t", "ok", "failed", "requests", "retries", "attempts", "stage_requests",
+ * "stage_attempts", "stage_p99_ms", "stage_mean_ms" (one number per stage), "request_ms": {p50, p90,
  * p99, max}, "image_ms": {p50, p99}, "errors": [{stage, reason, count}] (the TOP_ERRORS most
- * common), "final": true on the last}. Under PIPE_BUF, so it is written in one piece. */
+ * common), "final": true on the last}. One writer (this thread), read by lines. */
 static void send_sample(struct bench_sampler *s, int final)
 {
     struct stats *st = s->st;
@@ -1178,6 +1810,18 @@ static void send_sample(struct bench_sampler *s, int final)
     cJSON *sr = cJSON_AddArrayToObject(o, "stage_requests");
     for (int i = 0; i < st->n_stages && i < MAX_STAGE_COUNTS; i++)
         cJSON_AddItemToArray(sr, cJSON_CreateNumber((double)atomic_load(&st->stage_us[i].count)));
+    cJSON *sa = cJSON_AddArrayToObject(o, "stage_attempts");
+    for (int i = 0; i < st->n_stages && i < MAX_STAGE_COUNTS; i++)
+        cJSON_AddItemToArray(sa, cJSON_CreateNumber((double)atomic_load(&st->stage_attempts[i])));
+    cJSON *sp = cJSON_AddArrayToObject(o, "stage_p99_ms");
+    for (int i = 0; i < st->n_stages && i < MAX_STAGE_COUNTS; i++)
+        cJSON_AddItemToArray(sp, cJSON_CreateNumber(round((double)hist_quantile(&st->stage_us[i], 0.99) / 10) / 100));
+    cJSON *sm = cJSON_AddArrayToObject(o, "stage_mean_ms");
+    for (int i = 0; i < st->n_stages && i < MAX_STAGE_COUNTS; i++) {
+        uint64_t n = atomic_load(&st->stage_us[i].count);
+        cJSON_AddItemToArray(sm, cJSON_CreateNumber(n ? round((double)atomic_load(&st->stage_us[i].sum_us) / (double)n / 10) / 100
+                                                      : 0)); /* ms, to 10 us: the line stays short */
+    }
     hist_ms(o, "request_ms", &st->request_us, 1);
     hist_ms(o, "image_ms", &st->image_us, 0);
     struct errtally_entry top[TOP_ERRORS];

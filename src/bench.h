@@ -28,6 +28,9 @@ struct bench_opts {
     const char *extensions;   /* --extensions as given, or NULL */
     long capacity;            /* the mock's --capacity for every endpoint; 0: none */
     long queue_max;           /* the mock's --queue-max; -1: unlimited */
+    int sweep;                /* --sweep: each stage's concurrency in turn, and a recommended pipeline */
+    const char *sweep_stages; /* --sweep-stages: the stages swept (comma list), NULL: all */
+    const char *recommend;    /* --sweep: where the recommended pipeline is written */
     int auto_workers;         /* set by bench_main: --workers of an auto point of a blocking strategy */
 };
 

@@ -29,7 +29,7 @@ enum opt_id {
     O_CACERT, O_SHARD, O_LIMIT_RUN, O_HELP, O_VERSION,
     /* bench only */
     O_STRATEGIES, O_LATENCY, O_LATENCY_DIST, O_DURATION, O_LIMIT, O_REPORT, O_CHART, O_MOCK_BIN,
-    O_TRUST, O_TOLERANCE, O_WINDOWS, O_WINDOW, O_CAPACITY, O_QUEUE_MAX, O__N
+    O_TRUST, O_TOLERANCE, O_WINDOWS, O_WINDOW, O_CAPACITY, O_QUEUE_MAX, O_SWEEP, O_SWEEP_STAGES, O_RECOMMEND, O__N
 };
 
 enum opt_scope { RUN, BENCH, BOTH }; /* annotate DIR, annotate bench DIR, or both */
@@ -195,6 +195,15 @@ static const struct opt OPTS[O__N] = {
                     BENCH, LONG(BEN(capacity), 1, 1000000, "a number")},
     [O_QUEUE_MAX] = {"queue-max", "Q", "unlimited", "with --capacity: the mock answers 503 once Q requests wait", BENCH,
                      LONG(BEN(queue_max), 0, 1000000, "a number")},
+    [O_SWEEP] = {"sweep", NULL, NULL,
+                 "sweep each stage's \"concurrency\" in turn over --concurrency (default 1-256, doubling; the stages it "
+                 "needs on auto), print each one's knee, the bottleneck, and write the recommended pipeline to --recommend",
+                 BENCH, FLAG(BEN(sweep))},
+    [O_SWEEP_STAGES] = {"sweep-stages", "LIST", "every stage", "with --sweep: only these stages (comma-separated names)",
+                        BENCH, STRING(BEN(sweep_stages))},
+    [O_RECOMMEND] = {"recommend", "FILE", "out/recommended.json",
+                     "with --sweep: the recommended pipeline file (give it to a run with --config)", BENCH,
+                     STRING(BEN(recommend))},
 };
 
 const char *const *cli_option_names(void)
@@ -645,6 +654,7 @@ static void set_defaults(struct config *cfg, struct bench_opts *bench)
         bench->max_windows = 10;
         bench->window_s = 1;
         bench->queue_max = -1;
+        bench->recommend = "out/recommended.json";
     }
 }
 

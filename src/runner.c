@@ -174,8 +174,10 @@ static int write_item(struct runner *r, struct item *it, char *err, size_t errle
         hist_add(&st->image_us, (uint64_t)((now_s() - it->t_start) * 1e6));
         for (int i = 0; i < it->n_log; i++) {
             hist_add(&st->request_us, it->log[i].us);
-            if (it->log[i].stage < st->n_stages)
+            if (it->log[i].stage < st->n_stages) {
                 hist_add(&st->stage_us[it->log[i].stage], it->log[i].us);
+                atomic_fetch_add(&st->stage_attempts[it->log[i].stage], it->log[i].attempts);
+            }
         }
     }
     item_free(it);

@@ -94,9 +94,11 @@ struct stats *stats_new(int n_stages)
         return NULL;
     s->n_stages = n_stages;
     s->stage_us = calloc((size_t)n_stages + 1, sizeof *s->stage_us);
+    s->stage_attempts = calloc((size_t)n_stages + 1, sizeof *s->stage_attempts);
     s->errors = errtally_new();
-    if (!s->stage_us || !s->errors) {
+    if (!s->stage_us || !s->stage_attempts || !s->errors) {
         free(s->stage_us);
+        free(s->stage_attempts);
         errtally_free(s->errors);
         free(s);
         return NULL;
@@ -109,6 +111,7 @@ void stats_free(struct stats *s)
     if (!s)
         return;
     free(s->stage_us);
+    free(s->stage_attempts);
     errtally_free(s->errors);
     free(s->limits);
     free(s);

@@ -33,6 +33,7 @@ struct stats {
     struct hist image_us;     /* per image, entering the pipeline to its row */
     int n_stages;
     struct hist *stage_us;    /* [n_stages], per request of that stage */
+    _Atomic uint64_t *stage_attempts; /* [n_stages]: HTTP attempts of its requests, retries included */
     struct limit_view *limits; /* [n_stages]: the stages' concurrency limits at the end of the run
                                 * (limit.h), for the summary; NULL when no stage has one */
     struct errtally *errors;  /* why rows failed, by stage and reason (errtally.h) */

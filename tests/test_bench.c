@@ -496,6 +496,165 @@ static void test_bench_duration(void)
     tree_rm(tmp);
 }
 
+/* ---- --sweep: what to run against one's own servers ---- */
+
+static long mock_requests(void)
+{
+    cJSON *st = mock_stats(&m);
+    long n = 0;
+    char key[64];
+    for (int i = 1; i <= 5; i++) {
+        snprintf(key, sizeof key, "requests.model_0%d", i);
+        long v = mock_stat(st, key);
+        n += v > 0 ? v : 0;
+    }
+    cJSON_Delete(st);
+    return n;
+}
+
+static cJSON *sweep_stage_of(cJSON *rep, const char *name)
+{
+    cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItem(cJSON_GetObjectItem(rep, "sweep"), "stages"))
+    {
+        if (!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(s, "stage")) ?: "", name))
+            return s;
+    }
+    return NULL;
+}
+
+/* The seed chain against servers of their own capacity (model_03 serves 2 at once, the others 8,
+ * 20 ms each): the sweep finds model_03's knee small and the others' larger, names model_03 the
+ * bottleneck, and writes a pipeline that keeps the user's settings, has every stage's
+ * "concurrency", and runs. A mistake in what to sweep exits 2 before any request is sent. */
+static void test_bench_sweep(void)
+{
+    stop_servers();
+    CU_ASSERT_FATAL(make_tmpdir(tmp, sizeof tmp, "bench-sweep") == 0);
+    char imgs[300], report[300], rec[300], cfgf[300], badf[300], out[300], buf[65536];
+    snprintf(imgs, sizeof imgs, "%s/imgs", tmp);
+    snprintf(report, sizeof report, "%s/sweep.json", tmp);
+    snprintf(rec, sizeof rec, "%s/out/recommended.json", tmp); /* a folder it must create */
+    snprintf(cfgf, sizeof cfgf, "%s/pipeline.json", tmp);
+    snprintf(badf, sizeof badf, "%s/bad.json", tmp);
+    snprintf(out, sizeof out, "%s/rows.csv", tmp);
+    CU_ASSERT_FATAL(tree_make_generated(imgs, 2000, 300, 7) == 0);
+    /* the seed chain with settings of the user's own, which the recommendation must keep */
+    const char *user = "{\"defaults\": {\"timeout_ms\": 20000, \"headers\": {\"X-Team\": \"vision\"}},\n"
+                       " \"stages\": [\n"
+                       "  {\"name\": \"model_01\", \"url\": \"/model_01\", \"fields\": {\"model_03\": null}, \"retries\": 5},\n"
+                       "  {\"name\": \"model_02\", \"url\": \"/model_02\", \"fields\": {\"model_03\": null}, \"concurrency\": 1},\n"
+                       "  {\"name\": \"model_03\", \"url\": \"/model_03\", \"fields\": {\"model_03\": null},\n"
+                       "   \"when\": [\"model_01\", \"model_02\"], \"headers\": {\"X-Model\": \"three\"}},\n"
+                       "  {\"name\": \"model_04\", \"url\": \"/model_04\",\n"
+                       "   \"fields\": {\"model_03\": {\"result_of\": \"model_03\"}}, \"csv\": false},\n"
+                       "  {\"name\": \"model_05\", \"url\": \"/model_05\", \"fields\": {\"model_03\": null},\n"
+                       "   \"input\": {\"each\": \"model_04\", \"array\": \"sub-img\", \"field\": \"img\"}}\n"
+                       " ]}\n";
+    CU_ASSERT_FATAL(write_file(cfgf, user, strlen(user)) == 0);
+    const char *margs[] = {"--latency-ms", "20", "--capacity", "8", "--capacity", "model_03=2", NULL};
+    CU_ASSERT_FATAL(mock_start(&m, margs) == 0);
+
+    /* mistakes: exit 2, and nothing reaches the server */
+    const char *bad = "{\"stages\": [{\"name\": \"a\", \"url\": \"/model_01\", \"when\": [\"nope\"]}]}";
+    CU_ASSERT_FATAL(write_file(badf, bad, strlen(bad)) == 0);
+    char missing[320];
+    snprintf(missing, sizeof missing, "%s/none.json", tmp);
+    struct {
+        const char *opt, *val, *cfg, *says;
+    } mistakes[] = {
+        {"--sweep-stages", "model_03,model_09", cfgf, "no stage \"model_09\""},
+        {"--sweep-stages", "model_03", badf, "nope"},
+        {"--concurrency", "1,2,4", missing, "none.json"},
+        {"--concurrency", "1,auto", cfgf, "leave auto out"},
+    };
+    for (size_t i = 0; i < sizeof mistakes / sizeof mistakes[0]; i++) {
+        const char *argv[] = {e2e_annotate_bin(), "bench", imgs, "--server", m.base_url, "--config", mistakes[i].cfg,
+                              "--sweep", mistakes[i].opt, mistakes[i].val, "--duration", "1", "--report", report,
+                              "--recommend", rec, NULL};
+        int rc = run_cmd(argv, tmo(30), buf, sizeof buf);
+        CHECKF(rc == 2 && strstr(buf, mistakes[i].says), "mistake %zu: exit %d: %s", i, rc, buf);
+    }
+    const char *nosweep[] = {e2e_annotate_bin(), "bench", imgs, "--server", m.base_url, "--sweep-stages", "model_01", NULL};
+    int rc = run_cmd(nosweep, tmo(30), buf, sizeof buf);
+    CHECKF(rc == 2 && strstr(buf, "add --sweep"), "--sweep-stages without --sweep: exit %d: %s", rc, buf);
+    CHECKF(mock_requests() == 0, "%ld requests reached the server before the mistakes were found", mock_requests());
+    CU_ASSERT(access(report, F_OK) != 0 && access(rec, F_OK) != 0);
+
+    const char *argv[] = {e2e_annotate_bin(), "bench", imgs, "--server", m.base_url, "--config", cfgf, "--sweep",
+                          "--duration", "1.5", "--window", "0.25", "--report", report, "--recommend", rec, NULL};
+    long t0 = now_ms();
+    rc = run_cmd(argv, tmo(150), buf, sizeof buf);
+    long took = now_ms() - t0;
+    CHECKF(rc == 0, "exit %d: %s", rc, buf);
+    /* 22 points or so of at most 1.5 s and a second to stop: about 35 s (also under ASan) */
+    CHECKF(took < 100000, "the sweep took %ld ms", took);
+    CHECKF(strstr(buf, "bottleneck: model_03") != NULL, "%s", buf);
+    CHECKF(strstr(buf, "\nstage model_03 (with model_01, model_02 on auto; not run") != NULL, "%s", buf);
+    CHECKF(strstr(buf, "knee: ") && strstr(buf, "recommended pipeline: ") && strstr(buf, "suggested --concurrency "),
+           "%s", buf);
+
+    /* the recommendation: the user's file, every stage with its concurrency */
+    cJSON *r = e2e_read_json(rec);
+    CU_ASSERT_FATAL(r != NULL);
+    cJSON *stages = cJSON_GetObjectItem(r, "stages");
+    CU_ASSERT_EQUAL_FATAL(cJSON_GetArraySize(stages), 5);
+    int conc[5] = {0};
+    for (int i = 0; i < 5; i++) {
+        cJSON *st = cJSON_GetArrayItem(stages, i), *c = cJSON_GetObjectItem(st, "concurrency");
+        CHECKF(cJSON_IsNumber(c), "stage %d has no numeric concurrency", i);
+        conc[i] = cJSON_IsNumber(c) ? c->valueint : 0;
+    }
+    CHECKF(conc[2] >= 1 && conc[2] <= 4, "model_03 (capacity 2): %d", conc[2]);
+    CHECKF(conc[0] > conc[2] && conc[1] > conc[2], "model_01 %d, model_02 %d, model_03 %d", conc[0], conc[1], conc[2]);
+    CHECKF(conc[0] >= 8 && conc[1] >= 8, "model_01 %d, model_02 %d: capacity 8 each", conc[0], conc[1]);
+    CU_ASSERT_EQUAL(e2e_json_num(cJSON_GetArrayItem(stages, 0), "retries"), 5);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(stages, 2),
+                                                                                        "headers"), "X-Model")) ?: "",
+                           "three");
+    CU_ASSERT_EQUAL(e2e_json_num(cJSON_GetObjectItem(r, "defaults"), "timeout_ms"), 20000);
+    CU_ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(stages, 3), "csv")));
+    CU_ASSERT(cJSON_GetObjectItem(cJSON_GetArrayItem(stages, 4), "input") != NULL);
+    cJSON_Delete(r);
+
+    /* the report: each stage's points, the knee, who held whom back, the bottleneck */
+    cJSON *o = e2e_read_json(report);
+    CU_ASSERT_FATAL(o != NULL);
+    CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(o, "complete")));
+    cJSON *sw = cJSON_GetObjectItem(o, "sweep");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(sw, "bottleneck")) ?: "", "model_03");
+    CU_ASSERT(e2e_json_num(sw, "concurrency") >= conc[0] + conc[1] + conc[2] + conc[3] + conc[4]);
+    const char *names[] = {"model_01", "model_02", "model_03", "model_04", "model_05"};
+    for (int i = 0; i < 5; i++) {
+        cJSON *st = sweep_stage_of(o, names[i]);
+        CHECKF(st != NULL, "no %s in the report", names[i]);
+        if (!st)
+            continue;
+        CHECKF(e2e_json_num(st, "recommended") == conc[i], "%s: %g recommended in the report, %d in the file", names[i],
+               e2e_json_num(st, "recommended"), conc[i]);
+        CU_ASSERT(e2e_json_num(st, "knee") >= 1 && e2e_json_num(st, "knee") <= conc[i]);
+        CU_ASSERT(cJSON_GetArraySize(cJSON_GetObjectItem(st, "points")) >= 2);
+        CU_ASSERT(e2e_json_num(st, "best_requests_per_s") > 0);
+    }
+    /* model_03's requests/s: about its capacity over its latency, 2 / 20 ms */
+    double m3 = e2e_json_num(sweep_stage_of(o, "model_03"), "best_requests_per_s");
+    CHECKF(m3 > 60 && m3 < 110, "model_03: %g req/s at best", m3);
+    /* model_04 needs model_03: it cannot be driven past it, and is said to be held back */
+    const char *held = cJSON_GetStringValue(cJSON_GetObjectItem(sweep_stage_of(o, "model_04"), "held_back_by"));
+    CHECKF(held && !strcmp(held, "model_03"), "model_04 held back by %s", held ? held : "nothing");
+    CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(sweep_stage_of(o, "model_04"), "starved")));
+    CU_ASSERT(cJSON_GetObjectItem(sweep_stage_of(o, "model_01"), "held_back_by") == NULL);
+    cJSON_Delete(o);
+
+    /* the recommendation runs as it is */
+    const char *run[] = {e2e_annotate_bin(), imgs, "--server", m.base_url, "--config", rec, "--max-images", "50",
+                         "--out", out, "--quiet", NULL};
+    rc = run_cmd(run, tmo(60), buf, sizeof buf);
+    CHECKF(rc == 0, "a run with the recommended pipeline: exit %d: %s", rc, buf);
+    mock_stop(&m);
+    tree_rm(tmp);
+}
+
 int register_bench(void)
 {
     CU_pSuite s = CU_add_suite("bench", NULL, suite_cleanup);
@@ -505,7 +664,9 @@ int register_bench(void)
                         "a set-up error stops it; nginx's 1m body limit gives 413", test_bench_tls) ||
         !CU_add_test(s, "bench against a failing server: failures count against a point, ok images only",
                      test_bench_failures) ||
-        !CU_add_test(s, "bench keeps to --duration against a slow server; Ctrl-C keeps the report", test_bench_duration))
+        !CU_add_test(s, "bench keeps to --duration against a slow server; Ctrl-C keeps the report", test_bench_duration) ||
+        !CU_add_test(s, "bench --sweep against servers of their own capacity: the knee per stage, the bottleneck, the "
+                        "recommended pipeline; a mistake exits 2 before a request", test_bench_sweep))
         return -1;
     return 0;
 }

@@ -496,6 +496,24 @@ static void test_concurrency_auto(void)
     CU_ASSERT_EQUAL(PARSE(0, "--capacity", "4"), -1); /* bench only */
 }
 
+/* --sweep, --sweep-stages and --recommend are bench's (what they find wrong is bench_main's:
+ * suite bench). */
+static void test_sweep_options(void)
+{
+    CU_ASSERT_EQUAL(PARSE(1, "--sweep"), 0);
+    CU_ASSERT_EQUAL(bo.sweep, 1);
+    CU_ASSERT_PTR_NULL(bo.sweep_stages);
+    CU_ASSERT_STRING_EQUAL(bo.recommend, "out/recommended.json");
+    CU_ASSERT_EQUAL(PARSE(1, "--sweep", "--sweep-stages", "model_01,model_03", "--recommend", "r.json"), 0);
+    CU_ASSERT_STRING_EQUAL(bo.sweep_stages, "model_01,model_03");
+    CU_ASSERT_STRING_EQUAL(bo.recommend, "r.json");
+    CU_ASSERT_EQUAL(PARSE(1, "--sweep=yes"), -1);
+    CU_ASSERT_EQUAL(PARSE(0, "--sweep"), -1);
+    CHECKF(strstr(err, "--sweep") && strstr(err, "annotate bench"), "%s", err);
+    CU_ASSERT_EQUAL(PARSE(0, "--recommend", "r.json"), -1);
+    CU_ASSERT_EQUAL(PARSE(0, "--sweep-stages", "a"), -1);
+}
+
 /* Every option the parser knows is covered by one of the tests above, so that a new one cannot
  * land untested. */
 static void test_every_option_tested(void)
@@ -503,7 +521,7 @@ static void test_every_option_tested(void)
     static const char *const others[] = {"out", "server", "config", "strategy", "extensions", "encoder", "resume",
                                          "retry-failed", "force", "quiet", "stats-json", "insecure", "cacert", "shard", "help",
                                          "version", "strategies", "latency-dist", "report", "chart", "mock",
-                                         "trust-payload", "header", "verbose", NULL};
+                                         "trust-payload", "header", "verbose", "sweep", "sweep-stages", "recommend", NULL};
     const char *const *names = cli_option_names();
     for (int i = 0; names[i]; i++) {
         int found = 0;
@@ -564,6 +582,7 @@ int register_options(void)
                      test_numeric_ranges) ||
         !CU_add_test(s, "--max-rps 1e-300 is refused", test_max_rps_tiny) ||
         !CU_add_test(s, "--concurrency auto, and auto in bench's list", test_concurrency_auto) ||
+        !CU_add_test(s, "bench's --sweep, --sweep-stages, --recommend", test_sweep_options) ||
         !CU_add_test(s, "flags, strings, defaults, combinations, bench's own", test_flags_strings) ||
         !CU_add_test(s, "--strategy, --shard, --encoder, --extensions, --concurrency", test_custom_options) ||
         !CU_add_test(s, "--server, --cacert, --header checked and named", test_checked_options) ||
