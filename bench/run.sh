@@ -50,3 +50,6 @@ rm -f "$log" out/bench-mem.csv
 echo
 echo "== per-stage concurrency limits against a GPU-like mock (make bench-capacity)"
 sh bench/capacity.sh $B
+echo
+echo "== cost per request against nginx, beside wrk and aiohttp (make bench-cost)"
+sh bench/cost.sh $B
