@@ -7,7 +7,8 @@
 # = (user + sys) / requests, from /usr/bin/time), wrk posting the same ~54 KB body to one
 # endpoint, and a Python asyncio + aiohttp client (bench/aiohttp_client.py). Then the latency
 # check: nginx answering after 20 ms (echo_sleep), annotate at 256 in flight and at 1024 with
-# --loops 2, as a fraction of concurrency / latency. nginx, its echo module, wrk and aiohttp are
+# --loops 2, as a fraction of concurrency / latency. Each is run ROUNDS times (3), the clients
+# taking turns, and medians are reported. nginx, its echo module, wrk and aiohttp are
 # installed here when missing (not by make deps).
 set -eu
 B=${1:-build}
@@ -111,29 +112,43 @@ open(sys.argv[1] + ".line", "w").write(f"{images/secs} {reqs/secs} {(user+sys_)/
 PY
 }
 
+# The three clients take turns, ROUNDS times (default 3); the figures are each one's median, so
+# that a burst of load from elsewhere on this shared machine moves one round, not the result.
+R=${ROUNDS:-3}
+med() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 echo
-echo "== no latency, $C in flight, 10,000 images of 40 KB"
+echo "== no latency, $C in flight, 10,000 images of 40 KB; $R rounds, medians"
 cat $(find $D -type f) >/dev/null  # into the page cache
-run_annotate $U0 $C 1 "annotate curl-multi"
-read a_ips a_rps a_us <$O/stats.json.line
-/usr/bin/time -f "%U %S %e" -o $O/time.txt wrk -t1 -c$C -d10s -s $O/post.lua $U0/model_01 >$O/wrk.txt
-w_rps=$(awk '/^Requests\/sec/ {print $2}' $O/wrk.txt)
-w_n=$(awk '/requests in/ {print $1}' $O/wrk.txt)
-read wu ws ww <$O/time.txt
-w_us=$(python3 -c "print(f'{($wu+$ws)/$w_n*1e6:.1f}')")
-echo "wrk -t1 -c$C, the same $(wc -c <$O/body.json)-byte body to /model_01: $w_n requests, $w_rps requests/s; CPU $wu user + $ws sys = $w_us us per request"
-/usr/bin/python3 bench/aiohttp_client.py $D $U0 $C 2000 | tee $O/aiohttp.txt
-p_ips=$(sed 's/.*: \([0-9.]*\) images\/s/\1/' $O/aiohttp.txt)
+A_IPS=""; A_RPS=""; A_US=""; W_RPS=""; W_US=""; P_IPS=""
+for r in $(seq $R); do
+  run_annotate $U0 $C 1 "annotate curl-multi"
+  read a_ips a_rps a_us <$O/stats.json.line
+  A_IPS="$A_IPS $a_ips"; A_RPS="$A_RPS $a_rps"; A_US="$A_US $a_us"
+  /usr/bin/time -f "%U %S %e" -o $O/time.txt wrk -t1 -c$C -d5s -s $O/post.lua $U0/model_01 >$O/wrk.txt
+  w_rps=$(awk '/^Requests\/sec/ {print $2}' $O/wrk.txt)
+  w_n=$(awk '/requests in/ {print $1}' $O/wrk.txt)
+  read wu ws ww <$O/time.txt
+  w_us=$(python3 -c "print(f'{($wu+$ws)/$w_n*1e6:.1f}')")
+  W_RPS="$W_RPS $w_rps"; W_US="$W_US $w_us"
+  echo "wrk -t1 -c$C, the same $(wc -c <$O/body.json)-byte body to /model_01: $w_n requests, $w_rps requests/s; CPU $wu user + $ws sys = $w_us us per request"
+  /usr/bin/python3 bench/aiohttp_client.py $D $U0 $C 2000 | tee $O/aiohttp.txt
+  P_IPS="$P_IPS $(sed 's/.*: \([0-9.]*\) images\/s/\1/' $O/aiohttp.txt)"
+done
 python3 -c "
-a_ips, a_rps, a_us, w_rps, w_us, p_ips = $a_ips, $a_rps, $a_us, $w_rps, $w_us, $p_ips
+a_ips, a_rps, a_us, w_rps, w_us, p_ips = $(med $A_IPS), $(med $A_RPS), $(med $A_US), $(med $W_RPS), $(med $W_US), $(med $P_IPS)
+print(f'medians: annotate {a_ips:.0f} images/s, {a_rps:.0f} requests/s, {a_us:.1f} us CPU per request; wrk {w_rps:.0f} requests/s, {w_us:.1f} us; aiohttp {p_ips:.0f} images/s')
 print(f'ratios: annotate / wrk request rate {a_rps / w_rps:.2f} (goal 0.60); annotate / aiohttp images/s {a_ips / p_ips:.1f}x (goal 15x);')
 print(f'        CPU per request: annotate {a_us:.1f} us (goal 50), wrk {w_us:.1f} us')"
 
 echo
-echo "== 20 ms latency: achieved requests/s against concurrency / latency"
+echo "== 20 ms latency: achieved requests/s against concurrency / latency; $R rounds, medians"
 for cl in 256:1 1024:2; do
   c=${cl%:*}; l=${cl#*:}
-  run_annotate $U20 $c $l "annotate curl-multi --concurrency $c --loops $l"
-  read x r u <$O/stats.json.line
-  python3 -c "print(f'  {$r:.0f} requests/s of {$c / 0.02:.0f}: {$r / ($c / 0.02) * 100:.1f}% (goal 95%)')"
+  RPS=""
+  for r in $(seq $R); do
+    run_annotate $U20 $c $l "annotate curl-multi --concurrency $c --loops $l"
+    read x rr u <$O/stats.json.line
+    RPS="$RPS $rr"
+  done
+  python3 -c "r = $(med $RPS); print(f'  median {r:.0f} requests/s of {$c / 0.02:.0f}: {r / ($c / 0.02) * 100:.1f}% (goal 95%)')"
 done
