@@ -449,7 +449,9 @@ static void test_req_whole(void)
     fill_random(&rng_state, pl, len);
     struct item *it = make_item(pl, len);
     CU_ASSERT_PTR_NOT_NULL_FATAL(it);
-    CU_ASSERT_PTR_NULL(chain_req_whole(next(it))); /* no slack: no whole body */
+    struct chain_req *reqs = next(it);
+    CU_ASSERT_PTR_NULL(chain_req_whole(reqs)); /* no slack: no whole body */
+    free_list(reqs);
     item_free(it);
 
     it = make_item(pl, len);
@@ -459,7 +461,7 @@ static void test_req_whole(void)
     free(it->b64);
     it->b64 = block + SLACK;
     it->b64_slack = SLACK;
-    struct chain_req *reqs = next(it);
+    reqs = next(it);
     CU_ASSERT_EQUAL_FATAL(list_len(reqs), 2);
     const char *w1 = chain_req_whole(reqs), *w2 = chain_req_whole(reqs->next);
     CU_ASSERT(whole_is(reqs, w1));
