@@ -9,6 +9,7 @@
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
+#   make bench-cost  CPU per request against nginx, beside wrk and a Python aiohttp client
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -61,7 +62,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep fuzz install alloc-sweep
+.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -197,7 +198,14 @@ bench-capacity: all $(BUILD)/gen-images
 bench-sweep: all $(BUILD)/gen-images
 	sh bench/sweep.sh $(BUILD)
 
-# Every figure of docs/BENCHMARKS.md, in one go (about 15 minutes; needs ~10 GB of disk).
+# The client's CPU per request against nginx (its echo module answering the five endpoints), in
+# one run with wrk (the ceiling) and a Python asyncio + aiohttp client; then 20 ms of latency at
+# 256 and 1024 in flight. Installs nginx, libnginx-mod-http-echo, wrk and python3-aiohttp when
+# missing (they are not in make deps).
+bench-cost: all $(BUILD)/gen-images
+	sh bench/cost.sh $(BUILD) | tee docs/bench/bench-cost.txt
+
+# Every figure of docs/BENCHMARKS.md, in one go (about 16 minutes; needs ~10 GB of disk).
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64)
 	sh bench/run.sh $(BUILD)
 

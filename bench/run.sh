@@ -53,3 +53,5 @@ sh bench/capacity.sh $B
 echo
 echo "== what to run against servers of different capacities (make bench-sweep)"
 sh bench/sweep.sh $B
+echo "== cost per request against nginx, beside wrk and aiohttp (make bench-cost)"
+sh bench/cost.sh $B

@@ -209,6 +209,14 @@ int chain_req_items(const struct chain_req *req, struct item **out);
  * batch: all of them), or the run is being torn down. */
 int chain_req_moot(const struct run *run, const struct chain_req *req);
 
+/* req's body (not a form's) as one piece, or NULL. When the body is the image's base64 with text
+ * before and after it that fits in the slack the loader left around it (item.h), that text is
+ * written there and the piece is the base64 with it: nothing is copied. While the piece is in use
+ * (until chain_req_whole_done), another request of the image gets it only if its text is the
+ * same; otherwise NULL, and its body is read with chain_req_read. */
+const char *chain_req_whole(struct chain_req *req);
+void chain_req_whole_done(struct item *it);
+
 /* Frees a request that will not be completed (the run is being torn down). */
 void chain_req_free(struct chain_req *req);
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "chain.h"
@@ -59,6 +60,8 @@ struct multi {
     int wait_rr;                    /* the stage served first next time, for fairness */
     int wake_fd;                    /* eventfd: another loop freed a slot one of ours waits for */
     struct chain_batcher *batcher;  /* requests of batch stages, gathering */
+    unsigned char *fds;             /* each socket's epoll registration (on_socket) */
+    int n_fds;
 };
 
 /* --loops event loops share the input and output queues; each has its own multi handle,
@@ -187,25 +190,89 @@ static int settling(const struct multi *x, const struct chain_req *r)
 
 /* ---- curl callbacks ---- */
 
+/* What each socket is registered with in epoll (x->fds, by descriptor): SOCK_REG and the events,
+ * SOCK_IDLE once libcurl has let go of it. libcurl removes a connection's socket when its transfer
+ * ends and adds it again when the next request takes the connection from its cache, usually
+ * with the same interest: the socket stays in epoll meanwhile, and that costs no epoll_ctl. An
+ * event on an idle socket (the server closed it) takes it out; libcurl finds the connection dead
+ * when it next looks. libcurl closes its sockets through on_close, which forgets them. */
+#define SOCK_REG 0x80u
+#define SOCK_IDLE 0x40u
+
+static unsigned char *sock_state(struct multi *x, curl_socket_t s)
+{
+    if (s < 0)
+        return NULL;
+    if (s >= x->n_fds) {
+        int n = x->n_fds ? x->n_fds : 1024;
+        while (n <= s)
+            n *= 2;
+        unsigned char *f = realloc(x->fds, (size_t)n);
+        if (!f)
+            return NULL;
+        memset(f + x->n_fds, 0, (size_t)(n - x->n_fds));
+        x->fds = f;
+        x->n_fds = n;
+    }
+    return &x->fds[s];
+}
+
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)e;
+    (void)socketp;
     struct multi *x = userp;
+    unsigned char *st = sock_state(x, s);
     if (what == CURL_POLL_REMOVE) {
-        epoll_ctl(x->epfd, EPOLL_CTL_DEL, s, NULL);
-        curl_multi_assign(x->m, s, NULL);
+        if (st && (*st & SOCK_REG))
+            *st |= SOCK_IDLE; /* kept in epoll */
+        else
+            epoll_ctl(x->epfd, EPOLL_CTL_DEL, s, NULL);
         return 0;
     }
     struct epoll_event ev = {0};
     ev.data.fd = s;
     ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-    if (socketp) {
+    if (st && (*st & ~SOCK_IDLE) == (SOCK_REG | ev.events)) {
+        *st = (unsigned char)(SOCK_REG | ev.events); /* taken again as it was: nothing to do */
+        return 0;
+    } else if (st && (*st & SOCK_REG)) {
         epoll_ctl(x->epfd, EPOLL_CTL_MOD, s, &ev);
-    } else {
-        epoll_ctl(x->epfd, EPOLL_CTL_ADD, s, &ev);
-        curl_multi_assign(x->m, s, x); /* any non-NULL marks "added" */
+    } else if (epoll_ctl(x->epfd, EPOLL_CTL_ADD, s, &ev) && errno == EEXIST) {
+        epoll_ctl(x->epfd, EPOLL_CTL_MOD, s, &ev); /* no state (out of memory): registered before */
     }
+    if (st)
+        *st = (unsigned char)(SOCK_REG | ev.events);
     return 0;
+}
+
+/* An event on a socket libcurl has let go of: out of epoll with it. 1 when it was one. */
+static int idle_event(struct multi *x, int fd)
+{
+    if (fd >= x->n_fds || !(x->fds[fd] & SOCK_IDLE))
+        return 0;
+    epoll_ctl(x->epfd, EPOLL_CTL_DEL, fd, NULL);
+    x->fds[fd] = 0;
+    return 1;
+}
+
+static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)clientp;
+    (void)purpose;
+    /* Close-on-exec: worker processes are started by fork and exec while connections are open. */
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+static int on_close(void *clientp, curl_socket_t s)
+{
+    struct multi *x = clientp;
+    if (s >= 0 && s < x->n_fds) {
+        if (x->fds[s] & SOCK_REG)
+            epoll_ctl(x->epfd, EPOLL_CTL_DEL, s, NULL); /* a copy held across a fork would keep it */
+        x->fds[s] = 0;
+    }
+    return close(s);
 }
 
 static int on_timer(CURLM *m, long timeout_ms, void *userp)
@@ -223,10 +290,13 @@ static struct http_slot *handle_get(struct multi *x)
     if (x->n_pool)
         return x->pool[--x->n_pool];
     struct http_slot *h = calloc(1, sizeof *h);
-    if (http_slot_init(h)) {
+    if (!h || http_slot_init(h)) {
         free(h);
         return NULL;
     }
+    curl_easy_setopt(h->h, CURLOPT_OPENSOCKETFUNCTION, on_open);
+    curl_easy_setopt(h->h, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+    curl_easy_setopt(h->h, CURLOPT_CLOSESOCKETDATA, x);
     return h;
 }
 
@@ -289,6 +359,10 @@ static void send_req(struct multi *x, struct chain_req *r)
     if (mc != CURLM_OK) {
         if (held)
             limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
+        if (h->whole) { /* the body in place was never sent: let the image's slack go */
+            chain_req_whole_done(h->whole);
+            h->whole = NULL;
+        }
         handle_put(x, h);
         r->driver = NULL;
         struct chain_answer a = {.cc = CURLE_FAILED_INIT, .curl_err = curl_multi_strerror(mc), .retry_after_s = -1};
@@ -543,6 +617,8 @@ static void *loop(void *arg)
                 (void)rr;
                 continue;
             }
+            if (idle_event(x, evs[i].data.fd))
+                continue;
             int flags = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
                         (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                         (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
@@ -574,6 +650,7 @@ static void loop_free(struct multi *x)
         close(x->epfd);
     if (x->wake_fd >= 0)
         close(x->wake_fd);
+    free(x->fds);
     free(x->pool);
     free(x->heap);
     free(x);

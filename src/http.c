@@ -154,6 +154,7 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
     if (resp->data)
         resp->data[0] = 0;
     errbuf[0] = 0;
+    slot->whole = NULL;
     curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(h, CURLOPT_PREREQDATA, req);
     curl_easy_setopt(h, CURLOPT_URL, pipeline_replica_url(st, req->replica, 0));
@@ -179,9 +180,14 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         size_t blen = chain_req_body_len(req);
         struct http_buf *b = &slot->body;
-        if (blen <= HTTP_SMALL_BODY && !b->data && (b->data = malloc(HTTP_SMALL_BODY + 1)))
+        const char *whole = blen <= HTTP_SMALL_BODY ? chain_req_whole(req) : NULL;
+        if (!whole && blen <= HTTP_SMALL_BODY && !b->data && (b->data = malloc(HTTP_SMALL_BODY + 1)))
             b->cap = HTTP_SMALL_BODY + 1;
-        if (blen <= HTTP_SMALL_BODY && b->data) { /* else streamed: out of memory for the buffer */
+        if (whole) {
+            slot->whole = req->it; /* until http_answer */
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, whole);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+        } else if (blen <= HTTP_SMALL_BODY && b->data) { /* else streamed: out of memory for the buffer */
             b->len = chain_req_read(req, b->data, blen);
             curl_easy_setopt(h, CURLOPT_POSTFIELDS, b->data);
             curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
@@ -225,6 +231,10 @@ long http_retry_after(CURL *h)
 
 void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a)
 {
+    if (slot->whole) {
+        chain_req_whole_done(slot->whole);
+        slot->whole = NULL;
+    }
     a->cc = cc;
     a->status = 0;
     curl_easy_getinfo(slot->h, CURLINFO_RESPONSE_CODE, &a->status);

@@ -34,6 +34,7 @@ struct http_slot {
     struct http_part *part;/* where each part's upload stands */
     int n_part;
     struct curl_slist *req_headers; /* the stage's headers plus the image's Content-Type */
+    struct item *whole;    /* the attempt's body is this image's base64 in place (chain_req_whole) */
 };
 
 int http_slot_init(struct http_slot *s);
@@ -41,8 +42,9 @@ void http_slot_free(struct http_slot *s);
 
 /* Puts one attempt of req on the slot's handle: URL, body, headers, timeouts, TLS settings; the
  * answer goes into slot->resp (emptied), errors into slot->errbuf. CURLOPT_PRIVATE is set to req.
- * A body up to HTTP_SMALL_BODY bytes is assembled in slot->body and handed to curl whole, so that
- * headers and body leave in one send(); a larger one is streamed from the image's base64 or bytes
+ * A body up to HTTP_SMALL_BODY bytes is handed to curl whole, so that headers and body leave in
+ * one send(): in place around the image's base64 when chain_req_whole can (no copy), else
+ * assembled in slot->body; a larger one is streamed from the image's base64 or bytes
  * by a read callback, never copied into a body first. A "form" body is a curl_mime whose parts
  * are streamed the same way (curl_mime_data_cb), and can be rewound for a retry. */
 #define HTTP_SMALL_BODY (60 * 1024)

@@ -54,9 +54,10 @@ void item_fail(struct item *it, const char *fmt, ...)
 
 void item_drop_payload(struct item *it)
 {
-    free(it->b64);
+    free(it->b64 ? it->b64 - it->b64_slack : NULL);
     it->b64 = NULL;
     it->b64_len = 0;
+    it->b64_slack = 0;
     free(it->raw);
     it->raw = NULL;
     it->raw_len = 0;

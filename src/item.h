@@ -31,6 +31,10 @@ struct item {
     char *b64;           /* owned; the image, base64-encoded once by the load stage (when a
                             stage's body sends base64) */
     size_t b64_len;
+    size_t b64_slack;    /* bytes the loader left free before b64 and after its end (the block
+                            starts at b64 - b64_slack): a body's head and tail are written there,
+                            around the base64, so that the body is one piece (chain_req_whole) */
+    int slack_users;     /* requests on the wire whose body is that piece */
     unsigned char *raw;  /* owned; the image's bytes (when a stage's body sends them) */
     size_t raw_len;
     const char *mime;    /* static (mime.h); set by the load stage */

@@ -21,6 +21,20 @@ static void budget_alive(const void *arg)
         run->alive(run);
 }
 
+/* Room left before and after the base64 (item.h: b64_slack), for a body's head and tail. */
+#define B64_SLACK 1024
+
+/* The base64 buffer of an image of size bytes, with the slack on either side. */
+static int b64_alloc(struct item *it, size_t size)
+{
+    char *block = malloc(B64_SLACK + b64_encoded_len(size) + 1 + B64_SLACK);
+    if (!block)
+        return -1;
+    it->b64 = block + B64_SLACK;
+    it->b64_slack = B64_SLACK;
+    return 0;
+}
+
 static int budget_stop(const void *arg)
 {
     const struct run *run = arg;
@@ -66,7 +80,7 @@ void load_image(const struct run *run, struct item *it)
     unsigned needs = pipeline_needs(run->p);
     /* The image's share of --max-memory, taken before anything is read: loading waits while
      * other images hold the budget. */
-    uint64_t charge = ((needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 : 0) + ((needs & NEED_BYTES) ? size : 0);
+    uint64_t charge = ((needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 + 2 * B64_SLACK : 0) + ((needs & NEED_BYTES) ? size : 0);
     if (budget_take(charge, budget_alive, budget_stop, run)) {
         item_fail(it, "not loaded: the run was stopped");
         it->no_row = 1; /* not the image's fault: --resume runs it */
@@ -114,7 +128,7 @@ void load_image(const struct run *run, struct item *it)
         it->raw_len = got;
         it->mime = mime_of(it->raw, got < MIME_HEAD ? got : MIME_HEAD, it->path);
         if (needs & NEED_B64) {
-            if (!(it->b64 = malloc(b64_encoded_len(got) + 1))) {
+            if (b64_alloc(it, got)) {
                 item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
                 item_drop_payload(it);
                 return;
@@ -124,7 +138,7 @@ void load_image(const struct run *run, struct item *it)
         return;
     }
     size_t cap = (needs & NEED_B64) ? b64_encoded_len((size_t)size) : 0;
-    if (cap && !(it->b64 = malloc(cap + 1))) {
+    if (cap && b64_alloc(it, (size_t)size)) {
         item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
         close(fd);
         return;

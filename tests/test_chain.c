@@ -428,6 +428,75 @@ static void test_req_read_chunks(void)
     }
 }
 
+/* chain_req_whole: a body in place around the image's base64 (the loader's slack, item.h) is the
+ * same bytes chain_req_read gives; a sibling on the wire with the same head and tail shares it,
+ * one with another tail does not get it (and what is in place is left as it was). */
+static int whole_is(struct chain_req *r, const char *whole)
+{
+    size_t len;
+    char *body = read_body(r, 4096, &len);
+    int same = whole && len == chain_req_body_len(r) && !memcmp(body, whole, len);
+    free(body);
+    return same;
+}
+
+static void test_req_whole(void)
+{
+    enum { SLACK = 1024 };
+    size_t len = 3000;
+    unsigned char *pl = malloc(len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(pl);
+    fill_random(&rng_state, pl, len);
+    struct item *it = make_item(pl, len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(it);
+    struct chain_req *reqs = next(it);
+    CU_ASSERT_PTR_NULL(chain_req_whole(reqs)); /* no slack: no whole body */
+    free_list(reqs);
+    item_free(it);
+
+    it = make_item(pl, len);
+    char *block = malloc(SLACK + it->b64_len + 1 + SLACK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(block);
+    memcpy(block + SLACK, it->b64, it->b64_len);
+    free(it->b64);
+    it->b64 = block + SLACK;
+    it->b64_slack = SLACK;
+    reqs = next(it);
+    CU_ASSERT_EQUAL_FATAL(list_len(reqs), 2);
+    const char *w1 = chain_req_whole(reqs), *w2 = chain_req_whole(reqs->next);
+    CU_ASSERT(whole_is(reqs, w1));
+    CU_ASSERT(w1 == w2 && whole_is(reqs->next, w2)); /* the same text around it: shared */
+    CU_ASSERT_EQUAL(it->slack_users, 2);
+    chain_req_whole_done(it);
+    chain_req_whole_done(it);
+    struct chain_req *n = reqs->next;
+    done(reqs, cJSON_Parse("{\"label\":\"cat\"}"), NULL, 1);
+    done(n, cJSON_Parse("[\"tag_a\"]"), NULL, 1);
+    reqs = next(it);
+    CU_ASSERT_FATAL(list_len(reqs) == 1 && reqs->stage == 2);
+    const char *w3 = chain_req_whole(reqs); /* model_03: the seed's tail again */
+    CU_ASSERT(whole_is(reqs, w3));
+    size_t l3 = chain_req_body_len(reqs);
+    done(reqs, cJSON_Parse("{\"id\":\"00ff\",\"regions\":2}"), NULL, 1);
+    reqs = next(it);
+    CU_ASSERT_FATAL(list_len(reqs) == 1 && reqs->stage == 3);
+    /* model_03's request still on the wire (its use not done): model_04's other tail must not
+     * be written over it. */
+    char *before = malloc(l3);
+    memcpy(before, w3, l3);
+    CU_ASSERT_PTR_NULL(chain_req_whole(reqs));
+    CU_ASSERT(memcmp(before, w3, l3) == 0);
+    free(before);
+    chain_req_whole_done(it); /* model_03's attempt is over: now model_04 gets it */
+    const char *w4 = chain_req_whole(reqs);
+    CU_ASSERT(whole_is(reqs, w4));
+    chain_req_whole_done(it);
+    CU_ASSERT_EQUAL(it->slack_users, 0);
+    free_list(reqs);
+    item_free(it);
+    free(pl);
+}
+
 /* ---- truthiness and outcomes ---- */
 
 static void test_truthy(void)
@@ -943,6 +1012,7 @@ int register_chain(void)
         return -1;
     if (!CU_add_test(s, "600 random payloads follow the seed's rules (mock answers)", test_random_payloads) ||
         !CU_add_test(s, "chain_req_read in 1, 7, 4096-byte chunks: same valid body", test_req_read_chunks) ||
+        !CU_add_test(s, "chain_req_whole: the body in place around the base64, shared only when the same", test_req_whole) ||
         !CU_add_test(s, "chain_truthy", test_truthy) ||
         !CU_add_test(s, "chain_outcome classification", test_outcome) ||
         !CU_add_test(s, "results are the exact bytes sent; answers that are not strict JSON are garbled",
