@@ -141,8 +141,23 @@ static double proc_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* The mock's endpoints that the pipeline's batch stages post to ("model_03,model_05"), for its
+ * --batch: a batch endpoint answers lists. Empty when none. */
+static void batch_endpoints(const struct pipeline *p, char *out, size_t outlen)
+{
+    out[0] = 0;
+    for (int s = 0; p && s < p->n; s++) {
+        const char *u = p->stages[s].url, *slash = u ? strrchr(u, '/') : NULL;
+        if (!p->stages[s].batch_size || !slash || strncmp(slash + 1, "model_0", 7) || slash[8] < '1' ||
+            slash[8] > '5' || slash[9])
+            continue;
+        size_t l = strlen(out);
+        snprintf(out + l, outlen - l, "%s%s", l ? "," : "", slash + 1);
+    }
+}
+
 /* Starts the mock; returns its pid and fills the base URL. */
-static pid_t start_mock(const char *bin, const struct bench_opts *b, char *url, size_t urllen)
+static pid_t start_mock(const char *bin, const struct bench_opts *b, const char *batch, char *url, size_t urllen)
 {
     int fds[2];
     if (pipe(fds))
@@ -168,6 +183,10 @@ static pid_t start_mock(const char *bin, const struct bench_opts *b, char *url, 
                 argv[n++] = "--queue-max";
                 argv[n++] = qmax;
             }
+        }
+        if (batch[0]) {
+            argv[n++] = "--batch";
+            argv[n++] = batch;
         }
         argv[n] = NULL;
         execv(bin, (char **)argv);
@@ -1661,7 +1680,9 @@ int bench_main(struct config *cfg, struct bench_opts *b)
                 return 2;
             snprintf(mockbin, sizeof mockbin, "%s/mock-model-server", dirname(exe));
         }
-        mock = start_mock(mockbin, b, url, sizeof url);
+        char batch[128];
+        batch_endpoints(cfg->pipeline, batch, sizeof batch);
+        mock = start_mock(mockbin, b, batch, url, sizeof url);
         if (mock < 0) {
             fprintf(stderr, "annotate bench: cannot start the mock model server %s (give its path with --mock)\n", mockbin);
             return 2;

@@ -116,6 +116,43 @@ static void test_bench_capacity_auto(void)
     tree_rm(tmp);
 }
 
+/* A pipeline whose model_03 batches: the mock bench starts makes /model_03 a batch endpoint
+ * (--batch model_03), so its points have no failure. */
+static void test_bench_batch(void)
+{
+    CU_ASSERT_FATAL(make_tmpdir(tmp, sizeof tmp, "bench") == 0);
+    char imgs[300], report[300], chart[300], cfg[300], buf[16384];
+    snprintf(imgs, sizeof imgs, "%s/imgs", tmp);
+    snprintf(report, sizeof report, "%s/bench.json", tmp);
+    snprintf(chart, sizeof chart, "%s/bench.svg", tmp);
+    snprintf(cfg, sizeof cfg, "%s/p.json", tmp);
+    CU_ASSERT_FATAL(tree_make_generated(imgs, 200, 500, 9) == 0);
+    static const char text[] =
+        "{\"stages\": ["
+        "{\"name\": \"model_01\", \"url\": \"/model_01\", \"fields\": {\"model_03\": null}},"
+        "{\"name\": \"model_02\", \"url\": \"/model_02\", \"fields\": {\"model_03\": null}},"
+        "{\"name\": \"model_03\", \"url\": \"/model_03\", \"fields\": {\"model_03\": null}, \"when\": [\"model_01\", \"model_02\"],"
+        " \"batch\": {\"size\": 8}},"
+        "{\"name\": \"model_04\", \"url\": \"/model_04\", \"fields\": {\"model_03\": {\"result_of\": \"model_03\"}}, \"csv\": false},"
+        "{\"name\": \"model_05\", \"url\": \"/model_05\", \"fields\": {\"model_03\": null}, "
+        "\"input\": {\"each\": \"model_04\", \"array\": \"sub-img\", \"field\": \"img\"}}]}";
+    CU_ASSERT_FATAL(write_file(cfg, text, strlen(text)) == 0);
+    const char *argv[] = {e2e_annotate_bin(), "bench", imgs, "--mock", mock_bin(), "--config", cfg, "--strategies",
+                          "curl-multi", "--concurrency", "8", "--latency-ms", "2", "--report", report, "--chart", chart,
+                          NULL};
+    int rc = run_cmd(argv, tmo(120), buf, sizeof buf);
+    if (rc != 0)
+        show("annotate bench --config (batched model_03)", rc, buf);
+    CU_ASSERT_EQUAL(rc, 0);
+    cJSON *o = e2e_read_json(report);
+    CU_ASSERT_FATAL(o != NULL);
+    cJSON *p = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "points"), 0);
+    CU_ASSERT(p && cJSON_GetObjectItem(p, "images_failed")->valuedouble == 0);
+    CU_ASSERT(p && cJSON_GetObjectItem(p, "images_ok")->valuedouble > 0);
+    cJSON_Delete(o);
+    tree_rm(tmp);
+}
+
 /* ---- against a user's own servers ---- */
 
 /* nginx in front of the mock, as the newcomer had it: TLS with a private CA, and a token. The
@@ -660,6 +697,7 @@ int register_bench(void)
     CU_pSuite s = CU_add_suite("bench", NULL, suite_cleanup);
     if (!s || !CU_add_test(s, "annotate bench: table, JSON report, SVG chart", test_bench_report) ||
         !CU_add_test(s, "annotate bench --capacity --queue-max with an auto point", test_bench_capacity_auto) ||
+        !CU_add_test(s, "bench with a batch stage: the mock it starts answers that endpoint in lists", test_bench_batch) ||
         !CU_add_test(s, "bench over TLS (nginx, private CA, token): --cacert, --insecure, --header reach the runs; "
                         "a set-up error stops it; nginx's 1m body limit gives 413", test_bench_tls) ||
         !CU_add_test(s, "bench against a failing server: failures count against a point, ok images only",
