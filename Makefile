@@ -125,7 +125,7 @@ test: deps
 	@$(MAKE) -j$(NPROC) --no-print-directory sanitize
 	@$(MAKE) -j$(NPROC) --no-print-directory tsan
 	@$(MAKE) -j$(NPROC) --no-print-directory valgrind
-	@$(MAKE) -j$(NPROC) --no-print-directory fuzz FUZZ_SECONDS=15
+	@$(MAKE) -j$(NPROC) --no-print-directory fuzz FUZZ_SECONDS=10
 
 check: check-suites check-flags all $(UNIT) $(FAILALLOC)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
