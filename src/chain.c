@@ -898,7 +898,6 @@ int chain_batched(const struct run *run, const struct chain_req *req)
 
 struct chain_req *chain_batch_one(const struct run *run, struct chain_req *req)
 {
-    (void)run;
     struct chain_req *b = batch_new(req->stage, 1);
     if (!b) {
         /* Sent as it is, it is settled at once: the image fails with this. */

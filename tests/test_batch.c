@@ -155,6 +155,18 @@ static int make_tree(const char *root, int n, const int *bad, int n_bad)
     return 0;
 }
 
+/* A fresh directory from tmpl (mkdtemp's XXXXXX), with its tree of n files (bad[] as make_tree
+ * has them) and the names of the run's files in it. 0 or -1. */
+static int batch_dirs(char *base, char *root, char *csv, char *cfg, size_t len, int n, const int *bad, int n_bad)
+{
+    if (!mkdtemp(base))
+        return -1;
+    snprintf(root, len, "%s/t", base);
+    snprintf(csv, len, "%s/r.csv", base);
+    snprintf(cfg, len, "%s/p.json", base);
+    return make_tree(root, n, bad, n_bad);
+}
+
 static int write_template(const char *path, const char *endpoint, const char *base)
 {
     char text[1024];
@@ -189,13 +201,8 @@ static cJSON *run_template(const char *endpoint, int n, const int *bad, int n_ba
         CU_FAIL("tests/servers/batchy.py did not start");
         return NULL;
     }
-    char base[] = "/tmp/annotate-batch-XXXXXX";
-    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(base));
-    char root[600], csv[600], cfg[600];
-    snprintf(root, sizeof root, "%s/t", base);
-    snprintf(csv, sizeof csv, "%s/r.csv", base);
-    snprintf(cfg, sizeof cfg, "%s/p.json", base);
-    CU_ASSERT_EQUAL_FATAL(make_tree(root, n, bad, n_bad), 0);
+    char base[] = "/tmp/annotate-batch-XXXXXX", root[600], csv[600], cfg[600];
+    CU_ASSERT_EQUAL_FATAL(batch_dirs(base, root, csv, cfg, sizeof root, n, bad, n_bad), 0);
     CU_ASSERT_EQUAL_FATAL(write_template(cfg, endpoint, srv.base_url), 0);
     char out[8192];
     const char *extra[] = {"--config", cfg, "--concurrency", "4", "--backoff-ms", "1", "--backoff-max-ms", "5", NULL};
@@ -306,13 +313,8 @@ static void test_config_errors(void)
         {"\"batch\": {\"size\": 4}, \"body\": \"{{batch}}\", \"batch\": {\"size\": 2}", "appears twice"},
         {"\"batch\": {\"size\": 4, \"item\": \"{{image.bytes}}\"}, \"body\": {\"i\": \"{{batch}}\"}", "raw"},
     };
-    char base[] = "/tmp/annotate-batchcfg-XXXXXX";
-    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(base));
-    char cfg[600], root[600], csv[600];
-    snprintf(cfg, sizeof cfg, "%s/p.json", base);
-    snprintf(root, sizeof root, "%s/t", base);
-    snprintf(csv, sizeof csv, "%s/r.csv", base);
-    CU_ASSERT_EQUAL_FATAL(make_tree(root, 2, NULL, 0), 0);
+    char base[] = "/tmp/annotate-batchcfg-XXXXXX", cfg[600], root[600], csv[600];
+    CU_ASSERT_EQUAL_FATAL(batch_dirs(base, root, csv, cfg, sizeof root, 2, NULL, 0), 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char text[1024];
         snprintf(text, sizeof text, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\", %s}]}", cases[i].stage);
