@@ -41,23 +41,28 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # (make valgrind), clang and libclang-rt-dev (make fuzz), python3-fastapi, python3-uvicorn and
 # python3-multipart (an independent server of each dialect, tests/servers/dialects.py); libjq-dev
 # runs the pipelines' jq expressions (Debian has no pkg-config file for it: -ljq); nginx and
-# openssl (suite "bench", tests/test_bench.c: annotate bench over TLS through nginx with a private
+# openssl (suite "bench", tests/e2e/test_bench.c: annotate bench over TLS through nginx with a private
 # CA and a token made with openssl(1), and nginx's 1m body limit giving 413).
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
             python3-fastapi python3-uvicorn python3-multipart nginx openssl
 
-LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+# src/ holds main, the command line and the run; each folder one place of the design (see
+# docs/ARCHITECTURE.md). src/mock/ is the mock model server, a program of its own.
+LIB_SRC  := $(filter-out src/main.c src/mock/%,$(wildcard src/*.c src/*/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 MOCK_SRC := $(wildcard src/mock/*.c)
 MOCK_OBJ := $(MOCK_SRC:src/mock/%.c=$(BUILD)/obj/mock/%.o)
-TEST_SRC := $(wildcard tests/test_*.c) tests/util.c
+# tests/unit, tests/e2e and tests/servers hold the suites (test_NAME.c), tests/helpers what they
+# share; tests/main.c runs them.
+TEST_SRC := tests/main.c $(wildcard tests/unit/test_*.c tests/e2e/test_*.c tests/servers/test_*.c) \
+            $(filter-out tests/helpers/failalloc.c,$(wildcard tests/helpers/*.c))
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
 
 ANNOTATE := $(BUILD)/annotate
 MOCK     := $(BUILD)/mock-model-server
 UNIT     := $(BUILD)/unit-tests
-# annotate with a counting allocator that fails the Nth allocation (tests/failalloc.c): the tests'
+# annotate with a counting allocator that fails the Nth allocation (tests/helpers/failalloc.c): the tests'
 # allocation-failure sweep runs it (suite "hardening alloc"; make alloc-sweep for every N).
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
@@ -76,11 +81,11 @@ $(BUILD)/obj/mock/%.o: src/mock/%.c Makefile
 
 $(BUILD)/obj/tests/%.o: tests/%.c Makefile
 	@mkdir -p $(dir $@)
-	$(COMPILE) -Itests -MMD -MP -c -o $@ $<
+	$(COMPILE) -Itests/helpers -MMD -MP -c -o $@ $<
 
 # Objects also depend on this Makefile, so that a change of flags (or a build from before the
 # .d files) rebuilds them.
--include $(patsubst %.o,%.d,$(LIB_OBJ) $(BUILD)/obj/main.o $(MOCK_OBJ) $(TEST_OBJ) $(BUILD)/obj/tests/failalloc.o)
+-include $(patsubst %.o,%.d,$(LIB_OBJ) $(BUILD)/obj/main.o $(MOCK_OBJ) $(TEST_OBJ) $(BUILD)/obj/tests/helpers/failalloc.o)
 
 $(BUILD)/libannotate.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -92,7 +97,7 @@ $(ANNOTATE): $(BUILD)/obj/main.o $(BUILD)/libannotate.a
 $(MOCK): $(MOCK_OBJ) $(BUILD)/libannotate.a
 	$(LINK) -o $@ $^ $(LIBS) $(shell pkg-config --libs libevent 2>/dev/null)
 
-$(FAILALLOC): $(BUILD)/obj/main.o $(BUILD)/libannotate.a $(BUILD)/obj/tests/failalloc.o
+$(FAILALLOC): $(BUILD)/obj/main.o $(BUILD)/libannotate.a $(BUILD)/obj/tests/helpers/failalloc.o
 	$(LINK) $(foreach w,$(FAILALLOC_WRAPS),-Wl,--wrap=$(w)) -o $@ $^ $(LIBS) -ldl
 
 # The unit tests link the mock's answer models (not its server) to predict every cell: the
@@ -130,14 +135,14 @@ test: deps
 check: check-suites check-flags all $(UNIT) $(FAILALLOC)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
 
-# tests/test_main.c's SUITES must list every register_NAME() of tests/test_*.c (see the script).
+# tests/main.c's SUITES must list every register_NAME() of tests/*/test_*.c (see the script).
 check-suites:
-	@sh tests/check-suites.sh tests
+	@sh tests/helpers/check-suites.sh tests
 
 # A user's CFLAGS add to the project's flags, never replace them (make CFLAGS=-O0 must build):
 # the compile line make would run with CFLAGS=-O0 still carries -std=c11, -Isrc and -pthread.
 check-flags:
-	@line=$$($(MAKE) --no-print-directory -n -B BUILD=build-flagcheck CFLAGS=-O0 build-flagcheck/obj/b64.o); \
+	@line=$$($(MAKE) --no-print-directory -n -B BUILD=build-flagcheck CFLAGS=-O0 build-flagcheck/obj/common/b64.o); \
 	  for f in -std=c11 -Isrc -pthread -O0 -MMD; do \
 	    case " $$line " in *" $$f "*) ;; *) echo "check-flags: 'make CFLAGS=-O0' loses $$f: $$line"; exit 1;; esac; \
 	  done
@@ -163,7 +168,7 @@ alloc-sweep: all $(UNIT) $(FAILALLOC)
 # base64 micro-benchmark: bench/bench_b64.c against the library, at -O2.
 BENCH_B64 := $(BUILD)/bench-b64
 
-$(BENCH_B64): bench/bench_b64.c src/b64.h $(BUILD)/libannotate.a
+$(BENCH_B64): bench/bench_b64.c src/common/b64.h $(BUILD)/libannotate.a
 	@mkdir -p $(dir $@)
 	$(COMPILE) -O2 -o $@ bench/bench_b64.c $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS)
 
@@ -171,11 +176,11 @@ bench-micro: $(BENCH_B64)
 	taskset -c 1 $(BENCH_B64) 2>/dev/null || $(BENCH_B64)
 
 # Benchmark tools, built against the library like the tests.
-# gen-images shares the tests' PNG writer (tests/util.c, which needs only libc and src/fdio.c).
-$(BUILD)/gen-images: bench/gen_images.c tests/util.c tests/util.h src/fdio.c src/fdio.h
+# gen-images shares the tests' PNG writer (tests/helpers/util.c, which needs only libc and src/common/fdio.c).
+$(BUILD)/gen-images: bench/gen_images.c tests/helpers/util.c tests/helpers/util.h src/common/fdio.c src/common/fdio.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread -Isrc -Itests -o $@ bench/gen_images.c \
-	  tests/util.c src/fdio.c
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread -Isrc -Itests/helpers -o $@ bench/gen_images.c \
+	  tests/helpers/util.c src/common/fdio.c
 $(BUILD)/bench-%: bench/bench_%.c $(BUILD)/libannotate.a
 	$(COMPILE) -o $@ $< $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS)
 

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "b64.h"
+#include "common/b64.h"
 
 static double now(void)
 {

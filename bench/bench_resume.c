@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "results.h"
+#include "results/results.h"
 
 static double now(void)
 {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "scan.h"
+#include "flow/scan.h"
 
 static double now(void)
 {

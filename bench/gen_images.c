@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fdio.h"
+#include "common/fdio.h"
 #include "util.h" /* the PNG writer and the PRNG, shared with the tests' generated trees */
 
 int main(int argc, char **argv)

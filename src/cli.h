@@ -5,8 +5,7 @@
 
 #include <stdio.h>
 #include "config.h"
-
-#define ANNOTATE_VERSION "0.1.0"
+#include "version.h"
 
 /* Parses argv (after the program name and an optional subcommand) into cfg, loading the
  * pipeline. Returns 0, 1 when --help or --version was handled (exit 0), or -1 with a one-line

@@ -5,9 +5,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "b64.h"
-#include "pipeline.h"
-#include "scan.h"
+#include "common/b64.h"
+#include "pipeline/pipeline.h"
+#include "flow/scan.h"
 
 enum strategy { STRAT_SERIAL = 0, STRAT_THREADS, STRAT_PROCESSES, STRAT_CURL_MULTI, STRAT__N };
 

@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "cli.h"
-#include "exec.h"
-#include "ipc.h"
-#include "merge.h"
+#include "drivers/worker.h"
+#include "drivers/ipc.h"
+#include "results/merge.h"
 #include "runner.h"
 #include "summary.h"
 

@@ -10,10 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "errtally.h"
-#include "item.h"
-#include "limit.h"
-#include "scan.h"
+#include "common/errtally.h"
+#include "flow/item.h"
+#include "endpoint/limit.h"
+#include "flow/scan.h"
 #include "select.h"
 
 struct progress {

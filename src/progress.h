@@ -7,9 +7,9 @@
 
 #include <stdatomic.h>
 #include "config.h"
-#include "resume.h"
-#include "shared.h"
-#include "stats.h"
+#include "results/resume.h"
+#include "endpoint/shared.h"
+#include "common/stats.h"
 
 struct progress;
 

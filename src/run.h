@@ -6,10 +6,10 @@
 
 #include <stdatomic.h>
 #include "config.h"
-#include "pipeline.h"
-#include "ratelimit.h"
-#include "shared.h"
-#include "stats.h"
+#include "pipeline/pipeline.h"
+#include "endpoint/ratelimit.h"
+#include "endpoint/shared.h"
+#include "common/stats.h"
 
 enum { RUN_GOING = 0, RUN_DRAIN = 1, RUN_ABORT = 2 };
 
@@ -20,12 +20,26 @@ struct run {
     struct shared_page *shared; /* counters shared with worker processes; never NULL in a run */
     int shared_fd;              /* its descriptor, for worker processes to map */
     struct ratelimit *rl;       /* NULL: no --max-rps */
-    atomic_int stop;            /* RUN_GOING, RUN_DRAIN (stop scanning, finish what is in flight), RUN_ABORT */
+    /* RUN_GOING, RUN_DRAIN (stop scanning, finish what is in flight), RUN_ABORT: owned by whoever
+     * made the run (the runner, a worker process), written by it and by code that must stop the
+     * run (a set-up error, a failed event loop: run_abort), read by all. A pointer: what changes
+     * during a run is reached through a pointer to mutable state, never through a const cast. */
+    atomic_int *stop;
     /* Called by the blocking driver before each attempt and about every second while it waits
      * (a worker process tells its parent it is alive); NULL: nobody is listening. */
     void (*alive)(const struct run *run);
     int holder;                 /* a worker process: its entry + 1 in the shared page's table of
                                  * slot holders (limit.h); 0: none (the parent's threads) */
 };
+
+/* The stop flag's value, and stopping the run now (the runner turns it into exit 2 or 130). */
+static inline int run_stop_state(const struct run *run)
+{
+    return atomic_load(run->stop);
+}
+static inline void run_abort(const struct run *run)
+{
+    atomic_store(run->stop, RUN_ABORT);
+}
 
 #endif

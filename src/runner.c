@@ -7,7 +7,7 @@
  * number of images. With every stage serial there are no queues and no threads at all: one loop
  * scans, loads, queries and writes an image before the next — the reference the others match. */
 #include "runner.h"
-#include "budget.h"
+#include "flow/budget.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,19 +20,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
-#include "errtally.h"
-#include "exec.h"
+#include "bench/bench.h"
+#include "common/errtally.h"
+#include "drivers/exec.h"
 #include "fdlimit.h"
-#include "limit.h"
+#include "endpoint/limit.h"
 #include "progress.h"
-#include "results.h"
+#include "results/results.h"
 #include "run.h"
-#include "scan.h"
+#include "flow/scan.h"
 #include "select.h"
 
 struct runner {
     struct run run;
+    atomic_int stop;        /* run.stop points here */
     const struct config *cfg;
     struct config cfg_fit; /* the run's copy of the settings (see fdlimit.h); cfg points at it */
     struct shared shared;
@@ -84,7 +85,7 @@ static void folder_row(struct runner *r, const struct scan_entry *e)
     } else {
         fprintf(stderr, "annotate: cannot write the row of the folder %.*s (%s): %s\n",
                 (int)(e->path_len > 300 ? 300 : e->path_len), e->path, e->error, err[0] ? err : "out of memory");
-        atomic_store(&r->run.stop, RUN_ABORT);
+        atomic_store(r->run.stop, RUN_ABORT);
     }
     item_free(it);
 }
@@ -94,7 +95,7 @@ static struct item *next_item(struct runner *r, uint64_t *seq)
 {
     struct scan_entry e;
     for (;;) {
-        if (atomic_load(&r->run.stop) != RUN_GOING) {
+        if (atomic_load(r->run.stop) != RUN_GOING) {
             atomic_store(&r->scan_cut, 1);
             break;
         }
@@ -128,7 +129,7 @@ static struct item *next_item(struct runner *r, uint64_t *seq)
          * written are whole, and --resume runs the rest. */
         fprintf(stderr, "annotate: out of memory for the image %.*s: stopping\n",
                 (int)(e.path_len > 300 ? 300 : e.path_len), e.path);
-        atomic_store(&r->run.stop, RUN_ABORT);
+        atomic_store(r->run.stop, RUN_ABORT);
     }
     return NULL;
 }
@@ -206,11 +207,11 @@ static void *signal_thread(void *arg)
     double deadline = 0;
     while (!atomic_load(&r->finished)) {
         if (atomic_load(&r->run.shared->fatal)) /* a worker process found the set-up wrong */
-            atomic_store(&r->run.stop, RUN_ABORT);
+            atomic_store(r->run.stop, RUN_ABORT);
         if (atomic_load(&signals_seen) && deadline == 0) {
             /* Whatever state the run is in (even already aborting), a signal starts the clock. */
             int going = RUN_GOING;
-            atomic_compare_exchange_strong(&r->run.stop, &going, RUN_DRAIN);
+            atomic_compare_exchange_strong(r->run.stop, &going, RUN_DRAIN);
             deadline = now_s() + (double)r->cfg->drain_timeout_ms / 1e3;
             if (!r->cfg->quiet)
                 fprintf(stderr, "\nannotate: stopping: finishing the images already sent (up to %.1f s; "
@@ -255,7 +256,7 @@ static int run_serial(struct runner *r, char *err, size_t errlen)
 /* Unblocks everyone still pushing or popping: the run is being torn down. */
 static void close_queues(struct runner *r)
 {
-    atomic_store(&r->run.stop, RUN_ABORT);
+    atomic_store(r->run.stop, RUN_ABORT);
     queue_close(r->q_scan);
     if (r->q_load)
         queue_close(r->q_load);
@@ -313,7 +314,7 @@ static int run_queued(struct runner *r, char *err, size_t errlen)
             rc = 2;
             close_queues(r);
         }
-    if (atomic_load(&r->run.stop) == RUN_ABORT)
+    if (atomic_load(r->run.stop) == RUN_ABORT)
         close_queues(r); /* a stage gave up: unblock everyone */
     if (scanning)
         pthread_join(scan_tid, NULL);
@@ -442,6 +443,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
         fprintf(stderr, "annotate: %s\n", note);
     r->cfg = cfg;
     r->run.cfg = cfg;
+    r->run.stop = &r->stop;
     r->run.p = cfg->pipeline;
     r->run.stats = st;
     r->shared.fd = -1;
@@ -450,7 +452,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
     double t0 = now_s();
     int rc = setup(r, err, errlen) ? 2 : 0;
     if (rc == 0) {
-        r->prog = progress_new(cfg, st, r->run.shared, r->done, &r->run.stop);
+        r->prog = progress_new(cfg, st, r->run.shared, r->done, r->run.stop);
         r->sampler = bench_sampler_start(st);
         struct sigaction sa = {0};
         sa.sa_handler = on_signal;
@@ -490,7 +492,7 @@ int runner_run(const struct config *cfg, struct run_summary *sum, struct stats *
                      scan_lost(r->sc) == 1 ? "" : "s");
             rc = 2;
         }
-        if (rc == 0 && atomic_load(&r->run.stop) == RUN_ABORT) {
+        if (rc == 0 && atomic_load(r->run.stop) == RUN_ABORT) {
             snprintf(err, errlen, "the run stopped early on an internal error (see above); the rows written are "
                                   "valid: run again with --resume");
             rc = 2;

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 #include "config.h"
-#include "stats.h"
+#include "common/stats.h"
 
 struct run_summary {
     uint64_t found, ok, failed, skipped, requests, attempts, retries;

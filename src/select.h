@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "config.h"
-#include "resume.h"
-#include "scan.h"
+#include "results/resume.h"
+#include "flow/scan.h"
 
 enum pick {
     PICK_TAKE = 0,    /* this run processes it */

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "errtally.h"
-#include "limit.h"
+#include "common/errtally.h"
+#include "endpoint/limit.h"
 #include "progress.h"
 
 static double ms(uint64_t us)

@@ -6,7 +6,7 @@
 #include <cjson/cJSON.h>
 #include "config.h"
 #include "runner.h"
-#include "stats.h"
+#include "common/stats.h"
 
 void summary_print(FILE *f, const struct config *cfg, const struct run_summary *s, const struct stats *st);
 cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const struct stats *st);

@@ -26,7 +26,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "b64.h"
+#include "common/b64.h"
 #include "mock/answers.h"
 #include "mock/server.h" /* enum mock_fault */
 

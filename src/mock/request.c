@@ -7,7 +7,7 @@
 #include <strings.h>
 #include <cjson/cJSON.h>
 
-#include "b64.h"
+#include "common/b64.h"
 #include "mock/answers.h"
 
 int mock_buf_reserve(struct mock_buf *b, size_t n)

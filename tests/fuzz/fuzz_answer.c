@@ -1,7 +1,7 @@
 /* libFuzzer target: the parser of model answers ({"result": ...}) and the outcome rules. */
 #include <stddef.h>
 #include <stdint.h>
-#include "chain.h"
+#include "chain/chain.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

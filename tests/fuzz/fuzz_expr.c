@@ -1,11 +1,11 @@
-/* libFuzzer target: answers read through stages' expressions (src/expr.c, chain_read_answer):
+/* libFuzzer target: answers read through stages' expressions (src/pipeline/expr.c, chain_read_answer):
  * plain paths on the raw text and jq programs, for "result", "error", "retry_if" and
  * "retry_after", under 200 and 4xx/5xx statuses. The pipeline is parsed once. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "chain.h"
+#include "chain/chain.h"
 
 static const char PIPELINE[] =
     "{\"stages\": ["

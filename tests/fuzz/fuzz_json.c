@@ -1,4 +1,4 @@
-/* libFuzzer target: the strict JSON checker and plain paths (src/json.c). The input is a path,
+/* libFuzzer target: the strict JSON checker and plain paths (src/common/json.c). The input is a path,
  * a newline, then a document. Whatever a path finds in an accepted document must be a whole,
  * valid JSON value lying inside it, and so must every element json_elements gives of an accepted
  * document, their number matching its count. */
@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "json.h"
+#include "common/json.h"
 
 struct elems {
     const char *doc;

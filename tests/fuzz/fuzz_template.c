@@ -1,4 +1,4 @@
-/* libFuzzer target: the template compiler (src/template.c). The input is a stage's "body" (and,
+/* libFuzzer target: the template compiler (src/pipeline/template.c). The input is a stage's "body" (and,
  * when it is an object, also its "form"), compiled and then filled for an image whose path and
  * results need escaping; whatever compiles must fill to a body of exactly the length announced,
  * and a JSON body must fill to valid JSON. The input is also compiled as a batch's body (its
@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "json.h"
-#include "template.h"
+#include "common/json.h"
+#include "pipeline/template.h"
 
 static int ref(void *arg, const char *name, char *err, size_t errlen)
 {

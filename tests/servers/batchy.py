@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A batch endpoint with the faults the batching tests need (suite "batch", tests/test_batch.c).
+"""A batch endpoint with the faults the batching tests need (suite "batch", tests/e2e/test_batch.c).
 
 Requests are TF Serving style: {"instances": [{"name": N, "b64": B}, ...]}. Every endpoint
 answers {"predictions": [...]}, one element per instance, {"name": N, "len": len(B)}, except:

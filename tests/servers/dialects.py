@@ -18,7 +18,7 @@ mock (src/mock/). Section numbers below (§1 .. §7) are PROTOCOLS.md's.
     GET  /health                         200 {"status":"ok"} once the app serves (for start-up polls)
 
 The "model" is deliberately not the mock's, and is easy to recompute in C
-(tests/test_util_pyserver.c, pyserver_expected):
+(tests/helpers/pyserver.c, pyserver_expected):
 
     crc   = zlib.crc32(image bytes)           (reflected polynomial 0xEDB88320)
     LABEL = "L%08x" % crc                     the best class

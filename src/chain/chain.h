@@ -1,0 +1,229 @@
+/* chain: the meaning of the model chain, in one place. A small state machine per item, and the
+ * only code that decides what an HTTP attempt's end means.
+ *
+ *   chain_next(run, item)            → the requests that may be sent now (model_01 and model_02
+ *                                      together; model_03 once both are truthy; model_04 after
+ *                                      model_03; one model_05 per sub-image);
+ *   chain_attempt_begin(run, req)    → may this attempt go? It counts the attempt and the
+ *                                      request in flight, or settles a request that need not be
+ *                                      sent (a sibling failed, the run is being torn down);
+ *   chain_attempt_end(run, req, ans) → what the attempt's end means: the request is done (its
+ *                                      result recorded), it is to be retried at time T, or it
+ *                                      failed (and with it the item);
+ *   chain_finished(item)             → the item needs nothing more and can be written.
+ *
+ * Drivers differ only in how they wait: the blocking driver (serial, threads, processes) sleeps
+ * until T, the curl-multi driver arms a timer. Both call exactly these functions, in the same
+ * order, as curl's serial and parallel drivers share post_per_transfer(); so they cannot disagree
+ * about what runs when, what is sent, what is retried, how attempts are counted, or what ends up
+ * in the row. A new rule (a retry budget, an error expression) is written here once.
+ *
+ * The chain reads no clock: drivers pass the time in. */
+#ifndef ANNOTATE_CHAIN_H
+#define ANNOTATE_CHAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <curl/curl.h>
+#include <cjson/cJSON.h>
+#include "config.h"
+#include "flow/item.h"
+#include "pipeline/pipeline.h"
+#include "run.h"
+
+/* One request. Its body is the stage's template (template.h) filled for this image or element:
+ * pieces that point at the image's base64 or bytes and at earlier results, sent without being
+ * assembled in memory (the image is never copied into a body). A "form" body is one filled
+ * template per part. Owned by the driver between chain_next and the chain_attempt_end (or
+ * chain_attempt_begin) that settles it, which frees it. */
+struct chain_req {
+    struct item *it;
+    int stage;
+    int index;            /* element index for an "each" stage, else 0 */
+    struct filled body;   /* BODY_SEED, BODY_JSON, BODY_RAW */
+    struct filled *parts; /* BODY_FORM: one per part of the stage's form */
+    int n_parts;
+    const char *mime;     /* the image's or the element's type */
+    char *el;             /* an "each" element's text (base64, as the answer had it), owned */
+    unsigned char *el_bytes; /* ... decoded, when the body sends bytes; owned */
+    size_t el_bytes_len;
+    size_t sent;          /* upload position, for the read callback */
+    int attempts;         /* HTTP attempts made so far (every time it went on the wire) */
+    int sends;            /* times the current attempt went on the wire (libcurl may resend) */
+    int reauth;           /* the retry after a 401 with re-read credentials has been made */
+    int busy;             /* attempts an "auto" stage's server refused as busy (429, 503), not
+                             charged to the retries (at most CHAIN_BUSY_FREE) */
+    int replica;          /* the stage's URL the current attempt goes to (0 without replicas) */
+    int failed_replica;   /* the one the last attempt failed on, or -1: a retry goes elsewhere */
+    unsigned header_gen;  /* the generation of the stage's headers the attempt was sent with */
+    double t_first;       /* monotonic time of the first attempt */
+    double t_attempt;     /* monotonic time of the current attempt */
+    double t_end;         /* monotonic time the last attempt ended */
+    uint64_t rng;         /* backoff jitter, seeded from the item and the request */
+    struct chain_req **members; /* a batch (see below): the requests of its items, owned */
+    int n_members;        /* 0: not a batch */
+    int alone;            /* a member whose batch failed as a whole: it is sent in a batch of its own */
+    struct chain_req *next; /* for the driver's lists */
+    void *driver;         /* the driver's own data (a curl handle, a timer) */
+};
+
+/* The seed's body starts with this (the template of a stage without "body" or "form"). */
+#define CHAIN_BODY_HEAD "[{\"im_str\":\""
+#define CHAIN_BODY_HEAD_LEN (sizeof CHAIN_BODY_HEAD - 1)
+
+/* Moves every stage that can start now to running and returns its requests as a list (linked by
+ * ->next, in stage then element order), or NULL when none can start. Stages found to be skipped
+ * are marked so. When every stage is settled the item becomes ITEM_OK (unless it failed). */
+struct chain_req *chain_next(const struct run *run, struct item *it);
+
+/* 1 when the item needs nothing more: no request in flight, and ok or failed. */
+int chain_finished(const struct item *it);
+
+enum chain_go {
+    CHAIN_SEND = 0,   /* send it now; the attempt is counted and in flight */
+    CHAIN_SETTLED = 1 /* not to be sent: the chain has settled (and freed) the request */
+};
+
+/* Called before each attempt goes on the wire (the first and every retry). */
+enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, double now);
+
+/* How one attempt ended, as the driver saw it. */
+struct chain_answer {
+    CURLcode cc;          /* CURLE_OK when an answer came */
+    long status;          /* HTTP status, 0 when none */
+    const char *body;     /* the answer (may be NULL when len is 0) */
+    size_t len;
+    const char *curl_err; /* curl's error buffer, may be NULL or empty */
+    long retry_after_s;   /* the Retry-After header, or -1 */
+    const char *location; /* a 3xx answer's Location, or NULL */
+};
+
+/* Final answers of the "not set up" kind (401, 403, 404, 405, Google's 400 API_KEY_INVALID, a
+ * certificate that does not verify) from a stage that has never answered otherwise, after which the run stops (exit 2). */
+#define CHAIN_SETUP_FAILS 3
+
+enum chain_step {
+    CHAIN_DONE = 0,  /* the request finished with its result; it has been freed */
+    CHAIN_RETRY = 1, /* send it again (chain_attempt_begin first) at *retry_at */
+    CHAIN_FAIL = 2   /* the request failed, and the item with it; it has been freed */
+};
+
+/* Ends the attempt begun by the last chain_attempt_begin. After CHAIN_DONE or CHAIN_FAIL the
+ * driver asks chain_next for what comes next and chain_finished whether the item is settled. */
+enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, const struct chain_answer *a,
+                                  double now, double *retry_at);
+
+/* Replicas: a stage whose "url" is a list sends each attempt to the replica with the fewest
+ * attempts outstanding (ties broken at random), not to the one the last attempt failed on when
+ * there is another. A replica whose attempts fail the outage way CHAIN_EJECT_AFTER times in a
+ * row is ejected for CHAIN_EJECT_BASE_S seconds times the number of its ejections (at most
+ * CHAIN_EJECT_MAX_S), as Envoy's outlier detection does (consecutive_5xx 5, base_ejection_time
+ * 30 s); once back, one more such failure ejects it again, an answer puts it back for good. The
+ * last replica in rotation is never ejected. */
+#define CHAIN_EJECT_AFTER 5
+#define CHAIN_EJECT_BASE_S 30
+#define CHAIN_EJECT_MAX_S 300
+
+/* How long stage's server has been down (seconds; 0 when it is up): failed attempts of the
+ * kind an outage gives (no connection, resets, timeouts, 5xx), at least three in a row and from
+ * at least two requests, with no other answer since. While it is down for less than
+ * --outage-timeout, its requests are retried with backoff beyond their retry budget. */
+double chain_down_for(const struct run *run, int stage, double now);
+
+/* Settles a request the driver could not send at all (no curl handle, say): the item fails with
+ * why. The request is freed. */
+void chain_abandon(const struct run *run, struct chain_req *req, const char *why);
+
+/* What one attempt's answer means to stage st, without deciding anything about retries. On
+ * OUTCOME_OK *result is the stage's result (the caller owns it); otherwise err says why.
+ * Retryable: connect failures, timeouts, resets, the statuses of "retry_on" (default: 5xx, 429,
+ * 408), an answer "retry_if" holds true, and a 2xx whose "result" yields nothing or fails (a
+ * garbled answer is a server fault). A 2xx whose "error" yields a value other than null or false
+ * fails with that value's text. Other 4xx and local errors are final. *retry_after_s is a wait
+ * the "retry_after" expression named (seconds), or -1. st NULL: the seed's stage (.result, no
+ * other expression). */
+enum chain_outcome { OUTCOME_OK = 0, OUTCOME_RETRY = 1, OUTCOME_FAIL = 2 };
+enum chain_outcome chain_read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,
+                                     long *retry_after_s, char *err, size_t errlen);
+enum chain_outcome chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen);
+
+/* Reads a 2xx answer body with stage st's "result" (st NULL: .result): returns 0 and the result
+ * (Raw JSON text: the exact bytes for a plain path), or -1 with a reason. (The fuzz target for
+ * answers.) */
+int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen);
+int chain_parse_result(const struct stage *st, const char *body, size_t len, cJSON **result, char *err,
+                       size_t errlen);
+
+/* A stage whose "concurrency" is "auto" finds its server's capacity by going past it now and
+ * then, and a server with a short queue answers those requests 429 or 503: flow control that the
+ * limit answers (it backs off), not a fault of the image. Such an answer is not charged to the
+ * request's retries, up to this many of them; it still waits its backoff and Retry-After. */
+#define CHAIN_BUSY_FREE 20
+
+/* Attempts allowed for a stage's requests: 1 + retries (the stage's override or --retries). */
+int chain_max_attempts(const struct run *run, int stage);
+
+/* Backoff before retry number `attempt` (1 = first retry): exponential with full jitter, capped
+ * by --backoff-max-ms, and at least the server's Retry-After (seconds; < 0 if none), which is
+ * itself capped at max(--backoff-max-ms, 60 s). */
+long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng);
+
+/* Copies the next up to n bytes of req's body (not a form's) into buf; returns the count (0 at
+ * the end). */
+size_t chain_req_read(struct chain_req *req, char *buf, size_t n);
+size_t chain_req_body_len(const struct chain_req *req);
+
+/* Batches. A stage with "batch": {"size": N, "max_wait_ms": T} sends up to N of its requests,
+ * of different images (or elements), as one HTTP request: a batch. chain_next still makes one
+ * request per item; the driver hands each to a batcher, which gathers them per stage and gives
+ * back a batch when it is full, or when its oldest item has waited T ms. A batch is a chain_req
+ * with members: it goes through chain_attempt_begin / chain_attempt_end as one request (one
+ * attempt, one slot, one rate-limit token), and those settle its members. Its answer's "result"
+ * must be a list with one element per member, in order (else the attempt is retried); each
+ * element is that member's result, byte for byte; "error", in a batch stage, is read on each
+ * element and fails only its item. A batch the server refuses (a final answer such as 400 or
+ * 413, not a set-up error; not retries run out) is split: each member is sent again in a batch
+ * of its own, so that one bad image fails alone. After a chain call on a batch, the driver follows up every item of it (take them
+ * with chain_req_items before the call): any of them may have moved on. The blocking drivers
+ * send batches of one (chain_batch_one): their workers wait for their own image. */
+struct chain_batcher;
+struct chain_batcher *chain_batcher_new(const struct run *run);
+/* Frees the batcher and any batch still gathering (the run is being torn down). */
+void chain_batcher_free(struct chain_batcher *b);
+/* 1 when req must go through a batch (its stage batches, and it is not one). */
+int chain_batched(const struct run *run, const struct chain_req *req);
+/* Takes req (chain_batched): returns a batch to send now (full, or req goes alone), or NULL when
+ * req waits in its stage's batch. */
+struct chain_req *chain_batch_add(struct chain_batcher *b, struct chain_req *req, double now);
+/* A batch whose oldest item has waited its stage's max_wait_ms at now, or with flush any batch
+ * gathering; NULL when none. */
+struct chain_req *chain_batch_due(struct chain_batcher *b, double now, int flush);
+/* When the next batch falls due (monotonic seconds), or -1 when none is gathering. */
+double chain_batch_deadline(const struct chain_batcher *b);
+/* req (chain_batched) as a batch of its own. */
+struct chain_req *chain_batch_one(const struct run *run, struct chain_req *req);
+/* The distinct items of req (its own, or its members'), at most CHAIN_BATCH_ITEMS. */
+#define CHAIN_BATCH_ITEMS 256 /* STAGE_BATCH_MAX */
+int chain_req_items(const struct chain_req *req, struct item **out);
+/* 1 when chain_attempt_begin would settle req rather than send it: its images have failed (a
+ * batch: all of them), or the run is being torn down. */
+int chain_req_moot(const struct run *run, const struct chain_req *req);
+
+/* req's body (not a form's) as one piece, or NULL. When the body is the image's base64 with text
+ * before and after it that fits in the slack the loader left around it (item.h), that text is
+ * written there and the piece is the base64 with it: nothing is copied. While the piece is in use
+ * (until chain_req_whole_done), another request of the image gets it only if its text is the
+ * same; otherwise NULL, and its body is read with chain_req_read. */
+const char *chain_req_whole(struct chain_req *req);
+void chain_req_whole_done(struct item *it);
+
+/* Frees a request that will not be completed (the run is being torn down). */
+void chain_req_free(struct chain_req *req);
+
+/* JSON truthiness as the seed's Python has it: null, false, 0, "", [] and {} are false. */
+int chain_truthy(const cJSON *v);
+
+/* xorshift64*: cheap, and good enough for jitter. */
+uint64_t rng_next(uint64_t *s);
+
+#endif

@@ -1,0 +1,350 @@
+/* http: see http.h. */
+#include "drivers/http.h"
+#include "version.h"
+#include "endpoint/limit.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* An answer larger than --max-answer-bytes fails the attempt: a misbehaving server must not
+ * make us allocate until the timeout. */
+static size_t on_write(char *data, size_t size, size_t n, void *userp)
+{
+    struct http_buf *b = userp;
+    size_t len = size * n;
+    if (b->len + len > b->limit) {
+        b->refused = 1;
+        return 0; /* curl stops the transfer with a write error; http_answer says why */
+    }
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->len + len + 1 > cap)
+            cap *= 2;
+        char *nd = realloc(b->data, cap);
+        if (!nd) {
+            b->refused = 2;
+            return 0; /* curl reports a write error: the attempt fails, the run goes on */
+        }
+        b->data = nd;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = 0;
+    return len;
+}
+
+static size_t on_read(char *buf, size_t size, size_t n, void *userp)
+{
+    return chain_req_read(userp, buf, size * n);
+}
+
+static int on_seek(void *userp, curl_off_t offset, int origin)
+{
+    struct chain_req *req = userp;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > chain_req_body_len(req))
+        return CURL_SEEKFUNC_CANTSEEK;
+    req->sent = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+static size_t on_part_read(char *buf, size_t size, size_t n, void *arg)
+{
+    struct http_part *p = arg;
+    return filled_read(p->f, &p->pos, buf, size * n);
+}
+
+static int on_part_seek(void *arg, curl_off_t offset, int origin)
+{
+    struct http_part *p = arg;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > p->f->total)
+        return CURL_SEEKFUNC_CANTSEEK;
+    p->pos = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+/* Lets go of what the last attempt on the slot used besides the handle. */
+static void slot_release(struct http_slot *s)
+{
+    if (s->mime) {
+        curl_easy_setopt(s->h, CURLOPT_MIMEPOST, NULL);
+        curl_mime_free(s->mime);
+        s->mime = NULL;
+    }
+    curl_slist_free_all(s->req_headers);
+    s->req_headers = NULL;
+}
+
+/* The form's parts on a new curl_mime. Returns 0, or -1 when out of memory. */
+static int build_form(struct http_slot *slot, const struct stage *st, struct chain_req *req)
+{
+    if (slot->n_part < req->n_parts) {
+        struct http_part *np = realloc(slot->part, (size_t)req->n_parts * sizeof *np);
+        if (!np)
+            return -1;
+        slot->part = np;
+        slot->n_part = req->n_parts;
+    }
+    if (!(slot->mime = curl_mime_init(slot->h)))
+        return -1;
+    const char *slash = strrchr(req->it->path, '/');
+    const char *fname = slash ? slash + 1 : req->it->path;
+    for (int k = 0; k < req->n_parts; k++) {
+        const struct form_part *fp = &st->body.parts[k];
+        curl_mimepart *part = curl_mime_addpart(slot->mime);
+        slot->part[k] = (struct http_part){&req->parts[k], 0};
+        if (!part || curl_mime_name(part, fp->name) != CURLE_OK ||
+            curl_mime_data_cb(part, (curl_off_t)req->parts[k].total, on_part_read, on_part_seek, NULL,
+                              &slot->part[k]) != CURLE_OK)
+            return -1;
+        if (fp->file && (curl_mime_filename(part, fname) != CURLE_OK || curl_mime_type(part, req->mime) != CURLE_OK))
+            return -1;
+    }
+    return 0;
+}
+
+static int on_prereq(void *userp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
+{
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    struct chain_req *req = userp;
+    req->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
+int http_slot_init(struct http_slot *s)
+{
+    memset(s, 0, sizeof *s);
+    s->h = curl_easy_init();
+    return s->h ? 0 : -1;
+}
+
+void http_slot_free(struct http_slot *s)
+{
+    if (!s)
+        return;
+    slot_release(s);
+    curl_easy_cleanup(s->h);
+    free(s->part);
+    free(s->resp.data);
+    free(s->body.data);
+    s->part = NULL;
+    s->n_part = 0;
+    s->h = NULL;
+    s->resp.data = s->body.data = NULL;
+}
+
+void http_prepare(struct http_slot *slot, const struct run *run, struct chain_req *req)
+{
+    CURL *h = slot->h;
+    struct http_buf *resp = &slot->resp;
+    char *errbuf = slot->errbuf;
+    const struct config *cfg = run->cfg;
+    const struct stage *st = &run->p->stages[req->stage];
+    long timeout = st->timeout_ms > 0 ? st->timeout_ms : cfg->timeout_ms;
+    resp->len = 0;
+    resp->refused = 0;
+    resp->limit = cfg->max_answer_bytes > 0 ? (size_t)cfg->max_answer_bytes : (size_t)64 << 20;
+    if (resp->data)
+        resp->data[0] = 0;
+    errbuf[0] = 0;
+    slot->whole = NULL;
+    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, req);
+    curl_easy_setopt(h, CURLOPT_URL, pipeline_replica_url(st, req->replica, 0));
+    slot_release(slot);
+    const struct curl_slist *headers = pipeline_headers(st, &req->header_gen);
+    if (st->type_of_image) {
+        /* A raw body goes with the image's own type, unless the stage names one. */
+        char ct[96];
+        snprintf(ct, sizeof ct, "Content-Type: %s", req->mime ? req->mime : "application/octet-stream");
+        struct curl_slist *l = NULL;
+        for (const struct curl_slist *c = headers; c; c = c->next)
+            if (!(l = curl_slist_append(slot->req_headers = l, c->data)))
+                break;
+        if (l && (l = curl_slist_append(l, ct)))
+            headers = slot->req_headers = l;
+        /* else out of memory: the stage's own list (the server will say what it misses) */
+    }
+    if (st->body.kind == BODY_FORM && build_form(slot, st, req) == 0) {
+        curl_easy_setopt(h, CURLOPT_MIMEPOST, slot->mime);
+    } else {
+        /* (a form whose parts cannot be made for want of memory goes out empty, and the
+         * server's answer says so) */
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        size_t blen = chain_req_body_len(req);
+        struct http_buf *b = &slot->body;
+        const char *whole = blen <= HTTP_SMALL_BODY ? chain_req_whole(req) : NULL;
+        if (!whole && blen <= HTTP_SMALL_BODY && !b->data && (b->data = malloc(HTTP_SMALL_BODY + 1)))
+            b->cap = HTTP_SMALL_BODY + 1;
+        if (whole) {
+            slot->whole = req->it; /* until http_answer */
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, whole);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+        } else if (blen <= HTTP_SMALL_BODY && b->data) { /* else streamed: out of memory for the buffer */
+            b->len = chain_req_read(req, b->data, blen);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, b->data);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
+        } else {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+            curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+            curl_easy_setopt(h, CURLOPT_READDATA, req);
+            curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+            curl_easy_setopt(h, CURLOPT_SEEKDATA, req);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+        }
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, req);
+    /* Servers' access logs name the client; a User-Agent header the stage sets replaces this. */
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "annotate/" ANNOTATE_VERSION);
+    curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 65536L);
+    if (cfg->insecure) {
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (cfg->cacert)
+        curl_easy_setopt(h, CURLOPT_CAINFO, cfg->cacert);
+}
+
+long http_retry_after(CURL *h)
+{
+    curl_off_t ra = -1;
+    if (curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &ra) != CURLE_OK || ra <= 0)
+        return -1;
+    return (long)ra;
+}
+
+void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a)
+{
+    if (slot->whole) {
+        chain_req_whole_done(slot->whole);
+        slot->whole = NULL;
+    }
+    a->cc = cc;
+    a->status = 0;
+    curl_easy_getinfo(slot->h, CURLINFO_RESPONSE_CODE, &a->status);
+    a->body = slot->resp.data ? slot->resp.data : "";
+    a->len = slot->resp.len;
+    a->curl_err = slot->errbuf;
+    a->retry_after_s = http_retry_after(slot->h);
+    if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 1)
+        snprintf(slot->errbuf, sizeof slot->errbuf, "the answer is larger than --max-answer-bytes (%zu bytes)",
+                 slot->resp.limit);
+    else if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 2)
+        snprintf(slot->errbuf, sizeof slot->errbuf, "out of memory for the answer");
+    a->location = NULL;
+    char *loc = NULL;
+    if (a->status >= 300 && a->status < 400 && curl_easy_getinfo(slot->h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK)
+        a->location = loc;
+}
+
+struct http_worker {
+    const struct run *run;
+    struct http_slot slot;
+};
+
+struct http_worker *http_worker_new(const struct run *run)
+{
+    struct http_worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->run = run;
+    if (http_slot_init(&w->slot)) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static void sleep_s(double s)
+{
+    if (s <= 0)
+        return;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+}
+
+/* Sleeps until t, saying it is alive about every second. */
+static void sleep_until(const struct run *run, double t)
+{
+    for (double left; (left = t - now_s()) > 0;) {
+        if (run->alive)
+            run->alive(run);
+        sleep_s(left > 1 ? 1 : left);
+    }
+}
+
+/* One request, with its retries, until the chain settles it. */
+static void perform(struct http_worker *w, struct chain_req *req)
+{
+    const struct run *run = w->run;
+    for (;;) {
+        if (run->rl) { /* the stage's token, then the run's (ratelimit.h) */
+            sleep_until(run, now_s() + ratelimit_take_stage(run->rl, req->stage));
+            sleep_until(run, now_s() + ratelimit_take(run->rl));
+        }
+        if (run->alive)
+            run->alive(run);
+        /* The stage's slot (limit.h), held only while the attempt is on the wire. */
+        int s = req->stage, held = limit_acquire(run, s, req->it);
+        if (chain_attempt_begin(run, req, now_s()) == CHAIN_SETTLED) {
+            if (held)
+                limit_release(run, s, now_s(), now_s(), LIMIT_IGNORE);
+            return;
+        }
+        double t_sent = req->t_attempt;
+        http_prepare(&w->slot, run, req);
+        CURLcode cc = curl_easy_perform(w->slot.h);
+        struct chain_answer a;
+        http_answer(&w->slot, cc, &a);
+        double at, now = now_s();
+        enum chain_step step = chain_attempt_end(run, req, &a, now, &at);
+        if (held)
+            limit_release(run, s, t_sent, now, limit_signal_of(a.cc, a.status));
+        if (step != CHAIN_RETRY)
+            return;
+        sleep_until(run, at);
+    }
+}
+
+void http_worker_query(struct http_worker *w, struct item *it)
+{
+    if (!w) {
+        item_fail(it, "cannot create a curl handle (out of memory?)");
+        return;
+    }
+    struct chain_req *reqs;
+    while ((reqs = chain_next(w->run, it))) {
+        while (reqs) {
+            struct chain_req *r = reqs;
+            reqs = r->next;
+            /* A batch stage's request goes as a batch of one: this worker waits for its own
+             * image, so there are no others to gather (see chain.h). */
+            perform(w, chain_batched(w->run, r) ? chain_batch_one(w->run, r) : r);
+        }
+    }
+}
+
+void http_worker_free(struct http_worker *w)
+{
+    if (!w)
+        return;
+    http_slot_free(&w->slot);
+    free(w);
+}

@@ -1,0 +1,67 @@
+/* http: the curl glue both drivers share (how a request is put on a handle, how its answer is
+ * collected and handed to the chain), and the blocking driver used by the serial, threads and
+ * processes strategies: one reused easy handle per worker, so connections stay open. */
+#ifndef ANNOTATE_HTTP_H
+#define ANNOTATE_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <curl/curl.h>
+#include "chain/chain.h"
+#include "run.h"
+
+struct http_buf {
+    char *data;
+    size_t len, cap;
+    size_t limit;  /* an answer: more than this is refused (--max-answer-bytes) */
+    int refused;   /* 1: over the limit; 2: out of memory */
+};
+
+/* One multipart part's upload: read from its filled template (curl_mime_data_cb). */
+struct http_part {
+    const struct filled *f;
+    size_t pos;
+};
+
+/* A reusable easy handle with its buffers: one per blocking worker, one per request slot of the
+ * curl-multi loop. Reusing it keeps its connection and its buffers. */
+struct http_slot {
+    CURL *h;
+    struct http_buf resp;  /* the answer */
+    struct http_buf body;  /* small bodies, assembled (see http_prepare) */
+    char errbuf[CURL_ERROR_SIZE];
+    curl_mime *mime;       /* a "form" body's parts, for the attempt on the handle */
+    struct http_part *part;/* where each part's upload stands */
+    int n_part;
+    struct curl_slist *req_headers; /* the stage's headers plus the image's Content-Type */
+    struct item *whole;    /* the attempt's body is this image's base64 in place (chain_req_whole) */
+};
+
+int http_slot_init(struct http_slot *s);
+void http_slot_free(struct http_slot *s);
+
+/* Puts one attempt of req on the slot's handle: URL, body, headers, timeouts, TLS settings; the
+ * answer goes into slot->resp (emptied), errors into slot->errbuf. CURLOPT_PRIVATE is set to req.
+ * A body up to HTTP_SMALL_BODY bytes is handed to curl whole, so that headers and body leave in
+ * one send(): in place around the image's base64 when chain_req_whole can (no copy), else
+ * assembled in slot->body; a larger one is streamed from the image's base64 or bytes
+ * by a read callback, never copied into a body first. A "form" body is a curl_mime whose parts
+ * are streamed the same way (curl_mime_data_cb), and can be rewound for a retry. */
+#define HTTP_SMALL_BODY (60 * 1024)
+void http_prepare(struct http_slot *slot, const struct run *run, struct chain_req *req);
+
+/* How the attempt on the slot's handle ended (cc from curl), for chain_attempt_end. The
+ * answer points into the slot: valid until the slot is prepared again. */
+void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a);
+
+/* The blocking driver: one per worker (thread or process). It waits by sleeping. */
+struct http_worker;
+/* NULL when out of memory or curl cannot make a handle. */
+struct http_worker *http_worker_new(const struct run *run);
+/* Runs the whole chain for one item, a request at a time, with retries. w may be NULL (its
+ * creation failed): the item then fails with that reason. */
+void http_worker_query(struct http_worker *w, struct item *it);
+/* NULL is a no-op. */
+void http_worker_free(struct http_worker *w);
+
+#endif

@@ -1,0 +1,752 @@
+/* exec_multi: the curl-multi strategy. One thread, one event loop: curl_multi_socket_action
+ * driven by epoll, so the work per event does not grow with the number of transfers in flight.
+ *
+ * The loop keeps at most --concurrency requests inside libcurl; more ready requests wait on our
+ * own list (libcurl never queues them), and new images are taken from the input queue only when
+ * that list is empty, so the number of images in flight stays near the concurrency. An image's
+ * independent requests (model_01 with model_02, all its model_05s) are started together. Retries
+ * and rate-limit waits sit in a small timer heap. A request whose stage has a "concurrency"
+ * limit (limit.h) takes one of the stage's slots as it goes into libcurl; when there is none it
+ * waits on its stage's list, holding no request slot, and the stage's next free slot goes to the
+ * first in that list (in arrival order). A request of a stage with "batch" goes to the loop's
+ * batcher first (chain.h), and what leaves it is a batch, scheduled as one request: full, or
+ * after its stage's max_wait_ms (a timer like the others). Each attempt begins and ends through the same
+ * chain_attempt_begin / chain_attempt_end as the blocking driver: this file only decides when.
+ * Easy handles are pooled and reused. */
+#include "drivers/backend.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "chain/chain.h"
+#include "drivers/http.h"
+#include "endpoint/limit.h"
+
+struct timed {
+    double at;
+    struct chain_req *req;
+};
+
+struct group;
+
+struct multi {
+    struct group *g;
+    const struct run *run;
+    queue *in, *out;
+    pthread_t tid;
+    CURLM *m;
+    int epfd, qfd;
+    int cap, in_curl;
+    double curl_deadline;           /* < 0: none */
+    struct chain_req *ready, *ready_tail;
+    struct timed *heap;
+    int n_heap, cap_heap;
+    struct http_slot **pool;
+    int n_pool;
+    long items;                     /* images taken and not yet passed on */
+    int input_done;
+    /* Requests waiting for a slot of their stage (limit.h), per stage, in arrival order. */
+    struct chain_req *wait_head[SHARED_MAX_STAGES], *wait_tail[SHARED_MAX_STAGES];
+    _Atomic int n_wait[SHARED_MAX_STAGES]; /* read by the other loops */
+    uint64_t wait_mask;             /* stages with a request waiting */
+    int wait_rr;                    /* the stage served first next time, for fairness */
+    int wake_fd;                    /* eventfd: another loop freed a slot one of ours waits for */
+    struct chain_batcher *batcher;  /* requests of batch stages, gathering */
+    unsigned char *fds;             /* each socket's epoll registration (on_socket) */
+    int n_fds;
+};
+
+/* --loops event loops share the input and output queues; each has its own multi handle,
+ * epoll set and share of --concurrency. The last loop to finish closes the output. */
+struct group {
+    struct exec base;
+    int n;
+    struct multi **loops;
+    atomic_int running;
+};
+
+/* ---- the ready list and the timer heap ---- */
+
+static void ready_push_front(struct multi *x, struct chain_req *list)
+{
+    /* New requests of an image already in flight go first: finishing images beats starting them. */
+    if (!list)
+        return;
+    struct chain_req *last = list;
+    while (last->next)
+        last = last->next;
+    last->next = x->ready;
+    if (!x->ready)
+        x->ready_tail = last;
+    x->ready = list;
+}
+
+static void ready_push_back(struct multi *x, struct chain_req *r)
+{
+    r->next = NULL;
+    if (x->ready_tail)
+        x->ready_tail->next = r;
+    else
+        x->ready = r;
+    x->ready_tail = r;
+}
+
+static struct chain_req *ready_pop(struct multi *x)
+{
+    struct chain_req *r = x->ready;
+    if (r) {
+        x->ready = r->next;
+        if (!x->ready)
+            x->ready_tail = NULL;
+        r->next = NULL;
+    }
+    return r;
+}
+
+/* Returns 0, or -1 when out of memory (r was not parked). */
+static int heap_push(struct multi *x, double at, struct chain_req *r)
+{
+    if (x->n_heap == x->cap_heap) {
+        int cap = x->cap_heap ? x->cap_heap * 2 : 64;
+        struct timed *h = realloc(x->heap, (size_t)cap * sizeof *h);
+        if (!h)
+            return -1;
+        x->heap = h;
+        x->cap_heap = cap;
+    }
+    int i = x->n_heap++;
+    while (i > 0 && x->heap[(i - 1) / 2].at > at) {
+        x->heap[i] = x->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    x->heap[i] = (struct timed){at, r};
+    return 0;
+}
+
+static struct chain_req *heap_pop(struct multi *x)
+{
+    struct chain_req *r = x->heap[0].req;
+    struct timed last = x->heap[--x->n_heap];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= x->n_heap)
+            break;
+        if (c + 1 < x->n_heap && x->heap[c + 1].at < x->heap[c].at)
+            c++;
+        if (last.at <= x->heap[c].at)
+            break;
+        x->heap[i] = x->heap[c];
+        i = c;
+    }
+    if (x->n_heap)
+        x->heap[i] = last;
+    return r;
+}
+
+/* ---- the stages' waiting lists ---- */
+
+static void wait_push(struct multi *x, struct chain_req *r)
+{
+    int s = r->stage;
+    r->next = NULL;
+    if (x->wait_tail[s])
+        x->wait_tail[s]->next = r;
+    else
+        x->wait_head[s] = r;
+    x->wait_tail[s] = r;
+    /* Sequentially consistent, with the slot counts: a loop that frees a slot after our last
+     * try then sees that we wait (tell_others), and no wake-up is lost. */
+    atomic_fetch_add(&x->n_wait[s], 1);
+    x->wait_mask |= 1ull << s;
+}
+
+static struct chain_req *wait_pop(struct multi *x, int s)
+{
+    struct chain_req *r = x->wait_head[s];
+    if (!(x->wait_head[s] = r->next)) {
+        x->wait_tail[s] = NULL;
+        x->wait_mask &= ~(1ull << s);
+    }
+    r->next = NULL;
+    atomic_fetch_sub(&x->n_wait[s], 1);
+    return r;
+}
+
+/* A request that will not be sent, whatever its stage's slots: its image has failed, or the
+ * run is being torn down. chain_attempt_begin settles it without a slot. */
+static int settling(const struct multi *x, const struct chain_req *r)
+{
+    return chain_req_moot(x->run, r);
+}
+
+/* ---- curl callbacks ---- */
+
+/* What each socket is registered with in epoll (x->fds, by descriptor): SOCK_REG and the events,
+ * SOCK_IDLE once libcurl has let go of it. libcurl removes a connection's socket when its transfer
+ * ends and adds it again when the next request takes the connection from its cache, usually
+ * with the same interest: the socket stays in epoll meanwhile, and that costs no epoll_ctl. An
+ * event on an idle socket (the server closed it) takes it out; libcurl finds the connection dead
+ * when it next looks. libcurl closes its sockets through on_close, which forgets them. */
+#define SOCK_REG 0x80u
+#define SOCK_IDLE 0x40u
+
+static unsigned char *sock_state(struct multi *x, curl_socket_t s)
+{
+    if (s < 0)
+        return NULL;
+    if (s >= x->n_fds) {
+        int n = x->n_fds ? x->n_fds : 1024;
+        while (n <= s)
+            n *= 2;
+        unsigned char *f = realloc(x->fds, (size_t)n);
+        if (!f)
+            return NULL;
+        memset(f + x->n_fds, 0, (size_t)(n - x->n_fds));
+        x->fds = f;
+        x->n_fds = n;
+    }
+    return &x->fds[s];
+}
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)e;
+    (void)socketp;
+    struct multi *x = userp;
+    unsigned char *st = sock_state(x, s);
+    if (what == CURL_POLL_REMOVE) {
+        if (st && (*st & SOCK_REG))
+            *st |= SOCK_IDLE; /* kept in epoll */
+        else
+            epoll_ctl(x->epfd, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {0};
+    ev.data.fd = s;
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    if (st && (*st & ~SOCK_IDLE) == (SOCK_REG | ev.events)) {
+        *st = (unsigned char)(SOCK_REG | ev.events); /* taken again as it was: nothing to do */
+        return 0;
+    } else if (st && (*st & SOCK_REG)) {
+        epoll_ctl(x->epfd, EPOLL_CTL_MOD, s, &ev);
+    } else if (epoll_ctl(x->epfd, EPOLL_CTL_ADD, s, &ev) && errno == EEXIST) {
+        epoll_ctl(x->epfd, EPOLL_CTL_MOD, s, &ev); /* no state (out of memory): registered before */
+    }
+    if (st)
+        *st = (unsigned char)(SOCK_REG | ev.events);
+    return 0;
+}
+
+/* An event on a socket libcurl has let go of: out of epoll with it. 1 when it was one. */
+static int idle_event(struct multi *x, int fd)
+{
+    if (fd >= x->n_fds || !(x->fds[fd] & SOCK_IDLE))
+        return 0;
+    epoll_ctl(x->epfd, EPOLL_CTL_DEL, fd, NULL);
+    x->fds[fd] = 0;
+    return 1;
+}
+
+static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)clientp;
+    (void)purpose;
+    /* Close-on-exec: worker processes are started by fork and exec while connections are open. */
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+static int on_close(void *clientp, curl_socket_t s)
+{
+    struct multi *x = clientp;
+    if (s >= 0 && s < x->n_fds) {
+        if (x->fds[s] & SOCK_REG)
+            epoll_ctl(x->epfd, EPOLL_CTL_DEL, s, NULL); /* a copy held across a fork would keep it */
+        x->fds[s] = 0;
+    }
+    return close(s);
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    (void)m;
+    struct multi *x = userp;
+    x->curl_deadline = timeout_ms < 0 ? -1 : now_s() + (double)timeout_ms / 1e3;
+    return 0;
+}
+
+/* ---- requests ---- */
+
+static struct http_slot *handle_get(struct multi *x)
+{
+    if (x->n_pool)
+        return x->pool[--x->n_pool];
+    struct http_slot *h = calloc(1, sizeof *h);
+    if (!h || http_slot_init(h)) {
+        free(h);
+        return NULL;
+    }
+    curl_easy_setopt(h->h, CURLOPT_OPENSOCKETFUNCTION, on_open);
+    curl_easy_setopt(h->h, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+    curl_easy_setopt(h->h, CURLOPT_CLOSESOCKETDATA, x);
+    return h;
+}
+
+static void handle_put(struct multi *x, struct http_slot *h)
+{
+    x->pool[x->n_pool++] = h; /* the pool holds at most cap handles: one per request in curl */
+}
+
+static void item_settled(struct multi *x, struct item *it)
+{
+    x->items--;
+    if (queue_push(x->out, it))
+        item_free(it);
+}
+
+/* A request of it has been settled by the chain: queue whatever comes next. */
+static void follow_up(struct multi *x, struct item *it)
+{
+    ready_push_front(x, chain_next(x->run, it));
+    if (chain_finished(it))
+        item_settled(x, it);
+}
+
+/* The same for each item of a request (a batch has several), taken before the chain call. */
+static void follow_all(struct multi *x, struct item **its, int n)
+{
+    for (int i = 0; i < n; i++)
+        follow_up(x, its[i]);
+}
+
+/* Sends r, which holds a slot of its stage (or its stage has no limit, or it is settling). */
+static void send_req(struct multi *x, struct chain_req *r)
+{
+    struct item *its[CHAIN_BATCH_ITEMS];
+    int n_its = chain_req_items(r, its);
+    int s = r->stage;
+    int held = !settling(x, r) && limit_on(x->run, s); /* settling: no slot was taken */
+    struct http_slot *h = handle_get(x);
+    if (!h) {
+        if (held)
+            limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
+        chain_abandon(x->run, r, "out of memory for a curl handle");
+        follow_all(x, its, n_its);
+        return;
+    }
+    if (chain_attempt_begin(x->run, r, now_s()) == CHAIN_SETTLED) {
+        if (held)
+            limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
+        handle_put(x, h);
+        follow_all(x, its, n_its);
+        return;
+    }
+    if (r->n_members) {
+        follow_all(x, its, n_its); /* a batch may have let go of members whose images failed */
+        n_its = chain_req_items(r, its); /* those followed up may be gone: only the kept ones now */
+    }
+    r->driver = h;
+    http_prepare(h, x->run, r);
+    CURLMcode mc = curl_multi_add_handle(x->m, h->h);
+    if (mc != CURLM_OK) {
+        if (held)
+            limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
+        if (h->whole) { /* the body in place was never sent: let the image's slack go */
+            chain_req_whole_done(h->whole);
+            h->whole = NULL;
+        }
+        handle_put(x, h);
+        r->driver = NULL;
+        struct chain_answer a = {.cc = CURLE_FAILED_INIT, .curl_err = curl_multi_strerror(mc), .retry_after_s = -1};
+        double at;
+        chain_attempt_end(x->run, r, &a, now_s(), &at); /* a local error: final */
+        follow_all(x, its, n_its);
+        return;
+    }
+    x->in_curl++;
+}
+
+/* Rate-limit tokens a request parked in the heap holds (r->driver while it is there). */
+#define HAS_STAGE_TOKEN ((void *)1)
+#define HAS_TOKENS ((void *)2)
+
+/* Sends r now, or parks it: in the heap until its rate-limit tokens are valid (its stage's,
+ * then the run's; tokens: what it holds already, 0, 1 or 2), or on its stage's list until a
+ * slot is free. */
+static void start(struct multi *x, struct chain_req *r, int tokens)
+{
+    if (chain_batched(x->run, r) && !(r = chain_batch_add(x->batcher, r, now_s())))
+        return; /* gathering: its batch goes when full or due (top_up) */
+    if (x->run->rl && tokens < 2 && !settling(x, r)) {
+        if (tokens == 0) {
+            double wait = ratelimit_take_stage(x->run->rl, r->stage);
+            if (wait > 0 && heap_push(x, now_s() + wait, r) == 0) {
+                /* The token is ours; it just is not valid yet. */
+                r->driver = HAS_STAGE_TOKEN;
+                return;
+            } /* no room to park it: go on rather than lose it */
+        }
+        double wait = ratelimit_take(x->run->rl);
+        if (wait > 0 && heap_push(x, now_s() + wait, r) == 0) {
+            r->driver = HAS_TOKENS;
+            return;
+        }
+    }
+    /* Behind the requests already waiting for the stage, never ahead of them. */
+    if (!settling(x, r) && (x->wait_head[r->stage] || !limit_try_acquire(x->run, r->stage))) {
+        wait_push(x, r);
+        return;
+    }
+    send_req(x, r);
+}
+
+/* A slot of stage s came free here: a loop that has requests waiting for one is told. */
+static void tell_others(struct multi *x, int s)
+{
+    struct group *g = x->g;
+    for (int i = 0; g->n > 1 && i < g->n; i++) {
+        struct multi *o = g->loops[i];
+        if (o != x && atomic_load(&o->n_wait[s]) > 0) {
+            uint64_t one = 1;
+            ssize_t w = write(o->wake_fd, &one, sizeof one);
+            (void)w;
+        }
+    }
+}
+
+/* The first waiting request (stages taken in turn) that can have a slot now, with it; requests
+ * that are settling on the way are settled. NULL when none. */
+static struct chain_req *next_waiting(struct multi *x)
+{
+    int n = x->run->p->n;
+    for (int k = 0; k < n && x->wait_mask; k++) {
+        int s = (x->wait_rr + k) % n;
+        while (x->wait_head[s]) {
+            if (settling(x, x->wait_head[s])) {
+                send_req(x, wait_pop(x, s)); /* settles it */
+                continue;
+            }
+            if (!limit_try_acquire(x->run, s))
+                break;
+            x->wait_rr = (s + 1) % n;
+            return wait_pop(x, s);
+        }
+    }
+    return NULL;
+}
+
+static void on_done(struct multi *x, CURL *e, CURLcode cc)
+{
+    struct chain_req *r;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
+    struct http_slot *h = r->driver;
+    struct item *its[CHAIN_BATCH_ITEMS];
+    int n_its = chain_req_items(r, its);
+    int s = r->stage;
+    double t_sent = r->t_attempt;
+    struct chain_answer a;
+    http_answer(h, cc, &a);
+    curl_multi_remove_handle(x->m, e);
+    x->in_curl--;
+    double at, now = now_s();
+    enum limit_signal sig = limit_signal_of(a.cc, a.status);
+    enum chain_step step = chain_attempt_end(x->run, r, &a, now, &at);
+    handle_put(x, h); /* after the chain has read the answer out of it */
+    if (limit_on(x->run, s)) {
+        limit_release(x->run, s, t_sent, now, sig);
+        tell_others(x, s);
+    }
+    if (step == CHAIN_RETRY) {
+        r->driver = NULL;
+        if (heap_push(x, at, r) == 0)
+            return;
+        chain_abandon(x->run, r, "out of memory for a retry");
+    }
+    follow_all(x, its, n_its);
+}
+
+static void drain_messages(struct multi *x)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(x->m, &left)))
+        if (msg->msg == CURLMSG_DONE)
+            on_done(x, msg->easy_handle, msg->data.result);
+}
+
+/* The requests this loop can have in flight: its share of --concurrency, or less when the
+ * stages' limits (limit.h) add up to less (with --concurrency auto the total is large, and the
+ * images taken must follow what the endpoints take, not it). */
+static long images_cap(const struct multi *x)
+{
+    const struct run *run = x->run;
+    long sum = 0, most = 1; /* a batch stage's request carries up to its batch size of images */
+    for (int s = 0; s < run->p->n; s++)
+        if (run->p->stages[s].batch_size > most)
+            most = run->p->stages[s].batch_size;
+    long bound = x->cap * most;
+    for (int s = 0; s < run->p->n && sum < bound * x->g->n; s++) {
+        const struct stage *st = &run->p->stages[s];
+        sum += (limit_on(run, s) ? atomic_load_explicit(&run->shared->lim[s].limit, memory_order_relaxed)
+                                 : x->cap * (long)x->g->n) * (st->batch_size > 0 ? st->batch_size : 1);
+    }
+    sum /= x->g->n;
+    return sum < 1 ? 1 : sum < bound ? sum : bound;
+}
+
+/* Starts requests and takes images until the cap is reached or nothing is ready. */
+static void top_up(struct multi *x)
+{
+    double now = now_s();
+    if (run_stop_state(x->run) == RUN_ABORT) {
+        while (x->n_heap) /* parked requests are not worth waiting for: settle them now */
+            start(x, heap_pop(x), 2);
+        for (int s = 0; x->wait_mask && s < SHARED_MAX_STAGES; s++)
+            while (x->wait_head[s])
+                send_req(x, wait_pop(x, s));
+        for (struct chain_req *b; (b = chain_batch_due(x->batcher, now, 1));)
+            send_req(x, b); /* settles it */
+    }
+    while (x->n_heap && x->heap[0].at <= now && x->in_curl < x->cap) {
+        struct chain_req *r = heap_pop(x);
+        int tokens = r->driver == HAS_TOKENS ? 2 : r->driver == HAS_STAGE_TOKEN ? 1 : 0;
+        r->driver = NULL;
+        start(x, r, tokens);
+    }
+    for (struct chain_req *b; x->in_curl < x->cap && (b = chain_batch_due(x->batcher, now, 0));)
+        start(x, b, 0);
+    while (x->in_curl < x->cap) {
+        struct chain_req *r = next_waiting(x); /* those that waited for a slot go first */
+        if (r) {
+            send_req(x, r);
+            continue;
+        }
+        r = ready_pop(x);
+        if (r) {
+            start(x, r, 0);
+            continue;
+        }
+        if (run_stop_state(x->run) == RUN_ABORT)
+            x->input_done = 1; /* the run is being torn down: take nothing more */
+        if (x->input_done)
+            break;
+        if (exec_stopping(x->run)) {
+            /* Stopping: what was never sent gets no row (--resume runs it); empty the queue so
+             * that its producer can finish. */
+            void *q;
+            int got;
+            while ((got = queue_try_pop(x->in, &q)) > 0)
+                exec_let_go(x->run, q);
+            if (got < 0)
+                x->input_done = 1;
+            break;
+        }
+        /* Images in flight are bounded too, not only requests in curl: requests parked in the
+         * timer heap (backoff, Retry-After, --max-rps) would otherwise let the loop take every
+         * image of the folder. */
+        if (x->items >= 2L * images_cap(x))
+            break;
+        void *p;
+        int got = queue_try_pop(x->in, &p);
+        if (got < 0) {
+            x->input_done = 1;
+            break;
+        }
+        if (got == 0)
+            break;
+        struct item *it = p;
+        x->items++;
+        struct chain_req *reqs = chain_next(x->run, it);
+        if (!reqs && chain_finished(it)) {
+            item_settled(x, it); /* failed at load, or nothing to send */
+            continue;
+        }
+        while (reqs) {
+            struct chain_req *n = reqs->next;
+            ready_push_back(x, reqs);
+            reqs = n;
+        }
+    }
+}
+
+static void *loop(void *arg)
+{
+    struct multi *x = arg;
+    struct epoll_event evs[256];
+    int running;
+    for (;;) {
+        top_up(x);
+        if (x->input_done && x->items == 0)
+            break;
+        double now = now_s(), wake = -1;
+        if (x->curl_deadline >= 0)
+            wake = x->curl_deadline;
+        /* Parked requests and gathering batches can only go into a free slot: with none, an
+         * answer is what to wait for (waking for them would spin). */
+        if (x->in_curl < x->cap) {
+            if (x->n_heap && (wake < 0 || x->heap[0].at < wake))
+                wake = x->heap[0].at;
+            double due = chain_batch_deadline(x->batcher);
+            if (due >= 0 && (wake < 0 || due < wake))
+                wake = due;
+        }
+        double ms = wake < 0 ? 1000 : (wake - now) * 1e3 + 0.999;
+        int timeout = ms > 1000 ? 1000 : ms < 0 ? 0 : (int)ms; /* clamp before converting */
+        int n = epoll_wait(x->epfd, evs, 256, timeout);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* Cannot happen with a valid epoll fd; if it does, the images held here must not
+             * vanish: stop the run (exit 2) rather than drop them. */
+            fprintf(stderr, "annotate: the curl-multi event loop failed: %s; stopping\n", strerror(errno));
+            run_abort(x->run); /* the runner turns this into exit 2 */
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.fd == x->qfd || evs[i].data.fd == x->wake_fd) {
+                uint64_t v;
+                ssize_t rr = read(evs[i].data.fd, &v, sizeof v);
+                (void)rr;
+                continue;
+            }
+            if (idle_event(x, evs[i].data.fd))
+                continue;
+            int flags = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                        (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                        (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(x->m, evs[i].data.fd, flags, &running);
+            drain_messages(x); /* finish (and follow up) each answer at once, not after the batch */
+        }
+        if (x->curl_deadline >= 0 && now_s() >= x->curl_deadline) {
+            x->curl_deadline = -1;
+            curl_multi_socket_action(x->m, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        drain_messages(x);
+    }
+    if (atomic_fetch_sub(&x->g->running, 1) == 1)
+        queue_producer_done(x->out);
+    return NULL;
+}
+
+static void loop_free(struct multi *x)
+{
+    if (!x)
+        return;
+    for (int i = 0; i < x->n_pool; i++) {
+        http_slot_free(x->pool[i]);
+        free(x->pool[i]);
+    }
+    chain_batcher_free(x->batcher);
+    curl_multi_cleanup(x->m);
+    if (x->epfd >= 0)
+        close(x->epfd);
+    if (x->wake_fd >= 0)
+        close(x->wake_fd);
+    free(x->fds);
+    free(x->pool);
+    free(x->heap);
+    free(x);
+}
+
+static void join(struct exec *base)
+{
+    struct group *g = (struct group *)base;
+    for (int i = 0; i < g->n; i++) {
+        pthread_join(g->loops[i]->tid, NULL);
+        loop_free(g->loops[i]);
+    }
+    free(g->loops);
+    free(g);
+}
+
+static struct multi *loop_new(struct group *g, const struct run *run, queue *in, queue *out, int cap,
+                              char *err, size_t errlen)
+{
+    struct multi *x = calloc(1, sizeof *x);
+    if (!x) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    x->g = g;
+    x->run = run;
+    x->in = in;
+    x->out = out;
+    x->cap = cap;
+    x->curl_deadline = -1;
+    x->wake_fd = -1;
+    x->pool = calloc((size_t)x->cap + 1, sizeof *x->pool);
+    x->epfd = epoll_create1(EPOLL_CLOEXEC);
+    x->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    x->qfd = queue_add_notify_fd(in);
+    x->m = curl_multi_init();
+    x->batcher = chain_batcher_new(run);
+    if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool || !x->batcher) {
+        snprintf(err, errlen, "cannot set up the curl-multi event loop: %s", strerror(errno));
+        loop_free(x);
+        return NULL;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = x->qfd};
+    epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->qfd, &ev);
+    struct epoll_event wev = {.events = EPOLLIN, .data.fd = x->wake_fd};
+    epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->wake_fd, &wev);
+    curl_multi_setopt(x->m, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(x->m, CURLMOPT_SOCKETDATA, x);
+    curl_multi_setopt(x->m, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(x->m, CURLMOPT_TIMERDATA, x);
+    /* Keep a connection for every request slot, so connections are reused, not re-made. */
+    curl_multi_setopt(x->m, CURLMOPT_MAXCONNECTS, (long)x->cap + 8);
+    return x;
+}
+
+struct exec *exec_multi_start(const struct run *run, queue *in, queue *out, char *err, size_t errlen)
+{
+    int n = run->cfg->loops > 0 ? run->cfg->loops : 1;
+    if (n > run->cfg->concurrency)
+        n = run->cfg->concurrency; /* every loop gets at least one request slot */
+    struct group *g = calloc(1, sizeof *g);
+    g->base.join = join;
+    g->loops = calloc((size_t)n, sizeof *g->loops);
+    for (int i = 0; i < n; i++) {
+        int cap = run->cfg->concurrency / n + (i < run->cfg->concurrency % n);
+        if (!(g->loops[i] = loop_new(g, run, in, out, cap, err, errlen))) {
+            for (int j = 0; j < i; j++)
+                loop_free(g->loops[j]);
+            free(g->loops);
+            free(g);
+            return NULL;
+        }
+    }
+    g->n = n;
+    atomic_store(&g->running, n);
+    for (int i = 0; i < n; i++) {
+        int rc = pthread_create(&g->loops[i]->tid, NULL, loop, g->loops[i]);
+        if (rc) {
+            /* The loops already running carry the work; this one and later ones never start. */
+            fprintf(stderr, "annotate: started %d of %d event loops (%s); going on with those\n", i, n,
+                    strerror(rc));
+            if (i == 0) {
+                snprintf(err, errlen, "cannot start the event loop thread: %s", strerror(rc));
+                for (int j = 0; j < n; j++)
+                    loop_free(g->loops[j]);
+                free(g->loops);
+                free(g);
+                return NULL;
+            }
+            for (int j = i; j < n; j++)
+                loop_free(g->loops[j]);
+            if (atomic_fetch_sub(&g->running, n - i) == n - i)
+                queue_producer_done(out);
+            g->n = i;
+            break;
+        }
+    }
+    return &g->base;
+}

@@ -1,0 +1,385 @@
+/* limit: see limit.h. */
+#include "endpoint/limit.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "config.h"
+#include "flow/item.h"
+#include "run.h"
+#include "endpoint/shared.h"
+
+/* ---- the adaptive limit ---- */
+
+static double clampd(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static void window_reset(struct limit_algo *a, double now)
+{
+    a->w_start = now;
+    a->w_n = 0;
+    a->w_sum = a->w_sq = 0;
+    a->w_max_inflight = 0;
+}
+
+void limit_algo_init(struct limit_algo *a, int initial, int lo, int hi, double now)
+{
+    memset(a, 0, sizeof *a);
+    a->lo = lo < 1 ? 1 : lo;
+    a->hi = hi < a->lo ? a->lo : hi;
+    a->limit = clampd(initial, a->lo, a->hi);
+    a->slow_start = 1;
+    a->step = 1;
+    a->last_decrease = -1e300;
+    a->next_probe = now + LIMIT_PROBE_FIRST_S;
+    window_reset(a, now);
+}
+
+int limit_algo_get(const struct limit_algo *a)
+{
+    return (int)a->limit;
+}
+
+int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int inflight, enum limit_signal sig)
+{
+    if (sig == LIMIT_IGNORE)
+        return limit_algo_get(a);
+    if (a->probing == 1 && inflight <= (int)a->limit) {
+        /* In flight has come down to the probe's limit: what is sent from now on is measured. */
+        a->probing = 2;
+        a->probe_start = now;
+        window_reset(a, now);
+    }
+    if (a->probing && t_sent < a->probe_start)
+        return limit_algo_get(a); /* sent before the probe: it says nothing about the halved limit */
+    if (sig == LIMIT_DROP) {
+        a->drops++;
+        /* One decrease per round trip: a drop of a request sent before the last decrease was
+         * caused by the limit already cut. */
+        if (t_sent >= a->last_decrease) {
+            if (a->probing) {
+                a->probing = 0;
+                a->limit = a->saved_limit;
+                a->next_probe = now + LIMIT_PROBE_S;
+            }
+            a->limit = clampd(a->limit * LIMIT_BACKOFF, a->lo, a->hi);
+            a->slow_start = 0;
+            a->step = 1;
+            a->last_decrease = now;
+            window_reset(a, now);
+        }
+        return limit_algo_get(a);
+    }
+    double rtt = now - t_sent;
+    if (rtt < 1e-6)
+        rtt = 1e-6;
+    a->w_n++;
+    a->w_sum += rtt;
+    a->w_sq += rtt * rtt;
+    if (inflight > a->w_max_inflight)
+        a->w_max_inflight = inflight;
+    int need = (int)a->limit > LIMIT_MIN_SAMPLES ? (int)a->limit : LIMIT_MIN_SAMPLES;
+    if (a->w_n < need)
+        return limit_algo_get(a);
+    double mean = a->w_sum / a->w_n;
+    /* Enough answers that the window's mean is within about LIMIT_MEAN_ERROR of the true one
+     * (its standard error is cv / sqrt(n)): a server whose times vary needs longer windows, or
+     * the noise reads as queues. */
+    double var = a->w_sq / a->w_n - mean * mean, cv = var > 0 ? sqrt(var) / mean : 0;
+    double n_cv = cv * cv / (LIMIT_MEAN_ERROR * LIMIT_MEAN_ERROR);
+    if (a->w_n < (n_cv < LIMIT_MAX_SAMPLES ? n_cv : LIMIT_MAX_SAMPLES))
+        return limit_algo_get(a);
+    a->rtt_last = mean;
+    if (a->probing) {
+        /* The probe's window: the no-load RTT afresh, and the limit back where it was. The next
+         * probe is far enough away that probing costs little (a probe that took long, because
+         * the server's times vary, comes less often). */
+        double took = now - a->probe_start;
+        a->probing = 0;
+        a->rtt_noload = mean;
+        a->limit = a->saved_limit;
+        a->next_probe = now + (20 * took > LIMIT_PROBE_S ? 20 * took : LIMIT_PROBE_S);
+        window_reset(a, now);
+        return limit_algo_get(a);
+    }
+    if (!(a->rtt_noload > 0) || mean < a->rtt_noload)
+        a->rtt_noload = mean;
+    double ratio = a->rtt_noload / mean; /* <= 1 */
+    double queue = a->limit * (1 - ratio);
+    double alpha = 1 + a->limit / 20;
+    if (queue < alpha) {
+        /* Room at the server. Only a stage that used its whole limit learns that a higher one
+         * works (as TCP grows only a window it fills, RFC 7661): one that the stages before it
+         * starve keeps the limit it has, so a burst later cannot find it inflated. */
+        if (a->w_max_inflight >= (int)a->limit) {
+            if (a->slow_start) {
+                a->limit *= 2;
+            } else {
+                a->limit += a->step;
+                double cap = a->limit / 8 > 1 ? a->limit / 8 : 1;
+                a->step = a->step * 2 > cap ? cap : a->step * 2;
+            }
+        }
+    } else {
+        /* Requests queue at the server: towards the limit that leaves alpha of them queued. */
+        a->slow_start = 0;
+        a->step = 1;
+        double target = a->limit * (ratio < 0.5 ? 0.5 : ratio) + alpha;
+        a->limit = 0.5 * a->limit + 0.5 * target;
+    }
+    a->limit = clampd(a->limit, a->lo, a->hi);
+    if (now >= a->next_probe) {
+        if (a->limit >= 2) {
+            a->probing = 1; /* 2 once in flight has come down to the probe's limit */
+            a->probe_start = now;
+            a->saved_limit = a->limit;
+            a->limit = clampd(floor(a->limit / 2), a->lo, a->hi);
+        } else {
+            a->next_probe = now + LIMIT_PROBE_S;
+        }
+    }
+    window_reset(a, now);
+    return limit_algo_get(a);
+}
+
+enum limit_signal limit_signal_of(int curl_code, long status)
+{
+    if (curl_code == CURLE_OPERATION_TIMEDOUT)
+        return LIMIT_DROP;
+    if (curl_code != CURLE_OK)
+        return LIMIT_IGNORE;
+    if (status == 429 || status == 503)
+        return LIMIT_DROP;
+    return LIMIT_OK;
+}
+
+/* ---- the run's table ---- */
+
+static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
+{
+    /* Not FUTEX_PRIVATE: the word is in memory shared with worker processes. */
+    return syscall(SYS_futex, (uint32_t *)word, op, val, ts, NULL, 0);
+}
+
+static void lock(struct limit_stage *l)
+{
+    if (pthread_mutex_lock(&l->mu) == EOWNERDEAD)
+        pthread_mutex_consistent(&l->mu); /* a worker died holding it: the numbers are still numbers */
+}
+
+/* Under the lock. */
+static void record(struct limit_stage *l, double t, int limit)
+{
+    struct limit_change c = {(float)t, limit};
+    if (l->changes < LIMIT_HIST_HEAD)
+        l->head[l->changes] = c;
+    else
+        l->tail[(l->changes - LIMIT_HIST_HEAD) % LIMIT_HIST_TAIL] = c;
+    l->changes++;
+}
+
+int limit_setup(struct shared_page *sh, const struct config *cfg, double now, char *err, size_t errlen)
+{
+    const struct pipeline *p = cfg->pipeline;
+    sh->t0 = now;
+    int total = cfg->query == STRAT_CURL_MULTI ? cfg->concurrency : cfg->query == STRAT_SERIAL ? 1 : cfg->workers;
+    for (int s = 0; s < p->n && s < SHARED_MAX_STAGES; s++) {
+        const struct stage *st = &p->stages[s];
+        struct limit_stage *l = &sh->lim[s];
+        int mode = st->concurrency > 0 ? LIMIT_FIXED
+                   : st->concurrency == STAGE_CONCURRENCY_AUTO || (st->concurrency == 0 && cfg->concurrency_auto)
+                       ? LIMIT_AUTO
+                       : LIMIT_NONE;
+        memset(l, 0, sizeof *l);
+        if (mode == LIMIT_NONE)
+            continue;
+        pthread_mutexattr_t ma;
+        int rc = pthread_mutexattr_init(&ma);
+        if (!rc)
+            rc = pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+        if (!rc)
+            rc = pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+        if (!rc)
+            rc = pthread_mutex_init(&l->mu, &ma);
+        pthread_mutexattr_destroy(&ma);
+        if (rc) {
+            snprintf(err, errlen, "cannot set up stage %s's concurrency limit: %s", st->name, strerror(rc));
+            limit_teardown(sh, s);
+            return -1;
+        }
+        l->mode = mode;
+        int limit = st->concurrency;
+        if (mode == LIMIT_AUTO) {
+            limit_algo_init(&l->algo, LIMIT_AUTO_INITIAL, 1, total, now);
+            limit = limit_algo_get(&l->algo);
+        }
+        atomic_store(&l->limit, limit);
+        record(l, 0, limit);
+    }
+    return 0;
+}
+
+void limit_teardown(struct shared_page *sh, int n_stages)
+{
+    for (int s = 0; s < n_stages && s < SHARED_MAX_STAGES; s++)
+        if (sh->lim[s].mode != LIMIT_NONE) {
+            pthread_mutex_destroy(&sh->lim[s].mu);
+            sh->lim[s].mode = LIMIT_NONE;
+        }
+}
+
+int limit_on(const struct run *run, int s)
+{
+    return run->shared->lim[s].mode != LIMIT_NONE;
+}
+
+int limit_try_acquire(const struct run *run, int s)
+{
+    struct limit_stage *l = &run->shared->lim[s];
+    if (l->mode == LIMIT_NONE)
+        return 1;
+    /* A worker process says which slot it holds before it has it: if it dies in between, its
+     * parent gives back one slot too many (one more request may then go), never one too few
+     * (which, under a limit of 1, would stop the stage for good). */
+    _Atomic int *held = run->holder ? &run->shared->holders[run->holder - 1].stage : NULL;
+    if (held)
+        atomic_store(held, s + 1);
+    int cur = atomic_load(&l->in_flight);
+    while (cur < atomic_load(&l->limit)) {
+        if (atomic_compare_exchange_weak(&l->in_flight, &cur, cur + 1)) {
+            int peak = atomic_load(&l->peak);
+            while (cur + 1 > peak && !atomic_compare_exchange_weak(&l->peak, &peak, cur + 1))
+                ;
+            return 1;
+        }
+    }
+    if (held)
+        atomic_store(held, 0);
+    return 0;
+}
+
+int limit_acquire(const struct run *run, int s, const struct item *it)
+{
+    struct limit_stage *l = &run->shared->lim[s];
+    if (l->mode == LIMIT_NONE)
+        return 1;
+    for (;;) {
+        atomic_fetch_add(&l->waiters, 1);
+        uint32_t gen = atomic_load(&l->gen);
+        int got = limit_try_acquire(run, s);
+        if (!got && run_stop_state(run) != RUN_ABORT && it->status != ITEM_FAILED) {
+            /* A release after our load of gen changes it, and the futex then returns at once. */
+            struct timespec ts = {1, 0};
+            futex(&l->gen, FUTEX_WAIT, gen, &ts);
+        }
+        atomic_fetch_sub(&l->waiters, 1);
+        if (got)
+            return 1;
+        if (run_stop_state(run) == RUN_ABORT || it->status == ITEM_FAILED)
+            return 0;
+        if (run->alive)
+            run->alive(run);
+    }
+}
+
+static void wake(struct limit_stage *l, int all)
+{
+    atomic_fetch_add(&l->gen, 1);
+    if (atomic_load(&l->waiters) > 0)
+        futex(&l->gen, FUTEX_WAKE, all ? INT_MAX : 1, NULL);
+}
+
+int limit_release(const struct run *run, int s, double t_sent, double now, enum limit_signal sig)
+{
+    struct limit_stage *l = &run->shared->lim[s];
+    if (l->mode == LIMIT_NONE)
+        return 0;
+    int changed = 0;
+    if (l->mode == LIMIT_AUTO) {
+        int inflight = atomic_load(&l->in_flight);
+        lock(l);
+        int before = atomic_load(&l->limit);
+        int after = limit_algo_sample(&l->algo, now, t_sent, inflight, sig);
+        if (after != before) {
+            atomic_store(&l->limit, after);
+            record(l, now - run->shared->t0, after);
+            changed = 1;
+        }
+        pthread_mutex_unlock(&l->mu);
+    }
+    /* Given back before the holder entry is cleared: see limit_try_acquire. */
+    atomic_fetch_sub(&l->in_flight, 1);
+    if (run->holder)
+        atomic_store(&run->shared->holders[run->holder - 1].stage, 0);
+    wake(l, changed);
+    return changed;
+}
+
+int limit_holder_register(struct shared_page *sh, int pid)
+{
+    for (int h = 0; h < LIMIT_MAX_HOLDERS; h++) {
+        int free_ = 0;
+        if (atomic_compare_exchange_strong(&sh->holders[h].pid, &free_, pid)) {
+            atomic_store(&sh->holders[h].stage, 0);
+            return h + 1;
+        }
+    }
+    return 0;
+}
+
+void limit_holder_reap(struct shared_page *sh, int pid)
+{
+    for (int h = 0; h < LIMIT_MAX_HOLDERS; h++) {
+        if (atomic_load(&sh->holders[h].pid) != pid)
+            continue;
+        int s = atomic_exchange(&sh->holders[h].stage, 0) - 1;
+        if (s >= 0 && s < SHARED_MAX_STAGES && sh->lim[s].mode != LIMIT_NONE) {
+            atomic_fetch_sub(&sh->lim[s].in_flight, 1);
+            wake(&sh->lim[s], 0);
+        }
+        atomic_store(&sh->holders[h].pid, 0);
+    }
+}
+
+void limit_read(struct shared_page *sh, int s, struct limit_view *v)
+{
+    memset(v, 0, sizeof *v);
+    struct limit_stage *l = &sh->lim[s];
+    v->mode = l->mode;
+    if (l->mode == LIMIT_NONE)
+        return;
+    lock(l);
+    v->limit = atomic_load(&l->limit);
+    v->peak = atomic_load(&l->peak);
+    if (l->mode == LIMIT_AUTO) {
+        v->lo = (int)l->algo.lo;
+        v->hi = (int)l->algo.hi;
+        v->rtt_noload_ms = l->algo.rtt_noload * 1e3;
+        v->drops = l->algo.drops;
+    } else {
+        v->lo = v->hi = v->limit;
+    }
+    v->changes = l->changes;
+    uint64_t nh = l->changes < LIMIT_HIST_HEAD ? l->changes : LIMIT_HIST_HEAD;
+    for (uint64_t i = 0; i < nh; i++)
+        v->hist[v->n_hist++] = l->head[i];
+    if (l->changes > LIMIT_HIST_HEAD) {
+        uint64_t m = l->changes - LIMIT_HIST_HEAD;
+        uint64_t count = m < LIMIT_HIST_TAIL ? m : LIMIT_HIST_TAIL;
+        uint64_t start = m > LIMIT_HIST_TAIL ? m % LIMIT_HIST_TAIL : 0;
+        for (uint64_t k = 0; k < count; k++)
+            v->hist[v->n_hist++] = l->tail[(start + k) % LIMIT_HIST_TAIL];
+    }
+    pthread_mutex_unlock(&l->mu);
+}

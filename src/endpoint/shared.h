@@ -1,0 +1,67 @@
+/* shared: the counters of a run that its worker processes update too. Shared memory (a few
+ * pages) behind a memfd that the parent creates and each worker maps through the descriptor it
+ * inherits across exec (see ipc.h); threads of one process use the same page. Every field is
+ * an atomic, updated without locks. */
+#ifndef ANNOTATE_SHARED_H
+#define ANNOTATE_SHARED_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include "common/stats.h"
+#include "endpoint/limit.h"
+
+#define SHARED_MAX_STAGES 64   /* PIPELINE_MAX_STAGES */
+#define SHARED_MAX_REPLICAS 64 /* PIPELINE_MAX_REPLICA_SLOTS */
+
+struct shared_page {
+    _Atomic int64_t in_flight; /* HTTP attempts on the wire, every driver, every process */
+    struct shared_stage {
+        _Atomic int answered;    /* the stage's server has answered as a server that is set up */
+        _Atomic int setup_fails; /* final failures that say it is not (401, 404, a bad certificate) */
+        /* The outage detector (chain.c): failed attempts of the kind an outage gives, in a row,
+         * by how many different requests, the last of them, and since when the stage has been
+         * down (monotonic ms; 0: up). */
+        _Atomic int fails_in_row;
+        _Atomic int fail_reqs;
+        _Atomic uint64_t last_fail_req;
+        _Atomic int64_t down_since_ms;
+        /* A batch stage's HTTP attempts and the items they carried (chain.c), for the summary. */
+        _Atomic uint64_t batch_sends, batch_items;
+    } stage[SHARED_MAX_STAGES];
+    /* The replicas of stages with several URLs (slots from stage->replica_base): what chain.c
+     * chooses by and ejects with, and what the summary reports. */
+    struct shared_replica {
+        _Atomic int outstanding;        /* attempts on the wire to it */
+        _Atomic int fails_in_row;       /* attempts that failed the outage way, in a row */
+        _Atomic int64_t ejected_until_ms; /* monotonic ms; 0: in rotation */
+        _Atomic int ejections;          /* times ejected since it last answered well */
+        _Atomic int ejected_total;
+        _Atomic uint64_t attempts, errors;
+        struct hist latency_us;         /* per attempt */
+    } replica[SHARED_MAX_REPLICAS];
+    _Atomic int fatal;           /* 1 once fatal_msg is written: the run must stop, exit 2 */
+    _Atomic int fatal_claim;     /* who writes fatal_msg (the first one) */
+    char fatal_msg[1024];
+    /* Per endpoint: the "concurrency" limits (limit.h), counted across every process. */
+    double t0;                   /* the run's start (now_s), for the limits' history */
+    struct limit_stage lim[SHARED_MAX_STAGES];
+    struct limit_holder holders[LIMIT_MAX_HOLDERS]; /* which slot each worker process holds */
+};
+
+struct shared {
+    struct shared_page *page;
+    int fd;
+};
+
+/* Creates the page (parent). Without a memfd (fd -1) the page is this process's only. Returns
+ * 0, or -1 with errno set. */
+int shared_create(struct shared *s);
+
+/* Maps the page behind an inherited descriptor (worker); takes the descriptor. fd -1: a
+ * private page. 0 or -1. */
+int shared_attach(struct shared *s, int fd);
+
+/* Unmaps and closes; a zeroed struct is a no-op. */
+void shared_close(struct shared *s);
+
+#endif

@@ -1,0 +1,98 @@
+/* item: see item.h. */
+#include "flow/item.h"
+#include "flow/budget.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct item *item_new(const char *path, size_t path_len, size_t rel_off, int n_stages, uint64_t seq)
+{
+    struct item *it = calloc(1, sizeof *it);
+    if (!it)
+        return NULL;
+    it->path = malloc(path_len + 1);
+    it->results = calloc((size_t)n_stages + 1, sizeof *it->results);
+    it->state = calloc((size_t)n_stages + 1, 1);
+    it->outstanding = calloc((size_t)n_stages + 1, sizeof *it->outstanding);
+    if (!it->path || !it->results || !it->state || !it->outstanding) {
+        item_free(it);
+        return NULL;
+    }
+    memcpy(it->path, path, path_len);
+    it->path[path_len] = 0;
+    it->path_len = path_len;
+    it->rel_off = rel_off;
+    it->n_stages = n_stages;
+    it->seq = seq;
+    it->t_start = now_s();
+    return it;
+}
+
+void item_fail(struct item *it, const char *fmt, ...)
+{
+    if (it->status == ITEM_FAILED)
+        return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    it->status = ITEM_FAILED;
+    free(it->error);
+    it->error = strdup(buf);
+}
+
+void item_drop_payload(struct item *it)
+{
+    free(it->b64 ? it->b64 - it->b64_slack : NULL);
+    it->b64 = NULL;
+    it->b64_len = 0;
+    it->b64_slack = 0;
+    free(it->raw);
+    it->raw = NULL;
+    it->raw_len = 0;
+    if (it->charged) {
+        budget_give(it->charged);
+        it->charged = 0;
+    }
+}
+
+void item_log_request(struct item *it, int stage, uint32_t us, int attempts)
+{
+    if (it->n_log == it->cap_log) {
+        int cap = it->cap_log ? it->cap_log * 2 : 8;
+        struct req_log *n = realloc(it->log, (size_t)cap * sizeof *n);
+        if (!n)
+            return; /* a lost timing is not worth failing an image for */
+        it->log = n;
+        it->cap_log = cap;
+    }
+    it->log[it->n_log++] = (struct req_log){us, (uint16_t)stage, (uint16_t)(attempts > 65535 ? 65535 : attempts)};
+}
+
+void item_free(struct item *it)
+{
+    if (!it)
+        return;
+    item_drop_payload(it);
+    free(it->path);
+    free(it->error);
+    if (it->results)
+        for (int i = 0; i < it->n_stages; i++)
+            cJSON_Delete(it->results[i]);
+    free(it->results);
+    free(it->state);
+    free(it->outstanding);
+    free(it->log);
+    free(it);
+}

@@ -1,0 +1,224 @@
+/* expr: see expr.h. */
+#include "pipeline/expr.h"
+
+#include <jq.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct jq_pool {
+    pthread_mutex_t mu;
+    jq_state **free;
+    int n, cap;
+};
+
+struct compile_msg {
+    char *buf;
+    size_t len;
+};
+
+/* jq reports compile errors through this callback (it owns msg): keep the first line. */
+static void on_jq_error(void *data, jv msg)
+{
+    struct compile_msg *m = data;
+    if (m->buf[0] == 0) {
+        jv s = jv_get_kind(msg) == JV_KIND_STRING ? jv_copy(msg) : jq_format_error(jv_copy(msg));
+        if (jv_get_kind(s) == JV_KIND_STRING) {
+            const char *t = jv_string_value(s);
+            size_t l = strcspn(t, "\n");
+            if (!strncmp(t, "jq: error: ", 11) && l > 11) {
+                t += 11;
+                l -= 11;
+            }
+            while (l && (t[l - 1] == ':' || t[l - 1] == ' '))
+                l--; /* "..., line 1:" introduces the program's text, which is not repeated */
+            snprintf(m->buf, m->len, "%.*s", (int)l, t);
+        }
+        jv_free(s);
+    }
+    jv_free(msg);
+}
+
+static void quiet(void *data, jv msg)
+{
+    (void)data;
+    jv_free(msg);
+}
+
+static jq_state *compile_state(const char *text, char *err, size_t errlen)
+{
+    jq_state *jq = jq_init();
+    if (!jq) {
+        snprintf(err, errlen, "out of memory for jq");
+        return NULL;
+    }
+    char first[512] = "";
+    struct compile_msg m = {first, sizeof first};
+    jq_set_error_cb(jq, on_jq_error, &m);
+    if (!jq_compile(jq, text)) {
+        snprintf(err, errlen, "jq: %s", first[0] ? first : "the expression does not compile");
+        jq_teardown(&jq);
+        return NULL;
+    }
+    jq_set_error_cb(jq, quiet, NULL); /* run-time errors come back from jq_next, not here */
+    return jq;
+}
+
+static void pool_give(struct jq_pool *p, jq_state *jq)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->n == p->cap) {
+        int cap = p->cap ? p->cap * 2 : 4;
+        jq_state **nf = realloc(p->free, (size_t)cap * sizeof *nf);
+        if (!nf) {
+            pthread_mutex_unlock(&p->mu);
+            jq_teardown(&jq); /* compiled again when needed */
+            return;
+        }
+        p->free = nf;
+        p->cap = cap;
+    }
+    p->free[p->n++] = jq;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static jq_state *pool_take(struct jq_pool *p, const char *text, char *err, size_t errlen)
+{
+    jq_state *jq = NULL;
+    pthread_mutex_lock(&p->mu);
+    if (p->n > 0)
+        jq = p->free[--p->n];
+    pthread_mutex_unlock(&p->mu);
+    return jq ? jq : compile_state(text, err, errlen);
+}
+
+int expr_compile(struct expr *e, const char *text, char *err, size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    if (!(e->text = strdup(text))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    char why[128];
+    if (json_path_parse(text, &e->path, why, sizeof why) == 0) {
+        e->plain = 1;
+        return 0;
+    }
+    e->pool = calloc(1, sizeof *e->pool);
+    if (!e->pool) {
+        snprintf(err, errlen, "out of memory");
+        expr_free(e);
+        return -1;
+    }
+    pthread_mutex_init(&e->pool->mu, NULL);
+    jq_state *jq = compile_state(text, err, errlen);
+    if (!jq) {
+        expr_free(e);
+        return -1;
+    }
+    pool_give(e->pool, jq);
+    return 0;
+}
+
+void expr_free(struct expr *e)
+{
+    if (!e)
+        return;
+    if (e->pool) {
+        for (int i = 0; i < e->pool->n; i++)
+            jq_teardown(&e->pool->free[i]);
+        free(e->pool->free);
+        pthread_mutex_destroy(&e->pool->mu);
+        free(e->pool);
+    }
+    if (e->plain)
+        json_path_free(&e->path);
+    free(e->text);
+    memset(e, 0, sizeof *e);
+}
+
+/* jq's message for an invalid value, into err (at most a line of it). */
+static void jq_message(jq_state *jq, jv v, char *err, size_t errlen)
+{
+    jv msg = jv_invalid_get_msg(v);
+    if (jq_halted(jq)) {
+        jv_free(msg);
+        jv m = jq_get_error_message(jq);
+        snprintf(err, errlen, "jq: the expression halted%s%s", jv_get_kind(m) == JV_KIND_STRING ? ": " : "",
+                 jv_get_kind(m) == JV_KIND_STRING ? jv_string_value(m) : "");
+        jv_free(m);
+        return;
+    }
+    if (jv_get_kind(msg) != JV_KIND_STRING)
+        msg = jv_dump_string(msg, 0);
+    const char *t = jv_string_value(msg);
+    snprintf(err, errlen, "jq: %.*s", (int)strcspn(t, "\n"), t);
+    jv_free(msg);
+}
+
+static int run_jq(const struct expr *e, const char *json, size_t len, expr_out out, void *arg, char *err,
+                  size_t errlen)
+{
+    if (len > INT_MAX) {
+        snprintf(err, errlen, "jq: the answer is too large for jq (%zu bytes)", len);
+        return -1;
+    }
+    jq_state *jq = pool_take(e->pool, e->text, err, errlen);
+    if (!jq)
+        return -1;
+    jv in = jv_parse_sized(json, (int)len);
+    int n = 0;
+    if (!jv_is_valid(in)) {
+        jq_message(jq, in, err, errlen);
+        pool_give(e->pool, jq);
+        return -1;
+    }
+    jq_start(jq, in, 0);
+    for (;;) {
+        jv v = jq_next(jq);
+        if (!jv_is_valid(v)) {
+            /* After an invalid, jq_next must not be called again (it asserts): the next run
+             * starts with jq_start. */
+            if (jv_invalid_has_msg(jv_copy(v)) || jq_halted(jq)) {
+                jq_message(jq, v, err, errlen);
+                n = -1;
+            } else {
+                jv_free(v);
+            }
+            break;
+        }
+        jv s = jv_dump_string(v, 0);
+        int stop = out(arg, jv_string_value(s), (size_t)jv_string_length_bytes(jv_copy(s)));
+        jv_free(s);
+        if (stop) {
+            n = -1;
+            break;
+        }
+        n++;
+    }
+    pool_give(e->pool, jq);
+    return n;
+}
+
+int expr_run(const struct expr *e, const char *json, size_t len, expr_out out, void *arg, char *err,
+             size_t errlen)
+{
+    if (!e->plain)
+        return run_jq(e, json, len, out, arg, err, errlen);
+    const char *v;
+    size_t vl;
+    if (json_find(json, len, &e->path, &v, &vl))
+        return 0;
+    return out(arg, v, vl) ? -1 : 1;
+}
+
+int expr_text_truthy(const char *t, size_t n)
+{
+    while (n && (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r'))
+        t++, n--;
+    while (n && (t[n - 1] == ' ' || t[n - 1] == '\t' || t[n - 1] == '\n' || t[n - 1] == '\r'))
+        n--;
+    return !((n == 4 && !memcmp(t, "null", 4)) || (n == 5 && !memcmp(t, "false", 5)));
+}

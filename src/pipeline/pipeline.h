@@ -1,0 +1,178 @@
+/* pipeline: the model chain as data. A pipeline file (JSON) lists the stages in order; this
+ * module parses and validates it into a stage table that chain.c interprets. The seed's chain is
+ * the built-in default (and fixtures/pipeline.json holds the same text).
+ *
+ * The file is one object: "stages" (required) and "defaults" (optional). A stage:
+ *   "name"        unique, [A-Za-z0-9_.-]+; also the CSV column
+ *   "url"         absolute (http://, https://) or relative to --server; no blanks or control
+ *                 characters
+ *   "input"       "image" (default: the image's base64), or
+ *                 {"each": STAGE, "array": KEY, "field": KEY}: one request per element of
+ *                 STAGE's result[KEY], sending element[KEY2] as im_str, or
+ *                 {"each": STAGE, "items": EXPR}: one per string EXPR yields; results in order
+ *   "fields"      optional extra request fields: a JSON literal, or {"result_of": STAGE}; a
+ *                 one-key object whose key is nearly "result_of" is refused as a typo
+ *   "body", "form" the request as a template, or a multipart form (template.h); without them,
+ *                 the seed's body [{"im_str": ..., ...fields}]
+ *   "result"      an expression (expr.h) giving the stage's result; default .result
+ *   "error", "retry_if", "retry_after": expressions on a failed (or 2xx) answer; "retry_on":
+ *                 the statuses retried (chain_read_answer in chain.h says what each does)
+ *   "when"        [STAGE, ...]: run only if each of those results is truthy; or a jq expression
+ *                 over {"STAGE": result, ...} of the stages it names
+ *   "csv"         true (default) or false: whether the result is a CSV column
+ *   "timeout_ms", "retries", "headers" {"Name": "value"}: per-stage overrides
+ *   "concurrency" N (1 to 100000) or "auto", "max_rps" N: the stage's own limits (limit.h,
+ *                 ratelimit.h), inside the run's --concurrency and --max-rps
+ * "defaults" holds "timeout_ms", "retries", "headers", "concurrency" and "max_rps" for every
+ * stage that does not set its own. Headers come from three places; for one name (case-insensitive) the first of these wins
+ * and the others are not sent: the stage's "headers", the file's "defaults", --header
+ * (pipeline_add_header). A header value may use ${VAR} (the environment) and ${file:PATH} (the
+ * file's content, one trailing newline removed); values are never shown in a message.
+ * A stage may only refer to stages before it, so the file order is a valid schedule. A stage runs
+ * once every stage it refers to has run; if one of those was skipped, or a "when" result is
+ * falsy, it is skipped (its column stays empty). */
+#ifndef ANNOTATE_PIPELINE_H
+#define ANNOTATE_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <curl/curl.h>
+#include "pipeline/expr.h"
+#include "pipeline/template.h"
+
+#define PIPELINE_MAX_STAGES 64
+#define PIPELINE_MAX_REPLICAS 8       /* URLs of one stage */
+#define PIPELINE_MAX_REPLICA_SLOTS 64 /* replicas of all the stages that have several */
+
+enum stage_input { INPUT_IMAGE, INPUT_EACH };
+
+struct stage_field {
+    char *name;     /* request key */
+    char *literal;  /* compact JSON text, when result_of < 0 */
+    int result_of;  /* index of the stage whose result is sent, or -1 */
+};
+
+struct stage {
+    char *name;
+    char *url;      /* as written */
+    char *full_url; /* after pipeline_resolve: joined to --server, ${VAR} expanded */
+    char *shown_url; /* the same, ${VAR} left as written: what messages show */
+    char **urls;    /* "url" as a list of replicas: [n_urls], urls[0] == url's text */
+    int n_urls;
+    char **rep_full, **rep_shown; /* replicas 1.. resolved ([0] is full_url / shown_url) */
+    int replica_base; /* n_urls > 1: its replicas' slots in the shared page (replica.h) */
+    enum stage_input input;
+    int each_stage; /* INPUT_EACH: source stage */
+    char *each_array, *each_field;
+    struct stage_field *fields;
+    int n_fields;
+    uint64_t when_mask; /* stages whose results must be truthy */
+    uint64_t dep_mask;  /* every stage this one refers to (when, result_of, each) */
+    int csv;
+    long timeout_ms;    /* the stage's, else "defaults"'s; -1: the run's --timeout-ms */
+    int retries;        /* the stage's, else "defaults"'s; -1: the run's --retries */
+    char **header_tmpl; /* the stage's own "Name: value" lines, before ${...} expansion */
+    int n_headers;
+    struct curl_slist *headers; /* after pipeline_resolve: the stage's, the defaults' and
+                                 * --header's, expanded, plus our fixed ones; wiped when freed */
+    int file_headers;   /* a header value comes from a file (${file:PATH}): re-read on a 401 */
+    unsigned header_gen; /* bumped each time a 401 made the header list be rebuilt */
+    struct curl_slist **old_headers; /* lists replaced since; freed with the pipeline */
+    int n_old_headers;
+    struct body body;   /* the request body (template.h): the seed's, "body" or "form" */
+    int type_of_image;  /* a raw body without a Content-Type header: the image's type is sent */
+    struct expr result; /* "result": what of the answer is the stage's result (default .result) */
+    struct expr error;  /* "error": a non-null value fails the attempt, with that message */
+    struct expr retry_if;    /* "retry_if": a truthy value makes a failed answer retryable */
+    struct expr retry_after; /* "retry_after": seconds to wait, named in the body */
+    struct expr when;   /* "when" as a jq expression over {"STAGE": result, ...} of when_mask */
+    struct expr items;  /* "input": {"each": STAGE, "items": EXPR}: the elements */
+    int retry_on[32];   /* "retry_on": the statuses retried; n_retry_on < 0: 5xx, 429 and 408 */
+    int n_retry_on;
+    int concurrency;    /* "concurrency": requests in flight to it at most (limit.h); 0: no limit of
+                         * its own, STAGE_CONCURRENCY_AUTO: "auto", an adaptive limit */
+    double max_rps;     /* "max_rps": its requests per second at most (ratelimit.h); 0: no limit */
+    int batch_size;     /* "batch": {"size"}: items (of different images) per request; 0: no batch */
+    long batch_wait_ms; /* "batch": {"max_wait_ms"}: how long a batch's oldest item waits at most */
+};
+
+#define STAGE_BATCH_MAX 256         /* "batch": {"size"} at most */
+#define STAGE_BATCH_WAIT_MS 10      /* "max_wait_ms" when not given */
+
+#define STAGE_CONCURRENCY_AUTO (-1)
+#define STAGE_CONCURRENCY_MAX 100000
+
+struct pipeline {
+    struct stage *stages;
+    int n;
+    char *source;            /* file name or "built-in" */
+    char *text;              /* the JSON text it was parsed from (what a worker process is sent) */
+    size_t text_len;
+    char **default_headers;  /* "defaults": "headers", as "Name: value" templates */
+    int n_default_headers;
+    char **cli_headers;      /* --header lines (pipeline_add_header), templates too */
+    int n_replica_slots;     /* replicas of the stages with several URLs */
+    int n_cli_headers;
+};
+
+/* Parses pipeline JSON text. On error returns -1 and writes "SOURCE: stage N (NAME): what is
+ * wrong" into err. *out is owned by the caller (pipeline_free). */
+int pipeline_parse(const char *text, size_t len, const char *source, struct pipeline **out,
+                   char *err, size_t errlen);
+int pipeline_load(const char *path, struct pipeline **out, char *err, size_t errlen);
+int pipeline_default(struct pipeline **out);
+
+/* The seed's chain, as JSON text (the same as fixtures/pipeline.json). */
+extern const char pipeline_default_json[];
+
+/* s for a message: at most 200 bytes, control characters as '?', into buf. Returns buf. */
+const char *pipeline_printable(const char *s, char *buf, size_t len);
+
+/* Checks a base URL (--server): http:// or https://, then a host, and no blanks or control
+ * characters. Returns 0, or -1 with what is wrong in err (without a prefix: the caller names the
+ * option). */
+int pipeline_check_base(const char *base, char *err, size_t errlen);
+
+/* Adds a header for every stage: a --header line, "Name: value". A stage's or the defaults'
+ * header of the same name replaces it; two --header lines of one name are an error. The value
+ * is expanded by pipeline_resolve like the file's. Returns 0, or -1 with err naming the header
+ * (never showing the value). */
+int pipeline_add_header(struct pipeline *p, const char *line, char *err, size_t errlen);
+
+/* Joins relative URLs to base (expanding ${VAR} in them) and builds each stage's header list,
+ * expanding ${VAR} and ${file:PATH}. An unset variable or an unreadable file is an error that names the variable or
+ * the path (never a value or a file's content). Can be called again (it rebuilds everything).
+ * Returns 0 or -1. */
+int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen);
+
+/* Sets stage i's resolved URL and header lines as another process resolved them (a worker
+ * takes its parent's, and never resolves anything itself). Returns 0, or -1 when out of memory. */
+int pipeline_adopt_resolved(struct pipeline *p, int i, const char *full_url, const char *shown_url,
+                            const char *const *lines, int n);
+
+/* Sets replica k (1..n_urls-1) of stage i as another process resolved it. 0 or -1. */
+int pipeline_adopt_replica(struct pipeline *p, int i, int k, const char *full_url, const char *shown_url);
+
+/* Replica k's URL: as sent, or (shown) as messages show it. */
+const char *pipeline_replica_url(const struct stage *s, int k, int shown);
+
+/* Stage s's header list as it is now, and its generation. Thread-safe; the list stays valid
+ * until pipeline_free. */
+const struct curl_slist *pipeline_headers(const struct stage *s, unsigned *gen);
+
+/* After a server answered 401 to a request sent with generation gen of stage i's headers: when a
+ * header value comes from a file, the files are read again and, if that changes the headers, the
+ * stage's list is replaced. Returns 1 when the headers now differ from generation gen (this call
+ * or another one replaced them: the request is worth retrying), else 0. Thread-safe. */
+int pipeline_refresh_headers(const struct pipeline *p, int i, unsigned gen);
+
+/* What the load stage must make of each image (NEED_B64, NEED_BYTES of template.h): the union
+ * of what the bodies of the stages that send the image need. */
+unsigned pipeline_needs(const struct pipeline *p);
+
+/* Number of stages that are CSV columns. */
+int pipeline_csv_columns(const struct pipeline *p);
+
+void pipeline_free(struct pipeline *p);
+
+#endif

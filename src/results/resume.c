@@ -1,0 +1,407 @@
+/* resume: see resume.h. The file is mapped and fed to libcsv a line at a time: a record can only
+ * end at a newline, so after each line we know whether the bytes so far form whole rows. What
+ * follows the last whole row is a torn write, and is cut off. */
+#include "results/resume.h"
+
+#include <csv.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+
+/* ---- the done-set: open addressing over (hash, offset into an arena) ----
+ * Out of memory, doneset_add returns -1 and the set is as it was. */
+
+struct doneset {
+    uint64_t *hashes;   /* 0 = empty slot */
+    uint64_t *offs;     /* offset of the entry in the arena */
+    size_t cap, n;
+    char *arena;        /* entries: u32 length, then the bytes */
+    size_t arena_len, arena_cap;
+};
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    h ^= h >> 32;
+    h *= 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+    return h ? h : 1;
+}
+
+struct doneset *doneset_new(void)
+{
+    struct doneset *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->cap = 1024;
+    d->hashes = calloc(d->cap, sizeof *d->hashes);
+    d->offs = calloc(d->cap, sizeof *d->offs);
+    if (!d->hashes || !d->offs) {
+        doneset_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static int entry_eq(const struct doneset *d, uint64_t off, const char *path, size_t len)
+{
+    uint32_t l;
+    memcpy(&l, d->arena + off, 4);
+    return l == len && memcmp(d->arena + off + 4, path, len) == 0;
+}
+
+static int grow_table(struct doneset *d)
+{
+    size_t cap = d->cap * 2;
+    uint64_t *h = calloc(cap, sizeof *h), *o = calloc(cap, sizeof *o);
+    if (!h || !o) {
+        free(h);
+        free(o);
+        return -1;
+    }
+    for (size_t i = 0; i < d->cap; i++) {
+        if (!d->hashes[i])
+            continue;
+        size_t j = d->hashes[i] & (cap - 1);
+        while (h[j])
+            j = (j + 1) & (cap - 1);
+        h[j] = d->hashes[i];
+        o[j] = d->offs[i];
+    }
+    free(d->hashes);
+    free(d->offs);
+    d->hashes = h;
+    d->offs = o;
+    d->cap = cap;
+    return 0;
+}
+
+int doneset_add(struct doneset *d, const char *path, size_t len)
+{
+    if ((d->n + 1) * 4 > d->cap * 3 && grow_table(d))
+        return -1;
+    uint64_t h = hash_bytes(path, len);
+    size_t j = h & (d->cap - 1);
+    while (d->hashes[j]) {
+        if (d->hashes[j] == h && entry_eq(d, d->offs[j], path, len))
+            return 0;
+        j = (j + 1) & (d->cap - 1);
+    }
+    if (d->arena_len + len + 4 > d->arena_cap) {
+        size_t c = d->arena_cap ? d->arena_cap : 1 << 16;
+        while (d->arena_len + len + 4 > c)
+            c *= 2;
+        char *a = realloc(d->arena, c);
+        if (!a)
+            return -1;
+        d->arena = a;
+        d->arena_cap = c;
+    }
+    uint32_t l = (uint32_t)len;
+    memcpy(d->arena + d->arena_len, &l, 4);
+    memcpy(d->arena + d->arena_len + 4, path, len);
+    d->hashes[j] = h;
+    d->offs[j] = d->arena_len;
+    d->arena_len += len + 4;
+    d->n++;
+    return 1;
+}
+
+int doneset_has(const struct doneset *d, const char *path, size_t len)
+{
+    if (!d || !d->n)
+        return 0;
+    uint64_t h = hash_bytes(path, len);
+    size_t j = h & (d->cap - 1);
+    while (d->hashes[j]) {
+        if (d->hashes[j] == h && entry_eq(d, d->offs[j], path, len))
+            return 1;
+        j = (j + 1) & (d->cap - 1);
+    }
+    return 0;
+}
+
+int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, char *example, size_t exlen)
+{
+    for (size_t off = 0; d && off < d->arena_len;) {
+        uint32_t l;
+        memcpy(&l, d->arena + off, 4);
+        const char *path = d->arena + off + 4;
+        if (l < plen || memcmp(path, prefix, plen) != 0) {
+            snprintf(example, exlen, "%.*s", (int)(l > 200 ? 200 : l), path);
+            return 1;
+        }
+        off += 4 + (size_t)l;
+    }
+    return 0;
+}
+
+uint64_t doneset_size(const struct doneset *d)
+{
+    return d ? d->n : 0;
+}
+
+void doneset_free(struct doneset *d)
+{
+    if (!d)
+        return;
+    free(d->hashes);
+    free(d->offs);
+    free(d->arena);
+    free(d);
+}
+
+/* ---- reading rows back ---- */
+
+struct parse {
+    char **want;             /* expected column names */
+    int n_want;
+    int field;               /* index of the current field in the record */
+    int64_t records;         /* complete records, header included */
+    char *path;              /* the current record's path */
+    size_t path_len, path_cap;
+    int status;              /* 1 ok, 2 failed, 0 other */
+    int bad;                 /* set with msg on an error */
+    int oom;                 /* out of memory: csv_rows returns -2 */
+    char msg[256];
+    csv_row_fn fn;
+    void *ud;
+    size_t rec_start, rec_end;
+};
+
+static void on_field(void *s, size_t len, void *data)
+{
+    struct parse *ps = data;
+    int f = ps->field++;
+    if (ps->records == 0) {
+        if (f >= ps->n_want || strlen(ps->want[f]) != len || memcmp(ps->want[f], s, len)) {
+            if (!ps->bad)
+                snprintf(ps->msg, sizeof ps->msg, "its header is not this pipeline's (column %d is \"%.*s\", "
+                         "expected \"%s\")", f + 1, (int)(len > 40 ? 40 : len), (const char *)s,
+                         f < ps->n_want ? ps->want[f] : "(none)");
+            ps->bad = 1;
+        }
+        return;
+    }
+    if (f == 0) {
+        if (len + 1 > ps->path_cap) {
+            char *np = realloc(ps->path, len + 64);
+            if (!np) {
+                ps->oom = ps->bad = 1;
+                snprintf(ps->msg, sizeof ps->msg, "out of memory");
+                return;
+            }
+            ps->path = np;
+            ps->path_cap = len + 64;
+        }
+        memcpy(ps->path, s, len);
+        ps->path_len = len;
+    } else if (f == 1) {
+        ps->status = len == 2 && !memcmp(s, "ok", 2) ? 1 : len == 6 && !memcmp(s, "failed", 6) ? 2 : 0;
+    }
+}
+
+static void on_record(int c, void *data)
+{
+    (void)c;
+    struct parse *ps = data;
+    if (ps->records == 0) {
+        if (ps->field != ps->n_want && !ps->bad) {
+            snprintf(ps->msg, sizeof ps->msg, "its header has %d columns; this pipeline's has %d", ps->field,
+                     ps->n_want);
+            ps->bad = 1;
+        }
+    } else if (!ps->bad) {
+        if (ps->field != ps->n_want || ps->status == 0) {
+            snprintf(ps->msg, sizeof ps->msg, "row %lld is not a row this tool wrote (%d fields, expected %d)",
+                     (long long)ps->records + 1, ps->field, ps->n_want);
+            ps->bad = 1;
+        } else {
+            ps->fn(ps->ud, ps->path, ps->path_len, ps->status == 1, ps->rec_start, ps->rec_end);
+        }
+    }
+    ps->records++;
+    ps->field = 0;
+}
+
+static int no_space(unsigned char c)
+{
+    (void)c;
+    return 0;
+}
+
+/* Splits the header line into column names. -1 when out of memory (nothing left allocated). */
+static int split_header(const char *header, char ***want)
+{
+    int n = 1;
+    for (const char *c = header; *c; c++)
+        n += *c == ',';
+    if (!(*want = calloc((size_t)n, sizeof **want)))
+        return -1;
+    int i = 0;
+    const char *start = header;
+    for (const char *c = header;; c++) {
+        if (*c == ',' || *c == '\n' || *c == 0) {
+            if (!((*want)[i++] = strndup(start, (size_t)(c - start)))) {
+                while (i > 0)
+                    free((*want)[--i]);
+                free(*want);
+                *want = NULL;
+                return -1;
+            }
+            start = c + 1;
+            if (*c != ',')
+                break;
+        }
+    }
+    return i;
+}
+
+int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn, void *ud,
+                 size_t *complete_len, char *err, size_t errlen)
+{
+    struct parse ps = {0};
+    if ((ps.n_want = split_header(header, &ps.want)) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -2;
+    }
+    ps.fn = fn;
+    ps.ud = ud;
+    struct csv_parser cp;
+    csv_init(&cp, CSV_STRICT);
+    csv_set_space_func(&cp, no_space); /* fields are read back byte for byte, blanks included */
+    size_t pos = 0, done = 0;
+    int64_t rc = 0;
+    while (pos < len && !ps.bad) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) + 1 : len;
+        /* A record can only end at a newline: tell the callback where this one would end. */
+        ps.rec_start = done;
+        ps.rec_end = end;
+        int64_t before = ps.records;
+        if (csv_parse(&cp, text + pos, end - pos, on_field, on_record, &ps) != end - pos) {
+            if (csv_error(&cp) == CSV_ENOMEM) { /* never a torn row: nothing may be cut off */
+                ps.oom = ps.bad = 1;
+                snprintf(ps.msg, sizeof ps.msg, "out of memory");
+                break;
+            }
+            /* A malformed quote: in the last line it is a torn write, earlier it is damage. */
+            if (!nl)
+                break;
+            snprintf(ps.msg, sizeof ps.msg, "it is not valid CSV after byte %zu (%s)", done,
+                     csv_strerror(csv_error(&cp)));
+            ps.bad = 1;
+            break;
+        }
+        pos = end;
+        if (ps.records != before && nl)
+            done = end;
+    }
+    csv_free(&cp);
+    if (ps.bad) {
+        snprintf(err, errlen, "%s", ps.msg);
+        rc = ps.oom ? -2 : -1;
+    } else {
+        *complete_len = done;
+        rc = ps.records;
+    }
+    for (int i = 0; i < ps.n_want; i++)
+        free(ps.want[i]);
+    free(ps.want);
+    free(ps.path);
+    return rc;
+}
+
+int resume_path_exists(void *ud, const char *path, size_t len)
+{
+    (void)ud;
+    int folder = len > 1 && path[len - 1] == '/';
+    if (folder)
+        len--; /* lstat("dir/") would follow a link named dir */
+    if (len == 0 || memchr(path, '\0', len))
+        return 0;
+    char *p = strndup(path, len);
+    struct stat st;
+    int ok = p && lstat(p, &st) == 0 && (folder ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+    free(p);
+    return ok;
+}
+
+struct collect {
+    struct doneset *set;
+    struct resume_info *info;
+    const struct resume_redo *redo;
+    int oom;
+};
+
+static void collect_row(void *ud, const char *path, size_t len, int ok, size_t start, size_t end)
+{
+    (void)start;
+    (void)end;
+    struct collect *c = ud;
+    const struct resume_redo *r = c->redo;
+    c->info->rows++;
+    if (ok)
+        c->info->ok++;
+    else
+        c->info->failed++;
+    int folder = len > 0 && path[len - 1] == '/';
+    if (!ok && (r->retry_failed || folder)) {
+        /* A second failed row of a path already dropped is dropped too (one decision per path). */
+        int again = r->redo && doneset_has(r->redo, path, len);
+        if (again || (!doneset_has(c->set, path, len) &&
+                      (r->can_redo ? r->can_redo(r->ud, path, len) : resume_path_exists(NULL, path, len)))) {
+            c->info->dropped_failed++;
+            if (r->redo && !again && doneset_add(r->redo, path, len) < 0)
+                c->oom = 1;
+            return;
+        }
+        if (r->retry_failed && !folder && !doneset_has(c->set, path, len))
+            c->info->kept_missing++;
+    }
+    int added = doneset_add(c->set, path, len);
+    if (added < 0)
+        c->oom = 1;
+    else if (!added)
+        c->info->duplicates++;
+    else if (!ok)
+        c->info->kept_failed++;
+}
+
+int64_t resume_parse_redo(const char *text, size_t len, const char *header, const struct resume_redo *redo,
+                          struct doneset *set, size_t *complete_len, struct resume_info *info,
+                          char *err, size_t errlen)
+{
+    struct collect c = {set, info, redo, 0};
+    int64_t n = csv_rows(text, len, header, collect_row, &c, complete_len, err, errlen);
+    if (n >= 0 && c.oom) {
+        snprintf(err, errlen, "out of memory");
+        return -2;
+    }
+    if (n >= 0)
+        info->torn_bytes = len - *complete_len;
+    return n;
+}
+
+int64_t resume_parse(const char *text, size_t len, const char *header, int retry_failed,
+                     struct doneset *set, size_t *complete_len, struct resume_info *info,
+                     char *err, size_t errlen)
+{
+    struct resume_redo r = {retry_failed, NULL, NULL, NULL};
+    return resume_parse_redo(text, len, header, &r, set, complete_len, info, err, errlen);
+}

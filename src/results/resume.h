@@ -1,0 +1,67 @@
+/* resume: reading a results file's rows back, so a run can continue where a crashed or stopped
+ * one ended (results.c does it on the locked file; merge.c on its inputs). Images are keyed by
+ * path (the bytes of the path column); the done-set is the set of paths to skip: the ok rows,
+ * and the failed rows that are not to be redone (see struct resume_redo). */
+#ifndef ANNOTATE_RESUME_H
+#define ANNOTATE_RESUME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "pipeline/pipeline.h"
+
+struct doneset;
+
+struct resume_info {
+    uint64_t rows, ok, failed, dropped_failed;
+    uint64_t kept_failed;  /* failed rows that stay (not dropped to be redone) */
+    uint64_t kept_missing; /* of those, rows --retry-failed kept because their file is gone */
+    uint64_t torn_bytes;   /* bytes cut off the end */
+    uint64_t duplicates;   /* rows whose path was seen before (kept the first) */
+};
+
+/* Which failed rows a resume drops so that their image (or folder) is run again. A row is
+ * dropped only when the run will find its path again, so that no row is ever lost: a failed row
+ * whose file no longer exists stays as it is. Failed folder rows (a path ending in '/', written
+ * when a folder could not be read) are candidates on every resume, failed image rows only with
+ * retry_failed. */
+struct resume_redo {
+    int retry_failed;
+    /* 1 when this run will find path again (an image file, or a folder for a path ending in '/').
+     * NULL: resume_path_exists. */
+    int (*can_redo)(void *ud, const char *path, size_t len);
+    void *ud;
+    struct doneset *redo; /* receives the paths whose failed rows are dropped; may be NULL */
+};
+
+/* The default can_redo: path (without NUL bytes) names a regular file, or a directory when it ends
+ * in '/'; symbolic links are not followed, as the scanner follows none. */
+int resume_path_exists(void *ud, const char *path, size_t len);
+
+/* Parses CSV text already in memory (the fuzz target and the benchmark use it). Returns the number
+ * of complete rows, fills the set, and sets *complete_len to the length of the complete-row prefix.
+ * resume_parse is resume_parse_redo with {retry_failed} and the default can_redo. */
+int64_t resume_parse(const char *text, size_t len, const char *header, int retry_failed,
+                     struct doneset *set, size_t *complete_len, struct resume_info *info,
+                     char *err, size_t errlen);
+int64_t resume_parse_redo(const char *text, size_t len, const char *header, const struct resume_redo *redo,
+                          struct doneset *set, size_t *complete_len, struct resume_info *info,
+                          char *err, size_t errlen);
+
+/* Calls fn for every complete, well-formed row of a results file in memory: its path, whether it
+ * is ok, and its bytes [start, end). Checks the header against `header` (a csv_header line).
+ * Returns the number of records (header included) and the length of the complete-row prefix, or
+ * -1 with err when the text is not a results file of this pipeline, or -2 when out of memory
+ * (resume_parse too). */
+typedef void (*csv_row_fn)(void *ud, const char *path, size_t len, int ok, size_t start, size_t end);
+int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn, void *ud,
+                 size_t *complete_len, char *err, size_t errlen);
+
+struct doneset *doneset_new(void);
+int doneset_add(struct doneset *d, const char *path, size_t len); /* 1 added, 0 already there, -1 out of memory */
+int doneset_has(const struct doneset *d, const char *path, size_t len);
+uint64_t doneset_size(const struct doneset *d);
+/* 1 when some path in the set does not start with prefix (one is copied into example). */
+int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, char *example, size_t exlen);
+void doneset_free(struct doneset *d);
+
+#endif

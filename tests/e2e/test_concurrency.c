@@ -1,0 +1,995 @@
+/* Tests of the per-stage concurrency limits (src/endpoint/limit.c).
+ *
+ *   "limit"             the adaptive limit, fed by a simulated server (a discrete-event model of
+ *                       a GPU server: K slots, a FIFO of at most Q, 503 at once beyond it), so
+ *                       every figure is deterministic: it finds the knee, stays under the queue
+ *                       bound, grows when capacity grows, backs off on 503s and timeouts, does
+ *                       not grow when the stage does not use its limit; and the shared table's
+ *                       slots, history and holder bookkeeping.
+ *   "limit concurrent"  annotate against the mock model server with a capacity per endpoint and
+ *                       no queue (--queue-max 0: a request beyond the capacity is answered 503
+ *                       at once): with each stage's "concurrency" at the endpoint's capacity,
+ *                       every strategy sends no request the endpoint must refuse (no 503, no
+ *                       retry: attempts equal the predicted requests), and the mock's peaks of
+ *                       requests in service equal the limits. model_05's sub-requests behind a
+ *                       limit of 1 finish (no deadlock). make tsan runs these. */
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+#include "e2e.h"
+#include "flow/item.h"
+#include "endpoint/limit.h"
+#include "endpoint/ratelimit.h"
+#include "run.h"
+#include "endpoint/shared.h"
+#include "util.h"
+#include "proc.h"
+
+/* ---- a simulated server ------------------------------------------------------------------ */
+
+struct ev {
+    double at, t_sent;
+    int drop;
+};
+
+struct sim {
+    /* the server */
+    int K, Q;              /* slots, queue bound (-1: none) */
+    double S;              /* service time (s) */
+    int exp_service;       /* exponential service times of mean S, else fixed */
+    double storm_from, storm_to; /* every request is refused (503) in this interval */
+    double grow_at;        /* at this time K becomes K2 */
+    int K2;
+    int demand;            /* the client wants at most this many in flight (0: no bound) */
+    /* state */
+    double now;
+    int busy;
+    double *queue;         /* send times of the requests waiting (FIFO, ring) */
+    int qh, qn, qcap;
+    struct ev *heap;
+    int nh, caph;
+    uint64_t rng;
+    struct limit_algo a;
+    int inflight;
+    /* measured in [m_from, m_to) */
+    double m_from, m_to;
+    long ok, drops;
+    double busy_time;      /* slot-seconds of service */
+    double *rtts;
+    long n_rtt, cap_rtt;
+    double limit_sum;      /* time-weighted limit */
+    double last_t;
+    int max_limit_seen;
+};
+
+static double sim_rand(struct sim *s)
+{
+    s->rng ^= s->rng << 13;
+    s->rng ^= s->rng >> 7;
+    s->rng ^= s->rng << 17;
+    return (double)(s->rng >> 11) / 9007199254740992.0;
+}
+
+static double service(struct sim *s)
+{
+    return s->exp_service ? -s->S * log(1 - sim_rand(s)) : s->S;
+}
+
+static void push(struct sim *s, struct ev e)
+{
+    if (s->nh == s->caph) {
+        s->caph = s->caph ? 2 * s->caph : 256;
+        s->heap = realloc(s->heap, (size_t)s->caph * sizeof *s->heap);
+    }
+    int i = s->nh++;
+    while (i > 0 && s->heap[(i - 1) / 2].at > e.at) {
+        s->heap[i] = s->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->heap[i] = e;
+}
+
+static struct ev pop(struct sim *s)
+{
+    struct ev top = s->heap[0], last = s->heap[--s->nh];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= s->nh)
+            break;
+        if (c + 1 < s->nh && s->heap[c + 1].at < s->heap[c].at)
+            c++;
+        if (last.at <= s->heap[c].at)
+            break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (s->nh)
+        s->heap[i] = last;
+    return top;
+}
+
+static void serve(struct sim *s, double t_sent)
+{
+    s->busy++;
+    double d = service(s);
+    if (s->now >= s->m_from && s->now < s->m_to)
+        s->busy_time += d;
+    push(s, (struct ev){s->now + d, t_sent, 0});
+}
+
+/* A request arrives at the server. */
+static void arrive(struct sim *s)
+{
+    s->inflight++;
+    double t = s->now;
+    if (s->now >= s->storm_from && s->now < s->storm_to) {
+        push(s, (struct ev){s->now + 0.0005, t, 1});
+        return;
+    }
+    if (s->busy < s->K) {
+        serve(s, t);
+    } else if (s->Q < 0 || s->qn < s->Q) {
+        if (s->qn == s->qcap) {
+            int nc = s->qcap ? 2 * s->qcap : 64;
+            double *nq = malloc((size_t)nc * sizeof *nq);
+            for (int i = 0; i < s->qn; i++)
+                nq[i] = s->queue[(s->qh + i) % s->qcap];
+            free(s->queue);
+            s->queue = nq;
+            s->qh = 0;
+            s->qcap = nc;
+        }
+        s->queue[(s->qh + s->qn++) % s->qcap] = t;
+    } else {
+        push(s, (struct ev){s->now + 0.0005, t, 1}); /* 503 at once */
+    }
+}
+
+static void fill(struct sim *s)
+{
+    int want = limit_algo_get(&s->a);
+    if (s->demand && want > s->demand)
+        want = s->demand;
+    while (s->inflight < want)
+        arrive(s);
+}
+
+/* Runs the simulation until t_end (s). */
+static void sim_run(struct sim *s, double t_end)
+{
+    fill(s);
+    while (s->nh && s->heap[0].at < t_end) {
+        struct ev e = pop(s);
+        double dt = e.at - s->last_t;
+        if (s->now >= s->m_from && s->now < s->m_to)
+            s->limit_sum += dt * limit_algo_get(&s->a);
+        s->last_t = s->now = e.at;
+        if (s->grow_at > 0 && s->now >= s->grow_at && s->K2) {
+            s->K = s->K2;
+            s->K2 = 0;
+            while (s->busy < s->K && s->qn) {
+                double t = s->queue[s->qh];
+                s->qh = (s->qh + 1) % s->qcap;
+                s->qn--;
+                serve(s, t);
+            }
+        }
+        if (!e.drop) {
+            s->busy--;
+            if (s->qn) {
+                double t = s->queue[s->qh];
+                s->qh = (s->qh + 1) % s->qcap;
+                s->qn--;
+                serve(s, t);
+            }
+        }
+        int measured = s->now >= s->m_from && s->now < s->m_to;
+        if (measured) {
+            if (e.drop) {
+                s->drops++;
+            } else {
+                s->ok++;
+                if (s->n_rtt == s->cap_rtt) {
+                    s->cap_rtt = s->cap_rtt ? 2 * s->cap_rtt : 1024;
+                    s->rtts = realloc(s->rtts, (size_t)s->cap_rtt * sizeof *s->rtts);
+                }
+                s->rtts[s->n_rtt++] = s->now - e.t_sent;
+            }
+        }
+        limit_algo_sample(&s->a, s->now, e.t_sent, s->inflight, e.drop ? LIMIT_DROP : LIMIT_OK);
+        s->inflight--;
+        if (limit_algo_get(&s->a) > s->max_limit_seen)
+            s->max_limit_seen = limit_algo_get(&s->a);
+        fill(s);
+    }
+}
+
+static void sim_init(struct sim *s, int K, int Q, double S, int hi)
+{
+    memset(s, 0, sizeof *s);
+    s->K = K;
+    s->Q = Q;
+    s->S = S;
+    s->rng = 0x9E3779B97F4A7C15ull;
+    s->storm_from = s->storm_to = -1;
+    s->m_from = 0;
+    s->m_to = 1e9;
+    limit_algo_init(&s->a, LIMIT_AUTO_INITIAL, 1, hi, 0);
+}
+
+static void sim_measure(struct sim *s, double from, double to)
+{
+    s->m_from = from;
+    s->m_to = to;
+    s->ok = s->drops = s->n_rtt = 0;
+    s->busy_time = s->limit_sum = 0;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double sim_p99(struct sim *s)
+{
+    if (!s->n_rtt)
+        return 0;
+    qsort(s->rtts, (size_t)s->n_rtt, sizeof *s->rtts, cmp_d);
+    return s->rtts[(long)(0.99 * (double)(s->n_rtt - 1))];
+}
+
+/* The share of the server's bound (K / S requests per second) served in the measured span. */
+static double sim_util(const struct sim *s, int K)
+{
+    return (double)s->ok * s->S / ((double)K * (s->m_to - s->m_from));
+}
+
+static double sim_drop_share(const struct sim *s)
+{
+    return s->ok + s->drops ? (double)s->drops / (double)(s->ok + s->drops) : 0;
+}
+
+static double sim_mean_limit(const struct sim *s)
+{
+    return s->limit_sum / (s->m_to - s->m_from);
+}
+
+static void sim_free(struct sim *s)
+{
+    free(s->queue);
+    free(s->heap);
+    free(s->rtts);
+}
+
+static void report(const char *what, struct sim *s, int K)
+{
+    double p99 = sim_p99(s);
+    fprintf(stderr, "\n  [limit] %s: %.1f%% of the bound, %.2f%% 503s, p99 %.0f ms, mean limit %.1f, now %d, "
+                    "no-load RTT %.1f ms",
+            what, 100 * sim_util(s, K), 100 * sim_drop_share(s), p99 * 1e3, sim_mean_limit(s), limit_algo_get(&s->a),
+            s->a.rtt_noload * 1e3);
+}
+
+/* The server: 4 at once, 50 ms each, 4 more may wait, then 503. */
+static void test_finds_knee(void)
+{
+    struct sim s;
+    sim_init(&s, 4, 4, 0.050, 1024);
+    sim_run(&s, 10);
+    sim_measure(&s, 10, 70);
+    sim_run(&s, 70);
+    report("K=4 Q=4 50 ms", &s, 4);
+    CHECKF(sim_util(&s, 4) >= 0.90, "%.3f of the bound", sim_util(&s, 4));
+    CHECKF(sim_drop_share(&s) < 0.03, "%.3f of the answers were 503s", sim_drop_share(&s));
+    CHECKF(sim_p99(&s) < 0.600, "p99 %.3f s", sim_p99(&s));
+    CHECKF(sim_mean_limit(&s) >= 4 && sim_mean_limit(&s) <= 8, "mean limit %.2f", sim_mean_limit(&s));
+    CHECKF(fabs(s.a.rtt_noload - 0.050) < 0.005, "no-load RTT %.4f", s.a.rtt_noload);
+    sim_free(&s);
+}
+
+/* A server with room for 64: the limit must grow there, not just shrink. */
+static void test_grows_to_capacity(void)
+{
+    struct sim s;
+    sim_init(&s, 64, 64, 0.050, 1024);
+    sim_run(&s, 10);
+    sim_measure(&s, 10, 40);
+    sim_run(&s, 40);
+    report("K=64 Q=64 50 ms", &s, 64);
+    CHECKF(sim_util(&s, 64) >= 0.90, "%.3f of the bound", sim_util(&s, 64));
+    CHECKF(sim_drop_share(&s) < 0.03, "%.3f 503s", sim_drop_share(&s));
+    CHECKF(sim_mean_limit(&s) >= 64 && sim_mean_limit(&s) <= 128, "mean limit %.2f", sim_mean_limit(&s));
+    sim_free(&s);
+}
+
+/* Service times that vary (exponential): still near the bound, few 503s. */
+static void test_noisy_service(void)
+{
+    struct sim s;
+    sim_init(&s, 8, 8, 0.020, 1024);
+    s.exp_service = 1;
+    sim_run(&s, 10);
+    sim_measure(&s, 10, 70);
+    sim_run(&s, 70);
+    report("K=8 Q=8 exp 20 ms", &s, 8);
+    CHECKF(sim_util(&s, 8) >= 0.80, "%.3f of the bound", sim_util(&s, 8));
+    CHECKF(sim_drop_share(&s) < 0.05, "%.3f 503s", sim_drop_share(&s));
+    sim_free(&s);
+}
+
+/* No queue at all (503 as soon as the slots are busy): AIMD keeps it near K. */
+static void test_no_queue(void)
+{
+    struct sim s;
+    sim_init(&s, 6, 0, 0.050, 1024);
+    sim_run(&s, 10);
+    sim_measure(&s, 10, 70);
+    sim_run(&s, 70);
+    report("K=6 Q=0 50 ms", &s, 6);
+    CHECKF(sim_util(&s, 6) >= 0.75, "%.3f of the bound", sim_util(&s, 6));
+    CHECKF(sim_drop_share(&s) < 0.10, "%.3f 503s", sim_drop_share(&s));
+    sim_free(&s);
+}
+
+/* A 503 storm: the limit falls to its floor within a fraction of a second, and comes back once
+ * the storm is over. */
+static void test_storm_backs_off(void)
+{
+    struct sim s;
+    sim_init(&s, 16, 16, 0.050, 1024);
+    s.storm_from = 20;
+    s.storm_to = 30;
+    sim_run(&s, 20);
+    int before = limit_algo_get(&s.a);
+    CHECKF(before >= 16, "limit %d before the storm", before);
+    sim_run(&s, 20.5);
+    CHECKF(limit_algo_get(&s.a) <= 2, "limit %d half a second into the storm", limit_algo_get(&s.a));
+    sim_run(&s, 30);
+    CHECKF(limit_algo_get(&s.a) == 1, "limit %d at the end of the storm", limit_algo_get(&s.a));
+    sim_measure(&s, 40, 60);
+    sim_run(&s, 60);
+    report("after a 503 storm (K=16)", &s, 16);
+    CHECKF(limit_algo_get(&s.a) >= 16, "limit %d 10 s after the storm", limit_algo_get(&s.a));
+    CHECKF(sim_util(&s, 16) >= 0.9, "%.3f of the bound after the storm", sim_util(&s, 16));
+    sim_free(&s);
+}
+
+/* Capacity that grows during the run (a second GPU): the limit probes upward and follows. */
+static void test_probes_upward(void)
+{
+    struct sim s;
+    sim_init(&s, 4, 64, 0.050, 1024);
+    s.grow_at = 30;
+    s.K2 = 32;
+    sim_run(&s, 30);
+    int before = limit_algo_get(&s.a);
+    CHECKF(before >= 4 && before <= 10, "limit %d at K=4", before);
+    sim_measure(&s, 45, 75);
+    sim_run(&s, 75);
+    report("K 4 -> 32 at 30 s", &s, 32);
+    CHECKF(sim_mean_limit(&s) >= 32, "mean limit %.1f after K grew to 32", sim_mean_limit(&s));
+    CHECKF(sim_util(&s, 32) >= 0.9, "%.3f of the new bound", sim_util(&s, 32));
+    sim_free(&s);
+}
+
+/* A stage that never uses its limit (2 in flight: the stages before it are the bottleneck)
+ * learns nothing about a higher one: it does not climb towards its maximum. */
+static void test_app_limited(void)
+{
+    struct sim s;
+    sim_init(&s, 64, 64, 0.050, 1024);
+    s.demand = 2;
+    sim_run(&s, 60);
+    CHECKF(s.max_limit_seen <= 8, "the limit rose to %d with 2 in flight", s.max_limit_seen);
+    sim_free(&s);
+}
+
+/* Drops by hand: one decrease per round trip (a drop of a request sent before the last
+ * decrease is not counted again), timeouts count, errors without an answer do not. */
+static void test_drops(void)
+{
+    struct limit_algo a;
+    limit_algo_init(&a, 20, 1, 100, 0);
+    CU_ASSERT_EQUAL(limit_algo_get(&a), 20);
+    CU_ASSERT_EQUAL(limit_algo_sample(&a, 1.0, 0.9, 20, LIMIT_DROP), 14);
+    CU_ASSERT_EQUAL(limit_algo_sample(&a, 1.1, 0.95, 20, LIMIT_DROP), 14); /* sent before the decrease */
+    CU_ASSERT_EQUAL(limit_algo_sample(&a, 1.2, 1.05, 14, LIMIT_DROP), 9);  /* sent after it */
+    CU_ASSERT_EQUAL(limit_algo_sample(&a, 1.3, 1.25, 9, LIMIT_IGNORE), 9);
+    CU_ASSERT_EQUAL(a.drops, 3);
+    for (int i = 0; i < 20; i++)
+        limit_algo_sample(&a, 2.0 + i, 1.9 + i, 1, LIMIT_DROP);
+    CU_ASSERT_EQUAL(limit_algo_get(&a), 1); /* the floor */
+    CU_ASSERT_EQUAL(limit_signal_of(CURLE_OK, 503), LIMIT_DROP);
+    CU_ASSERT_EQUAL(limit_signal_of(CURLE_OK, 429), LIMIT_DROP);
+    CU_ASSERT_EQUAL(limit_signal_of(CURLE_OPERATION_TIMEDOUT, 0), LIMIT_DROP);
+    CU_ASSERT_EQUAL(limit_signal_of(CURLE_OK, 200), LIMIT_OK);
+    CU_ASSERT_EQUAL(limit_signal_of(CURLE_OK, 500), LIMIT_OK);
+    CU_ASSERT_EQUAL(limit_signal_of(CURLE_COULDNT_CONNECT, 0), LIMIT_IGNORE);
+    /* the bounds hold */
+    limit_algo_init(&a, 50, 2, 10, 0);
+    CU_ASSERT_EQUAL(limit_algo_get(&a), 10);
+}
+
+/* ---- the shared table ---------------------------------------------------------------------- */
+
+static struct pipeline *pipe_of(const char *text)
+{
+    struct pipeline *p = NULL;
+    char err[512];
+    CHECKF(pipeline_parse(text, strlen(text), "inline", &p, err, sizeof err) == 0, "%s", err);
+    return p;
+}
+
+/* Fixed and auto limits from the file and --concurrency auto; slots; the history; a dead
+ * worker's slot given back. */
+static void test_table(void)
+{
+    struct pipeline *p = pipe_of("{\"defaults\": {\"concurrency\": 2}, \"stages\": ["
+                                 "{\"name\": \"a\", \"url\": \"/a\"},"
+                                 "{\"name\": \"b\", \"url\": \"/b\", \"concurrency\": \"auto\"},"
+                                 "{\"name\": \"c\", \"url\": \"/c\", \"concurrency\": 1}]}");
+    struct pipeline *q = pipe_of("{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"},"
+                                 "{\"name\": \"b\", \"url\": \"/b\", \"concurrency\": 3}]}");
+    if (!p || !q)
+        return;
+    struct shared sh = {0};
+    CU_ASSERT_EQUAL_FATAL(shared_create(&sh), 0);
+    struct config cfg = {.pipeline = p, .query = STRAT_CURL_MULTI, .concurrency = 64, .workers = 4};
+    char err[256];
+    CU_ASSERT_EQUAL_FATAL(limit_setup(sh.page, &cfg, 100.0, err, sizeof err), 0);
+    atomic_int stop = RUN_GOING;
+    struct run run = {.cfg = &cfg, .p = p, .shared = sh.page, .stop = &stop};
+    CU_ASSERT_EQUAL(sh.page->lim[0].mode, LIMIT_FIXED);
+    CU_ASSERT_EQUAL(sh.page->lim[1].mode, LIMIT_AUTO);
+    CU_ASSERT_EQUAL(sh.page->lim[2].mode, LIMIT_FIXED);
+    CU_ASSERT_EQUAL(limit_try_acquire(&run, 0), 1);
+    CU_ASSERT_EQUAL(limit_try_acquire(&run, 0), 1);
+    CU_ASSERT_EQUAL(limit_try_acquire(&run, 0), 0); /* 2 of 2 */
+    CU_ASSERT_EQUAL(limit_release(&run, 0, 100.0, 100.1, LIMIT_OK), 0);
+    CU_ASSERT_EQUAL(limit_try_acquire(&run, 0), 1);
+    CU_ASSERT_EQUAL(atomic_load(&sh.page->lim[0].peak), 2);
+    struct item it = {.status = ITEM_PENDING};
+    CU_ASSERT_EQUAL(limit_acquire(&run, 2, &it), 1);
+    it.status = ITEM_FAILED;
+    CU_ASSERT_EQUAL(limit_acquire(&run, 2, &it), 0); /* no slot, and no point waiting for one */
+    /* the auto stage: starts at LIMIT_AUTO_INITIAL, bounded by --concurrency; a 503 cuts it */
+    struct limit_view v;
+    limit_read(sh.page, 1, &v);
+    CU_ASSERT_EQUAL(v.limit, LIMIT_AUTO_INITIAL);
+    CU_ASSERT_EQUAL(v.hi, 64);
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_EQUAL(limit_try_acquire(&run, 1), 1);
+    CU_ASSERT_EQUAL(limit_try_acquire(&run, 1), 0);
+    CU_ASSERT_EQUAL(limit_release(&run, 1, 100.2, 100.3, LIMIT_DROP), 1);
+    limit_read(sh.page, 1, &v);
+    CU_ASSERT_EQUAL(v.limit, 2);
+    CU_ASSERT_EQUAL(v.n_hist, 2);
+    CU_ASSERT(v.hist[0].t == 0 && v.hist[0].limit == LIMIT_AUTO_INITIAL);
+    CU_ASSERT(fabs(v.hist[1].t - 0.3) < 1e-3 && v.hist[1].limit == 2);
+    CU_ASSERT_EQUAL(v.drops, 1);
+    /* a worker process that dies holding a slot: its parent gives it back */
+    int h = limit_holder_register(sh.page, 4242);
+    CU_ASSERT(h > 0);
+    struct run worker = run;
+    worker.holder = h;
+    CU_ASSERT_EQUAL(limit_try_acquire(&worker, 2), 0); /* c: 1 of 1, taken above */
+    CU_ASSERT_EQUAL(atomic_load(&sh.page->holders[h - 1].stage), 0);
+    limit_release(&run, 2, 0, 0, LIMIT_IGNORE);
+    CU_ASSERT_EQUAL(limit_try_acquire(&worker, 2), 1);
+    CU_ASSERT_EQUAL(atomic_load(&sh.page->holders[h - 1].stage), 3);
+    limit_holder_reap(sh.page, 4242);
+    CU_ASSERT_EQUAL(atomic_load(&sh.page->lim[2].in_flight), 0);
+    CU_ASSERT_EQUAL(atomic_load(&sh.page->holders[h - 1].pid), 0);
+    CU_ASSERT_EQUAL(limit_try_acquire(&run, 2), 1);
+    limit_teardown(sh.page, p->n);
+    /* --concurrency auto: every stage without its own; a blocking strategy's bound is --workers */
+    struct config cfg2 = {.pipeline = q, .query = STRAT_THREADS, .concurrency = 64, .workers = 6,
+                          .concurrency_auto = 1};
+    CU_ASSERT_EQUAL_FATAL(limit_setup(sh.page, &cfg2, 0, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(sh.page->lim[0].mode, LIMIT_AUTO);
+    CU_ASSERT_EQUAL(sh.page->lim[1].mode, LIMIT_FIXED);
+    limit_read(sh.page, 0, &v);
+    CU_ASSERT_EQUAL(v.hi, 6);
+    limit_teardown(sh.page, q->n);
+    shared_close(&sh);
+    pipeline_free(p);
+    pipeline_free(q);
+}
+
+/* The history keeps the first changes and the latest ones, in time order. */
+static void test_history_bounded(void)
+{
+    struct pipeline *p = pipe_of("{\"stages\": [{\"name\": \"a\", \"url\": \"/a\", \"concurrency\": \"auto\"}]}");
+    if (!p)
+        return;
+    struct shared sh = {0};
+    CU_ASSERT_EQUAL_FATAL(shared_create(&sh), 0);
+    struct config cfg = {.pipeline = p, .query = STRAT_CURL_MULTI, .concurrency = 1000};
+    char err[256];
+    CU_ASSERT_EQUAL_FATAL(limit_setup(sh.page, &cfg, 0, err, sizeof err), 0);
+    atomic_int stop = RUN_GOING;
+    struct run run = {.cfg = &cfg, .p = p, .shared = sh.page, .stop = &stop};
+    /* Alternate: room (the limit doubles in slow start... then steps), then a drop. */
+    double t = 0;
+    for (int round = 0; round < 300; round++) {
+        int lim = atomic_load(&sh.page->lim[0].limit);
+        for (int k = 0; k < lim + LIMIT_MIN_SAMPLES; k++) {
+            limit_try_acquire(&run, 0);
+            t += 0.001;
+            limit_release(&run, 0, t - 0.001, t, LIMIT_OK);
+        }
+        t += 0.01;
+        limit_try_acquire(&run, 0);
+        limit_release(&run, 0, t, t + 0.001, LIMIT_DROP);
+    }
+    struct limit_view v;
+    limit_read(sh.page, 0, &v);
+    CHECKF(v.changes > LIMIT_HIST_HEAD + LIMIT_HIST_TAIL, "%llu changes", (unsigned long long)v.changes);
+    CU_ASSERT_EQUAL(v.n_hist, LIMIT_HIST_HEAD + LIMIT_HIST_TAIL);
+    for (int i = 1; i < v.n_hist; i++)
+        CHECKF(v.hist[i].t >= v.hist[i - 1].t, "history out of order at %d", i);
+    CU_ASSERT(v.hist[0].t == 0);
+    CU_ASSERT(v.hist[v.n_hist - 1].limit == v.limit);
+    limit_teardown(sh.page, p->n);
+    shared_close(&sh);
+    pipeline_free(p);
+}
+
+/* ---- per-stage rates ------------------------------------------------------------------------ */
+
+/* Each stage with "max_rps" has its own bucket, next to the run's; a stage without one waits
+ * only for the run's; an attached limiter (a worker process) shares the buckets. */
+static void test_stage_rates(void)
+{
+    struct pipeline *p = pipe_of("{\"stages\": [{\"name\": \"a\", \"url\": \"/a\", \"max_rps\": 10},"
+                                 "{\"name\": \"b\", \"url\": \"/b\"},"
+                                 "{\"name\": \"c\", \"url\": \"/c\", \"max_rps\": 0.5}]}");
+    if (!p)
+        return;
+    CU_ASSERT(ratelimit_wanted(0, p));
+    CU_ASSERT(!ratelimit_wanted(0, NULL));
+    struct ratelimit *rl = ratelimit_new_stages(0, p);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rl);
+    /* 10 per second: a token every 100 ms (the tolerance, 10/100 of a request, is not one) */
+    double w[6];
+    for (int i = 0; i < 6; i++)
+        w[i] = ratelimit_take_stage(rl, 0);
+    for (int i = 0; i < 6; i++)
+        CHECKF(fabs(w[i] - 0.1 * i) < 0.02, "stage a's token %d waits %.3f s, want %.1f", i, w[i], 0.1 * i);
+    /* b has no bucket and there is no run's: never waits */
+    for (int i = 0; i < 100; i++)
+        CU_ASSERT_EQUAL(ratelimit_take_stage(rl, 1), 0);
+    CU_ASSERT_EQUAL(ratelimit_take(rl), 0);
+    /* c: one in 2 s, whatever a and b do */
+    CU_ASSERT(ratelimit_take_stage(rl, 2) < 0.02);
+    double c2 = ratelimit_take_stage(rl, 2);
+    CHECKF(fabs(c2 - 2.0) < 0.03, "stage c's second token waits %.3f s, want about 2", c2);
+    /* a worker process's limiter shares them */
+    struct ratelimit *other = ratelimit_attach_stages(dup(ratelimit_fd(rl)), 0, p);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    double w6 = ratelimit_take_stage(other, 0);
+    CHECKF(fabs(w6 - 0.6) < 0.03, "the attached limiter's next token of a waits %.3f s, want 0.6", w6);
+    ratelimit_free(other);
+    ratelimit_free(rl);
+    /* With the run's rate too: a stage's token does not touch the run's bucket (the drivers
+     * take the run's once the stage's is valid), so b is not held back by a's waiting requests. */
+    rl = ratelimit_new_stages(1000, p);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rl);
+    for (int i = 0; i < 5; i++)
+        ratelimit_take_stage(rl, 0); /* a: up to 400 ms ahead */
+    double wb = ratelimit_take_stage(rl, 1) + ratelimit_take(rl);
+    CHECKF(wb < 0.01, "b waits %.3f s behind a's requests", wb);
+    ratelimit_free(rl);
+    pipeline_free(p);
+}
+
+/* ---- against the mock ---------------------------------------------------------------------- */
+
+/* The seed chain with extra keys in "defaults", model_02 and model_05. */
+#define SEED_STAGES_WITH(extra_defaults, m02, m05)                                                 \
+    "{\"defaults\": {" extra_defaults "}, \"stages\": ["                                           \
+    "{\"name\": \"model_01\", \"url\": \"/model_01\", \"fields\": {\"model_03\": null}},"          \
+    "{\"name\": \"model_02\", \"url\": \"/model_02\", \"fields\": {\"model_03\": null}" m02 "},"   \
+    "{\"name\": \"model_03\", \"url\": \"/model_03\", \"fields\": {\"model_03\": null},"           \
+    " \"when\": [\"model_01\", \"model_02\"]},"                                                    \
+    "{\"name\": \"model_04\", \"url\": \"/model_04\","                                              \
+    " \"fields\": {\"model_03\": {\"result_of\": \"model_03\"}}, \"csv\": false},"                 \
+    "{\"name\": \"model_05\", \"url\": \"/model_05\", \"fields\": {\"model_03\": null}" m05 ","    \
+    " \"input\": {\"each\": \"model_04\", \"array\": \"sub-img\", \"field\": \"img\"}}]}"
+
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+struct peaks {
+    long peak[5], queue_full;
+};
+
+static int read_peaks(const struct mock_proc *m, struct peaks *pk)
+{
+    cJSON *st = mock_stats(m);
+    if (!st)
+        return -1;
+    for (int k = 0; k < 5; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "endpoints.model_%02d.peak_in_service", k + 1);
+        pk->peak[k] = mock_stat(st, key);
+    }
+    pk->queue_full = mock_stat(st, "queue_full");
+    cJSON_Delete(st);
+    return 0;
+}
+
+/* One run of the seed chain over a generated tree with the given limits, against a mock whose
+ * endpoints each serve `cap[k]` at once and refuse (503) anything beyond: every row as predicted,
+ * no retry, no refusal, and the peaks. */
+static void run_capped(const char *tag, const char *pipeline_text, const char *const mock_args[],
+                       const char *const extra[], const long want_peak[5])
+{
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, tag, 160, 7) == 0);
+    struct mock_proc m = {0};
+    struct e2e_csv c = {0};
+    char pfile[700], out[8192];
+    snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
+    if (write_text(pfile, pipeline_text) || mock_start(&m, mock_args)) {
+        CU_FAIL("set-up failed");
+        goto done;
+    }
+    const char *args[32];
+    int n = 0;
+    args[n++] = "--config";
+    args[n++] = pfile;
+    args[n++] = "--stats-json";
+    args[n++] = t.sj;
+    for (int i = 0; extra[i]; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    int rc = e2e_run(out, sizeof out, tmo(120), t.root, t.csv, m.base_url, args);
+    if (rc != 0)
+        fprintf(stderr, "\n  [%s] rc %d: %s\n", tag, rc, out);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (e2e_csv_read(t.csv, &c)) {
+        CU_FAIL("no results file");
+        goto done;
+    }
+    struct e2e_expect x = {.check_attempts = 1}; /* attempts == predicted requests: no 503, no retry */
+    long req[5] = {0};
+    CU_ASSERT_EQUAL(e2e_check_results(&c, t.paths, t.n, &x, req), 0);
+    struct peaks pk = {{0}, 0};
+    CU_ASSERT_EQUAL_FATAL(read_peaks(&m, &pk), 0);
+    CHECKF(pk.queue_full == 0, "%s: the mock refused %ld requests beyond its capacity", tag, pk.queue_full);
+    for (int k = 0; k < 5; k++) {
+        if (want_peak[k] < 0)
+            continue;
+        CHECKF(pk.peak[k] <= want_peak[k], "%s: model_%02d had %ld in service, limit %ld", tag, k + 1, pk.peak[k],
+               want_peak[k]);
+        if (k == 0) /* every image starts there: the limit is reached */
+            CHECKF(pk.peak[k] == want_peak[k], "%s: model_01 peaked at %ld, limit %ld", tag, pk.peak[k],
+                   want_peak[k]);
+    }
+done:
+    e2e_csv_free(&c);
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
+static const char *const CAPPED_MOCK[] = {"--capacity", "3", "--capacity", "model_02=2,model_05=1", "--queue-max",
+                                          "0", "--latency-ms", "3", NULL};
+/* 3 for every stage from "defaults", model_02 and model_05 their own */
+static const char CAPPED_PIPE[] =
+    SEED_STAGES_WITH("\"concurrency\": 3", ", \"concurrency\": 2", ", \"concurrency\": 1");
+static const long CAPPED_PEAK[5] = {3, 2, 3, 3, 1};
+
+static void test_capped_curl_multi(void)
+{
+    const char *extra[] = {"--strategy", "curl-multi", "--concurrency", "64", NULL};
+    run_capped("lim-multi", CAPPED_PIPE, CAPPED_MOCK, extra, CAPPED_PEAK);
+}
+
+static void test_capped_curl_multi_loops(void)
+{
+    const char *extra[] = {"--strategy", "curl-multi", "--concurrency", "64", "--loops", "3", NULL};
+    run_capped("lim-loops", CAPPED_PIPE, CAPPED_MOCK, extra, CAPPED_PEAK);
+}
+
+static void test_capped_threads(void)
+{
+    const char *extra[] = {"--strategy", "threads", "--workers", "12", NULL};
+    run_capped("lim-threads", CAPPED_PIPE, CAPPED_MOCK, extra, CAPPED_PEAK);
+}
+
+static void test_capped_processes(void)
+{
+    const char *extra[] = {"--strategy", "processes", "--workers", "8", NULL};
+    run_capped("lim-procs", CAPPED_PIPE, CAPPED_MOCK, extra, CAPPED_PEAK);
+}
+
+static void test_capped_query_processes(void)
+{
+    const char *extra[] = {"--strategy", "load=threads,query=processes", "--workers", "8", NULL};
+    run_capped("lim-qprocs", CAPPED_PIPE, CAPPED_MOCK, extra, CAPPED_PEAK);
+}
+
+/* A tiny total (--concurrency 2) and model_05 limited to 1, with each image's many sub-requests
+ * ready at once: they wait for model_05's slot without holding the total's, so the other stages
+ * go on and everything finishes. */
+static void test_no_deadlock(void)
+{
+    static const char *const mock[] = {"--capacity", "model_05=1", "--queue-max", "model_05=0", NULL};
+    static const long peak[5] = {-1, -1, -1, -1, 1};
+    const char *multi[] = {"--strategy", "curl-multi", "--concurrency", "2", "--queue-size", "4", NULL};
+    run_capped("lim-dl-multi", SEED_STAGES_WITH("", "", ", \"concurrency\": 1"), mock, multi, peak);
+    const char *threads[] = {"--strategy", "threads", "--workers", "3", "--queue-size", "4", NULL};
+    run_capped("lim-dl-threads", SEED_STAGES_WITH("", "", ", \"concurrency\": 1"), mock, threads, peak);
+}
+
+/* A bad "concurrency" exits 2 before anything is sent, naming the file and the stage. */
+static void test_bad_value_exits_2(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "lim-bad", 3, 1) == 0);
+    char pfile[700], out[4096];
+    snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
+    CU_ASSERT_EQUAL_FATAL(write_text(pfile, SEED_STAGES_WITH("", "", ", \"concurrency\": -3")), 0);
+    const char *args[] = {"--config", pfile, NULL};
+    int rc = e2e_run(out, sizeof out, tmo(30), t.root, t.csv, "http://127.0.0.1:9", args);
+    CU_ASSERT_EQUAL(rc, 2);
+    CHECKF(strstr(out, pfile) && strstr(out, "stage 5 (model_05)") && strstr(out, "\"concurrency\""),
+           "the message: %s", out);
+    e2e_tree_free(&t);
+}
+
+/* A stage's "max_rps" holds in every strategy: 50 images, model_02 at 50 per second, take at
+ * least 49 intervals of 20 ms (a limiter is never faster; a slow machine only makes it slower),
+ * while the whole chain without it takes a fraction of that; and nothing is sent twice. */
+static void test_stage_max_rps(void)
+{
+    enum { N = 50 };
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "lim-rps", N, 11) == 0);
+    struct mock_proc m = {0};
+    char pfile[700], out[8192];
+    snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
+    if (write_text(pfile, SEED_STAGES_WITH("", ", \"max_rps\": 50", "")) || mock_start(&m, NULL)) {
+        CU_FAIL("set-up failed");
+        goto done;
+    }
+    static const char *const strategies[] = {"curl-multi", "threads", "processes"};
+    for (int k = 0; k < 3; k++) {
+        CU_ASSERT_EQUAL(e2e_stats_reset(&m), 0);
+        const char *args[] = {"--config", pfile, "--stats-json", t.sj, "--strategy", strategies[k], NULL};
+        int rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, args);
+        CHECKF(rc == 0, "%s: rc %d: %s", strategies[k], rc, out);
+        cJSON *sj = e2e_read_json(t.sj);
+        double el = e2e_json_num(sj, "elapsed_s");
+        cJSON_Delete(sj);
+        CHECKF(el >= (N - 1) * 0.020 - 0.011, "%s: %d model_02 requests at 50/s in %.3f s", strategies[k], N, el);
+        cJSON *st = mock_stats(&m);
+        CHECKF(mock_stat(st, "requests.model_02") == N, "%s: model_02 saw %ld requests", strategies[k],
+               mock_stat(st, "requests.model_02"));
+        cJSON_Delete(st);
+        struct e2e_csv c = {0};
+        struct e2e_expect x = {.check_attempts = 1};
+        CU_ASSERT_EQUAL(e2e_csv_read(t.csv, &c), 0);
+        CU_ASSERT_EQUAL(e2e_check_results(&c, t.paths, t.n, &x, NULL), 0);
+        e2e_csv_free(&c);
+    }
+done:
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
+/* --stats-json "limits": a stage's mode, its limit, bounds, peak and history; the summary's
+ * line on stderr; the progress line's "limits NAME IN_FLIGHT/LIMIT". Fixed limits here, and an
+ * auto one against an endpoint that serves one request at a time and refuses (503) any other:
+ * the limit must come down from where it starts, which the history shows, and every row is
+ * still as predicted (the 503s were retried). */
+static void test_summary_and_history(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "lim-sum", 150, 3) == 0);
+    static const char *const mock[] = {"--capacity", "model_01=1", "--queue-max", "model_01=0", "--latency-ms",
+                                       "10", NULL};
+    struct mock_proc m = {0};
+    char pfile[700], out[65536];
+    snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
+    const char *text = "{\"defaults\": {\"concurrency\": 3}, \"stages\": ["
+                       "{\"name\": \"model_01\", \"url\": \"/model_01\", \"fields\": {\"model_03\": null},"
+                       " \"concurrency\": \"auto\"},"
+                       "{\"name\": \"model_02\", \"url\": \"/model_02\", \"fields\": {\"model_03\": null}}]}";
+    if (write_text(pfile, text) || mock_start(&m, mock)) {
+        CU_FAIL("set-up failed");
+        goto done;
+    }
+    const char *argv[] = {e2e_annotate_bin(), t.root, "--server", m.base_url, "--out", t.csv, "--config", pfile,
+                          "--stats-json", t.sj, "--retries", "20", "--backoff-ms", "5", "--backoff-max-ms", "20",
+                          "--progress-interval", "0.1", NULL};
+    int rc = run_cmd(argv, tmo(120), out, sizeof out);
+    CHECKF(rc == 0, "rc %d: %s", rc, out);
+    /* the progress lines (stderr is not a terminal here) and the summary */
+    CHECKF(strstr(out, "limits model_01 ") && strstr(out, "model_02 ") && strstr(out, "/3"),
+           "no limits on the progress line: %.2000s", out);
+    CHECKF(strstr(out, "concurrency limits: model_01 auto ") && strstr(out, "model_02 3 (peak "),
+           "no limits in the summary: %.2000s", out);
+    cJSON *sj = e2e_read_json(t.sj);
+    cJSON *lim = cJSON_GetObjectItemCaseSensitive(sj, "limits");
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(lim, "model_01"), *f = cJSON_GetObjectItemCaseSensitive(lim, "model_02");
+    CU_ASSERT_FATAL(a && f);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(a, "mode")), "auto");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(f, "mode")), "fixed");
+    CU_ASSERT_EQUAL(e2e_json_num(f, "limit"), 3);
+    CU_ASSERT(e2e_json_num(f, "peak_in_flight") >= 1 && e2e_json_num(f, "peak_in_flight") <= 3);
+    CHECKF(e2e_json_num(a, "drops") > 0, "no 503 reached the limit (drops %g)", e2e_json_num(a, "drops"));
+    CU_ASSERT_EQUAL(e2e_json_num(a, "max"), 64); /* --concurrency's default */
+    cJSON *h = cJSON_GetObjectItem(a, "history");
+    int n = cJSON_GetArraySize(h), lowest = 1 << 30;
+    CU_ASSERT_FATAL(n >= 2);
+    CU_ASSERT_EQUAL(n, (int)e2e_json_num(a, "changes"));
+    CU_ASSERT_EQUAL(cJSON_GetArrayItem(cJSON_GetArrayItem(h, 0), 0)->valuedouble, 0);
+    CU_ASSERT_EQUAL(cJSON_GetArrayItem(cJSON_GetArrayItem(h, 0), 1)->valuedouble, LIMIT_AUTO_INITIAL);
+    double last_t = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *pt = cJSON_GetArrayItem(h, i);
+        double tt = cJSON_GetArrayItem(pt, 0)->valuedouble;
+        int l = (int)cJSON_GetArrayItem(pt, 1)->valuedouble;
+        CHECKF(tt >= last_t, "history not in time order at %d", i);
+        CHECKF(l >= 1 && l <= 64, "a limit of %d in the history", l);
+        last_t = tt;
+        lowest = l < lowest ? l : lowest;
+    }
+    CHECKF(lowest < LIMIT_AUTO_INITIAL, "the limit never came down from %d under 503s", LIMIT_AUTO_INITIAL);
+    CHECKF(last_t <= e2e_json_num(sj, "elapsed_s") + 0.01, "a change after the end");
+    cJSON_Delete(sj);
+    struct e2e_csv c = {0};
+    CU_ASSERT_EQUAL(e2e_csv_read(t.csv, &c), 0);
+    CU_ASSERT_EQUAL(c.n, t.n);
+    for (size_t i = 0; i < c.n; i++)
+        CU_ASSERT_STRING_EQUAL(c.rows[i].f[1].s, "ok");
+    e2e_csv_free(&c);
+done:
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
+/* --concurrency auto against a GPU-like mock, every strategy: every row as predicted, the
+ * capacity never exceeded (the mock's own peak), every stage auto in the summary, within its
+ * bounds. (How close it gets to the bound is a benchmark's question: annotate bench, make
+ * bench-capacity.) */
+static void test_auto_every_strategy(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "lim-auto", 120, 5) == 0);
+    static const char *const mock[] = {"--capacity", "4", "--queue-max", "4", "--latency-ms", "5", NULL};
+    struct mock_proc m = {0};
+    char out[8192];
+    if (mock_start(&m, mock)) {
+        CU_FAIL("mock did not start");
+        goto done;
+    }
+    static const char *const strategies[] = {"curl-multi", "threads", "processes"};
+    for (int k = 0; k < 3; k++) {
+        const char *args[] = {"--concurrency", "auto", "--workers", "16", "--strategy", strategies[k], "--stats-json",
+                              t.sj, "--retries", "20", "--backoff-ms", "5", NULL};
+        int rc = e2e_run(out, sizeof out, tmo(120), t.root, t.csv, m.base_url, args);
+        CHECKF(rc == 0, "%s: rc %d: %s", strategies[k], rc, out);
+        struct e2e_csv c = {0};
+        struct e2e_expect x = {0};
+        CU_ASSERT_EQUAL(e2e_csv_read(t.csv, &c), 0);
+        CU_ASSERT_EQUAL(e2e_check_results(&c, t.paths, t.n, &x, NULL), 0);
+        e2e_csv_free(&c);
+        cJSON *sj = e2e_read_json(t.sj);
+        cJSON *lim = cJSON_GetObjectItemCaseSensitive(sj, "limits");
+        CHECKF(cJSON_GetArraySize(lim) == 5, "%s: %d stages with a limit", strategies[k], cJSON_GetArraySize(lim));
+        for (cJSON *l = lim ? lim->child : NULL; l; l = l->next) {
+            CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(l, "mode")), "auto");
+            double v = e2e_json_num(l, "limit"), hi = e2e_json_num(l, "max");
+            CHECKF(v >= 1 && v <= hi, "%s: %s ends at %g (max %g)", strategies[k], l->string, v, hi);
+            CHECKF(hi == (k == 0 ? LIMIT_AUTO_TOTAL : 16), "%s: %s's max %g", strategies[k], l->string, hi);
+        }
+        cJSON_Delete(sj);
+        struct peaks pk = {{0}, 0};
+        CU_ASSERT_EQUAL(read_peaks(&m, &pk), 0);
+        for (int e = 0; e < 5; e++)
+            CU_ASSERT(pk.peak[e] <= 4);
+        CU_ASSERT_EQUAL(e2e_stats_reset(&m), 0);
+    }
+done:
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
+/* Worker processes that die while one of them holds a stage's only slot (model_01 limited to 1,
+ * whose slot is busy nearly all the time: all four workers are killed at once): the parent gives
+ * the slot back when it reaps the holder, so the replacements go on and the run finishes;
+ * without that, the stage would wait for ever. */
+static void test_dead_worker_slot(void)
+{
+    enum { N = 120 };
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "lim-dead", N, 9) == 0);
+    struct mock_proc m = {0};
+    pid_t pid = -1;
+    char pfile[700];
+    snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
+    static const char *const mock[] = {"--latency-ms", "15", NULL};
+    if (write_text(pfile, "{\"stages\": [{\"name\": \"model_01\", \"url\": \"/model_01\", "
+                          "\"fields\": {\"model_03\": null}, \"concurrency\": 1}]}") ||
+        mock_start(&m, mock)) {
+        CU_FAIL("set-up failed");
+        goto done;
+    }
+    const char *argv[] = {e2e_annotate_bin(), t.root, "--out", t.csv, "--server", m.base_url, "--config", pfile,
+                          "--strategy", "processes", "--workers", "4", "--quiet", NULL};
+    pid = e2e_spawn(argv, t.log);
+    CU_ASSERT_FATAL(pid > 0);
+    if (e2e_wait_lines(t.csv, 1 + N / 6, pid, tmo(60)) != 1) {
+        CU_FAIL("the run did not get going");
+        goto done;
+    }
+    pid_t kids[64];
+    int nk = e2e_children(pid, kids, NULL, 64);
+    CU_ASSERT_EQUAL(nk, 4);
+    for (int i = 0; i < nk; i++)
+        kill(kids[i], SIGKILL);
+    int rc = e2e_wait(pid, tmo(60));
+    CHECKF(rc == 0 || rc == 1, "the run did not finish after its workers died holding model_01's slot (rc %d)", rc);
+    if (rc == -2)
+        show_log("processes, every worker killed", rc, t.log);
+    CU_ASSERT_EQUAL(e2e_count_lines(t.csv), 1 + N);
+done:
+    if (pid > 0)
+        kill(-pid, SIGKILL);
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
+int register_limit(void)
+{
+    CU_pSuite s = CU_add_suite("limit", NULL, NULL);
+    if (!s || !CU_add_test(s, "auto finds the knee of a 4-slot server with a queue of 4", test_finds_knee) ||
+        !CU_add_test(s, "auto grows to a 64-slot server", test_grows_to_capacity) ||
+        !CU_add_test(s, "auto with exponential service times", test_noisy_service) ||
+        !CU_add_test(s, "auto against a server without a queue (503 when busy)", test_no_queue) ||
+        !CU_add_test(s, "auto backs off in a 503 storm and comes back after it", test_storm_backs_off) ||
+        !CU_add_test(s, "auto probes upward when the server's capacity grows", test_probes_upward) ||
+        !CU_add_test(s, "auto does not grow a limit the stage does not use", test_app_limited) ||
+        !CU_add_test(s, "drops: one decrease per round trip, timeouts count, floor holds", test_drops) ||
+        !CU_add_test(s, "the shared table: fixed, auto, slots, history, a dead worker's slot", test_table) ||
+        !CU_add_test(s, "the history is bounded: the first changes and the latest", test_history_bounded) ||
+        !CU_add_test(s, "per-stage max_rps: a bucket per stage, shared, beside the run's", test_stage_rates))
+        return -1;
+    s = CU_add_suite("limit concurrent", NULL, NULL);
+    if (!s ||
+        !CU_add_test(s, "curl-multi: per-stage limits inside --concurrency; none refused", test_capped_curl_multi) ||
+        !CU_add_test(s, "curl-multi --loops 3: the limits are shared by the loops", test_capped_curl_multi_loops) ||
+        !CU_add_test(s, "threads: per-stage limits", test_capped_threads) ||
+        !CU_add_test(s, "processes: per-stage limits counted across worker processes", test_capped_processes) ||
+        !CU_add_test(s, "load=threads,query=processes: per-stage limits", test_capped_query_processes) ||
+        !CU_add_test(s, "model_05's sub-requests behind a limit of 1 and a total of 2: no deadlock",
+                     test_no_deadlock) ||
+        !CU_add_test(s, "a bad \"concurrency\" exits 2 naming the file and the stage", test_bad_value_exits_2) ||
+        !CU_add_test(s, "a stage's max_rps holds in every strategy", test_stage_max_rps) ||
+        !CU_add_test(s, "the limits on the progress line, in the summary and in --stats-json with their history",
+                     test_summary_and_history) ||
+        !CU_add_test(s, "--concurrency auto, every strategy: rows as predicted, capacity never exceeded",
+                     test_auto_every_strategy) ||
+        !CU_add_test(s, "processes: workers that die holding a stage's only slot; the run finishes",
+                     test_dead_worker_slot))
+        return -1;
+    return 0;
+}
