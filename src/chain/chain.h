@@ -12,6 +12,11 @@
  *                                      failed (and with it the item);
  *   chain_finished(item)             → the item needs nothing more and can be written.
  *
+ * What the server can take (rate, slots, replicas, breakers) is the endpoint's (endpoint.h): a
+ * driver asks endpoint_admit before each attempt, and chain_attempt_end tells the endpoint how the
+ * attempt went (endpoint_done), having read the answer once (chain_read_answer: one answer kind
+ * for retries, breakers, replicas and limits alike).
+ *
  * Drivers differ only in how they wait: the blocking driver (serial, threads, processes) sleeps
  * until T, the curl-multi driver arms a timer. Both call exactly these functions, in the same
  * order, as curl's serial and parallel drivers share post_per_transfer(); so they cannot disagree
@@ -27,6 +32,7 @@
 #include <curl/curl.h>
 #include <cjson/cJSON.h>
 #include "config.h"
+#include "endpoint/endpoint.h"
 #include "flow/item.h"
 #include "pipeline/pipeline.h"
 #include "run.h"
@@ -50,12 +56,9 @@ struct chain_req {
     size_t sent;          /* upload position, for the read callback */
     int attempts;         /* HTTP attempts made so far (every time it went on the wire) */
     int sends;            /* times the current attempt went on the wire (libcurl may resend) */
-    int reauth;           /* the retry after a 401 with re-read credentials has been made */
     int busy;             /* attempts an "auto" stage's server refused as busy (429, 503), not
                              charged to the retries (at most CHAIN_BUSY_FREE) */
-    int replica;          /* the stage's URL the current attempt goes to (0 without replicas) */
-    int failed_replica;   /* the one the last attempt failed on, or -1: a retry goes elsewhere */
-    unsigned header_gen;  /* the generation of the stage's headers the attempt was sent with */
+    struct ticket tk;     /* its standing with its stage's endpoint: tokens, slot, replica */
     double t_first;       /* monotonic time of the first attempt */
     double t_attempt;     /* monotonic time of the current attempt */
     double t_end;         /* monotonic time the last attempt ended */
@@ -64,7 +67,7 @@ struct chain_req {
     int n_members;        /* 0: not a batch */
     int alone;            /* a member whose batch failed as a whole: it is sent in a batch of its own */
     struct chain_req *next; /* for the driver's lists */
-    void *driver;         /* the driver's own data (a curl handle, a timer) */
+    void *driver;         /* the driver's own data (its curl handle while on the wire) */
 };
 
 /* The seed's body starts with this (the template of a stage without "body" or "form"). */
@@ -84,7 +87,10 @@ enum chain_go {
     CHAIN_SETTLED = 1 /* not to be sent: the chain has settled (and freed) the request */
 };
 
-/* Called before each attempt goes on the wire (the first and every retry). */
+/* Called before each attempt goes on the wire (the first and every retry), once the endpoint has
+ * admitted it (endpoint_admit returned ADMIT_GO on req->tk), or at once for a request that will
+ * be settled (chain_req_moot). When it settles the request, whatever req->tk holds is given
+ * back. */
 enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, double now);
 
 /* How one attempt ended, as the driver saw it. */
@@ -98,54 +104,40 @@ struct chain_answer {
     const char *location; /* a 3xx answer's Location, or NULL */
 };
 
-/* Final answers of the "not set up" kind (401, 403, 404, 405, Google's 400 API_KEY_INVALID, a
- * certificate that does not verify) from a stage that has never answered otherwise, after which the run stops (exit 2). */
-#define CHAIN_SETUP_FAILS 3
-
 enum chain_step {
     CHAIN_DONE = 0,  /* the request finished with its result; it has been freed */
     CHAIN_RETRY = 1, /* send it again (chain_attempt_begin first) at *retry_at */
     CHAIN_FAIL = 2   /* the request failed, and the item with it; it has been freed */
 };
 
-/* Ends the attempt begun by the last chain_attempt_begin. After CHAIN_DONE or CHAIN_FAIL the
- * driver asks chain_next for what comes next and chain_finished whether the item is settled. */
+/* Ends the attempt begun by the last chain_attempt_begin: reads the answer (chain_read_answer),
+ * tells the endpoint (which gives back the request's slot), and decides. After CHAIN_DONE or
+ * CHAIN_FAIL the driver asks chain_next for what comes next and chain_finished whether the item
+ * is settled. */
 enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, const struct chain_answer *a,
                                   double now, double *retry_at);
 
-/* Replicas: a stage whose "url" is a list sends each attempt to the replica with the fewest
- * attempts outstanding (ties broken at random), not to the one the last attempt failed on when
- * there is another. A replica whose attempts fail the outage way CHAIN_EJECT_AFTER times in a
- * row is ejected for CHAIN_EJECT_BASE_S seconds times the number of its ejections (at most
- * CHAIN_EJECT_MAX_S), as Envoy's outlier detection does (consecutive_5xx 5, base_ejection_time
- * 30 s); once back, one more such failure ejects it again, an answer puts it back for good. The
- * last replica in rotation is never ejected. */
-#define CHAIN_EJECT_AFTER 5
-#define CHAIN_EJECT_BASE_S 30
-#define CHAIN_EJECT_MAX_S 300
-
-/* How long stage's server has been down (seconds; 0 when it is up): failed attempts of the
- * kind an outage gives (no connection, resets, timeouts, 5xx), at least three in a row and from
- * at least two requests, with no other answer since. While it is down for less than
- * --outage-timeout, its requests are retried with backoff beyond their retry budget. */
-double chain_down_for(const struct run *run, int stage, double now);
-
 /* Settles a request the driver could not send at all (no curl handle, say): the item fails with
- * why. The request is freed. */
+ * why. What req->tk holds is given back; the request is freed. */
 void chain_abandon(const struct run *run, struct chain_req *req, const char *why);
 
-/* What one attempt's answer means to stage st, without deciding anything about retries. On
- * OUTCOME_OK *result is the stage's result (the caller owns it); otherwise err says why.
- * Retryable: connect failures, timeouts, resets, the statuses of "retry_on" (default: 5xx, 429,
- * 408), an answer "retry_if" holds true, and a 2xx whose "result" yields nothing or fails (a
- * garbled answer is a server fault). A 2xx whose "error" yields a value other than null or false
- * fails with that value's text. Other 4xx and local errors are final. *retry_after_s is a wait
- * the "retry_after" expression named (seconds), or -1. st NULL: the seed's stage (.result, no
- * other expression). */
-enum chain_outcome { OUTCOME_OK = 0, OUTCOME_RETRY = 1, OUTCOME_FAIL = 2 };
-enum chain_outcome chain_read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,
-                                     long *retry_after_s, char *err, size_t errlen);
-enum chain_outcome chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen);
+/* What one attempt's answer means to stage st: its kind (endpoint.h), the one reading of an
+ * answer that retries, breakers, replicas and limits all follow. On ANSWER_OK *result is the
+ * stage's result (the caller owns it); otherwise err says why.
+ *   - no answer: a timeout is BUSY; refused, reset, nothing or a partial answer DOWN; a name
+ *     that did not resolve or an HTTP/2 stream error RETRY; a certificate that does not verify
+ *     SETUP; anything else (an answer over --max-answer-bytes) FINAL;
+ *   - a status the stage retries ("retry_on"; default 5xx, 429 and 408), or one "retry_if" holds
+ *     true on: 429 and 503 BUSY, other 5xx but 501 and 505 DOWN, the rest RETRY; a status not
+ *     retried: 401, 403, 404, 405 and Google's 400 API_KEY_INVALID SETUP, the rest FINAL;
+ *   - a 2xx whose "error" yields a value other than null or false fails with that value's text
+ *     (RETRY when "retry_if" holds, else FINAL); a 2xx whose "result" yields nothing or fails is
+ *     garbled, a server fault: RETRY.
+ * *retry_after_s is a wait the "retry_after" expression named (seconds), or -1. st NULL: the
+ * seed's stage (.result, no other expression). */
+enum answer_kind chain_read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,
+                                   long *retry_after_s, char *err, size_t errlen);
+enum answer_kind chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen);
 
 /* Reads a 2xx answer body with stage st's "result" (st NULL: .result): returns 0 and the result
  * (Raw JSON text: the exact bytes for a plain path), or -1 with a reason. (The fuzz target for
@@ -222,8 +214,5 @@ void chain_req_free(struct chain_req *req);
 
 /* JSON truthiness as the seed's Python has it: null, false, 0, "", [] and {} are false. */
 int chain_truthy(const cJSON *v);
-
-/* xorshift64*: cheap, and good enough for jitter. */
-uint64_t rng_next(uint64_t *s);
 
 #endif

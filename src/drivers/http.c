@@ -1,13 +1,10 @@
 /* http: see http.h. */
 #include "drivers/http.h"
 #include "version.h"
-#include "endpoint/limit.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* An answer larger than --max-answer-bytes fails the attempt: a misbehaving server must not
  * make us allocate until the timeout. */
@@ -140,6 +137,60 @@ void http_slot_free(struct http_slot *s)
     s->resp.data = s->body.data = NULL;
 }
 
+/* The stage's headers as they are now (their generation is noted on the ticket, for a 401's
+ * re-read); a raw body adds the image's own type, unless the stage names one. */
+static const struct curl_slist *request_headers(struct http_slot *slot, const struct stage *st, struct chain_req *req)
+{
+    const struct curl_slist *headers = pipeline_headers(st, &req->tk.header_gen);
+    if (!st->type_of_image)
+        return headers;
+    char ct[96];
+    snprintf(ct, sizeof ct, "Content-Type: %s", req->mime ? req->mime : "application/octet-stream");
+    struct curl_slist *l = NULL;
+    for (const struct curl_slist *c = headers; c; c = c->next)
+        if (!(l = curl_slist_append(slot->req_headers = l, c->data)))
+            break;
+    if (l && (l = curl_slist_append(l, ct)))
+        headers = slot->req_headers = l;
+    /* else out of memory: the stage's own list (the server will say what it misses) */
+    return headers;
+}
+
+/* The body on the handle (see http_prepare in http.h): a form's parts, a small body whole (in
+ * place, or assembled), or a large one streamed. */
+static void put_body(struct http_slot *slot, const struct stage *st, struct chain_req *req)
+{
+    CURL *h = slot->h;
+    if (st->body.kind == BODY_FORM && build_form(slot, st, req) == 0) {
+        curl_easy_setopt(h, CURLOPT_MIMEPOST, slot->mime);
+        return;
+    }
+    /* (a form whose parts cannot be made for want of memory goes out empty, and the server's
+     * answer says so) */
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    size_t blen = chain_req_body_len(req);
+    struct http_buf *b = &slot->body;
+    const char *whole = blen <= HTTP_SMALL_BODY ? chain_req_whole(req) : NULL;
+    if (!whole && blen <= HTTP_SMALL_BODY && !b->data && (b->data = malloc(HTTP_SMALL_BODY + 1)))
+        b->cap = HTTP_SMALL_BODY + 1;
+    if (whole) {
+        slot->whole = req->it; /* until http_answer */
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, whole);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    } else if (blen <= HTTP_SMALL_BODY && b->data) { /* else streamed: out of memory for the buffer */
+        b->len = chain_req_read(req, b->data, blen);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, b->data);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
+    } else {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, req);
+        curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+        curl_easy_setopt(h, CURLOPT_SEEKDATA, req);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    }
+}
+
 void http_prepare(struct http_slot *slot, const struct run *run, struct chain_req *req)
 {
     CURL *h = slot->h;
@@ -157,50 +208,10 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
     slot->whole = NULL;
     curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(h, CURLOPT_PREREQDATA, req);
-    curl_easy_setopt(h, CURLOPT_URL, pipeline_replica_url(st, req->replica, 0));
+    curl_easy_setopt(h, CURLOPT_URL, pipeline_replica_url(st, req->tk.replica, 0));
     slot_release(slot);
-    const struct curl_slist *headers = pipeline_headers(st, &req->header_gen);
-    if (st->type_of_image) {
-        /* A raw body goes with the image's own type, unless the stage names one. */
-        char ct[96];
-        snprintf(ct, sizeof ct, "Content-Type: %s", req->mime ? req->mime : "application/octet-stream");
-        struct curl_slist *l = NULL;
-        for (const struct curl_slist *c = headers; c; c = c->next)
-            if (!(l = curl_slist_append(slot->req_headers = l, c->data)))
-                break;
-        if (l && (l = curl_slist_append(l, ct)))
-            headers = slot->req_headers = l;
-        /* else out of memory: the stage's own list (the server will say what it misses) */
-    }
-    if (st->body.kind == BODY_FORM && build_form(slot, st, req) == 0) {
-        curl_easy_setopt(h, CURLOPT_MIMEPOST, slot->mime);
-    } else {
-        /* (a form whose parts cannot be made for want of memory goes out empty, and the
-         * server's answer says so) */
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
-        size_t blen = chain_req_body_len(req);
-        struct http_buf *b = &slot->body;
-        const char *whole = blen <= HTTP_SMALL_BODY ? chain_req_whole(req) : NULL;
-        if (!whole && blen <= HTTP_SMALL_BODY && !b->data && (b->data = malloc(HTTP_SMALL_BODY + 1)))
-            b->cap = HTTP_SMALL_BODY + 1;
-        if (whole) {
-            slot->whole = req->it; /* until http_answer */
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, whole);
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-        } else if (blen <= HTTP_SMALL_BODY && b->data) { /* else streamed: out of memory for the buffer */
-            b->len = chain_req_read(req, b->data, blen);
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, b->data);
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
-        } else {
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
-            curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-            curl_easy_setopt(h, CURLOPT_READDATA, req);
-            curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
-            curl_easy_setopt(h, CURLOPT_SEEKDATA, req);
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-        }
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, request_headers(slot, st, req));
+    put_body(slot, st, req);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
@@ -251,100 +262,4 @@ void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a)
     char *loc = NULL;
     if (a->status >= 300 && a->status < 400 && curl_easy_getinfo(slot->h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK)
         a->location = loc;
-}
-
-struct http_worker {
-    const struct run *run;
-    struct http_slot slot;
-};
-
-struct http_worker *http_worker_new(const struct run *run)
-{
-    struct http_worker *w = calloc(1, sizeof *w);
-    if (!w)
-        return NULL;
-    w->run = run;
-    if (http_slot_init(&w->slot)) {
-        free(w);
-        return NULL;
-    }
-    return w;
-}
-
-static void sleep_s(double s)
-{
-    if (s <= 0)
-        return;
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    while (nanosleep(&ts, &ts) && errno == EINTR)
-        ;
-}
-
-/* Sleeps until t, saying it is alive about every second. */
-static void sleep_until(const struct run *run, double t)
-{
-    for (double left; (left = t - now_s()) > 0;) {
-        if (run->alive)
-            run->alive(run);
-        sleep_s(left > 1 ? 1 : left);
-    }
-}
-
-/* One request, with its retries, until the chain settles it. */
-static void perform(struct http_worker *w, struct chain_req *req)
-{
-    const struct run *run = w->run;
-    for (;;) {
-        if (run->rl) { /* the stage's token, then the run's (ratelimit.h) */
-            sleep_until(run, now_s() + ratelimit_take_stage(run->rl, req->stage));
-            sleep_until(run, now_s() + ratelimit_take(run->rl));
-        }
-        if (run->alive)
-            run->alive(run);
-        /* The stage's slot (limit.h), held only while the attempt is on the wire. */
-        int s = req->stage, held = limit_acquire(run, s, req->it);
-        if (chain_attempt_begin(run, req, now_s()) == CHAIN_SETTLED) {
-            if (held)
-                limit_release(run, s, now_s(), now_s(), LIMIT_IGNORE);
-            return;
-        }
-        double t_sent = req->t_attempt;
-        http_prepare(&w->slot, run, req);
-        CURLcode cc = curl_easy_perform(w->slot.h);
-        struct chain_answer a;
-        http_answer(&w->slot, cc, &a);
-        double at, now = now_s();
-        enum chain_step step = chain_attempt_end(run, req, &a, now, &at);
-        if (held)
-            limit_release(run, s, t_sent, now, limit_signal_of(a.cc, a.status));
-        if (step != CHAIN_RETRY)
-            return;
-        sleep_until(run, at);
-    }
-}
-
-void http_worker_query(struct http_worker *w, struct item *it)
-{
-    if (!w) {
-        item_fail(it, "cannot create a curl handle (out of memory?)");
-        return;
-    }
-    struct chain_req *reqs;
-    while ((reqs = chain_next(w->run, it))) {
-        while (reqs) {
-            struct chain_req *r = reqs;
-            reqs = r->next;
-            /* A batch stage's request goes as a batch of one: this worker waits for its own
-             * image, so there are no others to gather (see chain.h). */
-            perform(w, chain_batched(w->run, r) ? chain_batch_one(w->run, r) : r);
-        }
-    }
-}
-
-void http_worker_free(struct http_worker *w)
-{
-    if (!w)
-        return;
-    http_slot_free(&w->slot);
-    free(w);
 }

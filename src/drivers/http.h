@@ -1,6 +1,6 @@
-/* http: the curl glue both drivers share (how a request is put on a handle, how its answer is
- * collected and handed to the chain), and the blocking driver used by the serial, threads and
- * processes strategies: one reused easy handle per worker, so connections stay open. */
+/* http: one HTTP attempt on a curl easy handle, as both drivers make it: how a request is put on
+ * a handle, and how its answer is collected and handed to the chain. The drivers (blocking.h,
+ * multi.c) decide only when. */
 #ifndef ANNOTATE_HTTP_H
 #define ANNOTATE_HTTP_H
 
@@ -53,15 +53,5 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
 /* How the attempt on the slot's handle ended (cc from curl), for chain_attempt_end. The
  * answer points into the slot: valid until the slot is prepared again. */
 void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a);
-
-/* The blocking driver: one per worker (thread or process). It waits by sleeping. */
-struct http_worker;
-/* NULL when out of memory or curl cannot make a handle. */
-struct http_worker *http_worker_new(const struct run *run);
-/* Runs the whole chain for one item, a request at a time, with retries. w may be NULL (its
- * creation failed): the item then fails with that reason. */
-void http_worker_query(struct http_worker *w, struct item *it);
-/* NULL is a no-op. */
-void http_worker_free(struct http_worker *w);
 
 #endif

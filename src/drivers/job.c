@@ -4,13 +4,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "drivers/http.h"
+#include "drivers/blocking.h"
 #include "flow/load.h"
 
 struct job_worker {
     const struct run *run;
     unsigned jobs;
-    struct http_worker *http; /* JOB_QUERY; NULL when no curl handle could be made */
+    struct blocking *http; /* JOB_QUERY; NULL when no curl handle could be made */
 };
 
 struct job_worker *job_worker_new(const struct run *run, unsigned jobs)
@@ -21,7 +21,7 @@ struct job_worker *job_worker_new(const struct run *run, unsigned jobs)
     w->run = run;
     w->jobs = jobs;
     if (jobs & JOB_QUERY)
-        w->http = http_worker_new(run);
+        w->http = blocking_new(run);
     return w;
 }
 
@@ -30,14 +30,14 @@ void job_worker_run(struct job_worker *w, struct item *it)
     if (w->jobs & JOB_LOAD)
         load_image(w->run, it);
     if (w->jobs & JOB_QUERY)
-        http_worker_query(w->http, it); /* the chain lets the payload go when it is done with it */
+        blocking_query(w->http, it); /* the chain lets the payload go when it is done with it */
 }
 
 void job_worker_free(struct job_worker *w)
 {
     if (!w)
         return;
-    http_worker_free(w->http);
+    blocking_free(w->http);
     free(w);
 }
 

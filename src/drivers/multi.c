@@ -4,11 +4,11 @@
  * The loop keeps at most --concurrency requests inside libcurl; more ready requests wait on our
  * own list (libcurl never queues them), and new images are taken from the input queue only when
  * that list is empty, so the number of images in flight stays near the concurrency. An image's
- * independent requests (model_01 with model_02, all its model_05s) are started together. Retries
- * and rate-limit waits sit in a small timer heap. A request whose stage has a "concurrency"
- * limit (limit.h) takes one of the stage's slots as it goes into libcurl; when there is none it
- * waits on its stage's list, holding no request slot, and the stage's next free slot goes to the
- * first in that list (in arrival order). A request of a stage with "batch" goes to the loop's
+ * independent requests (model_01 with model_02, all its model_05s) are started together. Before
+ * each attempt the endpoint admits it (endpoint.h): retries and rate-limit waits sit in a timer
+ * heap (timers.h); a request whose stage has no free slot of its "concurrency" waits on its
+ * stage's list, holding no request slot, and the stage's next free slot goes to the first in that
+ * list (in arrival order). A request of a stage with "batch" goes to the loop's
  * batcher first (chain.h), and what leaves it is a batch, scheduled as one request: full, or
  * after its stage's max_wait_ms (a timer like the others). Each attempt begins and ends through the same
  * chain_attempt_begin / chain_attempt_end as the blocking driver: this file only decides when.
@@ -27,13 +27,9 @@
 #include <unistd.h>
 
 #include "chain/chain.h"
+#include "common/timers.h"
 #include "drivers/http.h"
-#include "endpoint/limit.h"
-
-struct timed {
-    double at;
-    struct chain_req *req;
-};
+#include "endpoint/endpoint.h"
 
 struct group;
 
@@ -47,8 +43,7 @@ struct multi {
     int cap, in_curl;
     double curl_deadline;           /* < 0: none */
     struct chain_req *ready, *ready_tail;
-    struct timed *heap;
-    int n_heap, cap_heap;
+    struct timers timers;           /* retries and rate-limit waits, until due */
     struct http_slot **pool;
     int n_pool;
     long items;                     /* images taken and not yet passed on */
@@ -73,7 +68,7 @@ struct group {
     atomic_int running;
 };
 
-/* ---- the ready list and the timer heap ---- */
+/* ---- the ready list ---- */
 
 static void ready_push_front(struct multi *x, struct chain_req *list)
 {
@@ -108,47 +103,6 @@ static struct chain_req *ready_pop(struct multi *x)
             x->ready_tail = NULL;
         r->next = NULL;
     }
-    return r;
-}
-
-/* Returns 0, or -1 when out of memory (r was not parked). */
-static int heap_push(struct multi *x, double at, struct chain_req *r)
-{
-    if (x->n_heap == x->cap_heap) {
-        int cap = x->cap_heap ? x->cap_heap * 2 : 64;
-        struct timed *h = realloc(x->heap, (size_t)cap * sizeof *h);
-        if (!h)
-            return -1;
-        x->heap = h;
-        x->cap_heap = cap;
-    }
-    int i = x->n_heap++;
-    while (i > 0 && x->heap[(i - 1) / 2].at > at) {
-        x->heap[i] = x->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    x->heap[i] = (struct timed){at, r};
-    return 0;
-}
-
-static struct chain_req *heap_pop(struct multi *x)
-{
-    struct chain_req *r = x->heap[0].req;
-    struct timed last = x->heap[--x->n_heap];
-    int i = 0;
-    for (;;) {
-        int c = 2 * i + 1;
-        if (c >= x->n_heap)
-            break;
-        if (c + 1 < x->n_heap && x->heap[c + 1].at < x->heap[c].at)
-            c++;
-        if (last.at <= x->heap[c].at)
-            break;
-        x->heap[i] = x->heap[c];
-        i = c;
-    }
-    if (x->n_heap)
-        x->heap[i] = last;
     return r;
 }
 
@@ -327,24 +281,18 @@ static void follow_all(struct multi *x, struct item **its, int n)
         follow_up(x, its[i]);
 }
 
-/* Sends r, which holds a slot of its stage (or its stage has no limit, or it is settling). */
+/* Sends r, which the endpoint has admitted (or which is settling: the chain settles it). */
 static void send_req(struct multi *x, struct chain_req *r)
 {
     struct item *its[CHAIN_BATCH_ITEMS];
     int n_its = chain_req_items(r, its);
-    int s = r->stage;
-    int held = !settling(x, r) && limit_on(x->run, s); /* settling: no slot was taken */
     struct http_slot *h = handle_get(x);
     if (!h) {
-        if (held)
-            limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
         chain_abandon(x->run, r, "out of memory for a curl handle");
         follow_all(x, its, n_its);
         return;
     }
     if (chain_attempt_begin(x->run, r, now_s()) == CHAIN_SETTLED) {
-        if (held)
-            limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
         handle_put(x, h);
         follow_all(x, its, n_its);
         return;
@@ -357,8 +305,6 @@ static void send_req(struct multi *x, struct chain_req *r)
     http_prepare(h, x->run, r);
     CURLMcode mc = curl_multi_add_handle(x->m, h->h);
     if (mc != CURLM_OK) {
-        if (held)
-            limit_release(x->run, s, now_s(), now_s(), LIMIT_IGNORE);
         if (h->whole) { /* the body in place was never sent: let the image's slack go */
             chain_req_whole_done(h->whole);
             h->whole = NULL;
@@ -374,38 +320,32 @@ static void send_req(struct multi *x, struct chain_req *r)
     x->in_curl++;
 }
 
-/* Rate-limit tokens a request parked in the heap holds (r->driver while it is there). */
-#define HAS_STAGE_TOKEN ((void *)1)
-#define HAS_TOKENS ((void *)2)
-
-/* Sends r now, or parks it: in the heap until its rate-limit tokens are valid (its stage's,
- * then the run's; tokens: what it holds already, 0, 1 or 2), or on its stage's list until a
- * slot is free. */
-static void start(struct multi *x, struct chain_req *r, int tokens)
+/* Sends r now, or parks it until the endpoint admits it: in the timer heap until its rate-limit
+ * tokens are valid, or on its stage's list until a slot is free, behind the requests already
+ * waiting there, never ahead of them. */
+static void start(struct multi *x, struct chain_req *r)
 {
     if (chain_batched(x->run, r) && !(r = chain_batch_add(x->batcher, r, now_s())))
         return; /* gathering: its batch goes when full or due (top_up) */
-    if (x->run->rl && tokens < 2 && !settling(x, r)) {
-        if (tokens == 0) {
-            double wait = ratelimit_take_stage(x->run->rl, r->stage);
-            if (wait > 0 && heap_push(x, now_s() + wait, r) == 0) {
-                /* The token is ours; it just is not valid yet. */
-                r->driver = HAS_STAGE_TOKEN;
-                return;
-            } /* no room to park it: go on rather than lose it */
-        }
-        double wait = ratelimit_take(x->run->rl);
-        if (wait > 0 && heap_push(x, now_s() + wait, r) == 0) {
-            r->driver = HAS_TOKENS;
-            return;
-        }
-    }
-    /* Behind the requests already waiting for the stage, never ahead of them. */
-    if (!settling(x, r) && (x->wait_head[r->stage] || !limit_try_acquire(x->run, r->stage))) {
-        wait_push(x, r);
+    if (settling(x, r)) {
+        send_req(x, r); /* settles it */
         return;
     }
-    send_req(x, r);
+    for (;;) {
+        double until;
+        switch (endpoint_admit(x->run, &r->tk, now_s(), &until, x->wait_head[r->stage] != NULL)) {
+        case ADMIT_GO:
+            send_req(x, r);
+            return;
+        case ADMIT_PARK:
+            wait_push(x, r);
+            return;
+        case ADMIT_WAIT:
+            if (timers_push(&x->timers, until, r) == 0)
+                return;
+            break; /* no room to park it: go on rather than lose it (the token is taken) */
+        }
+    }
 }
 
 /* A slot of stage s came free here: a loop that has requests waiting for one is told. */
@@ -434,8 +374,9 @@ static struct chain_req *next_waiting(struct multi *x)
                 send_req(x, wait_pop(x, s)); /* settles it */
                 continue;
             }
-            if (!limit_try_acquire(x->run, s))
-                break;
+            double until;
+            if (endpoint_admit(x->run, &x->wait_head[s]->tk, now_s(), &until, 0) != ADMIT_GO)
+                break; /* (its tokens are held: only a slot can be missing) */
             x->wait_rr = (s + 1) % n;
             return wait_pop(x, s);
         }
@@ -451,22 +392,18 @@ static void on_done(struct multi *x, CURL *e, CURLcode cc)
     struct item *its[CHAIN_BATCH_ITEMS];
     int n_its = chain_req_items(r, its);
     int s = r->stage;
-    double t_sent = r->t_attempt;
     struct chain_answer a;
     http_answer(h, cc, &a);
     curl_multi_remove_handle(x->m, e);
     x->in_curl--;
-    double at, now = now_s();
-    enum limit_signal sig = limit_signal_of(a.cc, a.status);
-    enum chain_step step = chain_attempt_end(x->run, r, &a, now, &at);
+    double at;
+    enum chain_step step = chain_attempt_end(x->run, r, &a, now_s(), &at); /* the slot is back */
     handle_put(x, h); /* after the chain has read the answer out of it */
-    if (limit_on(x->run, s)) {
-        limit_release(x->run, s, t_sent, now, sig);
+    if (endpoint_limit(x->run, s) >= 0)
         tell_others(x, s);
-    }
     if (step == CHAIN_RETRY) {
         r->driver = NULL;
-        if (heap_push(x, at, r) == 0)
+        if (timers_push(&x->timers, at, r) == 0)
             return;
         chain_abandon(x->run, r, "out of memory for a retry");
     }
@@ -495,85 +432,88 @@ static long images_cap(const struct multi *x)
     long bound = x->cap * most;
     for (int s = 0; s < run->p->n && sum < bound * x->g->n; s++) {
         const struct stage *st = &run->p->stages[s];
-        sum += (limit_on(run, s) ? atomic_load_explicit(&run->shared->lim[s].limit, memory_order_relaxed)
-                                 : x->cap * (long)x->g->n) * (st->batch_size > 0 ? st->batch_size : 1);
+        int lim = endpoint_limit(run, s);
+        sum += (lim >= 0 ? lim : x->cap * (long)x->g->n) * (st->batch_size > 0 ? st->batch_size : 1);
     }
     sum /= x->g->n;
     return sum < 1 ? 1 : sum < bound ? sum : bound;
+}
+
+/* The run is being torn down: parked requests and gathering batches are not worth waiting for;
+ * they are settled now. */
+static void settle_parked(struct multi *x, double now)
+{
+    while (x->timers.n)
+        start(x, timers_pop(&x->timers, NULL));
+    for (int s = 0; x->wait_mask && s < SHARED_MAX_STAGES; s++)
+        while (x->wait_head[s])
+            send_req(x, wait_pop(x, s));
+    for (struct chain_req *b; (b = chain_batch_due(x->batcher, now, 1));)
+        send_req(x, b);
+}
+
+/* Takes the next image from the input and queues its first requests. Returns 1 when it took
+ * one, 0 when it cannot take one now (the input is done or empty, the run is stopping, or the
+ * images in flight are at their cap). */
+static int take_image(struct multi *x)
+{
+    if (run_stop_state(x->run) == RUN_ABORT)
+        x->input_done = 1; /* the run is being torn down: take nothing more */
+    if (x->input_done)
+        return 0;
+    if (exec_stopping(x->run)) {
+        /* Stopping: what was never sent gets no row (--resume runs it); empty the queue so that
+         * its producer can finish. */
+        void *q;
+        int got;
+        while ((got = queue_try_pop(x->in, &q)) > 0)
+            exec_let_go(x->run, q);
+        if (got < 0)
+            x->input_done = 1;
+        return 0;
+    }
+    /* Images in flight are bounded too, not only requests in curl: requests parked in the timer
+     * heap (backoff, Retry-After, --max-rps) would otherwise let the loop take every image of
+     * the folder. */
+    if (x->items >= 2L * images_cap(x))
+        return 0;
+    void *p;
+    int got = queue_try_pop(x->in, &p);
+    if (got < 0)
+        x->input_done = 1;
+    if (got <= 0)
+        return 0;
+    struct item *it = p;
+    x->items++;
+    struct chain_req *reqs = chain_next(x->run, it);
+    if (!reqs && chain_finished(it))
+        item_settled(x, it); /* failed at load, or nothing to send */
+    while (reqs) {
+        struct chain_req *n = reqs->next;
+        ready_push_back(x, reqs);
+        reqs = n;
+    }
+    return 1;
 }
 
 /* Starts requests and takes images until the cap is reached or nothing is ready. */
 static void top_up(struct multi *x)
 {
     double now = now_s();
-    if (run_stop_state(x->run) == RUN_ABORT) {
-        while (x->n_heap) /* parked requests are not worth waiting for: settle them now */
-            start(x, heap_pop(x), 2);
-        for (int s = 0; x->wait_mask && s < SHARED_MAX_STAGES; s++)
-            while (x->wait_head[s])
-                send_req(x, wait_pop(x, s));
-        for (struct chain_req *b; (b = chain_batch_due(x->batcher, now, 1));)
-            send_req(x, b); /* settles it */
-    }
-    while (x->n_heap && x->heap[0].at <= now && x->in_curl < x->cap) {
-        struct chain_req *r = heap_pop(x);
-        int tokens = r->driver == HAS_TOKENS ? 2 : r->driver == HAS_STAGE_TOKEN ? 1 : 0;
-        r->driver = NULL;
-        start(x, r, tokens);
-    }
+    if (run_stop_state(x->run) == RUN_ABORT)
+        settle_parked(x, now);
+    while (x->timers.n && timers_next(&x->timers) <= now && x->in_curl < x->cap)
+        start(x, timers_pop(&x->timers, NULL));
     for (struct chain_req *b; x->in_curl < x->cap && (b = chain_batch_due(x->batcher, now, 0));)
-        start(x, b, 0);
+        start(x, b);
     while (x->in_curl < x->cap) {
         struct chain_req *r = next_waiting(x); /* those that waited for a slot go first */
-        if (r) {
+        if (r)
             send_req(x, r);
-            continue;
-        }
-        r = ready_pop(x);
-        if (r) {
-            start(x, r, 0);
-            continue;
-        }
-        if (run_stop_state(x->run) == RUN_ABORT)
-            x->input_done = 1; /* the run is being torn down: take nothing more */
-        if (x->input_done)
+        else if ((r = ready_pop(x)))
+            start(x, r);
+        else if (!take_image(x))
             break;
-        if (exec_stopping(x->run)) {
-            /* Stopping: what was never sent gets no row (--resume runs it); empty the queue so
-             * that its producer can finish. */
-            void *q;
-            int got;
-            while ((got = queue_try_pop(x->in, &q)) > 0)
-                exec_let_go(x->run, q);
-            if (got < 0)
-                x->input_done = 1;
-            break;
-        }
-        /* Images in flight are bounded too, not only requests in curl: requests parked in the
-         * timer heap (backoff, Retry-After, --max-rps) would otherwise let the loop take every
-         * image of the folder. */
-        if (x->items >= 2L * images_cap(x))
-            break;
-        void *p;
-        int got = queue_try_pop(x->in, &p);
-        if (got < 0) {
-            x->input_done = 1;
-            break;
-        }
-        if (got == 0)
-            break;
-        struct item *it = p;
-        x->items++;
-        struct chain_req *reqs = chain_next(x->run, it);
-        if (!reqs && chain_finished(it)) {
-            item_settled(x, it); /* failed at load, or nothing to send */
-            continue;
-        }
-        while (reqs) {
-            struct chain_req *n = reqs->next;
-            ready_push_back(x, reqs);
-            reqs = n;
-        }
     }
 }
 
@@ -592,8 +532,8 @@ static void *loop(void *arg)
         /* Parked requests and gathering batches can only go into a free slot: with none, an
          * answer is what to wait for (waking for them would spin). */
         if (x->in_curl < x->cap) {
-            if (x->n_heap && (wake < 0 || x->heap[0].at < wake))
-                wake = x->heap[0].at;
+            if (x->timers.n && (wake < 0 || timers_next(&x->timers) < wake))
+                wake = timers_next(&x->timers);
             double due = chain_batch_deadline(x->batcher);
             if (due >= 0 && (wake < 0 || due < wake))
                 wake = due;
@@ -652,7 +592,7 @@ static void loop_free(struct multi *x)
         close(x->wake_fd);
     free(x->fds);
     free(x->pool);
-    free(x->heap);
+    timers_free(&x->timers);
     free(x);
 }
 

@@ -11,11 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "config.h"
-#include "flow/item.h"
-#include "run.h"
 #include "endpoint/shared.h"
 
 /* ---- the adaptive limit ---- */
@@ -51,36 +47,31 @@ int limit_algo_get(const struct limit_algo *a)
     return (int)a->limit;
 }
 
-int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int inflight, enum limit_signal sig)
+/* A drop (429, 503, a timeout): the limit times LIMIT_BACKOFF, once per round trip: a drop of a
+ * request sent before the last decrease was caused by the limit already cut. A probe ends. */
+static void on_drop(struct limit_algo *a, double now, double t_sent)
 {
-    if (sig == LIMIT_IGNORE)
-        return limit_algo_get(a);
-    if (a->probing == 1 && inflight <= (int)a->limit) {
-        /* In flight has come down to the probe's limit: what is sent from now on is measured. */
-        a->probing = 2;
-        a->probe_start = now;
-        window_reset(a, now);
+    a->drops++;
+    if (t_sent < a->last_decrease)
+        return;
+    if (a->probing) {
+        a->probing = 0;
+        a->limit = a->saved_limit;
+        a->next_probe = now + LIMIT_PROBE_S;
     }
-    if (a->probing && t_sent < a->probe_start)
-        return limit_algo_get(a); /* sent before the probe: it says nothing about the halved limit */
-    if (sig == LIMIT_DROP) {
-        a->drops++;
-        /* One decrease per round trip: a drop of a request sent before the last decrease was
-         * caused by the limit already cut. */
-        if (t_sent >= a->last_decrease) {
-            if (a->probing) {
-                a->probing = 0;
-                a->limit = a->saved_limit;
-                a->next_probe = now + LIMIT_PROBE_S;
-            }
-            a->limit = clampd(a->limit * LIMIT_BACKOFF, a->lo, a->hi);
-            a->slow_start = 0;
-            a->step = 1;
-            a->last_decrease = now;
-            window_reset(a, now);
-        }
-        return limit_algo_get(a);
-    }
+    a->limit = clampd(a->limit * LIMIT_BACKOFF, a->lo, a->hi);
+    a->slow_start = 0;
+    a->step = 1;
+    a->last_decrease = now;
+    window_reset(a, now);
+}
+
+/* Adds a latency sample to the window. Returns the window's mean RTT once it is long enough to be
+ * trusted, else 0: at least the limit's worth of answers (LIMIT_MIN_SAMPLES at least), and enough
+ * that its mean is within about LIMIT_MEAN_ERROR of the true one (its standard error is
+ * cv / sqrt(n)): a server whose times vary needs longer windows, or the noise reads as queues. */
+static double add_sample(struct limit_algo *a, double now, double t_sent, int inflight)
+{
     double rtt = now - t_sent;
     if (rtt < 1e-6)
         rtt = 1e-6;
@@ -91,28 +82,30 @@ int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int infli
         a->w_max_inflight = inflight;
     int need = (int)a->limit > LIMIT_MIN_SAMPLES ? (int)a->limit : LIMIT_MIN_SAMPLES;
     if (a->w_n < need)
-        return limit_algo_get(a);
+        return 0;
     double mean = a->w_sum / a->w_n;
-    /* Enough answers that the window's mean is within about LIMIT_MEAN_ERROR of the true one
-     * (its standard error is cv / sqrt(n)): a server whose times vary needs longer windows, or
-     * the noise reads as queues. */
     double var = a->w_sq / a->w_n - mean * mean, cv = var > 0 ? sqrt(var) / mean : 0;
     double n_cv = cv * cv / (LIMIT_MEAN_ERROR * LIMIT_MEAN_ERROR);
-    if (a->w_n < (n_cv < LIMIT_MAX_SAMPLES ? n_cv : LIMIT_MAX_SAMPLES))
-        return limit_algo_get(a);
-    a->rtt_last = mean;
-    if (a->probing) {
-        /* The probe's window: the no-load RTT afresh, and the limit back where it was. The next
-         * probe is far enough away that probing costs little (a probe that took long, because
-         * the server's times vary, comes less often). */
-        double took = now - a->probe_start;
-        a->probing = 0;
-        a->rtt_noload = mean;
-        a->limit = a->saved_limit;
-        a->next_probe = now + (20 * took > LIMIT_PROBE_S ? 20 * took : LIMIT_PROBE_S);
-        window_reset(a, now);
-        return limit_algo_get(a);
-    }
+    return a->w_n < (n_cv < LIMIT_MAX_SAMPLES ? n_cv : LIMIT_MAX_SAMPLES) ? 0 : mean;
+}
+
+/* The probe's window: the no-load RTT afresh, and the limit back where it was. The next probe is
+ * far enough away that probing costs little (a probe that took long, because the server's times
+ * vary, comes less often). */
+static void end_probe(struct limit_algo *a, double now, double mean)
+{
+    double took = now - a->probe_start;
+    a->probing = 0;
+    a->rtt_noload = mean;
+    a->limit = a->saved_limit;
+    a->next_probe = now + (20 * took > LIMIT_PROBE_S ? 20 * took : LIMIT_PROBE_S);
+    window_reset(a, now);
+}
+
+/* A window's mean against the no-load RTT: the requests queued at the server, and the limit
+ * moved towards a small queue (see limit.h). */
+static void follow_latency(struct limit_algo *a, double mean)
+{
     if (!(a->rtt_noload > 0) || mean < a->rtt_noload)
         a->rtt_noload = mean;
     double ratio = a->rtt_noload / mean; /* <= 1 */
@@ -139,29 +132,51 @@ int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int infli
         a->limit = 0.5 * a->limit + 0.5 * target;
     }
     a->limit = clampd(a->limit, a->lo, a->hi);
-    if (now >= a->next_probe) {
-        if (a->limit >= 2) {
-            a->probing = 1; /* 2 once in flight has come down to the probe's limit */
-            a->probe_start = now;
-            a->saved_limit = a->limit;
-            a->limit = clampd(floor(a->limit / 2), a->lo, a->hi);
-        } else {
-            a->next_probe = now + LIMIT_PROBE_S;
-        }
-    }
-    window_reset(a, now);
-    return limit_algo_get(a);
 }
 
-enum limit_signal limit_signal_of(int curl_code, long status)
+/* Every LIMIT_PROBE_S, the limit is halved for one window to measure the no-load RTT afresh. */
+static void maybe_probe(struct limit_algo *a, double now)
 {
-    if (curl_code == CURLE_OPERATION_TIMEDOUT)
-        return LIMIT_DROP;
-    if (curl_code != CURLE_OK)
-        return LIMIT_IGNORE;
-    if (status == 429 || status == 503)
-        return LIMIT_DROP;
-    return LIMIT_OK;
+    if (now < a->next_probe)
+        return;
+    if (a->limit < 2) {
+        a->next_probe = now + LIMIT_PROBE_S;
+        return;
+    }
+    a->probing = 1; /* 2 once in flight has come down to the probe's limit */
+    a->probe_start = now;
+    a->saved_limit = a->limit;
+    a->limit = clampd(floor(a->limit / 2), a->lo, a->hi);
+}
+
+int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int inflight, enum limit_signal sig)
+{
+    if (sig == LIMIT_IGNORE)
+        return limit_algo_get(a);
+    if (a->probing == 1 && inflight <= (int)a->limit) {
+        /* In flight has come down to the probe's limit: what is sent from now on is measured. */
+        a->probing = 2;
+        a->probe_start = now;
+        window_reset(a, now);
+    }
+    if (a->probing && t_sent < a->probe_start)
+        return limit_algo_get(a); /* sent before the probe: it says nothing about the halved limit */
+    if (sig == LIMIT_DROP) {
+        on_drop(a, now, t_sent);
+        return limit_algo_get(a);
+    }
+    double mean = add_sample(a, now, t_sent, inflight);
+    if (mean <= 0)
+        return limit_algo_get(a);
+    a->rtt_last = mean;
+    if (a->probing) {
+        end_probe(a, now, mean);
+        return limit_algo_get(a);
+    }
+    follow_latency(a, mean);
+    maybe_probe(a, now);
+    window_reset(a, now);
+    return limit_algo_get(a);
 }
 
 /* ---- the run's table ---- */
@@ -239,20 +254,20 @@ void limit_teardown(struct shared_page *sh, int n_stages)
         }
 }
 
-int limit_on(const struct run *run, int s)
+int limit_on(const struct shared_page *sh, int s)
 {
-    return run->shared->lim[s].mode != LIMIT_NONE;
+    return sh->lim[s].mode != LIMIT_NONE;
 }
 
-int limit_try_acquire(const struct run *run, int s)
+int limit_try_acquire(struct shared_page *sh, int holder, int s)
 {
-    struct limit_stage *l = &run->shared->lim[s];
+    struct limit_stage *l = &sh->lim[s];
     if (l->mode == LIMIT_NONE)
         return 1;
     /* A worker process says which slot it holds before it has it: if it dies in between, its
      * parent gives back one slot too many (one more request may then go), never one too few
      * (which, under a limit of 1, would stop the stage for good). */
-    _Atomic int *held = run->holder ? &run->shared->holders[run->holder - 1].stage : NULL;
+    _Atomic int *held = holder ? &sh->holders[holder - 1].stage : NULL;
     if (held)
         atomic_store(held, s + 1);
     int cur = atomic_load(&l->in_flight);
@@ -269,28 +284,22 @@ int limit_try_acquire(const struct run *run, int s)
     return 0;
 }
 
-int limit_acquire(const struct run *run, int s, const struct item *it)
+int limit_wait(struct shared_page *sh, int holder, int s, double max_s)
 {
-    struct limit_stage *l = &run->shared->lim[s];
+    struct limit_stage *l = &sh->lim[s];
     if (l->mode == LIMIT_NONE)
         return 1;
-    for (;;) {
-        atomic_fetch_add(&l->waiters, 1);
-        uint32_t gen = atomic_load(&l->gen);
-        int got = limit_try_acquire(run, s);
-        if (!got && run_stop_state(run) != RUN_ABORT && it->status != ITEM_FAILED) {
-            /* A release after our load of gen changes it, and the futex then returns at once. */
-            struct timespec ts = {1, 0};
-            futex(&l->gen, FUTEX_WAIT, gen, &ts);
-        }
-        atomic_fetch_sub(&l->waiters, 1);
-        if (got)
-            return 1;
-        if (run_stop_state(run) == RUN_ABORT || it->status == ITEM_FAILED)
-            return 0;
-        if (run->alive)
-            run->alive(run);
+    atomic_fetch_add(&l->waiters, 1);
+    uint32_t gen = atomic_load(&l->gen);
+    int got = limit_try_acquire(sh, holder, s);
+    if (!got) {
+        /* A release after our load of gen changes it, and the futex then returns at once. */
+        struct timespec ts = {(time_t)max_s, (long)((max_s - (double)(time_t)max_s) * 1e9)};
+        futex(&l->gen, FUTEX_WAIT, gen, &ts);
+        got = limit_try_acquire(sh, holder, s);
     }
+    atomic_fetch_sub(&l->waiters, 1);
+    return got;
 }
 
 static void wake(struct limit_stage *l, int all)
@@ -300,9 +309,9 @@ static void wake(struct limit_stage *l, int all)
         futex(&l->gen, FUTEX_WAKE, all ? INT_MAX : 1, NULL);
 }
 
-int limit_release(const struct run *run, int s, double t_sent, double now, enum limit_signal sig)
+int limit_release(struct shared_page *sh, int holder, int s, double t_sent, double now, enum limit_signal sig)
 {
-    struct limit_stage *l = &run->shared->lim[s];
+    struct limit_stage *l = &sh->lim[s];
     if (l->mode == LIMIT_NONE)
         return 0;
     int changed = 0;
@@ -313,15 +322,15 @@ int limit_release(const struct run *run, int s, double t_sent, double now, enum 
         int after = limit_algo_sample(&l->algo, now, t_sent, inflight, sig);
         if (after != before) {
             atomic_store(&l->limit, after);
-            record(l, now - run->shared->t0, after);
+            record(l, now - sh->t0, after);
             changed = 1;
         }
         pthread_mutex_unlock(&l->mu);
     }
     /* Given back before the holder entry is cleared: see limit_try_acquire. */
     atomic_fetch_sub(&l->in_flight, 1);
-    if (run->holder)
-        atomic_store(&run->shared->holders[run->holder - 1].stage, 0);
+    if (holder)
+        atomic_store(&sh->holders[holder - 1].stage, 0);
     wake(l, changed);
     return changed;
 }

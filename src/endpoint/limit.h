@@ -5,12 +5,12 @@
  * does not say otherwise). The table of limits lives in the run's shared page (shared.h), so
  * threads, curl-multi loops and worker processes all count against the same numbers.
  *
- * Drivers only schedule: before an attempt goes on the wire they take a slot of its stage
- * (limit_try_acquire: curl-multi, which parks the request on its own list when there is none;
- * limit_acquire: the blocking driver, which sleeps on a futex in the shared page), and when the
- * attempt has ended they give it back with what they saw (limit_release). A request holds its
- * stage's slot only while it is on the wire: never while it waits for a retry, a rate-limit
- * token or another slot, so no request waits while holding one and nothing can deadlock.
+ * The endpoint (endpoint.h) takes a slot of a request's stage before an attempt goes on the wire
+ * (limit_try_acquire; the blocking driver's wait for one is limit_wait, on a futex in the shared
+ * page) and gives it back when the attempt has ended, with what the answer said of the server's
+ * capacity (limit_release). A request holds its stage's slot only while it is on the wire: never
+ * while it waits for a retry, a rate-limit token or another slot, so no request waits while
+ * holding one and nothing can deadlock.
  *
  * The adaptive limit (limit_algo) is fed one sample per attempt: its round-trip time and how it
  * ended. It is, in that order of precedence:
@@ -53,8 +53,8 @@ enum limit_mode { LIMIT_NONE = 0, LIMIT_FIXED = 1, LIMIT_AUTO = 2 };
 
 /* What an attempt's end says about the endpoint's capacity. */
 enum limit_signal {
-    LIMIT_OK = 0,     /* an answer came: its time is a latency sample (any status but 429, 503) */
-    LIMIT_DROP = 1,   /* 429, 503 or a timeout: the endpoint is over its capacity */
+    LIMIT_OK = 0,     /* an answer came: its time is a latency sample */
+    LIMIT_DROP = 1,   /* 429, 503 or a timeout (ANSWER_BUSY): the endpoint is over its capacity */
     LIMIT_IGNORE = 2  /* no answer for other reasons (refused, reset): says nothing */
 };
 
@@ -86,9 +86,6 @@ int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int infli
 
 /* The limit in force. */
 int limit_algo_get(const struct limit_algo *a);
-
-/* How an attempt ended (a CURLcode and an HTTP status), for limit_release. */
-enum limit_signal limit_signal_of(int curl_code, long status);
 
 /* ---- the run's table, in the shared page ---- */
 
@@ -123,8 +120,6 @@ struct limit_holder {
 
 struct shared_page;
 struct config;
-struct run;
-struct item;
 
 /* Fills the shared page's table from the pipeline's "concurrency" (and --concurrency auto):
  * call once in the parent, before any request. now: the run's start. 0, or -1 with err. */
@@ -132,19 +127,19 @@ int limit_setup(struct shared_page *sh, const struct config *cfg, double now, ch
 void limit_teardown(struct shared_page *sh, int n_stages);
 
 /* 1 when stage s has a limit. */
-int limit_on(const struct run *run, int s);
+int limit_on(const struct shared_page *sh, int s);
 
-/* Takes a slot of stage s when one is free: 1 (also when the stage has no limit), else 0. */
-int limit_try_acquire(const struct run *run, int s);
+/* Takes a slot of stage s when one is free: 1 (also when the stage has no limit), else 0.
+ * holder: the calling worker process's entry + 1 in the holder table (run->holder), 0 for none. */
+int limit_try_acquire(struct shared_page *sh, int holder, int s);
 
-/* The same, waiting (on a futex, across processes) until one is free; calls run->alive about
- * every second. Returns 1 with the slot, or 0 without one when waiting is pointless: the run is
- * being torn down or it is already failed (the chain then settles the request). */
-int limit_acquire(const struct run *run, int s, const struct item *it);
+/* The same, waiting (on a futex, across processes) for a release when none is free, at most
+ * max_s seconds; 1 with the slot, else 0 (the caller decides whether to wait again). */
+int limit_wait(struct shared_page *sh, int holder, int s, double max_s);
 
 /* Gives back a slot taken by either of the above, with what the attempt (sent at t_sent, ended
  * now) said. No-op on a stage without a limit. Returns 1 when the stage's limit changed. */
-int limit_release(const struct run *run, int s, double t_sent, double now, enum limit_signal sig);
+int limit_release(struct shared_page *sh, int holder, int s, double t_sent, double now, enum limit_signal sig);
 
 /* A worker process: claims its entry of the holder table (run->holder = the return value, 0
  * when the table is full: its slots are then not given back if it dies). */

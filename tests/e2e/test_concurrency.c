@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "common/timers.h"
 #include "config.h"
 #include "e2e.h"
 #include "flow/item.h"
@@ -53,8 +54,7 @@ struct sim {
     int busy;
     double *queue;         /* send times of the requests waiting (FIFO, ring) */
     int qh, qn, qcap;
-    struct ev *heap;
-    int nh, caph;
+    struct timers events;  /* struct ev, by time */
     uint64_t rng;
     struct limit_algo a;
     int inflight;
@@ -84,36 +84,17 @@ static double service(struct sim *s)
 
 static void push(struct sim *s, struct ev e)
 {
-    if (s->nh == s->caph) {
-        s->caph = s->caph ? 2 * s->caph : 256;
-        s->heap = realloc(s->heap, (size_t)s->caph * sizeof *s->heap);
-    }
-    int i = s->nh++;
-    while (i > 0 && s->heap[(i - 1) / 2].at > e.at) {
-        s->heap[i] = s->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    s->heap[i] = e;
+    struct ev *copy = malloc(sizeof *copy);
+    *copy = e;
+    if (timers_push(&s->events, e.at, copy))
+        abort();
 }
 
 static struct ev pop(struct sim *s)
 {
-    struct ev top = s->heap[0], last = s->heap[--s->nh];
-    int i = 0;
-    for (;;) {
-        int c = 2 * i + 1;
-        if (c >= s->nh)
-            break;
-        if (c + 1 < s->nh && s->heap[c + 1].at < s->heap[c].at)
-            c++;
-        if (last.at <= s->heap[c].at)
-            break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (s->nh)
-        s->heap[i] = last;
-    return top;
+    struct ev *p = timers_pop(&s->events, NULL), e = *p;
+    free(p);
+    return e;
 }
 
 static void serve(struct sim *s, double t_sent)
@@ -166,7 +147,7 @@ static void fill(struct sim *s)
 static void sim_run(struct sim *s, double t_end)
 {
     fill(s);
-    while (s->nh && s->heap[0].at < t_end) {
+    while (s->events.n && timers_next(&s->events) < t_end) {
         struct ev e = pop(s);
         double dt = e.at - s->last_t;
         if (s->now >= s->m_from && s->now < s->m_to)
@@ -266,7 +247,9 @@ static double sim_mean_limit(const struct sim *s)
 static void sim_free(struct sim *s)
 {
     free(s->queue);
-    free(s->heap);
+    while (s->events.n)
+        free(timers_pop(&s->events, NULL));
+    timers_free(&s->events);
     free(s->rtts);
 }
 
@@ -408,12 +391,6 @@ static void test_drops(void)
     for (int i = 0; i < 20; i++)
         limit_algo_sample(&a, 2.0 + i, 1.9 + i, 1, LIMIT_DROP);
     CU_ASSERT_EQUAL(limit_algo_get(&a), 1); /* the floor */
-    CU_ASSERT_EQUAL(limit_signal_of(CURLE_OK, 503), LIMIT_DROP);
-    CU_ASSERT_EQUAL(limit_signal_of(CURLE_OK, 429), LIMIT_DROP);
-    CU_ASSERT_EQUAL(limit_signal_of(CURLE_OPERATION_TIMEDOUT, 0), LIMIT_DROP);
-    CU_ASSERT_EQUAL(limit_signal_of(CURLE_OK, 200), LIMIT_OK);
-    CU_ASSERT_EQUAL(limit_signal_of(CURLE_OK, 500), LIMIT_OK);
-    CU_ASSERT_EQUAL(limit_signal_of(CURLE_COULDNT_CONNECT, 0), LIMIT_IGNORE);
     /* the bounds hold */
     limit_algo_init(&a, 50, 2, 10, 0);
     CU_ASSERT_EQUAL(limit_algo_get(&a), 10);
@@ -446,30 +423,26 @@ static void test_table(void)
     struct config cfg = {.pipeline = p, .query = STRAT_CURL_MULTI, .concurrency = 64, .workers = 4};
     char err[256];
     CU_ASSERT_EQUAL_FATAL(limit_setup(sh.page, &cfg, 100.0, err, sizeof err), 0);
-    atomic_int stop = RUN_GOING;
-    struct run run = {.cfg = &cfg, .p = p, .shared = sh.page, .stop = &stop};
     CU_ASSERT_EQUAL(sh.page->lim[0].mode, LIMIT_FIXED);
     CU_ASSERT_EQUAL(sh.page->lim[1].mode, LIMIT_AUTO);
     CU_ASSERT_EQUAL(sh.page->lim[2].mode, LIMIT_FIXED);
-    CU_ASSERT_EQUAL(limit_try_acquire(&run, 0), 1);
-    CU_ASSERT_EQUAL(limit_try_acquire(&run, 0), 1);
-    CU_ASSERT_EQUAL(limit_try_acquire(&run, 0), 0); /* 2 of 2 */
-    CU_ASSERT_EQUAL(limit_release(&run, 0, 100.0, 100.1, LIMIT_OK), 0);
-    CU_ASSERT_EQUAL(limit_try_acquire(&run, 0), 1);
+    CU_ASSERT_EQUAL(limit_try_acquire(sh.page, 0, 0), 1);
+    CU_ASSERT_EQUAL(limit_try_acquire(sh.page, 0, 0), 1);
+    CU_ASSERT_EQUAL(limit_try_acquire(sh.page, 0, 0), 0); /* 2 of 2 */
+    CU_ASSERT_EQUAL(limit_release(sh.page, 0, 0, 100.0, 100.1, LIMIT_OK), 0);
+    CU_ASSERT_EQUAL(limit_try_acquire(sh.page, 0, 0), 1);
     CU_ASSERT_EQUAL(atomic_load(&sh.page->lim[0].peak), 2);
-    struct item it = {.status = ITEM_PENDING};
-    CU_ASSERT_EQUAL(limit_acquire(&run, 2, &it), 1);
-    it.status = ITEM_FAILED;
-    CU_ASSERT_EQUAL(limit_acquire(&run, 2, &it), 0); /* no slot, and no point waiting for one */
+    CU_ASSERT_EQUAL(limit_wait(sh.page, 0, 2, 1.0), 1);
+    CU_ASSERT_EQUAL(limit_wait(sh.page, 0, 2, 0.02), 0); /* no slot: back after the wait, without one */
     /* the auto stage: starts at LIMIT_AUTO_INITIAL, bounded by --concurrency; a 503 cuts it */
     struct limit_view v;
     limit_read(sh.page, 1, &v);
     CU_ASSERT_EQUAL(v.limit, LIMIT_AUTO_INITIAL);
     CU_ASSERT_EQUAL(v.hi, 64);
     for (int i = 0; i < 4; i++)
-        CU_ASSERT_EQUAL(limit_try_acquire(&run, 1), 1);
-    CU_ASSERT_EQUAL(limit_try_acquire(&run, 1), 0);
-    CU_ASSERT_EQUAL(limit_release(&run, 1, 100.2, 100.3, LIMIT_DROP), 1);
+        CU_ASSERT_EQUAL(limit_try_acquire(sh.page, 0, 1), 1);
+    CU_ASSERT_EQUAL(limit_try_acquire(sh.page, 0, 1), 0);
+    CU_ASSERT_EQUAL(limit_release(sh.page, 0, 1, 100.2, 100.3, LIMIT_DROP), 1);
     limit_read(sh.page, 1, &v);
     CU_ASSERT_EQUAL(v.limit, 2);
     CU_ASSERT_EQUAL(v.n_hist, 2);
@@ -479,17 +452,15 @@ static void test_table(void)
     /* a worker process that dies holding a slot: its parent gives it back */
     int h = limit_holder_register(sh.page, 4242);
     CU_ASSERT(h > 0);
-    struct run worker = run;
-    worker.holder = h;
-    CU_ASSERT_EQUAL(limit_try_acquire(&worker, 2), 0); /* c: 1 of 1, taken above */
+    CU_ASSERT_EQUAL(limit_try_acquire(sh.page, h, 2), 0); /* c: 1 of 1, taken above */
     CU_ASSERT_EQUAL(atomic_load(&sh.page->holders[h - 1].stage), 0);
-    limit_release(&run, 2, 0, 0, LIMIT_IGNORE);
-    CU_ASSERT_EQUAL(limit_try_acquire(&worker, 2), 1);
+    limit_release(sh.page, 0, 2, 0, 0, LIMIT_IGNORE);
+    CU_ASSERT_EQUAL(limit_try_acquire(sh.page, h, 2), 1);
     CU_ASSERT_EQUAL(atomic_load(&sh.page->holders[h - 1].stage), 3);
     limit_holder_reap(sh.page, 4242);
     CU_ASSERT_EQUAL(atomic_load(&sh.page->lim[2].in_flight), 0);
     CU_ASSERT_EQUAL(atomic_load(&sh.page->holders[h - 1].pid), 0);
-    CU_ASSERT_EQUAL(limit_try_acquire(&run, 2), 1);
+    CU_ASSERT_EQUAL(limit_try_acquire(sh.page, 0, 2), 1);
     limit_teardown(sh.page, p->n);
     /* --concurrency auto: every stage without its own; a blocking strategy's bound is --workers */
     struct config cfg2 = {.pipeline = q, .query = STRAT_THREADS, .concurrency = 64, .workers = 6,
@@ -516,20 +487,18 @@ static void test_history_bounded(void)
     struct config cfg = {.pipeline = p, .query = STRAT_CURL_MULTI, .concurrency = 1000};
     char err[256];
     CU_ASSERT_EQUAL_FATAL(limit_setup(sh.page, &cfg, 0, err, sizeof err), 0);
-    atomic_int stop = RUN_GOING;
-    struct run run = {.cfg = &cfg, .p = p, .shared = sh.page, .stop = &stop};
     /* Alternate: room (the limit doubles in slow start... then steps), then a drop. */
     double t = 0;
     for (int round = 0; round < 300; round++) {
         int lim = atomic_load(&sh.page->lim[0].limit);
         for (int k = 0; k < lim + LIMIT_MIN_SAMPLES; k++) {
-            limit_try_acquire(&run, 0);
+            limit_try_acquire(sh.page, 0, 0);
             t += 0.001;
-            limit_release(&run, 0, t - 0.001, t, LIMIT_OK);
+            limit_release(sh.page, 0, 0, t - 0.001, t, LIMIT_OK);
         }
         t += 0.01;
-        limit_try_acquire(&run, 0);
-        limit_release(&run, 0, t, t + 0.001, LIMIT_DROP);
+        limit_try_acquire(sh.page, 0, 0);
+        limit_release(sh.page, 0, 0, t, t + 0.001, LIMIT_DROP);
     }
     struct limit_view v;
     limit_read(sh.page, 0, &v);

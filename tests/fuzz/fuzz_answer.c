@@ -11,8 +11,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)chain_truthy(res);
         cJSON_Delete(res);
     }
-    enum chain_outcome o = chain_outcome(&(struct chain_answer){CURLE_OK, 200, (const char *)data, size, NULL, -1, NULL}, &res, err, sizeof err);
-    if (o == OUTCOME_OK)
+    enum answer_kind o = chain_outcome(&(struct chain_answer){CURLE_OK, 200, (const char *)data, size, NULL, -1, NULL}, &res, err, sizeof err);
+    if (o == ANSWER_OK)
         cJSON_Delete(res);
     return 0;
 }

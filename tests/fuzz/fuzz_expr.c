@@ -30,10 +30,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             struct chain_answer a = {CURLE_OK, statuses[k], (const char *)data, size, NULL, -1, NULL};
             cJSON *res = NULL;
             long ra;
-            enum chain_outcome o = chain_read_answer(&P->stages[s], &a, &res, &ra, err, sizeof err);
-            if (o == OUTCOME_OK && (!res || !cJSON_IsRaw(res)))
+            enum answer_kind o = chain_read_answer(&P->stages[s], &a, &res, &ra, err, sizeof err);
+            if (o == ANSWER_OK && (!res || !cJSON_IsRaw(res)))
                 abort(); /* a result is always text */
-            if (o != OUTCOME_OK && (res || !err[0]))
+            if (o != ANSWER_OK && (res || !err[0]))
                 abort(); /* a failure always says why */
             cJSON_Delete(res);
         }

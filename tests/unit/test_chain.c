@@ -539,35 +539,50 @@ static void test_outcome(void)
         CURLcode cc;
         long status;
         const char *body;
-        enum chain_outcome want;
+        enum answer_kind want;
         const char *err_has;
     } cases[] = {
-        {CURLE_COULDNT_CONNECT, 0, "", OUTCOME_RETRY, ""},
-        {CURLE_OPERATION_TIMEDOUT, 0, "", OUTCOME_RETRY, ""},
-        {CURLE_GOT_NOTHING, 0, "", OUTCOME_RETRY, ""},
-        {CURLE_RECV_ERROR, 0, "", OUTCOME_RETRY, ""},
-        {CURLE_URL_MALFORMAT, 0, "", OUTCOME_FAIL, ""},
-        {CURLE_OK, 500, "internal", OUTCOME_RETRY, "500"},
-        {CURLE_OK, 503, "", OUTCOME_RETRY, "503"},
-        {CURLE_OK, 429, "slow down", OUTCOME_RETRY, "429"},
-        {CURLE_OK, 400, "{\"error\":\"bad im_str\"}", OUTCOME_FAIL, "400"},
-        {CURLE_OK, 404, "not found", OUTCOME_FAIL, "404"},
-        {CURLE_OK, 200, "not json", OUTCOME_RETRY, "JSON"},
-        {CURLE_OK, 200, "", OUTCOME_RETRY, "JSON"},
-        {CURLE_OK, 200, "[1]", OUTCOME_RETRY, "object"},
-        {CURLE_OK, 200, "{\"x\":1}", OUTCOME_RETRY, "no \"result\""},
-        {CURLE_OK, 200, "{\"result\":1}", OUTCOME_OK, NULL},
-        {CURLE_OK, 200, "{\"result\":null}", OUTCOME_OK, NULL},
-        {CURLE_OK, 201, "{\"result\":{\"a\":[1,2]},\"extra\":true}", OUTCOME_OK, NULL},
+        /* one kind per answer: what retries, breakers, replicas and limits all read */
+        {CURLE_COULDNT_CONNECT, 0, "", ANSWER_DOWN, ""},
+        {CURLE_OPERATION_TIMEDOUT, 0, "", ANSWER_BUSY, ""},
+        {CURLE_GOT_NOTHING, 0, "", ANSWER_DOWN, ""},
+        {CURLE_RECV_ERROR, 0, "", ANSWER_DOWN, ""},
+        {CURLE_SEND_ERROR, 0, "", ANSWER_DOWN, ""},
+        {CURLE_PARTIAL_FILE, 0, "", ANSWER_DOWN, ""},
+        {CURLE_COULDNT_RESOLVE_HOST, 0, "", ANSWER_RETRY, ""},
+        {CURLE_PEER_FAILED_VERIFICATION, 0, "", ANSWER_SETUP, ""},
+        {CURLE_WRITE_ERROR, 0, "", ANSWER_FINAL, ""},
+        {CURLE_URL_MALFORMAT, 0, "", ANSWER_FINAL, ""},
+        {CURLE_OK, 500, "internal", ANSWER_DOWN, "500"},
+        {CURLE_OK, 502, "bad gateway", ANSWER_DOWN, "502"},
+        {CURLE_OK, 504, "", ANSWER_DOWN, "504"},
+        {CURLE_OK, 501, "", ANSWER_RETRY, "501"},
+        {CURLE_OK, 408, "", ANSWER_RETRY, "408"},
+        {CURLE_OK, 503, "", ANSWER_BUSY, "503"},
+        {CURLE_OK, 429, "slow down", ANSWER_BUSY, "429"},
+        {CURLE_OK, 400, "{\"error\":\"bad im_str\"}", ANSWER_FINAL, "400"},
+        {CURLE_OK, 422, "", ANSWER_FINAL, "422"},
+        {CURLE_OK, 400, "{\"error\":{\"details\":[{\"reason\":\"API_KEY_INVALID\"}]}}", ANSWER_SETUP, "400"},
+        {CURLE_OK, 401, "", ANSWER_SETUP, "401"},
+        {CURLE_OK, 403, "", ANSWER_SETUP, "403"},
+        {CURLE_OK, 404, "not found", ANSWER_SETUP, "404"},
+        {CURLE_OK, 405, "", ANSWER_SETUP, "405"},
+        {CURLE_OK, 200, "not json", ANSWER_RETRY, "JSON"},
+        {CURLE_OK, 200, "", ANSWER_RETRY, "JSON"},
+        {CURLE_OK, 200, "[1]", ANSWER_RETRY, "object"},
+        {CURLE_OK, 200, "{\"x\":1}", ANSWER_RETRY, "no \"result\""},
+        {CURLE_OK, 200, "{\"result\":1}", ANSWER_OK, NULL},
+        {CURLE_OK, 200, "{\"result\":null}", ANSWER_OK, NULL},
+        {CURLE_OK, 201, "{\"result\":{\"a\":[1,2]},\"extra\":true}", ANSWER_OK, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cJSON *res = (cJSON *)1;
         char err[256] = "";
-        enum chain_outcome o = chain_outcome(&(struct chain_answer){cases[i].cc, cases[i].status, cases[i].body, strlen(cases[i].body), NULL, -1, NULL},
+        enum answer_kind o = chain_outcome(&(struct chain_answer){cases[i].cc, cases[i].status, cases[i].body, strlen(cases[i].body), NULL, -1, NULL},
                                              &res, err, sizeof err);
-        CHECKF(o == cases[i].want, "case %zu (curl %d, HTTP %ld, %s): outcome %d, want %d", i, (int)cases[i].cc,
+        CHECKF(o == cases[i].want, "case %zu (curl %d, HTTP %ld, %s): kind %d, want %d", i, (int)cases[i].cc,
                cases[i].status, cases[i].body, (int)o, (int)cases[i].want);
-        if (o == OUTCOME_OK) {
+        if (o == ANSWER_OK) {
             CHECKF(res != NULL, "case %zu: no result", i);
             if (i == sizeof cases / sizeof cases[0] - 3)
                 CU_ASSERT(cJSON_IsRaw(res) && !strcmp(res->valuestring, "1"));
@@ -589,22 +604,22 @@ static void test_outcome(void)
     cJSON *r3;
     char e3[512] = "";
     CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 301, "moved", 5, NULL, -1, "http://h/v2/model_01"},
-                                  &r3, e3, sizeof e3), OUTCOME_FAIL);
+                                  &r3, e3, sizeof e3), ANSWER_FINAL);
     CHECKF(strstr(e3, "HTTP 301") && strstr(e3, "http://h/v2/model_01"), "redirect: %s", e3);
     /* curl's error buffer is preferred when given. */
     cJSON *res;
     char err[256] = "";
     CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_COULDNT_CONNECT, 0, NULL, 0, "Failed to connect to 127.0.0.1 port 9", -1, NULL},
-                                  &res, err, sizeof err), OUTCOME_RETRY);
+                                  &res, err, sizeof err), ANSWER_DOWN);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "port 9"));
     /* A non-printable body is not copied raw into the message. */
     const char body[] = "\x01\x02\nboom\r\x7f";
-    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 500, body, sizeof body - 1, NULL, -1, NULL}, &res, err, sizeof err), OUTCOME_RETRY);
+    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 500, body, sizeof body - 1, NULL, -1, NULL}, &res, err, sizeof err), ANSWER_DOWN);
     CHECKF(!strchr(err, '\n') && !strchr(err, '\r') && !strchr(err, 1), "control bytes in '%s'", err);
     /* A huge body is cut. */
     char *huge = malloc(100000);
     memset(huge, 'x', 100000);
-    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 500, huge, 100000, NULL, -1, NULL}, &res, err, sizeof err), OUTCOME_RETRY);
+    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 500, huge, 100000, NULL, -1, NULL}, &res, err, sizeof err), ANSWER_DOWN);
     CU_ASSERT(strlen(err) < 200);
     free(huge);
 }
@@ -665,9 +680,9 @@ static void test_result_fidelity(void)
         const char *why = i < sizeof bad / sizeof *bad ? bad[i].why : "nested too deep";
         cJSON *res = (cJSON *)1;
         char err[256] = "";
-        enum chain_outcome o = chain_outcome(&(struct chain_answer){CURLE_OK, 200, body, strlen(body), NULL, -1, NULL},
+        enum answer_kind o = chain_outcome(&(struct chain_answer){CURLE_OK, 200, body, strlen(body), NULL, -1, NULL},
                                              &res, err, sizeof err);
-        CHECKF(o == OUTCOME_RETRY && res == NULL && strstr(err, why), "bad case %zu: outcome %d, '%s' lacks '%s'", i,
+        CHECKF(o == ANSWER_RETRY && res == NULL && strstr(err, why), "bad case %zu: kind %d, '%s' lacks '%s'", i,
                (int)o, err, why);
     }
 }

@@ -387,28 +387,28 @@ static void test_read_answer(void)
         int stage;
         long status;
         const char *body;
-        enum chain_outcome want;
-        const char *err; /* in the reason, or the result's text on OUTCOME_OK */
+        enum answer_kind want;
+        const char *err; /* in the reason, or the result's text on ANSWER_OK */
         long ra;
     } cases[] = {
-        {0, 200, "{\"responses\":[{\"labels\":[{\"d\":\"Cat\",\"s\":0.98000000000000000001}]}]}", OUTCOME_OK,
+        {0, 200, "{\"responses\":[{\"labels\":[{\"d\":\"Cat\",\"s\":0.98000000000000000001}]}]}", ANSWER_OK,
          "[{\"d\":\"Cat\",\"s\":0.98000000000000000001}]", -1},
-        {0, 200, "{\"responses\":[{\"error\":{\"code\":3,\"message\":\"Bad image data.\"}}]}", OUTCOME_FAIL,
+        {0, 200, "{\"responses\":[{\"error\":{\"code\":3,\"message\":\"Bad image data.\"}}]}", ANSWER_FINAL,
          "Bad image data.", -1},
-        {0, 400, "{\"error\":{\"code\":\"Throttling\",\"message\":\"slow down\"},\"estimated_time\":7.2}", OUTCOME_RETRY,
+        {0, 400, "{\"error\":{\"code\":\"Throttling\",\"message\":\"slow down\"},\"estimated_time\":7.2}", ANSWER_RETRY,
          "HTTP 400: slow down", 8},
-        {0, 400, "{\"error\":{\"code\":400,\"message\":\"API key not valid\"}}", OUTCOME_FAIL,
+        {0, 400, "{\"error\":{\"code\":400,\"message\":\"API key not valid\"}}", ANSWER_FINAL,
          "HTTP 400: API key not valid", -1},
-        {0, 503, "{\"error\":{\"message\":\"loading\"},\"estimated_time\":20}", OUTCOME_RETRY, "HTTP 503: loading", 20},
-        {0, 503, "<html>busy</html>", OUTCOME_RETRY, "HTTP 503: <html>busy</html>", -1},
-        {0, 200, "{\"responses\":[{}]}", OUTCOME_RETRY, "the answer has nothing at .responses[0].labels", -1},
-        {1, 200, "{\"x\":\"{\\\"a\\\":1}\"}", OUTCOME_OK, "{\"a\":1}", -1},
-        {1, 200, "{\"x\":\"not json\"}", OUTCOME_RETRY, "\"result\" failed: jq: ", -1},
-        {1, 404, "nope", OUTCOME_RETRY, "HTTP 404: nope", -1},
-        {1, 503, "busy", OUTCOME_FAIL, "HTTP 503: busy", -1},
-        {2, 200, "[1]", OUTCOME_OK, "1", -1},
-        {2, 200, "[]", OUTCOME_RETRY, "\"result\" yielded nothing", -1},
-        {2, 200, "[1,2]", OUTCOME_RETRY, "yielded 2 values, not one", -1},
+        {0, 503, "{\"error\":{\"message\":\"loading\"},\"estimated_time\":20}", ANSWER_BUSY, "HTTP 503: loading", 20},
+        {0, 503, "<html>busy</html>", ANSWER_BUSY, "HTTP 503: <html>busy</html>", -1},
+        {0, 200, "{\"responses\":[{}]}", ANSWER_RETRY, "the answer has nothing at .responses[0].labels", -1},
+        {1, 200, "{\"x\":\"{\\\"a\\\":1}\"}", ANSWER_OK, "{\"a\":1}", -1},
+        {1, 200, "{\"x\":\"not json\"}", ANSWER_RETRY, "\"result\" failed: jq: ", -1},
+        {1, 404, "nope", ANSWER_RETRY, "HTTP 404: nope", -1},
+        {1, 503, "busy", ANSWER_FINAL, "HTTP 503: busy", -1},
+        {2, 200, "[1]", ANSWER_OK, "1", -1},
+        {2, 200, "[]", ANSWER_RETRY, "\"result\" yielded nothing", -1},
+        {2, 200, "[1,2]", ANSWER_RETRY, "yielded 2 values, not one", -1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         struct chain_answer a = {.cc = CURLE_OK, .status = cases[i].status, .body = cases[i].body,
@@ -416,9 +416,9 @@ static void test_read_answer(void)
         cJSON *res = NULL;
         long ra;
         char why[600] = "";
-        enum chain_outcome o = chain_read_answer(&p->stages[cases[i].stage], &a, &res, &ra, why, sizeof why);
-        CHECKF(o == cases[i].want, "case %zu: outcome %d, want %d (%s)", i, o, cases[i].want, why);
-        if (o == OUTCOME_OK)
+        enum answer_kind o = chain_read_answer(&p->stages[cases[i].stage], &a, &res, &ra, why, sizeof why);
+        CHECKF(o == cases[i].want, "case %zu: kind %d, want %d (%s)", i, o, cases[i].want, why);
+        if (o == ANSWER_OK)
             CHECKF(cJSON_IsRaw(res) && !strcmp(res->valuestring, cases[i].err), "case %zu: result %s", i,
                    res ? res->valuestring : "(none)");
         else

@@ -1,0 +1,288 @@
+/* request: a request's life, from the endpoint's admission to its end (see chain.h): an attempt
+ * begins, ends, is retried or settles the request. */
+#include "chain/chain_int.h"
+
+#include "common/rng.h"
+#include "endpoint/shared.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int chain_max_attempts(const struct run *run, int stage)
+{
+    int r = run->p->stages[stage].retries;
+    return 1 + (r >= 0 ? r : run->cfg->retries);
+}
+
+long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng)
+{
+    /* The ceiling doubles until --backoff-max-ms, however many retries it takes (2^60 x any
+     * --backoff-ms is past every cap). */
+    double cap = ldexp((double)cfg->backoff_ms, attempt > 61 ? 60 : attempt < 1 ? 0 : attempt - 1);
+    if (cap > (double)cfg->backoff_max_ms)
+        cap = (double)cfg->backoff_max_ms;
+    long d = cap >= 1 ? (long)(rng_next(rng) % ((uint64_t)cap + 1)) : 0;
+    /* Retry-After is honoured up to max(--backoff-max-ms, 60 s): a server asking for days must
+     * not park an image (or a worker) for days. */
+    long ra_cap = cfg->backoff_max_ms > 60000 ? cfg->backoff_max_ms : 60000;
+    if (retry_after_s >= 0) {
+        long ra = retry_after_s > ra_cap / 1000 ? ra_cap : retry_after_s * 1000;
+        if (ra > d)
+            d = ra;
+    }
+    return d;
+}
+
+void chain_req_free(struct chain_req *req)
+{
+    if (!req)
+        return;
+    filled_free(&req->body);
+    for (int i = 0; i < req->n_parts; i++)
+        filled_free(&req->parts[i]);
+    free(req->parts);
+    free(req->el);
+    free(req->el_bytes);
+    for (int i = 0; i < req->n_members; i++)
+        chain_req_free(req->members[i]);
+    free(req->members);
+    free(req);
+}
+
+/* 1 while a stage that sends the image itself has yet to run or is running: until then the
+ * payload must stay (a retry re-sends it). */
+static int payload_needed(const struct pipeline *p, const struct item *it)
+{
+    for (int s = 0; s < p->n; s++)
+        if (p->stages[s].input == INPUT_IMAGE && (it->state[s] == ST_WAITING || it->state[s] == ST_RUNNING))
+            return 1;
+    return 0;
+}
+
+/* The item's part of a request's end: its result in place, or the item failed with err. */
+static void record(const struct stage *st, struct chain_req *req, cJSON *result, const char *err)
+{
+    struct item *it = req->it;
+    int s = req->stage;
+    if (!result) {
+        if (st->input == INPUT_EACH)
+            item_fail(it, "%s[%d]: %s (after %d attempt%s)", st->name, req->index, err, req->attempts,
+                      req->attempts == 1 ? "" : "s");
+        else
+            item_fail(it, "%s: %s (after %d attempt%s)", st->name, err, req->attempts, req->attempts == 1 ? "" : "s");
+        chain_set_state(it, s, ST_FAILED);
+    } else if (it->status == ITEM_FAILED) {
+        cJSON_Delete(result);
+    } else {
+        if (st->input == INPUT_EACH)
+            cJSON_ReplaceItemInArray(it->results[s], req->index, result);
+        else
+            it->results[s] = result;
+        if (it->outstanding[s] == 0)
+            chain_set_state(it, s, ST_DONE);
+    }
+}
+
+void chain_settle(const struct run *run, struct chain_req *req, cJSON *result, const char *err)
+{
+    const struct pipeline *p = run->p;
+    struct item *it = req->it;
+    int s = req->stage;
+    endpoint_cancel(run, &req->tk); /* (holds nothing once the attempt has ended) */
+    it->in_flight--;
+    it->outstanding[s]--;
+    if (req->attempts > 0)
+        it->requests++; /* one cancelled before it was sent is no request: retries = attempts - requests */
+    it->attempts += (uint32_t)req->attempts;
+    if (req->t_end > 0)
+        item_log_request(it, s, (uint32_t)((req->t_end - req->t_first) * 1e6), req->attempts);
+    record(&p->stages[s], req, result, err);
+    /* A failed image's payload goes once no request of it is in flight: a sibling still in
+     * curl may be reading its body from it. */
+    if ((it->status == ITEM_FAILED && it->in_flight == 0) || (it->status != ITEM_FAILED && !payload_needed(p, it)))
+        item_drop_payload(it);
+    chain_req_free(req);
+}
+
+void chain_abandon(const struct run *run, struct chain_req *req, const char *why)
+{
+    endpoint_cancel(run, &req->tk);
+    if (req->n_members)
+        batch_fail_all(run, req, why, 0);
+    else
+        chain_settle(run, req, NULL, why);
+}
+
+/* 1 when every image of req has failed. */
+static int all_failed(const struct chain_req *req)
+{
+    if (!req->n_members)
+        return req->it->status == ITEM_FAILED;
+    for (int i = 0; i < req->n_members; i++)
+        if (req->members[i]->it->status != ITEM_FAILED)
+            return 0;
+    return 1;
+}
+
+int chain_req_moot(const struct run *run, const struct chain_req *req)
+{
+    return all_failed(req) || run_stop_state(run) == RUN_ABORT;
+}
+
+void chain_no_row(struct chain_req *req)
+{
+    if (!req->n_members)
+        req->it->no_row = 1;
+    for (int i = 0; i < req->n_members; i++)
+        req->members[i]->it->no_row = 1;
+}
+
+/* A single request that need not be sent: its item has failed, or the run is being torn down.
+ * Settles it and returns 1. */
+static int settle_unsent(const struct run *run, struct chain_req *req)
+{
+    if (req->it->status == ITEM_FAILED) {
+        /* A sibling failed: the item's row says so; the rest need not be sent. */
+        chain_settle(run, req, NULL, "not sent: an earlier request of this image failed");
+        return 1;
+    }
+    if (run_stop_state(run) == RUN_ABORT) {
+        req->it->no_row = 1; /* not the image's fault: no row, --resume runs it */
+        chain_settle(run, req, NULL, "not sent: the run was stopped");
+        return 1;
+    }
+    return 0;
+}
+
+enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, double now)
+{
+    if (req->n_members && batch_begin(run, req)) {
+        endpoint_cancel(run, &req->tk);
+        chain_req_free(req); /* every member has been settled */
+        return CHAIN_SETTLED;
+    }
+    if (!req->n_members && settle_unsent(run, req))
+        return CHAIN_SETTLED;
+    if (!req->t_first)
+        req->t_first = now;
+    req->t_attempt = now;
+    req->attempts++;
+    req->sends = 0;
+    req->sent = 0;
+    if (req->n_members) {
+        atomic_fetch_add_explicit(&run->shared->stage[req->stage].batch_sends, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&run->shared->stage[req->stage].batch_items, (uint64_t)req->n_members,
+                                  memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&run->shared->in_flight, 1, memory_order_relaxed);
+    return CHAIN_SEND;
+}
+
+/* ---- the end of an attempt, in steps ---- */
+
+/* How an attempt ended, as the chain read it. */
+struct reading {
+    enum answer_kind kind;
+    cJSON *result;                        /* ANSWER_OK: the result (a batch's: the list) */
+    long retry_after_s;                   /* the answer's wait, header or "retry_after"; -1: none */
+    struct span el[CHAIN_BATCH_ITEMS];    /* a batch's result, one element per member */
+    char err[512];
+};
+
+/* The attempt is off the wire: libcurl re-sends a request by itself when a reused connection
+ * turns out dead; such re-sends are counted, so the attempts match what servers saw. */
+static void off_the_wire(const struct run *run, struct chain_req *req, double now)
+{
+    atomic_fetch_sub_explicit(&run->shared->in_flight, 1, memory_order_relaxed);
+    if (req->sends > 1)
+        req->attempts += req->sends - 1;
+    req->sends = 0;
+    req->t_end = now;
+}
+
+/* Reads the answer once (chain_read_answer); a batch's result must have one element per member,
+ * else it is a server fault, retried. */
+static void read_attempt(const struct run *run, const struct chain_req *req, const struct chain_answer *a,
+                         struct reading *rd)
+{
+    long body_ra;
+    rd->kind = chain_read_answer(&run->p->stages[req->stage], a, &rd->result, &body_ra, rd->err, sizeof rd->err);
+    rd->retry_after_s = body_ra > a->retry_after_s ? body_ra : a->retry_after_s;
+    if (rd->kind == ANSWER_OK && req->n_members && batch_split(req, rd->result, rd->el, rd->err, sizeof rd->err)) {
+        cJSON_Delete(rd->result);
+        rd->result = NULL;
+        rd->kind = ANSWER_RETRY;
+    }
+}
+
+/* The request's result: each member of a batch gets its element. */
+static void finish_ok(const struct run *run, struct chain_req *req, struct reading *rd)
+{
+    if (req->n_members) {
+        batch_done(run, req, rd->el);
+        cJSON_Delete(rd->result);
+    } else {
+        chain_settle(run, req, rd->result, NULL);
+    }
+}
+
+/* 1 when a failed attempt is to be tried again: a retryable kind, within the stage's attempts
+ * (or beyond them while the stage's server is down), while the run goes on and some image of
+ * the request still matters. An "auto" stage's 429 or 503 is flow control: the adaptive limit
+ * went past the server's capacity, which is not the image's fault, so up to CHAIN_BUSY_FREE of
+ * them are not charged to its retries. */
+static int worth_retrying(const struct run *run, struct chain_req *req, const struct reading *rd,
+                          const struct chain_answer *a, const struct endpoint_news *news)
+{
+    if (!answer_retryable(rd->kind))
+        return 0;
+    if (rd->kind == ANSWER_BUSY && a->cc == CURLE_OK && endpoint_adaptive(run, req->stage) &&
+        req->busy < CHAIN_BUSY_FREE)
+        req->busy++;
+    return (req->attempts - req->busy < chain_max_attempts(run, req->stage) || news->down) &&
+           run_stop_state(run) != RUN_ABORT && !all_failed(req);
+}
+
+/* The request failed for good. A batch the server refused with a final answer (not a set-up
+ * error) is split: each member goes again alone, so that one bad image does not fail the
+ * others. */
+static void finish_failed(const struct run *run, struct chain_req *req, const struct reading *rd,
+                          const struct chain_answer *a)
+{
+    int stopped = run_stop_state(run) == RUN_ABORT;
+    if (answer_retryable(rd->kind) && stopped)
+        chain_no_row(req); /* it would have been retried: not the image's fault */
+    if (req->n_members > 1 && rd->kind == ANSWER_FINAL && a->cc == CURLE_OK && !stopped)
+        batch_split_up(req);
+    else if (req->n_members)
+        batch_fail_all(run, req, rd->err, 0);
+    else
+        chain_settle(run, req, NULL, rd->err);
+}
+
+enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, const struct chain_answer *a,
+                                  double now, double *retry_at)
+{
+    off_the_wire(run, req, now);
+    struct reading rd;
+    read_attempt(run, req, a, &rd);
+    struct attempt_report rep = {rd.kind, (int)a->cc, a->cc == CURLE_OK ? a->status : 0, rd.err};
+    struct endpoint_news news = endpoint_done(run, &req->tk, &rep, now);
+    if (news.reauth) { /* a token renewed in its file since the request went: at once, again */
+        cJSON_Delete(rd.result);
+        *retry_at = now;
+        return CHAIN_RETRY;
+    }
+    if (rd.kind == ANSWER_OK) {
+        finish_ok(run, req, &rd);
+        return CHAIN_DONE;
+    }
+    if (news.no_row)
+        chain_no_row(req); /* the stage is not set up for us: the image is not at fault */
+    if (worth_retrying(run, req, &rd, a, &news)) {
+        *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, rd.retry_after_s, &req->rng) / 1e3;
+        return CHAIN_RETRY;
+    }
+    finish_failed(run, req, &rd, a);
+    return CHAIN_FAIL;
+}

@@ -1,0 +1,139 @@
+/* endpoint: what a model server can take, behind one pair of calls.
+ *
+ * Every stage's requests go to one endpoint (a URL, or a list of replicas of one model). What
+ * the endpoint can take is decided here and nowhere else, for every driver and every process:
+ *
+ *   - its rate: the run's --max-rps and the stage's "max_rps" (ratelimit.h), a token of each per
+ *     attempt, the stage's first;
+ *   - its concurrency: the stage's "concurrency", fixed or "auto" (limit.h), a slot per attempt,
+ *     held only while the attempt is on the wire;
+ *   - its replicas (replicas.c): each attempt goes to the replica with the fewest attempts
+ *     outstanding, a retry elsewhere; one that fails the way a down server does is ejected for a
+ *     while, as Envoy's outlier detection does;
+ *   - its breakers (breakers.c): a stage whose server is down (failures of the down kind, in a
+ *     row, from several requests) is waited for rather than charged to the images' retries; a
+ *     stage that answers "not set up for you" (401, 403, 404, 405, a certificate that does not
+ *     verify) before it ever answered otherwise stops the run (exit 2);
+ *   - its credentials: a 401 re-reads the stage's ${file:...} headers once per request.
+ *
+ * A request's standing with its endpoint is its ticket. A driver asks before each attempt:
+ *
+ *   endpoint_admit(run, ticket, now)  GO: send now, to ticket->replica (it holds its tokens and
+ *                                         its slot); WAIT: call again at *until (a rate token is
+ *                                         not valid yet); PARK: no slot is free (the curl-multi
+ *                                         driver keeps it on its stage's list, the blocking
+ *                                         driver waits in endpoint_park), call again later;
+ *
+ * and the chain, which reads each answer once (chain.h: one answer kind), tells the endpoint how
+ * the attempt ended:
+ *
+ *   endpoint_done(run, ticket, report, now)  gives the slot back with what the answer says of the
+ *                                         server's capacity, and feeds replicas and breakers;
+ *                                         returns what the chain must know to decide (the
+ *                                         stage is down: wait beyond the retry budget; a set-up
+ *                                         error: the image is not at fault; credentials renewed:
+ *                                         retry at once).
+ *
+ * endpoint_cancel gives back what a ticket holds when its attempt never went (the chain settled
+ * the request, a handle could not be had). Whatever the driver, these are the only calls that
+ * take or give back anything of an endpoint, so that no two of them can disagree about an
+ * answer. The endpoint reads no clock: callers pass the time in. */
+#ifndef ANNOTATE_ENDPOINT_H
+#define ANNOTATE_ENDPOINT_H
+
+#include <stdint.h>
+#include "run.h"
+
+/* What one attempt's end says, as the chain read it (chain_read_answer): one kind per answer,
+ * which retries, breakers, replicas and limits all read. */
+enum answer_kind {
+    ANSWER_OK = 0,    /* the stage's result came */
+    ANSWER_RETRY = 1, /* worth another attempt, and says nothing of the server's health or
+                       * capacity: a garbled answer, "retry_if", 408, 501, 505, a name that did
+                       * not resolve, an HTTP/2 stream error */
+    ANSWER_BUSY = 2,  /* over capacity: 429, 503, a timeout */
+    ANSWER_DOWN = 3,  /* no service: refused, reset, no answer, 500, 502, 504 */
+    ANSWER_SETUP = 4, /* final, and says the stage is not set up for us whatever the image: 401,
+                       * 403, 404, 405, Google's API_KEY_INVALID, a certificate that does not
+                       * verify */
+    ANSWER_FINAL = 5  /* final for this image: another 4xx, an "error" the answer names, an answer
+                       * over --max-answer-bytes, a local error */
+};
+
+/* 1 for the kinds another attempt may mend (RETRY, BUSY, DOWN). */
+static inline int answer_retryable(enum answer_kind k)
+{
+    return k == ANSWER_RETRY || k == ANSWER_BUSY || k == ANSWER_DOWN;
+}
+
+/* How one attempt ended. */
+struct attempt_report {
+    enum answer_kind kind;
+    int cc;          /* curl's code: 0 (CURLE_OK) when an HTTP answer came */
+    long status;     /* the HTTP status, 0 when no answer came */
+    const char *why; /* the chain's reason (never a header value), for a set-up error's message */
+};
+
+/* A request's standing with its stage's endpoint. The chain makes it with the request
+ * (ticket_init); admit, done and cancel keep it. A batch has one ticket for all its members. */
+struct ticket {
+    int stage;
+    uint64_t id;          /* which request: the outage breaker counts distinct requests */
+    uint64_t rng;         /* ties between replicas */
+    unsigned char tokens; /* rate tokens taken for this attempt: 0, 1 (the stage's), 2 (both) */
+    unsigned char slot;   /* holds a slot of its stage's concurrency */
+    unsigned char on_replica; /* counted as outstanding at replica */
+    unsigned char reauth; /* a 401 has made the stage's header files be read again for it */
+    int replica;          /* the stage's URL this attempt goes to (0 without replicas) */
+    int failed_replica;   /* the one the last attempt failed on the down way, or -1: a retry
+                           * goes elsewhere when it can */
+    unsigned header_gen;  /* the generation of the stage's headers the attempt was sent with */
+    double t_sent;        /* when the admitted attempt went */
+};
+
+void ticket_init(struct ticket *t, int stage, uint64_t id, uint64_t rng);
+
+enum admit {
+    ADMIT_GO = 0,   /* send now, to t->replica */
+    ADMIT_WAIT = 1, /* a rate token is ours but not valid before *until: call again then */
+    ADMIT_PARK = 2  /* the stage has no free slot: call again once one may be (endpoint_park) */
+};
+
+/* Before each attempt (the first and every retry). behind: the driver already has requests of
+ * this stage parked ahead of this one, so it must not take a slot before them (it takes its
+ * tokens, then parks). Tokens are taken once per attempt, the stage's before the run's, so that
+ * a request held back by its stage does not spend the run's rate before it can go. */
+enum admit endpoint_admit(const struct run *run, struct ticket *t, double now, double *until, int behind);
+
+/* The blocking driver's wait for a slot: waits (on a futex in the shared page, across
+ * processes) until a slot of t's stage may be free, at most about a second. Returns 1 when t
+ * now holds one. The caller calls run->alive and checks whether the request still matters
+ * between waits. */
+int endpoint_park(const struct run *run, struct ticket *t);
+
+/* What endpoint_done tells the chain. */
+struct endpoint_news {
+    int down;    /* the stage's server is down, within --outage-timeout: a retryable failure of
+                  * the busy or down kind is retried whatever its budget */
+    int no_row;  /* a set-up error before the stage ever answered otherwise: the image is not at
+                  * fault (no row; --resume runs it); three of them stop the run */
+    int reauth;  /* a 401, and the stage's header files now read differently: retry at once */
+};
+
+/* The attempt admitted last on t has ended. */
+struct endpoint_news endpoint_done(const struct run *run, struct ticket *t, const struct attempt_report *r,
+                                   double now);
+
+/* Gives back what t holds for an attempt that never went. */
+void endpoint_cancel(const struct run *run, struct ticket *t);
+
+/* 1 when stage s's concurrency is "auto" (its 429s and 503s are flow control, chain.h). */
+int endpoint_adaptive(const struct run *run, int s);
+
+/* Stage s's concurrency limit in force, or -1 when it has none. */
+int endpoint_limit(const struct run *run, int s);
+
+/* How long stage s's server has been down (seconds; 0 when it is up). */
+double endpoint_down_for(const struct run *run, int s, double now);
+
+#endif
