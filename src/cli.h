@@ -9,8 +9,8 @@
 
 /* Parses argv (after the program name and an optional subcommand) into cfg, loading the
  * pipeline. Returns 0, 1 when --help or --version was handled (exit 0), or -1 with a one-line
- * message in err (exit 2). bench: accept the benchmark's options instead of a run's (the table's
- * scopes), stored into *bench. */
+ * message in err (exit 2). bench, when not NULL: argv is annotate bench's command line, whose
+ * options of its own (the table's scopes) are stored into *bench. */
 int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *bench, char *err, size_t errlen);
 
 void cli_usage(FILE *f, int bench);

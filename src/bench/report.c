@@ -349,8 +349,12 @@ int report_write(const struct config *cfg, const struct bench_opts *b, const cha
     cJSON_AddBoolToObject(rep, "complete", complete);
     cJSON *arr = cJSON_AddArrayToObject(rep, "points");
     cJSON *bad = cJSON_AddArrayToObject(rep, "not_run");
-    for (int i = 0; i < np; i++)
-        cJSON_AddItemToArray(pts[i].error[0] ? bad : arr, pts[i].error[0] ? not_run_json(&pts[i]) : point_json(b, &pts[i]));
+    for (int i = 0; i < np; i++) {
+        if (pts[i].error[0])
+            cJSON_AddItemToArray(bad, not_run_json(&pts[i]));
+        else
+            cJSON_AddItemToArray(arr, point_json(b, &pts[i]));
+    }
     char *txt = cJSON_Print(rep);
     cJSON_Delete(rep);
     int rc = 0;

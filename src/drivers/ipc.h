@@ -28,13 +28,14 @@
  *      shared_fd     the run's shared page (shared.h): requests in flight;
  *      ratelimit_fd  the --max-rps bucket (ratelimit.h).
  *
- * 2. The benchmark's sample channel (bench.c). `annotate bench` runs each point as a child
- *    annotate run with IPC_BENCH_FD_ENV naming an inherited pipe and IPC_BENCH_INTERVAL_ENV the
- *    interval in seconds; the child writes one JSON object a line per interval, and one more
- *    with "final": true once every row is written: {"t": seconds since the run started, "ok",
- *    "failed", "requests", "retries": counts of the rows written, "request_ms": {"p50", "p90",
- *    "p99", "max"}, "image_ms": {"p50", "p99"}, "errors": [{"stage", "reason", "count"}] (the
- *    three most common failures, errtally.h)}. Each line is under PIPE_BUF, so it arrives whole. */
+ * 2. The benchmark's sample channel (bench/sampler.c writes it, bench/point.c reads it).
+ *    `annotate bench` runs each point as a child annotate run with IPC_BENCH_FD_ENV naming an
+ *    inherited pipe and IPC_BENCH_INTERVAL_ENV the interval in seconds; the child writes one
+ *    JSON object a line per interval, and one more with "final": true once every row is
+ *    written: {"t": seconds since the run started, "ok", "failed", "requests", "retries":
+ *    counts of the rows written, "request_ms": {"p50", "p90", "p99", "max"}, "image_ms":
+ *    {"p50", "p99"}, "errors": [{"stage", "reason", "count"}] (the three most common failures,
+ *    errtally.h)}. Each line is under PIPE_BUF, so it arrives whole. */
 #ifndef ANNOTATE_IPC_H
 #define ANNOTATE_IPC_H
 
