@@ -20,7 +20,7 @@ ifeq ($(origin CC),default)
 CC       := gcc
 endif
 BUILD    ?= build
-PKGS     := libcurl libcjson
+PKGS     := libcurl libcjson libxml-2.0
 SAN      ?=
 OPT      ?= -O2
 # The project's own flags. A user's CPPFLAGS, CFLAGS, LDFLAGS and LDLIBS are added after them
