@@ -43,7 +43,8 @@
     X(run)        \
     X(pyserver)   \
     X(hardening)  \
-    X(limit)
+    X(limit)      \
+    X(s3)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)
