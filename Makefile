@@ -42,10 +42,13 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # python3-multipart (an independent server of each dialect, tests/servers/dialects.py); libjq-dev
 # runs the pipelines' jq expressions (Debian has no pkg-config file for it: -ljq); nginx and
 # openssl (suite "bench", tests/e2e/test_bench.c: annotate bench over TLS through nginx with a private
-# CA and a token made with openssl(1), and nginx's 1m body limit giving 413).
+# CA and a token made with openssl(1), and nginx's 1m body limit giving 413). libxml2-dev reads S3's
+# listings (src/sources); python3-botocore checks the S3 client's signatures (tests/servers/s3sig.py),
+# and s3rver, from the npm registry, is the S3 server the tests run (make s3rver; Node.js and npm
+# from Debian's nodejs and npm when the machine has no npm).
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
-            python3-fastapi python3-uvicorn python3-multipart nginx openssl
+            python3-fastapi python3-uvicorn python3-multipart nginx openssl libxml2-dev python3-botocore
 
 # src/ holds main, the command line and the run; each folder one place of the design (see
 # docs/ARCHITECTURE.md). src/mock/ is the mock model server, a program of its own.
@@ -67,7 +70,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -116,6 +119,16 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null \
 	    || { echo "could not install:$$missing (run: sudo apt-get install$$missing)"; exit 1; }; \
 	fi
+	@command -v npm >/dev/null || { echo "installing: nodejs npm"; if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+
+# s3rver 3.7.1 from the npm registry into build/node (shared by every BUILD variant), for the tests
+# of src/sources (tests/servers/test_s3servers.c; S3RVER_NODE_MODULES names another folder). make
+# check installs it when it is missing.
+S3RVER := build/node/node_modules/s3rver/package.json
+s3rver: $(S3RVER)
+$(S3RVER):
+	npm install --prefix build/node --no-audit --no-fund --loglevel=error s3rver@3.7.1
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -132,7 +145,7 @@ test: deps
 	@$(MAKE) -j$(NPROC) --no-print-directory valgrind
 	@$(MAKE) -j$(NPROC) --no-print-directory fuzz FUZZ_SECONDS=10
 
-check: check-suites check-flags all $(UNIT) $(FAILALLOC)
+check: check-suites check-flags all $(UNIT) $(FAILALLOC) $(S3RVER)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
 
 # tests/main.c's SUITES must list every register_NAME() of tests/*/test_*.c (see the script).

@@ -44,7 +44,8 @@
     X(pyserver)   \
     X(hardening)  \
     X(limit)      \
-    X(s3)
+    X(s3)         \
+    X(s3_servers)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

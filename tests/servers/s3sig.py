@@ -29,8 +29,8 @@ A request that passes is then answered by:
                    the S3 semantics the tests see are s3rver's, not this file's;
   --synthetic N    a bucket named "synth" of N objects, made up on the fly: object i (0 <= i < N)
                    has the key
-                       "syn/%08d" % i + [".jpg", " space.jpg", "+plus%pct.jpg",
-                                          ",comma\\"quote'.jpg", " é ü 日本.jpg"][i % 5]
+                       "syn/%08d" % i + [".jpg", " space.jpg", "+plus%pct.jpg", ",comma\\"quote'.jpg",
+                                          " é ü 日本.jpg", "/./dot/../seg.jpg"][i % 6]
                    (so keys sort as their numbers do) and its body is the key's UTF-8 bytes.
                    ListObjectsV2 (list-type=2, prefix, start-after, continuation-token, max-keys
                    up to 1000, encoding-type=url as AWS encodes: quote_plus(key, safe='/'));
@@ -62,7 +62,7 @@ ARGS = None
 LOCK = threading.Lock()
 STATS = {"requests": 0, "verified": 0, "rejected": {}, "last": ""}
 FAULTS = {"slowdown": 0}
-SUFFIXES = [".jpg", " space.jpg", "+plus%pct.jpg", ",comma\"quote'.jpg", " é ü 日本.jpg"]
+SUFFIXES = [".jpg", " space.jpg", "+plus%pct.jpg", ",comma\"quote'.jpg", " é ü 日本.jpg", "/./dot/../seg.jpg"]
 
 
 class S3Error(Exception):
@@ -178,7 +178,7 @@ class Keys:
         return ARGS.synthetic
 
     def __getitem__(self, i):
-        return "syn/%08d%s" % (i, SUFFIXES[i % 5])
+        return "syn/%08d%s" % (i, SUFFIXES[i % len(SUFFIXES)])
 
 
 def successor(prefix):
@@ -308,6 +308,14 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = handle_any
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)  # a client that hung up is no error
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -320,8 +328,7 @@ def main():
     g.add_argument("--upstream")
     g.add_argument("--synthetic", type=int)
     ARGS = p.parse_args()
-    srv = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
-    srv.daemon_threads = True
+    srv = Server(("127.0.0.1", ARGS.port), Handler)
     print("listening on 127.0.0.1:%d" % srv.server_address[1], flush=True)
     try:
         srv.serve_forever()
