@@ -70,7 +70,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -210,6 +210,12 @@ bench-scan: $(BUILD)/bench-scan
 bench-resume: $(BUILD)/bench-resume
 	$(BUILD)/bench-resume 1000000
 
+# Listing 1,000,000 keys from a synthetic S3 bucket (pages of 1000) with the S3 client: resident
+# memory as the pages go by (bench/s3list.sh; S3_KEYS=N for another count).
+S3_KEYS ?= 1000000
+bench-s3list: $(BUILD)/bench-s3list
+	sh bench/s3list.sh $(BUILD) $(S3_KEYS)
+
 # The concurrency limits against a GPU-like mock (capacity, bounded queue): fixed against auto.
 bench-capacity: all $(BUILD)/gen-images
 	sh bench/capacity.sh $(BUILD)
@@ -230,10 +236,11 @@ bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH
 	sh bench/run.sh $(BUILD)
 
 # libFuzzer targets (clang): the answer parser, the pipeline-file parser, the resume reader, the
-# JSON checker, answers read through expressions (plain paths and jq), the body template compiler.
+# JSON checker, answers read through expressions (plain paths and jq), the body template compiler,
+# the S3 listing page reader.
 # The seed corpora live in tests/fuzz/corpus_*; what a run finds goes to build-fuzz/, not the repo.
 FUZZ_SECONDS ?= 60
-FUZZERS := answer pipeline resume json expr template
+FUZZERS := answer pipeline resume json expr template s3list
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" build-fuzz/libannotate.a

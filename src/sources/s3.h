@@ -166,8 +166,9 @@ char *s3_client_object_url(const struct s3_client *c, const char *key, size_t ke
 /* ---- one request on a caller's handle ---- */
 
 /* Where a 2xx answer goes: the caller's, grown up to limit bytes (0: no limit). An answer larger
- * than limit ends the transfer (S3_FAILED, "larger than ... bytes"). The buffer is sized once
- * from Content-Length when the server sends it. Free data with free(). */
+ * than limit ends the transfer (S3_FAILED, "larger than ... bytes"), before its first byte when
+ * the server sends Content-Length, which then also sizes the buffer once. data is NUL-terminated
+ * (one byte past len). Free data with free(). */
 struct s3_buf {
     char *data;
     size_t len, cap;

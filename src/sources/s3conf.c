@@ -84,6 +84,10 @@ static int ini_read(struct ini *f, char *err, size_t errlen)
         return -1;
     }
     struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISCHR(st.st_mode)) { /* /dev/null: no file, as the SDKs read it */
+        close(fd);
+        return 0;
+    }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > S3_FILE_MAX) {
         snprintf(err, errlen, "%s: not a regular file of at most %d bytes", f->path, S3_FILE_MAX);
         close(fd);
@@ -224,7 +228,7 @@ static int creds_from_env(struct s3_config *c, const struct env *e, char *err, s
                  k ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY", k ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
         return -1;
     }
-    return set_creds(c, k, strlen(k), s, strlen(s), t, t ? strlen(t) : 0, "the environment (AWS_ACCESS_KEY_ID)",
+    return set_creds(c, k, strlen(k), s, strlen(s), t, t ? strlen(t) : 0, "the environment",
                      err, errlen);
 }
 

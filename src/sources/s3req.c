@@ -114,7 +114,8 @@ static int buf_room(struct s3_buf *b, size_t need)
 }
 
 /* A header line: the status of each response that begins, the bucket's region, and the body's
- * length (an object over the limit is refused before its first byte). */
+ * length: with a limit, an object over it is refused before its first byte, and the buffer is
+ * sized once for one within it. */
 static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 {
     struct s3_req *r = arg;
@@ -130,13 +131,14 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
         while (k && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
             k--;
         s3_printable(r->bucket_region, sizeof r->bucket_region, v, k);
-    } else if (n > 15 && !strncasecmp(line, "content-length:", 15) && r->dst && r->status / 100 == 2) {
+    } else if (n > 15 && !strncasecmp(line, "content-length:", 15) && r->dst && r->dst->limit &&
+               r->status / 100 == 2) {
         unsigned long long cl = strtoull(line + 15, NULL, 10);
-        if (r->dst->limit && cl > r->dst->limit) {
+        if (cl > r->dst->limit) {
             r->too_large = 1;
             return 0;
         }
-        if (cl < ((size_t)-1) / 2 && buf_room(r->dst, (size_t)cl + 1) != 0) {
+        if (buf_room(r->dst, (size_t)cl + 1) != 0) {
             r->no_memory = 1;
             return 0;
         }

@@ -334,7 +334,7 @@ static int read_all(struct rd *r, const char *xml, size_t len)
     if (!x)
         return fail(r, "cannot start the XML reader (out of memory)");
     xmlTextReaderSetStructuredErrorHandler(x, on_xml_error, r);
-    int k;
+    int k = 0;
     while (!r->failed && (k = xmlTextReaderRead(x)) == 1)
         on_node(r, x);
     if (!r->failed && k < 0)
