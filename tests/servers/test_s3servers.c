@@ -214,6 +214,14 @@ static struct s3_client *synth_client(const char *token, const char *region)
     return client(synth.base_url, "synth", KEY, SECRET, token, region);
 }
 
+/* A body nobody reads. */
+static size_t sink(char *p, size_t s, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return s * n;
+}
+
 /* One blocking GetObject. */
 static struct s3_result get(const struct s3_client *c, const char *key, struct s3_buf *b)
 {
@@ -501,28 +509,10 @@ static void test_slowdown_and_faults(void)
     free(b.data);
 }
 
-/* The requests on handles a curl-multi loop drives; and a finished handle keeps no credentials. */
-static void test_multi_and_reset(void)
+/* Runs the multi handle until every transfer ended, finishing each as it ends (its index in
+ * CURLOPT_PRIVATE) and checking its body. Returns how many ended. */
+static int run_multi(CURLM *m, struct s3_req *r, struct s3_buf *b)
 {
-    if (!s3rver_up()) {
-        CU_FAIL("s3rver and the checking proxy did not start");
-        return;
-    }
-    struct s3_client *c = proxy_client("photos", SECRET);
-    CURLM *m = curl_multi_init();
-    CURL *h[N_ODD];
-    struct s3_req r[N_ODD];
-    struct s3_buf b[N_ODD];
-    memset(r, 0, sizeof r);
-    memset(b, 0, sizeof b);
-    char err[200];
-    for (size_t i = 0; i < N_ODD; i++) {
-        h[i] = curl_easy_init();
-        b[i].limit = 1024 * 1024;
-        CU_ASSERT_FATAL(s3_get_prepare(&r[i], c, h[i], odd_keys[i], strlen(odd_keys[i]), &b[i], err, sizeof err) == 0);
-        curl_easy_setopt(h[i], CURLOPT_PRIVATE, (void *)(uintptr_t)i); /* after prepare: the caller's own */
-        curl_multi_add_handle(m, h[i]);
-    }
     int running = 1, done = 0;
     long deadline = now_ms() + tmo(20) * 1000L;
     while ((running || done < (int)N_ODD) && now_ms() < deadline) {
@@ -549,21 +539,44 @@ static void test_multi_and_reset(void)
         }
         curl_multi_poll(m, NULL, 0, 100, NULL);
     }
+    return done;
+}
+
+/* The requests on handles a curl-multi loop drives; and a finished handle keeps no credentials. */
+static void test_multi_and_reset(void)
+{
+    if (!s3rver_up()) {
+        CU_FAIL("s3rver and the checking proxy did not start");
+        return;
+    }
+    struct s3_client *c = proxy_client("photos", SECRET);
+    CURLM *m = curl_multi_init();
+    CURL *h[N_ODD];
+    struct s3_req r[N_ODD];
+    struct s3_buf b[N_ODD];
+    memset(r, 0, sizeof r);
+    memset(b, 0, sizeof b);
+    char err[200];
+    for (size_t i = 0; i < N_ODD; i++) {
+        h[i] = curl_easy_init();
+        b[i].limit = 1024 * 1024;
+        CU_ASSERT_FATAL(s3_get_prepare(&r[i], c, h[i], odd_keys[i], strlen(odd_keys[i]), &b[i], err, sizeof err) == 0);
+        curl_easy_setopt(h[i], CURLOPT_PRIVATE, (void *)(uintptr_t)i); /* after prepare: the caller's own */
+        curl_multi_add_handle(m, h[i]);
+    }
+    int done = run_multi(m, r, b);
     CHECKF(done == (int)N_ODD, "%d of %zu transfers ended", done, N_ODD);
     /* h[0] was reset by s3_req_finish: the same handle, pointed at the bucket again, is now an
      * anonymous request, which the checker refuses */
     char url[256];
     snprintf(url, sizeof url, "%s/photos/plain.jpg", proxy.base_url);
     curl_easy_setopt(h[0], CURLOPT_URL, url);
-    curl_easy_setopt(h[0], CURLOPT_WRITEFUNCTION, NULL);
-    FILE *devnull = fopen("/dev/null", "w");
-    curl_easy_setopt(h[0], CURLOPT_WRITEDATA, devnull);
+    curl_easy_setopt(h[0], CURLOPT_WRITEFUNCTION, sink);
     long status = 0;
     CURLcode cc = curl_easy_perform(h[0]);
     curl_easy_getinfo(h[0], CURLINFO_RESPONSE_CODE, &status);
     CHECKF(cc == CURLE_OK && status == 403, "after s3_req_finish: curl %d, HTTP %ld (want 403: no signature)",
            (int)cc, status);
-    fclose(devnull);
     for (size_t i = 0; i < N_ODD; i++) {
         s3_req_free(&r[i]);
         free(b[i].data);
@@ -684,13 +697,6 @@ static void test_synth_token_region(void)
 }
 
 /* ---- the checker's negative controls, with plain libcurl ---- */
-
-static size_t sink(char *p, size_t s, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return s * n;
-}
 
 /* A listing request signed by libcurl alone, with or without x-amz-content-sha256, its query as
  * given. Returns the HTTP status. */
