@@ -301,6 +301,16 @@ static void test_config_files_named(void)
     CHECKF(c && !strcmp(c->key_id, "AKIAHOMEKEY00000001") && !strcmp(c->region, "sa-east-1"), "AWS_CONFIG_FILE: %s",
            c ? c->region : err);
     s3_config_free(c);
+    /* /dev/null for both: no files at all (the environment's keys, the default region) */
+    struct vars z = {{"HOME", home, "AWS_SHARED_CREDENTIALS_FILE", "/dev/null", "AWS_CONFIG_FILE", "/dev/null",
+                      "AWS_ACCESS_KEY_ID", KEY, "AWS_SECRET_ACCESS_KEY", SECRET, NULL}};
+    c = load(&z, err, sizeof err);
+    CHECKF(c && !strcmp(c->key_id, KEY) && !strcmp(c->region, "us-east-1"), "/dev/null: %s", c ? c->key_id : err);
+    s3_config_free(c);
+    z.kv[6] = z.kv[8] = "X"; /* without the environment's keys: none anywhere */
+    c = load(&z, err, sizeof err);
+    CHECKF(!c && strstr(err, "no AWS credentials"), "/dev/null, no keys: %s", c ? "accepted" : err);
+    s3_config_free(c);
     rm_home(home);
 }
 
