@@ -20,7 +20,7 @@ ifeq ($(origin CC),default)
 CC       := gcc
 endif
 BUILD    ?= build
-PKGS     := libcurl libcjson
+PKGS     := libcurl libcjson libxml-2.0
 SAN      ?=
 OPT      ?= -O2
 # The project's own flags. A user's CPPFLAGS, CFLAGS, LDFLAGS and LDLIBS are added after them
@@ -42,10 +42,13 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # python3-multipart (an independent server of each dialect, tests/servers/dialects.py); libjq-dev
 # runs the pipelines' jq expressions (Debian has no pkg-config file for it: -ljq); nginx and
 # openssl (suite "bench", tests/e2e/test_bench.c: annotate bench over TLS through nginx with a private
-# CA and a token made with openssl(1), and nginx's 1m body limit giving 413).
+# CA and a token made with openssl(1), and nginx's 1m body limit giving 413). libxml2-dev reads S3's
+# listings (src/sources); python3-botocore checks the S3 client's signatures (tests/servers/s3sig.py),
+# and s3rver, from the npm registry, is the S3 server the tests run (make s3rver; Node.js and npm
+# from Debian's nodejs and npm when the machine has no npm).
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
-            python3-fastapi python3-uvicorn python3-multipart nginx openssl
+            python3-fastapi python3-uvicorn python3-multipart nginx openssl libxml2-dev python3-botocore
 
 # src/ holds main, the command line and the run; each folder one place of the design (see
 # docs/ARCHITECTURE.md). src/mock/ is the mock model server, a program of its own.
@@ -67,7 +70,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -116,6 +119,16 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null \
 	    || { echo "could not install:$$missing (run: sudo apt-get install$$missing)"; exit 1; }; \
 	fi
+	@command -v npm >/dev/null || { echo "installing: nodejs npm"; if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+
+# s3rver 3.7.1 from the npm registry into build/node (shared by every BUILD variant), for the tests
+# of src/sources (tests/servers/test_s3servers.c; S3RVER_NODE_MODULES names another folder). make
+# check installs it when it is missing.
+S3RVER := build/node/node_modules/s3rver/package.json
+s3rver: $(S3RVER)
+$(S3RVER):
+	npm install --prefix build/node --no-audit --no-fund --loglevel=error s3rver@3.7.1
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -132,7 +145,7 @@ test: deps
 	@$(MAKE) -j$(NPROC) --no-print-directory valgrind
 	@$(MAKE) -j$(NPROC) --no-print-directory fuzz FUZZ_SECONDS=10
 
-check: check-suites check-flags all $(UNIT) $(FAILALLOC)
+check: check-suites check-flags all $(UNIT) $(FAILALLOC) $(S3RVER)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
 
 # tests/main.c's SUITES must list every register_NAME() of tests/*/test_*.c (see the script).
@@ -197,6 +210,12 @@ bench-scan: $(BUILD)/bench-scan
 bench-resume: $(BUILD)/bench-resume
 	$(BUILD)/bench-resume 1000000
 
+# Listing 1,000,000 keys from a synthetic S3 bucket (pages of 1000) with the S3 client: resident
+# memory as the pages go by (bench/s3list.sh; S3_KEYS=N for another count).
+S3_KEYS ?= 1000000
+bench-s3list: $(BUILD)/bench-s3list
+	sh bench/s3list.sh $(BUILD) $(S3_KEYS)
+
 # The concurrency limits against a GPU-like mock (capacity, bounded queue): fixed against auto.
 bench-capacity: all $(BUILD)/gen-images
 	sh bench/capacity.sh $(BUILD)
@@ -217,10 +236,11 @@ bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH
 	sh bench/run.sh $(BUILD)
 
 # libFuzzer targets (clang): the answer parser, the pipeline-file parser, the resume reader, the
-# JSON checker, answers read through expressions (plain paths and jq), the body template compiler.
+# JSON checker, answers read through expressions (plain paths and jq), the body template compiler,
+# the S3 listing page reader.
 # The seed corpora live in tests/fuzz/corpus_*; what a run finds goes to build-fuzz/, not the repo.
 FUZZ_SECONDS ?= 60
-FUZZERS := answer pipeline resume json expr template
+FUZZERS := answer pipeline resume json expr template s3list
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" build-fuzz/libannotate.a

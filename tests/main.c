@@ -44,7 +44,9 @@
     X(pyserver)   \
     X(hardening)  \
     X(limit)      \
-    X(endpoint)
+    X(endpoint)   \
+    X(s3)         \
+    X(s3_servers)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)
