@@ -20,7 +20,7 @@ ifeq ($(origin CC),default)
 CC       := gcc
 endif
 BUILD    ?= build
-PKGS     := libcurl libcjson
+PKGS     := libcurl libcjson sqlite3 libcrypto
 SAN      ?=
 OPT      ?= -O2
 # The project's own flags. A user's CPPFLAGS, CFLAGS, LDFLAGS and LDLIBS are added after them
@@ -42,10 +42,11 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # python3-multipart (an independent server of each dialect, tests/servers/dialects.py); libjq-dev
 # runs the pipelines' jq expressions (Debian has no pkg-config file for it: -ljq); nginx and
 # openssl (suite "bench", tests/e2e/test_bench.c: annotate bench over TLS through nginx with a private
-# CA and a token made with openssl(1), and nginx's 1m body limit giving 413).
+# CA and a token made with openssl(1), and nginx's 1m body limit giving 413); libsqlite3-dev (the
+# answer store of --cache) and libssl-dev (libcrypto's SHA-256 for its keys).
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
-            python3-fastapi python3-uvicorn python3-multipart nginx openssl
+            python3-fastapi python3-uvicorn python3-multipart nginx openssl libsqlite3-dev libssl-dev
 
 # src/ holds main, the command line and the run; each folder one place of the design (see
 # docs/ARCHITECTURE.md). src/mock/ is the mock model server, a program of its own.
