@@ -10,6 +10,7 @@
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
 #   make bench-cost  CPU per request against nginx, beside wrk and a Python aiohttp client
+#   make bench-cache-store  the --cache answer store at 10 million entries, and its hash's candidates
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -68,7 +69,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost fuzz install alloc-sweep
+.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-cache-store fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -212,6 +213,18 @@ bench-sweep: all $(BUILD)/gen-images
 # missing (they are not in make deps).
 bench-cost: all $(BUILD)/gen-images
 	sh bench/cost.sh $(BUILD) | tee docs/bench/bench-cost.txt
+
+# The answer store of --cache at STORE_ENTRIES entries: inserts/s, lookup time, bytes per entry
+# beyond the result; and the hash candidates' throughput (bench/bench_store.c). libb2-dev and
+# libxxhash-dev are two of the candidates, installed here when missing (not in make deps). About
+# 5 minutes and 1 GB of disk in $(BUILD)/bench-store/, removed after.
+STORE_ENTRIES ?= 10000000
+$(BUILD)/bench-store: bench/bench_store.c src/results/store.h src/common/hash.h $(BUILD)/libannotate.a
+	@$(MAKE) --no-print-directory deps DEB_PKGS="libb2-dev libxxhash-dev"
+	$(COMPILE) -o $@ $< $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS) -lb2 -lxxhash
+
+bench-cache-store: $(BUILD)/bench-store
+	$(BUILD)/bench-store --entries $(STORE_ENTRIES) --dir $(BUILD)/bench-store.d
 
 # Every figure of docs/BENCHMARKS.md, in one go (about 20 minutes; needs ~10 GB of disk).
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64)

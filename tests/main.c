@@ -43,7 +43,9 @@
     X(run)        \
     X(pyserver)   \
     X(hardening)  \
-    X(limit)
+    X(limit)      \
+    X(hash)       \
+    X(store)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

@@ -466,9 +466,10 @@ static int describe_ident(struct store *s, const struct store_ident *id)
 }
 
 /* One transaction: the identities to describe, then the entries in key order (neighbours share
- * pages). SQLITE_OK, or the error (rolled back). *added gets the entries that were new. */
+ * pages). SQLITE_OK, or the error (rolled back, what SQLite said in why). *added gets the
+ * entries that were new. */
 static int write_batch(struct store *s, const struct batch *b, const uint32_t *order,
-                       const struct store_ident *desc, size_t n_desc, uint64_t *added)
+                       const struct store_ident *desc, size_t n_desc, uint64_t *added, char *why, size_t whylen)
 {
     int rc = store_db_exec(s->wdb, "BEGIN IMMEDIATE");
     *added = 0;
@@ -488,8 +489,10 @@ static int write_batch(struct store *s, const struct batch *b, const uint32_t *o
     }
     if (rc == SQLITE_OK)
         rc = store_db_exec(s->wdb, "COMMIT");
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK) {
+        store_db_error(s->wdb, rc, "cannot be written", why, whylen);
         store_db_exec(s->wdb, "ROLLBACK");
+    }
     return rc;
 }
 
@@ -503,14 +506,15 @@ static int commit_batch(struct store *s, const struct batch *b, uint32_t *order,
     qsort_r(order, b->n, sizeof *order, by_key, (void *)b);
     for (int tries = 1;; tries++) {
         uint64_t added;
-        int rc = write_batch(s, b, order, desc, n_desc, &added);
+        char why[900];
+        int rc = write_batch(s, b, order, desc, n_desc, &added, why, sizeof why);
         if (rc == SQLITE_OK) {
             atomic_fetch_add(&s->committed, added);
             atomic_fetch_add(&s->batches, 1);
             return 0;
         }
         if (!store_db_busy(rc)) {
-            go_off_db(s, s->wdb, rc, "cannot be written");
+            go_off(s, why);
             return -1;
         }
         pthread_mutex_lock(&s->mu);

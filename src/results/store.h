@@ -77,9 +77,12 @@
  * Puts are buffered and committed by the store's own writer thread, in one transaction per
  * batch: at most opts.batch_entries entries or opts.batch_ms milliseconds uncommitted. A kill -9
  * loses at most what was not committed (those questions are asked again) and never corrupts the
- * file: SQLite's WAL commits are atomic (synchronous=NORMAL: a power cut may also lose the last
- * commits, never the file's integrity). A lookup sees its own process's puts at once, committed
- * or not.
+ * file: SQLite's WAL commits are atomic against the death of a process. The store runs with
+ * synchronous=OFF, no fsync at commits and checkpoints: with NORMAL, each checkpoint's fsync made
+ * the disk's random writes the limit (17,000 inserts/s at 3 million entries, against 59,000).
+ * The price: an operating-system crash or a power cut while it writes may damage the file; a
+ * store turns itself off at the first damage it meets, and the file is then to be removed. A
+ * lookup sees its own process's puts at once, committed or not.
  *
  * Memory is bounded: each connection's page cache is opts.cache_kib (PRAGMA cache_size), and the
  * write buffer holds at most two batches (the one being committed and the one filling) of at

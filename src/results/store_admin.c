@@ -22,7 +22,9 @@ static int load_stages(sqlite3 *db, struct store_stage_stats **out, int *n, char
     int rc = sqlite3_prepare_v2(db, "SELECT ident, name, url, version FROM stage ORDER BY name, url, ident", -1,
                                 &st, NULL);
     int cap = 0;
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
             struct store_stage_stats *p = realloc(*out, (size_t)cap * sizeof *p);
@@ -80,7 +82,7 @@ int store_stats(const char *path, struct store_summary *out, char *err, size_t e
 {
     memset(out, 0, sizeof *out);
     sqlite3 *db;
-    char why[1024];
+    char why[1024] = "";
     if (store_db_open(path, STORE_DB_READ, 10000, 16384, &db, why, sizeof why) != STORE_DB_OK) {
         snprintf(err, errlen, "cache %s: %s", path, why);
         return -1;

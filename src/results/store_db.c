@@ -102,7 +102,12 @@ static int check_schema(sqlite3 *db, enum store_db_mode mode, char *err, size_t 
             snprintf(err, errlen, "is not an annotate cache (not an SQLite database)");
             return STORE_DB_FAIL;
         }
-        store_db_error(db, rc, "cannot be read", err, errlen);
+        int prim = rc & 0xff;
+        store_db_error(db, rc, prim == SQLITE_READONLY || prim == SQLITE_CANTOPEN
+                                   ? "cannot be used (is its folder read-only? the store needs its -wal and -shm "
+                                     "files beside it)"
+                                   : "cannot be read",
+                       err, errlen);
         return STORE_DB_READONLY;
     }
     long long tables = pragma_int(db, "SELECT count(*) FROM sqlite_schema", &rc);
@@ -174,7 +179,7 @@ int store_db_open(const char *path, enum store_db_mode mode, int busy_ms, int ca
     if (rc == STORE_DB_OK)
         rc = check_writable(d, mode, err, errlen);
     if (rc == STORE_DB_OK && mode != STORE_DB_READ)
-        store_db_exec(d, "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=67108864");
+        store_db_exec(d, "PRAGMA synchronous=OFF; PRAGMA wal_autocheckpoint=4096; PRAGMA journal_size_limit=16777216");
     if (rc != STORE_DB_OK) {
         sqlite3_close(d);
         if (!existed) { /* made just now and unusable: as if it could not be created */

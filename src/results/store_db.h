@@ -24,7 +24,8 @@ enum store_db_mode {
 };
 
 /* Opens path as a store. busy_ms: the connection's busy_timeout. cache_kib: its page cache. Sets
- * WAL (the file's mode, once) and synchronous=NORMAL. Returns an enum store_db_open. */
+ * WAL (the file's mode, once) and, to write, synchronous=OFF (store.h says why) and a checkpoint
+ * every 4096 pages. Returns an enum store_db_open. */
 int store_db_open(const char *path, enum store_db_mode mode, int busy_ms, int cache_kib, sqlite3 **db,
                   char *err, size_t errlen);
 
