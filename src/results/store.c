@@ -433,7 +433,8 @@ void store_put(struct store *s, const struct store_key *k, const struct store_id
     if (!atomic_load(&s->off) && !batch_find(&s->fill, k->b) && !(s->committing && batch_find(&s->commit, k->b))) {
         /* Out of memory: not stored, as if the answer had not come (it is asked again next time). */
         taken = know(s, id) == 0 && batch_add(&s->fill, k->b, bytes, len) == 0;
-        if (taken && batch_full(s, &s->fill))
+        /* The first entry starts the batch's clock; a full batch is due now. */
+        if (taken && (s->fill.n == 1 || batch_full(s, &s->fill)))
             pthread_cond_signal(&s->wake);
     }
     pthread_mutex_unlock(&s->mu);
@@ -685,9 +686,9 @@ static void set_defaults(struct store_opts *o)
     if (!o->buffer_bytes)
         o->buffer_bytes = 8u << 20;
     if (o->readers <= 0)
-        o->readers = 4;
+        o->readers = 2;
     if (o->cache_kib <= 0)
-        o->cache_kib = 8192;
+        o->cache_kib = 16384;
     if (o->busy_ms <= 0)
         o->busy_ms = 10000;
 }
@@ -770,7 +771,7 @@ struct store *store_open(const char *path, const struct store_opts *o, char *err
         return NULL;
     }
     char why[1024];
-    int rc = store_db_open(path, STORE_DB_RUN, s->o.busy_ms, 2 * s->o.cache_kib, &s->wdb, why, sizeof why);
+    int rc = store_db_open(path, STORE_DB_RUN, s->o.busy_ms, s->o.cache_kib, &s->wdb, why, sizeof why);
     if (rc == STORE_DB_READONLY) {
         go_off(s, why);
         return s;

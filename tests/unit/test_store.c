@@ -332,6 +332,7 @@ static void test_batches(void)
     o.batch_ms = 100;
     s = store_open(path, &o, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    sleep_ms(50); /* the writer idle, waiting for work: the first put must start the batch's clock */
     long t0 = now_ms();
     for (uint64_t i = 100; i < 103; i++)
         put_i(s, &a, i);
@@ -487,8 +488,9 @@ static void test_not_a_store(void)
     expect_refused(tmp, "is a folder");
     expect_refused(path_in("no/such/folder/x.db"), "cannot create it: No such file or directory");
     const char *text = path_in("text.db");
-    CU_ASSERT_FATAL(write_file(text, "this is not a database, just some text long enough for a header .........."
-                                      "..................................................", 126) == 0);
+    static const char words[] = "this is not a database, just some text, longer than SQLite's header of 100 "
+                                "bytes, so that it is read as one";
+    CU_ASSERT_FATAL(write_file(text, words, sizeof words - 1) == 0);
     expect_refused(text, "not an SQLite database");
     const char *other = path_in("other.db");
     CU_ASSERT_EQUAL_FATAL(raw_exec(other, "CREATE TABLE t(x)"), -1); /* raw_exec does not create */
@@ -646,7 +648,7 @@ static int full_child(void *dir)
     struct off_report r = {0};
     char path[600], err[1024];
     snprintf(path, sizeof path, "%s/store.db", (char *)dir);
-    if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+    if (unshare(CLONE_NEWNS) == 0 && mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == 0 &&
         mount("tmpfs", dir, "tmpfs", 0, "size=1m,mode=0700") == 0) {
         r.way = 1;
     } else {
