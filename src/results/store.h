@@ -88,7 +88,8 @@
  *
  * Memory is bounded: each connection's page cache is opts.cache_kib (PRAGMA cache_size), and the
  * write buffer holds at most two batches (the one being committed and the one filling) of at
- * most batch_entries entries and buffer_bytes bytes of results each; a put that finds both full
+ * most batch_entries entries and buffer_bytes bytes of results each (the result that fills a
+ * batch may go past it, once); a put that finds both full
  * waits for the writer (at the store's insert rate, far above any model server's). A result
  * larger than STORE_RESULT_MAX is not stored. With the defaults: (2 readers + the writer) x 16 MiB
  * + 2 x 8 MiB = 64 MiB at most, per process that opens the store.
