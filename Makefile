@@ -10,6 +10,7 @@
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
 #   make bench-cost  CPU per request against nginx, beside wrk and a Python aiohttp client
+#   make bench-cache-store  the --cache answer store at 10 million entries, and its hash's candidates
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -20,7 +21,7 @@ ifeq ($(origin CC),default)
 CC       := gcc
 endif
 BUILD    ?= build
-PKGS     := libcurl libcjson libxml-2.0
+PKGS     := libcurl libcjson libxml-2.0 sqlite3 libcrypto
 SAN      ?=
 OPT      ?= -O2
 # The project's own flags. A user's CPPFLAGS, CFLAGS, LDFLAGS and LDLIBS are added after them
@@ -45,10 +46,12 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # CA and a token made with openssl(1), and nginx's 1m body limit giving 413). libxml2-dev reads S3's
 # listings (src/sources); python3-botocore checks the S3 client's signatures (tests/servers/s3sig.py),
 # and s3rver, from the npm registry, is the S3 server the tests run (make s3rver; Node.js and npm
-# from Debian's nodejs and npm when the machine has no npm).
+# from Debian's nodejs and npm when the machine has no npm); libsqlite3-dev (the answer store of
+# --cache) and libssl-dev (libcrypto's SHA-256 for its keys).
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
-            python3-fastapi python3-uvicorn python3-multipart nginx openssl libxml2-dev python3-botocore
+            python3-fastapi python3-uvicorn python3-multipart nginx openssl libxml2-dev python3-botocore \
+            libsqlite3-dev libssl-dev
 
 # src/ holds main, the command line and the run; each folder one place of the design (see
 # docs/ARCHITECTURE.md). src/mock/ is the mock model server, a program of its own.
@@ -70,7 +73,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-cache-store fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -230,6 +233,18 @@ bench-sweep: all $(BUILD)/gen-images
 # missing (they are not in make deps).
 bench-cost: all $(BUILD)/gen-images
 	sh bench/cost.sh $(BUILD) | tee docs/bench/bench-cost.txt
+
+# The answer store of --cache at STORE_ENTRIES entries: inserts/s, lookup time, bytes per entry
+# beyond the result; and the hash candidates' throughput (bench/bench_store.c). libb2-dev and
+# libxxhash-dev are two of the candidates, installed here when missing (not in make deps). About
+# 5 minutes and 1 GB of disk in $(BUILD)/bench-store/, removed after.
+STORE_ENTRIES ?= 10000000
+$(BUILD)/bench-store: bench/bench_store.c src/results/store.h src/common/hash.h $(BUILD)/libannotate.a
+	@$(MAKE) --no-print-directory deps DEB_PKGS="libb2-dev libxxhash-dev"
+	$(COMPILE) -o $@ $< $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS) -lb2 -lxxhash
+
+bench-cache-store: $(BUILD)/bench-store
+	$(BUILD)/bench-store --entries $(STORE_ENTRIES) --dir $(BUILD)/bench-store.d
 
 # Every figure of docs/BENCHMARKS.md, in one go (about 20 minutes; needs ~10 GB of disk).
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64)

@@ -46,7 +46,9 @@
     X(limit)      \
     X(endpoint)   \
     X(s3)         \
-    X(s3_servers)
+    X(s3_servers) \
+    X(hash)       \
+    X(store)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)
