@@ -288,7 +288,7 @@ int ipc_encode_config(struct ipc_buf *b, const struct config *cfg, unsigned jobs
                   !cJSON_AddItemToArray(pair, cJSON_CreateString(p->stages[i].rep_full[k])) ||
                   !cJSON_AddItemToArray(pair, cJSON_CreateString(p->stages[i].rep_shown[k]));
         }
-        for (const struct curl_slist *l = p->stages[i].headers; !bad && l; l = l->next) {
+        for (const struct curl_slist *l = pipeline_headers(&p->stages[i], NULL); !bad && l; l = l->next) {
             cJSON *line = cJSON_CreateString(l->data);
             bad = !line || !cJSON_AddItemToArray(h, line);
         }

@@ -343,7 +343,7 @@ static void test_checked_options(void)
     CU_ASSERT_EQUAL(cfg.pipeline->n_cli_headers, 2);
     for (int i = 0; i < cfg.pipeline->n; i++) {
         int a = 0, b = 0;
-        for (const struct curl_slist *l = cfg.pipeline->stages[i].headers; l; l = l->next) {
+        for (const struct curl_slist *l = pipeline_headers(&cfg.pipeline->stages[i], NULL); l; l = l->next) {
             a += !strcmp(l->data, "X-A: 1");
             b += !strcmp(l->data, "X-B: 2");
         }
