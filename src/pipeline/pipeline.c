@@ -36,6 +36,9 @@ const char pipeline_default_json[] =
 #define IDX_FILE (-1)
 #define IDX_DEFAULTS (-2)
 
+/* Writes "SOURCE: stage N (NAME): what" into err, what being fmt's text; without a name
+ * "SOURCE: stage N: what", and for the file or its defaults "SOURCE: what" and
+ * "SOURCE: \"defaults\": what". Returns -1. */
 static int vfail(char *err, size_t errlen, const char *source, int idx, const char *name, const char *fmt,
                  va_list ap)
 {
