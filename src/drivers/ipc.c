@@ -254,7 +254,7 @@ static int put_stage(cJSON *stages, const struct stage *st)
               !cJSON_AddItemToArray(pair, cJSON_CreateString(st->rep_full[k])) ||
               !cJSON_AddItemToArray(pair, cJSON_CreateString(st->rep_shown[k]));
     }
-    for (const struct curl_slist *l = st->headers; !bad && l; l = l->next) {
+    for (const struct curl_slist *l = pipeline_headers(st, NULL); !bad && l; l = l->next) {
         cJSON *line = cJSON_CreateString(l->data);
         bad = !line || !cJSON_AddItemToArray(h, line);
     }

@@ -13,11 +13,22 @@
 #include "flow/budget.h"
 #include "common/mime.h"
 
-static void budget_alive(const void *arg)
+/* A slow disk is not a stuck worker: the worker process's heartbeat (run.h). */
+static void say_alive(const struct run *run)
 {
-    const struct run *run = arg;
     if (run->alive)
         run->alive(run);
+}
+
+static void budget_alive(const void *arg)
+{
+    say_alive(arg);
+}
+
+static int budget_stop(const void *arg)
+{
+    const struct run *run = arg;
+    return run_stop_state(run) == RUN_ABORT;
 }
 
 /* Room left before and after the base64 (item.h: b64_slack), for a body's head and tail. */
@@ -34,155 +45,185 @@ static int b64_alloc(struct item *it, size_t size)
     return 0;
 }
 
-static int budget_stop(const void *arg)
+/* Opens the image's file and checks that it can be sent: a regular file, not empty, within
+ * --max-image-bytes. Returns the descriptor and the file's size, or -1 with the item failed. */
+static int open_image(const struct run *run, struct item *it, uint64_t *size)
 {
-    const struct run *run = arg;
-    return run_stop_state(run) == RUN_ABORT;
-}
-
-/* Reads the file in chunks of a multiple of 3 bytes and encodes each straight into the item's
- * base64 buffer: the image is never held raw in full, and never encoded twice. */
-void load_image(const struct run *run, struct item *it)
-{
-    if (it->status == ITEM_FAILED)
-        return;
     /* O_NONBLOCK|O_NOFOLLOW: if the file was swapped for a FIFO or a link since the scan, we
      * must not block on it or follow it. */
     int fd = open(it->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         item_fail(it, "cannot open the file: %s", strerror(errno));
-        return;
+        return -1;
     }
     struct stat st;
-    if (fstat(fd, &st)) {
+    if (fstat(fd, &st))
         item_fail(it, "cannot stat the file: %s", strerror(errno));
-        close(fd);
-        return;
-    }
-    if (!S_ISREG(st.st_mode)) {
+    else if (!S_ISREG(st.st_mode))
         item_fail(it, "not a regular file");
-        close(fd);
-        return;
-    }
-    uint64_t size = (uint64_t)st.st_size;
-    if (size == 0) {
+    else if (st.st_size == 0)
         item_fail(it, "empty file (0 bytes): not sent");
-        close(fd);
-        return;
+    else if ((uint64_t)st.st_size > run->cfg->max_image_bytes)
+        item_fail(it, "file is %" PRIu64 " bytes, more than --max-image-bytes %" PRIu64 ": not sent",
+                  (uint64_t)st.st_size, run->cfg->max_image_bytes);
+    else {
+        *size = (uint64_t)st.st_size;
+        return fd;
     }
-    if (size > run->cfg->max_image_bytes) {
-        item_fail(it, "file is %" PRIu64 " bytes, more than --max-image-bytes %" PRIu64 ": not sent", size,
-                  run->cfg->max_image_bytes);
-        close(fd);
-        return;
-    }
-    unsigned needs = pipeline_needs(run->p);
-    /* The image's share of --max-memory, taken before anything is read: loading waits while
-     * other images hold the budget. */
-    uint64_t charge = ((needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 + 2 * B64_SLACK : 0) + ((needs & NEED_BYTES) ? size : 0);
+    close(fd);
+    return -1;
+}
+
+/* Takes the image's share of --max-memory before anything is read: loading waits while other
+ * images hold the budget. 0, or -1 with the item failed (the run was stopped: no row). */
+static int charge_budget(const struct run *run, struct item *it, unsigned needs, uint64_t size)
+{
+    uint64_t charge = ((needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 + 2 * B64_SLACK : 0) +
+                      ((needs & NEED_BYTES) ? size : 0);
     if (budget_take(charge, budget_alive, budget_stop, run)) {
         item_fail(it, "not loaded: the run was stopped");
         it->no_row = 1; /* not the image's fault: --resume runs it */
-        close(fd);
-        return;
+        return -1;
     }
     it->charged = charge;
-    if (needs & NEED_BYTES) {
-        /* The bytes themselves are sent: kept whole, and base64 made from them if a body also
-         * wants that. */
-        if (!(it->raw = malloc((size_t)size))) {
+    return 0;
+}
+
+/* Reads the file's size bytes into buf, and checks that nothing follows them. Returns 0 with
+ * the bytes read in *got (fewer when the file shrank), or -1 with the item failed. */
+static int read_exact(const struct run *run, struct item *it, int fd, unsigned char *buf, size_t size, size_t *got)
+{
+    *got = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + *got, size - *got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            item_fail(it, "cannot read the file: %s", strerror(errno));
+            return -1;
+        }
+        if (r == 0)
+            return 0;
+        *got += (size_t)r;
+        say_alive(run);
+        if (*got == size) {
+            char extra;
+            if (read(fd, &extra, 1) > 0) {
+                item_fail(it, "the file grew while it was read");
+                return -1;
+            }
+            return 0;
+        }
+    }
+}
+
+/* The bytes themselves are sent: kept whole in it->raw, and the base64 made from them if a body
+ * also wants it. On a failure the item is failed (and its payload dropped once read). */
+static void read_whole(const struct run *run, struct item *it, int fd, uint64_t size, unsigned needs)
+{
+    if (!(it->raw = malloc((size_t)size))) {
+        item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
+        return;
+    }
+    size_t got;
+    if (read_exact(run, it, fd, it->raw, (size_t)size, &got)) {
+        item_drop_payload(it);
+        return;
+    }
+    if (got != size) {
+        item_fail(it, "the file shrank while it was read (%zu of %" PRIu64 " bytes)", got, size);
+        item_drop_payload(it);
+        return;
+    }
+    it->raw_len = got;
+    it->mime = mime_of(it->raw, got < MIME_HEAD ? got : MIME_HEAD, it->path);
+    if (needs & NEED_B64) {
+        if (b64_alloc(it, got)) {
             item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
-            close(fd);
-            return;
-        }
-        size_t got = 0;
-        for (;;) {
-            ssize_t r = read(fd, it->raw + got, (size_t)size - got);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                item_fail(it, "cannot read the file: %s", strerror(errno));
-                goto fail;
-            }
-            if (r == 0)
-                break;
-            got += (size_t)r;
-            if (run->alive)
-                run->alive(run);
-            if (got == (size_t)size) {
-                char extra;
-                if (read(fd, &extra, 1) > 0) {
-                    item_fail(it, "the file grew while it was read");
-                    goto fail;
-                }
-                break;
-            }
-        }
-        close(fd);
-        if (got != size) {
-            item_fail(it, "the file shrank while it was read (%zu of %" PRIu64 " bytes)", got, size);
             item_drop_payload(it);
             return;
         }
-        it->raw_len = got;
-        it->mime = mime_of(it->raw, got < MIME_HEAD ? got : MIME_HEAD, it->path);
-        if (needs & NEED_B64) {
-            if (b64_alloc(it, got)) {
-                item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
-                item_drop_payload(it);
-                return;
-            }
-            it->b64_len = b64_encode_with(run->cfg->encoder, it->raw, got, it->b64);
-        }
-        return;
+        it->b64_len = b64_encode_with(run->cfg->encoder, it->raw, got, it->b64);
     }
+}
+
+enum { CHUNK = 3 * 21846 }; /* 64 KiB, a multiple of 3 */
+
+/* Fills chunk from fd: CHUNK bytes, or fewer at the end of the file. Returns the bytes read, or
+ * -1 with errno. */
+static ssize_t fill_chunk(int fd, unsigned char *chunk)
+{
+    size_t fill = 0;
+    while (fill < CHUNK) {
+        ssize_t r = read(fd, chunk + fill, CHUNK - fill);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        fill += (size_t)r;
+    }
+    return (ssize_t)fill;
+}
+
+/* Only the base64 is sent (or nothing of the image): the file is read in chunks of a multiple of
+ * 3 bytes, each encoded straight into the item's base64 buffer, so the image is never held raw
+ * in full, and never encoded twice. On a failure the item is failed (and its payload dropped
+ * once read). */
+static void read_encoding(const struct run *run, struct item *it, int fd, uint64_t size, unsigned needs)
+{
     size_t cap = (needs & NEED_B64) ? b64_encoded_len((size_t)size) : 0;
     if (cap && b64_alloc(it, (size_t)size)) {
         item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
-        close(fd);
         return;
     }
-    enum { CHUNK = 3 * 21846 }; /* 64 KiB, a multiple of 3 */
     static _Thread_local unsigned char chunk[CHUNK];
     size_t out = 0;
     uint64_t got = 0;
     for (;;) {
-        size_t fill = 0;
-        while (fill < CHUNK) {
-            ssize_t r = read(fd, chunk + fill, CHUNK - fill);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                item_fail(it, "cannot read the file: %s", strerror(errno));
-                goto fail;
-            }
-            if (r == 0)
-                break;
-            fill += (size_t)r;
+        ssize_t fill = fill_chunk(fd, chunk);
+        if (fill < 0) {
+            item_fail(it, "cannot read the file: %s", strerror(errno));
+            item_drop_payload(it);
+            return;
         }
         if (got == 0)
-            it->mime = mime_of(chunk, fill < MIME_HEAD ? fill : MIME_HEAD, it->path);
-        got += fill;
-        if (run->alive)
-            run->alive(run); /* a slow disk is not a stuck worker */
+            it->mime = mime_of(chunk, (size_t)fill < MIME_HEAD ? (size_t)fill : MIME_HEAD, it->path);
+        got += (uint64_t)fill;
+        say_alive(run);
         if (got > size) {
             item_fail(it, "the file grew while it was read");
-            goto fail;
+            item_drop_payload(it);
+            return;
         }
         if (cap)
-            out += b64_encode_with(run->cfg->encoder, chunk, fill, it->b64 + out);
+            out += b64_encode_with(run->cfg->encoder, chunk, (size_t)fill, it->b64 + out);
         if (fill < CHUNK)
             break;
     }
-    close(fd);
     if (got != size) {
         item_fail(it, "the file shrank while it was read (%" PRIu64 " of %" PRIu64 " bytes)", got, size);
         item_drop_payload(it);
         return;
     }
     it->b64_len = out;
-    return;
-fail:
+}
+
+void load_image(const struct run *run, struct item *it)
+{
+    if (it->status == ITEM_FAILED)
+        return;
+    uint64_t size;
+    int fd = open_image(run, it, &size);
+    if (fd < 0)
+        return;
+    unsigned needs = pipeline_needs(run->p);
+    if (charge_budget(run, it, needs, size) == 0) {
+        if (needs & NEED_BYTES)
+            read_whole(run, it, fd, size, needs);
+        else
+            read_encoding(run, it, fd, size, needs);
+    }
     close(fd);
-    item_drop_payload(it);
 }

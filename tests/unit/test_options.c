@@ -344,7 +344,7 @@ static void test_checked_options(void)
     CU_ASSERT_EQUAL(cfg.pipeline->n_cli_headers, 2);
     for (int i = 0; i < cfg.pipeline->n; i++) {
         int a = 0, b = 0;
-        for (const struct curl_slist *l = cfg.pipeline->stages[i].headers; l; l = l->next) {
+        for (const struct curl_slist *l = pipeline_headers(&cfg.pipeline->stages[i], NULL); l; l = l->next) {
             a += !strcmp(l->data, "X-A: 1");
             b += !strcmp(l->data, "X-B: 2");
         }
@@ -589,7 +589,7 @@ static void test_worker_config_frame(void)
         for (int s = 0; s < 2; s++) {
             CU_ASSERT_STRING_EQUAL(w.cfg.pipeline->stages[s].full_url, cfg.pipeline->stages[s].full_url);
             int team = 0;
-            for (const struct curl_slist *l = w.cfg.pipeline->stages[s].headers; l; l = l->next)
+            for (const struct curl_slist *l = pipeline_headers(&w.cfg.pipeline->stages[s], NULL); l; l = l->next)
                 team += !strcmp(l->data, "X-Team: vision");
             CHECKF(team == 1, "stage %d: X-Team %d times", s + 1, team);
         }
