@@ -8,7 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+
+#include "results/resume.h"
+#include "sources/s3.h"
 
 const char *const *cli_option_names(void)
 {
@@ -33,16 +37,22 @@ void cli_usage(FILE *f, int bench)
               "run options given here (--config, --header, --cacert, --insecure, --timeout-ms, ...).\n\noptions:\n", f);
     else
         fputs("usage: annotate DIR [options]\n"
+              "       annotate s3://BUCKET/PREFIX [options]\n"
+              "       annotate --files-from LIST [options]  (LIST: - for standard input)\n"
               "       annotate bench DIR [options]      measure the strategies (annotate bench --help)\n"
               "       annotate merge OUT.csv SHARD.csv...  combine shard outputs, one row per image\n\n"
-              "Sends every image under DIR through the model chain and writes one CSV row per image.\n\n"
+              "Sends every image under DIR (or under the bucket's prefix, or in the list) through the model\n"
+              "chain and writes one row per image (CSV, or JSON Lines with --out FILE.jsonl).\n"
+              "S3 is configured as the AWS CLI is: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,\n"
+              "AWS_REGION, AWS_ENDPOINT_URL (S3-compatible stores), AWS_PROFILE and ~/.aws/credentials.\n\n"
               "options:\n", f);
     for (int i = 0; i < CONFIG_N_OPTIONS; i++) {
         const struct config_option *o = &CONFIG_OPTIONS[i];
         if (!in_scope(o, bench))
             continue;
         char lhs[64];
-        snprintf(lhs, sizeof lhs, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        snprintf(lhs, sizeof lhs, "%s--%s%s%s", !strcmp(o->name, "null") ? "-0, " : "", o->name, o->arg ? " " : "",
+                 o->arg ? o->arg : "");
         fprintf(f, "  %-28s %s", lhs, o->help);
         if (!strcmp(o->name, "workers"))
             fprintf(f, " [default: 8 per CPU, %ld here]", 8 * sysconf(_SC_NPROCESSORS_ONLN));
@@ -110,6 +120,7 @@ static int take_option(int c, char **argv, struct config_parse *ps, char *err, s
         return config_fail(err, errlen, "%s needs a value; see annotate --help", argv[optind - 1]);
     const struct config_option *o = c == 'h'   ? config_option_named("help", 4)
                                     : c == 'o' ? config_option_named("out", 3)
+                                    : c == '0' ? config_option_named("null", 4)
                                     : c >= 1000 && c - 1000 < CONFIG_N_OPTIONS ? &CONFIG_OPTIONS[c - 1000]
                                                                                : NULL;
     if (!o)
@@ -140,7 +151,7 @@ static int parse_args(int argc, char **argv, struct config_parse *ps, char *err,
     opterr = 0;
     const char *dir = NULL;
     int c, longidx, rc = 0;
-    while (!rc && (c = getopt_long(argc, argv, "-ho:", lopts, &longidx)) != -1) {
+    while (!rc && (c = getopt_long(argc, argv, ps->bench ? "-ho:" : "-ho:0", lopts, &longidx)) != -1) {
         if (c != 1)
             rc = take_option(c, argv, ps, err, errlen);
         else if (dir)
@@ -150,8 +161,12 @@ static int parse_args(int argc, char **argv, struct config_parse *ps, char *err,
     }
     if (rc)
         return rc;
-    if (!dir)
-        return config_fail(err, errlen, "no folder given; usage: annotate DIR --out results.csv (see annotate --help)");
+    if (dir && ps->cfg->files_from)
+        return config_fail(err, errlen, "both DIR (%s) and --files-from given: give one of them", dir);
+    if (!dir && !ps->cfg->files_from)
+        return config_fail(err, errlen, "no folder given; usage: annotate DIR --out results.csv, annotate "
+                                        "s3://BUCKET/PREFIX --out ..., or annotate --files-from LIST --out ... "
+                                        "(see annotate --help)");
     ps->cfg->dir = dir;
     return 0;
 }
@@ -180,10 +195,44 @@ int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *benc
     return rc;
 }
 
+/* Where the images come from (DIR, s3://BUCKET/PREFIX or --files-from) and where the results go
+ * (--format against --out's name). 0, or -1 with err. */
+static int check_source_and_format(struct config *cfg, char *err, size_t errlen)
+{
+    struct s3_location loc;
+    if (cfg->dir && !strncmp(cfg->dir, "s3://", 5)) {
+        if (s3_url_parse(cfg->dir, &loc, err, errlen))
+            return -1;
+        s3_location_free(&loc);
+    } else if (cfg->dir && (!strncmp(cfg->dir, "http://", 7) || !strncmp(cfg->dir, "https://", 8))) {
+        return config_fail(err, errlen, "%s: annotate reads a folder or s3://BUCKET/PREFIX; give image URLs in a "
+                                        "list with --files-from", cfg->dir);
+    }
+    if (cfg->list_nul && !cfg->files_from)
+        return config_fail(err, errlen, "-0 (--null) goes with --files-from (it says how the list's entries end)");
+    if (cfg->image_auth && !cfg->files_from)
+        return config_fail(err, errlen, "--image-auth goes with --files-from (it is about http(s) image URLs)");
+    if (cfg->retry_failed && cfg->files_from && !strcmp(cfg->files_from, "-"))
+        return config_fail(err, errlen, "--retry-failed keeps a failed row whose image the list no longer names, so "
+                                        "it reads the list first: give --files-from a file, not standard input");
+    int by_name = results_format_of(cfg->out);
+    size_t ol = strlen(cfg->out);
+    int named_csv = ol >= 4 && !strcasecmp(cfg->out + ol - 4, ".csv");
+    if (cfg->format_given && ((cfg->format == RESULTS_CSV && by_name == RESULTS_JSONL) ||
+                              (cfg->format == RESULTS_JSONL && named_csv)))
+        return config_fail(err, errlen, "--format %s, but --out %s says otherwise: name the file .%s",
+                           results_format_name(cfg->format), cfg->out, results_format_name(cfg->format));
+    if (!cfg->format_given)
+        cfg->format = by_name;
+    return 0;
+}
+
 /* What needs every option: their combinations, then the pipeline with the --header lines. */
 static int check_and_load(struct config_parse *ps, char *err, size_t errlen)
 {
     struct config *cfg = ps->cfg;
+    if (!ps->bench && check_source_and_format(cfg, err, errlen))
+        return -1;
     if (cfg->retry_failed && !cfg->resume)
         return config_fail(err, errlen, "--retry-failed goes with --resume (it re-runs the failed rows of an earlier run)");
     if (cfg->resume && !strcmp(cfg->out, "-"))

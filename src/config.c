@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "endpoint/limit.h"
+#include "results/resume.h"
 
 const char *strategy_name(enum strategy s)
 {
@@ -75,6 +76,7 @@ void config_defaults(struct config *cfg, struct bench_opts *bench)
     cfg->drain_timeout_ms = 30000;
     cfg->outage_timeout_s = 300;
     cfg->progress_interval = 10;
+    cfg->s3_max_keys = 1000;
     if (bench) {
         memset(bench, 0, sizeof *bench);
         bench->strategies = "serial,threads,processes,curl-multi";
@@ -124,6 +126,7 @@ static int opt_duration(const struct config_option *, const char *, struct confi
 static int opt_server(const struct config_option *, const char *, struct config_parse *, char *, size_t);
 static int opt_header(const struct config_option *, const char *, struct config_parse *, char *, size_t);
 static int opt_cacert(const struct config_option *, const char *, struct config_parse *, char *, size_t);
+static int opt_format(const struct config_option *, const char *, struct config_parse *, char *, size_t);
 static const char *print_header(const struct config_option *, const struct config *, const struct bench_opts *, int,
                                 char *, size_t);
 static const char *print_strategy(const struct config_option *, const struct config *, const struct bench_opts *, int,
@@ -135,7 +138,21 @@ static const char *print_encoder(const struct config_option *, const struct conf
 
 /* In the order of --help. */
 const struct config_option CONFIG_OPTIONS[] = {
-    {"out", "FILE", "- (stdout)", "write the CSV here", SCOPE_RUN, STRING(CFG(out)), TO_WORKER},
+    {"out", "FILE", "- (stdout)", "write the results here (CSV, or JSON Lines for a name ending in .jsonl)", SCOPE_RUN,
+     STRING(CFG(out)), TO_WORKER},
+    {"format", "F", "by --out's name: .jsonl or .ndjson jsonl, else csv",
+     "the results file's format: csv, or jsonl (one JSON object a line, results as JSON values)", SCOPE_RUN,
+     CUSTOM(opt_format, NOWHERE)},
+    {"files-from", "FILE", NULL,
+     "instead of DIR: the images listed in FILE (- for standard input), one a line: local paths, s3:// and "
+     "http(s):// URLs, mixed", SCOPE_RUN, STRING(CFG(files_from))},
+    {"null", NULL, NULL, "-0: the --files-from list's entries end with a NUL byte, not a newline (find -print0)",
+     SCOPE_RUN, FLAG(CFG(list_nul))},
+    {"image-auth", NULL, NULL,
+     "also send --header's headers to http(s) image URLs of --files-from, and verify them with --cacert "
+     "(--insecure: not at all); by default an image host gets neither", SCOPE_RUN, FLAG(CFG(image_auth))},
+    {"s3-max-keys", "N", "1000", "S3: keys a ListObjectsV2 page asks for", SCOPE_RUN,
+     LONG(CFG(s3_max_keys), 1, 1000, "a number of keys")},
     {"server", "URL", "http://127.0.0.1:8080", "base URL that relative stage URLs are joined to", SCOPE_BOTH,
      CUSTOM(opt_server, CFG(server)), TO_WORKER, BENCH_OWN},
     {"config", "FILE", "the built-in seed chain", "pipeline file (JSON) defining the model chain", SCOPE_BOTH,
@@ -565,6 +582,18 @@ static int opt_cacert(const struct config_option *o, const char *arg, struct con
     if (S_ISDIR(st.st_mode))
         return config_fail(err, errlen, "--cacert %s: is a directory; give the CA bundle file (PEM) itself", arg);
     ps->cfg->cacert = arg;
+    return 0;
+}
+
+/* csv or jsonl (results/resume.h's formats, by name). */
+static int opt_format(const struct config_option *o, const char *arg, struct config_parse *ps, char *err,
+                      size_t errlen)
+{
+    (void)o;
+    if (strcmp(arg, "csv") && strcmp(arg, "jsonl"))
+        return config_fail(err, errlen, "--format %s: use csv or jsonl", arg);
+    ps->cfg->format = !strcmp(arg, "jsonl") ? RESULTS_JSONL : RESULTS_CSV;
+    ps->cfg->format_given = 1;
     return 0;
 }
 

@@ -31,7 +31,15 @@
 enum strategy { STRAT_SERIAL = 0, STRAT_THREADS, STRAT_PROCESSES, STRAT_CURL_MULTI, STRAT__N };
 
 struct config {
-    const char *dir;
+    const char *dir;            /* a folder, or s3://BUCKET/PREFIX; NULL with files_from */
+    const char *files_from;     /* --files-from: a list of images (local paths, s3:// and http(s)://
+                                 * URLs), "-" for standard input; NULL: dir */
+    int list_nul;               /* -0: the list's entries end with NUL, not a newline */
+    int format;                 /* the results file's format (results/resume.h), from --format or
+                                 * --out's name */
+    int format_given;           /* --format was given */
+    int s3_max_keys;            /* S3: keys a listing page asks for */
+    int image_auth;             /* --header and --cacert also go to http(s) image URLs */
     const char *out;
     const char *server;
     const char *config_file;

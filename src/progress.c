@@ -13,7 +13,7 @@
 #include "common/errtally.h"
 #include "flow/item.h"
 #include "endpoint/limit.h"
-#include "flow/scan.h"
+#include "flow/source.h"
 #include "select.h"
 
 struct progress {
@@ -28,30 +28,42 @@ struct progress {
     const struct shared_page *shared;
     const struct doneset *done;
     const atomic_int *run_stop; /* the run's stop flag: RUN_GOING until a signal */
+    struct sources *sources;    /* what a counting source reads a bucket with */
+    const atomic_uint_fast64_t *found; /* the run's own count, for a source read only once */
 };
 
-/* Counts what the run will settle (taken, and skipped as done) with the run's own rule. */
+/* Counts what the run will settle (taken, and skipped as done) with the run's own rule, on a
+ * second source of the run's kind (source.h). A source that can be read only once (a list on
+ * standard input) is not counted ahead: the total follows the run's own count. */
 static void *count_thread(void *arg)
 {
     struct progress *p = arg;
     char err[256];
-    scanner *s = scan_open(p->cfg->dir, &p->cfg->scan, err, sizeof err);
-    if (!s)
+    struct source *s = source_open(p->cfg, p->sources, 1, err, sizeof err);
+    if (!s) {
+        while (p->cfg->files_from && !atomic_load(&p->stop)) {
+            atomic_store(&p->total, atomic_load(p->found));
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
         return NULL;
+    }
+    s->stop = &p->stop;
     struct selection sel;
     selection_init(&sel, p->cfg, p->done);
-    struct scan_entry e;
+    struct source_entry e;
     uint64_t n = 0;
     enum pick k = PICK_TAKE;
-    while (!atomic_load(&p->stop) && k != PICK_STOP && scan_next(s, &e) == 1) {
-        k = selection_pick(&sel, &e);
+    while (!atomic_load(&p->stop) && k != PICK_STOP && source_next(s, &e) == 1) {
+        k = selection_pick(&sel, &e.e);
         if ((k == PICK_TAKE || k == PICK_DONE) && ++n % 1024 == 0)
             atomic_store(&p->total, n);
     }
     atomic_store(&p->total, n);
-    if (!atomic_load(&p->stop))
+    char why[8];
+    if (!atomic_load(&p->stop) && !s->incomplete(s, why, sizeof why))
         atomic_store(&p->total_known, 1);
-    scan_close(s);
+    source_close(s);
     return NULL;
 }
 
@@ -280,8 +292,9 @@ static void *draw_thread(void *arg)
     return NULL;
 }
 
-struct progress *progress_new(const struct config *cfg, struct stats *st, const struct shared_page *shared,
-                              const struct doneset *done, const atomic_int *stop)
+struct progress *progress_new(const struct config *cfg, struct sources *sources, struct stats *st,
+                              const struct shared_page *shared, const struct doneset *done, const atomic_int *stop,
+                              const atomic_uint_fast64_t *found)
 {
     if (cfg->quiet)
         return NULL;
@@ -293,6 +306,8 @@ struct progress *progress_new(const struct config *cfg, struct stats *st, const 
     p->shared = shared;
     p->done = done;
     p->run_stop = stop;
+    p->sources = sources;
+    p->found = found;
     p->t0 = now_s();
     p->tty = isatty(STDERR_FILENO);
     const char *nc = getenv("NO_COLOR");

@@ -1,7 +1,9 @@
 /* progress: the live status line. On a terminal, one line on stderr redrawn at most 10 times a
  * second and cleared at the end; otherwise a plain line every --progress-interval seconds;
- * nothing with --quiet. The total comes from a second scanner that counts ahead without keeping
- * the list. Colour only on a terminal, and never when NO_COLOR is set. */
+ * nothing with --quiet. The total comes from a second source of the run's kind (a scanner, a
+ * listing of the bucket, a reading of the list file) that counts ahead without keeping the list;
+ * a list on standard input is not counted ahead (the total is what the run has read so far, shown
+ * as "N/M+"). Colour only on a terminal, and never when NO_COLOR is set. */
 #ifndef ANNOTATE_PROGRESS_H
 #define ANNOTATE_PROGRESS_H
 
@@ -13,11 +15,14 @@
 
 struct progress;
 
-/* Starts the progress thread (and the counting scanner, which selects images as the run does:
- * done is the run's resume set, may be NULL). NULL when quiet. Everything passed must outlive
+/* Starts the progress thread (and the counting source, which selects images as the run does:
+ * done is the run's resume set, may be NULL; sources the run's S3 clients, may be NULL; found
+ * the run's count of images taken). NULL when quiet. Everything passed must outlive
  * progress_end. */
-struct progress *progress_new(const struct config *cfg, struct stats *st, const struct shared_page *shared,
-                              const struct doneset *done, const atomic_int *stop);
+struct sources;
+struct progress *progress_new(const struct config *cfg, struct sources *sources, struct stats *st,
+                              const struct shared_page *shared, const struct doneset *done, const atomic_int *stop,
+                              const atomic_uint_fast64_t *found);
 /* Stops drawing and clears the line. NULL is a no-op. */
 void progress_end(struct progress *p);
 void progress_free(struct progress *p);

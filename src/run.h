@@ -11,6 +11,8 @@
 #include "endpoint/shared.h"
 #include "common/stats.h"
 
+struct sources;
+
 enum { RUN_GOING = 0, RUN_DRAIN = 1, RUN_ABORT = 2 };
 
 struct run {
@@ -30,6 +32,8 @@ struct run {
     void (*alive)(const struct run *run);
     int holder;                 /* a worker process: its entry + 1 in the shared page's table of
                                  * slot holders (limit.h); 0: none (the parent's threads) */
+    struct sources *sources;    /* S3 clients, image-URL headers (sources/sources.h); NULL in a
+                                 * worker process, which is never given an image to fetch */
 };
 
 /* The stop flag's value, and stopping the run now (the runner turns it into exit 2 or 130). */

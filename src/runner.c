@@ -25,11 +25,12 @@
 #include "drivers/exec.h"
 #include "fdlimit.h"
 #include "endpoint/limit.h"
+#include "flow/source.h"
 #include "progress.h"
 #include "results/results.h"
 #include "run.h"
-#include "flow/scan.h"
 #include "select.h"
+#include "sources/sources.h"
 
 struct runner {
     struct run run;
@@ -37,7 +38,8 @@ struct runner {
     const struct config *cfg;
     struct config cfg_fit; /* the run's copy of the settings (see fdlimit.h); cfg points at it */
     struct shared shared;
-    scanner *sc;
+    struct sources *sources; /* S3 clients, image-URL headers (run.sources) */
+    struct source *src;     /* the folder, the bucket or the list (source.h) */
     struct doneset *done;
     struct resume_info info;
     struct selection sel;
@@ -49,19 +51,21 @@ struct runner {
     pthread_mutex_t out_mu; /* the writer and the signal thread's last-resort sync */
     struct progress *prog;
     struct bench_sampler *sampler;
-    /* Folders the scan could not read, each written as a failed row by the scanning thread. */
+    /* Folders the scan could not read (and list entries that name no image), each written as a
+     * failed row by the scanning thread. */
     atomic_uint_fast64_t folders_failed;
     pthread_mutex_t folder_mu; /* the last one, for the summary */
     char folder_last[600];
     int limits_set;         /* limit_setup has run: limit_teardown */
 };
 
-/* A folder the scan could not read: one failed row (path = the folder, with its '/'), written
- * at once from the scanning thread (it goes through no stage). Not in this shard, or already
- * with a row (a resume): nothing. A row that cannot be written stops the run. */
+/* An entry that is a failed row (source.h): a folder the scan could not read (path = the folder,
+ * with its '/'), a list's entry that names no image. Written at once from the scanning thread (it
+ * goes through no stage). Not in this shard, or already with a row (a resume): nothing. A row
+ * that cannot be written stops the run. */
 static void folder_row(struct runner *r, const struct scan_entry *e)
 {
-    if (r->cfg->shard_n && shard_hash(e->rel, e->rel_len) % (uint64_t)r->cfg->shard_n != (uint64_t)r->cfg->shard_k)
+    if (!selection_in_shard(r->cfg, e->rel, e->rel_len))
         return;
     if (r->done && doneset_has(r->done, e->path, e->path_len))
         return;
@@ -93,20 +97,21 @@ static void folder_row(struct runner *r, const struct scan_entry *e)
 /* The next item the run should process, or NULL at the end (or when stopping). */
 static struct item *next_item(struct runner *r, uint64_t *seq)
 {
-    struct scan_entry e;
+    struct source_entry se;
+    const struct scan_entry *e = &se.e;
     for (;;) {
         if (atomic_load(r->run.stop) != RUN_GOING) {
             atomic_store(&r->scan_cut, 1);
             break;
         }
-        int got = scan_next(r->sc, &e);
+        int got = source_next(r->src, &se);
         if (got == 2) {
-            folder_row(r, &e);
+            folder_row(r, e);
             continue;
         }
         if (got != 1)
             break;
-        enum pick k = selection_pick(&r->sel, &e);
+        enum pick k = selection_pick(&r->sel, e);
         if (k == PICK_STOP)
             break;
         if (k == PICK_SELF)
@@ -122,13 +127,17 @@ static struct item *next_item(struct runner *r, uint64_t *seq)
             atomic_fetch_add(&r->run.stats->skipped, 1);
             continue;
         }
-        struct item *it = item_new(e.path, e.path_len, (size_t)(e.rel - e.path), r->run.p->n, (*seq)++);
-        if (it)
+        struct item *it = item_new(e->path, e->path_len, (size_t)(e->rel - e->path), r->run.p->n, (*seq)++);
+        if (it) {
+            it->kind = se.kind;
+            it->size_known = se.size_known;
+            it->size = se.size;
             return it;
+        }
         /* Not this image's failure, and no row may be claimed for it: stop (exit 2); the rows
          * written are whole, and --resume runs the rest. */
         fprintf(stderr, "annotate: out of memory for the image %.*s: stopping\n",
-                (int)(e.path_len > 300 ? 300 : e.path_len), e.path);
+                (int)(e->path_len > 300 ? 300 : e->path_len), e->path);
         atomic_store(r->run.stop, RUN_ABORT);
     }
     return NULL;
@@ -270,14 +279,18 @@ static void drain_free(queue *q)
         item_free(x);
 }
 
-/* scan → load → query → write over bounded queues, with the strategies' executors. */
+/* scan → load → query → write over bounded queues, with the strategies' executors. Images of a
+ * bucket or a list are loaded in this process (threads where processes are asked for): its S3
+ * credentials and image-URL headers go to no worker process. */
 static int run_queued(struct runner *r, char *err, size_t errlen)
 {
     const struct config *cfg = r->cfg;
     size_t qs = cfg->queue_size;
     r->q_scan = queue_new(qs, 1);
     r->q_out = queue_new(qs, 1);
-    int fused = cfg->load == STRAT_PROCESSES && cfg->query == STRAT_PROCESSES;
+    int folder = !cfg->files_from && strncmp(cfg->dir, "s3://", 5);
+    enum strategy load = !folder && cfg->load == STRAT_PROCESSES ? STRAT_THREADS : cfg->load;
+    int fused = load == STRAT_PROCESSES && cfg->query == STRAT_PROCESSES;
     if (!fused)
         r->q_load = queue_new(qs, 1);
     if (!r->q_scan || !r->q_out || (!fused && !r->q_load)) {
@@ -300,7 +313,7 @@ static int run_queued(struct runner *r, char *err, size_t errlen)
         e_query = exec_start(STRAT_PROCESSES, &r->run, JOB_LOAD | JOB_QUERY, cfg->workers, r->q_scan, r->q_out,
                              err, errlen);
     } else {
-        e_load = exec_start(cfg->load, &r->run, JOB_LOAD, cfg->workers, r->q_scan, r->q_load, err, errlen);
+        e_load = exec_start(load, &r->run, JOB_LOAD, cfg->workers, r->q_scan, r->q_load, err, errlen);
         if (e_load)
             e_query = exec_start(cfg->query, &r->run, JOB_QUERY, cfg->workers, r->q_load, r->q_out, err, errlen);
     }
@@ -329,7 +342,32 @@ static int run_queued(struct runner *r, char *err, size_t errlen)
     return rc;
 }
 
-/* Everything before the first image: limits, the results file (locked, resumed), the scanner. */
+/* resume's can_redo (results.h): will the source give this path again. */
+static int source_finds(void *ud, const char *path, size_t len)
+{
+    struct source *s = ud;
+    return s->finds(s, path, len);
+}
+
+/* What reads images that are not local files (S3 clients, image-URL headers), then the source:
+ * for a bucket, its first listing page, so that S3 refusing the set-up exits 2 here, before any
+ * model request. A list is read through first when it is a file: an s3:// entry then needs S3's
+ * configuration now. */
+static int open_source(struct runner *r, char *err, size_t errlen)
+{
+    const struct config *cfg = r->cfg;
+    int need_s3 = cfg->dir && !strncmp(cfg->dir, "s3://", 5);
+    if (cfg->files_from && (need_s3 = source_list_check(cfg, err, errlen)) < 0)
+        return -1;
+    if ((cfg->files_from || need_s3) && !(r->run.sources = r->sources = sources_new(cfg, need_s3, err, errlen)))
+        return -1;
+    if (!(r->src = source_open(cfg, r->sources, 0, err, errlen)))
+        return -1;
+    r->src->stop = r->run.stop;
+    return 0;
+}
+
+/* Everything before the first image: limits, the source, the results file (locked, resumed). */
 static int setup(struct runner *r, char *err, size_t errlen)
 {
     const struct config *cfg = r->cfg;
@@ -347,12 +385,11 @@ static int setup(struct runner *r, char *err, size_t errlen)
         snprintf(err, errlen, "cannot set up the rate limiter: %s", strerror(errno));
         return -1;
     }
-    if (!(r->sc = scan_open(cfg->dir, &cfg->scan, err, errlen)))
+    if (open_source(r, err, errlen))
         return -1;
-    scan_report_folders(r->sc, 1);
-    struct results_opts ro = {.path = cfg->out, .dir = cfg->dir, .resume = cfg->resume,
-                              .retry_failed = cfg->retry_failed, .force = cfg->force, .sync_every = cfg->sync_every,
-                              .can_redo = selection_finds, .can_redo_ud = (void *)cfg};
+    struct results_opts ro = {.path = cfg->out, .format = cfg->format, .under = r->src->rows_under,
+                              .resume = cfg->resume, .retry_failed = cfg->retry_failed, .force = cfg->force,
+                              .sync_every = cfg->sync_every, .can_redo = source_finds, .can_redo_ud = r->src};
     if (!(r->out = results_open(&ro, cfg->pipeline, &r->done, &r->info, err, errlen)))
         return -1;
     const struct resume_info *info = &r->info;
@@ -368,7 +405,7 @@ static int setup(struct runner *r, char *err, size_t errlen)
         fprintf(stderr, "annotate: kept %llu failed row%s as %s: %s no longer in %s (deleted, or not selected)\n",
                 (unsigned long long)info->kept_missing, info->kept_missing == 1 ? "" : "s",
                 info->kept_missing == 1 ? "it was" : "they were", info->kept_missing == 1 ? "its image is" : "their images are",
-                cfg->dir);
+                r->src->name);
     selection_init(&r->sel, cfg, r->done);
     return 0;
 }
@@ -471,10 +508,11 @@ static void release_signals(void)
 /* The folders the scan could not read and could not give a row either (see folder_row). */
 static void warn_unread_folders(const struct runner *r)
 {
-    if (scan_warnings(r->sc) > atomic_load(&r->folders_failed) && !r->cfg->quiet)
-        fprintf(stderr, "annotate: %llu director%s could not be read (last: %s)\n",
-                (unsigned long long)scan_warnings(r->sc), scan_warnings(r->sc) == 1 ? "y" : "ies",
-                scan_last_warning(r->sc));
+    const char *last;
+    uint64_t n = r->src->warnings(r->src, &last);
+    if (n > atomic_load(&r->folders_failed) && !r->cfg->quiet)
+        fprintf(stderr, "annotate: %llu director%s could not be read (last: %s)\n", (unsigned long long)n,
+                n == 1 ? "y" : "ies", last);
 }
 
 /* The exit status of a run whose stages returned rc (runner.h), and err when it is 2. */
@@ -487,10 +525,9 @@ static int exit_status(const struct runner *r, int rc, char *err, size_t errlen)
         snprintf(err, errlen, "%s", r->run.shared->fatal_msg);
         return 2;
     }
-    if (scan_lost(r->sc)) {
-        snprintf(err, errlen, "out of memory while scanning: %llu folder%s could not be read nor given a row; "
-                 "the rows written are valid: run again with --resume", (unsigned long long)scan_lost(r->sc),
-                 scan_lost(r->sc) == 1 ? "" : "s");
+    char why[700];
+    if (r->src->incomplete(r->src, why, sizeof why)) {
+        snprintf(err, errlen, "%s; the rows written are valid: run again with --resume", why);
         return 2;
     }
     if (atomic_load(r->run.stop) == RUN_ABORT) {
@@ -512,7 +549,7 @@ static int exit_status(const struct runner *r, int rc, char *err, size_t errlen)
 static int run_images(struct runner *r, char *err, size_t errlen)
 {
     const struct config *cfg = r->cfg;
-    r->prog = progress_new(cfg, r->run.stats, r->run.shared, r->done, r->run.stop);
+    r->prog = progress_new(cfg, r->sources, r->run.stats, r->run.shared, r->done, r->run.stop, &r->found);
     r->sampler = bench_sampler_start(r->run.stats);
     catch_signals();
     pthread_t sig_tid;
@@ -539,7 +576,8 @@ static void runner_free(struct runner *r, struct stats **stats_out)
 {
     progress_free(r->prog);
     results_close(r->out);
-    scan_close(r->sc);
+    source_close(r->src);
+    sources_free(r->sources);
     doneset_free(r->done);
     ratelimit_free(r->run.rl);
     if (r->limits_set)

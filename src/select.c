@@ -14,6 +14,11 @@ uint64_t shard_hash(const char *rel, size_t len)
     return h;
 }
 
+int selection_in_shard(const struct config *c, const char *rel, size_t len)
+{
+    return !c->shard_n || shard_hash(rel, len) % (uint64_t)c->shard_n == (uint64_t)c->shard_k;
+}
+
 void selection_init(struct selection *s, const struct config *cfg, const struct doneset *done)
 {
     memset(s, 0, sizeof *s);
@@ -48,7 +53,7 @@ int selection_finds(void *ud, const char *path, size_t len)
         return 0;
     const char *rel = path + pl;
     size_t rel_len = len - pl;
-    if (c->shard_n && shard_hash(rel, rel_len) % (uint64_t)c->shard_n != (uint64_t)c->shard_k)
+    if (!selection_in_shard(c, rel, rel_len))
         return 0;
     if (path[len - 1] != '/') {
         const char *slash = memrchr(path, '/', len);
@@ -64,7 +69,7 @@ enum pick selection_pick(struct selection *s, const struct scan_entry *e)
     const struct config *c = s->cfg;
     if (is_results_file(s, e))
         return PICK_SELF;
-    if (c->shard_n && shard_hash(e->rel, e->rel_len) % (uint64_t)c->shard_n != (uint64_t)c->shard_k)
+    if (!selection_in_shard(c, e->rel, e->rel_len))
         return PICK_OTHER_SHARD;
     if (s->done && doneset_has(s->done, e->path, e->path_len))
         return PICK_DONE;

@@ -47,4 +47,7 @@ int selection_finds(void *cfg, const char *path, size_t len);
 /* FNV-1a 64 of the path below the root: the stable key --shard uses. */
 uint64_t shard_hash(const char *rel, size_t len);
 
+/* 1 when rel (what the source's --shard hashes: source.h) is in cfg's shard, or there is none. */
+int selection_in_shard(const struct config *cfg, const char *rel, size_t len);
+
 #endif

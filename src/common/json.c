@@ -270,8 +270,9 @@ static size_t put_utf8(char *o, unsigned long cp)
 }
 
 /* Unescapes the JSON string whose quote is at s[i] (already checked) into out (room for its
- * length); returns the byte count. Surrogate pairs are joined; a lone one becomes U+FFFD. */
-static size_t unescape(const char *s, size_t n, size_t i, char *out)
+ * length); returns the byte count. Surrogate pairs are joined; a lone one becomes U+FFFD, but
+ * with bytes set a lone U+DC80..U+DCFF becomes the byte it stands for (json_put_bytes). */
+static size_t unescape_as(const char *s, size_t n, size_t i, char *out, int bytes)
 {
     struct ctx c = {s, n, 0, NULL, 0};
     size_t o = 0;
@@ -296,11 +297,20 @@ static size_t unescape(const char *s, size_t n, size_t i, char *out)
                 i += 6;
             }
         }
+        if (bytes && cp >= 0xDC80 && cp <= 0xDCFF) {
+            out[o++] = (char)(cp - 0xDC00);
+            continue;
+        }
         if (cp >= 0xD800 && cp <= 0xDFFF)
             cp = 0xFFFD;
         o += put_utf8(out + o, cp);
     }
     return o;
+}
+
+static size_t unescape(const char *s, size_t n, size_t i, char *out)
+{
+    return unescape_as(s, n, i, out, 0);
 }
 
 int json_path_parse(const char *expr, struct json_path *p, char *err, size_t errlen)
@@ -467,4 +477,84 @@ int json_elements(const char *s, size_t n, int (*each)(void *arg, const char *v,
         }
         return i < n && s[i] == ']' ? count : -1;
     }
+}
+
+int json_members(const char *s, size_t n,
+                 int (*each)(void *arg, const char *key, size_t keylen, const char *v, size_t vlen), void *arg)
+{
+    struct ctx c = {s, n, 0, NULL, 0};
+    size_t i = ws(&c, 0);
+    if (i >= n || s[i] != '{')
+        return -1;
+    int count = 0;
+    i = ws(&c, i + 1);
+    if (i < n && s[i] == '}')
+        return 0;
+    for (;;) {
+        size_t kend = i < n && s[i] == '"' ? skip_string(&c, i) : BAD;
+        if (kend == BAD)
+            return -1;
+        size_t v = ws(&c, kend);
+        if (v >= n || s[v] != ':')
+            return -1;
+        v = ws(&c, v + 1);
+        size_t end = skip_value(&c, v);
+        if (end == BAD)
+            return -1;
+        if (each && each(arg, s + i + 1, kend - i - 2, s + v, end - v))
+            return -1;
+        count++;
+        i = ws(&c, end);
+        if (i < n && s[i] == ',') {
+            i = ws(&c, i + 1);
+            continue;
+        }
+        return i < n && s[i] == '}' ? count : -1;
+    }
+}
+
+size_t json_put_bytes(const char *s, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n;) {
+        unsigned char b = u[i];
+        size_t l = b < 0x80 ? 1 : utf8_len(u, i, n);
+        if (l > 1) { /* a whole UTF-8 character, as it is */
+            memcpy(out + o, s + i, l);
+            o += l;
+            i += l;
+            continue;
+        }
+        i++;
+        const char *esc = b == '"'  ? "\\\""
+                          : b == '\\' ? "\\\\"
+                          : b == '\n' ? "\\n"
+                          : b == '\r' ? "\\r"
+                          : b == '\t' ? "\\t"
+                                      : NULL;
+        if (esc) {
+            memcpy(out + o, esc, 2);
+            o += 2;
+        } else if (b >= 0x20 && b < 0x80) {
+            out[o++] = (char)b;
+        } else { /* a control character, or a byte of no UTF-8 character: \u00XX, \udcXX */
+            memcpy(out + o, b < 0x80 ? "\\u00" : "\\udc", 4);
+            out[o + 4] = hex[b >> 4];
+            out[o + 5] = hex[b & 15];
+            o += 6;
+        }
+    }
+    out[o++] = '"';
+    return o;
+}
+
+long json_string_bytes(const char *v, size_t vlen, char *out)
+{
+    struct ctx c = {v, vlen, 0, NULL, 0};
+    if (vlen < 2 || v[0] != '"' || skip_string(&c, 0) != vlen)
+        return -1;
+    return (long)unescape_as(v, vlen, 0, out, 1);
 }

@@ -54,4 +54,25 @@ int json_find(const char *s, size_t n, const struct json_path *p, const char **v
  * array or each returned non-zero. */
 int json_elements(const char *s, size_t n, int (*each)(void *arg, const char *v, size_t vlen), void *arg);
 
+/* Calls each(arg, key, keylen, v, vlen) for every member of the object s[0..n) (a text json_check
+ * accepted), in order: key is the member's name as written between its quotes (escapes left as
+ * they are), v the value's exact bytes. Returns the number of members, or -1 when s is not an
+ * object or each returned non-zero. */
+int json_members(const char *s, size_t n,
+                 int (*each)(void *arg, const char *key, size_t keylen, const char *v, size_t vlen), void *arg);
+
+/* Any bytes s[0..n) as a JSON string, its quotes included, into out (room for 6 * n + 2 bytes);
+ * returns the length. UTF-8 characters are kept as they are; '"', '\\' and control characters
+ * are escaped; a byte that is part of no valid UTF-8 character is written \udcXX (XX the byte:
+ * a lone surrogate U+DC80..U+DCFF, Python's "surrogateescape", which os.fsencode turns back into
+ * the byte), so that a file name that is not UTF-8 comes back byte for byte from
+ * json_string_bytes. */
+size_t json_put_bytes(const char *s, size_t n, char *out);
+
+/* The bytes of the JSON string v[0..vlen) (its quotes included): escapes resolved, a lone
+ * \udc80..\udcff as the byte it stands for (see json_put_bytes), another lone surrogate as
+ * U+FFFD. out has room for vlen bytes. Returns the length, or -1 when v is not exactly one
+ * well-formed string. */
+long json_string_bytes(const char *v, size_t vlen, char *out);
+
 #endif

@@ -10,6 +10,7 @@
 struct job_worker {
     const struct run *run;
     unsigned jobs;
+    struct loader *load;   /* JOB_LOAD; NULL when out of memory (load_item says so) */
     struct blocking *http; /* JOB_QUERY; NULL when no curl handle could be made */
 };
 
@@ -20,6 +21,8 @@ struct job_worker *job_worker_new(const struct run *run, unsigned jobs)
         return NULL;
     w->run = run;
     w->jobs = jobs;
+    if (jobs & JOB_LOAD)
+        w->load = loader_new(run);
     if (jobs & JOB_QUERY)
         w->http = blocking_new(run);
     return w;
@@ -28,7 +31,7 @@ struct job_worker *job_worker_new(const struct run *run, unsigned jobs)
 void job_worker_run(struct job_worker *w, struct item *it)
 {
     if (w->jobs & JOB_LOAD)
-        load_image(w->run, it);
+        load_item(w->load, w->run, it);
     if (w->jobs & JOB_QUERY)
         blocking_query(w->http, it); /* the chain lets the payload go when it is done with it */
 }
@@ -37,6 +40,7 @@ void job_worker_free(struct job_worker *w)
 {
     if (!w)
         return;
+    loader_free(w->load);
     blocking_free(w->http);
     free(w);
 }

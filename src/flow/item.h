@@ -10,6 +10,11 @@
 
 enum item_status { ITEM_PENDING = 0, ITEM_OK = 1, ITEM_FAILED = 2 };
 
+/* Where an image's bytes are (source.h): a file a folder's walk found (not followed if it became
+ * a link), a file a list names (links followed, as the user named it), an S3 object
+ * (s3://BUCKET/KEY), an http(s) URL. The load stage reads each its own way (load.h, fetch.h). */
+enum item_kind { ITEM_FILE = 0, ITEM_LISTED_FILE, ITEM_S3, ITEM_HTTP };
+
 /* Per-stage progress, used by chain.c. */
 enum stage_state { ST_WAITING = 0, ST_RUNNING, ST_DONE, ST_SKIPPED, ST_FAILED };
 
@@ -28,6 +33,9 @@ struct item {
     char *path;          /* owned; root joined with the path below it, byte for byte */
     size_t path_len;
     size_t rel_off;      /* path + rel_off is the path below the scanned root */
+    int kind;            /* enum item_kind */
+    int size_known;      /* the source said how large it is (an S3 listing): size */
+    uint64_t size;
     char *b64;           /* owned; the image, base64-encoded once by the load stage (when a
                             stage's body sends base64) */
     size_t b64_len;

@@ -9,9 +9,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "common/b64.h"
 #include "flow/budget.h"
 #include "common/mime.h"
+#include "sources/fetch.h"
+
+struct loader {
+    struct fetch f;
+    CURL *h; /* the worker's own handle for fetches: never a model request's */
+};
 
 /* A slow disk is not a stuck worker: the worker process's heartbeat (run.h). */
 static void say_alive(const struct run *run)
@@ -50,8 +58,8 @@ static int b64_alloc(struct item *it, size_t size)
 static int open_image(const struct run *run, struct item *it, uint64_t *size)
 {
     /* O_NONBLOCK|O_NOFOLLOW: if the file was swapped for a FIFO or a link since the scan, we
-     * must not block on it or follow it. */
-    int fd = open(it->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+     * must not block on it or follow it. A list names its files itself: a link there is followed. */
+    int fd = open(it->path, O_RDONLY | (it->kind == ITEM_LISTED_FILE ? 0 : O_NOFOLLOW) | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         item_fail(it, "cannot open the file: %s", strerror(errno));
         return -1;
@@ -74,12 +82,22 @@ static int open_image(const struct run *run, struct item *it, uint64_t *size)
     return -1;
 }
 
+/* The budget share of the base64 of an image of size bytes, with its slack (0 when no body sends
+ * base64). */
+static uint64_t b64_charge(unsigned needs, uint64_t size)
+{
+    return (needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 + 2 * B64_SLACK : 0;
+}
+
+uint64_t load_charge(const struct run *run, uint64_t size)
+{
+    return b64_charge(pipeline_needs(run->p), size) + size;
+}
+
 /* Takes the image's share of --max-memory before anything is read: loading waits while other
  * images hold the budget. 0, or -1 with the item failed (the run was stopped: no row). */
-static int charge_budget(const struct run *run, struct item *it, unsigned needs, uint64_t size)
+static int charge_budget(const struct run *run, struct item *it, uint64_t charge)
 {
-    uint64_t charge = ((needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 + 2 * B64_SLACK : 0) +
-                      ((needs & NEED_BYTES) ? size : 0);
     if (budget_take(charge, budget_alive, budget_stop, run)) {
         item_fail(it, "not loaded: the run was stopped");
         it->no_row = 1; /* not the image's fault: --resume runs it */
@@ -210,20 +228,115 @@ static void read_encoding(const struct run *run, struct item *it, int fd, uint64
     it->b64_len = out;
 }
 
-void load_image(const struct run *run, struct item *it)
+/* A file: opened, checked, its share taken, then read whole or in chunks. */
+static void load_file(const struct run *run, struct item *it)
 {
-    if (it->status == ITEM_FAILED)
-        return;
     uint64_t size;
     int fd = open_image(run, it, &size);
     if (fd < 0)
         return;
     unsigned needs = pipeline_needs(run->p);
-    if (charge_budget(run, it, needs, size) == 0) {
+    if (charge_budget(run, it, b64_charge(needs, size) + ((needs & NEED_BYTES) ? size : 0)) == 0) {
         if (needs & NEED_BYTES)
             read_whole(run, it, fd, size, needs);
         else
             read_encoding(run, it, fd, size, needs);
     }
     close(fd);
+}
+
+void load_bytes(const struct run *run, struct item *it, unsigned char *data, size_t len)
+{
+    unsigned needs = pipeline_needs(run->p);
+    if (len == 0) {
+        free(data);
+        item_fail(it, "empty %s (0 bytes): not sent", it->kind == ITEM_S3 ? "object" : "image");
+        item_drop_payload(it);
+        return;
+    }
+    uint64_t charge = load_charge(run, len);
+    if (it->charged != charge) { /* the size was not known before, or the object changed since it was listed */
+        item_drop_payload(it);
+        if (charge_budget(run, it, charge)) {
+            free(data);
+            return;
+        }
+    }
+    it->mime = mime_of(data, len < MIME_HEAD ? len : MIME_HEAD, it->path);
+    if ((needs & NEED_B64) && b64_alloc(it, len)) {
+        free(data);
+        item_fail(it, "out of memory for a %zu-byte image", len);
+        item_drop_payload(it);
+        return;
+    }
+    if (needs & NEED_B64)
+        it->b64_len = b64_encode_with(run->cfg->encoder, data, len, it->b64);
+    if (needs & NEED_BYTES) {
+        it->raw = data;
+        it->raw_len = len;
+        return;
+    }
+    free(data); /* only the base64 is sent: the bytes' share goes back */
+    budget_give(len);
+    it->charged -= len;
+}
+
+/* An S3 object or an image URL: its share taken first when its size is known, then fetched on
+ * the worker's handle. */
+static void load_fetched(struct loader *l, const struct run *run, struct item *it)
+{
+    const char *what = it->kind == ITEM_S3 ? "object" : "image";
+    if (it->size_known && it->size == 0) {
+        item_fail(it, "empty %s (0 bytes): not sent", what);
+        return;
+    }
+    if (it->size_known && it->size > run->cfg->max_image_bytes) {
+        item_fail(it, "%s is %" PRIu64 " bytes, more than --max-image-bytes %" PRIu64 ": not sent", what, it->size,
+                  run->cfg->max_image_bytes);
+        return;
+    }
+    if (it->size_known && charge_budget(run, it, load_charge(run, it->size)))
+        return;
+    if (!l) {
+        item_fail(it, "out of memory for a curl handle to fetch the image");
+        item_drop_payload(it);
+        return;
+    }
+    size_t len;
+    unsigned char *data = fetch_blocking(&l->f, run, it, l->h, &len);
+    if (!data) {
+        item_drop_payload(it);
+        return;
+    }
+    load_bytes(run, it, data, len);
+}
+
+void load_item(struct loader *l, const struct run *run, struct item *it)
+{
+    if (it->status == ITEM_FAILED)
+        return;
+    if (it->kind == ITEM_S3 || it->kind == ITEM_HTTP)
+        load_fetched(l, run, it);
+    else
+        load_file(run, it);
+}
+
+struct loader *loader_new(const struct run *run)
+{
+    (void)run;
+    struct loader *l = calloc(1, sizeof *l);
+    if (l && !(l->h = curl_easy_init())) {
+        free(l);
+        l = NULL;
+    }
+    return l;
+}
+
+void loader_free(struct loader *l)
+{
+    if (!l)
+        return;
+    fetch_free(&l->f);
+    curl_easy_cleanup(l->h);
+    free(l);
 }

@@ -1,13 +1,41 @@
-/* load: the load job. Reads an image's file, within --max-image-bytes and the --max-memory
- * budget (budget.h), and makes what the pipeline's bodies need of it (pipeline_needs): its
- * base64 in it->b64, with slack around it for a body's head and tail (item.h), and/or its bytes
- * in it->raw, and its type in it->mime. A file that cannot be read fails the item, with why. */
+/* load: the load job. Reads an image, within --max-image-bytes and the --max-memory budget
+ * (budget.h), and makes what the pipeline's bodies need of it (pipeline_needs): its base64 in
+ * it->b64, with slack around it for a body's head and tail (item.h), and/or its bytes in
+ * it->raw, and its type in it->mime. An image that cannot be read fails the item, with why.
+ *
+ * Where the bytes come from is the item's kind (item.h): a file is read from the disk (a file
+ * a folder's walk found is never followed if it became a link since; one a list names is); an
+ * S3 object or an http(s) URL is fetched (sources/fetch.h) on the load worker's own easy handle,
+ * which no model request ever uses, so S3's signature and an image host's headers go nowhere
+ * else.
+ *
+ * The budget: a file's share (its base64, plus its bytes when a body sends them) is taken before
+ * it is read. A fetched image's bytes are held while its base64 is made, so its share counts
+ * them too until they are let go; it is taken before the fetch when the source said the size
+ * (an S3 listing), else once the bytes have arrived: then --max-memory may be passed by up to one
+ * image per load worker. An image larger than the whole budget is still loaded, alone. */
 #ifndef ANNOTATE_LOAD_H
 #define ANNOTATE_LOAD_H
 
 #include "flow/item.h"
 #include "run.h"
 
-void load_image(const struct run *run, struct item *it);
+/* One load worker's own state (its fetches' handle and buffers). NULL when out of memory: then
+ * images to fetch fail saying so, files are still read. */
+struct loader *loader_new(const struct run *run);
+void loader_free(struct loader *l); /* NULL is a no-op */
+
+/* Loads the item, whatever its kind. Does nothing to an item already failed. */
+void load_item(struct loader *l, const struct run *run, struct item *it);
+
+/* What load_item does with bytes already in memory (a fetch's): takes data over (len bytes,
+ * malloc'd; freed or kept as it->raw), makes the base64 and the type, and sets the item's share
+ * of the budget (it->charged, if taken before, was load_charge of the size expected; a share of
+ * another size is given back and taken again, waiting as loading waits). */
+void load_bytes(const struct run *run, struct item *it, unsigned char *data, size_t len);
+
+/* The share of the budget an image of size bytes takes while it is being made ready: its base64
+ * (with slack) when a body sends it, and its bytes. */
+uint64_t load_charge(const struct run *run, uint64_t size);
 
 #endif

@@ -1,4 +1,4 @@
-/* merge: see merge.h. Two passes over memory-mapped inputs: the first collects the paths that
+/* merge: see merge.h. CSV or JSON Lines, as the inputs are. Two passes over memory-mapped inputs: the first collects the paths that
  * have an ok row anywhere, the second writes each path's winning row once. The output goes to a
  * temporary file renamed over OUT, so OUT is never half-written.
  *
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -139,7 +140,9 @@ struct merge {
     char tmp[4096];     /* OUT.merge.tmp */
     int tmp_fd;         /* until the second pass opens it as pass.f */
     int own_tmp;        /* tmp is ours (locked): removed on any failure */
-    char *header;       /* the inputs' header line, with its newline */
+    enum results_format format; /* the inputs': all CSV or all JSON Lines (resume.h) */
+    char *header;       /* the inputs' header line, with its newline (JSON Lines: their columns as
+                           such a line, from the first row) */
     struct pass pass;
 };
 
@@ -214,12 +217,76 @@ static int check_header(const struct input *in, size_t *hlen)
     return -1;
 }
 
+/* The format of the inputs: that of the first one that is not empty (a JSON Lines row begins
+ * with '{', a CSV file with its header), else the output's name's. Every input must have it, and
+ * an output named .jsonl or .csv must agree. 0, or -1 with a message on stderr. */
+static int pick_format(struct merge *m)
+{
+    const char *first = NULL;
+    int seen = 0;
+    for (int i = 0; i < m->n; i++) {
+        if (!m->in[i].len)
+            continue;
+        enum results_format f = m->in[i].text[0] == '{' ? RESULTS_JSONL : RESULTS_CSV;
+        if (seen && f != m->format) {
+            fprintf(stderr, "annotate merge: %s is %s but %s is %s: merge results files of one format\n",
+                    m->in[i].name, f == RESULTS_JSONL ? "JSON Lines" : "CSV", first,
+                    f == RESULTS_JSONL ? "CSV" : "JSON Lines");
+            return -1;
+        }
+        if (!seen)
+            first = m->in[i].name;
+        m->format = f;
+        seen = 1;
+    }
+    if (!seen)
+        m->format = results_format_of(m->out);
+    size_t ol = strlen(m->out);
+    int named_csv = ol >= 4 && !strcasecmp(m->out + ol - 4, ".csv");
+    if ((m->format == RESULTS_CSV && results_format_of(m->out) == RESULTS_JSONL) ||
+        (m->format == RESULTS_JSONL && named_csv)) {
+        fprintf(stderr, "annotate merge: the inputs are %s: name the output .%s, not %s\n",
+                m->format == RESULTS_JSONL ? "JSON Lines" : "CSV", results_format_name(m->format), m->out);
+        return -1;
+    }
+    return 0;
+}
+
+/* A JSON Lines input's columns, from its first row (none yet when it is empty or holds only a
+ * torn line). 0, or -1 with a message on stderr. */
+static int jsonl_header(struct merge *m, const struct input *in)
+{
+    const char *nl = memchr(in->text, '\n', in->len);
+    if (m->header || !nl)
+        return 0;
+    size_t hl = (size_t)(nl - in->text);
+    char *cols = jsonl_columns(in->text, hl);
+    if (cols && results_header(cols, strlen(cols) - 1)) {
+        m->header = cols;
+        return 0;
+    }
+    free(cols);
+    fprintf(stderr, "annotate merge: %s is not an annotate results file: its first line is not a row with the keys "
+                    "path, status, <stage columns>, error, attempts, elapsed_ms\n", in->name);
+    return -1;
+}
+
 /* Maps every input and checks its header; the first one's is the output's. */
 static int map_inputs(struct merge *m)
 {
+    for (int i = 0; i < m->n; i++)
+        if (map_input(&m->in[i], m->names[i]))
+            return -1;
+    if (pick_format(m))
+        return -1;
     for (int i = 0; i < m->n; i++) {
         size_t hlen;
-        if (map_input(&m->in[i], m->names[i]) || check_header(&m->in[i], &hlen))
+        if (m->format == RESULTS_JSONL) {
+            if (jsonl_header(m, &m->in[i]))
+                return -1;
+            continue;
+        }
+        if (check_header(&m->in[i], &hlen))
             return -1;
         if (!m->header && !(m->header = strndup(m->in[i].text, hlen + 1))) {
             fprintf(stderr, "annotate merge: out of memory\n");
@@ -238,7 +305,8 @@ static int open_output(struct merge *m)
         return -1;
     }
     m->tmp_fd = -1; /* p->f owns it now */
-    fputs(m->header, p->f);
+    if (m->format == RESULTS_CSV)
+        fputs(m->header, p->f);
     return 0;
 }
 
@@ -249,7 +317,9 @@ static int pass_over(struct merge *m, const struct input *in)
     char err[300];
     size_t complete;
     p->text = in->text;
-    int64_t got = csv_rows(in->text, in->len, m->header, on_row, p, &complete, err, sizeof err);
+    if (!m->header)
+        return 0; /* JSON Lines with no whole row anywhere: nothing to merge */
+    int64_t got = results_rows(m->format, in->text, in->len, m->header, on_row, p, &complete, err, sizeof err);
     if (got == -2 || p->oom) {
         fprintf(stderr, "annotate merge: out of memory reading %s\n", in->name);
         return -1;
@@ -318,7 +388,8 @@ int merge_main(int argc, char **argv)
     if (argc < 3 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fprintf(argc < 3 ? stderr : stdout,
                 "usage: annotate merge OUT.csv SHARD.csv...\n"
-                "Combines results files into OUT.csv with one row per image (ok wins over failed).\n");
+                "       annotate merge OUT.jsonl SHARD.jsonl...\n"
+                "Combines results files into OUT with one row per image (ok wins over failed).\n");
         return argc < 3 ? 2 : 0;
     }
     struct merge m = {.out = argv[1], .names = argv + 2, .n = argc - 2, .tmp_fd = -1};

@@ -1,6 +1,7 @@
 /* merge: `annotate merge OUT.csv SHARD.csv...` combines the results of shards (or of several runs)
  * into one CSV with one row per image: an ok row wins over a failed one, otherwise the first row
- * seen. The inputs must share one header. */
+ * seen. The inputs must share one header (CSV) or one set of keys (JSON Lines, resume.h): all of
+ * one format, which the output is written in. */
 #ifndef ANNOTATE_MERGE_H
 #define ANNOTATE_MERGE_H
 

@@ -1,6 +1,7 @@
 /* results: see results.h. */
 #include "results/results.h"
 #include "common/fdio.h"
+#include "common/json.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -19,6 +20,7 @@
 struct results {
     int fd;
     int own_fd;
+    enum results_format format;
     const struct pipeline *p;
     long sync_every, since_sync;
     char *buf;
@@ -96,8 +98,15 @@ char *csv_header(const struct pipeline *p)
     return buf;
 }
 
-/* The item's row into *buf. 0, or -1 when out of memory. */
-static int format_row(const struct pipeline *p, const struct item *it, char **buf, size_t *cap, size_t *out_len)
+/* A failed row's reason: no reason means its copy ran out of memory (item_fail), and a failed row
+ * always says why. */
+static const char *reason_of(const struct item *it)
+{
+    return it->error ? it->error : "out of memory (the reason could not be kept)";
+}
+
+/* The item's CSV row into *buf. 0, or -1 when out of memory. */
+static int format_csv_row(const struct pipeline *p, const struct item *it, char **buf, size_t *cap, size_t *out_len)
 {
     size_t len = 0;
     const char *status = it->status == ITEM_OK ? "ok" : "failed";
@@ -115,13 +124,59 @@ static int format_row(const struct pipeline *p, const struct item *it, char **bu
     }
     if (!bad)
         bad = put_raw(buf, &len, cap, ",", 1);
-    if (!bad && it->status != ITEM_OK) {
-        /* No reason means its copy ran out of memory (item_fail): a failed row always says why. */
-        const char *why = it->error ? it->error : "out of memory (the reason could not be kept)";
-        bad = csv_put_field(buf, &len, cap, why, strlen(why));
-    }
+    if (!bad && it->status != ITEM_OK)
+        bad = csv_put_field(buf, &len, cap, reason_of(it), strlen(reason_of(it)));
     char nums[64];
     int n = snprintf(nums, sizeof nums, ",%" PRIu32 ",%.0f\n", it->attempts, (now_s() - it->t_start) * 1e3);
+    if (bad || put_raw(buf, &len, cap, nums, (size_t)n))
+        return -1;
+    *out_len = len;
+    return 0;
+}
+
+/* Appends "KEY": and s as a JSON string (json_put_bytes). 0, or -1 when out of memory. */
+static int json_put_member(char **buf, size_t *len, size_t *cap, const char *key, const char *s, size_t n)
+{
+    size_t kl = strlen(key);
+    if (grow(buf, cap, *len + kl + 4 + 6 * n + 2 + 1))
+        return -1;
+    (*buf)[(*len)++] = '"';
+    memcpy(*buf + *len, key, kl);
+    *len += kl;
+    memcpy(*buf + *len, "\":", 2);
+    *len += 2;
+    *len += json_put_bytes(s, n, *buf + *len);
+    return 0;
+}
+
+/* The item's JSON Lines row (resume.h) into *buf: each result spliced in as the server sent it.
+ * 0, or -1 when out of memory. */
+static int format_jsonl_row(const struct pipeline *p, const struct item *it, char **buf, size_t *cap, size_t *out_len)
+{
+    size_t len = 0;
+    int bad = put_raw(buf, &len, cap, "{", 1) || json_put_member(buf, &len, cap, "path", it->path, it->path_len) ||
+              put_raw(buf, &len, cap, ",", 1) ||
+              put_raw(buf, &len, cap, it->status == ITEM_OK ? "\"status\":\"ok\"" : "\"status\":\"failed\"",
+                      it->status == ITEM_OK ? 13 : 17);
+    for (int s = 0; s < p->n && !bad; s++) {
+        if (!p->stages[s].csv)
+            continue;
+        const char *name = p->stages[s].name;
+        bad = put_raw(buf, &len, cap, ",\"", 2) || put_raw(buf, &len, cap, name, strlen(name)) ||
+              put_raw(buf, &len, cap, "\":", 2);
+        char *j = !bad && it->results[s] ? cJSON_PrintUnformatted(it->results[s]) : NULL;
+        if (!bad)
+            bad = it->results[s] ? !j || put_raw(buf, &len, cap, j, strlen(j)) : put_raw(buf, &len, cap, "null", 4);
+        free(j);
+    }
+    if (!bad && it->status != ITEM_OK)
+        bad = put_raw(buf, &len, cap, ",", 1) ||
+              json_put_member(buf, &len, cap, "error", reason_of(it), strlen(reason_of(it)));
+    else if (!bad)
+        bad = put_raw(buf, &len, cap, ",\"error\":null", 13);
+    char nums[80];
+    int n = snprintf(nums, sizeof nums, ",\"attempts\":%" PRIu32 ",\"elapsed_ms\":%.0f}\n", it->attempts,
+                     (now_s() - it->t_start) * 1e3);
     if (bad || put_raw(buf, &len, cap, nums, (size_t)n))
         return -1;
     *out_len = len;
@@ -206,15 +261,15 @@ static void fsync_dir_of(const char *path)
 /* Rewrites the file keeping the header and, per image, its first row (failed rows of the paths in
  * redo dropped: they are run again). The new file is locked before it takes the old one's name,
  * and its descriptor replaces *fd. */
-static int compact(int *fd, const char *path, const char *text, size_t len, const char *header,
-                   const struct doneset *redo, char *err, size_t errlen)
+static int compact(int *fd, enum results_format f, const char *path, const char *text, size_t len,
+                   const char *header, const struct doneset *redo, char *err, size_t errlen)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.compact.tmp", path);
     struct keep k = {doneset_new(), text, redo, NULL, 0, 0, 0};
     size_t complete;
-    k.oom = !k.seen || put_raw(&k.buf, &k.len, &k.cap, header, strlen(header));
-    if (!k.oom && csv_rows(text, len, header, keep_row, &k, &complete, err, errlen) < 0)
+    k.oom = !k.seen || (f == RESULTS_CSV && put_raw(&k.buf, &k.len, &k.cap, header, strlen(header)));
+    if (!k.oom && results_rows(f, text, len, header, keep_row, &k, &complete, err, errlen) < 0)
         k.oom = 1; /* the text was read once already: only memory can fail now */
     doneset_free(k.seen);
     if (k.oom) {
@@ -269,7 +324,7 @@ static int resume_rows(int *fd, const struct results_opts *o, const struct pipel
     size_t complete = 0;
     char why[300];
     struct resume_redo rr = {o->retry_failed, o->can_redo, o->can_redo_ud, redo};
-    int64_t n = resume_parse_redo(text, len, header, &rr, set, &complete, info, why, sizeof why);
+    int64_t n = resume_parse_rows(o->format, text, len, header, &rr, set, &complete, info, why, sizeof why);
     if (n == -2) {
         snprintf(err, errlen, "out of memory reading %s", o->path);
         rc = -1;
@@ -288,14 +343,17 @@ static int resume_rows(int *fd, const struct results_opts *o, const struct pipel
         rc = -1;
     }
     if (rc == 0 && (info->dropped_failed || info->duplicates))
-        rc = compact(fd, o->path, text, complete, header, redo, err, errlen);
+        rc = compact(fd, o->format, o->path, text, complete, header, redo, err, errlen);
     /* Rows are keyed by path as the scanner spells it (DIR joined with the path below it):
      * resuming with DIR spelled otherwise (./photos for photos) would match nothing and write
-     * every image twice. */
-    if (rc == 0 && o->dir) {
+     * every image twice. The same for a bucket's prefix (o->under). */
+    if (rc == 0 && (o->dir || o->under)) {
         char prefix[4096], example[256];
-        size_t dl = strlen(o->dir);
-        snprintf(prefix, sizeof prefix, "%s%s", o->dir, dl && o->dir[dl - 1] == '/' ? "" : "/");
+        size_t dl = o->dir ? strlen(o->dir) : 0;
+        if (o->dir)
+            snprintf(prefix, sizeof prefix, "%s%s", o->dir, dl && o->dir[dl - 1] == '/' ? "" : "/");
+        else
+            snprintf(prefix, sizeof prefix, "%s", o->under);
         if (doneset_outside(set, prefix, strlen(prefix), example, sizeof example)) {
             snprintf(err, errlen, "cannot resume %s: it has rows for paths not under \"%s\" (e.g. \"%s\"); "
                      "run with DIR spelled as in the run that wrote it", o->path, prefix, example);
@@ -349,6 +407,7 @@ struct results *results_open(const struct results_opts *o, const struct pipeline
         return NULL;
     }
     c->p = p;
+    c->format = o->format;
     c->sync_every = o->sync_every;
     c->fd = -1;
     pthread_mutex_init(&c->mu, NULL);
@@ -383,7 +442,7 @@ struct results *results_open(const struct results_opts *o, const struct pipeline
     }
     struct stat st;
     int empty = fstat(c->fd, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size == 0 : !o->resume;
-    if (!o->resume || empty) {
+    if ((!o->resume || empty) && o->format == RESULTS_CSV) {
         char *h = csv_header(p);
         int rc = !h || fd_write_all(c->fd, h, strlen(h));
         free(h);
@@ -405,7 +464,9 @@ fail:
 int results_write(struct results *c, const struct item *it, char *err, size_t errlen)
 {
     size_t len;
-    if (format_row(c->p, it, &c->buf, &c->cap, &len)) {
+    int bad = c->format == RESULTS_JSONL ? format_jsonl_row(c->p, it, &c->buf, &c->cap, &len)
+                                         : format_csv_row(c->p, it, &c->buf, &c->cap, &len);
+    if (bad) {
         snprintf(err, errlen, "out of memory for a row");
         return -1;
     }

@@ -13,7 +13,9 @@
  * on a file that was renamed over meanwhile is dropped and taken again on the new one.
  *
  * Columns: path, status, one per CSV stage of the pipeline, error, attempts, elapsed_ms. Fields
- * are quoted (libcsv) only when they need it. */
+ * are quoted (libcsv) only when they need it. The same rows can be written as JSON Lines
+ * (resume.h): one object a line, the same keys, each result spliced in byte for byte; no header
+ * line; everything above (lock, resume, repair, rewrite) works the same way on it. */
 #ifndef ANNOTATE_RESULTS_H
 #define ANNOTATE_RESULTS_H
 
@@ -26,7 +28,10 @@ struct results;
 
 struct results_opts {
     const char *path;     /* "-": standard output (no lock, nothing to resume) */
+    enum results_format format; /* CSV or JSON Lines (resume.h) */
     const char *dir;      /* DIR as the run was given it: resume refuses rows not under it */
+    const char *under;    /* without dir: resume refuses rows whose path does not begin with these
+                             bytes (s3://BUCKET/PREFIX); NULL: no check */
     int resume;           /* keep the rows there and skip their images */
     int retry_failed;     /* with resume: failed rows are removed, their images redone */
     int force;            /* without resume: a file holding rows may be truncated */

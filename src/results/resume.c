@@ -2,6 +2,7 @@
  * end at a newline, so after each line we know whether the bytes so far form whole rows. What
  * follows the last whole row is a torn write, and is cut off. */
 #include "results/resume.h"
+#include "common/json.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -327,6 +329,192 @@ int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn
     return rc;
 }
 
+/* ---- JSON Lines ---- */
+
+enum results_format results_format_of(const char *path)
+{
+    size_t n = path ? strlen(path) : 0;
+    if ((n >= 6 && !strcasecmp(path + n - 6, ".jsonl")) || (n >= 7 && !strcasecmp(path + n - 7, ".ndjson")))
+        return RESULTS_JSONL;
+    return RESULTS_CSV;
+}
+
+const char *results_format_name(enum results_format f)
+{
+    return f == RESULTS_JSONL ? "jsonl" : "csv";
+}
+
+/* One line's members, checked against the columns as they come. */
+struct jrow {
+    char **want;
+    int n_want, k;
+    const char *path, *status; /* the spans of their values */
+    size_t path_len, status_len;
+    const char *why;
+};
+
+static int is_number_text(const char *v, size_t n)
+{
+    return n > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9'));
+}
+
+static int jrow_member(void *arg, const char *key, size_t keylen, const char *v, size_t vlen)
+{
+    struct jrow *r = arg;
+    int k = r->k++;
+    if (k >= r->n_want || strlen(r->want[k]) != keylen || memcmp(r->want[k], key, keylen)) {
+        r->why = "its keys are not this pipeline's columns";
+        return -1;
+    }
+    int last = k == r->n_want - 1, attempts = k == r->n_want - 2, error = k == r->n_want - 3;
+    if (k == 0) {
+        r->path = v;
+        r->path_len = vlen;
+    } else if (k == 1) {
+        r->status = v;
+        r->status_len = vlen;
+    } else if ((last || attempts) && !is_number_text(v, vlen)) {
+        r->why = "attempts and elapsed_ms must be numbers";
+        return -1;
+    } else if (error && v[0] != '"' && !(vlen == 4 && !memcmp(v, "null", 4))) {
+        r->why = "error must be a string or null";
+        return -1;
+    }
+    return 0;
+}
+
+/* The row's path (decoded into *buf) and status, or -1 with why. */
+static int jsonl_row(const char *line, size_t len, struct jrow *r, char **buf, size_t *cap, size_t *plen, int *ok)
+{
+    char err[160];
+    r->k = 0;
+    r->why = NULL;
+    r->path = r->status = NULL;
+    if (json_check(line, len, err, sizeof err)) {
+        r->why = "it is not JSON";
+        return -1;
+    }
+    if (json_members(line, len, jrow_member, r) < 0 || r->k != r->n_want) {
+        if (!r->why)
+            r->why = r->k < r->n_want && line[0] == '{' ? "it lacks columns of this pipeline" : "it is not a JSON object";
+        return -1;
+    }
+    if (r->path_len + 1 > *cap) {
+        char *nb = realloc(*buf, r->path_len + 64);
+        if (!nb)
+            return -2;
+        *buf = nb;
+        *cap = r->path_len + 64;
+    }
+    long pl = json_string_bytes(r->path, r->path_len, *buf);
+    *ok = r->status_len == 4 && !memcmp(r->status, "\"ok\"", 4);
+    if (pl <= 0 || memchr(*buf, '\0', (size_t)pl) ||
+        !(*ok || (r->status_len == 8 && !memcmp(r->status, "\"failed\"", 8)))) {
+        r->why = "its path or status is not one this tool writes";
+        return -1;
+    }
+    *plen = (size_t)pl;
+    return 0;
+}
+
+static int64_t jsonl_rows(const char *text, size_t len, const char *header, csv_row_fn fn, void *ud,
+                          size_t *complete_len, char *err, size_t errlen)
+{
+    struct jrow r = {0};
+    if ((r.n_want = split_header(header, &r.want)) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -2;
+    }
+    char *path = NULL;
+    size_t cap = 0, pos = 0;
+    int64_t rows = 0, rc = 0;
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        if (!nl)
+            break; /* the torn last line of a crash */
+        size_t end = (size_t)(nl - text) + 1, plen;
+        int ok, got = jsonl_row(text + pos, end - 1 - pos, &r, &path, &cap, &plen, &ok);
+        if (got == -2) {
+            snprintf(err, errlen, "out of memory");
+            rc = -2;
+            break;
+        }
+        if (got < 0) {
+            snprintf(err, errlen, "line %lld is not a row this tool wrote (%s)", (long long)rows + 1, r.why);
+            rc = -1;
+            break;
+        }
+        fn(ud, path, plen, ok, pos, end);
+        rows++;
+        pos = end;
+    }
+    if (rc == 0) {
+        *complete_len = pos;
+        rc = rows + 1;
+    }
+    for (int i = 0; i < r.n_want; i++)
+        free(r.want[i]);
+    free(r.want);
+    free(path);
+    return rc;
+}
+
+int64_t results_rows(enum results_format f, const char *text, size_t len, const char *header, csv_row_fn fn,
+                     void *ud, size_t *complete_len, char *err, size_t errlen)
+{
+    if (f == RESULTS_JSONL)
+        return jsonl_rows(text, len, header, fn, ud, complete_len, err, errlen);
+    return csv_rows(text, len, header, fn, ud, complete_len, err, errlen);
+}
+
+struct columns {
+    char *buf;
+    size_t len, cap;
+    int bad;
+};
+
+static int add_column(void *arg, const char *key, size_t keylen, const char *v, size_t vlen)
+{
+    (void)v;
+    (void)vlen;
+    struct columns *c = arg;
+    for (size_t i = 0; i < keylen; i++) {
+        char ch = key[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+              ch == '-' || ch == '.'))
+            return -1;
+    }
+    if (keylen == 0)
+        return -1;
+    if (c->len + keylen + 3 > c->cap) { /* ',', the name, then '\n' and NUL at the end */
+        size_t cap = 2 * (c->len + keylen + 3);
+        char *nb = realloc(c->buf, cap);
+        if (!nb)
+            return -1;
+        c->buf = nb;
+        c->cap = cap;
+    }
+    if (c->len)
+        c->buf[c->len++] = ',';
+    memcpy(c->buf + c->len, key, keylen);
+    c->len += keylen;
+    return 0;
+}
+
+char *jsonl_columns(const char *line, size_t len)
+{
+    if (len && line[len - 1] == '\n')
+        len--;
+    struct columns c = {0};
+    if (json_check(line, len, NULL, 0) || json_members(line, len, add_column, &c) <= 0) {
+        free(c.buf);
+        return NULL;
+    }
+    c.buf[c.len++] = '\n';
+    c.buf[c.len] = 0;
+    return c.buf;
+}
+
 int resume_path_exists(void *ud, const char *path, size_t len)
 {
     (void)ud;
@@ -383,12 +571,12 @@ static void collect_row(void *ud, const char *path, size_t len, int ok, size_t s
         c->info->kept_failed++;
 }
 
-int64_t resume_parse_redo(const char *text, size_t len, const char *header, const struct resume_redo *redo,
-                          struct doneset *set, size_t *complete_len, struct resume_info *info,
-                          char *err, size_t errlen)
+int64_t resume_parse_rows(enum results_format f, const char *text, size_t len, const char *header,
+                          const struct resume_redo *redo, struct doneset *set, size_t *complete_len,
+                          struct resume_info *info, char *err, size_t errlen)
 {
     struct collect c = {set, info, redo, 0};
-    int64_t n = csv_rows(text, len, header, collect_row, &c, complete_len, err, errlen);
+    int64_t n = results_rows(f, text, len, header, collect_row, &c, complete_len, err, errlen);
     if (n >= 0 && c.oom) {
         snprintf(err, errlen, "out of memory");
         return -2;
@@ -396,6 +584,13 @@ int64_t resume_parse_redo(const char *text, size_t len, const char *header, cons
     if (n >= 0)
         info->torn_bytes = len - *complete_len;
     return n;
+}
+
+int64_t resume_parse_redo(const char *text, size_t len, const char *header, const struct resume_redo *redo,
+                          struct doneset *set, size_t *complete_len, struct resume_info *info,
+                          char *err, size_t errlen)
+{
+    return resume_parse_rows(RESULTS_CSV, text, len, header, redo, set, complete_len, info, err, errlen);
 }
 
 int64_t resume_parse(const char *text, size_t len, const char *header, int retry_failed,

@@ -56,6 +56,37 @@ typedef void (*csv_row_fn)(void *ud, const char *path, size_t len, int ok, size_
 int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn, void *ud,
                  size_t *complete_len, char *err, size_t errlen);
 
+/* The two formats of a results file. CSV: a header line, then one RFC 4180 record a row. JSON
+ * Lines: no header; one JSON object a line (its newline included), whose keys are the CSV's
+ * columns in the CSV's order: "path" (a string: the path's bytes as json_put_bytes writes them,
+ * so a name that is not UTF-8 comes back byte for byte), "status" ("ok" or "failed"), one key
+ * per CSV stage holding its result as the server sent it (null when the stage did not run),
+ * "error" (a string, or null for an ok row), "attempts" and "elapsed_ms" (numbers). A line is
+ * written whole or is the torn last line of a crash, cut off as a torn CSV row is. */
+enum results_format { RESULTS_CSV = 0, RESULTS_JSONL = 1 };
+
+/* JSON Lines for a name ending in .jsonl or .ndjson (any case), else CSV. */
+enum results_format results_format_of(const char *path);
+const char *results_format_name(enum results_format f); /* "csv", "jsonl" */
+
+/* csv_rows for either format: for JSON Lines, header (a csv_header line) names the keys every
+ * row must have, in its order, and the count returned is the rows plus one, as if the file had
+ * a header. A line that is not such a row is an error, except the last one when it has no
+ * newline (a torn write: not in the complete-row prefix). */
+int64_t results_rows(enum results_format f, const char *text, size_t len, const char *header, csv_row_fn fn,
+                     void *ud, size_t *complete_len, char *err, size_t errlen);
+
+/* The columns of a JSON Lines row (the line's len bytes, its newline left out or not) as a
+ * csv_header line ("path,status,...,error,attempts,elapsed_ms\n"), malloc'd; NULL when the line
+ * is not a JSON object whose keys are plain names (letters, digits, _ - .) or memory ran out.
+ * merge takes its inputs' columns from their first row. */
+char *jsonl_columns(const char *line, size_t len);
+
+/* resume_parse_redo for either format. */
+int64_t resume_parse_rows(enum results_format f, const char *text, size_t len, const char *header,
+                          const struct resume_redo *redo, struct doneset *set, size_t *complete_len,
+                          struct resume_info *info, char *err, size_t errlen);
+
 struct doneset *doneset_new(void);
 int doneset_add(struct doneset *d, const char *path, size_t len); /* 1 added, 0 already there, -1 out of memory */
 int doneset_has(const struct doneset *d, const char *path, size_t len);

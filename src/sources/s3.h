@@ -206,6 +206,11 @@ struct s3_req {
 int s3_get_prepare(struct s3_req *r, const struct s3_client *c, CURL *h, const char *key, size_t keylen,
                    struct s3_buf *dst, char *err, size_t errlen);
 
+/* Puts a HeadObject of key[0..keylen) on h, as s3_get_prepare does a GetObject: no body is
+ * read; s3_req_finish's outcome says whether the object is there (S3_OK, S3_MISSING). */
+int s3_head_prepare(struct s3_req *r, const struct s3_client *c, CURL *h, const char *key, size_t keylen, char *err,
+                    size_t errlen);
+
 /* How the transfer on h ended (cc from curl_easy_perform or the multi's message): fills *res
  * and resets h. */
 void s3_req_finish(struct s3_req *r, CURL *h, CURLcode cc, struct s3_result *res);

@@ -237,6 +237,15 @@ int s3_get_prepare(struct s3_req *r, const struct s3_client *c, CURL *h, const c
     return s3_req_start(r, c, h, s3_client_object_url(c, key, keylen), dst, err, errlen);
 }
 
+int s3_head_prepare(struct s3_req *r, const struct s3_client *c, CURL *h, const char *key, size_t keylen, char *err,
+                    size_t errlen)
+{
+    if (s3_get_prepare(r, c, h, key, keylen, NULL, err, errlen))
+        return -1;
+    curl_easy_setopt(h, CURLOPT_NOBODY, 1L); /* libcurl signs it as the HEAD it is */
+    return 0;
+}
+
 /* ---- how it ended ---- */
 
 static int in_list(const char *code, const char *const *list)
