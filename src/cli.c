@@ -208,6 +208,12 @@ static int check_source_and_format(struct config *cfg, char *err, size_t errlen)
         return config_fail(err, errlen, "%s: annotate reads a folder or s3://BUCKET/PREFIX; give image URLs in a "
                                         "list with --files-from", cfg->dir);
     }
+    int bucket = cfg->dir && !strncmp(cfg->dir, "s3://", 5);
+    if (cfg->load_auto && bucket && cfg->query == STRAT_CURL_MULTI)
+        cfg->load = STRAT_CURL_MULTI; /* a bucket's objects are fetched: on curl-multi too */
+    if (cfg->load == STRAT_CURL_MULTI && !bucket && !cfg->files_from)
+        return config_fail(err, errlen, "--strategy load=curl-multi fetches S3 objects and image URLs; a folder's files "
+                                        "are read from the disk: use load=threads (or serial, processes)");
     if (cfg->list_nul && !cfg->files_from)
         return config_fail(err, errlen, "-0 (--null) goes with --files-from (it says how the list's entries end)");
     if (cfg->image_auth && !cfg->files_from)

@@ -58,6 +58,7 @@ void config_defaults(struct config *cfg, struct bench_opts *bench)
     cfg->out = "-";
     cfg->server = "http://127.0.0.1:8080";
     cfg->load = STRAT_THREADS;
+    cfg->load_auto = 1;
     cfg->query = STRAT_CURL_MULTI;
     cfg->workers = (int)(8 * ncpu > 256 ? 256 : 8 * ncpu);
     cfg->concurrency = 64;
@@ -161,7 +162,7 @@ const struct config_option CONFIG_OPTIONS[] = {
      "an HTTP header for every stage (repeatable); ${VAR} and ${file:PATH} in VALUE are expanded; "
      "the pipeline file's own header of that name wins", SCOPE_BOTH,
      CUSTOM(opt_header, NOWHERE), .print = print_header},
-    {"strategy", "S", "load=threads,query=curl-multi",
+    {"strategy", "S", "load=threads,query=curl-multi (a bucket: load=curl-multi)",
      "serial, threads, processes or curl-multi for every stage, or per stage: load=S,query=S", SCOPE_RUN,
      CUSTOM(opt_strategy, NOWHERE), .print = print_strategy, TO_WORKER},
     {"workers", "N", "8 per CPU", "threads or processes per parallel stage", SCOPE_BOTH,
@@ -389,6 +390,7 @@ static int opt_strategy(const struct config_option *o, const char *arg, struct c
                                arg);
         cfg->query = s;
         cfg->load = s == STRAT_CURL_MULTI ? STRAT_THREADS : s;
+        cfg->load_auto = s == STRAT_CURL_MULTI;
         return 0;
     }
     char *copy = strdup(arg), *save = NULL;
@@ -408,10 +410,8 @@ static int opt_strategy(const struct config_option *o, const char *arg, struct c
             rc = config_fail(err, errlen, "--strategy: unknown strategy \"%s\" for %s; use serial, threads, processes or curl-multi",
                              val, stage);
         } else if (!strcmp(stage, "load")) {
-            if (s == STRAT_CURL_MULTI)
-                rc = config_fail(err, errlen, "--strategy load=curl-multi makes no sense: loading reads files, it sends no HTTP; "
-                                              "use serial, threads or processes");
-            cfg->load = s;
+            cfg->load = s; /* curl-multi: fetches (S3, image URLs); refused for a folder (cli.c) */
+            cfg->load_auto = 0;
         } else if (!strcmp(stage, "query")) {
             cfg->query = s;
         } else if (!strcmp(stage, "scan") || !strcmp(stage, "write")) {

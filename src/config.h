@@ -44,6 +44,8 @@ struct config {
     const char *server;
     const char *config_file;
     enum strategy load, query;  /* scan and write are one thread each, always */
+    int load_auto;              /* load was not named: threads for a folder or a list, curl-multi for
+                                 * a bucket when the query stage is curl-multi (cli.c) */
     int workers;                /* threads or processes per parallel stage */
     int concurrency;            /* curl-multi: requests in flight, across all loops */
     int concurrency_auto;       /* --concurrency auto: every stage without a "concurrency" of its own

@@ -1,5 +1,6 @@
 /* summary: see summary.h. */
 #include "summary.h"
+#include "results/resume.h"
 
 #include <errno.h>
 #include <math.h>
@@ -95,7 +96,11 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
         if (x->ejections)
             fprintf(f, ", ejected %d time%s\n", x->ejections, x->ejections == 1 ? "" : "s");
     }
-    if (s->folders_failed == 1)
+    if (s->folders_failed && cfg->files_from)
+        fprintf(f, "annotate: %llu entr%s of %s name%s no image (the last: %s); %s why\n",
+                (unsigned long long)s->folders_failed, s->folders_failed == 1 ? "y" : "ies", cfg->files_from,
+                s->folders_failed == 1 ? "s" : "", s->folder_last, s->folders_failed == 1 ? "its row says" : "their rows say");
+    else if (s->folders_failed == 1)
         fprintf(f, "annotate: 1 folder could not be read: %s; its row says so, and --resume will retry it\n",
                 s->folder_last);
     else if (s->folders_failed)
@@ -156,15 +161,19 @@ cJSON *hist_json(const struct hist *h)
 cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const struct stats *st)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "dir", cfg->dir);
+    if (cfg->files_from)
+        cJSON_AddStringToObject(o, "files_from", cfg->files_from);
+    else
+        cJSON_AddStringToObject(o, "dir", cfg->dir);
     cJSON_AddStringToObject(o, "out", cfg->out);
+    cJSON_AddStringToObject(o, "format", results_format_name(cfg->format));
     cJSON_AddStringToObject(o, "load_strategy", strategy_name(cfg->load));
     cJSON_AddStringToObject(o, "query_strategy", strategy_name(cfg->query));
     cJSON_AddNumberToObject(o, "images_found", (double)s->found);
     cJSON_AddNumberToObject(o, "images_ok", (double)s->ok);
     cJSON_AddNumberToObject(o, "images_failed", (double)s->failed);
     cJSON_AddNumberToObject(o, "images_skipped", (double)s->skipped);
-    cJSON_AddNumberToObject(o, "folders_failed", (double)s->folders_failed);
+    cJSON_AddNumberToObject(o, cfg->files_from ? "entries_failed" : "folders_failed", (double)s->folders_failed);
     cJSON_AddNumberToObject(o, "requests", (double)s->requests);
     cJSON_AddNumberToObject(o, "attempts", (double)s->attempts);
     cJSON_AddNumberToObject(o, "retries", (double)s->retries);

@@ -18,5 +18,6 @@ struct exec *exec_threads_start(const struct run *run, unsigned jobs, int worker
 struct exec *exec_proc_start(const struct run *run, unsigned jobs, int workers, queue *in, queue *out,
                              char *err, size_t errlen);
 struct exec *exec_multi_start(const struct run *run, queue *in, queue *out, char *err, size_t errlen);
+struct exec *exec_load_multi_start(const struct run *run, queue *in, queue *out, char *err, size_t errlen);
 
 #endif

@@ -19,8 +19,10 @@ struct exec *exec_start(enum strategy s, const struct run *run, unsigned jobs, i
     case STRAT_PROCESSES:
         return exec_proc_start(run, jobs, workers, in, out, err, errlen);
     case STRAT_CURL_MULTI:
+        if (jobs == JOB_LOAD) /* fetches of S3 objects and image URLs (loadmulti.c) */
+            return exec_load_multi_start(run, in, out, err, errlen);
         if (jobs != JOB_QUERY) {
-            snprintf(err, errlen, "curl-multi sends HTTP requests; it cannot load files");
+            snprintf(err, errlen, "curl-multi runs either the load stage (fetches) or the query stage, not both");
             return NULL;
         }
         return exec_multi_start(run, in, out, err, errlen);

@@ -15,7 +15,8 @@
  *   serial      one thread, one item at a time, the blocking driver       any jobs
  *   threads     N threads, each the blocking driver (threads.h)           any jobs
  *   processes   N worker processes fed over pipes (processes.h, ipc.h)    any jobs
- *   curl-multi  event loops on libcurl's multi interface (multi.h)        JOB_QUERY only
+ *   curl-multi  event loops on libcurl's multi interface (multi.c)        JOB_QUERY, or JOB_LOAD
+ *               alone: one loop fetching S3 objects and image URLs (loadmulti.c)
  *
  * The executors know what to run (jobs), never what a request means: that is the chain's. Nor
  * how many requests an endpoint may have in flight: that is limit.h's; the drivers take a slot

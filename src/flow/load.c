@@ -94,6 +94,20 @@ uint64_t load_charge(const struct run *run, uint64_t size)
     return b64_charge(pipeline_needs(run->p), size) + size;
 }
 
+static int never_wait(const void *arg)
+{
+    (void)arg;
+    return 1;
+}
+
+int load_try_charge(struct item *it, uint64_t charge)
+{
+    if (budget_take(charge, NULL, never_wait, NULL))
+        return -1;
+    it->charged += charge;
+    return 0;
+}
+
 /* Takes the image's share of --max-memory before anything is read: loading waits while other
  * images hold the budget. 0, or -1 with the item failed (the run was stopped: no row). */
 static int charge_budget(const struct run *run, struct item *it, uint64_t charge)
@@ -228,21 +242,33 @@ static void read_encoding(const struct run *run, struct item *it, int fd, uint64
     it->b64_len = out;
 }
 
-/* A file: opened, checked, its share taken, then read whole or in chunks. */
-static void load_file(const struct run *run, struct item *it)
+/* A file: opened, checked, its share taken, then read whole or in chunks. With nowait, a share
+ * that does not fit now is not waited for: 1, the item as it was. Else 0. */
+static int load_file(const struct run *run, struct item *it, int nowait)
 {
     uint64_t size;
     int fd = open_image(run, it, &size);
     if (fd < 0)
-        return;
+        return 0;
     unsigned needs = pipeline_needs(run->p);
-    if (charge_budget(run, it, b64_charge(needs, size) + ((needs & NEED_BYTES) ? size : 0)) == 0) {
+    uint64_t charge = b64_charge(needs, size) + ((needs & NEED_BYTES) ? size : 0);
+    if (nowait && load_try_charge(it, charge)) {
+        close(fd);
+        return 1;
+    }
+    if (nowait || charge_budget(run, it, charge) == 0) {
         if (needs & NEED_BYTES)
             read_whole(run, it, fd, size, needs);
         else
             read_encoding(run, it, fd, size, needs);
     }
     close(fd);
+    return 0;
+}
+
+int load_file_nowait(const struct run *run, struct item *it)
+{
+    return it->status == ITEM_FAILED ? 0 : load_file(run, it, 1);
 }
 
 void load_bytes(const struct run *run, struct item *it, unsigned char *data, size_t len)
@@ -318,7 +344,7 @@ void load_item(struct loader *l, const struct run *run, struct item *it)
     if (it->kind == ITEM_S3 || it->kind == ITEM_HTTP)
         load_fetched(l, run, it);
     else
-        load_file(run, it);
+        load_file(run, it, 0);
 }
 
 struct loader *loader_new(const struct run *run)

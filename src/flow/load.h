@@ -34,8 +34,16 @@ void load_item(struct loader *l, const struct run *run, struct item *it);
  * another size is given back and taken again, waiting as loading waits). */
 void load_bytes(const struct run *run, struct item *it, unsigned char *data, size_t len);
 
-/* The share of the budget an image of size bytes takes while it is being made ready: its base64
- * (with slack) when a body sends it, and its bytes. */
+/* The share of the budget a fetched image of size bytes takes while it is being made ready: its
+ * base64 (with slack) when a body sends it, and its bytes. */
 uint64_t load_charge(const struct run *run, uint64_t size);
+
+/* For a loop that must not block (the curl-multi loader): takes charge bytes of the budget into
+ * it->charged if they fit now (0), else takes nothing (-1). */
+int load_try_charge(struct item *it, uint64_t charge);
+
+/* load_item for a file, without waiting for the budget: 1 when its share does not fit now (the
+ * item is as it was: call again later), else 0 (loaded, or failed with why). */
+int load_file_nowait(const struct run *run, struct item *it);
 
 #endif

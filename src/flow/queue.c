@@ -79,6 +79,20 @@ int queue_push(queue *q, void *p)
     return 0;
 }
 
+int queue_try_push(queue *q, void *p)
+{
+    pthread_mutex_lock(&q->mu);
+    int r = q->closed ? -1 : q->len == q->cap ? 1 : 0;
+    if (r == 0) {
+        q->ring[(q->head + q->len) % q->cap] = p;
+        q->len++;
+        pthread_cond_signal(&q->not_empty);
+        notify(q);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return r;
+}
+
 static void *take(queue *q)
 {
     void *p = q->ring[q->head];

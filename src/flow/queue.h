@@ -20,6 +20,9 @@ queue *queue_new(size_t cap, int producers);
 /* Blocks while full. Returns 0, or -1 when the queue is closed (the item was not taken). */
 int queue_push(queue *q, void *p);
 
+/* Non-blocking push: 0 when taken, 1 when the queue is full (try again later), -1 when closed. */
+int queue_try_push(queue *q, void *p);
+
 /* Blocks while empty and open. Returns the oldest item, or NULL once closed and drained. */
 void *queue_pop(queue *q);
 

@@ -293,7 +293,10 @@ enum fetch_step fetch_finish(struct fetch *f, const struct run *run, struct item
         return FETCH_FAIL;
     case S3_MISSING:
         health_ok(health); /* the store answered */
-        item_fail(it, "%s: not there (deleted since it was listed?)", res.message);
+        if (it->size_known) /* it was listed */
+            item_fail(it, "%s: deleted since it was listed", res.message);
+        else
+            item_fail(it, "%s: not found", res.message);
         return FETCH_FAIL;
     default:
         item_fail(it, "%s", res.message);

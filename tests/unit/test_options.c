@@ -17,6 +17,7 @@
 #include "drivers/ipc.h"
 #include "endpoint/limit.h"
 #include "endpoint/ratelimit.h"
+#include "results/resume.h"
 
 /* ---- helpers ---- */
 
@@ -49,6 +50,7 @@ typedef double (*getter)(void);
 #define GET_CFG(field) static double get_##field(void) { return (double)cfg.field; }
 #define GET_BENCH(field) static double get_b_##field(void) { return (double)bo.field; }
 GET_CFG(workers)
+GET_CFG(s3_max_keys)
 GET_CFG(concurrency)
 GET_CFG(loops)
 GET_CFG(queue_size)
@@ -104,6 +106,7 @@ static const struct numeric {
     {"outage-timeout", 0, 1, "0", "604800", "-1", "604801", 0, get_outage_timeout_s},
     {"progress-interval", 0, 0, "0.1", "86400", "0.09", "86401", 0, get_progress_interval},
     {"max-images", 0, 1, "1", NULL, "0", NULL, 0, get_max_images},
+    {"s3-max-keys", 0, 1, "1", "1000", "0", "1001", 0, get_s3_max_keys},
     {"latency-ms", 1, 1, "0", "600000", "-1", "600001", 0, get_b_latency_ms},
     {"duration", 1, 0, "0.1", "86400", "0.05", "86400.5", 0, get_b_duration_s},
     {"limit", 1, 1, "1", NULL, "0", NULL, 0, get_b_limit},
@@ -274,7 +277,7 @@ static void test_custom_options(void)
         const char *arg, *want;
     } bad_strat[] = {
         {"fast", "unknown strategy"},
-        {"load=curl-multi", "makes no sense"},
+        {"load=curl-multi", "a folder's files"},
         {"scan=threads", "one thread"},
         {"load=threads,compute=serial", "unknown stage \"compute\""},
         {"load=threads,query", "STAGE=STRATEGY"},
@@ -672,6 +675,82 @@ static void test_sweep_options(void)
     CU_ASSERT_EQUAL(PARSE(0, "--sweep-stages", "a"), -1);
 }
 
+/* A run's command line without the "some-dir" PARSE puts first. */
+static int parse_words(const char *const *args)
+{
+    char *argv[64];
+    int n = 0;
+    argv[n++] = "annotate";
+    for (int i = 0; args[i] && n < 63; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    config_free(&cfg);
+    bench_opts_free(&bo);
+    err[0] = 0;
+    return cli_parse(n, argv, &cfg, NULL, err, sizeof err);
+}
+#define WORDS(...) parse_words((const char *const[]){__VA_ARGS__, NULL})
+
+/* Where the images come from (DIR, s3://, --files-from, -0, --image-auth) and the results'
+ * format (--format against --out's name); the load strategy each source gets. */
+static void test_source_options(void)
+{
+    CU_ASSERT_EQUAL(WORDS("--files-from", "list.txt"), 0);
+    CU_ASSERT_STRING_EQUAL(cfg.files_from, "list.txt");
+    CU_ASSERT_PTR_NULL(cfg.dir);
+    CU_ASSERT_EQUAL(cfg.list_nul, 0);
+    CU_ASSERT_EQUAL(cfg.load, STRAT_THREADS);
+    CU_ASSERT_EQUAL(WORDS("--files-from", "-", "-0", "--image-auth"), 0);
+    CU_ASSERT(cfg.list_nul == 1 && cfg.image_auth == 1);
+    CU_ASSERT_EQUAL(WORDS("--files-from", "-", "--null"), 0);
+    CU_ASSERT_EQUAL(cfg.list_nul, 1);
+    CU_ASSERT_EQUAL(WORDS("dir", "--files-from", "l"), -1);
+    CHECKF(strstr(err, "both DIR") != NULL, "%s", err);
+    CU_ASSERT_EQUAL(WORDS("--out", "x.csv"), -1);
+    CHECKF(strstr(err, "--files-from") && strstr(err, "s3://"), "%s", err);
+    CU_ASSERT_EQUAL(WORDS("dir", "-0"), -1);
+    CHECKF(strstr(err, "-0") && strstr(err, "--files-from"), "%s", err);
+    CU_ASSERT_EQUAL(WORDS("dir", "--image-auth"), -1);
+    CHECKF(strstr(err, "--image-auth") && strstr(err, "--files-from"), "%s", err);
+    CU_ASSERT_EQUAL(WORDS("--files-from", "-", "--out", "r.csv", "--resume", "--retry-failed"), -1);
+    CHECKF(strstr(err, "--retry-failed") && strstr(err, "standard input"), "%s", err);
+    CU_ASSERT_EQUAL(WORDS("http://host/a.jpg"), -1);
+    CHECKF(strstr(err, "--files-from") != NULL, "%s", err);
+    /* A bucket: the URL is checked, and it loads on curl-multi unless told otherwise. */
+    CU_ASSERT_EQUAL(WORDS("s3://my-bucket/photos/"), 0);
+    CU_ASSERT_EQUAL(cfg.load, STRAT_CURL_MULTI);
+    CU_ASSERT_EQUAL(cfg.query, STRAT_CURL_MULTI);
+    CU_ASSERT_EQUAL(WORDS("s3://my-bucket", "--strategy", "curl-multi"), 0);
+    CU_ASSERT_EQUAL(cfg.load, STRAT_CURL_MULTI);
+    CU_ASSERT_EQUAL(WORDS("s3://my-bucket", "--strategy", "load=threads,query=curl-multi"), 0);
+    CU_ASSERT_EQUAL(cfg.load, STRAT_THREADS);
+    CU_ASSERT_EQUAL(WORDS("s3://my-bucket", "--strategy", "threads"), 0);
+    CU_ASSERT_EQUAL(cfg.load, STRAT_THREADS);
+    CU_ASSERT_EQUAL(WORDS("--files-from", "l", "--strategy", "load=curl-multi,query=curl-multi"), 0);
+    CU_ASSERT_EQUAL(cfg.load, STRAT_CURL_MULTI);
+    CU_ASSERT_EQUAL(WORDS("s3://"), -1);
+    CHECKF(strstr(err, "s3://") != NULL, "%s", err);
+    CU_ASSERT_EQUAL(WORDS("s3://x/"), -1); /* a bucket name has 3 characters at least */
+    /* The format: by --out's name, or --format, which must not contradict the name. */
+    CU_ASSERT_EQUAL(PARSE(0, "--out", "r.csv"), 0);
+    CU_ASSERT_EQUAL(cfg.format, RESULTS_CSV);
+    CU_ASSERT_EQUAL(PARSE(0, "--out", "r.jsonl"), 0);
+    CU_ASSERT_EQUAL(cfg.format, RESULTS_JSONL);
+    CU_ASSERT_EQUAL(PARSE(0, "--out", "R.NDJSON"), 0);
+    CU_ASSERT_EQUAL(cfg.format, RESULTS_JSONL);
+    CU_ASSERT_EQUAL(PARSE(0, "--format", "jsonl"), 0); /* standard output */
+    CU_ASSERT_EQUAL(cfg.format, RESULTS_JSONL);
+    CU_ASSERT_EQUAL(PARSE(0, "--out", "results", "--format", "jsonl"), 0);
+    CU_ASSERT_EQUAL(cfg.format, RESULTS_JSONL);
+    CU_ASSERT_EQUAL(PARSE(0, "--out", "r.csv", "--format", "jsonl"), -1);
+    CHECKF(strstr(err, "--format jsonl") && strstr(err, "r.csv"), "%s", err);
+    CU_ASSERT_EQUAL(PARSE(0, "--out", "r.jsonl", "--format", "csv"), -1);
+    CU_ASSERT_EQUAL(PARSE(0, "--format", "parquet"), -1);
+    CHECKF(strstr(err, "--format parquet") && strstr(err, "csv or jsonl"), "%s", err);
+    CU_ASSERT_EQUAL(PARSE(0, "--strategy", "load=curl-multi"), -1); /* a folder */
+    CHECKF(strstr(err, "load=curl-multi") && strstr(err, "folder"), "%s", err);
+}
+
 /* Every option the parser knows is covered by one of the tests above, so that a new one cannot
  * land untested. */
 static void test_every_option_tested(void)
@@ -679,7 +758,8 @@ static void test_every_option_tested(void)
     static const char *const others[] = {"out", "server", "config", "strategy", "extensions", "encoder", "resume",
                                          "retry-failed", "force", "quiet", "stats-json", "insecure", "cacert", "shard", "help",
                                          "version", "strategies", "latency-dist", "report", "chart", "mock",
-                                         "trust-payload", "header", "verbose", "sweep", "sweep-stages", "recommend", NULL};
+                                         "trust-payload", "header", "verbose", "sweep", "sweep-stages", "recommend",
+                                         "format", "files-from", "null", "image-auth", NULL};
     const char *const *names = cli_option_names();
     for (int i = 0; names[i]; i++) {
         int found = 0;
@@ -747,6 +827,8 @@ int register_options(void)
         !CU_add_test(s, "bench passes every run option it takes on to its runs", test_bench_forwards) ||
         !CU_add_test(s, "a worker process receives every option marked for workers", test_worker_config_frame) ||
         !CU_add_test(s, "options of the other command, unknown, missing or extra values", test_option_errors) ||
+        !CU_add_test(s, "sources and formats: DIR, s3://, --files-from, -0, --image-auth, --format",
+                     test_source_options) ||
         !CU_add_test(s, "every option is covered", test_every_option_tested) ||
         !CU_add_test(s, "ratelimit: tiny rates still limit, huge ones do not break", test_ratelimit_extreme_rates))
         return -1;
