@@ -21,6 +21,7 @@
     X(select)     \
     X(csv)        \
     X(resume)     \
+    X(jsonl)      \
     X(mock)       \
     X(mock_capacity) \
     X(mock_dialects) \
