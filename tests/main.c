@@ -48,6 +48,7 @@
     X(endpoint)   \
     X(s3)         \
     X(s3_servers) \
+    X(sources)    \
     X(hash)       \
     X(store)
 
