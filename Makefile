@@ -10,6 +10,7 @@
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
 #   make bench-cost  CPU per request against nginx, beside wrk and a Python aiohttp client
+#   make bench-s3   images from s3rver against the same images in a folder; listing 1,000,000 keys
 #   make bench-cache-store  the --cache answer store at 10 million entries, and its hash's candidates
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
@@ -73,7 +74,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-cache-store fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-s3 bench-cache-store fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -219,6 +220,13 @@ S3_KEYS ?= 1000000
 bench-s3list: $(BUILD)/bench-s3list
 	sh bench/s3list.sh $(BUILD) $(S3_KEYS)
 
+# The same images from a local folder and from s3rver, against the same model server: images/s of
+# each (bench/s3run.sh; S3_IMAGES=N images of 40 KB); then a run listing 1,000,000 keys of a
+# synthetic bucket, its peak RSS against a run listing 10,000.
+S3_IMAGES ?= 4000
+bench-s3: all $(BUILD)/gen-images $(S3RVER)
+	sh bench/s3run.sh $(BUILD) $(S3_IMAGES)
+
 # The concurrency limits against a GPU-like mock (capacity, bounded queue): fixed against auto.
 bench-capacity: all $(BUILD)/gen-images
 	sh bench/capacity.sh $(BUILD)
@@ -247,7 +255,7 @@ bench-cache-store: $(BUILD)/bench-store
 	$(BUILD)/bench-store --entries $(STORE_ENTRIES) --dir $(BUILD)/bench-store.d
 
 # Every figure of docs/BENCHMARKS.md, in one go (about 20 minutes; needs ~10 GB of disk).
-bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64)
+bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64) $(BUILD)/bench-s3list $(S3RVER)
 	sh bench/run.sh $(BUILD)
 
 # libFuzzer targets (clang): the answer parser, the pipeline-file parser, the resume reader, the

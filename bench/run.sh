@@ -48,6 +48,10 @@ done
 kill $mock; wait $mock 2>/dev/null || true
 rm -f "$log" out/bench-mem.csv
 echo
+echo "== S3: the same images from s3rver and from a folder; listing 1,000,000 keys (make bench-s3, make bench-s3list)"
+sh bench/s3run.sh $B
+sh bench/s3list.sh $B
+echo
 echo "== per-stage concurrency limits against a GPU-like mock (make bench-capacity)"
 sh bench/capacity.sh $B
 echo

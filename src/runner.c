@@ -361,6 +361,11 @@ static int open_source(struct runner *r, char *err, size_t errlen)
         return -1;
     if ((cfg->files_from || need_s3) && !(r->run.sources = r->sources = sources_new(cfg, need_s3, err, errlen)))
         return -1;
+    if (need_s3 && !cfg->quiet) {
+        char how[700];
+        s3_config_describe(r->sources->s3cfg, how, sizeof how);
+        fprintf(stderr, "annotate: S3: %s\n", how);
+    }
     if (!(r->src = source_open(cfg, r->sources, 0, err, errlen)))
         return -1;
     r->src->stop = r->run.stop;
