@@ -545,7 +545,7 @@ static void test_shards_and_merge(void)
         const char *ext = jsonl ? "jsonl" : "csv";
         char part[2][700], merged[700], out[4096];
         for (int k = 0; k < 2; k++) {
-            char shard[8];
+            char shard[16];
             snprintf(shard, sizeof shard, "%d/2", k);
             snprintf(part[k], sizeof part[k], "%s/part-%d.%s", base, k, ext);
             int rc = RUN(out, "s3://" BUCKET "/set/", "--out", part[k], "--server", mock.base_url, "--shard", shard);
