@@ -4,8 +4,10 @@
  *   fixed        the results file, its rewrite, the shared page, --stats-json, the rate limiter,
  *                libc, libcurl and OpenSSL's own files (CA bundle, resolv.conf), DNS: FIXED
  *   scanning     the run's walk and the progress line's counting walk: max_open streams each
- *   load         threads: one image file per worker; processes: two pipes per worker (the
- *                parent's ends; a worker's own descriptors count against its own table)
+ *   load         threads: one image file per worker, and with a bucket or a list the connection
+ *                its fetch handle keeps; processes: two pipes per worker (the parent's ends; a
+ *                worker's own descriptors count against its own table); curl-multi (fetches):
+ *                one connection per fetch in flight (--concurrency) and its loop's PER_LOOP
  *   query        threads: three per worker (a connection, and the socket pair of the internal
  *                multi handle curl_easy_perform keeps); processes: two pipes per worker;
  *                curl-multi: one connection per request in flight, and per event loop its epoll,
@@ -48,9 +50,11 @@ static long stage_cost(const struct config *cfg, long w, long c, long l)
     if (cfg->load == STRAT_PROCESSES && cfg->query == STRAT_PROCESSES)
         return 2 * w + 2; /* fused; + a spawn's pair in passing */
     long n = 0;
+    int fetching = cfg->files_from || (cfg->dir && !strncmp(cfg->dir, "s3://", 5));
     switch (cfg->load) {
-    case STRAT_THREADS: n += w; break;
+    case STRAT_THREADS: n += fetching ? 2 * w : w; break;
     case STRAT_PROCESSES: n += 2 * w + 2; break;
+    case STRAT_CURL_MULTI: n += c + PER_LOOP; break;
     default: n += 1; break;
     }
     switch (cfg->query) {
@@ -101,7 +105,7 @@ int fdlimit_fit(struct config *cfg, char *note, size_t notelen, char *err, size_
         cfg->scan.max_open = (size_t)scan_each;
     long avail = limit - open_now - FIXED - scan_cost(cfg);
     long w = cfg->workers, c = cfg->concurrency, l = cfg->loops > 0 ? cfg->loops : 1;
-    int multi = cfg->query == STRAT_CURL_MULTI, workers = uses_workers(cfg);
+    int multi = cfg->query == STRAT_CURL_MULTI || cfg->load == STRAT_CURL_MULTI, workers = uses_workers(cfg);
     /* Event loops cost PER_LOOP each whatever they carry: at most a quarter of what is left. */
     if (multi && PER_LOOP * l > avail / 4)
         l = avail / 4 / PER_LOOP > 1 ? avail / 4 / PER_LOOP : 1;
