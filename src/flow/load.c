@@ -323,6 +323,11 @@ static void load_fetched(struct loader *l, const struct run *run, struct item *i
     }
     if (it->size_known && charge_budget(run, it, load_charge(run, it->size)))
         return;
+    if (!run->sources) { /* (a worker process is never given one: runner.c) */
+        item_fail(it, "this process cannot fetch images");
+        item_drop_payload(it);
+        return;
+    }
     if (!l) {
         item_fail(it, "out of memory for a curl handle to fetch the image");
         item_drop_payload(it);

@@ -640,6 +640,7 @@ static void make_list(struct list *l, int nul)
     add_entry(l, nul, e, NULL, "HTTP 404", 1);
     add_entry(l, nul, "s3://" BUCKET "/set/missing.png", NULL, "NoSuchKey", 1);
     add_entry(l, nul, "gs://bucket/x.png", NULL, "only s3:// and http(s)://", 1);
+    add_entry(l, nul, "s3://" BUCKET "/", NULL, "not an S3 object's URL", 1);
     snprintf(e, sizeof e, "%s/no-such-file.png", base);
     add_entry(l, nul, e, NULL, "cannot open", 1);
     if (!nul)
@@ -766,6 +767,42 @@ static void test_list_headers_and_busy_host(void)
         free(l.w[i].path);
 }
 
+/* Lists refused before anything is sent (exit 2): an entry longer than 64 KiB, a NUL byte in a
+ * newline-separated list, a folder, a file that is not there. */
+static void test_list_refused(void)
+{
+    NEED_SERVERS();
+    char listf[700], res[700], out[4096];
+    snprintf(listf, sizeof listf, "%s/bad-list", base);
+    snprintf(res, sizeof res, "%s/bad-list.csv", base);
+    size_t big = 70000;
+    char *text = malloc(big + 64);
+    int n = snprintf(text, big + 64, "%s\n", imgs[0].file);
+    memset(text + n, 'x', big);
+    text[n + (int)big] = '\n';
+    static const struct {
+        const char *what, *msg;
+    } cases[] = {{"a long entry", "longer than 65536 bytes"}, {"a NUL byte", "holds a NUL byte"},
+                 {"a folder", "is a directory"}, {"no such file", "cannot read it"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *arg = listf;
+        if (i == 0)
+            write_file(listf, text, (size_t)n + big + 1);
+        else if (i == 1)
+            write_file(listf, "a.png\n\0b.png\n", 14);
+        else
+            arg = i == 2 ? base : "/nonexistent/list.txt";
+        e2e_stats_reset(&mock);
+        int rc = RUN(out, "--files-from", arg, "--out", res, "--server", mock.base_url);
+        cJSON *st = mock_stats(&mock);
+        long sent = mock_stat(st, "requests.model_01");
+        cJSON_Delete(st);
+        CHECKF(rc == 2 && strstr(out, cases[i].msg) && sent == 0, "%s: exit %d, %ld requests: %s", cases[i].what, rc,
+               sent, out);
+    }
+    free(text);
+}
+
 int register_sources(void)
 {
     CU_pSuite s = CU_add_suite("sources s3", suite_init, suite_clean);
@@ -788,7 +825,9 @@ int register_sources(void)
     if (!CU_add_test(t, "--files-from: local paths, s3:// and http:// mixed, twice, blank, CRLF", test_list_mixed) ||
         !CU_add_test(t, "-0 on standard input, JSON Lines read back by Python", test_list_nul_stdin) ||
         !CU_add_test(t, "--header reaches an image host only with --image-auth; a busy host is retried",
-                     test_list_headers_and_busy_host))
+                     test_list_headers_and_busy_host) ||
+        !CU_add_test(t, "a long entry, a NUL without -0, a folder, no file: exit 2 before any request",
+                     test_list_refused))
         return -1;
     CU_pSuite c = CU_add_suite("sources concurrent", suite_init, suite_clean);
     CU_pSuite v = c ? CU_add_suite("sources serial", suite_init, suite_clean) : NULL;
