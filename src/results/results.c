@@ -294,6 +294,26 @@ static int compact(int *fd, enum results_format f, const char *path, const char 
     return 0;
 }
 
+/* Rows are keyed by path as the source spells it (DIR joined with the path below it):
+ * resuming with DIR spelled otherwise (./photos for photos) would match nothing and write every
+ * image twice. The same for a bucket's prefix (o->under). 0, or -1 with err. */
+static int check_under(const struct results_opts *o, const struct doneset *set, char *err, size_t errlen)
+{
+    if (!o->dir && !o->under)
+        return 0;
+    char prefix[4096], example[256];
+    size_t dl = o->dir ? strlen(o->dir) : 0;
+    if (o->dir)
+        snprintf(prefix, sizeof prefix, "%s%s", o->dir, dl && o->dir[dl - 1] == '/' ? "" : "/");
+    else
+        snprintf(prefix, sizeof prefix, "%s", o->under);
+    if (!doneset_outside(set, prefix, strlen(prefix), example, sizeof example))
+        return 0;
+    snprintf(err, errlen, "cannot resume %s: it has rows for paths not under \"%s\" (e.g. \"%s\"); "
+             "run with DIR spelled as in the run that wrote it", o->path, prefix, example);
+    return -1;
+}
+
 /* Reads the rows of the locked file for resume: repairs, rewrites when needed, and checks that
  * they are this run's. */
 static int resume_rows(int *fd, const struct results_opts *o, const struct pipeline *p, struct doneset **done,
@@ -344,22 +364,8 @@ static int resume_rows(int *fd, const struct results_opts *o, const struct pipel
     }
     if (rc == 0 && (info->dropped_failed || info->duplicates))
         rc = compact(fd, o->format, o->path, text, complete, header, redo, err, errlen);
-    /* Rows are keyed by path as the scanner spells it (DIR joined with the path below it):
-     * resuming with DIR spelled otherwise (./photos for photos) would match nothing and write
-     * every image twice. The same for a bucket's prefix (o->under). */
-    if (rc == 0 && (o->dir || o->under)) {
-        char prefix[4096], example[256];
-        size_t dl = o->dir ? strlen(o->dir) : 0;
-        if (o->dir)
-            snprintf(prefix, sizeof prefix, "%s%s", o->dir, dl && o->dir[dl - 1] == '/' ? "" : "/");
-        else
-            snprintf(prefix, sizeof prefix, "%s", o->under);
-        if (doneset_outside(set, prefix, strlen(prefix), example, sizeof example)) {
-            snprintf(err, errlen, "cannot resume %s: it has rows for paths not under \"%s\" (e.g. \"%s\"); "
-                     "run with DIR spelled as in the run that wrote it", o->path, prefix, example);
-            rc = -1;
-        }
-    }
+    if (rc == 0)
+        rc = check_under(o, set, err, errlen);
 out:
     munmap((void *)text, len);
     free(header);
