@@ -223,7 +223,7 @@ bench-s3list: $(BUILD)/bench-s3list
 # The same images from a local folder and from s3rver, against the same model server: images/s of
 # each (bench/s3run.sh; S3_IMAGES=N images of 40 KB); then a run listing 1,000,000 keys of a
 # synthetic bucket, its peak RSS against a run listing 10,000.
-S3_IMAGES ?= 4000
+S3_IMAGES ?= 6000
 bench-s3: all $(BUILD)/gen-images $(S3RVER)
 	sh bench/s3run.sh $(BUILD) $(S3_IMAGES)
 
