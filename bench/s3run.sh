@@ -33,17 +33,21 @@ cleanup() {
   for p in $s3pid $synpid $mockpid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   rm -rf "$data"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-# Waits for "listening on 127.0.0.1:PORT" in log $1 from pid $2 and prints PORT.
+# Waits for "listening on 127.0.0.1:PORT" in log $1 from pid $2 and prints PORT. (Each log is
+# removed before its server starts: an old one would name an old port.)
 port_of() {
   i=0
-  until grep -q "^listening on" "$1"; do
+  while :; do
+    p=$(sed -n 's/^listening on 127.0.0.1:\([0-9][0-9]*\)$/\1/p' "$1" 2>/dev/null)
+    [ -n "$p" ] && break
     i=$((i + 1))
     if [ $i -gt 600 ] || ! kill -0 "$2" 2>/dev/null; then echo "s3run.sh: a server did not start:" >&2; cat "$1" >&2; exit 1; fi
     sleep 0.1
   done
-  sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$1"
+  echo "$p"
 }
 
 # CPU seconds of process $1 so far.
@@ -53,6 +57,7 @@ if [ "$(find out/bench-s3-imgs -name '*.png' 2>/dev/null | wc -l)" -ne "$N" ]; t
   rm -rf out/bench-s3-imgs
   $B/gen-images --size 40960 "$N" out/bench-s3-imgs >/dev/null
 fi
+rm -f $s3log $synlog out/bench-s3-mock.log
 node --openssl-legacy-provider tests/servers/s3rver.js build/node/node_modules "$data" bench >$s3log 2>&1 &
 s3pid=$!
 port=$(port_of $s3log $s3pid)
