@@ -698,6 +698,18 @@ static void test_list_nul_stdin(void)
     int rc = run_cmd(argv, tmo(60), out, sizeof out);
     CHECKF(rc == 1, "exit %d: %s", rc, out);
     CU_ASSERT(check_file(res, l.w, l.n, "-0 on standard input") == 0);
+    /* A JSON Lines file that holds rows is not overwritten without --resume or --force. */
+    size_t before_len;
+    char *before = slurp(res, &before_len);
+    const char *again[] = {e2e_annotate_bin(), "--files-from", listf, "-0", "--out", res, "--server", mock.base_url,
+                           "--quiet", NULL};
+    rc = run_cmd(again, tmo(30), out, sizeof out);
+    size_t after_len;
+    char *after = slurp(res, &after_len);
+    CHECKF(rc == 2 && strstr(out, "--resume") && after && after_len == before_len && !memcmp(before, after, after_len),
+           "a second run without --resume: exit %d: %s", rc, out);
+    free(before);
+    free(after);
     /* Python's json module reads every line, and os.fsencode gives each path's bytes back. */
     char py[1024];
     snprintf(py, sizeof py,
