@@ -598,6 +598,21 @@ static void test_bucket_retry_failed(void)
     free(bytes);
 }
 
+/* --resume refuses a file whose rows are not under s3://BUCKET/PREFIX (another prefix, another
+ * spelling), as it refuses a folder spelled otherwise; the file stays as it was. */
+static void test_bucket_resume_other_prefix(void)
+{
+    NEED_SERVERS();
+    char res[700], out[4096];
+    snprintf(res, sizeof res, "%s/prefix.csv", base);
+    int rc = RUN(out, "s3://" BUCKET "/set/", "--out", res, "--server", mock.base_url, "--max-images", "3");
+    CHECKF(rc == 0, "exit %d: %s", rc, out);
+    long lines = e2e_count_lines(res);
+    rc = RUN(out, "s3://" BUCKET "/other/", "--out", res, "--server", mock.base_url, "--resume");
+    CHECKF(rc == 2 && strstr(out, "not under \"s3://" BUCKET "/other/\""), "exit %d: %s", rc, out);
+    CU_ASSERT_EQUAL(e2e_count_lines(res), lines);
+}
+
 /* ---- a list ---- */
 
 /* A list's entries and the rows they must give: local files, s3:// objects, http:// URLs. */
@@ -829,7 +844,8 @@ int register_sources(void)
         !CU_add_test(s, "kill -9 during the listing, then --resume", test_kill_during_listing) ||
         !CU_add_test(s, "kill -9 during the run (JSON Lines), then --resume", test_kill_during_run) ||
         !CU_add_test(s, "--shard by key, then merge (CSV and JSON Lines)", test_shards_and_merge) ||
-        !CU_add_test(s, "--retry-failed keeps the row of an object deleted since", test_bucket_retry_failed))
+        !CU_add_test(s, "--retry-failed keeps the row of an object deleted since", test_bucket_retry_failed) ||
+        !CU_add_test(s, "--resume refuses rows of another prefix", test_bucket_resume_other_prefix))
         return -1;
     CU_pSuite t = CU_add_suite("sources list", suite_init, suite_clean);
     if (!t)
