@@ -10,6 +10,7 @@
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
 #   make bench-cost  CPU per request against nginx, beside wrk and a Python aiohttp client
+#   make bench-prepare  image preparation (libvips) against Pillow: CPU, bytes, peak RSS
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -30,6 +31,10 @@ ANN_CPPFLAGS := -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/n
 ANN_CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN)
 ANN_LDFLAGS  := $(SAN) -pthread
 ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -ljq -lpthread -lm
+# libvips (src/prepare/, image preparation): its flags only where it is used, so that a program
+# that prepares no image does not load it and its hundred libraries.
+VIPS_CFLAGS := $(shell pkg-config --cflags vips 2>/dev/null)
+VIPS_LIBS   := $(shell pkg-config --libs vips 2>/dev/null)
 COMPILE  = $(CC) $(ANN_CPPFLAGS) $(CPPFLAGS) $(ANN_CFLAGS) $(CFLAGS)
 LINK     = $(CC) $(ANN_LDFLAGS) $(LDFLAGS)
 LIBS     = $(ANN_LDLIBS) $(LDLIBS)
@@ -42,10 +47,13 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # python3-multipart (an independent server of each dialect, tests/servers/dialects.py); libjq-dev
 # runs the pipelines' jq expressions (Debian has no pkg-config file for it: -ljq); nginx and
 # openssl (suite "bench", tests/e2e/test_bench.c: annotate bench over TLS through nginx with a private
-# CA and a token made with openssl(1), and nginx's 1m body limit giving 413).
+# CA and a token made with openssl(1), and nginx's 1m body limit giving 413); libvips-dev prepares
+# images (src/prepare/), python3-pil makes the test images of suite "prepare" (and Pillow is what
+# make bench-prepare measures against), libheif-examples' heif-enc makes its HEIC.
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
-            python3-fastapi python3-uvicorn python3-multipart nginx openssl
+            python3-fastapi python3-uvicorn python3-multipart nginx openssl libvips-dev python3-pil \
+            libheif-examples
 
 # src/ holds main, the command line and the run; each folder one place of the design (see
 # docs/ARCHITECTURE.md). src/mock/ is the mock model server, a program of its own.
@@ -83,6 +91,8 @@ $(BUILD)/obj/tests/%.o: tests/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(COMPILE) -Itests/helpers -MMD -MP -c -o $@ $<
 
+$(BUILD)/obj/prepare/%.o $(BUILD)/obj/tests/unit/test_prepare.o: ANN_CPPFLAGS += $(VIPS_CFLAGS)
+
 # Objects also depend on this Makefile, so that a change of flags (or a build from before the
 # .d files) rebuilds them.
 -include $(patsubst %.o,%.d,$(LIB_OBJ) $(BUILD)/obj/main.o $(MOCK_OBJ) $(TEST_OBJ) $(BUILD)/obj/tests/helpers/failalloc.o)
@@ -103,7 +113,7 @@ $(FAILALLOC): $(BUILD)/obj/main.o $(BUILD)/libannotate.a $(BUILD)/obj/tests/help
 # The unit tests link the mock's answer models (not its server) to predict every cell: the
 # seed's five (answers.o) and the seven dialects' (dialects.o, which needs no libevent).
 $(UNIT): $(TEST_OBJ) $(BUILD)/obj/mock/answers.o $(BUILD)/obj/mock/dialects.o $(BUILD)/libannotate.a
-	$(LINK) -o $@ $^ $(LIBS) -lcunit
+	$(LINK) -o $@ $^ $(LIBS) $(VIPS_LIBS) -lcunit
 
 # Installs the missing Debian packages (as root, or through sudo when there is one).
 deps:
