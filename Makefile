@@ -31,10 +31,11 @@ ANN_CPPFLAGS := -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/n
 ANN_CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN)
 ANN_LDFLAGS  := $(SAN) -pthread
 ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -ljq -lpthread -lm
-# libvips (src/prepare/, image preparation): its flags only where it is used, so that a program
-# that prepares no image does not load it and its hundred libraries.
-VIPS_CFLAGS := $(shell pkg-config --cflags vips 2>/dev/null)
-VIPS_LIBS   := $(shell pkg-config --libs vips 2>/dev/null)
+# libvips (src/prepare/, image preparation; libwebpmux takes metadata out of its WebP files): its
+# flags only where it is used, so that a program that prepares no image does not load it and its
+# hundred libraries.
+VIPS_CFLAGS := $(shell pkg-config --cflags vips libwebpmux 2>/dev/null)
+VIPS_LIBS   := $(shell pkg-config --libs vips libwebpmux 2>/dev/null)
 COMPILE  = $(CC) $(ANN_CPPFLAGS) $(CPPFLAGS) $(ANN_CFLAGS) $(CFLAGS)
 LINK     = $(CC) $(ANN_LDFLAGS) $(LDFLAGS)
 LIBS     = $(ANN_LDLIBS) $(LDLIBS)
@@ -52,7 +53,7 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # make bench-prepare measures against), libheif-examples' heif-enc makes its HEIC.
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
-            python3-fastapi python3-uvicorn python3-multipart nginx openssl libvips-dev python3-pil \
+            python3-fastapi python3-uvicorn python3-multipart nginx openssl libvips-dev libwebp-dev python3-pil \
             libheif-examples
 
 # src/ holds main, the command line and the run; each folder one place of the design (see

@@ -43,7 +43,8 @@
     X(run)        \
     X(pyserver)   \
     X(hardening)  \
-    X(limit)
+    X(limit)      \
+    X(prepare)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

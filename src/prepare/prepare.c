@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <vips/vips.h>
+#include <webp/mux.h>
 
 #include "common/mime.h"
 
@@ -94,8 +95,7 @@ static void start(void)
         init_rc = -1;
         return;
     }
-    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG,
-                      on_vips_log, NULL);
+    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, on_vips_log, NULL);
     vips_cache_set_max(0);
     vips_cache_set_max_mem(0);
     vips_cache_set_max_files(0);
@@ -419,6 +419,50 @@ static int turn_and_pad(struct chain *ch, const struct plan *p)
     return push(ch, o);
 }
 
+/* "strip": no metadata field is left on the image (EXIF, XMP, IPTC, ICC, comments, ...), and the
+ * savers are asked to strip too. The savers alone are not trusted with it: Debian's libvips
+ * 8.14.1 webpsave ignores its "strip" (fixed upstream in 8.14.2) and would send the GPS position. */
+static int drop_metadata(struct chain *ch)
+{
+    VipsImage *o = NULL;
+    int rc;
+    if ((vips_copy(top(ch), &o, NULL), rc = push(ch, o)))
+        return rc;
+    gchar **names = vips_image_get_fields(top(ch));
+    for (gchar **n = names; n && *n; n++)
+        vips_image_remove(top(ch), *n);
+    g_strfreev(names);
+    return 0;
+}
+
+/* Debian's libvips 8.14.1 webpsave writes an EXIF block even then (one it makes up from the
+ * image's size): libwebpmux takes the EXIF, XMP and ICC chunks out of the file it made. */
+static int webp_strip(void **buf, size_t *len)
+{
+    WebPData in = {*buf, *len}, out = {NULL, 0};
+    WebPMux *mux = WebPMuxCreate(&in, 0);
+    WebPMuxError e = mux ? WEBP_MUX_OK : WEBP_MUX_BAD_DATA;
+    static const char *const chunks[] = {"EXIF", "XMP ", "ICCP"};
+    for (int i = 0; i < 3 && e == WEBP_MUX_OK; i++)
+        if ((e = WebPMuxDeleteChunk(mux, chunks[i])) == WEBP_MUX_NOT_FOUND)
+            e = WEBP_MUX_OK;
+    if (e == WEBP_MUX_OK)
+        e = WebPMuxAssemble(mux, &out);
+    WebPMuxDelete(mux);
+    void *copy = e == WEBP_MUX_OK ? g_try_malloc(out.size ? out.size : 1) : NULL;
+    if (!copy) {
+        WebPDataClear(&out);
+        vips_error("webpsave", "cannot take the metadata out (libwebpmux error %d)", (int)e);
+        return -1;
+    }
+    memcpy(copy, out.bytes, out.size);
+    g_free(*buf);
+    *buf = copy;
+    *len = out.size;
+    WebPDataClear(&out);
+    return 0;
+}
+
 static int save(VipsImage *im, const struct plan *p, struct prep_result *out, char *err, size_t errlen)
 {
     void *buf = NULL;
@@ -429,11 +473,12 @@ static int save(VipsImage *im, const struct plan *p, struct prep_result *out, ch
     if (p->format == PREP_FORMAT_PNG)
         rc = vips_pngsave_buffer(im, &buf, &len, "strip", strip, NULL);
     else if (p->format == PREP_FORMAT_WEBP)
-        rc = vips_webpsave_buffer(im, &buf, &len, "strip", strip, "Q", q, NULL);
+        rc = vips_webpsave_buffer(im, &buf, &len, "strip", strip, "Q", q, NULL) || (strip && webp_strip(&buf, &len));
     else /* 4:2:0 chroma at every quality, as Pillow does (libvips' own default keeps full chroma from 90 on) */
         rc = vips_jpegsave_buffer(im, &buf, &len, "strip", strip, "Q", q, "subsample_mode",
                                   VIPS_FOREIGN_SUBSAMPLE_ON, NULL);
     if (rc) {
+        g_free(buf);
         /* libvips computes lazily: the decoder runs here too */
         snprintf(err, errlen, "cannot prepare the image");
         return FAILED_IN_VIPS;
@@ -452,7 +497,8 @@ static int render(struct chain *ch, struct plan *p, struct prep_result *out, cha
     if (p->turn)
         prep_orient_size(p->orientation, l->content_w, l->content_h, &cw, &chh);
     if ((rc = cut(ch, p)) || (rc = to_srgb(ch, &converted)) || (rc = resize_to(ch, cw, chh)) ||
-        (rc = finish_colour(ch, p, converted)) || (rc = turn_and_pad(ch, p))) {
+        (rc = finish_colour(ch, p, converted)) || (rc = turn_and_pad(ch, p)) ||
+        (p->spec->strip && (rc = drop_metadata(ch)))) {
         snprintf(err, errlen, "cannot prepare the image");
         return rc;
     }
@@ -587,7 +633,7 @@ static int source_fn(struct call *c, char *err, size_t errlen)
     c->source->image = vips_image_copy_memory(im);
     g_object_unref(im);
     if (!c->source->image) {
-        snprintf(err, errlen, "cannot read the image");
+        snprintf(err, errlen, "cannot prepare the image");
         return FAILED_IN_VIPS;
     }
     return 0;
