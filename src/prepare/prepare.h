@@ -28,7 +28,7 @@
  *
  * - Shrink-on-load. A JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when that
  *   still leaves at least the pixels the output needs, as Pillow's draft() does; the rest of the
- *   way is vips_resize (Lanczos 3, with premultiplied alpha). Other formats are decoded at full
+ *   way is vips_resize with a Catmull-Rom cubic (Pillow's BICUBIC), alpha premultiplied. Other formats are decoded at full
  *   size. Decoding streams: a baseline JPEG, a non-interlaced PNG and a stripped TIFF are read a
  *   few lines at a time; a progressive JPEG, an interlaced PNG, WebP, GIF and HEIC are decoded
  *   whole by their libraries. Turning an image upright happens after sizing, on the small image.

@@ -2,6 +2,8 @@
 
     images.py tests DIR            the images of suite "prepare" (tests/unit/test_prepare.c)
     images.py camera DIR N [W H]   N camera-like JPEGs (default 4000 x 3000) for make bench-prepare
+    images.py variants SRC DIR     SRC (a camera JPEG) as a progressive JPEG, PNG, WebP, TIFF and
+                                   HEIC, for bench-prepare's memory estimates
 
 Every image of "tests" is defined by a formula the C test computes too:
 
@@ -160,11 +162,27 @@ def camera(out, n, w, h):
         im.save(os.path.join(out, "photo%03d.jpg" % i), quality=92, exif=e.tobytes())
 
 
+def variants(src, out):
+    os.makedirs(out, exist_ok=True)
+    im = Image.open(src)
+    exif_block = im.info.get("exif", b"")
+    p = lambda name: os.path.join(out, name)
+    im.save(p("baseline.jpg"), quality=92, exif=exif_block)
+    im.save(p("progressive.jpg"), quality=92, progressive=True, exif=exif_block)
+    im.save(p("photo.png"), exif=exif_block)
+    im.save(p("photo.webp"), quality=90, exif=exif_block)
+    im.save(p("photo.tif"))
+    subprocess.run(["heif-enc", "-q", "80", "-o", p("photo.heic"), p("photo.png")], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "tests":
         tests(sys.argv[2])
     elif len(sys.argv) in (4, 6) and sys.argv[1] == "camera":
         w, h = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) == 6 else (4000, 3000)
         camera(sys.argv[2], int(sys.argv[3]), w, h)
+    elif len(sys.argv) == 4 and sys.argv[1] == "variants":
+        variants(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)
