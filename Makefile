@@ -5,7 +5,7 @@
 #   make test       install missing packages, build, run every test (unit, end to end, ASan+UBSan, TSan)
 #   make sanitize   the test suite under AddressSanitizer + UBSan
 #   make tsan       the threaded and curl-multi paths under ThreadSanitizer
-#   make valgrind   the serial path under valgrind memcheck (errors and leaks fail it)
+#   make valgrind   the serial path and image preparation under valgrind memcheck (errors and leaks fail it)
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
@@ -166,9 +166,15 @@ tsan:
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 SAN="-fsanitize=thread" \
 	  ANNOTATE_TEST_FILTER=concurrent check
 
+# Under valgrind, libvips' ORC-compiled vector code and libjpeg-turbo's SIMD are switched off:
+# valgrind cannot run the code ORC writes at run time, and memcheck takes libjpeg-turbo's SIMD
+# Huffman and IDCT reads for uninitialised ones; the C paths are what it checks.
+valgrind: export VIPS_NOVECTOR = 1
+valgrind: export JSIMD_FORCENONE = 1
 valgrind: all $(UNIT)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) ANNOTATE_TEST_FILTER=serial \
 	  ANNOTATE_WRAP="valgrind --error-exitcode=99 --leak-check=full -q" $(UNIT)
+	ANNOTATE_TEST_FILTER=prepare valgrind --error-exitcode=99 --leak-check=full -q $(UNIT)
 
 # The allocation-failure sweep over every allocation of a small serial run, once and from each on
 # (make check runs a sample of about 250; make alloc-sweep BUILD=build-asan SAN=... under ASan).
@@ -239,7 +245,7 @@ bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH
 # JSON checker, answers read through expressions (plain paths and jq), the body template compiler.
 # The seed corpora live in tests/fuzz/corpus_*; what a run finds goes to build-fuzz/, not the repo.
 FUZZ_SECONDS ?= 60
-FUZZERS := answer pipeline resume json expr template
+FUZZERS := answer pipeline resume json expr template prepare_spec
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" build-fuzz/libannotate.a

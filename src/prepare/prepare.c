@@ -14,13 +14,21 @@
 /* A call's return when libvips failed: it runs again alone, for this image's reason. */
 #define FAILED_IN_VIPS (-2)
 
-/* The loaders annotate uses; every other one is blocked. */
+/* The loaders annotate uses, each asked alone whether the bytes are its format (its is_a): never
+ * vips_foreign_find_load_buffer, which would run every loader's sniffer on them, ImageMagick's
+ * (with all its coder modules) among them. Every other loader is blocked besides. */
+typedef int (*load_fn)(void *buf, size_t len, VipsImage **out, ...);
+
 static const struct reader {
-    const char *class_name, *mime;
+    const char *nick, *class_name, *mime;
+    load_fn load;
 } READERS[] = {
-    {"VipsForeignLoadJpegBuffer", "image/jpeg"}, {"VipsForeignLoadPngBuffer", "image/png"},
-    {"VipsForeignLoadWebpBuffer", "image/webp"}, {"VipsForeignLoadTiffBuffer", "image/tiff"},
-    {"VipsForeignLoadNsgifBuffer", "image/gif"}, {"VipsForeignLoadHeifBuffer", "image/heic"},
+    {"jpegload_buffer", "VipsForeignLoadJpegBuffer", "image/jpeg", vips_jpegload_buffer},
+    {"pngload_buffer", "VipsForeignLoadPngBuffer", "image/png", vips_pngload_buffer},
+    {"webpload_buffer", "VipsForeignLoadWebpBuffer", "image/webp", vips_webpload_buffer},
+    {"tiffload_buffer", "VipsForeignLoadTiffBuffer", "image/tiff", vips_tiffload_buffer},
+    {"gifload_buffer", "VipsForeignLoadNsgifBuffer", "image/gif", vips_gifload_buffer},
+    {"heifload_buffer", "VipsForeignLoadHeifBuffer", "image/heic", vips_heifload_buffer},
 };
 #define N_READERS (sizeof READERS / sizeof READERS[0])
 
@@ -210,9 +218,8 @@ static void chain_free(struct chain *ch)
 
 static const struct reader *reader_of(const void *bytes, size_t len)
 {
-    const char *name = len ? vips_foreign_find_load_buffer(bytes, len) : NULL;
-    for (size_t i = 0; name && i < N_READERS; i++)
-        if (!strcmp(name, READERS[i].class_name))
+    for (size_t i = 0; len && i < N_READERS; i++)
+        if (vips_foreign_is_a_buffer(READERS[i].nick, bytes, len))
             return &READERS[i];
     return NULL;
 }
@@ -251,10 +258,13 @@ static int open_image(const struct call *c, int shrink, VipsImage **out, struct 
         snprintf(err, errlen, "not an image annotate reads (JPEG, PNG, WebP, TIFF, GIF or HEIC)");
         return -1;
     }
-    VipsImage *im = shrink > 1 ? vips_image_new_from_buffer(c->bytes, c->len, "", "access", VIPS_ACCESS_SEQUENTIAL,
-                                                            "fail_on", VIPS_FAIL_ON_ERROR, "shrink", shrink, NULL)
-                               : vips_image_new_from_buffer(c->bytes, c->len, "", "access", VIPS_ACCESS_SEQUENTIAL,
-                                                            "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+    /* the loaders wrap the buffer, they do not write to it */
+    VipsImage *im = NULL;
+    if (shrink > 1)
+        r->load((void *)c->bytes, c->len, &im, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR,
+                "shrink", shrink, NULL);
+    else
+        r->load((void *)c->bytes, c->len, &im, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL);
     if (!im) {
         snprintf(err, errlen, "cannot read the image");
         return FAILED_IN_VIPS;
