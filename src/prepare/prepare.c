@@ -34,8 +34,8 @@ static const struct reader {
 
 /* ---- the process's set-up, and the reasons of failures ---- */
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int init_threads = 1, init_rc;
+static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
+static int init_done, init_rc;
 static char init_err[256];
 static atomic_int started;
 static pthread_rwlock_t calls; /* shared by every call; exclusive while a failed one runs again */
@@ -96,7 +96,7 @@ static void add_reason(char *err, size_t errlen)
         snprintf(err + used, errlen - used, ": %s", why[0] ? why : "libvips gave no reason");
 }
 
-static void start(void)
+static void start(int threads)
 {
     if (VIPS_INIT("annotate")) {
         snprintf(init_err, sizeof init_err, "libvips cannot start: %s", vips_error_buffer());
@@ -107,7 +107,7 @@ static void start(void)
     vips_cache_set_max(0);
     vips_cache_set_max_mem(0);
     vips_cache_set_max_files(0);
-    vips_concurrency_set(init_threads);
+    vips_concurrency_set(threads);
     vips_operation_block_set("VipsForeignLoad", TRUE);
     for (size_t i = 0; i < N_READERS; i++)
         vips_operation_block_set(READERS[i].class_name, FALSE);
@@ -127,12 +127,15 @@ int prep_init(int threads, char *err, size_t errlen)
         snprintf(err, errlen, "libvips threads: give a number from 1 to 1024");
         return -1;
     }
-    if (!atomic_load(&started))
-        init_threads = threads;
-    pthread_once(&once, start);
-    if (init_rc)
+    pthread_mutex_lock(&init_mu);
+    if (!init_done)
+        start(threads);
+    init_done = 1;
+    int rc = init_rc;
+    if (rc)
         snprintf(err, errlen, "%s", init_err);
-    return init_rc;
+    pthread_mutex_unlock(&init_mu);
+    return rc;
 }
 
 void prep_shutdown(void)
@@ -530,7 +533,8 @@ static enum prep_format format_for(const struct prep_spec *s, const char *mime)
 
 static int same_format(enum prep_format f, const char *mime)
 {
-    return (f == PREP_FORMAT_JPEG && !strcmp(mime, "image/jpeg")) || (f == PREP_FORMAT_PNG && !strcmp(mime, "image/png")) ||
+    return (f == PREP_FORMAT_JPEG && !strcmp(mime, "image/jpeg")) ||
+           (f == PREP_FORMAT_PNG && !strcmp(mime, "image/png")) ||
            (f == PREP_FORMAT_WEBP && !strcmp(mime, "image/webp"));
 }
 

@@ -5,17 +5,22 @@
  * What callers may rely on:
  *
  * - Formats. JPEG, PNG, WebP, TIFF, GIF (its first frame) and HEIC (libheif, which also reads
- *   AVIF) are read; nothing else. Every other libvips loader (SVG, PDF, ImageMagick, FITS, ...) is
- *   blocked for the whole process, so a file that only pretends to be a photo never reaches one.
- *   The output is JPEG, PNG or WebP (spec.h says which).
+ *   AVIF) are read; nothing else. Each of those six loaders is asked alone whether the bytes are
+ *   its format; libvips' own search (vips_foreign_find_load_buffer) is not used, as it would run
+ *   every loader's sniffer on them, ImageMagick's among them. Every other loader (SVG, PDF,
+ *   ImageMagick, FITS, ...) is blocked for the whole process besides. The output is JPEG, PNG or
+ *   WebP (spec.h says which).
  *
- * - Bad images fail, they never crash. A file that is not an image, a truncated or corrupt one,
- *   fails with the decoder's reason ("cannot read the image: VipsJpeg: Premature end of input
- *   file"). libvips fails on truncation and on decoder errors; the warnings a decoder recovers
- *   from (a few bad bytes in a JPEG's entropy-coded data) do not fail the image: it is decoded as
- *   every viewer shows it. An image of more than max_pixels pixels (width x height of its first
- *   frame) fails with "image too large: W×H pixels (--max-pixels N)", read from its header, before
- *   any pixel is decoded or any buffer for them is allocated.
+ * - Bad images fail, they never crash. A file that is not an image fails with "not an image
+ *   annotate reads (...)"; a header the decoder refuses with "cannot read the image: " and its
+ *   reason; a truncated or corrupt image with "cannot prepare the image: " and the decoder's
+ *   reason ("cannot prepare the image: VipsJpeg: Premature end of input file", "...: vipspng:
+ *   libpng read error; not enough data"). libvips fails on truncation and on decoder errors
+ *   (fail_on "error"); the warnings a decoder recovers from (a few bad bytes in a JPEG's
+ *   entropy-coded data) do not fail the image: it is decoded as every viewer shows it. An image
+ *   of more than max_pixels pixels (width x height of its first frame) fails with "image too
+ *   large: W×H pixels (--max-pixels N)", read from its header, before any pixel is decoded or any
+ *   buffer for them is allocated.
  *
  * - The reason is this image's own. libvips 8.14 keeps one error buffer for the whole process and
  *   its decoders report from libvips' worker threads, so two images failing at once would mix
@@ -28,10 +33,11 @@
  *
  * - Shrink-on-load. A JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when that
  *   still leaves at least the pixels the output needs, as Pillow's draft() does; the rest of the
- *   way is vips_resize with a Catmull-Rom cubic (Pillow's BICUBIC), alpha premultiplied. Other formats are decoded at full
- *   size. Decoding streams: a baseline JPEG, a non-interlaced PNG and a stripped TIFF are read a
- *   few lines at a time; a progressive JPEG, an interlaced PNG, WebP, GIF and HEIC are decoded
- *   whole by their libraries. Turning an image upright happens after sizing, on the small image.
+ *   way is vips_resize with a Catmull-Rom cubic (Pillow's BICUBIC), alpha premultiplied. Other
+ *   formats are decoded at full size. Decoding streams: a baseline JPEG, a non-interlaced PNG and
+ *   a stripped TIFF are read a few lines at a time; a progressive JPEG, an interlaced PNG, WebP,
+ *   GIF and HEIC are decoded whole by their libraries. Turning an image upright happens after
+ *   sizing, on the small image.
  *
  * - Memory. The operation cache is off (vips_cache_set_max(0), and 0 bytes, 0 files): nothing of
  *   one image is kept after its call. No temporary file is ever written (loaders are opened
@@ -42,7 +48,10 @@
  * - Threads. Every function may be called from any thread, at once, after prep_init. Each call
  *   works on one image with `threads` libvips worker threads (1 when the caller runs one image
  *   per thread), plus libvips' write-behind thread while it encodes. A source may be cut by
- *   several threads at once.
+ *   several threads at once. libvips' threads do not survive a fork: a process that forks
+ *   without exec'ing calls prep_init in the child, not before the fork. ThreadSanitizer cannot
+ *   follow libvips' and GLib's own locking (they are not instrumented), so it reports races inside
+ *   them; valgrind runs them with VIPS_NOVECTOR=1 and JSIMD_FORCENONE=1 (see the Makefile).
  *
  * - Output bytes are libvips' (g_malloc); prep_result_free releases them. The input's bytes are
  *   never changed, and prep_image and prep_crop never keep a pointer to them. */
@@ -80,7 +89,8 @@ struct prep_info {
 };
 
 /* Reads the header only (no pixels). Returns 0, or -1 with err: not an image, a format that is
- * not read, a header the decoder refuses, or more than max_pixels pixels. */
+ * not read, a header the decoder refuses, or more than max_pixels pixels (0:
+ * PREP_MAX_PIXELS_DEFAULT, in every function here). */
 int prep_probe(const void *bytes, size_t len, uint64_t max_pixels, struct prep_info *info, char *err,
                size_t errlen);
 

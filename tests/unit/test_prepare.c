@@ -658,7 +658,8 @@ static void test_unchanged(void)
     CU_ASSERT(r.unchanged && r.data == NULL && r.width == 300 && r.height == 200);
     CU_ASSERT_STRING_EQUAL(r.mime, "image/png");
     /* to turn upright, to strip, to convert: re-encoded */
-    CU_ASSERT_FATAL(prepare("coord_o6.png", "{\"strip\": false, \"format\": \"same\"}", &r, NULL, err, sizeof err) == 0);
+    CU_ASSERT_FATAL(
+        prepare("coord_o6.png", "{\"strip\": false, \"format\": \"same\"}", &r, NULL, err, sizeof err) == 0);
     CU_ASSERT(!r.unchanged && r.width == 300 && r.height == 200);
     prep_result_free(&r);
     CU_ASSERT_FATAL(prepare("coord_o1.png", "{\"format\": \"same\"}", &r, NULL, err, sizeof err) == 0);
@@ -792,6 +793,9 @@ static void test_crop_spec(void)
 
 /* ---- bad images ---- */
 
+/* crc.png's: libvips' words, then libpng's (its image data no longer inflates) */
+#define CRC_REASON "cannot prepare the image: vipspng: libpng read error; Not enough image data"
+
 static void test_bad_files(void)
 {
     static const struct {
@@ -824,7 +828,7 @@ static void test_bad_files(void)
     char err[400];
     /* libpng's own words after libvips' */
     CU_ASSERT(prepare("crc.png", "{}", &r, NULL, err, sizeof err) == -1);
-    CU_ASSERT_STRING_EQUAL(err, "cannot prepare the image: vipspng: libpng read error; Not enough image data");
+    CU_ASSERT_STRING_EQUAL(err, CRC_REASON);
     CU_ASSERT(prepare("trunc.png", "{}", &r, NULL, err, sizeof err) == -1);
     CU_ASSERT_STRING_EQUAL(err, "cannot prepare the image: vipspng: libpng read error; not enough data");
 }
@@ -921,6 +925,37 @@ static void test_inputs(void)
     prep_result_free(&r);
 }
 
+/* ---- memory estimates (make bench-prepare measures them against the peak RSS) ---- */
+
+static struct prep_info probe(const char *name)
+{
+    size_t len;
+    unsigned char *b = image(name, &len);
+    struct prep_info info;
+    char err[300];
+    CU_ASSERT_FATAL(prep_probe(b, len, 0, &info, err, sizeof err) == 0);
+    free(b);
+    return info;
+}
+
+static void test_estimates(void)
+{
+    struct prep_info big = probe("big_o6.jpg"), webp = probe("coord.webp"), png = probe("coord_o1.png");
+    CU_ASSERT(big.stored_w == 1200 && big.stored_h == 1600 && big.width == 1600 && big.orientation == 6);
+    CU_ASSERT(big.streams && big.bands == 3 && big.sample_bytes == 1 && !strcmp(big.mime, "image/jpeg"));
+    CU_ASSERT(!webp.streams && png.streams && !strcmp(webp.mime, "image/webp"));
+    struct prep_spec s100 = spec("{\"max_side\": 100}"), s1024 = spec("{\"max_side\": 1024}"), full = spec("{}");
+    uint64_t a = prep_peak_bytes(&big, &s100), b = prep_peak_bytes(&big, &s1024), c = prep_peak_bytes(&big, &full);
+    CU_ASSERT(a < b && b < c);
+    CU_ASSERT(c > 2ull * 1600 * 1200 * 3); /* turned at full size: the upright copy and the output */
+    /* whole-image decoders count the whole image; a held source its pixels */
+    CU_ASSERT(prep_peak_bytes(&webp, &s100) > 3ull * 300 * 200 * 3);
+    CU_ASSERT(prep_source_bytes(&big) > 1600ull * 1200 * 3);
+    struct prep_rect r = {0, 0, 400, 300};
+    CU_ASSERT(prep_crop_peak_bytes(&big, r, NULL) > 400ull * 300 * 3);
+    CU_ASSERT(prep_crop_peak_bytes(&big, r, &s100) < prep_crop_peak_bytes(&big, r, NULL));
+}
+
 /* ---- threads ---- */
 
 static struct {
@@ -956,7 +991,7 @@ static void *work(void *arg)
             failed(w, "big_o6.jpg", err);
         if (k == 1 && (rc != -1 || strcmp(err, "cannot prepare the image: VipsJpeg: Premature end of input file")))
             failed(w, "trunc.jpg", err);
-        if (k == 2 && (rc != -1 || strcmp(err, "cannot prepare the image: vipspng: libpng read error; Not enough image data")))
+        if (k == 2 && (rc != -1 || strcmp(err, CRC_REASON)))
             failed(w, "crc.png", err);
         if (k == 3 && (rc != -1 || strcmp(err, "not an image annotate reads (JPEG, PNG, WebP, TIFF, GIF or HEIC)")))
             failed(w, "junk.bin", err);
@@ -1019,6 +1054,7 @@ int register_prepare(void)
         !CU_add_test(s, "corrupt and truncated files: the decoder's reason", test_bad_files) ||
         !CU_add_test(s, "a decompression bomb refused before allocation", test_bomb) ||
         !CU_add_test(s, "HEIC, WebP, TIFF, GIF inputs", test_inputs) ||
+        !CU_add_test(s, "memory estimates", test_estimates) ||
         !CU_add_test(s, "threads: each result and reason its own", test_threads))
         return -1;
     return 0;
