@@ -17,7 +17,9 @@
  *   "quality"         1 to 100 (default PREP_QUALITY_DEFAULT), for JPEG and WebP; refused with
  *                     "format": "png".
  *   "orient"          true (the default) or false: turn the image upright by its EXIF
- *                     Orientation tag (the tag is then gone, so nobody turns it twice).
+ *                     Orientation tag (the tag is then gone, so nobody turns it twice). HEIC
+ *                     arrives upright either way: libheif applies the file's own transforms
+ *                     and libvips drops its EXIF tag, as the HEIF standard says.
  *   "strip"           true (the default) or false: send no metadata. EXIF (the GPS position,
  *                     the camera's serial number), XMP, IPTC, comments and the ICC profile are
  *                     all left out; an image with an ICC profile has its pixels converted to
