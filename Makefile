@@ -242,7 +242,8 @@ bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH
 	sh bench/run.sh $(BUILD)
 
 # libFuzzer targets (clang): the answer parser, the pipeline-file parser, the resume reader, the
-# JSON checker, answers read through expressions (plain paths and jq), the body template compiler.
+# JSON checker, answers read through expressions (plain paths and jq), the body template compiler,
+# a stage's "image" spec and a crop stage's boxes (prepare_spec).
 # The seed corpora live in tests/fuzz/corpus_*; what a run finds goes to build-fuzz/, not the repo.
 FUZZ_SECONDS ?= 60
 FUZZERS := answer pipeline resume json expr template prepare_spec
