@@ -48,7 +48,8 @@
     X(s3)         \
     X(s3_servers) \
     X(hash)       \
-    X(store)
+    X(store) \
+    X(prepare)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)
