@@ -108,13 +108,13 @@ $(BUILD)/libannotate.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(ANNOTATE): $(BUILD)/obj/main.o $(BUILD)/libannotate.a
-	$(LINK) -o $@ $^ $(LIBS)
+	$(LINK) -o $@ $^ $(LIBS) $(VIPS_LIBS)
 
 $(MOCK): $(MOCK_OBJ) $(BUILD)/libannotate.a
 	$(LINK) -o $@ $^ $(LIBS) $(shell pkg-config --libs libevent 2>/dev/null)
 
 $(FAILALLOC): $(BUILD)/obj/main.o $(BUILD)/libannotate.a $(BUILD)/obj/tests/helpers/failalloc.o
-	$(LINK) $(foreach w,$(FAILALLOC_WRAPS),-Wl,--wrap=$(w)) -o $@ $^ $(LIBS) -ldl
+	$(LINK) $(foreach w,$(FAILALLOC_WRAPS),-Wl,--wrap=$(w)) -o $@ $^ $(LIBS) $(VIPS_LIBS) -ldl
 
 # The unit tests link the mock's answer models (not its server) to predict every cell: the
 # seed's five (answers.o) and the seven dialects' (dialects.o, which needs no libevent).
