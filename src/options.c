@@ -196,7 +196,7 @@ const struct config_option CONFIG_OPTIONS[] = {
      "prepares it", SCOPE_BOTH, LONG(CFG(max_pixels), 1, LONG_MAX, "a number of pixels"), TO_WORKER},
     {"load-threads", "N", "one per CPU when a stage prepares images, else --workers",
      "threads (or processes) that read, and prepare, images", SCOPE_BOTH,
-     LONG(CFG(load_threads), 1, 4096, "a number"), TO_WORKER},
+     LONG(CFG(load_threads), 1, 4096, "a number"), .zero = "0 for the default", TO_WORKER},
     {"extensions", "LIST", "jpg,jpeg,png,gif,bmp,webp", "file extensions that count as images (any case)", SCOPE_BOTH,
      CUSTOM(opt_extensions, NOWHERE), .print = print_extensions},
     {"encoder", "NAME", "fast", "base64 encoder: fast or libb64 (the reference)", SCOPE_BOTH, CUSTOM(opt_encoder, CFG(encoder)),
