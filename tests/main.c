@@ -49,7 +49,8 @@
     X(s3_servers) \
     X(hash)       \
     X(store) \
-    X(prepare)
+    X(prepare)    \
+    X(prepare_run)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)
