@@ -14,8 +14,9 @@ where the image is the decoded im_str:
                  of the top-left and bottom-right pixels, "fields": the item's other fields}
   POST /detect   R = {"w", "h", "boxes": the item's "boxes" field as it was sent}: a detector
                  whose boxes the test chooses
-  POST /classify a classifier's preprocessing (decode, convert to RGB, resize to 224 x 224 with
-                 bicubic, scale to floats): R = {"w", "h", "mean": the mean of the floats}
+  POST /classify a classifier's preprocessing as torchvision's transforms do it on a PIL image
+                 (decode, convert to RGB, resize to 224 x 224 with bicubic, scale to floats):
+                 R = {"w", "h", "mean": the mean of the floats}
   GET /stats     {"requests": R, "bytes": request bytes received, "items": images seen}
 
 Usage: prepsrv.py [--port P] [--threads]; binds 127.0.0.1 and prints "listening on 127.0.0.1:P"
@@ -53,7 +54,6 @@ def look(im, data, item):
 
 
 def classify(im):
-    im.draft("RGB", (224, 224)) if im.format == "JPEG" else None
     x = im.convert("RGB").resize((224, 224), Image.BICUBIC)
     data = x.tobytes()
     return {"w": im.size[0], "h": im.size[1], "mean": round(sum(data) / len(data) / 255.0, 4)}
