@@ -267,7 +267,7 @@ bench-cache-store: $(BUILD)/bench-store
 # RSS it bounds, and the peak RSS of 8000 x 6000 photos prepared under a 200 MB byte budget.
 $(BUILD)/bench-prepare: private ANN_CPPFLAGS += $(VIPS_CFLAGS)
 $(BUILD)/bench-prepare: private ANN_LDLIBS += $(VIPS_LIBS)
-bench-prepare: $(BUILD)/bench-prepare
+bench-prepare: $(BUILD)/bench-prepare $(ANNOTATE)
 	sh bench/prepare.sh $(BUILD) | tee docs/bench/bench-prepare.txt
 
 # Every figure of docs/BENCHMARKS.md, in one go (about 20 minutes; needs ~10 GB of disk).
