@@ -325,12 +325,13 @@ static int make_copies(const struct run *run, struct item *it, unsigned needs, u
     uint64_t kept = 0;
     for (int k = 0; k < it->n_copies; k++)
         kept += it->copies[k].charged;
+    uint64_t b64 = it->b64 ? b64_encoded_len(it->raw_len) + 1 + 2 * B64_SLACK : 0;
     if (it->status != ITEM_FAILED && !(needs & NEED_BYTES) && !pipeline_crops(p)) {
         free(it->raw); /* no stage sends the file's bytes or cuts from them */
         it->raw = NULL;
         it->raw_len = 0;
     }
-    it->charged = it->raw_len + (it->b64 ? b64_encoded_len(it->raw_len) + 1 + 2 * B64_SLACK : 0);
+    it->charged = it->raw_len + b64;
     it->cut_charged = it->status != ITEM_FAILED ? cut : 0;
     kept += it->charged + it->cut_charged;
     if (held >= kept)
