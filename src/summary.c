@@ -1,5 +1,6 @@
 /* summary: see summary.h. */
 #include "summary.h"
+#include "options.h"
 #include "results/resume.h"
 
 #include <errno.h>

@@ -50,7 +50,9 @@
     X(s3_servers) \
     X(sources)    \
     X(hash)       \
-    X(store)
+    X(store) \
+    X(prepare)    \
+    X(prepare_run)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

@@ -109,13 +109,13 @@ static void attempt(struct lmulti *x, struct slot *s)
  * holds any. */
 static int settle_bytes(struct lmulti *x, struct slot *s)
 {
-    uint64_t need = load_charge(x->run, s->len);
-    if (s->len && s->it->charged != need) {
+    uint64_t need = load_bytes_charge(x->run, s->it, s->data, s->len);
+    if (need && s->it->charged != need) {
         item_drop_payload(s->it);
         if (load_try_charge(s->it, need))
             return 1;
     }
-    load_bytes(x->run, s->it, s->data, s->len);
+    load_bytes(x->run, s->it, s->data, s->len); /* (need 0: it fails the item, and frees the bytes) */
     s->data = NULL;
     slot_done(x, s);
     return 0;

@@ -13,6 +13,7 @@
 
 #include "chain/chain.h"
 #include "common/rng.h"
+#include "endpoint/shared.h"
 #include "sources/sources.h"
 
 /* ---- what a store's answers say about it (sources.h's fetch_health) ---- */
