@@ -598,6 +598,54 @@ static void test_bucket_retry_failed(void)
     free(bytes);
 }
 
+/* A pipeline that prepares images (a stage's "image": resized, re-encoded): the bucket's rows
+ * hold the same cells as the folder's, image by image, under the blocking loader and the
+ * curl-multi one (the mock answers from the bytes it is sent, so equal cells mean equal prepared
+ * images). */
+static void test_bucket_prepared(void)
+{
+    NEED_SERVERS();
+    char pipe[700], fres[700], bres[700], out[4096];
+    snprintf(pipe, sizeof pipe, "%s/prep.json", base);
+    snprintf(fres, sizeof fres, "%s/prep-folder.csv", base);
+    snprintf(bres, sizeof bres, "%s/prep-bucket.jsonl", base);
+    static const char text[] = "{\"stages\": [{\"name\": \"model_01\", \"url\": \"/model_01\", \"fields\": "
+                               "{\"model_03\": null}, \"image\": {\"size\": [16, 16], \"fit\": \"cover\", "
+                               "\"format\": \"png\"}}]}";
+    CU_ASSERT_FATAL(write_file(pipe, text, strlen(text)) == 0);
+    int rc = RUN(out, images, "--out", fres, "--server", mock.base_url, "--config", pipe);
+    CHECKF(rc == 0, "the folder: exit %d: %s", rc, out);
+    struct e2e_csv fc;
+    CU_ASSERT_FATAL(e2e_csv_read(fres, &fc) == 0);
+    for (int loader = 0; loader < 2; loader++) {
+        rc = RUN(out, "s3://" BUCKET "/set/", "--out", bres, "--server", mock.base_url, "--config", pipe, "--strategy",
+                 loader ? "load=curl-multi,query=curl-multi" : "load=threads,query=curl-multi");
+        CHECKF(rc == 1, "the bucket: exit %d: %s", rc, out); /* (the empty object) */
+        size_t len;
+        char *jl = slurp(bres, &len);
+        int same = 0;
+        for (int i = 0; jl && i < N_IMAGES; i++) {
+            const char *cell = NULL;
+            for (size_t r = 0; r < fc.n; r++)
+                if (!strcmp(fc.rows[r].f[0].s, imgs[i].file))
+                    cell = fc.rows[r].f[2].s;
+            char want[600];
+            snprintf(want, sizeof want, "\"model_01\":%s,", cell ? cell : "?");
+            char *enc = malloc(6 * strlen(imgs[i].key) + 2);
+            size_t el = json_put_bytes(imgs[i].key, strlen(imgs[i].key), enc);
+            enc[el - 1] = 0; /* without its closing quote: the path continues */
+            for (char *line = jl; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+                if (!strncmp(line, "{\"path\":\"s3://" BUCKET "/", 21) && !strncmp(line + 21, enc + 1, el - 2) &&
+                    line[21 + el - 2] == '"' && strstr(line, want) && strstr(line, want) < strchr(line, '\n'))
+                    same++;
+            free(enc);
+        }
+        CHECKF(same == N_IMAGES, "loader %d: %d of %d images have the folder's cell", loader, same, N_IMAGES);
+        free(jl);
+    }
+    e2e_csv_free(&fc);
+}
+
 /* --resume refuses a file whose rows are not under s3://BUCKET/PREFIX (another prefix, another
  * spelling), as it refuses a folder spelled otherwise; the file stays as it was. */
 static void test_bucket_resume_other_prefix(void)
@@ -845,7 +893,8 @@ int register_sources(void)
         !CU_add_test(s, "kill -9 during the run (JSON Lines), then --resume", test_kill_during_run) ||
         !CU_add_test(s, "--shard by key, then merge (CSV and JSON Lines)", test_shards_and_merge) ||
         !CU_add_test(s, "--retry-failed keeps the row of an object deleted since", test_bucket_retry_failed) ||
-        !CU_add_test(s, "--resume refuses rows of another prefix", test_bucket_resume_other_prefix))
+        !CU_add_test(s, "--resume refuses rows of another prefix", test_bucket_resume_other_prefix) ||
+        !CU_add_test(s, "a pipeline that prepares images: the bucket's cells are the folder's", test_bucket_prepared))
         return -1;
     CU_pSuite t = CU_add_suite("sources list", suite_init, suite_clean);
     if (!t)
