@@ -358,6 +358,24 @@ static long check_bucket_run(const char *path, const char *what)
     return bad;
 }
 
+/* A list's entries and the rows they must give: local files, s3:// objects, http:// URLs. */
+struct list {
+    char text[16384];
+    size_t len;
+    struct want w[64];
+    size_t n;
+};
+
+static void add_entry(struct list *l, int nul, const char *entry, const char *file, const char *fail_with, int want_row)
+{
+    size_t el = strlen(entry);
+    memcpy(l->text + l->len, entry, el);
+    l->len += el;
+    l->text[l->len++] = nul ? '\0' : '\n';
+    if (want_row)
+        l->w[l->n++] = (struct want){strdup(entry), file, fail_with};
+}
+
 /* ---- a bucket ---- */
 
 /* Each of the strategies, CSV and JSON Lines, pages of 3: the same rows, every signature
@@ -494,6 +512,44 @@ static void test_bucket_slowdown_storm(void)
     CU_ASSERT(check_bucket_run(res, "SlowDown storm") == 0);
     long after = s3srv_stat(&store, "rejected.SlowDown");
     CHECKF(after - (before < 0 ? 0 : before) == 12, "%ld SlowDown answers, want 12", after - before);
+}
+
+/* An outage of the store (40 SlowDowns in a row, more than any image's --retries 1 allows) is
+ * waited out: every row ok. With --outage-timeout 0 the same storm fails the images it hits, with
+ * S3's Code: the wait is what kept them. */
+static void test_bucket_outage(void)
+{
+    NEED_SERVERS();
+    char res[700], out[4096], listf[700];
+    snprintf(res, sizeof res, "%s/outage.csv", base);
+    CU_ASSERT_FATAL(s3srv_slowdown(&store, 40) == 0);
+    int rc = RUN(out, "s3://" BUCKET "/set/", "--out", res, "--server", mock.base_url, "--retries", "1", "--backoff-ms",
+                 "5", "--backoff-max-ms", "20");
+    CHECKF(rc == 1, "exit %d: %s", rc, out);
+    CU_ASSERT(check_bucket_run(res, "an outage waited out") == 0);
+    snprintf(listf, sizeof listf, "%s/outage-list.txt", base);
+    static struct list l;
+    memset(&l, 0, sizeof l);
+    char e[1024];
+    for (int i = 0; i < 8; i++) {
+        snprintf(e, sizeof e, "s3://" BUCKET "/%.200s", imgs[i].key);
+        add_entry(&l, 0, e, imgs[i].file, NULL, 1);
+    }
+    CU_ASSERT_FATAL(write_file(listf, l.text, l.len) == 0);
+    CU_ASSERT_FATAL(s3srv_slowdown(&store, 40) == 0);
+    rc = RUN(out, "--files-from", listf, "--out", res, "--server", mock.base_url, "--retries", "1", "--backoff-ms", "5",
+             "--outage-timeout", "0", "--strategy", "serial");
+    s3srv_slowdown(&store, 0);
+    struct rows rs;
+    int failed = 0;
+    if (rows_read(res, &rs) == 0) {
+        for (size_t i = 0; i < rs.n; i++)
+            failed += !rs.r[i].ok && strstr(rs.r[i].error, "SlowDown") && strstr(rs.r[i].error, "after 2 attempts");
+        rows_free(&rs);
+    }
+    CHECKF(rc == 1 && failed == 8, "--outage-timeout 0: exit %d, %d rows failed with SlowDown: %s", rc, failed, out);
+    for (size_t i = 0; i < l.n; i++)
+        free(l.w[i].path);
 }
 
 /* kill -9 while the listing is still going (pages of 1, queues of 1: the listing keeps only a few
@@ -662,24 +718,6 @@ static void test_bucket_resume_other_prefix(void)
 }
 
 /* ---- a list ---- */
-
-/* A list's entries and the rows they must give: local files, s3:// objects, http:// URLs. */
-struct list {
-    char text[16384];
-    size_t len;
-    struct want w[64];
-    size_t n;
-};
-
-static void add_entry(struct list *l, int nul, const char *entry, const char *file, const char *fail_with, int want_row)
-{
-    size_t el = strlen(entry);
-    memcpy(l->text + l->len, entry, el);
-    l->len += el;
-    l->text[l->len++] = nul ? '\0' : '\n';
-    if (want_row)
-        l->w[l->n++] = (struct want){strdup(entry), file, fail_with};
-}
 
 /* Every kind of entry, twice some of them, with blank lines (not under -0). */
 static void make_list(struct list *l, int nul)
@@ -889,6 +927,8 @@ int register_sources(void)
                      test_bucket_setup_errors) ||
         !CU_add_test(s, "an object deleted after the listing: a failed row", test_bucket_deleted_after_listing) ||
         !CU_add_test(s, "503 SlowDown storm: retried, every row ok", test_bucket_slowdown_storm) ||
+        !CU_add_test(s, "an outage of the store waited out; with --outage-timeout 0 its images fail",
+                     test_bucket_outage) ||
         !CU_add_test(s, "kill -9 during the listing, then --resume", test_kill_during_listing) ||
         !CU_add_test(s, "kill -9 during the run (JSON Lines), then --resume", test_kill_during_run) ||
         !CU_add_test(s, "--shard by key, then merge (CSV and JSON Lines)", test_shards_and_merge) ||
