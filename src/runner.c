@@ -1,8 +1,9 @@
 /* runner: see runner.h.
  *
- * Threads of a run: the scanner (produces items), the load executor, the query executor (or one
- * fused executor when both are processes, so a worker gets a path and reads the file itself),
- * the writer (this thread), and a signal thread. Every queue is bounded, so the number of items
+ * Threads of a run: the scanner (takes the source's entries: a folder's walk, a bucket's listing,
+ * a list's lines; produces items), the load executor, the query executor (or one fused executor
+ * when both are processes and the source is a folder, so a worker gets a path and reads the file
+ * itself), the writer (this thread), and a signal thread. Every queue is bounded, so the number of items
  * alive at once is at most the sum of the queue sizes plus what the workers hold, whatever the
  * number of images. With every stage serial there are no queues and no threads at all: one loop
  * scans, loads, queries and writes an image before the next — the reference the others match. */

@@ -1,5 +1,7 @@
-/* runner: one annotate run. Wires scan → load → query → write with bounded queues and the chosen
- * executors, handles resume, sharding and signals, and fills the summary. */
+/* runner: one annotate run. Opens the source (a folder, an S3 bucket, a --files-from list:
+ * flow/source.h) and what reads remote images (sources/sources.h), wires scan → load → query →
+ * write with bounded queues and the chosen executors, handles resume, sharding and signals, and
+ * fills the summary. */
 #ifndef ANNOTATE_RUNNER_H
 #define ANNOTATE_RUNNER_H
 
