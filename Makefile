@@ -292,9 +292,9 @@ fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" build-fuzz/libannotate.a
 	@set -e; for f in $(FUZZERS); do \
-	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Isrc $$(pkg-config --cflags $(PKGS)) \
+	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Isrc $$(pkg-config --cflags $(PKGS)) $(VIPS_CFLAGS) \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -o build-fuzz/fuzz-$$f tests/fuzz/fuzz_$$f.c build-fuzz/libannotate.a $(LIBS); \
+	    -o build-fuzz/fuzz-$$f tests/fuzz/fuzz_$$f.c build-fuzz/libannotate.a $(LIBS) $(VIPS_LIBS); \
 	  mkdir -p build-fuzz/corpus_$$f; cp -n tests/fuzz/corpus_$$f/* build-fuzz/corpus_$$f/ 2>/dev/null || true; \
 	  echo "fuzz $$f: $(FUZZ_SECONDS) s"; \
 	  if ! LSAN_OPTIONS=suppressions=$(abspath tests/fuzz/lsan-libjq.supp) build-fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 -close_fd_mask=3 \
