@@ -14,7 +14,12 @@
  *     row, from several requests) is waited for rather than charged to the images' retries; a
  *     stage that answers "not set up for you" (401, 403, 404, 405, a certificate that does not
  *     verify) before it ever answered otherwise stops the run (exit 2);
- *   - its credentials: a 401 re-reads the stage's ${file:...} headers once per request.
+ *   - its credentials: a 401 re-reads the stage's ${file:...} headers. When they changed, the
+ *     request is retried at once. When they did not, and the stage was answering (the file
+ *     lags the server's rotation: a secrets agent writing a moment late), the request waits,
+ *     re-reading them every ENDPOINT_CRED_POLL_MS, until they change or ENDPOINT_CRED_WAIT_MS
+ *     have passed since the stage's first 401 (after which its 401s fail as they come). A stage
+ *     that never answered re-reads them once per request: its 401 is a set-up error.
  *
  * A request's standing with its endpoint is its ticket. A driver asks before each attempt:
  *
@@ -83,9 +88,12 @@ struct ticket {
     unsigned char tokens; /* rate tokens taken for this attempt: 0, 1 (the stage's), 2 (both) */
     unsigned char slot;   /* holds a slot of its stage's concurrency */
     unsigned char on_replica; /* counted as outstanding at replica */
+    unsigned char on_wire;    /* counted among its stage's attempts on the wire */
     unsigned char reauth; /* a 401 has made the stage's header files be read again for it */
+    unsigned char cred_wait; /* a 401 came with those files unchanged: the next attempt waits for
+                              * them to change (see endpoint_admit) */
     int replica;          /* the stage's URL this attempt goes to (0 without replicas) */
-    int failed_replica;   /* the one the last attempt failed on the down way, or -1: a retry
+    int failed_replica;   /* the one the last attempt failed on (replicas.h), or -1: a retry
                            * goes elsewhere when it can */
     unsigned header_gen;  /* the generation of the stage's headers the attempt was sent with */
     double t_sent;        /* when the admitted attempt went */
@@ -93,9 +101,13 @@ struct ticket {
 
 void ticket_init(struct ticket *t, int stage, uint64_t id, uint64_t rng);
 
+#define ENDPOINT_CRED_WAIT_MS 10000
+#define ENDPOINT_CRED_POLL_MS 100
+
 enum admit {
     ADMIT_GO = 0,   /* send now, to t->replica */
-    ADMIT_WAIT = 1, /* a rate token is ours but not valid before *until: call again then */
+    ADMIT_WAIT = 1, /* a rate token is ours but not valid before *until, or the stage's
+                     * credentials are awaited (a 401 with its files unchanged): call again then */
     ADMIT_PARK = 2  /* the stage has no free slot: call again once one may be (endpoint_park) */
 };
 
@@ -115,9 +127,15 @@ int endpoint_park(const struct run *run, struct ticket *t);
 struct endpoint_news {
     int down;    /* the stage's server is down, within --outage-timeout: a retryable failure of
                   * the busy or down kind is retried whatever its budget */
-    int no_row;  /* a set-up error before the stage ever answered otherwise: the image is not at
-                  * fault (no row; --resume runs it); three of them stop the run */
-    int reauth;  /* a 401, and the stage's header files now read differently: retry at once */
+    int no_row;  /* a set-up error before the stage ever answered otherwise: not the image's
+                  * fault. Worth another attempt (within its retries) while the set-up breaker
+                  * judges; when it stops the run (SETUP_FAILS of them), the image gets no row
+                  * and --resume runs it (breakers.h) */
+    int reauth;  /* a 401 and the stage's header files re-read: retry at once (an attempt that
+                  * waits for them to change waits in endpoint_admit) */
+    int elsewhere; /* a replica answered as a server not set up for the stage while another may
+                  * answer: the request is worth another attempt, on another replica, within its
+                  * retries (replicas.h) */
 };
 
 /* The attempt admitted last on t has ended. */
