@@ -201,8 +201,13 @@ static int budget_timer_get(void)
         sev.sigev_signo = BUDGET_SIGNAL;
         sev.sigev_notify_thread_id = gettid();
         budget_made = budget_ready && timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &budget_timer) == 0 ? 1 : -1;
-        if (budget_made > 0)
+        if (budget_made > 0) {
             pthread_setspecific(budget_key, &budget_timer);
+            sigset_t set; /* a thread that blocks signals still takes this one */
+            sigemptyset(&set);
+            sigaddset(&set, BUDGET_SIGNAL);
+            pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        }
         else if (!atomic_exchange(&budget_warned, 1))
             fprintf(stderr, "annotate: no CPU-time timer for jq expressions (%s): they run unbounded\n",
                     strerror(errno));
