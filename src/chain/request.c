@@ -233,13 +233,13 @@ static void finish_ok(const struct run *run, struct chain_req *req, struct readi
     }
 }
 
-/* 1 when a failed attempt is to be tried again: a retryable kind (or a set-up answer that is not
- * the image's fault: from a replica while another may answer, or one the set-up breaker has yet
- * to judge), within the stage's attempts (or beyond them while the
- * stage's server is down), while the run goes on and some image of the request still matters.
- * An "auto" stage's 429 or 503 is flow control: the adaptive limit went past the server's
- * capacity, which is not the image's fault, so up to CHAIN_BUSY_FREE of them are not charged to
- * its retries. */
+/* 1 when a failed attempt is to be tried again: a retryable kind, or a set-up answer that is not
+ * the image's fault (from a replica while another may answer; one the set-up breaker has yet to
+ * judge), within the stage's attempts (beyond them while the stage's server is down, or while
+ * the set-up breaker judges), while the run goes on and some image of the request still
+ * matters. An "auto" stage's 429 or 503 is flow control: the adaptive limit went past the
+ * server's capacity, which is not the image's fault, so up to CHAIN_BUSY_FREE of them are not
+ * charged to its retries. */
 static int worth_retrying(const struct run *run, struct chain_req *req, const struct reading *rd,
                           const struct chain_answer *a, const struct endpoint_news *news)
 {
@@ -248,7 +248,8 @@ static int worth_retrying(const struct run *run, struct chain_req *req, const st
     if (rd->kind == ANSWER_BUSY && a->cc == CURLE_OK && endpoint_adaptive(run, req->stage) &&
         req->busy < CHAIN_BUSY_FREE)
         req->busy++;
-    return (req->attempts - req->busy - req->in_batch < chain_max_attempts(run, req->stage) || news->down) &&
+    return (req->attempts - req->busy - req->in_batch < chain_max_attempts(run, req->stage) || news->down ||
+            news->no_row) &&
            run_stop_state(run) != RUN_ABORT && !all_failed(req);
 }
 

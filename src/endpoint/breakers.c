@@ -65,9 +65,9 @@ static void stop_on_setup_error(const struct run *run, int s, const struct attem
     run_abort(run);
 }
 
-int setup_note(const struct run *run, int s, const struct attempt_report *r)
+int setup_note(const struct run *run, struct ticket *t, const struct attempt_report *r, int alone)
 {
-    struct shared_stage *d = &run->shared->stage[s];
+    struct shared_stage *d = &run->shared->stage[t->stage];
     if (r->kind != ANSWER_SETUP) {
         if ((r->cc == 0 || r->kind == ANSWER_OK) && !atomic_load_explicit(&d->answered, memory_order_relaxed))
             atomic_store(&d->answered, 1);
@@ -75,7 +75,10 @@ int setup_note(const struct run *run, int s, const struct attempt_report *r)
     }
     if (atomic_load(&d->answered))
         return 0; /* it has answered as a server set up for us: this one is about the image */
+    if (!alone && t->setup_counted)
+        return 1; /* counted once: the others on the wire will say whether the stage is wrong */
+    t->setup_counted = 1;
     if (atomic_fetch_add(&d->setup_fails, 1) + 1 >= SETUP_FAILS)
-        stop_on_setup_error(run, s, r);
+        stop_on_setup_error(run, t->stage, r);
     return 1;
 }

@@ -21,14 +21,16 @@
  * as an outage, and waits up to --outage-timeout before it fails.
  *
  * The set-up breaker: a final answer of the "not set up" kind (ANSWER_SETUP) from a stage that
- * has never answered otherwise says the run is misconfigured, not that the image is bad.
- * SETUP_FAILS of them stop the run with exit 2, naming the stage, its URL and what to check,
- * and their images get no row (--resume runs them once the set-up is mended). Until then such a
- * request is retried, within its retries: if the stage answers well meanwhile (a server still
- * starting, a token rotated at the start), it goes on; if its retries run out first, its row
- * says why. An image is never left without a row by a run that goes on. (A replica that
- * answers so while another may answer well is that replica's fault, not the stage's:
- * replicas.h.) */
+ * has never answered otherwise says the run is misconfigured, not that the image is bad. Such
+ * answers from SETUP_FAILS different requests, or as many from a request that was each time the
+ * stage's only one on the wire, stop the run with exit 2, naming the stage, its URL and what to
+ * check, and their images get no row (--resume runs them once the set-up is mended). Until the
+ * breaker has judged, such a request is retried, beyond its retries if need be (the judgement
+ * comes: the stage answers, or its requests say the same, or one of them is alone): once the
+ * stage has answered well, its next set-up answer is about the image, and its row says so. So
+ * an image is never left without a row by a run that goes on, and one image a server refuses
+ * before the others' answers came back does not stop the run. (A replica that answers so while
+ * another may answer well is that replica's fault, not the stage's: replicas.h.) */
 #ifndef ANNOTATE_BREAKERS_H
 #define ANNOTATE_BREAKERS_H
 
@@ -45,8 +47,9 @@ void outage_note(const struct run *run, int s, uint64_t id, const struct attempt
 /* 1 while stage s is down and its --outage-timeout has not run out. */
 int outage_waiting(const struct run *run, int s, double now);
 
-/* Feeds the set-up breaker; returns 1 when the image is not at fault (a set-up error before the
+/* Feeds the set-up breaker with how an attempt of t ended; alone: it was the stage's only
+ * attempt on the wire. Returns 1 when the image is not at fault (a set-up error before the
  * stage ever answered otherwise: retried while the breaker judges). May stop the run. */
-int setup_note(const struct run *run, int s, const struct attempt_report *r);
+int setup_note(const struct run *run, struct ticket *t, const struct attempt_report *r, int alone);
 
 #endif

@@ -153,10 +153,10 @@ struct endpoint_news endpoint_done(const struct run *run, struct ticket *t, cons
     if ((news.reauth = renew_credentials(run, t, r, now)))
         return news;
     outage_note(run, t->stage, t->id, r, alone, now);
-    if (r->kind == ANSWER_SETUP && replica_elsewhere(run, t, r))
+    if (r->kind == ANSWER_SETUP && replica_elsewhere(run, t, r, now))
         news.elsewhere = 1; /* that replica's fault, not the stage's: no set-up error */
     else
-        news.no_row = setup_note(run, t->stage, r);
+        news.no_row = setup_note(run, t, r, alone);
     news.down = (r->kind == ANSWER_BUSY || r->kind == ANSWER_DOWN) && outage_waiting(run, t->stage, now);
     return news;
 }

@@ -92,6 +92,7 @@ struct ticket {
     unsigned char reauth; /* a 401 has made the stage's header files be read again for it */
     unsigned char cred_wait; /* a 401 came with those files unchanged: the next attempt waits for
                               * them to change (see endpoint_admit) */
+    unsigned char setup_counted; /* its set-up answer has been counted by the set-up breaker */
     int replica;          /* the stage's URL this attempt goes to (0 without replicas) */
     int failed_replica;   /* the one the last attempt failed on (replicas.h), or -1: a retry
                            * goes elsewhere when it can */
@@ -128,9 +129,9 @@ struct endpoint_news {
     int down;    /* the stage's server is down, within --outage-timeout: a retryable failure of
                   * the busy or down kind is retried whatever its budget */
     int no_row;  /* a set-up error before the stage ever answered otherwise: not the image's
-                  * fault. Worth another attempt (within its retries) while the set-up breaker
-                  * judges; when it stops the run (SETUP_FAILS of them), the image gets no row
-                  * and --resume runs it (breakers.h) */
+                  * fault. Worth another attempt, beyond its retries, while the set-up breaker
+                  * judges; when it stops the run, the image gets no row and --resume runs it
+                  * (breakers.h) */
     int reauth;  /* a 401 and the stage's header files re-read: retry at once (an attempt that
                   * waits for them to change waits in endpoint_admit) */
     int elsewhere; /* a replica answered as a server not set up for the stage while another may

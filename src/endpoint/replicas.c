@@ -105,14 +105,15 @@ void replica_note(const struct run *run, struct ticket *t, const struct attempt_
         eject(all, n, t->replica, now);
 }
 
-int replica_elsewhere(const struct run *run, const struct ticket *t, const struct attempt_report *rep)
+int replica_elsewhere(const struct run *run, const struct ticket *t, const struct attempt_report *rep, double now)
 {
     int n;
     struct shared_replica *all = replicas_of(run, t->stage, &n);
     if (!all || !replica_fault(rep))
         return 0;
+    int64_t ms = (int64_t)(now * 1000);
     for (int k = 0; k < n; k++)
-        if (k != t->replica && !atomic_load(&all[k].setup_bad))
+        if (k != t->replica && !atomic_load(&all[k].setup_bad) && atomic_load(&all[k].ejected_until_ms) <= ms)
             return 1;
     return 0;
 }

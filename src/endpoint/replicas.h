@@ -9,8 +9,8 @@
  *     the stage's answer (not JSON, no result, a wrong count of a batch's results), a 404 or
  *     405 (the model is not at that path there), a certificate that does not verify. Not a
  *     401 or 403: credentials are the stage's, the same for every replica.
- * A replica that answered 404, 405 or with a bad certificate while another has not (setup_bad,
- * until it answers well again) has the request retried on another, within its retries
+ * A replica that answered 404, 405 or with a bad certificate while another in rotation has not
+ * (setup_bad, until it answers well again) has the request retried there, within its retries
  * (endpoint_news.elsewhere), and it is not a set-up error of the stage: the stage is wrong only
  * when every replica says so. A replica failing REPLICA_EJECT_AFTER times in a row is ejected
  * for REPLICA_EJECT_BASE_S seconds times the number of its ejections (at most
@@ -33,8 +33,8 @@ void replica_pick(const struct run *run, struct ticket *t, double now);
 void replica_note(const struct run *run, struct ticket *t, const struct attempt_report *r, double now);
 
 /* 1 when the attempt's answer r (ANSWER_SETUP) is its replica's fault while another replica of
- * the stage has not answered so: worth another attempt elsewhere. */
-int replica_elsewhere(const struct run *run, const struct ticket *t, const struct attempt_report *r);
+ * the stage, in rotation, has not answered so: worth another attempt there. */
+int replica_elsewhere(const struct run *run, const struct ticket *t, const struct attempt_report *r, double now);
 
 /* Takes t's attempt off its replica's outstanding count, for an attempt that never went. */
 void replica_forget(const struct run *run, struct ticket *t);

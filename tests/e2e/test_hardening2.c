@@ -8,6 +8,9 @@
  *                                (serial, one worker): no failed row; images the server always
  *                                500s on are not an outage: each fails after its own retries,
  *                                the others go on
+ *   "hardening2 setup"           a stage whose first answers are 404s about two images (the
+ *                                others slower): their rows say so, the others are ok, the run
+ *                                goes on (they used to be left without a row, exit 0)
  *   "hardening2 tokens"          a token file that lags the server's rotation by 150 ms: every
  *                                row ok, under curl-multi, threads and processes
  *   "hardening2 jq serial"       a jq expression that never ends is stopped at its CPU-time
@@ -205,6 +208,20 @@ static void test_poisoned_images(void)
                                 .bad_attempts = 3};
         cJSON_Delete(batchy_run(&c));
     }
+}
+
+/* ---- hardening2 setup --------------------------------------------------------------------------- */
+
+/* The stage's first answers are 404s about two images, the others' come 300 ms later (all six
+ * sent at once): those images are not set aside without a row (as set-up errors would be), nor
+ * do they stop the run: once the others have answered, their 404s are their own, and their rows
+ * say so. */
+static void test_first_answer_about_an_image(void)
+{
+    const int bad[] = {1, 4};
+    const char *opts[] = {"--strategy", "curl-multi", "--concurrency", "6", NULL};
+    struct batchy_case c = {"/late404", 6, bad, 2, "HTTP 404: no model for bad", .opts = opts};
+    cJSON_Delete(batchy_run(&c));
 }
 
 /* ---- hardening2 tokens -------------------------------------------------------------------------- */
@@ -442,6 +459,10 @@ int register_hardening2(void)
     if (!s || !CU_add_test(s, "a restart with one request in flight: no failed row", test_lone_request_restart) ||
         !CU_add_test(s, "images the server always 500s on: not an outage, each fails after its retries",
                      test_poisoned_images))
+        return -1;
+    s = CU_add_suite("hardening2 setup", NULL, NULL);
+    if (!s || !CU_add_test(s, "first answers that are 404s about two images: their rows, the run goes on",
+                           test_first_answer_about_an_image))
         return -1;
     s = CU_add_suite("hardening2 tokens", NULL, NULL);
     if (!s || !CU_add_test(s, "a token file 150 ms behind the server's rotation: every row ok", test_token_lag))

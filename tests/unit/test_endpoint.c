@@ -257,6 +257,38 @@ static void test_setup_breaker(void)
     fixture_close(&f);
 }
 
+/* A set-up answer while other requests of the stage are on the wire is counted once per request
+ * (the others will say whether the stage is wrong), and retried beyond its budget meanwhile;
+ * once the stage has answered well, the next one is about the image. A request alone on the
+ * wire (serial) counts each time: three stop the run. */
+static void test_setup_breaker_waits(void)
+{
+    struct fixture f;
+    if (fixture_open(&f, "{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"}]}", 0))
+        return;
+    struct ticket a, b;
+    ticket_init(&a, 0, 1, 1);
+    ticket_init(&b, 0, 2, 2);
+    double until;
+    endpoint_admit(&f.run, &b, 1.0, &until, 0); /* b is on the wire, slow */
+    for (int i = 0; i < 2 * SETUP_FAILS; i++)
+        CU_ASSERT(attempt(&f, &a, &NOT_FOUND, 1.0 + i).no_row);
+    CU_ASSERT_EQUAL(atomic_load(&f.sh.page->stage[0].setup_fails), 1);
+    CU_ASSERT_EQUAL(run_stop_state(&f.run), RUN_GOING);
+    endpoint_done(&f.run, &b, &OK, 9.0);
+    CU_ASSERT(!attempt(&f, &a, &NOT_FOUND, 10.0).no_row); /* about the image now */
+    fixture_close(&f);
+    if (fixture_open(&f, "{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"}]}", 0))
+        return;
+    ticket_init(&a, 0, 1, 1);
+    for (int i = 0; i < SETUP_FAILS; i++) {
+        CU_ASSERT_EQUAL(run_stop_state(&f.run), RUN_GOING);
+        CU_ASSERT(attempt(&f, &a, &NOT_FOUND, 1.0 + i).no_row);
+    }
+    CU_ASSERT_EQUAL(run_stop_state(&f.run), RUN_ABORT);
+    fixture_close(&f);
+}
+
 /* Replicas: the one with the fewest outstanding; a retry elsewhere; five down answers in a row
  * eject one; the last in rotation stays; cancel forgets the outstanding attempt. */
 static void test_replicas(void)
@@ -453,6 +485,7 @@ int register_endpoint(void)
         !CU_add_test(s, "a 401 with the token file unchanged waits for it, for a bounded time",
                      test_credentials_wait) ||
         !CU_add_test(s, "the set-up breaker: no row, then the run stops naming the stage", test_setup_breaker) ||
+        !CU_add_test(s, "the set-up breaker: one request with others on the wire counts once", test_setup_breaker_waits) ||
         !CU_add_test(s, "replicas: fewest outstanding, retry elsewhere, ejection, the last stays", test_replicas) ||
         !CU_add_test(s, "a rate token not yet valid: wait, holding it", test_rate_wait))
         return -1;
