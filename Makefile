@@ -5,11 +5,13 @@
 #   make test       install missing packages, build, run every test (unit, end to end, ASan+UBSan, TSan)
 #   make sanitize   the test suite under AddressSanitizer + UBSan
 #   make tsan       the threaded and curl-multi paths under ThreadSanitizer
-#   make valgrind   the serial path under valgrind memcheck (errors and leaks fail it)
+#   make valgrind   the serial path and image preparation under valgrind memcheck (errors and leaks fail it)
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
 #   make bench-cost  CPU per request against nginx, beside wrk and a Python aiohttp client
+#   make bench-cache-store  the --cache answer store at 10 million entries, and its hash's candidates
+#   make bench-prepare  image preparation (libvips) against Pillow: CPU, bytes, peak RSS
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -20,7 +22,7 @@ ifeq ($(origin CC),default)
 CC       := gcc
 endif
 BUILD    ?= build
-PKGS     := libcurl libcjson
+PKGS     := libcurl libcjson libxml-2.0 sqlite3 libcrypto
 SAN      ?=
 OPT      ?= -O2
 # The project's own flags. A user's CPPFLAGS, CFLAGS, LDFLAGS and LDLIBS are added after them
@@ -30,6 +32,11 @@ ANN_CPPFLAGS := -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/n
 ANN_CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN)
 ANN_LDFLAGS  := $(SAN) -pthread
 ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -ljq -lpthread -lm
+# libvips (src/prepare/, image preparation; libwebpmux takes metadata out of its WebP files): its
+# flags only where it is used, so that a program that prepares no image does not load it and its
+# hundred libraries.
+VIPS_CFLAGS := $(shell pkg-config --cflags vips libwebpmux 2>/dev/null)
+VIPS_LIBS   := $(shell pkg-config --libs vips libwebpmux 2>/dev/null)
 COMPILE  = $(CC) $(ANN_CPPFLAGS) $(CPPFLAGS) $(ANN_CFLAGS) $(CFLAGS)
 LINK     = $(CC) $(ANN_LDFLAGS) $(LDFLAGS)
 LIBS     = $(ANN_LDLIBS) $(LDLIBS)
@@ -42,10 +49,17 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # python3-multipart (an independent server of each dialect, tests/servers/dialects.py); libjq-dev
 # runs the pipelines' jq expressions (Debian has no pkg-config file for it: -ljq); nginx and
 # openssl (suite "bench", tests/e2e/test_bench.c: annotate bench over TLS through nginx with a private
-# CA and a token made with openssl(1), and nginx's 1m body limit giving 413).
+# CA and a token made with openssl(1), and nginx's 1m body limit giving 413). libxml2-dev reads S3's
+# listings (src/sources); python3-botocore checks the S3 client's signatures (tests/servers/s3sig.py),
+# and s3rver, from the npm registry, is the S3 server the tests run (make s3rver; Node.js and npm
+# from Debian's nodejs and npm when the machine has no npm); libsqlite3-dev (the answer store of
+# --cache) and libssl-dev (libcrypto's SHA-256 for its keys); libvips-dev prepares images
+# (src/prepare/), python3-pil makes the test images of suite "prepare" (and Pillow is what make
+# bench-prepare measures against), libheif-examples' heif-enc makes its HEIC.
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
-            python3-fastapi python3-uvicorn python3-multipart nginx openssl
+            python3-fastapi python3-uvicorn python3-multipart nginx openssl libxml2-dev python3-botocore \
+            libsqlite3-dev libssl-dev libvips-dev libwebp-dev python3-pil libheif-examples
 
 # src/ holds main, the command line and the run; each folder one place of the design (see
 # docs/ARCHITECTURE.md). src/mock/ is the mock model server, a program of its own.
@@ -67,7 +81,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-cache-store bench-prepare fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -83,6 +97,8 @@ $(BUILD)/obj/tests/%.o: tests/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(COMPILE) -Itests/helpers -MMD -MP -c -o $@ $<
 
+$(BUILD)/obj/prepare/%.o $(BUILD)/obj/tests/unit/test_prepare.o: ANN_CPPFLAGS += $(VIPS_CFLAGS)
+
 # Objects also depend on this Makefile, so that a change of flags (or a build from before the
 # .d files) rebuilds them.
 -include $(patsubst %.o,%.d,$(LIB_OBJ) $(BUILD)/obj/main.o $(MOCK_OBJ) $(TEST_OBJ) $(BUILD)/obj/tests/helpers/failalloc.o)
@@ -92,18 +108,18 @@ $(BUILD)/libannotate.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(ANNOTATE): $(BUILD)/obj/main.o $(BUILD)/libannotate.a
-	$(LINK) -o $@ $^ $(LIBS)
+	$(LINK) -o $@ $^ $(LIBS) $(VIPS_LIBS)
 
 $(MOCK): $(MOCK_OBJ) $(BUILD)/libannotate.a
 	$(LINK) -o $@ $^ $(LIBS) $(shell pkg-config --libs libevent 2>/dev/null)
 
 $(FAILALLOC): $(BUILD)/obj/main.o $(BUILD)/libannotate.a $(BUILD)/obj/tests/helpers/failalloc.o
-	$(LINK) $(foreach w,$(FAILALLOC_WRAPS),-Wl,--wrap=$(w)) -o $@ $^ $(LIBS) -ldl
+	$(LINK) $(foreach w,$(FAILALLOC_WRAPS),-Wl,--wrap=$(w)) -o $@ $^ $(LIBS) $(VIPS_LIBS) -ldl
 
 # The unit tests link the mock's answer models (not its server) to predict every cell: the
 # seed's five (answers.o) and the seven dialects' (dialects.o, which needs no libevent).
 $(UNIT): $(TEST_OBJ) $(BUILD)/obj/mock/answers.o $(BUILD)/obj/mock/dialects.o $(BUILD)/libannotate.a
-	$(LINK) -o $@ $^ $(LIBS) -lcunit
+	$(LINK) -o $@ $^ $(LIBS) $(VIPS_LIBS) -lcunit
 
 # Installs the missing Debian packages (as root, or through sudo when there is one).
 deps:
@@ -116,6 +132,16 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null \
 	    || { echo "could not install:$$missing (run: sudo apt-get install$$missing)"; exit 1; }; \
 	fi
+	@command -v npm >/dev/null || { echo "installing: nodejs npm"; if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+
+# s3rver 3.7.1 from the npm registry into build/node (shared by every BUILD variant), for the tests
+# of src/sources (tests/servers/test_s3servers.c; S3RVER_NODE_MODULES names another folder). make
+# check installs it when it is missing.
+S3RVER := build/node/node_modules/s3rver/package.json
+s3rver: $(S3RVER)
+$(S3RVER):
+	npm install --prefix build/node --no-audit --no-fund --loglevel=error s3rver@3.7.1
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -132,7 +158,7 @@ test: deps
 	@$(MAKE) -j$(NPROC) --no-print-directory valgrind
 	@$(MAKE) -j$(NPROC) --no-print-directory fuzz FUZZ_SECONDS=10
 
-check: check-suites check-flags all $(UNIT) $(FAILALLOC)
+check: check-suites check-flags all $(UNIT) $(FAILALLOC) $(S3RVER)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
 
 # tests/main.c's SUITES must list every register_NAME() of tests/*/test_*.c (see the script).
@@ -155,9 +181,15 @@ tsan:
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 SAN="-fsanitize=thread" \
 	  ANNOTATE_TEST_FILTER=concurrent check
 
+# Under valgrind, libvips' ORC-compiled vector code and libjpeg-turbo's SIMD are switched off:
+# valgrind cannot run the code ORC writes at run time, and memcheck takes libjpeg-turbo's SIMD
+# Huffman and IDCT reads for uninitialised ones; the C paths are what it checks.
+valgrind: export VIPS_NOVECTOR = 1
+valgrind: export JSIMD_FORCENONE = 1
 valgrind: all $(UNIT)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) ANNOTATE_TEST_FILTER=serial \
 	  ANNOTATE_WRAP="valgrind --error-exitcode=99 --leak-check=full -q" $(UNIT)
+	ANNOTATE_TEST_FILTER=prepare valgrind --error-exitcode=99 --leak-check=full -q $(UNIT)
 
 # The allocation-failure sweep over every allocation of a small serial run, once and from each on
 # (make check runs a sample of about 250; make alloc-sweep BUILD=build-asan SAN=... under ASan).
@@ -197,6 +229,12 @@ bench-scan: $(BUILD)/bench-scan
 bench-resume: $(BUILD)/bench-resume
 	$(BUILD)/bench-resume 1000000
 
+# Listing 1,000,000 keys from a synthetic S3 bucket (pages of 1000) with the S3 client: resident
+# memory as the pages go by (bench/s3list.sh; S3_KEYS=N for another count).
+S3_KEYS ?= 1000000
+bench-s3list: $(BUILD)/bench-s3list
+	sh bench/s3list.sh $(BUILD) $(S3_KEYS)
+
 # The concurrency limits against a GPU-like mock (capacity, bounded queue): fixed against auto.
 bench-capacity: all $(BUILD)/gen-images
 	sh bench/capacity.sh $(BUILD)
@@ -212,15 +250,36 @@ bench-sweep: all $(BUILD)/gen-images
 bench-cost: all $(BUILD)/gen-images
 	sh bench/cost.sh $(BUILD) | tee docs/bench/bench-cost.txt
 
+# The answer store of --cache at STORE_ENTRIES entries: inserts/s, lookup time, bytes per entry
+# beyond the result; and the hash candidates' throughput (bench/bench_store.c). libb2-dev and
+# libxxhash-dev are two of the candidates, installed here when missing (not in make deps). About
+# 5 minutes and 1 GB of disk in $(BUILD)/bench-store/, removed after.
+STORE_ENTRIES ?= 10000000
+$(BUILD)/bench-store: bench/bench_store.c src/results/store.h src/common/hash.h $(BUILD)/libannotate.a
+	@$(MAKE) --no-print-directory deps DEB_PKGS="libb2-dev libxxhash-dev"
+	$(COMPILE) -o $@ $< $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS) -lb2 -lxxhash
+
+bench-cache-store: $(BUILD)/bench-store
+	$(BUILD)/bench-store --entries $(STORE_ENTRIES) --dir $(BUILD)/bench-store.d
+
+# Image preparation (src/prepare/) beside Pillow: CPU per 12 MP camera JPEG made 1024 px, bytes
+# before and after, where the time goes (perf), each estimate of prep_peak_bytes against the peak
+# RSS it bounds, and the peak RSS of 8000 x 6000 photos prepared under a 200 MB byte budget.
+$(BUILD)/bench-prepare: private ANN_CPPFLAGS += $(VIPS_CFLAGS)
+$(BUILD)/bench-prepare: private ANN_LDLIBS += $(VIPS_LIBS)
+bench-prepare: $(BUILD)/bench-prepare $(ANNOTATE)
+	sh bench/prepare.sh $(BUILD) | tee docs/bench/bench-prepare.txt
+
 # Every figure of docs/BENCHMARKS.md, in one go (about 20 minutes; needs ~10 GB of disk).
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64)
 	sh bench/run.sh $(BUILD)
 
 # libFuzzer targets (clang): the answer parser, the pipeline-file parser, the resume reader, the
-# JSON checker, answers read through expressions (plain paths and jq), the body template compiler.
+# JSON checker, answers read through expressions (plain paths and jq), the body template compiler,
+# the S3 listing page reader, a stage's "image" spec and a crop stage's boxes (prepare_spec).
 # The seed corpora live in tests/fuzz/corpus_*; what a run finds goes to build-fuzz/, not the repo.
 FUZZ_SECONDS ?= 60
-FUZZERS := answer pipeline resume json expr template
+FUZZERS := answer pipeline resume json expr template s3list prepare_spec
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" build-fuzz/libannotate.a

@@ -1,5 +1,5 @@
-/* cli: the command line. One table of options serves the parser and --help, so the help cannot
- * miss an option the parser accepts. */
+/* cli: the command line. The table of options (config.h) serves the parser and --help, so the
+ * help cannot miss an option the parser accepts. */
 #ifndef ANNOTATE_CLI_H
 #define ANNOTATE_CLI_H
 
@@ -9,9 +9,8 @@
 
 /* Parses argv (after the program name and an optional subcommand) into cfg, loading the
  * pipeline. Returns 0, 1 when --help or --version was handled (exit 0), or -1 with a one-line
- * message in err (exit 2). bench: accept the benchmark's extra options (see bench.h), which are
- * stored through bench_opt. */
-struct bench_opts;
+ * message in err (exit 2). bench, when not NULL: argv is annotate bench's command line, whose
+ * options of its own (the table's scopes) are stored into *bench. */
 int cli_parse(int argc, char **argv, struct config *cfg, struct bench_opts *bench, char *err, size_t errlen);
 
 void cli_usage(FILE *f, int bench);

@@ -1,5 +1,6 @@
-/* config: everything a run is told on the command line, after parsing and validation (cli.c).
- * Read-only once the run starts. */
+/* config: everything a run (struct config) and the benchmark (struct bench_opts) are told on the
+ * command line, after parsing and validation, as plain data. The options that fill it are
+ * described once, in the table of options.h. struct config is read-only once the run starts. */
 #ifndef ANNOTATE_CONFIG_H
 #define ANNOTATE_CONFIG_H
 
@@ -30,6 +31,8 @@ struct config {
     uint64_t max_image_bytes;
     long max_answer_bytes;      /* a larger answer fails its attempt */
     uint64_t max_memory;        /* image payloads held at once, in bytes (budget.h); 0: no cap */
+    uint64_t max_pixels;        /* an image of more pixels fails before it is decoded (prepare.h) */
+    int load_threads;           /* threads (or processes) of the load stage; 0: config_load_workers */
     enum b64_encoder encoder;
     int resume, retry_failed;
     int force;                  /* truncate a non-empty --out without --resume */
@@ -49,7 +52,36 @@ struct config {
     struct pipeline *pipeline;  /* owned */
 };
 
-const char *strategy_name(enum strategy s);
-int strategy_from_name(const char *name, enum strategy *out);
+/* Threads (or processes) of the load stage: --load-threads, else the number of cores when the
+ * pipeline prepares images (CPU work), else --workers (reading files waits on the disk). */
+int config_load_workers(const struct config *cfg);
+
+/* What `annotate bench` is told besides the run options (see bench.h). */
+struct bench_opts {
+    const char *strategies;   /* comma list; default all four */
+    const char *concurrency;  /* list or range: "1,16,64,256" or "1-256" (doubling); "auto" in a list
+                               * is a point with --concurrency auto */
+    long latency_ms;          /* the mock's injected latency */
+    const char *latency_dist;
+    double duration_s;        /* per measurement window set; 0: use limit */
+    long limit;               /* images per measurement; 0: use duration */
+    const char *report;       /* JSON report path */
+    const char *chart;        /* SVG chart path */
+    const char *mock_bin;
+    int trust_payload;        /* mock skips decoding (the no-latency throughput mode) */
+    double tolerance;         /* windows agree within this fraction */
+    int max_windows;
+    double window_s;
+    int server_given;
+    const char **headers;     /* the --header lines as given (owned array, strings from argv) */
+    int n_headers;
+    const char *extensions;   /* --extensions as given, or NULL */
+    long capacity;            /* the mock's --capacity for every endpoint; 0: none */
+    long queue_max;           /* the mock's --queue-max; -1: unlimited */
+    int sweep;                /* --sweep: each stage's concurrency in turn, and a recommended pipeline */
+    const char *sweep_stages; /* --sweep-stages: the stages swept (comma list), NULL: all */
+    const char *recommend;    /* --sweep: where the recommended pipeline is written */
+    int auto_workers;         /* set by bench_main: --workers of an auto point of a blocking strategy */
+};
 
 #endif

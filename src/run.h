@@ -6,10 +6,11 @@
 
 #include <stdatomic.h>
 #include "config.h"
-#include "pipeline/pipeline.h"
-#include "endpoint/ratelimit.h"
-#include "endpoint/shared.h"
-#include "common/stats.h"
+
+struct pipeline;
+struct ratelimit;
+struct shared_page;
+struct stats;
 
 enum { RUN_GOING = 0, RUN_DRAIN = 1, RUN_ABORT = 2 };
 

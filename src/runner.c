@@ -28,6 +28,7 @@
 #include "progress.h"
 #include "results/results.h"
 #include "run.h"
+#include "endpoint/ratelimit.h"
 #include "flow/scan.h"
 #include "select.h"
 
@@ -300,7 +301,7 @@ static int run_queued(struct runner *r, char *err, size_t errlen)
         e_query = exec_start(STRAT_PROCESSES, &r->run, JOB_LOAD | JOB_QUERY, cfg->workers, r->q_scan, r->q_out,
                              err, errlen);
     } else {
-        e_load = exec_start(cfg->load, &r->run, JOB_LOAD, cfg->workers, r->q_scan, r->q_load, err, errlen);
+        e_load = exec_start(cfg->load, &r->run, JOB_LOAD, config_load_workers(cfg), r->q_scan, r->q_load, err, errlen);
         if (e_load)
             e_query = exec_start(cfg->query, &r->run, JOB_QUERY, cfg->workers, r->q_load, r->q_out, err, errlen);
     }
@@ -416,110 +417,156 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
     }
 }
 
-int runner_run(const struct config *cfg, struct run_summary *sum, struct stats **stats_out,
-               char *err, size_t errlen)
+/* A runner for cfg: the run's own copy of the settings, fitted to the open-file limit (every
+ * stage, worker processes too, which are sent it, and the progress line see the same), and its
+ * stats. NULL with err when it cannot be made. */
+static struct runner *runner_new(const struct config *cfg, char *err, size_t errlen)
 {
-    memset(sum, 0, sizeof *sum);
-    if (stats_out)
-        *stats_out = NULL;
     struct runner *r = calloc(1, sizeof *r);
     struct stats *st = r ? stats_new(cfg->pipeline->n) : NULL;
     if (!st) {
         free(r);
         snprintf(err, errlen, "out of memory");
-        return 2;
+        return NULL;
     }
-    /* The run's own copy of the settings, fitted to the open-file limit: every stage (worker
-     * processes too, which are sent it) and the progress line see the same. */
     r->cfg_fit = *cfg;
-    cfg = &r->cfg_fit;
     char note[512];
     if (fdlimit_fit(&r->cfg_fit, note, sizeof note, err, errlen)) {
         stats_free(st);
         free(r);
-        return 2;
+        return NULL;
     }
-    if (note[0] && !cfg->quiet)
+    if (note[0] && !r->cfg_fit.quiet)
         fprintf(stderr, "annotate: %s\n", note);
-    r->cfg = cfg;
-    r->run.cfg = cfg;
+    r->cfg = &r->cfg_fit;
+    r->run.cfg = r->cfg;
     r->run.stop = &r->stop;
-    r->run.p = cfg->pipeline;
+    r->run.p = r->cfg->pipeline;
     r->run.stats = st;
     r->shared.fd = -1;
     pthread_mutex_init(&r->out_mu, NULL);
     pthread_mutex_init(&r->folder_mu, NULL);
-    double t0 = now_s();
-    int rc = setup(r, err, errlen) ? 2 : 0;
-    if (rc == 0) {
-        r->prog = progress_new(cfg, st, r->run.shared, r->done, r->run.stop);
-        r->sampler = bench_sampler_start(st);
-        struct sigaction sa = {0};
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        signals_seen = 0;
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL); /* a closed terminal or ssh session: stop as for Ctrl-C */
-        pthread_t sig_tid;
-        int sig_ok = pthread_create(&sig_tid, NULL, signal_thread, r) == 0;
-        rc = cfg->load == STRAT_SERIAL && cfg->query == STRAT_SERIAL ? run_serial(r, err, errlen)
-                                                                     : run_queued(r, err, errlen);
-        atomic_store(&r->finished, 1);
-        if (sig_ok)
-            pthread_join(sig_tid, NULL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGHUP, SIG_DFL);
-        if (scan_warnings(r->sc) > atomic_load(&r->folders_failed) && !cfg->quiet)
-            fprintf(stderr, "annotate: %llu director%s could not be read (last: %s)\n",
-                    (unsigned long long)scan_warnings(r->sc), scan_warnings(r->sc) == 1 ? "y" : "ies",
-                    scan_last_warning(r->sc));
-        if (results_close(r->out) && rc == 0) {
-            snprintf(err, errlen, "cannot finish writing %s: %s", cfg->out, strerror(errno));
-            rc = 2;
-        }
-        r->out = NULL;
-        bench_sampler_stop(r->sampler);
-        progress_end(r->prog);
-        if (rc == 0 && atomic_load(&r->run.shared->fatal)) {
-            snprintf(err, errlen, "%s", r->run.shared->fatal_msg);
-            rc = 2;
-        }
-        if (rc == 0 && scan_lost(r->sc)) {
-            snprintf(err, errlen, "out of memory while scanning: %llu folder%s could not be read nor given a row; "
-                     "the rows written are valid: run again with --resume", (unsigned long long)scan_lost(r->sc),
-                     scan_lost(r->sc) == 1 ? "" : "s");
-            rc = 2;
-        }
-        if (rc == 0 && atomic_load(r->run.stop) == RUN_ABORT) {
-            snprintf(err, errlen, "the run stopped early on an internal error (see above); the rows written are "
-                                  "valid: run again with --resume");
-            rc = 2;
-        }
-        if (rc == 0) {
-            /* A signal that came when every image had been taken and settled stopped nothing. */
-            if (atomic_load(&signals_seen) && (atomic_load(&r->scan_cut) || atomic_load(&st->unsent)))
-                rc = 130;
-            else if (atomic_load(&st->failed) || r->info.kept_failed || atomic_load(&r->folders_failed))
-                rc = 1; /* failed rows kept from an earlier run count too: the file is not all ok */
-        }
+    return r;
+}
+
+/* SIGINT, SIGTERM and SIGHUP (a closed terminal or ssh session) stop the run as a first Ctrl-C
+ * does; a second one ends the process (on_signal). */
+static void catch_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    signals_seen = 0;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+static void release_signals(void)
+{
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+}
+
+/* The folders the scan could not read and could not give a row either (see folder_row). */
+static void warn_unread_folders(const struct runner *r)
+{
+    if (scan_warnings(r->sc) > atomic_load(&r->folders_failed) && !r->cfg->quiet)
+        fprintf(stderr, "annotate: %llu director%s could not be read (last: %s)\n",
+                (unsigned long long)scan_warnings(r->sc), scan_warnings(r->sc) == 1 ? "y" : "ies",
+                scan_last_warning(r->sc));
+}
+
+/* The exit status of a run whose stages returned rc (runner.h), and err when it is 2. */
+static int exit_status(const struct runner *r, int rc, char *err, size_t errlen)
+{
+    const struct stats *st = r->run.stats;
+    if (rc)
+        return rc;
+    if (atomic_load(&r->run.shared->fatal)) {
+        snprintf(err, errlen, "%s", r->run.shared->fatal_msg);
+        return 2;
     }
-    fill_summary(r, rc, t0, sum);
+    if (scan_lost(r->sc)) {
+        snprintf(err, errlen, "out of memory while scanning: %llu folder%s could not be read nor given a row; "
+                 "the rows written are valid: run again with --resume", (unsigned long long)scan_lost(r->sc),
+                 scan_lost(r->sc) == 1 ? "" : "s");
+        return 2;
+    }
+    if (atomic_load(r->run.stop) == RUN_ABORT) {
+        snprintf(err, errlen, "the run stopped early on an internal error (see above); the rows written are "
+                              "valid: run again with --resume");
+        return 2;
+    }
+    /* A signal that came when every image had been taken and settled stopped nothing. */
+    if (atomic_load(&signals_seen) && (atomic_load(&r->scan_cut) || atomic_load(&st->unsent)))
+        return 130;
+    if (atomic_load(&st->failed) || r->info.kept_failed || atomic_load(&r->folders_failed))
+        return 1; /* failed rows kept from an earlier run count too: the file is not all ok */
+    return 0;
+}
+
+/* Every image through the stages, serial or queued, with the progress line, the benchmark's
+ * sampler and the signal thread around it; then the results file closed. Returns the exit
+ * status. */
+static int run_images(struct runner *r, char *err, size_t errlen)
+{
+    const struct config *cfg = r->cfg;
+    r->prog = progress_new(cfg, r->run.stats, r->run.shared, r->done, r->run.stop);
+    r->sampler = bench_sampler_start(r->run.stats);
+    catch_signals();
+    pthread_t sig_tid;
+    int sig_ok = pthread_create(&sig_tid, NULL, signal_thread, r) == 0;
+    int rc = cfg->load == STRAT_SERIAL && cfg->query == STRAT_SERIAL ? run_serial(r, err, errlen)
+                                                                     : run_queued(r, err, errlen);
+    atomic_store(&r->finished, 1);
+    if (sig_ok)
+        pthread_join(sig_tid, NULL);
+    release_signals();
+    warn_unread_folders(r);
+    if (results_close(r->out) && rc == 0) {
+        snprintf(err, errlen, "cannot finish writing %s: %s", cfg->out, strerror(errno));
+        rc = 2;
+    }
+    r->out = NULL;
+    bench_sampler_stop(r->sampler);
+    progress_end(r->prog);
+    return exit_status(r, rc, err, errlen);
+}
+
+/* Lets go of everything the run holds; its stats go to *stats_out when asked for. */
+static void runner_free(struct runner *r, struct stats **stats_out)
+{
     progress_free(r->prog);
     results_close(r->out);
     scan_close(r->sc);
     doneset_free(r->done);
     ratelimit_free(r->run.rl);
     if (r->limits_set)
-        limit_teardown(r->run.shared, cfg->pipeline->n);
+        limit_teardown(r->run.shared, r->cfg->pipeline->n);
     shared_close(&r->shared);
     pthread_mutex_destroy(&r->out_mu);
     pthread_mutex_destroy(&r->folder_mu);
     if (stats_out)
-        *stats_out = st;
+        *stats_out = r->run.stats;
     else
-        stats_free(st);
+        stats_free(r->run.stats);
     free(r);
+}
+
+int runner_run(const struct config *cfg, struct run_summary *sum, struct stats **stats_out,
+               char *err, size_t errlen)
+{
+    memset(sum, 0, sizeof *sum);
+    if (stats_out)
+        *stats_out = NULL;
+    struct runner *r = runner_new(cfg, err, errlen);
+    if (!r)
+        return 2;
+    double t0 = now_s();
+    int rc = setup(r, err, errlen) ? 2 : run_images(r, err, errlen);
+    fill_summary(r, rc, t0, sum);
+    runner_free(r, stats_out);
     return rc;
 }

@@ -45,7 +45,13 @@
     X(hardening)  \
     X(hardening2) \
     X(limit)      \
-    X(endpoint)
+    X(endpoint)   \
+    X(s3)         \
+    X(s3_servers) \
+    X(hash)       \
+    X(store) \
+    X(prepare)    \
+    X(prepare_run)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

@@ -1,5 +1,6 @@
 /* ipc: see ipc.h. */
 #include "drivers/ipc.h"
+#include "options.h"
 #include "common/mime.h"
 
 #include <cjson/cJSON.h>
@@ -122,6 +123,51 @@ int ipc_read_frame(int fd, struct ipc_buf *b)
     return 0;
 }
 
+/* The file's header and the prepared copies (item.h): their sizes and frames, and with the
+ * payload their bytes. */
+static void put_copies(struct ipc_buf *b, const struct item *it, int with_payload)
+{
+    int32_t v[4] = {it->stored_w, it->stored_h, it->orientation, it->n_copies};
+    put(b, v, sizeof v);
+    for (int k = 0; k < it->n_copies; k++) {
+        const struct item_copy *c = &it->copies[k];
+        put_str(b, with_payload ? (const char *)c->raw : NULL, c->raw_len);
+        put_str(b, with_payload ? c->b64 : NULL, c->b64_len);
+        put_str(b, c->mime, c->mime ? strlen(c->mime) : 0);
+        int32_t wh[2] = {c->width, c->height};
+        put(b, wh, sizeof wh);
+        put(b, &c->frame, sizeof c->frame);
+    }
+}
+
+static int get_copies(struct ipc_buf *b, struct item *it)
+{
+    int32_t v[4];
+    if (get(b, v, sizeof v) || v[3] < 0 || v[3] > 64)
+        return -1;
+    it->stored_w = v[0];
+    it->stored_h = v[1];
+    it->orientation = v[2];
+    if (v[3] && !(it->copies = calloc((size_t)v[3], sizeof *it->copies)))
+        return -1;
+    it->n_copies = v[3];
+    for (int k = 0; k < it->n_copies; k++) {
+        struct item_copy *c = &it->copies[k];
+        char *raw = NULL, *mime = NULL;
+        int32_t wh[2];
+        int bad = get_str(b, &raw, &c->raw_len) || get_str(b, &c->b64, &c->b64_len) || get_str(b, &mime, NULL) ||
+                  get(b, wh, sizeof wh) || get(b, &c->frame, sizeof c->frame);
+        c->raw = (unsigned char *)raw;
+        c->mime = mime ? mime_canonical(mime) : NULL;
+        free(mime);
+        if (bad)
+            return -1;
+        c->width = wh[0];
+        c->height = wh[1];
+    }
+    return 0;
+}
+
 int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
 {
     begin_frame(b);
@@ -145,6 +191,7 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
     }
     put_u32(b, (uint32_t)it->n_log);
     put(b, it->log, (size_t)it->n_log * sizeof *it->log);
+    put_copies(b, it, with_payload);
     return end_frame(b);
 }
 
@@ -203,6 +250,8 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
             goto bad;
         item_log_request(it, l.stage, l.us, l.attempts);
     }
+    if (get_copies(b, it))
+        goto bad;
     return it;
 bad:
     item_free(it);
@@ -211,89 +260,82 @@ bad:
 
 /* ---- the configuration frame ---- */
 
-enum ftype { F_STR, F_INT, F_LONG, F_SIZE, F_U64, F_DOUBLE };
-
-/* Every field of struct config a worker process may read. A field left out reaches workers as
- * zero, so a new option that workers use must be added here (the processes tests compare every
- * strategy's rows with serial's, so a forgotten one shows). */
-static const struct {
-    const char *name;
-    enum ftype t;
-    size_t off;
-} FIELDS[] = {
-#define F(field, type) {#field, type, offsetof(struct config, field)}
-    F(dir, F_STR), F(out, F_STR), F(server, F_STR), F(config_file, F_STR), F(cacert, F_STR),
-    F(load, F_INT), F(query, F_INT), F(workers, F_INT), F(concurrency, F_INT), F(loops, F_INT),
-    F(queue_size, F_SIZE), F(timeout_ms, F_LONG), F(connect_timeout_ms, F_LONG), F(retries, F_INT),
-    F(backoff_ms, F_LONG), F(backoff_max_ms, F_LONG), F(max_rps, F_DOUBLE), F(max_image_bytes, F_U64),
-    F(max_answer_bytes, F_LONG), F(max_memory, F_U64),
-    F(encoder, F_INT), F(insecure, F_INT), F(quiet, F_INT), F(drain_timeout_ms, F_LONG),
-    F(outage_timeout_s, F_LONG),
-#undef F
-};
-
-int ipc_encode_config(struct ipc_buf *b, const struct config *cfg, unsigned jobs, int shared_fd,
-                      int ratelimit_fd)
+/* Wipes the strings of a cJSON tree (header values) before it is freed. */
+static void wipe(cJSON *v)
 {
-    const struct pipeline *p = cfg->pipeline;
-    cJSON *root = cJSON_CreateObject(), *c = cJSON_AddObjectToObject(root, "config");
-    int bad = !root || !c;
-    for (size_t i = 0; !bad && i < sizeof FIELDS / sizeof *FIELDS; i++) {
-        const char *at = (const char *)cfg + FIELDS[i].off;
-        cJSON *v = NULL;
-        char num[32];
-        switch (FIELDS[i].t) {
-        case F_STR: {
-            const char *s = *(const char *const *)at;
-            v = s ? cJSON_CreateString(s) : cJSON_CreateNull();
-            break;
-        }
-        case F_INT: v = cJSON_CreateNumber(*(const int *)at); break;
-        case F_LONG: v = cJSON_CreateNumber((double)*(const long *)at); break;
-        case F_DOUBLE: v = cJSON_CreateNumber(*(const double *)at); break;
-        case F_SIZE: /* as text: a double would round values past 2^53 */
-            snprintf(num, sizeof num, "%zu", *(const size_t *)at);
-            v = cJSON_CreateString(num);
-            break;
-        case F_U64:
-            snprintf(num, sizeof num, "%llu", (unsigned long long)*(const uint64_t *)at);
-            v = cJSON_CreateString(num);
-            break;
-        }
-        bad = !v || !cJSON_AddItemToObject(c, FIELDS[i].name, v);
+    for (; v; v = v->next) {
+        if (cJSON_IsString(v) && v->valuestring)
+            memset(v->valuestring, 0, strlen(v->valuestring));
+        wipe(v->child);
     }
-    cJSON *pj = bad ? NULL : cJSON_AddObjectToObject(root, "pipeline");
+}
+
+/* The options a worker is sent, as the command line config.h writes back ("args"), and the folder. */
+static int put_config(cJSON *root, const struct config *cfg)
+{
+    struct config_argv *a = calloc(1, sizeof *a);
+    if (!a)
+        return -1;
+    config_argv_reset(a);
+    cJSON *args = cJSON_AddArrayToObject(root, "args");
+    int bad = !args || config_args(cfg, NULL, CONFIG_FOR_WORKER, a) ||
+              !(cfg->dir ? cJSON_AddStringToObject(root, "dir", cfg->dir) : cJSON_AddNullToObject(root, "dir"));
+    for (int i = 0; !bad && i < a->argc; i++) {
+        cJSON *w = cJSON_CreateString(a->argv[i]);
+        bad = !w || !cJSON_AddItemToArray(args, w);
+    }
+    free(a);
+    return bad ? -1 : 0;
+}
+
+/* A stage as the parent resolved it: its URL, its replicas' and its header lines. */
+static int put_stage(cJSON *stages, const struct stage *st)
+{
+    cJSON *s = cJSON_CreateObject();
+    int bad = !s || !cJSON_AddItemToArray(stages, s);
+    cJSON *h = bad ? NULL : cJSON_AddArrayToObject(s, "headers");
+    cJSON *reps = h ? cJSON_AddArrayToObject(s, "replicas") : NULL;
+    bad = bad || !reps || !cJSON_AddStringToObject(s, "url", st->full_url) ||
+          !cJSON_AddStringToObject(s, "shown_url", st->shown_url);
+    for (int k = 1; !bad && k < st->n_urls; k++) {
+        cJSON *pair = cJSON_CreateArray();
+        bad = !pair || !cJSON_AddItemToArray(reps, pair) ||
+              !cJSON_AddItemToArray(pair, cJSON_CreateString(st->rep_full[k])) ||
+              !cJSON_AddItemToArray(pair, cJSON_CreateString(st->rep_shown[k]));
+    }
+    for (const struct curl_slist *l = pipeline_headers(st, NULL); !bad && l; l = l->next) {
+        cJSON *line = cJSON_CreateString(l->data);
+        bad = !line || !cJSON_AddItemToArray(h, line);
+    }
+    return bad ? -1 : 0;
+}
+
+/* The pipeline as the parent parsed and resolved it. */
+static int put_pipeline(cJSON *root, const struct pipeline *p)
+{
+    cJSON *pj = cJSON_AddObjectToObject(root, "pipeline");
     cJSON *stages = pj ? cJSON_AddArrayToObject(pj, "stages") : NULL;
-    bad = bad || !stages || !cJSON_AddStringToObject(pj, "text", p->text) ||
-          !cJSON_AddStringToObject(pj, "source", p->source) || !cJSON_AddNumberToObject(root, "jobs", jobs) ||
-          !cJSON_AddNumberToObject(root, "shared_fd", shared_fd) ||
-          !cJSON_AddNumberToObject(root, "ratelimit_fd", ratelimit_fd);
     /* --header's templates, for a worker to read ${file:PATH} values again after a 401 */
-    cJSON *cli = bad ? NULL : cJSON_AddArrayToObject(pj, "cli_headers");
-    bad = bad || !cli;
+    cJSON *cli = stages ? cJSON_AddArrayToObject(pj, "cli_headers") : NULL;
+    int bad = !cli || !cJSON_AddStringToObject(pj, "text", p->text) || !cJSON_AddStringToObject(pj, "source", p->source);
     for (int i = 0; !bad && i < p->n_cli_headers; i++) {
         cJSON *line = cJSON_CreateString(p->cli_headers[i]);
         bad = !line || !cJSON_AddItemToArray(cli, line);
     }
-    for (int i = 0; !bad && i < p->n; i++) {
-        cJSON *s = cJSON_CreateObject(), *h = cJSON_CreateArray();
-        bad = !s || !h || !cJSON_AddItemToArray(stages, s) || !cJSON_AddItemToObject(s, "headers", h) ||
-              !cJSON_AddStringToObject(s, "url", p->stages[i].full_url) ||
-              !cJSON_AddStringToObject(s, "shown_url", p->stages[i].shown_url);
-        cJSON *reps = bad ? NULL : cJSON_AddArrayToObject(s, "replicas");
-        bad = bad || !reps;
-        for (int k = 1; !bad && k < p->stages[i].n_urls; k++) {
-            cJSON *pair = cJSON_CreateArray();
-            bad = !pair || !cJSON_AddItemToArray(reps, pair) ||
-                  !cJSON_AddItemToArray(pair, cJSON_CreateString(p->stages[i].rep_full[k])) ||
-                  !cJSON_AddItemToArray(pair, cJSON_CreateString(p->stages[i].rep_shown[k]));
-        }
-        for (const struct curl_slist *l = p->stages[i].headers; !bad && l; l = l->next) {
-            cJSON *line = cJSON_CreateString(l->data);
-            bad = !line || !cJSON_AddItemToArray(h, line);
-        }
-    }
+    for (int i = 0; !bad && i < p->n; i++)
+        bad = put_stage(stages, &p->stages[i]);
+    return bad ? -1 : 0;
+}
+
+int ipc_encode_config(struct ipc_buf *b, const struct config *cfg, unsigned jobs, int shared_fd,
+                      int ratelimit_fd)
+{
+    cJSON *root = cJSON_CreateObject();
+    int bad = !root || put_config(root, cfg) || put_pipeline(root, cfg->pipeline) ||
+              !cJSON_AddNumberToObject(root, "jobs", jobs) || !cJSON_AddNumberToObject(root, "shared_fd", shared_fd) ||
+              !cJSON_AddNumberToObject(root, "ratelimit_fd", ratelimit_fd);
     char *text = bad ? NULL : cJSON_PrintUnformatted(root);
+    wipe(root);
     cJSON_Delete(root);
     if (!text)
         return -1;
@@ -314,50 +356,77 @@ static int num_field(const cJSON *o, const char *name, double *v)
     return 0;
 }
 
-int ipc_decode_config(struct ipc_buf *b, struct ipc_worker_config *w, char *err, size_t errlen)
+/* The worker's options: the defaults, then "args" read by the parser that read the parent's
+ * command line (config.h), without looking again at what is outside the process. */
+static int get_config(const cJSON *root, struct config *cfg, char *err, size_t errlen)
 {
-    memset(w, 0, sizeof *w);
-    w->shared_fd = w->ratelimit_fd = -1;
-    cJSON *root = cJSON_ParseWithLength((const char *)b->d, b->len);
-    w->storage = root;
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(root, "config");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(root, "args");
+    const cJSON *dir = cJSON_GetObjectItemCaseSensitive(root, "dir");
+    int n = cJSON_GetArraySize(args), k = 0;
+    const char **words = calloc((size_t)n + 1, sizeof *words);
+    if (!cJSON_IsArray(args) || !(cJSON_IsString(dir) || cJSON_IsNull(dir)) || !words) {
+        free(words);
+        snprintf(err, errlen, "configuration frame: malformed options");
+        return -1;
+    }
+    for (const cJSON *w = args->child; w; w = w->next)
+        if (cJSON_IsString(w))
+            words[k++] = w->valuestring;
+    config_defaults(cfg, NULL);
+    cfg->dir = cJSON_IsString(dir) ? dir->valuestring : NULL;
+    struct config_parse ps = {.cfg = cfg, .from_parent = 1};
+    char why[512] = "an option is not a string";
+    int rc = k == n ? config_apply_args(words, n, &ps, why, sizeof why) : -1;
+    free(words);
+    if (rc)
+        snprintf(err, errlen, "configuration frame: %s", why);
+    return rc;
+}
+
+/* Stage i as the parent resolved it (see put_stage). 0 or -1. */
+static int get_stage(struct pipeline *p, int i, const cJSON *s)
+{
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(s, "url");
+    const cJSON *shown = cJSON_GetObjectItemCaseSensitive(s, "shown_url");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(s, "headers");
+    int n = cJSON_GetArraySize(h), k = 0;
+    const char **lines = calloc((size_t)n + 1, sizeof *lines);
+    if (!cJSON_IsString(url) || !cJSON_IsString(shown) || !cJSON_IsArray(h) || !lines) {
+        free(lines);
+        return -1;
+    }
+    for (const cJSON *l = h->child; l; l = l->next)
+        if (cJSON_IsString(l))
+            lines[k++] = l->valuestring;
+    int rc = k == n ? pipeline_adopt_resolved(p, i, url->valuestring, shown->valuestring, lines, n) : -1;
+    free(lines);
+    const cJSON *reps = cJSON_GetObjectItemCaseSensitive(s, "replicas");
+    int r = 1;
+    for (const cJSON *pair = reps ? reps->child : NULL; pair && !rc; pair = pair->next, r++) {
+        const cJSON *f = cJSON_GetArrayItem(pair, 0), *sh = cJSON_GetArrayItem(pair, 1);
+        rc = cJSON_IsString(f) && cJSON_IsString(sh) ? pipeline_adopt_replica(p, i, r, f->valuestring, sh->valuestring)
+                                                     : -1;
+    }
+    if (!rc && r != (p->stages[i].n_urls > 1 ? p->stages[i].n_urls : 1))
+        rc = -1;
+    return rc;
+}
+
+/* The pipeline: parsed from the parent's text, then its stages set up as the parent resolved them. */
+static int get_pipeline(const cJSON *root, struct config *cfg, char *err, size_t errlen)
+{
     const cJSON *pj = cJSON_GetObjectItemCaseSensitive(root, "pipeline");
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(pj, "text");
     const cJSON *source = cJSON_GetObjectItemCaseSensitive(pj, "source");
     const cJSON *stages = cJSON_GetObjectItemCaseSensitive(pj, "stages");
-    double jobs, sfd, rfd;
-    if (!cJSON_IsObject(c) || !cJSON_IsString(text) || !cJSON_IsString(source) || !cJSON_IsArray(stages) ||
-        num_field(root, "jobs", &jobs) || num_field(root, "shared_fd", &sfd) ||
-        num_field(root, "ratelimit_fd", &rfd)) {
+    if (!cJSON_IsString(text) || !cJSON_IsString(source) || !cJSON_IsArray(stages)) {
         snprintf(err, errlen, "malformed configuration frame from the parent");
         return -1;
-    }
-    w->jobs = (unsigned)jobs;
-    w->shared_fd = (int)sfd;
-    w->ratelimit_fd = (int)rfd;
-    for (size_t i = 0; i < sizeof FIELDS / sizeof *FIELDS; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, FIELDS[i].name);
-        char *at = (char *)&w->cfg + FIELDS[i].off;
-        int ok = FIELDS[i].t == F_STR ? cJSON_IsString(v) || cJSON_IsNull(v)
-                 : FIELDS[i].t == F_SIZE || FIELDS[i].t == F_U64 ? cJSON_IsString(v)
-                                                                 : cJSON_IsNumber(v);
-        if (!ok) {
-            snprintf(err, errlen, "configuration frame: field %s is missing", FIELDS[i].name);
-            return -1;
-        }
-        switch (FIELDS[i].t) {
-        case F_STR: *(const char **)at = cJSON_IsString(v) ? v->valuestring : NULL; break;
-        case F_INT: *(int *)at = (int)v->valuedouble; break;
-        case F_LONG: *(long *)at = (long)v->valuedouble; break;
-        case F_DOUBLE: *(double *)at = v->valuedouble; break;
-        case F_SIZE: *(size_t *)at = (size_t)strtoull(v->valuestring, NULL, 10); break;
-        case F_U64: *(uint64_t *)at = (uint64_t)strtoull(v->valuestring, NULL, 10); break;
-        }
     }
     struct pipeline *p;
     if (pipeline_parse(text->valuestring, strlen(text->valuestring), source->valuestring, &p, err, errlen))
         return -1;
-    w->cfg.pipeline = p;
+    cfg->pipeline = p;
     if (cJSON_GetArraySize(stages) != p->n) {
         snprintf(err, errlen, "configuration frame: %d resolved stages for a pipeline of %d",
                  cJSON_GetArraySize(stages), p->n);
@@ -368,47 +437,30 @@ int ipc_decode_config(struct ipc_buf *b, struct ipc_worker_config *w, char *err,
         if (!cJSON_IsString(l) || pipeline_add_header(p, l->valuestring, err, errlen))
             return -1;
     int i = 0;
-    for (const cJSON *s = stages->child; s; s = s->next, i++) {
-        const cJSON *url = cJSON_GetObjectItemCaseSensitive(s, "url");
-        const cJSON *shown = cJSON_GetObjectItemCaseSensitive(s, "shown_url");
-        const cJSON *h = cJSON_GetObjectItemCaseSensitive(s, "headers");
-        int n = cJSON_GetArraySize(h), k = 0;
-        const char **lines = calloc((size_t)n + 1, sizeof *lines);
-        if (!cJSON_IsString(url) || !cJSON_IsString(shown) || !cJSON_IsArray(h) || !lines) {
-            free(lines);
-            snprintf(err, errlen, "configuration frame: malformed stage %d", i + 1);
-            return -1;
-        }
-        for (const cJSON *l = h->child; l; l = l->next)
-            if (cJSON_IsString(l))
-                lines[k++] = l->valuestring;
-        int rc = k == n ? pipeline_adopt_resolved(p, i, url->valuestring, shown->valuestring, lines, n) : -1;
-        const cJSON *reps = cJSON_GetObjectItemCaseSensitive(s, "replicas");
-        int r = 1;
-        for (const cJSON *pair = reps ? reps->child : NULL; pair && !rc; pair = pair->next, r++) {
-            const cJSON *f = cJSON_GetArrayItem(pair, 0), *sh = cJSON_GetArrayItem(pair, 1);
-            rc = cJSON_IsString(f) && cJSON_IsString(sh) ? pipeline_adopt_replica(p, i, r, f->valuestring, sh->valuestring)
-                                                         : -1;
-        }
-        if (!rc && r != (p->stages[i].n_urls > 1 ? p->stages[i].n_urls : 1))
-            rc = -1;
-        free(lines);
-        if (rc) {
+    for (const cJSON *s = stages->child; s; s = s->next, i++)
+        if (get_stage(p, i, s)) {
             snprintf(err, errlen, "configuration frame: stage %d cannot be set up", i + 1);
             return -1;
         }
-    }
     return 0;
 }
 
-/* Wipes the strings of a cJSON tree (header values) before it is freed. */
-static void wipe(cJSON *v)
+int ipc_decode_config(struct ipc_buf *b, struct ipc_worker_config *w, char *err, size_t errlen)
 {
-    for (; v; v = v->next) {
-        if (cJSON_IsString(v) && v->valuestring)
-            memset(v->valuestring, 0, strlen(v->valuestring));
-        wipe(v->child);
+    memset(w, 0, sizeof *w);
+    w->shared_fd = w->ratelimit_fd = -1;
+    cJSON *root = cJSON_ParseWithLength((const char *)b->d, b->len);
+    w->storage = root;
+    double jobs, sfd, rfd;
+    if (!cJSON_IsObject(root) || num_field(root, "jobs", &jobs) || num_field(root, "shared_fd", &sfd) ||
+        num_field(root, "ratelimit_fd", &rfd)) {
+        snprintf(err, errlen, "malformed configuration frame from the parent");
+        return -1;
     }
+    w->jobs = (unsigned)jobs;
+    w->shared_fd = (int)sfd;
+    w->ratelimit_fd = (int)rfd;
+    return get_config(root, &w->cfg, err, errlen) || get_pipeline(root, &w->cfg, err, errlen) ? -1 : 0;
 }
 
 void ipc_worker_config_free(struct ipc_worker_config *w)
@@ -416,6 +468,7 @@ void ipc_worker_config_free(struct ipc_worker_config *w)
     if (!w)
         return;
     pipeline_free(w->cfg.pipeline);
+    free(w->cfg.ext_storage);
     wipe(w->storage);
     cJSON_Delete(w->storage);
     memset(w, 0, sizeof *w);

@@ -13,9 +13,13 @@
  *      stderr  the parent's stderr: messages for the user.
  *    A frame is a u32 payload length (host byte order: both ends are the same binary on the same
  *    machine), then the payload; payloads are at most IPC_MAX_FRAME bytes.
- *    - Configuration frame: JSON text. {"config": {every field of struct config a worker uses},
+ *    - Configuration frame: JSON text. {"args": the options a worker is sent (the rows of
+ *      config.h's table marked for workers) as a command line, ["--timeout-ms", "30000", ...],
+ *      written by config_args and read back by the same parser as the parent's command line (the
+ *      other fields of the worker's struct config keep their defaults), "dir": the folder,
  *      "pipeline": {"text": the pipeline file's JSON as the parent parsed it, "source": its name,
- *      "stages": [{"url": the resolved URL, "headers": ["Name: value", ...]}, ...]},
+ *      "cli_headers": the --header lines as given, "stages": [{"url": the resolved URL,
+ *      "shown_url", "replicas": [[URL, shown], ...], "headers": ["Name: value", ...]}, ...]},
  *      "jobs": JOB_* bits, "shared_fd": N, "ratelimit_fd": N or -1}. Header values are the
  *      parent's expanded ones (they may hold tokens: the buffers are wiped after use).
  *    - Item frame: see ipc_encode_item. The stage count must equal the pipeline's: a worker
@@ -24,19 +28,20 @@
  *      shared_fd     the run's shared page (shared.h): requests in flight;
  *      ratelimit_fd  the --max-rps bucket (ratelimit.h).
  *
- * 2. The benchmark's sample channel (bench.c). `annotate bench` runs each point as a child
- *    annotate run with IPC_BENCH_FD_ENV naming an inherited pipe and IPC_BENCH_INTERVAL_ENV the
- *    interval in seconds; the child writes one JSON object a line per interval, and one more
- *    with "final": true once every row is written: {"t": seconds since the run started, "ok",
- *    "failed", "requests", "retries": counts of the rows written, "request_ms": {"p50", "p90",
- *    "p99", "max"}, "image_ms": {"p50", "p99"}, "errors": [{"stage", "reason", "count"}] (the
- *    three most common failures, errtally.h)}. Each line is under PIPE_BUF, so it arrives whole. */
+ * 2. The benchmark's sample channel (bench/sampler.c writes it, bench/point.c reads it).
+ *    `annotate bench` runs each point as a child annotate run with IPC_BENCH_FD_ENV naming an
+ *    inherited pipe and IPC_BENCH_INTERVAL_ENV the interval in seconds; the child writes one
+ *    JSON object a line per interval, and one more with "final": true once every row is
+ *    written: {"t": seconds since the run started, "ok", "failed", "requests", "retries":
+ *    counts of the rows written, "request_ms": {"p50", "p90", "p99", "max"}, "image_ms":
+ *    {"p50", "p99"}, "errors": [{"stage", "reason", "count"}] (the three most common failures,
+ *    errtally.h)}. Each line is under PIPE_BUF, so it arrives whole. */
 #ifndef ANNOTATE_IPC_H
 #define ANNOTATE_IPC_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include "config.h"
+#include "options.h"
 #include "flow/item.h"
 
 #define IPC_WORKER_ARG "--worker-process"
@@ -69,7 +74,9 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages);
 int ipc_encode_config(struct ipc_buf *b, const struct config *cfg, unsigned jobs, int shared_fd,
                       int ratelimit_fd);
 
-/* A worker's configuration, decoded from its first frame. Owns everything it points to. */
+/* A worker's configuration, decoded from its first frame. Owns everything it points to. A worker
+ * has the options its parent was given, for every row marked for workers; the rest are the
+ * defaults. */
 struct ipc_worker_config {
     struct config cfg;      /* cfg.pipeline is owned here */
     unsigned jobs;

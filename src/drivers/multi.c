@@ -29,8 +29,10 @@
 
 #include "chain/chain.h"
 #include "common/timers.h"
+#include "drivers/cutter.h"
 #include "drivers/http.h"
 #include "endpoint/endpoint.h"
+#include "endpoint/shared.h"
 
 struct group;
 
@@ -56,6 +58,7 @@ struct multi {
     int wait_rr;                    /* the stage served first next time, for fairness */
     int wake_fd;                    /* eventfd: another loop freed a slot one of ours waits for */
     struct chain_batcher *batcher;  /* requests of batch stages, gathering */
+    struct cutter *cutter;          /* crop stages' cuts, run off the loop (a pipeline with crops) */
     unsigned char *fds;             /* each socket's epoll registration (on_socket) */
     int n_fds;
 };
@@ -326,6 +329,10 @@ static void send_req(struct multi *x, struct chain_req *r)
  * waiting there, never ahead of them. */
 static void start(struct multi *x, struct chain_req *r)
 {
+    if (r->cut) { /* CPU work: cut by the cutter's threads, and its requests taken back (top_up) */
+        cutter_put(x->cutter, r);
+        return;
+    }
     if (chain_batched(x->run, r) && !(r = chain_batch_add(x->batcher, r, now_s())))
         return; /* gathering: its batch goes when full or due (top_up) */
     if (settling(x, r)) {
@@ -511,6 +518,11 @@ static void send_due_batches(struct multi *x, double now)
 static void top_up(struct multi *x)
 {
     double now = now_s();
+    for (struct chain_req *c; x->cutter && (c = cutter_take(x->cutter));) {
+        struct item *it = c->it;
+        ready_push_front(x, chain_cut_done(x->run, c));
+        follow_up(x, it);
+    }
     if (run_stop_state(x->run) == RUN_ABORT)
         settle_parked(x, now);
     while (x->timers.n && timers_next(&x->timers) <= now && x->in_curl < x->cap)
@@ -595,6 +607,7 @@ static void loop_free(struct multi *x)
         http_slot_free(x->pool[i]);
         free(x->pool[i]);
     }
+    cutter_free(x->cutter);
     chain_batcher_free(x->batcher);
     curl_multi_cleanup(x->m);
     if (x->epfd >= 0)
@@ -639,7 +652,10 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     x->qfd = queue_add_notify_fd(in);
     x->m = curl_multi_init();
     x->batcher = chain_batcher_new(run);
-    if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool || !x->batcher) {
+    if (x->wake_fd >= 0 && pipeline_crops(run->p))
+        x->cutter = cutter_new(run, config_load_workers(run->cfg), x->wake_fd);
+    if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool || !x->batcher ||
+        (pipeline_crops(run->p) && !x->cutter)) {
         snprintf(err, errlen, "cannot set up the curl-multi event loop: %s", strerror(errno));
         loop_free(x);
         return NULL;

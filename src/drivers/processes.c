@@ -1,7 +1,9 @@
-/* exec_proc: the processes strategy. N worker processes, each annotate itself re-executed as a
- * worker (see ipc.h for everything that passes between the two), fed over its stdin and
- * drained over its stdout with length-prefixed frames. One manager thread polls every worker's
- * pipes (and the input queue's eventfd) and hands an item to whichever worker is idle.
+/* exec_proc: the processes strategy, the parent's side. N worker processes, each annotate itself
+ * re-executed as a worker (worker.c is its main; see ipc.h for everything that passes between
+ * the two), fed over its stdin and drained over its stdout with length-prefixed frames. One
+ * manager thread polls every worker's pipes (and the input queue's eventfd) and hands an item to
+ * whichever worker is idle. Its loop is four named steps: hand_out, wait_events, tend (each
+ * worker: watchdog, frames, a death), and stop_workers once every item is back.
  *
  * A worker's first frame is its configuration: the parent's resolved options and pipeline. It
  * never parses the command line or reads the pipeline file, so a file edited during a run cannot
@@ -19,8 +21,7 @@
  * sends a heartbeat before every attempt and every second while it waits) is taken for stuck
  * (stopped, deadlocked) and killed, which is the same death. */
 #include "drivers/backend.h"
-#include "drivers/worker.h"
-#include "flow/budget.h"
+#include "endpoint/ratelimit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,11 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/fdio.h"
 #include "drivers/ipc.h"
 #include "endpoint/limit.h"
 
@@ -42,111 +41,6 @@ extern char **environ;
 
 #define MAX_DEATHS_PER_ITEM 2
 #define SILENCE_MARGIN_S 5.0
-
-/* ---- the worker process ---- */
-
-static int worker_out_fd = -1;
-static double worker_last_beat;
-
-/* The heartbeat: an empty frame, at most once a second. */
-static void worker_alive(const struct run *run)
-{
-    (void)run;
-    double t = now_s();
-    if (t - worker_last_beat < 1.0)
-        return;
-    worker_last_beat = t;
-    uint32_t zero = 0;
-    if (fd_write_all(worker_out_fd, &zero, 4)) {
-        /* The parent is gone or not reading: PR_SET_PDEATHSIG ends us if it died. */
-    }
-}
-
-int exec_proc_worker_main(void)
-{
-    /* The parent decides when we stop (it closes our stdin); a Ctrl-C on the terminal reaches the
-     * whole process group and must not kill work in flight. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    /* If the parent dies (kill -9, or its drain deadline passed), what we are doing can no longer
-     * be written anywhere: go at once rather than finish retries into a closed pipe. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() == 1)
-        return 0; /* it died before we got here */
-    /* Frames go to a private descriptor; anything printed to stdout by accident goes to stderr
-     * instead of corrupting the stream. */
-    worker_out_fd = dup(STDOUT_FILENO);
-    dup2(STDERR_FILENO, STDOUT_FILENO);
-
-    struct ipc_buf in = {0}, o = {0};
-    struct ipc_worker_config wc = {0};
-    char err[512] = "";
-    if (ipc_read_frame(STDIN_FILENO, &in) || ipc_decode_config(&in, &wc, err, sizeof err)) {
-        if (in.len)
-            fprintf(stderr, "annotate worker: %s\n", err);
-        else
-            fprintf(stderr, "annotate worker: no configuration from the parent (this command is for annotate's own use)\n");
-        ipc_worker_config_free(&wc);
-        ipc_buf_free(&in);
-        return 2;
-    }
-    struct shared sh = {0};
-    atomic_int stop = RUN_GOING;
-    struct run run = {.cfg = &wc.cfg, .p = wc.cfg.pipeline, .alive = worker_alive, .stop = &stop};
-    budget_set(wc.cfg.max_memory);
-    run.stats = stats_new(run.p->n);
-    if (shared_attach(&sh, wc.shared_fd) == 0) {
-        run.shared = sh.page;
-        run.holder = limit_holder_register(sh.page, (int)getpid()); /* its slots are given back if it dies */
-    }
-    if (wc.ratelimit_fd >= 0)
-        run.rl = ratelimit_attach_stages(wc.ratelimit_fd, wc.cfg.max_rps, run.p);
-    struct job_worker *jw = run.stats && run.shared && (wc.ratelimit_fd < 0 || run.rl)
-                                ? job_worker_new(&run, wc.jobs)
-                                : NULL;
-    int rc = 0;
-    if (!jw) {
-        fprintf(stderr, "annotate worker: cannot set up (out of memory, or the shared page is missing)\n");
-        rc = 2;
-    }
-    /* The payload goes back only when the parent still needs it (it runs the query itself). */
-    int send_payload = !(wc.jobs & JOB_QUERY);
-    while (jw && ipc_read_frame(STDIN_FILENO, &in) == 0) {
-        struct item *it = ipc_decode_item(&in, run.p->n);
-        if (!it) {
-            fprintf(stderr, "annotate worker: malformed item frame from the parent\n");
-            rc = 3;
-            break;
-        }
-        job_worker_run(jw, it);
-        int bad = ipc_encode_item(&o, it, send_payload);
-        item_free(it);
-        if (bad) {
-            fprintf(stderr, "annotate worker: out of memory for an answer frame\n");
-            rc = 3;
-            break;
-        }
-        if (fd_write_all(worker_out_fd, o.d, o.len)) {
-            rc = 3;
-            break;
-        }
-        worker_last_beat = now_s();
-    }
-    job_worker_free(jw);
-    ratelimit_free(run.rl);
-    if (run.shared)
-        limit_holder_reap(run.shared, (int)getpid());
-    shared_close(&sh);
-    stats_free(run.stats);
-    ipc_worker_config_free(&wc);
-    ipc_buf_free(&in);
-    ipc_buf_free(&o);
-    close(worker_out_fd);
-    return rc;
-}
-
-/* ---- the parent's side ---- */
 
 struct worker {
     pid_t pid;
@@ -359,172 +253,233 @@ struct orphans {
     int n, cap;
 };
 
+/* The manager thread's state between its steps. */
+struct manager {
+    struct proc *p;
+    int qfd;                /* the input queue's eventfd */
+    struct pollfd *pfd;     /* [2n + 1]: each worker's stdout and stdin, then qfd */
+    int *deaths_of_busy;    /* [n]: workers the item worker i holds has cost already */
+    struct orphans o;       /* room for one per worker: a worker holds one item at most */
+    struct ipc_buf frame;   /* an item's frame, made before it is queued to a worker */
+    int input_done;         /* the input queue is closed and empty */
+    double respawn_after;   /* workers that die as soon as they start are not re-forked in a tight loop */
+    double silence_s;       /* silence_limit_s */
+};
+
+/* ---- handing out ---- */
+
+/* Starts worker w if it is missing (not within a second of one that died as it started).
+ * Returns 0 when it is there. */
+static int ensure_worker(struct manager *m, struct worker *w)
+{
+    if (w->pid)
+        return 0;
+    char err[256];
+    if (now_s() < m->respawn_after)
+        return -1;
+    if (spawn(m->p, w, err, sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "annotate: %s\n", err);
+    return -1;
+}
+
+/* The next item for an idle worker: an orphan first (*deaths: the workers it has cost), then the
+ * input queue. NULL when there is none now. */
+static struct item *next_item(struct manager *m, int *deaths)
+{
+    struct proc *p = m->p;
+    *deaths = 0;
+    if (m->o.n) {
+        m->o.n--;
+        *deaths = m->o.deaths[m->o.n];
+        return m->o.it[m->o.n];
+    }
+    if (m->input_done || run_stop_state(p->run) == RUN_ABORT)
+        return NULL;
+    void *x;
+    int got;
+    while ((got = queue_try_pop(p->in, &x)) > 0 && exec_stopping(p->run))
+        exec_let_go(p->run, x); /* stopping: never sent, no row, left to --resume */
+    if (got < 0)
+        m->input_done = 1;
+    return got > 0 ? x : NULL;
+}
+
+/* Gives worker i an item while it is idle and there is one. */
+static void feed(struct manager *m, int i)
+{
+    struct proc *p = m->p;
+    struct worker *w = &p->w[i];
+    while (!w->busy) {
+        int deaths;
+        struct item *it = next_item(m, &deaths);
+        if (!it)
+            break;
+        if (it->status == ITEM_FAILED && !(p->jobs & JOB_LOAD)) {
+            pass_on(p, it); /* failed before reaching us: nothing for a worker to do */
+            continue;
+        }
+        /* The parent sends the payload only when the worker does not load the file itself. */
+        if (ipc_encode_item(&m->frame, it, !(p->jobs & JOB_LOAD)) || queue_frame(w, &m->frame)) {
+            item_fail(it, "out of memory for a frame to a worker process");
+            pass_on(p, it);
+            continue;
+        }
+        w->busy = it;
+        m->deaths_of_busy[i] = deaths;
+        w->heard = now_s();
+        if (flush_send(w)) {
+            /* Died before taking it: handled when its pipe reports EOF. */
+        }
+    }
+}
+
 /* Hands idle workers their next item (orphans first), spawning workers that are missing.
  * Returns the number of busy workers. */
-static int hand_out(struct proc *p, struct orphans *o, int *input_done, double respawn_after,
-                    struct ipc_buf *frame, int *deaths_of_busy)
+static int hand_out(struct manager *m)
 {
     int busy = 0;
-    for (int i = 0; i < p->n; i++) {
-        struct worker *w = &p->w[i];
-        if (!w->pid) {
-            char err[256];
-            if (now_s() < respawn_after || spawn(p, w, err, sizeof err)) {
-                if (now_s() >= respawn_after)
-                    fprintf(stderr, "annotate: %s\n", err);
-                continue;
-            }
-        }
-        while (!w->busy) {
-            struct item *it = NULL;
-            int deaths = 0;
-            if (o->n) {
-                o->n--;
-                it = o->it[o->n];
-                deaths = o->deaths[o->n];
-            } else if (!*input_done && run_stop_state(p->run) != RUN_ABORT) {
-                void *x;
-                int got;
-                while ((got = queue_try_pop(p->in, &x)) > 0 && exec_stopping(p->run))
-                    exec_let_go(p->run, x); /* stopping: never sent, no row, left to --resume */
-                if (got < 0)
-                    *input_done = 1;
-                else if (got > 0)
-                    it = x;
-            }
-            if (!it)
-                break;
-            if (it->status == ITEM_FAILED && !(p->jobs & JOB_LOAD)) {
-                pass_on(p, it); /* failed before reaching us: nothing for a worker to do */
-                continue;
-            }
-            /* The parent sends the payload only when the worker does not load the file itself. */
-            if (ipc_encode_item(frame, it, !(p->jobs & JOB_LOAD)) || queue_frame(w, frame)) {
-                item_fail(it, "out of memory for a frame to a worker process");
-                pass_on(p, it);
-                continue;
-            }
-            w->busy = it;
-            deaths_of_busy[i] = deaths;
-            w->heard = now_s();
-            if (flush_send(w)) {
-                /* Died before taking it: handled when its pipe reports EOF. */
-            }
-        }
-        busy += w->busy != NULL;
+    for (int i = 0; i < m->p->n; i++) {
+        if (ensure_worker(m, &m->p->w[i]))
+            continue;
+        feed(m, i);
+        busy += m->p->w[i].busy != NULL;
     }
     return busy;
 }
 
-static void *manager(void *arg)
+/* ---- waiting ---- */
+
+/* Polls every worker's answers (idle ones too: one that dies idle is reaped and replaced at
+ * once, not left a zombie), its stdin while frames wait to be written, and the input queue while
+ * a worker is free. At most a second, for the watchdog. Returns -1 when poll fails. */
+static int wait_events(struct manager *m, int busy)
 {
-    struct proc *p = arg;
-    int qfd = queue_notify_fd(p->in);
-    struct pollfd *pfd = calloc((size_t)p->n * 2 + 1, sizeof *pfd);
-    int *deaths_of_busy = calloc((size_t)p->n, sizeof *deaths_of_busy);
-    struct orphans o = {calloc((size_t)p->n, sizeof *o.it), calloc((size_t)p->n, sizeof *o.deaths), 0, p->n};
-    struct ipc_buf frame = {0};
-    int input_done = 0;
-    double respawn_after = 0; /* workers that die as soon as they start are not re-forked in a tight loop */
-    const double silence_s = silence_limit_s(p->run);
-    if (!pfd || !deaths_of_busy || !o.it || !o.deaths) {
-        fprintf(stderr, "annotate: out of memory in the process manager; stopping\n");
-        run_abort(p->run);
-        input_done = 1;
+    struct proc *p = m->p;
+    for (int i = 0; i < p->n; i++) {
+        struct worker *w = &p->w[i];
+        m->pfd[2 * i] = (struct pollfd){w->pid ? w->from : -1, POLLIN, 0};
+        m->pfd[2 * i + 1] = (struct pollfd){w->pid && w->sent < w->send.len ? w->to : -1, POLLOUT, 0};
     }
-    for (;;) {
-        int busy = pfd ? hand_out(p, &o, &input_done, respawn_after, &frame, deaths_of_busy) : 0;
-        if (busy == 0 && o.n == 0 && (input_done || run_stop_state(p->run) == RUN_ABORT))
-            break;
-        /* Per worker: its answers (idle ones too: one that dies idle is reaped and replaced at
-         * once, not left a zombie), and its stdin while frames wait to be written. */
-        for (int i = 0; i < p->n; i++) {
-            struct worker *w = &p->w[i];
-            pfd[2 * i] = (struct pollfd){w->pid ? w->from : -1, POLLIN, 0};
-            pfd[2 * i + 1] = (struct pollfd){w->pid && w->sent < w->send.len ? w->to : -1, POLLOUT, 0};
-        }
-        pfd[2 * p->n] = (struct pollfd){(!input_done && busy < p->n) ? qfd : -1, POLLIN, 0};
-        int r = poll(pfd, (nfds_t)p->n * 2 + 1, 1000);
-        if (r < 0 && errno != EINTR)
-            break;
-        double now = now_s();
-        if (pfd[2 * p->n].revents & POLLIN) {
-            uint64_t v;
-            ssize_t rr = read(qfd, &v, sizeof v);
-            (void)rr;
-        }
-        for (int i = 0; i < p->n; i++) {
-            struct worker *w = &p->w[i];
-            if (w->busy && w->pid && !w->killed && now - w->heard > silence_s) {
-                fprintf(stderr, "annotate: worker process %d has said nothing for %.0f s (the longest request "
-                                "may take %.0f s); killing it\n", (int)w->pid, now - w->heard, silence_s - SILENCE_MARGIN_S);
-                kill(w->pid, SIGKILL); /* its pipe's EOF then reaps it and retries the image */
-                w->killed = 1;
-            }
-            if (pfd[2 * i + 1].revents & POLLOUT)
-                flush_send(w); /* an error shows as EOF on its other pipe */
-            if (!pfd[2 * i].revents)
-                continue;
-            int got;
-            while ((got = pump_recv(w)) == 1) {
-                uint32_t n;
-                memcpy(&n, w->recv.d, 4);
-                w->heard = now;
-                if (n == 0) { /* a heartbeat */
-                    pop_frame(w);
-                    continue;
-                }
-                struct ipc_buf view = {.d = w->recv.d + 4, .len = n};
-                struct item *res = w->busy ? ipc_decode_item(&view, p->run->p->n) : NULL;
-                pop_frame(w);
-                if (!res) {
-                    got = -1; /* an answer we did not ask for, or cannot read: the same as a death */
-                    break;
-                }
-                item_free(w->busy);
-                w->busy = NULL;
-                pass_on(p, res);
-            }
-            if (got == 0)
-                continue;
-            if (!w->busy) {
-                /* An idle worker has nothing to say: this is its end (EOF). */
-                char why[200];
-                double lived = now - w->started;
-                if (w->pid && !w->killed)
-                    kill(w->pid, SIGKILL);
-                reap(p, w, why, sizeof why);
-                fprintf(stderr, "annotate: %s while idle; starting another\n", why);
-                if (lived < 1.0)
-                    respawn_after = now + 1.0;
-                continue;
-            }
-            /* The worker died with our item (or sent a frame we cannot read: the same to us). */
-            char why[200];
-            if (w->pid && !w->killed)
-                kill(w->pid, SIGKILL);
-            reap(p, w, why, sizeof why);
-            struct item *it = w->busy;
-            w->busy = NULL;
-            int times = deaths_of_busy[i] + 1;
-            if (times >= MAX_DEATHS_PER_ITEM) {
-                item_fail(it, "%s while handling this image (tried %d times)", why, times);
-                pass_on(p, it);
-            } else {
-                fprintf(stderr, "annotate: %s; starting another and trying its image again\n", why);
-                o.it[o.n] = it; /* at most one orphan per worker: o has room for p->n */
-                o.deaths[o.n++] = times;
-            }
-        }
+    m->pfd[2 * p->n] = (struct pollfd){(!m->input_done && busy < p->n) ? m->qfd : -1, POLLIN, 0};
+    int r = poll(m->pfd, (nfds_t)p->n * 2 + 1, 1000);
+    if (r < 0 && errno != EINTR)
+        return -1;
+    if (m->pfd[2 * p->n].revents & POLLIN) {
+        uint64_t v;
+        ssize_t rr = read(m->qfd, &v, sizeof v);
+        (void)rr;
     }
-    /* Stop the workers: EOF on stdin ends them. */
+    return 0;
+}
+
+/* ---- a worker's news ---- */
+
+/* A busy worker silent for longer than a request may take is taken for stuck and killed: its
+ * pipe's EOF then reaps it and retries the image. */
+static void watchdog(const struct manager *m, struct worker *w, double now)
+{
+    if (!w->busy || !w->pid || w->killed || now - w->heard <= m->silence_s)
+        return;
+    fprintf(stderr, "annotate: worker process %d has said nothing for %.0f s (the longest request "
+                    "may take %.0f s); killing it\n", (int)w->pid, now - w->heard, m->silence_s - SILENCE_MARGIN_S);
+    kill(w->pid, SIGKILL);
+    w->killed = 1;
+}
+
+/* Takes the whole frames worker w has sent: heartbeats, and the answer for its item, which goes
+ * on. Returns 0 when more is to come, -1 when the worker is at its end (EOF, an error, or a frame
+ * we did not ask for or cannot read: the same as a death). */
+static int take_frames(struct manager *m, struct worker *w, double now)
+{
+    struct proc *p = m->p;
+    int got;
+    while ((got = pump_recv(w)) == 1) {
+        uint32_t n;
+        memcpy(&n, w->recv.d, 4);
+        w->heard = now;
+        if (n == 0) { /* a heartbeat */
+            pop_frame(w);
+            continue;
+        }
+        struct ipc_buf view = {.d = w->recv.d + 4, .len = n};
+        struct item *res = w->busy ? ipc_decode_item(&view, p->run->p->n) : NULL;
+        pop_frame(w);
+        if (!res)
+            return -1;
+        item_free(w->busy);
+        w->busy = NULL;
+        pass_on(p, res);
+    }
+    return got;
+}
+
+/* Kills worker w unless the watchdog did, and reaps it; why says how it ended. */
+static void end_worker(struct proc *p, struct worker *w, char *why, size_t len)
+{
+    if (w->pid && !w->killed)
+        kill(w->pid, SIGKILL);
+    reap(p, w, why, len);
+}
+
+/* An idle worker has nothing to say: this is its end (EOF). It is replaced on the next hand-out. */
+static void ended_idle(struct manager *m, struct worker *w, double now)
+{
+    char why[200];
+    double lived = now - w->started;
+    end_worker(m->p, w, why, sizeof why);
+    fprintf(stderr, "annotate: %s while idle; starting another\n", why);
+    if (lived < 1.0)
+        m->respawn_after = now + 1.0;
+}
+
+/* Worker i died with our item (or sent a frame we cannot read: the same to us). The item is
+ * tried on another worker, unless it has now cost MAX_DEATHS_PER_ITEM: then it fails. */
+static void died_busy(struct manager *m, int i)
+{
+    struct proc *p = m->p;
+    struct worker *w = &p->w[i];
+    char why[200];
+    end_worker(p, w, why, sizeof why);
+    struct item *it = w->busy;
+    w->busy = NULL;
+    int times = m->deaths_of_busy[i] + 1;
+    if (times >= MAX_DEATHS_PER_ITEM) {
+        item_fail(it, "%s while handling this image (tried %d times)", why, times);
+        pass_on(p, it);
+    } else {
+        fprintf(stderr, "annotate: %s; starting another and trying its image again\n", why);
+        m->o.it[m->o.n] = it; /* at most one orphan per worker: o has room for p->n */
+        m->o.deaths[m->o.n++] = times;
+    }
+}
+
+/* What poll said of worker i: the watchdog, its stdin's room, its frames, its end. */
+static void tend(struct manager *m, int i, double now)
+{
+    struct worker *w = &m->p->w[i];
+    watchdog(m, w, now);
+    if (m->pfd[2 * i + 1].revents & POLLOUT)
+        flush_send(w); /* an error shows as EOF on its other pipe */
+    if (!m->pfd[2 * i].revents || take_frames(m, w, now) == 0)
+        return;
+    if (!w->busy)
+        ended_idle(m, w, now);
+    else
+        died_busy(m, i);
+}
+
+/* ---- the manager ---- */
+
+/* Stops the workers: EOF on stdin ends them. A worker still busy is killed: that happens only
+ * when the run is being torn down, its image will not be written, and it need not finish it. */
+static void stop_workers(struct proc *p)
+{
     for (int i = 0; i < p->n; i++) {
         struct worker *w = &p->w[i];
         if (!w->pid)
             continue;
         if (w->busy) {
-            /* Only when the run is being torn down: its image will not be written, and the
-             * worker need not finish it. */
             kill(w->pid, SIGKILL);
             item_free(w->busy);
             w->busy = NULL;
@@ -534,14 +489,52 @@ static void *manager(void *arg)
         waitpid(w->pid, NULL, 0);
         w->pid = 0;
     }
-    while (o.n)
-        item_free(o.it[--o.n]);
-    free(o.it);
-    free(o.deaths);
-    free(deaths_of_busy);
-    free(pfd);
-    ipc_buf_free(&frame);
-    queue_producer_done(p->out);
+}
+
+/* 0, or -1 when out of memory (m can be freed either way). */
+static int manager_init(struct manager *m, struct proc *p)
+{
+    *m = (struct manager){.p = p, .qfd = queue_notify_fd(p->in), .silence_s = silence_limit_s(p->run)};
+    m->pfd = calloc((size_t)p->n * 2 + 1, sizeof *m->pfd);
+    m->deaths_of_busy = calloc((size_t)p->n, sizeof *m->deaths_of_busy);
+    m->o = (struct orphans){calloc((size_t)p->n, sizeof *m->o.it), calloc((size_t)p->n, sizeof *m->o.deaths), 0, p->n};
+    return m->pfd && m->deaths_of_busy && m->o.it && m->o.deaths ? 0 : -1;
+}
+
+static void manager_free(struct manager *m)
+{
+    while (m->o.n)
+        item_free(m->o.it[--m->o.n]);
+    free(m->o.it);
+    free(m->o.deaths);
+    free(m->deaths_of_busy);
+    free(m->pfd);
+    ipc_buf_free(&m->frame);
+}
+
+/* The manager thread: hand out, wait, tend each worker, until the input is done and every item
+ * is back; then stop the workers. */
+static void *manager(void *arg)
+{
+    struct manager m;
+    if (manager_init(&m, arg)) {
+        fprintf(stderr, "annotate: out of memory in the process manager; stopping\n");
+        run_abort(m.p->run);
+        m.input_done = 1;
+    }
+    for (;;) {
+        int busy = m.pfd ? hand_out(&m) : 0;
+        if (busy == 0 && m.o.n == 0 && (m.input_done || run_stop_state(m.p->run) == RUN_ABORT))
+            break;
+        if (wait_events(&m, busy))
+            break;
+        double now = now_s();
+        for (int i = 0; i < m.p->n; i++)
+            tend(&m, i, now);
+    }
+    stop_workers(m.p);
+    manager_free(&m);
+    queue_producer_done(m.p->out);
     return NULL;
 }
 

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,12 +14,24 @@
 #include "common/b64.h"
 #include "flow/budget.h"
 #include "common/mime.h"
+#include "prepare/prepare.h"
+
+/* A slow disk is not a stuck worker: the worker process's heartbeat (run.h). */
+static void say_alive(const struct run *run)
+{
+    if (run->alive)
+        run->alive(run);
+}
 
 static void budget_alive(const void *arg)
 {
+    say_alive(arg);
+}
+
+static int budget_stop(const void *arg)
+{
     const struct run *run = arg;
-    if (run->alive)
-        run->alive(run);
+    return run_stop_state(run) == RUN_ABORT;
 }
 
 /* Room left before and after the base64 (item.h: b64_slack), for a body's head and tail. */
@@ -34,155 +48,374 @@ static int b64_alloc(struct item *it, size_t size)
     return 0;
 }
 
-static int budget_stop(const void *arg)
+/* Opens the image's file and checks that it can be sent: a regular file, not empty, within
+ * --max-image-bytes. Returns the descriptor and the file's size, or -1 with the item failed. */
+static int open_image(const struct run *run, struct item *it, uint64_t *size)
 {
-    const struct run *run = arg;
-    return run_stop_state(run) == RUN_ABORT;
-}
-
-/* Reads the file in chunks of a multiple of 3 bytes and encodes each straight into the item's
- * base64 buffer: the image is never held raw in full, and never encoded twice. */
-void load_image(const struct run *run, struct item *it)
-{
-    if (it->status == ITEM_FAILED)
-        return;
     /* O_NONBLOCK|O_NOFOLLOW: if the file was swapped for a FIFO or a link since the scan, we
      * must not block on it or follow it. */
     int fd = open(it->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         item_fail(it, "cannot open the file: %s", strerror(errno));
-        return;
+        return -1;
     }
     struct stat st;
-    if (fstat(fd, &st)) {
+    if (fstat(fd, &st))
         item_fail(it, "cannot stat the file: %s", strerror(errno));
-        close(fd);
-        return;
-    }
-    if (!S_ISREG(st.st_mode)) {
+    else if (!S_ISREG(st.st_mode))
         item_fail(it, "not a regular file");
-        close(fd);
-        return;
-    }
-    uint64_t size = (uint64_t)st.st_size;
-    if (size == 0) {
+    else if (st.st_size == 0)
         item_fail(it, "empty file (0 bytes): not sent");
-        close(fd);
-        return;
+    else if ((uint64_t)st.st_size > run->cfg->max_image_bytes)
+        item_fail(it, "file is %" PRIu64 " bytes, more than --max-image-bytes %" PRIu64 ": not sent",
+                  (uint64_t)st.st_size, run->cfg->max_image_bytes);
+    else {
+        *size = (uint64_t)st.st_size;
+        return fd;
     }
-    if (size > run->cfg->max_image_bytes) {
-        item_fail(it, "file is %" PRIu64 " bytes, more than --max-image-bytes %" PRIu64 ": not sent", size,
-                  run->cfg->max_image_bytes);
-        close(fd);
-        return;
-    }
-    unsigned needs = pipeline_needs(run->p);
-    /* The image's share of --max-memory, taken before anything is read: loading waits while
-     * other images hold the budget. */
-    uint64_t charge = ((needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 + 2 * B64_SLACK : 0) + ((needs & NEED_BYTES) ? size : 0);
+    close(fd);
+    return -1;
+}
+
+/* Takes the image's share of --max-memory before anything is read: loading waits while other
+ * images hold the budget. 0, or -1 with the item failed (the run was stopped: no row). */
+static int charge_budget(const struct run *run, struct item *it, unsigned needs, uint64_t size)
+{
+    uint64_t charge = ((needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 + 2 * B64_SLACK : 0) +
+                      ((needs & NEED_BYTES) ? size : 0);
     if (budget_take(charge, budget_alive, budget_stop, run)) {
         item_fail(it, "not loaded: the run was stopped");
         it->no_row = 1; /* not the image's fault: --resume runs it */
-        close(fd);
-        return;
+        return -1;
     }
     it->charged = charge;
-    if (needs & NEED_BYTES) {
-        /* The bytes themselves are sent: kept whole, and base64 made from them if a body also
-         * wants that. */
-        if (!(it->raw = malloc((size_t)size))) {
+    return 0;
+}
+
+/* Reads the file's size bytes into buf, and checks that nothing follows them. Returns 0 with
+ * the bytes read in *got (fewer when the file shrank), or -1 with the item failed. */
+static int read_exact(const struct run *run, struct item *it, int fd, unsigned char *buf, size_t size, size_t *got)
+{
+    *got = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + *got, size - *got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            item_fail(it, "cannot read the file: %s", strerror(errno));
+            return -1;
+        }
+        if (r == 0)
+            return 0;
+        *got += (size_t)r;
+        say_alive(run);
+        if (*got == size) {
+            char extra;
+            if (read(fd, &extra, 1) > 0) {
+                item_fail(it, "the file grew while it was read");
+                return -1;
+            }
+            return 0;
+        }
+    }
+}
+
+/* The bytes themselves are sent: kept whole in it->raw, and the base64 made from them if a body
+ * also wants it. On a failure the item is failed (and its payload dropped once read). */
+static void read_whole(const struct run *run, struct item *it, int fd, uint64_t size, unsigned needs)
+{
+    if (!(it->raw = malloc((size_t)size))) {
+        item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
+        return;
+    }
+    size_t got;
+    if (read_exact(run, it, fd, it->raw, (size_t)size, &got)) {
+        item_drop_payload(it);
+        return;
+    }
+    if (got != size) {
+        item_fail(it, "the file shrank while it was read (%zu of %" PRIu64 " bytes)", got, size);
+        item_drop_payload(it);
+        return;
+    }
+    it->raw_len = got;
+    it->mime = mime_of(it->raw, got < MIME_HEAD ? got : MIME_HEAD, it->path);
+    if (needs & NEED_B64) {
+        if (b64_alloc(it, got)) {
             item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
-            close(fd);
-            return;
-        }
-        size_t got = 0;
-        for (;;) {
-            ssize_t r = read(fd, it->raw + got, (size_t)size - got);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                item_fail(it, "cannot read the file: %s", strerror(errno));
-                goto fail;
-            }
-            if (r == 0)
-                break;
-            got += (size_t)r;
-            if (run->alive)
-                run->alive(run);
-            if (got == (size_t)size) {
-                char extra;
-                if (read(fd, &extra, 1) > 0) {
-                    item_fail(it, "the file grew while it was read");
-                    goto fail;
-                }
-                break;
-            }
-        }
-        close(fd);
-        if (got != size) {
-            item_fail(it, "the file shrank while it was read (%zu of %" PRIu64 " bytes)", got, size);
             item_drop_payload(it);
             return;
         }
-        it->raw_len = got;
-        it->mime = mime_of(it->raw, got < MIME_HEAD ? got : MIME_HEAD, it->path);
-        if (needs & NEED_B64) {
-            if (b64_alloc(it, got)) {
-                item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
-                item_drop_payload(it);
-                return;
-            }
-            it->b64_len = b64_encode_with(run->cfg->encoder, it->raw, got, it->b64);
-        }
-        return;
+        it->b64_len = b64_encode_with(run->cfg->encoder, it->raw, got, it->b64);
     }
+}
+
+enum { CHUNK = 3 * 21846 }; /* 64 KiB, a multiple of 3 */
+
+/* Fills chunk from fd: CHUNK bytes, or fewer at the end of the file. Returns the bytes read, or
+ * -1 with errno. */
+static ssize_t fill_chunk(int fd, unsigned char *chunk)
+{
+    size_t fill = 0;
+    while (fill < CHUNK) {
+        ssize_t r = read(fd, chunk + fill, CHUNK - fill);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        fill += (size_t)r;
+    }
+    return (ssize_t)fill;
+}
+
+/* Only the base64 is sent (or nothing of the image): the file is read in chunks of a multiple of
+ * 3 bytes, each encoded straight into the item's base64 buffer, so the image is never held raw
+ * in full, and never encoded twice. On a failure the item is failed (and its payload dropped
+ * once read). */
+static void read_encoding(const struct run *run, struct item *it, int fd, uint64_t size, unsigned needs)
+{
     size_t cap = (needs & NEED_B64) ? b64_encoded_len((size_t)size) : 0;
     if (cap && b64_alloc(it, (size_t)size)) {
         item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
-        close(fd);
         return;
     }
-    enum { CHUNK = 3 * 21846 }; /* 64 KiB, a multiple of 3 */
     static _Thread_local unsigned char chunk[CHUNK];
     size_t out = 0;
     uint64_t got = 0;
     for (;;) {
-        size_t fill = 0;
-        while (fill < CHUNK) {
-            ssize_t r = read(fd, chunk + fill, CHUNK - fill);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                item_fail(it, "cannot read the file: %s", strerror(errno));
-                goto fail;
-            }
-            if (r == 0)
-                break;
-            fill += (size_t)r;
+        ssize_t fill = fill_chunk(fd, chunk);
+        if (fill < 0) {
+            item_fail(it, "cannot read the file: %s", strerror(errno));
+            item_drop_payload(it);
+            return;
         }
         if (got == 0)
-            it->mime = mime_of(chunk, fill < MIME_HEAD ? fill : MIME_HEAD, it->path);
-        got += fill;
-        if (run->alive)
-            run->alive(run); /* a slow disk is not a stuck worker */
+            it->mime = mime_of(chunk, (size_t)fill < MIME_HEAD ? (size_t)fill : MIME_HEAD, it->path);
+        got += (uint64_t)fill;
+        say_alive(run);
         if (got > size) {
             item_fail(it, "the file grew while it was read");
-            goto fail;
+            item_drop_payload(it);
+            return;
         }
         if (cap)
-            out += b64_encode_with(run->cfg->encoder, chunk, fill, it->b64 + out);
+            out += b64_encode_with(run->cfg->encoder, chunk, (size_t)fill, it->b64 + out);
         if (fill < CHUNK)
             break;
     }
-    close(fd);
     if (got != size) {
         item_fail(it, "the file shrank while it was read (%" PRIu64 " of %" PRIu64 " bytes)", got, size);
         item_drop_payload(it);
         return;
     }
     it->b64_len = out;
-    return;
-fail:
+}
+
+/* ---- preparation: the prepared copies (item.h), made once per distinct spec ---- */
+
+/* The most bytes of a file's head its header is read from before the budget is taken. */
+#define HEAD_BYTES (1u << 20)
+
+/* Reads the header from the file's head. 1 with *info, 0 when the head is not enough (the whole
+ * file is read first), -1 with the item failed: the decoder's reason, not retried. */
+static int probe_head(const struct run *run, struct item *it, int fd, uint64_t size, struct prep_info *info)
+{
+    size_t n = size < HEAD_BYTES ? (size_t)size : HEAD_BYTES, got = 0;
+    unsigned char *head = calloc(1, n); /* (zeroed: gcc cannot see that only what was read is probed) */
+    if (!head) {
+        item_fail(it, "out of memory for the image's header");
+        return -1;
+    }
+    while (got < n) {
+        ssize_t r = pread(fd, head + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    char why[768];
+    int rc = prep_probe(head, got, run->cfg->max_pixels, info, why, sizeof why);
+    free(head);
+    if (rc == 0)
+        return 1;
+    if (got < size && strncmp(why, "image too large", 15))
+        return 0;
+    item_fail(it, "%s", why);
+    return -1;
+}
+
+/* Bytes to hold for an image while it is prepared: every copy's peak (prep_peak_bytes, its
+ * output included) and, with crops, a source and one crop of the whole image (the most a cut
+ * needs), in *cut. Without a header (info NULL), as for the largest image --max-pixels lets
+ * through: the image then goes alone. */
+static uint64_t prep_estimate(const struct pipeline *p, uint64_t max_pixels, const struct prep_info *known,
+                              uint64_t *cut)
+{
+    struct prep_info worst = {0};
+    const struct prep_info *info = known;
+    if (!info) {
+        int side = (int)sqrt((double)max_pixels);
+        worst = (struct prep_info){.width = side, .height = side, .stored_w = side, .stored_h = side,
+                                   .orientation = 1, .bands = 4, .sample_bytes = 2, .streams = 0};
+        info = &worst;
+    }
+    uint64_t est = 0;
+    for (int k = 0; k < p->n_specs; k++)
+        est += prep_peak_bytes(info, &p->specs[k]);
+    *cut = 0;
+    struct prep_rect all = {0, 0, info->width, info->height};
+    for (int i = 0; i < p->n; i++) {
+        const struct stage *st = &p->stages[i];
+        uint64_t c = st->crop ? prep_source_bytes(info) + prep_crop_peak_bytes(info, all, st->has_image ? &st->image : NULL) : 0;
+        if (c > *cut)
+            *cut = c;
+    }
+    return est;
+}
+
+/* Copy k of the image: p->specs[k] made from the file's bytes, and its base64 when a body sends
+ * it. 0, or -1 with the item failed (the decoder's reason). */
+static int make_copy(const struct run *run, struct item *it, int k)
+{
+    struct item_copy *c = &it->copies[k];
+    struct prep_result res;
+    char why[768];
+    if (prep_image(it->raw, it->raw_len, &run->p->specs[k], run->cfg->max_pixels, &res, why, sizeof why)) {
+        item_fail(it, "%s", why);
+        return -1;
+    }
+    const unsigned char *bytes = res.unchanged ? it->raw : res.data;
+    c->raw_len = res.unchanged ? it->raw_len : res.len;
+    c->mime = res.mime;
+    c->width = res.width;
+    c->height = res.height;
+    c->frame = res.frame;
+    int b64 = (pipeline_spec_needs(run->p, k) & NEED_B64) != 0;
+    if ((c->raw = malloc(c->raw_len ? c->raw_len : 1)))
+        memcpy(c->raw, bytes, c->raw_len);
+    if (c->raw && b64 && (c->b64 = malloc(b64_encoded_len(c->raw_len) + 1)))
+        c->b64_len = b64_encode_with(run->cfg->encoder, c->raw, c->raw_len, c->b64);
+    prep_result_free(&res);
+    if (!c->raw || (b64 && !c->b64)) {
+        item_fail(it, "out of memory for a prepared image");
+        return -1;
+    }
+    c->charged = c->raw_len + c->b64_len;
+    return 0;
+}
+
+/* Makes every copy, then keeps of the budget taken (held) only what the item now holds: the
+ * copies' bytes, the file's bytes and base64 while a stage sends them or cuts crops from them,
+ * and the cut's share. 0, or -1 with the item failed. */
+static int make_copies(const struct run *run, struct item *it, unsigned needs, uint64_t held, uint64_t cut)
+{
+    const struct pipeline *p = run->p;
+    if (p->n_specs && !(it->copies = calloc((size_t)p->n_specs, sizeof *it->copies))) {
+        item_fail(it, "out of memory for a prepared image");
+        return -1;
+    }
+    it->n_copies = p->n_specs;
+    it->charged = 0; /* what the item holds is counted below, piece by piece */
+    for (int k = 0; k < p->n_specs; k++)
+        if (make_copy(run, it, k))
+            break;
+    uint64_t kept = 0;
+    for (int k = 0; k < it->n_copies; k++)
+        kept += it->copies[k].charged;
+    uint64_t b64 = it->b64 ? b64_encoded_len(it->raw_len) + 1 + 2 * B64_SLACK : 0;
+    if (it->status != ITEM_FAILED && !(needs & NEED_BYTES) && !pipeline_crops(p)) {
+        free(it->raw); /* no stage sends the file's bytes or cuts from them */
+        it->raw = NULL;
+        it->raw_len = 0;
+    }
+    it->charged = it->raw_len + b64;
+    it->cut_charged = it->status != ITEM_FAILED ? cut : 0;
+    kept += it->charged + it->cut_charged;
+    if (held >= kept)
+        budget_give(held - kept);
+    for (int k = 0; k < it->n_copies && kept > held; k++) {
+        /* A copy larger than its estimate: the budget stays what was taken (no second wait). */
+        uint64_t less = it->copies[k].charged < kept - held ? it->copies[k].charged : kept - held;
+        it->copies[k].charged -= less;
+        kept -= less;
+    }
+    return it->status == ITEM_FAILED ? -1 : 0;
+}
+
+/* A pipeline that prepares images: the header is read first, so that the budget is taken once,
+ * for the file, its base64 when a stage sends it as it is, and every estimate (a thread that
+ * holds a share never waits for another); then the file is read and each copy made. A file
+ * libvips cannot read fails its row with the decoder's reason, before any request. */
+static void load_prepared(const struct run *run, struct item *it, int fd, uint64_t size, unsigned needs)
+{
+    struct prep_info info;
+    int probed = probe_head(run, it, fd, size, &info);
+    if (probed < 0)
+        return;
+    uint64_t cut, est = prep_estimate(run->p, run->cfg->max_pixels, probed ? &info : NULL, &cut);
+    uint64_t charge = size + ((needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 + 2 * B64_SLACK : 0) + est + cut;
+    if (budget_take(charge, budget_alive, budget_stop, run)) {
+        item_fail(it, "not loaded: the run was stopped");
+        it->no_row = 1;
+        return;
+    }
+    it->charged = charge;
+    read_whole(run, it, fd, size, needs | NEED_BYTES);
+    char why[768];
+    if (it->status == ITEM_FAILED)
+        return;
+    if (!probed && prep_probe(it->raw, it->raw_len, run->cfg->max_pixels, &info, why, sizeof why)) {
+        item_fail(it, "%s", why);
+        item_drop_payload(it);
+        return;
+    }
+    it->stored_w = info.stored_w;
+    it->stored_h = info.stored_h;
+    it->orientation = info.orientation;
+    if (make_copies(run, it, needs, charge, cut))
+        item_drop_payload(it);
+}
+
+void load_image(const struct run *run, struct item *it)
+{
+    if (it->status == ITEM_FAILED)
+        return;
+    uint64_t size;
+    int fd = open_image(run, it, &size);
+    if (fd < 0)
+        return;
+    unsigned needs = pipeline_needs(run->p);
+    if (pipeline_prepares(run->p))
+        load_prepared(run, it, fd, size, needs);
+    else if (charge_budget(run, it, needs, size) == 0) {
+        if (needs & NEED_BYTES)
+            read_whole(run, it, fd, size, needs);
+        else
+            read_encoding(run, it, fd, size, needs);
+    }
     close(fd);
-    item_drop_payload(it);
+}
+
+static int vips_started;
+
+int load_start(const struct config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->pipeline || !pipeline_prepares(cfg->pipeline))
+        return 0;
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    if (prep_init(1, err, errlen))
+        return -1;
+    vips_started = 1;
+    return 0;
+}
+
+void load_stop(void)
+{
+    if (vips_started)
+        prep_shutdown();
+    vips_started = 0;
 }

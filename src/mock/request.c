@@ -284,6 +284,10 @@ static int fast_check(int m, const char *body, size_t len, size_t max_items,
     return 1;
 }
 
+/* "element I of N: " takes at most 54 bytes (two counts of up to 20 digits); an element's
+ * reason gets what is left of MOCK_WHY_MAX, so that the whole always fits. */
+#define ELEMENT_REASON_MAX (MOCK_WHY_MAX - 1 - 54)
+
 /* The full check: cJSON's reading of the whole body, and a reason for whatever is wrong. */
 static int full_check(int m, const char *body, size_t len, size_t max_items,
                       struct mock_buf *scratch, struct mock_batch *out, char *why)
@@ -311,7 +315,7 @@ static int full_check(int m, const char *body, size_t len, size_t max_items,
     }
     cJSON_Delete(doc);
     if (reason && i > 0 && n > 1) { /* an element's reason: a static string */
-        snprintf(why, MOCK_WHY_MAX, "element %zu of %zu: %.150s", i, n, reason);
+        snprintf(why, MOCK_WHY_MAX, "element %zu of %zu: %.*s", i, n, ELEMENT_REASON_MAX, reason);
         return -1;
     }
     if (reason)

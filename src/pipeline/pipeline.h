@@ -9,7 +9,15 @@
  *   "input"       "image" (default: the image's base64), or
  *                 {"each": STAGE, "array": KEY, "field": KEY}: one request per element of
  *                 STAGE's result[KEY], sending element[KEY2] as im_str, or
- *                 {"each": STAGE, "items": EXPR}: one per string EXPR yields; results in order
+ *                 {"each": STAGE, "items": EXPR}: one per string EXPR yields; results in order, or
+ *                 {"each": STAGE, "crop": EXPR, "box": "xywh", "normalized": false}: one request
+ *                 per box EXPR yields on STAGE's result (four numbers a box, in the pixels of the
+ *                 image STAGE received: box.h), each cut from the upright original and prepared
+ *                 with this stage's "image"; results in box order
+ *   "image"       how the image is prepared before it is sent (prepare/spec.h): {"max_side": 1024,
+ *                 "format": "jpeg", ...}. Stages with equal specs share one prepared copy
+ *                 (p->specs); without it the file's bytes are sent as they are. In a crop stage it
+ *                 prepares each crop; an "each" stage of elements takes none
  *   "fields"      optional extra request fields: a JSON literal, or {"result_of": STAGE}; a
  *                 one-key object whose key is nearly "result_of" is refused as a typo
  *   "body", "form" the request as a template, or a multipart form (template.h); without them,
@@ -24,10 +32,11 @@
  *   "concurrency" N (1 to 100000) or "auto", "max_rps" N: the stage's own limits (limit.h,
  *                 ratelimit.h), inside the run's --concurrency and --max-rps
  * "defaults" holds "timeout_ms", "retries", "headers", "concurrency" and "max_rps" for every
- * stage that does not set its own. Headers come from three places; for one name (case-insensitive) the first of these wins
- * and the others are not sent: the stage's "headers", the file's "defaults", --header
- * (pipeline_add_header). A header value may use ${VAR} (the environment) and ${file:PATH} (the
- * file's content, one trailing newline removed); values are never shown in a message.
+ * stage that does not set its own. Headers come from three places; for one name (case-insensitive)
+ * the first of these wins and the others are not sent: the stage's "headers", the file's
+ * "defaults", --header (pipeline_add_header). A header value may use ${VAR} (the environment) and
+ * ${file:PATH} (the file's content, one trailing newline removed); values are never shown in a
+ * message. headers.h says the rest: the lists, the secrets, the re-read on a 401.
  * A stage may only refer to stages before it, so the file order is a valid schedule. A stage runs
  * once every stage it refers to has run; if one of those was skipped, or a "when" result is
  * falsy, it is skipped (its column stays empty). */
@@ -36,9 +45,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <curl/curl.h>
 #include "pipeline/expr.h"
+#include "pipeline/headers.h"
 #include "pipeline/template.h"
+#include "prepare/box.h"
+#include "prepare/spec.h"
 
 #define PIPELINE_MAX_STAGES 64
 #define PIPELINE_MAX_REPLICAS 8       /* URLs of one stage */
@@ -63,6 +74,12 @@ struct stage {
     int replica_base; /* n_urls > 1: its replicas' slots in the shared page (replica.h) */
     enum stage_input input;
     int each_stage; /* INPUT_EACH: source stage */
+    int crop;       /* INPUT_EACH with "crop": its elements are boxes cut from the original */
+    struct expr crop_expr;    /* "crop": the boxes */
+    struct prep_box_spec box; /* "box", "normalized" */
+    int has_image;  /* "image" given: image is the spec */
+    struct prep_spec image;
+    int spec;       /* an image stage's prepared copy: index into p->specs, or -1 (the file as is) */
     char *each_array, *each_field;
     struct stage_field *fields;
     int n_fields;
@@ -73,12 +90,9 @@ struct stage {
     int retries;        /* the stage's, else "defaults"'s; -1: the run's --retries */
     char **header_tmpl; /* the stage's own "Name: value" lines, before ${...} expansion */
     int n_headers;
-    struct curl_slist *headers; /* after pipeline_resolve: the stage's, the defaults' and
-                                 * --header's, expanded, plus our fixed ones; wiped when freed */
     int file_headers;   /* a header value comes from a file (${file:PATH}): re-read on a 401 */
-    unsigned header_gen; /* bumped each time a 401 made the header list be rebuilt */
-    struct curl_slist **old_headers; /* lists replaced since; freed with the pipeline */
-    int n_old_headers;
+    struct stage_headers *live; /* after pipeline_resolve: the header list sent (headers.h:
+                                 * pipeline_headers), which a 401 may replace during a run */
     struct body body;   /* the request body (template.h): the seed's, "body" or "form" */
     int type_of_image;  /* a raw body without a Content-Type header: the image's type is sent */
     struct expr result; /* "result": what of the answer is the stage's result (default .result) */
@@ -105,6 +119,8 @@ struct stage {
 struct pipeline {
     struct stage *stages;
     int n;
+    struct prep_spec specs[PIPELINE_MAX_STAGES]; /* the distinct "image" specs of image stages */
+    int n_specs;
     char *source;            /* file name or "built-in" */
     char *text;              /* the JSON text it was parsed from (what a worker process is sent) */
     size_t text_len;
@@ -133,16 +149,10 @@ const char *pipeline_printable(const char *s, char *buf, size_t len);
  * option). */
 int pipeline_check_base(const char *base, char *err, size_t errlen);
 
-/* Adds a header for every stage: a --header line, "Name: value". A stage's or the defaults'
- * header of the same name replaces it; two --header lines of one name are an error. The value
- * is expanded by pipeline_resolve like the file's. Returns 0, or -1 with err naming the header
- * (never showing the value). */
-int pipeline_add_header(struct pipeline *p, const char *line, char *err, size_t errlen);
-
 /* Joins relative URLs to base (expanding ${VAR} in them) and builds each stage's header list,
- * expanding ${VAR} and ${file:PATH}. An unset variable or an unreadable file is an error that names the variable or
- * the path (never a value or a file's content). Can be called again (it rebuilds everything).
- * Returns 0 or -1. */
+ * expanding ${VAR} and ${file:PATH} (headers.h). An unset variable or an unreadable file is an
+ * error that names the variable or the path (never a value or a file's content). Can be called
+ * again (it rebuilds everything). Returns 0 or -1. */
 int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen);
 
 /* Sets stage i's resolved URL and header lines as another process resolved them (a worker
@@ -156,19 +166,20 @@ int pipeline_adopt_replica(struct pipeline *p, int i, int k, const char *full_ur
 /* Replica k's URL: as sent, or (shown) as messages show it. */
 const char *pipeline_replica_url(const struct stage *s, int k, int shown);
 
-/* Stage s's header list as it is now, and its generation. Thread-safe; the list stays valid
- * until pipeline_free. */
-const struct curl_slist *pipeline_headers(const struct stage *s, unsigned *gen);
-
-/* After a server answered 401 to a request sent with generation gen of stage i's headers: when a
- * header value comes from a file, the files are read again and, if that changes the headers, the
- * stage's list is replaced. Returns 1 when the headers now differ from generation gen (this call
- * or another one replaced them: the request is worth retrying), else 0. Thread-safe. */
-int pipeline_refresh_headers(const struct pipeline *p, int i, unsigned gen);
-
-/* What the load stage must make of each image (NEED_B64, NEED_BYTES of template.h): the union
- * of what the bodies of the stages that send the image need. */
+/* What the load stage must make of each image's file as it is (NEED_B64, NEED_BYTES, NEED_SIZE
+ * of template.h): the union of what the bodies of the image stages without "image" need. (When
+ * pipeline_prepares, the loader reads the bytes whatever this says.) */
 unsigned pipeline_needs(const struct pipeline *p);
+
+/* What the bodies of the image stages that send prepared copy k (p->specs[k]) need of it. */
+unsigned pipeline_spec_needs(const struct pipeline *p, int k);
+
+/* 1 when the loader reads images with libvips (prepare.h): a stage has "image", crops, or sends
+ * the file's {{image.width}} or {{image.height}}. */
+int pipeline_prepares(const struct pipeline *p);
+
+/* 1 when a crop stage cuts boxes from the original (whose bytes are then kept until it runs). */
+int pipeline_crops(const struct pipeline *p);
 
 /* Number of stages that are CSV columns. */
 int pipeline_csv_columns(const struct pipeline *p);

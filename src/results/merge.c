@@ -23,8 +23,9 @@
 
 struct input {
     const char *name;
-    const char *text;
+    const char *text; /* the file's bytes: its map, or "" when it is empty */
     size_t len;
+    void *map;        /* what munmap gives back, or NULL */
 };
 
 struct pass {
@@ -129,6 +130,189 @@ static int take_tmp(const char *tmp, const char *out)
     return -1;
 }
 
+/* One merge: the output, its temporary file, the inputs and the two passes over them. */
+struct merge {
+    const char *out;
+    char *const *names; /* the inputs' names, [n] */
+    int n;
+    struct input *in;   /* [n] */
+    char tmp[4096];     /* OUT.merge.tmp */
+    int tmp_fd;         /* until the second pass opens it as pass.f */
+    int own_tmp;        /* tmp is ours (locked): removed on any failure */
+    char *header;       /* the inputs' header line, with its newline */
+    struct pass pass;
+};
+
+/* The inputs, the output's name and its temporary file (taken, locked and empty). 0, or -1 with a
+ * message on stderr. */
+static int prepare(struct merge *m)
+{
+    if (!(m->in = calloc((size_t)m->n, sizeof *m->in))) {
+        fprintf(stderr, "annotate merge: out of memory\n");
+        return -1;
+    }
+    for (int i = 0; i < m->n; i++)
+        if (!strcmp(m->names[i], m->out)) {
+            fprintf(stderr, "annotate merge: %s is both an input and the output; write to a new file\n", m->out);
+            return -1;
+        }
+    if ((size_t)snprintf(m->tmp, sizeof m->tmp, "%s.merge.tmp", m->out) >= sizeof m->tmp) {
+        fprintf(stderr, "annotate merge: the output name is too long\n");
+        return -1;
+    }
+    if ((m->tmp_fd = take_tmp(m->tmp, m->out)) < 0)
+        return -1;
+    m->own_tmp = 1;
+    return 0;
+}
+
+/* Maps the input named name into in. 0, or -1 with a message on stderr. */
+static int map_input(struct input *in, const char *name)
+{
+    in->name = name;
+    int fd = open(name, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) {
+        fprintf(stderr, "annotate merge: cannot read %s: %s\n", name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    in->len = (size_t)st.st_size;
+    void *map = in->len ? mmap(NULL, in->len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    close(fd);
+    if (map == MAP_FAILED) {
+        fprintf(stderr, "annotate merge: cannot map %s: %s\n", name, strerror(errno));
+        return -1;
+    }
+    in->map = map;
+    in->text = map ? map : "";
+    return 0;
+}
+
+/* The length of in's header line, an annotate results header, without its newline. 0, or -1
+ * with a message on stderr. */
+static int check_header(const struct input *in, size_t *hlen)
+{
+    const char *nl = memchr(in->text, '\n', in->len);
+    if (!nl) {
+        fprintf(stderr, "annotate merge: %s has no header line: is it a results file?\n", in->name);
+        return -1;
+    }
+    *hlen = (size_t)(nl - in->text);
+    if (results_header(in->text, *hlen))
+        return 0;
+    char shown[81];
+    size_t sl = *hlen < sizeof shown - 1 ? *hlen : sizeof shown - 1;
+    for (size_t k = 0; k < sl; k++) /* the file's own bytes, made printable */
+        shown[k] = in->text[k] >= 0x20 && in->text[k] < 0x7f ? in->text[k] : '?';
+    shown[sl] = 0;
+    fprintf(stderr,
+            "annotate merge: %s is not an annotate results file: its header \"%s%s\" is not "
+            "path,status,<stage columns>,error,attempts,elapsed_ms\n",
+            in->name, shown, *hlen > sl ? "..." : "");
+    return -1;
+}
+
+/* Maps every input and checks its header; the first one's is the output's. */
+static int map_inputs(struct merge *m)
+{
+    for (int i = 0; i < m->n; i++) {
+        size_t hlen;
+        if (map_input(&m->in[i], m->names[i]) || check_header(&m->in[i], &hlen))
+            return -1;
+        if (!m->header && !(m->header = strndup(m->in[i].text, hlen + 1))) {
+            fprintf(stderr, "annotate merge: out of memory\n");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The second pass writes into the temporary file, from the header on. */
+static int open_output(struct merge *m)
+{
+    struct pass *p = &m->pass;
+    if (!(p->f = fdopen(m->tmp_fd, "wb"))) {
+        fprintf(stderr, "annotate merge: cannot write %s: %s\n", m->tmp, strerror(errno));
+        return -1;
+    }
+    m->tmp_fd = -1; /* p->f owns it now */
+    fputs(m->header, p->f);
+    return 0;
+}
+
+/* One pass over one input's rows (on_row does the pass's work). 0, or -1 with a message. */
+static int pass_over(struct merge *m, const struct input *in)
+{
+    struct pass *p = &m->pass;
+    char err[300];
+    size_t complete;
+    p->text = in->text;
+    int64_t got = csv_rows(in->text, in->len, m->header, on_row, p, &complete, err, sizeof err);
+    if (got == -2 || p->oom) {
+        fprintf(stderr, "annotate merge: out of memory reading %s\n", in->name);
+        return -1;
+    }
+    if (got < 0) {
+        fprintf(stderr, "annotate merge: %s: %s (all inputs must come from the same pipeline)\n", in->name, err);
+        return -1;
+    }
+    if (!p->second && complete < in->len)
+        fprintf(stderr, "annotate merge: %s ends in a torn row (%zu bytes), ignored\n", in->name, in->len - complete);
+    return 0;
+}
+
+/* The first pass collects the paths that have an ok row; the second writes each path's winning
+ * row once. */
+static int merge_rows(struct merge *m)
+{
+    struct pass *p = &m->pass;
+    p->ok = doneset_new();
+    p->written = doneset_new();
+    if (!p->ok || !p->written) {
+        fprintf(stderr, "annotate merge: out of memory\n");
+        return -1;
+    }
+    for (p->second = 0; p->second < 2; p->second++) {
+        if (p->second && open_output(m))
+            return -1;
+        for (int i = 0; i < m->n; i++)
+            if (pass_over(m, &m->in[i]))
+                return -1;
+    }
+    return 0;
+}
+
+/* The temporary file, on disk, renamed over OUT while still locked. */
+static int commit(struct merge *m)
+{
+    FILE *f = m->pass.f;
+    if (fflush(f) || ferror(f) || fsync(fileno(f)) || rename(m->tmp, m->out)) {
+        fprintf(stderr, "annotate merge: cannot write %s: %s\n", m->out, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* On a failure the temporary file is removed while still locked; then everything is let go. */
+static void merge_end(struct merge *m, int rc)
+{
+    if (rc && m->own_tmp)
+        unlink(m->tmp);
+    if (m->pass.f)
+        fclose(m->pass.f);
+    if (m->tmp_fd >= 0)
+        close(m->tmp_fd);
+    doneset_free(m->pass.ok);
+    doneset_free(m->pass.written);
+    for (int i = 0; m->in && i < m->n; i++)
+        if (m->in[i].map)
+            munmap(m->in[i].map, m->in[i].len);
+    free(m->in);
+    free(m->header);
+}
+
 int merge_main(int argc, char **argv)
 {
     if (argc < 3 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -137,132 +321,11 @@ int merge_main(int argc, char **argv)
                 "Combines results files into OUT.csv with one row per image (ok wins over failed).\n");
         return argc < 3 ? 2 : 0;
     }
-    const char *out = argv[1];
-    int n = argc - 2, rc = 0, tmp_fd = -1;
-    char tmp[4096];
-    struct input *in = calloc((size_t)n, sizeof *in);
-    char *header = NULL;
-    struct pass p = {0};
-    if (!in) {
-        fprintf(stderr, "annotate merge: out of memory\n");
-        return 2;
-    }
-    for (int i = 0; i < n; i++)
-        if (!strcmp(argv[i + 2], out)) {
-            fprintf(stderr, "annotate merge: %s is both an input and the output; write to a new file\n", out);
-            free(in);
-            return 2;
-        }
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.merge.tmp", out) >= sizeof tmp) {
-        fprintf(stderr, "annotate merge: the output name is too long\n");
-        free(in);
-        return 2;
-    }
-    if ((tmp_fd = take_tmp(tmp, out)) < 0) {
-        free(in);
-        return 2;
-    }
-    for (int i = 0; i < n; i++) {
-        in[i].name = argv[i + 2];
-        int fd = open(in[i].name, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st)) {
-            fprintf(stderr, "annotate merge: cannot read %s: %s\n", in[i].name, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            rc = 2;
-            goto done;
-        }
-        in[i].len = (size_t)st.st_size;
-        in[i].text = in[i].len ? mmap(NULL, in[i].len, PROT_READ, MAP_PRIVATE, fd, 0) : "";
-        close(fd);
-        if (in[i].text == MAP_FAILED) {
-            in[i].text = NULL;
-            fprintf(stderr, "annotate merge: cannot map %s: %s\n", in[i].name, strerror(errno));
-            rc = 2;
-            goto done;
-        }
-        const char *nl = memchr(in[i].text, '\n', in[i].len);
-        if (!nl) {
-            fprintf(stderr, "annotate merge: %s has no header line: is it a results file?\n", in[i].name);
-            rc = 2;
-            goto done;
-        }
-        size_t hlen = (size_t)(nl - in[i].text);
-        if (!results_header(in[i].text, hlen)) {
-            char shown[81];
-            size_t sl = hlen < sizeof shown - 1 ? hlen : sizeof shown - 1;
-            for (size_t k = 0; k < sl; k++) /* the file's own bytes, made printable */
-                shown[k] = in[i].text[k] >= 0x20 && in[i].text[k] < 0x7f ? in[i].text[k] : '?';
-            shown[sl] = 0;
-            fprintf(stderr,
-                    "annotate merge: %s is not an annotate results file: its header \"%s%s\" is not "
-                    "path,status,<stage columns>,error,attempts,elapsed_ms\n",
-                    in[i].name, shown, hlen > sl ? "..." : "");
-            rc = 2;
-            goto done;
-        }
-        if (!header && !(header = strndup(in[i].text, hlen + 1))) {
-            fprintf(stderr, "annotate merge: out of memory\n");
-            rc = 2;
-            goto done;
-        }
-    }
-    p.ok = doneset_new();
-    p.written = doneset_new();
-    if (!p.ok || !p.written) {
-        fprintf(stderr, "annotate merge: out of memory\n");
-        rc = 2;
-    }
-    for (p.second = 0; p.second < 2 && rc == 0; p.second++) {
-        if (p.second) {
-            p.f = fdopen(tmp_fd, "wb");
-            if (!p.f) {
-                fprintf(stderr, "annotate merge: cannot write %s: %s\n", tmp, strerror(errno));
-                rc = 2;
-                break;
-            }
-            tmp_fd = -1; /* p.f owns it now */
-            fputs(header, p.f);
-        }
-        for (int i = 0; i < n && rc == 0; i++) {
-            char err[300];
-            size_t complete;
-            p.text = in[i].text;
-            int64_t got = csv_rows(in[i].text, in[i].len, header, on_row, &p, &complete, err, sizeof err);
-            if (got == -2 || p.oom) {
-                fprintf(stderr, "annotate merge: out of memory reading %s\n", in[i].name);
-                rc = 2;
-            } else if (got < 0) {
-                fprintf(stderr, "annotate merge: %s: %s (all inputs must come from the same pipeline)\n",
-                        in[i].name, err);
-                rc = 2;
-            } else if (!p.second && complete < in[i].len) {
-                fprintf(stderr, "annotate merge: %s ends in a torn row (%zu bytes), ignored\n", in[i].name,
-                        in[i].len - complete);
-            }
-        }
-    }
-    /* Renamed while still locked; on any failure removed while still locked. */
-    if (p.f && rc == 0 && (fflush(p.f) || ferror(p.f) || fsync(fileno(p.f)) || rename(tmp, out))) {
-        fprintf(stderr, "annotate merge: cannot write %s: %s\n", out, strerror(errno));
-        rc = 2;
-    }
+    struct merge m = {.out = argv[1], .names = argv + 2, .n = argc - 2, .tmp_fd = -1};
+    int rc = prepare(&m) || map_inputs(&m) || merge_rows(&m) || commit(&m) ? 2 : 0;
     if (rc == 0)
-        fprintf(stderr, "annotate merge: %llu rows in, %llu images out, in %s\n", p.rows_in, p.rows_out, out);
-done:
-    if (rc)
-        unlink(tmp);
-    if (p.f)
-        fclose(p.f);
-    if (tmp_fd >= 0)
-        close(tmp_fd);
-    doneset_free(p.ok);
-    doneset_free(p.written);
-    for (int i = 0; i < n; i++)
-        if (in[i].text && in[i].len)
-            munmap((void *)in[i].text, in[i].len);
-    free(in);
-    free(header);
+        fprintf(stderr, "annotate merge: %llu rows in, %llu images out, in %s\n", m.pass.rows_in, m.pass.rows_out,
+                m.out);
+    merge_end(&m, rc);
     return rc;
 }

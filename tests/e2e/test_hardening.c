@@ -680,6 +680,13 @@ static void fa_run(const struct e2e_tree *t, const struct e2e_csv *ref, long n, 
             CHECKF(0, "allocation %ld (%s) failing: %zu rows for %zu images", n, mode, c.n, t->n);
             bad = 1;
         }
+        /* A folder the run could not read has a failed row of its own, also when its images have
+         * rows from an earlier run (--resume): that is exit 1 too. */
+        for (size_t j = 0; j < c.n && !failed; j++) {
+            const struct e2e_row *f = &c.rows[j];
+            failed = f->f[COL_PATH].len && f->f[COL_PATH].s[f->f[COL_PATH].len - 1] == '/' &&
+                     !strcmp(f->f[COL_STATUS].s, "failed");
+        }
         if (!bad && ((rc == 0 && failed) || (rc == 1 && !failed))) {
             CHECKF(0, "allocation %ld (%s) failing: exit %d with %d failed rows", n, mode, rc, failed);
             bad = 1;

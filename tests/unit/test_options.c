@@ -1,4 +1,4 @@
-/* Suite "options": the option table of src/cli.c, parsed in this process (no annotate child):
+/* Suite "options": the option table of src/options.c, parsed in this process (no annotate child):
  * each numeric option's range (both ends accepted and stored, one step outside refused with a
  * message naming the option, the value and the range), the custom options, flags and strings;
  * and the rate limiter with rates at the edges of what --max-rps could be given. */
@@ -14,6 +14,7 @@
 #include "bench/bench.h"
 #include "check.h"
 #include "cli.h"
+#include "drivers/ipc.h"
 #include "endpoint/limit.h"
 #include "endpoint/ratelimit.h"
 
@@ -59,6 +60,8 @@ GET_CFG(backoff_max_ms)
 GET_CFG(max_rps)
 GET_CFG(max_image_bytes)
 GET_CFG(max_memory)
+GET_CFG(max_pixels)
+GET_CFG(load_threads)
 GET_CFG(max_answer_bytes)
 GET_CFG(sync_every)
 GET_CFG(drain_timeout_ms)
@@ -74,7 +77,7 @@ GET_BENCH(window_s)
 GET_BENCH(capacity)
 GET_BENCH(queue_max)
 
-/* What each numeric option must accept, written out here rather than read from cli.c's table,
+/* What each numeric option must accept, written out here rather than read from options.c's table,
  * so that a change of a range is a change of this test too. hi_text NULL: no upper bound. */
 static const struct numeric {
     const char *name;
@@ -97,6 +100,8 @@ static const struct numeric {
     {"max-rps", 0, 0, "0.001", "10000000", "0.0009", "10000001", 1, get_max_rps},
     {"max-image-bytes", 0, 1, "1", NULL, "0", NULL, 0, get_max_image_bytes},
     {"max-memory", 0, 1, "1", NULL, "-1", NULL, 1, get_max_memory},
+    {"max-pixels", 0, 1, "1", NULL, "0", NULL, 0, get_max_pixels},
+    {"load-threads", 0, 1, "1", "4096", "-1", "4097", 1, get_load_threads},
     {"max-answer-bytes", 0, 1, "1", "2147483648", "0", "2147483649", 0, get_max_answer_bytes},
     {"sync-every", 0, 1, "1", NULL, "-1", NULL, 1, get_sync_every},
     {"drain-timeout-ms", 0, 1, "0", "86400000", "-1", "86400001", 0, get_drain_timeout_ms},
@@ -343,7 +348,7 @@ static void test_checked_options(void)
     CU_ASSERT_EQUAL(cfg.pipeline->n_cli_headers, 2);
     for (int i = 0; i < cfg.pipeline->n; i++) {
         int a = 0, b = 0;
-        for (const struct curl_slist *l = cfg.pipeline->stages[i].headers; l; l = l->next) {
+        for (const struct curl_slist *l = pipeline_headers(&cfg.pipeline->stages[i], NULL); l; l = l->next) {
             a += !strcmp(l->data, "X-A: 1");
             b += !strcmp(l->data, "X-B: 2");
         }
@@ -361,8 +366,31 @@ static void test_checked_options(void)
     CHECKF(strstr(err, "--header") && !strstr(err, "t0ken"), "%s", err);
 }
 
-/* Every run option bench takes reaches the annotate runs it starts, with its value; and every
- * option of both commands is either passed on or bench's own (cli.c checks that of its table). */
+/* The word after opt in a (or "" when opt is the last word, a flag), NULL when opt is not there. */
+static const char *arg_of(const struct config_argv *a, const char *opt)
+{
+    for (int i = 2; i < a->argc; i++)
+        if (!strcmp(a->argv[i], opt))
+            return i + 1 < a->argc ? a->argv[i + 1] : "";
+    return NULL;
+}
+
+/* The options of both commands that bench sets itself for each run, written out here rather than
+ * read from the table, so that marking a row so (and not passing it on) is a change of this test
+ * too. */
+static const char *const BENCH_OWN_OPTIONS[] = {"server", "workers", "concurrency", "loops", "quiet", NULL};
+
+static int listed(const char *const *list, const char *name)
+{
+    for (int i = 0; list[i]; i++)
+        if (!strcmp(list[i], name))
+            return 1;
+    return 0;
+}
+
+/* Every run option bench takes reaches the annotate runs it starts, with its value; every option
+ * of both commands is either passed on or bench's own; a value left at its default is not
+ * written. */
 static void test_bench_forwards(void)
 {
     char ca[] = "/tmp/annotate-ca-XXXXXX";
@@ -376,7 +404,7 @@ static void test_bench_forwards(void)
                                 "33.5", "--max-image-bytes", "4444", "--extensions", "png,JPG", "--encoder", "libb64",
                                 "--queue-size", "55", "--loops", "2", "--workers", "3", "--server", "https://h:9/v1",
                                 "--max-answer-bytes", "777", "--max-memory", "8888", "--outage-timeout", "9",
-                                "--limit", "66");
+                                "--max-pixels", "5555", "--load-threads", "3", "--limit", "66");
     unsetenv("BENCH_T");
     CHECKF(rc0 == 0, "%s", err);
     if (rc0)
@@ -387,11 +415,11 @@ static void test_bench_forwards(void)
         {"--retries", "7"}, {"--backoff-ms", "11"}, {"--backoff-max-ms", "22"}, {"--max-rps", "33.5"},
         {"--max-image-bytes", "4444"}, {"--extensions", "png,JPG"}, {"--encoder", "libb64"}, {"--queue-size", "55"},
         {"--server", "https://h:9/v1"}, {"--max-images", "66"}, {"--quiet", ""}, {"--max-answer-bytes", "777"},
-        {"--max-memory", "8888"}, {"--outage-timeout", "9"},
+        {"--max-memory", "8888"}, {"--outage-timeout", "9"}, {"--max-pixels", "5555"}, {"--load-threads", "3"},
     };
     static const char *const strategies[] = {"serial", "threads", "processes", "curl-multi", "load=threads+query=processes",
                                              "load=processes+query=curl-multi"};
-    struct bench_argv a;
+    struct config_argv a;
     for (size_t k = 0; k < sizeof strategies / sizeof strategies[0]; k++) {
         CU_ASSERT_EQUAL_FATAL(bench_child_argv(&cfg, &bo, strategies[k], 8, "https://h:9/v1", "/tmp/o.csv", NULL, 500, &a), 0);
         CU_ASSERT_PTR_NULL(a.argv[a.argc]);
@@ -404,22 +432,25 @@ static void test_bench_forwards(void)
                     found = 1;
             CHECKF(found, "%s: the run lacks %s %s", strategies[k], want[w][0], v);
         }
-        /* every option bench says it passes on is there */
-        for (const char *const *f = bench_forwarded_options(); *f; f++) {
-            if (!strcmp(*f, "config"))
-                continue; /* below: the built-in chain has no file */
+        /* every option of both commands that bench does not set itself is passed on (all of them
+         * were given above with a value that is not the default, --config below) */
+        for (int r = 0; r < CONFIG_N_OPTIONS; r++) {
+            const struct config_option *o = &CONFIG_OPTIONS[r];
+            if (o->scope != SCOPE_BOTH || o->type == OPT_ACTION || o->bench_own || !strcmp(o->name, "config"))
+                continue;
             char opt[64];
-            snprintf(opt, sizeof opt, "--%s", *f);
-            int found = 0;
-            for (int i = 2; i < a.argc; i++)
-                found |= !strcmp(a.argv[i], opt);
-            CHECKF(found, "%s: %s is not passed on", strategies[k], opt);
+            snprintf(opt, sizeof opt, "--%s", o->name);
+            CHECKF(arg_of(&a, opt) != NULL, "%s: %s is not passed on", strategies[k], opt);
         }
         int i;
         for (i = 2; i < a.argc && strcmp(a.argv[i], "--strategy"); i++)
             ;
         CU_ASSERT_FATAL(i + 1 < a.argc);
         CHECKF(strchr(a.argv[i + 1], '+') == NULL, "--strategy %s", a.argv[i + 1]);
+        /* bench's own: the server it measures, quiet runs, and the strategy's sizes */
+        CHECKF(!strcmp(strategies[k], "serial") || arg_of(&a, "--workers"), "%s: no --workers", strategies[k]);
+        CHECKF(!strstr(strategies[k], "curl-multi") || (arg_of(&a, "--concurrency") && arg_of(&a, "--loops")),
+               "%s: no --concurrency or --loops", strategies[k]);
     }
     /* --config too (the built-in chain needs none) */
     unlink(ca);
@@ -431,23 +462,156 @@ static void test_bench_forwards(void)
     close(fd);
     CU_ASSERT_EQUAL_FATAL(PARSE(1, "--config", pf), 0);
     CU_ASSERT_EQUAL_FATAL(bench_child_argv(&cfg, &bo, "threads", 2, "http://h", "/tmp/o.csv", NULL, 500, &a), 0);
-    int found = 0;
-    for (int i = 2; i + 1 < a.argc; i++)
-        found |= !strcmp(a.argv[i], "--config") && !strcmp(a.argv[i + 1], pf);
-    CU_ASSERT(found);
+    const char *given = arg_of(&a, "--config");
+    CU_ASSERT(given && !strcmp(given, pf));
     unlink(pf);
-    /* An option that bench neither passes on nor handles is one of a run only, or of bench
-     * only: never one that both accept. */
+    /* Values left at their defaults (or given as the defaults) are not written: the run has them. */
+    CU_ASSERT_EQUAL_FATAL(PARSE(1, "--timeout-ms", "30000", "--encoder", "fast"), 0);
+    CU_ASSERT_EQUAL_FATAL(bench_child_argv(&cfg, &bo, "threads", 2, "http://h", "/tmp/o.csv", NULL, 500, &a), 0);
+    for (int r = 0; r < CONFIG_N_OPTIONS; r++) {
+        const struct config_option *o = &CONFIG_OPTIONS[r];
+        char opt[64];
+        snprintf(opt, sizeof opt, "--%s", o->name);
+        if (o->scope == SCOPE_BOTH && !o->bench_own)
+            CHECKF(arg_of(&a, opt) == NULL, "%s at its default is written: %s", opt, arg_of(&a, opt));
+    }
+    /* The options bench sets itself are the ones this test names, and the table marks no other
+     * (one marked by mistake would silently not reach the runs). */
+    for (int r = 0; r < CONFIG_N_OPTIONS; r++) {
+        const struct config_option *o = &CONFIG_OPTIONS[r];
+        CHECKF(o->bench_own == listed(BENCH_OWN_OPTIONS, o->name), "--%s: bench_own %d in the table", o->name,
+               o->bench_own);
+        CHECKF(!o->bench_own || o->scope == SCOPE_BOTH, "--%s: bench's own but not an option of both", o->name);
+    }
+    /* An option of one command only is refused by the other. */
     const char *const *names = cli_option_names();
     for (int i = 0; names[i]; i++) {
+        const struct config_option *o = config_option_named(names[i], strlen(names[i]));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+        if (o->scope == SCOPE_BOTH)
+            continue;
         char opt[64];
         snprintf(opt, sizeof opt, "--%s", names[i]);
-        if (bench_takes_option(names[i]))
-            continue;
         int run_refuses = PARSE(0, opt, "1") == -1 && strstr(err, "is an option of annotate bench");
         int bench_refuses = PARSE(1, opt, "1") == -1 && strstr(err, "is an option of a run");
-        CHECKF(run_refuses || bench_refuses, "%s is taken by a run and by bench, but bench does not pass it on", opt);
+        CHECKF(run_refuses || bench_refuses, "%s is taken by a run and by bench, but is not an option of both", opt);
     }
+}
+
+/* The options a worker process of the processes strategy reads (the drivers, load and the chain),
+ * written out here: each must reach it through the configuration frame. */
+static const char *const WORKER_READS[] = {"timeout-ms", "connect-timeout-ms", "retries", "backoff-ms",
+                                           "backoff-max-ms", "max-rps", "max-image-bytes", "max-answer-bytes",
+                                           "max-memory", "encoder", "insecure", "cacert", "outage-timeout",
+                                           "max-pixels", "load-threads", NULL};
+
+/* A worker receives every option marked for workers, as its parent had it: a configuration with
+ * every one of them set to a value that is not the default goes through ipc_encode_config and
+ * ipc_decode_config, and each is compared, field by field, with the parent's. */
+static void test_worker_config_frame(void)
+{
+    char ca[] = "/tmp/annotate-ca-XXXXXX", pf[] = "/tmp/annotate-pipe-XXXXXX";
+    int fd = mkstemp(ca);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    fd = mkstemp(pf);
+    CU_ASSERT_FATAL(fd >= 0);
+    const char *text = "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}, {\"name\": \"n\", \"url\": \"/n\"}]}";
+    CU_ASSERT(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    /* one value for each option marked for workers, none of them its default */
+    const char *const given[][2] = {
+        {"--out", "x.csv"}, {"--server", "http://h:1/v1"}, {"--config", NULL}, {"--strategy", "load=processes,query=threads"},
+        {"--workers", "3"}, {"--concurrency", "7"}, {"--loops", "2"}, {"--queue-size", "55"}, {"--timeout-ms", "1234"},
+        {"--connect-timeout-ms", "2345"}, {"--retries", "7"}, {"--backoff-ms", "11"}, {"--backoff-max-ms", "22"},
+        {"--max-rps", "0.1"}, {"--max-image-bytes", "4444"}, {"--max-answer-bytes", "777"}, {"--max-memory", "8888"},
+        {"--max-pixels", "5555"}, {"--load-threads", "3"}, {"--encoder", "libb64"}, {"--drain-timeout-ms", "99"},
+        {"--outage-timeout", "9"}, {"--quiet", ""},
+        {"--insecure", ""}, {"--cacert", ca},
+    };
+    const char *args[2 * sizeof given / sizeof given[0] + 8];
+    int n = 0;
+    for (size_t i = 0; i < sizeof given / sizeof given[0]; i++) {
+        args[n++] = given[i][0];
+        if (!given[i][1] || given[i][1][0])
+            args[n++] = given[i][1] ? given[i][1] : pf;
+    }
+    args[n++] = "--sync-every"; /* not a worker's: it keeps its default there */
+    args[n++] = "5";
+    args[n++] = "--header";
+    args[n++] = "X-Team: vision";
+    args[n] = NULL;
+    int rc = parse_v(0, args);
+    CHECKF(rc == 0, "%s", err);
+    if (rc)
+        goto out;
+    struct config d;
+    config_defaults(&d, NULL);
+    for (int r = 0; r < CONFIG_N_OPTIONS; r++) {
+        const struct config_option *o = &CONFIG_OPTIONS[r];
+        char opt[64];
+        snprintf(opt, sizeof opt, "--%s", o->name);
+        int covered = 0;
+        for (size_t i = 0; i < sizeof given / sizeof given[0]; i++)
+            covered |= !strcmp(given[i][0], opt);
+        CHECKF(covered == o->worker, "%s: marked for workers %d, given by this test %d", opt, o->worker, covered);
+        if (listed(WORKER_READS, o->name))
+            CHECKF(o->worker, "%s: a worker reads it, but it is not marked for workers", opt);
+    }
+
+    struct ipc_buf frame = {0};
+    CU_ASSERT_EQUAL_FATAL(ipc_encode_config(&frame, &cfg, 5, 7, 8), 0);
+    struct ipc_buf payload = {.d = frame.d + 4, .len = frame.len - 4};
+    struct ipc_worker_config w;
+    char why[512] = "";
+    rc = ipc_decode_config(&payload, &w, why, sizeof why);
+    CHECKF(rc == 0, "%s", why);
+    if (rc == 0) {
+        for (int r = 0; r < CONFIG_N_OPTIONS; r++) {
+            const struct config_option *o = &CONFIG_OPTIONS[r];
+            if (!o->worker)
+                continue;
+            char x[64], y[64], z[64];
+            const char *sent = config_value(o, &cfg, NULL, 0, x, sizeof x);
+            const char *got = config_value(o, &w.cfg, NULL, 0, y, sizeof y);
+            const char *dflt = config_value(o, &d, NULL, 0, z, sizeof z);
+            CHECKF(sent && got && !strcmp(sent, got), "--%s: sent %s, the worker has %s", o->name, sent ? sent : "(none)",
+                   got ? got : "(none)");
+            CHECKF(sent && (!dflt || strcmp(sent, dflt)), "--%s: the test gives it its default %s", o->name,
+                   dflt ? dflt : "");
+            if (o->where != AT_CFG)
+                continue;
+            const char *fa = (const char *)&cfg + o->off, *fb = (const char *)&w.cfg + o->off;
+            if (o->ctype == CT_STR)
+                CHECKF(!strcmp(*(const char *const *)fa, *(const char *const *)fb), "--%s: the field differs", o->name);
+            else
+                CHECKF(!memcmp(fa, fb, o->size), "--%s: the field differs", o->name);
+        }
+        CU_ASSERT(w.cfg.load == STRAT_PROCESSES && w.cfg.query == STRAT_THREADS);
+        CU_ASSERT_STRING_EQUAL(w.cfg.dir, "some-dir");
+        CU_ASSERT_EQUAL(w.cfg.sync_every, 1000);
+        CU_ASSERT(w.jobs == 5 && w.shared_fd == 7 && w.ratelimit_fd == 8);
+        CU_ASSERT_EQUAL_FATAL(w.cfg.pipeline->n, 2);
+        for (int s = 0; s < 2; s++) {
+            CU_ASSERT_STRING_EQUAL(w.cfg.pipeline->stages[s].full_url, cfg.pipeline->stages[s].full_url);
+            int team = 0;
+            for (const struct curl_slist *l = pipeline_headers(&w.cfg.pipeline->stages[s], NULL); l; l = l->next)
+                team += !strcmp(l->data, "X-Team: vision");
+            CHECKF(team == 1, "stage %d: X-Team %d times", s + 1, team);
+        }
+    }
+    ipc_worker_config_free(&w);
+    /* A frame whose options the parser refuses is refused, naming the option. */
+    static const char bad[] = "{\"args\": [\"--timeout-ms\", \"0\"], \"dir\": null, \"jobs\": 1, \"shared_fd\": 3, "
+                              "\"ratelimit_fd\": -1, \"pipeline\": {}}";
+    struct ipc_buf bb = {.d = (unsigned char *)bad, .len = sizeof bad - 1};
+    CU_ASSERT_EQUAL(ipc_decode_config(&bb, &w, why, sizeof why), -1);
+    CHECKF(strstr(why, "--timeout-ms 0"), "%s", why);
+    ipc_worker_config_free(&w);
+    ipc_buf_free(&frame);
+out:
+    unlink(ca);
+    unlink(pf);
 }
 
 /* Options outside their command, unknown ones, values missing or extra. */
@@ -587,6 +751,7 @@ int register_options(void)
         !CU_add_test(s, "--strategy, --shard, --encoder, --extensions, --concurrency", test_custom_options) ||
         !CU_add_test(s, "--server, --cacert, --header checked and named", test_checked_options) ||
         !CU_add_test(s, "bench passes every run option it takes on to its runs", test_bench_forwards) ||
+        !CU_add_test(s, "a worker process receives every option marked for workers", test_worker_config_frame) ||
         !CU_add_test(s, "options of the other command, unknown, missing or extra values", test_option_errors) ||
         !CU_add_test(s, "every option is covered", test_every_option_tested) ||
         !CU_add_test(s, "ratelimit: tiny rates still limit, huge ones do not break", test_ratelimit_extreme_rates))

@@ -205,9 +205,9 @@ static void check_good_overrides(struct pipeline *p)
     CU_ASSERT_EQUAL_FATAL(s->n_headers, 2);
     CU_ASSERT(streq(s->header_tmpl[0], "Authorization: Bearer ${ANNOTATE_TEST_TOKEN}"));
     CU_ASSERT(streq(s->header_tmpl[1], "X-Client: annotate"));
-    CU_ASSERT(slist_has(s->headers, "Authorization: Bearer tok-123"));
-    CU_ASSERT(slist_has(s->headers, "X-Client: annotate"));
-    CU_ASSERT(slist_has(s->headers, "Content-Type: application/json"));
+    CU_ASSERT(slist_has(pipeline_headers(s, NULL), "Authorization: Bearer tok-123"));
+    CU_ASSERT(slist_has(pipeline_headers(s, NULL), "X-Client: annotate"));
+    CU_ASSERT(slist_has(pipeline_headers(s, NULL), "Content-Type: application/json"));
     CU_ASSERT(streq(s->full_url, "http://127.0.0.1:8080/model_01"));
     s = &p->stages[1];
     CU_ASSERT_EQUAL(s->timeout_ms, 86400000);
@@ -215,7 +215,7 @@ static void check_good_overrides(struct pipeline *p)
     CU_ASSERT_EQUAL(s->csv, 1);
     CU_ASSERT_EQUAL(s->n_headers, 0);
     CU_ASSERT(streq(s->full_url, "http://127.0.0.1:8080/model_02"));
-    CU_ASSERT(slist_has(s->headers, "Content-Type: application/json"));
+    CU_ASSERT(slist_has(pipeline_headers(s, NULL), "Content-Type: application/json"));
     s = &p->stages[2];
     CU_ASSERT_EQUAL(s->csv, 0);
     CU_ASSERT_EQUAL(s->input, INPUT_IMAGE);
@@ -274,16 +274,16 @@ static void check_good_defaults(struct pipeline *p)
     CU_ASSERT_EQUAL(s->timeout_ms, 1500);
     CU_ASSERT_EQUAL(s->retries, 7);
     CU_ASSERT_EQUAL(s->n_headers, 0);
-    CU_ASSERT(slist_has(s->headers, "Authorization: Bearer tok-123"));
-    CU_ASSERT(slist_has(s->headers, "X-Team: vision"));
-    CU_ASSERT(slist_has(s->headers, "Content-Type: application/json"));
+    CU_ASSERT(slist_has(pipeline_headers(s, NULL), "Authorization: Bearer tok-123"));
+    CU_ASSERT(slist_has(pipeline_headers(s, NULL), "X-Team: vision"));
+    CU_ASSERT(slist_has(pipeline_headers(s, NULL), "Content-Type: application/json"));
     s = &p->stages[1];
     CU_ASSERT_EQUAL(s->timeout_ms, 99);
     CU_ASSERT_EQUAL(s->retries, 0);
-    CU_ASSERT(slist_has(s->headers, "authorization: Token other"));
-    CU_ASSERT(!slist_has(s->headers, "Authorization: Bearer tok-123"));
-    CU_ASSERT(slist_has(s->headers, "X-Team: vision"));
-    CU_ASSERT(slist_has(s->headers, "X-Stage: 2"));
+    CU_ASSERT(slist_has(pipeline_headers(s, NULL), "authorization: Token other"));
+    CU_ASSERT(!slist_has(pipeline_headers(s, NULL), "Authorization: Bearer tok-123"));
+    CU_ASSERT(slist_has(pipeline_headers(s, NULL), "X-Team: vision"));
+    CU_ASSERT(slist_has(pipeline_headers(s, NULL), "X-Stage: 2"));
 }
 
 /* "concurrency" and "max_rps": the stage's own, else the defaults'. */
@@ -340,7 +340,7 @@ static void test_good_files(void)
         rc = pipeline_resolve(p, "http://127.0.0.1:8080", err, sizeof err);
         CHECKF(rc == 0, "%s should resolve: %s", path, err);
         for (int i = 0; rc == 0 && i < p->n; i++)
-            CHECKF(p->stages[i].full_url && p->stages[i].headers, "%s: stage %d not resolved", path, i + 1);
+            CHECKF(p->stages[i].full_url && pipeline_headers(&p->stages[i], NULL), "%s: stage %d not resolved", path, i + 1);
         for (size_t e = 0; e < N_GOOD; e++)
             if (!strcmp(base_name(path), good_expect[e].file)) {
                 seen[e] = 1;
@@ -614,7 +614,7 @@ static void test_resolve_env(void)
     if (p) {
         int rc = pipeline_resolve(p, "http://h", err, sizeof err);
         CHECKF(rc == 0, "%s", err);
-        const struct curl_slist *h = p->stages[0].headers;
+        const struct curl_slist *h = pipeline_headers(&p->stages[0], NULL);
         CU_ASSERT(slist_has(h, "X-A: alpha-value"));
         CU_ASSERT(slist_has(h, "X-Mix: pre alpha-value/-alpha-value post"));
         CU_ASSERT(slist_has(h, "X-Lit: $ANNOTATE_TEST_A and ${unclosed"));
@@ -886,7 +886,8 @@ static void test_header_precedence(void)
     CU_ASSERT_EQUAL(pipeline_add_header(p, "X-Team:cli", err, sizeof err), 0);
     CU_ASSERT_EQUAL(pipeline_add_header(p, "X-Cli:   spaced value ", err, sizeof err), 0);
     CU_ASSERT_EQUAL_FATAL(pipeline_resolve(p, "http://h", err, sizeof err), 0);
-    const struct curl_slist *a = p->stages[0].headers, *b = p->stages[1].headers, *c = p->stages[2].headers;
+    const struct curl_slist *a = pipeline_headers(&p->stages[0], NULL), *b = pipeline_headers(&p->stages[1], NULL),
+                            *c = pipeline_headers(&p->stages[2], NULL);
     /* a: its own X-BOTH wins over the defaults'; the defaults' X-Team over --header's. */
     CU_ASSERT(slist_has(a, "X-BOTH: from-stage"));
     CU_ASSERT_EQUAL(count_named(a, "x-both"), 1);
@@ -908,8 +909,8 @@ static void test_header_precedence(void)
     CU_ASSERT_EQUAL(count_named(c, "content-type"), 1);
     /* Again: the same lists, rebuilt. */
     CU_ASSERT_EQUAL(pipeline_resolve(p, "http://h", err, sizeof err), 0);
-    CU_ASSERT_EQUAL(count_named(p->stages[0].headers, "x-both"), 1);
-    CU_ASSERT_EQUAL(count_named(p->stages[1].headers, "authorization"), 1);
+    CU_ASSERT_EQUAL(count_named(pipeline_headers(&p->stages[0], NULL), "x-both"), 1);
+    CU_ASSERT_EQUAL(count_named(pipeline_headers(&p->stages[1], NULL), "authorization"), 1);
     /* An unset variable in a --header: named, with "--header", never a value. */
     CU_ASSERT_EQUAL(pipeline_add_header(p, "X-Other: ${ANNOTATE_TEST_UNSET_CLI}", err, sizeof err), 0);
     CU_ASSERT_EQUAL(pipeline_resolve(p, "http://h", err, sizeof err), -1);
@@ -975,7 +976,7 @@ static void test_header_file(void)
         err[0] = 0;
         int rc = pipeline_resolve(p, "http://h", err, sizeof err);
         if (cases[i].want) {
-            CHECKF(rc == 0 && slist_has(p->stages[0].headers, cases[i].want), "case %zu: rc %d %s", i, rc, err);
+            CHECKF(rc == 0 && slist_has(pipeline_headers(&p->stages[0], NULL), cases[i].want), "case %zu: rc %d %s", i, rc, err);
         } else {
             CHECKF(rc == -1, "case %zu: accepted", i);
             CHECKF(strstr(err, "stage 1 (m)") && strstr(err, path) && strstr(err, "Authorization"), "case %zu: %s", i, err);
@@ -992,8 +993,8 @@ static void test_header_file(void)
     snprintf(text, sizeof text, "X-C: k=${file:%s};", path);
     CU_ASSERT_EQUAL(pipeline_add_header(p, text, err, sizeof err), 0);
     CU_ASSERT_EQUAL(pipeline_resolve(p, "http://h", err, sizeof err), 0);
-    CU_ASSERT(slist_has(p->stages[0].headers, "X-D: f1le-t0ken-abc"));
-    CU_ASSERT(slist_has(p->stages[0].headers, "X-C: k=f1le-t0ken-abc;"));
+    CU_ASSERT(slist_has(pipeline_headers(&p->stages[0], NULL), "X-D: f1le-t0ken-abc"));
+    CU_ASSERT(slist_has(pipeline_headers(&p->stages[0], NULL), "X-C: k=f1le-t0ken-abc;"));
     pipeline_free(p);
 
     /* Missing, a directory, too large, no path: exit-2 errors naming the path and who uses it. */
@@ -1032,6 +1033,51 @@ static void test_header_file(void)
     }
     unlink(bigpath);
     unlink(path);
+    rmdir(dir);
+}
+
+/* A 401 re-reads the ${file:} values (pipeline_refresh_headers): a changed file replaces the
+ * stage's list once and bumps its generation, a caller with an older generation is told to retry
+ * without a second read, an unchanged file changes nothing, the list a request may still hold
+ * stays valid, and a stage without a file value is never re-read. */
+static void test_header_refresh(void)
+{
+    char dir[] = "/tmp/annotate-hdr-XXXXXX", path[300], text[600], err[768];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/token", dir);
+    CU_ASSERT_FATAL(write_file(path, "t0ken-one\n", 10) == 0);
+    snprintf(text, sizeof text,
+             "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\", \"headers\": {\"Authorization\": \"Bearer ${file:%s}\"}},"
+             " {\"name\": \"plain\", \"url\": \"/p\", \"headers\": {\"X-K\": \"v\"}}]}",
+             path);
+    struct pipeline *p = parse_str(text, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL_FATAL(pipeline_resolve(p, "http://h", err, sizeof err), 0);
+    CU_ASSERT(p->stages[0].file_headers && !p->stages[1].file_headers);
+    unsigned gen = 99;
+    const struct curl_slist *before = pipeline_headers(&p->stages[0], &gen);
+    CU_ASSERT_EQUAL(gen, 0);
+    CU_ASSERT(slist_has(before, "Authorization: Bearer t0ken-one"));
+    CU_ASSERT_EQUAL(pipeline_refresh_headers(p, 0, 0), 0); /* the file did not change */
+    CU_ASSERT_EQUAL(pipeline_refresh_headers(p, 1, 0), 0); /* no value from a file */
+
+    CU_ASSERT_FATAL(write_file(path, "t0ken-two\n", 10) == 0);
+    CU_ASSERT_EQUAL(pipeline_refresh_headers(p, 0, 0), 1);
+    const struct curl_slist *after = pipeline_headers(&p->stages[0], &gen);
+    CU_ASSERT_EQUAL(gen, 1);
+    CU_ASSERT(slist_has(after, "Authorization: Bearer t0ken-two"));
+    CU_ASSERT(slist_has(after, "Content-Type: application/json"));
+    CU_ASSERT(slist_has(before, "Authorization: Bearer t0ken-one")); /* still valid */
+    /* A request sent with generation 0 that comes back later: already re-read, retry it. */
+    CU_ASSERT_FATAL(write_file(path, "t0ken-three\n", 12) == 0);
+    CU_ASSERT_EQUAL(pipeline_refresh_headers(p, 0, 0), 1);
+    CU_ASSERT_PTR_EQUAL(pipeline_headers(&p->stages[0], &gen), after);
+    CU_ASSERT_EQUAL(gen, 1);
+    /* A file that cannot be read any more: the list stays as it is. */
+    unlink(path);
+    CU_ASSERT_EQUAL(pipeline_refresh_headers(p, 0, 1), 0);
+    CU_ASSERT_PTR_EQUAL(pipeline_headers(&p->stages[0], &gen), after);
+    pipeline_free(p);
     rmdir(dir);
 }
 
@@ -1074,6 +1120,7 @@ int register_pipeline(void)
         !CU_add_test(s, "fields: {\"reslt_of\": ...} is a typo, did you mean result_of", test_fields_typo) ||
         !CU_add_test(s, "headers: stage over defaults over --header, one per name", test_header_precedence) ||
         !CU_add_test(s, "headers: ${file:PATH}, errors name the path, never the content", test_header_file) ||
+        !CU_add_test(s, "headers: a 401 re-reads ${file:PATH} values, once per generation", test_header_refresh) ||
         !CU_add_test(s, "base URL (--server) checked and named", test_check_base))
         return -1;
     return 0;

@@ -11,6 +11,7 @@
 
 #include "common/b64.h"
 #include "chain/chain.h"
+#include "endpoint/shared.h"
 #include "pipeline/expr.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/template.h"
@@ -157,7 +158,7 @@ static void test_raw_and_form(void)
     CU_ASSERT(!p->stages[2].type_of_image);
     CU_ASSERT_EQUAL_FATAL(pipeline_resolve(p, "http://127.0.0.1:1", err, sizeof err), 0);
     for (int s = 0; s < 2; s++) /* the defaults' JSON type is not a raw or multipart body's */
-        for (const struct curl_slist *l = p->stages[s].headers; l; l = l->next)
+        for (const struct curl_slist *l = pipeline_headers(&p->stages[s], NULL); l; l = l->next)
             CHECKF(strncasecmp(l->data, "Content-Type", 12), "stage %d sends %s", s, l->data);
     const char bytes[] = "\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
     struct item *it = loaded(p, "d/ph\"oto.png", bytes, sizeof bytes - 1);

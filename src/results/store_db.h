@@ -1,0 +1,45 @@
+/* store_db: what store.c (the run's store) and store_admin.c (stats, prune) share: opening a file
+ * as an answer store, its schema, and the reading of SQLite's errors. Internal to the store; the
+ * schema is described in store.h. */
+#ifndef ANNOTATE_STORE_DB_H
+#define ANNOTATE_STORE_DB_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+
+#define STORE_APP_ID 0x414e4e4f /* "ANNO" */
+#define STORE_SCHEMA 1
+
+enum store_db_open {
+    STORE_DB_OK = 0,
+    STORE_DB_FAIL = -1,     /* cannot be used at all: err says why (without the file's name); *db NULL */
+    STORE_DB_READONLY = -2, /* exists but cannot be written: err says why; *db is NULL */
+};
+
+enum store_db_mode {
+    STORE_DB_RUN,   /* the run's store: create the file (0600) and the schema when missing; the
+                     * file must be writable */
+    STORE_DB_WRITE, /* prune: an existing store, writable */
+    STORE_DB_READ,  /* stats: an existing store, read-only is fine */
+};
+
+/* Opens path as a store. busy_ms: the connection's busy_timeout. cache_kib: its page cache. Sets
+ * WAL (the file's mode, once) and, to write, synchronous=OFF (store.h says why) and a checkpoint
+ * every 4096 pages. Returns an enum store_db_open. */
+int store_db_open(const char *path, enum store_db_mode mode, int busy_ms, int cache_kib, sqlite3 **db,
+                  char *err, size_t errlen);
+
+/* 1 when an error code (primary or extended) means another connection holds a lock: wait and
+ * try again, the store is fine. */
+int store_db_busy(int rc);
+
+/* Runs sql (statements without results). SQLITE_OK or the error code. */
+int store_db_exec(sqlite3 *db, const char *sql);
+
+/* "what: SQLite's message (the system's error when there is one)" into err. */
+void store_db_error(sqlite3 *db, int rc, const char *what, char *err, size_t errlen);
+
+/* Bytes of a file, 0 when missing. */
+unsigned long long store_db_file_size(const char *path, const char *suffix);
+
+#endif
