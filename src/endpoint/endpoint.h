@@ -8,12 +8,14 @@
  *   - its concurrency: the stage's "concurrency", fixed or "auto" (limit.h), a slot per attempt,
  *     held only while the attempt is on the wire;
  *   - its replicas (replicas.c): each attempt goes to the replica with the fewest attempts
- *     outstanding, a retry elsewhere; one that fails the way a down server does is ejected for a
- *     while, as Envoy's outlier detection does;
- *   - its breakers (breakers.c): a stage whose server is down (failures of the down kind, in a
- *     row, from several requests) is waited for rather than charged to the images' retries; a
- *     stage that answers "not set up for you" (401, 403, 404, 405, a certificate that does not
- *     verify) before it ever answered otherwise stops the run (exit 2);
+ *     outstanding, a retry elsewhere; one that fails the way a down server does, or answers as
+ *     no replica of the model should (a garbled 200, a 404), is ejected for a while, as Envoy's
+ *     outlier detection does;
+ *   - its breakers (breakers.h): a stage whose server is down (failures that say no server is
+ *     there, in a row, from several requests or from its only request in flight) is waited for
+ *     rather than charged to the images' retries; a stage that answers "not set up for you"
+ *     (401, 403, 404, 405, a certificate that does not verify) before it ever answered
+ *     otherwise stops the run (exit 2);
  *   - its credentials: a 401 re-reads the stage's ${file:...} headers. When they changed, the
  *     request is retried at once. When they did not, and the stage was answering (the file
  *     lags the server's rotation: a secrets agent writing a moment late), the request waits,
@@ -25,7 +27,8 @@
  *
  *   endpoint_admit(run, ticket, now)  GO: send now, to ticket->replica (it holds its tokens and
  *                                         its slot); WAIT: call again at *until (a rate token is
- *                                         not valid yet); PARK: no slot is free (the curl-multi
+ *                                         not valid yet, or the stage's credentials are
+ *                                         awaited); PARK: no slot is free (the curl-multi
  *                                         driver keeps it on its stage's list, the blocking
  *                                         driver waits in endpoint_park), call again later;
  *
@@ -36,8 +39,8 @@
  *                                         server's capacity, and feeds replicas and breakers;
  *                                         returns what the chain must know to decide (the
  *                                         stage is down: wait beyond the retry budget; a set-up
- *                                         error: the image is not at fault; credentials renewed:
- *                                         retry at once).
+ *                                         error, or a replica's: the image is not at fault;
+ *                                         credentials renewed or awaited: retry at once).
  *
  * endpoint_cancel gives back what a ticket holds when its attempt never went (the chain settled
  * the request, a handle could not be had). Whatever the driver, these are the only calls that

@@ -27,7 +27,9 @@ struct shared_page {
         _Atomic int lone_fails;
         _Atomic uint64_t last_fail_req;
         _Atomic int64_t down_since_ms;
-        _Atomic int on_wire;          /* the stage's attempts on the wire (endpoint.c) */
+        _Atomic int on_wire;          /* the stage's attempts on the wire (endpoint.c); one of a
+                                       * worker process killed on the wire stays counted, and the
+                                       * outage breaker then waits for a second request */
         _Atomic int64_t unauth_since_ms; /* the first 401 since its last good answer (endpoint.c) */
         /* A batch stage's HTTP attempts and the items they carried (chain.c), for the summary. */
         _Atomic uint64_t batch_sends, batch_items;
