@@ -33,6 +33,7 @@ struct batchy_case {
     const char *result;      /* a jq "result" of the stage (NULL: the plain path above) */
     const char *error;       /* its "error" (NULL: .error) */
     int bad_attempts;        /* > 0: each bad row has exactly this many attempts */
+    int may_stop;            /* exit 2 with no row is right too (a set-up error's verdict) */
     double seconds;          /* out: how long the run took */
 };
 
