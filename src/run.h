@@ -13,6 +13,8 @@
 
 enum { RUN_GOING = 0, RUN_DRAIN = 1, RUN_ABORT = 2 };
 
+struct memo;
+
 struct run {
     const struct config *cfg;
     const struct pipeline *p;
@@ -30,6 +32,8 @@ struct run {
     void (*alive)(const struct run *run);
     int holder;                 /* a worker process: its entry + 1 in the shared page's table of
                                  * slot holders (limit.h); 0: none (the parent's threads) */
+    struct memo *memo;          /* --cache: the answer store and the questions on the wire
+                                 * (chain/memo.h); NULL: no cache, or this process does not query */
 };
 
 /* The stop flag's value, and stopping the run now (the runner turns it into exit 2 or 130). */

@@ -1,6 +1,7 @@
 /* request: a request's life, from the endpoint's admission to its end (see chain.h): an attempt
  * begins, ends, is retried or settles the request. */
 #include "chain/chain_int.h"
+#include "chain/memo.h"
 
 #include "common/rng.h"
 #include "endpoint/shared.h"
@@ -37,6 +38,7 @@ void chain_req_free(struct chain_req *req)
 {
     if (!req)
         return;
+    memo_release(req); /* freed unsettled: its question is given back */
     filled_free(&req->body);
     for (int i = 0; i < req->n_parts; i++)
         filled_free(&req->parts[i]);
@@ -89,6 +91,7 @@ void chain_settle(const struct run *run, struct chain_req *req, cJSON *result, c
     struct item *it = req->it;
     int s = req->stage;
     endpoint_cancel(run, &req->tk); /* (holds nothing once the attempt has ended) */
+    memo_settled(run, req, result); /* an ok answer goes to the store (--cache), its twins wake */
     it->in_flight--;
     it->outstanding[s]--;
     if (req->attempts > 0)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cjson/cJSON.h>
+#include "common/hash.h"
 
 enum item_status { ITEM_PENDING = 0, ITEM_OK = 1, ITEM_FAILED = 2 };
 
@@ -38,6 +39,9 @@ struct item {
     unsigned char *raw;  /* owned; the image's bytes (when a stage's body sends them) */
     size_t raw_len;
     const char *mime;    /* static (mime.h); set by the load stage */
+    unsigned char digest[HASH_BYTES]; /* with --cache: the file's SHA-256, taken by the load stage
+                            (what stands for the image in the answer store's keys) */
+    int has_digest;
     uint64_t charged;    /* bytes of the --max-memory budget its payload holds (budget.h) */
     int status;          /* enum item_status */
     int no_row;          /* failed in a way that says the set-up is wrong: written nowhere, left to

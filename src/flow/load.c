@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/b64.h"
+#include "common/hash.h"
 #include "flow/budget.h"
 #include "common/mime.h"
 
@@ -137,6 +138,8 @@ static void read_whole(const struct run *run, struct item *it, int fd, uint64_t 
     }
     it->raw_len = got;
     it->mime = mime_of(it->raw, got < MIME_HEAD ? got : MIME_HEAD, it->path);
+    if (run->cfg->cache)
+        it->has_digest = hash_bytes(it->raw, got, it->digest) == 0;
     if (needs & NEED_B64) {
         if (b64_alloc(it, got)) {
             item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
@@ -181,13 +184,19 @@ static void read_encoding(const struct run *run, struct item *it, int fd, uint64
     static _Thread_local unsigned char chunk[CHUNK];
     size_t out = 0;
     uint64_t got = 0;
+    struct hash_ctx h; /* with --cache: the file's digest, chunk by chunk (item.h) */
+    int hashing = run->cfg->cache && hash_init(&h) == 0;
     for (;;) {
         ssize_t fill = fill_chunk(fd, chunk);
         if (fill < 0) {
             item_fail(it, "cannot read the file: %s", strerror(errno));
             item_drop_payload(it);
+            if (hashing)
+                hash_discard(&h);
             return;
         }
+        if (hashing)
+            hash_update(&h, chunk, (size_t)fill);
         if (got == 0)
             it->mime = mime_of(chunk, (size_t)fill < MIME_HEAD ? (size_t)fill : MIME_HEAD, it->path);
         got += (uint64_t)fill;
@@ -195,6 +204,8 @@ static void read_encoding(const struct run *run, struct item *it, int fd, uint64
         if (got > size) {
             item_fail(it, "the file grew while it was read");
             item_drop_payload(it);
+            if (hashing)
+                hash_discard(&h);
             return;
         }
         if (cap)
@@ -202,6 +213,8 @@ static void read_encoding(const struct run *run, struct item *it, int fd, uint64
         if (fill < CHUNK)
             break;
     }
+    if (hashing)
+        it->has_digest = hash_final(&h, it->digest) == 0;
     if (got != size) {
         item_fail(it, "the file shrank while it was read (%" PRIu64 " of %" PRIu64 " bytes)", got, size);
         item_drop_payload(it);

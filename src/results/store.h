@@ -163,6 +163,11 @@ struct store_opts {
     int cache_kib;       /* page cache of each connection, KiB (0: 16384: the B-tree's inner pages
                           * of 10 million entries fit, so a lookup reads one page) */
     int busy_ms;         /* how long to wait for another process's lock (0: 10000) */
+    /* Told once for each put taken, by the writer's thread, when the put is settled: committed
+     * (other processes can read it now), or dropped because the store turned off. NULL: nobody
+     * listens. It must not call the store. */
+    void (*settled)(void *ud, const unsigned char key[STORE_KEY_BYTES]);
+    void *settled_ud;
 };
 
 struct store_counters {
@@ -190,9 +195,21 @@ struct store *store_open(const char *path, const struct store_opts *o, char *err
 int store_get(struct store *s, const struct store_key *k, char **bytes, size_t *len);
 
 /* Stores the result for key (its bytes are copied); id says whose it is (its description is
- * written once per store handle). A key already stored keeps its first result. s may be NULL. */
-void store_put(struct store *s, const struct store_key *k, const struct store_ident *id, const void *bytes,
-               size_t len);
+ * written once per store handle). A key already stored keeps its first result. s may be NULL.
+ * Returns 1 when the put was taken (opts.settled will be told of it), 0 when not: the store is
+ * off, the result is too large, the key is waiting to be committed already, memory ran out. */
+int store_put(struct store *s, const struct store_key *k, const struct store_ident *id, const void *bytes,
+              size_t len);
+
+/* 1 when the file held answers of identity id when this handle first asked (its stage row: a
+ * row goes with the first commit of the identity's answers and only with its last entry), or
+ * this handle has put one since; 0 otherwise, and when the store is off. A caller may skip the
+ * lookups of an identity that has none: they cannot hit, unless another process puts some
+ * meanwhile (then they only cost a question asked again, never a wrong answer). */
+int store_has_ident(struct store *s, const struct store_ident *id);
+
+/* 1 once the store has turned itself off (cheap: one atomic load); s may be NULL (0). */
+int store_off(struct store *s);
 
 /* Commits everything put so far and waits for it. 0, or -1 when the store is (or turned) off. */
 int store_flush(struct store *s);
