@@ -48,7 +48,9 @@
     X(s3)         \
     X(s3_servers) \
     X(hash)       \
-    X(store)
+    X(store)      \
+    X(memo)       \
+    X(cache)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

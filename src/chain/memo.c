@@ -96,6 +96,31 @@ int memo_ident(const struct pipeline *p, int s, struct store_ident *id)
     return store_ident_end(&h, id, st->name, st->shown_url, st->version);
 }
 
+int memo_pipeline_idents(void *ud, const char *path, const char *server, struct store_ident **ids, int *n,
+                         char *err, size_t errlen)
+{
+    (void)ud;
+    struct config dflt;
+    config_defaults(&dflt, NULL);
+    struct pipeline *p = NULL;
+    *ids = NULL;
+    *n = 0;
+    if (pipeline_load(path, &p, err, errlen) || pipeline_resolve_urls(p, server ? server : dflt.server, err, errlen)) {
+        pipeline_free(p);
+        return -1;
+    }
+    if (!(*ids = calloc((size_t)p->n + 1, sizeof **ids))) {
+        snprintf(err, errlen, "out of memory");
+        pipeline_free(p);
+        return -1;
+    }
+    for (int s = 0; s < p->n; s++)
+        if (memo_ident(p, s, &(*ids)[*n]) == 0)
+            ++*n;
+    pipeline_free(p);
+    return 0;
+}
+
 /* ---- a request's key ---- */
 
 /* The pieces of a filled template: the image's base64 or bytes as the file's digest, every other

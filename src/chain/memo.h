@@ -71,6 +71,12 @@ void memo_close(struct memo *m);
  * used for the stage). Its URL must be resolved (pipeline_resolve or pipeline_resolve_urls). */
 int memo_ident(const struct pipeline *p, int s, struct store_ident *id);
 
+/* The stage identities of the pipeline file at path, its relative URLs joined to server (NULL:
+ * the run's default), as a run computes them: annotate cache prune --keep-pipelines (the hook of
+ * results/cache_cmd.h; ud unused). *ids malloc'd, *n of them. 0, or -1 with err. */
+int memo_pipeline_idents(void *ud, const char *path, const char *server, struct store_ident **ids, int *n,
+                         char *err, size_t errlen);
+
 /* The settling of a request with --cache: its ok result put in the store (not one it was
  * answered from), then its question given back and its waiters woken. result NULL: a failure.
  * (chain_settle calls it.) */
