@@ -251,8 +251,9 @@ static int elements_by_field(struct item *it, const struct stage *st, const stru
         else if (r)
             item_fail(it, "%s: out of memory", st->name);
     }
+    int ok = cJSON_IsArray(arr) && !r; /* arr is inside tree */
     cJSON_Delete(tree);
-    return cJSON_IsArray(arr) && !r ? 0 : -1;
+    return ok ? 0 : -1;
 }
 
 /* Stage s's result before its answers: one null per element, each filled in as its answer
