@@ -5,13 +5,14 @@
 #   make test       install missing packages, build, run every test (unit, end to end, ASan+UBSan, TSan)
 #   make sanitize   the test suite under AddressSanitizer + UBSan
 #   make tsan       the threaded and curl-multi paths under ThreadSanitizer
-#   make valgrind   the serial path under valgrind memcheck (errors and leaks fail it)
+#   make valgrind   the serial path and image preparation under valgrind memcheck (errors and leaks fail it)
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
 #   make bench-cost  CPU per request against nginx, beside wrk and a Python aiohttp client
 #   make bench-cache-store  the --cache answer store at 10 million entries, and its hash's candidates
 #   make bench-cache  a run with --cache: a first run's CPU against one without, the fully cached re-run
+#   make bench-prepare  image preparation (libvips) against Pillow: CPU, bytes, peak RSS
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -32,6 +33,11 @@ ANN_CPPFLAGS := -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/n
 ANN_CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN)
 ANN_LDFLAGS  := $(SAN) -pthread
 ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -ljq -lpthread -lm
+# libvips (src/prepare/, image preparation; libwebpmux takes metadata out of its WebP files): its
+# flags only where it is used, so that a program that prepares no image does not load it and its
+# hundred libraries.
+VIPS_CFLAGS := $(shell pkg-config --cflags vips libwebpmux 2>/dev/null)
+VIPS_LIBS   := $(shell pkg-config --libs vips libwebpmux 2>/dev/null)
 COMPILE  = $(CC) $(ANN_CPPFLAGS) $(CPPFLAGS) $(ANN_CFLAGS) $(CFLAGS)
 LINK     = $(CC) $(ANN_LDFLAGS) $(LDFLAGS)
 LIBS     = $(ANN_LDLIBS) $(LDLIBS)
@@ -48,11 +54,13 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # listings (src/sources); python3-botocore checks the S3 client's signatures (tests/servers/s3sig.py),
 # and s3rver, from the npm registry, is the S3 server the tests run (make s3rver; Node.js and npm
 # from Debian's nodejs and npm when the machine has no npm); libsqlite3-dev (the answer store of
-# --cache) and libssl-dev (libcrypto's SHA-256 for its keys).
+# --cache) and libssl-dev (libcrypto's SHA-256 for its keys); libvips-dev prepares images
+# (src/prepare/), python3-pil makes the test images of suite "prepare" (and Pillow is what make
+# bench-prepare measures against), libheif-examples' heif-enc makes its HEIC.
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
             python3-fastapi python3-uvicorn python3-multipart nginx openssl libxml2-dev python3-botocore \
-            libsqlite3-dev libssl-dev
+            libsqlite3-dev libssl-dev libvips-dev libwebp-dev python3-pil libheif-examples
 
 # src/ holds main, the command line and the run; each folder one place of the design (see
 # docs/ARCHITECTURE.md). src/mock/ is the mock model server, a program of its own.
@@ -74,7 +82,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-cache-store bench-cache fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-cache-store bench-cache bench-prepare fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -89,6 +97,8 @@ $(BUILD)/obj/mock/%.o: src/mock/%.c Makefile
 $(BUILD)/obj/tests/%.o: tests/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(COMPILE) -Itests/helpers -MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/prepare/%.o $(BUILD)/obj/tests/unit/test_prepare.o: ANN_CPPFLAGS += $(VIPS_CFLAGS)
 
 # Objects also depend on this Makefile, so that a change of flags (or a build from before the
 # .d files) rebuilds them.
@@ -110,7 +120,7 @@ $(FAILALLOC): $(BUILD)/obj/main.o $(BUILD)/libannotate.a $(BUILD)/obj/tests/help
 # The unit tests link the mock's answer models (not its server) to predict every cell: the
 # seed's five (answers.o) and the seven dialects' (dialects.o, which needs no libevent).
 $(UNIT): $(TEST_OBJ) $(BUILD)/obj/mock/answers.o $(BUILD)/obj/mock/dialects.o $(BUILD)/libannotate.a
-	$(LINK) -o $@ $^ $(LIBS) -lcunit
+	$(LINK) -o $@ $^ $(LIBS) $(VIPS_LIBS) -lcunit
 
 # Installs the missing Debian packages (as root, or through sudo when there is one).
 deps:
@@ -172,9 +182,15 @@ tsan:
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 SAN="-fsanitize=thread" \
 	  ANNOTATE_TEST_FILTER=concurrent check
 
+# Under valgrind, libvips' ORC-compiled vector code and libjpeg-turbo's SIMD are switched off:
+# valgrind cannot run the code ORC writes at run time, and memcheck takes libjpeg-turbo's SIMD
+# Huffman and IDCT reads for uninitialised ones; the C paths are what it checks.
+valgrind: export VIPS_NOVECTOR = 1
+valgrind: export JSIMD_FORCENONE = 1
 valgrind: all $(UNIT)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) ANNOTATE_TEST_FILTER=serial \
 	  ANNOTATE_WRAP="valgrind --error-exitcode=99 --leak-check=full -q" $(UNIT)
+	ANNOTATE_TEST_FILTER=prepare valgrind --error-exitcode=99 --leak-check=full -q $(UNIT)
 
 # The allocation-failure sweep over every allocation of a small serial run, once and from each on
 # (make check runs a sample of about 250; make alloc-sweep BUILD=build-asan SAN=... under ASan).
@@ -255,16 +271,24 @@ bench-cache: all $(BUILD)/gen-images $(BUILD)/bench-store
 	sh bench/cache.sh $(BUILD) $(CACHE_IMAGES)
 	$(BUILD)/bench-store --entries $(STORE_ENTRIES) --dir $(BUILD)/bench-store.d
 
+# Image preparation (src/prepare/) beside Pillow: CPU per 12 MP camera JPEG made 1024 px, bytes
+# before and after, where the time goes (perf), each estimate of prep_peak_bytes against the peak
+# RSS it bounds, and the peak RSS of 8000 x 6000 photos prepared under a 200 MB byte budget.
+$(BUILD)/bench-prepare: private ANN_CPPFLAGS += $(VIPS_CFLAGS)
+$(BUILD)/bench-prepare: private ANN_LDLIBS += $(VIPS_LIBS)
+bench-prepare: $(BUILD)/bench-prepare
+	sh bench/prepare.sh $(BUILD) | tee docs/bench/bench-prepare.txt
+
 # Every figure of docs/BENCHMARKS.md, in one go (about 20 minutes; needs ~10 GB of disk).
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64)
 	sh bench/run.sh $(BUILD)
 
 # libFuzzer targets (clang): the answer parser, the pipeline-file parser, the resume reader, the
 # JSON checker, answers read through expressions (plain paths and jq), the body template compiler,
-# the S3 listing page reader.
+# the S3 listing page reader, a stage's "image" spec and a crop stage's boxes (prepare_spec).
 # The seed corpora live in tests/fuzz/corpus_*; what a run finds goes to build-fuzz/, not the repo.
 FUZZ_SECONDS ?= 60
-FUZZERS := answer pipeline resume json expr template s3list
+FUZZERS := answer pipeline resume json expr template s3list prepare_spec
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" build-fuzz/libannotate.a

@@ -1,7 +1,8 @@
-/* cli: see cli.h. The options themselves are the rows of config.c's table: this file drives
+/* cli: see cli.h. The options themselves are the rows of options.c's table: this file drives
  * getopt_long with them, prints --help from them, does --help and --version, and checks what needs
  * every option (their combinations, then the pipeline file with the --header lines). */
 #include "cli.h"
+#include "options.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -6,14 +6,14 @@
 
 #include <stdatomic.h>
 #include "config.h"
-#include "pipeline/pipeline.h"
-#include "endpoint/ratelimit.h"
-#include "endpoint/shared.h"
-#include "common/stats.h"
+
+struct pipeline;
+struct ratelimit;
+struct shared_page;
+struct stats;
+struct memo;
 
 enum { RUN_GOING = 0, RUN_DRAIN = 1, RUN_ABORT = 2 };
-
-struct memo;
 
 struct run {
     const struct config *cfg;

@@ -29,6 +29,7 @@
 #include "progress.h"
 #include "results/results.h"
 #include "run.h"
+#include "endpoint/ratelimit.h"
 #include "flow/scan.h"
 #include "select.h"
 

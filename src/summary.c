@@ -1,5 +1,6 @@
 /* summary: see summary.h. */
 #include "summary.h"
+#include "options.h"
 
 #include <errno.h>
 #include <math.h>

@@ -49,6 +49,7 @@
     X(s3_servers) \
     X(hash)       \
     X(store)      \
+    X(prepare)    \
     X(memo)       \
     X(cache)
 

@@ -11,7 +11,7 @@
 #ifndef ANNOTATE_BENCH_H
 #define ANNOTATE_BENCH_H
 
-#include "config.h"
+#include "options.h"
 
 int bench_main(struct config *cfg, struct bench_opts *b);
 void bench_opts_free(struct bench_opts *b);

@@ -11,11 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void chain_set_state(struct item *it, int s, enum stage_state state)
-{
-    it->state[s] = (unsigned char)state;
-}
-
 int chain_truthy(const cJSON *v)
 {
     if (cJSON_IsRaw(v)) {

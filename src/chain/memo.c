@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "chain/chain_int.h"
+#include "endpoint/shared.h"
+#include "options.h"
 
 _Static_assert(STORE_KEY_BYTES == sizeof((struct memo_ticket *)0)->key, "a ticket holds a store key");
 _Static_assert(STORE_KEY_BYTES == SHARED_MEMO_KEY, "the registry holds store keys");

@@ -1,7 +1,6 @@
 /* request: a request's life, from the endpoint's admission to its end (see chain.h): an attempt
  * begins, ends, is retried or settles the request. */
 #include "chain/chain_int.h"
-#include "chain/memo.h"
 
 #include "common/rng.h"
 #include "endpoint/shared.h"
@@ -32,79 +31,6 @@ long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s,
             d = ra;
     }
     return d;
-}
-
-void chain_req_free(struct chain_req *req)
-{
-    if (!req)
-        return;
-    memo_release(req); /* freed unsettled: its question is given back */
-    filled_free(&req->body);
-    for (int i = 0; i < req->n_parts; i++)
-        filled_free(&req->parts[i]);
-    free(req->parts);
-    free(req->el);
-    free(req->el_bytes);
-    for (int i = 0; i < req->n_members; i++)
-        chain_req_free(req->members[i]);
-    free(req->members);
-    free(req);
-}
-
-/* 1 while a stage that sends the image itself has yet to run or is running: until then the
- * payload must stay (a retry re-sends it). */
-static int payload_needed(const struct pipeline *p, const struct item *it)
-{
-    for (int s = 0; s < p->n; s++)
-        if (p->stages[s].input == INPUT_IMAGE && (it->state[s] == ST_WAITING || it->state[s] == ST_RUNNING))
-            return 1;
-    return 0;
-}
-
-/* The item's part of a request's end: its result in place, or the item failed with err. */
-static void record(const struct stage *st, struct chain_req *req, cJSON *result, const char *err)
-{
-    struct item *it = req->it;
-    int s = req->stage;
-    if (!result) {
-        if (st->input == INPUT_EACH)
-            item_fail(it, "%s[%d]: %s (after %d attempt%s)", st->name, req->index, err, req->attempts,
-                      req->attempts == 1 ? "" : "s");
-        else
-            item_fail(it, "%s: %s (after %d attempt%s)", st->name, err, req->attempts, req->attempts == 1 ? "" : "s");
-        chain_set_state(it, s, ST_FAILED);
-    } else if (it->status == ITEM_FAILED) {
-        cJSON_Delete(result);
-    } else {
-        if (st->input == INPUT_EACH)
-            cJSON_ReplaceItemInArray(it->results[s], req->index, result);
-        else
-            it->results[s] = result;
-        if (it->outstanding[s] == 0)
-            chain_set_state(it, s, ST_DONE);
-    }
-}
-
-void chain_settle(const struct run *run, struct chain_req *req, cJSON *result, const char *err)
-{
-    const struct pipeline *p = run->p;
-    struct item *it = req->it;
-    int s = req->stage;
-    endpoint_cancel(run, &req->tk); /* (holds nothing once the attempt has ended) */
-    memo_settled(run, req, result); /* an ok answer goes to the store (--cache), its twins wake */
-    it->in_flight--;
-    it->outstanding[s]--;
-    if (req->attempts > 0)
-        it->requests++; /* one cancelled before it was sent is no request: retries = attempts - requests */
-    it->attempts += (uint32_t)req->attempts;
-    if (req->t_end > 0)
-        item_log_request(it, s, (uint32_t)((req->t_end - req->t_first) * 1e6), req->attempts);
-    record(&p->stages[s], req, result, err);
-    /* A failed image's payload goes once no request of it is in flight: a sibling still in
-     * curl may be reading its body from it. */
-    if ((it->status == ITEM_FAILED && it->in_flight == 0) || (it->status != ITEM_FAILED && !payload_needed(p, it)))
-        item_drop_payload(it);
-    chain_req_free(req);
 }
 
 void chain_abandon(const struct run *run, struct chain_req *req, const char *why)

@@ -1,5 +1,6 @@
 /* ipc: see ipc.h. */
 #include "drivers/ipc.h"
+#include "options.h"
 #include "common/mime.h"
 
 #include <cjson/cJSON.h>

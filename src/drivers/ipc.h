@@ -41,7 +41,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "config.h"
+#include "options.h"
 #include "flow/item.h"
 
 #define IPC_WORKER_ARG "--worker-process"

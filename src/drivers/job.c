@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "common/stats.h"
 #include "drivers/blocking.h"
 #include "flow/load.h"
 

@@ -30,6 +30,7 @@
 #include "common/timers.h"
 #include "drivers/http.h"
 #include "endpoint/endpoint.h"
+#include "endpoint/shared.h"
 
 struct group;
 

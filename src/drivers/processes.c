@@ -21,6 +21,7 @@
  * sends a heartbeat before every attempt and every second while it waits) is taken for stuck
  * (stopped, deadlocked) and killed, which is the same death. */
 #include "drivers/backend.h"
+#include "endpoint/ratelimit.h"
 
 #include <errno.h>
 #include <fcntl.h>

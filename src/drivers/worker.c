@@ -3,6 +3,9 @@
  * terminal's signals and take a private descriptor for frames, read the configuration frame, set
  * up a run of its own on the parent's shared page, serve items until stdin closes, let go. */
 #include "drivers/worker.h"
+#include "common/stats.h"
+#include "endpoint/ratelimit.h"
+#include "endpoint/shared.h"
 
 #include <signal.h>
 #include <stdatomic.h>

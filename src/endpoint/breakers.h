@@ -14,7 +14,8 @@
 #ifndef ANNOTATE_BREAKERS_H
 #define ANNOTATE_BREAKERS_H
 
-#include "endpoint/endpoint.h"
+#include "endpoint/ticket.h"
+#include "run.h"
 
 #define OUTAGE_ATTEMPTS 3
 #define OUTAGE_REQUESTS 2

@@ -9,11 +9,6 @@
 #include "endpoint/shared.h"
 #include "pipeline/pipeline.h"
 
-void ticket_init(struct ticket *t, int stage, uint64_t id, uint64_t rng)
-{
-    *t = (struct ticket){.stage = stage, .id = id, .rng = rng, .failed_replica = -1};
-}
-
 /* The rate tokens of an attempt: WAIT with *until while one is not valid yet. */
 static enum admit take_tokens(const struct run *run, struct ticket *t, double now, double *until)
 {

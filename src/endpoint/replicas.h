@@ -12,7 +12,8 @@
 #ifndef ANNOTATE_REPLICAS_H
 #define ANNOTATE_REPLICAS_H
 
-#include "endpoint/endpoint.h"
+#include "endpoint/ticket.h"
+#include "run.h"
 
 #define REPLICA_EJECT_AFTER 5
 #define REPLICA_EJECT_BASE_S 30

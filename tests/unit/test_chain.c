@@ -8,6 +8,7 @@
  * malformed model_04 answers, strings that need JSON escaping) and check chain_outcome's
  * classification and chain_truthy. */
 #include "chain/chain.h"
+#include "endpoint/shared.h"
 
 #include <CUnit/CUnit.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Suite "options": the option table of src/config.c, parsed in this process (no annotate child):
+/* Suite "options": the option table of src/options.c, parsed in this process (no annotate child):
  * each numeric option's range (both ends accepted and stored, one step outside refused with a
  * message naming the option, the value and the range), the custom options, flags and strings;
  * and the rate limiter with rates at the edges of what --max-rps could be given. */
@@ -75,7 +75,7 @@ GET_BENCH(window_s)
 GET_BENCH(capacity)
 GET_BENCH(queue_max)
 
-/* What each numeric option must accept, written out here rather than read from config.c's table,
+/* What each numeric option must accept, written out here rather than read from options.c's table,
  * so that a change of a range is a change of this test too. hi_text NULL: no upper bound. */
 static const struct numeric {
     const char *name;

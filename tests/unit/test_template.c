@@ -11,6 +11,7 @@
 
 #include "common/b64.h"
 #include "chain/chain.h"
+#include "endpoint/shared.h"
 #include "pipeline/expr.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/template.h"

@@ -1,4 +1,4 @@
-/* config: see config.h. Every option is one row of CONFIG_OPTIONS; the parser of flags, numbers
+/* options: see options.h. Every option is one row of CONFIG_OPTIONS; the parser of flags, numbers
  * and strings (config_set) works from the row alone and writes the error message from it, so the
  * range in a message cannot drift from the range enforced, and one printer per type writes a
  * value back (config_value), so that what a worker process or a run bench starts is given is
@@ -8,7 +8,7 @@
  * The table lives here rather than in cli.c because three modules read it: the command line
  * parses and documents it, and the worker's frame (drivers/ipc.c) and bench's runs (bench/)
  * write it back. A driver must not depend on the command line. */
-#include "config.h"
+#include "options.h"
 
 #include <errno.h>
 #include <fcntl.h>
