@@ -14,7 +14,8 @@ N=${2:-10000}
 RUNS=${3:-3}
 D=out/bench-cache-$N
 mkdir -p out/bench-cache
-if [ ! -d $D/00 ]; then $B/gen-images --size 40960 $N $D; fi
+last=$(printf %04d $(( (N - 1) / 1000 )))
+if [ ! -d $D/$last ]; then $B/gen-images --size 40960 $N $D; fi
 python3 - "$B" "$D" "$N" "$RUNS" <<'PY'
 import json, os, signal, statistics, subprocess, sys
 B, D, N, RUNS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

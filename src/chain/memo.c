@@ -384,6 +384,37 @@ static void registry_init(struct shared_memo *r)
     r->ready = 1;
 }
 
+/* ---- the keys this run has put (shared.h: a Bloom filter in the shared page) ---- */
+
+/* Four bits of the 2^26, from the key's hash bytes (which are uniform already). */
+static void put_bits(const unsigned char *key, uint64_t bit[4])
+{
+    uint64_t a, b;
+    memcpy(&a, key + STORE_PREFIX_BYTES, sizeof a);
+    memcpy(&b, key + STORE_PREFIX_BYTES + 8, sizeof b);
+    for (int i = 0; i < 4; i++)
+        bit[i] = (a + (uint64_t)i * (b | 1)) & ((uint64_t)SHARED_MEMO_PUT_WORDS * 64 - 1);
+}
+
+static void put_mark(struct memo *m, const unsigned char *key)
+{
+    uint64_t bit[4];
+    put_bits(key, bit);
+    for (int i = 0; i < 4; i++)
+        atomic_fetch_or_explicit(&m->reg->put[bit[i] / 64], 1ull << (bit[i] % 64), memory_order_relaxed);
+}
+
+/* 0 when this run has surely not put key; 1 when it may have. */
+static int put_maybe(const struct memo *m, const unsigned char *key)
+{
+    uint64_t bit[4];
+    put_bits(key, bit);
+    for (int i = 0; i < 4; i++)
+        if (!(atomic_load_explicit(&m->reg->put[bit[i] / 64], memory_order_relaxed) >> (bit[i] % 64) & 1))
+            return 0;
+    return 1;
+}
+
 /* ---- telling the store's failure ---- */
 
 /* Once per run, whichever process sees it first; on its own line even under a progress line. */
@@ -450,7 +481,10 @@ enum chain_memo chain_memo_look(const struct run *run, struct chain_req *req)
     }
     if (c == HERE)
         t->waited = 1; /* found in this process's store, whatever the stage's flag */
-    if ((t->waited || atomic_load(&m->sh->stage[req->stage].memo_look)) && answer_from_store(run, m, req))
+    /* A stage whose identity the store did not hold when the run started can only hit on this
+     * run's own puts: the store is not asked for the others (they cost nothing then). */
+    if ((t->waited || atomic_load(&m->sh->stage[req->stage].memo_look) || put_maybe(m, t->key)) &&
+        answer_from_store(run, m, req))
         return CHAIN_ANSWERED;
     t->state = MEMO_ASKED;
     count(m, req->stage, 0);
@@ -474,7 +508,7 @@ void memo_settled(const struct run *run, struct chain_req *req, const cJSON *res
         check_off(m);
     }
     if (taken)
-        atomic_store(&m->sh->stage[req->stage].memo_look, 1);
+        put_mark(m, t->key);
     if (!t->m)
         return;
     int remote;

@@ -34,13 +34,15 @@
  * questions: past three quarters full a request asks without a claim (its copies may then ask
  * too). A table mutex left by a process that died wipes the table: every waiter looks again.
  *
- * An identity with no answer in the store when the run starts cannot hit: its lookups are
- * skipped (they cost nothing then) until this run puts an answer of it (the flag is in the
- * shared page: every process of the run). A copy is still found through the registry while its
- * twin is in flight, and in the store once its twin's answer is put. Two runs that share a store
- * and start on a new identity together each ask their own questions until each has put one:
- * duplicates, never a wrong answer. A worker process finds another's answer once it is committed
- * (a worker commits at least every 100 ms); a copy asked within that time is asked twice.
+ * An identity with no answer in the store when the run starts can only hit on what this run
+ * puts: the store is asked only for the keys this run has put (a Bloom filter of 2^26 bits in
+ * the shared page, 4 a key: under 1 in 10,000 false "maybe"s at a million keys, 8% at 12 million,
+ * each then one lookup that misses), so a first run's misses cost no lookup. A copy is found
+ * through the registry while its twin is in flight, and in the store once its twin's answer is
+ * put; a worker process's answer stays in the registry (done) until its store has committed it,
+ * so another worker's copy waits for the commit rather than miss it. Two runs that share a store
+ * and start on an identity new to it do not see each other's puts: each asks its own questions,
+ * duplicates, never a wrong answer (a run started later sees what was committed before).
  *
  * Counted per stage in the shared page: hits (answered from the store) and misses (asked of the
  * server); each request once, whatever its retries; a batch's members each. A store that turns

@@ -20,6 +20,7 @@
  * mutex; a claim is its key, the claimer's process and a serial. */
 #define SHARED_MEMO_SLOTS 4096
 #define SHARED_MEMO_KEY 24 /* STORE_KEY_BYTES */
+#define SHARED_MEMO_PUT_WORDS (1u << 20) /* 8 MiB: 2^26 bits */
 
 struct shared_memo {
     pthread_mutex_t mu;     /* guards what follows but gen and told */
@@ -37,6 +38,9 @@ struct shared_memo {
         uint8_t done;       /* answered: kept until the claimer's store has committed the answer,
                              * for the other processes to find it there */
     } slot[SHARED_MEMO_SLOTS];
+    /* A Bloom filter of the keys this run has put (4 bits a key): what a stage new to the store
+     * is looked up for. Its pages are touched only with --cache. */
+    _Atomic uint64_t put[SHARED_MEMO_PUT_WORDS];
 };
 
 struct shared_page {
@@ -54,8 +58,8 @@ struct shared_page {
         /* A batch stage's HTTP attempts and the items they carried (chain.c), for the summary. */
         _Atomic uint64_t batch_sends, batch_items;
         /* --cache (chain/memo.c): requests answered from the store, and requests asked of the
-         * server; whether its lookups are on (the store held answers of its identity, or this
-         * run has put one). */
+         * server; whether the store held answers of its identity when the run started (else only
+         * the keys this run has put are looked up). */
         _Atomic uint64_t memo_hits, memo_misses;
         _Atomic int memo_look;
     } stage[SHARED_MAX_STAGES];
