@@ -30,10 +30,14 @@ enum store_db_mode {
 #ifndef STORE_DB_CHECKPOINT
 #define STORE_DB_CHECKPOINT 4096
 #endif
+#ifndef STORE_DB_SYNCHRONOUS /* (a build with -DSTORE_DB_SYNCHRONOUS=OFF measures what NORMAL costs) */
+#define STORE_DB_SYNCHRONOUS NORMAL
+#endif
 #define STORE_DB_STR(x) #x
 #define STORE_DB_XSTR(x) STORE_DB_STR(x)
 #define STORE_DB_WRITE_PRAGMAS                                                                               \
-    "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=" STORE_DB_XSTR(STORE_DB_CHECKPOINT) ";"            \
+    "PRAGMA synchronous=" STORE_DB_XSTR(STORE_DB_SYNCHRONOUS) "; PRAGMA wal_autocheckpoint="                  \
+    STORE_DB_XSTR(STORE_DB_CHECKPOINT) ";"                                                                   \
     " PRAGMA journal_size_limit=16777216"
 
 /* Opens path as a store. busy_ms: the connection's busy_timeout. cache_kib: its page cache. Sets

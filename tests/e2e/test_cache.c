@@ -189,13 +189,26 @@ static void test_copies_and_rerun(void)
     e2e_tree_free(&t);
 }
 
+/* The line a run prints at the end, and its progress lines (every 0.1 s: stderr is no terminal),
+ * tell what came from the store. */
+static void check_told(const char *out, long asked)
+{
+    char want[96];
+    snprintf(want, sizeof want, " answered from it (");
+    const char *line = strstr(out, "annotate: cache ");
+    CHECKF(line && strstr(line, want) && strstr(out, "% cached"), "the summary and progress lines: %s", out);
+    snprintf(want, sizeof want, "model_01 %ld/", 9L); /* 9 images unchanged */
+    CHECKF(line && strstr(line, want) && asked > 0, "per stage, answered/asked: %s", out);
+}
+
 static void test_changed_file(void)
 {
     struct e2e_tree t, other;
     CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "cache-changed", 10, 5), 0);
     CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&other, "cache-other", 1, 99), 0);
     struct mock_proc m;
-    CU_ASSERT_EQUAL_FATAL(mock_start(&m, NULL), 0);
+    const char *margs[] = {"--latency-ms", "150", NULL}; /* the changed image's requests take a while */
+    CU_ASSERT_EQUAL_FATAL(mock_start(&m, margs), 0);
     char cache[700], out[8192], msg[200];
     snprintf(cache, sizeof cache, "%s/answers.db", t.base);
     const char *serial[] = {"--strategy", "serial", NULL};
@@ -206,11 +219,24 @@ static void test_changed_file(void)
     CU_ASSERT_FATAL(bytes && write_file(t.paths[4], bytes, len) == 0);
     free(bytes);
     CU_ASSERT_EQUAL(e2e_stats_reset(&m), 0);
-    CHECKF(run_cached(&t, &m, cache, serial, out, sizeof out) == 0, "second run: %s", out);
+    /* Not --quiet this time: the summary and the progress line speak of the cache. */
+    const char *argv[32];
+    const char *extra[] = {"--cache", cache, "--strategy", "serial", "--progress-interval", "0.1", NULL};
+    int n = e2e_annotate_argv(argv, 32, t.root, t.csv, m.base_url, extra);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(argv[i], "--quiet"))
+            argv[i] = "--verbose";
+    int rc = run_cmd(argv, tmo(120), out, sizeof out);
+    CHECKF(rc == 0, "second run: exit %d: %s", rc, out);
     long want[5], got[5];
     distinct_requests(&t.paths[4], 1, want);
     mock_requests(&m, got, NULL);
     CHECKF(same_requests(got, want, msg, sizeof msg), "a changed file: %s", msg);
+    check_told(out, want[0]);
+    struct e2e_csv c;
+    CU_ASSERT_EQUAL_FATAL(e2e_csv_read(t.csv, &c), 0);
+    CHECKF(e2e_check_results(&c, t.paths, t.n, NULL, NULL) == 0, "second run: rows not as predicted");
+    e2e_csv_free(&c);
     mock_stop(&m);
     e2e_tree_free(&other);
     e2e_tree_free(&t);
