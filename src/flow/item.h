@@ -39,8 +39,10 @@ struct item {
     unsigned char *raw;  /* owned; the image's bytes (when a stage's body sends them) */
     size_t raw_len;
     const char *mime;    /* static (mime.h); set by the load stage */
-    unsigned char digest[HASH_BYTES]; /* with --cache: the file's SHA-256, taken by the load stage
-                            (what stands for the image in the answer store's keys) */
+    unsigned char digest[HASH_BYTES]; /* with --cache: the SHA-256 of the bytes in raw (and
+                            encoded in b64), taken by the load stage: what stands for them in the
+                            answer store's keys (chain/memo.h). Code that changes those bytes must
+                            take it again or clear has_digest */
     int has_digest;
     uint64_t charged;    /* bytes of the --max-memory budget its payload holds (budget.h) */
     int status;          /* enum item_status */
