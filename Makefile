@@ -109,13 +109,13 @@ $(BUILD)/libannotate.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(ANNOTATE): $(BUILD)/obj/main.o $(BUILD)/libannotate.a
-	$(LINK) -o $@ $^ $(LIBS)
+	$(LINK) -o $@ $^ $(LIBS) $(VIPS_LIBS)
 
 $(MOCK): $(MOCK_OBJ) $(BUILD)/libannotate.a
 	$(LINK) -o $@ $^ $(LIBS) $(shell pkg-config --libs libevent 2>/dev/null)
 
 $(FAILALLOC): $(BUILD)/obj/main.o $(BUILD)/libannotate.a $(BUILD)/obj/tests/helpers/failalloc.o
-	$(LINK) $(foreach w,$(FAILALLOC_WRAPS),-Wl,--wrap=$(w)) -o $@ $^ $(LIBS) -ldl
+	$(LINK) $(foreach w,$(FAILALLOC_WRAPS),-Wl,--wrap=$(w)) -o $@ $^ $(LIBS) $(VIPS_LIBS) -ldl
 
 # The unit tests link the mock's answer models (not its server) to predict every cell: the
 # seed's five (answers.o) and the seven dialects' (dialects.o, which needs no libevent).
@@ -276,7 +276,7 @@ bench-cache: all $(BUILD)/gen-images $(BUILD)/bench-store
 # RSS it bounds, and the peak RSS of 8000 x 6000 photos prepared under a 200 MB byte budget.
 $(BUILD)/bench-prepare: private ANN_CPPFLAGS += $(VIPS_CFLAGS)
 $(BUILD)/bench-prepare: private ANN_LDLIBS += $(VIPS_LIBS)
-bench-prepare: $(BUILD)/bench-prepare
+bench-prepare: $(BUILD)/bench-prepare $(ANNOTATE)
 	sh bench/prepare.sh $(BUILD) | tee docs/bench/bench-prepare.txt
 
 # Every figure of docs/BENCHMARKS.md, in one go (about 20 minutes; needs ~10 GB of disk).

@@ -13,6 +13,11 @@
 #   4. The peak RSS of 8000 x 6000 photos prepared (and four crops cut out of each) by 1 and 4
 #      threads under a 200 MB byte budget, with glibc's malloc as it is and tuned
 #      (MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=1048576).
+#   5. Whole annotate runs against a Pillow server doing a classifier's preprocessing
+#      (tests/servers/prepsrv.py), three stages that take the image: the 12 MP photos sent as
+#      stored, then prepared to 1024 px; images/s and bytes on the wire (bench/prepare_run.py).
+#   6. The peak RSS of whole runs over the 8000 x 6000 photos (a detector at 1024 px, four crops
+#      of 224 px each) with --max-memory 200000000, under every strategy.
 set -eu
 B=${1:-build}
 P=$B/bench-prepare
@@ -59,3 +64,11 @@ for t in 1 4; do
   printf 'malloc as is:  '; $P memory $O/48mp 200000000 $t
   printf 'malloc tuned:  '; MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576 $P memory $O/48mp 200000000 $t
 done
+
+echo
+echo "== Whole runs against a Pillow server (classifier preprocessing), 12 MP camera JPEGs, 3 stages"
+$PY bench/prepare_run.py throughput $B/annotate $O/12mp
+
+echo
+echo "== Whole runs over 8000 x 6000 photos with --max-memory 200000000 (1024 px detector, 4 crops of 224 px)"
+$PY bench/prepare_run.py memory $B/annotate $O/48mp 200000000

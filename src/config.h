@@ -31,6 +31,8 @@ struct config {
     uint64_t max_image_bytes;
     long max_answer_bytes;      /* a larger answer fails its attempt */
     uint64_t max_memory;        /* image payloads held at once, in bytes (budget.h); 0: no cap */
+    uint64_t max_pixels;        /* an image of more pixels fails before it is decoded (prepare.h) */
+    int load_threads;           /* threads (or processes) of the load stage; 0: config_load_workers */
     enum b64_encoder encoder;
     int resume, retry_failed;
     int force;                  /* truncate a non-empty --out without --resume */
@@ -50,6 +52,10 @@ struct config {
     char *ext_storage;
     struct pipeline *pipeline;  /* owned */
 };
+
+/* Threads (or processes) of the load stage: --load-threads, else the number of cores when the
+ * pipeline prepares images (CPU work), else --workers (reading files waits on the disk). */
+int config_load_workers(const struct config *cfg);
 
 /* What `annotate bench` is told besides the run options (see bench.h). */
 struct bench_opts {

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "drivers/worker.h"
 #include "drivers/ipc.h"
+#include "flow/load.h"
 #include "results/cache_cmd.h"
 #include "results/merge.h"
 #include "runner.h"
@@ -65,7 +66,7 @@ int main(int argc, char **argv)
     } else {
         struct run_summary sum;
         struct stats *st = NULL;
-        rc = runner_run(&cfg, &sum, &st, err, sizeof err);
+        rc = load_start(&cfg, err, sizeof err) ? 2 : runner_run(&cfg, &sum, &st, err, sizeof err);
         if (rc == 2 && err[0]) {
             fprintf(stderr, "annotate: %s\n", err);
         } else {
@@ -78,6 +79,7 @@ int main(int argc, char **argv)
             }
         }
         stats_free(st);
+        load_stop();
     }
     config_free(&cfg);
     curl_global_cleanup();

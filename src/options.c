@@ -9,6 +9,7 @@
  * parses and documents it, and the worker's frame (drivers/ipc.c) and bench's runs (bench/)
  * write it back. A driver must not depend on the command line. */
 #include "options.h"
+#include "prepare/prepare.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +49,16 @@ int config_fail(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
+int config_load_workers(const struct config *cfg)
+{
+    if (cfg->load_threads > 0)
+        return cfg->load_threads;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cfg->pipeline && pipeline_prepares(cfg->pipeline))
+        return ncpu < 1 ? 1 : ncpu > 4096 ? 4096 : (int)ncpu;
+    return cfg->workers;
+}
+
 void config_defaults(struct config *cfg, struct bench_opts *bench)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -70,6 +81,7 @@ void config_defaults(struct config *cfg, struct bench_opts *bench)
     cfg->max_image_bytes = 64ull << 20;
     cfg->max_answer_bytes = 64L << 20;
     cfg->max_memory = 512ull << 20;
+    cfg->max_pixels = PREP_MAX_PIXELS_DEFAULT;
     cfg->encoder = B64_FAST;
     cfg->sync_every = 1000;
     cfg->drain_timeout_ms = 30000;
@@ -179,6 +191,12 @@ const struct config_option CONFIG_OPTIONS[] = {
     {"max-memory", "N", "536870912 (512 MiB)",
      "bytes of images (base64 and raw) held at once; loading waits beyond it (0: no cap)", SCOPE_BOTH,
      LONG(CFG(max_memory), 1, LONG_MAX, "a number of bytes"), .zero = "0 for no cap", TO_WORKER},
+    {"max-pixels", "N", "100000000 (100 MP)",
+     "an image of more pixels (width x height, from its header) fails before it is decoded, when a stage "
+     "prepares it", SCOPE_BOTH, LONG(CFG(max_pixels), 1, LONG_MAX, "a number of pixels"), TO_WORKER},
+    {"load-threads", "N", "one per CPU when a stage prepares images, else --workers",
+     "threads (or processes) that read, and prepare, images", SCOPE_BOTH,
+     LONG(CFG(load_threads), 1, 4096, "a number"), .zero = "0 for the default", TO_WORKER},
     {"extensions", "LIST", "jpg,jpeg,png,gif,bmp,webp", "file extensions that count as images (any case)", SCOPE_BOTH,
      CUSTOM(opt_extensions, NOWHERE), .print = print_extensions},
     {"encoder", "NAME", "fast", "base64 encoder: fast or libb64 (the reference)", SCOPE_BOTH, CUSTOM(opt_encoder, CFG(encoder)),

@@ -302,7 +302,7 @@ static int run_queued(struct runner *r, char *err, size_t errlen)
         e_query = exec_start(STRAT_PROCESSES, &r->run, JOB_LOAD | JOB_QUERY, cfg->workers, r->q_scan, r->q_out,
                              err, errlen);
     } else {
-        e_load = exec_start(cfg->load, &r->run, JOB_LOAD, cfg->workers, r->q_scan, r->q_load, err, errlen);
+        e_load = exec_start(cfg->load, &r->run, JOB_LOAD, config_load_workers(cfg), r->q_scan, r->q_load, err, errlen);
         if (e_load)
             e_query = exec_start(cfg->query, &r->run, JOB_QUERY, cfg->workers, r->q_load, r->q_out, err, errlen);
     }

@@ -50,6 +50,7 @@
     X(hash)       \
     X(store)      \
     X(prepare)    \
+    X(prepare_run) \
     X(memo)       \
     X(cache)
 

@@ -49,14 +49,47 @@ static int decode_element(struct chain_req *r, const struct stage *st, const cha
     return 0;
 }
 
-/* What an image stage's body is filled from: the image's base64 and bytes, its type and path. */
-static struct fill_src image_source(struct item *it, int index)
+/* What an image stage's body is filled from: the image's base64 and bytes (the stage's prepared
+ * copy when it has "image", else the file's), its type, size and path. */
+static struct fill_src image_source(struct item *it, const struct stage *st, int index)
 {
     const char *slash = strrchr(it->path, '/');
-    return (struct fill_src){.b64 = it->b64, .b64_len = it->b64_len, .b64_ours = 1, .bytes = it->raw,
-                             .bytes_len = it->raw_len, .mime = it->mime ? it->mime : "application/octet-stream",
-                             .path = it->path, .path_len = it->path_len, .name = slash ? slash + 1 : it->path,
-                             .index = index, .results = (const cJSON *const *)it->results};
+    struct fill_src src = {.b64 = it->b64, .b64_len = it->b64_len, .b64_ours = 1, .bytes = it->raw,
+                           .bytes_len = it->raw_len, .mime = it->mime ? it->mime : "application/octet-stream",
+                           .width = it->stored_w, .height = it->stored_h, .path = it->path,
+                           .path_len = it->path_len, .name = slash ? slash + 1 : it->path, .index = index,
+                           .results = (const cJSON *const *)it->results};
+    if (st->input == INPUT_IMAGE && st->spec >= 0 && st->spec < it->n_copies) {
+        const struct item_copy *c = &it->copies[st->spec];
+        src.b64 = c->b64;
+        src.b64_len = c->b64_len;
+        src.bytes = c->raw;
+        src.bytes_len = c->raw_len;
+        src.mime = c->mime;
+        src.width = c->width;
+        src.height = c->height;
+    }
+    return src;
+}
+
+/* A crop's body is filled from the crop (prepared bytes, owned by r from now on: r->el_bytes)
+ * and its base64 (r->el) when the body sends it. 0, or -1 with the item failed. */
+static int crop_source(struct chain_req *r, const struct stage *st, struct prep_result *crop, struct fill_src *src)
+{
+    if (!(r->el_bytes = malloc(crop->len ? crop->len : 1)))
+        return item_fail(r->it, "%s[%d]: out of memory", st->name, r->index), -1;
+    memcpy(r->el_bytes, crop->data, crop->len);
+    r->el_bytes_len = crop->len;
+    if ((st->body.needs & NEED_B64) && !(r->el = malloc(b64_encoded_len(crop->len) + 1)))
+        return item_fail(r->it, "%s[%d]: out of memory", st->name, r->index), -1;
+    src->b64 = r->el;
+    src->b64_len = r->el ? b64_encode(r->el_bytes, r->el_bytes_len, r->el) : 0;
+    src->bytes = r->el_bytes;
+    src->bytes_len = r->el_bytes_len;
+    src->mime = crop->mime;
+    src->width = crop->width;
+    src->height = crop->height;
+    return 0;
 }
 
 /* An "each" stage's body is filled from element el (n bytes, the text of an answer's string) in
@@ -103,9 +136,10 @@ static int fill_body(struct chain_req *r, const struct stage *st, const struct f
     return 0;
 }
 
-/* A new request of stage s: its body filled from the image, or from element el (n bytes) of an
- * "each" stage. NULL when it cannot be made; the item has failed, with why. */
-static struct chain_req *new_req(const struct run *run, struct item *it, int s, int index, const char *el, size_t n)
+/* A new request of stage s: its body filled from the image, from element el (n bytes) of an
+ * "each" stage, or from a crop. NULL when it cannot be made; the item has failed, with why. */
+static struct chain_req *new_req(const struct run *run, struct item *it, int s, int index, const char *el, size_t n,
+                                 struct prep_result *crop)
 {
     const struct stage *st = &run->p->stages[s];
     struct chain_req *r = calloc(1, sizeof *r);
@@ -118,8 +152,8 @@ static struct chain_req *new_req(const struct run *run, struct item *it, int s, 
     r->index = index;
     r->rng = (it->seq + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)s << 32 | (uint32_t)index);
     ticket_init(&r->tk, s, (it->seq + 1) << 24 ^ (uint64_t)s << 16 ^ (uint64_t)(index + 1), r->rng ^ 0xD1B54A32D192ED03ull);
-    struct fill_src src = image_source(it, index);
-    if (st->input == INPUT_EACH && element_source(r, st, el, n, &src)) {
+    struct fill_src src = image_source(it, st, index);
+    if ((crop ? crop_source(r, st, crop, &src) : st->input == INPUT_EACH ? element_source(r, st, el, n, &src) : 0)) {
         chain_req_free(r);
         return NULL;
     }
@@ -246,7 +280,7 @@ static int elements_by_field(struct item *it, const struct stage *st, const stru
         else if (r)
             item_fail(it, "%s: out of memory", st->name);
     }
-    int ok = cJSON_IsArray(arr) && !r; /* arr is inside tree */
+    int ok = cJSON_IsArray(arr) && !r; /* (arr is inside tree) */
     cJSON_Delete(tree);
     return ok ? 0 : -1;
 }
@@ -285,7 +319,7 @@ static int each_requests(const struct run *run, struct item *it, int s, struct c
     if (el.n)
         chain_set_state(it, s, ST_RUNNING);
     for (int i = 0; i < el.n; i++) {
-        if (!(**tail = new_req(run, it, s, i, el.s[i], el.len[i]))) {
+        if (!(**tail = new_req(run, it, s, i, el.s[i], el.len[i], NULL))) {
             if (it->outstanding[s] == 0)
                 chain_set_state(it, s, ST_FAILED);
             goto out;
@@ -299,6 +333,164 @@ out:
     free(el.s);
     free(el.len);
     return n;
+}
+
+/* ---- crops ---- */
+
+/* The boxes a crop stage's "crop" expression yields: four numbers each. */
+struct boxes {
+    double (*v)[4];
+    int n, cap;
+    int bad; /* 1: an output that is not four numbers; 2: out of memory */
+};
+
+static int add_box(void *arg, const char *text, size_t len)
+{
+    struct boxes *b = arg;
+    cJSON *v = cJSON_ParseWithLength(text, len);
+    int ok = cJSON_IsArray(v) && cJSON_GetArraySize(v) == 4;
+    for (const cJSON *e = ok ? v->child : NULL; e; e = e->next)
+        ok &= cJSON_IsNumber(e);
+    if (ok && b->n == b->cap) {
+        int cap = b->cap ? b->cap * 2 : 8;
+        double(*nv)[4] = realloc(b->v, (size_t)cap * sizeof *nv);
+        if (nv) {
+            b->v = nv;
+            b->cap = cap;
+        }
+    }
+    b->bad = !ok ? 1 : b->n == b->cap ? 2 : 0;
+    for (int k = 0; !b->bad && k < 4; k++)
+        b->v[b->n][k] = cJSON_GetArrayItem(v, k)->valuedouble;
+    b->n += !b->bad;
+    cJSON_Delete(v);
+    return b->bad;
+}
+
+/* Where the pixels of the image the source stage received come from: its prepared copy's frame,
+ * or the file's pixels as stored. */
+static struct prep_frame received_frame(const struct item *it, const struct stage *src)
+{
+    struct prep_frame f;
+    if (src->spec >= 0 && src->spec < it->n_copies)
+        return it->copies[src->spec].frame;
+    prep_frame_stored(&f, it->stored_w, it->stored_h, it->orientation);
+    return f;
+}
+
+/* The rectangles of the upright original that crop stage s cuts, into c. 0, or -1 with the item
+ * failed (the expression failed, or a box is refused: the reason names it). */
+static int crop_rects(struct item *it, const struct stage *st, const struct stage *src, struct chain_cut *c)
+{
+    struct boxes b = {0};
+    char *owned, why[400];
+    const char *text = text_of(it->results[st->each_stage], &owned);
+    int got = text ? expr_run(&st->crop_expr, text, strlen(text), add_box, &b, why, sizeof why) : -1;
+    free(owned);
+    if (got < 0 && (!text || b.bad == 2))
+        item_fail(it, "%s: out of memory", st->name);
+    else if (got < 0 && b.bad == 1)
+        item_fail(it, "%s: box %d of \"crop\" (%s) on %s's result is not four numbers", st->name, b.n,
+                  st->crop_expr.text, src->name);
+    else if (got < 0)
+        item_fail(it, "%s: \"crop\" on %s's result: %s", st->name, src->name, why);
+    c->n = got < 0 ? 0 : b.n;
+    if (got >= 0 && b.n && !(c->rects = calloc((size_t)b.n, sizeof *c->rects))) {
+        item_fail(it, "%s: out of memory", st->name);
+        got = -1;
+    }
+    struct prep_frame f = received_frame(it, src);
+    for (int i = 0; got >= 0 && i < b.n; i++)
+        if (prep_box_map(&st->box, b.v[i], &f, i, &c->rects[i], why, sizeof why)) {
+            item_fail(it, "%s: %s", st->name, why);
+            got = -1;
+        }
+    free(b.v);
+    return got < 0 ? -1 : 0;
+}
+
+/* Crop stage s: its boxes, mapped to the upright original, as one cut (chain.h) added at *tail.
+ * Returns 1 (a cut in flight), 0 when there is no box (the stage is done with an empty list), or
+ * -1 with the item failed. */
+static int crop_cut(const struct run *run, struct item *it, int s, struct chain_req ***tail)
+{
+    const struct stage *st = &run->p->stages[s];
+    struct chain_cut *c = calloc(1, sizeof *c);
+    struct chain_req *r = c ? calloc(1, sizeof *r) : NULL;
+    if (!r || !it->raw) {
+        item_fail(it, "%s: %s", st->name, r ? "the image was not loaded" : "out of memory");
+        free(c);
+        free(r);
+        return -1;
+    }
+    r->cut = c;
+    if (crop_rects(it, st, &run->p->stages[st->each_stage], c) || element_slots(it, s, c->n)) {
+        item_fail(it, "%s: out of memory", st->name); /* (unless it failed already, with why) */
+        chain_req_free(r);
+        return -1;
+    }
+    if (c->n == 0) {
+        chain_req_free(r);
+        return 0;
+    }
+    *c = (struct chain_cut){.bytes = it->raw, .len = it->raw_len, .spec = st->has_image ? &st->image : NULL,
+                            .max_pixels = run->cfg->max_pixels, .n = c->n, .rects = c->rects};
+    r->it = it;
+    r->stage = s;
+    it->outstanding[s]++;
+    it->in_flight++;
+    it->cutting++;
+    chain_set_state(it, s, ST_RUNNING);
+    **tail = r;
+    *tail = &r->next;
+    return 1;
+}
+
+void chain_cut_run(const struct run *run, struct chain_req *req)
+{
+    (void)run;
+    struct chain_cut *c = req->cut;
+    struct prep_source *src = NULL;
+    if (!(c->out = calloc((size_t)c->n, sizeof *c->out))) {
+        c->failed = 1;
+        snprintf(c->err, sizeof c->err, "out of memory");
+        return;
+    }
+    if (prep_source_open(c->bytes, c->len, c->max_pixels, &src, c->err, sizeof c->err)) {
+        c->failed = 1;
+        return;
+    }
+    for (int i = 0; i < c->n && !c->failed; i++) {
+        char why[700];
+        if (prep_crop(src, c->rects[i], c->spec, &c->out[i], why, sizeof why)) {
+            c->failed = 1;
+            snprintf(c->err, sizeof c->err, "box %d: %s", i, why);
+        }
+    }
+    prep_source_free(src);
+}
+
+struct chain_req *chain_cut_done(const struct run *run, struct chain_req *req)
+{
+    struct item *it = req->it;
+    int s = req->stage;
+    const struct stage *st = &run->p->stages[s];
+    struct chain_req *head = NULL, **tail = &head;
+    it->outstanding[s]--;
+    it->in_flight--;
+    it->cutting--;
+    if (req->cut->failed)
+        item_fail(it, "%s: %s", st->name, req->cut->err);
+    for (int i = 0; i < req->cut->n && it->status != ITEM_FAILED; i++) {
+        if (!(*tail = new_req(run, it, s, i, NULL, 0, &req->cut->out[i])))
+            break;
+        tail = &(*tail)->next;
+    }
+    if (it->status == ITEM_FAILED && it->outstanding[s] == 0)
+        chain_set_state(it, s, ST_FAILED);
+    chain_req_free(req);
+    chain_release(run->p, it);
+    return head;
 }
 
 static int first_truthy(void *arg, const char *text, size_t len)
@@ -392,18 +584,19 @@ static enum readiness readiness(const struct pipeline *p, struct item *it, int s
 static int start_stage(const struct run *run, struct item *it, int s, struct chain_req ***tail)
 {
     const struct stage *st = &run->p->stages[s];
-    if (st->input == INPUT_EACH) { /* one request per element of the source's array */
-        int n = each_requests(run, it, s, tail);
+    if (st->input == INPUT_EACH) { /* one request per element of the source's array, or per box */
+        int n = st->crop ? crop_cut(run, it, s, tail) : each_requests(run, it, s, tail);
         if (n == 0)
             chain_set_state(it, s, ST_DONE); /* later stages, which may depend on it, come next */
         return n < 0 ? -1 : n > 0;
     }
-    if (((st->body.needs & NEED_B64) && !it->b64) || ((st->body.needs & NEED_BYTES) && !it->raw)) {
+    struct fill_src have = image_source(it, st, 0);
+    if (((st->body.needs & NEED_B64) && !have.b64) || ((st->body.needs & NEED_BYTES) && !have.bytes)) {
         item_fail(it, "%s: the image was not loaded", st->name);
         return -1;
     }
     chain_set_state(it, s, ST_RUNNING);
-    if (!(**tail = new_req(run, it, s, 0, NULL, 0))) {
+    if (!(**tail = new_req(run, it, s, 0, NULL, 0, NULL))) {
         chain_set_state(it, s, ST_FAILED);
         return -1;
     }
@@ -459,6 +652,8 @@ struct chain_req *chain_next(const struct run *run, struct item *it)
         it->status = ITEM_OK;
     if (!head && chain_finished(it))
         item_drop_payload(it);
+    else
+        chain_release(p, it); /* stages skipped just now may have been the last to need a copy */
     return head;
 }
 

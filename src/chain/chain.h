@@ -79,6 +79,7 @@ struct chain_req {
     int n_members;        /* 0: not a batch */
     int alone;            /* a member whose batch failed as a whole: it is sent in a batch of its own */
     struct memo_ticket memo; /* the answer store's (chain_memo_look) */
+    struct chain_cut *cut; /* not an HTTP request: a crop stage's boxes to cut (see chain_cut_run) */
     struct chain_req *next; /* for the driver's lists */
     void *driver;         /* the driver's own data (its curl handle while on the wire) */
 };
@@ -91,6 +92,19 @@ struct chain_req {
  * ->next, in stage then element order), or NULL when none can start. Stages found to be skipped
  * are marked so. When every stage is settled the item becomes ITEM_OK (unless it failed). */
 struct chain_req *chain_next(const struct run *run, struct item *it);
+
+/* Crops. A stage whose "input" has "crop" sends boxes cut out of the upright original (box.h),
+ * each prepared with the stage's "image". When it can start, chain_next gives it as one request
+ * with ->cut set: a cut, which is never sent. The driver runs chain_cut_run on it, CPU work (the
+ * file is decoded whole), on a thread that may take that time (the blocking drivers' own, a
+ * loader's for the curl-multi driver, never its event loop); chain_cut_run touches only the cut,
+ * so the item's owner may go on with its other requests meanwhile. Then, in the thread that owns
+ * the item, chain_cut_done returns the stage's requests, one per box in box order (or none, with
+ * the item failed: the decoder's reason), and the driver follows up the item as after any
+ * request's end (chain_next, chain_finished). A cut counts as a request of its image in flight
+ * until chain_cut_done. */
+void chain_cut_run(const struct run *run, struct chain_req *cut);
+struct chain_req *chain_cut_done(const struct run *run, struct chain_req *cut);
 
 /* 1 when the item needs nothing more: no request in flight, and ok or failed. */
 int chain_finished(const struct item *it);

@@ -5,6 +5,7 @@
 #define ANNOTATE_CHAIN_INT_H
 
 #include "chain/chain.h"
+#include "prepare/prepare.h"
 
 /* The one place an item's stage state changes. A stage goes WAITING -> RUNNING (its requests are
  * made) -> DONE or FAILED, or WAITING -> SKIPPED, DONE (nothing to send) or FAILED (its
@@ -16,6 +17,27 @@ void chain_set_state(struct item *it, int s, enum stage_state state);
  * flight, its attempts are added to the item's, its time is logged, and the payload is let go
  * once nothing will send it again. */
 void chain_settle(const struct run *run, struct chain_req *req, cJSON *result, const char *err);
+
+/* Lets go of what no stage of the item will send, or cut from, again: the file's bytes, each
+ * prepared copy, the share held for cutting crops; everything once the item has failed and has
+ * nothing in flight. */
+void chain_release(const struct pipeline *p, struct item *it);
+
+/* A crop stage's cut (chain.h): the file's bytes, the rectangles of the upright original, and
+ * the crops made from them. */
+struct chain_cut {
+    const unsigned char *bytes; /* the item's own (it->raw), kept while the cut is in flight */
+    size_t len;
+    const struct prep_spec *spec; /* the stage's "image", or NULL */
+    uint64_t max_pixels;
+    int n;
+    struct prep_rect *rects;      /* [n] */
+    struct prep_result *out;      /* [n], made by chain_cut_run */
+    int failed;
+    char err[768];
+};
+
+void chain_cut_free(struct chain_cut *c);
 
 /* Marks req's images (a batch: its members') as not at fault: no row, left to --resume. */
 void chain_no_row(struct chain_req *req);

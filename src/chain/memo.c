@@ -464,8 +464,8 @@ enum chain_memo chain_memo_look(const struct run *run, struct chain_req *req)
 {
     struct memo *m = run->memo;
     struct memo_ticket *t = &req->memo;
-    if (!m || req->n_members || t->state != MEMO_NEW)
-        return CHAIN_ASK;
+    if (!m || req->n_members || req->cut || t->state != MEMO_NEW)
+        return CHAIN_ASK; /* (a batch's members were looked up; a crop stage's cut is no request) */
     if (!t->keyed) {
         if (req_key(m, req, (struct store_key *)t->key)) {
             t->state = MEMO_ASKED; /* not cacheable: asked, and never put */

@@ -25,17 +25,48 @@ void chain_req_free(struct chain_req *req)
     for (int i = 0; i < req->n_members; i++)
         chain_req_free(req->members[i]);
     free(req->members);
+    chain_cut_free(req->cut);
     free(req);
 }
 
-/* 1 while a stage that sends the image itself has yet to run or is running: until then the
- * payload must stay (a retry re-sends it). */
-static int payload_needed(const struct pipeline *p, const struct item *it)
+void chain_cut_free(struct chain_cut *c)
 {
-    for (int s = 0; s < p->n; s++)
-        if (p->stages[s].input == INPUT_IMAGE && (it->state[s] == ST_WAITING || it->state[s] == ST_RUNNING))
-            return 1;
-    return 0;
+    if (!c)
+        return;
+    for (int i = 0; c->out && i < c->n; i++)
+        prep_result_free(&c->out[i]);
+    free(c->out);
+    free(c->rects);
+    free(c);
+}
+
+/* A stage that sends the image (or a prepared copy of it) keeps it while it has yet to run or is
+ * running (a retry re-sends it); a crop stage keeps the file's bytes until it has been cut. */
+void chain_release(const struct pipeline *p, struct item *it)
+{
+    if (it->status == ITEM_FAILED) {
+        if (it->in_flight == 0) /* a sibling still in curl may be reading its body from it */
+            item_drop_payload(it);
+        return;
+    }
+    int original = 0, cut = it->cutting > 0;
+    uint64_t copies = 0;
+    for (int s = 0; s < p->n; s++) {
+        const struct stage *st = &p->stages[s];
+        int pending = it->state[s] == ST_WAITING || it->state[s] == ST_RUNNING;
+        if (st->input == INPUT_IMAGE && pending && st->spec < 0)
+            original = 1;
+        else if (st->input == INPUT_IMAGE && pending)
+            copies |= 1ull << st->spec;
+        cut |= st->crop && it->state[s] == ST_WAITING;
+    }
+    if (!original && !cut)
+        item_drop_original(it);
+    if (!cut)
+        item_drop_cut_charge(it);
+    for (int k = 0; k < it->n_copies; k++)
+        if (!(copies >> k & 1))
+            item_drop_copy(it, k);
 }
 
 /* The item's part of a request's end: its result in place, or the item failed with err. */
@@ -77,10 +108,7 @@ void chain_settle(const struct run *run, struct chain_req *req, cJSON *result, c
     if (req->t_end > 0)
         item_log_request(it, s, (uint32_t)((req->t_end - req->t_first) * 1e6), req->attempts);
     record(&p->stages[s], req, result, err);
-    /* A failed image's payload goes once no request of it is in flight: a sibling still in
-     * curl may be reading its body from it. */
-    if ((it->status == ITEM_FAILED && it->in_flight == 0) || (it->status != ITEM_FAILED && !payload_needed(p, it)))
-        item_drop_payload(it);
+    chain_release(p, it);
     chain_req_free(req);
 }
 

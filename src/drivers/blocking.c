@@ -127,6 +127,17 @@ void blocking_query(struct blocking *w, struct item *it)
         while (reqs) {
             struct chain_req *r = reqs;
             reqs = r->next;
+            if (r->cut) { /* a crop stage's boxes, cut here: its requests go next */
+                chain_cut_run(w->run, r);
+                struct chain_req *crops = chain_cut_done(w->run, r), *last = crops;
+                while (last && last->next)
+                    last = last->next;
+                if (last) {
+                    last->next = reqs;
+                    reqs = crops;
+                }
+                continue;
+            }
             if (!not_answered(w->run, r))
                 continue;
             /* A batch stage's request goes as a batch of one: this worker waits for its own

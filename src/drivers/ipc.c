@@ -123,6 +123,51 @@ int ipc_read_frame(int fd, struct ipc_buf *b)
     return 0;
 }
 
+/* The file's header and the prepared copies (item.h): their sizes and frames, and with the
+ * payload their bytes. */
+static void put_copies(struct ipc_buf *b, const struct item *it, int with_payload)
+{
+    int32_t v[4] = {it->stored_w, it->stored_h, it->orientation, it->n_copies};
+    put(b, v, sizeof v);
+    for (int k = 0; k < it->n_copies; k++) {
+        const struct item_copy *c = &it->copies[k];
+        put_str(b, with_payload ? (const char *)c->raw : NULL, c->raw_len);
+        put_str(b, with_payload ? c->b64 : NULL, c->b64_len);
+        put_str(b, c->mime, c->mime ? strlen(c->mime) : 0);
+        int32_t wh[2] = {c->width, c->height};
+        put(b, wh, sizeof wh);
+        put(b, &c->frame, sizeof c->frame);
+    }
+}
+
+static int get_copies(struct ipc_buf *b, struct item *it)
+{
+    int32_t v[4];
+    if (get(b, v, sizeof v) || v[3] < 0 || v[3] > 64)
+        return -1;
+    it->stored_w = v[0];
+    it->stored_h = v[1];
+    it->orientation = v[2];
+    if (v[3] && !(it->copies = calloc((size_t)v[3], sizeof *it->copies)))
+        return -1;
+    it->n_copies = v[3];
+    for (int k = 0; k < it->n_copies; k++) {
+        struct item_copy *c = &it->copies[k];
+        char *raw = NULL, *mime = NULL;
+        int32_t wh[2];
+        int bad = get_str(b, &raw, &c->raw_len) || get_str(b, &c->b64, &c->b64_len) || get_str(b, &mime, NULL) ||
+                  get(b, wh, sizeof wh) || get(b, &c->frame, sizeof c->frame);
+        c->raw = (unsigned char *)raw;
+        c->mime = mime ? mime_canonical(mime) : NULL;
+        free(mime);
+        if (bad)
+            return -1;
+        c->width = wh[0];
+        c->height = wh[1];
+    }
+    return 0;
+}
+
 int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
 {
     begin_frame(b);
@@ -147,6 +192,7 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
     }
     put_u32(b, (uint32_t)it->n_log);
     put(b, it->log, (size_t)it->n_log * sizeof *it->log);
+    put_copies(b, it, with_payload);
     return end_frame(b);
 }
 
@@ -208,6 +254,8 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
             goto bad;
         item_log_request(it, l.stage, l.us, l.attempts);
     }
+    if (get_copies(b, it))
+        goto bad;
     return it;
 bad:
     item_free(it);

@@ -28,6 +28,7 @@
 
 #include "chain/chain.h"
 #include "common/timers.h"
+#include "drivers/cutter.h"
 #include "drivers/http.h"
 #include "endpoint/endpoint.h"
 #include "endpoint/shared.h"
@@ -56,6 +57,7 @@ struct multi {
     int wait_rr;                    /* the stage served first next time, for fairness */
     int wake_fd;                    /* eventfd: another loop freed a slot one of ours waits for */
     struct chain_batcher *batcher;  /* requests of batch stages, gathering */
+    struct cutter *cutter;          /* crop stages' cuts, run off the loop (a pipeline with crops) */
     struct chain_req *twins;        /* requests whose question another request is asking (--cache) */
     uint32_t memo_seen;             /* the answer store's registry generation they were looked at */
     unsigned char *fds;             /* each socket's epoll registration (on_socket) */
@@ -366,6 +368,10 @@ static void twins_again(struct multi *x, int stop)
  * waiting there, never ahead of them. */
 static void start(struct multi *x, struct chain_req *r)
 {
+    if (r->cut) { /* CPU work: cut by the cutter's threads, and its requests taken back (top_up) */
+        cutter_put(x->cutter, r);
+        return;
+    }
     if (!not_answered(x, r))
         return;
     if (chain_batched(x->run, r) && !(r = chain_batch_add(x->batcher, r, now_s())))
@@ -544,6 +550,11 @@ static int take_image(struct multi *x)
 static void top_up(struct multi *x)
 {
     double now = now_s();
+    for (struct chain_req *c; x->cutter && (c = cutter_take(x->cutter));) {
+        struct item *it = c->it;
+        ready_push_front(x, chain_cut_done(x->run, c));
+        follow_up(x, it);
+    }
     if (run_stop_state(x->run) == RUN_ABORT)
         settle_parked(x, now);
     twins_again(x, 0);
@@ -629,6 +640,7 @@ static void loop_free(struct multi *x)
         http_slot_free(x->pool[i]);
         free(x->pool[i]);
     }
+    cutter_free(x->cutter);
     chain_memo_watch(x->run, x->wake_fd, 0);
     chain_batcher_free(x->batcher);
     curl_multi_cleanup(x->m);
@@ -674,7 +686,10 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     x->qfd = queue_add_notify_fd(in);
     x->m = curl_multi_init();
     x->batcher = chain_batcher_new(run);
-    if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool || !x->batcher) {
+    if (x->wake_fd >= 0 && pipeline_crops(run->p))
+        x->cutter = cutter_new(run, config_load_workers(run->cfg), x->wake_fd);
+    if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool || !x->batcher ||
+        (pipeline_crops(run->p) && !x->cutter)) {
         snprintf(err, errlen, "cannot set up the curl-multi event loop: %s", strerror(errno));
         loop_free(x);
         return NULL;

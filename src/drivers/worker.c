@@ -3,6 +3,7 @@
  * terminal's signals and take a private descriptor for frames, read the configuration frame, set
  * up a run of its own on the parent's shared page, serve items until stdin closes, let go. */
 #include "drivers/worker.h"
+#include "flow/load.h"
 #include "common/stats.h"
 #include "endpoint/ratelimit.h"
 #include "endpoint/shared.h"
@@ -86,6 +87,11 @@ static int set_up(struct worker_run *w)
     w->run = (struct run){.cfg = &w->wc.cfg, .p = w->wc.cfg.pipeline, .alive = worker_alive, .stop = &w->stop};
     struct run *run = &w->run;
     budget_set(w->wc.cfg.max_memory);
+    char why[300];
+    if (load_start(&w->wc.cfg, why, sizeof why)) { /* it loads images, or cuts crops */
+        fprintf(stderr, "annotate worker: %s\n", why);
+        return -1;
+    }
     run->stats = stats_new(run->p->n);
     if (shared_attach(&w->sh, w->wc.shared_fd) == 0) {
         run->shared = w->sh.page;
@@ -150,6 +156,7 @@ static void tear_down(struct worker_run *w)
         limit_holder_reap(w->run.shared, (int)getpid());
     shared_close(&w->sh);
     stats_free(w->run.stats);
+    load_stop();
 }
 
 int exec_proc_worker_main(void)

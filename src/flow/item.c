@@ -52,7 +52,37 @@ void item_fail(struct item *it, const char *fmt, ...)
     it->error = strdup(buf);
 }
 
+void item_drop_copy(struct item *it, int k)
+{
+    struct item_copy *c = &it->copies[k];
+    free(c->raw);
+    free(c->b64);
+    c->raw = NULL;
+    c->b64 = NULL;
+    c->raw_len = c->b64_len = 0;
+    if (c->charged) {
+        budget_give(c->charged);
+        c->charged = 0;
+    }
+}
+
+void item_drop_cut_charge(struct item *it)
+{
+    if (it->cut_charged) {
+        budget_give(it->cut_charged);
+        it->cut_charged = 0;
+    }
+}
+
 void item_drop_payload(struct item *it)
+{
+    item_drop_original(it);
+    for (int k = 0; k < it->n_copies; k++)
+        item_drop_copy(it, k);
+    item_drop_cut_charge(it);
+}
+
+void item_drop_original(struct item *it)
 {
     free(it->b64 ? it->b64 - it->b64_slack : NULL);
     it->b64 = NULL;
@@ -94,5 +124,6 @@ void item_free(struct item *it)
     free(it->state);
     free(it->outstanding);
     free(it->log);
+    free(it->copies);
     free(it);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "common/hash.h"
+#include "prepare/box.h"
 
 enum item_status { ITEM_PENDING = 0, ITEM_OK = 1, ITEM_FAILED = 2 };
 
@@ -23,6 +24,21 @@ struct req_log {
 };
 
 struct chain_req;
+
+/* A prepared copy of the image: what the load stage made for one distinct "image" spec of the
+ * pipeline (pipeline.h: p->specs), shared by every stage that asks for that spec. Its bytes (and
+ * their base64, when a body sends base64) go once no stage of the spec will send them again
+ * (item_drop_copy); its size and frame stay, for the boxes a stage answers about it. */
+struct item_copy {
+    unsigned char *raw;  /* the prepared file (malloc'd) */
+    size_t raw_len;
+    char *b64;           /* its base64, when a body sends base64 (malloc'd) */
+    size_t b64_len;
+    const char *mime;    /* static (mime.h) */
+    int width, height;
+    struct prep_frame frame; /* its pixels in the upright original (box.h) */
+    uint64_t charged;    /* bytes of --max-memory it holds */
+};
 
 struct item {
     uint64_t seq;
@@ -45,6 +61,14 @@ struct item {
                             take it again or clear has_digest */
     int has_digest;
     uint64_t charged;    /* bytes of the --max-memory budget its payload holds (budget.h) */
+    int stored_w, stored_h, orientation; /* the file's pixels as stored and its EXIF orientation
+                                            (prepare.h: prep_info), when its header was read;
+                                            stored_w 0 otherwise */
+    struct item_copy *copies; /* [n_copies]: one per distinct "image" spec, made by the load stage */
+    int n_copies;
+    uint64_t cut_charged; /* bytes of --max-memory held for cutting crops (chain_cut), given back
+                             when the last crop stage has been cut */
+    int cutting;          /* crop stages being cut (chain.h: chain_cut_run) */
     int status;          /* enum item_status */
     int no_row;          /* failed in a way that says the set-up is wrong: written nowhere, left to
                             --resume (see chain_attempt_end) */
@@ -69,8 +93,18 @@ struct item *item_new(const char *path, size_t path_len, size_t rel_off, int n_s
 /* Marks the item failed with a message (the first failure wins; later ones are ignored). */
 void item_fail(struct item *it, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Drops the payload (after the last request that needs it). */
+/* Drops the payload (after the last request that needs it): the file's bytes and base64, every
+ * prepared copy's bytes, and what was held for cutting crops, with their share of the budget. */
 void item_drop_payload(struct item *it);
+
+/* Drops the file's own bytes and base64 only (no stage sends them, or cuts from them, again). */
+void item_drop_original(struct item *it);
+
+/* Drops prepared copy k's bytes (no stage of its spec will send them again). */
+void item_drop_copy(struct item *it, int k);
+
+/* Gives back what was held for cutting crops. */
+void item_drop_cut_charge(struct item *it);
 
 void item_log_request(struct item *it, int stage, uint32_t us, int attempts);
 

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,6 +15,7 @@
 #include "common/hash.h"
 #include "flow/budget.h"
 #include "common/mime.h"
+#include "prepare/prepare.h"
 
 /* A slow disk is not a stuck worker: the worker process's heartbeat (run.h). */
 static void say_alive(const struct run *run)
@@ -223,6 +226,172 @@ static void read_encoding(const struct run *run, struct item *it, int fd, uint64
     it->b64_len = out;
 }
 
+/* ---- preparation: the prepared copies (item.h), made once per distinct spec ---- */
+
+/* The most bytes of a file's head its header is read from before the budget is taken. */
+#define HEAD_BYTES (1u << 20)
+
+/* Reads the header from the file's head. 1 with *info, 0 when the head is not enough (the whole
+ * file is read first), -1 with the item failed: the decoder's reason, not retried. */
+static int probe_head(const struct run *run, struct item *it, int fd, uint64_t size, struct prep_info *info)
+{
+    size_t n = size < HEAD_BYTES ? (size_t)size : HEAD_BYTES, got = 0;
+    unsigned char *head = calloc(1, n); /* (zeroed: gcc cannot see that only what was read is probed) */
+    if (!head) {
+        item_fail(it, "out of memory for the image's header");
+        return -1;
+    }
+    while (got < n) {
+        ssize_t r = pread(fd, head + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    char why[768];
+    int rc = prep_probe(head, got, run->cfg->max_pixels, info, why, sizeof why);
+    free(head);
+    if (rc == 0)
+        return 1;
+    if (got < size && strncmp(why, "image too large", 15))
+        return 0;
+    item_fail(it, "%s", why);
+    return -1;
+}
+
+/* Bytes to hold for an image while it is prepared: every copy's peak (prep_peak_bytes, its
+ * output included) and, with crops, a source and one crop of the whole image (the most a cut
+ * needs), in *cut. Without a header (info NULL), as for the largest image --max-pixels lets
+ * through: the image then goes alone. */
+static uint64_t prep_estimate(const struct pipeline *p, uint64_t max_pixels, const struct prep_info *known,
+                              uint64_t *cut)
+{
+    struct prep_info worst = {0};
+    const struct prep_info *info = known;
+    if (!info) {
+        int side = (int)sqrt((double)max_pixels);
+        worst = (struct prep_info){.width = side, .height = side, .stored_w = side, .stored_h = side,
+                                   .orientation = 1, .bands = 4, .sample_bytes = 2, .streams = 0};
+        info = &worst;
+    }
+    uint64_t est = 0;
+    for (int k = 0; k < p->n_specs; k++)
+        est += prep_peak_bytes(info, &p->specs[k]);
+    *cut = 0;
+    struct prep_rect all = {0, 0, info->width, info->height};
+    for (int i = 0; i < p->n; i++) {
+        const struct stage *st = &p->stages[i];
+        uint64_t c = st->crop ? prep_source_bytes(info) + prep_crop_peak_bytes(info, all, st->has_image ? &st->image : NULL) : 0;
+        if (c > *cut)
+            *cut = c;
+    }
+    return est;
+}
+
+/* Copy k of the image: p->specs[k] made from the file's bytes, and its base64 when a body sends
+ * it. 0, or -1 with the item failed (the decoder's reason). */
+static int make_copy(const struct run *run, struct item *it, int k)
+{
+    struct item_copy *c = &it->copies[k];
+    struct prep_result res;
+    char why[768];
+    if (prep_image(it->raw, it->raw_len, &run->p->specs[k], run->cfg->max_pixels, &res, why, sizeof why)) {
+        item_fail(it, "%s", why);
+        return -1;
+    }
+    const unsigned char *bytes = res.unchanged ? it->raw : res.data;
+    c->raw_len = res.unchanged ? it->raw_len : res.len;
+    c->mime = res.mime;
+    c->width = res.width;
+    c->height = res.height;
+    c->frame = res.frame;
+    int b64 = (pipeline_spec_needs(run->p, k) & NEED_B64) != 0;
+    if ((c->raw = malloc(c->raw_len ? c->raw_len : 1)))
+        memcpy(c->raw, bytes, c->raw_len);
+    if (c->raw && b64 && (c->b64 = malloc(b64_encoded_len(c->raw_len) + 1)))
+        c->b64_len = b64_encode_with(run->cfg->encoder, c->raw, c->raw_len, c->b64);
+    prep_result_free(&res);
+    if (!c->raw || (b64 && !c->b64)) {
+        item_fail(it, "out of memory for a prepared image");
+        return -1;
+    }
+    c->charged = c->raw_len + c->b64_len;
+    return 0;
+}
+
+/* Makes every copy, then keeps of the budget taken (held) only what the item now holds: the
+ * copies' bytes, the file's bytes and base64 while a stage sends them or cuts crops from them,
+ * and the cut's share. 0, or -1 with the item failed. */
+static int make_copies(const struct run *run, struct item *it, unsigned needs, uint64_t held, uint64_t cut)
+{
+    const struct pipeline *p = run->p;
+    if (p->n_specs && !(it->copies = calloc((size_t)p->n_specs, sizeof *it->copies))) {
+        item_fail(it, "out of memory for a prepared image");
+        return -1;
+    }
+    it->n_copies = p->n_specs;
+    it->charged = 0; /* what the item holds is counted below, piece by piece */
+    for (int k = 0; k < p->n_specs; k++)
+        if (make_copy(run, it, k))
+            break;
+    uint64_t kept = 0;
+    for (int k = 0; k < it->n_copies; k++)
+        kept += it->copies[k].charged;
+    uint64_t b64 = it->b64 ? b64_encoded_len(it->raw_len) + 1 + 2 * B64_SLACK : 0;
+    if (it->status != ITEM_FAILED && !(needs & NEED_BYTES) && !pipeline_crops(p)) {
+        free(it->raw); /* no stage sends the file's bytes or cuts from them */
+        it->raw = NULL;
+        it->raw_len = 0;
+    }
+    it->charged = it->raw_len + b64;
+    it->cut_charged = it->status != ITEM_FAILED ? cut : 0;
+    kept += it->charged + it->cut_charged;
+    if (held >= kept)
+        budget_give(held - kept);
+    for (int k = 0; k < it->n_copies && kept > held; k++) {
+        /* A copy larger than its estimate: the budget stays what was taken (no second wait). */
+        uint64_t less = it->copies[k].charged < kept - held ? it->copies[k].charged : kept - held;
+        it->copies[k].charged -= less;
+        kept -= less;
+    }
+    return it->status == ITEM_FAILED ? -1 : 0;
+}
+
+/* A pipeline that prepares images: the header is read first, so that the budget is taken once,
+ * for the file, its base64 when a stage sends it as it is, and every estimate (a thread that
+ * holds a share never waits for another); then the file is read and each copy made. A file
+ * libvips cannot read fails its row with the decoder's reason, before any request. */
+static void load_prepared(const struct run *run, struct item *it, int fd, uint64_t size, unsigned needs)
+{
+    struct prep_info info;
+    int probed = probe_head(run, it, fd, size, &info);
+    if (probed < 0)
+        return;
+    uint64_t cut, est = prep_estimate(run->p, run->cfg->max_pixels, probed ? &info : NULL, &cut);
+    uint64_t charge = size + ((needs & NEED_B64) ? b64_encoded_len((size_t)size) + 1 + 2 * B64_SLACK : 0) + est + cut;
+    if (budget_take(charge, budget_alive, budget_stop, run)) {
+        item_fail(it, "not loaded: the run was stopped");
+        it->no_row = 1;
+        return;
+    }
+    it->charged = charge;
+    read_whole(run, it, fd, size, needs | NEED_BYTES);
+    char why[768];
+    if (it->status == ITEM_FAILED)
+        return;
+    if (!probed && prep_probe(it->raw, it->raw_len, run->cfg->max_pixels, &info, why, sizeof why)) {
+        item_fail(it, "%s", why);
+        item_drop_payload(it);
+        return;
+    }
+    it->stored_w = info.stored_w;
+    it->stored_h = info.stored_h;
+    it->orientation = info.orientation;
+    if (make_copies(run, it, needs, charge, cut))
+        item_drop_payload(it);
+}
+
 void load_image(const struct run *run, struct item *it)
 {
     if (it->status == ITEM_FAILED)
@@ -232,11 +401,34 @@ void load_image(const struct run *run, struct item *it)
     if (fd < 0)
         return;
     unsigned needs = pipeline_needs(run->p);
-    if (charge_budget(run, it, needs, size) == 0) {
+    if (pipeline_prepares(run->p))
+        load_prepared(run, it, fd, size, needs);
+    else if (charge_budget(run, it, needs, size) == 0) {
         if (needs & NEED_BYTES)
             read_whole(run, it, fd, size, needs);
         else
             read_encoding(run, it, fd, size, needs);
     }
     close(fd);
+}
+
+static int vips_started;
+
+int load_start(const struct config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->pipeline || !pipeline_prepares(cfg->pipeline))
+        return 0;
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    if (prep_init(1, err, errlen))
+        return -1;
+    vips_started = 1;
+    return 0;
+}
+
+void load_stop(void)
+{
+    if (vips_started)
+        prep_shutdown();
+    vips_started = 0;
 }

@@ -280,8 +280,8 @@ static int placeholder_stage(void *arg, const char *name, char *err, size_t errl
     else if (later_stage(r, name, strlen(name)))
         snprintf(err, errlen, "\"%s\" is a later stage; a stage may only send earlier stages' results", name);
     else
-        snprintf(err, errlen, "unknown placeholder (known: image, image.bytes, image.file, image.mime, path, name, "
-                              "index, or an earlier stage's name)");
+        snprintf(err, errlen, "unknown placeholder (known: image, image.bytes, image.file, image.mime, image.width, "
+                              "image.height, path, name, index, or an earlier stage's name)");
     return -1;
 }
 
@@ -399,34 +399,68 @@ static int key_url(const struct reader *r, const cJSON *kv, struct body_keys *b)
     return 0;
 }
 
-/* "input": "image", or one request per element of an earlier stage's result. */
+/* "input": {"each": STAGE, "crop": EXPR, "box": ..., "normalized": ...}: boxes to cut. */
+static int crop_input(const struct reader *r, const cJSON *kv, const cJSON *crop)
+{
+    struct stage *s = r->s;
+    char why[300];
+    for (const cJSON *k = kv->child; k; k = k->next)
+        if (strcmp(k->string, "each") && strcmp(k->string, "crop") && strcmp(k->string, "box") &&
+            strcmp(k->string, "normalized"))
+            return failr(r, "\"input\": unknown key \"%s\" beside \"crop\" (known: each, crop, box, normalized)",
+                         k->string);
+    if (prep_box_parse(kv, &s->box, why, sizeof why))
+        return failr(r, "%s", why);
+    if (parse_expr(r, &s->crop_expr, crop, "input.crop"))
+        return -1;
+    s->crop = 1;
+    return 0;
+}
+
+/* "input": "image", or one request per element of an earlier stage's result, or per box. */
 static int key_input(const struct reader *r, const cJSON *kv, struct body_keys *b)
 {
     (void)b;
     struct stage *s = r->s;
     if (cJSON_IsString(kv) && !strcmp(kv->valuestring, "image"))
         return 0;
-    const char *shape = "\"input\" must be \"image\", {\"each\": STAGE, \"items\": EXPR} or "
-                        "{\"each\": STAGE, \"array\": KEY, \"field\": KEY}";
+    const char *shape = "\"input\" must be \"image\", {\"each\": STAGE, \"items\": EXPR}, "
+                        "{\"each\": STAGE, \"array\": KEY, \"field\": KEY} or {\"each\": STAGE, \"crop\": EXPR}";
     if (!cJSON_IsObject(kv))
         return failr(r, "%s", shape);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(kv, "each");
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(kv, "array");
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(kv, "field");
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(kv, "items");
+    const cJSON *crop = cJSON_GetObjectItemCaseSensitive(kv, "crop");
     int keys = cJSON_GetArraySize(kv);
-    if (!e || !((keys == 3 && cJSON_IsString(a) && cJSON_IsString(f)) || (keys == 2 && it)))
+    if (!e || !(crop || (keys == 3 && cJSON_IsString(a) && cJSON_IsString(f)) || (keys == 2 && it)))
         return failr(r, "%s", shape);
     if (ref(r, e, "\"input.each\"", &s->each_stage))
         return -1;
     s->input = INPUT_EACH;
-    if (it) {
+    if (crop) {
+        if (crop_input(r, kv, crop))
+            return -1;
+    } else if (it) {
         if (parse_expr(r, &s->items, it, "input.items"))
             return -1;
     } else if (!(s->each_array = strdup(a->valuestring)) || !(s->each_field = strdup(f->valuestring))) {
         return oom(r);
     }
     s->dep_mask |= 1ull << s->each_stage;
+    return 0;
+}
+
+/* "image": how the stage's image is prepared (prepare/spec.h); registered in p->specs by
+ * image_spec once the stage's "input" is known. */
+static int key_image(const struct reader *r, const cJSON *kv, struct body_keys *b)
+{
+    (void)b;
+    char why[300];
+    if (prep_spec_parse(kv, &r->s->image, why, sizeof why))
+        return failr(r, "%s", why);
+    r->s->has_image = 1;
     return 0;
 }
 
@@ -652,6 +686,7 @@ static const struct {
     {"concurrency", key_concurrency},
     {"max_rps", key_max_rps},
     {"batch", key_batch},
+    {"image", key_image},
     {"version", key_version},
 };
 
@@ -754,11 +789,35 @@ static int compile_body(struct reader *r, const struct body_keys *b)
     return 0;
 }
 
-/* What follows from the keys together: the default result, and the body's Content-Type. */
+/* An image stage's "image" as an index into p->specs: one prepared copy per distinct spec,
+ * shared by every stage that asks for it. A crop stage's prepares its crops; an "each" stage of
+ * elements sends them as the answer had them. */
+static int image_spec(const struct reader *r)
+{
+    struct stage *s = r->s;
+    struct pipeline *p = r->p;
+    s->spec = -1;
+    if (!s->has_image || s->crop)
+        return 0;
+    if (s->input == INPUT_EACH)
+        return failr(r, "\"image\" prepares the file or its crops; an \"each\" stage sends the elements as "
+                        "the answer had them");
+    for (int k = 0; k < p->n_specs; k++)
+        if (prep_spec_equal(&p->specs[k], &s->image))
+            return s->spec = k, 0;
+    p->specs[p->n_specs] = s->image;
+    s->spec = p->n_specs++;
+    return 0;
+}
+
+/* What follows from the keys together: the default result, the prepared copy, and the body's
+ * Content-Type. */
 static int finish_stage(const struct reader *r)
 {
     struct stage *s = r->s;
     char why[400];
+    if (image_spec(r))
+        return -1;
     if (!s->result.text && expr_compile(&s->result, ".result", why, sizeof why))
         return oom(r);
     if (s->body.kind == BODY_RAW && !header_named(s->header_tmpl, s->n_headers, "Content-Type"))
@@ -778,6 +837,7 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *
     struct reader r = {p, s, i, all, src, err, errlen};
     struct body_keys b = {0};
     s->each_stage = -1;
+    s->spec = -1;
     s->n_retry_on = -1;
     s->csv = 1;
     s->timeout_ms = -1;
@@ -1289,9 +1349,31 @@ unsigned pipeline_needs(const struct pipeline *p)
 {
     unsigned n = 0;
     for (int i = 0; i < p->n; i++)
-        if (p->stages[i].input == INPUT_IMAGE)
+        if (p->stages[i].input == INPUT_IMAGE && p->stages[i].spec < 0)
             n |= p->stages[i].body.needs;
     return n;
+}
+
+unsigned pipeline_spec_needs(const struct pipeline *p, int k)
+{
+    unsigned n = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->stages[i].input == INPUT_IMAGE && p->stages[i].spec == k)
+            n |= p->stages[i].body.needs;
+    return n;
+}
+
+int pipeline_crops(const struct pipeline *p)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->stages[i].crop)
+            return 1;
+    return 0;
+}
+
+int pipeline_prepares(const struct pipeline *p)
+{
+    return p->n_specs > 0 || pipeline_crops(p) || (pipeline_needs(p) & NEED_SIZE);
 }
 
 int pipeline_csv_columns(const struct pipeline *p)
@@ -1327,6 +1409,7 @@ void pipeline_free(struct pipeline *p)
         expr_free(&s->retry_after);
         expr_free(&s->when);
         expr_free(&s->items);
+        expr_free(&s->crop_expr);
         free(s->shown_url);
         for (int k = 0; k < s->n_urls; k++) {
             free(s->urls[k]);

@@ -9,7 +9,15 @@
  *   "input"       "image" (default: the image's base64), or
  *                 {"each": STAGE, "array": KEY, "field": KEY}: one request per element of
  *                 STAGE's result[KEY], sending element[KEY2] as im_str, or
- *                 {"each": STAGE, "items": EXPR}: one per string EXPR yields; results in order
+ *                 {"each": STAGE, "items": EXPR}: one per string EXPR yields; results in order, or
+ *                 {"each": STAGE, "crop": EXPR, "box": "xywh", "normalized": false}: one request
+ *                 per box EXPR yields on STAGE's result (four numbers a box, in the pixels of the
+ *                 image STAGE received: box.h), each cut from the upright original and prepared
+ *                 with this stage's "image"; results in box order
+ *   "image"       how the image is prepared before it is sent (prepare/spec.h): {"max_side": 1024,
+ *                 "format": "jpeg", ...}. Stages with equal specs share one prepared copy
+ *                 (p->specs); without it the file's bytes are sent as they are. In a crop stage it
+ *                 prepares each crop; an "each" stage of elements takes none
  *   "fields"      optional extra request fields: a JSON literal, or {"result_of": STAGE}; a
  *                 one-key object whose key is nearly "result_of" is refused as a typo
  *   "body", "form" the request as a template, or a multipart form (template.h); without them,
@@ -42,6 +50,8 @@
 #include "pipeline/expr.h"
 #include "pipeline/headers.h"
 #include "pipeline/template.h"
+#include "prepare/box.h"
+#include "prepare/spec.h"
 
 #define PIPELINE_MAX_STAGES 64
 #define PIPELINE_MAX_REPLICAS 8       /* URLs of one stage */
@@ -66,6 +76,12 @@ struct stage {
     int replica_base; /* n_urls > 1: its replicas' slots in the shared page (replica.h) */
     enum stage_input input;
     int each_stage; /* INPUT_EACH: source stage */
+    int crop;       /* INPUT_EACH with "crop": its elements are boxes cut from the original */
+    struct expr crop_expr;    /* "crop": the boxes */
+    struct prep_box_spec box; /* "box", "normalized" */
+    int has_image;  /* "image" given: image is the spec */
+    struct prep_spec image;
+    int spec;       /* an image stage's prepared copy: index into p->specs, or -1 (the file as is) */
     char *each_array, *each_field;
     struct stage_field *fields;
     int n_fields;
@@ -106,6 +122,8 @@ struct stage {
 struct pipeline {
     struct stage *stages;
     int n;
+    struct prep_spec specs[PIPELINE_MAX_STAGES]; /* the distinct "image" specs of image stages */
+    int n_specs;
     char *source;            /* file name or "built-in" */
     char *text;              /* the JSON text it was parsed from (what a worker process is sent) */
     size_t text_len;
@@ -155,9 +173,20 @@ int pipeline_adopt_replica(struct pipeline *p, int i, int k, const char *full_ur
 /* Replica k's URL: as sent, or (shown) as messages show it. */
 const char *pipeline_replica_url(const struct stage *s, int k, int shown);
 
-/* What the load stage must make of each image (NEED_B64, NEED_BYTES of template.h): the union
- * of what the bodies of the stages that send the image need. */
+/* What the load stage must make of each image's file as it is (NEED_B64, NEED_BYTES, NEED_SIZE
+ * of template.h): the union of what the bodies of the image stages without "image" need. (When
+ * pipeline_prepares, the loader reads the bytes whatever this says.) */
 unsigned pipeline_needs(const struct pipeline *p);
+
+/* What the bodies of the image stages that send prepared copy k (p->specs[k]) need of it. */
+unsigned pipeline_spec_needs(const struct pipeline *p, int k);
+
+/* 1 when the loader reads images with libvips (prepare.h): a stage has "image", crops, or sends
+ * the file's {{image.width}} or {{image.height}}. */
+int pipeline_prepares(const struct pipeline *p);
+
+/* 1 when a crop stage cuts boxes from the original (whose bytes are then kept until it runs). */
+int pipeline_crops(const struct pipeline *p);
 
 /* Number of stages that are CSV columns. */
 int pipeline_csv_columns(const struct pipeline *p);

@@ -262,6 +262,9 @@ static int add_placeholder(struct cc *c, struct tmpl *t, const char *name, enum 
         return -1;
     } else if (!strcmp(name, "image.mime")) {
         k = T_MIME;
+    } else if (!strcmp(name, "image.width") || !strcmp(name, "image.height")) {
+        k = name[6] == 'w' ? T_WIDTH : T_HEIGHT;
+        c->b->needs |= NEED_SIZE;
     } else if (!strcmp(name, "path")) {
         k = T_PATH;
     } else if (!strcmp(name, "name")) {
@@ -278,7 +281,7 @@ static int add_placeholder(struct cc *c, struct tmpl *t, const char *name, enum 
         c->b->stage_refs |= 1ull << stage;
     }
     /* A whole-string image/mime/path/name is a JSON string: its quotes are fixed text. */
-    int quoted = ctx == C_VALUE && k != T_INDEX && k != T_STAGE; /* (never T_BATCH*) */
+    int quoted = ctx == C_VALUE && k != T_INDEX && k != T_STAGE && k != T_WIDTH && k != T_HEIGHT; /* (never T_BATCH*) */
     if (quoted && add_seg(t, T_TEXT, ctx, "\"", 1, -1))
         return oom(c);
     if (add_seg(t, k, quoted ? C_STRING : ctx, NULL, 0, stage))
@@ -593,9 +596,12 @@ int tmpl_fill(const struct tmpl *t, const struct fill_src *src, struct filled *o
         case T_NAME:
             r = put_text(out, src->name, strlen(src->name), s->ctx, "the file name", err, errlen);
             break;
+        case T_WIDTH:
+        case T_HEIGHT:
         case T_INDEX: {
             char num[24];
-            int l = snprintf(num, sizeof num, "%d", src->index);
+            int l = snprintf(num, sizeof num, "%d",
+                             s->kind == T_INDEX ? src->index : s->kind == T_WIDTH ? src->width : src->height);
             r = put_owned(out, strdup(num), (size_t)l);
             break;
         }

@@ -9,7 +9,9 @@
  *   - "form": {"field": "text", "file": "{{image.file}}"}: multipart/form-data, one part a field;
  *     a {{image.file}} part carries the file's name and type, the others their text.
  * Placeholders: {{image}} (base64 of the image, or of the element in an "each" stage),
- * {{image.bytes}}, {{image.file}}, {{image.mime}}, {{path}}, {{name}}, {{index}} (the element's
+ * {{image.bytes}}, {{image.file}}, {{image.mime}}, {{image.width}} and {{image.height}} (the
+ * pixels of the image sent: a prepared copy's or crop's size, else the file's pixels as stored;
+ * numbers, 0 for an element of an "each" stage), {{path}}, {{name}}, {{index}} (the element's
  * index in an "each" stage, else 0) and {{STAGE}} (an earlier stage's result; inside a string, a
  * string result's text, or another result's JSON text). ${VAR} in a body's text is the
  * environment's value, expanded when the body is compiled.
@@ -25,7 +27,9 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
-enum tseg_kind { T_TEXT, T_B64, T_BYTES, T_MIME, T_PATH, T_NAME, T_INDEX, T_STAGE, T_BATCH, T_BATCH_SIZE };
+enum tseg_kind {
+    T_TEXT, T_B64, T_BYTES, T_MIME, T_WIDTH, T_HEIGHT, T_PATH, T_NAME, T_INDEX, T_STAGE, T_BATCH, T_BATCH_SIZE
+};
 /* How a value is written: as it is, as a JSON value, or as text inside a JSON string. */
 enum tseg_ctx { C_RAW, C_VALUE, C_STRING };
 
@@ -47,6 +51,7 @@ enum body_kind { BODY_SEED, BODY_JSON, BODY_RAW, BODY_FORM };
 /* What a body needs of the image (the loader makes only that). */
 #define NEED_B64 1u
 #define NEED_BYTES 2u
+#define NEED_SIZE 4u  /* {{image.width}}, {{image.height}}: the header is read */
 
 struct form_part {
     char *name;
@@ -110,6 +115,7 @@ struct fill_src {
     const unsigned char *bytes;
     size_t bytes_len;
     const char *mime;
+    int width, height;   /* the image's pixels (0: not known) */
     const char *path;    /* NUL-terminated */
     size_t path_len;
     const char *name;    /* points into path */

@@ -60,6 +60,8 @@ GET_CFG(backoff_max_ms)
 GET_CFG(max_rps)
 GET_CFG(max_image_bytes)
 GET_CFG(max_memory)
+GET_CFG(max_pixels)
+GET_CFG(load_threads)
 GET_CFG(max_answer_bytes)
 GET_CFG(sync_every)
 GET_CFG(drain_timeout_ms)
@@ -98,6 +100,8 @@ static const struct numeric {
     {"max-rps", 0, 0, "0.001", "10000000", "0.0009", "10000001", 1, get_max_rps},
     {"max-image-bytes", 0, 1, "1", NULL, "0", NULL, 0, get_max_image_bytes},
     {"max-memory", 0, 1, "1", NULL, "-1", NULL, 1, get_max_memory},
+    {"max-pixels", 0, 1, "1", NULL, "0", NULL, 0, get_max_pixels},
+    {"load-threads", 0, 1, "1", "4096", "-1", "4097", 1, get_load_threads},
     {"max-answer-bytes", 0, 1, "1", "2147483648", "0", "2147483649", 0, get_max_answer_bytes},
     {"sync-every", 0, 1, "1", NULL, "-1", NULL, 1, get_sync_every},
     {"drain-timeout-ms", 0, 1, "0", "86400000", "-1", "86400001", 0, get_drain_timeout_ms},
@@ -404,7 +408,7 @@ static void test_bench_forwards(void)
                                 "33.5", "--max-image-bytes", "4444", "--extensions", "png,JPG", "--encoder", "libb64",
                                 "--queue-size", "55", "--loops", "2", "--workers", "3", "--server", "https://h:9/v1",
                                 "--max-answer-bytes", "777", "--max-memory", "8888", "--outage-timeout", "9",
-                                "--limit", "66");
+                                "--max-pixels", "5555", "--load-threads", "3", "--limit", "66");
     unsetenv("BENCH_T");
     CHECKF(rc0 == 0, "%s", err);
     if (rc0)
@@ -415,7 +419,7 @@ static void test_bench_forwards(void)
         {"--retries", "7"}, {"--backoff-ms", "11"}, {"--backoff-max-ms", "22"}, {"--max-rps", "33.5"},
         {"--max-image-bytes", "4444"}, {"--extensions", "png,JPG"}, {"--encoder", "libb64"}, {"--queue-size", "55"},
         {"--server", "https://h:9/v1"}, {"--max-images", "66"}, {"--quiet", ""}, {"--max-answer-bytes", "777"},
-        {"--max-memory", "8888"}, {"--outage-timeout", "9"},
+        {"--max-memory", "8888"}, {"--outage-timeout", "9"}, {"--max-pixels", "5555"}, {"--load-threads", "3"},
     };
     static const char *const strategies[] = {"serial", "threads", "processes", "curl-multi", "load=threads+query=processes",
                                              "load=processes+query=curl-multi"};
@@ -502,8 +506,8 @@ static void test_bench_forwards(void)
  * written out here: each must reach it through the configuration frame. */
 static const char *const WORKER_READS[] = {"timeout-ms", "connect-timeout-ms", "retries", "backoff-ms",
                                            "backoff-max-ms", "max-rps", "max-image-bytes", "max-answer-bytes",
-                                           "max-memory", "encoder", "insecure", "cacert", "outage-timeout", "cache",
-                                           NULL};
+                                           "max-memory", "encoder", "insecure", "cacert", "outage-timeout",
+                                           "max-pixels", "load-threads", "cache", NULL};
 
 /* A worker receives every option marked for workers, as its parent had it: a configuration with
  * every one of them set to a value that is not the default goes through ipc_encode_config and
@@ -525,7 +529,8 @@ static void test_worker_config_frame(void)
         {"--workers", "3"}, {"--concurrency", "7"}, {"--loops", "2"}, {"--queue-size", "55"}, {"--timeout-ms", "1234"},
         {"--connect-timeout-ms", "2345"}, {"--retries", "7"}, {"--backoff-ms", "11"}, {"--backoff-max-ms", "22"},
         {"--max-rps", "0.1"}, {"--max-image-bytes", "4444"}, {"--max-answer-bytes", "777"}, {"--max-memory", "8888"},
-        {"--encoder", "libb64"}, {"--drain-timeout-ms", "99"}, {"--outage-timeout", "9"}, {"--quiet", ""},
+        {"--max-pixels", "5555"}, {"--load-threads", "3"}, {"--encoder", "libb64"}, {"--drain-timeout-ms", "99"},
+        {"--outage-timeout", "9"}, {"--quiet", ""},
         {"--insecure", ""}, {"--cacert", ca}, {"--cache", "answers.db"},
     };
     const char *args[2 * sizeof given / sizeof given[0] + 8];
