@@ -9,6 +9,7 @@
  *       stage and the stages that use its result, and nothing else (versioned.py's models change
  *       their answers when given another salt);
  *     - annotate cache stats, and prune --keep-pipelines dropping what a pipeline no longer uses;
+ *     - a stage that sends a prepared copy ("image"): the copy's bytes are the question;
  *     - a read-only store (a read-only bind mount) and a full one (a small tmpfs): one message,
  *       the run goes on, no image fails, the file stays intact (PRAGMA integrity_check);
  *     - credentials (a header's token, a ${VAR} in a URL) never reach the file;
@@ -391,6 +392,37 @@ static void test_added_stage_and_version(void)
     e2e_tree_free(&t);
 }
 
+/* A stage that sends a prepared copy ("image": its bytes are the question): copies of a file are
+ * sent once, a re-run sends nothing, another spec (other bytes) is asked again. */
+static void test_prepared(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(tree_with_copies(&t, "cache-prepared", 6, 6, 13), 0);
+    struct mock_proc s;
+    CU_ASSERT_EQUAL_FATAL(versioned_start(&s), 0);
+    char cfg[700], cache[700], out[8192];
+    snprintf(cfg, sizeof cfg, "%s/p.json", t.base);
+    snprintf(cache, sizeof cache, "%s/answers.db", t.base);
+    static const char *const specs[3] = {"{\"max_side\": 64}", "{\"max_side\": 64}", "{\"max_side\": 32}"};
+    static const long want[3] = {6, 0, 6};
+    for (int k = 0; k < 3; k++) {
+        char text[512], url[200];
+        snprintf(text, sizeof text, "{\"stages\": [{\"name\": \"p\", \"url\": \"/p\", \"image\": %s,"
+                                    " \"body\": \"{{image.bytes}}\"}]}", specs[k]);
+        CU_ASSERT_FATAL(write_file(cfg, text, strlen(text)) == 0);
+        long status = 0;
+        snprintf(url, sizeof url, "%s/stats/reset", s.base_url);
+        http_post(url, "", 0, &status, NULL);
+        const char *extra[] = {"--config", cfg, "--cache", cache, "--strategy", "serial", NULL};
+        int rc = e2e_run(out, sizeof out, tmo(120), t.root, t.csv, s.base_url, extra);
+        long got = versioned_count(&s, "/p");
+        CHECKF(rc == 0 && got == want[k], "run %d (\"image\": %s): exit %d, %ld requests for 6 distinct images, "
+                                          "want %ld: %s", k + 1, specs[k], rc, got, want[k], out);
+    }
+    mock_stop(&s);
+    e2e_tree_free(&t);
+}
+
 /* ---- a store that cannot be written ---- */
 
 /* What the child that ran annotate in its own mount namespace saw. */
@@ -749,6 +781,7 @@ int register_cache(void)
     if (!s || !CU_add_test(s, "copies sent once; a re-run sends nothing", test_copies_and_rerun) ||
         !CU_add_test(s, "a changed file sends only itself", test_changed_file) ||
         !CU_add_test(s, "an added stage, a version bump; stats and prune", test_added_stage_and_version) ||
+        !CU_add_test(s, "prepared images: their bytes are the question", test_prepared) ||
         !CU_add_test(s, "a read-only or full store: told once, the run goes on", test_read_only_and_full) ||
         !CU_add_test(s, "credentials never in the file", test_credentials))
         return -1;
