@@ -92,6 +92,7 @@ int memo_ident(const struct pipeline *p, int s, struct store_ident *id)
     ident_text(&h, "array", st->each_array);
     ident_text(&h, "field", st->each_field);
     ident_text(&h, "items", st->items.text);
+    ident_text(&h, "crop", st->crop ? st->crop_expr.text : NULL);
     ident_text(&h, "result", st->result.text);
     ident_text(&h, "error", st->error.text);
     ident_text(&h, "version", st->version);
