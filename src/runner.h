@@ -29,7 +29,7 @@ struct run_summary {
     int n_batches;
     struct cache_summary { /* --cache (chain/memo.h) */
         int on;            /* a store was used */
-        int off;           /* it turned itself off during the run (told on stderr) */
+        int off;           /* it turned itself off, at the start or during the run (told on stderr) */
         uint64_t hits[64], misses[64]; /* per stage: answered from the store, asked of the server */
     } cache;
 };

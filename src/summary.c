@@ -82,7 +82,7 @@ static void print_cache(FILE *f, const struct config *cfg, const struct run_summ
     for (int i = 0; i < cfg->pipeline->n && i < 64; i++)
         fprintf(f, "%s %s %llu/%llu", i ? "," : "", cfg->pipeline->stages[i].name, (unsigned long long)c->hits[i],
                 (unsigned long long)c->misses[i]);
-    fprintf(f, "%s\n", c->off ? "; the store was turned off during the run (see the message above)" : "");
+    fprintf(f, "%s\n", c->off ? "; the store could not be written, and was not used from then on (see the message above)" : "");
 }
 
 static void add_cache(cJSON *o, const struct config *cfg, const struct run_summary *s)
