@@ -43,6 +43,7 @@
     X(run)        \
     X(pyserver)   \
     X(hardening)  \
+    X(hardening2) \
     X(limit)      \
     X(endpoint)   \
     X(s3)         \

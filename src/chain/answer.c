@@ -69,7 +69,7 @@ int chain_parse_result(const struct stage *st, const char *body, size_t len, cJS
         if (n < 0 || o.n == 0) {
             snprintf(err, errlen, "\"result\" %s%s", n < 0 ? "failed: " : "yielded nothing", n < 0 ? why : "");
             free(o.text);
-            return -1;
+            return n == EXPR_OVER_BUDGET ? EXPR_OVER_BUDGET : -1;
         }
         if (o.n > 1) {
             snprintf(err, errlen, "\"result\" yielded %d values, not one (collect them with [...])", o.n);
@@ -109,7 +109,7 @@ int chain_eval_first(const struct expr *e, const char *body, size_t len, char **
     int n = expr_run(e, body, len, keep_output, &o, err, errlen);
     if (n < 0) {
         free(o.text);
-        return -1;
+        return n == EXPR_OVER_BUDGET ? EXPR_OVER_BUDGET : -1;
     }
     if (o.n == 0 || !o.text || !expr_text_truthy(o.text, o.len)) {
         free(o.text);
@@ -184,8 +184,21 @@ static enum answer_kind status_kind(const struct chain_answer *a, int retry)
  * JSON answers only: a proxy's HTML page is not the model's message. */
 struct said {
     int failed, retry;
-    char msg[200]; /* "error"'s message, or why it failed */
+    int over;      /* an expression ran past its CPU-time budget: final, msg says which */
+    char msg[300]; /* "error"'s message, or why it failed */
 };
+
+/* An expression of the stage ran past its budget (r is EXPR_OVER_BUDGET): the attempt fails
+ * for good, named. Returns 1 then. */
+static int over_budget(struct said *sd, int r, const char *name, const char *why)
+{
+    if (r != EXPR_OVER_BUDGET)
+        return 0;
+    snprintf(sd->msg, sizeof sd->msg, "\"%s\" failed: %.250s", name, why);
+    sd->failed = sd->over = 1;
+    sd->retry = 0;
+    return 1;
+}
 
 static void read_failure(const struct stage *st, const struct chain_answer *a, int ok, struct said *sd,
                          long *retry_after_s)
@@ -196,9 +209,12 @@ static void read_failure(const struct stage *st, const struct chain_answer *a, i
     int json = has_exprs && json_check(body, a->len, why, sizeof why) == 0;
     sd->failed = !ok;
     sd->retry = !ok && retried_status(st, a->status);
+    sd->over = 0;
     sd->msg[0] = 0;
     if (json && st->error.text && !(ok && st->batch_size)) { /* a batch's: read on each element */
         int r = chain_eval_first(&st->error, body, a->len, &v, why, sizeof why);
+        if (over_budget(sd, r, "error", why))
+            return;
         if (r > 0) {
             chain_message_of(v, sd->msg, sizeof sd->msg);
             sd->failed = 1;
@@ -210,11 +226,17 @@ static void read_failure(const struct stage *st, const struct chain_answer *a, i
     if (sd->failed && json && st->retry_if.text) {
         int r = chain_eval_first(&st->retry_if, body, a->len, &v, why, sizeof why);
         free(v);
+        if (over_budget(sd, r, "retry_if", why))
+            return;
         if (r > 0)
             sd->retry = 1;
     }
-    if (sd->failed && sd->retry && json && st->retry_after.text &&
-        chain_eval_first(&st->retry_after, body, a->len, &v, why, sizeof why) > 0) {
+    int r = sd->failed && sd->retry && json && st->retry_after.text
+                ? chain_eval_first(&st->retry_after, body, a->len, &v, why, sizeof why)
+                : 0;
+    if (over_budget(sd, r, "retry_after", why))
+        return;
+    if (r > 0) {
         cJSON *n = cJSON_Parse(v);
         double secs = cJSON_IsNumber(n) ? n->valuedouble : cJSON_IsString(n) ? strtod(n->valuestring, NULL) : -1;
         if (secs >= 0)
@@ -248,6 +270,10 @@ enum answer_kind chain_read_answer(const struct stage *st, const struct chain_an
     int ok = a->status >= 200 && a->status <= 299;
     struct said sd;
     read_failure(st, a, ok, &sd, retry_after_s);
+    if (sd.over) { /* the pipeline's expression, not the answer: no other attempt will do better */
+        snprintf(err, errlen, "%s", sd.msg);
+        return ANSWER_FINAL;
+    }
     if (!ok) {
         status_reason(a, sd.msg, err, errlen);
         return status_kind(a, sd.retry);
@@ -257,7 +283,12 @@ enum answer_kind chain_read_answer(const struct stage *st, const struct chain_an
         return sd.retry ? ANSWER_RETRY : ANSWER_FINAL;
     }
     char why[300];
-    if (chain_parse_result(st, a->body ? a->body : "", a->len, result, why, sizeof why)) {
+    int parsed = chain_parse_result(st, a->body ? a->body : "", a->len, result, why, sizeof why);
+    if (parsed == EXPR_OVER_BUDGET) {
+        snprintf(err, errlen, "%s", why);
+        return ANSWER_FINAL;
+    }
+    if (parsed) {
         char ex[96];
         chain_excerpt(a->body ? a->body : "", a->len, ex, sizeof ex);
         snprintf(err, errlen, "%s: %s", why, ex);

@@ -238,10 +238,21 @@ void batch_done(const struct run *run, struct chain_req *b, const struct span *e
     for (int i = 0; i < b->n_members; i++) {
         struct chain_req *m = b->members[i];
         absorb(m, b);
-        char *v = NULL, why[300], msg[200];
-        if (st->error.text && chain_eval_first(&st->error, el[i].p, el[i].n, &v, why, sizeof why) > 0) {
-            chain_message_of(v, msg, sizeof msg);
+        char *v = NULL, why[300], msg[340];
+        int r = st->error.text ? chain_eval_first(&st->error, el[i].p, el[i].n, &v, why, sizeof why) : 0;
+        if (r > 0 || r == EXPR_OVER_BUDGET) {
+            if (r > 0)
+                chain_message_of(v, msg, sizeof msg);
+            else
+                snprintf(msg, sizeof msg, "\"error\" failed: %s", why);
             free(v);
+            chain_settle(run, m, NULL, msg);
+            continue;
+        }
+        size_t cap = chain_answer_cap(run, m);
+        if (el[i].n > cap) { /* the batch's transfer may hold more; each image's element may not */
+            snprintf(msg, sizeof msg, "the answer's element for this image is larger than --max-answer-bytes (%zu bytes)",
+                     cap);
             chain_settle(run, m, NULL, msg);
             continue;
         }
@@ -254,14 +265,16 @@ void batch_done(const struct run *run, struct chain_req *b, const struct span *e
     chain_req_free(b);
 }
 
-/* A batch the server answered with a final failure: each member goes again alone (to its item's
- * requeue, which chain_next gives out), so that one bad image does not fail the others. */
+/* A batch that failed for good: each member goes again alone (to its item's requeue, which
+ * chain_next gives out), so that one bad image does not fail the others. What it spent in
+ * batches is not charged to the retries it has alone. */
 void batch_split_up(struct chain_req *b)
 {
     for (int i = 0; i < b->n_members; i++) {
         struct chain_req *m = b->members[i];
         absorb(m, b);
         m->alone = 1;
+        m->in_batch = m->attempts;
         m->tk.failed_replica = b->tk.failed_replica;
         m->next = m->it->requeue;
         m->it->requeue = m;

@@ -70,6 +70,8 @@ struct chain_req {
     int sends;            /* times the current attempt went on the wire (libcurl may resend) */
     int busy;             /* attempts an "auto" stage's server refused as busy (429, 503), not
                              charged to the retries (at most CHAIN_BUSY_FREE) */
+    int in_batch;         /* attempts made inside batches that were then split: not charged to
+                             the retries it has alone */
     struct ticket tk;     /* its standing with its stage's endpoint: tokens, slot, replica */
     double t_first;       /* monotonic time of the first attempt */
     double t_attempt;     /* monotonic time of the current attempt */
@@ -77,7 +79,7 @@ struct chain_req {
     uint64_t rng;         /* backoff jitter, seeded from the item and the request */
     struct chain_req **members; /* a batch (see below): the requests of its items, owned */
     int n_members;        /* 0: not a batch */
-    int alone;            /* a member whose batch failed as a whole: it is sent in a batch of its own */
+    int alone;            /* a member whose batch failed for good: it is sent in a batch of its own */
     struct memo_ticket memo; /* the answer store's (chain_memo_look) */
     struct chain_cut *cut; /* not an HTTP request: a crop stage's boxes to cut (see chain_cut_run) */
     struct chain_req *next; /* for the driver's lists */
@@ -159,7 +161,10 @@ void chain_abandon(const struct run *run, struct chain_req *req, const char *why
  *     retried: 401, 403, 404, 405 and Google's 400 API_KEY_INVALID SETUP, the rest FINAL;
  *   - a 2xx whose "error" yields a value other than null or false fails with that value's text
  *     (RETRY when "retry_if" holds, else FINAL); a 2xx whose "result" yields nothing or fails is
- *     garbled, a server fault: RETRY.
+ *     garbled, a server fault: RETRY;
+ *   - an expression ("result", "error", "retry_if", "retry_after") that ran past its CPU-time
+ *     budget (expr.h) is FINAL, its reason naming which and its text: the pipeline's fault, which
+ *     no other attempt mends.
  * *retry_after_s is a wait the "retry_after" expression named (seconds), or -1. st NULL: the
  * seed's stage (.result, no other expression). */
 enum answer_kind chain_read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,
@@ -167,8 +172,9 @@ enum answer_kind chain_read_answer(const struct stage *st, const struct chain_an
 enum answer_kind chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen);
 
 /* Reads a 2xx answer body with stage st's "result" (st NULL: .result): returns 0 and the result
- * (Raw JSON text: the exact bytes for a plain path), or -1 with a reason. (The fuzz target for
- * answers.) */
+ * (Raw JSON text: the exact bytes for a plain path), or -1 with a reason (a garbled answer), or
+ * EXPR_OVER_BUDGET when a jq "result" ran past its CPU-time budget (expr.h: the pipeline's
+ * fault, not the answer's). (The fuzz target for answers.) */
 int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen);
 int chain_parse_result(const struct stage *st, const char *body, size_t len, cJSON **result, char *err,
                        size_t errlen);
@@ -181,6 +187,10 @@ int chain_parse_result(const struct stage *st, const char *body, size_t len, cJS
 
 /* Attempts allowed for a stage's requests: 1 + retries (the stage's override or --retries). */
 int chain_max_attempts(const struct run *run, int stage);
+
+/* The most bytes an answer to req may hold: --max-answer-bytes for each image it carries (a
+ * batch: one per member). req NULL: for one image. */
+size_t chain_answer_cap(const struct run *run, const struct chain_req *req);
 
 /* Backoff before retry number `attempt` (1 = first retry): exponential with full jitter, capped
  * by --backoff-max-ms, and at least the server's Retry-After (seconds; < 0 if none), which is
@@ -200,11 +210,16 @@ size_t chain_req_body_len(const struct chain_req *req);
  * attempt, one slot, one rate-limit token), and those settle its members. Its answer's "result"
  * must be a list with one element per member, in order (else the attempt is retried); each
  * element is that member's result, byte for byte; "error", in a batch stage, is read on each
- * element and fails only its item. A batch the server refuses (a final answer such as 400 or
- * 413, not a set-up error; not retries run out) is split: each member is sent again in a batch
- * of its own, so that one bad image fails alone. After a chain call on a batch, the driver follows up every item of it (take them
- * with chain_req_items before the call): any of them may have moved on. The blocking drivers
- * send batches of one (chain_batch_one): their workers wait for their own image. */
+ * element and fails only its item. A batch's answer may hold --max-answer-bytes for each of its
+ * members (chain_answer_cap), and each element is held to it on its own: an element over it
+ * fails its image alone. A batch that fails for good (a final answer such as 400 or 413, or its
+ * retries run out on a 5xx, a timeout or a wrong count of results) is split: each member is sent
+ * again in a batch of its own, with the retries of a request of its own, so that one bad image
+ * fails alone. Not when the failure is the stage's as a whole: a set-up error, its server down
+ * (the outage breaker, breakers.h), or a run being torn down. After a chain call on a batch,
+ * the driver follows up every item of it (take them with chain_req_items before the call): any
+ * of them may have moved on. The blocking drivers send batches of one (chain_batch_one): their
+ * workers wait for their own image. */
 struct chain_batcher;
 struct chain_batcher *chain_batcher_new(const struct run *run);
 /* Frees the batcher and any batch still gathering (the run is being torn down). */

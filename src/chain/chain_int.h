@@ -46,7 +46,8 @@ void chain_no_row(struct chain_req *req);
 void chain_excerpt(const char *body, size_t len, char *out, size_t outlen);
 
 /* Runs an expression for its first output. Returns 1 with the output's text in *out (malloc'd),
- * 0 when it yields nothing, null or false, -1 when it fails (why in err). */
+ * 0 when it yields nothing, null or false, -1 when it fails (why in err), EXPR_OVER_BUDGET when
+ * it ran past its CPU-time budget (expr.h; err names it). */
 int chain_eval_first(const struct expr *e, const char *body, size_t len, char **out, char *err, size_t errlen);
 
 /* A value's text for a message: a string's content (printable), anything else its JSON. */
@@ -69,7 +70,7 @@ int batch_begin(const struct run *run, struct chain_req *b);
 int batch_split(const struct chain_req *b, const cJSON *result, struct span *el, char *err, size_t errlen);
 /* A batch's answer: each member gets its element, or fails with its element's "error". Frees b. */
 void batch_done(const struct run *run, struct chain_req *b, const struct span *el);
-/* A batch the server answered with a final failure: each member goes again alone. Frees b. */
+/* A batch that failed for good: each member goes again alone. Frees b. */
 void batch_split_up(struct chain_req *b);
 /* Settles every member of batch b with why (no_row: not their images' fault), and frees b. */
 void batch_fail_all(const struct run *run, struct chain_req *b, const char *why, int no_row);

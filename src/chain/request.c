@@ -14,6 +14,13 @@ int chain_max_attempts(const struct run *run, int stage)
     return 1 + (r >= 0 ? r : run->cfg->retries);
 }
 
+size_t chain_answer_cap(const struct run *run, const struct chain_req *req)
+{
+    long cap = run->cfg->max_answer_bytes;
+    size_t one = cap > 0 ? (size_t)cap : (size_t)64 << 20; /* (the option's default) */
+    return one * (size_t)(req && req->n_members > 1 ? req->n_members : 1);
+}
+
 long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng)
 {
     /* The ceiling doubles until --backoff-max-ms, however many retries it takes (2^60 x any
@@ -155,33 +162,37 @@ static void finish_ok(const struct run *run, struct chain_req *req, struct readi
     }
 }
 
-/* 1 when a failed attempt is to be tried again: a retryable kind, within the stage's attempts
- * (or beyond them while the stage's server is down), while the run goes on and some image of
- * the request still matters. An "auto" stage's 429 or 503 is flow control: the adaptive limit
- * went past the server's capacity, which is not the image's fault, so up to CHAIN_BUSY_FREE of
- * them are not charged to its retries. */
+/* 1 when a failed attempt is to be tried again: a retryable kind, or a set-up answer that is not
+ * the image's fault (from a replica while another may answer; one the set-up breaker has yet to
+ * judge), within the stage's attempts (beyond them while the stage's server is down, or while
+ * the set-up breaker judges), while the run goes on and some image of the request still
+ * matters. An "auto" stage's 429 or 503 is flow control: the adaptive limit went past the
+ * server's capacity, which is not the image's fault, so up to CHAIN_BUSY_FREE of them are not
+ * charged to its retries. */
 static int worth_retrying(const struct run *run, struct chain_req *req, const struct reading *rd,
                           const struct chain_answer *a, const struct endpoint_news *news)
 {
-    if (!answer_retryable(rd->kind))
+    if (!answer_retryable(rd->kind) && !news->elsewhere && !news->no_row)
         return 0;
     if (rd->kind == ANSWER_BUSY && a->cc == CURLE_OK && endpoint_adaptive(run, req->stage) &&
         req->busy < CHAIN_BUSY_FREE)
         req->busy++;
-    return (req->attempts - req->busy < chain_max_attempts(run, req->stage) || news->down) &&
+    return (req->attempts - req->busy - req->in_batch < chain_max_attempts(run, req->stage) || news->down ||
+            news->no_row) &&
            run_stop_state(run) != RUN_ABORT && !all_failed(req);
 }
 
-/* The request failed for good. A batch the server refused with a final answer (not a set-up
- * error) is split: each member goes again alone, so that one bad image does not fail the
- * others. */
+/* The request failed for good. A batch of several images is split (each member goes again
+ * alone, so that one bad image does not fail the others) unless the failure is the stage's as
+ * a whole: a set-up error, its server down, or the run torn down. */
 static void finish_failed(const struct run *run, struct chain_req *req, const struct reading *rd,
-                          const struct chain_answer *a)
+                          const struct endpoint_news *news, double now)
 {
     int stopped = run_stop_state(run) == RUN_ABORT;
-    if (answer_retryable(rd->kind) && stopped)
-        chain_no_row(req); /* it would have been retried: not the image's fault */
-    if (req->n_members > 1 && rd->kind == ANSWER_FINAL && a->cc == CURLE_OK && !stopped)
+    if ((answer_retryable(rd->kind) || news->no_row) && stopped)
+        chain_no_row(req); /* it would have been retried, or the set-up is wrong: not the image's fault */
+    int the_stage = news->no_row || endpoint_down_for(run, req->stage, now) > 0;
+    if (req->n_members > 1 && !the_stage && !stopped)
         batch_split_up(req);
     else if (req->n_members)
         batch_fail_all(run, req, rd->err, 0);
@@ -206,12 +217,10 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
         finish_ok(run, req, &rd);
         return CHAIN_DONE;
     }
-    if (news.no_row)
-        chain_no_row(req); /* the stage is not set up for us: the image is not at fault */
     if (worth_retrying(run, req, &rd, a, &news)) {
         *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, rd.retry_after_s, &req->rng) / 1e3;
         return CHAIN_RETRY;
     }
-    finish_failed(run, req, &rd, a);
+    finish_failed(run, req, &rd, &news, now);
     return CHAIN_FAIL;
 }

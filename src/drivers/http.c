@@ -201,7 +201,8 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
     long timeout = st->timeout_ms > 0 ? st->timeout_ms : cfg->timeout_ms;
     resp->len = 0;
     resp->refused = 0;
-    resp->limit = cfg->max_answer_bytes > 0 ? (size_t)cfg->max_answer_bytes : (size_t)64 << 20;
+    resp->limit = chain_answer_cap(run, req); /* a batch's: the cap for each of its images */
+    resp->images = req->n_members > 1 ? req->n_members : 1;
     if (resp->data)
         resp->data[0] = 0;
     errbuf[0] = 0;
@@ -253,7 +254,11 @@ void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a)
     a->len = slot->resp.len;
     a->curl_err = slot->errbuf;
     a->retry_after_s = http_retry_after(slot->h);
-    if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 1)
+    if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 1 && slot->resp.images > 1)
+        snprintf(slot->errbuf, sizeof slot->errbuf,
+                 "the answer is larger than --max-answer-bytes for each of its %d images (%zu bytes)",
+                 slot->resp.images, slot->resp.limit);
+    else if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 1)
         snprintf(slot->errbuf, sizeof slot->errbuf, "the answer is larger than --max-answer-bytes (%zu bytes)",
                  slot->resp.limit);
     else if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 2)

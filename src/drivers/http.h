@@ -13,7 +13,9 @@
 struct http_buf {
     char *data;
     size_t len, cap;
-    size_t limit;  /* an answer: more than this is refused (--max-answer-bytes) */
+    size_t limit;  /* an answer: more than this is refused (--max-answer-bytes, for each image
+                      of a batch) */
+    int images;    /* how many images that limit is for */
     int refused;   /* 1: over the limit; 2: out of memory */
 };
 

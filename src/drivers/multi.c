@@ -10,7 +10,8 @@
  * stage's list, holding no request slot, and the stage's next free slot goes to the first in that
  * list (in arrival order). A request of a stage with "batch" goes to the loop's
  * batcher first (chain.h), and what leaves it is a batch, scheduled as one request: full, or
- * after its stage's max_wait_ms (a timer like the others). Each attempt begins and ends through the same
+ * after its stage's max_wait_ms (a timer like the others), or at once on a stop (Ctrl-C) or
+ * when the input is done. Each attempt begins and ends through the same
  * chain_attempt_begin / chain_attempt_end as the blocking driver: this file only decides when.
  * Easy handles are pooled and reused. */
 #include "drivers/backend.h"
@@ -546,6 +547,16 @@ static int take_image(struct multi *x)
     return 1;
 }
 
+/* Starts the gathering batches that are due: full, or their oldest item has waited its stage's
+ * max_wait_ms; on a stop, or once the input is done, every one, since no image will come to
+ * fill them. */
+static void send_due_batches(struct multi *x, double now)
+{
+    int flush = x->input_done || exec_stopping(x->run);
+    for (struct chain_req *b; x->in_curl < x->cap && (b = chain_batch_due(x->batcher, now, flush));)
+        start(x, b);
+}
+
 /* Starts requests and takes images until the cap is reached or nothing is ready. */
 static void top_up(struct multi *x)
 {
@@ -560,8 +571,7 @@ static void top_up(struct multi *x)
     twins_again(x, 0);
     while (x->timers.n && timers_next(&x->timers) <= now && x->in_curl < x->cap)
         start(x, timers_pop(&x->timers, NULL));
-    for (struct chain_req *b; x->in_curl < x->cap && (b = chain_batch_due(x->batcher, now, 0));)
-        start(x, b);
+    send_due_batches(x, now);
     while (x->in_curl < x->cap) {
         struct chain_req *r = next_waiting(x); /* those that waited for a slot go first */
         if (r)
@@ -571,6 +581,7 @@ static void top_up(struct multi *x)
         else if (!take_image(x))
             break;
     }
+    send_due_batches(x, now); /* what just gathered, when the input has just ended */
 }
 
 static void *loop(void *arg)

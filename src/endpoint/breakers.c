@@ -6,15 +6,24 @@
 #include "endpoint/shared.h"
 #include "pipeline/pipeline.h"
 
-void outage_note(const struct run *run, int s, uint64_t id, const struct attempt_report *r, double now)
+/* 1 when a failure says no server is there to answer (breakers.h), not that one answered. */
+static int no_service(const struct attempt_report *r)
+{
+    if (r->kind != ANSWER_BUSY && r->kind != ANSWER_DOWN)
+        return 0;
+    return r->cc != 0 || r->status == 429 || r->status == 502 || r->status == 503 || r->status == 504;
+}
+
+void outage_note(const struct run *run, int s, uint64_t id, const struct attempt_report *r, int alone, double now)
 {
     struct shared_stage *d = &run->shared->stage[s];
-    if (r->kind != ANSWER_BUSY && r->kind != ANSWER_DOWN) {
-        /* An answer that is not an outage's: the server is up. (No answer of another kind, a
-         * name that did not resolve say, says nothing either way.) */
-        if ((r->kind == ANSWER_OK || r->cc == 0) && atomic_load_explicit(&d->fails_in_row, memory_order_relaxed)) {
+    if (!no_service(r)) {
+        /* An answer of the server's own, a 500 included: it is up. (No answer of another kind,
+         * a name that did not resolve say, says nothing either way.) */
+        if (r->cc == 0 && atomic_load_explicit(&d->fails_in_row, memory_order_relaxed)) {
             atomic_store(&d->fails_in_row, 0);
             atomic_store(&d->fail_reqs, 0);
+            atomic_store(&d->lone_fails, 0);
             atomic_store(&d->last_fail_req, 0);
             atomic_store(&d->down_since_ms, 0);
         }
@@ -23,8 +32,9 @@ void outage_note(const struct run *run, int s, uint64_t id, const struct attempt
     int n = atomic_fetch_add(&d->fails_in_row, 1) + 1;
     int k = atomic_exchange(&d->last_fail_req, id) != id ? atomic_fetch_add(&d->fail_reqs, 1) + 1
                                                         : atomic_load(&d->fail_reqs);
+    int lone = alone ? atomic_fetch_add(&d->lone_fails, 1) + 1 : atomic_load(&d->lone_fails);
     int64_t zero = 0;
-    if (n >= OUTAGE_ATTEMPTS && k >= OUTAGE_REQUESTS)
+    if (n >= OUTAGE_ATTEMPTS && (k >= OUTAGE_REQUESTS || lone >= OUTAGE_ATTEMPTS))
         atomic_compare_exchange_strong(&d->down_since_ms, &zero, (int64_t)(now * 1000) | 1);
 }
 
@@ -55,9 +65,9 @@ static void stop_on_setup_error(const struct run *run, int s, const struct attem
     run_abort(run);
 }
 
-int setup_note(const struct run *run, int s, const struct attempt_report *r)
+int setup_note(const struct run *run, struct ticket *t, const struct attempt_report *r, int alone)
 {
-    struct shared_stage *d = &run->shared->stage[s];
+    struct shared_stage *d = &run->shared->stage[t->stage];
     if (r->kind != ANSWER_SETUP) {
         if ((r->cc == 0 || r->kind == ANSWER_OK) && !atomic_load_explicit(&d->answered, memory_order_relaxed))
             atomic_store(&d->answered, 1);
@@ -65,7 +75,10 @@ int setup_note(const struct run *run, int s, const struct attempt_report *r)
     }
     if (atomic_load(&d->answered))
         return 0; /* it has answered as a server set up for us: this one is about the image */
+    if (!alone && t->setup_counted)
+        return 1; /* counted once: the others on the wire will say whether the stage is wrong */
+    t->setup_counted = 1;
     if (atomic_fetch_add(&d->setup_fails, 1) + 1 >= SETUP_FAILS)
-        stop_on_setup_error(run, s, r);
+        stop_on_setup_error(run, t->stage, r);
     return 1;
 }

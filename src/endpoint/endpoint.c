@@ -30,8 +30,45 @@ static enum admit take_tokens(const struct run *run, struct ticket *t, double no
     return ADMIT_GO;
 }
 
+/* A request whose 401 came with the stage's header files unchanged waits for them to change,
+ * re-read every ENDPOINT_CRED_POLL_MS, while the stage's wait runs (endpoint.h). 1 when the
+ * attempt may go, 0 with *until when it waits. */
+static int credentials_ready(const struct run *run, struct ticket *t, double now, double *until)
+{
+    if (!t->cred_wait)
+        return 1;
+    int64_t since = atomic_load(&run->shared->stage[t->stage].unauth_since_ms);
+    if (since && now * 1000 - (double)since < ENDPOINT_CRED_WAIT_MS &&
+        !pipeline_refresh_headers(run->p, t->stage, t->header_gen)) {
+        *until = now + ENDPOINT_CRED_POLL_MS / 1e3;
+        return 0;
+    }
+    t->cred_wait = 0; /* they changed, the stage has answered since, or the wait is over */
+    return 1;
+}
+
+/* The attempt goes on the wire, or comes off it: counted per stage, so that the outage breaker
+ * knows a request that was alone. Off: 1 when it was the stage's only attempt on the wire. */
+static void wire_on(const struct run *run, struct ticket *t)
+{
+    if (!t->on_wire) {
+        t->on_wire = 1;
+        atomic_fetch_add(&run->shared->stage[t->stage].on_wire, 1);
+    }
+}
+
+static int wire_off(const struct run *run, struct ticket *t)
+{
+    if (!t->on_wire)
+        return 0;
+    t->on_wire = 0;
+    return atomic_fetch_sub(&run->shared->stage[t->stage].on_wire, 1) == 1;
+}
+
 enum admit endpoint_admit(const struct run *run, struct ticket *t, double now, double *until, int behind)
 {
+    if (!credentials_ready(run, t, now, until))
+        return ADMIT_WAIT;
     enum admit a = take_tokens(run, t, now, until);
     if (a != ADMIT_GO)
         return a;
@@ -41,6 +78,7 @@ enum admit endpoint_admit(const struct run *run, struct ticket *t, double now, d
         t->slot = 1;
     }
     replica_pick(run, t, now);
+    wire_on(run, t);
     t->t_sent = now;
     return ADMIT_GO;
 }
@@ -73,32 +111,54 @@ static void release(const struct run *run, struct ticket *t, double now, enum li
     t->tokens = 0;
 }
 
-/* A 401 from a stage whose headers come from files: read them again once for this request.
- * 1 when they changed, so that retrying at once is worth it. */
-static int renew_credentials(const struct run *run, struct ticket *t, const struct attempt_report *r)
+/* A 401 from a stage whose headers come from files: read them again (endpoint.h). 1 when the
+ * request is worth another attempt at once: they changed, or, for a stage that was answering,
+ * they may yet (the attempt then waits for them in endpoint_admit), within the stage's wait.
+ * A good answer ends the stage's wait. */
+static int renew_credentials(const struct run *run, struct ticket *t, const struct attempt_report *r, double now)
 {
-    if (r->cc != 0 || r->status != 401 || t->reauth || !run->p->stages[t->stage].file_headers)
+    struct shared_stage *d = &run->shared->stage[t->stage];
+    if (r->kind == ANSWER_OK && atomic_load_explicit(&d->unauth_since_ms, memory_order_relaxed))
+        atomic_store(&d->unauth_since_ms, 0);
+    if (r->cc != 0 || r->status != 401 || !run->p->stages[t->stage].file_headers)
         return 0;
-    t->reauth = 1;
-    return pipeline_refresh_headers(run->p, t->stage, t->header_gen);
+    if (!atomic_load(&d->answered)) { /* a set-up error, unless the files say otherwise now */
+        if (t->reauth)
+            return 0;
+        t->reauth = 1;
+        return pipeline_refresh_headers(run->p, t->stage, t->header_gen);
+    }
+    int64_t ms = (int64_t)(now * 1000) | 1, since = 0;
+    if (atomic_compare_exchange_strong(&d->unauth_since_ms, &since, ms))
+        since = ms; /* the stage's first 401 since it last answered well */
+    if (ms - since >= ENDPOINT_CRED_WAIT_MS)
+        return 0; /* waited long enough: the 401 stands */
+    if (!pipeline_refresh_headers(run->p, t->stage, t->header_gen))
+        t->cred_wait = 1; /* the files lag the server's rotation: wait for them */
+    return 1;
 }
 
 struct endpoint_news endpoint_done(const struct run *run, struct ticket *t, const struct attempt_report *r,
                                    double now)
 {
     struct endpoint_news news = {0};
+    int alone = wire_off(run, t);
     release(run, t, now, capacity_signal(r));
     replica_note(run, t, r, now);
-    if ((news.reauth = renew_credentials(run, t, r)))
+    if ((news.reauth = renew_credentials(run, t, r, now)))
         return news;
-    outage_note(run, t->stage, t->id, r, now);
-    news.no_row = setup_note(run, t->stage, r);
+    outage_note(run, t->stage, t->id, r, alone, now);
+    if (r->kind == ANSWER_SETUP && replica_elsewhere(run, t, r, now))
+        news.elsewhere = 1; /* that replica's fault, not the stage's: no set-up error */
+    else
+        news.no_row = setup_note(run, t, r, alone);
     news.down = (r->kind == ANSWER_BUSY || r->kind == ANSWER_DOWN) && outage_waiting(run, t->stage, now);
     return news;
 }
 
 void endpoint_cancel(const struct run *run, struct ticket *t)
 {
+    wire_off(run, t);
     if (t->slot)
         limit_release(run->shared, run->holder, t->stage, t->t_sent, t->t_sent, LIMIT_IGNORE);
     t->slot = 0;

@@ -70,6 +70,16 @@ static void eject(struct shared_replica *all, int n, int k, double now)
     atomic_store(&r->fails_in_row, REPLICA_EJECT_AFTER - 1); /* back in: one more failure ejects it again */
 }
 
+/* An answer that says its replica is wrong, not the image (replicas.h). */
+static int replica_fault(const struct attempt_report *r)
+{
+    if (r->kind == ANSWER_BUSY || r->kind == ANSWER_DOWN)
+        return 1;
+    if (r->kind == ANSWER_RETRY)
+        return r->cc == 0 && r->status >= 200 && r->status <= 299; /* garbled */
+    return r->kind == ANSWER_SETUP && (r->cc != 0 || r->status == 404 || r->status == 405);
+}
+
 void replica_note(const struct run *run, struct ticket *t, const struct attempt_report *rep, double now)
 {
     int n;
@@ -80,14 +90,30 @@ void replica_note(const struct run *run, struct ticket *t, const struct attempt_
     replica_forget(run, t);
     atomic_fetch_add(&r->attempts, 1);
     hist_add(&r->latency_us, (uint64_t)((now - t->t_sent) * 1e6));
-    int down = rep->kind == ANSWER_BUSY || rep->kind == ANSWER_DOWN;
-    t->failed_replica = down ? t->replica : -1;
+    int fault = replica_fault(rep);
+    t->failed_replica = fault ? t->replica : -1;
     if (rep->kind == ANSWER_OK) {
         atomic_store(&r->fails_in_row, 0);
         atomic_store(&r->ejections, 0);
+        atomic_store(&r->setup_bad, 0);
         return;
     }
     atomic_fetch_add(&r->errors, 1);
-    if (down && atomic_fetch_add(&r->fails_in_row, 1) + 1 >= REPLICA_EJECT_AFTER)
+    if (fault && rep->kind == ANSWER_SETUP)
+        atomic_store(&r->setup_bad, 1);
+    if (fault && atomic_fetch_add(&r->fails_in_row, 1) + 1 >= REPLICA_EJECT_AFTER)
         eject(all, n, t->replica, now);
+}
+
+int replica_elsewhere(const struct run *run, const struct ticket *t, const struct attempt_report *rep, double now)
+{
+    int n;
+    struct shared_replica *all = replicas_of(run, t->stage, &n);
+    if (!all || !replica_fault(rep))
+        return 0;
+    int64_t ms = (int64_t)(now * 1000);
+    for (int k = 0; k < n; k++)
+        if (k != t->replica && !atomic_load(&all[k].setup_bad) && atomic_load(&all[k].ejected_until_ms) <= ms)
+            return 1;
+    return 0;
 }

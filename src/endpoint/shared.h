@@ -48,13 +48,19 @@ struct shared_page {
     struct shared_stage {
         _Atomic int answered;    /* the stage's server has answered as a server that is set up */
         _Atomic int setup_fails; /* final failures that say it is not (401, 404, a bad certificate) */
-        /* The outage detector (chain.c): failed attempts of the kind an outage gives, in a row,
-         * by how many different requests, the last of them, and since when the stage has been
-         * down (monotonic ms; 0: up). */
+        /* The outage breaker (breakers.h): failed attempts of the kind an outage gives, in a
+         * row, by how many different requests, how many of them came from a request alone on
+         * the wire, the last request, and since when the stage has been down (monotonic ms; 0:
+         * up). */
         _Atomic int fails_in_row;
         _Atomic int fail_reqs;
+        _Atomic int lone_fails;
         _Atomic uint64_t last_fail_req;
         _Atomic int64_t down_since_ms;
+        _Atomic int on_wire;          /* the stage's attempts on the wire (endpoint.c); one of a
+                                       * worker process killed on the wire stays counted, and the
+                                       * outage breaker then waits for a second request */
+        _Atomic int64_t unauth_since_ms; /* the first 401 since its last good answer (endpoint.c) */
         /* A batch stage's HTTP attempts and the items they carried (chain.c), for the summary. */
         _Atomic uint64_t batch_sends, batch_items;
         /* --cache (chain/memo.c): requests answered from the store, and requests asked of the
@@ -67,7 +73,9 @@ struct shared_page {
      * chooses by and ejects with, and what the summary reports. */
     struct shared_replica {
         _Atomic int outstanding;        /* attempts on the wire to it */
-        _Atomic int fails_in_row;       /* attempts that failed the outage way, in a row */
+        _Atomic int fails_in_row;       /* attempts it failed (replicas.h), in a row */
+        _Atomic int setup_bad;          /* it answered as a server not set up for the stage,
+                                           and has not answered well since */
         _Atomic int64_t ejected_until_ms; /* monotonic ms; 0: in rotation */
         _Atomic int ejections;          /* times ejected since it last answered well */
         _Atomic int ejected_total;

@@ -45,9 +45,13 @@ struct ticket {
     unsigned char tokens; /* rate tokens taken for this attempt: 0, 1 (the stage's), 2 (both) */
     unsigned char slot;   /* holds a slot of its stage's concurrency */
     unsigned char on_replica; /* counted as outstanding at replica */
+    unsigned char on_wire;    /* counted among its stage's attempts on the wire */
     unsigned char reauth; /* a 401 has made the stage's header files be read again for it */
+    unsigned char cred_wait; /* a 401 came with those files unchanged: the next attempt waits for
+                              * them to change (see endpoint_admit) */
+    unsigned char setup_counted; /* its set-up answer has been counted by the set-up breaker */
     int replica;          /* the stage's URL this attempt goes to (0 without replicas) */
-    int failed_replica;   /* the one the last attempt failed on the down way, or -1: a retry
+    int failed_replica;   /* the one the last attempt failed on (replicas.h), or -1: a retry
                            * goes elsewhere when it can */
     unsigned header_gen;  /* the generation of the stage's headers the attempt was sent with */
     double t_sent;        /* when the admitted attempt went */

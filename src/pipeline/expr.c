@@ -2,11 +2,16 @@
 #include "pipeline/expr.h"
 
 #include <jq.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 struct jq_pool {
     pthread_mutex_t mu;
@@ -139,6 +144,97 @@ void expr_free(struct expr *e)
     memset(e, 0, sizeof *e);
 }
 
+/* ---- the CPU-time budget of a jq run (see expr.h) ---- */
+
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
+/* The signal of the budget timers: a real-time one nothing else in the program uses. */
+#define BUDGET_SIGNAL (SIGRTMIN + 4)
+
+/* This thread's budget timer, and the state it evaluates under it (NULL between runs). The
+ * handler runs on this thread, between two of its instructions: it reads only these. */
+static _Thread_local timer_t budget_timer;
+static _Thread_local int budget_made;          /* 1: made; -1: cannot be made */
+static _Thread_local _Atomic(jq_state *) budgeted;
+static _Thread_local volatile sig_atomic_t budget_tripped;
+
+static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
+static pthread_key_t budget_key;  /* deletes a thread's timer when the thread ends */
+static int budget_ready;          /* the handler and the key are set up */
+static atomic_int budget_warned;
+
+/* The timer's signal: stop the jq program this thread is running, at its next instruction.
+ * jq_halted and jq_halt only read and set fields of the state (jv_invalid allocates nothing). */
+static void on_budget(int sig)
+{
+    (void)sig;
+    jq_state *jq = atomic_load_explicit(&budgeted, memory_order_relaxed);
+    if (jq && !jq_halted(jq)) {
+        jq_halt(jq, jv_invalid(), jv_invalid());
+        budget_tripped = 1;
+    }
+}
+
+static void delete_timer(void *arg)
+{
+    timer_delete(*(timer_t *)arg);
+}
+
+static void budget_setup(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_budget;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    budget_ready = sigaction(BUDGET_SIGNAL, &sa, NULL) == 0 && pthread_key_create(&budget_key, delete_timer) == 0;
+}
+
+/* This thread's timer, made at its first jq run. 0, or -1 when there is none (said once). */
+static int budget_timer_get(void)
+{
+    if (!budget_made) {
+        pthread_once(&budget_once, budget_setup);
+        struct sigevent sev = {0};
+        sev.sigev_notify = SIGEV_THREAD_ID;
+        sev.sigev_signo = BUDGET_SIGNAL;
+        sev.sigev_notify_thread_id = gettid();
+        budget_made = budget_ready && timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &budget_timer) == 0 ? 1 : -1;
+        if (budget_made > 0) {
+            pthread_setspecific(budget_key, &budget_timer);
+            sigset_t set; /* a thread that blocks signals still takes this one */
+            sigemptyset(&set);
+            sigaddset(&set, BUDGET_SIGNAL);
+            pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        }
+        else if (!atomic_exchange(&budget_warned, 1))
+            fprintf(stderr, "annotate: no CPU-time timer for jq expressions (%s): they run unbounded\n",
+                    strerror(errno));
+    }
+    return budget_made > 0 ? 0 : -1;
+}
+
+/* Arms this thread's budget of ms around jq's evaluation of jq (NULL: disarms it). */
+static void budget_arm(jq_state *jq, long ms)
+{
+    if (budget_timer_get())
+        return;
+    struct itimerspec its = {{0, 0}, {0, 0}};
+    if (jq) {
+        budget_tripped = 0;
+        atomic_store_explicit(&budgeted, jq, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+        its.it_value.tv_sec = ms / 1000;
+        its.it_value.tv_nsec = ms % 1000 * 1000000L;
+    }
+    timer_settime(budget_timer, 0, &its, NULL);
+    if (!jq) {
+        atomic_signal_fence(memory_order_seq_cst);
+        atomic_store_explicit(&budgeted, NULL, memory_order_relaxed);
+    }
+}
+
 /* jq's message for an invalid value, into err (at most a line of it). */
 static void jq_message(jq_state *jq, jv v, char *err, size_t errlen)
 {
@@ -175,13 +271,18 @@ static int run_jq(const struct expr *e, const char *json, size_t len, expr_out o
         pool_give(e->pool, jq);
         return -1;
     }
-    jq_start(jq, in, 0);
+    long budget_ms = EXPR_CPU_BUDGET_MS + (long)(len / EXPR_CPU_BYTES_PER_MS);
+    jq_start(jq, in, 0); /* (which also clears a halt of the state's last run) */
+    budget_arm(jq, budget_ms);
     for (;;) {
         jv v = jq_next(jq);
         if (!jv_is_valid(v)) {
             /* After an invalid, jq_next must not be called again (it asserts): the next run
              * starts with jq_start. */
-            if (jv_invalid_has_msg(jv_copy(v)) || jq_halted(jq)) {
+            if (budget_tripped) {
+                jv_free(v);
+                n = EXPR_OVER_BUDGET;
+            } else if (jv_invalid_has_msg(jv_copy(v)) || jq_halted(jq)) {
                 jq_message(jq, v, err, errlen);
                 n = -1;
             } else {
@@ -198,6 +299,10 @@ static int run_jq(const struct expr *e, const char *json, size_t len, expr_out o
         }
         n++;
     }
+    budget_arm(NULL, 0);
+    if (n == EXPR_OVER_BUDGET)
+        snprintf(err, errlen, "jq: %.120s%s ran past its CPU-time budget (%ld ms) and was stopped", e->text,
+                 strlen(e->text) > 120 ? "..." : "", budget_ms);
     pool_give(e->pool, jq);
     return n;
 }

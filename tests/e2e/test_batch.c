@@ -6,15 +6,20 @@
  *     strategy; under curl-multi the mock saw several items per request;
  *   - a template batch ({"instances": "{{batch}}"}, item {"name": "{{name}}", "b64": "{{image}}"})
  *     against tests/servers/batchy.py: results are the answer's elements; a per-item "error"
- *     fails only its image; a batch refused as a whole (400) is split, so that only the bad
- *     image fails; an answer with the wrong number of results is retried, then fails;
+ *     fails only its image; a batch refused as a whole (400), or whose retries run out (a 500
+ *     for one image in it, an answer that leaves one image out), is split, so that only the bad
+ *     image fails; an answer with the wrong number of results is retried, split, then fails;
+ *     --max-answer-bytes holds per image (a batch's answer may hold it for each); the last
+ *     batch goes as soon as the folder is done, and a batch still gathering goes on Ctrl-C;
  *   - the load-time errors (exit 2). */
 #include <CUnit/CUnit.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 
+#include "batchy.h"
 #include "check.h"
 #include "e2e.h"
 #include "common/json.h"
@@ -125,139 +130,21 @@ static void test_concurrent(void)
     run_generated("batch-threads", 200, threads, 1);
 }
 
-/* ---- against tests/servers/batchy.py ---- */
+/* ---- against tests/servers/batchy.py (batchy.h) ---- */
 
-static int batchy_start(struct mock_proc *m)
-{
-    const char *script = "tests/servers/batchy.py";
-    struct stat sb;
-    if (stat(script, &sb) != 0)
-        script = "../tests/servers/batchy.py";
-    const char *argv[] = {"python3", script, NULL};
-    return listener_start(m, argv, 0);
-}
-
-/* n files img000.png.. (3 bytes apart in size), and "bad" ones at the indexes in bad[]. */
-static int make_tree(const char *root, int n, const int *bad, int n_bad)
-{
-    if (mkdir(root, 0755) != 0)
-        return -1;
-    for (int i = 0; i < n; i++) {
-        int is_bad = 0;
-        for (int k = 0; k < n_bad; k++)
-            is_bad |= bad[k] == i;
-        char p[700], data[400];
-        snprintf(p, sizeof p, "%s/%s%03d.png", root, is_bad ? "bad" : "img", i);
-        memset(data, 'a' + i % 26, sizeof data);
-        if (write_file(p, data, (size_t)(30 + i * 3)) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* A fresh directory from tmpl (mkdtemp's XXXXXX), with its tree of n files (bad[] as make_tree
- * has them) and the names of the run's files in it. 0 or -1. */
-static int batch_dirs(char *base, char *root, char *csv, char *cfg, size_t len, int n, const int *bad, int n_bad)
-{
-    if (!mkdtemp(base))
-        return -1;
-    snprintf(root, len, "%s/t", base);
-    snprintf(csv, len, "%s/r.csv", base);
-    snprintf(cfg, len, "%s/p.json", base);
-    return make_tree(root, n, bad, n_bad);
-}
-
-static int write_template(const char *path, const char *endpoint, const char *base)
-{
-    char text[1024];
-    snprintf(text, sizeof text,
-             "{\"stages\": [{\"name\": \"m\", \"url\": \"%s%s\", \"retries\": 2,"
-             " \"body\": {\"instances\": \"{{batch}}\", \"n\": \"{{batch.size}}\"},"
-             " \"batch\": {\"size\": 8, \"max_wait_ms\": 50, \"item\": {\"name\": \"{{name}}\", \"b64\": \"{{image}}\"}},"
-             " \"result\": \".predictions\", \"error\": \".error\"}]}",
-             base, endpoint);
-    return write_file(path, text, strlen(text));
-}
-
-/* The row of file name in the CSV (path, status, m, error, attempts, elapsed_ms), or NULL. */
-static const struct e2e_row *row_of(const struct e2e_csv *c, const char *name)
-{
-    for (size_t i = 0; i < c->n; i++) {
-        const char *slash = strrchr(c->rows[i].f[0].s, '/');
-        if (slash && !strcmp(slash + 1, name))
-            return &c->rows[i];
-    }
-    return NULL;
-}
-
-/* Runs the template pipeline on endpoint over n files with bad[]; checks each row: the bad ones
- * failed with want_bad in the error (or, want_bad NULL, every row failed with want_all), the
- * others ok with {"name":N,"len":L}. Returns the server's stats. */
+/* A batch of 8 on batchy.py's endpoint over n files, bad[] the bad ones. */
 static cJSON *run_template(const char *endpoint, int n, const int *bad, int n_bad, const char *want_bad,
                            const char *want_all)
 {
-    struct mock_proc srv;
-    if (batchy_start(&srv) != 0) {
-        CU_FAIL("tests/servers/batchy.py did not start");
-        return NULL;
-    }
-    char base[] = "/tmp/annotate-batch-XXXXXX", root[600], csv[600], cfg[600];
-    CU_ASSERT_EQUAL_FATAL(batch_dirs(base, root, csv, cfg, sizeof root, n, bad, n_bad), 0);
-    CU_ASSERT_EQUAL_FATAL(write_template(cfg, endpoint, srv.base_url), 0);
-    char out[8192];
-    const char *extra[] = {"--config", cfg, "--concurrency", "4", "--backoff-ms", "1", "--backoff-max-ms", "5", NULL};
-    int rc = e2e_run(out, sizeof out, tmo(60), root, csv, srv.base_url, extra);
-    CHECKF(rc == (n_bad || want_all ? 1 : 0), "%s: exit %d: %s", endpoint, rc, out);
-    struct e2e_csv c;
-    CU_ASSERT_EQUAL_FATAL(e2e_csv_read(csv, &c), 0);
-    CHECKF(c.n == (size_t)n, "%s: %zu rows for %d files", endpoint, c.n, n);
-    for (int i = 0; i < n; i++) {
-        int is_bad = 0;
-        for (int k = 0; k < n_bad; k++)
-            is_bad |= bad[k] == i;
-        char name[32], cell[160];
-        snprintf(name, sizeof name, "%s%03d.png", is_bad ? "bad" : "img", i);
-        const struct e2e_row *r = row_of(&c, name);
-        CHECKF(r != NULL && r->n >= 4, "%s: no row for %s", endpoint, name);
-        if (!r || r->n < 4)
-            continue;
-        if (want_all) {
-            CHECKF(!strcmp(r->f[1].s, "failed") && strstr(r->f[3].s, want_all), "%s: %s: %s %s", endpoint, name,
-                   r->f[1].s, r->f[3].s);
-        } else if (is_bad) {
-            CHECKF(!strcmp(r->f[1].s, "failed") && strstr(r->f[3].s, want_bad) && !r->f[2].s[0], "%s: %s: %s %s",
-                   endpoint, name, r->f[1].s, r->f[3].s);
-        } else {
-            /* base64 of 30 + 3i bytes: 4 * ceil(len / 3) characters */
-            snprintf(cell, sizeof cell, "{\"name\": \"%s\", \"len\": %d}", name, 4 * ((30 + i * 3 + 2) / 3));
-            CHECKF(!strcmp(r->f[1].s, "ok") && !strcmp(r->f[2].s, cell), "%s: %s: %s [%s] want [%s]", endpoint, name,
-                   r->f[1].s, r->f[2].s, cell);
-        }
-    }
-    e2e_csv_free(&c);
-    char url[200];
-    snprintf(url, sizeof url, "%s/stats", srv.base_url);
-    long status = 0;
-    char *resp = NULL;
-    http_request(url, NULL, NULL, 0, &status, &resp, NULL);
-    cJSON *stats = resp ? cJSON_Parse(resp) : NULL;
-    free(resp);
-    mock_stop(&srv);
-    tree_rm(base);
-    return stats;
-}
-
-static long stat_of(const cJSON *s, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, k);
-    return cJSON_IsNumber(v) ? (long)v->valuedouble : -1;
+    struct batchy_case c = {endpoint, n, bad, n_bad, want_bad, want_all, .batch = 8};
+    return batchy_run(&c);
 }
 
 static void test_template_results(void)
 {
     cJSON *s = run_template("/ok", 40, NULL, 0, NULL, NULL);
-    CHECKF(s && stat_of(s, "items") == 40 && stat_of(s, "requests") <= 20, "40 items in %ld requests",
-           stat_of(s, "requests"));
+    CHECKF(s && batchy_stat(s, "items") == 40 && batchy_stat(s, "requests") <= 20, "40 items in %ld requests",
+           batchy_stat(s, "requests"));
     cJSON_Delete(s);
 }
 
@@ -265,7 +152,7 @@ static void test_per_item_error(void)
 {
     const int bad[] = {3, 17};
     cJSON *s = run_template("/perr", 40, bad, 2, "refused bad", NULL);
-    CHECKF(s && stat_of(s, "items") == 40, "the per-item errors were retried: %ld items", stat_of(s, "items"));
+    CHECKF(s && batchy_stat(s, "items") == 40, "the per-item errors were retried: %ld items", batchy_stat(s, "items"));
     cJSON_Delete(s);
 }
 
@@ -274,20 +161,109 @@ static void test_split(void)
     const int bad[] = {5};
     cJSON *s = run_template("/whole", 40, bad, 1, "HTTP 400", NULL);
     /* The batch holding bad005 was refused, then each of its items went alone. */
-    const cJSON *sizes = cJSON_GetObjectItemCaseSensitive(s, "sizes");
-    int ones = 0;
-    for (const cJSON *e = sizes ? sizes->child : NULL; e; e = e->next)
-        ones += e->valuedouble == 1;
-    CHECKF(ones >= 2, "%d batches of one after the split", ones);
+    CHECKF(batchy_singles(s) >= 2, "%d batches of one after the split", batchy_singles(s));
     cJSON_Delete(s);
+}
+
+/* Images the server always answers 500 for: their batches' retries run out, then each member
+ * goes alone (with retries of its own), so that only those images fail. */
+static void test_split_after_retries(void)
+{
+    const int bad[] = {5, 22, 23};
+    cJSON *s = run_template("/poison", 40, bad, 3, "HTTP 500", NULL);
+    CHECKF(batchy_singles(s) >= 2 * 3, "%d batches of one after the splits", batchy_singles(s));
+    cJSON_Delete(s);
+}
+
+/* An answer that leaves out one image's result has the wrong count for its batch: retried, then
+ * split, so that the image left out fails alone. */
+static void test_split_after_wrong_count(void)
+{
+    const int bad[] = {9};
+    cJSON_Delete(run_template("/drop", 40, bad, 1, "0 results for a batch of 1", NULL));
 }
 
 static void test_wrong_count(void)
 {
     cJSON *s = run_template("/count", 12, NULL, 0, NULL, "results for a batch of");
-    /* retries 2: three attempts of every batch */
-    CHECKF(s && stat_of(s, "items") == 36, "%ld items sent for 12 images with 3 attempts each", stat_of(s, "items"));
+    /* retries 2: three attempts of every batch, and then (split) three of every image alone. */
+    const cJSON *sizes = cJSON_GetObjectItemCaseSensitive(s, "sizes");
+    long multi = 0;
+    for (const cJSON *e = sizes ? sizes->child : NULL; e; e = e->next)
+        multi += e->valuedouble > 1 ? (long)e->valuedouble : 0;
+    CHECKF(s && batchy_singles(s) == 3 * 12 && batchy_stat(s, "items") == 3 * 12 + multi,
+           "%ld items sent for 12 images, %d of them alone (want 36), %ld in batches", batchy_stat(s, "items"),
+           batchy_singles(s), multi);
     cJSON_Delete(s);
+}
+
+/* --max-answer-bytes is per image: batches of 8 answers of about 3 KB each go through a cap of
+ * 10000 bytes, and the one image whose element is 30 KB fails alone. */
+static void test_answer_cap_per_item(void)
+{
+    const int bad[] = {7};
+    const char *opts[] = {"--max-answer-bytes", "10000", NULL};
+    struct batchy_case c = {"/big/3000", 24, bad, 1, "larger than --max-answer-bytes", NULL, opts, .batch = 8};
+    cJSON *s = batchy_run(&c);
+    CHECKF(s && batchy_stat(s, "items") < 2 * 24, "%ld items sent for 24 images: batches failed", batchy_stat(s, "items"));
+    cJSON_Delete(s);
+}
+
+/* The last batch does not wait out its max_wait_ms (here 60 s) once the folder is done: the run
+ * ends well before. */
+static void test_last_batch_at_once(void)
+{
+    struct batchy_case c = {"/ok", 20, .batch = 8, .wait_ms = 60000};
+    cJSON *s = batchy_run(&c);
+    CHECKF(c.seconds < 50, "20 images in batches of 8 took %.1f s: the last batch waited out max_wait_ms 60000",
+           c.seconds);
+    CHECKF(s && batchy_stat(s, "items") == 20, "%ld items", batchy_stat(s, "items"));
+    cJSON_Delete(s);
+}
+
+/* Ctrl-C while a batch gathers (size 32, max_wait_ms 60000, behind a stage of one slot that
+ * feeds it slowly, so that the folder is not done): the batch goes at once, and every image that
+ * was sent to the first stage gets its row within the drain (it waited out the drain, and those
+ * images had no row). */
+static void test_stop_sends_gathering(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "batch-stop", 300, 31), 0);
+    struct mock_proc m;
+    const char *margs[] = {"--batch", "model_02", "--latency-ms", "model_01=100", NULL};
+    CU_ASSERT_EQUAL_FATAL(mock_start(&m, margs), 0);
+    char cfg[700], text[1024];
+    snprintf(cfg, sizeof cfg, "%s/p.json", t.base);
+    snprintf(text, sizeof text,
+             "{\"stages\": ["
+             "{\"name\": \"model_01\", \"url\": \"/model_01\", \"fields\": {\"model_03\": null}, \"concurrency\": 2},"
+             "{\"name\": \"model_02\", \"url\": \"/model_02\", \"fields\": {\"model_03\": null}, \"when\": [\"model_01\"],"
+             " \"concurrency\": 1, \"batch\": {\"size\": 32, \"max_wait_ms\": 60000}}]}");
+    CU_ASSERT_EQUAL_FATAL(write_file(cfg, text, strlen(text)), 0);
+    const char *extra[] = {"--config", cfg, "--strategy", "curl-multi", NULL};
+    const char *argv[32];
+    e2e_annotate_argv(argv, 32, t.root, t.csv, m.base_url, extra);
+    pid_t pid = e2e_spawn(argv, t.log);
+    CU_ASSERT_FATAL(pid > 0);
+    long sent = 0;
+    for (long deadline = now_ms() + 1000L * tmo(30); sent < 10 && now_ms() < deadline; sleep_ms(50)) {
+        cJSON *st = mock_stats(&m);
+        sent = mock_stat(st, "requests.model_01");
+        cJSON_Delete(st);
+    }
+    CHECKF(sent >= 10, "model_01 had %ld requests", sent);
+    kill(pid, SIGINT);
+    int rc = e2e_wait(pid, tmo(60));
+    cJSON *st = mock_stats(&m);
+    sent = mock_stat(st, "requests.model_01");
+    cJSON_Delete(st);
+    long rows = e2e_count_lines(t.csv) - 1;
+    if (rc != 130 || rows != sent)
+        show_log("Ctrl-C with a batch gathering", rc, t.log);
+    CHECKF(rc == 130, "exit %d after Ctrl-C", rc);
+    CHECKF(rows == sent && sent < 300, "%ld rows for the %ld images sent to model_01 before the stop", rows, sent);
+    mock_stop(&m);
+    e2e_tree_free(&t);
 }
 
 /* ---- load-time errors ---- */
@@ -313,19 +289,21 @@ static void test_config_errors(void)
         {"\"batch\": {\"size\": 4}, \"body\": \"{{batch}}\", \"batch\": {\"size\": 2}", "appears twice"},
         {"\"batch\": {\"size\": 4, \"item\": \"{{image.bytes}}\"}, \"body\": {\"i\": \"{{batch}}\"}", "raw"},
     };
-    char base[] = "/tmp/annotate-batchcfg-XXXXXX", cfg[600], root[600], csv[600];
-    CU_ASSERT_EQUAL_FATAL(batch_dirs(base, root, csv, cfg, sizeof root, 2, NULL, 0), 0);
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "batchcfg", 2, 1), 0);
+    char cfg[700];
+    snprintf(cfg, sizeof cfg, "%s/p.json", t.base);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char text[1024];
         snprintf(text, sizeof text, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\", %s}]}", cases[i].stage);
         CU_ASSERT_EQUAL_FATAL(write_file(cfg, text, strlen(text)), 0);
         char out[4096];
         const char *extra[] = {"--config", cfg, NULL};
-        int rc = e2e_run(out, sizeof out, tmo(20), root, csv, "http://127.0.0.1:9", extra);
+        int rc = e2e_run(out, sizeof out, tmo(20), t.root, t.csv, "http://127.0.0.1:9", extra);
         CHECKF(rc == 2 && strstr(out, cases[i].want), "%s: exit %d, want \"%s\": %s", cases[i].stage, rc,
                cases[i].want, out);
     }
-    tree_rm(base);
+    e2e_tree_free(&t);
 }
 
 /* ---- units ---- */
@@ -390,7 +368,17 @@ int register_batch(void)
                    !CU_add_test(s, "template batch: each item its element, byte for byte", test_template_results) ||
                    !CU_add_test(s, "a per-item error fails only its image", test_per_item_error) ||
                    !CU_add_test(s, "a batch refused as a whole is split: only the bad image fails", test_split) ||
-                   !CU_add_test(s, "the wrong number of results is retried, then fails", test_wrong_count) ||
+                   !CU_add_test(s, "the wrong number of results is retried, split, then fails", test_wrong_count) ||
+                   !CU_add_test(s, "images the server always 500s on: their batches split, only they fail",
+                                test_split_after_retries) ||
+                   !CU_add_test(s, "an answer that leaves one image out: split, only it fails",
+                                test_split_after_wrong_count) ||
+                   !CU_add_test(s, "--max-answer-bytes is per image: an element over it fails alone",
+                                test_answer_cap_per_item) ||
+                   !CU_add_test(s, "the last batch goes once the folder is done, not after max_wait_ms",
+                                test_last_batch_at_once) ||
+                   !CU_add_test(s, "Ctrl-C sends the batch still gathering: every image sent has its row",
+                                test_stop_sends_gathering) ||
                    !CU_add_test(s, "batch set-up mistakes exit 2", test_config_errors)
                ? -1
                : 0;

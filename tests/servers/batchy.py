@@ -5,13 +5,19 @@ Requests are TF Serving style: {"instances": [{"name": N, "b64": B}, ...]}. Ever
 answers {"predictions": [...]}, one element per instance, {"name": N, "len": len(B)}, except:
   POST /perr   an instance whose name starts with "bad" gets {"error": "refused N"} instead;
   POST /whole  a batch holding such an instance is answered 400 as a whole;
-  POST /count  one prediction too many, always.
+  POST /poison a request holding such an instance is answered 500 as a whole, every time;
+  POST /drop   such an instance's prediction is left out (a wrong count for its batch);
+  POST /count  one prediction too many, always;
+  POST /big/P  each prediction also has "pad": P x's (10 P for such an instance);
+  POST /late404 a request holding such an instance is answered 404 at once, the others after
+               300 ms (a server whose first answer is about one image).
 GET /stats gives {"requests": R, "items": I, "sizes": [batch sizes seen, in order]}.
 
 Usage: batchy.py --port P (127.0.0.1); prints "listening on 127.0.0.1:P" once bound."""
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
@@ -49,10 +55,23 @@ class Handler(BaseHTTPRequestHandler):
         bad = [i for i in inst if str(i.get("name", "")).startswith("bad")]
         if self.path == "/whole" and bad:
             return self.answer(400, {"error": "refused " + bad[0]["name"]})
+        if self.path == "/late404":
+            if bad:
+                return self.answer(404, {"error": "no model for " + bad[0]["name"]})
+            time.sleep(0.3)
+        if self.path == "/poison" and bad:
+            return self.answer(500, {"error": "cannot process " + bad[0]["name"]})
+        pad = int(self.path[5:]) if self.path.startswith("/big/") else 0
         preds = []
         for i in inst:
+            name = str(i.get("name", ""))
             if self.path == "/perr" and i in bad:
                 preds.append({"error": "refused " + i["name"]})
+            elif self.path == "/drop" and i in bad:
+                continue
+            elif pad:
+                preds.append({"name": name, "len": len(i["b64"]),
+                              "pad": "x" * (pad * 10 if i in bad else pad)})
             else:
                 preds.append({"name": i["name"], "len": len(i["b64"])})
         if self.path == "/count":

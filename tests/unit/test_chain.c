@@ -1023,6 +1023,37 @@ static void test_custom_pipeline(void)
     pipeline_free(q);
 }
 
+/* A jq "when" or "items" that never ends is stopped at its CPU-time budget (expr.h): the image
+ * fails, the reason naming the stage, which expression and its text. */
+static void test_runaway_when_items(void)
+{
+    static const char *const pipelines[] = {
+        "{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"},"
+        " {\"name\": \"b\", \"url\": \"/b\", \"when\": \"if .a.loop then until(false; .) else true end\"}]}",
+        "{\"stages\": [{\"name\": \"a\", \"url\": \"/a\"},"
+        " {\"name\": \"b\", \"url\": \"/b\", \"input\": {\"each\": \"a\", \"items\": \"if .loop then until(false; .) else .l[] end\"}}]}",
+    };
+    static const char *const want[] = {
+        "b: \"when\": jq: if .a.loop then until(false; .) else true end ran past its CPU-time budget",
+        "b: \"items\" on a's result: jq: if .loop then until(false; .) else .l[] end ran past its CPU-time budget",
+    };
+    struct pipeline *saved = P;
+    for (int k = 0; k < 2; k++) {
+        struct pipeline *q;
+        char err[256];
+        CU_ASSERT_EQUAL_FATAL(pipeline_parse(pipelines[k], strlen(pipelines[k]), "runaway", &q, err, sizeof err), 0);
+        P = q;
+        struct item *it = make_item((const unsigned char *)"img", 3);
+        done(next(it), cJSON_Parse("{\"loop\": true, \"l\": [\"QQ==\"]}"), NULL, 1);
+        CU_ASSERT_PTR_NULL(next(it));
+        CHECKF(chain_finished(it) && it->status == ITEM_FAILED && it->error && strstr(it->error, want[k]),
+               "pipeline %d: status %d, error %s", k, it->status, it->error ? it->error : "(none)");
+        item_free(it);
+        P = saved;
+        pipeline_free(q);
+    }
+}
+
 int register_chain(void)
 {
     CU_pSuite s = CU_add_suite("chain", suite_init, suite_clean);
@@ -1042,7 +1073,8 @@ int register_chain(void)
         !CU_add_test(s, "malformed model_04 answers fail the item, naming both", test_bad_model04_answers) ||
         !CU_add_test(s, "element strings needing JSON escaping give valid bodies", test_element_escaping) ||
         !CU_add_test(s, "an item with no payload fails", test_no_payload) ||
-        !CU_add_test(s, "a custom pipeline: independent stages, each, result_of an each", test_custom_pipeline))
+        !CU_add_test(s, "a custom pipeline: independent stages, each, result_of an each", test_custom_pipeline) ||
+        !CU_add_test(s, "a runaway jq \"when\" or \"items\" fails its image, named", test_runaway_when_items))
         return -1;
     return 0;
 }
