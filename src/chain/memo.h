@@ -5,7 +5,8 @@
  * What a question is. A request's key (store.h) is its stage's identity and the bytes it would
  * send, piece by piece as its body was filled (template.h): fixed text, earlier results as filled
  * in, an "each" element, the index, the path or name where the body sends them; the image as the
- * digest of its file (item.h's digest, taken once by the load stage, on the loader's threads);
+ * digest of its file (item.h's digest, taken once by the load stage, on the loader's threads), a
+ * prepared copy ("image") or a crop by its own bytes (they are not the file's);
  * a form part by part, each as its name then its value (a file part with the file name and type
  * it is sent with); a raw body with the type it is sent as. So a copy of an image under another
  * name is the same question, unless its body sends the name.
