@@ -12,6 +12,7 @@
 #   make bench-cost  CPU per request against nginx, beside wrk and a Python aiohttp client
 #   make bench-s3   images from s3rver against the same images in a folder; listing 1,000,000 keys
 #   make bench-cache-store  the --cache answer store at 10 million entries, and its hash's candidates
+#   make bench-cache  a run with --cache: a first run's CPU against one without, the fully cached re-run
 #   make bench-prepare  image preparation (libvips) against Pillow: CPU, bytes, peak RSS
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
@@ -82,7 +83,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-s3 bench-cache-store bench-prepare fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -268,6 +269,14 @@ $(BUILD)/bench-store: bench/bench_store.c src/results/store.h src/common/hash.h 
 	$(COMPILE) -o $@ $< $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS) -lb2 -lxxhash
 
 bench-cache-store: $(BUILD)/bench-store
+	$(BUILD)/bench-store --entries $(STORE_ENTRIES) --dir $(BUILD)/bench-store.d
+
+# --cache in a run: a first run with a new store against one without (CPU), the fully cached
+# re-run (images/s), over CACHE_IMAGES files of 40 KB (bench/cache.sh; 400 MB under out/); then
+# bench-cache-store's figures. About 3 minutes, plus bench-cache-store's.
+CACHE_IMAGES ?= 10000
+bench-cache: all $(BUILD)/gen-images $(BUILD)/bench-store
+	sh bench/cache.sh $(BUILD) $(CACHE_IMAGES)
 	$(BUILD)/bench-store --entries $(STORE_ENTRIES) --dir $(BUILD)/bench-store.d
 
 # Image preparation (src/prepare/) beside Pillow: CPU per 12 MP camera JPEG made 1024 px, bytes

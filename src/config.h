@@ -53,6 +53,7 @@ struct config {
     int verbose;                /* the progress line shows each stage's p50 */
     double progress_interval;
     const char *stats_json;
+    const char *cache;          /* --cache: the answer store's file (results/store.h); NULL: none */
     int insecure;
     const char *cacert;
     uint64_t max_images;        /* 0: all */

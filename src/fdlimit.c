@@ -13,7 +13,9 @@
  *                curl-multi: one connection per request in flight, and per event loop its epoll,
  *                curl's wake-up pair and the 8 spare cached connections (CURLMOPT_MAXCONNECTS is
  *                the loop's share + 8)
- *   serial       one file and one handle (3). */
+ *   serial       one file and one handle (3).
+ *   --cache      the answer store: its file and WAL per connection (the writer and two readers)
+ *                and one shared-memory file: STORE_FDS. */
 #include "fdlimit.h"
 
 #include <dirent.h>
@@ -24,6 +26,7 @@
 #define FIXED 16
 #define SCAN_DEFAULT_OPEN 128
 #define PER_LOOP 12
+#define STORE_FDS 8
 
 long fdlimit_open_now(void)
 {
@@ -69,7 +72,8 @@ static long stage_cost(const struct config *cfg, long w, long c, long l)
 long fdlimit_need(const struct config *cfg, long open_now)
 {
     long loops = cfg->loops > 0 ? cfg->loops : 1;
-    return open_now + FIXED + scan_cost(cfg) + stage_cost(cfg, cfg->workers, cfg->concurrency, loops);
+    return open_now + FIXED + scan_cost(cfg) + stage_cost(cfg, cfg->workers, cfg->concurrency, loops) +
+           (cfg->cache ? STORE_FDS : 0);
 }
 
 /* Whether w and c matter for this run's strategies. */

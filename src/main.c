@@ -1,6 +1,6 @@
 /* annotate: sends every image of a folder through a chain of HTTP model servers and writes one
  * CSV row per image. main() is the only place that exits: it parses the command line, runs,
- * benchmarks or merges, and prints the summary. */
+ * benchmarks, merges or looks after a --cache store, and prints the summary. */
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,10 +8,12 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "chain/memo.h"
 #include "cli.h"
 #include "drivers/worker.h"
 #include "drivers/ipc.h"
 #include "flow/load.h"
+#include "results/cache_cmd.h"
 #include "results/merge.h"
 #include "runner.h"
 #include "summary.h"
@@ -34,6 +36,13 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && !strcmp(argv[1], "merge")) {
         rc = merge_main(argc - 1, argv + 1);
+        curl_global_cleanup();
+        return rc;
+    }
+    if (argc >= 2 && !strcmp(argv[1], "cache")) {
+        /* The answer store of --cache: stats, prune (a pipeline's identities as a run has them). */
+        const struct cache_hooks hooks = {memo_pipeline_idents, NULL};
+        rc = cache_main(argc - 1, argv + 1, &hooks);
         curl_global_cleanup();
         return rc;
     }

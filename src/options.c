@@ -237,6 +237,9 @@ const struct config_option CONFIG_OPTIONS[] = {
     {"progress-interval", "S", "10", "seconds between status lines when stderr is not a terminal", SCOPE_RUN,
      DOUBLE(CFG(progress_interval), 0.1, 86400, "seconds")},
     {"stats-json", "FILE", NULL, "write the end-of-run summary as JSON", SCOPE_RUN, STRING(CFG(stats_json))},
+    {"cache", "FILE", NULL,
+     "keep each ok answer in this store (SQLite, made 0600) by what was asked, and never ask a server a question "
+     "it holds: copies, added stages, changed files, re-runs", SCOPE_RUN, STRING(CFG(cache)), TO_WORKER},
     {"insecure", NULL, NULL, "do not verify TLS certificates (prints a warning)", SCOPE_BOTH, FLAG(CFG(insecure)), TO_WORKER},
     {"cacert", "FILE", NULL, "CA bundle to verify TLS servers with", SCOPE_BOTH, CUSTOM(opt_cacert, CFG(cacert)), TO_WORKER},
     {"shard", "K/N", NULL, "take only shard K of N (0 <= K < N) by a hash of the path below DIR", SCOPE_RUN,

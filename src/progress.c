@@ -221,6 +221,21 @@ static void outage_part(const struct progress *p, char *buf, size_t len)
         snprintf(buf, len, "  %s unreachable for %.0f s, retrying", pl->stages[ws].name, worst);
 }
 
+/* With --cache: the share of requests answered from the store so far ("  37% cached"), or "". */
+static void cache_part(const struct progress *p, char *buf, size_t len)
+{
+    const struct pipeline *pl = p->cfg->pipeline;
+    uint64_t hits = 0, all = 0;
+    buf[0] = 0;
+    for (int s = 0; p->cfg->cache && pl && s < pl->n && s < SHARED_MAX_STAGES; s++) {
+        uint64_t h = atomic_load(&p->shared->stage[s].memo_hits);
+        hits += h;
+        all += h + atomic_load(&p->shared->stage[s].memo_misses);
+    }
+    if (all)
+        snprintf(buf, len, "  %.0f%% cached", 100.0 * (double)hits / (double)all);
+}
+
 static void draw(struct progress *p, double rate)
 {
     struct stats *st = p->st;
@@ -237,10 +252,11 @@ static void draw(struct progress *p, double rate)
         snprintf(totals, sizeof totals, "%llu/%llu", (unsigned long long)done, (unsigned long long)total);
     else
         snprintf(totals, sizeof totals, "%llu/%llu+", (unsigned long long)done, (unsigned long long)total);
-    char line[2048], fails[256], down[160], limits[512];
+    char line[2048], fails[256], down[160], limits[512], cached[32];
     long long in_flight = (long long)atomic_load(&p->shared->in_flight);
     int width = line_width(p);
     limits_part(p, limits, sizeof limits);
+    cache_part(p, cached, sizeof cached);
     outage_part(p, down, sizeof down);
     /* The reason is shortened (then left out) until the line fits the terminal. */
     for (int cap = ERRTALLY_STAGE + ERRTALLY_REASON, shown;; cap = shown - (visible_len(line) - width + 1)) {
@@ -249,8 +265,8 @@ static void draw(struct progress *p, double rate)
             snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%s%s", in_flight, totals, fails, limits,
                      down);
         else
-            snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight  %s  ETA %s%s%s", totals, rate, in_flight,
-                     fails, eta, limits, down);
+            snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight%s  %s  ETA %s%s%s", totals, rate,
+                     in_flight, cached, fails, eta, limits, down);
         if (!width || visible_len(line) < width || shown == 0)
             break;
     }

@@ -11,6 +11,7 @@ struct pipeline;
 struct ratelimit;
 struct shared_page;
 struct stats;
+struct memo;
 
 struct sources;
 
@@ -35,6 +36,8 @@ struct run {
                                  * slot holders (limit.h); 0: none (the parent's threads) */
     struct sources *sources;    /* S3 clients, image-URL headers (sources/sources.h); NULL in a
                                  * worker process, which is never given an image to fetch */
+    struct memo *memo;          /* --cache: the answer store and the questions on the wire
+                                 * (chain/memo.h); NULL: no cache, or this process does not query */
 };
 
 /* The stop flag's value, and stopping the run now (the runner turns it into exit 2 or 130). */

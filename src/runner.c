@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "chain/memo.h"
 #include "common/errtally.h"
 #include "drivers/exec.h"
 #include "fdlimit.h"
@@ -392,6 +393,10 @@ static int setup(struct runner *r, char *err, size_t errlen)
         snprintf(err, errlen, "cannot set up the rate limiter: %s", strerror(errno));
         return -1;
     }
+    /* The answer store: a file that cannot be one is a set-up error, before anything is sent; one
+     * that cannot be written is told, and the run goes on without it. */
+    if (!(r->run.memo = memo_open(&r->run, 0, err, errlen)) && err[0])
+        return -1;
     if (open_source(r, err, errlen))
         return -1;
     struct results_opts ro = {.path = cfg->out, .format = cfg->format, .under = r->src->rows_under,
@@ -442,6 +447,12 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
         if (r->cfg->pipeline->stages[s].batch_size > 0)
             sum->batches[sum->n_batches++] = (struct batch_summary){
                 s, atomic_load(&r->run.shared->stage[s].batch_sends), atomic_load(&r->run.shared->stage[s].batch_items)};
+    sum->cache.on = r->cfg->cache != NULL && r->run.shared && rc != 2;
+    sum->cache.off = sum->cache.on && atomic_load(&r->run.shared->memo.told);
+    for (int s = 0; sum->cache.on && s < r->cfg->pipeline->n && s < 64; s++) {
+        sum->cache.hits[s] = atomic_load(&r->run.shared->stage[s].memo_hits);
+        sum->cache.misses[s] = atomic_load(&r->run.shared->stage[s].memo_misses);
+    }
     sum->folders_failed = atomic_load(&r->folders_failed);
     snprintf(sum->folder_last, sizeof sum->folder_last, "%s", r->folder_last);
     /* The stages' limits as they ended, with their history, before the shared page goes. */
@@ -575,6 +586,8 @@ static int run_images(struct runner *r, char *err, size_t errlen)
     r->out = NULL;
     bench_sampler_stop(r->sampler);
     progress_end(r->prog);
+    memo_close(r->run.memo); /* the last answers committed (and a failure told) before the summary */
+    r->run.memo = NULL;
     return exit_status(r, rc, err, errlen);
 }
 
@@ -582,6 +595,7 @@ static int run_images(struct runner *r, char *err, size_t errlen)
 static void runner_free(struct runner *r, struct stats **stats_out)
 {
     progress_free(r->prog);
+    memo_close(r->run.memo);
     results_close(r->out);
     source_close(r->src);
     sources_free(r->sources);

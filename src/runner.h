@@ -29,6 +29,11 @@ struct run_summary {
         uint64_t sends, items;
     } batches[64];
     int n_batches;
+    struct cache_summary { /* --cache (chain/memo.h) */
+        int on;            /* a store was used */
+        int off;           /* it turned itself off, at the start or during the run (told on stderr) */
+        uint64_t hits[64], misses[64]; /* per stage: answered from the store, asked of the server */
+    } cache;
 };
 
 /* Runs cfg. Returns the exit status: 0 all ok, 1 some failed, 2 a usage or set-up error (err

@@ -66,6 +66,48 @@ static void add_error_tally(cJSON *o, const struct stats *st)
     free(top);
 }
 
+/* "annotate: cache c.db: 2000 of 2200 requests answered from it (90.9%); per stage, answered/asked:
+ * model_01 1000/100, model_02 1000/100" */
+static void print_cache(FILE *f, const struct config *cfg, const struct run_summary *s)
+{
+    const struct cache_summary *c = &s->cache;
+    if (!c->on)
+        return;
+    uint64_t hits = 0, all = 0;
+    for (int i = 0; i < cfg->pipeline->n && i < 64; i++) {
+        hits += c->hits[i];
+        all += c->hits[i] + c->misses[i];
+    }
+    fprintf(f, "annotate: cache %s: %llu of %llu requests answered from it (%.1f%%); per stage, answered/asked:",
+            cfg->cache, (unsigned long long)hits, (unsigned long long)all, all ? 100.0 * (double)hits / (double)all : 0.0);
+    for (int i = 0; i < cfg->pipeline->n && i < 64; i++)
+        fprintf(f, "%s %s %llu/%llu", i ? "," : "", cfg->pipeline->stages[i].name, (unsigned long long)c->hits[i],
+                (unsigned long long)c->misses[i]);
+    fprintf(f, "%s\n", c->off ? "; the store could not be written, and was not used from then on (see the message above)" : "");
+}
+
+static void add_cache(cJSON *o, const struct config *cfg, const struct run_summary *s)
+{
+    const struct cache_summary *c = &s->cache;
+    if (!c->on)
+        return;
+    cJSON *j = cJSON_AddObjectToObject(o, "cache");
+    cJSON *stages = cJSON_CreateObject();
+    uint64_t hits = 0, misses = 0;
+    for (int i = 0; i < cfg->pipeline->n && i < 64; i++) {
+        cJSON *e = cJSON_AddObjectToObject(stages, cfg->pipeline->stages[i].name);
+        cJSON_AddNumberToObject(e, "hits", (double)c->hits[i]);
+        cJSON_AddNumberToObject(e, "misses", (double)c->misses[i]);
+        hits += c->hits[i];
+        misses += c->misses[i];
+    }
+    cJSON_AddStringToObject(j, "file", cfg->cache);
+    cJSON_AddNumberToObject(j, "hits", (double)hits);
+    cJSON_AddNumberToObject(j, "misses", (double)misses);
+    cJSON_AddBoolToObject(j, "off", c->off);
+    cJSON_AddItemToObject(j, "stages", stages);
+}
+
 void summary_print(FILE *f, const struct config *cfg, const struct run_summary *s, const struct stats *st)
 {
     char el[32];
@@ -139,6 +181,7 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
         }
         fputc('\n', f);
     }
+    print_cache(f, cfg, s);
     print_error_tally(f, st);
     if (s->interrupted)
         fprintf(f, "annotate: stopped early; run the same command with --resume to finish\n");
@@ -245,6 +288,7 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
             cJSON_AddNumberToObject(e, "ejections", x->ejections);
         }
     }
+    add_cache(o, cfg, s);
     cJSON *batches = s->n_batches ? cJSON_AddObjectToObject(o, "batches") : NULL;
     for (int i = 0; batches && i < s->n_batches; i++) {
         cJSON *b = cJSON_AddObjectToObject(batches, cfg->pipeline->stages[s->batches[i].stage].name);

@@ -51,9 +51,11 @@
     X(s3_servers) \
     X(sources)    \
     X(hash)       \
-    X(store) \
+    X(store)      \
     X(prepare)    \
-    X(prepare_run)
+    X(prepare_run) \
+    X(memo)       \
+    X(cache)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

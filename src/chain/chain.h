@@ -37,6 +37,18 @@
 #include "pipeline/pipeline.h"
 #include "run.h"
 
+/* A request's standing with the answer store (--cache; memo.h): its key once looked up, and the
+ * claim on its question while it is the one asking it. */
+struct memo_ticket {
+    struct memo *m;            /* set while it holds the claim: where to give it back */
+    unsigned char key[24];     /* STORE_KEY_BYTES */
+    uint32_t serial;           /* the claim's */
+    uint32_t gen;              /* the registry's generation when it found its question claimed */
+    unsigned char state;       /* memo.c's MEMO_*: not looked up yet, asked, answered */
+    unsigned char keyed;       /* key holds its key (a request that is not cacheable has none) */
+    unsigned char waited;      /* it waited for its twin: the store is looked at whatever */
+};
+
 /* One request. Its body is the stage's template (template.h) filled for this image or element:
  * pieces that point at the image's base64 or bytes and at earlier results, sent without being
  * assembled in memory (the image is never copied into a body). A "form" body is one filled
@@ -68,6 +80,7 @@ struct chain_req {
     struct chain_req **members; /* a batch (see below): the requests of its items, owned */
     int n_members;        /* 0: not a batch */
     int alone;            /* a member whose batch failed for good: it is sent in a batch of its own */
+    struct memo_ticket memo; /* the answer store's (chain_memo_look) */
     struct chain_cut *cut; /* not an HTTP request: a crop stage's boxes to cut (see chain_cut_run) */
     struct chain_req *next; /* for the driver's lists */
     void *driver;         /* the driver's own data (its curl handle while on the wire) */
@@ -237,6 +250,37 @@ int chain_req_moot(const struct run *run, const struct chain_req *req);
  * same; otherwise NULL, and its body is read with chain_req_read. */
 const char *chain_req_whole(struct chain_req *req);
 void chain_req_whole_done(struct item *it);
+
+/* ---- the answer store (--cache; memo.c) ----
+ *
+ * Before a request's first admission (and before a batch stage's request goes to the batcher:
+ * a batch carries only the questions the store cannot answer), the driver asks the chain whether
+ * the question is answered already. A hit settles the request with the stored bytes and no
+ * attempt, through the same settle as a server's answer, so "when", "each", {{STAGE}} and the row
+ * cannot tell the difference; it takes no rate token and no slot. A question that another
+ * request is asking right now (a copy of the image, in flight) is a twin: it waits for that
+ * answer and is looked up again when it comes (chain_memo_wait, or chain_memo_changed and the
+ * watched descriptor for an event loop); if that request failed, the twin asks for itself. Every
+ * other request claims its question (memo.h's registry) and goes on; its ok answer is put in the
+ * store, then its waiters are woken. Without --cache every request is CHAIN_ASK at once. */
+enum chain_memo {
+    CHAIN_ASK = 0,      /* send it (endpoint_admit, chain_attempt_begin, ...) */
+    CHAIN_ANSWERED = 1, /* answered from the store: settled and freed; follow up its item */
+    CHAIN_TWIN = 2      /* its question is on the wire for another request: wait, then ask again */
+};
+enum chain_memo chain_memo_look(const struct run *run, struct chain_req *req);
+
+/* A blocking driver's wait for a twin's answer: until the question it waits for is given back,
+ * or max_s seconds. (A claim left by a worker process that died is given back here.) */
+void chain_memo_wait(const struct run *run, const struct chain_req *req, double max_s);
+
+/* An event loop's check: 1 when a question others waited for was given back since *seen (which
+ * is updated), so that its twins are looked up again. */
+int chain_memo_changed(const struct run *run, uint32_t *seen);
+
+/* An event loop's eventfd (on 1, off 0), written when a question others wait for is given back in
+ * this process, so that the loop wakes for its twins. */
+void chain_memo_watch(const struct run *run, int fd, int on);
 
 /* Frees a request that will not be completed (the run is being torn down). */
 void chain_req_free(struct chain_req *req);

@@ -2,6 +2,7 @@
  * chain_settle in chain_int.h), and the one setter of a stage's state. Every other file of the
  * chain comes here to finish a request. */
 #include "chain/chain_int.h"
+#include "chain/memo.h"
 
 #include <stdlib.h>
 
@@ -14,6 +15,7 @@ void chain_req_free(struct chain_req *req)
 {
     if (!req)
         return;
+    memo_release(req); /* freed unsettled: its question is given back */
     filled_free(&req->body);
     for (int i = 0; i < req->n_parts; i++)
         filled_free(&req->parts[i]);
@@ -97,6 +99,7 @@ void chain_settle(const struct run *run, struct chain_req *req, cJSON *result, c
     struct item *it = req->it;
     int s = req->stage;
     endpoint_cancel(run, &req->tk); /* (holds nothing once the attempt has ended) */
+    memo_settled(run, req, result); /* an ok answer goes to the store (--cache), its twins wake */
     it->in_flight--;
     it->outstanding[s]--;
     if (req->attempts > 0)

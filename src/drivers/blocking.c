@@ -94,6 +94,28 @@ static void perform(struct blocking *w, struct chain_req *req)
     }
 }
 
+/* Asks the answer store first (chain.h): 1 when req is to be sent, 0 when it was answered from
+ * the store. A twin (its question on the wire for another worker) waits for that answer, saying
+ * it is alive; a request that no longer matters goes on, to be settled by the chain. */
+static int not_answered(const struct run *run, struct chain_req *req)
+{
+    for (;;) {
+        switch (chain_memo_look(run, req)) {
+        case CHAIN_ASK:
+            return 1;
+        case CHAIN_ANSWERED:
+            return 0;
+        case CHAIN_TWIN:
+            if (chain_req_moot(run, req))
+                return 1;
+            if (run->alive)
+                run->alive(run);
+            chain_memo_wait(run, req, 1.0);
+            break;
+        }
+    }
+}
+
 void blocking_query(struct blocking *w, struct item *it)
 {
     if (!w) {
@@ -116,6 +138,8 @@ void blocking_query(struct blocking *w, struct item *it)
                 }
                 continue;
             }
+            if (!not_answered(w->run, r))
+                continue;
             /* A batch stage's request goes as a batch of one: this worker waits for its own
              * image, so there are no others to gather (see chain.h). */
             perform(w, chain_batched(w->run, r) ? chain_batch_one(w->run, r) : r);

@@ -173,9 +173,10 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
     begin_frame(b);
     put(b, &it->seq, 8);
     put(b, &it->t_start, sizeof it->t_start);
-    uint32_t v[6] = {(uint32_t)it->status, it->requests, it->attempts, (uint32_t)it->rel_off, (uint32_t)it->n_stages,
-                     (uint32_t)it->no_row};
+    uint32_t v[7] = {(uint32_t)it->status, it->requests, it->attempts, (uint32_t)it->rel_off, (uint32_t)it->n_stages,
+                     (uint32_t)it->no_row, (uint32_t)it->has_digest};
     put(b, v, sizeof v);
+    put(b, it->digest, sizeof it->digest); /* --cache: the image's digest, taken where it was read */
     put_str(b, it->path, it->path_len);
     put_str(b, with_payload ? it->b64 : NULL, it->b64_len);
     put_str(b, with_payload ? (const char *)it->raw : NULL, it->raw_len);
@@ -200,11 +201,12 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     b->pos = 0;
     uint64_t seq;
     double t0;
-    uint32_t v[6];
+    uint32_t v[7];
+    unsigned char digest[HASH_BYTES];
     char *path = NULL;
     size_t path_len = 0;
     if (get(b, &seq, 8) || get(b, &t0, sizeof t0) || get(b, v, sizeof v) || v[4] != (uint32_t)n_stages ||
-        get_str(b, &path, &path_len) || !path || v[3] > path_len) {
+        get(b, digest, sizeof digest) || get_str(b, &path, &path_len) || !path || v[3] > path_len) {
         free(path);
         return NULL;
     }
@@ -217,6 +219,8 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     it->requests = v[1];
     it->attempts = v[2];
     it->no_row = v[5] != 0;
+    it->has_digest = v[6] != 0;
+    memcpy(it->digest, digest, sizeof digest);
     char *raw = NULL, *mime = NULL;
     size_t raw_len = 0;
     if (get_str(b, &it->b64, &it->b64_len) || get_str(b, &raw, &raw_len) || get_str(b, &mime, NULL) ||

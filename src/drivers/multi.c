@@ -59,6 +59,8 @@ struct multi {
     int wake_fd;                    /* eventfd: another loop freed a slot one of ours waits for */
     struct chain_batcher *batcher;  /* requests of batch stages, gathering */
     struct cutter *cutter;          /* crop stages' cuts, run off the loop (a pipeline with crops) */
+    struct chain_req *twins;        /* requests whose question another request is asking (--cache) */
+    uint32_t memo_seen;             /* the answer store's registry generation they were looked at */
     unsigned char *fds;             /* each socket's epoll registration (on_socket) */
     int n_fds;
 };
@@ -324,6 +326,44 @@ static void send_req(struct multi *x, struct chain_req *r)
     x->in_curl++;
 }
 
+static void start(struct multi *x, struct chain_req *r);
+
+/* The answer store first (chain.h): 1 when r is to be sent; 0 when it was answered (its item is
+ * followed up) or waits for its twin's answer (on the twins list). */
+static int not_answered(struct multi *x, struct chain_req *r)
+{
+    if (r->n_members || settling(x, r))
+        return 1;
+    struct item *it = r->it;
+    switch (chain_memo_look(x->run, r)) {
+    case CHAIN_ASK:
+        return 1;
+    case CHAIN_ANSWERED:
+        follow_up(x, it);
+        return 0;
+    case CHAIN_TWIN:
+        r->next = x->twins;
+        x->twins = r;
+        return 0;
+    }
+    return 1;
+}
+
+/* Twins look again once a question others waited for was given back (or, stop, to be settled). */
+static void twins_again(struct multi *x, int stop)
+{
+    if (!x->twins || (!stop && !chain_memo_changed(x->run, &x->memo_seen)))
+        return;
+    struct chain_req *list = x->twins;
+    x->twins = NULL;
+    while (list) {
+        struct chain_req *r = list;
+        list = r->next;
+        r->next = NULL;
+        start(x, r);
+    }
+}
+
 /* Sends r now, or parks it until the endpoint admits it: in the timer heap until its rate-limit
  * tokens are valid, or on its stage's list until a slot is free, behind the requests already
  * waiting there, never ahead of them. */
@@ -333,6 +373,8 @@ static void start(struct multi *x, struct chain_req *r)
         cutter_put(x->cutter, r);
         return;
     }
+    if (!not_answered(x, r))
+        return;
     if (chain_batched(x->run, r) && !(r = chain_batch_add(x->batcher, r, now_s())))
         return; /* gathering: its batch goes when full or due (top_up) */
     if (settling(x, r)) {
@@ -451,6 +493,7 @@ static long images_cap(const struct multi *x)
  * they are settled now. */
 static void settle_parked(struct multi *x, double now)
 {
+    twins_again(x, 1);
     while (x->timers.n)
         start(x, timers_pop(&x->timers, NULL));
     for (int s = 0; x->wait_mask && s < SHARED_MAX_STAGES; s++)
@@ -525,6 +568,7 @@ static void top_up(struct multi *x)
     }
     if (run_stop_state(x->run) == RUN_ABORT)
         settle_parked(x, now);
+    twins_again(x, 0);
     while (x->timers.n && timers_next(&x->timers) <= now && x->in_curl < x->cap)
         start(x, timers_pop(&x->timers, NULL));
     send_due_batches(x, now);
@@ -608,6 +652,7 @@ static void loop_free(struct multi *x)
         free(x->pool[i]);
     }
     cutter_free(x->cutter);
+    chain_memo_watch(x->run, x->wake_fd, 0);
     chain_batcher_free(x->batcher);
     curl_multi_cleanup(x->m);
     if (x->epfd >= 0)
@@ -664,6 +709,7 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->qfd, &ev);
     struct epoll_event wev = {.events = EPOLLIN, .data.fd = x->wake_fd};
     epoll_ctl(x->epfd, EPOLL_CTL_ADD, x->wake_fd, &wev);
+    chain_memo_watch(run, x->wake_fd, 1); /* a twin's answer came in another loop */
     curl_multi_setopt(x->m, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(x->m, CURLMOPT_SOCKETDATA, x);
     curl_multi_setopt(x->m, CURLMOPT_TIMERFUNCTION, on_timer);

@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "chain/memo.h"
 #include "common/fdio.h"
 #include "drivers/ipc.h"
 #include "drivers/job.h"
@@ -98,6 +99,13 @@ static int set_up(struct worker_run *w)
     }
     if (w->wc.ratelimit_fd >= 0)
         run->rl = ratelimit_attach_stages(w->wc.ratelimit_fd, w->wc.cfg.max_rps, run->p);
+    if (run->stats && run->shared && (w->wc.jobs & JOB_QUERY)) {
+        /* Its own handle on the answer store (chain/memo.h says why the lookups live here). The
+         * parent has checked the file: a worker that cannot open it goes on without it. */
+        char err[1200];
+        if (!(run->memo = memo_open(run, 1, err, sizeof err)) && err[0])
+            fprintf(stderr, "annotate worker: %s: going on without the cache\n", err);
+    }
     if (run->stats && run->shared && (w->wc.ratelimit_fd < 0 || run->rl))
         w->jw = job_worker_new(run, w->wc.jobs);
     if (w->jw)
@@ -142,6 +150,7 @@ static int serve(struct worker_run *w, struct ipc_buf *in)
 static void tear_down(struct worker_run *w)
 {
     job_worker_free(w->jw);
+    memo_close(w->run.memo); /* what it put, committed */
     ratelimit_free(w->run.rl);
     if (w->run.shared)
         limit_holder_reap(w->run.shared, (int)getpid());

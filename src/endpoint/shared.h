@@ -5,6 +5,7 @@
 #ifndef ANNOTATE_SHARED_H
 #define ANNOTATE_SHARED_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include "common/stats.h"
@@ -12,6 +13,35 @@
 
 #define SHARED_MAX_STAGES 64   /* PIPELINE_MAX_STAGES */
 #define SHARED_MAX_REPLICAS 64 /* PIPELINE_MAX_REPLICA_SLOTS */
+
+/* The answer store's registry of questions on the wire (chain/memo.c), so that a request whose
+ * question another request is asking waits for that answer, across threads, event loops and
+ * worker processes. Open addressing on the key's hash bytes, under one process-shared robust
+ * mutex; a claim is its key, the claimer's process and a serial. */
+#define SHARED_MEMO_SLOTS 4096
+#define SHARED_MEMO_KEY 24 /* STORE_KEY_BYTES */
+#define SHARED_MEMO_PUT_WORDS (1u << 20) /* 8 MiB: 2^26 bits */
+
+struct shared_memo {
+    pthread_mutex_t mu;     /* guards what follows but gen and told */
+    int ready;              /* mu is initialised */
+    int used;               /* slots claimed */
+    uint32_t serial;        /* the last claim's serial */
+    _Atomic uint32_t gen;   /* futex word: bumped when a claim that others wait for is given back */
+    _Atomic int told;       /* the store's failure has been told (once per run, every process) */
+    struct shared_memo_slot {
+        unsigned char key[SHARED_MEMO_KEY];
+        int32_t pid;        /* the claimer's process; 0: a free slot */
+        uint32_t serial;
+        uint16_t waiters;   /* requests that found it claimed */
+        uint8_t remote;     /* one of them is in another process */
+        uint8_t done;       /* answered: kept until the claimer's store has committed the answer,
+                             * for the other processes to find it there */
+    } slot[SHARED_MEMO_SLOTS];
+    /* A Bloom filter of the keys this run has put (4 bits a key): what a stage new to the store
+     * is looked up for. Its pages are touched only with --cache. */
+    _Atomic uint64_t put[SHARED_MEMO_PUT_WORDS];
+};
 
 struct shared_page {
     _Atomic int64_t in_flight; /* HTTP attempts on the wire, every driver, every process */
@@ -33,6 +63,11 @@ struct shared_page {
         _Atomic int64_t unauth_since_ms; /* the first 401 since its last good answer (endpoint.c) */
         /* A batch stage's HTTP attempts and the items they carried (chain.c), for the summary. */
         _Atomic uint64_t batch_sends, batch_items;
+        /* --cache (chain/memo.c): requests answered from the store, and requests asked of the
+         * server; whether the store held answers of its identity when the run started (else only
+         * the keys this run has put are looked up). */
+        _Atomic uint64_t memo_hits, memo_misses;
+        _Atomic int memo_look;
     } stage[SHARED_MAX_STAGES];
     /* The replicas of stages with several URLs (slots from stage->replica_base): what chain.c
      * chooses by and ejects with, and what the summary reports. */
@@ -54,6 +89,7 @@ struct shared_page {
     double t0;                   /* the run's start (now_s), for the limits' history */
     struct limit_stage lim[SHARED_MAX_STAGES];
     struct limit_holder holders[LIMIT_MAX_HOLDERS]; /* which slot each worker process holds */
+    struct shared_memo memo;     /* --cache: the questions on the wire */
 };
 
 struct shared {

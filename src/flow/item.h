@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cjson/cJSON.h>
+#include "common/hash.h"
 #include "prepare/box.h"
 
 enum item_status { ITEM_PENDING = 0, ITEM_OK = 1, ITEM_FAILED = 2 };
@@ -62,6 +63,11 @@ struct item {
     unsigned char *raw;  /* owned; the image's bytes (when a stage's body sends them) */
     size_t raw_len;
     const char *mime;    /* static (mime.h); set by the load stage */
+    unsigned char digest[HASH_BYTES]; /* with --cache: the SHA-256 of the bytes in raw (and
+                            encoded in b64), taken by the load stage: what stands for them in the
+                            answer store's keys (chain/memo.h). Code that changes those bytes must
+                            take it again or clear has_digest */
+    int has_digest;
     uint64_t charged;    /* bytes of the --max-memory budget its payload holds (budget.h) */
     int stored_w, stored_h, orientation; /* the file's pixels as stored and its EXIF orientation
                                             (prepare.h: prep_info), when its header was read;

@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 
 #include "common/b64.h"
+#include "common/hash.h"
 #include "flow/budget.h"
 #include "common/mime.h"
 #include "prepare/prepare.h"
@@ -172,6 +173,8 @@ static void read_whole(const struct run *run, struct item *it, int fd, uint64_t 
     }
     it->raw_len = got;
     it->mime = mime_of(it->raw, got < MIME_HEAD ? got : MIME_HEAD, it->path);
+    if (run->cfg->cache)
+        it->has_digest = hash_bytes(it->raw, got, it->digest) == 0;
     if (needs & NEED_B64) {
         if (b64_alloc(it, got)) {
             item_fail(it, "out of memory for a %" PRIu64 "-byte image", size);
@@ -216,13 +219,19 @@ static void read_encoding(const struct run *run, struct item *it, int fd, uint64
     static _Thread_local unsigned char chunk[CHUNK];
     size_t out = 0;
     uint64_t got = 0;
+    struct hash_ctx h; /* with --cache: the file's digest, chunk by chunk (item.h) */
+    int hashing = run->cfg->cache && hash_init(&h) == 0;
     for (;;) {
         ssize_t fill = fill_chunk(fd, chunk);
         if (fill < 0) {
             item_fail(it, "cannot read the file: %s", strerror(errno));
             item_drop_payload(it);
+            if (hashing)
+                hash_discard(&h);
             return;
         }
+        if (hashing)
+            hash_update(&h, chunk, (size_t)fill);
         if (got == 0)
             it->mime = mime_of(chunk, (size_t)fill < MIME_HEAD ? (size_t)fill : MIME_HEAD, it->path);
         got += (uint64_t)fill;
@@ -230,6 +239,8 @@ static void read_encoding(const struct run *run, struct item *it, int fd, uint64
         if (got > size) {
             item_fail(it, "the file grew while it was read");
             item_drop_payload(it);
+            if (hashing)
+                hash_discard(&h);
             return;
         }
         if (cap)
@@ -237,6 +248,8 @@ static void read_encoding(const struct run *run, struct item *it, int fd, uint64
         if (fill < CHUNK)
             break;
     }
+    if (hashing)
+        it->has_digest = hash_final(&h, it->digest) == 0;
     if (got != size) {
         item_fail(it, "the file shrank while it was read (%" PRIu64 " of %" PRIu64 " bytes)", got, size);
         item_drop_payload(it);
@@ -510,6 +523,8 @@ void load_bytes(const struct run *run, struct item *it, unsigned char *data, siz
     it->raw = data;
     it->raw_len = len;
     it->mime = mime_of(data, len < MIME_HEAD ? len : MIME_HEAD, it->path);
+    if (run->cfg->cache) /* a fetched image stands in the answer store's keys as its digest too */
+        it->has_digest = hash_bytes(data, len, it->digest) == 0;
     if ((needs & NEED_B64) && b64_alloc(it, len)) {
         item_fail(it, "out of memory for a %zu-byte image", len);
         item_drop_payload(it);

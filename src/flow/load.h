@@ -1,7 +1,9 @@
 /* load: the load job. Reads an image, within --max-image-bytes and the --max-memory budget
  * (budget.h), and makes what the pipeline's bodies need of it (pipeline_needs): its base64 in
  * it->b64, with slack around it for a body's head and tail (item.h), and/or its bytes in
- * it->raw, and its type in it->mime. An image that cannot be read fails the item, with why.
+ * it->raw, and its type in it->mime. With --cache, the SHA-256 of the image's bytes in it->digest (hashed as
+ * they are read or fetched: what stands for the image in the answer store's keys). An image that
+ * cannot be read fails the item, with why.
  *
  * Where the bytes come from is the item's kind (item.h): a file is read from the disk (a file
  * a folder's walk found is never followed if it became a link since; one a list names is); an

@@ -647,6 +647,21 @@ static int key_batch(const struct reader *r, const cJSON *kv, struct body_keys *
     return 0;
 }
 
+/* "version": a label the user changes when another model goes behind the same URL, so that the
+ * answer store (--cache) asks again; printable text, at most 127 bytes. */
+static int key_version(const struct reader *r, const cJSON *kv, struct body_keys *b)
+{
+    (void)b;
+    if (!cJSON_IsString(kv) || !kv->valuestring[0] || strlen(kv->valuestring) > 127)
+        return failr(r, "\"version\" must be a non-empty string of at most 127 bytes");
+    for (const unsigned char *c = (const unsigned char *)kv->valuestring; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return failr(r, "\"version\" holds a control character");
+    if (!(r->s->version = strdup(kv->valuestring)))
+        return oom(r);
+    return 0;
+}
+
 /* A stage's keys, in the order the message for an unknown key lists them. */
 static const struct {
     const char *name;
@@ -672,6 +687,7 @@ static const struct {
     {"max_rps", key_max_rps},
     {"batch", key_batch},
     {"image", key_image},
+    {"version", key_version},
 };
 
 #define N_STAGE_KEYS (sizeof STAGE_KEYS / sizeof STAGE_KEYS[0])
@@ -1261,12 +1277,28 @@ static int resolve_stage_urls(struct pipeline *p, int i, const struct base *b, c
     return 0;
 }
 
-int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen)
+/* The base of relative URLs: --server checked, its trailing slashes dropped. */
+static struct base base_of(const char *base)
 {
     struct base b = {.url = base, .len = strlen(base)};
     b.ok = pipeline_check_base(base, b.why, sizeof b.why) == 0;
     while (b.len && base[b.len - 1] == '/')
         b.len--;
+    return b;
+}
+
+int pipeline_resolve_urls(struct pipeline *p, const char *base, char *err, size_t errlen)
+{
+    struct base b = base_of(base);
+    for (int i = 0; i < p->n; i++)
+        if (resolve_stage_urls(p, i, &b, err, errlen))
+            return -1;
+    return 0;
+}
+
+int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen)
+{
+    struct base b = base_of(base);
     char where[400];
     struct header_sources hs;
     snprintf(where, sizeof where, "%s: \"defaults\"", p->source);
@@ -1361,6 +1393,7 @@ void pipeline_free(struct pipeline *p)
         struct stage *s = &p->stages[i];
         free(s->name);
         free(s->url);
+        free(s->version);
         free(s->full_url);
         free(s->each_array);
         free(s->each_field);

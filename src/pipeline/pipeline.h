@@ -31,6 +31,8 @@
  *   "timeout_ms", "retries", "headers" {"Name": "value"}: per-stage overrides
  *   "concurrency" N (1 to 100000) or "auto", "max_rps" N: the stage's own limits (limit.h,
  *                 ratelimit.h), inside the run's --concurrency and --max-rps
+ *   "version"     a label of the model behind the URL: part of the stage's identity in the
+ *                 answer store (--cache, chain/memo.h), so that a new one is asked again
  * "defaults" holds "timeout_ms", "retries", "headers", "concurrency" and "max_rps" for every
  * stage that does not set its own. Headers come from three places; for one name (case-insensitive)
  * the first of these wins and the others are not sent: the stage's "headers", the file's
@@ -108,6 +110,7 @@ struct stage {
     double max_rps;     /* "max_rps": its requests per second at most (ratelimit.h); 0: no limit */
     int batch_size;     /* "batch": {"size"}: items (of different images) per request; 0: no batch */
     long batch_wait_ms; /* "batch": {"max_wait_ms"}: how long a batch's oldest item waits at most */
+    char *version;      /* "version": printable, at most 127 bytes; NULL when not given */
 };
 
 #define STAGE_BATCH_MAX 256         /* "batch": {"size"} at most */
@@ -154,6 +157,10 @@ int pipeline_check_base(const char *base, char *err, size_t errlen);
  * error that names the variable or the path (never a value or a file's content). Can be called
  * again (it rebuilds everything). Returns 0 or -1. */
 int pipeline_resolve(struct pipeline *p, const char *base, char *err, size_t errlen);
+
+/* Only the URLs of pipeline_resolve: for what needs a stage's URL but sends nothing (annotate
+ * cache prune --keep-pipelines: a stage's identity), so that no header's secret is read. */
+int pipeline_resolve_urls(struct pipeline *p, const char *base, char *err, size_t errlen);
 
 /* Sets stage i's resolved URL and header lines as another process resolved them (a worker
  * takes its parent's, and never resolves anything itself). Returns 0, or -1 when out of memory. */

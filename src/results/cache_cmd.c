@@ -9,12 +9,13 @@
 static const char USAGE[] =
     "usage: annotate cache stats FILE\n"
     "       annotate cache prune FILE [--older-than AGE] [--stage NAME|HASH]... [--keep-pipelines P.json...]\n"
-    "                                 [--vacuum]\n"
+    "                                 [--server URL] [--vacuum]\n"
     "stats: entries and result bytes per stage identity of the answer store FILE (--cache FILE).\n"
     "prune: drops the entries that pass every filter given: put more than AGE ago (30d, 12h, 90m,\n"
     "       3600s, 2w); of the stage named NAME or whose identity hash starts with HASH (6 to 32 hex\n"
-    "       digits, as stats shows them); of a stage identity no given pipeline file uses.\n"
-    "       --vacuum then gives the room back to the file system.\n";
+    "       digits, as stats shows them); of a stage identity no given pipeline file uses (relative\n"
+    "       URLs joined to --server, as the runs had it). --vacuum then gives the room back to the\n"
+    "       file system.\n";
 
 long long cache_parse_age(const char *text)
 {
@@ -75,6 +76,7 @@ static int stats(const char *path, FILE *out, FILE *err)
 /* What prune's command line gave; freed with prune_args_free. */
 struct prune_args {
     struct store_prune p;
+    const char *server; /* --server: what the pipelines' relative URLs are joined to */
     const char **stages;
     unsigned char (*keep)[STORE_IDENT_BYTES];
 };
@@ -95,7 +97,7 @@ static int keep_pipeline(struct prune_args *a, const char *file, const struct ca
         fprintf(err, "annotate cache prune: --keep-pipelines is not available in this build\n");
         return 2;
     }
-    if (h->pipeline_idents(h->ud, file, &ids, &n, msg, sizeof msg)) {
+    if (h->pipeline_idents(h->ud, file, a->server, &ids, &n, msg, sizeof msg)) {
         fprintf(err, "annotate cache prune: --keep-pipelines %s: %s\n", file, msg);
         return 2;
     }
@@ -120,6 +122,8 @@ static int prune_option(int argc, char **argv, int *i, struct prune_args *a, con
     const char *o = argv[*i];
     if (!strcmp(o, "--vacuum")) {
         a->p.vacuum = 1;
+    } else if (!strcmp(o, "--server")) {
+        ++*i; /* read before the others (prune): --keep-pipelines uses it wherever it is */
     } else if (!strcmp(o, "--older-than") || !strcmp(o, "--stage")) {
         if (*i + 1 >= argc) {
             fprintf(err, "annotate cache prune: %s needs a value\n", o);
@@ -158,6 +162,11 @@ static int prune(int argc, char **argv, const struct cache_hooks *h, FILE *out, 
     const char *path = argv[1];
     struct prune_args a = {.stages = calloc((size_t)argc, sizeof *a.stages)};
     int rc = a.stages ? 0 : 2;
+    for (int i = 2; rc == 0 && i < argc; i++)
+        if (!strcmp(argv[i], "--server") && (i + 1 >= argc || !(a.server = argv[++i]))) {
+            fprintf(err, "annotate cache prune: --server needs a value\n");
+            rc = 2;
+        }
     for (int i = 2; rc == 0 && i < argc; i++)
         rc = prune_option(argc, argv, &i, &a, h, err);
     if (rc == 0 && !a.p.older_than && !a.p.n_stages && !a.p.keep_given) {

@@ -387,14 +387,53 @@ int store_get(struct store *s, const struct store_key *k, char **bytes, size_t *
     return found;
 }
 
+/* ---- identities ---- */
+
+/* Under mu: the known identity id, or NULL. */
+static struct known *known_of(struct store *s, const struct store_ident *id)
+{
+    for (size_t i = s->n_known; i-- > 0;)
+        if (!memcmp(s->known[i].id.id, id->id, STORE_IDENT_BYTES))
+            return &s->known[i];
+    return NULL;
+}
+
+int store_has_ident(struct store *s, const struct store_ident *id)
+{
+    if (!s || atomic_load(&s->off))
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    int put = known_of(s, id) != NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (put)
+        return 1;
+    struct reader *r = reader_take(s);
+    if (!r)
+        return 0;
+    sqlite3_stmt *st;
+    int has = 0;
+    if (sqlite3_prepare_v2(r->db, "SELECT ident FROM stage WHERE prefix=?1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, id->id, STORE_PREFIX_BYTES, SQLITE_STATIC);
+        has = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == STORE_IDENT_BYTES &&
+              !memcmp(sqlite3_column_blob(st, 0), id->id, STORE_IDENT_BYTES);
+        sqlite3_finalize(st);
+    }
+    reader_give(s, r);
+    return has;
+}
+
+int store_off(struct store *s)
+{
+    return s && atomic_load(&s->off);
+}
+
 /* ---- puts ---- */
 
 /* Adds id to the known identities (under mu). 0, or -1 when memory runs out. */
 static int know(struct store *s, const struct store_ident *id)
 {
-    for (size_t i = s->n_known; i-- > 0;)
-        if (!memcmp(s->known[i].id.id, id->id, STORE_IDENT_BYTES))
-            return 0;
+    if (known_of(s, id))
+        return 0;
     if (s->n_known == s->cap_known) {
         size_t cap = s->cap_known ? 2 * s->cap_known : 16;
         struct known *k = realloc(s->known, cap * sizeof *k);
@@ -413,14 +452,14 @@ static int batch_full(const struct store *s, const struct batch *b)
     return b->n >= (size_t)s->o.batch_entries || (b->n && b->used >= s->o.buffer_bytes);
 }
 
-void store_put(struct store *s, const struct store_key *k, const struct store_ident *id, const void *bytes,
-               size_t len)
+int store_put(struct store *s, const struct store_key *k, const struct store_ident *id, const void *bytes,
+              size_t len)
 {
     if (!s || atomic_load(&s->off))
-        return;
+        return 0;
     if (len > STORE_RESULT_MAX) {
         atomic_fetch_add(&s->too_big, 1);
-        return;
+        return 0;
     }
     pthread_mutex_lock(&s->mu);
     int waited = 0;
@@ -442,6 +481,7 @@ void store_put(struct store *s, const struct store_key *k, const struct store_id
         atomic_fetch_add(&s->waits, 1);
     if (taken)
         atomic_fetch_add(&s->puts, 1);
+    return taken;
 }
 
 /* ---- the writer ---- */
@@ -576,6 +616,18 @@ static void mark_described(struct store *s, const struct store_ident *d, size_t 
                 s->known[j].described = 1;
 }
 
+/* Tells the owner of the store that each put of b is settled (o.settled), without mu: b is the
+ * writer's while it is committing, or the store is off and nothing is added to it. */
+static void tell_settled(struct store *s, const struct batch *b)
+{
+    if (!s->o.settled)
+        return;
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < b->n; i++)
+        s->o.settled(s->o.settled_ud, b->e[i].key);
+    pthread_mutex_lock(&s->mu);
+}
+
 /* Takes the fill batch, commits it without mu, and says so. Called and returns under mu. */
 static void writer_round(struct store *s, uint32_t *order)
 {
@@ -593,6 +645,7 @@ static void writer_round(struct store *s, uint32_t *order)
         mark_described(s, desc, n_desc);
     else
         atomic_fetch_add(&s->dropped, s->commit.n);
+    tell_settled(s, &s->commit);
     free(desc);
     batch_clear(&s->commit, s->o.buffer_bytes);
     s->committing = 0;
@@ -611,6 +664,7 @@ static void *writer_main(void *arg)
         writer_wait(s);
         if (atomic_load(&s->off)) {
             atomic_fetch_add(&s->dropped, s->fill.n);
+            tell_settled(s, &s->fill);
             batch_clear(&s->fill, 0);
             s->flush_done = s->flush_asked;
             pthread_cond_broadcast(&s->done);

@@ -72,27 +72,33 @@
  * a free connection (or opens one, up to opts.readers, or waits for one), runs it and gives it
  * back. Not one shared connection, whose mutex would serialise every lookup; not one per thread,
  * which would multiply the page cache by the threads strategy's workers (up to 4096). Two
- * connections served 90,000 to 160,000 lookups/s at 10 million entries on the project's shared
- * two-core machine, three times and more what a fully cached re-run of 5,000 images/s through
- * five stages asks. WAL lets the readers run while the writer
- * commits, in this process and in others.
+ * connections served 56,000 (a load average of 6 to 10 from others) to 160,000 lookups/s at 10
+ * million entries on the project's shared two-core machine, 9 us of CPU each: more than what a
+ * fully cached re-run of 5,000 images/s through five stages asks. WAL lets the readers run while
+ * the writer commits, in this process and in others.
  *
  * Puts are buffered and committed by the store's own writer thread, in one transaction per
  * batch: at most opts.batch_entries entries or opts.batch_ms milliseconds uncommitted. A kill -9
  * loses at most what was not committed (those questions are asked again) and never corrupts the
  * file: SQLite's WAL commits are atomic against the death of a process. The store runs with
- * synchronous=OFF, no fsync at commits and checkpoints: with NORMAL, each checkpoint's fsync made
- * the disk's random writes the limit (the third million of entries went in at 17,000 inserts/s,
- * against 59,000).
- * The price: an operating-system crash or a power cut while it writes may damage the file; a
- * store turns itself off at the first damage it meets, and the file is then to be removed. A
- * lookup sees its own process's puts at once, committed or not.
+ * synchronous=NORMAL (store_db.h): the WAL is synced before each checkpoint copies it into the
+ * file and the file after, so that an operating-system crash or a power cut cannot tear a page
+ * either: a cache that could hand back a changed value would break annotate's first promise.
+ * What it costs, against synchronous=OFF (no syncs at all), measured with make bench-cache-store
+ * at 3 million entries on the project's shared two-core machine: 24.4 against 17.7 us of CPU per
+ * insert (the syncs' writes of the pages that random keys dirty); the inserts' wall-clock rate
+ * follows the disk and the machine's load (27,000 against 43,000 a second in one pair of runs,
+ * the other way round in another). A checkpoint every 4096 pages: one every 65536 made inserts
+ * 5% faster (within the noise) and lookups slower (a larger WAL index to search), so it stayed.
+ * A store that meets an error (damage made by something else, a disk that fails) turns itself
+ * off (below). A lookup sees its own process's puts at once, committed or not.
  *
  * Memory is bounded: each connection's page cache is opts.cache_kib (PRAGMA cache_size), and the
  * write buffer holds at most two batches (the one being committed and the one filling) of at
  * most batch_entries entries and buffer_bytes bytes of results each (the result that fills a
  * batch may go past it, once); a put that finds both full
- * waits for the writer (at the store's insert rate, far above any model server's). A result
+ * waits for the writer (at the store's insert rate: 10,000 a second and more at 10 million
+ * entries on the shared machine, more than most model servers answer). A result
  * larger than STORE_RESULT_MAX is not stored. With the defaults: (2 readers + the writer) x 16 MiB
  * + 2 x 8 MiB = 64 MiB at most, per process that opens the store.
  *
@@ -163,6 +169,11 @@ struct store_opts {
     int cache_kib;       /* page cache of each connection, KiB (0: 16384: the B-tree's inner pages
                           * of 10 million entries fit, so a lookup reads one page) */
     int busy_ms;         /* how long to wait for another process's lock (0: 10000) */
+    /* Told once for each put taken, by the writer's thread, when the put is settled: committed
+     * (other processes can read it now), or dropped because the store turned off. NULL: nobody
+     * listens. It must not call the store. */
+    void (*settled)(void *ud, const unsigned char key[STORE_KEY_BYTES]);
+    void *settled_ud;
 };
 
 struct store_counters {
@@ -190,9 +201,21 @@ struct store *store_open(const char *path, const struct store_opts *o, char *err
 int store_get(struct store *s, const struct store_key *k, char **bytes, size_t *len);
 
 /* Stores the result for key (its bytes are copied); id says whose it is (its description is
- * written once per store handle). A key already stored keeps its first result. s may be NULL. */
-void store_put(struct store *s, const struct store_key *k, const struct store_ident *id, const void *bytes,
-               size_t len);
+ * written once per store handle). A key already stored keeps its first result. s may be NULL.
+ * Returns 1 when the put was taken (opts.settled will be told of it), 0 when not: the store is
+ * off, the result is too large, the key is waiting to be committed already, memory ran out. */
+int store_put(struct store *s, const struct store_key *k, const struct store_ident *id, const void *bytes,
+              size_t len);
+
+/* 1 when the file held answers of identity id when this handle first asked (its stage row: a
+ * row goes with the first commit of the identity's answers and only with its last entry), or
+ * this handle has put one since; 0 otherwise, and when the store is off. A caller may skip the
+ * lookups of an identity that has none: they cannot hit, unless another process puts some
+ * meanwhile (then they only cost a question asked again, never a wrong answer). */
+int store_has_ident(struct store *s, const struct store_ident *id);
+
+/* 1 once the store has turned itself off (cheap: one atomic load); s may be NULL (0). */
+int store_off(struct store *s);
 
 /* Commits everything put so far and waits for it. 0, or -1 when the store is (or turned) off. */
 int store_flush(struct store *s);

@@ -179,7 +179,7 @@ int store_db_open(const char *path, enum store_db_mode mode, int busy_ms, int ca
     if (rc == STORE_DB_OK)
         rc = check_writable(d, mode, err, errlen);
     if (rc == STORE_DB_OK && mode != STORE_DB_READ)
-        store_db_exec(d, "PRAGMA synchronous=OFF; PRAGMA wal_autocheckpoint=4096; PRAGMA journal_size_limit=16777216");
+        store_db_exec(d, STORE_DB_WRITE_PRAGMAS);
     if (rc != STORE_DB_OK) {
         sqlite3_close(d);
         if (!existed) { /* made just now and unusable: as if it could not be created */

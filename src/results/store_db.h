@@ -23,9 +23,26 @@ enum store_db_mode {
     STORE_DB_READ,  /* stats: an existing store, read-only is fine */
 };
 
+/* What a connection that writes runs with (store.h says why): synchronous=NORMAL (a commit is
+ * atomic and durable against a crash of the process; the WAL is synced at each checkpoint, so a
+ * power cut cannot tear the file's pages), a checkpoint every STORE_DB_CHECKPOINT pages of WAL,
+ * and the WAL cut back to 16 MiB after one. */
+#ifndef STORE_DB_CHECKPOINT
+#define STORE_DB_CHECKPOINT 4096
+#endif
+#ifndef STORE_DB_SYNCHRONOUS /* (a build with -DSTORE_DB_SYNCHRONOUS=OFF measures what NORMAL costs) */
+#define STORE_DB_SYNCHRONOUS NORMAL
+#endif
+#define STORE_DB_STR(x) #x
+#define STORE_DB_XSTR(x) STORE_DB_STR(x)
+#define STORE_DB_WRITE_PRAGMAS                                                                               \
+    "PRAGMA synchronous=" STORE_DB_XSTR(STORE_DB_SYNCHRONOUS) "; PRAGMA wal_autocheckpoint="                  \
+    STORE_DB_XSTR(STORE_DB_CHECKPOINT) ";"                                                                   \
+    " PRAGMA journal_size_limit=16777216"
+
 /* Opens path as a store. busy_ms: the connection's busy_timeout. cache_kib: its page cache. Sets
- * WAL (the file's mode, once) and, to write, synchronous=OFF (store.h says why) and a checkpoint
- * every 4096 pages. Returns an enum store_db_open. */
+ * WAL (the file's mode, once) and, to write, STORE_DB_WRITE_PRAGMAS. Returns an enum
+ * store_db_open. */
 int store_db_open(const char *path, enum store_db_mode mode, int busy_ms, int cache_kib, sqlite3 **db,
                   char *err, size_t errlen);
 

@@ -201,6 +201,10 @@ static void test_flags_strings(void)
     CU_ASSERT(cfg.resume && cfg.retry_failed && cfg.quiet && !cfg.insecure);
     CU_ASSERT_STRING_EQUAL(cfg.stats_json, "s.json");
     CU_ASSERT_STRING_EQUAL(cfg.dir, "some-dir");
+    CU_ASSERT_PTR_NULL(cfg.cache);
+    CU_ASSERT_EQUAL_FATAL(PARSE(0, "--cache", "answers.db"), 0);
+    CU_ASSERT_STRING_EQUAL(cfg.cache, "answers.db");
+    CU_ASSERT_EQUAL(PARSE(1, "--cache", "answers.db"), -1); /* a run's, not bench's */
     CU_ASSERT_EQUAL_FATAL(PARSE(0, "--out", "x.csv"), 0);
     CU_ASSERT_STRING_EQUAL(cfg.out, "x.csv");
     CU_ASSERT(!cfg.resume && !cfg.quiet && !cfg.verbose);
@@ -506,7 +510,7 @@ static void test_bench_forwards(void)
 static const char *const WORKER_READS[] = {"timeout-ms", "connect-timeout-ms", "retries", "backoff-ms",
                                            "backoff-max-ms", "max-rps", "max-image-bytes", "max-answer-bytes",
                                            "max-memory", "encoder", "insecure", "cacert", "outage-timeout",
-                                           "max-pixels", "load-threads", NULL};
+                                           "max-pixels", "load-threads", "cache", NULL};
 
 /* A worker receives every option marked for workers, as its parent had it: a configuration with
  * every one of them set to a value that is not the default goes through ipc_encode_config and
@@ -530,7 +534,7 @@ static void test_worker_config_frame(void)
         {"--max-rps", "0.1"}, {"--max-image-bytes", "4444"}, {"--max-answer-bytes", "777"}, {"--max-memory", "8888"},
         {"--max-pixels", "5555"}, {"--load-threads", "3"}, {"--encoder", "libb64"}, {"--drain-timeout-ms", "99"},
         {"--outage-timeout", "9"}, {"--quiet", ""},
-        {"--insecure", ""}, {"--cacert", ca},
+        {"--insecure", ""}, {"--cacert", ca}, {"--cache", "answers.db"},
     };
     const char *args[2 * sizeof given / sizeof given[0] + 8];
     int n = 0;
@@ -762,7 +766,7 @@ static void test_source_options(void)
 static void test_every_option_tested(void)
 {
     static const char *const others[] = {"out", "server", "config", "strategy", "extensions", "encoder", "resume",
-                                         "retry-failed", "force", "quiet", "stats-json", "insecure", "cacert", "shard", "help",
+                                         "retry-failed", "force", "quiet", "stats-json", "cache", "insecure", "cacert", "shard", "help",
                                          "version", "strategies", "latency-dist", "report", "chart", "mock",
                                          "trust-payload", "header", "verbose", "sweep", "sweep-stages", "recommend",
                                          "format", "files-from", "null", "image-auth", NULL};

@@ -959,10 +959,13 @@ static void test_prune(void)
 
 /* ---- annotate cache stats|prune ---- */
 
-/* The lead's pipeline function stands in as: a.json uses model_01 (A), bad.json is broken. */
-static int fake_idents(void *ud, const char *path, struct store_ident **ids, int *n, char *err, size_t errlen)
+/* The run's pipeline function (memo_pipeline_idents, suite "memo") stands in as: a.json uses
+ * model_01 (A), bad.json is broken. */
+static int fake_idents(void *ud, const char *path, const char *server, struct store_ident **ids, int *n, char *err,
+                       size_t errlen)
 {
     (void)ud;
+    (void)server;
     if (strstr(path, "bad")) {
         snprintf(err, errlen, "stage 2 (x): unknown key \"urll\"");
         return -1;
