@@ -93,33 +93,48 @@ static long long pragma_int(sqlite3 *db, const char *sql, int *rc)
 }
 
 /* Reads the header and decides what the file is; makes the schema of a fresh STORE_DB_RUN store. */
+/* A store made just now: WAL mode and the schema. Another process may be doing the same at the
+ * same time (two runs started on one new store): a lock it holds is STORE_DB_AGAIN, and the
+ * caller looks again once it may be done. */
+static int create_schema(sqlite3 *db, char *err, size_t errlen)
+{
+    int rc = store_db_exec(db, "PRAGMA journal_mode=WAL");
+    if (rc == SQLITE_OK)
+        rc = store_db_exec(db, SCHEMA);
+    if (rc == SQLITE_OK)
+        return STORE_DB_OK;
+    store_db_error(db, rc, "cannot be written", err, errlen); /* before a ROLLBACK replaces the reason */
+    if (!sqlite3_get_autocommit(db))
+        store_db_exec(db, "ROLLBACK");
+    return store_db_busy(rc) ? STORE_DB_AGAIN : STORE_DB_READONLY;
+}
+
 static int check_schema(sqlite3 *db, enum store_db_mode mode, char *err, size_t errlen)
 {
     int rc;
+    /* One read transaction: the three figures are of one moment, not of before and after another
+     * process's making of the schema. */
+    store_db_exec(db, "BEGIN");
     long long app = pragma_int(db, "PRAGMA application_id", &rc);
     if (rc != SQLITE_OK) {
-        if ((rc & 0xff) == SQLITE_NOTADB) {
-            snprintf(err, errlen, "is not an annotate cache (not an SQLite database)");
-            return STORE_DB_FAIL;
-        }
         int prim = rc & 0xff;
-        store_db_error(db, rc, prim == SQLITE_READONLY || prim == SQLITE_CANTOPEN
-                                   ? "cannot be used (is its folder read-only? the store needs its -wal and -shm "
-                                     "files beside it)"
-                                   : "cannot be read",
-                       err, errlen);
-        return STORE_DB_READONLY;
+        if (prim == SQLITE_NOTADB)
+            snprintf(err, errlen, "is not an annotate cache (not an SQLite database)");
+        else
+            store_db_error(db, rc, prim == SQLITE_READONLY || prim == SQLITE_CANTOPEN
+                                       ? "cannot be used (is its folder read-only? the store needs its -wal and "
+                                         "-shm files beside it)"
+                                       : "cannot be read",
+                           err, errlen);
+        if (!sqlite3_get_autocommit(db)) /* (after the reason is taken: a ROLLBACK replaces it) */
+            store_db_exec(db, "ROLLBACK");
+        return prim == SQLITE_NOTADB ? STORE_DB_FAIL : STORE_DB_READONLY;
     }
     long long tables = pragma_int(db, "SELECT count(*) FROM sqlite_schema", &rc);
     long long version = pragma_int(db, "PRAGMA user_version", &rc);
-    if (app == 0 && tables == 0 && mode == STORE_DB_RUN) {
-        if ((rc = store_db_exec(db, "PRAGMA journal_mode=WAL")) != SQLITE_OK || (rc = store_db_exec(db, SCHEMA))) {
-            store_db_exec(db, "ROLLBACK");
-            store_db_error(db, rc, "cannot be written", err, errlen);
-            return STORE_DB_READONLY;
-        }
-        return STORE_DB_OK;
-    }
+    store_db_exec(db, "COMMIT");
+    if (app == 0 && tables == 0 && mode == STORE_DB_RUN)
+        return create_schema(db, err, errlen);
     if (app != STORE_APP_ID) {
         snprintf(err, errlen, "is not an annotate cache (%s)",
                  tables == 0 ? "an empty database" : "an SQLite database of another program");
@@ -175,7 +190,12 @@ int store_db_open(const char *path, enum store_db_mode mode, int busy_ms, int ca
     char pragma[64];
     snprintf(pragma, sizeof pragma, "PRAGMA cache_size=-%d", cache_kib > 0 ? cache_kib : 2048);
     store_db_exec(d, pragma);
-    rc = check_schema(d, mode, err, errlen);
+    /* Another process making the same new store holds it for a moment: wait for it, within the
+     * busy timeout, then read what it made. */
+    for (int waited = 0; (rc = check_schema(d, mode, err, errlen)) == STORE_DB_AGAIN && waited < busy_ms; waited += 10)
+        usleep(10000);
+    if (rc == STORE_DB_AGAIN)
+        rc = STORE_DB_READONLY;
     if (rc == STORE_DB_OK)
         rc = check_writable(d, mode, err, errlen);
     if (rc == STORE_DB_OK && mode != STORE_DB_READ)

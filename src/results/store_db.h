@@ -14,6 +14,7 @@ enum store_db_open {
     STORE_DB_OK = 0,
     STORE_DB_FAIL = -1,     /* cannot be used at all: err says why (without the file's name); *db NULL */
     STORE_DB_READONLY = -2, /* exists but cannot be written: err says why; *db is NULL */
+    STORE_DB_AGAIN = -3,    /* (inside store_db.c only: another process holds the new store) */
 };
 
 enum store_db_mode {

@@ -448,6 +448,49 @@ static void test_two_processes(void)
     remove_store(path);
 }
 
+/* Processes that open one new store at the same moment (two runs started together) all get it:
+ * the one that makes its schema holds it for a moment, and the others wait and read it. */
+static int opener_child(void *arg)
+{
+    char err[1024];
+    struct store *s = store_open(arg, NULL, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "opener child: %s\n", err);
+        return 2;
+    }
+    return store_close(s, err, sizeof err) ? 3 : 0;
+}
+
+static void test_new_store_at_once(void)
+{
+    for (int round = 0; round < 20; round++) {
+        const char *path = path_in("at-once.db");
+        remove_store(path);
+        fflush(NULL);
+        int go[2];
+        CU_ASSERT_FATAL(pipe(go) == 0);
+        pid_t pid[6];
+        for (int k = 0; k < 6; k++)
+            if ((pid[k] = fork()) == 0) {
+                char c;
+                close(go[1]);
+                if (read(go[0], &c, 1) < 0) /* released together, when the parent closes its end */
+                    _exit(4);
+                _exit(opener_child((void *)path));
+            }
+        close(go[0]);
+        close(go[1]);
+        int bad = 0;
+        for (int k = 0; k < 6; k++)
+            bad += pid[k] < 0 || wait_for(pid[k], 1000L * tmo(30)) != 0;
+        CHECKF(bad == 0, "round %d: %d of 6 processes could not open the new store", round, bad);
+        char ic[256];
+        integrity(path, ic, sizeof ic);
+        CU_ASSERT_STRING_EQUAL(ic, "ok");
+        remove_store(path);
+    }
+}
+
 /* ---- the file: mode, what is not a store ---- */
 
 static void test_file_mode(void)
@@ -1112,6 +1155,7 @@ int register_store(void)
         !CU_add_test(s, "batches by count, by age, by bytes, and at close", test_batches) ||
         !CU_add_test(s, "two handles on one file", test_two_handles) ||
         !CU_add_test(s, "two writing processes and a reader on one file", test_two_processes) ||
+        !CU_add_test(s, "processes opening one new store at once all get it", test_new_store_at_once) ||
         !CU_add_test(s, "the file is made 0600, with its -wal and -shm", test_file_mode) ||
         !CU_add_test(s, "what is not a store is refused at open", test_not_a_store) ||
         !CU_add_test(s, "a read-only file or folder: off, told once", test_read_only) ||
