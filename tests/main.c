@@ -89,7 +89,7 @@ static void suite_done(const CU_pSuite s, const CU_pFailureRecord f)
     if (!s->fActive)
         return;
     double took = now_s() - suite_began;
-    printf("  (suite %s: %.1f s)\n", s->pName, took);
+    printf("\n  (suite %s: %.1f s)", s->pName, took);
     if (n_timed < MAX_TIMED)
         timed[n_timed++] = (struct timed){ s->pName, took };
 }

@@ -702,6 +702,67 @@ static void test_bucket_prepared(void)
     e2e_csv_free(&fc);
 }
 
+/* The cache's hits and misses in a --stats-json file (-1 when missing). */
+static void cache_counts(const char *sj, double *hits, double *misses)
+{
+    cJSON *j = e2e_read_json(sj);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "cache");
+    *hits = c ? e2e_json_num(c, "hits") : -1;
+    *misses = c ? e2e_json_num(c, "misses") : -1;
+    cJSON_Delete(j);
+}
+
+/* --cache keys an object fetched from S3 by its bytes, as it keys a file: the folder's run fills
+ * the store, and the bucket's run (the same images under other names) is answered from it whole,
+ * under the blocking loader and the curl-multi one: no model request, every cell the folder's. */
+static void test_bucket_cache(void)
+{
+    NEED_SERVERS();
+    char cache[700], fres[700], bres[700], sj[700], out[4096];
+    snprintf(cache, sizeof cache, "%s/answers.db", base);
+    snprintf(fres, sizeof fres, "%s/cache-folder.csv", base);
+    snprintf(bres, sizeof bres, "%s/cache-bucket.csv", base);
+    snprintf(sj, sizeof sj, "%s/cache-stats.json", base);
+    unlink(cache);
+    int rc = RUN(out, images, "--out", fres, "--server", mock.base_url, "--cache", cache);
+    CHECKF(rc == 0, "the folder: exit %d: %s", rc, out);
+    struct rows folder;
+    CU_ASSERT_FATAL(rows_read(fres, &folder) == 0 && folder.n == N_IMAGES);
+    for (int loader = 0; loader < 2; loader++) {
+        CU_ASSERT_EQUAL_FATAL(e2e_stats_reset(&mock), 0);
+        rc = RUN(out, "s3://" BUCKET "/set/", "--out", bres, "--server", mock.base_url, "--cache", cache,
+                 "--stats-json", sj, "--strategy", loader ? "load=curl-multi,query=curl-multi" : "threads");
+        CHECKF(rc == 1, "the bucket: exit %d: %s", rc, out); /* (the empty object) */
+        cJSON *st = mock_stats(&mock);
+        long sent = mock_stat(st, "total");
+        cJSON_Delete(st);
+        CHECKF(sent == 0, "loader %d: %ld model requests went for images the store holds", loader, sent);
+        double hits, misses;
+        cache_counts(sj, &hits, &misses);
+        CHECKF(hits > 0 && misses == 0, "loader %d: %.0f hits, %.0f misses", loader, hits, misses);
+        struct rows bucket;
+        CU_ASSERT_FATAL(rows_read(bres, &bucket) == 0);
+        int same = 0;
+        size_t pre = strlen("s3://" BUCKET "/");
+        for (int i = 0; i < N_IMAGES; i++) {
+            const struct row *f = NULL, *b = NULL;
+            for (size_t r = 0; r < folder.n; r++)
+                if (!strcmp(folder.r[r].path, imgs[i].file))
+                    f = &folder.r[r];
+            for (size_t r = 0; r < bucket.n; r++)
+                if (bucket.r[r].path_len > pre && !strcmp(bucket.r[r].path + pre, imgs[i].key))
+                    b = &bucket.r[r];
+            int eq = f && b && f->ok && b->ok;
+            for (int k = 0; eq && k < 4; k++)
+                eq = !strcmp(f->cell[k], b->cell[k]);
+            same += eq;
+        }
+        CHECKF(same == N_IMAGES, "loader %d: %d of %d objects have the folder's cells", loader, same, N_IMAGES);
+        rows_free(&bucket);
+    }
+    rows_free(&folder);
+}
+
 /* --resume refuses a file whose rows are not under s3://BUCKET/PREFIX (another prefix, another
  * spelling), as it refuses a folder spelled otherwise; the file stays as it was. */
 static void test_bucket_resume_other_prefix(void)
@@ -934,7 +995,8 @@ int register_sources(void)
         !CU_add_test(s, "--shard by key, then merge (CSV and JSON Lines)", test_shards_and_merge) ||
         !CU_add_test(s, "--retry-failed keeps the row of an object deleted since", test_bucket_retry_failed) ||
         !CU_add_test(s, "--resume refuses rows of another prefix", test_bucket_resume_other_prefix) ||
-        !CU_add_test(s, "a pipeline that prepares images: the bucket's cells are the folder's", test_bucket_prepared))
+        !CU_add_test(s, "a pipeline that prepares images: the bucket's cells are the folder's", test_bucket_prepared) ||
+        !CU_add_test(s, "--cache: objects answered from what the folder's run stored", test_bucket_cache))
         return -1;
     CU_pSuite t = CU_add_suite("sources list", suite_init, suite_clean);
     if (!t)
