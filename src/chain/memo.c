@@ -290,21 +290,6 @@ static enum claim claim(struct memo *m, struct memo_ticket *t)
     return c;
 }
 
-/* The claim's waiters, as they stand (remote: one is in another process); -1 when the claim is
- * no longer there (wiped, taken over). */
-static int claim_waiters(struct memo *m, const struct memo_ticket *t, int *remote)
-{
-    struct shared_memo *r = m->reg;
-    int wiped = reg_lock(r);
-    const struct shared_memo_slot *sl = &r->slot[reg_find(r, t->key)];
-    int n = sl->pid == m->pid && sl->serial == t->serial ? sl->waiters : -1;
-    *remote = n > 0 && sl->remote;
-    pthread_mutex_unlock(&r->mu);
-    if (wiped)
-        wake_all(m);
-    return n;
-}
-
 /* Gives t's claim back, and wakes its waiters if it had any. */
 static void unclaim(struct memo *m, struct memo_ticket *t)
 {
@@ -323,21 +308,26 @@ static void unclaim(struct memo *m, struct memo_ticket *t)
         wake_all(m);
 }
 
-/* A worker process's answer is put: its claim stays, marked done, until its store has committed
- * the answer (committed below), so that another process's copy waits for it rather than miss
- * it in the file. */
-static void mark_done(struct memo *m, struct memo_ticket *t)
+/* A worker process's answer is about to be put: its claim stays, marked done, until its store
+ * has committed the answer (committed below), so that another process's copy waits for it rather
+ * than miss it in the file. Marked before the put reaches the writer: marked after, a commit in
+ * between would find it not done and leave it there for ever, and every copy would wait on it.
+ * Returns the claim's waiters (*remote: one is in another process); the ticket keeps its claim,
+ * for unclaim should the put not be taken. */
+static int mark_done(struct memo *m, struct memo_ticket *t, int *remote)
 {
     struct shared_memo *r = m->reg;
-    int wiped = reg_lock(r);
+    int wiped = reg_lock(r), waiters = 0;
     size_t i = reg_find(r, t->key);
-    if (r->slot[i].pid == m->pid && r->slot[i].serial == t->serial)
+    if (r->slot[i].pid == m->pid && r->slot[i].serial == t->serial) {
         r->slot[i].done = 1;
+        waiters = r->slot[i].waiters;
+        *remote = waiters > 0 && r->slot[i].remote;
+    }
     pthread_mutex_unlock(&r->mu);
-    t->m = NULL;
-    t->serial = 0;
     if (wiped)
         wake_all(m);
+    return waiters;
 }
 
 /* The store's writer: a put is committed (or dropped, the store being off). A done claim on its
@@ -498,27 +488,27 @@ void memo_settled(const struct run *run, struct chain_req *req, const cJSON *res
     struct memo_ticket *t = &req->memo;
     if (!m || t->state != MEMO_ASKED)
         return;
-    int taken = 0;
-    if (result && t->keyed) {
-        const char *text = cJSON_IsRaw(result) ? result->valuestring : NULL;
-        char *made = text ? NULL : cJSON_PrintUnformatted(result);
-        if (text || made)
-            taken = store_put(m->store, (const struct store_key *)t->key, &m->ids[req->stage], text ? text : made,
-                              strlen(text ? text : made));
-        free(made);
+    const char *text = result && t->keyed && cJSON_IsRaw(result) ? result->valuestring : NULL;
+    char *made = result && t->keyed && !text ? cJSON_PrintUnformatted(result) : NULL;
+    const char *put = text ? text : made;
+    int remote = 0, waiters = 0, taken = 0;
+    if (put && t->m && m->worker)
+        waiters = mark_done(m, t, &remote); /* before the put: see mark_done */
+    if (put)
+        taken = store_put(m->store, (const struct store_key *)t->key, &m->ids[req->stage], put, strlen(put));
+    free(made);
+    if (put)
         check_off(m);
-    }
     if (taken)
         put_mark(m, t->key);
     if (!t->m)
         return;
-    int remote;
     if (!taken || !m->worker) {
         unclaim(m, t); /* this process's own lookups find the put in the store's buffer */
         return;
     }
-    int waiters = claim_waiters(m, t, &remote);
-    mark_done(m, t);
+    t->m = NULL; /* the claim is the commit's to take off now */
+    t->serial = 0;
     if (waiters > 0 && remote)
         store_flush(m->store); /* another process's twin waits for the commit: now */
 }
