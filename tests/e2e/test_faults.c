@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "e2e.h"
 #include "proc.h"
 #include "tree.h"
@@ -629,7 +630,10 @@ static void test_max_rps(void)
         double rate = secs > 0 ? (double)(total - 1) / secs : 0;
         fprintf(stderr, "[%s: %ld requests in %.2f s: %.0f/s] ", strategies[s], total, secs, rate);
         CU_ASSERT(total > 500);
-        CU_ASSERT(rate >= 170 && rate <= 220);
+        /* Never over the cap (the window ends after the process has exited, so a burst would
+         * still show). The floor only catches a limiter far slower than asked: a busy machine
+         * (ASan, processes, a load of 9) has measured 155/s, so it is half the cap. */
+        CHECKF(rate >= 100 && rate <= 220, "%s: %.0f requests/s with --max-rps 200", strategies[s], rate);
         check_complete("--max-rps", t.csv, t.paths, t.n);
     }
 done:
