@@ -263,7 +263,7 @@ static void prep_part(struct progress *p, char *buf, size_t len)
                 base = i;
         struct prep_verdict v;
         prepstat_judge(&p->shared->prep, &p->prep[base], &now, &v);
-        p->prep_note = v.bottleneck;
+        p->prep_note = v.bottleneck && v.window_s >= PREPSTAT_MIN_S;
     }
     if (p->prep_note)
         snprintf(buf, len, "  image prep is the bottleneck");

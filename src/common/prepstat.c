@@ -61,5 +61,5 @@ void prepstat_judge(const struct prepstat *ps, const struct prep_sample *a, cons
     }
     v->busy = share(a->prep_us, b->prep_us, atomic_load(&ps->threads), v->window_s);
     v->starved = share(a->starved_us, b->starved_us, atomic_load(&ps->lanes), v->window_s);
-    v->bottleneck = v->window_s >= PREPSTAT_MIN_S && v->busy > PREPSTAT_SHARE && v->starved > PREPSTAT_SHARE;
+    v->bottleneck = v->busy > PREPSTAT_SHARE && v->starved > PREPSTAT_SHARE;
 }

@@ -29,15 +29,17 @@
  * coming was mostly preparing them, not reading files, a full --max-memory or idle loaders.
  * Either alone says nothing: a slow server leaves the loaders idle (busy low, starved low once
  * the queue is full); a handful of images leaves the query side waiting but the loaders idle
- * too; heavy preparation behind a slower server keeps the loaders busy but the queue full. A
- * window under PREPSTAT_MIN_S says nothing either. */
+ * too; heavy preparation behind a slower server keeps the loaders busy but the queue full. The
+ * progress line judges no window shorter than PREPSTAT_MIN_S (the first second of a run, the
+ * first image still being prepared, says little); the summary judges the whole run, however
+ * short. */
 #ifndef ANNOTATE_PREPSTAT_H
 #define ANNOTATE_PREPSTAT_H
 
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define PREPSTAT_MIN_S 1.0  /* the shortest window the rule judges */
+#define PREPSTAT_MIN_S 1.0  /* the shortest window the progress line judges */
 #define PREPSTAT_SHARE 0.5  /* both shares must be over this */
 
 struct prepstat {
