@@ -2,7 +2,7 @@
  * images, not the model servers, limits a run (src/common/prepstat.h's rule), under every
  * strategy, worker processes' figures included.
  *
- *   - heavy preparation (camera-like 1600 x 1200 JPEGs re-encoded whole as WebP, one loader)
+ *   - heavy preparation (camera-like 1200 x 900 JPEGs re-encoded whole as WebP, one loader)
  *     against a fast mock: the summary names preparation as the bottleneck, with the figures;
  *     --stats-json's "prepare" says so, under serial, threads, processes, curl-multi,
  *     load=processes,query=curl-multi and load=threads,query=processes;
@@ -62,7 +62,7 @@ static int suite_init(void)
     snprintf(cfg, sizeof cfg, "%s/p.json", dir);
     snprintf(csv, sizeof csv, "%s/r.csv", dir);
     snprintf(sj, sizeof sj, "%s/stats.json", dir);
-    if (make_images(heavy, "4", "1600", "1200") || make_images(small, "6", "64", "48") ||
+    if (make_images(heavy, "4", "1200", "900") || make_images(small, "6", "64", "48") ||
         write_file(cfg, PIPELINE, strlen(PIPELINE)))
         return -1;
     const char *slow_args[] = {"--latency-ms", "2000", NULL};
@@ -157,10 +157,10 @@ static void test_slow_server(void)
  * shows the note (one that ends sooner is not held to it; here it runs about 2.5 s). */
 static void test_progress_line(void)
 {
-    /* the heavy images three times over (about 2.5 s here) */
+    /* the heavy images five times over (about 2.5 s here) */
     char cmd[3000], longer[700];
     snprintf(longer, sizeof longer, "%s/heavy3", dir);
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && for k in 1 2 3; do for f in '%s'/*.jpg; do cp \"$f\" '%s'/$k-$(basename \"$f\"); done; done",
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && for k in 1 2 3 4 5; do for f in '%s'/*.jpg; do cp \"$f\" '%s'/$k-$(basename \"$f\"); done; done",
              longer, heavy, longer);
     CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
     char out[16000];
@@ -168,7 +168,7 @@ static void test_progress_line(void)
     const cJSON *prep;
     int rc = run(longer, fast.base_url, "curl-multi", "0.2", out, sizeof out, &whole, &prep);
     CHECKF(rc == 0, "exit %d: %s", rc, out);
-    CU_ASSERT_EQUAL(e2e_json_num(prep, "images"), 12);
+    CU_ASSERT_EQUAL(e2e_json_num(prep, "images"), 20);
     /* A line is drawn every 0.2 s and the figures sampled every 0.5 s at most; from 1 s on
      * (PREPSTAT_MIN_S) a sample judges the run so far, and once an image's time has passed, the
      * images prepared fill over half of it (the one loader prepares one after another): so a run
