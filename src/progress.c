@@ -18,6 +18,7 @@
 
 #define PREP_RING 32     /* samples of preparation's figures kept, one every half second at most */
 #define PREP_WINDOW_S 5  /* what the progress line judges preparation over */
+#define PREP_NOTE "  image prep is the bottleneck" /* "  prep-bound" when the line is too wide */
 
 struct progress {
     const struct config *cfg;
@@ -242,7 +243,7 @@ static void cache_part(const struct progress *p, char *buf, size_t len)
         snprintf(buf, len, "  %.0f%% cached", 100.0 * (double)hits / (double)all);
 }
 
-/* A pipeline that prepares images: "  image prep is the bottleneck" when prepstat.h's rule says so
+/* A pipeline that prepares images: PREP_NOTE when prepstat.h's rule says so
  * over about the last PREP_WINDOW_S seconds (since the previous line, when lines are further
  * apart), or "". */
 static void prep_part(struct progress *p, char *buf, size_t len)
@@ -266,7 +267,16 @@ static void prep_part(struct progress *p, char *buf, size_t len)
         p->prep_note = v.bottleneck && v.window_s >= PREPSTAT_MIN_S;
     }
     if (p->prep_note)
-        snprintf(buf, len, "  image prep is the bottleneck");
+        snprintf(buf, len, "%s", PREP_NOTE);
+}
+
+/* The note, in its short form when it was the long one: 1, else 0. */
+static int prep_shorten(char *buf, size_t len)
+{
+    if (strcmp(buf, PREP_NOTE))
+        return 0;
+    snprintf(buf, len, "  prep-bound");
+    return 1;
 }
 
 static void draw(struct progress *p, double rate)
@@ -301,8 +311,8 @@ static void draw(struct progress *p, double rate)
         else
             snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight%s%s  %s  ETA %s%s%s", totals, rate,
                      in_flight, cached, prep, fails, eta, limits, down);
-        if (!width || visible_len(line) < width || shown == 0)
-            break;
+        if (!width || visible_len(line) < width || (shown == 0 && !prep_shorten(prep, sizeof prep)))
+            break; /* (with the reason gone, the note on preparation takes its short form) */
     }
     append_stages(p, line, sizeof line, width);
     cut_to_width(p, line, sizeof line, width);
