@@ -141,7 +141,7 @@ static const char *prep_advice(const struct prep_summary *p)
 static void print_prep(FILE *f, const struct run_summary *s)
 {
     const struct prep_summary *p = &s->prep;
-    if (!p->on)
+    if (!p->on || (!p->images && p->prep_ms <= 0)) /* nothing was prepared (a resume with nothing left) */
         return;
     fprintf(f, "annotate: preparing images took %.0f%% of %d %s (%llu image%s, %.1f ms each); the servers waited for "
                "images %.0f%% of the time",
