@@ -325,9 +325,10 @@ static int run_queued(struct runner *r, char *err, size_t errlen)
     }
     if (fused)
         prep_shape(r, PREP_BY_WORKERS, cfg->workers, cfg->workers);
+    else if (load == STRAT_SERIAL || load == STRAT_CURL_MULTI)
+        prep_shape(r, PREP_BY_ONE, 1, 1);
     else
-        prep_shape(r, load == STRAT_PROCESSES ? PREP_BY_PROCESSES : PREP_BY_THREADS,
-                   load == STRAT_SERIAL || load == STRAT_CURL_MULTI ? 1 : config_load_workers(cfg), 1);
+        prep_shape(r, load == STRAT_PROCESSES ? PREP_BY_PROCESSES : PREP_BY_THREADS, config_load_workers(cfg), 1);
     if (r->q_load)
         queue_watch_starved(r->q_load, &r->run.shared->prep);
     if (fused) {

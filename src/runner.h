@@ -40,9 +40,10 @@ struct run_summary {
         uint64_t images, copies;
         double prep_ms, starved_ms;
         int threads, lanes;  /* loaders; query sides the starved time is summed over (prepstat.h) */
-        enum prep_by { PREP_BY_THREADS, PREP_BY_PROCESSES, PREP_BY_WORKERS, PREP_BY_SERIAL } by; /* the
-                              * loaders are the load stage's threads, its processes, the worker
-                              * processes that load and query, or the one thread of a serial run */
+        enum prep_by { PREP_BY_THREADS, PREP_BY_PROCESSES, PREP_BY_WORKERS, PREP_BY_SERIAL, PREP_BY_ONE } by;
+                             /* the loaders are the load stage's threads, its processes, the worker
+                              * processes that load and query, the one thread of a serial run, or
+                              * the load stage's one thread (load=serial, load=curl-multi) */
         struct prep_verdict v; /* the rule over the whole run */
     } prep;
 };

@@ -131,6 +131,8 @@ static const char *prep_advice(const struct prep_summary *p)
         return "more --workers (with cores to spare) or a lighter \"image\" spec (a smaller size, JPEG) would help";
     case PREP_BY_SERIAL:
         return "a strategy that loads on every core (the default) or a lighter \"image\" spec would help";
+    case PREP_BY_ONE:
+        return "--strategy load=threads (loaders on every core) or a lighter \"image\" spec would help";
     default:
         return "--load-threads (with cores to spare) or a lighter \"image\" spec (a smaller size, JPEG) would help";
     }

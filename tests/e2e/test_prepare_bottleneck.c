@@ -5,7 +5,8 @@
  *   - heavy preparation (camera-like 1200 x 900 JPEGs re-encoded whole as WebP, one loader)
  *     against a fast mock: the summary names preparation as the bottleneck, with the figures;
  *     --stats-json's "prepare" says so, under serial, threads, processes, curl-multi,
- *     load=processes,query=curl-multi and load=threads,query=processes;
+ *     load=processes,query=curl-multi, load=threads,query=processes, load=serial and (a list)
+ *     load=curl-multi, each with advice that fits it;
  *   - small images against a very slow mock (--latency-ms 2000): the figures are there, and the
  *     rule says no (the loaders were idle, the servers never waited for an image);
  *   - the progress line carries the note in the heavy run, never in the slow one.
@@ -26,7 +27,7 @@
 #include "pyserver.h"
 #include "util.h"
 
-static char dir[512], heavy[600], small[600], cfg[600], csv[600], sj[600];
+static char dir[512], heavy[600], small[600], list[700], cfg[600], csv[600], sj[600];
 static struct mock_proc fast, slow;
 
 static const char *script(const char *rel)
@@ -65,6 +66,13 @@ static int suite_init(void)
     if (make_images(heavy, "4", "1200", "900") || make_images(small, "6", "64", "48") ||
         write_file(cfg, PIPELINE, strlen(PIPELINE)))
         return -1;
+    char names[3000];
+    int o = 0;
+    for (int i = 0; i < 4; i++)
+        o += snprintf(names + o, sizeof names - (size_t)o, "%s/photo%03d.jpg\n", heavy, i);
+    snprintf(list, sizeof list, "list:%s/list.txt", dir);
+    if (write_file(list + 5, names, (size_t)o))
+        return -1;
     const char *slow_args[] = {"--latency-ms", "2000", NULL};
     if (mock_start(&fast, NULL))
         return -1;
@@ -87,9 +95,13 @@ static int run(const char *root, const char *server, const char *strategy, const
                size_t outlen, cJSON **whole, const cJSON **prep)
 {
     unlink(sj);
-    const char *argv[] = {e2e_annotate_bin(), root, "--config", cfg, "--server", server, "--out", csv, "--force",
+    const char *argv[] = {e2e_annotate_bin(), "--config", cfg, "--server", server, "--out", csv, "--force",
                           "--strategy", strategy, "--load-threads", "1", "--workers", "1", "--stats-json", sj,
-                          "--progress-interval", interval, NULL};
+                          "--progress-interval", interval, root, NULL, NULL};
+    if (!strncmp(root, "list:", 5)) { /* a list of the images: --files-from LIST */
+        argv[18] = "--files-from";
+        argv[19] = root + 5;
+    }
     int rc = run_cmd(argv, tmo(120), out, outlen);
     *whole = e2e_read_json(sj);
     *prep = cJSON_GetObjectItemCaseSensitive(*whole, "prepare");
@@ -97,7 +109,8 @@ static int run(const char *root, const char *server, const char *strategy, const
 }
 
 static const char *const STRATEGIES[] = {"curl-multi", "serial", "threads", "processes",
-                                         "load=processes,query=curl-multi", "load=threads,query=processes", NULL};
+                                         "load=processes,query=curl-multi", "load=threads,query=processes",
+                                         "load=serial,query=curl-multi", "load=curl-multi,query=curl-multi", NULL};
 
 #define SAID "preparation, not the servers, was the bottleneck"
 
@@ -107,7 +120,8 @@ static void test_heavy_preparation(void)
         char out[8000];
         cJSON *whole;
         const cJSON *prep;
-        int rc = run(heavy, fast.base_url, STRATEGIES[s], "60", out, sizeof out, &whole, &prep);
+        /* load=curl-multi reads a list (a folder is refused), prepared on its loop's thread */
+        int rc = run(s == 7 ? list : heavy, fast.base_url, STRATEGIES[s], "60", out, sizeof out, &whole, &prep);
         CHECKF(rc == 0, "%s: exit %d: %s", STRATEGIES[s], rc, out);
         CHECKF(prep != NULL, "%s: no \"prepare\" in --stats-json", STRATEGIES[s]);
         CHECKF(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(prep, "bottleneck")), "%s: not the bottleneck: %s",
@@ -124,7 +138,10 @@ static void test_heavy_preparation(void)
                e2e_json_num(prep, "starved_share"));
         CHECKF(strstr(out, "annotate: preparing images took ") && strstr(out, SAID), "%s: the summary: %s",
                STRATEGIES[s], out);
-        CHECKF(strstr(out, s == 3 ? "more --workers" : s == 1 ? "a strategy that loads on every core" : "--load-threads"),
+        CHECKF(strstr(out, s == 3   ? "more --workers"
+                           : s == 1 ? "a strategy that loads on every core"
+                           : s >= 6 ? "--strategy load=threads"
+                                    : "--load-threads"),
                "%s: no advice fitting the strategy: %s", STRATEGIES[s], out);
         cJSON_Delete(whole);
     }
