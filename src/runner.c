@@ -61,6 +61,7 @@ struct runner {
     char folder_last[600];
     int limits_set;         /* limit_setup has run: limit_teardown */
     enum prep_by prep_by;   /* who prepares images (prep_shape) */
+    struct prep_sample prep_t0; /* preparation's figures when the images started (t_us 0: never) */
 };
 
 /* An entry that is a failed row (source.h): a folder the scan could not read (path = the folder,
@@ -447,9 +448,8 @@ static void fill_prep(const struct runner *r, struct run_summary *sum)
 {
     struct prep_summary *ps = &sum->prep;
     const struct prepstat *st = &r->run.shared->prep;
-    struct prep_sample end, start = {0};
+    struct prep_sample end;
     prepstat_sample(st, &end);
-    start.t_us = end.t_us - (int64_t)(sum->elapsed_s * 1e6);
     ps->on = 1;
     ps->images = end.images;
     ps->copies = atomic_load(&st->copies);
@@ -458,7 +458,7 @@ static void fill_prep(const struct runner *r, struct run_summary *sum)
     ps->threads = atomic_load(&st->threads);
     ps->lanes = atomic_load(&st->lanes);
     ps->by = r->prep_by;
-    prepstat_judge(st, &start, &end, &ps->v);
+    prepstat_judge(st, &r->prep_t0, &end, &ps->v); /* from the first image: not the set-up (a resume's reading) */
 }
 
 static void fill_summary(const struct runner *r, int rc, double t0, struct run_summary *sum)
@@ -492,7 +492,7 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
         sum->cache.hits[s] = atomic_load(&r->run.shared->stage[s].memo_hits);
         sum->cache.misses[s] = atomic_load(&r->run.shared->stage[s].memo_misses);
     }
-    if (r->run.shared && pipeline_prepares(r->cfg->pipeline))
+    if (r->prep_t0.t_us && pipeline_prepares(r->cfg->pipeline))
         fill_prep(r, sum);
     sum->folders_failed = atomic_load(&r->folders_failed);
     snprintf(sum->folder_last, sizeof sum->folder_last, "%s", r->folder_last);
@@ -608,6 +608,7 @@ static int exit_status(const struct runner *r, int rc, char *err, size_t errlen)
 static int run_images(struct runner *r, char *err, size_t errlen)
 {
     const struct config *cfg = r->cfg;
+    prepstat_sample(&r->run.shared->prep, &r->prep_t0);
     r->prog = progress_new(cfg, r->sources, r->run.stats, r->run.shared, r->done, r->run.stop, &r->found);
     r->sampler = bench_sampler_start(r->run.stats);
     catch_signals();

@@ -21,8 +21,8 @@
  *     time is summed over (1 for the queue, whose starved time is wall time; the workers' count
  *     when each worker loads its own).
  *
- * The rule. Over a window (the last few seconds for the progress line, the whole run for the
- * summary): busy = prep_us / (threads x window), the share of the loaders' time spent preparing;
+ * The rule. Over a window (the last few seconds for the progress line; for the summary, the
+ * whole run from its first image, the set-up left out): busy = prep_us / (threads x window), the share of the loaders' time spent preparing;
  * starved = starved_us / (lanes x window), the share of the time the query side waited for an
  * image. Preparation is the bottleneck when both are over one half: the servers could have been
  * sent more (they waited for images more than half the time), and what kept the images from
