@@ -16,6 +16,10 @@
 #include "flow/source.h"
 #include "select.h"
 
+#define PREP_RING 32     /* samples of preparation's figures kept, one every half second at most */
+#define PREP_WINDOW_S 5  /* what the progress line judges preparation over */
+#define PREP_NOTE "  image prep is the bottleneck" /* "  prep-bound" when the line is too wide */
+
 struct progress {
     const struct config *cfg;
     struct stats *st;
@@ -30,6 +34,9 @@ struct progress {
     const atomic_int *run_stop; /* the run's stop flag: RUN_GOING until a signal */
     struct sources *sources;    /* what a counting source reads a bucket with */
     const atomic_uint_fast64_t *found; /* the run's own count, for a source read only once */
+    struct prep_sample prep[PREP_RING]; /* preparation's figures, newest last (prep_part) */
+    int n_prep;
+    int prep_note;                      /* the rule said so when last judged */
 };
 
 /* Counts what the run will settle (taken, and skipped as done) with the run's own rule, on a
@@ -236,6 +243,42 @@ static void cache_part(const struct progress *p, char *buf, size_t len)
         snprintf(buf, len, "  %.0f%% cached", 100.0 * (double)hits / (double)all);
 }
 
+/* A pipeline that prepares images: PREP_NOTE when prepstat.h's rule says so
+ * over about the last PREP_WINDOW_S seconds (since the previous line, when lines are further
+ * apart), or "". */
+static void prep_part(struct progress *p, char *buf, size_t len)
+{
+    buf[0] = 0;
+    if (!p->cfg->pipeline || !pipeline_prepares(p->cfg->pipeline))
+        return;
+    struct prep_sample now;
+    prepstat_sample(&p->shared->prep, &now);
+    if (!p->n_prep || now.t_us - p->prep[p->n_prep - 1].t_us >= 500000) { /* else: the note as last judged */
+        if (p->n_prep == PREP_RING)
+            memmove(p->prep, p->prep + 1, sizeof p->prep - sizeof p->prep[0]);
+        p->n_prep -= p->n_prep == PREP_RING;
+        p->prep[p->n_prep++] = now;
+        int base = 0;
+        for (int i = p->n_prep - 1; i > 0 && !base; i--)
+            if (p->prep[i].t_us <= now.t_us - PREP_WINDOW_S * 1000000)
+                base = i;
+        struct prep_verdict v;
+        prepstat_judge(&p->shared->prep, &p->prep[base], &now, &v);
+        p->prep_note = v.bottleneck && v.window_s >= PREPSTAT_MIN_S;
+    }
+    if (p->prep_note)
+        snprintf(buf, len, "%s", PREP_NOTE);
+}
+
+/* The note, in its short form when it was the long one: 1, else 0. */
+static int prep_shorten(char *buf, size_t len)
+{
+    if (strcmp(buf, PREP_NOTE))
+        return 0;
+    snprintf(buf, len, "  prep-bound");
+    return 1;
+}
+
 static void draw(struct progress *p, double rate)
 {
     struct stats *st = p->st;
@@ -252,11 +295,12 @@ static void draw(struct progress *p, double rate)
         snprintf(totals, sizeof totals, "%llu/%llu", (unsigned long long)done, (unsigned long long)total);
     else
         snprintf(totals, sizeof totals, "%llu/%llu+", (unsigned long long)done, (unsigned long long)total);
-    char line[2048], fails[256], down[160], limits[512], cached[32];
+    char line[2048], fails[256], down[160], limits[512], cached[32], prep[48];
     long long in_flight = (long long)atomic_load(&p->shared->in_flight);
     int width = line_width(p);
     limits_part(p, limits, sizeof limits);
     cache_part(p, cached, sizeof cached);
+    prep_part(p, prep, sizeof prep);
     outage_part(p, down, sizeof down);
     /* The reason is shortened (then left out) until the line fits the terminal. */
     for (int cap = ERRTALLY_STAGE + ERRTALLY_REASON, shown;; cap = shown - (visible_len(line) - width + 1)) {
@@ -265,10 +309,10 @@ static void draw(struct progress *p, double rate)
             snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%s%s", in_flight, totals, fails, limits,
                      down);
         else
-            snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight%s  %s  ETA %s%s%s", totals, rate,
-                     in_flight, cached, fails, eta, limits, down);
-        if (!width || visible_len(line) < width || shown == 0)
-            break;
+            snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight%s%s  %s  ETA %s%s%s", totals, rate,
+                     in_flight, cached, prep, fails, eta, limits, down);
+        if (!width || visible_len(line) < width || (shown == 0 && !prep_shorten(prep, sizeof prep)))
+            break; /* (with the reason gone, the note on preparation takes its short form) */
     }
     append_stages(p, line, sizeof line, width);
     cut_to_width(p, line, sizeof line, width);
@@ -325,6 +369,7 @@ struct progress *progress_new(const struct config *cfg, struct sources *sources,
     p->sources = sources;
     p->found = found;
     p->t0 = now_s();
+    prepstat_sample(&shared->prep, &p->prep[p->n_prep++]); /* the first window starts with the run */
     p->tty = isatty(STDERR_FILENO);
     const char *nc = getenv("NO_COLOR");
     p->colour = p->tty && !(nc && *nc);

@@ -60,6 +60,8 @@ struct runner {
     pthread_mutex_t folder_mu; /* the last one, for the summary */
     char folder_last[600];
     int limits_set;         /* limit_setup has run: limit_teardown */
+    enum prep_by prep_by;   /* who prepares images (prep_shape) */
+    struct prep_sample prep_t0; /* preparation's figures when the images started (t_us 0: never) */
 };
 
 /* An entry that is a failed row (source.h): a folder the scan could not read (path = the folder,
@@ -245,9 +247,20 @@ static void *signal_thread(void *arg)
     return NULL;
 }
 
+/* Who prepares images and who waits for them (prepstat.h): threads loaders; the starved time
+ * summed over lanes query sides (1: the queue between load and query; each worker that loads
+ * its own images is one). */
+static void prep_shape(struct runner *r, enum prep_by by, int threads, int lanes)
+{
+    r->prep_by = by;
+    atomic_store(&r->run.shared->prep.threads, threads);
+    atomic_store(&r->run.shared->prep.lanes, lanes);
+}
+
 /* Every stage serial: no queues and no threads; one image at a time from scan to row. */
 static int run_serial(struct runner *r, char *err, size_t errlen)
 {
+    prep_shape(r, PREP_BY_SERIAL, 1, 1);
     struct job_worker *w = job_worker_new(&r->run, JOB_LOAD | JOB_QUERY);
     if (!w) {
         snprintf(err, errlen, "out of memory");
@@ -311,6 +324,14 @@ static int run_queued(struct runner *r, char *err, size_t errlen)
         rc = 2;
         queue_producer_done(r->q_scan);
     }
+    if (fused)
+        prep_shape(r, PREP_BY_WORKERS, cfg->workers, cfg->workers);
+    else if (load == STRAT_SERIAL || load == STRAT_CURL_MULTI)
+        prep_shape(r, PREP_BY_ONE, 1, 1);
+    else
+        prep_shape(r, load == STRAT_PROCESSES ? PREP_BY_PROCESSES : PREP_BY_THREADS, config_load_workers(cfg), 1);
+    if (r->q_load)
+        queue_watch_starved(r->q_load, &r->run.shared->prep);
     if (fused) {
         /* One worker process does both: it is sent a path, never the image. */
         e_query = exec_start(STRAT_PROCESSES, &r->run, JOB_LOAD | JOB_QUERY, cfg->workers, r->q_scan, r->q_out,
@@ -422,6 +443,24 @@ static int setup(struct runner *r, char *err, size_t errlen)
     return 0;
 }
 
+/* Preparation over the whole run (prepstat.h), read before the shared page goes. */
+static void fill_prep(const struct runner *r, struct run_summary *sum)
+{
+    struct prep_summary *ps = &sum->prep;
+    const struct prepstat *st = &r->run.shared->prep;
+    struct prep_sample end;
+    prepstat_sample(st, &end);
+    ps->on = 1;
+    ps->images = end.images;
+    ps->copies = atomic_load(&st->copies);
+    ps->prep_ms = (double)end.prep_us / 1e3;
+    ps->starved_ms = (double)end.starved_us / 1e3;
+    ps->threads = atomic_load(&st->threads);
+    ps->lanes = atomic_load(&st->lanes);
+    ps->by = r->prep_by;
+    prepstat_judge(st, &r->prep_t0, &end, &ps->v); /* from the first image: not the set-up (a resume's reading) */
+}
+
 static void fill_summary(const struct runner *r, int rc, double t0, struct run_summary *sum)
 {
     struct stats *st = r->run.stats;
@@ -453,6 +492,8 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
         sum->cache.hits[s] = atomic_load(&r->run.shared->stage[s].memo_hits);
         sum->cache.misses[s] = atomic_load(&r->run.shared->stage[s].memo_misses);
     }
+    if (r->prep_t0.t_us && pipeline_prepares(r->cfg->pipeline))
+        fill_prep(r, sum);
     sum->folders_failed = atomic_load(&r->folders_failed);
     snprintf(sum->folder_last, sizeof sum->folder_last, "%s", r->folder_last);
     /* The stages' limits as they ended, with their history, before the shared page goes. */
@@ -567,6 +608,7 @@ static int exit_status(const struct runner *r, int rc, char *err, size_t errlen)
 static int run_images(struct runner *r, char *err, size_t errlen)
 {
     const struct config *cfg = r->cfg;
+    prepstat_sample(&r->run.shared->prep, &r->prep_t0);
     r->prog = progress_new(cfg, r->sources, r->run.stats, r->run.shared, r->done, r->run.stop, &r->found);
     r->sampler = bench_sampler_start(r->run.stats);
     catch_signals();

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 #include "config.h"
+#include "common/prepstat.h"
 #include "common/stats.h"
 
 struct run_summary {
@@ -34,6 +35,17 @@ struct run_summary {
         int off;           /* it turned itself off, at the start or during the run (told on stderr) */
         uint64_t hits[64], misses[64]; /* per stage: answered from the store, asked of the server */
     } cache;
+    struct prep_summary {  /* a pipeline that prepares images: is preparing them the bottleneck */
+        int on;
+        uint64_t images, copies;
+        double prep_ms, starved_ms;
+        int threads, lanes;  /* loaders; query sides the starved time is summed over (prepstat.h) */
+        enum prep_by { PREP_BY_THREADS, PREP_BY_PROCESSES, PREP_BY_WORKERS, PREP_BY_SERIAL, PREP_BY_ONE } by;
+                             /* the loaders are the load stage's threads, its processes, the worker
+                              * processes that load and query, the one thread of a serial run, or
+                              * the load stage's one thread (load=serial, load=curl-multi) */
+        struct prep_verdict v; /* the rule over the whole run */
+    } prep;
 };
 
 /* Runs cfg. Returns the exit status: 0 all ok, 1 some failed, 2 a usage or set-up error (err

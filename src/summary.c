@@ -108,6 +108,73 @@ static void add_cache(cJSON *o, const struct config *cfg, const struct run_summa
     cJSON_AddItemToObject(j, "stages", stages);
 }
 
+/* What the loaders are, n of them, and what would give preparation more room. */
+static const char *loaders_name(const struct prep_summary *p)
+{
+    int one = p->threads == 1;
+    switch (p->by) {
+    case PREP_BY_PROCESSES:
+        return one ? "loader process" : "loader processes";
+    case PREP_BY_WORKERS:
+        return one ? "worker process" : "worker processes";
+    case PREP_BY_SERIAL:
+        return "thread (serial)";
+    default:
+        return one ? "loader thread" : "loader threads";
+    }
+}
+
+static const char *prep_advice(const struct prep_summary *p)
+{
+    switch (p->by) {
+    case PREP_BY_WORKERS:
+        return "more --workers (with cores to spare) or a lighter \"image\" spec (a smaller size, JPEG) would help";
+    case PREP_BY_SERIAL:
+        return "a strategy that loads on every core (the default) or a lighter \"image\" spec would help";
+    case PREP_BY_ONE:
+        return "--strategy load=threads (loaders on every core) or a lighter \"image\" spec would help";
+    default:
+        return "--load-threads (with cores to spare) or a lighter \"image\" spec (a smaller size, JPEG) would help";
+    }
+}
+
+/* "annotate: preparing images took 83% of 2 loader threads (120 images, 41.5 ms each); the servers
+ * waited for images 61% of the time: preparation, not the servers, was the bottleneck; ..." */
+static void print_prep(FILE *f, const struct run_summary *s)
+{
+    const struct prep_summary *p = &s->prep;
+    if (!p->on || (!p->images && p->prep_ms <= 0)) /* nothing was prepared (a resume with nothing left) */
+        return;
+    fprintf(f, "annotate: preparing images took %.0f%% of %d %s (%llu image%s, %.1f ms each); the servers waited for "
+               "images %.0f%% of the time",
+            100 * p->v.busy, p->threads, loaders_name(p), (unsigned long long)p->images, p->images == 1 ? "" : "s",
+            p->images ? p->prep_ms / (double)p->images : 0.0, 100 * p->v.starved);
+    if (p->v.bottleneck)
+        fprintf(f, ": preparation, not the servers, was the bottleneck; %s\n", prep_advice(p));
+    else
+        fputc('\n', f);
+}
+
+/* "prepare": {"images", "copies", "wall_ms", "ms_per_image", "loaders", "busy_share",
+ * "starved_ms", "starved_share", "bottleneck"} */
+static void add_prep(cJSON *o, const struct run_summary *s)
+{
+    const struct prep_summary *p = &s->prep;
+    if (!p->on)
+        return;
+    cJSON *j = cJSON_AddObjectToObject(o, "prepare");
+    cJSON_AddNumberToObject(j, "images", (double)p->images);
+    cJSON_AddNumberToObject(j, "copies", (double)p->copies);
+    cJSON_AddNumberToObject(j, "wall_ms", round(p->prep_ms * 10) / 10);
+    cJSON_AddNumberToObject(j, "ms_per_image", p->images ? round(p->prep_ms / (double)p->images * 10) / 10 : 0);
+    cJSON_AddNumberToObject(j, "loaders", p->threads);
+    cJSON_AddStringToObject(j, "loaders_are", loaders_name(p));
+    cJSON_AddNumberToObject(j, "busy_share", round(p->v.busy * 1000) / 1000);
+    cJSON_AddNumberToObject(j, "starved_ms", round(p->starved_ms * 10) / 10);
+    cJSON_AddNumberToObject(j, "starved_share", round(p->v.starved * 1000) / 1000);
+    cJSON_AddBoolToObject(j, "bottleneck", p->v.bottleneck);
+}
+
 void summary_print(FILE *f, const struct config *cfg, const struct run_summary *s, const struct stats *st)
 {
     char el[32];
@@ -182,6 +249,7 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
         fputc('\n', f);
     }
     print_cache(f, cfg, s);
+    print_prep(f, s);
     print_error_tally(f, st);
     if (s->interrupted)
         fprintf(f, "annotate: stopped early; run the same command with --resume to finish\n");
@@ -289,6 +357,7 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
         }
     }
     add_cache(o, cfg, s);
+    add_prep(o, s);
     cJSON *batches = s->n_batches ? cJSON_AddObjectToObject(o, "batches") : NULL;
     for (int i = 0; batches && i < s->n_batches; i++) {
         cJSON *b = cJSON_AddObjectToObject(batches, cfg->pipeline->stages[s->batches[i].stage].name);

@@ -57,6 +57,7 @@
     X(store)      \
     X(prepare)    \
     X(prepare_run) \
+    X(prepare_bottleneck) \
     X(memo)       \
     X(cache)
 

@@ -4,7 +4,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "common/prepstat.h"
 #include "common/stats.h"
+#include "endpoint/shared.h"
 #include "drivers/blocking.h"
 #include "flow/load.h"
 
@@ -31,8 +33,12 @@ struct job_worker *job_worker_new(const struct run *run, unsigned jobs)
 
 void job_worker_run(struct job_worker *w, struct item *it)
 {
-    if (w->jobs & JOB_LOAD)
+    if (w->jobs & JOB_LOAD) {
+        int64_t t0 = prepstat_now_us();
         load_item(w->load, w->run, it);
+        if ((w->jobs & JOB_QUERY) && w->run->shared) /* this worker's query side waited for it (prepstat.h) */
+            prepstat_add_starved(&w->run->shared->prep, (uint64_t)(prepstat_now_us() - t0));
+    }
     if (w->jobs & JOB_QUERY)
         blocking_query(w->http, it); /* the chain lets the payload go when it is done with it */
 }

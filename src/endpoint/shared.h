@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include "common/prepstat.h"
 #include "common/stats.h"
 #include "endpoint/limit.h"
 
@@ -90,6 +91,7 @@ struct shared_page {
     struct limit_stage lim[SHARED_MAX_STAGES];
     struct limit_holder holders[LIMIT_MAX_HOLDERS]; /* which slot each worker process holds */
     struct shared_memo memo;     /* --cache: the questions on the wire */
+    struct prepstat prep;        /* is preparing images what limits the run (prepstat.h) */
 };
 
 struct shared {

@@ -17,6 +17,8 @@
 #include "common/hash.h"
 #include "flow/budget.h"
 #include "common/mime.h"
+#include "common/prepstat.h"
+#include "endpoint/shared.h"
 #include "prepare/prepare.h"
 #include "sources/fetch.h"
 
@@ -413,7 +415,11 @@ static void prepare_copies(const struct run *run, struct item *it, unsigned need
     it->stored_w = info->stored_w;
     it->stored_h = info->stored_h;
     it->orientation = info->orientation;
-    if (make_copies(run, it, needs, held, cut))
+    int64_t t0 = prepstat_now_us();
+    int failed = make_copies(run, it, needs, held, cut);
+    if (run->shared) /* the loaders' time preparing (prepstat.h) */
+        prepstat_add_prep(&run->shared->prep, failed ? 0 : it->n_copies, (uint64_t)(prepstat_now_us() - t0));
+    if (failed)
         item_drop_payload(it);
 }
 

@@ -6,6 +6,7 @@
  * (a context switch each, measured at thousands a second), where now it refills half the queue
  * per wake-up. */
 #include "flow/queue.h"
+#include "common/prepstat.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -24,6 +25,8 @@ struct queue {
     int efd;                  /* queue_notify_fd's, shared */
     int extra[QUEUE_MAX_NOTIFY]; /* queue_add_notify_fd's, one per event loop */
     int n_extra;
+    struct prepstat *starve;  /* queue_watch_starved's, or NULL */
+    int starving;             /* a consumer found it empty, and nothing was pushed since */
 };
 
 queue *queue_new(size_t cap, int producers)
@@ -45,6 +48,23 @@ queue *queue_new(size_t cap, int producers)
     pthread_cond_init(&q->not_full, NULL);
     pthread_cond_init(&q->not_empty, NULL);
     return q;
+}
+
+/* A consumer found the queue empty and open; an item came, or it closed (under q->mu). */
+static void starve_begin(queue *q)
+{
+    if (q->starve && !q->starving && !q->closed) {
+        q->starving = 1;
+        prepstat_starve_begin(q->starve);
+    }
+}
+
+static void starve_end(queue *q)
+{
+    if (q->starving) {
+        q->starving = 0;
+        prepstat_starve_end(q->starve);
+    }
 }
 
 static void notify(queue *q)
@@ -73,6 +93,7 @@ int queue_push(queue *q, void *p)
     }
     q->ring[(q->head + q->len) % q->cap] = p;
     q->len++;
+    starve_end(q);
     pthread_cond_signal(&q->not_empty);
     notify(q);
     pthread_mutex_unlock(&q->mu);
@@ -86,6 +107,7 @@ int queue_try_push(queue *q, void *p)
     if (r == 0) {
         q->ring[(q->head + q->len) % q->cap] = p;
         q->len++;
+        starve_end(q);
         pthread_cond_signal(&q->not_empty);
         notify(q);
     }
@@ -106,8 +128,10 @@ static void *take(queue *q)
 void *queue_pop(queue *q)
 {
     pthread_mutex_lock(&q->mu);
-    while (q->len == 0 && !q->closed)
+    while (q->len == 0 && !q->closed) {
+        starve_begin(q);
         pthread_cond_wait(&q->not_empty, &q->mu);
+    }
     void *p = q->len ? take(q) : NULL;
     pthread_mutex_unlock(&q->mu);
     return p;
@@ -122,6 +146,7 @@ int queue_try_pop(queue *q, void **out)
         r = 1;
     } else {
         r = q->closed ? -1 : 0;
+        starve_begin(q);
     }
     pthread_mutex_unlock(&q->mu);
     return r;
@@ -129,6 +154,7 @@ int queue_try_pop(queue *q, void **out)
 
 static void close_locked(queue *q)
 {
+    starve_end(q);
     q->closed = 1;
     pthread_cond_broadcast(&q->not_full);
     pthread_cond_broadcast(&q->not_empty);
@@ -177,6 +203,13 @@ int queue_add_notify_fd(queue *q)
     }
     pthread_mutex_unlock(&q->mu);
     return fd;
+}
+
+void queue_watch_starved(queue *q, struct prepstat *ps)
+{
+    pthread_mutex_lock(&q->mu);
+    q->starve = ps;
+    pthread_mutex_unlock(&q->mu);
 }
 
 size_t queue_len(queue *q)

@@ -48,6 +48,13 @@ int queue_add_notify_fd(queue *q);
 
 size_t queue_len(queue *q);
 
+/* Counts in ps (prepstat.h) the time this queue's consumers wanted an item and found none: from a
+ * pop that finds it empty and open (queue_pop about to wait, queue_try_pop returning 0: an event
+ * loop asks only while it has room) to the next push, or to its close (after which nothing more
+ * comes: not starved). One queue per prepstat. Call before the first pop; ps outlives the queue. */
+struct prepstat;
+void queue_watch_starved(queue *q, struct prepstat *ps);
+
 /* Frees the queue; items still in it are not freed (the caller drains first). NULL is a no-op. */
 void queue_free(queue *q);
 

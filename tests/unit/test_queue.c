@@ -9,6 +9,7 @@
  * Threads never call CUnit (it is not thread-safe): they record into atomics and the test thread
  * asserts after joining. Items are small integers cast to pointers, never NULL. */
 #include "flow/queue.h"
+#include "common/prepstat.h"
 
 #include <CUnit/CUnit.h>
 #include <poll.h>
@@ -307,6 +308,8 @@ static void test_many_to_many(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(seen);
     struct many prod[MANY_P], cons[MANY_C];
     pthread_t tp[MANY_P], tc[MANY_C];
+    struct prepstat ps = {0}; /* the starved time counted too: under ThreadSanitizer (make tsan) */
+    queue_watch_starved(q, &ps);
     for (int i = 0; i < MANY_C; i++) {
         cons[i] = (struct many){.q = q, .id = i, .seen = seen};
         CU_ASSERT_EQUAL_FATAL(pthread_create(&tc[i], NULL, many_consumer, &cons[i]), 0);
@@ -338,6 +341,7 @@ static void test_many_to_many(void)
     CU_ASSERT_EQUAL(dup, 0);
     CU_ASSERT_EQUAL(lost, 0);
     CU_ASSERT_EQUAL(queue_len(q), 0);
+    CU_ASSERT_EQUAL(atomic_load(&ps.starved_since_us), 0); /* closed: no stretch left open */
     free(seen);
     queue_free(q);
 }
@@ -511,6 +515,86 @@ static void test_event_consumer(void)
     queue_free(q);
 }
 
+static void nap_ms(long ms)
+{
+    struct timespec ts = {0, ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* queue_watch_starved: a consumer that finds the queue empty is starved until the next push;
+ * nothing counts while an item waits, nor after the close. Lower bounds only (a busy machine
+ * only makes stretches longer); the upper ones are stretches that must be exactly 0. */
+static void test_starved_time(void)
+{
+    queue *q = queue_new(4, 1);
+    struct prepstat ps = {0};
+    queue_watch_starved(q, &ps);
+    void *x;
+    CU_ASSERT_EQUAL(queue_try_pop(q, &x), 0); /* empty: starved from now */
+    nap_ms(30);
+    struct prep_sample mid;
+    prepstat_sample(&ps, &mid); /* the stretch under way counts in a sample */
+    CU_ASSERT(mid.starved_us >= 30000);
+    CU_ASSERT_EQUAL(atomic_load(&ps.starved_us), 0);
+    CU_ASSERT_EQUAL(queue_push(q, (void *)1), 0); /* an item came: the stretch ends */
+    uint64_t one = atomic_load(&ps.starved_us);
+    CU_ASSERT(one >= 30000);
+    CU_ASSERT_EQUAL(atomic_load(&ps.starved_since_us), 0);
+    nap_ms(20); /* an item waits: nobody is starved */
+    CU_ASSERT_EQUAL(queue_try_pop(q, &x), 1);
+    CU_ASSERT_EQUAL(queue_push(q, (void *)2), 0);
+    CU_ASSERT_PTR_EQUAL(queue_pop(q), (void *)2);
+    CU_ASSERT_EQUAL(atomic_load(&ps.starved_us), one);
+    CU_ASSERT_EQUAL(queue_try_pop(q, &x), 0); /* empty again, then closed: the stretch ends there */
+    nap_ms(10);
+    queue_close(q);
+    uint64_t two = atomic_load(&ps.starved_us);
+    CU_ASSERT(two >= one + 10000);
+    nap_ms(10);
+    CU_ASSERT_EQUAL(queue_try_pop(q, &x), -1); /* closed: not starved, nothing more comes */
+    CU_ASSERT_PTR_NULL(queue_pop(q));
+    struct prep_sample end;
+    prepstat_sample(&ps, &end);
+    CU_ASSERT_EQUAL(end.starved_us, two);
+    queue_free(q);
+}
+
+/* The rule (prepstat.h): both shares over one half, each over its own count of loaders or
+ * query sides; shares capped at 1. */
+static void test_prep_rule(void)
+{
+    struct prepstat ps = {0};
+    atomic_store(&ps.threads, 2);
+    atomic_store(&ps.lanes, 1);
+    struct prep_sample a = {.t_us = 1000000}, b = {.t_us = 11000000};
+    struct prep_verdict v;
+    b.prep_us = 15000000; /* 15 s of 2 x 10 s: 75% busy */
+    b.starved_us = 6000000; /* 60% starved */
+    prepstat_judge(&ps, &a, &b, &v);
+    CU_ASSERT(v.window_s > 9.99 && v.window_s < 10.01);
+    CU_ASSERT(v.busy > 0.74 && v.busy < 0.76 && v.starved > 0.59 && v.starved < 0.61);
+    CU_ASSERT_TRUE(v.bottleneck);
+    b.starved_us = 4000000; /* the servers were mostly busy: a slow server */
+    prepstat_judge(&ps, &a, &b, &v);
+    CU_ASSERT_FALSE(v.bottleneck);
+    b.starved_us = 9000000;
+    b.prep_us = 8000000; /* 40% busy: the loaders were not mostly preparing */
+    prepstat_judge(&ps, &a, &b, &v);
+    CU_ASSERT_FALSE(v.bottleneck);
+    atomic_store(&ps.threads, 1); /* the same 8 s of one loader: 80% */
+    prepstat_judge(&ps, &a, &b, &v);
+    CU_ASSERT_TRUE(v.bottleneck);
+    atomic_store(&ps.lanes, 4); /* starved time summed over 4 workers: 22.5% */
+    prepstat_judge(&ps, &a, &b, &v);
+    CU_ASSERT(v.starved > 0.22 && v.starved < 0.23);
+    CU_ASSERT_FALSE(v.bottleneck);
+    b.prep_us = 50000000; /* more than the window (rounding, a window cut short): capped */
+    prepstat_judge(&ps, &a, &b, &v);
+    CU_ASSERT_DOUBLE_EQUAL(v.busy, 1.0, 1e-9);
+    prepstat_judge(&ps, &b, &b, &v); /* no window: nothing to say */
+    CU_ASSERT_FALSE(v.bottleneck);
+}
+
 int register_queue(void)
 {
     CU_pSuite s = CU_add_suite("queue", NULL, NULL);
@@ -521,7 +605,9 @@ int register_queue(void)
         !CU_add_test(s, "producer counting closes after the last", test_producer_counting) ||
         !CU_add_test(s, "close: pushes fail, pops drain then NULL", test_close_drains) ||
         !CU_add_test(s, "notify fd: readable on push and on close", test_notify_fd) ||
-        !CU_add_test(s, "capacity 0 is taken as 1", test_cap_zero_is_one))
+        !CU_add_test(s, "capacity 0 is taken as 1", test_cap_zero_is_one) ||
+        !CU_add_test(s, "starved time: from an empty pop to the next push or the close", test_starved_time) ||
+        !CU_add_test(s, "prepstat's rule: both shares over one half", test_prep_rule))
         return -1;
     CU_pSuite c = CU_add_suite("queue concurrent", NULL, NULL);
     if (!c)
