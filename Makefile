@@ -175,8 +175,13 @@ check-flags:
 	    case " $$line " in *" $$f "*) ;; *) echo "check-flags: 'make CFLAGS=-O0' loses $$f: $$line"; exit 1;; esac; \
 	  done
 
+# Under ASan+UBSan every suite runs but those that time something (bench, the --max-rps rate, the
+# preparation bottleneck), test other programs (the mock, the Python and independent servers), or
+# repeat one small run hundreds of times (the allocation-failure sample): they run plain in check.
+SANITIZE_SKIP := bench,mock,pyserver,dialects independent,hardening alloc,prepare_bottleneck,faults rate
 sanitize:
-	@LSAN_OPTIONS=suppressions=$(abspath tests/fuzz/lsan-libjq.supp) $(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	@LSAN_OPTIONS=suppressions=$(abspath tests/fuzz/lsan-libjq.supp) ANNOTATE_TEST_SKIP="$(SANITIZE_SKIP)" \
+	  $(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
 
 tsan:
