@@ -24,6 +24,8 @@ struct point {
     double tool_cpu_s, mock_cpu_s, wall_s;
     long rss_kb;
     double ok, failed, requests, retries, attempts;
+    double failed_load; /* of failed: on an answer that says load (chain_load_shaped); the others
+                         * failed on their own (a corrupt file's 400) and say nothing about load */
     double bound;  /* with --capacity: images/s as a share of the bottleneck endpoint's bound; < 0: none */
     cJSON *limits; /* the run's "limits" (its stages' concurrency limits at the end), owned; may be NULL */
     struct errtally_entry top[TOP_ERRORS];
@@ -39,7 +41,9 @@ struct point {
     char rejected[200];          /* --sweep: why the point cannot be the knee ("" when it can) */
     char stop[200];              /* --sweep: why the stage's sweep stopped after this point */
     int stop_kind;               /* --sweep: SWEEP_STOP_* */
-    char why[320];   /* why the point is not stable ("" when it is) */
+    char why[400];   /* why the point is not stable ("" when it is), what it did instead, what to try */
+    char note[200];  /* the images that failed on their own, when some did ("" when none) */
+    double suggest_duration_s; /* unsettled for want of time: the --duration that would do; 0: none */
     char error[600]; /* the run did not finish: what it said ("" when it did) */
     int exit_status;
 };
@@ -48,6 +52,11 @@ struct point {
  * when it was measured (pt filled), -1 when the run did not finish (pt->error says what it said;
  * pt->exit_status is 2 when it found the set-up or the options wrong). */
 int run_point(const struct config *cfg, const struct bench_opts *b, const char *url, pid_t mock, struct point *pt);
+
+/* The images a window must hold (ok or failed), so that one image more or less moves its rate by
+ * no more than --tolerance: 1 / tolerance (10 at the default). A window is --window seconds long,
+ * or as many more as its images take against a slow server. */
+double bench_window_images(const struct bench_opts *b);
 
 /* Set by SIGINT or SIGTERM to bench (bench.c): stop the point being measured, write what was
  * measured. */
