@@ -658,8 +658,9 @@ static void verdict(const struct bench_opts *b, struct point *pt, const struct w
         snprintf(pt->why, sizeof pt->why, "%.0f failed (%s)", pt->failed_load, label[0] ? label : "see the error column");
     else if (pt->ok == 0 && own == 0)
         snprintf(pt->why, sizeof pt->why,
-                 "no image finished in %.1f s: an image takes longer than that here; give a longer --duration "
-                 "(now %g s), or --limit N to time N images however long they take",
+                 "no image finished in %.1f s: an image takes longer than that here (or its requests queue at "
+                 "the server: try a lower concurrency); give a longer --duration (now %g s), or --limit N to "
+                 "time N images however long they take",
                  pt->wall_s, b->duration_s);
     else if (b->limit)
         ; /* a fixed amount of work, all of it done */
