@@ -4,13 +4,21 @@
  * (wait4's rusage, which includes its worker processes). It is given every run option bench was
  * given (bench_child_argv). The child writes a sample per window to a pipe (the sample channel,
  * ipc.h): a JSON line with its counts of ok and failed images, requests, retries, latency
- * percentiles so far and its most common failures. Like perf_analyzer we drop the first window
- * as warm-up and keep measuring until the last three windows agree within the tolerance, or
- * --max-windows or --duration is reached. The child is then stopped as Ctrl-C would stop it, with
- * a short --drain-timeout-ms, and killed if it outlives that, so a point takes at most --duration
- * plus about a second whatever the server does. Throughput counts ok images only; a point with
- * failures is never stable, and says why. The mock server's CPU is read from /proc over the same
- * interval (not with --server: a server elsewhere cannot be measured from here). */
+ * percentiles so far and its most common failures. Like perf_analyzer we drop a warm-up (until
+ * the first sample with an image done) and keep measuring until the last three windows agree
+ * within the tolerance, or --max-windows or --duration is reached. A window lasts from one
+ * sample to the first one at which it holds at least 1 / --tolerance images done (so that one
+ * image more or less moves its rate by no more than the tolerance): --window against a fast
+ * server, as long as its images take against a slow one. A point that did not settle says why,
+ * what it reported instead (the whole run's rates), and the --duration that would do.
+ *
+ * The child is then stopped as Ctrl-C would stop it, with a short --drain-timeout-ms, and killed
+ * if it outlives that, so a point takes at most --duration plus about a second whatever the
+ * server does. Throughput counts ok images only; a point with images that failed for load
+ * (item.h's load_failure) is never stable, and says why; images that failed on their own (a
+ * corrupt file's 400) are counted and named, and do not count against it. The mock server's CPU
+ * is read from /proc over the same interval (not with --server: a server elsewhere cannot be
+ * measured from here). */
 #include "bench/point.h"
 
 #include <errno.h>
@@ -374,7 +382,10 @@ static void stop_run(struct watch *w, double now)
 }
 
 /* A window from the previous sample to s: its rates; the run is stopped once the last three
- * windows agree within the tolerance, or at --max-windows. */
+ * windows' requests/s agree within the tolerance, or at --max-windows. Requests/s, not images/s:
+ * what the servers do per second is steady where images are not (an image of five crops costs
+ * five requests of model_05, one of none costs none, so ten images can hold twice the work of
+ * ten others), and the images/s reported is the mean of the same three windows. */
 static void add_window(const struct bench_opts *b, struct point *pt, struct watch *w, const struct sample *s)
 {
     const struct sample *prev = &w->prev;
@@ -386,7 +397,7 @@ static void add_window(const struct bench_opts *b, struct point *pt, struct watc
     nw = ++w->nw;
     if (nw < 3)
         return;
-    const double *r = w->rates;
+    const double *r = w->rreq;
     double mx = fmax(fmax(r[nw - 1], r[nw - 2]), r[nw - 3]);
     double mn = fmin(fmin(r[nw - 1], r[nw - 2]), r[nw - 3]);
     double mean = (r[nw - 1] + r[nw - 2] + r[nw - 3]) / 3;
@@ -601,6 +612,12 @@ static double share_of_bound(const struct bench_opts *b, const struct point *pt,
     return best > 0 ? pt->img_s / best : -1;
 }
 
+/* How long a window takes at the run's rate so far: --window, or the time its images take. */
+static double window_at_rate(const struct bench_opts *b, const struct watch *w)
+{
+    return fmax(b->window_s, bench_window_images(b) * w->last.t / fmax(1, done_of(&w->last)));
+}
+
 /* The --duration that would let the point settle, from what it saw: its warm-up, then four
  * windows (three to agree, one to spare) of bench_window_images at its rate so far, rounded up to
  * 10 s. 0 when no image finished: nothing to go by. */
@@ -609,8 +626,7 @@ static double settle_duration(const struct bench_opts *b, const struct watch *w)
     const struct sample *l = &w->last;
     if (done_of(l) <= 0 || l->t <= 0)
         return 0;
-    double window = fmax(b->window_s, bench_window_images(b) / (done_of(l) / l->t));
-    return ceil(((w->have_prev ? w->t_warm : l->t) + 4 * window) / 10) * 10;
+    return ceil(((w->have_prev ? w->t_warm : l->t) + 4 * window_at_rate(b, w)) / 10) * 10;
 }
 
 /* Why a point that ran out of time is not stable, with what it did instead and what to try. */
@@ -627,8 +643,7 @@ static void unsettled(const struct bench_opts *b, struct point *pt, const struct
                  "only %d window%s of %.0f images in --duration %g s (3 are needed after the warm-up; at %.2f "
                  "images/s a window takes %.1f s): its figures are over the whole run; %s",
                  pt->windows, pt->windows == 1 ? "" : "s", bench_window_images(b), b->duration_s,
-                 w->last.t > 0 ? done_of(&w->last) / w->last.t : 0,
-                 fmax(b->window_s, bench_window_images(b) * w->last.t / fmax(1, done_of(&w->last))), try);
+                 w->last.t > 0 ? done_of(&w->last) / w->last.t : 0, window_at_rate(b, w), try);
     else
         snprintf(pt->why, sizeof pt->why, "the last 3 windows disagree by %.0f%% (tolerance %.0f%%) %s: its figures are "
                  "those 3 windows'; %s", 100 * pt->spread, 100 * b->tolerance,
@@ -647,9 +662,9 @@ static void verdict(const struct bench_opts *b, struct point *pt, const struct w
     if (pt->ntop)
         errtally_label(&pt->top[0], label, sizeof label);
     double own = pt->failed - pt->failed_load;
-    if (own > 0)
+    if (own > 0) /* (the most common reason is theirs only when no image failed for load) */
         snprintf(pt->note, sizeof pt->note, "%.0f failed on their own (%s), not for load", own,
-                 label[0] ? label : "see the error column");
+                 label[0] && pt->failed_load == 0 ? label : "see the error column");
     if (pt->interrupted)
         snprintf(pt->why, sizeof pt->why, "stopped by a signal");
     else if (!pt->sampled)

@@ -31,7 +31,7 @@ struct point {
     struct errtally_entry top[TOP_ERRORS];
     int ntop;
     int windows, stable, ran_out, interrupted, killed, sampled;
-    double spread; /* (max - min) / mean of the last three windows */
+    double spread; /* (max - min) / mean of the last three windows' requests/s */
     /* per stage of the run's pipeline: requests/s (as img_s: the last three windows), requests,
      * attempts and request p99 (ms) */
     double stage_req_s[MAX_STAGE_COUNTS], stage_requests[MAX_STAGE_COUNTS], stage_attempts[MAX_STAGE_COUNTS];
@@ -42,7 +42,7 @@ struct point {
     char stop[200];              /* --sweep: why the stage's sweep stopped after this point */
     int stop_kind;               /* --sweep: SWEEP_STOP_* */
     char why[400];   /* why the point is not stable ("" when it is), what it did instead, what to try */
-    char note[200];  /* the images that failed on their own, when some did ("" when none) */
+    char note[256];  /* the images that failed on their own, when some did ("" when none) */
     double suggest_duration_s; /* unsettled for want of time: the --duration that would do; 0: none */
     char error[600]; /* the run did not finish: what it said ("" when it did) */
     int exit_status;
