@@ -52,7 +52,9 @@ void report_row(const struct bench_opts *b, const struct point *pt)
 {
     char cs[16];
     snprintf(cs, sizeof cs, pt->conc == CONC_AUTO ? "auto" : "%d", pt->conc);
-    printf("%-34s %6s %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %7.0f%%", pt->strategy, cs, pt->img_s, pt->req_s,
+    /* a slow server's few images a second keep a decimal */
+    printf("%-34s %6s %9.*f %9.*f %8.1f %8.1f %8.1f %8.1f %8.1f %7.0f%%", pt->strategy, cs, pt->img_s < 100 ? 1 : 0,
+           pt->img_s, pt->req_s < 100 ? 1 : 0, pt->req_s,
            pt->req_p50, pt->req_p90, pt->req_p99, pt->req_max, pt->img_p99, 100 * pt->tool_cpu_s / pt->wall_s);
     if (!b->server_given)
         printf(" %7.0f%%", 100 * pt->mock_cpu_s / pt->wall_s);
