@@ -408,7 +408,10 @@ static void add_window(const struct bench_opts *b, struct point *pt, struct watc
     }
 }
 
-double bench_window_images(const struct bench_opts *b)
+/* The images a window must hold (ok or failed), so that one image more or less moves its rate by
+ * no more than --tolerance: 1 / tolerance (10 at the default). A window is --window seconds long,
+ * or as many more as its images take against a slow server. */
+static double bench_window_images(const struct bench_opts *b)
 {
     return ceil(1 / b->tolerance - 1e-9);
 }

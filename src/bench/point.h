@@ -53,11 +53,6 @@ struct point {
  * pt->exit_status is 2 when it found the set-up or the options wrong). */
 int run_point(const struct config *cfg, const struct bench_opts *b, const char *url, pid_t mock, struct point *pt);
 
-/* The images a window must hold (ok or failed), so that one image more or less moves its rate by
- * no more than --tolerance: 1 / tolerance (10 at the default). A window is --window seconds long,
- * or as many more as its images take against a slow server. */
-double bench_window_images(const struct bench_opts *b);
-
 /* Set by SIGINT or SIGTERM to bench (bench.c): stop the point being measured, write what was
  * measured. */
 extern volatile sig_atomic_t bench_stop;
