@@ -62,8 +62,8 @@ static int check_images(const struct config *cfg, const struct bench_opts *b)
     if (err[0])
         fprintf(stderr, "annotate bench: %s\n", err);
     else
-        fprintf(stderr, "annotate bench: %s: 0 images found (files with an image extension%s%s): nothing to measure%s\n",
-                cfg->dir, b->extensions ? ": --extensions " : "", b->extensions ? b->extensions : "",
+        fprintf(stderr,
+                "annotate bench: %s: 0 images found (files with an image extension%s%s): nothing to measure%s\n", cfg->dir, b->extensions ? ": --extensions " : "", b->extensions ? b->extensions : "",
                 b->sweep ? ", and no recommendation can be made" : "");
     return 2;
 }

@@ -648,8 +648,9 @@ static void unsettled(const struct bench_opts *b, struct point *pt, const struct
                  pt->windows, pt->windows == 1 ? "" : "s", bench_window_images(b), b->duration_s,
                  w->last.t > 0 ? done_of(&w->last) / w->last.t : 0, window_at_rate(b, w), try);
     else
-        snprintf(pt->why, sizeof pt->why, "the last 3 windows disagree by %.0f%% (tolerance %.0f%%) %s: its figures are "
-                 "those 3 windows'; %s", 100 * pt->spread, 100 * b->tolerance,
+        snprintf(pt->why, sizeof pt->why,
+                 "the last 3 windows disagree by %.0f%% (tolerance %.0f%%) %s: its figures are those 3 windows'; %s",
+                 100 * pt->spread, 100 * b->tolerance,
                  settled_by == 2 ? "after --max-windows" : "at the end of --duration",
                  settled_by == 2 ? "give a larger --max-windows or a wider --tolerance" : try);
     pt->suggest_duration_s = need > b->duration_s ? need : 0;
@@ -673,7 +674,8 @@ static void verdict(const struct bench_opts *b, struct point *pt, const struct w
     else if (!pt->sampled)
         snprintf(pt->why, sizeof pt->why, "no sample came from the run in %.1f s", pt->wall_s);
     else if (pt->failed_load > 0)
-        snprintf(pt->why, sizeof pt->why, "%.0f failed (%s)", pt->failed_load, label[0] ? label : "see the error column");
+        snprintf(pt->why, sizeof pt->why, "%.0f failed (%s)", pt->failed_load,
+                 label[0] ? label : "see the error column");
     else if (pt->ok == 0 && own == 0)
         snprintf(pt->why, sizeof pt->why,
                  "no image finished in %.1f s: an image takes longer than that here (or its requests queue at "

@@ -8,16 +8,18 @@
  * the values of --concurrency in turn (default 1, 2, 4, ... 256) until a point does not raise its
  * best requests/s by more than SWEEP_GROWTH, or is rejected for load (images that failed on an
  * answer that says load, chain_load_shaped; or retries of the stage's attempts SWEEP_MAX_RETRY
- * or more over its first point's, beyond chance: retries_rose), or its request p99 is over SWEEP_P99_CLIMB times
- * the sweep's lowest while its requests/s grew by less than SWEEP_P99_GROWTH. The knee is the
- * smallest value of an accepted point within SWEEP_KNEE of the best accepted one. A stage that
- * needs another cannot be driven faster than that one delivers: when its sweep stopped growing
- * while its requests in flight (Little's law: its requests/s times their mean time) averaged
- * under SWEEP_BUSY of its limit, it was starved, not saturated, and is said to be held back by
- * the slowest (in images/s) of the stages it needs (its own capacity was not reached). Its knee
- * only just keeps up with that stage, and two knees in a row lose twice, so what is recommended
- * for it is the value it was starved at (no retries, no climb of p99 there: its server had
- * room). The bottleneck is the stage of the lowest images/s that is not held back. */
+ * or more over its first point's, beyond chance: retries_rose), or its request p99 is over
+ * SWEEP_P99_CLIMB times the sweep's lowest while its requests/s grew by less than
+ * SWEEP_P99_GROWTH. The knee is the smallest value of an accepted point within SWEEP_KNEE of the
+ * best accepted one. A stage that needs another cannot be driven faster than that one delivers:
+ * when its sweep stopped growing while its requests in flight (Little's law: its requests/s
+ * times their mean time) averaged under SWEEP_BUSY of its limit, it was starved, not saturated,
+ * and is said to be held back by the slowest (in images/s) of the stages it needs (its own
+ * capacity was not reached). Its knee only just keeps up with that stage, and two knees in a row
+ * lose twice, so what is recommended for it is the value it was starved at (no retries, no climb
+ * of p99 there: its server had room). The bottleneck is the stage of the lowest images/s that is
+ * not held back. Last, the whole pipeline is run at the recommended limits and on auto
+ * (check_against_auto): a recommendation slower than --concurrency auto is not made; auto is. */
 #include "bench/sweep.h"
 
 #include <errno.h>
@@ -384,7 +386,8 @@ static const char *held_name(const struct pipeline *p, const struct sweep_stage 
  * more over the share at the stage's first accepted point (its lowest concurrency: the faults a
  * server has whatever its load, a share of hangs or garbled answers, are there too), by more than
  * SWEEP_RETRY_Z standard errors of the difference of two shares (so that a few retries among few
- * attempts are not read as a rise). Without a first point, the share itself is compared. */
+ * attempts are not read as a rise). The first accepted point is the base: never rejected for its
+ * retries. */
 static int retries_rose(const struct sweep_stage *s, const struct point *pt)
 {
     double r = pt_retry(pt, s->sub), n = pt->stage_attempts[s->sub];
