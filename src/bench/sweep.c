@@ -328,6 +328,8 @@ static cJSON *sweep_stage_json(const struct sweep *w, const struct sweep_stage *
         cJSON_AddStringToObject(o, "held_back_by", s->keep == 1ull << s->index ? "annotate" : "stages not swept");
     cJSON_AddBoolToObject(o, "starved", s->starved);
     cJSON_AddNumberToObject(o, "busy_share", s->busy);
+    if (s->base_attempts > 0) /* what its later points' retries were compared with */
+        cJSON_AddNumberToObject(o, "retry_base_share", s->base_retry);
     return o;
 }
 
@@ -348,6 +350,13 @@ static void sweep_report(const struct sweep *w, int nss, int complete, int bottl
     cJSON_AddNumberToObject(mode, "window_s", b->window_s);
     cJSON_AddBoolToObject(rep, "complete", complete);
     cJSON *sw = cJSON_AddObjectToObject(rep, "sweep");
+    char rule[400];
+    snprintf(rule, sizeof rule,
+             "a point is rejected only for load: images that failed for load (timeouts, 429, 503, other 5xx, resets), or "
+             "a stage retry share %.0f points or more over its first point's (retry_base_share) and more than %.0f "
+             "standard errors of the difference; images that failed on their own are counted, not held against it",
+             100 * SWEEP_MAX_RETRY, SWEEP_RETRY_Z);
+    cJSON_AddStringToObject(sw, "reject_rule", rule);
     cJSON *arr = cJSON_AddArrayToObject(sw, "stages");
     for (int k = 0; k < nss; k++)
         cJSON_AddItemToArray(arr, sweep_stage_json(w, &w->ss[k]));
