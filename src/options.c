@@ -95,7 +95,7 @@ void config_defaults(struct config *cfg, struct bench_opts *bench)
         bench->strategies = "serial,threads,processes,curl-multi";
         bench->concurrency = NULL;
         bench->latency_dist = "fixed";
-        bench->duration_s = 10;
+        bench->duration_s = 120;
         bench->report = "out/bench.json";
         bench->chart = "out/bench.svg";
         bench->tolerance = 0.1;
@@ -254,7 +254,7 @@ const struct config_option CONFIG_OPTIONS[] = {
     {"latency-ms", "MS", "0", "latency the mock model server adds to each request", SCOPE_BENCH,
      LONG(BEN(latency_ms), 0, 600000, "milliseconds")},
     {"latency-dist", "D", "fixed", "fixed, uniform or exp", SCOPE_BENCH, CUSTOM(opt_latency_dist, NOWHERE)},
-    {"duration", "S", "10", "measure each point for at most this long (windows of --window s), then stop its run within a second", SCOPE_BENCH,
+    {"duration", "S", "120", "measure each point until it settles, for at most this long (windows of --window s and of at least 1/--tolerance images), then stop its run within a second", SCOPE_BENCH,
      CUSTOM(opt_duration, NOWHERE), .dlo = 0.1, .dhi = 86400, .unit = "seconds"},
     {"limit", "N", NULL, "instead of --duration: run each point over the first N images", SCOPE_BENCH,
      LONG(BEN(limit), 1, LONG_MAX, "a number of images")},

@@ -183,6 +183,8 @@ static int write_item(struct runner *r, struct item *it, char *err, size_t errle
         if (it->status != ITEM_OK)
             errtally_add(st->errors, it->error);
         atomic_fetch_add(it->status == ITEM_OK ? &st->ok : &st->failed, 1);
+        if (it->status != ITEM_OK && it->load_failure)
+            atomic_fetch_add(&st->failed_load, 1);
         atomic_fetch_add(&st->requests, it->requests);
         atomic_fetch_add(&st->attempts, it->attempts);
         atomic_fetch_add(&st->retries, it->attempts > it->requests ? it->attempts - it->requests : 0);

@@ -15,6 +15,8 @@
 #include "bench/point.h"
 #include "bench/report.h"
 #include "bench/sweep.h"
+#include "flow/source.h"
+#include "sources/sources.h"
 
 volatile sig_atomic_t bench_stop;
 
@@ -39,6 +41,31 @@ static void restore_signals(const struct sigaction *old_int, const struct sigact
 {
     sigaction(SIGINT, old_int, NULL);
     sigaction(SIGTERM, old_term, NULL);
+}
+
+/* 0 when DIR (a folder, or a bucket) has an image to measure; 2 with the reason said when it
+ * has none, or cannot be read: every point would measure nothing, and a recommendation made of
+ * nothing would be a guess. The source stops at its first image. */
+static int check_images(const struct config *cfg, const struct bench_opts *b)
+{
+    char err[1024] = "";
+    int need_s3 = cfg->dir && !strncmp(cfg->dir, "s3://", 5), found = 0;
+    struct sources *src = need_s3 ? sources_new(cfg, 1, err, sizeof err) : NULL;
+    struct source *s = need_s3 && !src ? NULL : source_open(cfg, src, 0, err, sizeof err);
+    struct source_entry e;
+    for (int r = 1; s && !found && r != 0;)
+        found = (r = source_next(s, &e)) == 1;
+    source_close(s);
+    sources_free(src);
+    if (found)
+        return 0;
+    if (err[0])
+        fprintf(stderr, "annotate bench: %s\n", err);
+    else
+        fprintf(stderr,
+                "annotate bench: %s: 0 images found (files with an image extension%s%s): nothing to measure%s\n", cfg->dir, b->extensions ? ": --extensions " : "", b->extensions ? b->extensions : "",
+                b->sweep ? ", and no recommendation can be made" : "");
+    return 2;
 }
 
 /* The server the runs are sent to: --server, or the mock started here (*mock: its pid). 0, or 2
@@ -79,8 +106,9 @@ static int point_concurrencies(struct bench_opts *b, int *concs, int *nc)
     return 0;
 }
 
-/* Measures pt and prints its row; the exit status so far, from rc: 1 once a point failed, 2 when
- * a run found the set-up wrong (every other point would say the same). */
+/* Measures pt and prints its row; the exit status so far, from rc: 1 once images of a point
+ * failed for load (those that failed on their own, a corrupt file's 400, are only counted), 2
+ * when a run found the set-up wrong (every other point would say the same). */
 static int measure_point(const struct config *cfg, const struct bench_opts *b, const char *url, pid_t mock,
                          struct point *pt, int rc)
 {
@@ -91,7 +119,7 @@ static int measure_point(const struct config *cfg, const struct bench_opts *b, c
     report_row(b, pt);
     if (pt->interrupted)
         bench_stop = 1;
-    return pt->failed > 0 && rc == 0 ? 1 : rc;
+    return pt->failed_load > 0 && rc == 0 ? 1 : rc;
 }
 
 /* Each strategy of --strategies at each concurrency (serial at one), then the report. */
@@ -144,6 +172,8 @@ int bench_main(struct config *cfg, struct bench_opts *b)
     int rc = sweep_check(cfg, b, concs, &nc, &which);
     if (!rc && !b->sweep)
         rc = point_concurrencies(b, concs, &nc);
+    if (!rc)
+        rc = check_images(cfg, b);
     if (!rc)
         rc = start_server(cfg, b, url, sizeof url, &mock);
     if (rc)

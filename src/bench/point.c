@@ -4,13 +4,21 @@
  * (wait4's rusage, which includes its worker processes). It is given every run option bench was
  * given (bench_child_argv). The child writes a sample per window to a pipe (the sample channel,
  * ipc.h): a JSON line with its counts of ok and failed images, requests, retries, latency
- * percentiles so far and its most common failures. Like perf_analyzer we drop the first window
- * as warm-up and keep measuring until the last three windows agree within the tolerance, or
- * --max-windows or --duration is reached. The child is then stopped as Ctrl-C would stop it, with
- * a short --drain-timeout-ms, and killed if it outlives that, so a point takes at most --duration
- * plus about a second whatever the server does. Throughput counts ok images only; a point with
- * failures is never stable, and says why. The mock server's CPU is read from /proc over the same
- * interval (not with --server: a server elsewhere cannot be measured from here). */
+ * percentiles so far and its most common failures. Like perf_analyzer we drop a warm-up (until
+ * the first sample with an image done) and keep measuring until the last three windows agree
+ * within the tolerance, or --max-windows or --duration is reached. A window lasts from one
+ * sample to the first one at which it holds at least 1 / --tolerance images done (so that one
+ * image more or less moves its rate by no more than the tolerance): --window against a fast
+ * server, as long as its images take against a slow one. A point that did not settle says why,
+ * what it reported instead (the whole run's rates), and the --duration that would do.
+ *
+ * The child is then stopped as Ctrl-C would stop it, with a short --drain-timeout-ms, and killed
+ * if it outlives that, so a point takes at most --duration plus about a second whatever the
+ * server does. Throughput counts ok images only; a point with images that failed for load
+ * (item.h's load_failure) is never stable, and says why; images that failed on their own (a
+ * corrupt file's 400) are counted and named, and do not count against it. The mock server's CPU
+ * is read from /proc over the same interval (not with --server: a server elsewhere cannot be
+ * measured from here). */
 #include "bench/point.h"
 
 #include <errno.h>
@@ -31,7 +39,7 @@
 
 /* One line of the sample channel, parsed. */
 struct sample {
-    double t, ok, failed, requests, retries, attempts;
+    double t, ok, failed, failed_load, requests, retries, attempts;
     double stage_requests[MAX_STAGE_COUNTS]; /* requests completed per stage, for the bound */
     double stage_attempts[MAX_STAGE_COUNTS]; /* their HTTP attempts, retries included */
     double stage_p99[MAX_STAGE_COUNTS];      /* ms */
@@ -54,6 +62,7 @@ struct watch {
     struct rusage ru;
     struct sample last, prev;
     int have_prev, nw;
+    double t_warm;             /* the end of the warm-up: the first sample with an image done */
     double rates[MAX_WINDOWS], rreq[MAX_WINDOWS], srates[MAX_WINDOWS][MAX_STAGE_COUNTS];
     char lines[1 << 16], errs[8192];
     size_t llen, elen;
@@ -242,6 +251,7 @@ static int parse_sample(const char *line, struct sample *s)
     s->t = bench_jnum(o, "t", NULL);
     s->ok = bench_jnum(o, "ok", NULL);
     s->failed = bench_jnum(o, "failed", NULL);
+    s->failed_load = bench_jnum(o, "failed_load", NULL);
     s->requests = bench_jnum(o, "requests", NULL);
     s->retries = bench_jnum(o, "retries", NULL);
     s->attempts = bench_jnum(o, "attempts", NULL);
@@ -372,7 +382,10 @@ static void stop_run(struct watch *w, double now)
 }
 
 /* A window from the previous sample to s: its rates; the run is stopped once the last three
- * windows agree within the tolerance, or at --max-windows. */
+ * windows' requests/s agree within the tolerance, or at --max-windows. Requests/s, not images/s:
+ * what the servers do per second is steady where images are not (an image of five crops costs
+ * five requests of model_05, one of none costs none, so ten images can hold twice the work of
+ * ten others), and the images/s reported is the mean of the same three windows. */
 static void add_window(const struct bench_opts *b, struct point *pt, struct watch *w, const struct sample *s)
 {
     const struct sample *prev = &w->prev;
@@ -384,7 +397,7 @@ static void add_window(const struct bench_opts *b, struct point *pt, struct watc
     nw = ++w->nw;
     if (nw < 3)
         return;
-    const double *r = w->rates;
+    const double *r = w->rreq;
     double mx = fmax(fmax(r[nw - 1], r[nw - 2]), r[nw - 3]);
     double mn = fmin(fmin(r[nw - 1], r[nw - 2]), r[nw - 3]);
     double mean = (r[nw - 1] + r[nw - 2] + r[nw - 3]) / 3;
@@ -392,6 +405,38 @@ static void add_window(const struct bench_opts *b, struct point *pt, struct watc
     if (!b->limit && !w->stopped && !w->reaped && ((mean > 0 && pt->spread <= b->tolerance) || nw >= b->max_windows)) {
         w->settled_by = mean > 0 && pt->spread <= b->tolerance ? 1 : 2;
         stop_run(w, now_s());
+    }
+}
+
+/* The images a window must hold (ok or failed), so that one image more or less moves its rate by
+ * no more than --tolerance: 1 / tolerance (10 at the default). A window is --window seconds long,
+ * or as many more as its images take against a slow server. */
+static double bench_window_images(const struct bench_opts *b)
+{
+    return ceil(1 / b->tolerance - 1e-9);
+}
+
+/* A sample's images done, ok or failed. */
+static double done_of(const struct sample *s)
+{
+    return s->ok + s->failed;
+}
+
+/* A sample after the warm-up: it ends a window when the window holds its images (a window is
+ * --window s long, or as many more as its images take). */
+static void window_sample(const struct bench_opts *b, struct point *pt, struct watch *w, const struct sample *s)
+{
+    if (!w->have_prev) {
+        if (done_of(s) <= 0)
+            return; /* warm-up: until the first sample with an image done */
+        w->prev = *s;
+        w->have_prev = 1;
+        w->t_warm = s->t;
+        return;
+    }
+    if (s->t > w->prev.t && done_of(s) - done_of(&w->prev) >= bench_window_images(b) && w->nw < MAX_WINDOWS) {
+        add_window(b, pt, w, s);
+        w->prev = *s;
     }
 }
 
@@ -405,14 +450,9 @@ static void take_samples(const struct bench_opts *b, struct point *pt, struct wa
         if (parse_sample(line, &s) == 0) {
             w->last = s;
             pt->sampled = 1;
-            if (!s.final && !w->stopped) {
-                /* window 0 (up to the first sample) is warm-up; what comes after the Ctrl-C
-                 * (the drain) is no window either */
-                if (w->have_prev && s.t > w->prev.t && w->nw < MAX_WINDOWS)
-                    add_window(b, pt, w, &s);
-                w->prev = s;
-                w->have_prev = 1;
-            }
+            /* what comes after the Ctrl-C (the drain) is no window */
+            if (!s.final && !w->stopped)
+                window_sample(b, pt, w, &s);
         }
         line = nl + 1;
     }
@@ -528,6 +568,7 @@ static void figures(const struct bench_opts *b, struct point *pt, const struct w
     pt->ran_out = !w->stopped && !b->limit;
     pt->ok = last->ok;
     pt->failed = last->failed;
+    pt->failed_load = last->failed_load;
     pt->requests = last->requests;
     pt->retries = last->retries;
     pt->attempts = last->attempts;
@@ -574,33 +615,80 @@ static double share_of_bound(const struct bench_opts *b, const struct point *pt,
     return best > 0 ? pt->img_s / best : -1;
 }
 
-/* Why a measured point is not stable, or "" when it is. */
-static void verdict(const struct bench_opts *b, struct point *pt, int settled_by)
+/* How long a window takes at the run's rate so far: --window, or the time its images take. */
+static double window_at_rate(const struct bench_opts *b, const struct watch *w)
+{
+    return fmax(b->window_s, bench_window_images(b) * w->last.t / fmax(1, done_of(&w->last)));
+}
+
+/* The --duration that would let the point settle, from what it saw: its warm-up, then four
+ * windows (three to agree, one to spare) of bench_window_images at its rate so far, rounded up to
+ * 10 s. 0 when no image finished: nothing to go by. */
+static double settle_duration(const struct bench_opts *b, const struct watch *w)
+{
+    const struct sample *l = &w->last;
+    if (done_of(l) <= 0 || l->t <= 0)
+        return 0;
+    return ceil(((w->have_prev ? w->t_warm : l->t) + 4 * window_at_rate(b, w)) / 10) * 10;
+}
+
+/* Why a point that ran out of time is not stable, with what it did instead and what to try. */
+static void unsettled(const struct bench_opts *b, struct point *pt, const struct watch *w, int settled_by)
+{
+    double need = settle_duration(b, w);
+    char try[160];
+    if (need > b->duration_s)
+        snprintf(try, sizeof try, "give --duration %.0f or more", need);
+    else
+        snprintf(try, sizeof try, "give a longer --duration or a wider --tolerance");
+    if (pt->windows < 3)
+        snprintf(pt->why, sizeof pt->why,
+                 "only %d window%s of %.0f images in --duration %g s (3 are needed after the warm-up; at %.2f "
+                 "images/s a window takes %.1f s): its figures are over the whole run; %s",
+                 pt->windows, pt->windows == 1 ? "" : "s", bench_window_images(b), b->duration_s,
+                 w->last.t > 0 ? done_of(&w->last) / w->last.t : 0, window_at_rate(b, w), try);
+    else
+        snprintf(pt->why, sizeof pt->why,
+                 "the last 3 windows disagree by %.0f%% (tolerance %.0f%%) %s: its figures are those 3 windows'; %s",
+                 100 * pt->spread, 100 * b->tolerance,
+                 settled_by == 2 ? "after --max-windows" : "at the end of --duration",
+                 settled_by == 2 ? "give a larger --max-windows or a wider --tolerance" : try);
+    pt->suggest_duration_s = need > b->duration_s ? need : 0;
+}
+
+/* Why a measured point is not stable, or "" when it is. Images that failed on their own (a
+ * final 4xx, a garbled answer on every retry: item.h's load_failure unset) say nothing about
+ * load and do not make it unstable; they are counted (pt->failed) and named (pt->note). */
+static void verdict(const struct bench_opts *b, struct point *pt, const struct watch *w, int settled_by)
 {
     char label[ERRTALLY_STAGE + ERRTALLY_REASON + 4] = "";
-    pt->why[0] = 0;
+    pt->why[0] = pt->note[0] = 0;
     if (pt->ntop)
         errtally_label(&pt->top[0], label, sizeof label);
+    double own = pt->failed - pt->failed_load;
+    if (own > 0) /* (the most common reason is theirs only when no image failed for load) */
+        snprintf(pt->note, sizeof pt->note, "%.0f failed on their own (%s), not for load", own,
+                 label[0] && pt->failed_load == 0 ? label : "see the error column");
     if (pt->interrupted)
         snprintf(pt->why, sizeof pt->why, "stopped by a signal");
     else if (!pt->sampled)
         snprintf(pt->why, sizeof pt->why, "no sample came from the run in %.1f s", pt->wall_s);
-    else if (pt->failed > 0)
-        snprintf(pt->why, sizeof pt->why, "%.0f failed (%s)", pt->failed, label[0] ? label : "see the error column");
-    else if (pt->ok == 0)
-        snprintf(pt->why, sizeof pt->why, "no image finished in %.1f s", pt->wall_s);
+    else if (pt->failed_load > 0)
+        snprintf(pt->why, sizeof pt->why, "%.0f failed (%s)", pt->failed_load,
+                 label[0] ? label : "see the error column");
+    else if (pt->ok == 0 && own == 0)
+        snprintf(pt->why, sizeof pt->why,
+                 "no image finished in %.1f s: an image takes longer than that here (or its requests queue at "
+                 "the server: try a lower concurrency); give a longer --duration (now %g s), or --limit N to "
+                 "time N images however long they take",
+                 pt->wall_s, b->duration_s);
     else if (b->limit)
-        ; /* a fixed amount of work, all of it ok */
+        ; /* a fixed amount of work, all of it done */
     else if (pt->ran_out)
         snprintf(pt->why, sizeof pt->why, "ran out of images after %d window%s (give more images or a shorter --window)",
                  pt->windows, pt->windows == 1 ? "" : "s");
-    else if (pt->windows < 3)
-        snprintf(pt->why, sizeof pt->why,
-                 "only %d window%s of %g s in --duration %g s (3 are needed after the first; raise --duration or lower --window)",
-                 pt->windows, pt->windows == 1 ? "" : "s", b->window_s, b->duration_s);
-    else if (settled_by != 1)
-        snprintf(pt->why, sizeof pt->why, "the last 3 windows disagree by %.0f%% (tolerance %.0f%%) %s", 100 * pt->spread,
-                 100 * b->tolerance, settled_by == 2 ? "after --max-windows" : "at the end of --duration");
+    else if (pt->windows < 3 || settled_by != 1)
+        unsettled(b, pt, w, settled_by);
     pt->stable = pt->why[0] == 0;
 }
 
@@ -619,7 +707,7 @@ int run_point(const struct config *cfg, const struct bench_opts *b, const char *
     if (rc == 0) {
         figures(b, pt, w);
         pt->bound = share_of_bound(b, pt, &w->last);
-        verdict(b, pt, w->settled_by);
+        verdict(b, pt, w, w->settled_by);
     }
     free(w);
     return rc;

@@ -24,12 +24,14 @@ struct point {
     double tool_cpu_s, mock_cpu_s, wall_s;
     long rss_kb;
     double ok, failed, requests, retries, attempts;
+    double failed_load; /* of failed: on an answer that says load (chain_load_shaped); the others
+                         * failed on their own (a corrupt file's 400) and say nothing about load */
     double bound;  /* with --capacity: images/s as a share of the bottleneck endpoint's bound; < 0: none */
     cJSON *limits; /* the run's "limits" (its stages' concurrency limits at the end), owned; may be NULL */
     struct errtally_entry top[TOP_ERRORS];
     int ntop;
     int windows, stable, ran_out, interrupted, killed, sampled;
-    double spread; /* (max - min) / mean of the last three windows */
+    double spread; /* (max - min) / mean of the last three windows' requests/s */
     /* per stage of the run's pipeline: requests/s (as img_s: the last three windows), requests,
      * attempts and request p99 (ms) */
     double stage_req_s[MAX_STAGE_COUNTS], stage_requests[MAX_STAGE_COUNTS], stage_attempts[MAX_STAGE_COUNTS];
@@ -39,7 +41,9 @@ struct point {
     char rejected[200];          /* --sweep: why the point cannot be the knee ("" when it can) */
     char stop[200];              /* --sweep: why the stage's sweep stopped after this point */
     int stop_kind;               /* --sweep: SWEEP_STOP_* */
-    char why[320];   /* why the point is not stable ("" when it is) */
+    char why[400];   /* why the point is not stable ("" when it is), what it did instead, what to try */
+    char note[256];  /* the images that failed on their own, when some did ("" when none) */
+    double suggest_duration_s; /* unsettled for want of time: the --duration that would do; 0: none */
     char error[600]; /* the run did not finish: what it said ("" when it did) */
     int exit_status;
 };

@@ -52,7 +52,9 @@ void report_row(const struct bench_opts *b, const struct point *pt)
 {
     char cs[16];
     snprintf(cs, sizeof cs, pt->conc == CONC_AUTO ? "auto" : "%d", pt->conc);
-    printf("%-34s %6s %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %7.0f%%", pt->strategy, cs, pt->img_s, pt->req_s,
+    /* a slow server's few images a second keep a decimal */
+    printf("%-34s %6s %9.*f %9.*f %8.1f %8.1f %8.1f %8.1f %8.1f %7.0f%%", pt->strategy, cs, pt->img_s < 100 ? 1 : 0,
+           pt->img_s, pt->req_s < 100 ? 1 : 0, pt->req_s,
            pt->req_p50, pt->req_p90, pt->req_p99, pt->req_max, pt->img_p99, 100 * pt->tool_cpu_s / pt->wall_s);
     if (!b->server_given)
         printf(" %7.0f%%", 100 * pt->mock_cpu_s / pt->wall_s);
@@ -63,7 +65,8 @@ void report_row(const struct bench_opts *b, const struct point *pt)
         snprintf(bound, sizeof bound, pt->bound < 0 ? "-" : "%.0f%%", 100 * pt->bound);
         printf(" %7s", bound);
     }
-    printf(" %s%s\n", pt->stable ? "yes" : "NO: ", pt->stable ? "" : pt->why);
+    printf(" %s%s%s%s%s\n", pt->stable ? "yes" : "NO: ", pt->stable ? "" : pt->why, pt->note[0] ? " (" : "", pt->note,
+           pt->note[0] ? ")" : "");
     if (pt->limits && pt->limits->child)
         print_limits(pt->limits);
     fflush(stdout);
@@ -269,6 +272,9 @@ static cJSON *point_json(const struct bench_opts *b, const struct point *p)
     cJSON_AddNumberToObject(o, "peak_rss_kb", (double)p->rss_kb);
     cJSON_AddNumberToObject(o, "images_ok", p->ok);
     cJSON_AddNumberToObject(o, "images_failed", p->failed);
+    cJSON_AddNumberToObject(o, "images_failed_for_load", p->failed_load);
+    if (p->note[0])
+        cJSON_AddStringToObject(o, "failed_on_their_own", p->note);
     cJSON_AddNumberToObject(o, "requests", p->requests);
     cJSON_AddNumberToObject(o, "retries", p->retries);
     cJSON_AddNumberToObject(o, "attempts", p->attempts);
@@ -292,6 +298,8 @@ static cJSON *point_json(const struct bench_opts *b, const struct point *p)
     cJSON_AddBoolToObject(o, "stable", p->stable);
     if (!p->stable)
         cJSON_AddStringToObject(o, "unsettled", p->why);
+    if (p->suggest_duration_s > 0)
+        cJSON_AddNumberToObject(o, "suggested_duration_s", p->suggest_duration_s);
     cJSON_AddBoolToObject(o, "ran_out_of_images", p->ran_out);
     return o;
 }

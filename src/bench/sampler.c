@@ -72,7 +72,8 @@ static void add_errors(cJSON *o, struct stats *st)
     }
 }
 
-/* One line of the channel: {"t", "ok", "failed", "requests", "retries", "attempts", "stage_requests",
+/* One line of the channel: {"t", "ok", "failed", "failed_load" (of failed: for load, item.h),
+ * "requests", "retries", "attempts", "stage_requests",
  * "stage_attempts", "stage_p99_ms", "stage_mean_ms" (one number per stage), "request_ms": {p50, p90,
  * p99, max}, "image_ms": {p50, p99}, "errors": [{stage, reason, count}] (the TOP_ERRORS most
  * common), "final": true on the last}. One writer (this thread), read by lines. */
@@ -83,6 +84,7 @@ static void send_sample(struct bench_sampler *s, int final)
     cJSON_AddNumberToObject(o, "t", now_s() - s->t0);
     cJSON_AddNumberToObject(o, "ok", (double)atomic_load(&st->ok));
     cJSON_AddNumberToObject(o, "failed", (double)atomic_load(&st->failed));
+    cJSON_AddNumberToObject(o, "failed_load", (double)atomic_load(&st->failed_load));
     cJSON_AddNumberToObject(o, "requests", (double)atomic_load(&st->requests));
     cJSON_AddNumberToObject(o, "retries", (double)atomic_load(&st->retries));
     cJSON_AddNumberToObject(o, "attempts", (double)atomic_load(&st->attempts));

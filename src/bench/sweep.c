@@ -6,20 +6,24 @@
  * else of the user's file (bodies, headers, timeouts, max_rps, defaults) is kept as written: the
  * run's pipeline is the user's JSON with stages removed and "concurrency" set. The stage takes
  * the values of --concurrency in turn (default 1, 2, 4, ... 256) until a point does not raise its
- * best requests/s by more than SWEEP_GROWTH, or is rejected (failed images, or retries of the
- * stage's attempts at SWEEP_MAX_RETRY or more), or its request p99 is over SWEEP_P99_CLIMB times
- * the sweep's lowest while its requests/s grew by less than SWEEP_P99_GROWTH. The knee is the
- * smallest value of an accepted point within SWEEP_KNEE of the best accepted one. A stage that
- * needs another cannot be driven faster than that one delivers: when its sweep stopped growing
- * while its requests in flight (Little's law: its requests/s times their mean time) averaged
- * under SWEEP_BUSY of its limit, it was starved, not saturated, and is said to be held back by
- * the slowest (in images/s) of the stages it needs (its own capacity was not reached). Its knee
- * only just keeps up with that stage, and two knees in a row lose twice, so what is recommended
- * for it is the value it was starved at (no retries, no climb of p99 there: its server had
- * room). The bottleneck is the stage of the lowest images/s that is not held back. */
+ * best requests/s by more than SWEEP_GROWTH, or is rejected for load (images that failed on an
+ * answer that says load, chain_load_shaped; or retries of the stage's attempts SWEEP_MAX_RETRY
+ * or more over its first point's, beyond chance: retries_rose), or its request p99 is over
+ * SWEEP_P99_CLIMB times the sweep's lowest while its requests/s grew by less than
+ * SWEEP_P99_GROWTH. The knee is the smallest value of an accepted point within SWEEP_KNEE of the
+ * best accepted one. A stage that needs another cannot be driven faster than that one delivers:
+ * when its sweep stopped growing while its requests in flight (Little's law: its requests/s
+ * times their mean time) averaged under SWEEP_BUSY of its limit, it was starved, not saturated,
+ * and is said to be held back by the slowest (in images/s) of the stages it needs (its own
+ * capacity was not reached). Its knee only just keeps up with that stage, and two knees in a row
+ * lose twice, so what is recommended for it is the value it was starved at (no retries, no climb
+ * of p99 there: its server had room). The bottleneck is the stage of the lowest images/s that is
+ * not held back. Last, the whole pipeline is run at the recommended limits and on auto
+ * (check_against_auto): a recommendation slower than --concurrency auto is not made; auto is. */
 #include "bench/sweep.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +36,8 @@
 #include "endpoint/limit.h"
 
 #define SWEEP_GROWTH 0.05
-#define SWEEP_MAX_RETRY 0.03
+#define SWEEP_MAX_RETRY 0.03 /* retries of the stage's attempts beyond its first point's that reject a point */
+#define SWEEP_RETRY_Z 3.0    /* ... when chance does not explain the rise: more than this many standard errors */
 #define SWEEP_P99_CLIMB 4.0
 #define SWEEP_P99_GROWTH 0.5 /* ... while its requests/s grew by less than this (a lone slow answer is no climb) */
 #define SWEEP_KNEE 0.95
@@ -51,6 +56,8 @@ struct sweep_stage {
     int best;         /* index of the best accepted point, -1: none */
     double best_req_s;  /* its requests/s (0: none) */
     double low_p99;     /* the lowest request p99 of its accepted points (0: none) */
+    double base_retry, base_attempts; /* its first accepted point's retry share, and its attempts:
+                                       * the retries it has without load (base_attempts 0: none) */
     double bound_img_s; /* the most images/s of its accepted points */
     double busy;      /* its last point's requests in flight on average, as a share of its limit */
     int starved;      /* it stopped growing with its limit not kept busy */
@@ -77,7 +84,12 @@ struct sweep {
     char pfile[512];    /* the runs' pipeline file */
     struct config run;  /* cfg with --config pfile */
     int rc;
+    /* the check of the recommendation against --concurrency auto (check_against_auto) */
+    struct point check[2]; /* CHECK_SWEPT: the recommended pipeline; CHECK_AUTO: on auto */
+    int checked;           /* the two points were measured */
+    int chose_auto;        /* auto was as fast or faster: it is what is recommended */
 };
+enum { CHECK_SWEPT, CHECK_AUTO };
 
 /* ---- checks ---- */
 
@@ -254,6 +266,8 @@ static void sweep_print_point(const struct point *pt, int sub)
         snprintf(note, sizeof note, "rejected: %s; stop", pt->rejected);
     else
         snprintf(note, sizeof note, "%s%s", pt->stop[0] ? "stop: " : "", pt->stop);
+    if (pt->note[0] && !pt->rejected[0])
+        snprintf(note + strlen(note), sizeof note - strlen(note), "%s%s", note[0] ? "; " : "", pt->note);
     printf("  %6d %9.1f %9.1f %7.1f%% %9.1f %9.1f %6.0f  %s%s%s\n", pt->sweep_conc, pt->stage_req_s[sub], pt->img_s,
            100 * pt_retry(pt, sub), pt->stage_p99[sub], pt_in_flight(pt, sub), pt->failed, note,
            pt->stable ? "" : note[0] ? " (" : "(", pt->stable ? "" : "unsettled)");
@@ -272,6 +286,9 @@ static cJSON *sweep_point_json(const struct point *pt, int sub)
     cJSON_AddNumberToObject(o, "stage_in_flight", pt_in_flight(pt, sub));
     cJSON_AddNumberToObject(o, "images_ok", pt->ok);
     cJSON_AddNumberToObject(o, "images_failed", pt->failed);
+    cJSON_AddNumberToObject(o, "images_failed_for_load", pt->failed_load);
+    if (pt->note[0])
+        cJSON_AddStringToObject(o, "failed_on_their_own", pt->note);
     cJSON_AddNumberToObject(o, "wall_s", pt->wall_s);
     cJSON_AddBoolToObject(o, "stable", pt->stable);
     if (!pt->stable)
@@ -311,6 +328,8 @@ static cJSON *sweep_stage_json(const struct sweep *w, const struct sweep_stage *
         cJSON_AddStringToObject(o, "held_back_by", s->keep == 1ull << s->index ? "annotate" : "stages not swept");
     cJSON_AddBoolToObject(o, "starved", s->starved);
     cJSON_AddNumberToObject(o, "busy_share", s->busy);
+    if (s->base_attempts > 0) /* what its later points' retries were compared with */
+        cJSON_AddNumberToObject(o, "retry_base_share", s->base_retry);
     return o;
 }
 
@@ -331,12 +350,27 @@ static void sweep_report(const struct sweep *w, int nss, int complete, int bottl
     cJSON_AddNumberToObject(mode, "window_s", b->window_s);
     cJSON_AddBoolToObject(rep, "complete", complete);
     cJSON *sw = cJSON_AddObjectToObject(rep, "sweep");
+    char rule[400];
+    snprintf(rule, sizeof rule,
+             "a point is rejected only for load: images that failed for load (timeouts, 429, 503, other 5xx, resets), or "
+             "a stage retry share %.0f points or more over its first point's (retry_base_share) and more than %.0f "
+             "standard errors of the difference; images that failed on their own are counted, not held against it",
+             100 * SWEEP_MAX_RETRY, SWEEP_RETRY_Z);
+    cJSON_AddStringToObject(sw, "reject_rule", rule);
     cJSON *arr = cJSON_AddArrayToObject(sw, "stages");
     for (int k = 0; k < nss; k++)
         cJSON_AddItemToArray(arr, sweep_stage_json(w, &w->ss[k]));
     if (bottleneck >= 0)
         cJSON_AddStringToObject(sw, "bottleneck", w->p->stages[bottleneck].name);
+    if (complete && w->checked) {
+        cJSON *chk = cJSON_AddObjectToObject(sw, "check");
+        cJSON_AddNumberToObject(chk, "recommended_images_per_s", w->check[CHECK_SWEPT].img_s);
+        cJSON_AddNumberToObject(chk, "auto_images_per_s", w->check[CHECK_AUTO].img_s);
+        cJSON_AddNumberToObject(chk, "recommended_images_failed_for_load", w->check[CHECK_SWEPT].failed_load);
+        cJSON_AddStringToObject(chk, "chosen", w->chose_auto ? "auto" : "sweep");
+    }
     if (complete) {
+        cJSON_AddBoolToObject(sw, "auto", w->chose_auto);
         cJSON_AddNumberToObject(sw, "concurrency", (double)total);
         if (b->recommend)
             cJSON_AddStringToObject(sw, "recommended_pipeline", b->recommend);
@@ -357,6 +391,25 @@ static const char *held_name(const struct pipeline *p, const struct sweep_stage 
 
 /* ---- one stage ---- */
 
+/* 1 when pt's retries rose with load: its share of the stage's attempts is SWEEP_MAX_RETRY or
+ * more over the share at the stage's first accepted point (its lowest concurrency: the faults a
+ * server has whatever its load, a share of hangs or garbled answers, are there too), by more than
+ * SWEEP_RETRY_Z standard errors of the difference of two shares (so that a few retries among few
+ * attempts are not read as a rise). The first accepted point is the base: never rejected for its
+ * retries. */
+static int retries_rose(const struct sweep_stage *s, const struct point *pt)
+{
+    double r = pt_retry(pt, s->sub), n = pt->stage_attempts[s->sub];
+    if (s->base_attempts <= 0)
+        return 0; /* the first point is the base */
+    double r0 = s->base_retry, n0 = s->base_attempts;
+    if (r - r0 < SWEEP_MAX_RETRY || n <= 0)
+        return 0;
+    double pooled = (r * n + r0 * n0) / (n + n0);
+    double se = sqrt(pooled * (1 - pooled) * (1 / n + 1 / n0));
+    return r - r0 > SWEEP_RETRY_Z * se;
+}
+
 /* Why pt cannot be the stage's knee (pt->rejected), or why the stage's sweep stops after it
  * (pt->stop); an accepted point may raise the stage's best. */
 static void judge_point(struct sweep_stage *s, struct point *pt, int idx, const struct point *pts)
@@ -368,11 +421,13 @@ static void judge_point(struct sweep_stage *s, struct point *pt, int idx, const 
         errtally_label(&pt->top[0], label, sizeof label);
     if (pt->interrupted)
         snprintf(pt->rejected, sizeof pt->rejected, "stopped by a signal");
-    else if (pt->failed > 0)
-        snprintf(pt->rejected, sizeof pt->rejected, "%.0f images failed (%s)", pt->failed, label[0] ? label : "?");
-    else if (retry >= SWEEP_MAX_RETRY)
-        snprintf(pt->rejected, sizeof pt->rejected, "retries %.1f%% of the stage's attempts (under %.0f%% wanted)",
-                 100 * retry, 100 * SWEEP_MAX_RETRY);
+    else if (pt->failed_load > 0)
+        snprintf(pt->rejected, sizeof pt->rejected, "%.0f images failed for load (%s)", pt->failed_load,
+                 label[0] ? label : "?");
+    else if (retries_rose(s, pt))
+        snprintf(pt->rejected, sizeof pt->rejected,
+                 "retries %.1f%% of the stage's attempts, %.1f points over the %.1f%% of its first point (%d)", 100 * retry,
+                 100 * (retry - s->base_retry), 100 * s->base_retry, pts[s->first].sweep_conc);
     else if (thr <= 0)
         snprintf(pt->rejected, sizeof pt->rejected, "no request of the stage completed");
     if (pt->rejected[0]) {
@@ -392,6 +447,10 @@ static void judge_point(struct sweep_stage *s, struct point *pt, int idx, const 
     if (thr > best) {
         s->best_req_s = thr;
         s->best = idx;
+    }
+    if (s->base_attempts <= 0) {
+        s->base_retry = retry;
+        s->base_attempts = pt->stage_attempts[sub];
     }
     if (pt->stage_p99[sub] > 0 && (s->low_p99 == 0 || pt->stage_p99[sub] < s->low_p99))
         s->low_p99 = pt->stage_p99[sub];
@@ -579,7 +638,10 @@ static int write_recommendation(const struct sweep *w, const cJSON *recd, long t
     } else {
         char how[160];
         if (w->blocking)
-            snprintf(how, sizeof how, "--strategy %s --workers %ld", w->strategy, total);
+            snprintf(how, sizeof how, "--strategy %s --workers %ld%s", w->strategy, total,
+                     w->chose_auto ? " --concurrency auto" : "");
+        else if (w->chose_auto)
+            snprintf(how, sizeof how, "--concurrency auto");
         else
             snprintf(how, sizeof how, "--concurrency %ld", total);
         for (char *c = how; *c; c++)
@@ -592,8 +654,80 @@ static int write_recommendation(const struct sweep *w, const cJSON *recd, long t
     return rc;
 }
 
-/* What the sweep found, once every stage was swept: printed, the pipeline written, and the
- * final report. */
+/* One point of the check: the whole pipeline txt at conc (CONC_AUTO: --concurrency auto), the
+ * workers of a blocking strategy, measured as the sweep's points are. 0, or -1 (said). */
+static int check_point(struct sweep *w, struct point *pt, const char *txt, int conc, long workers, const char *what)
+{
+    struct bench_opts bo = *w->b;
+    bo.auto_workers = (int)(workers < 1 ? 1 : workers > 4096 ? 4096 : workers);
+    memset(pt, 0, sizeof *pt);
+    pt->strategy = w->strategy;
+    pt->conc = conc == CONC_AUTO ? CONC_AUTO : (int)(conc > 100000 ? 100000 : conc);
+    pt->sweep_stage = -1;
+    if (report_write_file(w->pfile, txt)) {
+        fprintf(stderr, "annotate bench: cannot write the run's pipeline %s: %s\n", w->pfile, strerror(errno));
+        return -1;
+    }
+    if (run_point(&w->run, &bo, w->url, w->mock, pt)) {
+        fprintf(stderr, "annotate bench: the check's run of %s did not finish: %s\n", what, pt->error);
+        return -1;
+    }
+    printf("  %-40s %9.1f images/s%s%s%s%s\n", what, pt->img_s, pt->failed_load > 0 ? " (failed for load: " : "",
+           pt->failed_load > 0 ? pt->why : "", pt->failed_load > 0 ? ")" : "", pt->stable ? "" : " (unsettled)");
+    fflush(stdout);
+    return 0;
+}
+
+/* The swept stages of recd (the user's pipeline) on "auto". */
+static void swept_on_auto(const struct sweep *w, cJSON *recd)
+{
+    cJSON *rstages = cJSON_GetObjectItemCaseSensitive(recd, "stages");
+    for (int k = 0; k < w->nss; k++)
+        set_concurrency(cJSON_GetArrayItem(rstages, w->ss[k].index), STAGE_CONCURRENCY_AUTO);
+}
+
+/* The recommendation must be at least as fast as --concurrency auto (a slow server, one worker
+ * with seconds of latency, can make a sweep's knees lose to the adaptive limits): the whole
+ * pipeline is run with the recommended limits, then with the swept stages on "auto" and
+ * --concurrency auto. When auto made more images/s, or the recommendation failed images for
+ * load, auto is what is recommended (recd's swept stages set to "auto"), and said so. */
+static void check_against_auto(struct sweep *w, cJSON *recd, long total)
+{
+    char *swept = cJSON_Print(recd);
+    cJSON *autod = cJSON_Duplicate(recd, 1);
+    swept_on_auto(w, autod);
+    char *autotxt = cJSON_Print(autod);
+    cJSON_Delete(autod);
+    printf("\ncheck: the whole pipeline, recommended limits against --concurrency auto\n");
+    fflush(stdout);
+    if (swept && autotxt && !bench_stop &&
+        !check_point(w, &w->check[CHECK_SWEPT], swept, (int)total, total, "recommended limits") &&
+        !bench_stop &&
+        !check_point(w, &w->check[CHECK_AUTO], autotxt, CONC_AUTO, total, "swept stages on auto, --concurrency auto")) {
+        const struct point *r = &w->check[CHECK_SWEPT], *a = &w->check[CHECK_AUTO];
+        w->checked = 1;
+        w->chose_auto = r->failed_load > 0 || (a->failed_load == 0 && a->img_s > r->img_s);
+        if (w->chose_auto) {
+            swept_on_auto(w, recd);
+            printf("  --concurrency auto made %.1f images/s, the swept limits %.1f%s: recommended: auto (the swept "
+                   "stages on \"auto\", run with --concurrency auto), not the sweep's limits\n",
+                   a->img_s, r->img_s, r->failed_load > 0 ? " with images failed for load" : "");
+        } else {
+            printf("  the swept limits made %.1f images/s, --concurrency auto %.1f: the sweep's limits are recommended\n",
+                   r->img_s, a->img_s);
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        cJSON_Delete(w->check[i].limits);
+        w->check[i].limits = NULL;
+    }
+    unlink(w->pfile);
+    free(swept);
+    free(autotxt);
+}
+
+/* What the sweep found, once every stage was swept: printed, checked against auto, the pipeline
+ * written, and the final report. */
 static void conclude(struct sweep *w)
 {
     int bottleneck = find_bottleneck(w), done = !bench_stop && w->rc != 2, unbounded = 0;
@@ -602,6 +736,10 @@ static void conclude(struct sweep *w)
     if (done) {
         total = recommended_stages(w, recd, &unbounded);
         print_findings(w, bottleneck, total, unbounded);
+        check_against_auto(w, recd, total);
+        done = !bench_stop;
+    }
+    if (done) {
         if (write_recommendation(w, recd, total))
             w->rc = 2;
         for (int k = 0; k < w->nss; k++)
@@ -643,8 +781,10 @@ static void print_intro(const struct sweep *w)
     printf("annotate bench --sweep: %s, %s at %s, pipeline %s, strategy %s\n", w->cfg->dir,
            b->server_given ? "server" : "mock", w->url, w->p->source, w->strategy);
     printf("each stage in turn at concurrency %s, until a point adds %.0f%% or less to its best requests/s, is rejected "
-           "(failed images, retries %.0f%% or more of the stage's attempts) or its p99 is over %.0fx its lowest "
-           "for less than %.0f%% more; the knee: the smallest within %.0f%% of the best\n",
+           "for load (images failed for load: timeouts, 429, 503, 5xx, resets; or retries %.0f points or more over "
+           "the stage's first point) or its p99 is over %.0fx its lowest for less than %.0f%% more; the knee: the "
+           "smallest within %.0f%% of the best. Images that failed on their own (a 400 for a corrupt file) are "
+           "counted, and reject nothing\n",
            cdesc, 100 * SWEEP_GROWTH, 100 * SWEEP_MAX_RETRY, SWEEP_P99_CLIMB, 100 * SWEEP_P99_GROWTH,
            100 * (1 - SWEEP_KNEE));
 }

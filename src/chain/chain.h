@@ -171,6 +171,14 @@ enum answer_kind chain_read_answer(const struct stage *st, const struct chain_an
                                    long *retry_after_s, char *err, size_t errlen);
 enum answer_kind chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen);
 
+/* 1 when an attempt that failed for good says the server was over its load or down, rather
+ * than that the image (or its answer) is bad: a BUSY or DOWN answer (a timeout, 429, 503, other
+ * 5xx, refused, reset), or a RETRY without an answer or with 408. A final 4xx (400, 413, 415,
+ * 422), a garbled answer that came back on every retry, an image that could not be read: 0.
+ * The item's load_failure (item.h) records it for its failure, which `annotate bench` counts
+ * apart: per-image failures say nothing about how much load a server takes. */
+int chain_load_shaped(enum answer_kind kind, const struct chain_answer *a);
+
 /* Reads a 2xx answer body with stage st's "result" (st NULL: .result): returns 0 and the result
  * (Raw JSON text: the exact bytes for a plain path), or -1 with a reason (a garbled answer), or
  * EXPR_OVER_BUDGET when a jq "result" ran past its CPU-time budget (expr.h: the pipeline's

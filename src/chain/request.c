@@ -182,19 +182,39 @@ static int worth_retrying(const struct run *run, struct chain_req *req, const st
            run_stop_state(run) != RUN_ABORT && !all_failed(req);
 }
 
+int chain_load_shaped(enum answer_kind kind, const struct chain_answer *a)
+{
+    if (kind == ANSWER_BUSY || kind == ANSWER_DOWN)
+        return 1;
+    return kind == ANSWER_RETRY && (a->cc != CURLE_OK || a->status == 408);
+}
+
+/* The items of req (a batch's members) that have not failed yet fail with load (their first
+ * failure is the one recorded). */
+static void mark_failure(struct chain_req *req, int load)
+{
+    if (!req->n_members && req->it->status != ITEM_FAILED)
+        req->it->load_failure = load;
+    for (int i = 0; i < req->n_members; i++)
+        mark_failure(req->members[i], load);
+}
+
 /* The request failed for good. A batch of several images is split (each member goes again
  * alone, so that one bad image does not fail the others) unless the failure is the stage's as
  * a whole: a set-up error, its server down, or the run torn down. */
 static void finish_failed(const struct run *run, struct chain_req *req, const struct reading *rd,
-                          const struct endpoint_news *news, double now)
+                          const struct chain_answer *a, const struct endpoint_news *news, double now)
 {
     int stopped = run_stop_state(run) == RUN_ABORT;
     if ((answer_retryable(rd->kind) || news->no_row) && stopped)
         chain_no_row(req); /* it would have been retried, or the set-up is wrong: not the image's fault */
     int the_stage = news->no_row || endpoint_down_for(run, req->stage, now) > 0;
-    if (req->n_members > 1 && !the_stage && !stopped)
+    if (req->n_members > 1 && !the_stage && !stopped) {
         batch_split_up(req);
-    else if (req->n_members)
+        return;
+    }
+    mark_failure(req, chain_load_shaped(rd->kind, a));
+    if (req->n_members)
         batch_fail_all(run, req, rd->err, 0);
     else
         chain_settle(run, req, NULL, rd->err);
@@ -221,6 +241,6 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
         *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, rd.retry_after_s, &req->rng) / 1e3;
         return CHAIN_RETRY;
     }
-    finish_failed(run, req, &rd, &news, now);
+    finish_failed(run, req, &rd, a, &news, now);
     return CHAIN_FAIL;
 }

@@ -174,7 +174,7 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
     put(b, &it->seq, 8);
     put(b, &it->t_start, sizeof it->t_start);
     uint32_t v[7] = {(uint32_t)it->status, it->requests, it->attempts, (uint32_t)it->rel_off, (uint32_t)it->n_stages,
-                     (uint32_t)it->no_row, (uint32_t)it->has_digest};
+                     (uint32_t)it->no_row | (uint32_t)it->load_failure << 1, (uint32_t)it->has_digest};
     put(b, v, sizeof v);
     put(b, it->digest, sizeof it->digest); /* --cache: the image's digest, taken where it was read */
     put_str(b, it->path, it->path_len);
@@ -218,7 +218,8 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     it->status = (int)v[0];
     it->requests = v[1];
     it->attempts = v[2];
-    it->no_row = v[5] != 0;
+    it->no_row = (v[5] & 1) != 0;
+    it->load_failure = (v[5] & 2) != 0;
     it->has_digest = v[6] != 0;
     memcpy(it->digest, digest, sizeof digest);
     char *raw = NULL, *mime = NULL;

@@ -80,6 +80,8 @@ struct item {
     int status;          /* enum item_status */
     int no_row;          /* failed in a way that says the set-up is wrong: written nowhere, left to
                             --resume (see chain_attempt_end) */
+    int load_failure;    /* failed on an answer that says the server was over its load or down
+                            (chain.h: chain_load_shaped), not on the image itself */
     char *error;         /* owned; NULL when ok */
     int n_stages;
     cJSON **results;     /* [n_stages], owned; NULL while a stage has not run */

@@ -60,6 +60,8 @@ static void usage(FILE *f)
 "  --reset-rate P        fraction whose connection is reset, no answer (default 0)\n"
 "  --hang-rate P         fraction never answered (default 0)\n"
 "  --garbage-rate P      fraction answered 200 with a body that is not JSON (default 0)\n"
+"  --reject-rate P       fraction of images answered 400 every time they are sent, at every\n"
+"                        endpoint (drawn from the image, not per request): corrupt files\n"
 "  --trust-payload       for benchmarks: find im_str by scanning, do not parse the JSON nor\n"
 "                        decode the base64 (answers are keyed on the base64 text instead)\n"
 "  --token T             the token the OpenAI endpoint (Authorization: Bearer T) and the\n"
@@ -117,7 +119,7 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 
 enum { O_HOST = 256, O_PORT, O_LAT, O_DIST, O_SEED, O_ERR, O_429, O_RETRY, O_RESET, O_HANG,
        O_GARBAGE, O_TRUST, O_ITEM, O_CAP, O_QMAX, O_BATCH, O_BMAX, O_THREADS, O_TOKEN,
-       O_TOKEN_FILE };
+       O_TOKEN_FILE, O_REJECT };
 
 /* The options that take [EP=]VALUE, and what their values may be. */
 enum { K_LAT, K_ITEM, K_CAP, K_QMAX, K_BMAX, N_KINDS };
@@ -236,6 +238,7 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
         {"reset-rate", required_argument, NULL, O_RESET},
         {"hang-rate", required_argument, NULL, O_HANG},
         {"garbage-rate", required_argument, NULL, O_GARBAGE},
+        {"reject-rate", required_argument, NULL, O_REJECT},
         {"trust-payload", no_argument, NULL, O_TRUST},
         {"per-item-ms", required_argument, NULL, O_ITEM},
         {"capacity", required_argument, NULL, O_CAP},
@@ -307,6 +310,10 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
         case O_ERR: case O_429: case O_RESET: case O_HANG: case O_GARBAGE:
             if (parse_double(optarg, 0, 1, &cfg->rate[fault_of[c - O_ERR]]) != 0)
                 return bad("--%s wants a fraction from 0 to 1, not '%s'", opts[idx].name, optarg);
+            break;
+        case O_REJECT:
+            if (parse_double(optarg, 0, 1, &cfg->reject_rate) != 0)
+                return bad("--reject-rate wants a fraction from 0 to 1, not '%s'", optarg);
             break;
         case O_RETRY:
             if (parse_u64(optarg, 86400, &u) != 0)

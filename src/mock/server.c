@@ -460,6 +460,19 @@ static struct prepared oom(struct evbuffer *dst, const char *why)
     return (struct prepared){500, "Internal Server Error", OUT_ERROR, 0};
 }
 
+/* 1 when --reject-rate picks the image of key: the same images at every request, whatever the
+ * order or the load (a splitmix64 of the key and the seed, compared with the rate). */
+static int rejected_image(const struct mock_config *cfg, uint64_t key)
+{
+    if (cfg->reject_rate <= 0)
+        return 0;
+    uint64_t z = key ^ (cfg->seed * 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53 < cfg->reject_rate;
+}
+
 /* Checks the request to model m and writes the answer's body onto dst (empty on entry). */
 static struct prepared prepare(worker *w, struct evhttp_request *req, int m, struct evbuffer *dst)
 {
@@ -479,6 +492,9 @@ static struct prepared prepare(worker *w, struct evhttp_request *req, int m, str
                  : mock_request_check(m, body, len, max, &w->scratch, &w->batch, w->why);
     if (rc != 0)
         return rejected(dst, w->why);
+    for (size_t i = 0; i < w->batch.n; i++)
+        if (rejected_image(&w->srv->cfg, w->batch.item[i].key))
+            return rejected(dst, "not an image this model can read (injected: --reject-rate)");
     int list = ep->batch || w->batch.n > 1;
     evbuffer_add(dst, list ? "{\"result\": [" : "{\"result\": ", list ? 12 : 11);
     for (size_t i = 0; i < w->batch.n; i++) {

@@ -54,6 +54,8 @@ struct mock_config {
     double rate[MOCK_N_FAULTS]; /* fractions 0..1, indexed by enum mock_fault */
     int retry_after;         /* seconds, the Retry-After of 429s and of 503s (queue full) */
     int trust_payload;       /* benchmark mode: scan for im_str, do not parse nor decode */
+    double reject_rate;      /* fraction of images answered 400 on every request that carries them
+                              * (drawn from the image's key, not per request): a corrupt file */
     /* The dialect endpoints (dialects.h): their service time, and the token the OpenAI and
      * Google Vision endpoints require: token, or token_file's content re-read on every
      * request (one trailing newline removed); neither: any token, as long as there is one. */

@@ -12,6 +12,7 @@
 #include <CUnit/CUnit.h>
 #include <curl/curl.h>
 
+#include "check.h"
 #include "common/b64.h"
 #include "mock/answers.h"
 #include "proc.h"
@@ -653,6 +654,39 @@ static void test_fault_garbage(void)
     end_fault_test(&m, body, "faults.garbage", 1);
 }
 
+/* --reject-rate: a share of the images answered 400 every time, at every endpoint, whatever
+ * the order: the same images in two rounds, and about the share asked for. */
+static void test_fault_reject_images(void)
+{
+    struct mock_proc m;
+    if (start_with(&m, (const char *const[]){"--reject-rate", "0.25", NULL}) != 0)
+        return;
+    char first[200];
+    int rejected = 0;
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 200; i++) {
+            int k = round ? 199 - i : i; /* the second round in the other order */
+            unsigned char img[16];
+            int n = snprintf((char *)img, sizeof img, "image %d", k);
+            char *body = body_for(img, (size_t)n, "null");
+            long status = 0;
+            char *resp = NULL;
+            http_post(url(&m, round ? "/model_02" : "/model_01"), body, strlen(body), &status, &resp);
+            if (round == 0) {
+                first[k] = status == 400 ? 'R' : status == 200 ? '.' : '?';
+                rejected += status == 400;
+                if (status == 400)
+                    CU_ASSERT(resp && strstr(resp, "--reject-rate"));
+            } else {
+                CHECKF((status == 400 ? 'R' : '.') == first[k], "image %d: %ld the second time", k, status);
+            }
+            free(resp);
+            free(body);
+        }
+    CHECKF(rejected >= 25 && rejected <= 75, "%d of 200 images rejected at --reject-rate 0.25", rejected);
+    CU_ASSERT_EQUAL(mock_stop(&m), 0);
+}
+
 /* The statuses of 40 requests to a server at --error-rate 0.5 --seed seed, as a string. */
 static void fault_sequence(const char *seed, char out[41])
 {
@@ -943,6 +977,7 @@ int register_mock(void)
         {"faults: reset", test_fault_reset},
         {"faults: hang, and the socket is closed after", test_fault_hang},
         {"faults: garbage", test_fault_garbage},
+        {"faults: --reject-rate rejects the same images every time", test_fault_reject_images},
         {"faults: repeatable with --seed", test_fault_seeded},
         {"latency: fixed, uniform, exp", test_latency},
         {"concurrency: 200 keep-alive connections", test_concurrent},

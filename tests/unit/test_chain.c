@@ -1054,6 +1054,33 @@ static void test_runaway_when_items(void)
     }
 }
 
+/* chain_load_shaped: which final failures say load (bench counts them against a point) and
+ * which say the image itself (a corrupt file's 400: counted apart). */
+static void test_load_shaped(void)
+{
+    static const struct {
+        CURLcode cc;
+        long status;
+        const char *body;
+        int load;
+    } cases[] = {
+        {CURLE_OPERATION_TIMEDOUT, 0, "", 1}, {CURLE_COULDNT_CONNECT, 0, "", 1}, {CURLE_RECV_ERROR, 0, "", 1},
+        {CURLE_OK, 429, "", 1}, {CURLE_OK, 503, "", 1}, {CURLE_OK, 500, "", 1}, {CURLE_OK, 502, "", 1},
+        {CURLE_OK, 408, "", 1}, {CURLE_OK, 400, "{\"error\":\"not an image\"}", 0}, {CURLE_OK, 413, "", 0},
+        {CURLE_OK, 415, "", 0}, {CURLE_OK, 422, "", 0}, {CURLE_OK, 200, "<html>garbage", 0},
+        {CURLE_OK, 200, "{\"x\":1}", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct chain_answer a = {cases[i].cc, cases[i].status, cases[i].body, strlen(cases[i].body), NULL, -1, NULL};
+        cJSON *res = NULL;
+        char err[256] = "";
+        enum answer_kind k = chain_outcome(&a, &res, err, sizeof err);
+        cJSON_Delete(res);
+        CHECKF(chain_load_shaped(k, &a) == cases[i].load, "case %zu (curl %d, HTTP %ld): kind %d, load %d, want %d", i,
+               (int)cases[i].cc, cases[i].status, (int)k, chain_load_shaped(k, &a), cases[i].load);
+    }
+}
+
 int register_chain(void)
 {
     CU_pSuite s = CU_add_suite("chain", suite_init, suite_clean);
@@ -1064,6 +1091,8 @@ int register_chain(void)
         !CU_add_test(s, "chain_req_whole: the body in place around the base64, shared only when the same", test_req_whole) ||
         !CU_add_test(s, "chain_truthy", test_truthy) ||
         !CU_add_test(s, "chain_outcome classification", test_outcome) ||
+        !CU_add_test(s, "chain_load_shaped: timeouts, 429, 503, 5xx, resets say load; 400, 413, 415, 422 and "
+                        "garbage say the image", test_load_shaped) ||
         !CU_add_test(s, "results are the exact bytes sent; answers that are not strict JSON are garbled",
                      test_result_fidelity) ||
         !CU_add_test(s, "falsy model_01 or model_02: the rest skipped, ok", test_falsy_skips) ||
