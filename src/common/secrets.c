@@ -81,6 +81,21 @@ static int known(const char *v, size_t len)
     return 0;
 }
 
+/* A value registered again is in use: its forms become the newest, the last to be forgotten.
+ * Returns 1 when v is a registered value. */
+static int refresh(const char *v, size_t len)
+{
+    for (int i = 0; i < n_forms; i++)
+        if (forms[i].raw && forms[i].len == len && !memcmp(forms[i].s, v, len)) {
+            uint64_t was = forms[i].age, now = next_age++;
+            for (int k = 0; k < n_forms; k++)
+                if (forms[k].age == was)
+                    forms[k].age = now;
+            return 1;
+        }
+    return 0;
+}
+
 /* Forgets every form of the oldest value. */
 static void drop_oldest(void)
 {
@@ -130,7 +145,7 @@ void secrets_add(const char *v, size_t len)
     if (!v || len < SECRETS_MIN)
         return;
     pthread_rwlock_wrlock(&mu);
-    if (!known(v, len)) {
+    if (!refresh(v, len) && !known(v, len)) {
         uint64_t age = next_age++;
         size_t l;
         insert(dup_bytes(v, len), len, age, 1);

@@ -20,7 +20,8 @@
  * would scrub ordinary words and numbers out of every message ("abc", "1"), and a credential is
  * never that short. At most SECRETS_MAX forms are kept (memory stays bounded in bytes, at most
  * SECRETS_MAX values of 64 KiB, the largest a ${file:} may be, times three); past that the
- * oldest value is forgotten, which after many rotations is an expired token.
+ * value registered longest ago is forgotten, which after many rotations is an expired token
+ * (a value registered again, as each re-read after a 401 does, counts as new).
  *
  * The scrub (secrets_scrub_to) replaces every occurrence of every form with SECRETS_MARK. It is
  * called where text made from an answer or a URL is made, not where it is printed, so the
@@ -49,7 +50,8 @@
 #define SECRETS_MARK "[secret]"
 
 /* Registers len bytes at v (and their echoed forms) as a secret. Shorter than SECRETS_MIN: not
- * kept. A value registered already is not added again. Out of memory: the value is not kept. */
+ * kept. A value registered already is not added again (it becomes the newest). Out of memory:
+ * the value is not kept. */
 void secrets_add(const char *v, size_t len);
 
 /* secrets_add of a "Name: value" header line's value when the name says it carries a

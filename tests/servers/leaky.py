@@ -3,6 +3,7 @@
 each answer is one way a real server puts a credential into text annotate writes.
 
     python3 tests/servers/leaky.py [--token-file F] [--rotate-after N] [--echo VALUE]
+                                   [--hold-after N --release-file F]
 
 It binds 127.0.0.1 on a free port and prints "listening on 127.0.0.1:PORT" once it serves
 (what tests/helpers/proc.c's listener_start waits for). SIGTERM stops it. What it answers:
@@ -10,10 +11,13 @@ It binds 127.0.0.1 on a free port and prints "listening on 127.0.0.1:PORT" once 
     POST /echo/STATUS...   STATUS, with {"error":"denied","auth":AUTHORIZATION,"key":X-API-KEY}
                            (a 401 page that echoes the Authorization header); the values start
                            within the body's first 80 bytes
-    POST /pad/STATUS...    STATUS, with the Authorization value starting at byte 72 of the body,
-                           so that it straddles an excerpt cut at 80 bytes
+    POST /pad/STATUS...    STATUS, with the Authorization value starting at byte 65 of the body,
+                           so that its credentials ("Bearer " is 7 bytes) start at byte 72 and
+                           straddle an excerpt cut at 80 bytes
     POST /said...          200 {"error": "refused: AUTHORIZATION"} (for a stage whose "error"
-                           expression reads .error: the message is the row's reason as it is)
+                           expression reads .error: the message is the row's reason as it is);
+                           with --hold-after N --release-file F, the (N+1)th such request is
+                           answered only once F exists
     POST /redirect...      301 to https://HOST/redirect... (nginx's http->https redirect,
                            "return 301 https://$host$request_uri": the query string comes back)
     POST /rotate...        a token that rotates: a request whose Authorization is "Bearer T",
@@ -24,9 +28,9 @@ It binds 127.0.0.1 on a free port and prints "listening on 127.0.0.1:PORT" once 
     GET  /img-redirect     302 to http://X-IMAGE-TOKEN.invalid/x.png (an image host whose
                            redirect names the header it was sent: curl says it cannot resolve
                            that host)
-    GET  anything else     403 with an S3 error document whose Message holds the request's
-                           Authorization (its SigV4 signature), x-amz-security-token and VALUE
-                           (--echo: a store that says the secret key it was configured with)
+    GET  anything else     403 with an S3 error document whose Message holds the request's SigV4
+                           signature (from its Authorization), VALUE (--echo: a store that says
+                           the secret key it was configured with) and its x-amz-security-token
 """
 
 import argparse
@@ -35,10 +39,11 @@ import os
 import secrets
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
-STATE = {"token": None, "seen": 0}
+STATE = {"token": None, "seen": 0, "said": 0}
 ARGS = None
 
 
@@ -83,9 +88,14 @@ class Handler(BaseHTTPRequestHandler):
             return self.echo(int(path[6:9]), auth)
         if path.startswith("/pad/"):
             head = '{"error":"denied","pad":"'
-            body = head + "x" * (72 - len(head) - len('","auth":"')) + '","auth":"' + auth + '"}'
+            body = head + "x" * (65 - len(head) - len('","auth":"')) + '","auth":"' + auth + '"}'
             return self.send(int(path[5:8]), body)
         if path.startswith("/said"):
+            with LOCK:
+                STATE["said"] += 1
+                held = STATE["said"] == ARGS.hold_after + 1
+            while held and not os.path.exists(ARGS.release_file):
+                time.sleep(0.02)
             return self.send(200, json.dumps({"error": "refused: " + auth}))
         if path.startswith("/redirect"):
             return self.send(301, "<html>301 Moved Permanently</html>", "text/html",
@@ -98,8 +108,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/img-redirect"):
             host = self.headers.get("X-Image-Token", "none")
             return self.send(302, "", "text/plain", "http://" + host + ".invalid/x.png")
-        said = " ".join([self.headers.get("Authorization", ""), self.headers.get("x-amz-security-token", ""),
-                         ARGS.echo or ""])
+        auth = self.headers.get("Authorization", "")
+        sig = auth[auth.find("Signature=") + 10:] if "Signature=" in auth else "none"
+        said = " ".join(["signature", sig, "secret", ARGS.echo or "", "token",
+                         self.headers.get("x-amz-security-token", "")])
         doc = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access denied "
                "for " + said.replace("&", "&amp;").replace("<", "&lt;") + "</Message></Error>")
         self.send(403, doc, "application/xml")
@@ -111,6 +123,8 @@ def main():
     ap.add_argument("--token-file")
     ap.add_argument("--rotate-after", type=int, default=0)
     ap.add_argument("--echo")
+    ap.add_argument("--hold-after", type=int, default=-1)
+    ap.add_argument("--release-file")
     ARGS = ap.parse_args()
     if ARGS.token_file:
         with open(ARGS.token_file) as f:
