@@ -20,6 +20,14 @@ static pthread_rwlock_t mu = PTHREAD_RWLOCK_INITIALIZER;
 static struct form forms[SECRETS_MAX];
 static int n_forms;
 static uint64_t next_age;
+static unsigned char first[256]; /* 1 for a byte some form starts with: other bytes are copied */
+
+static void index_firsts(void)
+{
+    memset(first, 0, sizeof first);
+    for (int i = 0; i < n_forms; i++)
+        first[(unsigned char)forms[i].s[0]] = 1;
+}
 
 static void wipe_free(char *s, size_t len)
 {
@@ -111,6 +119,7 @@ static void drop_oldest(void)
             forms[k++] = forms[i];
     }
     n_forms = k;
+    index_firsts();
 }
 
 /* Puts a form (taking s) in its place by length; a form known already is wiped. */
@@ -128,6 +137,7 @@ static void insert(char *s, size_t len, uint64_t age, int raw)
     memmove(&forms[at + 1], &forms[at], (size_t)(n_forms - at) * sizeof *forms);
     forms[at] = (struct form){s, len, age, raw};
     n_forms++;
+    index_firsts();
 }
 
 static char *dup_bytes(const char *v, size_t len)
@@ -195,12 +205,23 @@ void secrets_add_credential_header(const char *line)
 
 /* ---- the scrub (under the read lock) ---- */
 
-/* The length of the longest form at src[i..len), or 0. */
+/* The length of the longest form at src[i..len), or 0. Failing that, a form's first
+ * SECRETS_CUT_MIN or more bytes followed by "..." (a value cut by someone else: jq's messages
+ * quote a value that way), with the dots. */
 static size_t match_at(const char *src, size_t len, size_t i)
 {
     for (int k = 0; k < n_forms; k++)
         if (forms[k].len <= len - i && src[i] == forms[k].s[0] && !memcmp(src + i, forms[k].s, forms[k].len))
             return forms[k].len;
+    for (int k = 0; k < n_forms; k++) {
+        if (src[i] != forms[k].s[0])
+            continue;
+        size_t p = 0;
+        while (p < forms[k].len && i + p < len && src[i + p] == forms[k].s[p])
+            p++;
+        if (p >= SECRETS_CUT_MIN && p < forms[k].len && len - i - p >= 3 && !memcmp(src + i + p, "...", 3))
+            return p + 3;
+    }
     return 0;
 }
 
@@ -213,7 +234,7 @@ size_t secrets_scrub_to(const char *src, size_t len, char *out, size_t cap)
         memcpy(out, src, o);
     }
     for (size_t i = 0; n_forms && i < len && o < room;) {
-        size_t m = match_at(src, len, i);
+        size_t m = first[(unsigned char)src[i]] ? match_at(src, len, i) : 0;
         if (!m) {
             out[o++] = src[i++];
             continue;
@@ -270,5 +291,6 @@ void secrets_clear(void)
     for (int i = 0; i < n_forms; i++)
         wipe_free(forms[i].s, forms[i].len);
     n_forms = 0;
+    index_firsts();
     pthread_rwlock_unlock(&mu);
 }

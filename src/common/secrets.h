@@ -23,7 +23,9 @@
  * value registered longest ago is forgotten, which after many rotations is an expired token
  * (a value registered again, as each re-read after a 401 does, counts as new).
  *
- * The scrub (secrets_scrub_to) replaces every occurrence of every form with SECRETS_MARK. It is
+ * The scrub (secrets_scrub_to) replaces every occurrence of every form with SECRETS_MARK, and a
+ * form's first SECRETS_CUT_MIN or more bytes followed by "..." (jq quotes a value it cannot use
+ * cut that way: "Cannot iterate over string (\"tok3n-abc...)"), dots included. It is
  * called where text made from an answer or a URL is made, not where it is printed, so the
  * choke points are few: where a failure reason is made (chain_read_answer, item_fail), where an
  * excerpt of a body is cut (chain_excerpt: the scrub runs before the cut, so that a secret
@@ -46,6 +48,7 @@
 #include <stddef.h>
 
 #define SECRETS_MIN 4
+#define SECRETS_CUT_MIN 6
 #define SECRETS_MAX 192
 #define SECRETS_MARK "[secret]"
 

@@ -7,7 +7,8 @@
  *   secret kinds: a header's ${file:} (and the value it is rotated to during the run, also in a
  *   worker process), a header's ${VAR}, a ${VAR} in a stage's URL, a header sent to an image
  *   host, S3's secret key, session token and signature;
- *   places: CSV error cells, JSON Lines errors, an excerpt cut across the secret, a redirect's
+ *   places: CSV error cells, JSON Lines errors, an excerpt cut across the secret, jq's message
+ *   quoting a value cut to its first bytes, a redirect's
  *   Location, --stats-json, the summary and the stop message on stderr, the progress line,
  *   bench's report. */
 #include <CUnit/CUnit.h>
@@ -244,6 +245,29 @@ static void test_excerpt_cut(void)
     e2e_tree_free(&t);
 }
 
+/* jq quotes a value it cannot use cut to its first bytes, "...": "Cannot iterate over string
+ * (\"var-key-5b...)" for a "result" that iterates the echoed key. */
+static void test_jq_message(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "secret-jq", 3, 81), 0);
+    char cfg[700], out[16384];
+    write_stage(&t, "/echo/200", "{\"X-Api-Key\": \"${LEAKY_KEY}\"}", ", \"result\": \".key[]\"", cfg, sizeof cfg);
+    struct mock_proc m;
+    CU_ASSERT_EQUAL_FATAL(leaky_start(&m, NULL), 0);
+    setenv("LEAKY_KEY", VAR_KEY, 1);
+    const char *extra[] = {"--config", cfg, "--retries", "0", NULL};
+    int rc = run(&t, t.csv, m.base_url, extra, out, sizeof out);
+    unsetenv("LEAKY_KEY");
+    CHECKF(rc == 1, "exit %d: %s", rc, out);
+    rows_scrubbed("jq's message", t.csv, t.n);
+    CHECKF(holds(t.csv, NULL, "Cannot iterate over string"), "the rows do not give jq's message");
+    const char *files[] = {t.csv, t.sj, NULL};
+    no_secret("jq's message", "var-key-", out, files);
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
 /* ---- a ${VAR} in the URL, sent back in a redirect ---- */
 
 static void test_url_redirect(void)
@@ -420,6 +444,7 @@ int register_secrets_e2e(void)
         !CU_add_test(s, "${file:} header echoed in 401s: the stop message", test_stop_message) ||
         !CU_add_test(s, "${VAR} header echoed: JSON Lines errors", test_var_header_jsonl) ||
         !CU_add_test(s, "a secret across the excerpt's cut: no prefix of it", test_excerpt_cut) ||
+        !CU_add_test(s, "a ${VAR} header quoted cut by jq's message: no prefix of it", test_jq_message) ||
         !CU_add_test(s, "${VAR} in the URL, back in a 301's Location: rows, --stats-json", test_url_redirect) ||
         !CU_add_test(s, "a reason holding a ${VAR} header: the progress line", test_progress_line) ||
         !CU_add_test(s, "an image host's header in curl's message: the row", test_image_host_header) ||

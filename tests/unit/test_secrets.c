@@ -73,6 +73,9 @@ static void test_cut(void)
         CHECKF(n == strlen(out) && n < cap, "cap %zu: %zu bytes", cap, n);
         CHECKF(!strstr(out, "0123"), "cap %zu: \"%s\" holds a prefix of the secret", cap, out);
     }
+    /* cut by someone else, marked with "...": jq quotes a value so */
+    scrub_expect("Cannot iterate over string (\"0123456789...)", "Cannot iterate over string (\"[secret])");
+    scrub_expect("short prefix 01234... and 0123 stay", "short prefix 01234... and 0123 stay");
     /* in place, growing: cut to the buffer */
     secrets_add("wxyz", 4);
     char buf[12] = "a wxyz wxyz";
