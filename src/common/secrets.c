@@ -16,7 +16,9 @@ struct form {
     int raw;       /* the value as registered, not an echoed form */
 };
 
-static pthread_rwlock_t mu = PTHREAD_RWLOCK_INITIALIZER;
+/* Writers first: threads scrubbing one reason after another must not keep a 401's new token
+ * waiting. */
+static pthread_rwlock_t mu = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 static struct form forms[SECRETS_MAX];
 static int n_forms;
 static uint64_t next_age;
@@ -233,13 +235,19 @@ size_t secrets_scrub_to(const char *src, size_t len, char *out, size_t cap)
         o = len < room ? len : room;
         memcpy(out, src, o);
     }
+    size_t ml = sizeof SECRETS_MARK - 1;
     for (size_t i = 0; n_forms && i < len && o < room;) {
-        size_t m = first[(unsigned char)src[i]] ? match_at(src, len, i) : 0;
+        /* a marker already there is text (a reason scrubbed twice stays as it was) */
+        size_t keep = len - i >= ml && !memcmp(src + i, SECRETS_MARK, ml) ? ml : 1;
+        size_t m = keep == 1 && first[(unsigned char)src[i]] ? match_at(src, len, i) : 0;
         if (!m) {
-            out[o++] = src[i++];
+            size_t put = keep < room - o ? keep : room - o;
+            memcpy(out + o, src + i, put);
+            o += put;
+            i += keep;
             continue;
         }
-        size_t ml = sizeof SECRETS_MARK - 1, put = ml < room - o ? ml : room - o;
+        size_t put = ml < room - o ? ml : room - o;
         memcpy(out + o, SECRETS_MARK, put);
         o += put;
         i += m;
