@@ -238,7 +238,7 @@ size_t secrets_scrub_to(const char *src, size_t len, char *out, size_t cap)
     size_t ml = sizeof SECRETS_MARK - 1;
     for (size_t i = 0; n_forms && i < len && o < room;) {
         /* a marker already there is text (a reason scrubbed twice stays as it was) */
-        size_t keep = len - i >= ml && !memcmp(src + i, SECRETS_MARK, ml) ? ml : 1;
+        size_t keep = src[i] == '[' && len - i >= ml && !memcmp(src + i, SECRETS_MARK, ml) ? ml : 1;
         size_t m = keep == 1 && first[(unsigned char)src[i]] ? match_at(src, len, i) : 0;
         if (!m) {
             size_t put = keep < room - o ? keep : room - o;

@@ -146,7 +146,10 @@ static void test_file_header_csv(void)
 static void test_file_header_rotated(void)
 {
     static const char *const strategies[] = {"curl-multi", "processes"};
-    for (int s = 0; s < 2; s++) {
+    /* Under ANNOTATE_WRAP (valgrind) a worker process cannot start: it is exec'd from
+     * /proc/self/exe, which is then valgrind's tool. */
+    const char *wrap = getenv("ANNOTATE_WRAP");
+    for (int s = 0; s < (wrap && *wrap ? 1 : 2); s++) {
         struct e2e_tree t;
         CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "secret-rotate", 10, 72), 0);
         char tokf[700], cfg[700], hdr[800], out[16384];
