@@ -297,7 +297,7 @@ static void test_url_redirect(void)
 /* ---- the progress line ---- */
 
 /* A 200 whose "error" names the token: the reason is kept as the server wrote it, so the
- * progress line shows it. The last image is held by the server until a progress line with the
+ * progress line and the summary show it. The last image is held by the server until a progress line with the
  * failures has been printed. */
 static void test_progress_line(void)
 {
@@ -326,7 +326,9 @@ static void test_progress_line(void)
     CU_ASSERT(write_file(rel, "", 0) == 0);
     int rc = e2e_wait(pid, tmo(60));
     CHECKF(rc == 1, "exit %d", rc);
-    CHECKF(holds(t.log, NULL, "refused: [secret]"), "the progress line does not show the reason with the marker");
+    CHECKF(holds(t.log, NULL, "4 failed (m: refused: [secret])"),
+           "the progress line does not show the reason with the marker");
+    CHECKF(holds(t.log, NULL, "5  m: refused: [secret]"), "the summary does not show the reason with the marker");
     const char *files[] = {t.log, t.csv, NULL};
     no_secret("progress line", VAR_KEY, "", files);
     mock_stop(&m);
@@ -449,7 +451,7 @@ int register_secrets_e2e(void)
         !CU_add_test(s, "a secret across the excerpt's cut: no prefix of it", test_excerpt_cut) ||
         !CU_add_test(s, "a ${VAR} header quoted cut by jq's message: no prefix of it", test_jq_message) ||
         !CU_add_test(s, "${VAR} in the URL, back in a 301's Location: rows, --stats-json", test_url_redirect) ||
-        !CU_add_test(s, "a reason holding a ${VAR} header: the progress line", test_progress_line) ||
+        !CU_add_test(s, "a reason holding a ${VAR} header: the progress line and the summary", test_progress_line) ||
         !CU_add_test(s, "an image host's header in curl's message: the row", test_image_host_header) ||
         !CU_add_test(s, "S3's secret key, session token and signature in its message", test_s3) ||
         !CU_add_test(s, "a reason holding a ${VAR} header: bench's report", test_bench_report))
