@@ -261,9 +261,9 @@ static void status_reason(const struct chain_answer *a, const char *msg, char *e
         secrets_scrub_to(a->location, strlen(a->location), to, sizeof to);
         snprintf(err, errlen, "HTTP %ld to %s (point the stage's url there)%s%s", a->status, to, shown[0] ? ": " : "",
                  shown);
-    }
-    else
+    } else {
         snprintf(err, errlen, "HTTP %ld%s%s", a->status, shown[0] ? ": " : "", shown);
+    }
 }
 
 static enum answer_kind read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,

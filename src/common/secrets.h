@@ -18,10 +18,11 @@
  * Each value is kept in the forms a server may echo it in: as sent, JSON-escaped ('"', '\' and
  * '/' as "\/"), and percent-encoded. Values shorter than SECRETS_MIN bytes are not kept: they
  * would scrub ordinary words and numbers out of every message ("abc", "1"), and a credential is
- * never that short. At most SECRETS_MAX forms are kept (memory stays bounded in bytes, at most
- * SECRETS_MAX values of 64 KiB, the largest a ${file:} may be, times three); past that the
- * value registered longest ago is forgotten, which after many rotations is an expired token
- * (a value registered again, as each re-read after a 401 does, counts as new).
+ * never that short. At most SECRETS_MAX forms are kept, so memory stays bounded in bytes (each
+ * form at most three times its value, and a value at most 64 KiB, the largest a ${file:} may
+ * be: tokens are tens of bytes); past that the value registered longest ago is forgotten, which
+ * after many rotations is an expired token (a value registered again, as each re-read after a
+ * 401 does, counts as new).
  *
  * The scrub (secrets_scrub_to) replaces every occurrence of every form with SECRETS_MARK, and a
  * form's first SECRETS_CUT_MIN or more bytes followed by "..." (jq quotes a value it cannot use
