@@ -134,6 +134,54 @@ static void test_s3_text(void)
     secrets_clear();
 }
 
+/* Random texts made of pieces of random secrets (overlapping, repeated, cut) and random bytes,
+ * scrubbed into buffers of random sizes: the uncut output never holds a secret, a cut output is
+ * the start of the uncut one (so no secret is cut in two), and it always fits. The alphabet leaves out the marker's bytes, so that no secret can be made of a marker
+ * and the text beside it. */
+static void test_random(void)
+{
+    static const char alpha[] = "abdfgXYZ0%/\\\"-.~+";
+    unsigned long long x = 0x9E3779B97F4A7C15ull;
+#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    long bad = 0;
+    for (int round = 0; round < 20000; round++) {
+        secrets_clear();
+        char sec[3][16];
+        int ns = 1 + (int)(RND() % 3);
+        for (int k = 0; k < ns; k++) {
+            int l = 4 + (int)(RND() % 10);
+            for (int i = 0; i < l; i++)
+                sec[k][i] = alpha[RND() % (sizeof alpha - 1) % 6]; /* few letters: many overlaps */
+            sec[k][l] = 0;
+            secrets_add(sec[k], (size_t)l);
+        }
+        char in[256], out[256];
+        size_t n = 0, want = RND() % 200;
+        while (n < want) {
+            const char *piece = sec[RND() % (unsigned)ns];
+            size_t pl = RND() % 3 ? strlen(piece) - RND() % 3 : 1;
+            if (RND() % 4 == 0)
+                piece = alpha + RND() % (sizeof alpha - 2), pl = 1;
+            if (n + pl >= sizeof in - 1)
+                break;
+            memcpy(in + n, piece, pl);
+            n += pl;
+        }
+        in[n] = 0;
+        size_t cap = 1 + RND() % 255, o = secrets_scrub_to(in, n, out, cap);
+        char whole[2048]; /* uncut: a cut output is its start, so a secret is never cut in two */
+        secrets_scrub_to(in, n, whole, sizeof whole);
+        int leak = strncmp(out, whole, o) != 0;
+        for (int k = 0; k < ns; k++)
+            leak |= strstr(whole, sec[k]) != NULL;
+        if ((leak || o >= cap || strlen(out) != o) && bad++ < 3)
+            CHECKF(0, "round %d: \"%s\" cap %zu gave \"%s\"", round, in, cap, out);
+    }
+#undef RND
+    CHECKF(bad == 0, "%ld random texts kept a secret", bad);
+    secrets_clear();
+}
+
 /* ---- concurrent ---- */
 
 struct scrubber {
@@ -189,7 +237,8 @@ int register_secrets(void)
         !CU_add_test(s, "a cut replaces a secret whole or leaves it out", test_cut) ||
         !CU_add_test(s, "an answer's reason: excerpt across the cut, a redirect's target; ok results as sent",
                      test_answer_reasons) ||
-        !CU_add_test(s, "S3's text: the secret key and 64-hex signatures, across the cut", test_s3_text))
+        !CU_add_test(s, "S3's text: the secret key and 64-hex signatures, across the cut", test_s3_text) ||
+        !CU_add_test(s, "20,000 random texts of secrets' pieces, random cuts: no secret kept", test_random))
         return -1;
     CU_pSuite c = CU_add_suite("secrets concurrent", NULL, NULL);
     if (!c || !CU_add_test(c, "scrubs while rotated tokens are registered", test_concurrent))
