@@ -10,6 +10,7 @@
 #include "bench/bench.h"
 #include "chain/memo.h"
 #include "cli.h"
+#include "common/secrets.h"
 #include "drivers/worker.h"
 #include "drivers/ipc.h"
 #include "flow/load.h"
@@ -22,6 +23,7 @@ int main(int argc, char **argv)
 {
     char err[1024] = "";
     signal(SIGPIPE, SIG_IGN); /* a dead worker's pipe or a closed stdout is an error, not a death */
+    atexit(secrets_clear);    /* the secrets the run held are wiped, not left in freed memory */
     if (curl_global_init(CURL_GLOBAL_ALL)) {
         fprintf(stderr, "annotate: libcurl failed to initialise\n");
         return 2;

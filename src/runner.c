@@ -24,6 +24,7 @@
 #include "bench/bench.h"
 #include "chain/memo.h"
 #include "common/errtally.h"
+#include "common/secrets.h"
 #include "drivers/exec.h"
 #include "fdlimit.h"
 #include "endpoint/limit.h"
@@ -584,6 +585,7 @@ static int exit_status(const struct runner *r, int rc, char *err, size_t errlen)
         return rc;
     if (atomic_load(&r->run.shared->fatal)) {
         snprintf(err, errlen, "%s", r->run.shared->fatal_msg);
+        secrets_scrub(err, errlen); /* made where the answer was read; this process may know more */
         return 2;
     }
     char why[700];

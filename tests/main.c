@@ -48,6 +48,8 @@
     X(pyserver)   \
     X(hardening)  \
     X(hardening2) \
+    X(secrets)    \
+    X(secrets_e2e) \
     X(limit)      \
     X(endpoint)   \
     X(s3)         \

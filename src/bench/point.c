@@ -20,6 +20,7 @@
  * is read from /proc over the same interval (not with --server: a server elsewhere cannot be
  * measured from here). */
 #include "bench/point.h"
+#include "common/secrets.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -556,6 +557,7 @@ static int end_of_run(struct point *pt, struct watch *w, pid_t mock)
         snprintf(pt->error, sizeof pt->error, "%s", msg);
     else
         snprintf(pt->error, sizeof pt->error, "it exited with status %d", pt->exit_status);
+    secrets_scrub(pt->error, sizeof pt->error); /* the run scrubbed its own: this is the report's */
     return -1;
 }
 

@@ -4,6 +4,7 @@
 #include "chain/chain_int.h"
 
 #include "common/json.h"
+#include "common/secrets.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -94,9 +95,11 @@ int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, 
 
 void chain_excerpt(const char *body, size_t len, char *out, size_t outlen)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 2 < outlen && i < 80; i++) {
-        unsigned char c = (unsigned char)body[i];
+    /* Scrubbed before the cut, so that a secret across it leaves no prefix behind. */
+    char clean[CHAIN_EXCERPT + 1];
+    size_t n = secrets_scrub_to(body, len, clean, sizeof clean), o = 0;
+    for (size_t i = 0; i < n && o + 2 < outlen; i++) {
+        unsigned char c = (unsigned char)clean[i];
         out[o++] = (c >= 0x20 && c < 0x7f) ? (char)c : ' ';
     }
     out[o] = 0;
@@ -253,15 +256,18 @@ static void status_reason(const struct chain_answer *a, const char *msg, char *e
     char ex[96];
     chain_excerpt(a->body ? a->body : "", a->len, ex, sizeof ex);
     const char *shown = msg[0] ? msg : ex;
-    if (a->status >= 300 && a->status < 400 && a->location) /* annotate does not follow redirects */
-        snprintf(err, errlen, "HTTP %ld to %.300s (point the stage's url there)%s%s", a->status, a->location,
-                 shown[0] ? ": " : "", shown);
-    else
+    char to[301]; /* a redirect's target, scrubbed before its cut (a key in the URL comes back in it) */
+    if (a->status >= 300 && a->status < 400 && a->location) { /* annotate does not follow redirects */
+        secrets_scrub_to(a->location, strlen(a->location), to, sizeof to);
+        snprintf(err, errlen, "HTTP %ld to %s (point the stage's url there)%s%s", a->status, to, shown[0] ? ": " : "",
+                 shown);
+    } else {
         snprintf(err, errlen, "HTTP %ld%s%s", a->status, shown[0] ? ": " : "", shown);
+    }
 }
 
-enum answer_kind chain_read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,
-                                   long *retry_after_s, char *err, size_t errlen)
+static enum answer_kind read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,
+                                    long *retry_after_s, char *err, size_t errlen)
 {
     *result = NULL;
     *retry_after_s = -1;
@@ -295,6 +301,15 @@ enum answer_kind chain_read_answer(const struct stage *st, const struct chain_an
         return ANSWER_RETRY; /* garbled: a server fault */
     }
     return ANSWER_OK;
+}
+
+enum answer_kind chain_read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,
+                                   long *retry_after_s, char *err, size_t errlen)
+{
+    enum answer_kind k = read_answer(st, a, result, retry_after_s, err, errlen);
+    if (k != ANSWER_OK) /* the one place an answer's reason is made: no secret leaves it */
+        secrets_scrub(err, errlen);
+    return k;
 }
 
 enum answer_kind chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen)

@@ -166,7 +166,9 @@ void chain_abandon(const struct run *run, struct chain_req *req, const char *why
  *     budget (expr.h) is FINAL, its reason naming which and its text: the pipeline's fault, which
  *     no other attempt mends.
  * *retry_after_s is a wait the "retry_after" expression named (seconds), or -1. st NULL: the
- * seed's stage (.result, no other expression). */
+ * seed's stage (.result, no other expression). err never holds a secret of the run
+ * (common/secrets.h): excerpts and a redirect's target are scrubbed before they are cut, and
+ * the reason as a whole once made. An ok result is the server's bytes, not scrubbed. */
 enum answer_kind chain_read_answer(const struct stage *st, const struct chain_answer *a, cJSON **result,
                                    long *retry_after_s, char *err, size_t errlen);
 enum answer_kind chain_outcome(const struct chain_answer *a, cJSON **result, char *err, size_t errlen);

@@ -42,7 +42,10 @@ void chain_cut_free(struct chain_cut *c);
 /* Marks req's images (a batch: its members') as not at fault: no row, left to --resume. */
 void chain_no_row(struct chain_req *req);
 
-/* A short, printable excerpt of a body for error messages (never the whole of it). */
+/* A short, printable excerpt of a body for error messages (never the whole of it): its first
+ * CHAIN_EXCERPT bytes once the run's secrets are replaced (common/secrets.h), so that none is
+ * shown, whole or cut. */
+#define CHAIN_EXCERPT 80
 void chain_excerpt(const char *body, size_t len, char *out, size_t outlen);
 
 /* Runs an expression for its first output. Returns 1 with the output's text in *out (malloc'd),

@@ -2,6 +2,7 @@
 #include "drivers/ipc.h"
 #include "options.h"
 #include "common/mime.h"
+#include "common/secrets.h"
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
@@ -230,6 +231,12 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
         free(mime);
         goto bad;
     }
+    if (it->error) { /* a worker's reason, scrubbed again with this process's secrets */
+        char clean[1024];
+        secrets_scrub_to(it->error, strlen(it->error), clean, sizeof clean);
+        free(it->error);
+        it->error = strdup(clean);
+    }
     it->raw = (unsigned char *)raw;
     it->raw_len = raw_len;
     it->mime = mime ? mime_canonical(mime) : NULL; /* the same static string as the other end's */
@@ -332,11 +339,28 @@ static int put_pipeline(cJSON *root, const struct pipeline *p)
     return bad ? -1 : 0;
 }
 
+static int put_secret(void *arg, const char *v, size_t len)
+{
+    char *z = strndup(v, len);
+    cJSON *s = z ? cJSON_CreateString(z) : NULL;
+    if (z)
+        memset(z, 0, len);
+    free(z);
+    return !s || !cJSON_AddItemToArray(arg, s);
+}
+
+/* The secrets this process holds (common/secrets.h), so that the worker scrubs them too. */
+static int put_secrets(cJSON *root)
+{
+    cJSON *a = cJSON_AddArrayToObject(root, "secrets");
+    return !a || secrets_each(put_secret, a) ? -1 : 0;
+}
+
 int ipc_encode_config(struct ipc_buf *b, const struct config *cfg, unsigned jobs, int shared_fd,
                       int ratelimit_fd)
 {
     cJSON *root = cJSON_CreateObject();
-    int bad = !root || put_config(root, cfg) || put_pipeline(root, cfg->pipeline) ||
+    int bad = !root || put_config(root, cfg) || put_pipeline(root, cfg->pipeline) || put_secrets(root) ||
               !cJSON_AddNumberToObject(root, "jobs", jobs) || !cJSON_AddNumberToObject(root, "shared_fd", shared_fd) ||
               !cJSON_AddNumberToObject(root, "ratelimit_fd", ratelimit_fd);
     char *text = bad ? NULL : cJSON_PrintUnformatted(root);
@@ -462,6 +486,10 @@ int ipc_decode_config(struct ipc_buf *b, struct ipc_worker_config *w, char *err,
         snprintf(err, errlen, "malformed configuration frame from the parent");
         return -1;
     }
+    const cJSON *secrets = cJSON_GetObjectItemCaseSensitive(root, "secrets");
+    for (const cJSON *v = secrets ? secrets->child : NULL; v; v = v->next)
+        if (cJSON_IsString(v))
+            secrets_add(v->valuestring, strlen(v->valuestring));
     w->jobs = (unsigned)jobs;
     w->shared_fd = (int)sfd;
     w->ratelimit_fd = (int)rfd;

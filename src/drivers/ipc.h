@@ -70,7 +70,9 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload);
  * n_stages, or memory ran out. */
 struct item *ipc_decode_item(struct ipc_buf *b, int n_stages);
 
-/* The configuration frame (length prefix included). Returns 0, or -1 when out of memory. */
+/* The configuration frame (length prefix included): the options, the pipeline as resolved, and
+ * the secrets this process holds (common/secrets.h), which the worker adds to its own. Returns
+ * 0, or -1 when out of memory. */
 int ipc_encode_config(struct ipc_buf *b, const struct config *cfg, unsigned jobs, int shared_fd,
                       int ratelimit_fd);
 

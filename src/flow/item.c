@@ -1,6 +1,7 @@
 /* item: see item.h. */
 #include "flow/item.h"
 #include "flow/budget.h"
+#include "common/secrets.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,11 +46,20 @@ void item_fail(struct item *it, const char *fmt, ...)
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
+    char *whole = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (whole) {
+        va_start(ap, fmt);
+        vsnprintf(whole, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        /* every failed row's reason, whoever made it: scrubbed whole, then cut */
+        secrets_scrub_to(whole, (size_t)n, buf, sizeof buf);
+        free(whole);
+    }
     it->status = ITEM_FAILED;
     free(it->error);
-    it->error = strdup(buf);
+    it->error = whole ? strdup(buf) : NULL; /* NULL: the row says its reason could not be kept */
 }
 
 void item_drop_copy(struct item *it, int k)

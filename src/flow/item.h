@@ -100,7 +100,9 @@ struct item {
 /* A new pending item for path (copied). NULL when out of memory. */
 struct item *item_new(const char *path, size_t path_len, size_t rel_off, int n_stages, uint64_t seq);
 
-/* Marks the item failed with a message (the first failure wins; later ones are ignored). */
+/* Marks the item failed with a message (the first failure wins; later ones are ignored). The
+ * message is scrubbed of the run's secrets (common/secrets.h) before it is cut to 1023 bytes:
+ * every failed row's error passes here. */
 void item_fail(struct item *it, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Drops the payload (after the last request that needs it): the file's bytes and base64, every

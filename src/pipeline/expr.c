@@ -1,5 +1,6 @@
 /* expr: see expr.h. */
 #include "pipeline/expr.h"
+#include "common/secrets.h"
 
 #include <jq.h>
 #include <errno.h>
@@ -235,6 +236,15 @@ static void budget_arm(jq_state *jq, long ms)
     }
 }
 
+/* "jq: " and text[0..len) into err, scrubbed of the run's secrets before the cut: jq's messages
+ * quote the answer (error(.message), a value it cannot index). */
+static void put_message(const char *text, size_t len, char *err, size_t errlen)
+{
+    int n = snprintf(err, errlen, "jq: ");
+    if (n > 0 && (size_t)n < errlen)
+        secrets_scrub_to(text, len, err + n, errlen - (size_t)n);
+}
+
 /* jq's message for an invalid value, into err (at most a line of it). */
 static void jq_message(jq_state *jq, jv v, char *err, size_t errlen)
 {
@@ -242,15 +252,24 @@ static void jq_message(jq_state *jq, jv v, char *err, size_t errlen)
     if (jq_halted(jq)) {
         jv_free(msg);
         jv m = jq_get_error_message(jq);
-        snprintf(err, errlen, "jq: the expression halted%s%s", jv_get_kind(m) == JV_KIND_STRING ? ": " : "",
-                 jv_get_kind(m) == JV_KIND_STRING ? jv_string_value(m) : "");
+        const char *t = jv_get_kind(m) == JV_KIND_STRING ? jv_string_value(m) : "";
+        char said[64];
+        snprintf(said, sizeof said, "the expression halted%s", t[0] ? ": " : "");
+        size_t sl = strlen(said), tl = strlen(t);
+        char *whole = malloc(sl + tl + 1);
+        if (whole) {
+            memcpy(whole, said, sl);
+            memcpy(whole + sl, t, tl);
+        }
+        put_message(whole ? whole : said, whole ? sl + tl : sl, err, errlen);
+        free(whole);
         jv_free(m);
         return;
     }
     if (jv_get_kind(msg) != JV_KIND_STRING)
         msg = jv_dump_string(msg, 0);
     const char *t = jv_string_value(msg);
-    snprintf(err, errlen, "jq: %.*s", (int)strcspn(t, "\n"), t);
+    put_message(t, strcspn(t, "\n"), err, errlen);
     jv_free(msg);
 }
 

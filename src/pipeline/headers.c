@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/secrets.h"
 #include "pipeline/pipeline.h"
 
 struct stage_headers {
@@ -287,6 +288,7 @@ static int put_file(struct secret *b, const struct file_ref *f, char *err, size_
         return -1;
     }
     memset(v + n, 0, (size_t)got - n);
+    secrets_add(v, n); /* a rotated token's new value too: every read registers what it read */
     b->len += n;
     b->s[b->len] = 0;
     return 0;
@@ -310,6 +312,7 @@ static int put_env(struct secret *b, const char *name, size_t nl, const char *wh
     if (strpbrk(v, "\r\n"))
         return snprintf(err, errlen, "%s: header \"%s\" uses ${%s}, whose value holds a line break (strip it and run again)",
                         where, hname, var), -1;
+    secrets_add(v, strlen(v));
     return secret_put(b, v, strlen(v)) ? HEADERS_OOM : 0;
 }
 
@@ -348,8 +351,10 @@ static char *expand_header(const char *tmpl, const char *where, char *err, size_
                                                     : put_env(&b, c + 2, nl, where, hname, err, errlen);
         c = end + 1;
     }
-    if (!rc)
+    if (!rc) {
+        secrets_add_credential_header(b.s); /* a literal token in an Authorization header too */
         return b.s;
+    }
     if (rc == HEADERS_OOM)
         snprintf(err, errlen, "%s: out of memory", where);
     wipe_free(b.s, b.cap);
@@ -502,9 +507,11 @@ int headers_adopt(const struct pipeline *p, struct stage *s, const char *const *
         return -1;
     s->file_headers = uses_files(p, s);
     set_list(h, NULL);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        secrets_add_credential_header(lines[i]);
         if (append(&h->list, lines[i]))
             return -1;
+    }
     return 0;
 }
 

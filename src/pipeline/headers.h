@@ -11,9 +11,12 @@
  * A value may use ${VAR}, the environment's value, and ${file:PATH}, the content of a regular
  * file of at most 64 KiB with one trailing newline (LF or CR LF) removed. An unset variable, a
  * file that cannot be read, and a value holding a line break or a NUL are errors that name the
- * header and the variable or the path, never a value. Memory that held an expanded value (ours,
- * and curl's copies in a list) is wiped before it is freed, and a file is read with read(2)
- * straight into that memory, so no stdio buffer keeps a copy.
+ * header and the variable or the path, never a value. Each value a ${VAR} or ${file:PATH} gives
+ * (at every read, so a rotated token's new value too) and each credential header's value is
+ * registered as a secret (common/secrets.h), so that no text made from an answer shows it.
+ * Memory that held an expanded value (ours, and curl's copies in a list) is wiped before it is
+ * freed, and a file is read with read(2) straight into that memory, so no stdio buffer keeps a
+ * copy.
  *
  * The templates never change after parsing. A stage's list, built by pipeline_resolve (or
  * adopted from the parent in a worker process), is what changes during a run: when a header

@@ -7,6 +7,7 @@
  * several keys make together (the body, the default result). Every message names the file and
  * the stage, through one struct reader. */
 #include "pipeline/pipeline.h"
+#include "common/secrets.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -1192,6 +1193,7 @@ static char *expand_url(const char *url, char *err, size_t errlen)
                 free(out);
                 return NULL;
             }
+            secrets_add(val, strlen(val)); /* a key in the URL: never in a message */
             take = vl + 3;
         }
         size_t add = val ? strlen(val) : 1;

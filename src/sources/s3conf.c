@@ -4,6 +4,7 @@
  * copied out of it only when it is used. */
 #include "sources/s3.h"
 #include "sources/s3int.h"
+#include "common/secrets.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -211,6 +212,9 @@ static int set_creds(struct s3_config *c, const char *key, size_t klen, const ch
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    secrets_add(c->secret, slen); /* never in a message, nor the session token */
+    if (c->token)
+        secrets_add(c->token, tlen);
     snprintf(c->cred_source, sizeof c->cred_source, "%s", where);
     return 0;
 }

@@ -39,7 +39,10 @@ void s3_wipe_free(char *p);
 int s3_utf8_ok(const char *s, size_t n);
 
 /* s[0..n) as one printable line into out (cap bytes, NUL-terminated): line breaks and tabs as
- * spaces, other control characters as '?', cut to fit without leaving half a UTF-8 character. */
+ * spaces, other control characters as '?', cut to fit without leaving half a UTF-8 character.
+ * Every text S3 (or libcurl, for a request to S3) gives goes through it: before the cut, the
+ * run's secrets (common/secrets.h) and every run of 64 or more hex digits (a signature, which
+ * S3's SignatureDoesNotMatch echoes) are replaced with SECRETS_MARK. */
 void s3_printable(char *out, size_t cap, const char *s, size_t n);
 
 /* The bucket name rules of s3_url_parse; and whether a name can be a host name label (lower-case

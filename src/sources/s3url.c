@@ -2,6 +2,7 @@
  * s3.h and s3int.h). */
 #include "sources/s3.h"
 #include "sources/s3int.h"
+#include "common/secrets.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,16 +100,50 @@ int s3_utf8_ok(const char *s, size_t n)
     return 1;
 }
 
+/* 1 for a hex digit. */
+static int hexdigit(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* s[0..n) with every run of 64 or more hex digits (a SigV4 signature, which libcurl computes,
+ * so that it cannot be registered) as SECRETS_MARK; malloc'd, its length in *len. */
+static char *without_signatures(const char *s, size_t n, size_t *len)
+{
+    size_t ml = sizeof SECRETS_MARK - 1;
+    char *o = malloc(n + ml + 1);
+    size_t k = 0;
+    for (size_t i = 0; o && i < n;) {
+        size_t run = 0;
+        while (i + run < n && hexdigit((unsigned char)s[i + run]))
+            run++;
+        if (run >= 64) {
+            memcpy(o + k, SECRETS_MARK, ml);
+            k += ml;
+        } else {
+            memcpy(o + k, s + i, run ? run : 1);
+            k += run ? run : 1;
+        }
+        i += run ? run : 1;
+    }
+    *len = k;
+    return o;
+}
+
 void s3_printable(char *out, size_t cap, const char *s, size_t n)
 {
     if (cap == 0)
         return;
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
+    /* Scrubbed before it is cut: a secret across the cut leaves no prefix behind. */
+    size_t sl = 0;
+    char *clean = without_signatures(s, n, &sl);
+    size_t o = clean ? secrets_scrub_to(clean, sl, out, cap) : 0;
+    free(clean);
+    for (size_t i = 0; i < o; i++) {
+        unsigned char c = (unsigned char)out[i];
         if (c == '\r' || c == '\n' || c == '\t')
             c = ' ';
-        out[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+        out[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
     }
     /* a cut inside a UTF-8 sequence would leave half a character: drop it */
     size_t lead = o;

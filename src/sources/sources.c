@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/secrets.h"
 #include "pipeline/headers.h"
 
 /* --header's lines, expanded, as a list for image URLs (--image-auth). 0, or -1 with err. */
@@ -15,6 +16,12 @@ static int image_headers(struct sources *s, const struct config *cfg, char *err,
         return -1;
     int rc = 0;
     for (int i = 0; i < hs.n_cli && rc == 0; i++) {
+        /* sent to hosts that are not the model servers: every value is kept out of messages */
+        size_t nl = strcspn(hs.cli[i], ":");
+        const char *v = hs.cli[i] + nl + (hs.cli[i][nl] ? 1 : 0);
+        v += strspn(v, " \t");
+        secrets_add(v, strlen(v));
+        secrets_add_credential_header(hs.cli[i]);
         struct curl_slist *l = curl_slist_append(s->image_headers, hs.cli[i]);
         if (l)
             s->image_headers = l;
