@@ -25,6 +25,7 @@ static void fail_members(const struct run *run, struct chain_req *b, const char 
     for (int i = 0; i < b->n_members; i++) {
         struct chain_req *m = b->members[i];
         absorb(m, b);
+        m->retryable = b->retryable;
         if (no_row)
             m->it->no_row = 1;
         chain_settle(run, m, NULL, why);

@@ -479,15 +479,18 @@ struct chain_req *chain_cut_done(const struct run *run, struct chain_req *req)
     it->outstanding[s]--;
     it->in_flight--;
     it->cutting--;
-    if (req->cut->failed)
-        item_fail(it, "%s: %s", st->name, req->cut->err);
-    for (int i = 0; i < req->cut->n && it->status != ITEM_FAILED; i++) {
+    if (req->cut->failed) /* the file does not decode: the other stages go on */
+        item_stage_fail(it, s, 0, 1, "%s: %s", st->name, req->cut->err);
+    for (int i = 0; i < req->cut->n && it->status != ITEM_FAILED && !req->cut->failed; i++) {
         if (!(*tail = new_req(run, it, s, i, NULL, 0, &req->cut->out[i])))
             break;
         tail = &(*tail)->next;
     }
-    if (it->status == ITEM_FAILED && it->outstanding[s] == 0)
+    if ((it->status == ITEM_FAILED || req->cut->failed) && it->outstanding[s] == 0) {
+        cJSON_Delete(it->results[s]);
+        it->results[s] = NULL;
         chain_set_state(it, s, ST_FAILED);
+    }
     chain_req_free(req);
     chain_release(run->p, it);
     return head;
@@ -563,8 +566,8 @@ static enum readiness readiness(const struct pipeline *p, struct item *it, int s
     for (int d = 0; d < s; d++) {
         if (!(st->dep_mask >> d & 1))
             continue;
-        if (it->state[d] == ST_SKIPPED)
-            return SKIP;
+        if (it->state[d] == ST_SKIPPED || it->state[d] == ST_FAILED)
+            return SKIP; /* (a failed stage fails the row once the others are settled) */
         if (it->state[d] != ST_DONE)
             ready = 0;
         else if ((st->when_mask >> d & 1) && !st->when.text && !chain_truthy(it->results[d]))
@@ -648,7 +651,7 @@ struct chain_req *chain_next(const struct run *run, struct item *it)
             return head;
         settled &= r == 0;
     }
-    if (settled && it->in_flight == 0 && it->status == ITEM_PENDING)
+    if (settled && it->in_flight == 0 && it->status == ITEM_PENDING && !item_settle_fails(it))
         it->status = ITEM_OK;
     if (!head && chain_finished(it))
         item_drop_payload(it);

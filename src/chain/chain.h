@@ -80,6 +80,8 @@ struct chain_req {
     struct chain_req **members; /* a batch (see below): the requests of its items, owned */
     int n_members;        /* 0: not a batch */
     int alone;            /* a member whose batch failed for good: it is sent in a batch of its own */
+    int retryable;        /* it failed in a way a later run may mend (a timeout, an outage, a 5xx
+                             after its retries): set before the settle that fails it; 0: final */
     struct memo_ticket memo; /* the answer store's (chain_memo_look) */
     struct chain_cut *cut; /* not an HTTP request: a crop stage's boxes to cut (see chain_cut_run) */
     struct chain_req *next; /* for the driver's lists */

@@ -43,6 +43,7 @@ long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s,
 void chain_abandon(const struct run *run, struct chain_req *req, const char *why)
 {
     endpoint_cancel(run, &req->tk);
+    req->retryable = 1; /* not the image's fault */
     if (req->n_members)
         batch_fail_all(run, req, why, 0);
     else
@@ -182,16 +183,26 @@ static int worth_retrying(const struct run *run, struct chain_req *req, const st
            run_stop_state(run) != RUN_ABORT && !all_failed(req);
 }
 
+/* 1 when a failure that has run out of retries may be mended by a later run: the server was
+ * busy, down or unreachable (a timeout, a reset, a 5xx). Final: a status not retried (a 4xx on
+ * the image itself), an "error" the server named, and a garbled 2xx answer that repeated. */
+static int mendable(const struct reading *rd, const struct chain_answer *a)
+{
+    int garbled = a->cc == CURLE_OK && a->status >= 200 && a->status < 300;
+    return answer_retryable(rd->kind) && !garbled;
+}
+
 /* The request failed for good. A batch of several images is split (each member goes again
  * alone, so that one bad image does not fail the others) unless the failure is the stage's as
  * a whole: a set-up error, its server down, or the run torn down. */
 static void finish_failed(const struct run *run, struct chain_req *req, const struct reading *rd,
-                          const struct endpoint_news *news, double now)
+                          const struct chain_answer *a, const struct endpoint_news *news, double now)
 {
     int stopped = run_stop_state(run) == RUN_ABORT;
     if ((answer_retryable(rd->kind) || news->no_row) && stopped)
         chain_no_row(req); /* it would have been retried, or the set-up is wrong: not the image's fault */
     int the_stage = news->no_row || endpoint_down_for(run, req->stage, now) > 0;
+    req->retryable = mendable(rd, a);
     if (req->n_members > 1 && !the_stage && !stopped)
         batch_split_up(req);
     else if (req->n_members)
@@ -221,6 +232,6 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
         *retry_at = now + (double)chain_backoff_ms(run->cfg, req->attempts, rd.retry_after_s, &req->rng) / 1e3;
         return CHAIN_RETRY;
     }
-    finish_failed(run, req, &rd, &news, now);
+    finish_failed(run, req, &rd, a, &news, now);
     return CHAIN_FAIL;
 }

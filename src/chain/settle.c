@@ -69,19 +69,36 @@ void chain_release(const struct pipeline *p, struct item *it)
             item_drop_copy(it, k);
 }
 
-/* The item's part of a request's end: its result in place, or the item failed with err. */
+/* A request of stage s failed for good. A stage's failure leaves the item's other stages going,
+ * so that which stages answered (and so the row) does not depend on timing; an item that is
+ * failing as a whole (no row: the set-up is wrong, the run is torn down) fails at once. */
+static void record_failure(const struct stage *st, struct chain_req *req, const char *err)
+{
+    struct item *it = req->it;
+    char where[160];
+    if (st->input == INPUT_EACH)
+        snprintf(where, sizeof where, "%s[%d]", st->name, req->index);
+    else
+        snprintf(where, sizeof where, "%s", st->name);
+    const char *s_ = req->attempts == 1 ? "" : "s";
+    if (it->no_row || it->status == ITEM_FAILED)
+        item_fail(it, "%s: %s (after %d attempt%s)", where, err, req->attempts, s_);
+    else
+        item_stage_fail(it, req->stage, req->index, !req->retryable, "%s: %s (after %d attempt%s)", where, err,
+                        req->attempts, s_);
+    cJSON_Delete(it->results[req->stage]); /* a failed stage has no cell, whatever else came back */
+    it->results[req->stage] = NULL;
+    chain_set_state(it, req->stage, ST_FAILED);
+}
+
+/* The item's part of a request's end: its result in place, or its stage failed with err. */
 static void record(const struct stage *st, struct chain_req *req, cJSON *result, const char *err)
 {
     struct item *it = req->it;
     int s = req->stage;
     if (!result) {
-        if (st->input == INPUT_EACH)
-            item_fail(it, "%s[%d]: %s (after %d attempt%s)", st->name, req->index, err, req->attempts,
-                      req->attempts == 1 ? "" : "s");
-        else
-            item_fail(it, "%s: %s (after %d attempt%s)", st->name, err, req->attempts, req->attempts == 1 ? "" : "s");
-        chain_set_state(it, s, ST_FAILED);
-    } else if (it->status == ITEM_FAILED) {
+        record_failure(st, req, err);
+    } else if (it->status == ITEM_FAILED || it->state[s] == ST_FAILED) {
         cJSON_Delete(result);
     } else {
         if (st->input == INPUT_EACH)

@@ -173,8 +173,8 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
     begin_frame(b);
     put(b, &it->seq, 8);
     put(b, &it->t_start, sizeof it->t_start);
-    uint32_t v[7] = {(uint32_t)it->status, it->requests, it->attempts, (uint32_t)it->rel_off, (uint32_t)it->n_stages,
-                     (uint32_t)it->no_row, (uint32_t)it->has_digest};
+    uint32_t v[8] = {(uint32_t)it->status, it->requests, it->attempts, (uint32_t)it->rel_off, (uint32_t)it->n_stages,
+                     (uint32_t)it->no_row, (uint32_t)it->has_digest, (uint32_t)it->fail_final};
     put(b, v, sizeof v);
     put(b, it->digest, sizeof it->digest); /* --cache: the image's digest, taken where it was read */
     put_str(b, it->path, it->path_len);
@@ -201,7 +201,7 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     b->pos = 0;
     uint64_t seq;
     double t0;
-    uint32_t v[7];
+    uint32_t v[8];
     unsigned char digest[HASH_BYTES];
     char *path = NULL;
     size_t path_len = 0;
@@ -220,6 +220,7 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     it->attempts = v[2];
     it->no_row = v[5] != 0;
     it->has_digest = v[6] != 0;
+    it->fail_final = v[7] != 0;
     memcpy(it->digest, digest, sizeof digest);
     char *raw = NULL, *mime = NULL;
     size_t raw_len = 0;

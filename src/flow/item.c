@@ -38,18 +38,84 @@ struct item *item_new(const char *path, size_t path_len, size_t rel_off, int n_s
     return it;
 }
 
-void item_fail(struct item *it, const char *fmt, ...)
+static void fail_with(struct item *it, int final, const char *fmt, va_list ap)
 {
     if (it->status == ITEM_FAILED)
         return;
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    it->status = ITEM_FAILED;
+    it->fail_final = final;
+    free(it->error);
+    it->error = strdup(buf);
+}
+
+void item_fail(struct item *it, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fail_with(it, 0, fmt, ap);
+    va_end(ap);
+}
+
+void item_fail_final(struct item *it, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fail_with(it, 1, fmt, ap);
+    va_end(ap);
+}
+
+int item_stage_fail(struct item *it, int s, int index, int final, const char *fmt, ...)
+{
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    it->status = ITEM_FAILED;
+    if (!it->fails && !(it->fails = calloc((size_t)it->n_stages, sizeof *it->fails))) {
+        item_fail(it, "%s", buf);
+        return -1;
+    }
+    struct stage_fail *f = &it->fails[s];
+    if (f->why && f->index <= index)
+        return 0;
+    char *why = strdup(buf);
+    if (!why) {
+        item_fail(it, "%s", buf);
+        return -1;
+    }
+    free(f->why);
+    *f = (struct stage_fail){why, index, final};
+    return 0;
+}
+
+int item_settle_fails(struct item *it)
+{
+    size_t len = 0;
+    int any = 0, final = 0;
+    for (int s = 0; it->fails && s < it->n_stages; s++)
+        if (it->fails[s].why) {
+            len += strlen(it->fails[s].why) + 2;
+            final |= it->fails[s].final;
+            any = 1;
+        }
+    if (!any)
+        return 0;
+    char *all = malloc(len + 1);
+    if (!all) {
+        item_fail(it, "out of memory (the reason could not be kept)");
+        return 1;
+    }
+    all[0] = 0;
+    for (int s = 0; s < it->n_stages; s++)
+        if (it->fails[s].why)
+            strcat(strcat(all, all[0] ? "; " : ""), it->fails[s].why);
     free(it->error);
-    it->error = strdup(buf);
+    it->error = all;
+    it->status = ITEM_FAILED;
+    it->fail_final = final;
+    return 1;
 }
 
 void item_drop_copy(struct item *it, int k)
@@ -117,6 +183,9 @@ void item_free(struct item *it)
     item_drop_payload(it);
     free(it->path);
     free(it->error);
+    for (int s = 0; it->fails && s < it->n_stages; s++)
+        free(it->fails[s].why);
+    free(it->fails);
     if (it->results)
         for (int i = 0; i < it->n_stages; i++)
             cJSON_Delete(it->results[i]);

@@ -582,9 +582,13 @@ static int key_when(const struct reader *r, const cJSON *kv, struct body_keys *b
 static int key_csv(const struct reader *r, const cJSON *kv, struct body_keys *b)
 {
     (void)b;
+    if (cJSON_IsString(kv) && !strcmp(kv->valuestring, "text")) {
+        r->s->csv = STAGE_CSV_TEXT;
+        return 0;
+    }
     if (!cJSON_IsBool(kv))
-        return failr(r, "\"csv\" must be true or false");
-    r->s->csv = cJSON_IsTrue(kv);
+        return failr(r, "\"csv\" must be true, false or \"text\" (a string result as its plain text)");
+    r->s->csv = cJSON_IsTrue(kv) ? STAGE_CSV_JSON : STAGE_CSV_NONE;
     return 0;
 }
 
@@ -839,7 +843,7 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *
     s->each_stage = -1;
     s->spec = -1;
     s->n_retry_on = -1;
-    s->csv = 1;
+    s->csv = STAGE_CSV_JSON;
     s->timeout_ms = -1;
     s->retries = -1;
     if (parse_name(&r, js))
@@ -1380,7 +1384,7 @@ int pipeline_csv_columns(const struct pipeline *p)
 {
     int n = 0;
     for (int i = 0; i < p->n; i++)
-        n += p->stages[i].csv;
+        n += p->stages[i].csv != STAGE_CSV_NONE;
     return n;
 }
 
