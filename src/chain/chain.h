@@ -80,6 +80,7 @@ struct chain_req {
     struct chain_req **members; /* a batch (see below): the requests of its items, owned */
     int n_members;        /* 0: not a batch */
     int alone;            /* a member whose batch failed for good: it is sent in a batch of its own */
+    cJSON *column;        /* its answer's "column" (owned), settled with its result; NULL: none */
     int retryable;        /* it failed in a way a later run may mend (a timeout, an outage, a 5xx
                              after its retries): set before the settle that fails it; 0: final */
     struct memo_ticket memo; /* the answer store's (chain_memo_look) */
@@ -178,6 +179,11 @@ enum answer_kind chain_outcome(const struct chain_answer *a, cJSON **result, cha
  * EXPR_OVER_BUDGET when a jq "result" ran past its CPU-time budget (expr.h: the pipeline's
  * fault, not the answer's). (The fuzz target for answers.) */
 int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen);
+/* Stage st's "column" (pipeline.h) on an answer chain_read_answer read as ok: 0 with *column (NULL
+ * when the stage has none: its cell is its result), or as chain_parse_result fails (a garbled
+ * answer, or EXPR_OVER_BUDGET). */
+int chain_parse_column(const struct stage *st, const char *body, size_t len, cJSON **column, char *err,
+                       size_t errlen);
 int chain_parse_result(const struct stage *st, const char *body, size_t len, cJSON **result, char *err,
                        size_t errlen);
 

@@ -68,8 +68,9 @@ struct span {
 int batch_begin(const struct run *run, struct chain_req *b);
 /* A batch's result (the list): one element per member into el, or -1 with why. */
 int batch_split(const struct chain_req *b, const cJSON *result, struct span *el, char *err, size_t errlen);
-/* A batch's answer: each member gets its element, or fails with its element's "error". Frees b. */
-void batch_done(const struct run *run, struct chain_req *b, const struct span *el);
+/* A batch's answer: each member gets its element (and its column's, cel, when the stage has
+ * one), or fails with its element's "error". Frees b. */
+void batch_done(const struct run *run, struct chain_req *b, const struct span *el, const struct span *cel);
 /* A batch that failed for good: each member goes again alone. Frees b. */
 void batch_split_up(struct chain_req *b);
 /* Settles every member of batch b with why (no_row: not their images' fault), and frees b. */

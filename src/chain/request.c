@@ -121,8 +121,10 @@ enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, 
 struct reading {
     enum answer_kind kind;
     cJSON *result;                        /* ANSWER_OK: the result (a batch's: the list) */
+    cJSON *column;                        /* ANSWER_OK: the stage's "column", or NULL */
     long retry_after_s;                   /* the answer's wait, header or "retry_after"; -1: none */
     struct span el[CHAIN_BATCH_ITEMS];    /* a batch's result, one element per member */
+    struct span cel[CHAIN_BATCH_ITEMS];   /* ... and its column */
     char err[512];
 };
 
@@ -137,28 +139,55 @@ static void off_the_wire(const struct run *run, struct chain_req *req, double no
     req->t_end = now;
 }
 
-/* Reads the answer once (chain_read_answer); a batch's result must have one element per member,
- * else it is a server fault, retried. */
+/* The answer's garbled after all (its column, a batch's count): no result. */
+static void garbled(struct reading *rd, enum answer_kind kind)
+{
+    cJSON_Delete(rd->result);
+    cJSON_Delete(rd->column);
+    rd->result = rd->column = NULL;
+    rd->kind = kind;
+}
+
+/* An ok answer's "column": a column that cannot be read is a garbled answer, as a result that
+ * cannot be (one that ran past its budget: the pipeline's fault, final). */
+static void read_column(const struct stage *st, const struct chain_answer *a, struct reading *rd)
+{
+    char why[300], ex[96];
+    int c = chain_parse_column(st, a->body ? a->body : "", a->len, &rd->column, why, sizeof why);
+    if (c == 0)
+        return;
+    chain_excerpt(a->body ? a->body : "", a->len, ex, sizeof ex);
+    snprintf(rd->err, sizeof rd->err, "%s%s%s", why, c == EXPR_OVER_BUDGET ? "" : ": ", c == EXPR_OVER_BUDGET ? "" : ex);
+    garbled(rd, c == EXPR_OVER_BUDGET ? ANSWER_FINAL : ANSWER_RETRY);
+}
+
+/* Reads the answer once (chain_read_answer, and the stage's column); a batch's result (and
+ * column) must have one element per member, else it is a server fault, retried. */
 static void read_attempt(const struct run *run, const struct chain_req *req, const struct chain_answer *a,
                          struct reading *rd)
 {
     long body_ra;
-    rd->kind = chain_read_answer(&run->p->stages[req->stage], a, &rd->result, &body_ra, rd->err, sizeof rd->err);
+    const struct stage *st = &run->p->stages[req->stage];
+    rd->column = NULL;
+    rd->kind = chain_read_answer(st, a, &rd->result, &body_ra, rd->err, sizeof rd->err);
     rd->retry_after_s = body_ra > a->retry_after_s ? body_ra : a->retry_after_s;
-    if (rd->kind == ANSWER_OK && req->n_members && batch_split(req, rd->result, rd->el, rd->err, sizeof rd->err)) {
-        cJSON_Delete(rd->result);
-        rd->result = NULL;
-        rd->kind = ANSWER_RETRY;
-    }
+    if (rd->kind == ANSWER_OK)
+        read_column(st, a, rd);
+    if (rd->kind == ANSWER_OK && req->n_members &&
+        (batch_split(req, rd->result, rd->el, rd->err, sizeof rd->err) ||
+         (rd->column && batch_split(req, rd->column, rd->cel, rd->err, sizeof rd->err))))
+        garbled(rd, ANSWER_RETRY);
 }
 
 /* The request's result: each member of a batch gets its element. */
 static void finish_ok(const struct run *run, struct chain_req *req, struct reading *rd)
 {
     if (req->n_members) {
-        batch_done(run, req, rd->el);
+        batch_done(run, req, rd->el, rd->column ? rd->cel : NULL);
         cJSON_Delete(rd->result);
+        cJSON_Delete(rd->column);
     } else {
+        req->column = rd->column;
         chain_settle(run, req, rd->result, NULL);
     }
 }
@@ -220,7 +249,7 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     struct attempt_report rep = {rd.kind, (int)a->cc, a->cc == CURLE_OK ? a->status : 0, rd.err};
     struct endpoint_news news = endpoint_done(run, &req->tk, &rep, now);
     if (news.reauth) { /* a token renewed in its file since the request went: at once, again */
-        cJSON_Delete(rd.result);
+        garbled(&rd, ANSWER_RETRY);
         *retry_at = now;
         return CHAIN_RETRY;
     }

@@ -16,6 +16,7 @@ void chain_req_free(struct chain_req *req)
     if (!req)
         return;
     memo_release(req); /* freed unsettled: its question is given back */
+    cJSON_Delete(req->column);
     filled_free(&req->body);
     for (int i = 0; i < req->n_parts; i++)
         filled_free(&req->parts[i]);
@@ -87,8 +88,44 @@ static void record_failure(const struct stage *st, struct chain_req *req, const 
         item_stage_fail(it, req->stage, req->index, !req->retryable, "%s: %s (after %d attempt%s)", where, err,
                         req->attempts, s_);
     cJSON_Delete(it->results[req->stage]); /* a failed stage has no cell, whatever else came back */
-    it->results[req->stage] = NULL;
+    cJSON_Delete(it->cells[req->stage]);
+    it->results[req->stage] = it->cells[req->stage] = NULL;
     chain_set_state(it, req->stage, ST_FAILED);
+}
+
+/* A list of n nulls; NULL when out of memory. */
+static cJSON *null_list(int n)
+{
+    cJSON *l = cJSON_CreateArray();
+    for (int i = 0; l && i < n; i++) {
+        cJSON *v = cJSON_CreateNull();
+        if (!v || !cJSON_AddItemToArray(l, v)) {
+            cJSON_Delete(v);
+            cJSON_Delete(l);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+/* The request's column (its stage's "column") into the item's cell: an "each" stage's cell is a
+ * list, one per element as its results are (null until its answer comes). */
+static void keep_column(const struct stage *st, struct item *it, struct chain_req *req)
+{
+    int s = req->stage;
+    if (!req->column)
+        return;
+    if (st->input != INPUT_EACH) {
+        it->cells[s] = req->column;
+        req->column = NULL;
+        return;
+    }
+    if (!it->cells[s] && !(it->cells[s] = null_list(cJSON_GetArraySize(it->results[s])))) {
+        item_fail(it, "%s: out of memory for its column", st->name);
+        return;
+    }
+    if (cJSON_ReplaceItemInArray(it->cells[s], req->index, req->column))
+        req->column = NULL;
 }
 
 /* The item's part of a request's end: its result in place, or its stage failed with err. */
@@ -105,6 +142,7 @@ static void record(const struct stage *st, struct chain_req *req, cJSON *result,
             cJSON_ReplaceItemInArray(it->results[s], req->index, result);
         else
             it->results[s] = result;
+        keep_column(st, it, req);
         if (it->outstanding[s] == 0)
             chain_set_state(it, s, ST_DONE);
     }

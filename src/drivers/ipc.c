@@ -189,6 +189,11 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
             b->oom = 1;
         put_str(b, j, j ? strlen(j) : 0);
         free(j);
+        j = it->cells[s] ? cJSON_PrintUnformatted(it->cells[s]) : NULL; /* its "column" */
+        if (it->cells[s] && !j)
+            b->oom = 1;
+        put_str(b, j, j ? strlen(j) : 0);
+        free(j);
     }
     put_u32(b, (uint32_t)it->n_log);
     put(b, it->log, (size_t)it->n_log * sizeof *it->log);
@@ -235,16 +240,19 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     it->mime = mime ? mime_canonical(mime) : NULL; /* the same static string as the other end's */
     free(mime);
     for (int s = 0; s < it->n_stages; s++) {
-        char *j;
-        if (get(b, &it->state[s], 1) || get_str(b, &j, NULL))
-            goto bad;
-        if (j) {
-            /* The exact text the other end had (a result is kept as the server sent it). */
-            it->results[s] = cJSON_CreateRaw(j);
+        char *j = NULL, *c = NULL;
+        if (get(b, &it->state[s], 1) || get_str(b, &j, NULL) || get_str(b, &c, NULL)) {
             free(j);
-            if (!it->results[s])
-                goto bad;
+            goto bad;
         }
+        /* The exact text the other end had (a result is kept as the server sent it). */
+        it->results[s] = j ? cJSON_CreateRaw(j) : NULL;
+        it->cells[s] = c ? cJSON_CreateRaw(c) : NULL;
+        int lost = (j && !it->results[s]) || (c && !it->cells[s]);
+        free(j);
+        free(c);
+        if (lost)
+            goto bad;
     }
     uint32_t nlog;
     if (get_u32(b, &nlog) || nlog > 1u << 20)

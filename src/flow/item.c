@@ -22,9 +22,10 @@ struct item *item_new(const char *path, size_t path_len, size_t rel_off, int n_s
         return NULL;
     it->path = malloc(path_len + 1);
     it->results = calloc((size_t)n_stages + 1, sizeof *it->results);
+    it->cells = calloc((size_t)n_stages + 1, sizeof *it->cells);
     it->state = calloc((size_t)n_stages + 1, 1);
     it->outstanding = calloc((size_t)n_stages + 1, sizeof *it->outstanding);
-    if (!it->path || !it->results || !it->state || !it->outstanding) {
+    if (!it->path || !it->results || !it->cells || !it->state || !it->outstanding) {
         item_free(it);
         return NULL;
     }
@@ -190,6 +191,10 @@ void item_free(struct item *it)
         for (int i = 0; i < it->n_stages; i++)
             cJSON_Delete(it->results[i]);
     free(it->results);
+    if (it->cells)
+        for (int i = 0; i < it->n_stages; i++)
+            cJSON_Delete(it->cells[i]);
+    free(it->cells);
     free(it->state);
     free(it->outstanding);
     free(it->log);

@@ -96,6 +96,9 @@ struct item {
     struct stage_fail *fails; /* [n_stages] once a stage has failed (item_stage_fail), else NULL */
     int n_stages;
     cJSON **results;     /* [n_stages], owned; NULL while a stage has not run */
+    cJSON **cells;       /* [n_stages], owned: a stage's "column" (pipeline.h), what its cell shows
+                            instead of its result (an "each" stage: one per element); NULL for a
+                            stage without one */
     unsigned char *state;/* [n_stages] enum stage_state */
     int *outstanding;    /* [n_stages] requests of that stage still in flight */
     int in_flight;       /* requests of this item in flight, all stages */

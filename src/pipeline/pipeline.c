@@ -533,6 +533,7 @@ static int key_answer(const struct reader *r, const cJSON *kv, struct body_keys 
     struct expr *e = !strcmp(k, "error")         ? &s->error
                      : !strcmp(k, "retry_if")    ? &s->retry_if
                      : !strcmp(k, "retry_after") ? &s->retry_after
+                     : !strcmp(k, "column")      ? &s->column
                                                  : &s->result;
     return parse_expr(r, e, kv, k);
 }
@@ -678,6 +679,7 @@ static const struct {
     {"form", key_form},
     {"fields", key_fields},
     {"result", key_answer},
+    {"column", key_answer},
     {"error", key_answer},
     {"retry_if", key_answer},
     {"retry_after", key_answer},
@@ -1408,6 +1410,7 @@ void pipeline_free(struct pipeline *p)
         free(s->fields);
         body_free(&s->body);
         expr_free(&s->result);
+        expr_free(&s->column);
         expr_free(&s->error);
         expr_free(&s->retry_if);
         expr_free(&s->retry_after);

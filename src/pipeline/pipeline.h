@@ -23,6 +23,8 @@
  *   "body", "form" the request as a template, or a multipart form (template.h); without them,
  *                 the seed's body [{"im_str": ..., ...fields}]
  *   "result"      an expression (expr.h) giving the stage's result; default .result
+ *   "column"      an expression over the answer, as "result" is: what the stage's cell shows
+ *                 (default: the result); "result" stays what later stages read
  *   "error", "retry_if", "retry_after": expressions on a failed (or 2xx) answer; "retry_on":
  *                 the statuses retried (chain_read_answer in chain.h says what each does)
  *   "when"        [STAGE, ...]: run only if each of those results is truthy; or a jq expression
@@ -106,6 +108,7 @@ struct stage {
     struct body body;   /* the request body (template.h): the seed's, "body" or "form" */
     int type_of_image;  /* a raw body without a Content-Type header: the image's type is sent */
     struct expr result; /* "result": what of the answer is the stage's result (default .result) */
+    struct expr column; /* "column": what of the answer the cell shows; text NULL: the result */
     struct expr error;  /* "error": a non-null value fails the attempt, with that message */
     struct expr retry_if;    /* "retry_if": a truthy value makes a failed answer retryable */
     struct expr retry_after; /* "retry_after": seconds to wait, named in the body */

@@ -121,7 +121,7 @@ static int holds_nul(const char *s, size_t n)
 static int cell_of(const struct stage *st, const struct item *it, int s, enum results_format f, const char **c,
                    size_t *len, char **owned)
 {
-    const cJSON *v = it->results[s];
+    const cJSON *v = it->cells[s] ? it->cells[s] : it->results[s]; /* its "column", else its result */
     *owned = NULL;
     if (!v)
         return 0;

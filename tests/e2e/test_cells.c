@@ -4,6 +4,9 @@
  *     cells of the stages that answered; the error names every failed stage in pipeline order,
  *     the same under every strategy; a stage that needs a failed one is not run;
  *   - "csv": "text" writes a string result as its plain text in the CSV;
+ *   - "column": a detector whose result (the boxes) feeds a per-crop stage shows its whole
+ *     detections in its cell, later stages still read the result, a per-crop stage's column is a
+ *     list, the same under every strategy and from --cache (0 attempts, the same cells);
  *   - the summary counts final failures apart from those a retry may mend, and suggests
  *     --retry-failed only for the latter; --resume --retry-failed sends a failed row with cells
  *     again in full. */
@@ -189,13 +192,137 @@ static void test_final_and_retry_failed(void)
     mock_stop(&srv);
 }
 
+static const char DETECT[] =
+    "{\"stages\": ["
+    "{\"name\": \"detect\", \"url\": \"/detect\", \"body\": {\"img\": \"{{image}}\"},"
+    " \"result\": \"[.detections[].bbox]\", \"column\": \".detections\"},"
+    "{\"name\": \"species\", \"url\": \"/species\", \"body\": {\"img\": \"{{image}}\"},"
+    " \"input\": {\"each\": \"detect\", \"crop\": \".[]\"}, \"image\": {\"format\": \"png\"},"
+    " \"result\": \".score\", \"column\": \".label\"},"
+    "{\"name\": \"boxes\", \"url\": \"/echo\", \"body\": {\"boxes\": \"{{detect}}\"}}"
+    "]}";
+
+/* n 16x16 grey PNGs under root, their paths and CRC keys into im. */
+static int make_pngs(const char *root, struct img *im, int n)
+{
+    if (mkdir(root, 0755))
+        return -1;
+    unsigned char rows[16 * 17], png[2048];
+    for (int i = 0; i < n; i++) {
+        for (int y = 0; y < 16; y++) {
+            rows[y * 17] = 0;
+            for (int x = 0; x < 16; x++)
+                rows[y * 17 + 1 + x] = (unsigned char)(i * 40 + x * 7 + y * 3);
+        }
+        size_t len = png_gray8(png, 16, 16, rows, NULL, 0);
+        snprintf(im[i].path, sizeof im[i].path, "%s/p%d.png", root, i);
+        snprintf(im[i].key, sizeof im[i].key, "%08lx", (unsigned long)pyserver_crc32(png, len));
+        if (write_file(im[i].path, png, len))
+            return -1;
+    }
+    return 0;
+}
+
+/* The detect pipeline's rows: detect's cell is its column (the detections as sent), species' a
+ * list of two labels of crops, boxes what detect's result (the boxes) was sent as. */
+static long check_detect_rows(const char *csv, const struct img *im, int n, const char *what)
+{
+    struct e2e_csv c;
+    long bad = 0;
+    if (e2e_csv_read(csv, &c))
+        return 1;
+    bad += c.n != (size_t)n || c.header.n != 8;
+    for (int i = 0; i < n && !bad; i++) {
+        const struct e2e_row *r = row_of(&c, im[i].path);
+        char det[300];
+        snprintf(det, sizeof det,
+                 "[{\"bbox\": [0, 0, 4, 4], \"label\": \"L%s\", \"score\": 0.5}, "
+                 "{\"bbox\": [4, 4, 4, 4], \"label\": \"M%s\", \"score\": 0.25}]",
+                 im[i].key, im[i].key);
+        unsigned a, b;
+        int ok = r && r->n == 8 && !strcmp(r->f[1].s, "ok") && !strcmp(r->f[2].s, det) &&
+                 sscanf(r->f[3].s, "[\"S%8x\",\"S%8x\"]", &a, &b) == 2 && strlen(r->f[3].s) == 25 &&
+                 !strcmp(r->f[4].s, "[[0, 0, 4, 4], [4, 4, 4, 4]]");
+        if (!ok) {
+            fprintf(stderr, "%s: image %d: row %s,%s,%s,%s,%s\n", what, i, r ? r->f[1].s : "-", r ? r->f[2].s : "-",
+                    r && r->n > 3 ? r->f[3].s : "-", r && r->n > 4 ? r->f[4].s : "-", r && r->n > 5 ? r->f[5].s : "-");
+            bad++;
+        }
+    }
+    e2e_csv_free(&c);
+    return bad;
+}
+
+static void test_column(void)
+{
+    struct mock_proc srv;
+    CU_ASSERT_EQUAL_FATAL(cells_start(&srv), 0);
+    char base[512], root[600], csv[600], cfg[600], cache[600], out[8192];
+    CU_ASSERT_FATAL(make_tmpdir(base, sizeof base, "cells") == 0);
+    snprintf(root, sizeof root, "%s/t", base);
+    snprintf(csv, sizeof csv, "%s/r.csv", base);
+    snprintf(cfg, sizeof cfg, "%s/p.json", base);
+    snprintf(cache, sizeof cache, "%s/answers.db", base);
+    struct img im[4];
+    CU_ASSERT_EQUAL_FATAL(make_pngs(root, im, 4), 0);
+    CU_ASSERT_EQUAL_FATAL(write_file(cfg, DETECT, strlen(DETECT)), 0);
+    static const char *const strategies[] = {"serial", "threads", "processes", "curl-multi",
+                                             "load=processes,query=curl-multi"};
+    for (size_t s = 0; s < sizeof strategies / sizeof *strategies; s++) {
+        const char *extra[] = {"--config", cfg, "--strategy", strategies[s], "--workers", "3", NULL};
+        int rc = e2e_run(out, sizeof out, tmo(120), root, csv, srv.base_url, extra);
+        CHECKF(rc == 0, "%s: exit %d: %s", strategies[s], rc, out);
+        CHECKF(check_detect_rows(csv, im, 4, strategies[s]) == 0, "%s: cells not as the server answers", strategies[s]);
+    }
+    /* From the answer store: the same cells, no request. */
+    for (int round = 0; round < 2; round++) {
+        const char *extra[] = {"--config", cfg, "--cache", cache, "--strategy", round ? "processes" : "curl-multi",
+                               "--workers", "2", NULL};
+        int rc = e2e_run(out, sizeof out, tmo(120), root, csv, srv.base_url, extra);
+        CHECKF(rc == 0, "cache round %d: exit %d: %s", round, rc, out);
+        CHECKF(check_detect_rows(csv, im, 4, round ? "from the cache" : "into the cache") == 0,
+               "cache round %d: cells not as the server answers", round);
+        struct e2e_csv c;
+        if (round == 1 && e2e_csv_read(csv, &c) == 0) {
+            long attempts = 0;
+            for (size_t r = 0; r < c.n; r++)
+                attempts += c.rows[r].n == 8 ? atol(c.rows[r].f[6].s) : 1;
+            CHECKF(attempts == 0, "a cached re-run made %ld attempts", attempts);
+            e2e_csv_free(&c);
+        }
+    }
+    tree_rm(base);
+    mock_stop(&srv);
+}
+
+/* "column" is compiled once at load: a bad one exits 2 before anything is sent. */
+static void test_column_load_error(void)
+{
+    char base[512], cfg[600], out[4096];
+    CU_ASSERT_FATAL(make_tmpdir(base, sizeof base, "cells") == 0);
+    snprintf(cfg, sizeof cfg, "%s/p.json", base);
+    static const char bad[] = "{\"stages\": [{\"name\": \"d\", \"url\": \"/d\", \"column\": \".a | [\"}]}";
+    CU_ASSERT_EQUAL_FATAL(write_file(cfg, bad, strlen(bad)), 0);
+    const char *argv[] = {e2e_annotate_bin(), base, "--out", "-", "--server", "http://127.0.0.1:9", "--config", cfg, NULL};
+    int rc = run_cmd(argv, tmo(30), out, sizeof out);
+    CHECKF(rc == 2 && strstr(out, "column"), "exit %d: %s", rc, out);
+    static const char text[] = "{\"stages\": [{\"name\": \"d\", \"url\": \"/d\", \"csv\": \"plain\"}]}";
+    CU_ASSERT_EQUAL_FATAL(write_file(cfg, text, strlen(text)), 0);
+    rc = run_cmd(argv, tmo(30), out, sizeof out);
+    CHECKF(rc == 2 && strstr(out, "\"csv\" must be true, false or \"text\""), "exit %d: %s", rc, out);
+    tree_rm(base);
+}
+
 int register_cells(void)
 {
     CU_pSuite s = CU_add_suite("cells", NULL, NULL);
     if (!s || !CU_add_test(s, "a corrupt image keeps the cells that answered, the same under every strategy",
                            test_every_strategy) ||
         !CU_add_test(s, "final failures told apart; --retry-failed re-sends a failed row in full",
-                     test_final_and_retry_failed))
+                     test_final_and_retry_failed) ||
+        !CU_add_test(s, "\"column\": a detector's cell, its result to a per-crop stage, every strategy, the cache",
+                     test_column) ||
+        !CU_add_test(s, "a bad \"column\" or \"csv\" exits 2", test_column_load_error))
         return -1;
     return 0;
 }

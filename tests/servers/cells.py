@@ -10,6 +10,10 @@ bytes B, K = "%08x" % zlib.crc32(B):
   /caption  {"caption": 'A photo, "K"', "tokens": 3}; 400 {"error": "bad image"} for CORRUPT
   /tag      {"result": ["t", K]} for every image, corrupt ones too
   /summary  {"result": "sum:" + o}
+  /detect   {"detections": [{"bbox": [0, 0, 4, 4], "label": "L" + K, "score": 0.5},
+                            {"bbox": [4, 4, 4, 4], "label": "M" + K, "score": 0.25}], "model": "det-1"}
+  /species  (a crop) {"label": "S" + K, "score": len(B)}
+  /echo     {"boxes": X} answered {"result": X}: what a later stage was sent
 GET /stats gives {"requests": {"/NAME": count, ...}}; POST /heal makes FLAKY images answer like
 the others (neither is counted).
 
@@ -29,6 +33,8 @@ healed = [False]
 def answer_for(path, req):
     if path == "/summary":
         return 200, {"result": "sum:" + req["o"]}
+    if path == "/echo":
+        return 200, {"result": req["boxes"]}
     data = base64.b64decode(req["img"], validate=True)
     key = "%08x" % zlib.crc32(data)
     corrupt = b"CORRUPT" in data
@@ -44,6 +50,12 @@ def answer_for(path, req):
         return 200, {"caption": 'A photo, "%s"' % key, "tokens": 3}
     if path == "/tag":
         return 200, {"result": ["t", key]}
+    if path == "/detect":
+        return 200, {"detections": [{"bbox": [0, 0, 4, 4], "label": "L" + key, "score": 0.5},
+                                    {"bbox": [4, 4, 4, 4], "label": "M" + key, "score": 0.25}],
+                     "model": "det-1"}
+    if path == "/species":
+        return 200, {"label": "S" + key, "score": len(data)}
     return 404, {"error": "no such model"}
 
 
