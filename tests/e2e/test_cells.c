@@ -174,6 +174,12 @@ static void test_final_and_retry_failed(void)
     CHECKF(strstr(out, "1 failed row may succeed on a retry") != NULL && strstr(out, "--retry-failed re-runs it"),
            "the mendable failure not counted, or --retry-failed not suggested for it: %s", out);
     CU_ASSERT_EQUAL(check_rows(csv, im, 0, "first run"), 0);
+    char first[600];
+    size_t len;
+    char *text = slurp(csv, &len);
+    snprintf(first, sizeof first, "%s/first.csv", base);
+    CU_ASSERT_FATAL(text && write_file(first, text, len) == 0);
+    free(text);
 
     char url[200];
     long status = 0;
@@ -188,6 +194,14 @@ static void test_final_and_retry_failed(void)
     CHECKF(strstr(out, "3 failed rows are final") != NULL && !strstr(out, "may succeed on a retry"),
            "after the heal only final failures are left: %s", out);
     CU_ASSERT_EQUAL(check_rows(csv, im, 1, "after --retry-failed"), 0);
+
+    /* merge: a failed row with cells is still failed; the ok row of the same image wins. */
+    char merged[600];
+    snprintf(merged, sizeof merged, "%s/merged.csv", base);
+    const char *merge[] = {e2e_annotate_bin(), "merge", merged, first, csv, NULL};
+    rc = run_cmd(merge, tmo(60), out, sizeof out);
+    CHECKF(rc == 0 || rc == 1, "merge: exit %d: %s", rc, out);
+    CU_ASSERT_EQUAL(check_rows(merged, im, 1, "merged"), 0);
     tree_rm(base);
     mock_stop(&srv);
 }
