@@ -1,4 +1,6 @@
-/* Suite "cells": what a row holds when a real folder has corrupt files (tests/servers/cells.py).
+/* Suites "cells serial" and "cells concurrent": what a row holds when a real folder has corrupt
+ * files (tests/servers/cells.py). Serial (one image at a time, so that valgrind can run it): the
+ * summary, --retry-failed, merge, the cache, load errors; concurrent: every other strategy.
  *
  *   - a corrupt image (a permanent 400 from two of four stages) fails its row, which keeps the
  *     cells of the stages that answered; the error names every failed stage in pipeline order,
@@ -139,8 +141,7 @@ static void test_every_strategy(void)
     struct img im[N_IMAGES];
     CU_ASSERT_EQUAL_FATAL(make_folder(root, im), 0);
     CU_ASSERT_EQUAL_FATAL(write_file(cfg, PIPELINE, strlen(PIPELINE)), 0);
-    static const char *const strategies[] = {"serial", "threads", "processes", "curl-multi",
-                                             "load=processes,query=curl-multi"};
+    static const char *const strategies[] = {"threads", "processes", "curl-multi", "load=processes,query=curl-multi"};
     for (size_t s = 0; s < sizeof strategies / sizeof *strategies; s++) {
         const char *extra[] = {"--config", cfg, "--strategy", strategies[s], "--workers", "3", "--retries", "1",
                                "--backoff-ms", "1", NULL};
@@ -167,7 +168,7 @@ static void test_final_and_retry_failed(void)
     CU_ASSERT_EQUAL_FATAL(make_folder(root, im), 0);
     CU_ASSERT_EQUAL_FATAL(write_file(cfg, PIPELINE, strlen(PIPELINE)), 0);
     const char *argv[] = {e2e_annotate_bin(), root, "--out", csv, "--server", srv.base_url, "--config", cfg,
-                          "--strategy", "curl-multi", "--retries", "1", "--backoff-ms", "1", NULL};
+                          "--strategy", "serial", "--retries", "1", "--backoff-ms", "1", NULL};
     int rc = run_cmd(argv, tmo(120), out, sizeof out);
     CHECKF(rc == 1, "exit %d: %s", rc, out);
     CHECKF(strstr(out, "3 failed rows are final") != NULL, "final failures not counted: %s", out);
@@ -187,7 +188,7 @@ static void test_final_and_retry_failed(void)
     http_post(url, "", 0, &status, NULL);
     CU_ASSERT_EQUAL(status, 200);
     const char *again[] = {e2e_annotate_bin(), root, "--out", csv, "--server", srv.base_url, "--config", cfg,
-                           "--strategy", "curl-multi", "--retries", "1", "--backoff-ms", "1",
+                           "--strategy", "serial", "--retries", "1", "--backoff-ms", "1",
                            "--resume", "--retry-failed", NULL};
     rc = run_cmd(again, tmo(120), out, sizeof out);
     CHECKF(rc == 1, "exit %d: %s", rc, out);
@@ -267,7 +268,9 @@ static long check_detect_rows(const char *csv, const struct img *im, int n, cons
     return bad;
 }
 
-static void test_column(void)
+/* The detect pipeline run under each strategy of strategies (n of them), then with cache (when
+ * not NULL) into the store and again from it. */
+static void run_column(const char *const *strategies, int n, int with_cache)
 {
     struct mock_proc srv;
     CU_ASSERT_EQUAL_FATAL(cells_start(&srv), 0);
@@ -280,18 +283,15 @@ static void test_column(void)
     struct img im[4];
     CU_ASSERT_EQUAL_FATAL(make_pngs(root, im, 4), 0);
     CU_ASSERT_EQUAL_FATAL(write_file(cfg, DETECT, strlen(DETECT)), 0);
-    static const char *const strategies[] = {"serial", "threads", "processes", "curl-multi",
-                                             "load=processes,query=curl-multi"};
-    for (size_t s = 0; s < sizeof strategies / sizeof *strategies; s++) {
+    for (int s = 0; s < n; s++) {
         const char *extra[] = {"--config", cfg, "--strategy", strategies[s], "--workers", "3", NULL};
         int rc = e2e_run(out, sizeof out, tmo(120), root, csv, srv.base_url, extra);
         CHECKF(rc == 0, "%s: exit %d: %s", strategies[s], rc, out);
         CHECKF(check_detect_rows(csv, im, 4, strategies[s]) == 0, "%s: cells not as the server answers", strategies[s]);
     }
     /* From the answer store: the same cells, no request. */
-    for (int round = 0; round < 2; round++) {
-        const char *extra[] = {"--config", cfg, "--cache", cache, "--strategy", round ? "processes" : "curl-multi",
-                               "--workers", "2", NULL};
+    for (int round = 0; with_cache && round < 2; round++) {
+        const char *extra[] = {"--config", cfg, "--cache", cache, "--strategy", "serial", NULL};
         int rc = e2e_run(out, sizeof out, tmo(120), root, csv, srv.base_url, extra);
         CHECKF(rc == 0, "cache round %d: exit %d: %s", round, rc, out);
         CHECKF(check_detect_rows(csv, im, 4, round ? "from the cache" : "into the cache") == 0,
@@ -307,6 +307,18 @@ static void test_column(void)
     }
     tree_rm(base);
     mock_stop(&srv);
+}
+
+static void test_column_serial(void)
+{
+    static const char *const serial[] = {"serial"};
+    run_column(serial, 1, 1);
+}
+
+static void test_column_concurrent(void)
+{
+    static const char *const strategies[] = {"threads", "processes", "curl-multi", "load=processes,query=curl-multi"};
+    run_column(strategies, 4, 0);
 }
 
 /* "column" is compiled once at load: a bad one exits 2 before anything is sent. */
@@ -329,14 +341,19 @@ static void test_column_load_error(void)
 
 int register_cells(void)
 {
-    CU_pSuite s = CU_add_suite("cells", NULL, NULL);
-    if (!s || !CU_add_test(s, "a corrupt image keeps the cells that answered, the same under every strategy",
-                           test_every_strategy) ||
-        !CU_add_test(s, "final failures told apart; --retry-failed re-sends a failed row in full",
+    CU_pSuite s = CU_add_suite("cells serial", NULL, NULL);
+    if (!s ||
+        !CU_add_test(s, "final failures told apart; --retry-failed re-sends a failed row in full; merge",
                      test_final_and_retry_failed) ||
-        !CU_add_test(s, "\"column\": a detector's cell, its result to a per-crop stage, every strategy, the cache",
-                     test_column) ||
+        !CU_add_test(s, "\"column\": a detector's cell, its result to a per-crop stage, and from the cache",
+                     test_column_serial) ||
         !CU_add_test(s, "a bad \"column\" or \"csv\" exits 2", test_column_load_error))
+        return -1;
+    s = CU_add_suite("cells concurrent", NULL, NULL);
+    if (!s ||
+        !CU_add_test(s, "a corrupt image keeps the cells that answered, the same under every strategy",
+                     test_every_strategy) ||
+        !CU_add_test(s, "\"column\" under every strategy", test_column_concurrent))
         return -1;
     return 0;
 }
