@@ -290,15 +290,7 @@ static int elements_by_field(struct item *it, const struct stage *st, const stru
  * comes back. 0, or -1 when out of memory. */
 static int element_slots(struct item *it, int s, int count)
 {
-    it->results[s] = cJSON_CreateArray();
-    for (int i = 0; i < count && it->results[s]; i++) {
-        cJSON *null = cJSON_CreateNull();
-        if (!null || !cJSON_AddItemToArray(it->results[s], null)) {
-            cJSON_Delete(null);
-            cJSON_Delete(it->results[s]);
-            it->results[s] = NULL;
-        }
-    }
+    it->results[s] = chain_null_list(count);
     return it->results[s] ? 0 : -1;
 }
 

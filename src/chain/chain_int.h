@@ -18,6 +18,10 @@ void chain_set_state(struct item *it, int s, enum stage_state state);
  * once nothing will send it again. */
 void chain_settle(const struct run *run, struct chain_req *req, cJSON *result, const char *err);
 
+/* A list of n nulls (an "each" stage's results, or cells, before their answers come); NULL when
+ * out of memory. */
+cJSON *chain_null_list(int n);
+
 /* Lets go of what no stage of the item will send, or cut from, again: the file's bytes, each
  * prepared copy, the share held for cutting crops; everything once the item has failed and has
  * nothing in flight. */

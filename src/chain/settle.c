@@ -93,8 +93,7 @@ static void record_failure(const struct stage *st, struct chain_req *req, const 
     chain_set_state(it, req->stage, ST_FAILED);
 }
 
-/* A list of n nulls; NULL when out of memory. */
-static cJSON *null_list(int n)
+cJSON *chain_null_list(int n)
 {
     cJSON *l = cJSON_CreateArray();
     for (int i = 0; l && i < n; i++) {
@@ -120,7 +119,7 @@ static void keep_column(const struct stage *st, struct item *it, struct chain_re
         req->column = NULL;
         return;
     }
-    if (!it->cells[s] && !(it->cells[s] = null_list(cJSON_GetArraySize(it->results[s])))) {
+    if (!it->cells[s] && !(it->cells[s] = chain_null_list(cJSON_GetArraySize(it->results[s])))) {
         item_fail(it, "%s: out of memory for its column", st->name);
         return;
     }
