@@ -184,8 +184,8 @@ static int write_item(struct runner *r, struct item *it, char *err, size_t errle
         if (it->status != ITEM_OK)
             errtally_add(st->errors, it->error);
         atomic_fetch_add(it->status == ITEM_OK ? &st->ok : &st->failed, 1);
-        if (it->status != ITEM_OK && it->load_failure)
-            atomic_fetch_add(&st->failed_load, 1);
+        if (it->status != ITEM_OK && it->fail_final)
+            atomic_fetch_add(&st->failed_final, 1);
         atomic_fetch_add(&st->requests, it->requests);
         atomic_fetch_add(&st->attempts, it->attempts);
         atomic_fetch_add(&st->retries, it->attempts > it->requests ? it->attempts - it->requests : 0);
@@ -473,6 +473,7 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
     sum->not_in_shard = atomic_load(&r->not_in_shard);
     sum->ok = atomic_load(&st->ok);
     sum->failed = atomic_load(&st->failed);
+    sum->failed_final = atomic_load(&st->failed_final);
     sum->requests = atomic_load(&st->requests);
     sum->attempts = atomic_load(&st->attempts);
     sum->retries = atomic_load(&st->retries);

@@ -12,6 +12,7 @@
 
 struct run_summary {
     uint64_t found, ok, failed, skipped, requests, attempts, retries;
+    uint64_t failed_final; /* of the failed rows, those a retry would fail the same way */
     uint64_t not_in_shard;
     double elapsed_s;
     int interrupted;

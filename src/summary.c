@@ -175,6 +175,20 @@ static void add_prep(cJSON *o, const struct run_summary *s)
     cJSON_AddBoolToObject(j, "bottleneck", p->v.bottleneck);
 }
 
+/* Failed rows, final and not: --retry-failed is suggested only for those a retry may mend. */
+static void print_failed_advice(FILE *f, const struct run_summary *s)
+{
+    uint64_t final = s->failed_final, mendable = s->failed - s->failed_final;
+    if (final)
+        fprintf(f, "annotate: %llu failed row%s %s final (a 4xx on the image itself, a garbled answer that "
+                   "repeated, a file that is not an image): a retry would fail the same way; the error column "
+                   "says why\n", (unsigned long long)final, final == 1 ? "" : "s", final == 1 ? "is" : "are");
+    if (mendable)
+        fprintf(f, "annotate: %llu failed row%s may succeed on a retry (timeouts, outages, 5xx after the "
+                   "retries): --resume --retry-failed re-runs %s\n", (unsigned long long)mendable,
+                mendable == 1 ? "" : "s", mendable == 1 ? "it" : "them");
+}
+
 void summary_print(FILE *f, const struct config *cfg, const struct run_summary *s, const struct stats *st)
 {
     char el[32];
@@ -254,7 +268,7 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     if (s->interrupted)
         fprintf(f, "annotate: stopped early; run the same command with --resume to finish\n");
     else if (s->failed)
-        fprintf(f, "annotate: failed rows say why in the error column; --resume --retry-failed re-runs them\n");
+        print_failed_advice(f, s);
     if (strcmp(cfg->out, "-"))
         fprintf(f, "annotate: results in %s\n", cfg->out);
 }
@@ -284,6 +298,7 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
     cJSON_AddNumberToObject(o, "images_found", (double)s->found);
     cJSON_AddNumberToObject(o, "images_ok", (double)s->ok);
     cJSON_AddNumberToObject(o, "images_failed", (double)s->failed);
+    cJSON_AddNumberToObject(o, "images_failed_final", (double)s->failed_final);
     cJSON_AddNumberToObject(o, "images_skipped", (double)s->skipped);
     cJSON_AddNumberToObject(o, cfg->files_from ? "entries_failed" : "folders_failed", (double)s->folders_failed);
     cJSON_AddNumberToObject(o, "requests", (double)s->requests);

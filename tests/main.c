@@ -61,7 +61,8 @@
     X(prepare_run) \
     X(prepare_bottleneck) \
     X(memo)       \
-    X(cache)
+    X(cache)      \
+    X(cells)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

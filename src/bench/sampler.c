@@ -72,7 +72,7 @@ static void add_errors(cJSON *o, struct stats *st)
     }
 }
 
-/* One line of the channel: {"t", "ok", "failed", "failed_load" (of failed: for load, item.h),
+/* One line of the channel: {"t", "ok", "failed", "failed_load" (of failed: not final, item.h),
  * "requests", "retries", "attempts", "stage_requests",
  * "stage_attempts", "stage_p99_ms", "stage_mean_ms" (one number per stage), "request_ms": {p50, p90,
  * p99, max}, "image_ms": {p50, p99}, "errors": [{stage, reason, count}] (the TOP_ERRORS most
@@ -83,8 +83,10 @@ static void send_sample(struct bench_sampler *s, int final)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "t", now_s() - s->t0);
     cJSON_AddNumberToObject(o, "ok", (double)atomic_load(&st->ok));
-    cJSON_AddNumberToObject(o, "failed", (double)atomic_load(&st->failed));
-    cJSON_AddNumberToObject(o, "failed_load", (double)atomic_load(&st->failed_load));
+    /* failed_final read first: the writer counts a row's failure before its being final */
+    uint64_t for_good = atomic_load(&st->failed_final), failed = atomic_load(&st->failed);
+    cJSON_AddNumberToObject(o, "failed", (double)failed);
+    cJSON_AddNumberToObject(o, "failed_load", (double)(failed - for_good));
     cJSON_AddNumberToObject(o, "requests", (double)atomic_load(&st->requests));
     cJSON_AddNumberToObject(o, "retries", (double)atomic_load(&st->retries));
     cJSON_AddNumberToObject(o, "attempts", (double)atomic_load(&st->attempts));

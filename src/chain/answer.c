@@ -40,17 +40,15 @@ static const char *skip_ws(const char *s, size_t len)
     return s + i;
 }
 
-int chain_parse_result(const struct stage *st, const char *body, size_t len, cJSON **result, char *err, size_t errlen)
+/* The one output of expression e (NULL: .result) on a checked answer, as Raw JSON text (the exact
+ * bytes for a plain path); label names it in a reason ("result", "column"). 0, -1 with why (a
+ * garbled answer), or EXPR_OVER_BUDGET. */
+static int pick(const struct expr *e, const char *label, const char *body, size_t len, cJSON **out, char *err,
+                size_t errlen)
 {
-    *result = NULL;
-    char why[300];
-    if (json_check(body, len, why, sizeof why)) {
-        snprintf(err, errlen, "the answer is %s%s", strstr(why, "not JSON") == why ? "" : "not valid JSON: ", why);
-        return -1;
-    }
-    const struct expr *e = st ? &st->result : NULL;
     const struct json_path *path = e && e->plain ? &e->path : e ? NULL : &result_path;
     struct one_out o = {0};
+    char why[300];
     if (path) {
         /* A plain path: the value's exact bytes, no number through a double, no string decoded. */
         const char *v;
@@ -68,24 +66,43 @@ int chain_parse_result(const struct stage *st, const char *body, size_t len, cJS
     } else {
         int n = expr_run(e, body, len, keep_output, &o, why, sizeof why);
         if (n < 0 || o.n == 0) {
-            snprintf(err, errlen, "\"result\" %s%s", n < 0 ? "failed: " : "yielded nothing", n < 0 ? why : "");
+            snprintf(err, errlen, "\"%s\" %s%s", label, n < 0 ? "failed: " : "yielded nothing", n < 0 ? why : "");
             free(o.text);
             return n == EXPR_OVER_BUDGET ? EXPR_OVER_BUDGET : -1;
         }
         if (o.n > 1) {
-            snprintf(err, errlen, "\"result\" yielded %d values, not one (collect them with [...])", o.n);
+            snprintf(err, errlen, "\"%s\" yielded %d values, not one (collect them with [...])", label, o.n);
             free(o.text);
             return -1;
         }
     }
     if (o.text)
-        *result = cJSON_CreateRaw(o.text);
+        *out = cJSON_CreateRaw(o.text);
     free(o.text);
-    if (!*result) {
+    if (!*out) {
         snprintf(err, errlen, "out of memory for the answer");
         return -1;
     }
     return 0;
+}
+
+int chain_parse_result(const struct stage *st, const char *body, size_t len, cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    char why[300];
+    if (json_check(body, len, why, sizeof why)) {
+        snprintf(err, errlen, "the answer is %s%s", strstr(why, "not JSON") == why ? "" : "not valid JSON: ", why);
+        return -1;
+    }
+    return pick(st ? &st->result : NULL, "result", body, len, result, err, errlen);
+}
+
+int chain_parse_column(const struct stage *st, const char *body, size_t len, cJSON **column, char *err, size_t errlen)
+{
+    *column = NULL;
+    if (!st || !st->column.text)
+        return 0;
+    return pick(&st->column, "column", body, len, column, err, errlen);
 }
 
 int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen)

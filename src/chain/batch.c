@@ -25,6 +25,7 @@ static void fail_members(const struct run *run, struct chain_req *b, const char 
     for (int i = 0; i < b->n_members; i++) {
         struct chain_req *m = b->members[i];
         absorb(m, b);
+        m->retryable = b->retryable;
         if (no_row)
             m->it->no_row = 1;
         chain_settle(run, m, NULL, why);
@@ -231,8 +232,17 @@ int batch_split(const struct chain_req *b, const cJSON *result, struct span *el,
     return 0;
 }
 
+/* An element's text as a Raw value; NULL when out of memory. */
+static cJSON *raw_of(struct span e)
+{
+    char *t = strndup(e.p, e.n);
+    cJSON *v = t ? cJSON_CreateRaw(t) : NULL;
+    free(t);
+    return v;
+}
+
 /* A batch's answer: each member gets its element, or fails with its element's "error". */
-void batch_done(const struct run *run, struct chain_req *b, const struct span *el)
+void batch_done(const struct run *run, struct chain_req *b, const struct span *el, const struct span *cel)
 {
     const struct stage *st = &run->p->stages[b->stage];
     for (int i = 0; i < b->n_members; i++) {
@@ -256,9 +266,11 @@ void batch_done(const struct run *run, struct chain_req *b, const struct span *e
             chain_settle(run, m, NULL, msg);
             continue;
         }
-        char *t = strndup(el[i].p, el[i].n);
-        cJSON *res = t ? cJSON_CreateRaw(t) : NULL;
-        free(t);
+        cJSON *res = raw_of(el[i]);
+        if (res && cel && !(m->column = raw_of(cel[i]))) {
+            cJSON_Delete(res);
+            res = NULL;
+        }
         chain_settle(run, m, res, res ? NULL : "out of memory for the answer");
     }
     b->n_members = 0;

@@ -45,7 +45,7 @@ static int decode_element(struct chain_req *r, const struct stage *st, const cha
     if (!(r->el_bytes = malloc(b64_decoded_max(take) + 1)))
         return item_fail(r->it, "%s[%d]: out of memory", st->name, r->index), -1;
     if (b64_decode(el, take, r->el_bytes, &r->el_bytes_len) && whole)
-        return item_fail(r->it, "%s[%d]: the element is not base64, so its bytes cannot be sent", st->name, r->index), -1;
+        return item_fail_final(r->it, "%s[%d]: the element is not base64, so its bytes cannot be sent", st->name, r->index), -1;
     return 0;
 }
 
@@ -160,10 +160,11 @@ static struct chain_req *new_req(const struct run *run, struct item *it, int s, 
     r->mime = src.mime;
     char why[200];
     if (fill_body(r, st, &src, why, sizeof why)) {
+        void (*fail)(struct item *, const char *, ...) = strstr(why, "out of memory") ? item_fail : item_fail_final;
         if (st->input == INPUT_EACH)
-            item_fail(it, "%s[%d]: %s", st->name, index, why);
+            fail(it, "%s[%d]: %s", st->name, index, why);
         else
-            item_fail(it, "%s: %s", st->name, why);
+            fail(it, "%s: %s", st->name, why);
         chain_req_free(r);
         return NULL;
     }
@@ -253,10 +254,10 @@ static int elements_by_items(struct item *it, const struct stage *st, const stru
     if (!text || el->bad == 2)
         item_fail(it, "%s: out of memory", st->name);
     else if (el->bad == 1)
-        item_fail(it, "%s: element %d of \"items\" (%s) on %s's result is not a string", st->name, el->n,
+        item_fail_final(it, "%s: element %d of \"items\" (%s) on %s's result is not a string", st->name, el->n,
                   st->items.text, src->name);
     else
-        item_fail(it, "%s: \"items\" on %s's result: %s", st->name, src->name, why);
+        item_fail_final(it, "%s: \"items\" on %s's result: %s", st->name, src->name, why);
     return -1;
 }
 
@@ -268,14 +269,14 @@ static int elements_by_field(struct item *it, const struct stage *st, const stru
     const cJSON *arr = cJSON_IsObject(tree) ? cJSON_GetObjectItemCaseSensitive(tree, st->each_array) : NULL;
     int i = 0, r = 0;
     if (!cJSON_IsArray(arr))
-        item_fail(it, "%s: %s's result has no array \"%s\"", st->name, src->name, st->each_array);
+        item_fail_final(it, "%s: %s's result has no array \"%s\"", st->name, src->name, st->each_array);
     for (const cJSON *e = cJSON_IsArray(arr) ? arr->child : NULL; e && !r; e = e->next, i++) {
         const cJSON *f = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, st->each_field) : NULL;
         char *t = cJSON_IsString(f) ? cJSON_PrintUnformatted(f) : NULL;
         r = !f || !cJSON_IsString(f) ? 1 : !t ? 2 : add_element(el, t, strlen(t));
         free(t);
         if (r == 1)
-            item_fail(it, "%s: element %d of %s's \"%s\" has no string \"%s\"", st->name, i, src->name,
+            item_fail_final(it, "%s: element %d of %s's \"%s\" has no string \"%s\"", st->name, i, src->name,
                       st->each_array, st->each_field);
         else if (r)
             item_fail(it, "%s: out of memory", st->name);
@@ -289,15 +290,7 @@ static int elements_by_field(struct item *it, const struct stage *st, const stru
  * comes back. 0, or -1 when out of memory. */
 static int element_slots(struct item *it, int s, int count)
 {
-    it->results[s] = cJSON_CreateArray();
-    for (int i = 0; i < count && it->results[s]; i++) {
-        cJSON *null = cJSON_CreateNull();
-        if (!null || !cJSON_AddItemToArray(it->results[s], null)) {
-            cJSON_Delete(null);
-            cJSON_Delete(it->results[s]);
-            it->results[s] = NULL;
-        }
-    }
+    it->results[s] = chain_null_list(count);
     return it->results[s] ? 0 : -1;
 }
 
@@ -390,10 +383,10 @@ static int crop_rects(struct item *it, const struct stage *st, const struct stag
     if (got < 0 && (!text || b.bad == 2))
         item_fail(it, "%s: out of memory", st->name);
     else if (got < 0 && b.bad == 1)
-        item_fail(it, "%s: box %d of \"crop\" (%s) on %s's result is not four numbers", st->name, b.n,
+        item_fail_final(it, "%s: box %d of \"crop\" (%s) on %s's result is not four numbers", st->name, b.n,
                   st->crop_expr.text, src->name);
     else if (got < 0)
-        item_fail(it, "%s: \"crop\" on %s's result: %s", st->name, src->name, why);
+        item_fail_final(it, "%s: \"crop\" on %s's result: %s", st->name, src->name, why);
     c->n = got < 0 ? 0 : b.n;
     if (got >= 0 && b.n && !(c->rects = calloc((size_t)b.n, sizeof *c->rects))) {
         item_fail(it, "%s: out of memory", st->name);
@@ -402,7 +395,7 @@ static int crop_rects(struct item *it, const struct stage *st, const struct stag
     struct prep_frame f = received_frame(it, src);
     for (int i = 0; got >= 0 && i < b.n; i++)
         if (prep_box_map(&st->box, b.v[i], &f, i, &c->rects[i], why, sizeof why)) {
-            item_fail(it, "%s: %s", st->name, why);
+            item_fail_final(it, "%s: %s", st->name, why);
             got = -1;
         }
     free(b.v);
@@ -479,15 +472,18 @@ struct chain_req *chain_cut_done(const struct run *run, struct chain_req *req)
     it->outstanding[s]--;
     it->in_flight--;
     it->cutting--;
-    if (req->cut->failed)
-        item_fail(it, "%s: %s", st->name, req->cut->err);
-    for (int i = 0; i < req->cut->n && it->status != ITEM_FAILED; i++) {
+    if (req->cut->failed) /* the file does not decode: the other stages go on */
+        item_stage_fail(it, s, 0, 1, "%s: %s", st->name, req->cut->err);
+    for (int i = 0; i < req->cut->n && it->status != ITEM_FAILED && !req->cut->failed; i++) {
         if (!(*tail = new_req(run, it, s, i, NULL, 0, &req->cut->out[i])))
             break;
         tail = &(*tail)->next;
     }
-    if (it->status == ITEM_FAILED && it->outstanding[s] == 0)
+    if ((it->status == ITEM_FAILED || req->cut->failed) && it->outstanding[s] == 0) {
+        cJSON_Delete(it->results[s]);
+        it->results[s] = NULL;
         chain_set_state(it, s, ST_FAILED);
+    }
     chain_req_free(req);
     chain_release(run->p, it);
     return head;
@@ -538,7 +534,7 @@ static int when_holds(const struct pipeline *p, struct item *it, int s)
     int n = expr_run(&st->when, in, len, first_truthy, &truth, why, sizeof why);
     free(in);
     if (n < 0 && strncmp(why, "jq: ", 4) == 0) {
-        item_fail(it, "%s: \"when\": %s", st->name, why);
+        item_fail_final(it, "%s: \"when\": %s", st->name, why);
         return -1;
     }
     return n != 0 && truth;
@@ -563,8 +559,8 @@ static enum readiness readiness(const struct pipeline *p, struct item *it, int s
     for (int d = 0; d < s; d++) {
         if (!(st->dep_mask >> d & 1))
             continue;
-        if (it->state[d] == ST_SKIPPED)
-            return SKIP;
+        if (it->state[d] == ST_SKIPPED || it->state[d] == ST_FAILED)
+            return SKIP; /* (a failed stage fails the row once the others are settled) */
         if (it->state[d] != ST_DONE)
             ready = 0;
         else if ((st->when_mask >> d & 1) && !st->when.text && !chain_truthy(it->results[d]))
@@ -616,6 +612,27 @@ static struct chain_req **requeued(struct item *it, struct chain_req **head)
     return tail;
 }
 
+/* Stage s could not start: the item failed (item_fail) as it tried, because of what s needs (its
+ * source's answer has no list of elements, its "when" failed, a body could not be filled) or for
+ * want of memory. Unless the item gets no row, that is the stage's failure, as a request's is
+ * (settle.c): the other stages go on. Returns 1 when the item has failed as a whole. */
+static int could_not_start(struct item *it, int s)
+{
+    if (it->status != ITEM_FAILED || it->no_row)
+        return it->status == ITEM_FAILED;
+    char *why = it->error;
+    it->error = NULL;
+    it->status = ITEM_PENDING;
+    item_stage_fail(it, s, 0, it->fail_final, "%s", why ? why : "out of memory (the reason could not be kept)");
+    it->fail_final = 0;
+    free(why);
+    cJSON_Delete(it->results[s]);
+    cJSON_Delete(it->cells[s]);
+    it->results[s] = it->cells[s] = NULL;
+    chain_set_state(it, s, ST_FAILED);
+    return it->status == ITEM_FAILED; /* (out of memory for the reason) */
+}
+
 /* Settles the stages that can be settled without a request, and starts the ones whose inputs are
  * ready. Returns the new requests. */
 struct chain_req *chain_next(const struct run *run, struct item *it)
@@ -632,8 +649,9 @@ struct chain_req *chain_next(const struct run *run, struct item *it)
         }
         switch (readiness(p, it, s)) {
         case BROKEN:
-            chain_set_state(it, s, ST_FAILED);
-            return head;
+            if (could_not_start(it, s))
+                return head;
+            continue;
         case SKIP: /* stages are in dependency order, so later stages see this at once */
             chain_set_state(it, s, ST_SKIPPED);
             continue;
@@ -644,11 +662,11 @@ struct chain_req *chain_next(const struct run *run, struct item *it)
             break;
         }
         int r = start_stage(run, it, s, &tail);
-        if (r < 0)
+        if (r < 0 && could_not_start(it, s))
             return head;
-        settled &= r == 0;
+        settled &= r <= 0; /* (one that could not start has failed) */
     }
-    if (settled && it->in_flight == 0 && it->status == ITEM_PENDING)
+    if (settled && it->in_flight == 0 && it->status == ITEM_PENDING && !item_settle_fails(it))
         it->status = ITEM_OK;
     if (!head && chain_finished(it))
         item_drop_payload(it);

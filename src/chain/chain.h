@@ -80,6 +80,9 @@ struct chain_req {
     struct chain_req **members; /* a batch (see below): the requests of its items, owned */
     int n_members;        /* 0: not a batch */
     int alone;            /* a member whose batch failed for good: it is sent in a batch of its own */
+    cJSON *column;        /* its answer's "column" (owned), settled with its result; NULL: none */
+    int retryable;        /* it failed in a way a later run may mend (a timeout, an outage, a 5xx
+                             after its retries): set before the settle that fails it; 0: final */
     struct memo_ticket memo; /* the answer store's (chain_memo_look) */
     struct chain_cut *cut; /* not an HTTP request: a crop stage's boxes to cut (see chain_cut_run) */
     struct chain_req *next; /* for the driver's lists */
@@ -177,8 +180,10 @@ enum answer_kind chain_outcome(const struct chain_answer *a, cJSON **result, cha
  * than that the image (or its answer) is bad: a BUSY or DOWN answer (a timeout, 429, 503, other
  * 5xx, refused, reset), or a RETRY without an answer or with 408. A final 4xx (400, 413, 415,
  * 422), a garbled answer that came back on every retry, an image that could not be read: 0.
- * The item's load_failure (item.h) records it for its failure, which `annotate bench` counts
- * apart: per-image failures say nothing about how much load a server takes. */
+ * The one rule for both uses of a failure's kind: a row whose failures all say load may be mended
+ * by --retry-failed (the others are final: item.h's fail_final, the summary's advice), and
+ * `annotate bench` holds only those against a point (per-image failures say nothing about how
+ * much load a server takes). */
 int chain_load_shaped(enum answer_kind kind, const struct chain_answer *a);
 
 /* Reads a 2xx answer body with stage st's "result" (st NULL: .result): returns 0 and the result
@@ -186,6 +191,11 @@ int chain_load_shaped(enum answer_kind kind, const struct chain_answer *a);
  * EXPR_OVER_BUDGET when a jq "result" ran past its CPU-time budget (expr.h: the pipeline's
  * fault, not the answer's). (The fuzz target for answers.) */
 int chain_parse_answer(const char *body, size_t len, cJSON **result, char *err, size_t errlen);
+/* Stage st's "column" (pipeline.h) on an answer chain_read_answer read as ok: 0 with *column (NULL
+ * when the stage has none: its cell is its result), or as chain_parse_result fails (a garbled
+ * answer, or EXPR_OVER_BUDGET). */
+int chain_parse_column(const struct stage *st, const char *body, size_t len, cJSON **column, char *err,
+                       size_t errlen);
 int chain_parse_result(const struct stage *st, const char *body, size_t len, cJSON **result, char *err,
                        size_t errlen);
 

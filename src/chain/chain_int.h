@@ -18,6 +18,10 @@ void chain_set_state(struct item *it, int s, enum stage_state state);
  * once nothing will send it again. */
 void chain_settle(const struct run *run, struct chain_req *req, cJSON *result, const char *err);
 
+/* A list of n nulls (an "each" stage's results, or cells, before their answers come); NULL when
+ * out of memory. */
+cJSON *chain_null_list(int n);
+
 /* Lets go of what no stage of the item will send, or cut from, again: the file's bytes, each
  * prepared copy, the share held for cutting crops; everything once the item has failed and has
  * nothing in flight. */
@@ -71,8 +75,9 @@ struct span {
 int batch_begin(const struct run *run, struct chain_req *b);
 /* A batch's result (the list): one element per member into el, or -1 with why. */
 int batch_split(const struct chain_req *b, const cJSON *result, struct span *el, char *err, size_t errlen);
-/* A batch's answer: each member gets its element, or fails with its element's "error". Frees b. */
-void batch_done(const struct run *run, struct chain_req *b, const struct span *el);
+/* A batch's answer: each member gets its element (and its column's, cel, when the stage has
+ * one), or fails with its element's "error". Frees b. */
+void batch_done(const struct run *run, struct chain_req *b, const struct span *el, const struct span *cel);
 /* A batch that failed for good: each member goes again alone. Frees b. */
 void batch_split_up(struct chain_req *b);
 /* Settles every member of batch b with why (no_row: not their images' fault), and frees b. */

@@ -94,6 +94,7 @@ int memo_ident(const struct pipeline *p, int s, struct store_ident *id)
     ident_text(&h, "items", st->items.text);
     ident_text(&h, "crop", st->crop ? st->crop_expr.text : NULL);
     ident_text(&h, "result", st->result.text);
+    ident_text(&h, "column", st->column.text); /* (none: the identities before "column" existed) */
     ident_text(&h, "error", st->error.text);
     ident_text(&h, "version", st->version);
     return store_ident_end(&h, id, st->name, st->shown_url, st->version);
@@ -432,6 +433,38 @@ static void count(const struct memo *m, int stage, int hit)
                               memory_order_relaxed);
 }
 
+/* Element i of the stored pair [RESULT, COLUMN] (text checked) as Raw; NULL when out of memory. */
+static cJSON *pair_part(const char *text, size_t len, long i)
+{
+    struct json_path path = {.step = {{NULL, 0, i}}, .n = 1};
+    const char *v;
+    size_t vl;
+    if (json_find(text, len, &path, &v, &vl))
+        return NULL;
+    char *t = strndup(v, vl);
+    cJSON *r = t ? cJSON_CreateRaw(t) : NULL;
+    free(t);
+    return r;
+}
+
+/* What the store holds for a request (memo_settled): the result's text, or, for a stage with a
+ * "column", the pair [RESULT, COLUMN] (so that a hit's cell is what the answer's was); NULL and no
+ * column when it is not there (or not such a pair). */
+static cJSON *stored_result(const struct stage *st, const char *bytes, size_t len, cJSON **column)
+{
+    *column = NULL;
+    if (!st->column.text)
+        return cJSON_CreateRaw(bytes); /* a result is JSON text: no NUL inside */
+    if (json_check(bytes, len, NULL, 0))
+        return NULL;
+    cJSON *res = pair_part(bytes, len, 0);
+    if (res && !(*column = pair_part(bytes, len, 1))) {
+        cJSON_Delete(res);
+        return NULL;
+    }
+    return res;
+}
+
 /* Settles req with the stored result. 1, or 0 when it cannot be had (a miss, out of memory). */
 static int answer_from_store(const struct run *run, struct memo *m, struct chain_req *req)
 {
@@ -439,10 +472,12 @@ static int answer_from_store(const struct run *run, struct memo *m, struct chain
     size_t len;
     int got = store_get(m->store, (const struct store_key *)req->memo.key, &bytes, &len);
     check_off(m);
-    cJSON *res = got ? cJSON_CreateRaw(bytes) : NULL; /* a result is JSON text: no NUL inside */
+    cJSON *column = NULL, *res = got ? stored_result(&run->p->stages[req->stage], bytes, len, &column) : NULL;
     free(bytes);
     if (!res)
         return 0;
+    cJSON_Delete(req->column);
+    req->column = column;
     if (req->memo.m)
         unclaim(m, &req->memo); /* its waiters look again, and find it */
     req->memo.state = MEMO_ANSWERED;
@@ -482,23 +517,42 @@ enum chain_memo chain_memo_look(const struct run *run, struct chain_req *req)
     return CHAIN_ASK;
 }
 
+/* A value's JSON text, malloc'd (a Raw value's own bytes); NULL when out of memory. */
+static char *text_of(const cJSON *v)
+{
+    return cJSON_IsRaw(v) ? strdup(v->valuestring) : cJSON_PrintUnformatted(v);
+}
+
+/* What is stored for an ok answer: its result's text, or [RESULT,COLUMN] when the stage has a
+ * column (stored_result reads it back). malloc'd; NULL when out of memory. */
+static char *stored_text(const cJSON *result, const cJSON *column)
+{
+    char *r = text_of(result);
+    if (!r || !column)
+        return r;
+    char *c = text_of(column), *pair = NULL;
+    if (c && asprintf(&pair, "[%s,%s]", r, c) < 0)
+        pair = NULL;
+    free(r);
+    free(c);
+    return pair;
+}
+
 void memo_settled(const struct run *run, struct chain_req *req, const cJSON *result)
 {
     struct memo *m = run->memo;
     struct memo_ticket *t = &req->memo;
     if (!m || t->state != MEMO_ASKED)
         return;
-    const char *text = result && t->keyed && cJSON_IsRaw(result) ? result->valuestring : NULL;
-    char *made = result && t->keyed && !text ? cJSON_PrintUnformatted(result) : NULL;
-    const char *put = text ? text : made;
+    char *put = result && t->keyed ? stored_text(result, req->column) : NULL;
     int remote = 0, waiters = 0, taken = 0;
     if (put && t->m && m->worker)
         waiters = mark_done(m, t, &remote); /* before the put: see mark_done */
     if (put)
         taken = store_put(m->store, (const struct store_key *)t->key, &m->ids[req->stage], put, strlen(put));
-    free(made);
     if (put)
         check_off(m);
+    free(put);
     if (taken)
         put_mark(m, t->key);
     if (!t->m)

@@ -43,6 +43,7 @@ long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s,
 void chain_abandon(const struct run *run, struct chain_req *req, const char *why)
 {
     endpoint_cancel(run, &req->tk);
+    req->retryable = 1; /* not the image's fault */
     if (req->n_members)
         batch_fail_all(run, req, why, 0);
     else
@@ -120,8 +121,10 @@ enum chain_go chain_attempt_begin(const struct run *run, struct chain_req *req, 
 struct reading {
     enum answer_kind kind;
     cJSON *result;                        /* ANSWER_OK: the result (a batch's: the list) */
+    cJSON *column;                        /* ANSWER_OK: the stage's "column", or NULL */
     long retry_after_s;                   /* the answer's wait, header or "retry_after"; -1: none */
     struct span el[CHAIN_BATCH_ITEMS];    /* a batch's result, one element per member */
+    struct span cel[CHAIN_BATCH_ITEMS];   /* ... and its column */
     char err[512];
 };
 
@@ -136,28 +139,55 @@ static void off_the_wire(const struct run *run, struct chain_req *req, double no
     req->t_end = now;
 }
 
-/* Reads the answer once (chain_read_answer); a batch's result must have one element per member,
- * else it is a server fault, retried. */
+/* The answer's garbled after all (its column, a batch's count): no result. */
+static void garbled(struct reading *rd, enum answer_kind kind)
+{
+    cJSON_Delete(rd->result);
+    cJSON_Delete(rd->column);
+    rd->result = rd->column = NULL;
+    rd->kind = kind;
+}
+
+/* An ok answer's "column": a column that cannot be read is a garbled answer, as a result that
+ * cannot be (one that ran past its budget: the pipeline's fault, final). */
+static void read_column(const struct stage *st, const struct chain_answer *a, struct reading *rd)
+{
+    char why[300], ex[96];
+    int c = chain_parse_column(st, a->body ? a->body : "", a->len, &rd->column, why, sizeof why);
+    if (c == 0)
+        return;
+    chain_excerpt(a->body ? a->body : "", a->len, ex, sizeof ex);
+    snprintf(rd->err, sizeof rd->err, "%s%s%s", why, c == EXPR_OVER_BUDGET ? "" : ": ", c == EXPR_OVER_BUDGET ? "" : ex);
+    garbled(rd, c == EXPR_OVER_BUDGET ? ANSWER_FINAL : ANSWER_RETRY);
+}
+
+/* Reads the answer once (chain_read_answer, and the stage's column); a batch's result (and
+ * column) must have one element per member, else it is a server fault, retried. */
 static void read_attempt(const struct run *run, const struct chain_req *req, const struct chain_answer *a,
                          struct reading *rd)
 {
     long body_ra;
-    rd->kind = chain_read_answer(&run->p->stages[req->stage], a, &rd->result, &body_ra, rd->err, sizeof rd->err);
+    const struct stage *st = &run->p->stages[req->stage];
+    rd->column = NULL;
+    rd->kind = chain_read_answer(st, a, &rd->result, &body_ra, rd->err, sizeof rd->err);
     rd->retry_after_s = body_ra > a->retry_after_s ? body_ra : a->retry_after_s;
-    if (rd->kind == ANSWER_OK && req->n_members && batch_split(req, rd->result, rd->el, rd->err, sizeof rd->err)) {
-        cJSON_Delete(rd->result);
-        rd->result = NULL;
-        rd->kind = ANSWER_RETRY;
-    }
+    if (rd->kind == ANSWER_OK)
+        read_column(st, a, rd);
+    if (rd->kind == ANSWER_OK && req->n_members &&
+        (batch_split(req, rd->result, rd->el, rd->err, sizeof rd->err) ||
+         (rd->column && batch_split(req, rd->column, rd->cel, rd->err, sizeof rd->err))))
+        garbled(rd, ANSWER_RETRY);
 }
 
 /* The request's result: each member of a batch gets its element. */
 static void finish_ok(const struct run *run, struct chain_req *req, struct reading *rd)
 {
     if (req->n_members) {
-        batch_done(run, req, rd->el);
+        batch_done(run, req, rd->el, rd->column ? rd->cel : NULL);
         cJSON_Delete(rd->result);
+        cJSON_Delete(rd->column);
     } else {
+        req->column = rd->column;
         chain_settle(run, req, rd->result, NULL);
     }
 }
@@ -189,16 +219,6 @@ int chain_load_shaped(enum answer_kind kind, const struct chain_answer *a)
     return kind == ANSWER_RETRY && (a->cc != CURLE_OK || a->status == 408);
 }
 
-/* The items of req (a batch's members) that have not failed yet fail with load (their first
- * failure is the one recorded). */
-static void mark_failure(struct chain_req *req, int load)
-{
-    if (!req->n_members && req->it->status != ITEM_FAILED)
-        req->it->load_failure = load;
-    for (int i = 0; i < req->n_members; i++)
-        mark_failure(req->members[i], load);
-}
-
 /* The request failed for good. A batch of several images is split (each member goes again
  * alone, so that one bad image does not fail the others) unless the failure is the stage's as
  * a whole: a set-up error, its server down, or the run torn down. */
@@ -209,11 +229,11 @@ static void finish_failed(const struct run *run, struct chain_req *req, const st
     if ((answer_retryable(rd->kind) || news->no_row) && stopped)
         chain_no_row(req); /* it would have been retried, or the set-up is wrong: not the image's fault */
     int the_stage = news->no_row || endpoint_down_for(run, req->stage, now) > 0;
+    req->retryable = chain_load_shaped(rd->kind, a); /* what a later run may mend: the one rule */
     if (req->n_members > 1 && !the_stage && !stopped) {
         batch_split_up(req);
         return;
     }
-    mark_failure(req, chain_load_shaped(rd->kind, a));
     if (req->n_members)
         batch_fail_all(run, req, rd->err, 0);
     else
@@ -229,7 +249,7 @@ enum chain_step chain_attempt_end(const struct run *run, struct chain_req *req, 
     struct attempt_report rep = {rd.kind, (int)a->cc, a->cc == CURLE_OK ? a->status : 0, rd.err};
     struct endpoint_news news = endpoint_done(run, &req->tk, &rep, now);
     if (news.reauth) { /* a token renewed in its file since the request went: at once, again */
-        cJSON_Delete(rd.result);
+        garbled(&rd, ANSWER_RETRY);
         *retry_at = now;
         return CHAIN_RETRY;
     }

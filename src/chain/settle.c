@@ -16,6 +16,7 @@ void chain_req_free(struct chain_req *req)
     if (!req)
         return;
     memo_release(req); /* freed unsettled: its question is given back */
+    cJSON_Delete(req->column);
     filled_free(&req->body);
     for (int i = 0; i < req->n_parts; i++)
         filled_free(&req->parts[i]);
@@ -69,25 +70,78 @@ void chain_release(const struct pipeline *p, struct item *it)
             item_drop_copy(it, k);
 }
 
-/* The item's part of a request's end: its result in place, or the item failed with err. */
+/* A request of stage s failed for good. A stage's failure leaves the item's other stages going,
+ * so that which stages answered (and so the row) does not depend on timing; an item that is
+ * failing as a whole (no row: the set-up is wrong, the run is torn down) fails at once. */
+static void record_failure(const struct stage *st, struct chain_req *req, const char *err)
+{
+    struct item *it = req->it;
+    char where[160];
+    if (st->input == INPUT_EACH)
+        snprintf(where, sizeof where, "%s[%d]", st->name, req->index);
+    else
+        snprintf(where, sizeof where, "%s", st->name);
+    const char *s_ = req->attempts == 1 ? "" : "s";
+    if (it->no_row || it->status == ITEM_FAILED)
+        item_fail(it, "%s: %s (after %d attempt%s)", where, err, req->attempts, s_);
+    else
+        item_stage_fail(it, req->stage, req->index, !req->retryable, "%s: %s (after %d attempt%s)", where, err,
+                        req->attempts, s_);
+    cJSON_Delete(it->results[req->stage]); /* a failed stage has no cell, whatever else came back */
+    cJSON_Delete(it->cells[req->stage]);
+    it->results[req->stage] = it->cells[req->stage] = NULL;
+    chain_set_state(it, req->stage, ST_FAILED);
+}
+
+cJSON *chain_null_list(int n)
+{
+    cJSON *l = cJSON_CreateArray();
+    for (int i = 0; l && i < n; i++) {
+        cJSON *v = cJSON_CreateNull();
+        if (!v || !cJSON_AddItemToArray(l, v)) {
+            cJSON_Delete(v);
+            cJSON_Delete(l);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+/* The request's column (its stage's "column") into the item's cell: an "each" stage's cell is a
+ * list, one per element as its results are (null until its answer comes). */
+static void keep_column(const struct stage *st, struct item *it, struct chain_req *req)
+{
+    int s = req->stage;
+    if (!req->column)
+        return;
+    if (st->input != INPUT_EACH) {
+        it->cells[s] = req->column;
+        req->column = NULL;
+        return;
+    }
+    if (!it->cells[s] && !(it->cells[s] = chain_null_list(cJSON_GetArraySize(it->results[s])))) {
+        item_fail(it, "%s: out of memory for its column", st->name);
+        return;
+    }
+    if (cJSON_ReplaceItemInArray(it->cells[s], req->index, req->column))
+        req->column = NULL;
+}
+
+/* The item's part of a request's end: its result in place, or its stage failed with err. */
 static void record(const struct stage *st, struct chain_req *req, cJSON *result, const char *err)
 {
     struct item *it = req->it;
     int s = req->stage;
     if (!result) {
-        if (st->input == INPUT_EACH)
-            item_fail(it, "%s[%d]: %s (after %d attempt%s)", st->name, req->index, err, req->attempts,
-                      req->attempts == 1 ? "" : "s");
-        else
-            item_fail(it, "%s: %s (after %d attempt%s)", st->name, err, req->attempts, req->attempts == 1 ? "" : "s");
-        chain_set_state(it, s, ST_FAILED);
-    } else if (it->status == ITEM_FAILED) {
+        record_failure(st, req, err);
+    } else if (it->status == ITEM_FAILED || it->state[s] == ST_FAILED) {
         cJSON_Delete(result);
     } else {
         if (st->input == INPUT_EACH)
             cJSON_ReplaceItemInArray(it->results[s], req->index, result);
         else
             it->results[s] = result;
+        keep_column(st, it, req);
         if (it->outstanding[s] == 0)
             chain_set_state(it, s, ST_DONE);
     }

@@ -26,7 +26,8 @@ struct limit_view;
 
 struct stats {
     _Atomic uint64_t found, ok, failed, skipped;
-    _Atomic uint64_t failed_load; /* of failed: on an answer that says load (item.h: load_failure) */
+    _Atomic uint64_t failed_final; /* of the failed rows, those a retry would fail the same way
+                                      (item.h: fail_final); the others failed for load */
     _Atomic uint64_t unsent;  /* taken, then let go unsent by a stop: no row, left to --resume */
     _Atomic uint64_t requests, attempts, retries;
     _Atomic int64_t in_flight;

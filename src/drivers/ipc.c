@@ -174,8 +174,8 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
     begin_frame(b);
     put(b, &it->seq, 8);
     put(b, &it->t_start, sizeof it->t_start);
-    uint32_t v[7] = {(uint32_t)it->status, it->requests, it->attempts, (uint32_t)it->rel_off, (uint32_t)it->n_stages,
-                     (uint32_t)it->no_row | (uint32_t)it->load_failure << 1, (uint32_t)it->has_digest};
+    uint32_t v[8] = {(uint32_t)it->status, it->requests, it->attempts, (uint32_t)it->rel_off, (uint32_t)it->n_stages,
+                     (uint32_t)it->no_row, (uint32_t)it->has_digest, (uint32_t)it->fail_final};
     put(b, v, sizeof v);
     put(b, it->digest, sizeof it->digest); /* --cache: the image's digest, taken where it was read */
     put_str(b, it->path, it->path_len);
@@ -187,6 +187,11 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
         put(b, &it->state[s], 1);
         char *j = it->results[s] ? cJSON_PrintUnformatted(it->results[s]) : NULL;
         if (it->results[s] && !j)
+            b->oom = 1;
+        put_str(b, j, j ? strlen(j) : 0);
+        free(j);
+        j = it->cells[s] ? cJSON_PrintUnformatted(it->cells[s]) : NULL; /* its "column" */
+        if (it->cells[s] && !j)
             b->oom = 1;
         put_str(b, j, j ? strlen(j) : 0);
         free(j);
@@ -202,7 +207,7 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     b->pos = 0;
     uint64_t seq;
     double t0;
-    uint32_t v[7];
+    uint32_t v[8];
     unsigned char digest[HASH_BYTES];
     char *path = NULL;
     size_t path_len = 0;
@@ -219,9 +224,9 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     it->status = (int)v[0];
     it->requests = v[1];
     it->attempts = v[2];
-    it->no_row = (v[5] & 1) != 0;
-    it->load_failure = (v[5] & 2) != 0;
+    it->no_row = v[5] != 0;
     it->has_digest = v[6] != 0;
+    it->fail_final = v[7] != 0;
     memcpy(it->digest, digest, sizeof digest);
     char *raw = NULL, *mime = NULL;
     size_t raw_len = 0;
@@ -242,16 +247,19 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     it->mime = mime ? mime_canonical(mime) : NULL; /* the same static string as the other end's */
     free(mime);
     for (int s = 0; s < it->n_stages; s++) {
-        char *j;
-        if (get(b, &it->state[s], 1) || get_str(b, &j, NULL))
-            goto bad;
-        if (j) {
-            /* The exact text the other end had (a result is kept as the server sent it). */
-            it->results[s] = cJSON_CreateRaw(j);
+        char *j = NULL, *c = NULL;
+        if (get(b, &it->state[s], 1) || get_str(b, &j, NULL) || get_str(b, &c, NULL)) {
             free(j);
-            if (!it->results[s])
-                goto bad;
+            goto bad;
         }
+        /* The exact text the other end had (a result is kept as the server sent it). */
+        it->results[s] = j ? cJSON_CreateRaw(j) : NULL;
+        it->cells[s] = c ? cJSON_CreateRaw(c) : NULL;
+        int lost = (j && !it->results[s]) || (c && !it->cells[s]);
+        free(j);
+        free(c);
+        if (lost)
+            goto bad;
     }
     uint32_t nlog;
     if (get_u32(b, &nlog) || nlog > 1u << 20)

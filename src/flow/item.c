@@ -23,9 +23,10 @@ struct item *item_new(const char *path, size_t path_len, size_t rel_off, int n_s
         return NULL;
     it->path = malloc(path_len + 1);
     it->results = calloc((size_t)n_stages + 1, sizeof *it->results);
+    it->cells = calloc((size_t)n_stages + 1, sizeof *it->cells);
     it->state = calloc((size_t)n_stages + 1, 1);
     it->outstanding = calloc((size_t)n_stages + 1, sizeof *it->outstanding);
-    if (!it->path || !it->results || !it->state || !it->outstanding) {
+    if (!it->path || !it->results || !it->cells || !it->state || !it->outstanding) {
         item_free(it);
         return NULL;
     }
@@ -39,27 +40,107 @@ struct item *item_new(const char *path, size_t path_len, size_t rel_off, int n_s
     return it;
 }
 
-void item_fail(struct item *it, const char *fmt, ...)
+/* fmt's text into buf (len bytes): made whole, scrubbed of the run's secrets (common/secrets.h),
+ * then cut, so that no cut can leave a secret's head behind. -1 when the whole text could not be
+ * had (out of memory): buf is then empty. */
+static int scrubbed(char *buf, size_t len, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *whole = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    buf[0] = 0;
+    if (whole) {
+        vsnprintf(whole, (size_t)n + 1, fmt, again);
+        secrets_scrub_to(whole, (size_t)n, buf, len);
+        free(whole);
+    }
+    va_end(again);
+    return whole ? 0 : -1;
+}
+
+static void fail_with(struct item *it, int final, const char *fmt, va_list ap)
 {
     if (it->status == ITEM_FAILED)
         return;
     char buf[1024];
+    int kept = scrubbed(buf, sizeof buf, fmt, ap) == 0; /* every failed row's reason passes here */
+    it->status = ITEM_FAILED;
+    it->fail_final = final;
+    free(it->error);
+    it->error = kept ? strdup(buf) : NULL; /* NULL: the row says its reason could not be kept */
+}
+
+void item_fail(struct item *it, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    fail_with(it, 0, fmt, ap);
     va_end(ap);
-    char *whole = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (whole) {
-        va_start(ap, fmt);
-        vsnprintf(whole, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        /* every failed row's reason, whoever made it: scrubbed whole, then cut */
-        secrets_scrub_to(whole, (size_t)n, buf, sizeof buf);
-        free(whole);
+}
+
+void item_fail_final(struct item *it, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fail_with(it, 1, fmt, ap);
+    va_end(ap);
+}
+
+int item_stage_fail(struct item *it, int s, int index, int final, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int kept = scrubbed(buf, sizeof buf, fmt, ap) == 0;
+    va_end(ap);
+    if (!kept) {
+        item_fail(it, "out of memory (the reason could not be kept)");
+        return -1;
     }
-    it->status = ITEM_FAILED;
+    if (!it->fails && !(it->fails = calloc((size_t)it->n_stages, sizeof *it->fails))) {
+        item_fail(it, "%s", buf);
+        return -1;
+    }
+    struct stage_fail *f = &it->fails[s];
+    if (f->why && f->index <= index)
+        return 0;
+    char *why = strdup(buf);
+    if (!why) {
+        item_fail(it, "%s", buf);
+        return -1;
+    }
+    free(f->why);
+    *f = (struct stage_fail){why, index, final};
+    return 0;
+}
+
+int item_settle_fails(struct item *it)
+{
+    size_t len = 0;
+    int any = 0, final = 0;
+    for (int s = 0; it->fails && s < it->n_stages; s++)
+        if (it->fails[s].why) {
+            len += strlen(it->fails[s].why) + 2;
+            final |= it->fails[s].final;
+            any = 1;
+        }
+    if (!any)
+        return 0;
+    char *all = malloc(len + 1);
+    if (!all) {
+        item_fail(it, "out of memory (the reason could not be kept)");
+        return 1;
+    }
+    all[0] = 0;
+    for (int s = 0; s < it->n_stages; s++)
+        if (it->fails[s].why)
+            strcat(strcat(all, all[0] ? "; " : ""), it->fails[s].why);
     free(it->error);
-    it->error = whole ? strdup(buf) : NULL; /* NULL: the row says its reason could not be kept */
+    it->error = all;
+    it->status = ITEM_FAILED;
+    it->fail_final = final;
+    return 1;
 }
 
 void item_drop_copy(struct item *it, int k)
@@ -127,10 +208,17 @@ void item_free(struct item *it)
     item_drop_payload(it);
     free(it->path);
     free(it->error);
+    for (int s = 0; it->fails && s < it->n_stages; s++)
+        free(it->fails[s].why);
+    free(it->fails);
     if (it->results)
         for (int i = 0; i < it->n_stages; i++)
             cJSON_Delete(it->results[i]);
     free(it->results);
+    if (it->cells)
+        for (int i = 0; i < it->n_stages; i++)
+            cJSON_Delete(it->cells[i]);
+    free(it->cells);
     free(it->state);
     free(it->outstanding);
     free(it->log);

@@ -30,6 +30,14 @@ struct req_log {
 
 struct chain_req;
 
+/* A stage's failure while the item's other stages go on (item_stage_fail): why, the element it
+ * came from (0 for an image stage), and whether it is final. */
+struct stage_fail {
+    char *why;  /* NULL: the stage has not failed */
+    int index;
+    int final;
+};
+
 /* A prepared copy of the image: what the load stage made for one distinct "image" spec of the
  * pipeline (pipeline.h: p->specs), shared by every stage that asks for that spec. Its bytes (and
  * their base64, when a body sends base64) go once no stage of the spec will send them again
@@ -80,11 +88,19 @@ struct item {
     int status;          /* enum item_status */
     int no_row;          /* failed in a way that says the set-up is wrong: written nowhere, left to
                             --resume (see chain_attempt_end) */
-    int load_failure;    /* failed on an answer that says the server was over its load or down
-                            (chain.h: chain_load_shaped), not on the image itself */
     char *error;         /* owned; NULL when ok */
+    int fail_final;      /* failed, and a retry would fail the same way: a 4xx on the image itself,
+                            a garbled answer that repeats, a file that is not an image (a run's
+                            --retry-failed is worth it only for the others: timeouts, outages, 5xx
+                            after their retries, out of memory). The others are the failures that
+                            say load, which `annotate bench` holds against a point (chain.h:
+                            chain_load_shaped is the one rule for an answer) */
+    struct stage_fail *fails; /* [n_stages] once a stage has failed (item_stage_fail), else NULL */
     int n_stages;
     cJSON **results;     /* [n_stages], owned; NULL while a stage has not run */
+    cJSON **cells;       /* [n_stages], owned: a stage's "column" (pipeline.h), what its cell shows
+                            instead of its result (an "each" stage: one per element); NULL for a
+                            stage without one */
     unsigned char *state;/* [n_stages] enum stage_state */
     int *outstanding;    /* [n_stages] requests of that stage still in flight */
     int in_flight;       /* requests of this item in flight, all stages */
@@ -100,10 +116,25 @@ struct item {
 /* A new pending item for path (copied). NULL when out of memory. */
 struct item *item_new(const char *path, size_t path_len, size_t rel_off, int n_stages, uint64_t seq);
 
-/* Marks the item failed with a message (the first failure wins; later ones are ignored). The
- * message is scrubbed of the run's secrets (common/secrets.h) before it is cut to 1023 bytes:
- * every failed row's error passes here. */
+/* Marks the item failed with a message (the first failure wins; later ones are ignored): at once,
+ * so that nothing more of it is sent. item_fail's failure is one a retry may mend; item_fail_final's
+ * is not (fail_final). The message (here and in item_stage_fail) is scrubbed of the run's secrets
+ * (common/secrets.h) before it is cut to 1023 bytes: every failed row's error passes here. */
 void item_fail(struct item *it, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void item_fail_final(struct item *it, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Stage s failed (element index of an "each" stage, else 0), final or not: the item's other
+ * stages go on, those that need s are skipped, and the row, once every stage is settled, is
+ * failed with the cells of the stages that answered (item_settle_fails). Of one stage's failures
+ * the lowest element index is kept, so that the reason does not depend on which answer came
+ * first. 0, or -1 when out of memory (then the item has failed at once, with item_fail). */
+int item_stage_fail(struct item *it, int s, int index, int final, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Once every stage is settled: when some stage failed, the item fails with the reasons of its
+ * failed stages in pipeline order, joined by "; " (final when any is), and 1 is returned; else
+ * 0. */
+int item_settle_fails(struct item *it);
 
 /* Drops the payload (after the last request that needs it): the file's bytes and base64, every
  * prepared copy's bytes, and what was held for cutting crops, with their share of the budget. */

@@ -74,11 +74,11 @@ static int open_image(const struct run *run, struct item *it, uint64_t *size)
     if (fstat(fd, &st))
         item_fail(it, "cannot stat the file: %s", strerror(errno));
     else if (!S_ISREG(st.st_mode))
-        item_fail(it, "not a regular file");
+        item_fail_final(it, "not a regular file");
     else if (st.st_size == 0)
-        item_fail(it, "empty file (0 bytes): not sent");
+        item_fail_final(it, "empty file (0 bytes): not sent");
     else if ((uint64_t)st.st_size > run->cfg->max_image_bytes)
-        item_fail(it, "file is %" PRIu64 " bytes, more than --max-image-bytes %" PRIu64 ": not sent",
+        item_fail_final(it, "file is %" PRIu64 " bytes, more than --max-image-bytes %" PRIu64 ": not sent",
                   (uint64_t)st.st_size, run->cfg->max_image_bytes);
     else {
         *size = (uint64_t)st.st_size;
@@ -290,7 +290,7 @@ static int probe_head(const struct run *run, struct item *it, int fd, uint64_t s
         return 1;
     if (got < size && strncmp(why, "image too large", 15))
         return 0;
-    item_fail(it, "%s", why);
+    item_fail_final(it, "%s", why); /* the file does not decode, or is too large */
     return -1;
 }
 
@@ -331,7 +331,7 @@ static int make_copy(const struct run *run, struct item *it, int k)
     struct prep_result res;
     char why[768];
     if (prep_image(it->raw, it->raw_len, &run->p->specs[k], run->cfg->max_pixels, &res, why, sizeof why)) {
-        item_fail(it, "%s", why);
+        item_fail_final(it, "%s", why);
         return -1;
     }
     const unsigned char *bytes = res.unchanged ? it->raw : res.data;
@@ -408,7 +408,7 @@ static void prepare_copies(const struct run *run, struct item *it, unsigned need
 {
     char why[768];
     if (!probed && prep_probe(it->raw, it->raw_len, run->cfg->max_pixels, info, why, sizeof why)) {
-        item_fail(it, "%s", why);
+        item_fail_final(it, "%s", why);
         item_drop_payload(it);
         return;
     }
@@ -495,7 +495,7 @@ static int plan_bytes(const struct run *run, struct item *it, const unsigned cha
     }
     char why[768];
     if (prep_probe(data, len, run->cfg->max_pixels, &pl->info, why, sizeof why)) {
-        item_fail(it, "%s", why);
+        item_fail_final(it, "%s", why);
         return -1;
     }
     pl->charge = prepared_charge(run, needs, len, &pl->info, &pl->cut);
@@ -512,7 +512,7 @@ void load_bytes(const struct run *run, struct item *it, unsigned char *data, siz
 {
     struct bytes_plan pl;
     if (len == 0)
-        item_fail(it, "empty %s (0 bytes): not sent", it->kind == ITEM_S3 ? "object" : "image");
+        item_fail_final(it, "empty %s (0 bytes): not sent", it->kind == ITEM_S3 ? "object" : "image");
     if (len == 0 || plan_bytes(run, it, data, len, &pl)) {
         free(data);
         item_drop_payload(it);
@@ -555,11 +555,11 @@ static void load_fetched(struct loader *l, const struct run *run, struct item *i
 {
     const char *what = it->kind == ITEM_S3 ? "object" : "image";
     if (it->size_known && it->size == 0) {
-        item_fail(it, "empty %s (0 bytes): not sent", what);
+        item_fail_final(it, "empty %s (0 bytes): not sent", what);
         return;
     }
     if (it->size_known && it->size > run->cfg->max_image_bytes) {
-        item_fail(it, "%s is %" PRIu64 " bytes, more than --max-image-bytes %" PRIu64 ": not sent", what, it->size,
+        item_fail_final(it, "%s is %" PRIu64 " bytes, more than --max-image-bytes %" PRIu64 ": not sent", what, it->size,
                   run->cfg->max_image_bytes);
         return;
     }

@@ -534,6 +534,7 @@ static int key_answer(const struct reader *r, const cJSON *kv, struct body_keys 
     struct expr *e = !strcmp(k, "error")         ? &s->error
                      : !strcmp(k, "retry_if")    ? &s->retry_if
                      : !strcmp(k, "retry_after") ? &s->retry_after
+                     : !strcmp(k, "column")      ? &s->column
                                                  : &s->result;
     return parse_expr(r, e, kv, k);
 }
@@ -583,9 +584,13 @@ static int key_when(const struct reader *r, const cJSON *kv, struct body_keys *b
 static int key_csv(const struct reader *r, const cJSON *kv, struct body_keys *b)
 {
     (void)b;
+    if (cJSON_IsString(kv) && !strcmp(kv->valuestring, "text")) {
+        r->s->csv = STAGE_CSV_TEXT;
+        return 0;
+    }
     if (!cJSON_IsBool(kv))
-        return failr(r, "\"csv\" must be true or false");
-    r->s->csv = cJSON_IsTrue(kv);
+        return failr(r, "\"csv\" must be true, false or \"text\" (a string result as its plain text)");
+    r->s->csv = cJSON_IsTrue(kv) ? STAGE_CSV_JSON : STAGE_CSV_NONE;
     return 0;
 }
 
@@ -675,6 +680,7 @@ static const struct {
     {"form", key_form},
     {"fields", key_fields},
     {"result", key_answer},
+    {"column", key_answer},
     {"error", key_answer},
     {"retry_if", key_answer},
     {"retry_after", key_answer},
@@ -840,7 +846,7 @@ static int parse_stage(struct pipeline *p, int i, const cJSON *js, const cJSON *
     s->each_stage = -1;
     s->spec = -1;
     s->n_retry_on = -1;
-    s->csv = 1;
+    s->csv = STAGE_CSV_JSON;
     s->timeout_ms = -1;
     s->retries = -1;
     if (parse_name(&r, js))
@@ -1382,7 +1388,7 @@ int pipeline_csv_columns(const struct pipeline *p)
 {
     int n = 0;
     for (int i = 0; i < p->n; i++)
-        n += p->stages[i].csv;
+        n += p->stages[i].csv != STAGE_CSV_NONE;
     return n;
 }
 
@@ -1406,6 +1412,7 @@ void pipeline_free(struct pipeline *p)
         free(s->fields);
         body_free(&s->body);
         expr_free(&s->result);
+        expr_free(&s->column);
         expr_free(&s->error);
         expr_free(&s->retry_if);
         expr_free(&s->retry_after);

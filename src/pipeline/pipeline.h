@@ -23,11 +23,14 @@
  *   "body", "form" the request as a template, or a multipart form (template.h); without them,
  *                 the seed's body [{"im_str": ..., ...fields}]
  *   "result"      an expression (expr.h) giving the stage's result; default .result
+ *   "column"      an expression over the answer, as "result" is: what the stage's cell shows
+ *                 (default: the result); "result" stays what later stages read
  *   "error", "retry_if", "retry_after": expressions on a failed (or 2xx) answer; "retry_on":
  *                 the statuses retried (chain_read_answer in chain.h says what each does)
  *   "when"        [STAGE, ...]: run only if each of those results is truthy; or a jq expression
  *                 over {"STAGE": result, ...} of the stages it names
- *   "csv"         true (default) or false: whether the result is a CSV column
+ *   "csv"         true (default), false or "text": whether the stage has a column, and how a
+ *                 string cell is written (enum stage_csv)
  *   "timeout_ms", "retries", "headers" {"Name": "value"}: per-stage overrides
  *   "concurrency" N (1 to 100000) or "auto", "max_rps" N: the stage's own limits (limit.h,
  *                 ratelimit.h), inside the run's --concurrency and --max-rps
@@ -59,6 +62,13 @@
 
 enum stage_input { INPUT_IMAGE, INPUT_EACH };
 
+/* "csv": whether a stage has a column (nonzero), and how its cell is written. JSON: the value's
+ * JSON text as the server sent it (a string result stays a JSON string, quotes and escapes
+ * included). TEXT: a string value as its plain text (decoded once, so a CSV reader gets the
+ * caption itself); any other value (a number, an object, a list, a string holding \u0000) as
+ * JSON. In JSON Lines both are the same JSON value. */
+enum stage_csv { STAGE_CSV_NONE = 0, STAGE_CSV_JSON = 1, STAGE_CSV_TEXT = 2 };
+
 struct stage_field {
     char *name;     /* request key */
     char *literal;  /* compact JSON text, when result_of < 0 */
@@ -87,7 +97,7 @@ struct stage {
     int n_fields;
     uint64_t when_mask; /* stages whose results must be truthy */
     uint64_t dep_mask;  /* every stage this one refers to (when, result_of, each) */
-    int csv;
+    int csv;        /* enum stage_csv: 0 no column; nonzero: a column */
     long timeout_ms;    /* the stage's, else "defaults"'s; -1: the run's --timeout-ms */
     int retries;        /* the stage's, else "defaults"'s; -1: the run's --retries */
     char **header_tmpl; /* the stage's own "Name: value" lines, before ${...} expansion */
@@ -98,6 +108,7 @@ struct stage {
     struct body body;   /* the request body (template.h): the seed's, "body" or "form" */
     int type_of_image;  /* a raw body without a Content-Type header: the image's type is sent */
     struct expr result; /* "result": what of the answer is the stage's result (default .result) */
+    struct expr column; /* "column": what of the answer the cell shows; text NULL: the result */
     struct expr error;  /* "error": a non-null value fails the attempt, with that message */
     struct expr retry_if;    /* "retry_if": a truthy value makes a failed answer retryable */
     struct expr retry_after; /* "retry_after": seconds to wait, named in the body */

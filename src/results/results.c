@@ -105,6 +105,47 @@ static const char *reason_of(const struct item *it)
     return it->error ? it->error : "out of memory (the reason could not be kept)";
 }
 
+/* 1 when the JSON string text s (n bytes, quotes included) holds \u0000, which plain text
+ * cannot carry. */
+static int holds_nul(const char *s, size_t n)
+{
+    for (size_t i = 1; i + 1 < n; i++)
+        if (s[i] == '\\' && s[++i] == 'u' && i + 4 < n && !memcmp(s + i + 1, "0000", 4))
+            return 1;
+    return 0;
+}
+
+/* Stage s's cell of the item (the stage's value as the row shows it: results.h) into *c, *len: 1,
+ * or 0 when it has none (the stage did not run, or failed), or -1 when out of memory. *owned is
+ * what the caller frees. A "text" stage's string value is decoded (cJSON) in a CSV cell. */
+static int cell_of(const struct stage *st, const struct item *it, int s, enum results_format f, const char **c,
+                   size_t *len, char **owned)
+{
+    const cJSON *v = it->cells[s] ? it->cells[s] : it->results[s]; /* its "column", else its result */
+    *owned = NULL;
+    if (!v)
+        return 0;
+    if (cJSON_IsRaw(v))
+        *c = v->valuestring;
+    else if (!(*c = *owned = cJSON_PrintUnformatted(v)))
+        return -1;
+    *len = strlen(*c);
+    if (st->csv != STAGE_CSV_TEXT || f != RESULTS_CSV || *len < 2 || **c != '"' || holds_nul(*c, *len))
+        return 1;
+    cJSON *str = cJSON_ParseWithLength(*c, *len);
+    if (!cJSON_IsString(str)) { /* (a string that does not decode, a lone surrogate, stays JSON) */
+        cJSON_Delete(str);
+        return 1;
+    }
+    free(*owned);
+    *owned = str->valuestring; /* taken from the tree */
+    str->valuestring = NULL;
+    cJSON_Delete(str);
+    *c = *owned;
+    *len = strlen(*c);
+    return 1;
+}
+
 /* The item's CSV row into *buf. 0, or -1 when out of memory. */
 static int format_csv_row(const struct pipeline *p, const struct item *it, char **buf, size_t *cap, size_t *out_len)
 {
@@ -116,11 +157,12 @@ static int format_csv_row(const struct pipeline *p, const struct item *it, char 
         if (!p->stages[s].csv)
             continue;
         bad = put_raw(buf, &len, cap, ",", 1);
-        if (!bad && it->results[s]) {
-            char *j = cJSON_PrintUnformatted(it->results[s]);
-            bad = !j || csv_put_field(buf, &len, cap, j, strlen(j));
-            free(j);
-        }
+        const char *c;
+        size_t cl;
+        char *owned = NULL;
+        int has = !bad ? cell_of(&p->stages[s], it, s, RESULTS_CSV, &c, &cl, &owned) : 0;
+        bad = bad || has < 0 || (has && csv_put_field(buf, &len, cap, c, cl));
+        free(owned);
     }
     if (!bad)
         bad = put_raw(buf, &len, cap, ",", 1);
@@ -164,10 +206,12 @@ static int format_jsonl_row(const struct pipeline *p, const struct item *it, cha
         const char *name = p->stages[s].name;
         bad = put_raw(buf, &len, cap, ",\"", 2) || put_raw(buf, &len, cap, name, strlen(name)) ||
               put_raw(buf, &len, cap, "\":", 2);
-        char *j = !bad && it->results[s] ? cJSON_PrintUnformatted(it->results[s]) : NULL;
-        if (!bad)
-            bad = it->results[s] ? !j || put_raw(buf, &len, cap, j, strlen(j)) : put_raw(buf, &len, cap, "null", 4);
-        free(j);
+        const char *c;
+        size_t cl;
+        char *owned = NULL;
+        int has = !bad ? cell_of(&p->stages[s], it, s, RESULTS_JSONL, &c, &cl, &owned) : 0;
+        bad = bad || has < 0 || (has ? put_raw(buf, &len, cap, c, cl) : put_raw(buf, &len, cap, "null", 4));
+        free(owned);
     }
     if (!bad && it->status != ITEM_OK)
         bad = put_raw(buf, &len, cap, ",", 1) ||

@@ -488,7 +488,8 @@ static void test_retry_failed(void)
     char down[64], out[8192], sj[700];
     snprintf(down, sizeof down, "http://127.0.0.1:%d", e2e_closed_port());
     snprintf(sj, sizeof sj, "%s/stats.json", t.base);
-    /* Serial: model_02 is never sent once model_01 failed; no retries at all. */
+    /* Serial, no retries: model_01 and model_02 are each sent once (a failed stage does not stop
+     * an independent one: the row's error names both), the stages after them not at all. */
     const char *first[] = {"--retries", "0", "--strategy", "serial", "--stats-json", sj, "--outage-timeout", "0", NULL};
     int rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, down, first);
     CU_ASSERT_EQUAL(rc, 1);
@@ -496,7 +497,12 @@ static void test_retry_failed(void)
     if (e2e_csv_read(t.csv, &c) == 0) {
         struct e2e_expect x = {.fail_substr = "connect"};
         CU_ASSERT_EQUAL(e2e_check_results(&c, t.paths, t.n, &x, NULL), 0);
-        CU_ASSERT_EQUAL(e2e_check_summary(sj, &c, N), 0); /* one request sent per image */
+        CU_ASSERT_EQUAL(e2e_check_summary(sj, &c, 2 * N), 0); /* two requests sent per image */
+        for (size_t r = 0; r < c.n; r++) {
+            const char *e = c.rows[r].n == N_COLS ? c.rows[r].f[COL_ERROR].s : "";
+            CHECKF(!strncmp(e, "empty", 5) || (!strncmp(e, "model_01: ", 10) && strstr(e, "; model_02: ")),
+                   "row %zu: the error names model_01 then model_02: %s", r, e);
+        }
         cJSON *j = e2e_read_json(sj);
         CU_ASSERT_EQUAL(e2e_json_num(j, "retries"), 0);
         cJSON_Delete(j);

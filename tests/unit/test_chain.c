@@ -741,7 +741,12 @@ static void test_model04_failure(void)
     CU_ASSERT_FATAL(list_len(r) == 1 && r->stage == 3);
     CU_ASSERT_FALSE(chain_finished(it));
     done(r, NULL, "HTTP 503: overloaded", 3);
+    CU_ASSERT_PTR_NULL(next(it)); /* model_05 needs model_04: skipped; the row is settled, failed */
     CU_ASSERT_EQUAL(it->status, ITEM_FAILED);
+    CU_ASSERT_EQUAL(it->state[3], ST_FAILED);
+    CU_ASSERT_EQUAL(it->state[4], ST_SKIPPED);
+    CU_ASSERT_FALSE(it->fail_final); /* a 503 after its retries: a later run may mend it */
+    CU_ASSERT_PTR_NOT_NULL(it->results[0]); /* the cells of the stages that answered stay */
     CHECKF(it->error && strstr(it->error, "model_04") && strstr(it->error, "3 attempts") &&
                strstr(it->error, "HTTP 503: overloaded"),
            "error: %s", it->error ? it->error : "(null)");
@@ -756,14 +761,16 @@ static void test_model04_failure(void)
     /* One attempt: "attempt", singular. */
     it = item_at_model04(&r);
     done(r, NULL, "HTTP 400: bad", 1);
+    CU_ASSERT_PTR_NULL(next(it));
+    CU_ASSERT_TRUE(it->fail_final); /* a 400 on the image itself: final */
     CHECKF(it->error && strstr(it->error, "model_04") && strstr(it->error, "1 attempt") &&
                !strstr(it->error, "1 attempts"),
            "error: %s", it->error ? it->error : "(null)");
     item_free(it);
 }
 
-/* A failure while another request of the item is in flight: finished only when that one is back,
- * and its late result is dropped. */
+/* A failure while another request of the item is in flight: the other request goes on and its
+ * cell is kept; the row is failed once every stage is settled. */
 static void test_failure_with_requests_in_flight(void)
 {
     static const unsigned char pl[] = "abc";
@@ -771,33 +778,39 @@ static void test_failure_with_requests_in_flight(void)
     struct chain_req *r = next(it);
     struct chain_req *n = r->next;
     done(r, NULL, "Failed to connect", 4);
-    CU_ASSERT_EQUAL(it->status, ITEM_FAILED);
-    CHECKF(it->error && strstr(it->error, "model_01") && strstr(it->error, "4 attempts"), "error: %s", it->error);
-    CU_ASSERT_FALSE(chain_finished(it)); /* model_02 is still out */
+    CU_ASSERT_EQUAL(it->status, ITEM_PENDING); /* model_02 is still out, and still counts */
+    CU_ASSERT_FALSE(chain_finished(it));
     CU_ASSERT_PTR_NULL(next(it));
     done(n, cJSON_Parse("[\"tag_a\"]"), NULL, 1);
+    CU_ASSERT_PTR_NULL(next(it)); /* model_03 needs model_01: skipped, and the rest with it */
     CU_ASSERT_TRUE(chain_finished(it));
     CU_ASSERT_EQUAL(it->status, ITEM_FAILED);
-    CU_ASSERT_PTR_NULL(next(it));
-    CU_ASSERT_PTR_NOT_NULL(strstr(it->error, "model_01")); /* the first failure wins */
+    CHECKF(it->error && !strncmp(it->error, "model_01: Failed to connect", 27) && strstr(it->error, "4 attempts"),
+           "error: %s", it->error ? it->error : "(null)");
+    CU_ASSERT_PTR_NOT_NULL(it->results[1]); /* model_02's cell is kept */
+    CU_ASSERT_EQUAL(it->state[2], ST_SKIPPED);
     item_free(it);
 
-    /* model_05: element 1 of 3 fails; the item is finished when all three are back. */
+    /* model_05: elements 2 then 1 of 3 fail; the item is finished when all three are back, and
+     * the reason is element 1's, the lowest index, whichever came first. */
     it = item_at_model04(&r);
     done(r, cJSON_Parse("{\"n\":3,\"sub-img\":[{\"img\":\"QUJD\"},{\"img\":\"REVG\"},{\"img\":\"R0hJ\"}]}"), NULL, 1);
     r = next(it);
     CU_ASSERT_FATAL(list_len(r) == 3);
     struct chain_req *r1 = r->next, *r2 = r1->next;
     CU_ASSERT(r->index == 0 && r1->index == 1 && r2->index == 2);
-    done(r1, NULL, "HTTP 500: x", 2);
-    CU_ASSERT_EQUAL(it->status, ITEM_FAILED);
-    CHECKF(it->error && strstr(it->error, "model_05") && strstr(it->error, "2 attempts"), "error: %s", it->error);
-    CU_ASSERT_FALSE(chain_finished(it));
     done(r2, NULL, "HTTP 500: y", 1);
     CU_ASSERT_FALSE(chain_finished(it));
+    done(r1, NULL, "HTTP 500: x", 2);
+    CU_ASSERT_FALSE(chain_finished(it));
     done(r, cJSON_Parse("{\"label\":\"cat\"}"), NULL, 1);
+    CU_ASSERT_PTR_NULL(next(it));
     CU_ASSERT_TRUE(chain_finished(it));
-    CHECKF(strstr(it->error, "HTTP 500: x") != NULL, "the first failure must win: %s", it->error);
+    CU_ASSERT_EQUAL(it->status, ITEM_FAILED);
+    CHECKF(it->error && strstr(it->error, "model_05[1]: HTTP 500: x (after 2 attempts)") && !strstr(it->error, "y"),
+           "the lowest element's failure is named: %s", it->error ? it->error : "(null)");
+    CU_ASSERT_PTR_NULL(it->results[4]); /* a failed stage has no cell */
+    CU_ASSERT_PTR_NOT_NULL(it->results[3]);
     item_free(it);
 }
 

@@ -75,6 +75,8 @@ static int same_stage(const struct stage *a, const struct stage *b, char *why, s
     DIFF(a->when_mask != b->when_mask, "when_mask");
     DIFF(a->dep_mask != b->dep_mask, "dep_mask");
     DIFF(a->csv != b->csv, "csv");
+    DIFF(!streq(a->result.text, b->result.text), "result");
+    DIFF(!streq(a->column.text, b->column.text), "column");
     DIFF(a->timeout_ms != b->timeout_ms, "timeout_ms");
     DIFF(a->retries != b->retries, "retries");
     DIFF(a->concurrency != b->concurrency, "concurrency");
@@ -1082,6 +1084,30 @@ static void test_header_refresh(void)
 }
 
 /* The base URL (--server): checked on its own, and named when a relative stage URL needs it. */
+/* "column" is compiled as "result" is; "csv" takes true, false or "text". */
+static void test_column_and_csv_text(void)
+{
+    char err[512];
+    struct pipeline *p = parse_str("{\"stages\": [{\"name\": \"d\", \"url\": \"/d\", \"result\": \"[.boxes[].b]\","
+                                   " \"column\": \".boxes\", \"csv\": \"text\"},"
+                                   " {\"name\": \"e\", \"url\": \"/e\", \"csv\": false}, {\"name\": \"f\", \"url\": \"/f\"}]}",
+                                   err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(p->stages[0].csv, STAGE_CSV_TEXT);
+    CU_ASSERT_EQUAL(p->stages[1].csv, STAGE_CSV_NONE);
+    CU_ASSERT_EQUAL(p->stages[2].csv, STAGE_CSV_JSON);
+    CU_ASSERT_EQUAL(pipeline_csv_columns(p), 2);
+    CU_ASSERT(p->stages[0].column.text && !strcmp(p->stages[0].column.text, ".boxes") && p->stages[0].column.plain);
+    CU_ASSERT_PTR_NULL(p->stages[2].column.text); /* its cell is its result */
+    pipeline_free(p);
+    CU_ASSERT_PTR_NULL(parse_str("{\"stages\": [{\"name\": \"d\", \"url\": \"/d\", \"column\": \".a | [\"}]}", err,
+                                 sizeof err));
+    CHECKF(strstr(err, "column") != NULL, "the error names \"column\": %s", err);
+    CU_ASSERT_PTR_NULL(parse_str("{\"stages\": [{\"name\": \"d\", \"url\": \"/d\", \"column\": 3}]}", err, sizeof err));
+    CU_ASSERT_PTR_NULL(parse_str("{\"stages\": [{\"name\": \"d\", \"url\": \"/d\", \"csv\": \"plain\"}]}", err, sizeof err));
+    CHECKF(strstr(err, "\"text\"") != NULL, "the error names \"text\": %s", err);
+}
+
 static void test_check_base(void)
 {
     static const char *const good[] = {"http://h", "https://h:8443", "http://127.0.0.1:8080/", "http://h/v1/", "http://[::1]:80"};
@@ -1121,7 +1147,8 @@ int register_pipeline(void)
         !CU_add_test(s, "headers: stage over defaults over --header, one per name", test_header_precedence) ||
         !CU_add_test(s, "headers: ${file:PATH}, errors name the path, never the content", test_header_file) ||
         !CU_add_test(s, "headers: a 401 re-reads ${file:PATH} values, once per generation", test_header_refresh) ||
-        !CU_add_test(s, "base URL (--server) checked and named", test_check_base))
+        !CU_add_test(s, "base URL (--server) checked and named", test_check_base) ||
+        !CU_add_test(s, "\"column\" compiled as \"result\"; \"csv\": true, false or \"text\"", test_column_and_csv_text))
         return -1;
     return 0;
 }
