@@ -48,6 +48,7 @@
 #define LIMIT_AUTO_TOTAL 1024   /* --concurrency auto: the total in flight (curl-multi) */
 #define LIMIT_PROBE_FIRST_S 2.0 /* the first probe of the no-load RTT */
 #define LIMIT_PROBE_S 10.0      /* and then every */
+#define LIMIT_CHECK_SHARE 0.9   /* a decrease to at most this share of what was in flight is checked */
 
 enum limit_mode { LIMIT_NONE = 0, LIMIT_FIXED = 1, LIMIT_AUTO = 2 };
 
@@ -67,14 +68,24 @@ struct limit_algo {
     int slow_start;        /* doubling until the first sign of a queue or a drop */
     double step;           /* additive increase, doubled while there is room */
     double last_decrease;  /* when the last multiplicative decrease was made */
-    double w_start;        /* the window: start, answers, sum of RTTs, most in flight seen */
-    int w_n;
+    double w_start;        /* the window: start, answers measured, sum of RTTs, most in flight
+                            * seen; answers (those not measured too) */
+    int w_n, w_answers;
     double w_sum, w_sq;
     int w_max_inflight;
     uint64_t drops;        /* drops seen (all of them) */
     int probing;           /* the limit is halved to measure the no-load RTT: 1 while in flight
                             * comes down to it, 2 while the probe's window is measured */
     double probe_start, next_probe, saved_limit;
+    int checking;          /* decreases for a queue are checked: did the RTT come down? 1: they
+                            * have begun; 2: they bind, in flight comes down to the limit; 3:
+                            * the window sent since then is measured */
+    double check_start;    /* when in flight came down: answers sent since then are measured */
+    double check_mean, check_rate; /* the mean RTT and answers per second of the window that
+                            * began them */
+    double check_used;     /* in flight then (at most the limit) */
+    double check_limit, check_step; /* the limit and step before them */
+    uint64_t undone;       /* decreases undone: the RTT rose with time, not with load */
 };
 
 /* A limit starting at initial, kept within [lo, hi]. */
