@@ -98,6 +98,8 @@ static void end_probe(struct limit_algo *a, double now, double mean)
     double took = now - a->probe_start;
     a->probing = 0;
     a->rtt_noload = mean;
+    a->t_noload = now;
+    a->drift = 0;
     a->limit = a->saved_limit;
     a->next_probe = now + (20 * took > LIMIT_PROBE_S ? 20 * took : LIMIT_PROBE_S);
     window_reset(a, now);
@@ -137,6 +139,7 @@ static void shrink(struct limit_algo *a, double now, double mean, double ratio, 
 {
     if (!a->checking) {
         a->checking = 1;
+        a->check_t = now;
         a->check_mean = mean;
         a->check_rate = window_rate(a, now);
         a->check_limit = a->limit;
@@ -157,9 +160,12 @@ static void shrink(struct limit_algo *a, double now, double mean, double ratio, 
  * moved towards a small queue (see limit.h). */
 static void follow_latency(struct limit_algo *a, double now, double mean)
 {
-    if (!(a->rtt_noload > 0) || mean < a->rtt_noload)
-        a->rtt_noload = mean;
-    double ratio = a->rtt_noload / mean; /* <= 1 */
+    double noload = a->rtt_noload + a->drift * (now - a->t_noload);
+    if (!(a->rtt_noload > 0) || mean < noload) {
+        a->rtt_noload = noload = mean;
+        a->t_noload = now;
+    }
+    double ratio = noload / mean; /* <= 1 */
     double queue = a->limit * (1 - ratio);
     double alpha = 1 + a->limit / 20;
     if (queue < alpha)
@@ -183,9 +189,16 @@ static int end_check(struct limit_algo *a, double now, double mean)
     if (!(x1 > 0) || !(x2 > 0))
         return 0;
     double rel_n = x2 * mean / (x1 * a->check_mean), rel_x = x2 / x1;
-    if (rel_n > LIMIT_CHECK_SHARE || rel_x >= 0.5 * (1 + rel_n))
+    if (rel_n > LIMIT_CHECK_SHARE)
         return 0;
+    if (rel_x >= 0.5 * (1 + rel_n)) {
+        a->drift = 0; /* a queue: the RTT does not rise by itself */
+        return 0;
+    }
+    double drift = now > a->check_t ? (mean - a->check_mean) / (now - a->check_t) : 0;
+    a->drift = drift > 0 ? drift : 0;
     a->rtt_noload = mean;
+    a->t_noload = now;
     a->limit = a->check_limit;
     a->step = a->check_step;
     a->undone++;

@@ -63,7 +63,10 @@ enum limit_signal {
 struct limit_algo {
     double limit;          /* the estimate; the limit in force is its integer part */
     double lo, hi;         /* bounds */
-    double rtt_noload;     /* lowest window mean since the last probe (s); 0: none yet */
+    double rtt_noload;     /* lowest window mean since the last probe (s), at t_noload; 0: none */
+    double t_noload;
+    double drift;          /* how fast the no-load RTT rises by itself (s per s): measured by a
+                            * check that undid decreases; 0 after a probe or a queue */
     double rtt_last;       /* the last window's mean (s) */
     int slow_start;        /* doubling until the first sign of a queue or a drop */
     double step;           /* additive increase, doubled while there is room */
@@ -77,6 +80,7 @@ struct limit_algo {
     int probing;           /* the limit is halved to measure the no-load RTT: 1 while in flight
                             * comes down to it, 2 while the probe's window is measured */
     double probe_start, next_probe, saved_limit;
+    double check_t;        /* when the window that began the decreases ended */
     int checking;          /* decreases for a queue are checked: did the RTT come down? 1: they
                             * have begun; 2: they bind, in flight comes down to the limit; 3:
                             * the window sent since then is measured */

@@ -936,6 +936,54 @@ done:
     e2e_tree_free(&t);
 }
 
+/* --concurrency auto against the mock's server that slows with time, not with load (50 ms, and
+ * 100 ms more every second since its first request; no capacity bound): the limit must not read
+ * the rising times as a queue. It sat at 1 to 4 (and the run crawled): now it rises and stays
+ * above a small number. Asserted on the limit's history, not on speed: its last value is at
+ * least 8 and none in the run's second half is below 5. */
+static void test_auto_slows_with_time(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "lim-slow", 200, 13) == 0);
+    static const char *const mock[] = {"--latency-ms", "50", "--slowdown-ms", "100", NULL};
+    struct mock_proc m = {0};
+    char pfile[700], out[8192];
+    snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
+    if (write_text(pfile, "{\"stages\": [{\"name\": \"model_01\", \"url\": \"/model_01\", "
+                          "\"fields\": {\"model_03\": null}}]}") ||
+        mock_start(&m, mock)) {
+        CU_FAIL("set-up failed");
+        goto done;
+    }
+    const char *args[] = {"--config", pfile, "--concurrency", "auto", "--stats-json", t.sj, NULL};
+    int rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, args);
+    CHECKF(rc == 0, "rc %d: %s", rc, out);
+    cJSON *sj = e2e_read_json(t.sj);
+    cJSON *l = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sj, "limits"), "model_01");
+    cJSON *h = cJSON_GetObjectItem(l, "history");
+    CU_ASSERT_FATAL(l && h);
+    double half = e2e_json_num(sj, "elapsed_s") / 2;
+    int last = (int)e2e_json_num(l, "limit"), low = last;
+    for (int i = 0; i < cJSON_GetArraySize(h); i++) {
+        cJSON *pt = cJSON_GetArrayItem(h, i);
+        int v = (int)cJSON_GetArrayItem(pt, 1)->valuedouble;
+        if (cJSON_GetArrayItem(pt, 0)->valuedouble > half && v < low)
+            low = v;
+    }
+    CHECKF(last >= 8, "the limit ended at %d", last);
+    CHECKF(low >= 5, "the limit fell to %d in the run's second half", low);
+    cJSON_Delete(sj);
+    struct e2e_csv c = {0};
+    CU_ASSERT_EQUAL(e2e_csv_read(t.csv, &c), 0);
+    CU_ASSERT_EQUAL(c.n, t.n);
+    for (size_t i = 0; i < c.n; i++)
+        CU_ASSERT_STRING_EQUAL(c.rows[i].f[1].s, "ok");
+    e2e_csv_free(&c);
+done:
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
 /* Worker processes that die while one of them holds a stage's only slot (model_01 limited to 1,
  * whose slot is busy nearly all the time: all four workers are killed at once): the parent gives
  * the slot back when it reaps the holder, so the replacements go on and the run finishes;
@@ -1015,7 +1063,9 @@ int register_limit(void)
         !CU_add_test(s, "--concurrency auto, every strategy: rows as predicted, capacity never exceeded",
                      test_auto_every_strategy) ||
         !CU_add_test(s, "processes: workers that die holding a stage's only slot; the run finishes",
-                     test_dead_worker_slot))
+                     test_dead_worker_slot) ||
+        !CU_add_test(s, "auto against a mock that slows with time: the limit rises above a small number",
+                     test_auto_slows_with_time))
         return -1;
     return 0;
 }
