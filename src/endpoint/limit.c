@@ -168,7 +168,7 @@ static void follow_latency(struct limit_algo *a, double now, double mean)
     double ratio = noload / mean; /* <= 1 */
     double queue = a->limit * (1 - ratio);
     double alpha = 1 + a->limit / 20;
-    if (queue < alpha)
+    if (queue < alpha || mean - noload < LIMIT_QUEUE_MIN_S)
         grow(a);
     else
         shrink(a, now, mean, ratio, alpha);
@@ -461,6 +461,7 @@ void limit_read(struct shared_page *sh, int s, struct limit_view *v)
         v->hi = (int)l->algo.hi;
         v->rtt_noload_ms = l->algo.rtt_noload * 1e3;
         v->drops = l->algo.drops;
+        v->undone = l->algo.undone;
     } else {
         v->lo = v->hi = v->limit;
     }
