@@ -133,8 +133,8 @@ static void grow(struct limit_algo *a)
 /* Requests queue at the server: the limit moves towards the one that leaves alpha of them
  * queued. The first decrease of a run of them is remembered (checking 1); once they bind (the
  * limit is at most LIMIT_CHECK_SHARE of what was in flight then), the first window sent once in
- * flight has come down to the lower limit checks them (checking 2, then 3): at the lower limit, a
- * queue's RTT comes down about in proportion. */
+ * flight has come down to the lower limit checks them (checking 2, then 3; end_check). While in
+ * flight comes down, answers sent before say nothing and are not measured. */
 static void shrink(struct limit_algo *a, double now, double mean, double ratio, double alpha)
 {
     if (!a->checking) {
