@@ -149,9 +149,6 @@ static void test_note_on_terminal(void)
 {
     struct e2e_tree t;
     CU_ASSERT_EQUAL_FATAL(e2e_tree_generated(&t, "outage3", 30, 5), 0);
-    struct mock_proc m;
-    const char *margs[] = {"--latency-ms", "5", NULL};
-    CU_ASSERT_EQUAL_FATAL(mock_start(&m, margs), 0);
     char pfile[700];
     snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
     static const char text[] = "{\"stages\": ["
@@ -160,18 +157,24 @@ static void test_note_on_terminal(void)
                                "{\"name\": \"a_captioning_stage\", \"url\": \"http://127.0.0.1:9/model_02\","
                                " \"fields\": {\"model_03\": null}, \"concurrency\": \"auto\"}]}";
     CU_ASSERT_EQUAL_FATAL(write_file(pfile, text, sizeof text - 1), 0);
+    struct mock_proc m;
+    const char *margs[] = {"--latency-ms", "5", NULL};
+    CU_ASSERT_EQUAL_FATAL(mock_start(&m, margs), 0);
     const char *argv[] = {e2e_annotate_bin(), t.root, "--out", t.csv, "--server", m.base_url, "--force",
                           "--config", pfile, "--outage-timeout", "3", "--backoff-max-ms", "200", NULL};
     static char out[1 << 20];
     int rc = run_on_tty(argv, 80, out, sizeof out, tmo(60));
+    mock_stop(&m);
     CU_ASSERT_EQUAL(rc, 1); /* the captions failed after the outage timeout */
     CHECKF(strstr(out, "a_captioning_stage unreachable for ") != NULL,
            "no note on an 80-column terminal: %.1500s", out);
     struct e2e_csv c;
-    CU_ASSERT_EQUAL_FATAL(e2e_csv_read(t.csv, &c), 0);
-    CU_ASSERT_EQUAL(c.n, t.n);
-    e2e_csv_free(&c);
-    mock_stop(&m);
+    if (e2e_csv_read(t.csv, &c) == 0) {
+        CU_ASSERT_EQUAL(c.n, t.n);
+        e2e_csv_free(&c);
+    } else {
+        CU_FAIL("no results file");
+    }
     e2e_tree_free(&t);
 }
 
