@@ -9,6 +9,7 @@
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
+#   make bench-auto  --concurrency auto against fixed numbers where they win: nginx, a server slowing with time, one worker
 #   make bench-cost  CPU per request against nginx, beside wrk and a Python aiohttp client
 #   make bench-s3   images from s3rver against the same images in a folder; listing 1,000,000 keys
 #   make bench-cache-store  the --cache answer store at 10 million entries, and its hash's candidates
@@ -83,7 +84,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-auto bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -252,6 +253,13 @@ bench-s3: all $(BUILD)/gen-images $(S3RVER)
 # The concurrency limits against a GPU-like mock (capacity, bounded queue): fixed against auto.
 bench-capacity: all $(BUILD)/gen-images
 	sh bench/capacity.sh $(BUILD)
+
+# --concurrency auto against fixed numbers, in one run (bench/auto.sh, bench/auto.py): nginx without
+# latency (auto / 64, goal 95%) and at 20 ms (auto / (256 / 20 ms), goal 90%), the mock slowing with
+# time (auto / 64, goal 80%), one worker with seconds of latency (auto's p99, goal <= 3 s). About
+# 4 minutes; nginx's echo module is installed when missing.
+bench-auto: all $(BUILD)/gen-images
+	sh bench/auto.sh $(BUILD) | tee docs/bench/bench-auto.txt
 
 # annotate bench --sweep against a mock of a capacity per endpoint, and its recommendation run.
 bench-sweep: all $(BUILD)/gen-images

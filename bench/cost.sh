@@ -1,8 +1,8 @@
 #!/bin/sh
 # make bench-cost: the client's cost per request against nginx (docs/BENCHMARKS.md, "Cost per
-# request"). nginx with its echo module answers the seed's five endpoints with fixed valid
-# answers (model_04: two sub-images, so six requests per image), with no added latency, on a
-# free 127.0.0.1 port, from a private prefix under out/bench-cost. Measured in one run, at 64 in
+# request"). nginx with its echo module (bench/nginx.sh) answers the seed's five endpoints with
+# fixed valid answers (model_04: two sub-images, so six requests per image), with no added
+# latency, on a free 127.0.0.1 port, from a private prefix under out/bench-cost. Measured in one run, at 64 in
 # flight over 10,000 images of 40 KB: annotate curl-multi (images/s, requests/s, CPU per request
 # = (user + sys) / requests, from /usr/bin/time), wrk posting the same ~54 KB body to one
 # endpoint, and a Python asyncio + aiohttp client (bench/aiohttp_client.py). Then the latency
@@ -17,59 +17,10 @@ O=out/bench-cost
 D=$O/data
 C=64
 mkdir -p $O
-missing=""
-for p in nginx libnginx-mod-http-echo wrk python3-aiohttp; do
-  dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  echo "installing:$missing"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
-fi
+. bench/nginx.sh
+bench_need nginx libnginx-mod-http-echo wrk python3-aiohttp
 if [ ! -d $D/0009 ]; then $B/gen-images --size 40960 10000 $D; fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P0=$(free_port)
-P20=$(free_port)
-while [ "$P20" = "$P0" ]; do P20=$(free_port); done
-N=$(pwd)/$O/nginx
-mkdir -p $N/logs $N/tmp
-# The fixed answers: valid for the seed chain (model_01 and model_02 truthy, so every image
-# takes all five stages).
-loc() { # name answer sleep
-  printf '        location = /%s {\n            echo_read_request_body;\n' "$1"
-  [ "$3" = 0 ] || printf '            echo_sleep %s;\n' "$3"
-  printf "            echo '%s';\n        }\n" "$2"
-}
-server() { # port sleep
-  printf '    server {\n        listen 127.0.0.1:%s;\n' "$1"
-  loc model_01 '{"result":{"label":"cat","score":1}}' "$2"
-  loc model_02 '{"result":["tag_a"]}' "$2"
-  loc model_03 '{"result":{"id":"0000000000000001","regions":2}}' "$2"
-  loc model_04 '{"result":{"n":2,"sub-img":[{"img":"AAAAAAAAAAAAAAAAAAAAAA==","box":[0,1,2,3]},{"img":"AQEBAQEBAQEBAQEBAQEBAQ==","box":[1,2,3,4]}]}}' "$2"
-  loc model_05 '{"result":{"label":"cat","bytes":16}}' "$2"
-  printf '    }\n'
-}
-{
-  printf 'load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;\n'
-  printf 'daemon off;\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s/logs/error.log warn;\n' $N $N
-  printf 'events { worker_connections 4096; }\n'
-  printf 'http {\n    access_log off;\n    default_type application/json;\n'
-  printf '    client_max_body_size 16m;\n    client_body_buffer_size 256k;\n'
-  printf '    keepalive_requests 10000000;\n    keepalive_timeout 300s;\n'
-  for t in client_body proxy fastcgi uwsgi scgi; do printf '    %s_temp_path %s/tmp/%s;\n' $t $N $t; done
-  server $P0 0
-  server $P20 0.02
-  printf '}\n'
-} >$N/nginx.conf
-nginx -p $N -c $N/nginx.conf -e $N/logs/error.log &
-NGINX=$!
-trap 'kill $NGINX 2>/dev/null; wait $NGINX 2>/dev/null || true' EXIT INT TERM
-for i in $(seq 50); do
-  curl -s -o /dev/null -X POST -d x http://127.0.0.1:$P0/model_01 && break
-  sleep 0.1
-done
-U0=http://127.0.0.1:$P0
-U20=http://127.0.0.1:$P20
+nginx_start $O
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///') (1 worker, echo module) on $U0 (no latency) and $U20 (20 ms); $(nproc) cores"
 # The body annotate sends model_01 for the first image, for wrk.
 first=$(find $D -type f | sort | head -1)

@@ -209,7 +209,8 @@ static void limits_part(const struct progress *p, char *buf, size_t len)
 }
 
 /* A stage whose server is down: say so, and that its images wait (chain.c's outage rule):
- * "  model_03 unreachable for 42 s, retrying", or "". */
+ * "  model_03 unreachable for 42 s, retrying", or "". It comes right after the image counts,
+ * before what a terminal's width may cut (the limits of every stage make a long line). */
 static void outage_part(const struct progress *p, char *buf, size_t len)
 {
     const struct pipeline *pl = p->cfg->pipeline;
@@ -306,11 +307,11 @@ static void draw(struct progress *p, double rate)
     for (int cap = ERRTALLY_STAGE + ERRTALLY_REASON, shown;; cap = shown - (visible_len(line) - width + 1)) {
         shown = failed_part(p, failed, cap, fails, sizeof fails);
         if (atomic_load(p->run_stop) != 0) /* RUN_DRAIN or RUN_ABORT */
-            snprintf(line, sizeof line, "stopping: %lld in flight  %s images  %s%s%s", in_flight, totals, fails, limits,
-                     down);
+            snprintf(line, sizeof line, "stopping: %lld in flight  %s images%s  %s%s", in_flight, totals, down, fails,
+                     limits);
         else
-            snprintf(line, sizeof line, "%s images  %.0f img/s  %lld in flight%s%s  %s  ETA %s%s%s", totals, rate,
-                     in_flight, cached, prep, fails, eta, limits, down);
+            snprintf(line, sizeof line, "%s images%s  %.0f img/s  %lld in flight%s%s  %s  ETA %s%s", totals, down, rate,
+                     in_flight, cached, prep, fails, eta, limits);
         if (!width || visible_len(line) < width || (shown == 0 && !prep_shorten(prep, sizeof prep)))
             break; /* (with the reason gone, the note on preparation takes its short form) */
     }

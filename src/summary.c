@@ -338,6 +338,7 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
             if (v->mode == LIMIT_AUTO) {
                 cJSON_AddNumberToObject(l, "no_load_rtt_ms", v->rtt_noload_ms);
                 cJSON_AddNumberToObject(l, "drops", (double)v->drops);
+                cJSON_AddNumberToObject(l, "decreases_undone", (double)v->undone);
             }
             /* The changes as [seconds since the start, limit]: the first ones and the latest
              * (LIMIT_HIST_HEAD + LIMIT_HIST_TAIL at most; "changes" says how many there were). */

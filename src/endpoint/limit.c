@@ -24,7 +24,7 @@ static double clampd(double v, double lo, double hi)
 static void window_reset(struct limit_algo *a, double now)
 {
     a->w_start = now;
-    a->w_n = 0;
+    a->w_n = a->w_answers = 0;
     a->w_sum = a->w_sq = 0;
     a->w_max_inflight = 0;
 }
@@ -59,6 +59,7 @@ static void on_drop(struct limit_algo *a, double now, double t_sent)
         a->limit = a->saved_limit;
         a->next_probe = now + LIMIT_PROBE_S;
     }
+    a->checking = 0; /* a drop says the server is over its capacity: the decrease stands */
     a->limit = clampd(a->limit * LIMIT_BACKOFF, a->lo, a->hi);
     a->slow_start = 0;
     a->step = 1;
@@ -97,41 +98,111 @@ static void end_probe(struct limit_algo *a, double now, double mean)
     double took = now - a->probe_start;
     a->probing = 0;
     a->rtt_noload = mean;
+    a->t_noload = now;
+    a->drift = 0;
     a->limit = a->saved_limit;
     a->next_probe = now + (20 * took > LIMIT_PROBE_S ? 20 * took : LIMIT_PROBE_S);
     window_reset(a, now);
 }
 
+/* The server's answers per second since the window began (those sent before it too); 0: too
+ * soon to say. */
+static double window_rate(const struct limit_algo *a, double now)
+{
+    return now > a->w_start ? a->w_answers / (now - a->w_start) : 0;
+}
+
+/* Room at the server: the limit grows. Only a stage that used its whole limit learns that a
+ * higher one works (as TCP grows only a window it fills, RFC 7661): one that the stages before it
+ * starve keeps the limit it has, so a burst later cannot find it inflated. */
+static void grow(struct limit_algo *a)
+{
+    if (a->checking == 1)
+        a->checking = 0; /* the decreases so far found room: nothing to check */
+    if (a->w_max_inflight < (int)a->limit)
+        return;
+    if (a->slow_start) {
+        a->limit *= 2;
+    } else {
+        a->limit += a->step;
+        double cap = a->limit / 8 > 1 ? a->limit / 8 : 1;
+        a->step = a->step * 2 > cap ? cap : a->step * 2;
+    }
+}
+
+/* Requests queue at the server: the limit moves towards the one that leaves alpha of them
+ * queued. The first decrease of a run of them is remembered (checking 1); once they bind (the
+ * limit is at most LIMIT_CHECK_SHARE of what was in flight then), the first window sent once in
+ * flight has come down to the lower limit checks them (checking 2, then 3; end_check). While in
+ * flight comes down, answers sent before say nothing and are not measured. */
+static void shrink(struct limit_algo *a, double now, double mean, double ratio, double alpha)
+{
+    if (!a->checking) {
+        a->checking = 1;
+        a->check_t = now;
+        a->check_mean = mean;
+        a->check_rate = window_rate(a, now);
+        a->check_limit = a->limit;
+        a->check_step = a->step;
+        a->check_used = a->w_max_inflight < a->limit ? a->w_max_inflight : a->limit;
+    }
+    a->slow_start = 0;
+    a->step = 1;
+    double target = a->limit * (ratio < 0.5 ? 0.5 : ratio) + alpha;
+    a->limit = clampd(0.5 * a->limit + 0.5 * target, a->lo, a->hi);
+    if (a->checking == 1 && (int)a->limit <= LIMIT_CHECK_SHARE * a->check_used) {
+        a->checking = 2;
+        a->check_start = 1e300; /* set once in flight has come down to the limit */
+    }
+}
+
 /* A window's mean against the no-load RTT: the requests queued at the server, and the limit
  * moved towards a small queue (see limit.h). */
-static void follow_latency(struct limit_algo *a, double mean)
+static void follow_latency(struct limit_algo *a, double now, double mean)
 {
-    if (!(a->rtt_noload > 0) || mean < a->rtt_noload)
-        a->rtt_noload = mean;
-    double ratio = a->rtt_noload / mean; /* <= 1 */
+    double noload = a->rtt_noload + a->drift * (now - a->t_noload);
+    if (!(a->rtt_noload > 0) || mean < noload) {
+        a->rtt_noload = noload = mean;
+        a->t_noload = now;
+    }
+    double ratio = noload / mean; /* <= 1 */
     double queue = a->limit * (1 - ratio);
     double alpha = 1 + a->limit / 20;
-    if (queue < alpha) {
-        /* Room at the server. Only a stage that used its whole limit learns that a higher one
-         * works (as TCP grows only a window it fills, RFC 7661): one that the stages before it
-         * starve keeps the limit it has, so a burst later cannot find it inflated. */
-        if (a->w_max_inflight >= (int)a->limit) {
-            if (a->slow_start) {
-                a->limit *= 2;
-            } else {
-                a->limit += a->step;
-                double cap = a->limit / 8 > 1 ? a->limit / 8 : 1;
-                a->step = a->step * 2 > cap ? cap : a->step * 2;
-            }
-        }
-    } else {
-        /* Requests queue at the server: towards the limit that leaves alpha of them queued. */
-        a->slow_start = 0;
-        a->step = 1;
-        double target = a->limit * (ratio < 0.5 ? 0.5 : ratio) + alpha;
-        a->limit = 0.5 * a->limit + 0.5 * target;
-    }
+    if (queue < alpha || mean - noload < LIMIT_QUEUE_MIN_S)
+        grow(a);
+    else
+        shrink(a, now, mean, ratio, alpha);
     a->limit = clampd(a->limit, a->lo, a->hi);
+}
+
+/* The window after decreases that bound, against the one that began them. By Little's law a
+ * window's answers per second (X) times its mean RTT is what it had in flight on average (N).
+ * A queue's X stays when N comes down (the server was serving all it could); a server with room
+ * serves fewer with fewer in flight: X falls with N. When X fell by more than half of N's fall,
+ * the RTT rose with time (a server that slows down, a busier host), not with load: the decreases
+ * are undone and this window's mean is the no-load RTT from now on. When N did not come down
+ * (the stage did not use the limits), nothing is learnt. Returns 1 when they were undone. */
+static int end_check(struct limit_algo *a, double now, double mean)
+{
+    a->checking = 0;
+    double x1 = a->check_rate, x2 = window_rate(a, now);
+    if (!(x1 > 0) || !(x2 > 0))
+        return 0;
+    double rel_n = x2 * mean / (x1 * a->check_mean), rel_x = x2 / x1;
+    if (rel_n > LIMIT_CHECK_SHARE)
+        return 0;
+    if (rel_x >= 0.5 * (1 + rel_n)) {
+        a->drift = 0; /* a queue: the RTT does not rise by itself */
+        return 0;
+    }
+    double drift = now > a->check_t ? (mean - a->check_mean) / (now - a->check_t) : 0;
+    a->drift = drift > 0 ? drift : 0;
+    a->rtt_noload = mean;
+    a->t_noload = now;
+    a->limit = a->check_limit;
+    a->step = a->check_step;
+    a->undone++;
+    return 1;
 }
 
 /* Every LIMIT_PROBE_S, the limit is halved for one window to measure the no-load RTT afresh. */
@@ -144,6 +215,7 @@ static void maybe_probe(struct limit_algo *a, double now)
         return;
     }
     a->probing = 1; /* 2 once in flight has come down to the probe's limit */
+    a->checking = 0;
     a->probe_start = now;
     a->saved_limit = a->limit;
     a->limit = clampd(floor(a->limit / 2), a->lo, a->hi);
@@ -165,6 +237,15 @@ int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int infli
         on_drop(a, now, t_sent);
         return limit_algo_get(a);
     }
+    a->w_answers++;
+    if (a->checking == 2 && inflight <= (int)a->limit) {
+        /* In flight has come down to the lower limit: what is sent from now on is measured. */
+        a->checking = 3;
+        a->check_start = now;
+        window_reset(a, now);
+    }
+    if (a->checking >= 2 && t_sent < a->check_start)
+        return limit_algo_get(a); /* sent before: it says nothing about the lower limit */
     double mean = add_sample(a, now, t_sent, inflight);
     if (mean <= 0)
         return limit_algo_get(a);
@@ -173,7 +254,11 @@ int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int infli
         end_probe(a, now, mean);
         return limit_algo_get(a);
     }
-    follow_latency(a, mean);
+    if (a->checking == 3 && end_check(a, now, mean)) {
+        window_reset(a, now);
+        return limit_algo_get(a);
+    }
+    follow_latency(a, now, mean);
     maybe_probe(a, now);
     window_reset(a, now);
     return limit_algo_get(a);
@@ -376,6 +461,7 @@ void limit_read(struct shared_page *sh, int s, struct limit_view *v)
         v->hi = (int)l->algo.hi;
         v->rtt_noload_ms = l->algo.rtt_noload * 1e3;
         v->drops = l->algo.drops;
+        v->undone = l->algo.undone;
     } else {
         v->lo = v->hi = v->limit;
     }

@@ -19,13 +19,24 @@
  *   - latency-following, as TCP Vegas and Netflix's Gradient2 do: per window of about one round
  *     trip (at least LIMIT_MIN_SAMPLES answers, more when the server's times vary, so that the
  *     window's mean is within LIMIT_MEAN_ERROR of the true one) it compares the window's mean RTT with the
- *     no-load RTT (the lowest window mean since the last probe) and estimates the requests
+ *     no-load RTT (the lowest window mean since the last probe, plus its drift, see below) and
+ *     estimates the requests
  *     queued at the server, queue = limit x (1 - rtt_noload / rtt). It aims at a small queue
  *     (alpha = 1 + limit/20): with more, the limit moves towards limit x rtt_noload / rtt +
  *     alpha (Gradient2's update with a minimum as baseline, gradient kept within [0.5, 1], half
  *     smoothed); with less, it grows (doubling at first, "slow start"; then by a step that
  *     doubles while the server keeps having room) — unless the stage did not use its whole limit
  *     in the window (then the samples say nothing about a higher one);
+ *   - checking that a queue is one: RTTs that rise are not always requests queued. A server
+ *     that slows with time, not with load, reads the same to the rule above (the limit fell to
+ *     1-4 against one while a fixed 64 went eight times faster). The first decrease of a run of
+ *     them remembers its window; once they bring the limit to LIMIT_CHECK_SHARE of what was in
+ *     flight then, the first window sent after in flight has come down to the limit checks
+ *     them by Little's law (in flight = answers per second x RTT): a queue's answers per second
+ *     stay when fewer are in flight, a server with room answers fewer. When they fell by more
+ *     than half as much as in flight did, the decreases are undone, that window's mean is the
+ *     no-load RTT, and the no-load RTT drifts up at the rate the check measured (set to 0 by a
+ *     probe or by a check that found a queue);
  *   - probing: every LIMIT_PROBE_S (2 s after the start, then every 10 s, or less often when a
  *     probe takes long) the limit is halved for one window, sent once in flight has come down to
  *     it, to measure the no-load RTT afresh (as BBR's ProbeRTT does), so that a baseline taken
@@ -48,6 +59,8 @@
 #define LIMIT_AUTO_TOTAL 1024   /* --concurrency auto: the total in flight (curl-multi) */
 #define LIMIT_PROBE_FIRST_S 2.0 /* the first probe of the no-load RTT */
 #define LIMIT_PROBE_S 10.0      /* and then every */
+#define LIMIT_QUEUE_MIN_S 0.002 /* a window less than this above the no-load RTT has no queue */
+#define LIMIT_CHECK_SHARE 0.9   /* a decrease to at most this share of what was in flight is checked */
 
 enum limit_mode { LIMIT_NONE = 0, LIMIT_FIXED = 1, LIMIT_AUTO = 2 };
 
@@ -62,19 +75,33 @@ enum limit_signal {
 struct limit_algo {
     double limit;          /* the estimate; the limit in force is its integer part */
     double lo, hi;         /* bounds */
-    double rtt_noload;     /* lowest window mean since the last probe (s); 0: none yet */
+    double rtt_noload;     /* lowest window mean since the last probe (s), at t_noload; 0: none */
+    double t_noload;
+    double drift;          /* how fast the no-load RTT rises by itself (s per s): measured by a
+                            * check that undid decreases; 0 after a probe or a queue */
     double rtt_last;       /* the last window's mean (s) */
     int slow_start;        /* doubling until the first sign of a queue or a drop */
     double step;           /* additive increase, doubled while there is room */
     double last_decrease;  /* when the last multiplicative decrease was made */
-    double w_start;        /* the window: start, answers, sum of RTTs, most in flight seen */
-    int w_n;
+    double w_start;        /* the window: start, answers measured, sum of RTTs, most in flight
+                            * seen; answers (those not measured too) */
+    int w_n, w_answers;
     double w_sum, w_sq;
     int w_max_inflight;
     uint64_t drops;        /* drops seen (all of them) */
     int probing;           /* the limit is halved to measure the no-load RTT: 1 while in flight
                             * comes down to it, 2 while the probe's window is measured */
     double probe_start, next_probe, saved_limit;
+    double check_t;        /* when the window that began the decreases ended */
+    int checking;          /* decreases for a queue are checked: did the RTT come down? 1: they
+                            * have begun; 2: they bind, in flight comes down to the limit; 3:
+                            * the window sent since then is measured */
+    double check_start;    /* when in flight came down: answers sent since then are measured */
+    double check_mean, check_rate; /* the mean RTT and answers per second of the window that
+                            * began them */
+    double check_used;     /* in flight then (at most the limit) */
+    double check_limit, check_step; /* the limit and step before them */
+    uint64_t undone;       /* decreases undone: the RTT rose with time, not with load */
 };
 
 /* A limit starting at initial, kept within [lo, hi]. */
@@ -153,6 +180,7 @@ struct limit_view {
     int limit, lo, hi, peak;
     double rtt_noload_ms;
     uint64_t drops, changes;
+    uint64_t undone;       /* decreases undone: the RTT rose with time, not with load */
     int n_hist;            /* entries of hist, in time order */
     struct limit_change hist[LIMIT_HIST_HEAD + LIMIT_HIST_TAIL];
 };

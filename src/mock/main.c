@@ -42,6 +42,9 @@ static void usage(FILE *f)
 "  --port N              port, 0 picks a free one (default 8080)\n"
 "  --latency-ms [EP=]MS  service time a of every request, in milliseconds (default 0)\n"
 "  --latency-dist D      fixed, uniform (on [0, 2*MS]) or exp (mean MS) (default fixed)\n"
+"  --slowdown-ms [EP=]MS a server that slows with time, not with load: every second since\n"
+"                        the first request adds MS milliseconds to a's service time\n"
+"                        (default 0)\n"
 "  --per-item-ms [EP=]MS service time b per image: a request of N images takes a + b*N\n"
 "                        (default 0)\n"
 "  --capacity [EP=]K     serve K requests at once, the others wait in a FIFO (default\n"
@@ -119,10 +122,10 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 
 enum { O_HOST = 256, O_PORT, O_LAT, O_DIST, O_SEED, O_ERR, O_429, O_RETRY, O_RESET, O_HANG,
        O_GARBAGE, O_TRUST, O_ITEM, O_CAP, O_QMAX, O_BATCH, O_BMAX, O_THREADS, O_TOKEN,
-       O_TOKEN_FILE, O_REJECT };
+       O_TOKEN_FILE, O_REJECT, O_SLOW };
 
 /* The options that take [EP=]VALUE, and what their values may be. */
-enum { K_LAT, K_ITEM, K_CAP, K_QMAX, K_BMAX, N_KINDS };
+enum { K_LAT, K_ITEM, K_CAP, K_QMAX, K_BMAX, K_SLOW, N_KINDS };
 
 static const struct kind {
     const char *name;
@@ -136,6 +139,7 @@ static const struct kind {
     [K_CAP] = {"capacity", 1, 1, 0, "a number of requests (1 or more) or unlimited"},
     [K_QMAX] = {"queue-max", 1, 0, -1, "a number of requests (0 or more) or unlimited"},
     [K_BMAX] = {"batch-max", 1, 1, 0, "a number of images (1 or more) or unlimited"},
+    [K_SLOW] = {"slowdown-ms", 0, 0, NAN, "milliseconds per second (0 or more)"},
 };
 
 /* Each [EP=]VALUE option as given: one value for all, and values by endpoint, which win. */
@@ -248,6 +252,7 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
         {"threads", required_argument, NULL, O_THREADS},
         {"token", required_argument, NULL, O_TOKEN},
         {"token-file", required_argument, NULL, O_TOKEN_FILE},
+        {"slowdown-ms", required_argument, NULL, O_SLOW},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -277,9 +282,9 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
                 return bad("--port wants a number from 0 to 65535, not '%s'", optarg);
             cfg->port = (int)u;
             break;
-        case O_LAT: case O_ITEM: case O_CAP: case O_QMAX: case O_BMAX: {
+        case O_LAT: case O_ITEM: case O_CAP: case O_QMAX: case O_BMAX: case O_SLOW: {
             int k = c == O_LAT ? K_LAT : c == O_ITEM ? K_ITEM : c == O_CAP ? K_CAP
-                  : c == O_QMAX ? K_QMAX : K_BMAX;
+                  : c == O_QMAX ? K_QMAX : c == O_SLOW ? K_SLOW : K_BMAX;
             if ((rc = parse_per_ep(&KINDS[k], optarg, &pe[k])) != 0)
                 return rc;
             break;
@@ -352,11 +357,13 @@ static int parse_args(int argc, char **argv, struct mock_config *cfg)
         return bad("--token and --token-file: give one of them");
     /* The dialects have no per-endpoint settings: they take the value given for all. */
     cfg->dialect_latency_ms = pe[K_LAT].all_set ? pe[K_LAT].all : 0;
+    cfg->dialect_slowdown_ms = pe[K_SLOW].all_set ? pe[K_SLOW].all : 0;
     for (int m = 0; m < MOCK_N_MODELS; m++) {
         struct mock_endpoint *ep = &cfg->ep[m];
         ep->batch = batch[m];
         ep->latency_ms = resolve(&pe[K_LAT], m, ep->latency_ms);
         ep->per_item_ms = resolve(&pe[K_ITEM], m, ep->per_item_ms);
+        ep->slowdown_ms = resolve(&pe[K_SLOW], m, ep->slowdown_ms);
         ep->capacity = (int)resolve(&pe[K_CAP], m, ep->capacity);
         ep->queue_max = (int)resolve(&pe[K_QMAX], m, ep->queue_max);
         ep->batch_max = (int)resolve(&pe[K_BMAX], m, ep->batch ? 0 : ep->batch_max);

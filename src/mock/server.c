@@ -157,6 +157,7 @@ struct mock_server {
     struct event *sig[2];           /* on worker 0 */
     atomic_int stop;
     atomic_int loop_failed;
+    _Atomic int64_t t_first_us;     /* the first request's time (--slowdown-ms); 0: none yet */
 };
 
 void mock_config_default(struct mock_config *cfg)
@@ -223,6 +224,18 @@ static long draw_latency_us(worker *w, double ms)
     else if (d == MOCK_LAT_EXP)
         ms *= -log1p(-next_unit(&w->latency_rng));
     return (long)(ms * 1000 + 0.5);
+}
+
+/* A request's mean service time: ms, plus slow ms per second since the server's first request
+ * (a server that slows with time, whatever its load). */
+static double service_ms(mock_server *s, double ms, double slow)
+{
+    if (slow <= 0)
+        return ms;
+    int64_t now = now_us(), first = 0;
+    if (!atomic_compare_exchange_strong(&s->t_first_us, &first, now))
+        return ms + slow * (double)(now - first) / 1e6;
+    return ms;
 }
 
 static void busy_enter(struct busy *b)
@@ -951,7 +964,7 @@ static void on_dialect(worker *w, struct evhttp_request *req, int d, const char 
         hang(w, req, 0); /* a hung request needs no model */
         return;
     }
-    long us = draw_latency_us(w, s->cfg.dialect_latency_ms);
+    long us = draw_latency_us(w, service_ms(s, s->cfg.dialect_latency_ms, s->cfg.dialect_slowdown_ms));
     struct pending *p = us > 0 ? park(w, req, d, fault, PARK_DIALECT) : NULL;
     if (fault == MOCK_FAULT_RESET && !p) {
         reset_connection(req);
@@ -995,7 +1008,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     const struct mock_endpoint *ep = &s->cfg.ep[m - 1];
-    long us = draw_latency_us(w, ep->latency_ms);
+    long us = draw_latency_us(w, service_ms(s, ep->latency_ms, ep->slowdown_ms));
     if (us > 0 || ep->per_item_ms > 0 || s->gate[m - 1]) {
         serve_later(w, req, m, fault, us);
         return;

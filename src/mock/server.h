@@ -33,10 +33,12 @@ enum mock_fault {
 
 #define MOCK_N_MODELS 5
 
-/* What one model endpoint is like. A request's service time is latency_ms (drawn as
- * latency_dist says) + per_item_ms x the images it holds. */
+/* What one model endpoint is like. A request's service time is latency_ms + slowdown_ms x the
+ * seconds since the server's first request (drawn as latency_dist says) + per_item_ms x the
+ * images it holds. */
 struct mock_endpoint {
     double latency_ms;       /* 0: answer at once */
+    double slowdown_ms;      /* a server that slows with time, not with load; 0 by default */
     double per_item_ms;      /* 0 by default */
     int capacity;            /* requests served at once; 0: no limit (the default) */
     int queue_max;           /* requests that may wait for a slot; -1: no bound (the default) */
@@ -59,7 +61,7 @@ struct mock_config {
     /* The dialect endpoints (dialects.h): their service time, and the token the OpenAI and
      * Google Vision endpoints require: token, or token_file's content re-read on every
      * request (one trailing newline removed); neither: any token, as long as there is one. */
-    double dialect_latency_ms;
+    double dialect_latency_ms, dialect_slowdown_ms;
     const char *token;       /* borrowed for the server's life */
     const char *token_file;  /* borrowed for the server's life */
 };

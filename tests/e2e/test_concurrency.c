@@ -46,6 +46,8 @@ struct sim {
     double S;              /* service time (s) */
     int exp_service;       /* exponential service times of mean S, else fixed */
     double storm_from, storm_to; /* every request is refused (503) in this interval */
+    double slow;           /* the service time grows by this much per second of the run (a
+                            * server that slows with time, not with load) */
     double grow_at;        /* at this time K becomes K2 */
     int K2;
     int demand;            /* the client wants at most this many in flight (0: no bound) */
@@ -79,7 +81,8 @@ static double sim_rand(struct sim *s)
 
 static double service(struct sim *s)
 {
-    return s->exp_service ? -s->S * log(1 - sim_rand(s)) : s->S;
+    double S = s->S + s->slow * s->now;
+    return s->exp_service ? -S * log(1 - sim_rand(s)) : S;
 }
 
 static void push(struct sim *s, struct ev e)
@@ -228,6 +231,12 @@ static double sim_p99(struct sim *s)
     return s->rtts[(long)(0.99 * (double)(s->n_rtt - 1))];
 }
 
+/* A fixed limit of n: the algorithm's bounds at n. */
+static void sim_fixed(struct sim *s, int n)
+{
+    limit_algo_init(&s->a, n, n, n, 0);
+}
+
 /* The share of the server's bound (K / S requests per second) served in the measured span. */
 static double sim_util(const struct sim *s, int K)
 {
@@ -361,6 +370,51 @@ static void test_probes_upward(void)
     report("K 4 -> 32 at 30 s", &s, 32);
     CHECKF(sim_mean_limit(&s) >= 32, "mean limit %.1f after K grew to 32", sim_mean_limit(&s));
     CHECKF(sim_util(&s, 32) >= 0.9, "%.3f of the new bound", sim_util(&s, 32));
+    sim_free(&s);
+}
+
+/* A server that slows with time, not with load (no capacity bound; 20 ms, and 10 ms more every
+ * second: 620 ms after a minute), as a server leaking memory or sharing its GPU with more and
+ * more work does. Its rising times are not a queue: fewer requests in flight would not make
+ * them shorter. The limit must not read them as one (it sat at 1 to 4 when the no-load time
+ * was the lowest since the last probe): it serves at least 80% of what a fixed 64 serves in the
+ * same span, and its limit stays well above a small number, with no 503 to say otherwise. */
+static void test_slows_with_time(void)
+{
+    struct sim a, f;
+    sim_init(&a, 1 << 20, -1, 0.020, 1024);
+    sim_init(&f, 1 << 20, -1, 0.020, 1024);
+    a.slow = f.slow = 0.010;
+    sim_fixed(&f, 64);
+    sim_measure(&a, 5, 60);
+    sim_measure(&f, 5, 60);
+    sim_run(&a, 60);
+    sim_run(&f, 60);
+    double ratio = (double)a.ok / (double)(f.ok ? f.ok : 1);
+    fprintf(stderr, "\n  [limit] slows with time (20 ms + 10 ms/s): auto %ld answers, fixed 64 %ld (%.1f%%), "
+                    "mean limit %.1f, now %d, no-load RTT %.1f ms",
+            a.ok, f.ok, 100 * ratio, sim_mean_limit(&a), limit_algo_get(&a.a), a.a.rtt_noload * 1e3);
+    CHECKF(ratio >= 0.80, "auto served %.1f%% of a fixed 64's answers", 100 * ratio);
+    CHECKF(sim_mean_limit(&a) >= 48, "mean limit %.1f", sim_mean_limit(&a));
+    CHECKF(limit_algo_get(&a.a) >= 32, "limit %d at the end", limit_algo_get(&a.a));
+    sim_free(&a);
+    sim_free(&f);
+}
+
+/* The same server with a capacity of 8 (a queue beyond): slowing with time does not hide the
+ * queue: the limit stays near the capacity and requests do not wait long. */
+static void test_slows_with_time_and_queues(void)
+{
+    struct sim s;
+    sim_init(&s, 8, -1, 0.020, 1024);
+    s.slow = 0.002;
+    sim_run(&s, 10);
+    sim_measure(&s, 10, 60);
+    sim_run(&s, 60);
+    report("K=8 20 ms + 2 ms/s", &s, 8);
+    double S_end = 0.020 + 0.002 * 60;
+    CHECKF(sim_mean_limit(&s) >= 8 && sim_mean_limit(&s) <= 16, "mean limit %.1f", sim_mean_limit(&s));
+    CHECKF(sim_p99(&s) < 3 * S_end, "p99 %.3f s against a service time of %.3f s at most", sim_p99(&s), S_end);
     sim_free(&s);
 }
 
@@ -882,6 +936,58 @@ done:
     e2e_tree_free(&t);
 }
 
+/* --concurrency auto against the mock's server that slows with time, not with load (50 ms, and
+ * 100 ms more every second since its first request; no capacity bound): the limit must not read
+ * the rising times as a queue. It sat at 1 to 4 (and the run crawled): now it rises and stays
+ * above a small number. Asserted on the limit's history, not on speed: its last value is at
+ * least 8 and none in the run's second half is below 5. */
+static void test_auto_slows_with_time(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "lim-slow", 200, 13) == 0);
+    static const char *const mock[] = {"--latency-ms", "50", "--slowdown-ms", "100", NULL};
+    struct mock_proc m = {0};
+    char pfile[700], out[8192];
+    snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
+    if (write_text(pfile, "{\"stages\": [{\"name\": \"model_01\", \"url\": \"/model_01\", "
+                          "\"fields\": {\"model_03\": null}}]}") ||
+        mock_start(&m, mock)) {
+        CU_FAIL("set-up failed");
+        goto done;
+    }
+    const char *args[] = {"--config", pfile, "--concurrency", "auto", "--stats-json", t.sj, NULL};
+    int rc = e2e_run(out, sizeof out, tmo(60), t.root, t.csv, m.base_url, args);
+    CHECKF(rc == 0, "rc %d: %s", rc, out);
+    cJSON *sj = e2e_read_json(t.sj);
+    cJSON *l = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sj, "limits"), "model_01");
+    cJSON *h = cJSON_GetObjectItem(l, "history");
+    CHECKF(l && h, "no limits in --stats-json");
+    if (!l || !h) {
+        cJSON_Delete(sj);
+        goto done;
+    }
+    double half = e2e_json_num(sj, "elapsed_s") / 2;
+    int last = (int)e2e_json_num(l, "limit"), low = last;
+    for (int i = 0; i < cJSON_GetArraySize(h); i++) {
+        cJSON *pt = cJSON_GetArrayItem(h, i);
+        int v = (int)cJSON_GetArrayItem(pt, 1)->valuedouble;
+        if (cJSON_GetArrayItem(pt, 0)->valuedouble > half && v < low)
+            low = v;
+    }
+    CHECKF(last >= 8, "the limit ended at %d", last);
+    CHECKF(low >= 5, "the limit fell to %d in the run's second half", low);
+    cJSON_Delete(sj);
+    struct e2e_csv c = {0};
+    CU_ASSERT_EQUAL(e2e_csv_read(t.csv, &c), 0);
+    CU_ASSERT_EQUAL(c.n, t.n);
+    for (size_t i = 0; i < c.n; i++)
+        CU_ASSERT_STRING_EQUAL(c.rows[i].f[1].s, "ok");
+    e2e_csv_free(&c);
+done:
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
 /* Worker processes that die while one of them holds a stage's only slot (model_01 limited to 1,
  * whose slot is busy nearly all the time: all four workers are killed at once): the parent gives
  * the slot back when it reaps the holder, so the replacements go on and the run finishes;
@@ -937,6 +1043,9 @@ int register_limit(void)
         !CU_add_test(s, "auto backs off in a 503 storm and comes back after it", test_storm_backs_off) ||
         !CU_add_test(s, "auto probes upward when the server's capacity grows", test_probes_upward) ||
         !CU_add_test(s, "auto does not grow a limit the stage does not use", test_app_limited) ||
+        !CU_add_test(s, "auto against a server that slows with time: not read as a queue", test_slows_with_time) ||
+        !CU_add_test(s, "auto against a server that slows with time and queues: near its capacity",
+                     test_slows_with_time_and_queues) ||
         !CU_add_test(s, "drops: one decrease per round trip, timeouts count, floor holds", test_drops) ||
         !CU_add_test(s, "the shared table: fixed, auto, slots, history, a dead worker's slot", test_table) ||
         !CU_add_test(s, "the history is bounded: the first changes and the latest", test_history_bounded) ||
@@ -958,7 +1067,9 @@ int register_limit(void)
         !CU_add_test(s, "--concurrency auto, every strategy: rows as predicted, capacity never exceeded",
                      test_auto_every_strategy) ||
         !CU_add_test(s, "processes: workers that die holding a stage's only slot; the run finishes",
-                     test_dead_worker_slot))
+                     test_dead_worker_slot) ||
+        !CU_add_test(s, "auto against a mock that slows with time: the limit rises above a small number",
+                     test_auto_slows_with_time))
         return -1;
     return 0;
 }

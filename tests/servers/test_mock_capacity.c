@@ -20,6 +20,7 @@
 #include "check.h"
 #include "mock/answers.h"
 #include "proc.h"
+#include "util.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -760,6 +761,34 @@ static void test_capacity_faults(void)
     CU_ASSERT_EQUAL(mock_stop(&m), 0);
 }
 
+/* --slowdown-ms: a server that slows with time, not with load. With 1000 ms more per second
+ * since the first request, a request sent at least 300 ms after the first one was answered
+ * takes at least 300 ms (a lower bound: a busy machine only makes it longer), one at a time. */
+static void test_slowdown(void)
+{
+    struct mock_proc m;
+    if (start_with(&m, (const char *const[]){"--slowdown-ms", "model_01=1000", NULL}) != 0)
+        return;
+    char *body = hello_body();
+    struct xfer xs[2];
+    memset(xs, 0, sizeof xs);
+    for (int i = 0; i < 2; i++) {
+        snprintf(xs[i].url, sizeof xs[i].url, "%s", url(&m, "/model_01"));
+        xs[i].body = body;
+    }
+    run_parallel(&xs[0], 1);
+    long first_done = now_ms();
+    sleep_ms(300);
+    long sent = now_ms();
+    run_parallel(&xs[1], 1);
+    CU_ASSERT(xs[0].status == 200 && xs[1].status == 200);
+    CHECKF(xs[1].ms >= sent - first_done - 5, "sent %ld ms after the first answer, answered in %ld ms",
+           sent - first_done, xs[1].ms);
+    xfer_free(xs, 2);
+    free(body);
+    CU_ASSERT_EQUAL(mock_stop(&m), 0);
+}
+
 static void test_cli(void)
 {
     const char *bin = getenv("MOCK_BIN");
@@ -768,7 +797,7 @@ static void test_cli(void)
     char out[8192];
     const char *help[] = {bin, "--help", NULL};
     CU_ASSERT_EQUAL(run_cmd(help, 10, out, sizeof out), 0);
-    static const char *const listed[] = {"--capacity", "--queue-max", "--per-item-ms", "--batch",
+    static const char *const listed[] = {"--capacity", "--queue-max", "--per-item-ms", "--slowdown-ms", "--batch",
                                          "--batch-max", "--threads", "model_03=", "503"};
     for (size_t i = 0; i < sizeof listed / sizeof listed[0]; i++)
         CHECKF(strstr(out, listed[i]), "--help does not mention %s", listed[i]);
@@ -778,6 +807,7 @@ static void test_cli(void)
         {"--batch-max", "0"},         {"--batch", "nope"},           {"--batch", "model_01,"},
         {"--threads", "0"},           {"--threads", "65"},           {"--per-item-ms", "-2"},
         {"--latency-ms", "model_01=x"}, {"--per-item-ms", "unlimited"}, {"--capacity", "=3"},
+        {"--slowdown-ms", "-1"},      {"--slowdown-ms", "model_01=x"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *argv[] = {bin, bad[i][0], bad[i][1], NULL};
@@ -947,6 +977,7 @@ int register_mock_capacity(void)
         {"cost a + b x images, per-endpoint settings", test_cost_per_endpoint},
         {"a batch takes one slot", test_batch_one_slot},
         {"faults with a capacity: counted once", test_capacity_faults},
+        {"--slowdown-ms: slower with time, one request at a time", test_slowdown},
         {"command line", test_cli},
     };
     static const struct named_test threads[] = {
