@@ -76,6 +76,13 @@ const char *results_format_name(enum results_format f); /* "csv", "jsonl" */
 int64_t results_rows(enum results_format f, const char *text, size_t len, const char *header, csv_row_fn fn,
                      void *ud, size_t *complete_len, char *err, size_t errlen);
 
+/* The stage cells of the row that begins at byte start of text (a row results_rows gave, under
+ * the same header): each cell's bytes, with its length (u32) before them, into *cells (malloc'd).
+ * A CSV cell is the field as read back, a JSON Lines cell the value's text as written: two rows
+ * whose cells are the same bytes hold the same results. 0, or -1 (out of memory, not such a row). */
+int results_row_cells(enum results_format f, const char *text, size_t len, size_t start, const char *header,
+                      char **cells, size_t *cells_len);
+
 /* The columns of a JSON Lines row (the line's len bytes, its newline left out or not) as a
  * csv_header line ("path,status,...,error,attempts,elapsed_ms\n"), malloc'd; NULL when the line
  * is not a JSON object whose keys are plain names (letters, digits, _ - .) or memory ran out.
@@ -90,6 +97,11 @@ int64_t resume_parse_rows(enum results_format f, const char *text, size_t len, c
 struct doneset *doneset_new(void);
 int doneset_add(struct doneset *d, const char *path, size_t len); /* 1 added, 0 already there, -1 out of memory */
 int doneset_has(const struct doneset *d, const char *path, size_t len);
+/* Each path carries a value, 0 unless put: doneset_put adds path with value, or sets the value of
+ * a path already there (1 added, 0 set, -1 out of memory: the set is as it was); doneset_get gives
+ * it (1, or 0 when path is not there). */
+int doneset_put(struct doneset *d, const char *path, size_t len, uint64_t value);
+int doneset_get(const struct doneset *d, const char *path, size_t len, uint64_t *value);
 uint64_t doneset_size(const struct doneset *d);
 /* 1 when some path in the set does not start with prefix (one is copied into example). */
 int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, char *example, size_t exlen);
