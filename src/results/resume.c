@@ -647,7 +647,8 @@ static void collect_row(void *ud, const char *path, size_t len, int ok, size_t s
         if (r->retry_failed && !folder && !doneset_has(c->set, path, len))
             c->info->kept_missing++;
     }
-    int added = doneset_add(c->set, path, len);
+    /* A path's first row is the one kept (compact): its status is the path's. */
+    int added = doneset_has(c->set, path, len) ? 0 : doneset_put(c->set, path, len, ok ? 0 : RESUME_ROW_FAILED);
     if (added < 0)
         c->oom = 1;
     else if (!added)

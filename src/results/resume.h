@@ -19,6 +19,9 @@ struct resume_info {
     uint64_t duplicates;   /* rows whose path was seen before (kept the first) */
 };
 
+/* The value (doneset_get) of a path in a resume's done-set whose row is failed; an ok row's is 0. */
+#define RESUME_ROW_FAILED 1
+
 /* Which failed rows a resume drops so that their image (or folder) is run again. A row is
  * dropped only when the run will find its path again, so that no row is ever lost: a failed row
  * whose file no longer exists stays as it is. Failed folder rows (a path ending in '/', written
@@ -38,7 +41,7 @@ struct resume_redo {
 int resume_path_exists(void *ud, const char *path, size_t len);
 
 /* Parses CSV text already in memory (the fuzz target and the benchmark use it). Returns the number
- * of complete rows, fills the set, and sets *complete_len to the length of the complete-row prefix.
+ * of complete rows, fills the set (a path's value RESUME_ROW_FAILED when its row is failed), and sets *complete_len to the length of the complete-row prefix.
  * resume_parse is resume_parse_redo with {retry_failed} and the default can_redo. */
 int64_t resume_parse(const char *text, size_t len, const char *header, int retry_failed,
                      struct doneset *set, size_t *complete_len, struct resume_info *info,
