@@ -55,7 +55,8 @@
     X(prepare)    \
     X(prepare_run) \
     X(memo)       \
-    X(cache)
+    X(cache)      \
+    X(badinput)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)
