@@ -1,5 +1,7 @@
-/* merge: see merge.h. CSV or JSON Lines, as the inputs are. Two passes over memory-mapped inputs: the first collects the paths that
- * have an ok row anywhere, the second writes each path's winning row once. The output goes to a
+/* merge: see merge.h. CSV or JSON Lines, as the inputs are. Two passes over memory-mapped inputs:
+ * the first collects the paths that have an ok row anywhere, with where the winning one is
+ * (comparing an image's ok rows as they come, and each folder's spelling), the second writes each
+ * path's winning row once. The output goes to a
  * temporary file renamed over OUT, so OUT is never half-written.
  *
  * The temporary file is OUT.merge.tmp, taken before any input is read: opened without following

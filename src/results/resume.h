@@ -75,7 +75,10 @@ const char *results_format_name(enum results_format f); /* "csv", "jsonl" */
 /* csv_rows for either format: for JSON Lines, header (a csv_header line) names the keys every
  * row must have, in its order, and the count returned is the rows plus one, as if the file had
  * a header. A line that is not such a row is an error, except the last one when it has no
- * newline (a torn write: not in the complete-row prefix). */
+ * newline (a torn write: not in the complete-row prefix). A NUL byte before the last line is an
+ * error too (a block the disk never wrote); in the last line it is part of the torn write. err
+ * names the line (and, for a bad field, the field, its value and what is allowed). merge and
+ * --resume both read with it. */
 int64_t results_rows(enum results_format f, const char *text, size_t len, const char *header, csv_row_fn fn,
                      void *ud, size_t *complete_len, char *err, size_t errlen);
 
