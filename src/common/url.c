@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* A URL as written in the file: any blank or control character is refused here, because curl
  * would send it as is (or refuse it) and every image would fail with the same error. */
@@ -25,7 +26,7 @@ int url_chars_problem(const char *url, char *what, size_t wl)
 int url_check(const char *url, char *err, size_t errlen)
 {
     char what[128];
-    size_t sl = !strncmp(url, "http://", 7) ? 7 : !strncmp(url, "https://", 8) ? 8 : 0;
+    size_t sl = !strncasecmp(url, "http://", 7) ? 7 : !strncasecmp(url, "https://", 8) ? 8 : 0;
     if (!sl)
         return snprintf(err, errlen, "must start with http:// or https://"), -1;
     if (url_chars_problem(url, what, sizeof what))

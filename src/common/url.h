@@ -10,7 +10,7 @@
 int url_chars_problem(const char *url, char *what, size_t wl);
 
 /* Checks a URL with libcurl's URL API (curl_url, the parser the requests use): http:// or
- * https://, a host, a port (when a ':' says one comes) from 1 to 65535, nothing libcurl refuses,
+ * https:// (in any case), a host, a port (when a ':' says one comes) from 1 to 65535, nothing libcurl refuses,
  * and url_chars_problem. Returns 0, or -1 with what is wrong in err, worded to follow the URL
  * ("has an empty port ...": the caller names the URL or where it comes from, never a secret in
  * it). */

@@ -333,6 +333,34 @@ static void url_refused(const char *what, const char *const *argv, const char *w
     CHECKF(rc == 2 && strstr(buf, want), "%s: exit %d, want 2 and \"%s\": %s", what, rc, want, buf);
 }
 
+/* Image URLs in a --files-from list: each malformed one a failed row saying why, nothing fetched
+ * (the one with an empty port went to port 80). */
+static void list_urls(const char *out)
+{
+    char list[400], buf[4096];
+    at(list, sizeof list, "urls.txt");
+    static const char text[] = "http://127.0.0.1:/a.jpg\nhttps://127.0.0.1:99999/b.jpg\nhttp:///c.jpg\n";
+    put(list, text, strlen(text));
+    const char *argv[] = {e2e_annotate_bin(), "--files-from", list, "--out", out, "--force", "--server",
+                          "http://127.0.0.1:9", "--quiet", NULL};
+    int rc = run_cmd(argv, tmo(30), buf, sizeof buf);
+    struct e2e_csv c;
+    int read = e2e_csv_read(out, &c);
+    CHECKF(rc == 1 && read == 0, "a list of malformed image URLs: exit %d: %s", rc, buf);
+    if (read)
+        return;
+    static const char *const why[] = {"empty port", "Port number", "no host"};
+    CHECKF(c.n == 3, "%zu rows for 3 entries", c.n);
+    for (size_t i = 0; i < c.n && i < 3; i++) {
+        const struct e2e_row *r = &c.rows[i];
+        int k = strstr(r->f[0].s, "a.jpg") ? 0 : strstr(r->f[0].s, "b.jpg") ? 1 : 2;
+        CHECKF(!strcmp(r->f[COL_STATUS].s, "failed") && strstr(r->f[COL_ERROR].s, why[k]) &&
+                   !strcmp(r->f[COL_ATTEMPTS].s, "0"),
+               "row %zu (%s): %s, %s", i, r->f[0].s, r->f[COL_STATUS].s, r->f[COL_ERROR].s);
+    }
+    e2e_csv_free(&c);
+}
+
 static void test_urls(void)
 {
     char dir[400], out[400], cfg[400];
@@ -371,6 +399,7 @@ static void test_urls(void)
     const char *argv4[] = {e2e_annotate_bin(), "s3://bucket/p/", "--out", out, "--force", "--server",
                            "http://127.0.0.1:9", NULL};
     url_refused("AWS_ENDPOINT_URL with an empty port", argv4, "empty port", s3env);
+    list_urls(out);
 }
 
 /* ---- the summary ---- */
@@ -483,7 +512,7 @@ int register_badinput(void)
                            test_resume_status))
         return -1;
     s = CU_add_suite("badinput urls", setup, teardown);
-    if (!s || !CU_add_test(s, "empty port, port out of range, port 0, no host: exit 2", test_urls))
+    if (!s || !CU_add_test(s, "empty port, port out of range, port 0, no host: exit 2 (a list's: failed rows)", test_urls))
         return -1;
     s = CU_add_suite("badinput summary", setup, teardown);
     if (!s || !CU_add_test(s, "a resume with nothing to do but old failed rows: exit 0, counted",
