@@ -456,11 +456,13 @@ static void test_resume_nothing_to_do(void)
  * without a row. */
 static void test_sigint_left(void)
 {
-    enum { N = 24 };
+    /* At 400 ms a request and two images at a time, the first run would take about 30 s: the
+     * signal after 3 rows comes long before its end. */
+    enum { N = 40 };
     struct e2e_tree t;
     struct mock_proc m = {0};
     CU_ASSERT_FATAL(e2e_tree_generated(&t, "badinput", N, 9) == 0);
-    static const char *const slow[] = {"--latency-ms", "200", NULL};
+    static const char *const slow[] = {"--latency-ms", "400", NULL};
     if (mock_start(&m, slow)) {
         CU_FAIL("mock did not start");
         e2e_tree_free(&t);
@@ -486,7 +488,7 @@ static void test_sigint_left(void)
     char buf[8192];
     rc = e2e_run(buf, sizeof buf, tmo(120), t.root, t.csv, m.base_url, extra);
     double done = stat_of(t.sj, "images_ok") + stat_of(t.sj, "images_failed");
-    /* The scan finds the 24 images long before 3 rows are written; if it had not, the images it
+    /* The scan finds the 40 images long before 3 rows are written; if it had not, the images it
      * had not reached are the resume's to do too. */
     CHECKF(rc == 0 && done == left + (N - found), "--resume did %g images; %g were left (found %g of %d): exit %d: %s",
            done, left, found, N, rc, buf);
