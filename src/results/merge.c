@@ -326,27 +326,6 @@ static int open_output(struct merge *m)
  * refused. Each folder of each path is checked (ds/a for ds/a/x.jpg, and ds), once per spelling.
  * Paths of URLs (s3://, https://) are kept as they are: their keys are exact. */
 
-/* The plain spelling of the folder p[0, n) into out (room for n + 1 bytes); its length. */
-static size_t plain_spelling(const char *p, size_t n, char *out)
-{
-    size_t o = 0;
-    if (n && p[0] == '/')
-        out[o++] = '/';
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && p[j] != '/')
-            j++;
-        if (j > i && !(j - i == 1 && p[i] == '.')) {
-            if (o && out[o - 1] != '/')
-                out[o++] = '/';
-            memcpy(out + o, p + i, j - i);
-            o += j - i;
-        }
-        i = j + 1;
-    }
-    return o;
-}
-
 /* Records that input p->input spells the folder raw[0, n) so (seen in the row of path). 0, or -1
  * with a message on stderr when another input spells it otherwise (or memory ran out). */
 static int spell_folder(struct pass *p, const char *raw, size_t n, const char *path, size_t len)
@@ -354,7 +333,7 @@ static int spell_folder(struct pass *p, const char *raw, size_t n, const char *p
     char *plain = malloc(n + 1);
     if (!plain)
         return p->oom = 1, -1;
-    size_t pl = plain_spelling(raw, n, plain);
+    size_t pl = results_plain_folder(raw, n, plain);
     uint64_t v;
     int rc = 0;
     if (pl && doneset_get(p->norms, plain, pl, &v)) {

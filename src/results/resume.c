@@ -168,13 +168,23 @@ int doneset_has(const struct doneset *d, const char *path, size_t len)
     return doneset_get(d, path, len, NULL);
 }
 
-int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, char *example, size_t exlen)
+/* 1 when path[0, l), which begins with the folder prefix (ending in '/'), goes on with an empty or
+ * "." part: the folder spelled otherwise (DIR//x, DIR/./x). */
+static int folder_respelled(const char *path, size_t l, size_t plen)
+{
+    const char *r = path + plen;
+    size_t rl = l - plen;
+    return (rl && r[0] == '/') || (rl >= 2 && r[0] == '.' && r[1] == '/');
+}
+
+int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, int folder, char *example,
+                    size_t exlen)
 {
     for (size_t off = 0; d && off < d->arena_len;) {
         uint32_t l;
         memcpy(&l, d->arena + off, 4);
         const char *path = d->arena + off + ENTRY_HEAD;
-        if (l < plen || memcmp(path, prefix, plen) != 0) {
+        if (l < plen || memcmp(path, prefix, plen) != 0 || (folder && folder_respelled(path, l, plen))) {
             snprintf(example, exlen, "%.*s", (int)(l > 200 ? 200 : l), path);
             return 1;
         }
@@ -598,6 +608,26 @@ char *jsonl_columns(const char *line, size_t len)
     c.buf[c.len++] = '\n';
     c.buf[c.len] = 0;
     return c.buf;
+}
+
+size_t results_plain_folder(const char *p, size_t n, char *out)
+{
+    size_t o = 0;
+    if (n && p[0] == '/')
+        out[o++] = '/';
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && p[j] != '/')
+            j++;
+        if (j > i && !(j - i == 1 && p[i] == '.')) {
+            if (o && out[o - 1] != '/')
+                out[o++] = '/';
+            memcpy(out + o, p + i, j - i);
+            o += j - i;
+        }
+        i = j + 1;
+    }
+    return o;
 }
 
 int resume_path_exists(void *ud, const char *path, size_t len)

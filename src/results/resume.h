@@ -36,6 +36,12 @@ struct resume_redo {
     struct doneset *redo; /* receives the paths whose failed rows are dropped; may be NULL */
 };
 
+/* A folder's plain spelling: p[0, n) without "." and empty parts (./ds, ds/ and ds//. are all
+ * ds; a leading '/' stays), into out (room for n + 1 bytes, not NUL-terminated); its length.
+ * Rows are keyed by path as the run's DIR spelled it, so two spellings of one folder key one
+ * image twice: --resume (results.c) and merge name the spelling a file's rows use with it. */
+size_t results_plain_folder(const char *p, size_t n, char *out);
+
 /* The default can_redo: path (without NUL bytes) names a regular file, or a directory when it ends
  * in '/'; symbolic links are not followed, as the scanner follows none. */
 int resume_path_exists(void *ud, const char *path, size_t len);
@@ -109,8 +115,11 @@ int doneset_has(const struct doneset *d, const char *path, size_t len);
 int doneset_put(struct doneset *d, const char *path, size_t len, uint64_t value);
 int doneset_get(const struct doneset *d, const char *path, size_t len, uint64_t *value);
 uint64_t doneset_size(const struct doneset *d);
-/* 1 when some path in the set does not start with prefix (one is copied into example). */
-int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, char *example, size_t exlen);
+/* 1 when some path in the set does not start with prefix (one is copied into example), or, with
+ * folder (prefix is a folder, ending in '/'), goes on with an empty or "." part (DIR//x, DIR/./x:
+ * the folder spelled otherwise). */
+int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, int folder, char *example,
+                    size_t exlen);
 void doneset_free(struct doneset *d);
 
 #endif

@@ -315,6 +315,29 @@ static void test_resume_status(void)
     resume_refuses("jsonl status OK", dir, out, text, strlen(text), wantj);
 }
 
+/* Rows written with DIR spelled DIR/. (the folder's plain spelling, as merge compares them):
+ * --resume given DIR names the spelling the rows use. */
+static void test_resume_spelling(void)
+{
+    char dir[400], out[400], text[1200], spelled[420];
+    at(dir, sizeof dir, "dimgs");
+    mkdir(dir, 0755);
+    at(out, sizeof out, "d.csv");
+    snprintf(spelled, sizeof spelled, "%s/.", dir);
+    snprintf(text, sizeof text, SEED_HDR "%s/a.png,ok,1,1,1,[],,5,3\n", spelled);
+    const char *const want[] = {"spell the folder", spelled, "run with DIR", NULL};
+    resume_refuses("rows of DIR/. resumed with DIR", dir, out, text, strlen(text), want);
+    snprintf(spelled, sizeof spelled, "%s/./dimgs", tmp);
+    snprintf(text, sizeof text, SEED_HDR "%s/a.png,ok,1,1,1,[],,5,3\n", spelled);
+    resume_refuses("rows of TMP/./dimgs resumed with TMP/dimgs", dir, out, text, strlen(text), want);
+    /* A folder whose name begins with a dot is no other spelling. */
+    char buf[4096];
+    snprintf(text, sizeof text, SEED_HDR "%s/.hidden/a.png,ok,1,1,1,[],,5,3\n", dir);
+    put(out, text, strlen(text));
+    int rc = resume_run(dir, out, buf, sizeof buf);
+    CHECKF(rc == 0, "rows under DIR/.hidden: exit %d: %s", rc, buf);
+}
+
 /* ---- URLs ---- */
 
 static void url_refused(const char *what, const char *const *argv, const char *want, const char *const *env)
@@ -511,7 +534,8 @@ int register_badinput(void)
         return -1;
     s = CU_add_suite("badinput status", setup, teardown);
     if (!s || !CU_add_test(s, "--resume names a bad status or field count, its line and what is allowed",
-                           test_resume_status))
+                           test_resume_status) ||
+        !CU_add_test(s, "--resume with DIR spelled otherwise names the rows' spelling", test_resume_spelling))
         return -1;
     s = CU_add_suite("badinput urls", setup, teardown);
     if (!s || !CU_add_test(s, "empty port, port out of range, port 0, no host: exit 2 (a list's: failed rows)", test_urls))
