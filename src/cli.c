@@ -41,7 +41,8 @@ void cli_usage(FILE *f, int bench)
               "       annotate s3://BUCKET/PREFIX [options]\n"
               "       annotate --files-from LIST [options]  (LIST: - for standard input)\n"
               "       annotate bench DIR [options]      measure the strategies (annotate bench --help)\n"
-              "       annotate merge OUT.csv SHARD.csv...  combine shard outputs, one row per image\n\n"
+              "       annotate merge [--prefer first|last] OUT.csv SHARD.csv...  combine shards, one row per\n"
+              "                                         image (annotate merge --help)\n\n"
               "Sends every image under DIR (or under the bucket's prefix, or in the list) through the model\n"
               "chain and writes one row per image (CSV, or JSON Lines with --out FILE.jsonl).\n"
               "S3 is configured as the AWS CLI is: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,\n"
@@ -62,8 +63,9 @@ void cli_usage(FILE *f, int bench)
         fputc('\n', f);
     }
     if (!bench)
-        fputs("\nExit status: 0 every image ok, 1 some failed, 2 usage or configuration error,\n"
-              "130 stopped by a signal (the CSV is valid; run again with --resume).\n", f);
+        fputs("\nExit status: 0 this run failed no image, 1 it failed some, 2 usage or configuration error,\n"
+              "130 stopped by a signal (the CSV is valid; run again with --resume). With --resume, failed\n"
+              "rows kept from earlier runs do not count (the summary counts them; --retry-failed redoes them).\n", f);
     else
         fputs("\nExit status: 0 every point measured and no image failed, 1 some images failed, 2 usage\n"
               "or set-up error (a run found it: bench stops), 130 stopped by a signal (the report holds\n"

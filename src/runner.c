@@ -49,6 +49,7 @@ struct runner {
     struct selection sel;
     queue *q_scan, *q_load, *q_out;
     atomic_uint_fast64_t found, skipped, not_in_shard;
+    atomic_uint_fast64_t skipped_failed; /* skipped images whose row is failed */
     atomic_int finished;
     atomic_int scan_cut;    /* the scan was stopped before its end (a signal, an abort) */
     struct results *out;
@@ -129,8 +130,11 @@ static struct item *next_item(struct runner *r, uint64_t *seq)
         atomic_fetch_add(&r->found, 1);
         atomic_fetch_add(&r->run.stats->found, 1);
         if (k == PICK_DONE) {
+            uint64_t v = 0;
             atomic_fetch_add(&r->skipped, 1);
             atomic_fetch_add(&r->run.stats->skipped, 1);
+            if (doneset_get(r->done, e->path, e->path_len, &v) && v == RESUME_ROW_FAILED)
+                atomic_fetch_add(&r->skipped_failed, 1);
             continue;
         }
         struct item *it = item_new(e->path, e->path_len, (size_t)(e->rel - e->path), r->run.p->n, (*seq)++);
@@ -156,7 +160,8 @@ static void *scan_thread(void *arg)
     struct item *it;
     while ((it = next_item(r, &seq)))
         if (queue_push(r->q_scan, it)) {
-            item_free(it);
+            item_free(it); /* found, and left to --resume: the run is stopping */
+            atomic_store(&r->scan_cut, 1);
             break;
         }
     queue_producer_done(r->q_scan);
@@ -470,6 +475,8 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
     sum->elapsed_s = now_s() - t0;
     sum->found = atomic_load(&r->found);
     sum->skipped = atomic_load(&r->skipped);
+    sum->skipped_failed = atomic_load(&r->skipped_failed);
+    sum->scan_cut = atomic_load(&r->scan_cut);
     sum->not_in_shard = atomic_load(&r->not_in_shard);
     sum->ok = atomic_load(&st->ok);
     sum->failed = atomic_load(&st->failed);
@@ -478,6 +485,10 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
     sum->attempts = atomic_load(&st->attempts);
     sum->retries = atomic_load(&st->retries);
     sum->interrupted = rc == 130;
+    /* Each image found is skipped, written, or left without a row (not started, or failed by a
+     * set-up error) for --resume. */
+    uint64_t settled = sum->skipped + sum->ok + sum->failed;
+    sum->left = sum->found > settled ? sum->found - settled : 0;
     const struct pipeline *p = r->cfg->pipeline;
     for (int s = 0; s < p->n; s++)
         for (int k = 0; p->stages[s].n_urls > 1 && k < p->stages[s].n_urls && sum->n_replicas < 64; k++) {
@@ -602,8 +613,10 @@ static int exit_status(const struct runner *r, int rc, char *err, size_t errlen)
     /* A signal that came when every image had been taken and settled stopped nothing. */
     if (atomic_load(&signals_seen) && (atomic_load(&r->scan_cut) || atomic_load(&st->unsent)))
         return 130;
-    if (atomic_load(&st->failed) || r->info.kept_failed || atomic_load(&r->folders_failed))
-        return 1; /* failed rows kept from an earlier run count too: the file is not all ok */
+    /* This run's failures: a resume that fails nothing exits 0, whatever failed rows earlier runs
+     * left (the summary counts them, and --retry-failed runs them again). */
+    if (atomic_load(&st->failed) || atomic_load(&r->folders_failed))
+        return 1;
     return 0;
 }
 

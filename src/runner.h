@@ -13,6 +13,9 @@
 struct run_summary {
     uint64_t found, ok, failed, skipped, requests, attempts, retries;
     uint64_t failed_final; /* of the failed rows, those a retry would fail the same way */
+    uint64_t skipped_failed; /* of the skipped images, those whose row (from an earlier run) is failed */
+    uint64_t left;           /* images found that have no row: left to --resume (a stopped run) */
+    int scan_cut;            /* the scan stopped before the source's end: --resume finds the rest */
     uint64_t not_in_shard;
     double elapsed_s;
     int interrupted;
@@ -49,8 +52,9 @@ struct run_summary {
     } prep;
 };
 
-/* Runs cfg. Returns the exit status: 0 all ok, 1 some failed, 2 a usage or set-up error (err
- * says what), 130 stopped by a signal. stats (may be NULL) receives the run's counters. */
+/* Runs cfg. Returns the exit status: 0 this run failed no image, 1 it failed some (rows kept
+ * from an earlier run, with --resume, do not count), 2 a usage or set-up error (err says what),
+ * 130 stopped by a signal. stats (may be NULL) receives the run's counters. */
 int runner_run(const struct config *cfg, struct run_summary *sum, struct stats **stats_out,
                char *err, size_t errlen);
 

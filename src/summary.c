@@ -196,7 +196,10 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     uint64_t done = s->ok + s->failed;
     fprintf(f, "annotate: %llu image%s: %llu ok, %llu failed", (unsigned long long)s->found,
             s->found == 1 ? "" : "s", (unsigned long long)s->ok, (unsigned long long)s->failed);
-    if (s->skipped)
+    if (s->skipped_failed)
+        fprintf(f, ", %llu skipped (already in %s; %llu of them failed earlier: --retry-failed sends them again)",
+                (unsigned long long)s->skipped, cfg->out, (unsigned long long)s->skipped_failed);
+    else if (s->skipped)
         fprintf(f, ", %llu skipped (already in %s)", (unsigned long long)s->skipped, cfg->out);
     if (cfg->shard_n)
         fprintf(f, " [shard %d/%d; %llu in other shards]", cfg->shard_k, cfg->shard_n,
@@ -265,8 +268,11 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     print_cache(f, cfg, s);
     print_prep(f, s);
     print_error_tally(f, st);
-    if (s->interrupted)
-        fprintf(f, "annotate: stopped early; run the same command with --resume to finish\n");
+    if (s->interrupted || s->left)
+        fprintf(f, "annotate: stopped early: %llu image%s found ha%s no row%s; run the same command with --resume "
+                   "to do %s\n", (unsigned long long)s->left, s->left == 1 ? "" : "s", s->left == 1 ? "s" : "ve",
+                s->scan_cut ? ", and the scan stopped before the end" : "",
+                s->scan_cut ? "them and the images not found yet" : s->left == 1 ? "it" : "them");
     else if (s->failed)
         print_failed_advice(f, s);
     if (strcmp(cfg->out, "-"))
@@ -300,6 +306,8 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
     cJSON_AddNumberToObject(o, "images_failed", (double)s->failed);
     cJSON_AddNumberToObject(o, "images_failed_final", (double)s->failed_final);
     cJSON_AddNumberToObject(o, "images_skipped", (double)s->skipped);
+    cJSON_AddNumberToObject(o, "images_skipped_failed", (double)s->skipped_failed);
+    cJSON_AddNumberToObject(o, "images_left", (double)s->left);
     cJSON_AddNumberToObject(o, cfg->files_from ? "entries_failed" : "folders_failed", (double)s->folders_failed);
     cJSON_AddNumberToObject(o, "requests", (double)s->requests);
     cJSON_AddNumberToObject(o, "attempts", (double)s->attempts);

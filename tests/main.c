@@ -62,7 +62,8 @@
     X(prepare_bottleneck) \
     X(memo)       \
     X(cache)      \
-    X(cells)
+    X(cells)      \
+    X(badinput)
 
 #define DECLARE(name) int register_##name(void);
 SUITES(DECLARE)

@@ -8,6 +8,7 @@
  *   anything else          a local file (relative to the working directory; links followed)
  * The path column holds the entry as written, and --shard hashes it whole. */
 #include "flow/source.h"
+#include "common/url.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -80,8 +81,14 @@ static int entry_kind(const char *p, size_t n, char *why, size_t wl)
         }
         return ITEM_S3;
     }
-    if ((n > 7 && !strncasecmp(p, "http://", 7)) || (n > 8 && !strncasecmp(p, "https://", 8)))
+    if ((n > 7 && !strncasecmp(p, "http://", 7)) || (n > 8 && !strncasecmp(p, "https://", 8))) {
+        char what[200];
+        if (url_check(p, what, sizeof what)) { /* p[n] is NUL: read_entry ends it */
+            snprintf(why, wl, "not an image URL annotate can fetch: it %s", what);
+            return -1;
+        }
         return ITEM_HTTP;
+    }
     size_t k = 0;
     while (k < n && (isalnum((unsigned char)p[k]) || p[k] == '+' || p[k] == '-' || p[k] == '.'))
         k++;

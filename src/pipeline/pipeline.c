@@ -8,6 +8,7 @@
  * the stage, through one struct reader. */
 #include "pipeline/pipeline.h"
 #include "common/secrets.h"
+#include "common/url.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -178,23 +179,6 @@ static const char *near_field_word(const char *key)
     return NULL;
 }
 
-/* A URL as written in the file: any blank or control character is refused here, because curl
- * would send it as is (or refuse it) and every image would fail with the same error. */
-static int url_problem(const char *url, char *what, size_t wl)
-{
-    for (const char *c = url; *c; c++) {
-        unsigned char u = (unsigned char)*c;
-        size_t at = (size_t)(c - url) + 1;
-        if (u == ' ' || u == '\t')
-            return snprintf(what, wl, "holds a blank at character %zu (write a space as %%20)", at), -1;
-        if (u == '\r' || u == '\n')
-            return snprintf(what, wl, "holds a line break at character %zu", at), -1;
-        if (u < 0x20 || u == 0x7f)
-            return snprintf(what, wl, "holds a control character (0x%02x) at character %zu", u, at), -1;
-    }
-    return 0;
-}
-
 /* The first key of object js that appears again later in it, or NULL. cJSON keeps both, and
  * its lookups find the first, so a second "url" or "stages" would be silently ignored. */
 static const char *duplicate_key(const cJSON *js)
@@ -363,7 +347,7 @@ static int url_entry(const struct reader *r, const cJSON *u, int k)
     char what[128];
     if (!cJSON_IsString(u) || !u->valuestring[0])
         return failr(r, "\"url\" must be a non-empty string (or a list of them)");
-    if (url_problem(u->valuestring, what, sizeof what))
+    if (url_chars_problem(u->valuestring, what, sizeof what))
         return failr(r, "\"url\" %s", what);
     for (int q = 0; q < k; q++)
         if (!strcmp(s->urls[q], u->valuestring))
@@ -1138,14 +1122,8 @@ static int has_scheme(const char *url)
 
 int pipeline_check_base(const char *base, char *err, size_t errlen)
 {
-    char what[128];
-    size_t sl = !strncmp(base, "http://", 7) ? 7 : !strncmp(base, "https://", 8) ? 8 : 0;
-    if (!sl)
-        return snprintf(err, errlen, "must start with http:// or https://"), -1;
-    if (!base[sl] || base[sl] == '/')
-        return snprintf(err, errlen, "has no host after %.*s", (int)sl, base), -1;
-    if (url_problem(base, what, sizeof what))
-        return snprintf(err, errlen, "%s", what), -1;
+    if (url_check(base, err, errlen))
+        return -1;
     /* "http://h/v1?k=1" + "/m" would put the stage's path inside the query. */
     if (strpbrk(base, "?#"))
         return snprintf(err, errlen, "holds a query or fragment ('?' or '#'), which stage URLs cannot be joined after"),
@@ -1194,7 +1172,7 @@ static char *expand_url(const char *url, char *err, size_t errlen)
                 return NULL;
             }
             char what[128];
-            if (url_problem(val, what, sizeof what)) {
+            if (url_chars_problem(val, what, sizeof what)) {
                 snprintf(err, errlen, "\"url\" uses ${%s}, whose value %s", var, what);
                 free(out);
                 return NULL;
@@ -1253,6 +1231,10 @@ static int resolve_url(const struct pipeline *p, int i, const char *tmpl, const 
             return fail(err, errlen, p->source, i, s->name,
                         "url \"%s\" must start with http:// or https:// (or be relative to --server)",
                         pipeline_printable(tmpl, shown, sizeof shown));
+        /* Named by its template: an expanded ${VAR} may be a secret. */
+        if (url_check(url, why, sizeof why))
+            return fail(err, errlen, p->source, i, s->name, "url \"%s\" %s", pipeline_printable(tmpl, shown, sizeof shown),
+                        why);
         return 0;
     }
     if (!b->ok) {
@@ -1263,7 +1245,12 @@ static int resolve_url(const struct pipeline *p, int i, const char *tmpl, const 
     *full = join_url(b->url, b->len, url);
     *shown_out = join_url(b->url, b->len, tmpl);
     free(url);
-    return *full && *shown_out ? 0 : OOM(err, errlen, p->source);
+    if (!*full || !*shown_out)
+        return OOM(err, errlen, p->source);
+    if (url_check(*full, why, sizeof why))
+        return fail(err, errlen, p->source, i, s->name, "url \"%s\" joined to --server is \"%s\", which %s", tmpl,
+                    pipeline_printable(*shown_out, shown, sizeof shown), why);
+    return 0;
 }
 
 /* Stage i's URL and its replicas' URLs, resolved again. */

@@ -158,9 +158,8 @@ extern const char pipeline_default_json[];
 /* s for a message: at most 200 bytes, control characters as '?', into buf. Returns buf. */
 const char *pipeline_printable(const char *s, char *buf, size_t len);
 
-/* Checks a base URL (--server): http:// or https://, then a host, and no blanks or control
- * characters. Returns 0, or -1 with what is wrong in err (without a prefix: the caller names the
- * option). */
+/* Checks a base URL (--server): url_check (common/url.h), and no query or fragment. Returns 0, or -1
+ * with what is wrong in err (without a prefix: the caller names the option). */
 int pipeline_check_base(const char *base, char *err, size_t errlen);
 
 /* Joins relative URLs to base (expanding ${VAR} in them) and builds each stage's header list,

@@ -338,6 +338,18 @@ static int compact(int *fd, enum results_format f, const char *path, const char 
     return 0;
 }
 
+/* The length of the longest folder of path (up to one of its '/') that is dir[0, dl) spelled
+ * otherwise (results_plain_folder: "ds/." of "ds/./x"), or 0 when none is. */
+static size_t same_folder(const char *path, const char *dir, size_t dl)
+{
+    char want[4096], got[256];
+    size_t n = strlen(path), wl = dl < sizeof want ? results_plain_folder(dir, dl, want) : 0, last = 0;
+    for (size_t i = 1; wl && i < n && i < sizeof got; i++)
+        if (path[i] == '/' && results_plain_folder(path, i, got) == wl && !memcmp(got, want, wl))
+            last = i;
+    return last;
+}
+
 /* Rows are keyed by path as the source spells it (DIR joined with the path below it):
  * resuming with DIR spelled otherwise (./photos for photos) would match nothing and write every
  * image twice. The same for a bucket's prefix (o->under). 0, or -1 with err. */
@@ -351,10 +363,18 @@ static int check_under(const struct results_opts *o, const struct doneset *set, 
         snprintf(prefix, sizeof prefix, "%s%s", o->dir, dl && o->dir[dl - 1] == '/' ? "" : "/");
     else
         snprintf(prefix, sizeof prefix, "%s", o->under);
-    if (!doneset_outside(set, prefix, strlen(prefix), example, sizeof example))
+    int folder = !strstr(prefix, "://"); /* an S3 key may hold "//" or "./" */
+    if (!doneset_outside(set, prefix, strlen(prefix), folder, example, sizeof example))
         return 0;
-    snprintf(err, errlen, "cannot resume %s: it has rows for paths not under \"%s\" (e.g. \"%s\"); "
-             "run with DIR spelled as in the run that wrote it", o->path, prefix, example);
+    size_t pl = strlen(prefix), spelled = strstr(example, "://") ? 0 : same_folder(example, prefix, pl);
+    if (spelled)
+        snprintf(err, errlen, "cannot resume %s: its rows spell the folder \"%.*s\", and this run was given "
+                 "\"%.*s\", the same folder spelled otherwise (e.g. \"%s\"): rows are keyed by path, so every "
+                 "image would be run and written again; run with DIR \"%.*s\", as the run that wrote it", o->path,
+                 (int)spelled, example, (int)(pl > 1 ? pl - 1 : pl), prefix, example, (int)spelled, example);
+    else
+        snprintf(err, errlen, "cannot resume %s: it has rows for paths not under \"%s\" (e.g. \"%s\"); "
+                 "run with DIR spelled as in the run that wrote it", o->path, prefix, example);
     return -1;
 }
 

@@ -17,13 +17,16 @@
 
 
 /* ---- the done-set: open addressing over (hash, offset into an arena) ----
- * Out of memory, doneset_add returns -1 and the set is as it was. */
+ * Out of memory, doneset_add returns -1 and the set is as it was. Each entry carries a value
+ * (doneset_put), beside its length in the arena. */
+
+#define ENTRY_HEAD 12 /* u32 length, u64 value */
 
 struct doneset {
     uint64_t *hashes;   /* 0 = empty slot */
     uint64_t *offs;     /* offset of the entry in the arena */
     size_t cap, n;
-    char *arena;        /* entries: u32 length, then the bytes */
+    char *arena;        /* entries: u32 length, u64 value, then the bytes */
     size_t arena_len, arena_cap;
 };
 
@@ -64,7 +67,7 @@ static int entry_eq(const struct doneset *d, uint64_t off, const char *path, siz
 {
     uint32_t l;
     memcpy(&l, d->arena + off, 4);
-    return l == len && memcmp(d->arena + off + 4, path, len) == 0;
+    return l == len && memcmp(d->arena + off + ENTRY_HEAD, path, len) == 0;
 }
 
 static int grow_table(struct doneset *d)
@@ -93,20 +96,32 @@ static int grow_table(struct doneset *d)
     return 0;
 }
 
-int doneset_add(struct doneset *d, const char *path, size_t len)
+/* The slot of path, or of the empty slot where it would go; h gets its hash. */
+static size_t find_slot(const struct doneset *d, const char *path, size_t len, uint64_t *h)
 {
-    if ((d->n + 1) * 4 > d->cap * 3 && grow_table(d))
-        return -1;
-    uint64_t h = hash_bytes(path, len);
-    size_t j = h & (d->cap - 1);
-    while (d->hashes[j]) {
-        if (d->hashes[j] == h && entry_eq(d, d->offs[j], path, len))
-            return 0;
+    *h = hash_bytes(path, len);
+    size_t j = *h & (d->cap - 1);
+    while (d->hashes[j] && !(d->hashes[j] == *h && entry_eq(d, d->offs[j], path, len)))
         j = (j + 1) & (d->cap - 1);
+    return j;
+}
+
+/* Adds path with value; when it is there already, sets its value if overwrite. 1 added, 0 there,
+ * -1 out of memory. */
+static int insert(struct doneset *d, const char *path, size_t len, uint64_t value, int overwrite)
+{
+    if (len > UINT32_MAX || ((d->n + 1) * 4 > d->cap * 3 && grow_table(d)))
+        return -1;
+    uint64_t h;
+    size_t j = find_slot(d, path, len, &h);
+    if (d->hashes[j]) {
+        if (overwrite)
+            memcpy(d->arena + d->offs[j] + 4, &value, 8);
+        return 0;
     }
-    if (d->arena_len + len + 4 > d->arena_cap) {
+    if (d->arena_len + len + ENTRY_HEAD > d->arena_cap) {
         size_t c = d->arena_cap ? d->arena_cap : 1 << 16;
-        while (d->arena_len + len + 4 > c)
+        while (d->arena_len + len + ENTRY_HEAD > c)
             c *= 2;
         char *a = realloc(d->arena, c);
         if (!a)
@@ -116,39 +131,64 @@ int doneset_add(struct doneset *d, const char *path, size_t len)
     }
     uint32_t l = (uint32_t)len;
     memcpy(d->arena + d->arena_len, &l, 4);
-    memcpy(d->arena + d->arena_len + 4, path, len);
+    memcpy(d->arena + d->arena_len + 4, &value, 8);
+    memcpy(d->arena + d->arena_len + ENTRY_HEAD, path, len);
     d->hashes[j] = h;
     d->offs[j] = d->arena_len;
-    d->arena_len += len + 4;
+    d->arena_len += len + ENTRY_HEAD;
     d->n++;
+    return 1;
+}
+
+int doneset_put(struct doneset *d, const char *path, size_t len, uint64_t value)
+{
+    return insert(d, path, len, value, 1);
+}
+
+int doneset_add(struct doneset *d, const char *path, size_t len)
+{
+    return insert(d, path, len, 0, 0);
+}
+
+int doneset_get(const struct doneset *d, const char *path, size_t len, uint64_t *value)
+{
+    if (!d || !d->n)
+        return 0;
+    uint64_t h;
+    size_t j = find_slot(d, path, len, &h);
+    if (!d->hashes[j])
+        return 0;
+    if (value)
+        memcpy(value, d->arena + d->offs[j] + 4, 8);
     return 1;
 }
 
 int doneset_has(const struct doneset *d, const char *path, size_t len)
 {
-    if (!d || !d->n)
-        return 0;
-    uint64_t h = hash_bytes(path, len);
-    size_t j = h & (d->cap - 1);
-    while (d->hashes[j]) {
-        if (d->hashes[j] == h && entry_eq(d, d->offs[j], path, len))
-            return 1;
-        j = (j + 1) & (d->cap - 1);
-    }
-    return 0;
+    return doneset_get(d, path, len, NULL);
 }
 
-int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, char *example, size_t exlen)
+/* 1 when path[0, l), which begins with the folder prefix (ending in '/'), goes on with an empty or
+ * "." part: the folder spelled otherwise (DIR//x, DIR/./x). */
+static int folder_respelled(const char *path, size_t l, size_t plen)
+{
+    const char *r = path + plen;
+    size_t rl = l - plen;
+    return (rl && r[0] == '/') || (rl >= 2 && r[0] == '.' && r[1] == '/');
+}
+
+int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, int folder, char *example,
+                    size_t exlen)
 {
     for (size_t off = 0; d && off < d->arena_len;) {
         uint32_t l;
         memcpy(&l, d->arena + off, 4);
-        const char *path = d->arena + off + 4;
-        if (l < plen || memcmp(path, prefix, plen) != 0) {
+        const char *path = d->arena + off + ENTRY_HEAD;
+        if (l < plen || memcmp(path, prefix, plen) != 0 || (folder && folder_respelled(path, l, plen))) {
             snprintf(example, exlen, "%.*s", (int)(l > 200 ? 200 : l), path);
             return 1;
         }
-        off += 4 + (size_t)l;
+        off += ENTRY_HEAD + (size_t)l;
     }
     return 0;
 }
@@ -178,13 +218,24 @@ struct parse {
     char *path;              /* the current record's path */
     size_t path_len, path_cap;
     int status;              /* 1 ok, 2 failed, 0 other */
+    char status_text[48];    /* the current record's status, printable, for a message */
+    int64_t rec_line;        /* the line the current record begins on (the header's is 1) */
     int bad;                 /* set with msg on an error */
     int oom;                 /* out of memory: csv_rows returns -2 */
-    char msg[256];
+    char msg[320];
     csv_row_fn fn;
     void *ud;
     size_t rec_start, rec_end;
 };
+
+/* Up to outlen - 4 bytes of s, each byte that is not printable ASCII as '?', "..." when cut. */
+static void printable(const char *s, size_t len, char *out, size_t outlen)
+{
+    size_t n = len < outlen - 4 ? len : outlen - 4, k;
+    for (k = 0; k < n; k++)
+        out[k] = s[k] >= 0x20 && s[k] < 0x7f ? s[k] : '?';
+    snprintf(out + k, outlen - k, "%s", n < len ? "..." : "");
+}
 
 static void on_field(void *s, size_t len, void *data)
 {
@@ -215,6 +266,8 @@ static void on_field(void *s, size_t len, void *data)
         ps->path_len = len;
     } else if (f == 1) {
         ps->status = len == 2 && !memcmp(s, "ok", 2) ? 1 : len == 6 && !memcmp(s, "failed", 6) ? 2 : 0;
+        if (!ps->status)
+            printable(s, len, ps->status_text, sizeof ps->status_text);
     }
 }
 
@@ -229,9 +282,15 @@ static void on_record(int c, void *data)
             ps->bad = 1;
         }
     } else if (!ps->bad) {
-        if (ps->field != ps->n_want || ps->status == 0) {
-            snprintf(ps->msg, sizeof ps->msg, "row %lld is not a row this tool wrote (%d fields, expected %d)",
-                     (long long)ps->records + 1, ps->field, ps->n_want);
+        if (ps->field != ps->n_want) {
+            snprintf(ps->msg, sizeof ps->msg, "line %lld is not a row this tool wrote: it has %d field%s, and this "
+                     "pipeline's rows have %d (path, status, the stage columns, error, attempts, elapsed_ms)",
+                     (long long)ps->rec_line, ps->field, ps->field == 1 ? "" : "s", ps->n_want);
+            ps->bad = 1;
+        } else if (ps->status == 0) {
+            snprintf(ps->msg, sizeof ps->msg, "line %lld is not a row this tool wrote: its status (field 2) is "
+                     "\"%s\", and a status is \"ok\" or \"failed\" (lower case)", (long long)ps->rec_line,
+                     ps->status_text);
             ps->bad = 1;
         } else {
             ps->fn(ps->ud, ps->path, ps->path_len, ps->status == 1, ps->rec_start, ps->rec_end);
@@ -288,8 +347,10 @@ int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn
     csv_init(&cp, CSV_STRICT);
     csv_set_space_func(&cp, no_space); /* fields are read back byte for byte, blanks included */
     size_t pos = 0, done = 0;
-    int64_t rc = 0;
+    int64_t rc = 0, line = 0;
+    ps.rec_line = 1;
     while (pos < len && !ps.bad) {
+        line++;
         const char *nl = memchr(text + pos, '\n', len - pos);
         size_t end = nl ? (size_t)(nl - text) + 1 : len;
         /* A record can only end at a newline: tell the callback where this one would end. */
@@ -305,14 +366,16 @@ int64_t csv_rows(const char *text, size_t len, const char *header, csv_row_fn fn
             /* A malformed quote: in the last line it is a torn write, earlier it is damage. */
             if (!nl)
                 break;
-            snprintf(ps.msg, sizeof ps.msg, "it is not valid CSV after byte %zu (%s)", done,
+            snprintf(ps.msg, sizeof ps.msg, "line %lld is not valid CSV (%s)", (long long)ps.rec_line,
                      csv_strerror(csv_error(&cp)));
             ps.bad = 1;
             break;
         }
         pos = end;
-        if (ps.records != before && nl)
+        if (ps.records != before && nl) {
             done = end;
+            ps.rec_line = line + 1;
+        }
     }
     csv_free(&cp);
     if (ps.bad) {
@@ -351,6 +414,7 @@ struct jrow {
     const char *path, *status; /* the spans of their values */
     size_t path_len, status_len;
     const char *why;
+    char whybuf[160];
 };
 
 static int is_number_text(const char *v, size_t n)
@@ -408,9 +472,16 @@ static int jsonl_row(const char *line, size_t len, struct jrow *r, char **buf, s
     }
     long pl = json_string_bytes(r->path, r->path_len, *buf);
     *ok = r->status_len == 4 && !memcmp(r->status, "\"ok\"", 4);
-    if (pl <= 0 || memchr(*buf, '\0', (size_t)pl) ||
-        !(*ok || (r->status_len == 8 && !memcmp(r->status, "\"failed\"", 8)))) {
-        r->why = "its path or status is not one this tool writes";
+    if (pl <= 0 || memchr(*buf, '\0', (size_t)pl)) {
+        r->why = "its path is not a non-empty string without NUL bytes";
+        return -1;
+    }
+    if (!(*ok || (r->status_len == 8 && !memcmp(r->status, "\"failed\"", 8)))) {
+        char shown[48];
+        printable(r->status, r->status_len, shown, sizeof shown);
+        snprintf(r->whybuf, sizeof r->whybuf, "its status is %s, and a status is \"ok\" or \"failed\" (lower case)",
+                 shown);
+        r->why = r->whybuf;
         return -1;
     }
     *plen = (size_t)pl;
@@ -440,7 +511,7 @@ static int64_t jsonl_rows(const char *text, size_t len, const char *header, csv_
             break;
         }
         if (got < 0) {
-            snprintf(err, errlen, "line %lld is not a row this tool wrote (%s)", (long long)rows + 1, r.why);
+            snprintf(err, errlen, "line %lld is not a row this tool wrote: %s", (long long)rows + 1, r.why);
             rc = -1;
             break;
         }
@@ -459,9 +530,33 @@ static int64_t jsonl_rows(const char *text, size_t len, const char *header, csv_
     return rc;
 }
 
+/* A NUL byte is in no row this tool writes: NULs are a block the disk never wrote (a power cut
+ * leaves zeros where the file system had given the file room). In the last line, which has no
+ * newline, they are part of a torn write, cut off as one is; in a line before it they are damage,
+ * and the rows they replaced are lost. -1 with err then, else 0. */
+static int zero_block(const char *text, size_t len, char *err, size_t errlen)
+{
+    const char *last_nl = len ? memrchr(text, '\n', len) : NULL;
+    const char *z = last_nl ? memchr(text, '\0', (size_t)(last_nl - text)) : NULL;
+    if (!z)
+        return 0;
+    size_t at = (size_t)(z - text), n = 0;
+    while (at + n < len && !text[at + n])
+        n++;
+    long long line = 1;
+    for (const char *c = text; (c = memchr(c, '\n', (size_t)(z - c))); c++)
+        line++;
+    snprintf(err, errlen, "line %lld holds %zu zero byte%s from byte %zu: a block the disk never wrote (as after a "
+             "power cut), so the rows there are lost; remove the zero bytes (tr -d '\\000') and the line they cut "
+             "short, if any", line, n, n == 1 ? "" : "s", at);
+    return -1;
+}
+
 int64_t results_rows(enum results_format f, const char *text, size_t len, const char *header, csv_row_fn fn,
                      void *ud, size_t *complete_len, char *err, size_t errlen)
 {
+    if (zero_block(text, len, err, errlen))
+        return -1;
     if (f == RESULTS_JSONL)
         return jsonl_rows(text, len, header, fn, ud, complete_len, err, errlen);
     return csv_rows(text, len, header, fn, ud, complete_len, err, errlen);
@@ -515,6 +610,26 @@ char *jsonl_columns(const char *line, size_t len)
     return c.buf;
 }
 
+size_t results_plain_folder(const char *p, size_t n, char *out)
+{
+    size_t o = 0;
+    if (n && p[0] == '/')
+        out[o++] = '/';
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && p[j] != '/')
+            j++;
+        if (j > i && !(j - i == 1 && p[i] == '.')) {
+            if (o && out[o - 1] != '/')
+                out[o++] = '/';
+            memcpy(out + o, p + i, j - i);
+            o += j - i;
+        }
+        i = j + 1;
+    }
+    return o;
+}
+
 int resume_path_exists(void *ud, const char *path, size_t len)
 {
     (void)ud;
@@ -562,7 +677,8 @@ static void collect_row(void *ud, const char *path, size_t len, int ok, size_t s
         if (r->retry_failed && !folder && !doneset_has(c->set, path, len))
             c->info->kept_missing++;
     }
-    int added = doneset_add(c->set, path, len);
+    /* A path's first row is the one kept (compact): its status is the path's. */
+    int added = doneset_has(c->set, path, len) ? 0 : doneset_put(c->set, path, len, ok ? 0 : RESUME_ROW_FAILED);
     if (added < 0)
         c->oom = 1;
     else if (!added)
@@ -599,4 +715,104 @@ int64_t resume_parse(const char *text, size_t len, const char *header, int retry
 {
     struct resume_redo r = {retry_failed, NULL, NULL, NULL};
     return resume_parse_redo(text, len, header, &r, set, complete_len, info, err, errlen);
+}
+
+/* ---- one row's stage cells ---- */
+
+struct cells {
+    int field, n_want, done, oom;
+    char *buf;
+    size_t len, cap;
+};
+
+/* Appends a cell: its length (u32), then its bytes. */
+static void put_cell(struct cells *c, const char *s, size_t n)
+{
+    if (c->oom || n > UINT32_MAX)
+        return;
+    if (c->len + n + 4 > c->cap) {
+        size_t cap = 2 * (c->len + n + 4);
+        char *nb = realloc(c->buf, cap);
+        if (!nb) {
+            c->oom = 1;
+            return;
+        }
+        c->buf = nb;
+        c->cap = cap;
+    }
+    uint32_t l = (uint32_t)n;
+    memcpy(c->buf + c->len, &l, 4);
+    memcpy(c->buf + c->len + 4, s, n);
+    c->len += n + 4;
+}
+
+/* Fields 2 .. n_want - 4 are the stage columns (path and status before, error, attempts and
+ * elapsed_ms after). */
+static int is_stage_cell(const struct cells *c, int f)
+{
+    return f >= 2 && f < c->n_want - 3;
+}
+
+static void cell_field(void *s, size_t len, void *data)
+{
+    struct cells *c = data;
+    if (is_stage_cell(c, c->field))
+        put_cell(c, s, len);
+    c->field++;
+}
+
+static void cell_record(int ch, void *data)
+{
+    (void)ch;
+    ((struct cells *)data)->done = 1;
+}
+
+static int cell_member(void *arg, const char *key, size_t keylen, const char *v, size_t vlen)
+{
+    (void)key;
+    (void)keylen;
+    struct cells *c = arg;
+    if (is_stage_cell(c, c->field))
+        put_cell(c, v, vlen);
+    c->field++;
+    return 0;
+}
+
+/* The CSV record that begins at text: libcsv fed a line at a time until it ends. */
+static void csv_cells(const char *text, size_t len, struct cells *c)
+{
+    struct csv_parser cp;
+    csv_init(&cp, CSV_STRICT);
+    csv_set_space_func(&cp, no_space);
+    for (size_t pos = 0; pos < len && !c->done;) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) + 1 : len;
+        if (csv_parse(&cp, text + pos, end - pos, cell_field, cell_record, c) != end - pos)
+            break;
+        pos = end;
+    }
+    csv_free(&cp);
+}
+
+int results_row_cells(enum results_format f, const char *text, size_t len, size_t start, const char *header,
+                      char **cells, size_t *cells_len)
+{
+    struct cells c = {.n_want = 1};
+    for (const char *h = header; *h; h++)
+        c.n_want += *h == ',';
+    text += start;
+    len -= start;
+    if (f == RESULTS_JSONL) {
+        const char *nl = memchr(text, '\n', len);
+        c.done = nl && json_members(text, (size_t)(nl - text), cell_member, &c) == c.n_want;
+    } else {
+        csv_cells(text, len, &c);
+    }
+    if (!c.done || c.oom || c.field != c.n_want) {
+        free(c.buf);
+        return -1;
+    }
+    *cells = c.buf;
+    *cells_len = c.len;
+    return 0;
 }

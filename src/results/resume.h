@@ -19,6 +19,9 @@ struct resume_info {
     uint64_t duplicates;   /* rows whose path was seen before (kept the first) */
 };
 
+/* The value (doneset_get) of a path in a resume's done-set whose row is failed; an ok row's is 0. */
+#define RESUME_ROW_FAILED 1
+
 /* Which failed rows a resume drops so that their image (or folder) is run again. A row is
  * dropped only when the run will find its path again, so that no row is ever lost: a failed row
  * whose file no longer exists stays as it is. Failed folder rows (a path ending in '/', written
@@ -33,12 +36,18 @@ struct resume_redo {
     struct doneset *redo; /* receives the paths whose failed rows are dropped; may be NULL */
 };
 
+/* A folder's plain spelling: p[0, n) without "." and empty parts (./ds, ds/ and ds//. are all
+ * ds; a leading '/' stays), into out (room for n + 1 bytes, not NUL-terminated); its length.
+ * Rows are keyed by path as the run's DIR spelled it, so two spellings of one folder key one
+ * image twice: --resume (results.c) and merge name the spelling a file's rows use with it. */
+size_t results_plain_folder(const char *p, size_t n, char *out);
+
 /* The default can_redo: path (without NUL bytes) names a regular file, or a directory when it ends
  * in '/'; symbolic links are not followed, as the scanner follows none. */
 int resume_path_exists(void *ud, const char *path, size_t len);
 
 /* Parses CSV text already in memory (the fuzz target and the benchmark use it). Returns the number
- * of complete rows, fills the set, and sets *complete_len to the length of the complete-row prefix.
+ * of complete rows, fills the set (a path's value RESUME_ROW_FAILED when its row is failed), and sets *complete_len to the length of the complete-row prefix.
  * resume_parse is resume_parse_redo with {retry_failed} and the default can_redo. */
 int64_t resume_parse(const char *text, size_t len, const char *header, int retry_failed,
                      struct doneset *set, size_t *complete_len, struct resume_info *info,
@@ -72,9 +81,19 @@ const char *results_format_name(enum results_format f); /* "csv", "jsonl" */
 /* csv_rows for either format: for JSON Lines, header (a csv_header line) names the keys every
  * row must have, in its order, and the count returned is the rows plus one, as if the file had
  * a header. A line that is not such a row is an error, except the last one when it has no
- * newline (a torn write: not in the complete-row prefix). */
+ * newline (a torn write: not in the complete-row prefix). A NUL byte before the last line is an
+ * error too (a block the disk never wrote); in the last line it is part of the torn write. err
+ * names the line (and, for a bad field, the field, its value and what is allowed). merge and
+ * --resume both read with it. */
 int64_t results_rows(enum results_format f, const char *text, size_t len, const char *header, csv_row_fn fn,
                      void *ud, size_t *complete_len, char *err, size_t errlen);
+
+/* The stage cells of the row that begins at byte start of text (a row results_rows gave, under
+ * the same header): each cell's bytes, with its length (u32) before them, into *cells (malloc'd).
+ * A CSV cell is the field as read back, a JSON Lines cell the value's text as written: two rows
+ * whose cells are the same bytes hold the same results. 0, or -1 (out of memory, not such a row). */
+int results_row_cells(enum results_format f, const char *text, size_t len, size_t start, const char *header,
+                      char **cells, size_t *cells_len);
 
 /* The columns of a JSON Lines row (the line's len bytes, its newline left out or not) as a
  * csv_header line ("path,status,...,error,attempts,elapsed_ms\n"), malloc'd; NULL when the line
@@ -90,9 +109,17 @@ int64_t resume_parse_rows(enum results_format f, const char *text, size_t len, c
 struct doneset *doneset_new(void);
 int doneset_add(struct doneset *d, const char *path, size_t len); /* 1 added, 0 already there, -1 out of memory */
 int doneset_has(const struct doneset *d, const char *path, size_t len);
+/* Each path carries a value, 0 unless put: doneset_put adds path with value, or sets the value of
+ * a path already there (1 added, 0 set, -1 out of memory: the set is as it was); doneset_get gives
+ * it (1, or 0 when path is not there). */
+int doneset_put(struct doneset *d, const char *path, size_t len, uint64_t value);
+int doneset_get(const struct doneset *d, const char *path, size_t len, uint64_t *value);
 uint64_t doneset_size(const struct doneset *d);
-/* 1 when some path in the set does not start with prefix (one is copied into example). */
-int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, char *example, size_t exlen);
+/* 1 when some path in the set does not start with prefix (one is copied into example), or, with
+ * folder (prefix is a folder, ending in '/'), goes on with an empty or "." part (DIR//x, DIR/./x:
+ * the folder spelled otherwise). */
+int doneset_outside(const struct doneset *d, const char *prefix, size_t plen, int folder, char *example,
+                    size_t exlen);
 void doneset_free(struct doneset *d);
 
 #endif

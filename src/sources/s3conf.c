@@ -5,6 +5,7 @@
 #include "sources/s3.h"
 #include "sources/s3int.h"
 #include "common/secrets.h"
+#include "common/url.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -322,7 +323,7 @@ static int take_region(struct s3_config *c, const struct env *e, const struct in
 }
 
 /* Checks an endpoint URL: http:// or https://, a host, no user, query, fragment, space or
- * control character. Returns the copy without trailing slashes, or NULL with a message. */
+ * control character, and what url_check checks (an empty port, say). Returns the copy without trailing slashes, or NULL with a message. */
 static char *endpoint_copy(const char *v, size_t n, const char *src, char *err, size_t errlen)
 {
     char shown[160];
@@ -339,9 +340,14 @@ static char *endpoint_copy(const char *v, size_t n, const char *src, char *err, 
     }
     while (n > skip && v[n - 1] == '/')
         n--;
-    char *copy = strndup(v, n);
+    char *copy = strndup(v, n), why[160];
     if (!copy)
         snprintf(err, errlen, "out of memory");
+    else if (url_check(copy, why, sizeof why)) {
+        snprintf(err, errlen, "the endpoint from %s (%s) %s", src, shown, why);
+        free(copy);
+        copy = NULL;
+    }
     return copy;
 }
 
