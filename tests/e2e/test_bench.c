@@ -235,17 +235,8 @@ static int tls_proxy_start(struct tls_proxy *t, const char *base, int mock_port)
     t->pid = e2e_spawn(argv, log);
     if (t->pid < 0)
         return -1;
-    /* listening once a TLS handshake succeeds (curl with the CA) */
-    char url[128], probe[1024];
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/stats", t->port);
-    for (int i = 0; i < 100; i++) {
-        snprintf(probe, sizeof probe, "curl -s -o /dev/null --cacert '%s' '%s' 2>/dev/null", t->ca, url);
-        if (system(probe) == 0)
-            return 0;
-        if (!e2e_alive(t->pid))
-            break;
-        sleep_ms(100);
-    }
+    if (wait_accepting(t->pid, t->port) == 0)
+        return 0;
     show_log("nginx did not start", -1, log);
     kill(t->pid, SIGKILL);
     e2e_wait(t->pid, 10);

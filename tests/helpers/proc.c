@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 #include <curl/curl.h>
@@ -80,6 +83,30 @@ int mock_start(struct mock_proc *m, const char *const extra_args[])
     return listener_start(m, argv, wrapped);
 }
 
+int wait_accepting(pid_t pid, int port)
+{
+    long deadline = now_ms() + tmo(10) * 1000L;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return 0;
+        if (pid > 0 && waitpid(pid, NULL, WNOHANG) != 0) {
+            fprintf(stderr, "wait_accepting: the server (pid %d) exited before port %d accepted\n", (int)pid, port);
+            return -1;
+        }
+        if (now_ms() > deadline) {
+            fprintf(stderr, "wait_accepting: nothing accepted on port %d in %d s\n", port, tmo(10));
+            return -1;
+        }
+        sleep_ms(20);
+    }
+}
+
 int listener_start(struct mock_proc *m, const char *const argv[], int patient)
 {
     memset(m, 0, sizeof *m);
@@ -105,7 +132,7 @@ int listener_start(struct mock_proc *m, const char *const argv[], int patient)
 
     char line[256];
     size_t used = 0;
-    long deadline = now_ms() + (wrapped ? 60000 : 10000);
+    long deadline = now_ms() + (wrapped ? 60000 : tmo(10) * 1000L);
     int port = -1;
     while (port < 0) {
         long left = deadline - now_ms();

@@ -32,6 +32,13 @@ int mock_start(struct mock_proc *m, const char *const extra_args[]);
  * result is stopped with mock_stop. Returns 0 and fills *m, or -1. */
 int listener_start(struct mock_proc *m, const char *const argv[], int patient);
 
+/* For a server started some other way, which prints no "listening on" line (nginx, a script
+ * given its port): waits until 127.0.0.1:port accepts a TCP connection, the process pid (0: not
+ * watched) has exited, or tmo(10) seconds have passed. The one wait every such test uses: no
+ * sleep that guesses, no loop of its own. 0 once a connection was accepted, else -1 (a message
+ * on stderr). */
+int wait_accepting(pid_t pid, int port);
+
 /* SIGTERM, then SIGKILL after 5 s (30 s under MOCK_WRAP). Returns the exit status, 128 + the
  * signal when it died of one, or -1 when m was not running. Sets m->pid to 0. */
 int mock_stop(struct mock_proc *m);
