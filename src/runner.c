@@ -385,7 +385,8 @@ static int setup(struct runner *r, char *err, size_t errlen)
     }
     r->run.shared = r->shared.page;
     r->run.shared_fd = r->shared.fd;
-    budget_set(cfg->max_memory);
+    budget_use(&r->shared.page->budget, 0);
+    budget_set(cfg->max_memory, chain_answer_room(&r->run));
     if (limit_setup(r->run.shared, cfg, now_s(), err, errlen))
         return -1;
     r->limits_set = 1;

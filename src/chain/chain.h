@@ -191,6 +191,9 @@ int chain_max_attempts(const struct run *run, int stage);
 /* The most bytes an answer to req may hold: --max-answer-bytes for each image it carries (a
  * batch: one per member). req NULL: for one image. */
 size_t chain_answer_cap(const struct run *run, const struct chain_req *req);
+/* The largest answer any request of the run may take (a batch's, of the largest batch): how far
+ * answers may go past --max-memory (budget.h). */
+size_t chain_answer_room(const struct run *run);
 
 /* Backoff before retry number `attempt` (1 = first retry): exponential with full jitter, capped
  * by --backoff-max-ms, and at least the server's Retry-After (seconds; < 0 if none), which is

@@ -97,6 +97,21 @@ void item_drop_original(struct item *it)
     }
 }
 
+uint64_t item_charge(const struct item *it)
+{
+    uint64_t n = it->charged + it->cut_charged;
+    for (int k = 0; k < it->n_copies; k++)
+        n += it->copies[k].charged;
+    return n;
+}
+
+void item_disown_charge(struct item *it)
+{
+    it->charged = it->cut_charged = 0;
+    for (int k = 0; k < it->n_copies; k++)
+        it->copies[k].charged = 0;
+}
+
 void item_log_request(struct item *it, int stage, uint32_t us, int attempts)
 {
     if (it->n_log == it->cap_log) {

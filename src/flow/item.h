@@ -114,6 +114,13 @@ void item_drop_copy(struct item *it, int k);
 /* Gives back what was held for cutting crops. */
 void item_drop_cut_charge(struct item *it);
 
+/* The bytes of --max-memory the item holds: its payload's, its copies' and its cut's. */
+uint64_t item_charge(const struct item *it);
+
+/* Its payload has gone to another process with its charges (ipc.h): forgets them, so that
+ * freeing it gives nothing back. */
+void item_disown_charge(struct item *it);
+
 void item_log_request(struct item *it, int stage, uint32_t us, int attempts);
 
 void item_free(struct item *it);
