@@ -9,6 +9,7 @@
 #include <curl/curl.h>
 #include "chain/chain.h"
 #include "run.h"
+#include "flow/budget.h"
 
 struct http_buf {
     char *data;
@@ -28,7 +29,7 @@ struct http_buf {
 
 /* Each slot's answer buffer holds up to this much outside --max-memory (what every answer of a
  * model's JSON needs); an answer larger draws on the budget as it grows. */
-#define HTTP_ANSWER_FREE (64 * 1024)
+#define HTTP_ANSWER_FREE BUDGET_SMALL
 
 /* One multipart part's upload: read from its filled template (curl_mime_data_cb). */
 struct http_part {

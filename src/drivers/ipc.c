@@ -259,6 +259,7 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
             free(j);
             if (!it->results[s])
                 goto bad;
+            item_charge_result(it, it->results[s]); /* this process's copy */
         }
     }
     uint32_t nlog;

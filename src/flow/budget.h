@@ -8,8 +8,9 @@
  * holds a few of them, not a queue full. One image larger than the whole budget is still loaded,
  * alone (when nothing else is held).
  *
- * Answers (budget_answer_grow): an answer's buffer draws on the budget as it grows, beyond a
- * small allowance per request slot (http.c). Answers may go past the cap by `room` (one answer's
+ * Answers (budget_answer_grow): an answer's buffer draws on the budget as it grows, beyond
+ * BUDGET_SMALL per request slot (http.c), and a result an item keeps from it is counted until
+ * the item is freed (item_charge_result). Answers may go past the cap by `room` (one answer's
  * largest size: --max-answer-bytes times the largest batch), so that an answer never waits for
  * images to go; past that, one answer at a time (the one holding the token, "alone") may still
  * grow, and the others wait for room. That one always progresses (it waits for nothing), so
@@ -28,6 +29,10 @@
 #include <stdint.h>
 
 #define BUDGET_MAX_HOLDERS 4096 /* LIMIT_MAX_HOLDERS */
+
+/* An answer's buffer, or a result an item keeps, up to this size is not counted: every model's
+ * usual JSON fits, and the pieces are bounded in number (request slots, items in flight). */
+#define BUDGET_SMALL (64 * 1024)
 
 struct budget_page {
     _Atomic uint64_t cap;     /* --max-memory; 0: no cap */

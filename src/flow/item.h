@@ -83,6 +83,7 @@ struct item {
     char *error;         /* owned; NULL when ok */
     int n_stages;
     cJSON **results;     /* [n_stages], owned; NULL while a stage has not run */
+    uint64_t results_charged; /* bytes of --max-memory its large results hold (item_charge_result) */
     unsigned char *state;/* [n_stages] enum stage_state */
     int *outstanding;    /* [n_stages] requests of that stage still in flight */
     int in_flight;       /* requests of this item in flight, all stages */
@@ -120,6 +121,11 @@ uint64_t item_charge(const struct item *it);
 /* Its payload has gone to another process with its charges (ipc.h): forgets them, so that
  * freeing it gives nothing back. */
 void item_disown_charge(struct item *it);
+
+/* A result the item now keeps (a server's text, up to --max-answer-bytes): one larger than
+ * BUDGET_SMALL is counted in --max-memory (without waiting: it is in memory already) until the
+ * item is freed. */
+void item_charge_result(struct item *it, const cJSON *result);
 
 void item_log_request(struct item *it, int stage, uint32_t us, int attempts);
 
