@@ -604,6 +604,7 @@ static void runner_free(struct runner *r, struct stats **stats_out)
     ratelimit_free(r->run.rl);
     if (r->limits_set)
         limit_teardown(r->run.shared, r->cfg->pipeline->n);
+    budget_use(NULL, 0); /* (the page goes) */
     shared_close(&r->shared);
     pthread_mutex_destroy(&r->out_mu);
     pthread_mutex_destroy(&r->folder_mu);

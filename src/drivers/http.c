@@ -14,12 +14,12 @@ static uint64_t charge_of(size_t cap)
 }
 
 /* Waits (the blocking driver) for room for n more bytes of the answer: 0 when counted, -1 when
- * the attempt's time is up or the run stops first. */
+ * the attempt's time is up or the run is aborted first (a drain lets it finish). */
 static int wait_for_room(struct http_buf *b, uint64_t n)
 {
     while (budget_answer_grow(n, &b->token)) {
         double left = b->deadline - now_s();
-        if (left <= 0 || (b->run && run_stop_state(b->run) != RUN_GOING))
+        if (left <= 0 || (b->run && run_stop_state(b->run) == RUN_ABORT))
             return -1;
         budget_answer_wait(left < 0.2 ? left : 0.2);
         if (b->run && b->run->alive)

@@ -130,13 +130,11 @@ int budget_answer_grow(uint64_t n, uint64_t *token)
         *token = id;
         count(n, 0, 0, 1);
     }
-    raise_to(&B->answers_peak, atomic_fetch_add(&B->answers, n) + n);
     return 0;
 }
 
 void budget_answer_give(uint64_t n, uint64_t *token)
 {
-    sub_clamped(&B->answers, n);
     if (*token) {
         uint64_t t = *token;
         atomic_compare_exchange_strong(&B->alone, &t, 0);
@@ -158,11 +156,6 @@ uint64_t budget_held(void)
 uint64_t budget_peak(void)
 {
     return atomic_load(&B->peak);
-}
-
-uint64_t budget_answers_peak(void)
-{
-    return atomic_load(&B->answers_peak);
 }
 
 /* The holder entry of worker pid in the page, or -1. */

@@ -39,8 +39,6 @@ struct budget_page {
     _Atomic uint64_t room;    /* how far answers may go past cap */
     _Atomic uint64_t held;    /* images and answers */
     _Atomic uint64_t peak;
-    _Atomic uint64_t answers; /* of held: answers being received */
-    _Atomic uint64_t answers_peak;
     _Atomic uint64_t alone;   /* the answer that may grow past every limit; 0: none */
     _Atomic uint32_t gen;     /* futex word: bumped when bytes are given back */
     _Atomic int waiters;      /* asleep on gen */
@@ -75,10 +73,9 @@ void budget_answer_give(uint64_t n, uint64_t *token);
 /* Sleeps until bytes are given back, at most max_s seconds. */
 void budget_answer_wait(double max_s);
 
-/* Bytes held now (images and answers), the most ever held, and the most answers held. */
+/* Bytes held now (images and answers), and the most ever held. */
 uint64_t budget_held(void);
 uint64_t budget_peak(void);
-uint64_t budget_answers_peak(void);
 
 /* The parent, with the run's page: worker pid has died; gives back what it held. */
 struct shared_page;
