@@ -395,6 +395,30 @@ static void test_endless_threads(void)
     endless_answers("threads");
 }
 
+/* The rows of csv that are ok with a result of exactly n x's: the answer as the server sent it.
+ * (A scan of the file: the CSV reader takes minutes over 200 MB under ASan.) */
+static long whole_answers(const char *csv, size_t n)
+{
+    size_t len;
+    char *d = slurp(csv, &len);
+    if (!d)
+        return -1;
+    long ok = 0;
+    char *end = d + len;
+    for (char *line = memchr(d, '\n', len); line && line + 1 < end;) {
+        line++;
+        char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol)
+            eol = end;
+        char *status = memmem(line, (size_t)(eol - line) < 1000 ? (size_t)(eol - line) : 1000, ",ok,", 4);
+        char *x = status ? memchr(status, 'x', (size_t)(eol - status)) : NULL; /* (after the path) */
+        ok += x && strspn(x, "x") == n;
+        line = eol < end ? eol : NULL;
+    }
+    free(d);
+    return ok;
+}
+
 /* 16 answers of 12 MB at once, with room for about two: the others wait (paused, or asleep)
  * until there is room, and every one arrives whole: waiting for room fails no image. */
 static void test_large_answers_wait(void)
@@ -415,15 +439,8 @@ static void test_large_answers_wait(void)
         unsetenv("ASAN_OPTIONS");
 #endif
         CHECKF(rc == 0, "%s: exit %d", strategies[k], rc);
-        struct e2e_csv c;
-        CU_ASSERT_EQUAL_FATAL(e2e_csv_read(t.csv, &c), 0);
-        CU_ASSERT_EQUAL(c.n, t.n);
-        for (size_t r = 0; r < c.n; r++)
-            CHECKF(c.rows[r].n > 2 && !strcmp(c.rows[r].f[COL_STATUS].s, "ok") &&
-                       strlen(c.rows[r].f[2].s) == 12000000 + 2,
-                   "%s: row %zu: %s %s", strategies[k], r, c.rows[r].f[COL_STATUS].s,
-                   c.rows[r].n > ONE_STAGE_ERROR ? c.rows[r].f[ONE_STAGE_ERROR].s : "");
-        e2e_csv_free(&c);
+        long ok = whole_answers(t.csv, 12000000);
+        CHECKF(ok == (long)t.n, "%s: %ld of %zu rows ok with the whole answer", strategies[k], ok, t.n);
         fprintf(stderr, "\n  [limits] 16 answers of 12 MB (%s): peak %ld MB with --max-memory 16000000 ",
                 strategies[k], pk.parent / 1024);
         /* the answers' share: 16 + 2 x 16 MB; then the results on their way to the file */
