@@ -131,6 +131,8 @@ struct chain_answer {
     const char *curl_err; /* curl's error buffer, may be NULL or empty */
     long retry_after_s;   /* the Retry-After header, or -1 */
     const char *location; /* a 3xx answer's Location, or NULL */
+    int no_room;          /* it found no room within --max-memory for the attempt's time (other
+                           * answers held it): worth another attempt, and nothing the server did */
 };
 
 enum chain_step {

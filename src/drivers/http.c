@@ -348,12 +348,10 @@ void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a)
                  slot->resp.limit);
     else if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 2)
         snprintf(slot->errbuf, sizeof slot->errbuf, "out of memory for the answer");
-    else if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 3) {
-        /* Other answers held --max-memory for the whole attempt: worth another (a timeout's kind). */
-        a->cc = CURLE_OPERATION_TIMEDOUT;
+    a->no_room = cc == CURLE_WRITE_ERROR && slot->resp.refused == 3;
+    if (a->no_room) /* other answers held --max-memory for the whole attempt: worth another */
         snprintf(slot->errbuf, sizeof slot->errbuf,
                  "no room for the answer within --max-memory for the attempt's timeout (other answers held it)");
-    }
     slot->resp.paused = 0;
     a->location = NULL;
     char *loc = NULL;

@@ -412,7 +412,12 @@ static int take_frames(struct manager *m, struct worker *w, double now)
         pop_frame(w);
         if (!res)
             return -1;
-        budget_adopt(p->run->shared, (int)w->pid, item_charge(res)); /* a payload it loaded */
+        /* A payload it loaded: its share, counted by the worker, is ours now (a worker on a
+         * private page, when the run has no shared one, counted it there: count it here). */
+        if (p->run->shared_fd >= 0)
+            budget_adopt(p->run->shared, (int)w->pid, item_charge(res));
+        else
+            budget_force(item_charge(res));
         ipc_buf_trim(&w->recv);
         item_free(w->busy);
         w->busy = NULL;

@@ -96,9 +96,9 @@ static int set_up(struct worker_run *w)
         run->shared = w->sh.page;
         run->holder = limit_holder_register(w->sh.page, (int)getpid());
         budget_use(&w->sh.page->budget, run->holder); /* the run's budget, set by the parent */
-    } else {
-        budget_set(w->wc.cfg.max_memory, chain_answer_room(run)); /* a budget of its own */
     }
+    if (w->wc.shared_fd < 0 || !run->shared) /* no page shared with the parent: a budget of its own */
+        budget_set(w->wc.cfg.max_memory, chain_answer_room(run));
     if (w->wc.ratelimit_fd >= 0)
         run->rl = ratelimit_attach_stages(w->wc.ratelimit_fd, w->wc.cfg.max_rps, run->p);
     if (run->stats && run->shared && (w->wc.jobs & JOB_QUERY)) {

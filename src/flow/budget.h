@@ -14,8 +14,9 @@
  * largest size: --max-answer-bytes times the largest batch), so that an answer never waits for
  * images to go; past that, one answer at a time (the one holding the token, "alone") may still
  * grow, and the others wait for room. That one always progresses (it waits for nothing), so
- * answers cannot wait on each other for ever. The run holds at most cap + 2 x room of images and
- * answers, and at most cap of images.
+ * answers cannot wait on each other for ever. Images and answers being received come to at most
+ * cap + 2 x room. What is in memory already when it is counted (budget_force: a result kept, the
+ * copy of a payload a worker process was sent) may pass that; loads and answers then wait.
  *
  * Worker processes: each draws on the same page and notes what it holds in its entry of the
  * holder table (by_holder, indexed as limit.h's holders), so that its parent gives back what a
