@@ -8,7 +8,8 @@
  *     answers that do not fit at once wait for room and all arrive, byte for byte;
  *   - the budget holds for the run as a whole: 30 MB images loaded by worker processes
  *     (load=processes) do not pile up in the parent, and under --strategy processes the workers
- *     together stay near one budget, not one each. */
+ *     together stay near one budget, not one each; a worker killed while it holds an image's
+ *     share gives it back (the run would wait for ever otherwise). */
 #include <CUnit/CUnit.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -508,6 +509,49 @@ static void test_strategy_processes(void)
     CHECKF(pk.workers > 0 && pk.workers < most, "workers' peak %ld kB, over %ld kB", pk.workers, most);
 }
 
+/* A worker process killed while it holds an image's share: its parent gives the share back, so
+ * the next image (which goes only alone: nothing else held) still loads, and every row is ok, the
+ * killed one's image retried. Without the give-back the run would wait for ever. */
+static void test_killed_worker_share(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_EQUAL_FATAL(big_tree(&t, 4, 30000000), 0); /* (beside one small image) */
+    struct mock_proc m;
+    const char *margs[] = {"--trust-payload", "--latency-ms", "300", NULL};
+    CU_ASSERT_EQUAL_FATAL(mock_start(&m, margs), 0);
+    const char *argv[] = {e2e_annotate_bin(), t.root, "--out", t.csv, "--server", m.base_url, "--force", "--quiet",
+                          "--strategy", "processes", "--workers", "2", "--max-image-bytes", "40000000",
+                          "--max-memory", "60000000", NULL}; /* an image (70 MB while loaded) goes alone */
+    pid_t pid = e2e_spawn(argv, t.log);
+    CU_ASSERT_FATAL(pid > 0);
+    /* a worker holding a 30 MB image (70 MB of the budget: its bytes and base64) */
+    pid_t victim = 0;
+    double deadline = now_ms() + tmo(60) * 1000.0;
+    while (!victim && e2e_alive(pid) && now_ms() < deadline) {
+        pid_t kids[8];
+        int n = e2e_children(pid, kids, NULL, 8);
+        for (int i = 0; i < n && !victim; i++)
+            if (proc_kb(kids[i], "status", "VmRSS:") > 60 * 1024)
+                victim = kids[i];
+        if (!victim)
+            sleep_ms(10);
+    }
+    CHECKF(victim > 0, "no worker was seen holding an image");
+    if (victim > 0)
+        kill(victim, SIGKILL);
+    int rc = e2e_wait(pid, tmo(60));
+    CHECKF(rc == 0, "exit %d (-2: it waited for a share nobody gives back)", rc);
+    struct e2e_csv c;
+    CU_ASSERT_EQUAL_FATAL(e2e_csv_read(t.csv, &c), 0);
+    CU_ASSERT_EQUAL(c.n, 5);
+    for (size_t r = 0; r < c.n; r++)
+        CHECKF(c.rows[r].n > 1 && !strcmp(c.rows[r].f[COL_STATUS].s, "ok"), "row %zu: %s %s", r,
+               c.rows[r].f[COL_STATUS].s, c.rows[r].n > COL_ERROR ? c.rows[r].f[COL_ERROR].s : "");
+    e2e_csv_free(&c);
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
 int register_limits(void)
 {
     CU_pSuite s = CU_add_suite("limits", NULL, NULL);
@@ -518,7 +562,8 @@ int register_limits(void)
         !CU_add_test(s, "16 endless answers in flight (threads): --max-memory bounds them", test_endless_threads) ||
         !CU_add_test(s, "16 answers of 12 MB with room for two: they wait for room, and all arrive", test_large_answers_wait) ||
         !CU_add_test(s, "30 MB images, load=processes: the parent holds about --max-memory", test_load_processes) ||
-        !CU_add_test(s, "30 MB images, --strategy processes: the workers together hold about --max-memory", test_strategy_processes))
+        !CU_add_test(s, "30 MB images, --strategy processes: the workers together hold about --max-memory", test_strategy_processes) ||
+        !CU_add_test(s, "a worker killed holding an image's share: the share comes back, every row ok", test_killed_worker_share))
         return -1;
     return 0;
 }
