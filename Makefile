@@ -84,7 +84,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-auto bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-auto bench-memory bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(MOCK)
 
@@ -299,6 +299,14 @@ $(BUILD)/bench-prepare: private ANN_CPPFLAGS += $(VIPS_CFLAGS)
 $(BUILD)/bench-prepare: private ANN_LDLIBS += $(VIPS_LIBS)
 bench-prepare: $(BUILD)/bench-prepare $(ANNOTATE)
 	sh bench/prepare.sh $(BUILD) | tee docs/bench/bench-prepare.txt
+
+# --max-memory in whole runs (bench/memory.py): the peak RSS of the parent and the workers' summed
+# Pss, with and without a cap, for 16 endless chunked answers in flight and for 30 MB images
+# (MEM_IMAGES of them, 480 MB under out/bench-memory) loaded by worker processes
+# (load=processes) and under --strategy processes. About a minute.
+MEM_IMAGES ?= 16
+bench-memory: all
+	/usr/bin/python3 bench/memory.py $(BUILD) $(MEM_IMAGES) | tee docs/bench/bench-memory.txt
 
 # Every figure of docs/BENCHMARKS.md, in one go (about 20 minutes; needs ~10 GB of disk).
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64) $(BUILD)/bench-s3list $(S3RVER)

@@ -207,7 +207,8 @@ const struct config_option CONFIG_OPTIONS[] = {
      "a larger answer (per image of a batch) fails its image (not retried)", SCOPE_BOTH,
      LONG(CFG(max_answer_bytes), 1, 1L << 31, "a number of bytes"), TO_WORKER},
     {"max-memory", "N", "536870912 (512 MiB)",
-     "bytes of images (base64 and raw) held at once; loading waits beyond it (0: no cap)", SCOPE_BOTH,
+     "bytes of images (base64, raw, prepared) and answers held at once, by the run and its worker processes "
+     "together; loading waits beyond it, answers beyond it plus one answer's cap (0: no cap)", SCOPE_BOTH,
      LONG(CFG(max_memory), 1, LONG_MAX, "a number of bytes"), .zero = "0 for no cap", TO_WORKER},
     {"max-pixels", "N", "100000000 (100 MP)",
      "an image of more pixels (width x height, from its header) fails before it is decoded, when a stage "

@@ -414,7 +414,8 @@ static int setup(struct runner *r, char *err, size_t errlen)
     }
     r->run.shared = r->shared.page;
     r->run.shared_fd = r->shared.fd;
-    budget_set(cfg->max_memory);
+    budget_use(&r->shared.page->budget, 0);
+    budget_set(cfg->max_memory, chain_answer_room(&r->run));
     if (limit_setup(r->run.shared, cfg, now_s(), err, errlen))
         return -1;
     r->limits_set = 1;
@@ -663,6 +664,7 @@ static void runner_free(struct runner *r, struct stats **stats_out)
     ratelimit_free(r->run.rl);
     if (r->limits_set)
         limit_teardown(r->run.shared, r->cfg->pipeline->n);
+    budget_use(NULL, 0); /* (the page goes) */
     shared_close(&r->shared);
     pthread_mutex_destroy(&r->out_mu);
     pthread_mutex_destroy(&r->folder_mu);

@@ -34,6 +34,7 @@
     X(faults)     \
     X(outage)     \
     X(limits)     \
+    X(budget)     \
     X(replicas)   \
     X(batch)      \
     X(batch_serial) \

@@ -152,6 +152,8 @@ void chain_message_of(const char *text, char *out, size_t outlen)
 static enum answer_kind no_answer_kind(const struct chain_answer *a, char *err, size_t errlen)
 {
     snprintf(err, errlen, "%s", a->curl_err && a->curl_err[0] ? a->curl_err : curl_easy_strerror(a->cc));
+    if (a->no_room)
+        return ANSWER_RETRY;
     switch (a->cc) {
     case CURLE_OPERATION_TIMEDOUT:
         return ANSWER_BUSY;

@@ -134,6 +134,8 @@ struct chain_answer {
     const char *curl_err; /* curl's error buffer, may be NULL or empty */
     long retry_after_s;   /* the Retry-After header, or -1 */
     const char *location; /* a 3xx answer's Location, or NULL */
+    int no_room;          /* it found no room within --max-memory for the attempt's time (other
+                           * answers held it): worth another attempt, and nothing the server did */
 };
 
 enum chain_step {
@@ -178,7 +180,8 @@ enum answer_kind chain_outcome(const struct chain_answer *a, cJSON **result, cha
 
 /* 1 when an attempt that failed for good says the server was over its load or down, rather
  * than that the image (or its answer) is bad: a BUSY or DOWN answer (a timeout, 429, 503, other
- * 5xx, refused, reset), or a RETRY without an answer or with 408. A final 4xx (400, 413, 415,
+ * 5xx, refused, reset), or a RETRY without an answer, with 408, or for want of room within
+ * --max-memory (the client's load). A final 4xx (400, 413, 415,
  * 422), a garbled answer that came back on every retry, an image that could not be read: 0.
  * The one rule for both uses of a failure's kind: a row whose failures all say load may be mended
  * by --retry-failed (the others are final: item.h's fail_final, the summary's advice), and
@@ -211,6 +214,9 @@ int chain_max_attempts(const struct run *run, int stage);
 /* The most bytes an answer to req may hold: --max-answer-bytes for each image it carries (a
  * batch: one per member). req NULL: for one image. */
 size_t chain_answer_cap(const struct run *run, const struct chain_req *req);
+/* The largest answer any request of the run may take (a batch's, of the largest batch): how far
+ * answers may go past --max-memory (budget.h). */
+size_t chain_answer_room(const struct run *run);
 
 /* Backoff before retry number `attempt` (1 = first retry): exponential with full jitter, capped
  * by --backoff-max-ms, and at least the server's Retry-After (seconds; < 0 if none), which is

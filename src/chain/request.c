@@ -21,6 +21,16 @@ size_t chain_answer_cap(const struct run *run, const struct chain_req *req)
     return one * (size_t)(req && req->n_members > 1 ? req->n_members : 1);
 }
 
+size_t chain_answer_room(const struct run *run)
+{
+    size_t one = chain_answer_cap(run, NULL);
+    int most = 1;
+    for (int s = 0; s < run->p->n; s++)
+        if (run->p->stages[s].batch_size > most)
+            most = run->p->stages[s].batch_size;
+    return one * (size_t)most;
+}
+
 long chain_backoff_ms(const struct config *cfg, int attempt, long retry_after_s, uint64_t *rng)
 {
     /* The ceiling doubles until --backoff-max-ms, however many retries it takes (2^60 x any
@@ -216,7 +226,7 @@ int chain_load_shaped(enum answer_kind kind, const struct chain_answer *a)
 {
     if (kind == ANSWER_BUSY || kind == ANSWER_DOWN)
         return 1;
-    return kind == ANSWER_RETRY && (a->cc != CURLE_OK || a->status == 408);
+    return kind == ANSWER_RETRY && (a->cc != CURLE_OK || a->status == 408 || a->no_room);
 }
 
 /* The request failed for good. A batch of several images is split (each member goes again

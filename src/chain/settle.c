@@ -137,6 +137,7 @@ static void record(const struct stage *st, struct chain_req *req, cJSON *result,
     } else if (it->status == ITEM_FAILED || it->state[s] == ST_FAILED) {
         cJSON_Delete(result);
     } else {
+        item_charge_result(it, result); /* (a large one counts in --max-memory while kept) */
         if (st->input == INPUT_EACH)
             cJSON_ReplaceItemInArray(it->results[s], req->index, result);
         else

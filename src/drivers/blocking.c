@@ -76,7 +76,9 @@ static enum chain_step attempt(struct blocking *w, struct chain_req *req, double
     CURLcode cc = curl_easy_perform(w->slot.h);
     struct chain_answer a;
     http_answer(&w->slot, cc, &a);
-    return chain_attempt_end(w->run, req, &a, now_s(), retry_at);
+    enum chain_step step = chain_attempt_end(w->run, req, &a, now_s(), retry_at);
+    http_answer_release(&w->slot);
+    return step;
 }
 
 /* One request, with its retries, until the chain settles it. */

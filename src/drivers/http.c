@@ -1,16 +1,65 @@
 /* http: see http.h. */
 #include "drivers/http.h"
 #include "version.h"
+#include "flow/budget.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The bytes of --max-memory a buffer of cap bytes holds. */
+static uint64_t charge_of(size_t cap)
+{
+    return cap > HTTP_ANSWER_FREE ? (uint64_t)cap - HTTP_ANSWER_FREE : 0;
+}
+
+/* Waits (the blocking driver) for room for n more bytes of the answer: 0 when counted, -1 when
+ * the attempt's time is up or the run is aborted first (a drain lets it finish). */
+static int wait_for_room(struct http_buf *b, uint64_t n)
+{
+    while (budget_answer_grow(n, &b->token)) {
+        double left = b->deadline - now_s();
+        if (left <= 0 || (b->run && run_stop_state(b->run) == RUN_ABORT))
+            return -1;
+        budget_answer_wait(left < 0.2 ? left : 0.2);
+        if (b->run && b->run->alive)
+            b->run->alive(b->run); /* a worker process tells its parent it is not stuck */
+    }
+    return 0;
+}
+
+/* Takes the budget a buffer of cap bytes needs: 0; 1 when the transfer is to pause; -1 when the
+ * answer is refused (refused = 3). */
+static int room_for(struct http_slot *slot, size_t cap)
+{
+    struct http_buf *b = &slot->resp;
+    uint64_t want = charge_of(cap);
+    if (want <= b->charged)
+        return 0;
+    uint64_t n = want - b->charged;
+    if (slot->pause_list ? budget_answer_grow(n, &b->token) == 0 : wait_for_room(b, n) == 0) {
+        b->charged = want;
+        return 0;
+    }
+    if (!slot->pause_list) {
+        b->refused = 3;
+        return -1;
+    }
+    b->paused = 1;
+    if (!slot->listed) {
+        slot->next_paused = *slot->pause_list;
+        *slot->pause_list = slot;
+        slot->listed = 1;
+    }
+    return 1;
+}
+
 /* An answer larger than --max-answer-bytes fails the attempt: a misbehaving server must not
- * make us allocate until the timeout. */
+ * make us allocate until the timeout. Growing past HTTP_ANSWER_FREE draws on --max-memory. */
 static size_t on_write(char *data, size_t size, size_t n, void *userp)
 {
-    struct http_buf *b = userp;
+    struct http_slot *slot = userp;
+    struct http_buf *b = &slot->resp;
     size_t len = size * n;
     if (b->len + len > b->limit) {
         b->refused = 1;
@@ -20,6 +69,9 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
         size_t cap = b->cap ? b->cap : 4096;
         while (b->len + len + 1 > cap)
             cap *= 2;
+        int room = room_for(slot, cap);
+        if (room)
+            return room > 0 ? CURL_WRITEFUNC_PAUSE : 0;
         char *nd = realloc(b->data, cap);
         if (!nd) {
             b->refused = 2;
@@ -32,6 +84,35 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
     b->len += len;
     b->data[b->len] = 0;
     return len;
+}
+
+void http_answer_release(struct http_slot *slot)
+{
+    struct http_buf *b = &slot->resp;
+    b->paused = 0;
+    if (b->cap > HTTP_ANSWER_FREE) {
+        free(b->data);
+        b->data = NULL;
+        b->cap = b->len = 0;
+    }
+    if (b->charged || b->token)
+        budget_answer_give(b->charged, &b->token);
+    b->charged = 0;
+}
+
+void http_resume_paused(struct http_slot **list)
+{
+    struct http_slot *s = *list;
+    *list = NULL; /* those that pause again are listed anew */
+    while (s) {
+        struct http_slot *next = s->next_paused;
+        s->listed = 0;
+        if (s->resp.paused) {
+            s->resp.paused = 0;
+            curl_easy_pause(s->h, CURLPAUSE_CONT); /* (on_write runs again in here) */
+        }
+        s = next;
+    }
 }
 
 static size_t on_read(char *buf, size_t size, size_t n, void *userp)
@@ -129,6 +210,7 @@ void http_slot_free(struct http_slot *s)
     slot_release(s);
     curl_easy_cleanup(s->h);
     free(s->part);
+    http_answer_release(s);
     free(s->resp.data);
     free(s->body.data);
     s->part = NULL;
@@ -203,6 +285,9 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
     resp->refused = 0;
     resp->limit = chain_answer_cap(run, req); /* a batch's: the cap for each of its images */
     resp->images = req->n_members > 1 ? req->n_members : 1;
+    resp->paused = 0;
+    resp->deadline = now_s() + (double)timeout / 1e3;
+    resp->run = run;
     if (resp->data)
         resp->data[0] = 0;
     errbuf[0] = 0;
@@ -214,7 +299,7 @@ void http_prepare(struct http_slot *slot, const struct run *run, struct chain_re
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, request_headers(slot, st, req));
     put_body(slot, st, req);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, slot);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
@@ -263,6 +348,11 @@ void http_answer(struct http_slot *slot, CURLcode cc, struct chain_answer *a)
                  slot->resp.limit);
     else if (cc == CURLE_WRITE_ERROR && slot->resp.refused == 2)
         snprintf(slot->errbuf, sizeof slot->errbuf, "out of memory for the answer");
+    a->no_room = cc == CURLE_WRITE_ERROR && slot->resp.refused == 3;
+    if (a->no_room) /* other answers held --max-memory for the whole attempt: worth another */
+        snprintf(slot->errbuf, sizeof slot->errbuf,
+                 "no room for the answer within --max-memory for the attempt's timeout (other answers held it)");
+    slot->resp.paused = 0;
     a->location = NULL;
     char *loc = NULL;
     if (a->status >= 300 && a->status < 400 && curl_easy_getinfo(slot->h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK)

@@ -24,6 +24,15 @@ void ipc_buf_free(struct ipc_buf *b)
     memset(b, 0, sizeof *b);
 }
 
+void ipc_buf_trim(struct ipc_buf *b)
+{
+    if (b->len || b->cap <= IPC_BUF_KEEP)
+        return;
+    free(b->d); /* (a configuration frame, which holds header values, is never this large) */
+    b->d = NULL;
+    b->cap = b->pos = 0;
+}
+
 static int need(struct ipc_buf *b, size_t n)
 {
     if (b->oom)
@@ -199,6 +208,13 @@ int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload)
     put_u32(b, (uint32_t)it->n_log);
     put(b, it->log, (size_t)it->n_log * sizeof *it->log);
     put_copies(b, it, with_payload);
+    /* The payload's share of --max-memory goes with it (budget.h: the receiver counts it). */
+    uint64_t ch[2] = {with_payload ? it->charged : 0, with_payload ? it->cut_charged : 0};
+    put(b, ch, sizeof ch);
+    for (int k = 0; k < it->n_copies; k++) {
+        uint64_t c = with_payload ? it->copies[k].charged : 0;
+        put(b, &c, sizeof c);
+    }
     return end_frame(b);
 }
 
@@ -260,6 +276,8 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
         free(c);
         if (lost)
             goto bad;
+        if (it->results[s])
+            item_charge_result(it, it->results[s]); /* this process's copy */
     }
     uint32_t nlog;
     if (get_u32(b, &nlog) || nlog > 1u << 20)
@@ -272,6 +290,14 @@ struct item *ipc_decode_item(struct ipc_buf *b, int n_stages)
     }
     if (get_copies(b, it))
         goto bad;
+    uint64_t ch[2 + 64]; /* (get_copies takes 64 at most) */
+    if (get(b, ch, 2 * sizeof *ch) || get(b, ch + 2, (size_t)it->n_copies * sizeof *ch))
+        goto bad;
+    /* Set only now: an item that could not be read holds no share of the budget. */
+    it->charged = ch[0];
+    it->cut_charged = ch[1];
+    for (int k = 0; k < it->n_copies; k++)
+        it->copies[k].charged = ch[2 + k];
     return it;
 bad:
     item_free(it);

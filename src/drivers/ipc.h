@@ -59,11 +59,19 @@ struct ipc_buf {
 
 void ipc_buf_free(struct ipc_buf *b);
 
+/* Lets an empty buffer's memory go when it is larger than IPC_BUF_KEEP: a frame that carried an
+ * image must not stay held by its buffer, outside --max-memory, until the next one. */
+#define IPC_BUF_KEEP (1u << 20)
+void ipc_buf_trim(struct ipc_buf *b);
+
 /* Reads one frame into b (payload only, b->pos reset). 0, or -1 on end of file or error. */
 int ipc_read_frame(int fd, struct ipc_buf *b);
 
 /* The whole frame (length prefix included) of an item: everything a stage may have changed.
- * with_payload: include the base64 text. Returns 0, or -1 when out of memory. */
+ * with_payload: include the base64 text, the bytes, the prepared copies, and their shares of
+ * --max-memory (item_charge): the item decoded on the other side holds those shares, which its
+ * process counts (budget_force) or takes over from the sender (budget_adopt). Returns 0, or -1
+ * when out of memory. */
 int ipc_encode_item(struct ipc_buf *b, const struct item *it, int with_payload);
 
 /* The item in a frame's payload, or NULL when the frame is malformed, its stage count is not

@@ -61,6 +61,8 @@ struct multi {
     struct cutter *cutter;          /* crop stages' cuts, run off the loop (a pipeline with crops) */
     struct chain_req *twins;        /* requests whose question another request is asking (--cache) */
     uint32_t memo_seen;             /* the answer store's registry generation they were looked at */
+    struct http_slot *paused;       /* transfers paused for room within --max-memory (http.h) */
+    double paused_at;               /* when they were last unpaused */
     unsigned char *fds;             /* each socket's epoll registration (on_socket) */
     int n_fds;
 };
@@ -257,6 +259,7 @@ static struct http_slot *handle_get(struct multi *x)
     curl_easy_setopt(h->h, CURLOPT_OPENSOCKETFUNCTION, on_open);
     curl_easy_setopt(h->h, CURLOPT_CLOSESOCKETFUNCTION, on_close);
     curl_easy_setopt(h->h, CURLOPT_CLOSESOCKETDATA, x);
+    h->pause_list = &x->paused; /* an answer without room pauses (http.h) */
     return h;
 }
 
@@ -448,6 +451,7 @@ static void on_done(struct multi *x, CURL *e, CURLcode cc)
     x->in_curl--;
     double at;
     enum chain_step step = chain_attempt_end(x->run, r, &a, now_s(), &at); /* the slot is back */
+    http_answer_release(h);
     handle_put(x, h); /* after the chain has read the answer out of it */
     if (endpoint_limit(x->run, s) >= 0)
         tell_others(x, s);
@@ -584,6 +588,9 @@ static void top_up(struct multi *x)
     send_due_batches(x, now); /* what just gathered, when the input has just ended */
 }
 
+/* How often answers paused for room within --max-memory are tried again. */
+#define PAUSED_POLL_S 0.02
+
 static void *loop(void *arg)
 {
     struct multi *x = arg;
@@ -605,6 +612,8 @@ static void *loop(void *arg)
             if (due >= 0 && (wake < 0 || due < wake))
                 wake = due;
         }
+        if (x->paused && (wake < 0 || x->paused_at + PAUSED_POLL_S < wake))
+            wake = x->paused_at + PAUSED_POLL_S; /* gives back in other processes wake no loop */
         double ms = wake < 0 ? 1000 : (wake - now) * 1e3 + 0.999;
         int timeout = ms > 1000 ? 1000 : ms < 0 ? 0 : (int)ms; /* clamp before converting */
         int n = epoll_wait(x->epfd, evs, 256, timeout);
@@ -637,6 +646,11 @@ static void *loop(void *arg)
             curl_multi_socket_action(x->m, CURL_SOCKET_TIMEOUT, 0, &running);
         }
         drain_messages(x);
+        if (x->paused && now_s() >= x->paused_at + PAUSED_POLL_S) {
+            x->paused_at = now_s();
+            http_resume_paused(&x->paused);
+            drain_messages(x);
+        }
     }
     if (atomic_fetch_sub(&x->g->running, 1) == 1)
         queue_producer_done(x->out);

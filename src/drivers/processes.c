@@ -36,6 +36,7 @@
 
 #include "drivers/ipc.h"
 #include "endpoint/limit.h"
+#include "flow/budget.h"
 
 extern char **environ;
 
@@ -168,6 +169,7 @@ static int flush_send(struct worker *w)
         w->sent += (size_t)r;
     }
     w->send.len = w->sent = 0;
+    ipc_buf_trim(&w->send);
     return 0;
 }
 
@@ -236,6 +238,7 @@ static void reap(struct proc *p, struct worker *w, char *why, size_t len)
                  strsignal(WTERMSIG(status)), w->killed ? " after it stopped answering" : "");
     else
         snprintf(why, len, "worker process %d exited with status %d", (int)w->pid, WEXITSTATUS(status));
+    budget_reap(p->run->shared, (int)w->pid);
     limit_holder_reap(p->run->shared, (int)w->pid);
     w->pid = 0;
 }
@@ -325,6 +328,8 @@ static void feed(struct manager *m, int i)
             pass_on(p, it);
             continue;
         }
+        m->frame.len = 0;
+        ipc_buf_trim(&m->frame);
         w->busy = it;
         m->deaths_of_busy[i] = deaths;
         w->heard = now_s();
@@ -407,6 +412,13 @@ static int take_frames(struct manager *m, struct worker *w, double now)
         pop_frame(w);
         if (!res)
             return -1;
+        /* A payload it loaded: its share, counted by the worker, is ours now (a worker on a
+         * private page, when the run has no shared one, counted it there: count it here). */
+        if (p->run->shared_fd >= 0)
+            budget_adopt(p->run->shared, (int)w->pid, item_charge(res));
+        else
+            budget_force(item_charge(res));
+        ipc_buf_trim(&w->recv);
         item_free(w->busy);
         w->busy = NULL;
         pass_on(p, res);

@@ -86,7 +86,6 @@ static int set_up(struct worker_run *w)
     atomic_init(&w->stop, RUN_GOING);
     w->run = (struct run){.cfg = &w->wc.cfg, .p = w->wc.cfg.pipeline, .alive = worker_alive, .stop = &w->stop};
     struct run *run = &w->run;
-    budget_set(w->wc.cfg.max_memory);
     char why[300];
     if (load_start(&w->wc.cfg, why, sizeof why)) { /* it loads images, or cuts crops */
         fprintf(stderr, "annotate worker: %s\n", why);
@@ -96,7 +95,10 @@ static int set_up(struct worker_run *w)
     if (shared_attach(&w->sh, w->wc.shared_fd) == 0) {
         run->shared = w->sh.page;
         run->holder = limit_holder_register(w->sh.page, (int)getpid());
+        budget_use(&w->sh.page->budget, run->holder); /* the run's budget, set by the parent */
     }
+    if (w->wc.shared_fd < 0 || !run->shared) /* no page shared with the parent: a budget of its own */
+        budget_set(w->wc.cfg.max_memory, chain_answer_room(run));
     if (w->wc.ratelimit_fd >= 0)
         run->rl = ratelimit_attach_stages(w->wc.ratelimit_fd, w->wc.cfg.max_rps, run->p);
     if (run->stats && run->shared && (w->wc.jobs & JOB_QUERY)) {
@@ -124,13 +126,18 @@ static int serve(struct worker_run *w, struct ipc_buf *in)
     int send_payload = !(w->wc.jobs & JOB_QUERY);
     while (ipc_read_frame(STDIN_FILENO, in) == 0) {
         struct item *it = ipc_decode_item(in, w->run.p->n);
+        in->len = 0;
+        ipc_buf_trim(in); /* the payload is the item's now */
         if (!it) {
             fprintf(stderr, "annotate worker: malformed item frame from the parent\n");
             rc = 3;
             break;
         }
+        budget_force(item_charge(it)); /* the copy of a payload the parent sent (it keeps its own) */
         job_worker_run(w->jw, it);
         int bad = ipc_encode_item(&o, it, send_payload);
+        if (send_payload && !bad)
+            item_disown_charge(it); /* the parent takes its share over (budget_adopt) */
         item_free(it);
         if (bad) {
             fprintf(stderr, "annotate worker: out of memory for an answer frame\n");
@@ -141,6 +148,8 @@ static int serve(struct worker_run *w, struct ipc_buf *in)
             rc = 3;
             break;
         }
+        o.len = 0;
+        ipc_buf_trim(&o); /* a payload sent back is not kept here */
         worker_last_beat = now_s();
     }
     ipc_buf_free(&o);
@@ -152,8 +161,11 @@ static void tear_down(struct worker_run *w)
     job_worker_free(w->jw);
     memo_close(w->run.memo); /* what it put, committed */
     ratelimit_free(w->run.rl);
-    if (w->run.shared)
+    if (w->run.shared) {
+        budget_reap(w->run.shared, (int)getpid()); /* (nothing, unless an item leaked its share) */
         limit_holder_reap(w->run.shared, (int)getpid());
+    }
+    budget_use(NULL, 0);
     shared_close(&w->sh);
     stats_free(w->run.stats);
     load_stop();

@@ -11,6 +11,7 @@
 #include "common/prepstat.h"
 #include "common/stats.h"
 #include "endpoint/limit.h"
+#include "flow/budget.h"
 
 #define SHARED_MAX_STAGES 64   /* PIPELINE_MAX_STAGES */
 #define SHARED_MAX_REPLICAS 64 /* PIPELINE_MAX_REPLICA_SLOTS */
@@ -92,7 +93,10 @@ struct shared_page {
     struct limit_holder holders[LIMIT_MAX_HOLDERS]; /* which slot each worker process holds */
     struct shared_memo memo;     /* --cache: the questions on the wire */
     struct prepstat prep;        /* is preparing images what limits the run (prepstat.h) */
+    struct budget_page budget;   /* --max-memory: images and answers, every process (budget.h) */
 };
+
+_Static_assert(BUDGET_MAX_HOLDERS == LIMIT_MAX_HOLDERS, "one holder table");
 
 struct shared {
     struct shared_page *page;

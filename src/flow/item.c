@@ -188,6 +188,43 @@ void item_drop_original(struct item *it)
     }
 }
 
+uint64_t item_charge(const struct item *it)
+{
+    uint64_t n = it->charged + it->cut_charged;
+    for (int k = 0; k < it->n_copies; k++)
+        n += it->copies[k].charged;
+    return n;
+}
+
+void item_disown_charge(struct item *it)
+{
+    it->charged = it->cut_charged = 0;
+    for (int k = 0; k < it->n_copies; k++)
+        it->copies[k].charged = 0;
+}
+
+/* The bytes of a result's text: a raw or string value's, an array's elements'. */
+static uint64_t result_bytes(const cJSON *r)
+{
+    if (!r)
+        return 0;
+    if ((cJSON_IsRaw(r) || cJSON_IsString(r)) && r->valuestring)
+        return strlen(r->valuestring);
+    uint64_t n = 0;
+    for (const cJSON *c = r->child; c; c = c->next)
+        n += result_bytes(c);
+    return n;
+}
+
+void item_charge_result(struct item *it, const cJSON *result)
+{
+    uint64_t n = result_bytes(result);
+    if (n <= BUDGET_SMALL)
+        return;
+    budget_force(n);
+    it->results_charged += n;
+}
+
 void item_log_request(struct item *it, int stage, uint32_t us, int attempts)
 {
     if (it->n_log == it->cap_log) {
@@ -206,6 +243,7 @@ void item_free(struct item *it)
     if (!it)
         return;
     item_drop_payload(it);
+    budget_give(it->results_charged);
     free(it->path);
     free(it->error);
     for (int s = 0; it->fails && s < it->n_stages; s++)

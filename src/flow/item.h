@@ -101,6 +101,7 @@ struct item {
     cJSON **cells;       /* [n_stages], owned: a stage's "column" (pipeline.h), what its cell shows
                             instead of its result (an "each" stage: one per element); NULL for a
                             stage without one */
+    uint64_t results_charged; /* bytes of --max-memory its large results hold (item_charge_result) */
     unsigned char *state;/* [n_stages] enum stage_state */
     int *outstanding;    /* [n_stages] requests of that stage still in flight */
     int in_flight;       /* requests of this item in flight, all stages */
@@ -148,6 +149,18 @@ void item_drop_copy(struct item *it, int k);
 
 /* Gives back what was held for cutting crops. */
 void item_drop_cut_charge(struct item *it);
+
+/* The bytes of --max-memory the item holds: its payload's, its copies' and its cut's. */
+uint64_t item_charge(const struct item *it);
+
+/* Its payload has gone to another process with its charges (ipc.h): forgets them, so that
+ * freeing it gives nothing back. */
+void item_disown_charge(struct item *it);
+
+/* A result the item now keeps (a server's text, up to --max-answer-bytes): one larger than
+ * BUDGET_SMALL is counted in --max-memory (without waiting: it is in memory already) until the
+ * item is freed. */
+void item_charge_result(struct item *it, const cJSON *result);
 
 void item_log_request(struct item *it, int stage, uint32_t us, int attempts);
 

@@ -618,10 +618,11 @@ static int vips_started;
 
 int load_start(const struct config *cfg, char *err, size_t errlen)
 {
+    /* (fixed, so that glibc does not raise it after each large free, as it does by default) */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     if (!cfg->pipeline || !pipeline_prepares(cfg->pipeline))
         return 0;
     mallopt(M_ARENA_MAX, 2);
-    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     if (prep_init(1, err, errlen))
         return -1;
     vips_started = 1;

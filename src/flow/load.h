@@ -63,11 +63,13 @@ int load_file_nowait(const struct run *run, struct item *it);
 
 /* Starts what loading needs before the first image, once per process (the main process and each
  * worker process): when the pipeline prepares images (pipeline_prepares), libvips with one
- * worker thread per preparation (a loader thread prepares one image at a time), and glibc's
- * malloc told to keep two arenas and to give large buffers straight back to the system
- * (M_MMAP_THRESHOLD 1 MiB): decoded images are large and short-lived, and freed memory that stays
- * in per-thread arenas would make the process hold more than --max-memory says (measured with
- * 8000 x 6000 photos under a 200 MB budget: peak RSS 288 MB without it, 224 MB with it).
+ * worker thread per preparation (a loader thread prepares one image at a time) and glibc's
+ * malloc told to keep two arenas; and, for every pipeline, malloc told to give large buffers
+ * straight back to the system (M_MMAP_THRESHOLD 1 MiB): decoded images, base64 and answers are
+ * large and short-lived, and freed memory that stays in per-thread arenas would make the process
+ * hold more than --max-memory says (measured with 8000 x 6000 photos under a 200 MB budget: peak
+ * RSS 288 MB without it, 224 MB with it; 16 endless answers under --strategy threads with
+ * --max-memory 40000000: 188 MB without it).
  * Returns 0, or -1 with err. load_stop shuts libvips down again at exit, for leak checkers. */
 int load_start(const struct config *cfg, char *err, size_t errlen);
 void load_stop(void);

@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)chain_truthy(res);
         cJSON_Delete(res);
     }
-    enum answer_kind o = chain_outcome(&(struct chain_answer){CURLE_OK, 200, (const char *)data, size, NULL, -1, NULL}, &res, err, sizeof err);
+    enum answer_kind o = chain_outcome(&(struct chain_answer){CURLE_OK, 200, (const char *)data, size, NULL, -1, NULL, 0}, &res, err, sizeof err);
     if (o == ANSWER_OK)
         cJSON_Delete(res);
     return 0;

@@ -579,7 +579,7 @@ static void test_outcome(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cJSON *res = (cJSON *)1;
         char err[256] = "";
-        enum answer_kind o = chain_outcome(&(struct chain_answer){cases[i].cc, cases[i].status, cases[i].body, strlen(cases[i].body), NULL, -1, NULL},
+        enum answer_kind o = chain_outcome(&(struct chain_answer){cases[i].cc, cases[i].status, cases[i].body, strlen(cases[i].body), NULL, -1, NULL, 0},
                                              &res, err, sizeof err);
         CHECKF(o == cases[i].want, "case %zu (curl %d, HTTP %ld, %s): kind %d, want %d", i, (int)cases[i].cc,
                cases[i].status, cases[i].body, (int)o, (int)cases[i].want);
@@ -604,23 +604,28 @@ static void test_outcome(void)
     /* A redirect names where it points. */
     cJSON *r3;
     char e3[512] = "";
-    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 301, "moved", 5, NULL, -1, "http://h/v2/model_01"},
+    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 301, "moved", 5, NULL, -1, "http://h/v2/model_01", 0},
                                   &r3, e3, sizeof e3), ANSWER_FINAL);
     CHECKF(strstr(e3, "HTTP 301") && strstr(e3, "http://h/v2/model_01"), "redirect: %s", e3);
     /* curl's error buffer is preferred when given. */
     cJSON *res;
     char err[256] = "";
-    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_COULDNT_CONNECT, 0, NULL, 0, "Failed to connect to 127.0.0.1 port 9", -1, NULL},
+    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_COULDNT_CONNECT, 0, NULL, 0, "Failed to connect to 127.0.0.1 port 9", -1, NULL, 0},
                                   &res, err, sizeof err), ANSWER_DOWN);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "port 9"));
+    /* An answer that found no room within --max-memory: retried, and nothing the server did
+     * (not a write error's final failure, not a timeout's "busy"). */
+    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_WRITE_ERROR, 200, NULL, 0, "no room for the answer", -1, NULL, 1},
+                                  &res, err, sizeof err), ANSWER_RETRY);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "no room"));
     /* A non-printable body is not copied raw into the message. */
     const char body[] = "\x01\x02\nboom\r\x7f";
-    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 500, body, sizeof body - 1, NULL, -1, NULL}, &res, err, sizeof err), ANSWER_DOWN);
+    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 500, body, sizeof body - 1, NULL, -1, NULL, 0}, &res, err, sizeof err), ANSWER_DOWN);
     CHECKF(!strchr(err, '\n') && !strchr(err, '\r') && !strchr(err, 1), "control bytes in '%s'", err);
     /* A huge body is cut. */
     char *huge = malloc(100000);
     memset(huge, 'x', 100000);
-    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 500, huge, 100000, NULL, -1, NULL}, &res, err, sizeof err), ANSWER_DOWN);
+    CU_ASSERT_EQUAL(chain_outcome(&(struct chain_answer){CURLE_OK, 500, huge, 100000, NULL, -1, NULL, 0}, &res, err, sizeof err), ANSWER_DOWN);
     CU_ASSERT(strlen(err) < 200);
     free(huge);
 }
@@ -681,7 +686,7 @@ static void test_result_fidelity(void)
         const char *why = i < sizeof bad / sizeof *bad ? bad[i].why : "nested too deep";
         cJSON *res = (cJSON *)1;
         char err[256] = "";
-        enum answer_kind o = chain_outcome(&(struct chain_answer){CURLE_OK, 200, body, strlen(body), NULL, -1, NULL},
+        enum answer_kind o = chain_outcome(&(struct chain_answer){CURLE_OK, 200, body, strlen(body), NULL, -1, NULL, 0},
                                              &res, err, sizeof err);
         CHECKF(o == ANSWER_RETRY && res == NULL && strstr(err, why), "bad case %zu: kind %d, '%s' lacks '%s'", i,
                (int)o, err, why);
@@ -1084,7 +1089,7 @@ static void test_load_shaped(void)
         {CURLE_OK, 200, "{\"x\":1}", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct chain_answer a = {cases[i].cc, cases[i].status, cases[i].body, strlen(cases[i].body), NULL, -1, NULL};
+        struct chain_answer a = {cases[i].cc, cases[i].status, cases[i].body, strlen(cases[i].body), NULL, -1, NULL, 0};
         cJSON *res = NULL;
         char err[256] = "";
         enum answer_kind k = chain_outcome(&a, &res, err, sizeof err);
@@ -1092,6 +1097,13 @@ static void test_load_shaped(void)
         CHECKF(chain_load_shaped(k, &a) == cases[i].load, "case %zu (curl %d, HTTP %ld): kind %d, load %d, want %d", i,
                (int)cases[i].cc, cases[i].status, (int)k, chain_load_shaped(k, &a), cases[i].load);
     }
+    /* An answer cut short for want of room within --max-memory: the client's load, not the image. */
+    struct chain_answer nr = {CURLE_OK, 200, "{\"x\":", 5, NULL, -1, NULL, 1};
+    cJSON *res = NULL;
+    char err[256] = "";
+    enum answer_kind k = chain_outcome(&nr, &res, err, sizeof err);
+    cJSON_Delete(res);
+    CHECKF(k == ANSWER_RETRY && chain_load_shaped(k, &nr) == 1, "no room: kind %d (%s)", (int)k, err);
 }
 
 int register_chain(void)
