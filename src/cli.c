@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "prepare/prepare.h"
 #include "results/resume.h"
 #include "sources/s3.h"
 
@@ -261,6 +262,8 @@ static int check_and_load(struct config_parse *ps, char *err, size_t errlen)
         if (pipeline_add_header(cfg->pipeline, ps->headers[h], err, errlen))
             return -1;
     if (pipeline_resolve(cfg->pipeline, cfg->server, err, errlen))
+        return -1;
+    if (pipeline_prepares(cfg->pipeline) && prep_plugin_load(err, errlen)) /* libvips, only now */
         return -1;
     return 0;
 }
