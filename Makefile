@@ -14,6 +14,7 @@
 #   make bench-cache-store  the --cache answer store at 10 million entries, and its hash's candidates
 #   make bench-cache  a run with --cache: a first run's CPU against one without, the fully cached re-run
 #   make bench-prepare  image preparation (libvips) against Pillow: CPU, bytes, peak RSS
+#   make bench-start  a process's start with libvips in its plugin, against libvips linked
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -93,7 +94,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare bench-start fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(PLUGIN) $(MOCK)
 
@@ -306,6 +307,14 @@ $(BUILD)/bench-prepare: private ANN_CPPFLAGS += $(VIPS_CFLAGS)
 $(BUILD)/bench-prepare: private ANN_LDLIBS += $(VIPS_LIBS)
 bench-prepare: $(BUILD)/bench-prepare $(ANNOTATE) $(PLUGIN)
 	sh bench/prepare.sh $(BUILD) | tee docs/bench/bench-prepare.txt
+
+# A process's start: annotate (libvips in the plugin) against the same objects with libvips linked,
+# as before the plugin: --version, a run without and one with "image", --version under valgrind
+# (bench/start.sh; about a minute).
+$(BUILD)/annotate-vipslinked: $(BUILD)/obj/main.o $(BUILD)/libannotate.a
+	$(LINK) -o $@ $^ $(LIBS) -Wl,--no-as-needed $(VIPS_LIBS)
+bench-start: all $(BUILD)/annotate-vipslinked
+	sh bench/start.sh $(BUILD) | tee docs/bench/bench-start.txt
 
 # Every figure of docs/BENCHMARKS.md, in one go (about 20 minutes; needs ~10 GB of disk).
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64) $(BUILD)/bench-s3list $(S3RVER)
