@@ -297,7 +297,7 @@ static int probe_fn(struct call *c, char *err, size_t errlen)
 }
 
 static int vp_probe(const void *bytes, size_t len, uint64_t max_pixels, struct prep_info *info, char *err,
-               size_t errlen)
+                    size_t errlen)
 {
     struct call c = {.bytes = bytes, .len = len, .max_pixels = max_pixels, .info = info};
     return run(probe_fn, &c, err, errlen);
@@ -621,7 +621,7 @@ static int image_fn(struct call *c, char *err, size_t errlen)
 }
 
 static int vp_image(const void *bytes, size_t len, const struct prep_spec *spec, uint64_t max_pixels,
-               struct prep_result *out, char *err, size_t errlen)
+                    struct prep_result *out, char *err, size_t errlen)
 {
     struct call c = {.bytes = bytes, .len = len, .max_pixels = max_pixels, .spec = spec, .out = out};
     *out = (struct prep_result){0};
@@ -658,8 +658,8 @@ static int source_fn(struct call *c, char *err, size_t errlen)
     return 0;
 }
 
-static int vp_source_open(const void *bytes, size_t len, uint64_t max_pixels, struct prep_source **out, char *err,
-                     size_t errlen)
+static int vp_source_open(const void *bytes, size_t len, uint64_t max_pixels, struct prep_source **out,
+                          char *err, size_t errlen)
 {
     struct prep_source *s = g_try_new0(struct prep_source, 1);
     *out = NULL;
@@ -697,8 +697,8 @@ static int crop_fn(struct call *c, char *err, size_t errlen)
     return rc;
 }
 
-static int vp_crop(struct prep_source *s, struct prep_rect r, const struct prep_spec *spec, struct prep_result *out,
-              char *err, size_t errlen)
+static int vp_crop(struct prep_source *s, struct prep_rect r, const struct prep_spec *spec,
+                   struct prep_result *out, char *err, size_t errlen)
 {
     struct prep_spec defaults;
     const struct prep_info *info = &s->info;
