@@ -1,11 +1,12 @@
 /* plugin: the one table through which annotate reaches the code of prepare.h that needs libvips.
  *
- * libvips and its hundred libraries cost every process that links them about 80 ms of dynamic
- * loading at start (0.10 s against 0.02 s for `annotate --version`; twice as long under
- * valgrind), and most runs prepare no image. So that code (src/prepare/vips.c) is built into a
- * plugin of its own, annotate-vips.so, which annotate dlopen()s once, when a run's pipeline
- * prepares images (pipeline_prepares: a stage with "image", or a crop stage): prepare.c finds it,
- * checks this table, and forwards prepare.h's functions to it. Callers see prepare.h only.
+ * libvips and its hundred libraries cost every process that links them its dynamic loading at
+ * start (make bench-start: `annotate --version` 2.4-2.9x slower with them linked, 1.6x under
+ * valgrind, 2x under ASan), and most runs prepare no image. So that code (src/prepare/vips.c) is
+ * built into a plugin of its own, annotate-vips.so, which annotate dlopen()s once, when a run's
+ * pipeline prepares images (pipeline_prepares: a stage with "image", or a crop stage):
+ * prepare.c finds it, checks this table, and forwards prepare.h's functions to it. Callers see
+ * prepare.h only.
  *
  * The table is the plugin's only exported symbol (PREP_PLUGIN_SYMBOL; the rest is built with
  * hidden visibility). A plugin is taken only when abi, size and layout are this build's, so a
