@@ -38,8 +38,8 @@ ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -ljq 
 # libvips (image preparation; libwebpmux takes metadata out of its WebP files) is linked into the
 # plugin $(BUILD)/annotate-vips.so only (src/prepare/plugin.h), which annotate dlopen()s when a
 # pipeline prepares images: a run that prepares none, --help and --version do not load libvips and
-# its hundred libraries (80 ms at every start). The unit tests link it too: they read prepared
-# pixels back with it.
+# its hundred libraries (a start 2-3x as long: make bench-start). The unit tests link it too: they
+# read prepared pixels back with it.
 VIPS_CFLAGS := $(shell pkg-config --cflags vips libwebpmux 2>/dev/null)
 VIPS_LIBS   := $(shell pkg-config --libs vips libwebpmux 2>/dev/null)
 # make install's prefix; the plugin goes to $(PREFIX)/lib/annotate, where annotate looks for it.
