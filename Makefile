@@ -15,6 +15,7 @@
 #   make bench-cache-store  the --cache answer store at 10 million entries, and its hash's candidates
 #   make bench-cache  a run with --cache: a first run's CPU against one without, the fully cached re-run
 #   make bench-prepare  image preparation (libvips) against Pillow: CPU, bytes, peak RSS
+#   make bench-start  a process's start with libvips in its plugin, against libvips linked
 #
 # Each variant builds into its own directory (BUILD=build, build-asan, build-tsan) so that they
 # never mix objects.
@@ -35,11 +36,15 @@ ANN_CPPFLAGS := -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/n
 ANN_CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN)
 ANN_LDFLAGS  := $(SAN) -pthread
 ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -ljq -lpthread -lm
-# libvips (src/prepare/, image preparation; libwebpmux takes metadata out of its WebP files): its
-# flags only where it is used, so that a program that prepares no image does not load it and its
-# hundred libraries.
+# libvips (image preparation; libwebpmux takes metadata out of its WebP files) is linked into the
+# plugin $(BUILD)/annotate-vips.so only (src/prepare/plugin.h), which annotate dlopen()s when a
+# pipeline prepares images: a run that prepares none, --help and --version do not load libvips and
+# its hundred libraries (a start 2-3x as long: make bench-start). The unit tests link it too: they
+# read prepared pixels back with it.
 VIPS_CFLAGS := $(shell pkg-config --cflags vips libwebpmux 2>/dev/null)
 VIPS_LIBS   := $(shell pkg-config --libs vips libwebpmux 2>/dev/null)
+# make install's prefix; the plugin goes to $(PREFIX)/lib/annotate, where annotate looks for it.
+PREFIX ?= /usr/local
 COMPILE  = $(CC) $(ANN_CPPFLAGS) $(CPPFLAGS) $(ANN_CFLAGS) $(CFLAGS)
 LINK     = $(CC) $(ANN_LDFLAGS) $(LDFLAGS)
 LIBS     = $(ANN_LDLIBS) $(LDLIBS)
@@ -66,7 +71,12 @@ DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-
 
 # src/ holds main, the command line and the run; each folder one place of the design (see
 # docs/ARCHITECTURE.md). src/mock/ is the mock model server, a program of its own.
-LIB_SRC  := $(filter-out src/main.c src/mock/%,$(wildcard src/*.c src/*/*.c))
+# The plugin: src/prepare/vips.c (everything that calls libvips) with its own position-independent
+# copies of the pure code it uses (the spec, the boxes, the MIME names), symbols hidden but its table.
+PLUGIN_MAIN := src/prepare/vips.c
+PLUGIN_SRC  := $(PLUGIN_MAIN) src/prepare/spec.c src/prepare/box.c src/common/mime.c
+PLUGIN_OBJ  := $(PLUGIN_SRC:src/%.c=$(BUILD)/obj/plugin/%.o)
+LIB_SRC  := $(filter-out src/main.c src/mock/% $(PLUGIN_MAIN),$(wildcard src/*.c src/*/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 MOCK_SRC := $(wildcard src/mock/*.c)
 MOCK_OBJ := $(MOCK_SRC:src/mock/%.c=$(BUILD)/obj/mock/%.o)
@@ -77,6 +87,7 @@ TEST_SRC := tests/main.c $(wildcard tests/unit/test_*.c tests/e2e/test_*.c tests
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
 
 ANNOTATE := $(BUILD)/annotate
+PLUGIN   := $(BUILD)/annotate-vips.so
 MOCK     := $(BUILD)/mock-model-server
 UNIT     := $(BUILD)/unit-tests
 # annotate with a counting allocator that fails the Nth allocation (tests/helpers/failalloc.c): the tests'
@@ -84,9 +95,9 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-auto bench-memory bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-auto bench-memory bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare bench-start fuzz install alloc-sweep
 
-all: $(ANNOTATE) $(MOCK)
+all: $(ANNOTATE) $(PLUGIN) $(MOCK)
 
 $(BUILD)/obj/%.o: src/%.c Makefile
 	@mkdir -p $(dir $@)
@@ -100,28 +111,38 @@ $(BUILD)/obj/tests/%.o: tests/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(COMPILE) -Itests/helpers -MMD -MP -c -o $@ $<
 
-$(BUILD)/obj/prepare/%.o $(BUILD)/obj/tests/unit/test_prepare.o: ANN_CPPFLAGS += $(VIPS_CFLAGS)
+$(BUILD)/obj/plugin/%.o: src/%.c Makefile
+	@mkdir -p $(dir $@)
+	$(COMPILE) $(VIPS_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/tests/unit/test_prepare.o: ANN_CPPFLAGS += $(VIPS_CFLAGS)
+$(BUILD)/obj/prepare/prepare.o: ANN_CPPFLAGS += -DPREP_PLUGIN_LIBDIR='"$(PREFIX)/lib/annotate"'
 
 # Objects also depend on this Makefile, so that a change of flags (or a build from before the
 # .d files) rebuilds them.
--include $(patsubst %.o,%.d,$(LIB_OBJ) $(BUILD)/obj/main.o $(MOCK_OBJ) $(TEST_OBJ) $(BUILD)/obj/tests/helpers/failalloc.o)
+-include $(patsubst %.o,%.d,$(LIB_OBJ) $(BUILD)/obj/main.o $(MOCK_OBJ) $(TEST_OBJ) $(BUILD)/obj/tests/helpers/failalloc.o $(PLUGIN_OBJ))
 
 $(BUILD)/libannotate.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 $(ANNOTATE): $(BUILD)/obj/main.o $(BUILD)/libannotate.a
-	$(LINK) -o $@ $^ $(LIBS) $(VIPS_LIBS)
+	$(LINK) -o $@ $^ $(LIBS)
+
+# -z defs: every symbol the plugin uses is resolved at link time, none left to the program.
+$(PLUGIN): $(PLUGIN_OBJ)
+	$(LINK) -shared -Wl,-z,defs -o $@ $^ $(VIPS_LIBS) $(shell pkg-config --libs libcjson 2>/dev/null) -lm $(LDLIBS)
 
 $(MOCK): $(MOCK_OBJ) $(BUILD)/libannotate.a
 	$(LINK) -o $@ $^ $(LIBS) $(shell pkg-config --libs libevent 2>/dev/null)
 
 $(FAILALLOC): $(BUILD)/obj/main.o $(BUILD)/libannotate.a $(BUILD)/obj/tests/helpers/failalloc.o
-	$(LINK) $(foreach w,$(FAILALLOC_WRAPS),-Wl,--wrap=$(w)) -o $@ $^ $(LIBS) $(VIPS_LIBS) -ldl
+	$(LINK) $(foreach w,$(FAILALLOC_WRAPS),-Wl,--wrap=$(w)) -o $@ $^ $(LIBS) -ldl
 
 # The unit tests link the mock's answer models (not its server) to predict every cell: the
-# seed's five (answers.o) and the seven dialects' (dialects.o, which needs no libevent).
-$(UNIT): $(TEST_OBJ) $(BUILD)/obj/mock/answers.o $(BUILD)/obj/mock/dialects.o $(BUILD)/libannotate.a
+# seed's five (answers.o) and the seven dialects' (dialects.o, which needs no libevent). Suite
+# "prepare" reads prepared pixels back with libvips, and prepares through the plugin beside it.
+$(UNIT): $(TEST_OBJ) $(BUILD)/obj/mock/answers.o $(BUILD)/obj/mock/dialects.o $(BUILD)/libannotate.a | $(PLUGIN)
 	$(LINK) -o $@ $^ $(LIBS) $(VIPS_LIBS) -lcunit
 
 # Installs the missing Debian packages (as root, or through sudo when there is one).
@@ -297,7 +318,7 @@ bench-cache: all $(BUILD)/gen-images $(BUILD)/bench-store
 # RSS it bounds, and the peak RSS of 8000 x 6000 photos prepared under a 200 MB byte budget.
 $(BUILD)/bench-prepare: private ANN_CPPFLAGS += $(VIPS_CFLAGS)
 $(BUILD)/bench-prepare: private ANN_LDLIBS += $(VIPS_LIBS)
-bench-prepare: $(BUILD)/bench-prepare $(ANNOTATE)
+bench-prepare: $(BUILD)/bench-prepare $(ANNOTATE) $(PLUGIN)
 	sh bench/prepare.sh $(BUILD) | tee docs/bench/bench-prepare.txt
 
 # --max-memory in whole runs (bench/memory.py): the peak RSS of the parent and the workers' summed
@@ -307,6 +328,14 @@ bench-prepare: $(BUILD)/bench-prepare $(ANNOTATE)
 MEM_IMAGES ?= 16
 bench-memory: all
 	/usr/bin/python3 bench/memory.py $(BUILD) $(MEM_IMAGES) | tee docs/bench/bench-memory.txt
+
+# A process's start: annotate (libvips in the plugin) against the same objects with libvips linked,
+# as before the plugin: --version, a run without and one with "image", --version under valgrind
+# (bench/start.sh; about a minute).
+$(BUILD)/annotate-vipslinked: $(BUILD)/obj/main.o $(BUILD)/libannotate.a
+	$(LINK) -o $@ $^ $(LIBS) -Wl,--no-as-needed $(VIPS_LIBS)
+bench-start: all $(BUILD)/annotate-vipslinked
+	sh bench/start.sh $(BUILD) | tee docs/bench/bench-start.txt
 
 # Every figure of docs/BENCHMARKS.md, in one go (about 20 minutes; needs ~10 GB of disk).
 bench: all $(BUILD)/gen-images $(BUILD)/bench-scan $(BUILD)/bench-resume $(BENCH_B64) $(BUILD)/bench-s3list $(S3RVER)
@@ -322,9 +351,9 @@ fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" build-fuzz/libannotate.a
 	@set -e; for f in $(FUZZERS); do \
-	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Isrc $$(pkg-config --cflags $(PKGS)) $(VIPS_CFLAGS) \
+	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Isrc $$(pkg-config --cflags $(PKGS)) \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -o build-fuzz/fuzz-$$f tests/fuzz/fuzz_$$f.c build-fuzz/libannotate.a $(LIBS) $(VIPS_LIBS); \
+	    -o build-fuzz/fuzz-$$f tests/fuzz/fuzz_$$f.c build-fuzz/libannotate.a $(LIBS); \
 	  mkdir -p build-fuzz/corpus_$$f; cp -n tests/fuzz/corpus_$$f/* build-fuzz/corpus_$$f/ 2>/dev/null || true; \
 	  echo "fuzz $$f: $(FUZZ_SECONDS) s"; \
 	  if ! LSAN_OPTIONS=suppressions=$(abspath tests/fuzz/lsan-libjq.supp) build-fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 -close_fd_mask=3 \
@@ -333,10 +362,10 @@ fuzz:
 	  tail -1 build-fuzz/fuzz-$$f.log; \
 	done
 
-PREFIX ?= /usr/local
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/annotate $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(ANNOTATE) $(MOCK) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/annotate/
 	install -m 644 docs/annotate.1 docs/mock-model-server.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "prepare/prepare.h"
 #include "results/resume.h"
 #include "sources/s3.h"
 
@@ -46,7 +47,9 @@ void cli_usage(FILE *f, int bench)
               "Sends every image under DIR (or under the bucket's prefix, or in the list) through the model\n"
               "chain and writes one row per image (CSV, or JSON Lines with --out FILE.jsonl).\n"
               "S3 is configured as the AWS CLI is: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,\n"
-              "AWS_REGION, AWS_ENDPOINT_URL (S3-compatible stores), AWS_PROFILE and ~/.aws/credentials.\n\n"
+              "AWS_REGION, AWS_ENDPOINT_URL (S3-compatible stores), AWS_PROFILE and ~/.aws/credentials.\n"
+              "A stage with \"image\" (or a crop) loads the libvips plugin annotate-vips.so from beside the\n"
+              "binary or its ../lib/annotate, or from ANNOTATE_PLUGIN_DIR when set.\n\n"
               "options:\n", f);
     for (int i = 0; i < CONFIG_N_OPTIONS; i++) {
         const struct config_option *o = &CONFIG_OPTIONS[i];
@@ -263,6 +266,8 @@ static int check_and_load(struct config_parse *ps, char *err, size_t errlen)
         if (pipeline_add_header(cfg->pipeline, ps->headers[h], err, errlen))
             return -1;
     if (pipeline_resolve(cfg->pipeline, cfg->server, err, errlen))
+        return -1;
+    if (pipeline_prepares(cfg->pipeline) && prep_plugin_load(err, errlen)) /* libvips, only now */
         return -1;
     return 0;
 }

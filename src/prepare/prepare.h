@@ -4,6 +4,14 @@
  *
  * What callers may rely on:
  *
+ * - The plugin. libvips is not linked into annotate: the code that calls it is the plugin
+ *   annotate-vips.so (plugin.h), loaded by prep_plugin_load (prep_init loads it too) from the
+ *   first of: $ANNOTATE_PLUGIN_DIR (alone, when set); the folder of the running binary; that
+ *   folder's ../lib/annotate; $(PREFIX)/lib/annotate as built. A process that prepares no image
+ *   never loads it, nor libvips. Every function below but prep_plugin_load needs prep_init to
+ *   have succeeded in the process: before it, those that can fail fail with "image preparation
+ *   is not started (prep_init)", the frees do nothing and the estimates say UINT64_MAX.
+ *
  * - Formats. JPEG, PNG, WebP, TIFF, GIF (its first frame) and HEIC (libheif, which also reads
  *   AVIF) are read; nothing else. Each of those six loaders is asked alone whether the bytes are
  *   its format; libvips' own search (vips_foreign_find_load_buffer) is not used, as it would run
@@ -64,6 +72,12 @@
 #include "prepare/spec.h"
 
 #define PREP_MAX_PIXELS_DEFAULT 100000000ull /* --max-pixels: 100 MP */
+
+/* Loads the plugin (above), once per process; safe from any thread. Returns 0, or -1 with err
+ * naming every file looked for (none there), or the file and why it was refused (it does not
+ * load: libvips missing; not annotate's; from another build). A configuration error: the
+ * command line calls it when the pipeline prepares images, before anything is sent. */
+int prep_plugin_load(char *err, size_t errlen);
 
 /* Starts libvips for the process and configures it (above). threads: libvips worker threads per
  * call (1 to 1024). The first call does it; later calls change nothing and return what the

@@ -12,6 +12,7 @@
  *   - a crop stage behind "when"; a batch stage of prepared images. */
 #include <CUnit/CUnit.h>
 #include <cjson/cJSON.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -432,6 +433,149 @@ static void test_config_errors(void)
     }
 }
 
+/* ---- the plugin (src/prepare/plugin.h) ---- */
+
+static const char *plugin_dir_env;
+
+static void set_plugin_dir(void *arg)
+{
+    (void)arg;
+    if (plugin_dir_env)
+        setenv("ANNOTATE_PLUGIN_DIR", plugin_dir_env, 1);
+    else
+        unsetenv("ANNOTATE_PLUGIN_DIR");
+}
+
+/* Runs bin on root with the pipeline text (serial, or strategy), ANNOTATE_PLUGIN_DIR set to
+ * plugin_dir (NULL: unset), into csv. Returns the exit status, the output in out. */
+static int run_plugin(const char *bin, const char *root, const char *pipeline, const char *strategy,
+                      const char *plugin_dir, const char *csv, char *out, size_t outlen)
+{
+    char cfg[700];
+    snprintf(cfg, sizeof cfg, "%s/plugin.json", dir);
+    if (write_file(cfg, pipeline, strlen(pipeline)))
+        return -1;
+    const char *argv[] = {bin, root, "--config", cfg, "--server", srv.base_url, "--out", csv, "--force", "--quiet",
+                          "--strategy", strategy, "--workers", "2", NULL};
+    plugin_dir_env = plugin_dir;
+    return run_cmd_hook(argv, tmo(60), out, outlen, set_plugin_dir, NULL);
+}
+
+/* A folder under the suite's directory holding a file annotate-vips.so copied from src (NULL:
+ * the folder empty). */
+static const char *plugin_folder(const char *tag, const char *src)
+{
+    static char path[700];
+    char cmd[2000];
+    snprintf(path, sizeof path, "%s/%s", dir, tag);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", path, path);
+    if (system(cmd))
+        return NULL;
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/annotate-vips.so'", src ? src : "", path);
+    return !src || system(cmd) == 0 ? path : NULL;
+}
+
+/* A shared library that is not annotate's plugin: libcjson's file, as this program loaded it. */
+static const char *other_library(void)
+{
+    Dl_info info;
+    return dladdr((void *)cJSON_Parse, &info) && info.dli_fname ? info.dli_fname : NULL;
+}
+
+/* A plugin missing, one that is no library and one that is not annotate's: each exits 2 naming
+ * the file, before the results file is made or any request is sent, worker processes or not. */
+static void test_plugin_missing(void)
+{
+    const char *const names[] = {"quad_o1.jpg", "quad_o2.jpg", NULL};
+    char root[700], csv[700], junk[700], out[4000], want[800];
+    snprintf(root, sizeof root, "%s", folder("plugin", names));
+    snprintf(csv, sizeof csv, "%s/plugin.csv", dir);
+    snprintf(junk, sizeof junk, "%s/junk.so", dir);
+    CU_ASSERT_FATAL(write_file(junk, "not a library\n", 14) == 0);
+    const char *lib = other_library();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(lib);
+    static const struct {
+        const char *tag, *says;
+        int src; /* 0 none, 1 junk, 2 another library */
+    } CASES[] = {{"none", "needs annotate's libvips plugin annotate-vips.so, and it is not there: looked for ", 0},
+                 {"junk", "image preparation: cannot load ", 1},
+                 {"other", " is not annotate's plugin (it has no annotate_prep_plugin)", 2}};
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        const char *pd = plugin_folder(CASES[i].tag, CASES[i].src == 1 ? junk : CASES[i].src == 2 ? lib : NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(pd);
+        for (int processes = 0; processes < 2; processes++) {
+            unlink(csv);
+            long before = server_requests();
+            int rc = run_plugin(e2e_annotate_bin(), root, ORIENT, processes ? "processes" : "serial", pd, csv, out,
+                                sizeof out);
+            CU_ASSERT_EQUAL(rc, 2);
+            snprintf(want, sizeof want, "%s/annotate-vips.so", pd);
+            CU_ASSERT_PTR_NOT_NULL(strstr(out, "annotate: image preparation"));
+            CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+            CU_ASSERT_PTR_NOT_NULL(strstr(out, CASES[i].says));
+            if (!strstr(out, want) || !strstr(out, CASES[i].says))
+                fprintf(stderr, "plugin %s: %s\n", CASES[i].tag, out);
+            CU_ASSERT_EQUAL(server_requests(), before);
+            CU_ASSERT_NOT_EQUAL(access(csv, F_OK), 0);
+        }
+    }
+}
+
+/* The dynamic section of bin: its NEEDED libraries, one a line, into out. 0, or -1. */
+static int needed(const char *bin, char *out, size_t outlen)
+{
+    const char *argv[] = {"readelf", "-d", bin, NULL};
+    return run_cmd(argv, tmo(30), out, outlen) == 0 && strstr(out, "(NEEDED)") ? 0 : -1;
+}
+
+/* annotate has no libvips in its NEEDED list; a run without "image" goes with no plugin
+ * anywhere; with "image" the plugin is found beside the binary, in its ../lib/annotate (an
+ * install moved elsewhere) and in $ANNOTATE_PLUGIN_DIR. */
+static void test_plugin_found(void)
+{
+    char elf[16000];
+    CU_ASSERT_FATAL(needed(e2e_annotate_bin(), elf, sizeof elf) == 0);
+    CU_ASSERT_PTR_NULL(strstr(elf, "vips"));
+    CU_ASSERT_PTR_NULL(strstr(elf, "libglib"));
+    char bin_dir[700], inst[700], cmd[6000], csv[700], out[4000];
+    snprintf(bin_dir, sizeof bin_dir, "%s", e2e_annotate_bin());
+    char *slash = strrchr(bin_dir, '/');
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(bin_dir, sizeof bin_dir, ".");
+    snprintf(inst, sizeof inst, "%s/inst", dir);
+    int n = snprintf(cmd, sizeof cmd,
+                     "rm -rf '%s' && mkdir -p '%s/bin' '%s/lib/annotate' && cp '%s' '%s/bin/annotate' &&"
+                     " cp '%s/annotate-vips.so' '%s/lib/annotate/'",
+                     inst, inst, inst, e2e_annotate_bin(), inst, bin_dir, inst);
+    CU_ASSERT_FATAL(n > 0 && n < (int)sizeof cmd && system(cmd) == 0);
+    const char *none = plugin_folder("none", NULL);
+    const char *const names[] = {"quad_o1.jpg", "quad_o6.jpg", NULL};
+    char root[700], moved[800], libdir[800];
+    snprintf(root, sizeof root, "%s", folder("found", names));
+    snprintf(csv, sizeof csv, "%s/found.csv", dir);
+    snprintf(moved, sizeof moved, "%s/bin/annotate", inst);
+    snprintf(libdir, sizeof libdir, "%s/lib/annotate", inst);
+    static const char PLAIN[] = "{\"stages\": [{\"name\": \"look\", \"url\": \"/look\"}]}";
+    CU_ASSERT_EQUAL(run_plugin(e2e_annotate_bin(), root, PLAIN, "serial", none, csv, out, sizeof out), 0);
+    const struct {
+        const char *bin, *plugin_dir;
+    } WAYS[] = {{e2e_annotate_bin(), NULL}, {moved, NULL}, {e2e_annotate_bin(), libdir}, {moved, bin_dir}};
+    for (size_t i = 0; i < sizeof WAYS / sizeof WAYS[0]; i++) {
+        struct e2e_csv c;
+        int rc = run_plugin(WAYS[i].bin, root, ORIENT, "processes", WAYS[i].plugin_dir, csv, out, sizeof out);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc)
+            fprintf(stderr, "plugin way %zu: %s\n", i, out);
+        CU_ASSERT_FATAL(e2e_csv_read(csv, &c) == 0);
+        CU_ASSERT_EQUAL(c.n, 2);
+        const struct e2e_row *r = row(&c, "quad_o6.jpg");
+        CU_ASSERT(r && !strcmp(r->f[1].s, "ok"));
+        e2e_csv_free(&c);
+    }
+}
+
 int register_prepare_run(void)
 {
     CU_pSuite s = CU_add_suite("prepare_run", suite_init, suite_cleanup);
@@ -442,7 +586,11 @@ int register_prepare_run(void)
                    !CU_add_test(s, "a box with no area fails the image, naming the box", test_refused_box) ||
                    !CU_add_test(s, "bad images fail with the decoder's reason, unsent; HEIC and WebP go", test_bad_images) ||
                    !CU_add_test(s, "a crop stage behind \"when\", a batch stage of prepared images", test_when_and_batch) ||
-                   !CU_add_test(s, "\"image\" and crop mistakes exit 2", test_config_errors)
+                   !CU_add_test(s, "\"image\" and crop mistakes exit 2", test_config_errors) ||
+                   !CU_add_test(s, "plugin missing, not a library, not annotate's: exit 2 naming it, unsent",
+                                test_plugin_missing) ||
+                   !CU_add_test(s, "plugin: not in NEEDED, found beside, in ../lib/annotate, in ANNOTATE_PLUGIN_DIR",
+                                test_plugin_found)
                ? -1
                : 0;
 }
