@@ -341,10 +341,16 @@ static struct peaks answers_run(const struct e2e_tree *t, const struct mock_proc
     return run_peaks(argv, t->log, tmo(120), rc);
 }
 
+/* Under ASan the peaks are shown, not judged: its allocator keeps freed chunks in size-class
+ * caches and its shadow grows with them, by amounts that follow the machine's timing (a run
+ * measured 382 MB where the plain build holds 121); the plain build (make check) judges them,
+ * and ASan judges the rest of each test. */
 #ifdef __SANITIZE_ADDRESS__
-#define ASAN_EXTRA_KB (120 * 1024) /* ASan's shadow and allocator keep more mapped */
+#define ASAN_EXTRA_KB (120 * 1024)
+#define PEAK_JUDGED 0
 #else
 #define ASAN_EXTRA_KB 0
+#define PEAK_JUDGED 1
 #endif
 
 /* 16 endless answers at once, each refused at --max-answer-bytes 32 MiB: without the budget
@@ -377,7 +383,7 @@ static void endless_answers(const char *strategy)
     fprintf(stderr, "\n  [limits] 16 endless answers (%s): peak %ld MB with --max-memory 40000000 ", strategy,
             pk.parent / 1024);
     long most = 220 * 1024 + ASAN_EXTRA_KB;
-    CHECKF(pk.parent > 0 && pk.parent < most, "%s: peak %ld kB, over %ld kB", strategy, pk.parent, most);
+    CHECKF(!PEAK_JUDGED || (pk.parent > 0 && pk.parent < most), "%s: peak %ld kB, over %ld kB", strategy, pk.parent, most);
     mock_stop(&m);
     e2e_tree_free(&t);
 }
@@ -443,7 +449,7 @@ static void test_large_answers_wait(void)
                 strategies[k], pk.parent / 1024);
         /* the answers' share: 16 + 2 x 16 MB; then the results on their way to the file */
         long most = 200 * 1024 + ASAN_EXTRA_KB;
-        CHECKF(pk.parent > 0 && pk.parent < most, "%s: peak %ld kB, over %ld kB", strategies[k], pk.parent, most);
+        CHECKF(!PEAK_JUDGED || (pk.parent > 0 && pk.parent < most), "%s: peak %ld kB, over %ld kB", strategies[k], pk.parent, most);
     }
     mock_stop(&m);
     e2e_tree_free(&t);
@@ -492,7 +498,7 @@ static void test_load_processes(void)
 {
     struct peaks pk = processes_run("load=processes");
     long most = 260 * 1024 + ASAN_EXTRA_KB;
-    CHECKF(pk.parent > 0 && pk.parent < most, "parent peak %ld kB, over %ld kB", pk.parent, most);
+    CHECKF(!PEAK_JUDGED || (pk.parent > 0 && pk.parent < most), "parent peak %ld kB, over %ld kB", pk.parent, most);
 }
 
 /* Each worker loads and queries: together they hold about one budget, not one each (up to eight
@@ -501,7 +507,7 @@ static void test_strategy_processes(void)
 {
     struct peaks pk = processes_run("processes");
     long most = 200 * 1024 + 2 * ASAN_EXTRA_KB;
-    CHECKF(pk.workers > 0 && pk.workers < most, "workers' peak %ld kB, over %ld kB", pk.workers, most);
+    CHECKF(!PEAK_JUDGED || (pk.workers > 0 && pk.workers < most), "workers' peak %ld kB, over %ld kB", pk.workers, most);
 }
 
 /* A worker process killed while it holds an image's share: its parent gives the share back, so
