@@ -175,9 +175,19 @@ demo: deps
 # valgrind, then each fuzzer for a short bounded time.
 # The builds run on every core (-j); each suite still runs alone, after its build.
 NPROC := $(shell nproc 2>/dev/null || echo 2)
+# check and sanitize run side by side: their suites mostly wait on the servers and timeouts they
+# set up (a make check keeps under one core busy), so the two fit on two cores. Each writes its
+# own log (build/test-check.log, build/test-sanitize.log), shown whole once both are done.
 test: deps
-	@$(MAKE) -j$(NPROC) --no-print-directory check
-	@$(MAKE) -j$(NPROC) --no-print-directory sanitize
+	@$(MAKE) --no-print-directory s3rver
+	@mkdir -p build; \
+	  ( $(MAKE) -j$(NPROC) --no-print-directory check >build/test-check.log 2>&1; echo $$? >build/test-check.rc ) & \
+	  ( $(MAKE) -j$(NPROC) --no-print-directory sanitize >build/test-sanitize.log 2>&1; echo $$? >build/test-sanitize.rc ) & \
+	  wait; \
+	  for p in check sanitize; do echo "==== make $$p"; cat build/test-$$p.log; done; \
+	  for p in check sanitize; do \
+	    [ "$$(cat build/test-$$p.rc)" = 0 ] || { echo "make $$p FAILED (build/test-$$p.log)"; exit 1; }; \
+	  done
 	@$(MAKE) -j$(NPROC) --no-print-directory tsan
 	@$(MAKE) -j$(NPROC) --no-print-directory valgrind
 	@$(MAKE) -j$(NPROC) --no-print-directory fuzz FUZZ_SECONDS=10
