@@ -239,6 +239,8 @@ static void read_failure(const struct stage *st, const struct chain_answer *a, i
             return;
         if (r > 0) {
             chain_message_of(v, sd->msg, sizeof sd->msg);
+            if (!sd->msg[0]) /* an empty message still fails the answer: say what did */
+                snprintf(sd->msg, sizeof sd->msg, "\"error\" gave %.100s", v);
             sd->failed = 1;
         } else if (r < 0 && !ok) {
             snprintf(sd->msg, sizeof sd->msg, "(\"error\" failed: %.150s)", why);

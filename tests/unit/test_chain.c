@@ -1106,6 +1106,29 @@ static void test_load_shaped(void)
     CHECKF(k == ANSWER_RETRY && chain_load_shaped(k, &nr) == 1, "no room: kind %d (%s)", (int)k, err);
 }
 
+/* An "error" expression yielding an empty message still fails the answer, and the failure says
+ * why (found by fuzz_expr: {"responses":[{"error":{"code":3,"message":""}}]}). */
+static void test_empty_error_message(void)
+{
+    static const char P[] = "{\"stages\": [{\"name\": \"w\", \"url\": \"/w\", \"result\": \".\", "
+                            "\"error\": \".responses[0].error.message\"}]}";
+    struct pipeline *q = NULL;
+    char err[512];
+    CU_ASSERT_EQUAL_FATAL(pipeline_parse(P, strlen(P), "empty", &q, err, sizeof err), 0);
+    static const char body[] = "{\"responses\":[{\"error\":{\"code\":3,\"message\":\"\"}}]}";
+    static const long statuses[] = {200, 400};
+    for (int k = 0; k < 2; k++) {
+        struct chain_answer a = {CURLE_OK, statuses[k], body, strlen(body), NULL, -1, NULL, 0};
+        cJSON *res = NULL;
+        long ra;
+        err[0] = 0;
+        enum answer_kind o = chain_read_answer(&q->stages[0], &a, &res, &ra, err, sizeof err);
+        CHECKF(o != ANSWER_OK && !res && err[0], "HTTP %ld: kind %d, reason \"%s\"", statuses[k], (int)o, err);
+        cJSON_Delete(res);
+    }
+    pipeline_free(q);
+}
+
 int register_chain(void)
 {
     CU_pSuite s = CU_add_suite("chain", suite_init, suite_clean);
@@ -1118,6 +1141,7 @@ int register_chain(void)
         !CU_add_test(s, "chain_outcome classification", test_outcome) ||
         !CU_add_test(s, "chain_load_shaped: timeouts, 429, 503, 5xx, resets say load; 400, 413, 415, 422 and "
                         "garbage say the image", test_load_shaped) ||
+        !CU_add_test(s, "an \"error\" that yields an empty message: failed, and says why", test_empty_error_message) ||
         !CU_add_test(s, "results are the exact bytes sent; answers that are not strict JSON are garbled",
                      test_result_fidelity) ||
         !CU_add_test(s, "falsy model_01 or model_02: the rest skipped, ok", test_falsy_skips) ||
