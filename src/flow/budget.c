@@ -135,12 +135,18 @@ int budget_answer_grow(uint64_t n, uint64_t *token)
 
 void budget_answer_give(uint64_t n, uint64_t *token)
 {
+    /* The bytes go back before the token: the other way round, another answer could take the token
+     * and grow past the room while these bytes were still counted (seen: a peak of cap + room + two
+     * answers' growth, make sanitize's budget_concurrent). */
+    sub_clamped(&B->held, n);
+    if (mine)
+        sub_clamped(mine, n);
     if (*token) {
         uint64_t t = *token;
         atomic_compare_exchange_strong(&B->alone, &t, 0);
         *token = 0;
     }
-    uncount(n); /* (wakes the waiters also when n is 0 and only the token went) */
+    wake(); /* (also when n is 0 and only the token went) */
 }
 
 void budget_answer_wait(double max_s)
