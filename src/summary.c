@@ -189,7 +189,8 @@ static void print_failed_advice(FILE *f, const struct run_summary *s)
                 mendable == 1 ? "" : "s", mendable == 1 ? "it" : "them");
 }
 
-void summary_print(FILE *f, const struct config *cfg, const struct run_summary *s, const struct stats *st)
+/* "annotate: 120 images: 118 ok, 2 failed, ... in 12s (12.0 s, 10.0 images/s)" and the requests' line. */
+static void print_counts(FILE *f, const struct config *cfg, const struct run_summary *s, const struct stats *st)
 {
     char el[32];
     progress_fmt_duration(s->elapsed_s, el, sizeof el);
@@ -214,6 +215,10 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     if (s->slowest_stage)
         fprintf(f, "; slowest stage by p99: %s (%.1f ms)", s->slowest_stage, ms(s->slowest_p99_us));
     fputc('\n', f);
+}
+
+static void print_replicas(FILE *f, const struct config *cfg, const struct run_summary *s)
+{
     for (int i = 0; i < s->n_replicas; i++) {
         const struct replica_summary *x = &s->replicas[i];
         const struct stage *st = &cfg->pipeline->stages[x->stage];
@@ -223,6 +228,11 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
         if (x->ejections)
             fprintf(f, ", ejected %d time%s\n", x->ejections, x->ejections == 1 ? "" : "s");
     }
+}
+
+/* Folders that could not be read, or a list's entries that name no image. */
+static void print_folders(FILE *f, const struct config *cfg, const struct run_summary *s)
+{
     if (s->folders_failed && cfg->files_from)
         fprintf(f, "annotate: %llu entr%s of %s name%s no image (the last: %s); %s why\n",
                 (unsigned long long)s->folders_failed, s->folders_failed == 1 ? "y" : "ies", cfg->files_from,
@@ -233,41 +243,51 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     else if (s->folders_failed)
         fprintf(f, "annotate: %llu folders could not be read (the last: %s); their rows say why, and --resume will "
                    "retry them\n", (unsigned long long)s->folders_failed, s->folder_last);
+}
+
+/* "batches: model_03 212 requests of 15.1 items on average" (a request counts once per item in
+ * the totals above: each image's share) */
+static void print_batches(FILE *f, const struct config *cfg, const struct run_summary *s)
+{
     for (int i = 0; i < s->n_batches; i++) {
-        /* "batches: model_03 212 requests of 15.1 items on average" (a request counts once per
-         * item in the totals above: each image's share) */
         const struct batch_summary *b = &s->batches[i];
         fprintf(f, "%s %s %llu request%s of %.1f items on average%s", i ? "," : "annotate: batches:",
                 cfg->pipeline->stages[b->stage].name, (unsigned long long)b->sends, b->sends == 1 ? "" : "s",
                 b->sends ? (double)b->items / (double)b->sends : 0.0, i + 1 == s->n_batches ? "\n" : "");
     }
-    if (st && st->limits) {
-        /* "model_01 auto 6 (4-9 over 14 changes, peak 7 in flight)", "model_05 1 (peak 1)" */
-        fprintf(f, "annotate: concurrency limits:");
-        int first = 1;
-        for (int i = 0; i < cfg->pipeline->n && i < st->n_stages; i++) {
-            const struct limit_view *v = &st->limits[i];
-            if (v->mode == LIMIT_NONE)
-                continue;
-            fprintf(f, "%s %s ", first ? "" : ",", cfg->pipeline->stages[i].name);
-            first = 0;
-            if (v->mode == LIMIT_AUTO) {
-                int lo = v->limit, hi = v->limit;
-                for (int k = 0; k < v->n_hist; k++) {
-                    lo = v->hist[k].limit < lo ? v->hist[k].limit : lo;
-                    hi = v->hist[k].limit > hi ? v->hist[k].limit : hi;
-                }
-                fprintf(f, "auto %d (%d-%d over %llu change%s, peak %d in flight)", v->limit, lo, hi,
-                        (unsigned long long)(v->changes - 1), v->changes == 2 ? "" : "s", v->peak);
-            } else {
-                fprintf(f, "%d (peak %d in flight)", v->limit, v->peak);
+}
+
+/* "concurrency limits: model_01 auto 6 (4-9 over 14 changes, peak 7 in flight), model_05 1 (peak 1)" */
+static void print_limits(FILE *f, const struct config *cfg, const struct stats *st)
+{
+    if (!st || !st->limits)
+        return;
+    fprintf(f, "annotate: concurrency limits:");
+    int first = 1;
+    for (int i = 0; i < cfg->pipeline->n && i < st->n_stages; i++) {
+        const struct limit_view *v = &st->limits[i];
+        if (v->mode == LIMIT_NONE)
+            continue;
+        fprintf(f, "%s %s ", first ? "" : ",", cfg->pipeline->stages[i].name);
+        first = 0;
+        if (v->mode == LIMIT_AUTO) {
+            int lo = v->limit, hi = v->limit;
+            for (int k = 0; k < v->n_hist; k++) {
+                lo = v->hist[k].limit < lo ? v->hist[k].limit : lo;
+                hi = v->hist[k].limit > hi ? v->hist[k].limit : hi;
             }
+            fprintf(f, "auto %d (%d-%d over %llu change%s, peak %d in flight)", v->limit, lo, hi,
+                    (unsigned long long)(v->changes - 1), v->changes == 2 ? "" : "s", v->peak);
+        } else {
+            fprintf(f, "%d (peak %d in flight)", v->limit, v->peak);
         }
-        fputc('\n', f);
     }
-    print_cache(f, cfg, s);
-    print_prep(f, s);
-    print_error_tally(f, st);
+    fputc('\n', f);
+}
+
+/* What is left to do: after a stop, the images without a row; else the failed rows' advice. */
+static void print_left(FILE *f, const struct run_summary *s)
+{
     if (s->interrupted || s->left)
         fprintf(f, "annotate: stopped early: %llu image%s found ha%s no row%s; run the same command with --resume "
                    "to do %s\n", (unsigned long long)s->left, s->left == 1 ? "" : "s", s->left == 1 ? "s" : "ve",
@@ -275,6 +295,19 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
                 s->scan_cut ? "them and the images not found yet" : s->left == 1 ? "it" : "them");
     else if (s->failed)
         print_failed_advice(f, s);
+}
+
+void summary_print(FILE *f, const struct config *cfg, const struct run_summary *s, const struct stats *st)
+{
+    print_counts(f, cfg, s, st);
+    print_replicas(f, cfg, s);
+    print_folders(f, cfg, s);
+    print_batches(f, cfg, s);
+    print_limits(f, cfg, st);
+    print_cache(f, cfg, s);
+    print_prep(f, s);
+    print_error_tally(f, st);
+    print_left(f, s);
     if (strcmp(cfg->out, "-"))
         fprintf(f, "annotate: results in %s\n", cfg->out);
 }
@@ -290,9 +323,9 @@ cJSON *hist_json(const struct hist *h)
     return o;
 }
 
-cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const struct stats *st)
+/* Where the images came from and went, how many, and how they ended. */
+static void add_counts(cJSON *o, const struct config *cfg, const struct run_summary *s)
 {
-    cJSON *o = cJSON_CreateObject();
     if (cfg->files_from)
         cJSON_AddStringToObject(o, "files_from", cfg->files_from);
     else
@@ -315,79 +348,110 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
     cJSON_AddNumberToObject(o, "elapsed_s", s->elapsed_s);
     cJSON_AddNumberToObject(o, "images_per_s", s->elapsed_s > 0 ? (double)(s->ok + s->failed) / s->elapsed_s : 0);
     cJSON_AddBoolToObject(o, "interrupted", s->interrupted);
-    add_error_tally(o, st);
+}
+
+/* This process's peak RSS and CPU. */
+static void add_usage(cJSON *o)
+{
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         cJSON_AddNumberToObject(o, "peak_rss_kb", (double)ru.ru_maxrss);
         cJSON_AddNumberToObject(o, "cpu_user_s", (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6);
         cJSON_AddNumberToObject(o, "cpu_sys_s", (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
     }
-    if (s->slowest_stage) {
-        cJSON_AddStringToObject(o, "slowest_stage", s->slowest_stage);
-        cJSON_AddNumberToObject(o, "slowest_stage_p99_ms", ms(s->slowest_p99_us));
+}
+
+/* One stage's concurrency limit: {"mode", "limit", "min", "max", "peak_in_flight", (auto:
+ * "no_load_rtt_ms", "drops", "decreases_undone"), "changes", "history"}. */
+static void add_limit(cJSON *limits, const char *name, const struct limit_view *v)
+{
+    cJSON *l = cJSON_AddObjectToObject(limits, name);
+    cJSON_AddStringToObject(l, "mode", v->mode == LIMIT_AUTO ? "auto" : "fixed");
+    cJSON_AddNumberToObject(l, "limit", v->limit);
+    cJSON_AddNumberToObject(l, "min", v->lo);
+    cJSON_AddNumberToObject(l, "max", v->hi);
+    cJSON_AddNumberToObject(l, "peak_in_flight", v->peak);
+    if (v->mode == LIMIT_AUTO) {
+        cJSON_AddNumberToObject(l, "no_load_rtt_ms", v->rtt_noload_ms);
+        cJSON_AddNumberToObject(l, "drops", (double)v->drops);
+        cJSON_AddNumberToObject(l, "decreases_undone", (double)v->undone);
     }
-    if (st) {
-        cJSON_AddItemToObject(o, "request_latency", hist_json(&st->request_us));
-        cJSON_AddItemToObject(o, "image_latency", hist_json(&st->image_us));
-        cJSON *stages = cJSON_AddObjectToObject(o, "stages");
-        for (int i = 0; i < cfg->pipeline->n && i < st->n_stages; i++)
-            cJSON_AddItemToObject(stages, cfg->pipeline->stages[i].name, hist_json(&st->stage_us[i]));
-        cJSON *limits = st->limits ? cJSON_AddObjectToObject(o, "limits") : NULL;
-        for (int i = 0; limits && i < cfg->pipeline->n && i < st->n_stages; i++) {
-            const struct limit_view *v = &st->limits[i];
-            if (v->mode == LIMIT_NONE)
-                continue;
-            cJSON *l = cJSON_AddObjectToObject(limits, cfg->pipeline->stages[i].name);
-            cJSON_AddStringToObject(l, "mode", v->mode == LIMIT_AUTO ? "auto" : "fixed");
-            cJSON_AddNumberToObject(l, "limit", v->limit);
-            cJSON_AddNumberToObject(l, "min", v->lo);
-            cJSON_AddNumberToObject(l, "max", v->hi);
-            cJSON_AddNumberToObject(l, "peak_in_flight", v->peak);
-            if (v->mode == LIMIT_AUTO) {
-                cJSON_AddNumberToObject(l, "no_load_rtt_ms", v->rtt_noload_ms);
-                cJSON_AddNumberToObject(l, "drops", (double)v->drops);
-                cJSON_AddNumberToObject(l, "decreases_undone", (double)v->undone);
-            }
-            /* The changes as [seconds since the start, limit]: the first ones and the latest
-             * (LIMIT_HIST_HEAD + LIMIT_HIST_TAIL at most; "changes" says how many there were). */
-            cJSON_AddNumberToObject(l, "changes", (double)v->changes);
-            cJSON *h = cJSON_AddArrayToObject(l, "history");
-            for (int k = 0; k < v->n_hist; k++) {
-                cJSON *pt = cJSON_CreateArray();
-                cJSON_AddItemToArray(pt, cJSON_CreateNumber(round((double)v->hist[k].t * 1e3) / 1e3));
-                cJSON_AddItemToArray(pt, cJSON_CreateNumber(v->hist[k].limit));
-                cJSON_AddItemToArray(h, pt);
-            }
+    /* The changes as [seconds since the start, limit]: the first ones and the latest
+     * (LIMIT_HIST_HEAD + LIMIT_HIST_TAIL at most; "changes" says how many there were). */
+    cJSON_AddNumberToObject(l, "changes", (double)v->changes);
+    cJSON *h = cJSON_AddArrayToObject(l, "history");
+    for (int k = 0; k < v->n_hist; k++) {
+        cJSON *pt = cJSON_CreateArray();
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber(round((double)v->hist[k].t * 1e3) / 1e3));
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber(v->hist[k].limit));
+        cJSON_AddItemToArray(h, pt);
+    }
+}
+
+/* The latency histograms (requests, images, each stage) and the stages' limits. */
+static void add_latencies(cJSON *o, const struct config *cfg, const struct stats *st)
+{
+    cJSON_AddItemToObject(o, "request_latency", hist_json(&st->request_us));
+    cJSON_AddItemToObject(o, "image_latency", hist_json(&st->image_us));
+    cJSON *stages = cJSON_AddObjectToObject(o, "stages");
+    for (int i = 0; i < cfg->pipeline->n && i < st->n_stages; i++)
+        cJSON_AddItemToObject(stages, cfg->pipeline->stages[i].name, hist_json(&st->stage_us[i]));
+    cJSON *limits = st->limits ? cJSON_AddObjectToObject(o, "limits") : NULL;
+    for (int i = 0; limits && i < cfg->pipeline->n && i < st->n_stages; i++)
+        if (st->limits[i].mode != LIMIT_NONE)
+            add_limit(limits, cfg->pipeline->stages[i].name, &st->limits[i]);
+}
+
+/* "replicas": {STAGE: [{"url", "attempts", "errors", "p99_ms", "ejections"}, ...]} */
+static void add_replicas(cJSON *o, const struct config *cfg, const struct run_summary *s)
+{
+    cJSON *reps = s->n_replicas ? cJSON_AddObjectToObject(o, "replicas") : NULL;
+    for (int i = 0; reps && i < s->n_replicas; i++) {
+        const struct replica_summary *x = &s->replicas[i];
+        const struct stage *sg = &cfg->pipeline->stages[x->stage];
+        cJSON *list = cJSON_GetObjectItemCaseSensitive(reps, sg->name);
+        if (!list)
+            list = cJSON_AddArrayToObject(reps, sg->name);
+        cJSON *e = cJSON_CreateObject();
+        if (!list || !e || !cJSON_AddItemToArray(list, e)) {
+            cJSON_Delete(e);
+            continue;
         }
+        cJSON_AddStringToObject(e, "url", pipeline_replica_url(sg, x->k, 1));
+        cJSON_AddNumberToObject(e, "attempts", (double)x->attempts);
+        cJSON_AddNumberToObject(e, "errors", (double)x->errors);
+        cJSON_AddNumberToObject(e, "p99_ms", ms(x->p99_us));
+        cJSON_AddNumberToObject(e, "ejections", x->ejections);
     }
-    if (s->n_replicas) {
-        cJSON *reps = cJSON_AddObjectToObject(o, "replicas");
-        for (int i = 0; reps && i < s->n_replicas; i++) {
-            const struct replica_summary *x = &s->replicas[i];
-            const struct stage *sg = &cfg->pipeline->stages[x->stage];
-            cJSON *list = cJSON_GetObjectItemCaseSensitive(reps, sg->name);
-            if (!list)
-                list = cJSON_AddArrayToObject(reps, sg->name);
-            cJSON *e = cJSON_CreateObject();
-            if (!list || !e || !cJSON_AddItemToArray(list, e)) {
-                cJSON_Delete(e);
-                continue;
-            }
-            cJSON_AddStringToObject(e, "url", pipeline_replica_url(sg, x->k, 1));
-            cJSON_AddNumberToObject(e, "attempts", (double)x->attempts);
-            cJSON_AddNumberToObject(e, "errors", (double)x->errors);
-            cJSON_AddNumberToObject(e, "p99_ms", ms(x->p99_us));
-            cJSON_AddNumberToObject(e, "ejections", x->ejections);
-        }
-    }
-    add_cache(o, cfg, s);
-    add_prep(o, s);
+}
+
+/* "batches": {STAGE: {"http_requests", "items"}} */
+static void add_batches(cJSON *o, const struct config *cfg, const struct run_summary *s)
+{
     cJSON *batches = s->n_batches ? cJSON_AddObjectToObject(o, "batches") : NULL;
     for (int i = 0; batches && i < s->n_batches; i++) {
         cJSON *b = cJSON_AddObjectToObject(batches, cfg->pipeline->stages[s->batches[i].stage].name);
         cJSON_AddNumberToObject(b, "http_requests", (double)s->batches[i].sends);
         cJSON_AddNumberToObject(b, "items", (double)s->batches[i].items);
     }
+}
+
+cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const struct stats *st)
+{
+    cJSON *o = cJSON_CreateObject();
+    add_counts(o, cfg, s);
+    add_error_tally(o, st);
+    add_usage(o);
+    if (s->slowest_stage) {
+        cJSON_AddStringToObject(o, "slowest_stage", s->slowest_stage);
+        cJSON_AddNumberToObject(o, "slowest_stage_p99_ms", ms(s->slowest_p99_us));
+    }
+    if (st)
+        add_latencies(o, cfg, st);
+    add_replicas(o, cfg, s);
+    add_cache(o, cfg, s);
+    add_prep(o, s);
+    add_batches(o, cfg, s);
     return o;
 }
 
