@@ -10,6 +10,7 @@
 #   make alloc-sweep every allocation of a small run made to fail in turn (a sample is in make check)
 #   make bench-capacity  per-stage limits, fixed against auto, against a GPU-like mock
 #   make bench-auto  --concurrency auto against fixed numbers where they win: nginx, a server slowing with time, one worker
+#   make bench-memory  --max-memory with endless answers and 30 MB images in worker processes: peak RSS
 #   make bench-cost  CPU per request against nginx, beside wrk and a Python aiohttp client
 #   make bench-s3   images from s3rver against the same images in a folder; listing 1,000,000 keys
 #   make bench-cache-store  the --cache answer store at 10 million entries, and its hash's candidates
