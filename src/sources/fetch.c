@@ -98,25 +98,11 @@ static size_t on_http_body(char *p, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
     if (f->status / 100 != 2)
         return n; /* an error page: its status says enough */
-    if (b->len + n > b->limit) {
-        f->too_large = 1;
+    int rc = s3_buf_append(b, p, n);
+    if (rc) {
+        *(rc > 0 ? &f->too_large : &f->no_memory) = 1;
         return 0;
     }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d) {
-            f->no_memory = 1;
-            return 0;
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = 0;
     return n;
 }
 

@@ -175,6 +175,14 @@ struct s3_buf {
     size_t limit;
 };
 
+/* Room in b for need bytes in all (grown by doubling, never past limit + 1): 0, or -1 when out
+ * of memory. */
+int s3_buf_room(struct s3_buf *b, size_t need);
+
+/* Appends n bytes and keeps data NUL-terminated: 0; 1 when they would take b past its limit
+ * (nothing appended); -1 when out of memory. */
+int s3_buf_append(struct s3_buf *b, const void *p, size_t n);
+
 enum s3_outcome { S3_OK, S3_MISSING, S3_RETRY, S3_SETUP, S3_FAILED };
 
 struct s3_result {

@@ -96,7 +96,7 @@ char *s3_client_object_url(const struct s3_client *c, const char *key, size_t ke
 
 /* ---- the transfer's callbacks ---- */
 
-static int buf_room(struct s3_buf *b, size_t need)
+int s3_buf_room(struct s3_buf *b, size_t need)
 {
     if (need <= b->cap)
         return 0;
@@ -110,6 +110,18 @@ static int buf_room(struct s3_buf *b, size_t need)
         return -1;
     b->data = p;
     b->cap = cap;
+    return 0;
+}
+
+int s3_buf_append(struct s3_buf *b, const void *p, size_t n)
+{
+    if (b->limit && b->len + n > b->limit)
+        return 1;
+    if (s3_buf_room(b, b->len + n + 1) != 0)
+        return -1;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
     return 0;
 }
 
@@ -138,7 +150,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
             r->too_large = 1;
             return 0;
         }
-        if (buf_room(r->dst, (size_t)cl + 1) != 0) {
+        if (s3_buf_room(r->dst, (size_t)cl + 1) != 0) {
             r->no_memory = 1;
             return 0;
         }
@@ -155,17 +167,11 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
     struct s3_buf *b = r->status / 100 == 2 && r->dst ? r->dst : &r->err;
     if (b == &r->err && b->len + n > S3_ERROR_BODY_MAX)
         n = b->len < S3_ERROR_BODY_MAX ? S3_ERROR_BODY_MAX - b->len : 0;
-    else if (b->limit && b->len + n > b->limit) {
-        r->too_large = 1;
+    int rc = s3_buf_append(b, p, n);
+    if (rc) {
+        *(rc > 0 ? &r->too_large : &r->no_memory) = 1;
         return 0;
     }
-    if (buf_room(b, b->len + n + 1) != 0) {
-        r->no_memory = 1;
-        return 0;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
     return size * nmemb;
 }
 
