@@ -1,6 +1,7 @@
 /* hash: see hash.h. The SHA-256 implementation is fetched from libcrypto's default provider once
  * (an implicit fetch on every hash_init costs as much as hashing 400 bytes). */
 #include "common/hash.h"
+#include "common/hex.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -95,24 +96,13 @@ char *hash_hex(const unsigned char *d, size_t n, char *out)
     return out;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int hash_unhex(const char *text, unsigned char *out, size_t max)
 {
     size_t n = strlen(text);
     if (n == 0 || n % 2 || n / 2 > max)
         return -1;
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
+        int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (unsigned char)(hi << 4 | lo);

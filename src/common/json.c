@@ -1,6 +1,7 @@
 /* json: see json.h. A recursive-descent skipper: each function takes the position of a value's
  * first byte and returns the position after it, or (size_t)-1 with the reason in the context. */
 #include "common/json.h"
+#include "common/hex.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,17 +29,6 @@ static size_t ws(const struct ctx *c, size_t i)
     while (i < c->n && (c->s[i] == ' ' || c->s[i] == '\t' || c->s[i] == '\n' || c->s[i] == '\r'))
         i++;
     return i;
-}
-
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
 }
 
 /* Length of the valid UTF-8 sequence at s[i] (RFC 3629: no overlongs, no surrogates, at most
@@ -83,7 +73,7 @@ static long u_escape(const struct ctx *c, size_t i)
         return -1;
     long v = 0;
     for (int k = 2; k < 6; k++) {
-        int h = hexval(c->s[i + k]);
+        int h = hex_digit(c->s[i + k]);
         if (h < 0)
             return -1;
         v = v * 16 + h;

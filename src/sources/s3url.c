@@ -1,6 +1,7 @@
 /* s3url: s3:// URLs, S3's percent-encoding, and the text checks the other s3 files share (see
  * s3.h and s3int.h). */
 #include "sources/s3.h"
+#include "common/hex.h"
 #include "sources/s3int.h"
 #include "common/secrets.h"
 
@@ -32,25 +33,14 @@ size_t s3_encode(const char *s, size_t n, int keep_slash, char *out)
     return o;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int s3_decode(const char *s, size_t n, int plus_is_space, char *out, size_t *outlen)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '%') {
-            int hi = n - i >= 3 ? hexval((unsigned char)s[i + 1]) : -1;
-            int lo = hi >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
+            int hi = n - i >= 3 ? hex_digit((unsigned char)s[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_digit((unsigned char)s[i + 2]) : -1;
             if (lo < 0)
                 return -1;
             out[o++] = (char)(hi << 4 | lo);
