@@ -32,6 +32,7 @@
 #include "drivers/cutter.h"
 #include "drivers/http.h"
 #include "endpoint/endpoint.h"
+#include "endpoint/limit.h"
 #include "endpoint/shared.h"
 
 struct group;
@@ -44,6 +45,8 @@ struct multi {
     CURLM *m;
     int epfd, qfd;
     int cap, in_curl;
+    int room;                       /* requests it may have in curl now: cap, or what tot allows */
+    struct limit_total *tot;        /* --concurrency auto: the total, following throughput */
     double curl_deadline;           /* < 0: none */
     struct chain_req *ready, *ready_tail;
     struct timers timers;           /* retries and rate-limit waits, until due */
@@ -437,6 +440,16 @@ static struct chain_req *next_waiting(struct multi *x)
     return NULL;
 }
 
+/* --concurrency auto: a request's end is a sample of the loop's total (limit.h); the connections
+ * libcurl keeps follow it, so that a total tried and given up leaves no idle ones behind. */
+static void follow_total(struct multi *x, double now, double t_sent)
+{
+    int was = x->room;
+    x->room = limit_total_sample(x->tot, now, t_sent);
+    if (x->room != was)
+        curl_multi_setopt(x->m, CURLMOPT_MAXCONNECTS, (long)x->room + 8);
+}
+
 static void on_done(struct multi *x, CURL *e, CURLcode cc)
 {
     struct chain_req *r;
@@ -448,9 +461,11 @@ static void on_done(struct multi *x, CURL *e, CURLcode cc)
     struct chain_answer a;
     http_answer(h, cc, &a);
     curl_multi_remove_handle(x->m, e);
+    double at, now = now_s();
+    if (x->tot)
+        follow_total(x, now, r->t_attempt);
     x->in_curl--;
-    double at;
-    enum chain_step step = chain_attempt_end(x->run, r, &a, now_s(), &at); /* the slot is back */
+    enum chain_step step = chain_attempt_end(x->run, r, &a, now, &at); /* the slot is back */
     http_answer_release(h);
     handle_put(x, h); /* after the chain has read the answer out of it */
     if (endpoint_limit(x->run, s) >= 0)
@@ -483,7 +498,7 @@ static long images_cap(const struct multi *x)
     for (int s = 0; s < run->p->n; s++)
         if (run->p->stages[s].batch_size > most)
             most = run->p->stages[s].batch_size;
-    long bound = x->cap * most;
+    long bound = x->room * most;
     for (int s = 0; s < run->p->n && sum < bound * x->g->n; s++) {
         const struct stage *st = &run->p->stages[s];
         int lim = endpoint_limit(run, s);
@@ -557,7 +572,7 @@ static int take_image(struct multi *x)
 static void send_due_batches(struct multi *x, double now)
 {
     int flush = x->input_done || exec_stopping(x->run);
-    for (struct chain_req *b; x->in_curl < x->cap && (b = chain_batch_due(x->batcher, now, flush));)
+    for (struct chain_req *b; x->in_curl < x->room && (b = chain_batch_due(x->batcher, now, flush));)
         start(x, b);
 }
 
@@ -573,10 +588,10 @@ static void top_up(struct multi *x)
     if (run_stop_state(x->run) == RUN_ABORT)
         settle_parked(x, now);
     twins_again(x, 0);
-    while (x->timers.n && timers_next(&x->timers) <= now && x->in_curl < x->cap)
+    while (x->timers.n && timers_next(&x->timers) <= now && x->in_curl < x->room)
         start(x, timers_pop(&x->timers, NULL));
     send_due_batches(x, now);
-    while (x->in_curl < x->cap) {
+    while (x->in_curl < x->room) {
         struct chain_req *r = next_waiting(x); /* those that waited for a slot go first */
         if (r)
             send_req(x, r);
@@ -585,6 +600,8 @@ static void top_up(struct multi *x)
         else if (!take_image(x))
             break;
     }
+    if (x->tot)
+        limit_total_filled(x->tot, x->in_curl >= x->room);
     send_due_batches(x, now); /* what just gathered, when the input has just ended */
 }
 
@@ -605,7 +622,7 @@ static void *loop(void *arg)
             wake = x->curl_deadline;
         /* Parked requests and gathering batches can only go into a free slot: with none, an
          * answer is what to wait for (waking for them would spin). */
-        if (x->in_curl < x->cap) {
+        if (x->in_curl < x->room) {
             if (x->timers.n && (wake < 0 || timers_next(&x->timers) < wake))
                 wake = timers_next(&x->timers);
             double due = chain_batch_deadline(x->batcher);
@@ -674,6 +691,7 @@ static void loop_free(struct multi *x)
     if (x->wake_fd >= 0)
         close(x->wake_fd);
     free(x->fds);
+    free(x->tot);
     free(x->pool);
     timers_free(&x->timers);
     free(x);
@@ -691,7 +709,7 @@ static void join(struct exec *base)
 }
 
 static struct multi *loop_new(struct group *g, const struct run *run, queue *in, queue *out, int cap,
-                              char *err, size_t errlen)
+                              int n_loops, char *err, size_t errlen)
 {
     struct multi *x = calloc(1, sizeof *x);
     if (!x) {
@@ -702,7 +720,7 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     x->run = run;
     x->in = in;
     x->out = out;
-    x->cap = cap;
+    x->cap = x->room = cap;
     x->curl_deadline = -1;
     x->wake_fd = -1;
     x->pool = calloc((size_t)x->cap + 1, sizeof *x->pool);
@@ -713,8 +731,13 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     x->batcher = chain_batcher_new(run);
     if (x->wake_fd >= 0 && pipeline_crops(run->p))
         x->cutter = cutter_new(run, config_load_workers(run->cfg), x->wake_fd);
+    if (run->cfg->concurrency_auto && (x->tot = malloc(sizeof *x->tot))) {
+        /* This loop's share of the total's start and floor (its cap is its share of the top). */
+        limit_total_init(x->tot, LIMIT_TOTAL_INITIAL / n_loops, LIMIT_TOTAL_LO / n_loops, cap, now_s());
+        x->room = x->tot->total;
+    }
     if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool || !x->batcher ||
-        (pipeline_crops(run->p) && !x->cutter)) {
+        (run->cfg->concurrency_auto && !x->tot) || (pipeline_crops(run->p) && !x->cutter)) {
         snprintf(err, errlen, "cannot set up the curl-multi event loop: %s", strerror(errno));
         loop_free(x);
         return NULL;
@@ -743,7 +766,7 @@ struct exec *exec_multi_start(const struct run *run, queue *in, queue *out, char
     g->loops = calloc((size_t)n, sizeof *g->loops);
     for (int i = 0; i < n; i++) {
         int cap = run->cfg->concurrency / n + (i < run->cfg->concurrency % n);
-        if (!(g->loops[i] = loop_new(g, run, in, out, cap, err, errlen))) {
+        if (!(g->loops[i] = loop_new(g, run, in, out, cap, n, err, errlen))) {
             for (int j = 0; j < i; j++)
                 loop_free(g->loops[j]);
             free(g->loops);

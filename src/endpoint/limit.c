@@ -264,6 +264,122 @@ int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int infli
     return limit_algo_get(a);
 }
 
+/* ---- the total of --concurrency auto (limit.h) ---- */
+
+static void total_window(struct limit_total *t, double now)
+{
+    t->w_start = now;
+    t->w_first = t->w_last = 0;
+    t->w_answers = t->w_full = t->w_tops = 0;
+}
+
+void limit_total_init(struct limit_total *t, int initial, int lo, int hi, double now)
+{
+    memset(t, 0, sizeof *t);
+    t->lo = lo < 1 ? 1 : lo;
+    t->hi = hi < t->lo ? t->lo : hi;
+    t->total = initial < t->lo ? t->lo : initial > t->hi ? t->hi : initial;
+    t->ramp = 1;
+    t->hold_up = t->hold_down = LIMIT_TOTAL_HOLD_S;
+    total_window(t, now);
+}
+
+void limit_total_filled(struct limit_total *t, int full)
+{
+    t->w_tops++;
+    t->w_full += full != 0;
+}
+
+static double hold_next(double *hold)
+{
+    double h = *hold;
+    *hold = h * 2 < LIMIT_TOTAL_HOLD_MAX_S ? h * 2 : LIMIT_TOTAL_HOLD_MAX_S;
+    return h;
+}
+
+/* A try up: kept when the rate rose by LIMIT_TOTAL_GAIN of the total's rise. Not kept, the
+ * total goes back and the next try up waits; one that gained nothing at all says the loop is
+ * saturated, and a try down follows (unless one failed lately). Returns 1 when decided: a try
+ * that did not fill its total yet (the stages' limits grow into it) gets more windows. */
+static int judge_up(struct limit_total *t, double now, double rate, int full)
+{
+    double rise = (double)t->total / t->from - 1;
+    if (rate >= t->rate * (1 + LIMIT_TOTAL_GAIN * rise)) {
+        t->rate = rate;
+        t->ups++;
+        t->hold_up = LIMIT_TOTAL_HOLD_S;
+        return 1;
+    }
+    if (!full && rate > t->rate * (1 + LIMIT_TOTAL_FLAT) && ++t->extended < LIMIT_TOTAL_TRY_WINDOWS)
+        return 0;
+    t->ramp = 0;
+    t->total = t->from;
+    t->next_up = now + hold_next(&t->hold_up);
+    t->down_due = rate < t->rate * (1 + LIMIT_TOTAL_FLAT) && now >= t->next_down;
+    t->rate = 0; /* measured afresh */
+    return 1;
+}
+
+/* A try down: kept when the rate stayed within LIMIT_TOTAL_KEEP (fewer in flight did as well),
+ * then tried again; else the total goes back, and the next try down waits. */
+static void judge_down(struct limit_total *t, double now, double rate, int full)
+{
+    if (full && rate >= t->rate * LIMIT_TOTAL_KEEP) {
+        t->rate = rate;
+        t->downs++;
+        t->hold_down = LIMIT_TOTAL_HOLD_S;
+        return;
+    }
+    t->total = t->from;
+    t->down_due = 0;
+    t->next_down = now + hold_next(&t->hold_down);
+    t->rate = 0;
+}
+
+/* The next window: a try when the total's rate is known, else a measure of it. */
+static void total_next(struct limit_total *t, double now)
+{
+    t->phase = TOTAL_MEASURE;
+    t->extended = 0;
+    if (t->rate > 0 && t->down_due && t->total > t->lo) {
+        t->phase = TOTAL_TRY_DOWN;
+        t->from = t->total;
+        t->total = (int)(t->total * LIMIT_TOTAL_DOWN);
+    } else if (t->rate > 0 && now >= t->next_up && t->total < t->hi) {
+        t->phase = TOTAL_TRY_UP;
+        t->from = t->total;
+        t->total = (int)(t->total * (t->ramp ? LIMIT_TOTAL_RAMP : LIMIT_TOTAL_UP) + 0.5);
+    }
+    t->total = t->total < t->lo ? t->lo : t->total > t->hi ? t->hi : t->total;
+    total_window(t, now);
+}
+
+int limit_total_sample(struct limit_total *t, double now, double t_sent)
+{
+    if (t_sent < t->w_start)
+        return t->total; /* sent under the total before: says nothing of this one */
+    if (!t->w_answers)
+        t->w_first = now;
+    t->w_last = now;
+    t->w_answers++;
+    if (t->w_answers < LIMIT_TOTAL_MIN_ANSWERS || now - t->w_start < LIMIT_TOTAL_WINDOW_S || t->w_last <= t->w_first)
+        return t->total;
+    double rate = (double)(t->w_answers - 1) / (t->w_last - t->w_first);
+    int full = t->w_tops > 0 && 2 * t->w_full >= t->w_tops;
+    if (t->phase == TOTAL_TRY_UP) {
+        if (!judge_up(t, now, rate, full)) {
+            total_window(t, now); /* the same try, a window more */
+            return t->total;
+        }
+    } else if (t->phase == TOTAL_TRY_DOWN) {
+        judge_down(t, now, rate, full);
+    } else if (full) {
+        t->rate = rate; /* a window that did not fill the total says nothing of it */
+    }
+    total_next(t, now);
+    return t->total;
+}
+
 /* ---- the run's table ---- */
 
 static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)

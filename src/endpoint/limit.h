@@ -114,6 +114,75 @@ int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int infli
 /* The limit in force. */
 int limit_algo_get(const struct limit_algo *a);
 
+/* ---- the total of --concurrency auto in one event loop ----
+ *
+ * The stages' limits follow each server's latency. What they add up to is bounded by a total
+ * (curl-multi: the requests one event loop keeps in libcurl), and with --concurrency auto that
+ * total follows the loop's throughput, since latency cannot tell it: when the client's own CPU
+ * (or one server that every stage shares) is what is saturated, each request in flight waits a
+ * little longer and more of them only cost more CPU per request (against nginx without latency,
+ * a fixed 160 in flight made 84 % of a fixed 64's requests/s), while against a server far away
+ * the throughput rises with the total until the client saturates (at 20 ms, 384 in flight made
+ * 131 % of 256's). So the total is tried, a window at a time (at least LIMIT_TOTAL_WINDOW_S and
+ * LIMIT_TOTAL_MIN_ANSWERS answers, counting only requests sent since the window began, the
+ * rate taken between its first and last answer):
+ *   - up (x LIMIT_TOTAL_RAMP until a try first fails, then x LIMIT_TOTAL_UP): kept when the
+ *     answers per second rose by at least LIMIT_TOTAL_GAIN of the total's rise, and tried again
+ *     at once. A try that did not have its total in flight yet (the stages' limits grow into it
+ *     only as they fill theirs) gets up to LIMIT_TOTAL_TRY_WINDOWS windows. Not kept, the total
+ *     goes back and the next try up waits (LIMIT_TOTAL_HOLD_S, doubling while tries fail, up to
+ *     LIMIT_TOTAL_HOLD_MAX_S);
+ *   - down (x LIMIT_TOTAL_DOWN), after a try up that gained less than LIMIT_TOTAL_FLAT (the
+ *     loop is saturated): kept when the answers per second stayed within LIMIT_TOTAL_KEEP of
+ *     what they were (fewer in flight did as well), then tried again; not kept, the total goes
+ *     back and the next try down waits as tries up do.
+ * A measuring window in which the loop did not have its total in flight (the stages' limits or
+ * the images coming in bound it) says nothing of the total. It starts at the fixed default
+ * (LIMIT_TOTAL_INITIAL, the loop's share of it) and stays within [LIMIT_TOTAL_LO, the loop's
+ * share of LIMIT_AUTO_TOTAL]. Like limit_algo it reads no clock. */
+#define LIMIT_TOTAL_INITIAL 64
+#define LIMIT_TOTAL_LO 16
+#define LIMIT_TOTAL_WINDOW_S 0.2
+#define LIMIT_TOTAL_MIN_ANSWERS 64
+#define LIMIT_TOTAL_RAMP 2.0
+#define LIMIT_TOTAL_UP 1.5
+#define LIMIT_TOTAL_DOWN 0.75
+#define LIMIT_TOTAL_GAIN 0.3
+#define LIMIT_TOTAL_FLAT 0.05
+#define LIMIT_TOTAL_KEEP 0.95
+#define LIMIT_TOTAL_TRY_WINDOWS 3
+#define LIMIT_TOTAL_HOLD_S 0.5
+#define LIMIT_TOTAL_HOLD_MAX_S 8.0
+
+enum limit_total_phase { TOTAL_MEASURE = 0, TOTAL_TRY_UP = 1, TOTAL_TRY_DOWN = 2 };
+
+struct limit_total {
+    int total;             /* in force */
+    int lo, hi;
+    enum limit_total_phase phase;
+    int from;              /* the total a try started from */
+    int extended;          /* windows a try up has had beyond its first */
+    int ramp;              /* no try up has failed yet */
+    double rate;           /* answers per second at `total`, from its last window; 0: not known */
+    double hold_up, next_up;     /* the next try up waits until next_up */
+    double hold_down, next_down; /* and the next try down until next_down */
+    int down_due;          /* a try up gained nothing: a try down is next */
+    double w_start;        /* the window: requests sent before it are not counted */
+    double w_first, w_last;/* its first and last counted answer */
+    long w_answers;        /* answers counted */
+    long w_tops, w_full;   /* times the loop sent what it could; of them, with its total in flight */
+    uint64_t ups, downs;   /* tries kept */
+};
+
+/* A total starting at initial, kept within [lo, hi]. */
+void limit_total_init(struct limit_total *t, int initial, int lo, int hi, double now);
+
+/* One request's end: sent at t_sent, ended at now. Returns the total in force after it. */
+int limit_total_sample(struct limit_total *t, double now, double t_sent);
+
+/* The loop has sent what it could: full when it has its total in flight. */
+void limit_total_filled(struct limit_total *t, int full);
+
 /* ---- the run's table, in the shared page ---- */
 
 #define LIMIT_HIST_HEAD 32 /* the first changes of a stage's limit are kept */

@@ -432,6 +432,124 @@ static void test_app_limited(void)
 
 /* Drops by hand: one decrease per round trip (a drop of a request sent before the last
  * decrease is not counted again), timeouts count, errors without an answer do not. */
+/* ---- the total of --concurrency auto, against a modelled event loop ----
+ * A loop whose answers per second at a total of T are rate(T): answers come one after another at
+ * that rate (times jittered by +-10 %, seeded), each sent T / rate(T) before it came, and every
+ * time the loop sends what it can it has its total in flight (full) unless told otherwise. */
+struct tot_model {
+    double (*rate)(const struct tot_model *, int total, double now);
+    double cap, rtt; /* what the rates below read */
+    int full;
+    struct limit_total t;
+    double now, mean_total, mean_rate, measured; /* time-weighted means over [from, to) */
+    uint32_t seed;
+};
+
+static double tot_jitter(struct tot_model *m)
+{
+    m->seed = m->seed * 1664525u + 1013904223u;
+    return 0.9 + 0.2 * (double)(m->seed >> 8) / (double)(1u << 24);
+}
+
+static void tot_run(struct tot_model *m, double to, double from)
+{
+    while (m->now < to) {
+        int total = m->t.total;
+        double x = m->rate(m, total, m->now), dt = tot_jitter(m) / x;
+        if (m->now >= from) {
+            m->mean_total += dt * total;
+            m->mean_rate += dt * x;
+            m->measured += dt;
+        }
+        m->now += dt;
+        limit_total_filled(&m->t, m->full);
+        limit_total_sample(&m->t, m->now, m->now - total / x);
+    }
+}
+
+static void tot_init(struct tot_model *m, double (*rate)(const struct tot_model *, int, double), double cap, double rtt)
+{
+    memset(m, 0, sizeof *m);
+    m->rate = rate;
+    m->cap = cap;
+    m->rtt = rtt;
+    m->full = 1;
+    m->seed = 7;
+    limit_total_init(&m->t, LIMIT_TOTAL_INITIAL, LIMIT_TOTAL_LO, LIMIT_AUTO_TOTAL, 0);
+}
+
+/* The client's CPU saturated (a server on the same cores without latency): beyond 32 in flight
+ * no more answers, and beyond 64 each costs more CPU (as 160 made 84 % of 64's against nginx). */
+static double rate_saturated(const struct tot_model *m, int total, double now)
+{
+    (void)now;
+    if (total < 32)
+        return m->cap * total / 32;
+    return total <= 64 ? m->cap : m->cap / (1 + (total - 64) / 400.0);
+}
+
+/* A server far away (m->rtt) that takes everything: total / rtt, up to the client's m->cap. */
+static double rate_far(const struct tot_model *m, int total, double now)
+{
+    (void)now;
+    double x = total / m->rtt;
+    return x < m->cap ? x : m->cap;
+}
+
+/* As rate_far, the client's capacity tripling at 20 s (other work on the machine ended). */
+static double rate_far_grows(const struct tot_model *m, int total, double now)
+{
+    double x = total / m->rtt, cap = now < 20 ? m->cap : 3 * m->cap;
+    return x < cap ? x : cap;
+}
+
+static void test_total_saturated(void)
+{
+    struct tot_model m;
+    tot_init(&m, rate_saturated, 20000, 0);
+    tot_run(&m, 30, 2);
+    double mean = m.mean_total / m.measured, x = m.mean_rate / m.measured;
+    CHECKF(mean <= 96, "mean total %.1f: more in flight than pays", mean);
+    CHECKF(x >= 0.95 * m.cap, "%.0f answers/s, %.1f %% of the loop's %.0f", x, 100 * x / m.cap, m.cap);
+    CHECKF(m.t.total <= 96 && m.t.total >= 32, "total at the end %d", m.t.total);
+}
+
+static void test_total_far(void)
+{
+    struct tot_model m;
+    tot_init(&m, rate_far, 15000, 0.020);
+    tot_run(&m, 3, 0);
+    CHECKF(m.t.total >= 256, "total %d after 3 s against 20 ms (needs 300 for 15,000/s)", m.t.total);
+    tot_run(&m, 30, 5);
+    double x = m.mean_rate / m.measured, mean = m.mean_total / m.measured;
+    CHECKF(x >= 0.90 * m.cap, "%.0f answers/s, %.1f %% of %.0f", x, 100 * x / m.cap, m.cap);
+    CHECKF(mean <= 3 * 300, "mean total %.0f: far more than the 300 that reach the client's capacity", mean);
+}
+
+static void test_total_not_full(void)
+{
+    struct tot_model m;
+    tot_init(&m, rate_far, 15000, 0.020);
+    m.full = 0; /* the stages' limits bind: the total is never in flight */
+    tot_run(&m, 20, 0);
+    CHECKF(m.t.total == LIMIT_TOTAL_INITIAL, "total %d: moved on windows that never had it in flight", m.t.total);
+    CHECKF(m.t.ups == 0 && m.t.downs == 0, "%llu up, %llu down", (unsigned long long)m.t.ups,
+           (unsigned long long)m.t.downs);
+}
+
+static void test_total_follows_capacity(void)
+{
+    struct tot_model m;
+    tot_init(&m, rate_far_grows, 5000, 0.020);
+    tot_run(&m, 20, 10);
+    double before = m.mean_total / m.measured;
+    CHECKF(before <= 250, "mean total %.0f where 100 reach the capacity of 5,000/s", before);
+    m.mean_total = m.mean_rate = m.measured = 0;
+    tot_run(&m, 50, 35);
+    double x = m.mean_rate / m.measured;
+    CHECKF(x >= 0.85 * 15000, "%.0f answers/s after the capacity tripled (total %d)", x, m.t.total);
+}
+
 static void test_drops(void)
 {
     struct limit_algo a;
@@ -1047,6 +1165,10 @@ int register_limit(void)
         !CU_add_test(s, "auto against a server that slows with time and queues: near its capacity",
                      test_slows_with_time_and_queues) ||
         !CU_add_test(s, "drops: one decrease per round trip, timeouts count, floor holds", test_drops) ||
+        !CU_add_test(s, "total: a saturated loop keeps few in flight", test_total_saturated) ||
+        !CU_add_test(s, "total: against a far server it grows to the client's capacity", test_total_far) ||
+        !CU_add_test(s, "total: windows without the total in flight move nothing", test_total_not_full) ||
+        !CU_add_test(s, "total: follows the client's capacity when it grows", test_total_follows_capacity) ||
         !CU_add_test(s, "the shared table: fixed, auto, slots, history, a dead worker's slot", test_table) ||
         !CU_add_test(s, "the history is bounded: the first changes and the latest", test_history_bounded) ||
         !CU_add_test(s, "per-stage max_rps: a bucket per stage, shared, beside the run's", test_stage_rates))
