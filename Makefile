@@ -96,7 +96,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-auto bench-memory bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare bench-start fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test fuzz-test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-auto bench-memory bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare bench-start fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(PLUGIN) $(MOCK)
 
@@ -179,19 +179,28 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 # check and sanitize run side by side: their suites mostly wait on the servers and timeouts they
 # set up (a make check keeps under one core busy), so the two fit on two cores. Each writes its
 # own log (build/test-check.log, build/test-sanitize.log), shown whole once both are done.
-test: deps
-	@$(MAKE) --no-print-directory s3rver
-	@mkdir -p build; \
-	  ( $(MAKE) -j$(NPROC) --no-print-directory check >build/test-check.log 2>&1; echo $$? >build/test-check.rc ) & \
-	  ( $(MAKE) -j$(NPROC) --no-print-directory sanitize >build/test-sanitize.log 2>&1; echo $$? >build/test-sanitize.rc ) & \
+# side_by_side: two make targets so, failing when either failed.
+define side_by_side
+@mkdir -p build; \
+	  ( $(MAKE) -j$(NPROC) --no-print-directory $(1) >build/test-$(1).log 2>&1; echo $$? >build/test-$(1).rc ) & \
+	  ( $(MAKE) -j$(NPROC) --no-print-directory $(2) >build/test-$(2).log 2>&1; echo $$? >build/test-$(2).rc ) & \
 	  wait; \
-	  for p in check sanitize; do echo "==== make $$p"; cat build/test-$$p.log; done; \
-	  for p in check sanitize; do \
+	  for p in $(1) $(2); do echo "==== make $$p"; cat build/test-$$p.log; done; \
+	  for p in $(1) $(2); do \
 	    [ "$$(cat build/test-$$p.rc)" = 0 ] || { echo "make $$p FAILED (build/test-$$p.log)"; exit 1; }; \
 	  done
+endef
+
+# valgrind's serial suites and the fuzzers (a fixed time each) also go side by side: each keeps
+# about one core busy.
+test: deps
+	@$(MAKE) --no-print-directory s3rver
+	$(call side_by_side,check,sanitize)
 	@$(MAKE) -j$(NPROC) --no-print-directory tsan
-	@$(MAKE) -j$(NPROC) --no-print-directory valgrind
-	@$(MAKE) -j$(NPROC) --no-print-directory fuzz FUZZ_SECONDS=10
+	$(call side_by_side,valgrind,fuzz-test)
+
+fuzz-test:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
 check: check-suites check-flags all $(UNIT) $(FAILALLOC) $(S3RVER)
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) $(UNIT)
@@ -242,7 +251,7 @@ valgrind: all $(UNIT)
 	    case $$m in *jxl*) ;; *) ln -s $$m $$d/ ;; esac; done
 	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) ANNOTATE_TEST_FILTER=serial \
 	  ANNOTATE_WRAP="valgrind --error-exitcode=99 --leak-check=full -q" $(UNIT)
-	ANNOTATE_TEST_FILTER=prepare valgrind --error-exitcode=99 --leak-check=full -q $(UNIT)
+	ANNOTATE_TEST_FILTER=prepare ANNOTATE_TEST_SKIP=prepare_bottleneck valgrind --error-exitcode=99 --leak-check=full -q $(UNIT)
 
 # The allocation-failure sweep over every allocation of a small serial run, once and from each on
 # (make check runs a sample of about 250; make alloc-sweep BUILD=build-asan SAN=... under ASan).

@@ -502,6 +502,12 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
         if (r->cfg->pipeline->stages[s].batch_size > 0)
             sum->batches[sum->n_batches++] = (struct batch_summary){
                 s, atomic_load(&r->run.shared->stage[s].batch_sends), atomic_load(&r->run.shared->stage[s].batch_items)};
+    if (r->run.shared && (sum->total.peak = atomic_load(&r->run.shared->total_peak)) > 0) {
+        sum->total.on = 1;
+        sum->total.end = atomic_load(&r->run.shared->total_now);
+        sum->total.ups = atomic_load(&r->run.shared->total_ups);
+        sum->total.downs = atomic_load(&r->run.shared->total_downs);
+    }
     sum->cache.on = r->cfg->cache != NULL && r->run.shared && rc != 2;
     sum->cache.off = sum->cache.on && atomic_load(&r->run.shared->memo.told);
     for (int s = 0; sum->cache.on && s < r->cfg->pipeline->n && s < 64; s++) {

@@ -34,6 +34,11 @@ struct run_summary {
         uint64_t sends, items;
     } batches[64];
     int n_batches;
+    struct total_summary { /* --concurrency auto, curl-multi: the loops' total (limit.h) */
+        int on;
+        int end, peak;     /* requests in flight it allowed at the end, and at most */
+        uint64_t ups, downs; /* tries up and down that were kept */
+    } total;
     struct cache_summary { /* --cache (chain/memo.h) */
         int on;            /* a store was used */
         int off;           /* it turned itself off, at the start or during the run (told on stderr) */

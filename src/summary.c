@@ -86,6 +86,26 @@ static void print_cache(FILE *f, const struct config *cfg, const struct run_summ
     fprintf(f, "%s\n", c->off ? "; the store could not be written, and was not used from then on (see the message above)" : "");
 }
 
+/* "requests in flight in all (--concurrency auto): 512 at the end, at most 1024; tries kept: 3 up, 1 down" */
+static void print_total(FILE *f, const struct run_summary *s)
+{
+    if (s->total.on)
+        fprintf(f, "annotate: requests in flight in all (--concurrency auto): %d at the end, at most %d; tries kept: "
+                   "%llu up, %llu down\n", s->total.end, s->total.peak, (unsigned long long)s->total.ups,
+                (unsigned long long)s->total.downs);
+}
+
+static void add_total(cJSON *o, const struct run_summary *s)
+{
+    if (!s->total.on)
+        return;
+    cJSON *j = cJSON_AddObjectToObject(o, "concurrency_total");
+    cJSON_AddNumberToObject(j, "end", s->total.end);
+    cJSON_AddNumberToObject(j, "peak", s->total.peak);
+    cJSON_AddNumberToObject(j, "ups", (double)s->total.ups);
+    cJSON_AddNumberToObject(j, "downs", (double)s->total.downs);
+}
+
 static void add_cache(cJSON *o, const struct config *cfg, const struct run_summary *s)
 {
     const struct cache_summary *c = &s->cache;
@@ -304,6 +324,7 @@ void summary_print(FILE *f, const struct config *cfg, const struct run_summary *
     print_folders(f, cfg, s);
     print_batches(f, cfg, s);
     print_limits(f, cfg, st);
+    print_total(f, s);
     print_cache(f, cfg, s);
     print_prep(f, s);
     print_error_tally(f, st);
@@ -449,6 +470,7 @@ cJSON *summary_json(const struct config *cfg, const struct run_summary *s, const
     if (st)
         add_latencies(o, cfg, st);
     add_replicas(o, cfg, s);
+    add_total(o, s);
     add_cache(o, cfg, s);
     add_prep(o, s);
     add_batches(o, cfg, s);

@@ -442,12 +442,25 @@ static struct chain_req *next_waiting(struct multi *x)
 
 /* --concurrency auto: a request's end is a sample of the loop's total (limit.h); the connections
  * libcurl keeps follow it, so that a total tried and given up leaves no idle ones behind. */
+static void tell_total(const struct multi *x, int was)
+{
+    struct shared_page *sh = x->run->shared;
+    if (!sh)
+        return;
+    int sum = atomic_fetch_add(&sh->total_now, x->room - was) + x->room - was;
+    int peak = atomic_load(&sh->total_peak);
+    while (sum > peak && !atomic_compare_exchange_weak(&sh->total_peak, &peak, sum))
+        ;
+}
+
 static void follow_total(struct multi *x, double now, double t_sent)
 {
     int was = x->room;
     x->room = limit_total_sample(x->tot, now, t_sent);
-    if (x->room != was)
+    if (x->room != was) {
         curl_multi_setopt(x->m, CURLMOPT_MAXCONNECTS, (long)x->room + 8);
+        tell_total(x, was);
+    }
 }
 
 static void on_done(struct multi *x, CURL *e, CURLcode cc)
@@ -669,6 +682,10 @@ static void *loop(void *arg)
             drain_messages(x);
         }
     }
+    if (x->tot && x->run->shared) {
+        atomic_fetch_add(&x->run->shared->total_ups, x->tot->ups);
+        atomic_fetch_add(&x->run->shared->total_downs, x->tot->downs);
+    }
     if (atomic_fetch_sub(&x->g->running, 1) == 1)
         queue_producer_done(x->out);
     return NULL;
@@ -735,6 +752,7 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
         /* This loop's share of the total's start and floor (its cap is its share of the top). */
         limit_total_init(x->tot, LIMIT_TOTAL_INITIAL / n_loops, LIMIT_TOTAL_LO / n_loops, cap, now_s());
         x->room = x->tot->total;
+        tell_total(x, 0);
     }
     if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool || !x->batcher ||
         (run->cfg->concurrency_auto && !x->tot) || (pipeline_crops(run->p) && !x->cutter)) {

@@ -47,6 +47,10 @@ struct shared_memo {
 
 struct shared_page {
     _Atomic int64_t in_flight; /* HTTP attempts on the wire, every driver, every process */
+    /* --concurrency auto, curl-multi: the event loops' totals (limit.h's limit_total) added up,
+     * the most they came to, and their tries kept, for the summary. */
+    _Atomic int total_now, total_peak;
+    _Atomic uint64_t total_ups, total_downs;
     struct shared_stage {
         _Atomic int answered;    /* the stage's server has answered as a server that is set up */
         _Atomic int setup_fails; /* final failures that say it is not (401, 404, a bad certificate) */

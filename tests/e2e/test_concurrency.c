@@ -1042,6 +1042,17 @@ static void test_auto_every_strategy(void)
             CHECKF(v >= 1 && v <= hi, "%s: %s ends at %g (max %g)", strategies[k], l->string, v, hi);
             CHECKF(hi == (k == 0 ? LIMIT_AUTO_TOTAL : 16), "%s: %s's max %g", strategies[k], l->string, hi);
         }
+        /* curl-multi's total follows throughput, within [LIMIT_TOTAL_LO, LIMIT_AUTO_TOTAL]; the
+         * blocking strategies' total is --workers, and there is none to show. */
+        cJSON *tot = cJSON_GetObjectItemCaseSensitive(sj, "concurrency_total");
+        if (k == 0) {
+            double end = e2e_json_num(tot, "end"), peak = e2e_json_num(tot, "peak");
+            CHECKF(tot && end >= LIMIT_TOTAL_LO && end <= peak && peak <= LIMIT_AUTO_TOTAL &&
+                       peak >= LIMIT_TOTAL_INITIAL,
+                   "curl-multi: concurrency_total end %g, peak %g", end, peak);
+        } else {
+            CHECKF(!tot, "%s: a concurrency_total", strategies[k]);
+        }
         cJSON_Delete(sj);
         struct peaks pk = {{0}, 0};
         CU_ASSERT_EQUAL(read_peaks(&m, &pk), 0);
@@ -1049,6 +1060,12 @@ static void test_auto_every_strategy(void)
             CU_ASSERT(pk.peak[e] <= 4);
         CU_ASSERT_EQUAL(e2e_stats_reset(&m), 0);
     }
+    /* The summary (not --quiet) says where curl-multi's total ended. */
+    const char *argv[] = {e2e_annotate_bin(), t.root, "--server", m.base_url, "--out", t.csv, "--force",
+                          "--concurrency", "auto", "--retries", "20", "--backoff-ms", "5", NULL};
+    int rc = run_cmd(argv, tmo(120), out, sizeof out);
+    CHECKF(rc == 0 && strstr(out, "requests in flight in all (--concurrency auto): ") && strstr(out, " at the end, at most "),
+           "rc %d, no total in the summary: %s", rc, out);
 done:
     mock_stop(&m);
     e2e_tree_free(&t);
