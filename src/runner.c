@@ -503,7 +503,6 @@ static void fill_summary(const struct runner *r, int rc, double t0, struct run_s
             sum->batches[sum->n_batches++] = (struct batch_summary){
                 s, atomic_load(&r->run.shared->stage[s].batch_sends), atomic_load(&r->run.shared->stage[s].batch_items)};
     if (r->run.shared && (sum->total.peak = atomic_load(&r->run.shared->total_peak)) > 0) {
-        sum->total.on = 1;
         sum->total.end = atomic_load(&r->run.shared->total_now);
         sum->total.ups = atomic_load(&r->run.shared->total_ups);
         sum->total.downs = atomic_load(&r->run.shared->total_downs);

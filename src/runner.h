@@ -35,8 +35,7 @@ struct run_summary {
     } batches[64];
     int n_batches;
     struct total_summary { /* --concurrency auto, curl-multi: the loops' total (limit.h) */
-        int on;
-        int end, peak;     /* requests in flight it allowed at the end, and at most */
+        int end, peak;     /* requests in flight it allowed at the end, and at most (0: no total) */
         uint64_t ups, downs; /* tries up and down that were kept */
     } total;
     struct cache_summary { /* --cache (chain/memo.h) */

@@ -89,7 +89,7 @@ static void print_cache(FILE *f, const struct config *cfg, const struct run_summ
 /* "requests in flight in all (--concurrency auto): 512 at the end, at most 1024; tries kept: 3 up, 1 down" */
 static void print_total(FILE *f, const struct run_summary *s)
 {
-    if (s->total.on)
+    if (s->total.peak > 0)
         fprintf(f, "annotate: requests in flight in all (--concurrency auto): %d at the end, at most %d; tries kept: "
                    "%llu up, %llu down\n", s->total.end, s->total.peak, (unsigned long long)s->total.ups,
                 (unsigned long long)s->total.downs);
@@ -97,7 +97,7 @@ static void print_total(FILE *f, const struct run_summary *s)
 
 static void add_total(cJSON *o, const struct run_summary *s)
 {
-    if (!s->total.on)
+    if (s->total.peak <= 0)
         return;
     cJSON *j = cJSON_AddObjectToObject(o, "concurrency_total");
     cJSON_AddNumberToObject(j, "end", s->total.end);

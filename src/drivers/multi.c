@@ -440,8 +440,7 @@ static struct chain_req *next_waiting(struct multi *x)
     return NULL;
 }
 
-/* --concurrency auto: a request's end is a sample of the loop's total (limit.h); the connections
- * libcurl keeps follow it, so that a total tried and given up leaves no idle ones behind. */
+/* The loop's total went from was to x->room: the run's sum of them, and its most, for the summary. */
 static void tell_total(const struct multi *x, int was)
 {
     struct shared_page *sh = x->run->shared;
@@ -453,6 +452,8 @@ static void tell_total(const struct multi *x, int was)
         ;
 }
 
+/* --concurrency auto: a request's end is a sample of the loop's total (limit.h); the connections
+ * libcurl keeps follow it, so that a total tried and given up leaves no idle ones behind. */
 static void follow_total(struct multi *x, double now, double t_sent)
 {
     int was = x->room;
@@ -752,7 +753,6 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
         /* This loop's share of the total's start and floor (its cap is its share of the top). */
         limit_total_init(x->tot, LIMIT_TOTAL_INITIAL / n_loops, LIMIT_TOTAL_LO / n_loops, cap, now_s());
         x->room = x->tot->total;
-        tell_total(x, 0);
     }
     if (x->epfd < 0 || x->wake_fd < 0 || x->qfd < 0 || !x->m || !x->pool || !x->batcher ||
         (run->cfg->concurrency_auto && !x->tot) || (pipeline_crops(run->p) && !x->cutter)) {
@@ -771,6 +771,8 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     curl_multi_setopt(x->m, CURLMOPT_TIMERDATA, x);
     /* Keep a connection for every request slot, so connections are reused, not re-made. */
     curl_multi_setopt(x->m, CURLMOPT_MAXCONNECTS, (long)x->cap + 8);
+    if (x->tot)
+        tell_total(x, 0);
     return x;
 }
 
