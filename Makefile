@@ -187,7 +187,8 @@ define side_by_side
 	  wait; \
 	  for p in $(1) $(2); do echo "==== make $$p"; cat build/test-$$p.log; done; \
 	  for p in $(1) $(2); do \
-	    [ "$$(cat build/test-$$p.rc)" = 0 ] || { echo "make $$p FAILED (build/test-$$p.log)"; exit 1; }; \
+	    [ "$$(cat build/test-$$p.rc)" = 0 ] || { grep "^FAILED: " build/test-$$p.log; \
+	      echo "make $$p FAILED (build/test-$$p.log)"; exit 1; }; \
 	  done
 endef
 

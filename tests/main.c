@@ -118,6 +118,22 @@ static void print_slowest(void)
     printf("\n");
 }
 
+/* The failures again, after everything else: a log's tail (all that CI may show) names them. */
+static void print_failures(void)
+{
+    unsigned n = 0;
+    for (CU_pFailureRecord f = CU_get_failure_list(); f; f = f->pNext) {
+        if (f->type == CUF_SuiteInactive || f->type == CUF_TestInactive)
+            continue; /* left out on purpose (ANNOTATE_TEST_FILTER, ANNOTATE_TEST_SKIP) */
+        if (n++ < 20)
+            printf("%sFAILED: %s / %s: %s:%u: %s\n", n == 1 ? "\n" : "", f->pSuite ? f->pSuite->pName : "?",
+                   f->pTest ? f->pTest->pName : "?", f->strFileName ? f->strFileName : "?", f->uiLineNumber,
+                   f->strCondition ? f->strCondition : "");
+    }
+    if (n > 20)
+        printf("... and %u failures more\n", n - 20);
+}
+
 /* Whether a suite named name is left out by ANNOTATE_TEST_FILTER or ANNOTATE_TEST_SKIP. */
 static int left_out(const char *name, const char *filter, const char *skip)
 {
@@ -154,6 +170,7 @@ int main(void)
     CU_set_suite_complete_handler(suite_done);
     CU_basic_run_tests();
     print_slowest();
+    print_failures();
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
     unsigned ran = CU_get_number_of_tests_run();
     CU_cleanup_registry();
