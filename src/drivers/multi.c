@@ -718,10 +718,12 @@ static void loop_free(struct multi *x)
 static void join(struct exec *base)
 {
     struct group *g = (struct group *)base;
-    for (int i = 0; i < g->n; i++) {
+    /* Every loop is joined before any is freed: one still running may look at the others
+     * (tell_others). */
+    for (int i = 0; i < g->n; i++)
         pthread_join(g->loops[i]->tid, NULL);
+    for (int i = 0; i < g->n; i++)
         loop_free(g->loops[i]);
-    }
     free(g->loops);
     free(g);
 }

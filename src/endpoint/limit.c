@@ -47,6 +47,11 @@ int limit_algo_get(const struct limit_algo *a)
     return (int)a->limit;
 }
 
+int limit_algo_held(const struct limit_algo *a)
+{
+    return a->probing ? (int)a->saved_limit : (int)a->limit;
+}
+
 /* A drop (429, 503, a timeout): the limit times LIMIT_BACKOFF, once per round trip: a drop of a
  * request sent before the last decrease was caused by the limit already cut. A probe ends. */
 static void on_drop(struct limit_algo *a, double now, double t_sent)
@@ -519,13 +524,14 @@ int limit_release(struct shared_page *sh, int holder, int s, double t_sent, doub
     if (l->mode == LIMIT_AUTO) {
         int inflight = atomic_load(&l->in_flight);
         lock(l);
-        int before = atomic_load(&l->limit);
+        int before = atomic_load(&l->limit), held = limit_algo_held(&l->algo);
         int after = limit_algo_sample(&l->algo, now, t_sent, inflight, sig);
         if (after != before) {
             atomic_store(&l->limit, after);
-            record(l, now - sh->t0, after);
             changed = 1;
         }
+        if (limit_algo_held(&l->algo) != held)
+            record(l, now - sh->t0, limit_algo_held(&l->algo));
         pthread_mutex_unlock(&l->mu);
     }
     /* Given back before the holder entry is cleared: see limit_try_acquire. */
@@ -570,7 +576,7 @@ void limit_read(struct shared_page *sh, int s, struct limit_view *v)
     if (l->mode == LIMIT_NONE)
         return;
     lock(l);
-    v->limit = atomic_load(&l->limit);
+    v->limit = l->mode == LIMIT_AUTO ? limit_algo_held(&l->algo) : atomic_load(&l->limit);
     v->peak = atomic_load(&l->peak);
     if (l->mode == LIMIT_AUTO) {
         v->lo = (int)l->algo.lo;

@@ -114,6 +114,10 @@ int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int infli
 /* The limit in force. */
 int limit_algo_get(const struct limit_algo *a);
 
+/* The limit the algorithm holds: the one in force, but during a probe the one the probe will
+ * give back (a probe measures for one window, it is not where the limit is). */
+int limit_algo_held(const struct limit_algo *a);
+
 /* ---- the total of --concurrency auto in one event loop ----
  *
  * The stages' limits follow each server's latency. What they add up to is bounded by a total
@@ -243,7 +247,8 @@ int limit_holder_register(struct shared_page *sh, int pid);
 /* The parent, when worker pid has died: gives back the slot it held, frees its entry. */
 void limit_holder_reap(struct shared_page *sh, int pid);
 
-/* A stage's limit as the summary shows it. */
+/* A stage's limit as the summary shows it: for an adaptive one, what it held (limit_algo_held)
+ * at the end and each time that changed; a probe's halving for one window is not shown. */
 struct limit_view {
     int mode;
     int limit, lo, hi, peak;

@@ -830,8 +830,9 @@ done:
 }
 
 static const char *const CAPPED_MOCK[] = {"--capacity", "3", "--capacity", "model_02=2,model_05=1", "--queue-max",
-                                          "0", "--latency-ms", "3", NULL};
-/* 3 for every stage from "defaults", model_02 and model_05 their own */
+                                          "0", "--latency-ms", "3", "--latency-ms", "model_01=20", NULL};
+/* 3 for every stage from "defaults", model_02 and model_05 their own. model_01 answers in 20 ms:
+ * every image starts there, so its limit is reached however fast the client is (checked). */
 static const char CAPPED_PIPE[] =
     SEED_STAGES_WITH("\"concurrency\": 3", ", \"concurrency\": 2", ", \"concurrency\": 1");
 static const long CAPPED_PEAK[5] = {3, 2, 3, 3, 1};
@@ -1075,7 +1076,8 @@ done:
  * 100 ms more every second since its first request; no capacity bound): the limit must not read
  * the rising times as a queue. It sat at 1 to 4 (and the run crawled): now it rises and stays
  * above a small number. Asserted on the limit's history, not on speed: its last value is at
- * least 8 and none in the run's second half is below 5. */
+ * least 8 and none in the run's second half is below 5. (The history is of the limit held: a
+ * probe's halving for one window, 2 s into the run, is not in it, wherever the run ends.) */
 static void test_auto_slows_with_time(void)
 {
     struct e2e_tree t;

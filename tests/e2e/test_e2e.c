@@ -410,7 +410,7 @@ static void test_worker_killed(void)
     CU_ASSERT_EQUAL(kill(victim, SIGKILL), 0);
     /* The dead worker is reaped (no zombie) and replaced, while the run goes on. */
     int settled = 0;
-    long deadline = now_ms() + 5000;
+    long deadline = now_ms() + tmo(5) * 1000L;
     while (now_ms() < deadline && !settled) {
         sleep_ms(20);
         nk = e2e_children(pid, kids, states, 64);

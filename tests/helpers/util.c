@@ -183,6 +183,17 @@ int wait_for(pid_t pid, long timeout_ms)
     }
 }
 
+int san_factor(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    return 5;
+#elif defined(__SANITIZE_ADDRESS__)
+    return 3;
+#else
+    return 1;
+#endif
+}
+
 int tmo(int s)
 {
     const char *w = getenv("ANNOTATE_WRAP");

@@ -56,6 +56,12 @@ int wait_for(pid_t pid, long timeout_ms);
  * sanitizers, a loaded machine). A timeout only bounds a hang; no test measures one. */
 int tmo(int s);
 
+/* How many times slower this build of annotate and the mock runs than a plain one: 5 under
+ * ThreadSanitizer, 3 under AddressSanitizer, else 1 (known when the tests are compiled, with the
+ * same flags). For a client's --timeout-ms that a test wants to fire only on a server that
+ * hangs, never on one slow to read a request. */
+int san_factor(void);
+
 /* ---- failure messages ---- */
 
 /* Prints what a command gave when a test did not expect it: "what: exit RC; output:" and out. */
