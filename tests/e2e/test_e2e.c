@@ -8,6 +8,7 @@
  *   "e2e shard"       four shards run at once, merged: the single run's rows
  *   "e2e cli"         --help lists every option, --version */
 #include <CUnit/CUnit.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -599,6 +600,118 @@ static void test_help_version(void)
     CU_ASSERT(strstr(ver, ANNOTATE_VERSION) != NULL);
 }
 
+/* ---- --stats-json's keys in the man page ---- */
+
+/* The man page's text without its font escapes (\fB, \fR, \fI, \fP) and with "\-" as "-". */
+static char *man_text(const char *path)
+{
+    size_t len;
+    char *t = slurp(path, &len);
+    if (!t)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (t[i] == '\\' && i + 2 < len && t[i + 1] == 'f') {
+            i += 2;
+            continue;
+        }
+        if (t[i] == '\\' && i + 1 < len && t[i + 1] == '-')
+            i++;
+        t[o++] = t[i];
+    }
+    t[o] = 0;
+    return t;
+}
+
+/* key appears in text as a word of its own (letters, digits and '_' make a word). */
+static int mentions_word(const char *text, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = text; (p = strstr(p, key)); p++) {
+        int before = p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        int after = isalnum((unsigned char)p[n]) || p[n] == '_';
+        if (!before && !after)
+            return 1;
+    }
+    return 0;
+}
+
+/* Every key under node is in the man page (the keys of objects keyed by stage are the stages'
+ * names: only what is under them is checked). Returns the keys checked; the missing ones are
+ * counted in *missing and named on stderr. */
+static int check_keys(const cJSON *node, const char *man, int *missing)
+{
+    static const char *const BY_STAGE[] = {"stages", "limits", "replicas", "batches", NULL};
+    int checked = 0;
+    for (const cJSON *c = node ? node->child : NULL; c; c = c->next) {
+        int by_stage = 0;
+        if (cJSON_IsObject(node) && c->string) {
+            checked++;
+            if (!mentions_word(man, c->string)) {
+                fprintf(stderr, "\n  [e2e] --stats-json has \"%s\"; the man page does not say it", c->string);
+                (*missing)++;
+            }
+            for (int k = 0; BY_STAGE[k]; k++)
+                by_stage |= !strcmp(c->string, BY_STAGE[k]) && cJSON_IsObject(c);
+        }
+        if (by_stage) {
+            for (const cJSON *st = c->child; st; st = st->next)
+                checked += check_keys(st, man, missing);
+        } else if (cJSON_IsObject(c) || cJSON_IsArray(c)) {
+            checked += check_keys(c, man, missing);
+        }
+    }
+    return checked;
+}
+
+/* A run with many of --stats-json's parts on (failures, --concurrency auto, --cache, replicas):
+ * every key it writes is described in docs/annotate.1 (STATS JSON). */
+static void test_stats_json_in_man(void)
+{
+    struct e2e_tree t;
+    CU_ASSERT_FATAL(e2e_tree_generated(&t, "e2e-keys", 40, 5) == 0);
+    static const char *const mock_args[] = {"--seed", "3", "--error-rate", "0.2", NULL};
+    struct mock_proc m = {0};
+    char pfile[700], pipe[2048], cache[700], out[8192];
+    char *man = man_text("docs/annotate.1");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(man);
+    snprintf(pfile, sizeof pfile, "%s/pipeline.json", t.base);
+    snprintf(cache, sizeof cache, "%s/cache.db", t.base);
+    if (mock_start(&m, mock_args)) {
+        CU_FAIL("mock did not start");
+        goto done;
+    }
+    snprintf(pipe, sizeof pipe,
+             "{\"stages\": [{\"name\": \"model_01\", \"url\": [\"%s/model_01\", \"%s/model_01?replica=2\"], "
+             "\"fields\": {\"model_03\": null}}]}",
+             m.base_url, m.base_url);
+    FILE *f = fopen(pfile, "w");
+    if (!f || fputs(pipe, f) < 0 || fclose(f)) {
+        CU_FAIL("cannot write the pipeline file");
+        goto done;
+    }
+    int rc = annotate(out, sizeof out, tmo(60), t.root, "--out", t.csv, "--config", pfile, "--quiet",
+                      "--concurrency", "auto", "--cache", cache, "--retries", "0", "--stats-json", t.sj,
+                      (const char *)NULL);
+    CHECKF(rc == 1, "rc %d (some images fail with the mock's 500s): %s", rc, out);
+    cJSON *sj = e2e_read_json(t.sj);
+    if (!sj) {
+        CU_FAIL("no --stats-json file");
+        goto done;
+    }
+    static const char *const parts[] = {"errors", "limits", "concurrency_total", "cache", "replicas", NULL};
+    for (int k = 0; parts[k]; k++)
+        CHECKF(cJSON_GetObjectItemCaseSensitive(sj, parts[k]) != NULL, "no \"%s\" in --stats-json", parts[k]);
+    int missing = 0, checked = check_keys(sj, man, &missing);
+    CHECKF(checked >= 60, "only %d keys checked", checked);
+    CHECKF(missing == 0, "%d of --stats-json's keys are not in the man page", missing);
+    cJSON_Delete(sj);
+done:
+    free(man);
+    mock_stop(&m);
+    e2e_tree_free(&t);
+}
+
 int register_e2e(void)
 {
     CU_pSuite s = CU_add_suite("e2e serial", NULL, NULL);
@@ -618,7 +731,8 @@ int register_e2e(void)
     if (!s || !CU_add_test(s, "four shards at once, merged: the single run's rows", test_shards))
         return -1;
     s = CU_add_suite("e2e cli", NULL, NULL);
-    if (!s || !CU_add_test(s, "--help names every option, --version", test_help_version))
+    if (!s || !CU_add_test(s, "--help names every option, --version", test_help_version) ||
+        !CU_add_test(s, "--stats-json: every key it writes is in the man page", test_stats_json_in_man))
         return -1;
     return 0;
 }
