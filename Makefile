@@ -96,7 +96,7 @@ UNIT     := $(BUILD)/unit-tests
 FAILALLOC := $(BUILD)/annotate-failalloc
 FAILALLOC_WRAPS := malloc calloc realloc strdup strndup fdopendir
 
-.PHONY: all deps s3rver demo test fuzz-test check check-flags check-suites sanitize tsan valgrind clean bench bench-micro bench-data bench-capacity bench-sweep bench-auto bench-memory bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare bench-start fuzz install alloc-sweep
+.PHONY: all deps s3rver demo test fuzz-test check check-flags check-suites sanitize tsan valgrind valgrind-vipshome valgrind-serial valgrind-prepare clean bench bench-micro bench-data bench-capacity bench-sweep bench-auto bench-memory bench-cost bench-s3list bench-s3 bench-cache-store bench-cache bench-prepare bench-start fuzz install alloc-sweep
 
 all: $(ANNOTATE) $(PLUGIN) $(MOCK)
 
@@ -237,22 +237,31 @@ tsan:
 # Under valgrind, libvips' ORC-compiled vector code and libjpeg-turbo's SIMD are switched off:
 # valgrind cannot run the code ORC writes at run time, and memcheck takes libjpeg-turbo's SIMD
 # Huffman and IDCT reads for uninitialised ones; the C paths are what it checks.
-valgrind: export VIPS_NOVECTOR = 1
-valgrind: export JSIMD_FORCENONE = 1
+VALGRIND_RUNS := valgrind valgrind-vipshome valgrind-serial valgrind-prepare
+$(VALGRIND_RUNS): export VIPS_NOVECTOR = 1
+$(VALGRIND_RUNS): export JSIMD_FORCENONE = 1
 # valgrind refuses RDTSCP on a CPU that does not advertise it (some virtual machines run it all
 # the same), and libjxl's Highway runs it as soon as libvips loads its JPEG XL module: under
 # valgrind libvips loads its modules from $(BUILD)/vipshome (VIPSHOME), which holds all of them
 # but that one. annotate takes no JPEG XL files.
 VIPS_LIBDIR := $(shell pkg-config --variable=libdir vips 2>/dev/null)
 VIPS_MODVER := $(shell pkg-config --modversion vips 2>/dev/null | cut -d. -f1,2)
-valgrind: export VIPSHOME = $(abspath $(BUILD))/vipshome
-valgrind: all $(UNIT)
+$(VALGRIND_RUNS): export VIPSHOME = $(abspath $(BUILD))/vipshome
+# The serial suites (annotate under valgrind) and the preparation suites (the test binary under
+# valgrind) are two processes of about one core each: with make -j they run side by side, each
+# to its own log, shown whole when it ends.
+valgrind: valgrind-serial valgrind-prepare
+valgrind-vipshome: all $(UNIT)
 	rm -rf $(BUILD)/vipshome && d=$(BUILD)/vipshome/$$(basename $(VIPS_LIBDIR))/vips-modules-$(VIPS_MODVER) && \
 	  mkdir -p $$d && for m in $(VIPS_LIBDIR)/vips-modules-$(VIPS_MODVER)/*.so; do \
 	    case $$m in *jxl*) ;; *) ln -s $$m $$d/ ;; esac; done
-	ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) ANNOTATE_TEST_FILTER=serial \
-	  ANNOTATE_WRAP="valgrind --error-exitcode=99 --leak-check=full -q" $(UNIT)
-	ANNOTATE_TEST_FILTER=prepare ANNOTATE_TEST_SKIP=prepare_bottleneck valgrind --error-exitcode=99 --leak-check=full -q $(UNIT)
+valgrind-serial: valgrind-vipshome
+	@ANNOTATE_BIN=$(abspath $(ANNOTATE)) MOCK_BIN=$(abspath $(MOCK)) ANNOTATE_TEST_FILTER=serial \
+	  ANNOTATE_WRAP="valgrind --error-exitcode=99 --leak-check=full -q" $(UNIT) >$(BUILD)/valgrind-serial.log 2>&1; \
+	  rc=$$?; cat $(BUILD)/valgrind-serial.log; exit $$rc
+valgrind-prepare: valgrind-vipshome
+	@ANNOTATE_TEST_FILTER=prepare ANNOTATE_TEST_SKIP=prepare_bottleneck valgrind --error-exitcode=99 --leak-check=full -q \
+	  $(UNIT) >$(BUILD)/valgrind-prepare.log 2>&1; rc=$$?; cat $(BUILD)/valgrind-prepare.log; exit $$rc
 
 # The allocation-failure sweep over every allocation of a small serial run, once and from each on
 # (make check runs a sample of about 250; make alloc-sweep BUILD=build-asan SAN=... under ASan).

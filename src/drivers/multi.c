@@ -74,7 +74,8 @@ struct multi {
  * epoll set and share of --concurrency. The last loop to finish closes the output. */
 struct group {
     struct exec base;
-    int n;
+    int n;                          /* loops made; the running ones look at all of them */
+    int started;                    /* of them, those whose thread started (the first ones) */
     struct multi **loops;
     atomic_int running;
 };
@@ -720,7 +721,7 @@ static void join(struct exec *base)
     struct group *g = (struct group *)base;
     /* Every loop is joined before any is freed: one still running may look at the others
      * (tell_others). */
-    for (int i = 0; i < g->n; i++)
+    for (int i = 0; i < g->started; i++)
         pthread_join(g->loops[i]->tid, NULL);
     for (int i = 0; i < g->n; i++)
         loop_free(g->loops[i]);
@@ -798,10 +799,12 @@ struct exec *exec_multi_start(const struct run *run, queue *in, queue *out, char
     }
     g->n = n;
     atomic_store(&g->running, n);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++, g->started++) {
         int rc = pthread_create(&g->loops[i]->tid, NULL, loop, g->loops[i]);
         if (rc) {
-            /* The loops already running carry the work; this one and later ones never start. */
+            /* The loops already running carry the work; this one and later ones never start.
+             * They stay in g->loops, idle, until join frees them: the running ones look at them
+             * (tell_others). */
             fprintf(stderr, "annotate: started %d of %d event loops (%s); going on with those\n", i, n,
                     strerror(rc));
             if (i == 0) {
@@ -812,11 +815,8 @@ struct exec *exec_multi_start(const struct run *run, queue *in, queue *out, char
                 free(g);
                 return NULL;
             }
-            for (int j = i; j < n; j++)
-                loop_free(g->loops[j]);
             if (atomic_fetch_sub(&g->running, n - i) == n - i)
                 queue_producer_done(out);
-            g->n = i;
             break;
         }
     }
