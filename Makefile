@@ -192,8 +192,7 @@ define side_by_side
 	  done
 endef
 
-# valgrind's serial suites and the fuzzers (a fixed time each) also go side by side: each keeps
-# about one core busy.
+# valgrind (its two processes) and the fuzzers (a fixed time each) also go side by side.
 test: deps
 	@$(MAKE) --no-print-directory s3rver
 	$(call side_by_side,check,sanitize)
@@ -244,8 +243,9 @@ $(VALGRIND_RUNS): export JSIMD_FORCENONE = 1
 # the same), and libjxl's Highway runs it as soon as libvips loads its JPEG XL module: under
 # valgrind libvips loads its modules from $(BUILD)/vipshome (VIPSHOME), which holds all of them
 # but that one. annotate takes no JPEG XL files.
-VIPS_LIBDIR := $(shell pkg-config --variable=libdir vips 2>/dev/null)
-VIPS_MODVER := $(shell pkg-config --modversion vips 2>/dev/null | cut -d. -f1,2)
+# (Expanded when used: only make valgrind asks pkg-config.)
+VIPS_LIBDIR = $(shell pkg-config --variable=libdir vips 2>/dev/null)
+VIPS_MODVER = $(shell pkg-config --modversion vips 2>/dev/null | cut -d. -f1,2)
 $(VALGRIND_RUNS): export VIPSHOME = $(abspath $(BUILD))/vipshome
 # The serial suites (annotate under valgrind) and the preparation suites (the test binary under
 # valgrind) are two processes of about one core each: with make -j they run side by side, each

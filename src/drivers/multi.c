@@ -628,6 +628,8 @@ static void *loop(void *arg)
     struct multi *x = arg;
     struct epoll_event evs[256];
     int running;
+    if (x->tot)
+        tell_total(x, 0); /* a loop whose thread never started counts in no total */
     for (;;) {
         top_up(x);
         if (x->input_done && x->items == 0)
@@ -774,8 +776,6 @@ static struct multi *loop_new(struct group *g, const struct run *run, queue *in,
     curl_multi_setopt(x->m, CURLMOPT_TIMERDATA, x);
     /* Keep a connection for every request slot, so connections are reused, not re-made. */
     curl_multi_setopt(x->m, CURLMOPT_MAXCONNECTS, (long)x->cap + 8);
-    if (x->tot)
-        tell_total(x, 0);
     return x;
 }
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +81,8 @@ static void test_progress_plain(void)
     char out[300], stats[300], buf[16384];
     snprintf(out, sizeof out, "%s/plain.csv", tmp);
     snprintf(stats, sizeof stats, "%s/stats.json", tmp);
-    const char *argv[] = {e2e_annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--strategy", "serial",
-                          "--progress-interval", "0.2", "--stats-json", stats, NULL};
+    const char *argv[] = {e2e_annotate_bin(), imgs, "--server", m.base_url, "--out", out, "--strategy", "threads",
+                          "--workers", "8", "--progress-interval", "0.2", "--stats-json", stats, NULL};
     int rc = run_cmd(argv, 60, buf, sizeof buf);
     mock_stop(&m);
     CU_ASSERT(rc == 0);
@@ -247,14 +248,21 @@ static void test_one_writer(void)
     int rc = run_cmd(argv, 30, buf, sizeof buf);
     CU_ASSERT_EQUAL(rc, 2);
     CU_ASSERT(strstr(buf, "another annotate run is writing") != NULL);
+    /* The first run is stopped (Ctrl-C) rather than waited for: its file holds its own rows,
+     * untouched by the second run: one header, rows complete, each image once, all ok. */
+    CU_ASSERT_EQUAL(kill(first, SIGINT), 0);
     rc = e2e_wait(first, tmo(60));
-    CHECKF(rc == 0, "the first run exited %d", rc);
-    char *csv = slurp(out, NULL);
-    int lines = 0;
-    for (char *c = csv; c && *c; c++)
-        lines += *c == '\n';
-    CU_ASSERT_EQUAL(lines, 61); /* the first run's rows, untouched by the second */
-    free(csv);
+    CHECKF(rc == 130, "the first run exited %d", rc);
+    struct e2e_csv c = {0};
+    CU_ASSERT_EQUAL(e2e_csv_read(out, &c), 0);
+    CHECKF(c.n >= 1 && c.complete && !c.ragged, "%zu rows, complete %d, ragged %d", c.n, c.complete, c.ragged);
+    for (size_t i = 0; i < c.n; i++) {
+        CU_ASSERT_STRING_EQUAL(c.rows[i].f[COL_STATUS].s, "ok");
+        CU_ASSERT(strcmp(c.rows[i].f[COL_PATH].s, "path") != 0); /* no second header */
+        for (size_t j = 0; j < i; j++)
+            CU_ASSERT(strcmp(c.rows[i].f[COL_PATH].s, c.rows[j].f[COL_PATH].s) != 0);
+    }
+    e2e_csv_free(&c);
     /* --resume with DIR spelled otherwise is refused rather than run everything again. */
     char dotted[400];
     snprintf(dotted, sizeof dotted, "%s/./imgs", tmp);

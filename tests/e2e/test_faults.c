@@ -133,7 +133,8 @@ static int faults_clean(void)
 static void faulty_run(const char *strategy)
 {
     /* serial gets the small tree: a hang costs it a whole --timeout-ms */
-    const struct e2e_tree *t = !strcmp(strategy, "serial") ? &F.small : &F.big;
+    int serial = !strcmp(strategy, "serial");
+    const struct e2e_tree *t = serial ? &F.small : &F.big;
     const char *root = t->root;
     char *const *paths = t->paths;
     size_t n = t->n;
@@ -145,7 +146,7 @@ static void faulty_run(const char *strategy)
      * hundred requests in flight): it is scaled with the build's slowness so that it fires on
      * hangs only. serial has one request in flight, read at once, and pays a whole timeout for
      * each hang: it keeps 300 ms. */
-    snprintf(timeout, sizeof timeout, "%d", 300 * (t == &F.small ? 1 : san_factor()));
+    snprintf(timeout, sizeof timeout, "%d", 300 * (serial ? 1 : san_factor()));
     const char *extra[] = {"--strategy", strategy,   "--retries",     "8",  "--backoff-ms",  "1",
                            "--backoff-max-ms", "20", "--timeout-ms", timeout, "--stats-json", sj, NULL};
     CU_ASSERT_EQUAL_FATAL(e2e_stats_reset(&F.m), 0);
