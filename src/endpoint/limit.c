@@ -173,7 +173,10 @@ static void follow_latency(struct limit_algo *a, double now, double mean)
     double ratio = noload / mean; /* <= 1 */
     double queue = a->limit * (1 - ratio);
     double alpha = 1 + a->limit / 20;
-    if (queue < alpha || mean - noload < LIMIT_QUEUE_MIN_S)
+    /* Within the tolerance no queue is counted (limit.h); not once the RTT is known to rise by
+     * itself, since the no-load RTT is then an estimate that a tolerance would let climb. */
+    int tolerated = !a->undone && mean < LIMIT_TOLERANCE * noload;
+    if (queue < alpha || mean - noload < LIMIT_QUEUE_MIN_S || tolerated)
         grow(a);
     else
         shrink(a, now, mean, ratio, alpha);

@@ -22,9 +22,15 @@
  *     no-load RTT (the lowest window mean since the last probe, plus its drift, see below) and
  *     estimates the requests
  *     queued at the server, queue = limit x (1 - rtt_noload / rtt). It aims at a small queue
- *     (alpha = 1 + limit/20): with more, the limit moves towards limit x rtt_noload / rtt +
- *     alpha (Gradient2's update with a minimum as baseline, gradient kept within [0.5, 1], half
- *     smoothed); with less, it grows (doubling at first, "slow start"; then by a step that
+ *     (alpha = 1 + limit/20), and, as Gradient2's tolerance does, counts none while the RTT is
+ *     under LIMIT_TOLERANCE times the no-load one: a busy client's own delays lengthen every
+ *     RTT a little without the server having fewer requests to give (at 20 ms against nginx on
+ *     the same two cores, without it the stages held at 50-100 each, 1,000 requests waited for
+ *     their slots, and auto made 86 % of a fixed 256's requests/s; see docs/BENCHMARKS.md). No
+ *     tolerance once a check has found the RTT rising by itself (below). With more queue than
+ *     that, the limit moves towards limit x rtt_noload / rtt + alpha (Gradient2's update with
+ *     a minimum as baseline, gradient kept within [0.5, 1], half smoothed: a decrease goes
+ *     below the tolerance, so that a queue built within it drains); with less, it grows (doubling at first, "slow start"; then by a step that
  *     doubles while the server keeps having room) — unless the stage did not use its whole limit
  *     in the window (then the samples say nothing about a higher one);
  *   - checking that a queue is one: RTTs that rise are not always requests queued. A server
@@ -60,6 +66,7 @@
 #define LIMIT_PROBE_FIRST_S 2.0 /* the first probe of the no-load RTT */
 #define LIMIT_PROBE_S 10.0      /* and then every */
 #define LIMIT_QUEUE_MIN_S 0.002 /* a window less than this above the no-load RTT has no queue */
+#define LIMIT_TOLERANCE 1.5     /* an RTT up to this times the no-load one counts no queue */
 #define LIMIT_CHECK_SHARE 0.9   /* a decrease to at most this share of what was in flight is checked */
 
 enum limit_mode { LIMIT_NONE = 0, LIMIT_FIXED = 1, LIMIT_AUTO = 2 };
