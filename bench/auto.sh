@@ -4,7 +4,7 @@
 # echo module (bench/nginx.sh) with no latency and with 20 ms; the mock model server slowing
 # with time (--slowdown-ms) and with one worker and seconds of latency (--capacity 1).
 # 30,000 images of 40 KB under out/bench-auto/data30k (1.2 GB) and 4,000 of 2 KB under
-# out/bench-auto/data are made the first time. ROUNDS (5) rounds, medians.
+# out/bench-auto/data are made the first time. ROUNDS (8) rounds, medians.
 set -eu
 B=${1:-build}
 O=out/bench-auto
@@ -17,4 +17,4 @@ if [ ! -d $O/data30k/0029 ]; then $B/gen-images --size 40960 30000 $O/data30k; f
 if [ ! -d $O/data/0003 ]; then $B/gen-images --size 2048 4000 $O/data; fi
 nginx_start $O
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///') (1 worker, echo module) on $U0 (no latency) and $U20 (20 ms); $(nproc) cores"
-python3 bench/auto.py $B "$U0" "$U20" "${ROUNDS:-5}"
+python3 bench/auto.py $B "$U0" "$U20" "${ROUNDS:-8}"

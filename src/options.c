@@ -72,7 +72,8 @@ void config_defaults(struct config *cfg, struct bench_opts *bench)
     cfg->load_auto = 1;
     cfg->query = STRAT_CURL_MULTI;
     cfg->workers = (int)(8 * ncpu > 256 ? 256 : 8 * ncpu);
-    cfg->concurrency = 64;
+    cfg->concurrency = LIMIT_AUTO_TOTAL; /* --concurrency auto */
+    cfg->concurrency_auto = 1;
     cfg->loops = 1;
     cfg->queue_size = 256;
     cfg->timeout_ms = 30000;
@@ -148,6 +149,8 @@ static const char *print_extensions(const struct config_option *, const struct c
                                     int, char *, size_t);
 static const char *print_encoder(const struct config_option *, const struct config *, const struct bench_opts *, int,
                                  char *, size_t);
+static const char *print_concurrency(const struct config_option *, const struct config *, const struct bench_opts *,
+                                     int, char *, size_t);
 
 /* In the order of --help. */
 const struct config_option CONFIG_OPTIONS[] = {
@@ -179,11 +182,11 @@ const struct config_option CONFIG_OPTIONS[] = {
      CUSTOM(opt_strategy, NOWHERE), .print = print_strategy, TO_WORKER},
     {"workers", "N", "8 per CPU", "threads or processes per parallel stage", SCOPE_BOTH,
      LONG(CFG(workers), 1, 4096, "a number"), TO_WORKER, BENCH_OWN},
-    {"concurrency", "N|auto|LIST", "64",
-     "curl-multi: requests in flight in all; auto: every stage finds its own limit "
-     "(bench: a list 1,16,64,auto or a range 1-256)",
-     SCOPE_BOTH, CUSTOM(opt_concurrency, CFG(concurrency)), .ilo = 1, .ihi = 100000, .unit = "a number", TO_WORKER,
-     BENCH_OWN},
+    {"concurrency", "N|auto|LIST", "auto",
+     "auto: every stage finds its own limit from its answers, and curl-multi's total follows the "
+     "throughput; N: curl-multi's requests in flight in all, fixed (bench: a list 1,16,64,auto or a range 1-256)",
+     SCOPE_BOTH, CUSTOM(opt_concurrency, CFG(concurrency)), .ilo = 1, .ihi = 100000, .unit = "a number",
+     .print = print_concurrency, TO_WORKER, BENCH_OWN},
     {"loops", "N", "1", "curl-multi: event loops (threads) sharing --concurrency; more than 1 only helps with spare cores",
      SCOPE_BOTH, LONG(CFG(loops), 1, 256, "a number"), TO_WORKER, BENCH_OWN},
     {"queue-size", "N", "256", "capacity of each queue between stages", SCOPE_BOTH,
@@ -704,6 +707,20 @@ static const char *print_encoder(const struct config_option *o, const struct con
     (void)buf;
     (void)len;
     return k ? NULL : b64_encoder_name(cfg->encoder);
+}
+
+/* A run's: auto, or the number (bench's list is its own: BENCH_OWN). */
+static const char *print_concurrency(const struct config_option *o, const struct config *cfg,
+                                     const struct bench_opts *b, int k, char *buf, size_t len)
+{
+    (void)o;
+    (void)b;
+    if (k)
+        return NULL;
+    if (cfg->concurrency_auto)
+        return "auto";
+    snprintf(buf, len, "%d", cfg->concurrency);
+    return buf;
 }
 
 /* ---- the table's own consistency ---- */

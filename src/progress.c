@@ -140,6 +140,16 @@ static int failed_part(const struct progress *p, uint64_t failed, int cap, char 
     return why[0] ? (int)strlen(why) - 3 : 0;
 }
 
+/* Appends item to line when it fits in width (0: always) and in len: 1, else 0. */
+static int append_fitting(char *line, size_t len, int width, const char *item)
+{
+    size_t used = strlen(line), n = strlen(item);
+    if (used + n >= len || (width && visible_len(line) + (int)n >= width))
+        return 0;
+    memcpy(line + used, item, n + 1);
+    return 1;
+}
+
 /* With --verbose, or on a terminal of 120 columns or more: each stage's request p50 so far,
  * "  p50 model_01 21ms model_02 22ms ...", as many as fit in width (0: all). */
 static void append_stages(const struct progress *p, char *line, size_t len, int width)
@@ -147,20 +157,35 @@ static void append_stages(const struct progress *p, char *line, size_t len, int 
     if (!p->cfg->verbose && width < 120)
         return;
     const struct pipeline *pl = p->cfg->pipeline;
-    size_t used = strlen(line);
-    int vis = visible_len(line);
     const char *lead = "  p50";
     for (int i = 0; pl && i < pl->n && i < p->st->n_stages; i++) {
         if (!atomic_load(&p->st->stage_us[i].count))
             continue;
         char item[128];
-        int n = snprintf(item, sizeof item, "%s %s %.0fms", lead, pl->stages[i].name,
-                         (double)hist_quantile(&p->st->stage_us[i], 0.5) / 1e3);
-        if (n < 0 || used + (size_t)n >= len || (width && vis + n >= width))
+        snprintf(item, sizeof item, "%s %s %.0fms", lead, pl->stages[i].name,
+                 (double)hist_quantile(&p->st->stage_us[i], 0.5) / 1e3);
+        if (!append_fitting(line, len, width, item))
             break;
-        memcpy(line + used, item, (size_t)n + 1);
-        used += (size_t)n;
-        vis += n;
+        lead = "";
+    }
+}
+
+/* Each limited stage: its requests in flight / its limit now ("  limits model_01 4/6 ..."), as
+ * many as fit in width (0: all). Last on the line: with --concurrency auto (the default) every
+ * stage has one, and a narrow terminal keeps the failures' reason and the p50s first. */
+static void append_limits(const struct progress *p, char *line, size_t len, int width)
+{
+    const struct pipeline *pl = p->cfg->pipeline;
+    const char *lead = "  limits";
+    for (int s = 0; pl && s < pl->n && s < SHARED_MAX_STAGES; s++) {
+        const struct limit_stage *l = &p->shared->lim[s];
+        if (l->mode == LIMIT_NONE)
+            continue;
+        char item[160];
+        snprintf(item, sizeof item, "%s %s %d/%d", lead, pl->stages[s].name, atomic_load(&l->in_flight),
+                 atomic_load(&l->limit));
+        if (!append_fitting(line, len, width, item))
+            break;
         lead = "";
     }
 }
@@ -185,27 +210,6 @@ static void cut_to_width(const struct progress *p, char *line, size_t len, int w
     *s = 0;
     if (p->colour && (size_t)(s - line) + 5 < len)
         strcat(line, "\033[0m");
-}
-
-/* Each limited stage: its requests in flight / its limit now ("  limits model_01 4/6"), or "". */
-static void limits_part(const struct progress *p, char *buf, size_t len)
-{
-    const struct pipeline *pl = p->cfg->pipeline;
-    size_t n = 0;
-    buf[0] = 0;
-    for (int s = 0, first = 1; pl && s < pl->n && s < SHARED_MAX_STAGES && n + 1 < len; s++) {
-        const struct limit_stage *l = &p->shared->lim[s];
-        if (l->mode == LIMIT_NONE)
-            continue;
-        int k = snprintf(buf + n, len - n, "%s %s %d/%d", first ? "  limits" : "", pl->stages[s].name,
-                         atomic_load(&l->in_flight), atomic_load(&l->limit));
-        if (k < 0 || (size_t)k >= len - n) {
-            buf[n] = 0; /* what does not fit is left out */
-            break;
-        }
-        n += (size_t)k;
-        first = 0;
-    }
 }
 
 /* A stage whose server is down: say so, and that its images wait (chain.c's outage rule):
@@ -296,10 +300,9 @@ static void draw(struct progress *p, double rate)
         snprintf(totals, sizeof totals, "%llu/%llu", (unsigned long long)done, (unsigned long long)total);
     else
         snprintf(totals, sizeof totals, "%llu/%llu+", (unsigned long long)done, (unsigned long long)total);
-    char line[2048], fails[256], down[160], limits[512], cached[32], prep[48];
+    char line[2048], fails[256], down[160], cached[32], prep[48];
     long long in_flight = (long long)atomic_load(&p->shared->in_flight);
     int width = line_width(p);
-    limits_part(p, limits, sizeof limits);
     cache_part(p, cached, sizeof cached);
     prep_part(p, prep, sizeof prep);
     outage_part(p, down, sizeof down);
@@ -307,15 +310,15 @@ static void draw(struct progress *p, double rate)
     for (int cap = ERRTALLY_STAGE + ERRTALLY_REASON, shown;; cap = shown - (visible_len(line) - width + 1)) {
         shown = failed_part(p, failed, cap, fails, sizeof fails);
         if (atomic_load(p->run_stop) != 0) /* RUN_DRAIN or RUN_ABORT */
-            snprintf(line, sizeof line, "stopping: %lld in flight  %s images%s  %s%s", in_flight, totals, down, fails,
-                     limits);
+            snprintf(line, sizeof line, "stopping: %lld in flight  %s images%s  %s", in_flight, totals, down, fails);
         else
-            snprintf(line, sizeof line, "%s images%s  %.0f img/s  %lld in flight%s%s  %s  ETA %s%s", totals, down, rate,
-                     in_flight, cached, prep, fails, eta, limits);
+            snprintf(line, sizeof line, "%s images%s  %.0f img/s  %lld in flight%s%s  %s  ETA %s", totals, down, rate,
+                     in_flight, cached, prep, fails, eta);
         if (!width || visible_len(line) < width || (shown == 0 && !prep_shorten(prep, sizeof prep)))
             break; /* (with the reason gone, the note on preparation takes its short form) */
     }
     append_stages(p, line, sizeof line, width);
+    append_limits(p, line, sizeof line, width);
     cut_to_width(p, line, sizeof line, width);
     if (p->tty)
         fprintf(stderr, "\r\033[K%s", line);

@@ -155,6 +155,8 @@ static void strategy_args(const struct config *cfg, const struct bench_opts *b, 
     config_argv_add(a, "--strategy");
     if (!strcmp(strategy, "serial")) {
         config_argv_add(a, "serial");
+        config_argv_add(a, "--concurrency"); /* one at a time: no stage limits (a run's default is auto) */
+        config_argv_add(a, "1");
     } else if (!strcmp(strategy, "curl-multi")) {
         config_argv_add(a, "curl-multi");
         config_argv_add(a, "--concurrency");
@@ -172,9 +174,11 @@ static void strategy_args(const struct config *cfg, const struct bench_opts *b, 
                 *c = ',';
         config_argv_add(a, "--workers"); /* auto: the stages' limits within the most workers of the list */
         config_argv_addf(a, "%d", conc == CONC_AUTO ? b->auto_workers : conc);
+        /* A number too: a run's default is auto, which would give the stages limits of their own
+         * within the workers. */
+        config_argv_add(a, "--concurrency");
+        config_argv_addf(a, "%s", cs);
         if (strstr(strategy, "curl-multi") || conc == CONC_AUTO) {
-            config_argv_add(a, "--concurrency");
-            config_argv_addf(a, "%s", cs);
             config_argv_add(a, "--loops");
             config_argv_addf(a, "%d", cfg->loops);
         }

@@ -637,9 +637,10 @@ static int write_recommendation(const struct sweep *w, const cJSON *recd, long t
         rc = 2;
     } else {
         char how[160];
-        if (w->blocking)
-            snprintf(how, sizeof how, "--strategy %s --workers %ld%s", w->strategy, total,
-                     w->chose_auto ? " --concurrency auto" : "");
+        if (w->blocking && w->chose_auto)
+            snprintf(how, sizeof how, "--strategy %s --workers %ld --concurrency auto", w->strategy, total);
+        else if (w->blocking) /* a number, as the check ran it: a run's default would be auto */
+            snprintf(how, sizeof how, "--strategy %s --workers %ld --concurrency %ld", w->strategy, total, total);
         else if (w->chose_auto)
             snprintf(how, sizeof how, "--concurrency auto");
         else

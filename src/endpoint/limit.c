@@ -425,6 +425,8 @@ int limit_setup(struct shared_page *sh, const struct config *cfg, double now, ch
                    : st->concurrency == STAGE_CONCURRENCY_AUTO || (st->concurrency == 0 && cfg->concurrency_auto)
                        ? LIMIT_AUTO
                        : LIMIT_NONE;
+        if (mode == LIMIT_AUTO && total <= 1)
+            mode = LIMIT_NONE; /* one request at a time (serial, one worker): nothing to adapt */
         memset(l, 0, sizeof *l);
         if (mode == LIMIT_NONE)
             continue;

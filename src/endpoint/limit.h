@@ -229,7 +229,10 @@ struct shared_page;
 struct config;
 
 /* Fills the shared page's table from the pipeline's "concurrency" (and --concurrency auto):
- * call once in the parent, before any request. now: the run's start. 0, or -1 with err. */
+ * call once in the parent, before any request. A run that sends one request at a time (serial,
+ * or one worker) gives no stage an adaptive limit: it has nothing to adapt, and a 429 or 503 is
+ * then the server's answer to that one request, charged to the image's retries (chain.h's
+ * CHAIN_BUSY_FREE is for adaptive limits). now: the run's start. 0, or -1 with err. */
 int limit_setup(struct shared_page *sh, const struct config *cfg, double now, char *err, size_t errlen);
 void limit_teardown(struct shared_page *sh, int n_stages);
 

@@ -219,7 +219,8 @@ static void test_help_version(void)
     char buf[16384];
     const char *argv[] = {e2e_annotate_bin(), "--help", NULL};
     CU_ASSERT(run_cmd(argv, 10, buf, sizeof buf) == 0);
-    CU_ASSERT(strstr(buf, "[default: 64]") != NULL);
+    CU_ASSERT(strstr(buf, "[default: 256]") != NULL); /* --queue-size */
+    CU_ASSERT(strstr(buf, "--concurrency N|auto|LIST") && strstr(buf, "[default: auto]"));
     CU_ASSERT(strstr(buf, "Exit status") != NULL);
     const char *bargv[] = {e2e_annotate_bin(), "bench", "--help", NULL};
     CU_ASSERT(run_cmd(bargv, 10, buf, sizeof buf) == 0);

@@ -217,7 +217,7 @@ static void test_flags_strings(void)
     CU_ASSERT_STRING_EQUAL(cfg.server, "http://127.0.0.1:8080");
     CU_ASSERT_EQUAL(cfg.load, STRAT_THREADS);
     CU_ASSERT_EQUAL(cfg.query, STRAT_CURL_MULTI);
-    CU_ASSERT_EQUAL(cfg.concurrency, 64);
+    CU_ASSERT(cfg.concurrency_auto && cfg.concurrency == LIMIT_AUTO_TOTAL); /* --concurrency auto */
     CU_ASSERT_EQUAL(cfg.timeout_ms, 30000);
     CU_ASSERT_EQUAL(cfg.retries, 3);
     CU_ASSERT_EQUAL(cfg.max_rps, 0);
@@ -456,8 +456,11 @@ static void test_bench_forwards(void)
         CHECKF(strchr(a.argv[i + 1], '+') == NULL, "--strategy %s", a.argv[i + 1]);
         /* bench's own: the server it measures, quiet runs, and the strategy's sizes */
         CHECKF(!strcmp(strategies[k], "serial") || arg_of(&a, "--workers"), "%s: no --workers", strategies[k]);
-        CHECKF(!strstr(strategies[k], "curl-multi") || (arg_of(&a, "--concurrency") && arg_of(&a, "--loops")),
-               "%s: no --concurrency or --loops", strategies[k]);
+        CHECKF(!strstr(strategies[k], "curl-multi") || arg_of(&a, "--loops"), "%s: no --loops", strategies[k]);
+        /* the point's number, for every strategy: a run's default would be auto */
+        const char *conc = arg_of(&a, "--concurrency");
+        CHECKF(conc && !strcmp(conc, strcmp(strategies[k], "serial") ? "8" : "1"), "%s: --concurrency %s",
+               strategies[k], conc ? conc : "(none)");
     }
     /* --config too (the built-in chain needs none) */
     unlink(ca);
@@ -645,10 +648,29 @@ static void test_option_errors(void)
     CU_ASSERT_EQUAL(cfg.force, 1);
 }
 
-/* --concurrency auto: every stage adapts, within LIMIT_AUTO_TOTAL; a number after it turns it
- * off again; bench takes "auto" among the numbers of its list. */
+/* --concurrency auto (the default): every stage adapts, within LIMIT_AUTO_TOTAL; a number turns
+ * it off; a worker process is sent "auto", not the total's number (which would pin it there);
+ * bench takes "auto" among the numbers of its list. */
 static void test_concurrency_auto(void)
 {
+    const struct config_option *o = config_option_named("concurrency", strlen("concurrency"));
+    CU_ASSERT_FATAL(o != NULL);
+    char buf[64];
+    CU_ASSERT_EQUAL_FATAL(PARSE(0, "--quiet"), 0);
+    CU_ASSERT_EQUAL(cfg.concurrency_auto, 1);
+    CU_ASSERT_STRING_EQUAL(config_value(o, &cfg, NULL, 0, buf, sizeof buf), "auto");
+    CU_ASSERT_EQUAL_FATAL(PARSE(0, "--concurrency", "64"), 0);
+    CU_ASSERT(!cfg.concurrency_auto && cfg.concurrency == 64);
+    CU_ASSERT_STRING_EQUAL(config_value(o, &cfg, NULL, 0, buf, sizeof buf), "64");
+    CU_ASSERT_EQUAL_FATAL(PARSE(0, "--quiet"), 0);
+    static struct config_argv a;
+    config_argv_reset(&a);
+    CU_ASSERT_EQUAL_FATAL(config_args(&cfg, NULL, CONFIG_FOR_WORKER, &a), 0);
+    int sent_auto = 0;
+    for (int i = 0; i + 1 < a.argc; i++)
+        sent_auto |= !strcmp(a.argv[i], "--concurrency") && !strcmp(a.argv[i + 1], "auto");
+    CU_ASSERT(sent_auto);
+
     CU_ASSERT_EQUAL(PARSE(0, "--concurrency", "auto"), 0);
     CU_ASSERT_EQUAL(cfg.concurrency_auto, 1);
     CU_ASSERT_EQUAL(cfg.concurrency, LIMIT_AUTO_TOTAL);
