@@ -148,8 +148,9 @@ int limit_algo_held(const struct limit_algo *a);
  *     what they were (fewer in flight did as well), then tried again; not kept, the total goes
  *     back and the next try down waits as tries up do.
  * A measuring window in which the loop did not have its total in flight (the stages' limits or
- * the images coming in bound it) says nothing of the total. It starts at the fixed default
- * (LIMIT_TOTAL_INITIAL, the loop's share of it) and stays within [LIMIT_TOTAL_LO, the loop's
+ * the images coming in bound it) says nothing of the total. It starts at 64 in flight, what a
+ * fixed --concurrency defaulted to before auto did (LIMIT_TOTAL_INITIAL, the loop's share of
+ * it), and stays within [LIMIT_TOTAL_LO, the loop's
  * share of LIMIT_AUTO_TOTAL]. Like limit_algo it reads no clock. */
 #define LIMIT_TOTAL_INITIAL 64
 #define LIMIT_TOTAL_LO 16
