@@ -96,7 +96,7 @@ int endpoint_park(const struct run *run, struct ticket *t)
 static enum limit_signal capacity_signal(const struct attempt_report *r)
 {
     if (r->kind == ANSWER_BUSY)
-        return LIMIT_DROP;
+        return r->cc == CURLE_OPERATION_TIMEDOUT ? LIMIT_TIMEOUT : LIMIT_DROP;
     if (r->kind == ANSWER_DOWN || r->cc != 0)
         return LIMIT_IGNORE;
     return LIMIT_OK;

@@ -163,23 +163,34 @@ static void shrink(struct limit_algo *a, double now, double mean, double ratio, 
 
 /* A window's mean against the no-load RTT: the requests queued at the server, and the limit
  * moved towards a small queue (see limit.h). */
+/* The no-load RTT now: the lowest window mean since the last probe, plus its drift. */
+static double noload_now(const struct limit_algo *a, double now)
+{
+    return a->rtt_noload + a->drift * (now - a->t_noload);
+}
+
+/* 1 when a window of this mean RTT shows more requests queued at the server than the small
+ * queue aimed at (limit.h), else 0. */
+static int window_queued(const struct limit_algo *a, double mean, double noload)
+{
+    double queue = a->limit * (1 - noload / mean);
+    /* Within the tolerance no queue is counted (limit.h); not once the RTT is known to rise by
+     * itself, since the no-load RTT is then an estimate that a tolerance would let climb. */
+    int tolerated = !a->undone && mean < LIMIT_TOLERANCE * noload;
+    return !(queue < 1 + a->limit / 20 || mean - noload < LIMIT_QUEUE_MIN_S || tolerated);
+}
+
 static void follow_latency(struct limit_algo *a, double now, double mean)
 {
-    double noload = a->rtt_noload + a->drift * (now - a->t_noload);
+    double noload = noload_now(a, now);
     if (!(a->rtt_noload > 0) || mean < noload) {
         a->rtt_noload = noload = mean;
         a->t_noload = now;
     }
-    double ratio = noload / mean; /* <= 1 */
-    double queue = a->limit * (1 - ratio);
-    double alpha = 1 + a->limit / 20;
-    /* Within the tolerance no queue is counted (limit.h); not once the RTT is known to rise by
-     * itself, since the no-load RTT is then an estimate that a tolerance would let climb. */
-    int tolerated = !a->undone && mean < LIMIT_TOLERANCE * noload;
-    if (queue < alpha || mean - noload < LIMIT_QUEUE_MIN_S || tolerated)
-        grow(a);
+    if (window_queued(a, mean, noload))
+        shrink(a, now, mean, noload / mean, 1 + a->limit / 20);
     else
-        shrink(a, now, mean, ratio, alpha);
+        grow(a);
     a->limit = clampd(a->limit, a->lo, a->hi);
 }
 
@@ -229,8 +240,17 @@ static void maybe_probe(struct limit_algo *a, double now)
     a->limit = clampd(floor(a->limit / 2), a->lo, a->hi);
 }
 
+/* A timeout is a drop when the stage's last window showed a queue, or none was measured yet
+ * (limit.h). */
+static int timeout_is_drop(const struct limit_algo *a, double now)
+{
+    return !(a->rtt_noload > 0) || !(a->rtt_last > 0) || window_queued(a, a->rtt_last, noload_now(a, now));
+}
+
 int limit_algo_sample(struct limit_algo *a, double now, double t_sent, int inflight, enum limit_signal sig)
 {
+    if (sig == LIMIT_TIMEOUT)
+        sig = timeout_is_drop(a, now) ? LIMIT_DROP : LIMIT_IGNORE;
     if (sig == LIMIT_IGNORE)
         return limit_algo_get(a);
     if (a->probing == 1 && inflight <= (int)a->limit) {

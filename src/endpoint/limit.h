@@ -14,8 +14,9 @@
  *
  * The adaptive limit (limit_algo) is fed one sample per attempt: its round-trip time and how it
  * ended. It is, in that order of precedence:
- *   - AIMD on congestion: a 429, a 503 or a timeout of a request sent since the last decrease
- *     multiplies the limit by LIMIT_BACKOFF (at most once per round trip);
+ *   - AIMD on congestion: a 429, a 503 or a timeout (while the times show a queue: see
+ *     LIMIT_TIMEOUT) of a request sent since the last decrease multiplies the limit by
+ *     LIMIT_BACKOFF (at most once per round trip);
  *   - latency-following, as TCP Vegas and Netflix's Gradient2 do: per window of about one round
  *     trip (at least LIMIT_MIN_SAMPLES answers, more when the server's times vary, so that the
  *     window's mean is within LIMIT_MEAN_ERROR of the true one) it compares the window's mean RTT with the
@@ -75,7 +76,13 @@ enum limit_mode { LIMIT_NONE = 0, LIMIT_FIXED = 1, LIMIT_AUTO = 2 };
 enum limit_signal {
     LIMIT_OK = 0,     /* an answer came: its time is a latency sample */
     LIMIT_DROP = 1,   /* 429, 503 or a timeout (ANSWER_BUSY): the endpoint is over its capacity */
-    LIMIT_IGNORE = 2  /* no answer for other reasons (refused, reset): says nothing */
+    LIMIT_IGNORE = 2, /* no answer for other reasons (refused, reset): says nothing */
+    LIMIT_TIMEOUT = 3 /* no answer within the timeout: a drop when the stage's times show a queue
+                       * (its last window, as the latency rule reads it, or none measured yet),
+                       * else nothing: a request that hangs while the others
+                       * answer at their no-load speed is a server's fault, not its load (with
+                       * 2 % of requests hanging at random, reading each as a drop made a run
+                       * 7.5 times slower than a fixed 64) */
 };
 
 /* The adaptive limit's state: plain data, so that it can live in shared memory. */
