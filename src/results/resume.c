@@ -273,8 +273,16 @@ static void on_field(void *s, size_t len, void *data)
 
 static void on_record(int c, void *data)
 {
-    (void)c;
     struct parse *ps = data;
+    if (c == '\r' && !ps->bad) {
+        /* The rows this tool writes end with a newline alone (a carriage return in a cell is
+         * quoted). A record that a bare carriage return ends may be followed by another on the
+         * same line, and rows are told apart by lines (csv_rows). */
+        snprintf(ps->msg, sizeof ps->msg, "line %lld is not a row this tool wrote: a carriage return outside "
+                 "quotes ends it (rows end with a newline alone; was the file saved with Windows line ends?)",
+                 (long long)ps->rec_line);
+        ps->bad = 1;
+    }
     if (ps->records == 0) {
         if (ps->field != ps->n_want && !ps->bad) {
             snprintf(ps->msg, sizeof ps->msg, "its header has %d columns; this pipeline's has %d", ps->field,

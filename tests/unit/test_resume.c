@@ -417,6 +417,8 @@ static void test_damaged_middle(void)
         "a\"b.jpg,ok,,,,,,1,2\n",                            /* a quote in an unquoted field */
         "\"a.jpg\"x,ok,,,,,,1,2\n",                          /* text after a closing quote */
         "a.jpg,ok,,,,,,1,2,3\n",                             /* too many */
+        "a.jpg,ok,,,,,,1,2\r\"b,\n\"\".jpg\",ok,,,,,,1,2\n",   /* a bare CR ends a row mid-line (fuzz) */
+        "a.jpg,ok,,,,,,1,2\r\n",                             /* a Windows line end */
         "\n",
     };
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
