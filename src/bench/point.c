@@ -152,15 +152,12 @@ static void strategy_args(const struct config *cfg, const struct bench_opts *b, 
 {
     char cs[16];
     snprintf(cs, sizeof cs, conc == CONC_AUTO ? "auto" : "%d", conc);
+    int serial = !strcmp(strategy, "serial");
     config_argv_add(a, "--strategy");
-    if (!strcmp(strategy, "serial")) {
+    if (serial) {
         config_argv_add(a, "serial");
-        config_argv_add(a, "--concurrency"); /* one at a time: no stage limits (a run's default is auto) */
-        config_argv_add(a, "1");
     } else if (!strcmp(strategy, "curl-multi")) {
         config_argv_add(a, "curl-multi");
-        config_argv_add(a, "--concurrency");
-        config_argv_addf(a, "%s", cs);
         /* the loader threads in front of the event loop: --workers as given to bench */
         config_argv_add(a, "--workers");
         config_argv_addf(a, "%d", cfg->workers);
@@ -174,15 +171,15 @@ static void strategy_args(const struct config *cfg, const struct bench_opts *b, 
                 *c = ',';
         config_argv_add(a, "--workers"); /* auto: the stages' limits within the most workers of the list */
         config_argv_addf(a, "%d", conc == CONC_AUTO ? b->auto_workers : conc);
-        /* A number too: a run's default is auto, which would give the stages limits of their own
-         * within the workers. */
-        config_argv_add(a, "--concurrency");
-        config_argv_addf(a, "%s", cs);
         if (strstr(strategy, "curl-multi") || conc == CONC_AUTO) {
             config_argv_add(a, "--loops");
             config_argv_addf(a, "%d", cfg->loops);
         }
     }
+    /* The point's number for every strategy (serial: one at a time): a run's default is auto,
+     * which would give the stages limits of their own. */
+    config_argv_add(a, "--concurrency");
+    config_argv_addf(a, "%s", serial ? "1" : cs);
 }
 
 int bench_child_argv(const struct config *cfg, const struct bench_opts *b, const char *strategy, int conc,

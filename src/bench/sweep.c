@@ -636,15 +636,13 @@ static int write_recommendation(const struct sweep *w, const cJSON *recd, long t
         fprintf(stderr, "annotate bench: cannot write %s: %s\n", b->recommend ? b->recommend : "(none)", strerror(errno));
         rc = 2;
     } else {
-        char how[160];
-        if (w->blocking && w->chose_auto)
-            snprintf(how, sizeof how, "--strategy %s --workers %ld --concurrency auto", w->strategy, total);
-        else if (w->blocking) /* a number, as the check ran it: a run's default would be auto */
-            snprintf(how, sizeof how, "--strategy %s --workers %ld --concurrency %ld", w->strategy, total, total);
-        else if (w->chose_auto)
-            snprintf(how, sizeof how, "--concurrency auto");
+        char how[160], conc[24] = "auto";
+        if (!w->chose_auto)
+            snprintf(conc, sizeof conc, "%ld", total);
+        if (w->blocking) /* --concurrency as the check ran it: a run's default is auto */
+            snprintf(how, sizeof how, "--strategy %s --workers %ld --concurrency %s", w->strategy, total, conc);
         else
-            snprintf(how, sizeof how, "--concurrency %ld", total);
+            snprintf(how, sizeof how, "--concurrency %s", conc);
         for (char *c = how; *c; c++)
             if (*c == '+')
                 *c = ','; /* a per-stage strategy, as a run spells it */

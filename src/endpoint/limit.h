@@ -31,7 +31,8 @@
  *     tolerance once a check has found the RTT rising by itself (below). With more queue than
  *     that, the limit moves towards limit x rtt_noload / rtt + alpha (Gradient2's update with
  *     a minimum as baseline, gradient kept within [0.5, 1], half smoothed: a decrease goes
- *     below the tolerance, so that a queue built within it drains); with less, it grows (doubling at first, "slow start"; then by a step that
+ *     below the tolerance, so that a queue built within it drains); with less, it grows
+ *     (doubling at first, "slow start"; then by a step that
  *     doubles while the server keeps having room) — unless the stage did not use its whole limit
  *     in the window (then the samples say nothing about a higher one);
  *   - checking that a queue is one: RTTs that rise are not always requests queued. A server
