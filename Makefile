@@ -27,13 +27,13 @@ ifeq ($(origin CC),default)
 CC       := gcc
 endif
 BUILD    ?= build
-PKGS     := libcurl libcjson libxml-2.0 sqlite3 libcrypto
+PKGS     := libcurl libcjson libxml-2.0 sqlite3
 SAN      ?=
 OPT      ?= -O2
 # The project's own flags. A user's CPPFLAGS, CFLAGS, LDFLAGS and LDLIBS are added after them
 # (make CFLAGS=-O0 turns optimisation off) instead of replacing -std=c11 and the include path.
 # -MMD -MP write a .d file beside each object: an object depends on the headers it includes.
-ANN_CPPFLAGS := -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+ANN_CPPFLAGS := -D_GNU_SOURCE -Isrc -Ithird_party/blake3 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 ANN_CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN)
 ANN_LDFLAGS  := $(SAN) -pthread
 ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -ljq -lpthread -lm
@@ -62,13 +62,13 @@ LIBS     = $(ANN_LDLIBS) $(LDLIBS)
 # listings (src/sources); python3-botocore checks the S3 client's signatures (tests/servers/s3sig.py),
 # and s3rver, from the npm registry, is the S3 server the tests run (make s3rver; Node.js and npm
 # from Debian's nodejs and npm when the machine has no npm); libsqlite3-dev (the answer store of
-# --cache) and libssl-dev (libcrypto's SHA-256 for its keys); libvips-dev prepares images
+# --cache; its keys' hash, BLAKE3, is built from third_party/); libvips-dev prepares images
 # (src/prepare/), python3-pil makes the test images of suite "prepare" (and Pillow is what make
 # bench-prepare measures against), libheif-examples' heif-enc makes its HEIC.
 DEB_PKGS := build-essential pkg-config libcurl4-openssl-dev libb64-dev libcjson-dev libcsv-dev \
             libcunit1-dev libevent-dev libjq-dev parallel clang libclang-rt-dev valgrind bsdutils python3 \
             python3-fastapi python3-uvicorn python3-multipart nginx openssl libxml2-dev python3-botocore \
-            libsqlite3-dev libssl-dev libvips-dev libwebp-dev python3-pil libheif-examples
+            libsqlite3-dev libvips-dev libwebp-dev python3-pil libheif-examples
 
 # src/ holds main, the command line and the run; each folder one place of the design (see
 # docs/ARCHITECTURE.md). src/mock/ is the mock model server, a program of its own.
@@ -78,7 +78,24 @@ PLUGIN_MAIN := src/prepare/vips.c
 PLUGIN_SRC  := $(PLUGIN_MAIN) src/prepare/spec.c src/prepare/box.c src/common/mime.c
 PLUGIN_OBJ  := $(PLUGIN_SRC:src/%.c=$(BUILD)/obj/plugin/%.o)
 LIB_SRC  := $(filter-out src/main.c src/mock/% $(PLUGIN_MAIN),$(wildcard src/*.c src/*/*.c))
-LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+# BLAKE3, the hash of the answer store's keys (src/common/hash.h says why): the BLAKE3 team's own C
+# implementation, release 1.8.6, unchanged, in third_party/blake3 (Debian 12 has no package of it).
+# It picks its fastest code for the processor at run time: on x86-64 its SSE2, SSE4.1, AVX2 and
+# AVX-512 assembly, on 64-bit ARM its NEON C, elsewhere its portable C.
+B3_DIR    := third_party/blake3
+B3_TARGET := $(shell $(CC) -dumpmachine 2>/dev/null)
+B3_SRC    := $(B3_DIR)/blake3.c $(B3_DIR)/blake3_dispatch.c $(B3_DIR)/blake3_portable.c
+ifneq ($(filter x86_64-%,$(B3_TARGET)),)
+B3_SRC    += $(foreach i,sse2 sse41 avx2 avx512,$(B3_DIR)/blake3_$(i)_x86-64_unix.S)
+B3_DEFS   :=
+else ifneq ($(filter aarch64-%,$(B3_TARGET)),)
+B3_SRC    += $(B3_DIR)/blake3_neon.c
+B3_DEFS   :=
+else
+B3_DEFS   := -DBLAKE3_NO_SSE2 -DBLAKE3_NO_SSE41 -DBLAKE3_NO_AVX2 -DBLAKE3_NO_AVX512 -DBLAKE3_USE_NEON=0
+endif
+B3_OBJ    := $(patsubst $(B3_DIR)/%,$(BUILD)/obj/blake3/%.o,$(B3_SRC))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(B3_OBJ)
 MOCK_SRC := $(wildcard src/mock/*.c)
 MOCK_OBJ := $(MOCK_SRC:src/mock/%.c=$(BUILD)/obj/mock/%.o)
 # tests/unit, tests/e2e and tests/servers hold the suites (test_NAME.c), tests/helpers what they
@@ -103,6 +120,12 @@ all: $(ANNOTATE) $(PLUGIN) $(MOCK)
 $(BUILD)/obj/%.o: src/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(COMPILE) -MMD -MP -c -o $@ $<
+
+# Its code is compiled as its authors build it, with the project's optimisation, debug
+# information and sanitizers but not its warnings (-Werror is for the project's own code).
+$(BUILD)/obj/blake3/%.o: $(B3_DIR)/% Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(B3_DEFS) $(OPT) -g $(SAN) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/mock/%.o: src/mock/%.c Makefile
 	@mkdir -p $(dir $@)
@@ -337,13 +360,14 @@ bench-cost: all $(BUILD)/gen-images
 	sh bench/cost.sh $(BUILD) | tee docs/bench/bench-cost.txt
 
 # The answer store of --cache at STORE_ENTRIES entries: inserts/s, lookup time, bytes per entry
-# beyond the result; and the hash candidates' throughput (bench/bench_store.c). libb2-dev and
-# libxxhash-dev are two of the candidates, installed here when missing (not in make deps). About
+# beyond the result; and the hash candidates' throughput (bench/bench_store.c). libb2-dev,
+# libxxhash-dev and libssl-dev (libcrypto's SHA-256 and BLAKE2b) are the other candidates',
+# installed here when missing (not in make deps). About
 # 5 minutes and 1 GB of disk in $(BUILD)/bench-store/, removed after.
 STORE_ENTRIES ?= 10000000
 $(BUILD)/bench-store: bench/bench_store.c src/results/store.h src/common/hash.h $(BUILD)/libannotate.a
-	@$(MAKE) --no-print-directory deps DEB_PKGS="libb2-dev libxxhash-dev"
-	$(COMPILE) -o $@ $< $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS) -lb2 -lxxhash
+	@$(MAKE) --no-print-directory deps DEB_PKGS="libb2-dev libxxhash-dev libssl-dev"
+	$(COMPILE) -o $@ $< $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS) -lb2 -lxxhash -lcrypto
 
 bench-cache-store: $(BUILD)/bench-store
 	$(BUILD)/bench-store --entries $(STORE_ENTRIES) --dir $(BUILD)/bench-store.d

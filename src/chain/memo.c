@@ -378,14 +378,16 @@ static void registry_init(struct shared_memo *r)
 
 /* ---- the keys this run has put (shared.h: a Bloom filter in the shared page) ---- */
 
-/* Four bits of the 2^26, from the key's hash bytes (which are uniform already). */
+/* Four bits of the 2^26, from the key's hash bytes (which are uniform already), all in one block
+ * of 512 bits, a cache line: a put and a look each touch one line of the 8 MiB, not four. */
 static void put_bits(const unsigned char *key, uint64_t bit[4])
 {
     uint64_t a, b;
     memcpy(&a, key + STORE_PREFIX_BYTES, sizeof a);
     memcpy(&b, key + STORE_PREFIX_BYTES + 8, sizeof b);
+    uint64_t block = (a & ((uint64_t)SHARED_MEMO_PUT_WORDS / 8 - 1)) * 512;
     for (int i = 0; i < 4; i++)
-        bit[i] = (a + (uint64_t)i * (b | 1)) & ((uint64_t)SHARED_MEMO_PUT_WORDS * 64 - 1);
+        bit[i] = block + (b >> (9 * i) & 511);
 }
 
 static void put_mark(struct memo *m, const unsigned char *key)

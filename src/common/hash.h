@@ -1,47 +1,55 @@
-/* hash: the digest that names what was asked, for the answer store (results/store.h). SHA-256,
- * through OpenSSL's libcrypto (EVP, the provider's fastest code: SHA-NI where the processor has
- * it).
+/* hash: the digest that names what was asked, for the answer store (results/store.h). BLAKE3,
+ * through the BLAKE3 team's own C implementation (third_party/blake3), which picks its fastest
+ * code for the processor at run time (AVX-512, AVX2, SSE4.1, SSE2, NEON, portable C).
  *
- * Why SHA-256: a store shared between jobs must not be fooled by crafted images, so the hash must
- * be one with no known way to make two inputs collide; among those it is the fastest here. Measured
- * on the project's machine (make bench-cache-store prints the same table), one core, MB/s:
+ * Why BLAKE3: a store shared between jobs must not be fooled by crafted images, so the hash must
+ * be one with no known way to make two inputs collide; among those it is by far the fastest
+ * here, and a first run with --cache hashes every file it reads. Measured on the project's
+ * machine (make bench-cache-store prints the same table), one core, MB/s:
  *
  *                         40 KB   4 MB
- *   SHA-256 (EVP)          1730   1720   chosen
- *   BLAKE2b-512 (EVP)       900    760
- *   BLAKE2b (libb2)         790    800
- *   XXH3-128 (libxxhash)  14650  15560   not collision-resistant: a crafted pair shares a key
+ *   BLAKE3                 6080   6110   chosen
+ *   SHA-256 (libcrypto)    1640   1640   SHA-NI; the store's hash until 2026-12
+ *   BLAKE2b-512 (EVP)      1150   1160
+ *   BLAKE2b (libb2)         520    520
+ *   XXH3-128 (libxxhash)  15900  15800   not collision-resistant: a crafted pair shares a key
  *
- * A fully cached re-run of 5,000 images/s of 40 KB hashes 205 MB/s: an eighth of one core. On a
- * processor without SHA instructions SHA-256 falls to about 400 MB/s, still twice that.
+ * With SHA-256, the hash alone was about 8 % of a first run's CPU (30 us of a 40 KB image's
+ * 320); it was most of what --cache added to it. A fully cached re-run of 5,000 images/s of 40 KB
+ * hashes 205 MB/s: a thirtieth of one core.
  *
  * What callers may rely on:
  *   - hash_init, then any number of hash_update / hash_part calls, then hash_final gives the
- *     SHA-256 of the bytes fed, in order: a request can be hashed piece by piece, never
- *     assembled. hash_update(a) then hash_update(b) is the same as hash_update(a b).
+ *     BLAKE3 hash (32 bytes, its default length) of the bytes fed, in order: a request can be
+ *     hashed piece by piece, never assembled. hash_update(a) then hash_update(b) is the same as
+ *     hash_update(a b).
  *   - hash_part frames a piece with its length (8 bytes, little-endian, then the bytes), so that
  *     pieces cannot run into each other: parts "ab","c" and "a","bc" hash differently. Keys are
  *     built from parts (store.h says which).
  *   - A context is used by one thread at a time; different contexts in different threads at
- *     once are fine. hash_init allocates (about 300 bytes); hash_final and hash_discard free, and
- *     the context can then be initialised again.
- *   - Nothing fails once hash_init returned 0, except with a broken libcrypto: hash_final then
- *     returns -1, and the caller does without the digest (for the store: no lookup, no put). */
+ *     once are fine. A context holds its state itself (about 1.9 KB: a stack variable is fine)
+ *     and allocates nothing; after hash_final or hash_discard it can be initialised again.
+ *   - Nothing fails: hash_init and hash_final return 0 (callers still check them: the interface
+ *     lets a hash fail, and the caller then does without the digest: for the store, no lookup
+ *     and no put). */
 #ifndef ANNOTATE_HASH_H
 #define ANNOTATE_HASH_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define HASH_BYTES 32 /* SHA-256 */
-#define HASH_NAME "SHA-256"
+#include "blake3.h"
+
+#define HASH_BYTES 32 /* BLAKE3's default output */
+_Static_assert(HASH_BYTES == BLAKE3_OUT_LEN, "the digest is BLAKE3's default length");
 
 struct hash_ctx {
-    void *md;   /* libcrypto's EVP_MD_CTX; NULL when not initialised */
-    int failed; /* an update failed: hash_final returns -1 */
+    blake3_hasher b3;
+    int ready; /* initialised, not yet finalised: an update outside that makes hash_final fail */
+    int failed;
 };
 
-/* 0, or -1 when memory runs out (the context is then not initialised). */
+/* 0 (the interface keeps -1 for a hash that cannot start; this one always can). */
 int hash_init(struct hash_ctx *h);
 
 /* Feeds n bytes (n may be 0; p may then be NULL). */
@@ -55,10 +63,11 @@ void hash_part(struct hash_ctx *h, const void *p, size_t n);
  * hash_part(h, p, n). */
 void hash_part_begin(struct hash_ctx *h, uint64_t total);
 
-/* Writes the digest into out and frees the context. 0, or -1 (out is then zeroed). */
+/* Writes the digest into out and ends the context. 0, or -1 (out is then zeroed) when the
+ * context was not initialised or was fed after its end. */
 int hash_final(struct hash_ctx *h, unsigned char out[HASH_BYTES]);
 
-/* Frees a context without a digest (an error path). A context never initialised, or already
+/* Ends a context without a digest (an error path). A context never initialised, or already
  * finalised, is fine. */
 void hash_discard(struct hash_ctx *h);
 

@@ -40,9 +40,9 @@ struct shared_memo {
         uint8_t done;       /* answered: kept until the claimer's store has committed the answer,
                              * for the other processes to find it there */
     } slot[SHARED_MEMO_SLOTS];
-    /* A Bloom filter of the keys this run has put (4 bits a key): what a stage new to the store
-     * is looked up for. Its pages are touched only with --cache. */
-    _Atomic uint64_t put[SHARED_MEMO_PUT_WORDS];
+    /* A Bloom filter of the keys this run has put (4 bits a key, in one block of 64 bytes): what
+     * a stage new to the store is looked up for. Its pages are touched only with --cache. */
+    _Alignas(64) _Atomic uint64_t put[SHARED_MEMO_PUT_WORDS];
 };
 
 struct shared_page {

@@ -1,7 +1,7 @@
 /* load: the load job. Reads an image, within --max-image-bytes and the --max-memory budget
  * (budget.h), and makes what the pipeline's bodies need of it (pipeline_needs): its base64 in
  * it->b64, with slack around it for a body's head and tail (item.h), and/or its bytes in
- * it->raw, and its type in it->mime. With --cache, the SHA-256 of the image's bytes in it->digest (hashed as
+ * it->raw, and its type in it->mime. With --cache, the BLAKE3 hash of the image's bytes in it->digest (hashed as
  * they are read or fetched: what stands for the image in the answer store's keys). An image that
  * cannot be read fails the item, with why.
  *

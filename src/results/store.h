@@ -40,7 +40,7 @@
  *
  * The name, URL and version given to store_ident_end are the description stats shows; they are
  * stored as text, so the URL must be the shown one (${VAR} unexpanded), never one with a token
- * expanded into it. (A resolved URL that carries a token is only hashed: SHA-256 does not give it
+ * expanded into it. (A resolved URL that carries a token is only hashed: the hash does not give it
  * back.) A stage's name is not part of its identity: renaming a stage keeps its answers.
  *
  * A request's key is its identity and the bytes that would be sent, piece by piece as the body is
@@ -59,7 +59,7 @@
  * hashes that element with store_key_bytes.
  *
  * Strength: the key holds 8 bytes of identity and 128 bits of a content hash that also covers
- * the identity's 16 bytes: two different questions share a key only with a SHA-256 collision on
+ * the identity's 16 bytes: two different questions share a key only with a BLAKE3 collision on
  * 128 bits (2^64 work for a crafted pair; 10^-21 by chance at a billion entries).
  *
  * ---- The store at run time ----
