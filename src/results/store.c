@@ -734,7 +734,7 @@ void store_get_counters(struct store *s, struct store_counters *c)
 static void set_defaults(struct store_opts *o)
 {
     if (o->batch_entries <= 0)
-        o->batch_entries = 1000;
+        o->batch_entries = 16384;
     if (o->batch_ms <= 0)
         o->batch_ms = 1000;
     if (!o->buffer_bytes)
