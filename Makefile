@@ -373,11 +373,13 @@ bench-cache-store: $(BUILD)/bench-store
 	$(BUILD)/bench-store --entries $(STORE_ENTRIES) --dir $(BUILD)/bench-store.d
 
 # --cache in a run: a first run with a new store against one without (CPU), the fully cached
-# re-run (images/s), over CACHE_IMAGES files of 40 KB (bench/cache.sh; 400 MB under out/); then
-# bench-cache-store's figures. About 3 minutes, plus bench-cache-store's.
+# re-run (images/s), over CACHE_IMAGES files of 40 KB (bench/cache.sh; 400 MB under out/),
+# CACHE_RUNS of each (the CPU of one run moves by 10-20 % on the shared machine); then
+# bench-cache-store's figures. About 2 minutes, plus bench-cache-store's.
 CACHE_IMAGES ?= 10000
+CACHE_RUNS ?= 7
 bench-cache: all $(BUILD)/gen-images $(BUILD)/bench-store
-	sh bench/cache.sh $(BUILD) $(CACHE_IMAGES)
+	sh bench/cache.sh $(BUILD) $(CACHE_IMAGES) $(CACHE_RUNS)
 	$(BUILD)/bench-store --entries $(STORE_ENTRIES) --dir $(BUILD)/bench-store.d
 
 # Image preparation (src/prepare/) beside Pillow: CPU per 12 MP camera JPEG made 1024 px, bytes

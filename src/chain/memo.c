@@ -390,15 +390,6 @@ static void put_bits(const unsigned char *key, uint64_t bit[4])
         bit[i] = block + (b >> (9 * i) & 511);
 }
 
-/* Starts bringing key's block into the cache: the filter is 8 MiB, so a key's block is nearly
- * always a miss, and the registry's lock and the store's buffer can be seen to meanwhile. */
-static void put_prefetch(const struct memo *m, const unsigned char *key)
-{
-    uint64_t bit[4];
-    put_bits(key, bit);
-    __builtin_prefetch((const void *)&m->reg->put[bit[0] / 64], 1);
-}
-
 static void put_mark(struct memo *m, const unsigned char *key)
 {
     uint64_t bit[4];
@@ -511,7 +502,6 @@ enum chain_memo chain_memo_look(const struct run *run, struct chain_req *req)
         }
         t->keyed = 1;
     }
-    put_prefetch(m, t->key);
     enum claim c = claim(m, t);
     if (c == HELD) {
         t->waited = 1;
@@ -556,8 +546,6 @@ void memo_settled(const struct run *run, struct chain_req *req, const cJSON *res
     struct memo_ticket *t = &req->memo;
     if (!m || t->state != MEMO_ASKED)
         return;
-    if (result && t->keyed)
-        put_prefetch(m, t->key); /* put_mark's block, while the put is made */
     char *put = result && t->keyed ? stored_text(result, req->column) : NULL;
     int remote = 0, waiters = 0, taken = 0;
     if (put && t->m && m->worker)
