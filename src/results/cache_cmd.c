@@ -56,6 +56,9 @@ static int stats(const char *path, FILE *out, FILE *err)
     fprintf(out, "cache %s: %llu entries, %llu bytes of results; file %llu bytes (+ %llu bytes of WAL)\n", path,
             (unsigned long long)sum.entries, (unsigned long long)sum.result_bytes,
             (unsigned long long)sum.file_bytes, (unsigned long long)sum.wal_bytes);
+    if (sum.old_keys)
+        fprintf(out, "(made by an earlier annotate, whose keys were SHA-256: none of its answers can be found by "
+                     "this one, and a run refuses the file)\n");
     fprintf(out, "%-16s  %-*s  %-*s  %10s  %14s  %-20s  %-20s  %s\n", "identity", nw, "stage", vw, "version",
             "entries", "result bytes", "oldest", "newest", "url");
     for (int i = 0; i < sum.n; i++) {

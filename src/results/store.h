@@ -252,6 +252,7 @@ struct store_summary {
     uint64_t file_bytes, wal_bytes; /* the database file and its -wal */
     struct store_stage_stats *stages; /* by name, then URL */
     int n;
+    int old_keys; /* 1: made by an earlier annotate, whose keys were SHA-256 (a run refuses it) */
 };
 
 /* Entries and bytes per identity. 0, or -1 with err (a missing file is not created). */

@@ -15,7 +15,7 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS stage(prefix BLOB PRIMARY KEY NOT NULL, ident BLOB NOT NULL,"
     " name TEXT NOT NULL, url TEXT NOT NULL, version TEXT NOT NULL, first INTEGER NOT NULL) WITHOUT ROWID;"
     "PRAGMA application_id=1095650895;" /* STORE_APP_ID */
-    "PRAGMA user_version=1;"            /* STORE_SCHEMA */
+    "PRAGMA user_version=2;"            /* STORE_SCHEMA */
     "COMMIT;";
 
 int store_db_busy(int rc)
@@ -143,6 +143,12 @@ static int check_schema(sqlite3 *db, enum store_db_mode mode, char *err, size_t 
     if (version > STORE_SCHEMA) {
         snprintf(err, errlen, "was made by a newer annotate (schema %lld; this one reads %d)", version,
                  STORE_SCHEMA);
+        return STORE_DB_FAIL;
+    }
+    if (version < STORE_SCHEMA && mode == STORE_DB_RUN) {
+        snprintf(err, errlen,
+                 "was made by an earlier annotate, whose keys were SHA-256: this one's are BLAKE3, and can find "
+                 "none of its answers. Give --cache another file, or delete this one");
         return STORE_DB_FAIL;
     }
     return STORE_DB_OK;

@@ -8,7 +8,9 @@
 #include <stddef.h>
 
 #define STORE_APP_ID 0x414e4e4f /* "ANNO" */
-#define STORE_SCHEMA 1
+/* 2: keys are BLAKE3 (common/hash.h). 1: they were SHA-256, so that none of a schema-1 store's
+ * entries can be found by this annotate: a run refuses such a store (stats and prune read it). */
+#define STORE_SCHEMA 2
 
 enum store_db_open {
     STORE_DB_OK = 0,

@@ -549,14 +549,33 @@ static void test_not_a_store(void)
     store_close(s, err, sizeof err);
     CU_ASSERT_EQUAL(raw_exec(newer, "PRAGMA user_version=99"), 0);
     expect_refused(newer, "newer annotate");
-    /* stats and prune never create a file */
+    /* A store of schema 1 (SHA-256 keys): a run refuses it, since none of its answers could be
+     * found; stats reads it and says so. */
+    const char *older = path_in("older.db");
+    s = store_open(older, NULL, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    struct store_ident a;
+    ident_of("m", "http://h/m", "", &a);
+    put_i(s, &a, 1);
+    store_close(s, err, sizeof err);
     struct store_summary sum;
+    CU_ASSERT_EQUAL_FATAL(store_stats(older, &sum, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(sum.old_keys, 0);
+    store_summary_free(&sum);
+    CU_ASSERT_EQUAL(raw_exec(older, "PRAGMA user_version=1"), 0);
+    expect_refused(older, "earlier annotate, whose keys were SHA-256");
+    CU_ASSERT_EQUAL_FATAL(store_stats(older, &sum, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(sum.old_keys, 1);
+    CU_ASSERT_EQUAL(sum.entries, 1);
+    store_summary_free(&sum);
+    /* stats and prune never create a file */
     CU_ASSERT_EQUAL(store_stats(path_in("missing.db"), &sum, err, sizeof err), -1);
     CU_ASSERT(strstr(err, "No such file") != NULL);
     CU_ASSERT_EQUAL(access(path_in("missing.db"), F_OK), -1);
     unlink(text);
     remove_store(other);
     remove_store(newer);
+    remove_store(older);
 }
 
 /* ---- read-only, full: the store turns off ---- */
