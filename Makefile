@@ -33,7 +33,9 @@ OPT      ?= -O2
 # The project's own flags. A user's CPPFLAGS, CFLAGS, LDFLAGS and LDLIBS are added after them
 # (make CFLAGS=-O0 turns optimisation off) instead of replacing -std=c11 and the include path.
 # -MMD -MP write a .d file beside each object: an object depends on the headers it includes.
-ANN_CPPFLAGS := -D_GNU_SOURCE -Isrc -Ithird_party/blake3 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# The project's headers, and BLAKE3's (src/common/hash.h includes it): every compile line has them.
+ANN_INCLUDES := -Isrc -Ithird_party/blake3
+ANN_CPPFLAGS := -D_GNU_SOURCE $(ANN_INCLUDES) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 ANN_CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -pthread $(SAN)
 ANN_LDFLAGS  := $(SAN) -pthread
 ANN_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lb64 -lcsv -ljq -lpthread -lm
@@ -420,7 +422,7 @@ fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" build-fuzz/libannotate.a
 	@set -e; for f in $(FUZZERS); do \
-	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Isrc $$(pkg-config --cflags $(PKGS)) \
+	  clang -std=c11 -D_GNU_SOURCE -O1 -g $(ANN_INCLUDES) $$(pkg-config --cflags $(PKGS)) \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -o build-fuzz/fuzz-$$f tests/fuzz/fuzz_$$f.c build-fuzz/libannotate.a $(LIBS); \
 	  mkdir -p build-fuzz/corpus_$$f; cp -n tests/fuzz/corpus_$$f/* build-fuzz/corpus_$$f/ 2>/dev/null || true; \

@@ -295,9 +295,9 @@ static void test_write_error(void)
     mock_stop(&m);
 }
 
-static void write_text(const char *path, const char *text)
+static void must_write_text(const char *path, const char *text)
 {
-    CU_ASSERT_FATAL(write_file(path, text, strlen(text)) == 0);
+    CU_ASSERT_FATAL(write_text(path, text) == 0);
 }
 
 /* merge takes only annotate results files: a CSV with another header exits 2 naming the file,
@@ -309,8 +309,8 @@ static void test_merge_headers(void)
     snprintf(b, sizeof b, "%s/merge-b.csv", tmp);
     snprintf(other, sizeof other, "%s/merge-other.csv", tmp);
     snprintf(out, sizeof out, "%s/merged.csv", tmp);
-    write_text(a, "path,status,m1,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\nd/y.jpg,failed,,boom,4,9\n");
-    write_text(b, "path,status,m1,error,attempts,elapsed_ms\nd/y.jpg,ok,2,,1,3\n");
+    must_write_text(a, "path,status,m1,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\nd/y.jpg,failed,,boom,4,9\n");
+    must_write_text(b, "path,status,m1,error,attempts,elapsed_ms\nd/y.jpg,ok,2,,1,3\n");
     static const char *const foreign[] = {
         "name,age\nalice,30\n",
         "path,status,error\nd/x.jpg,ok,\n",                       /* no attempts, elapsed_ms */
@@ -319,7 +319,7 @@ static void test_merge_headers(void)
         "path,status,,error,attempts,elapsed_ms\nd/x.jpg,ok,1,,1,2\n",
     };
     for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
-        write_text(other, foreign[i]);
+        must_write_text(other, foreign[i]);
         /* Alone (it used to be merged by whatever sat in its first two columns)... */
         const char *argv1[] = {e2e_annotate_bin(), "merge", out, other, NULL};
         int rc = run_cmd(argv1, 30, buf, sizeof buf);
@@ -337,12 +337,12 @@ static void test_merge_headers(void)
         CHECKF(access(out, F_OK) != 0, "case %zu: %s was written", i, out);
     }
     /* Two pipelines' results (both annotate's): refused, as before. */
-    write_text(other, "path,status,m2,error,attempts,elapsed_ms\nd/z.jpg,ok,1,,1,2\n");
+    must_write_text(other, "path,status,m2,error,attempts,elapsed_ms\nd/z.jpg,ok,1,,1,2\n");
     const char *argv[] = {e2e_annotate_bin(), "merge", out, a, other, NULL};
     int rc = run_cmd(argv, 30, buf, sizeof buf);
     CHECKF(rc == 2 && strstr(buf, "same pipeline"), "two pipelines: exit %d: %s", rc, buf);
     /* One with no stage column at all is still annotate's (every stage "csv": false). */
-    write_text(other, "path,status,error,attempts,elapsed_ms\nd/z.jpg,ok,,1,2\n");
+    must_write_text(other, "path,status,error,attempts,elapsed_ms\nd/z.jpg,ok,,1,2\n");
     const char *argv3[] = {e2e_annotate_bin(), "merge", out, other, NULL};
     rc = run_cmd(argv3, 30, buf, sizeof buf);
     CHECKF(rc == 0, "no stage columns: exit %d: %s", rc, buf);
@@ -370,11 +370,11 @@ static void test_header_option(void)
     snprintf(tok_path, sizeof tok_path, "%s/token.txt", tmp);
     snprintf(out, sizeof out, "%s/hdr.csv", tmp);
     snprintf(server, sizeof server, "http://127.0.0.1:%d/v1/", c.port);
-    write_text(pipe_path, "{\"defaults\": {\"headers\": {\"X-Team\": \"vision\", \"User-Agent\": \"mine/1\"}},"
+    must_write_text(pipe_path, "{\"defaults\": {\"headers\": {\"X-Team\": \"vision\", \"User-Agent\": \"mine/1\"}},"
                           " \"stages\": [{\"name\": \"m\", \"url\": \"model_01\", \"headers\": {\"x-run\": \"stage-wins\"}}]}");
     char tokline[64];
     snprintf(tokline, sizeof tokline, "%s\n", token);
-    write_text(tok_path, tokline);
+    must_write_text(tok_path, tokline);
     snprintf(hdr1, sizeof hdr1, "Authorization: Bearer ${file:%s}", tok_path);
     setenv("ANNOTATE_TEST_CLI_TOKEN", envtok, 1);
     const char *argv[] = {e2e_annotate_bin(), imgs, "--config", pipe_path, "--server", server, "--out", out,
@@ -429,11 +429,11 @@ static void test_startup_errors(void)
     snprintf(typo, sizeof typo, "%s/se-typo.json", tmp);
     snprintf(cacert_dir, sizeof cacert_dir, "%s/se-certs", tmp);
     mkdir(cacert_dir, 0755);
-    write_text(good, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}\n");
-    write_text(trailing, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}\n{\"stages\": []}\n");
-    write_text(dupl, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}], \"stages\": [{\"name\": \"n\", \"url\": \"/n\"}]}");
-    write_text(space, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}, {\"name\": \"n\", \"url\": \"/model 05\"}]}");
-    write_text(typo, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}, {\"name\": \"n\", \"url\": \"/n\","
+    must_write_text(good, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}\n");
+    must_write_text(trailing, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}]}\n{\"stages\": []}\n");
+    must_write_text(dupl, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}], \"stages\": [{\"name\": \"n\", \"url\": \"/n\"}]}");
+    must_write_text(space, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}, {\"name\": \"n\", \"url\": \"/model 05\"}]}");
+    must_write_text(typo, "{\"stages\": [{\"name\": \"m\", \"url\": \"/m\"}, {\"name\": \"n\", \"url\": \"/n\","
                      " \"fields\": {\"prev\": {\"reslt_of\": \"m\"}}}]}");
     char missing_ca[320];
     snprintf(missing_ca, sizeof missing_ca, "%s/no-such-ca.pem", tmp);

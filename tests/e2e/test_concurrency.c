@@ -793,15 +793,6 @@ static void test_stage_rates(void)
     "{\"name\": \"model_05\", \"url\": \"/model_05\", \"fields\": {\"model_03\": null}" m05 ","    \
     " \"input\": {\"each\": \"model_04\", \"array\": \"sub-img\", \"field\": \"img\"}}]}"
 
-static int write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fputs(text, f);
-    return fclose(f);
-}
-
 struct peaks {
     long peak[5], queue_full;
 };

@@ -27,15 +27,6 @@
 
 #define MAXA 64
 
-static int write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fputs(text, f);
-    return fclose(f);
-}
-
 /* A fresh temporary tree of n generated images of `bytes` each, and the mock with extra args. */
 struct fixture {
     char base[512], root[600], csv[600], log[600], cfg[600];

@@ -72,6 +72,11 @@ int write_file(const char *path, const void *data, size_t len)
     return close(fd) == 0 && rc == 0 ? 0 : -1;
 }
 
+int write_text(const char *path, const char *text)
+{
+    return write_file(path, text, strlen(text));
+}
+
 void file_tail(const char *path, char *out, size_t maxlen)
 {
     if (maxlen == 0)

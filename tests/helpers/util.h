@@ -20,6 +20,8 @@ char *slurp(const char *path, size_t *len);
 
 /* Creates (or truncates) path and writes the len bytes of data into it. 0 or -1. */
 int write_file(const char *path, const void *data, size_t len);
+/* write_file of a NUL-terminated text. 0 or -1. */
+int write_text(const char *path, const char *text);
 
 /* The last maxlen - 1 bytes of a file into out, NUL-terminated, for failure messages ("" when
  * missing). */
