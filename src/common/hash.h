@@ -8,11 +8,11 @@
  * machine (make bench-cache-store prints the same table), one core, MB/s:
  *
  *                         40 KB   4 MB
- *   BLAKE3                 6080   6110   chosen
- *   SHA-256 (libcrypto)    1640   1640   SHA-NI; the store's hash until 2026-12
- *   BLAKE2b-512 (EVP)      1150   1160
- *   BLAKE2b (libb2)         520    520
- *   XXH3-128 (libxxhash)  15900  15800   not collision-resistant: a crafted pair shares a key
+ *   BLAKE3                 6570   8220   chosen
+ *   SHA-256 (libcrypto)    1720   1740   SHA-NI; the store's hash until 2026-12
+ *   BLAKE2b-512 (EVP)      1210   1230
+ *   BLAKE2b (libb2)         540    550
+ *   XXH3-128 (libxxhash)  16250  16600   not collision-resistant: a crafted pair shares a key
  *
  * With SHA-256, the hash alone was about 8 % of a first run's CPU (30 us of a 40 KB image's
  * 320); it was most of what --cache added to it. A fully cached re-run of 5,000 images/s of 40 KB

@@ -161,8 +161,6 @@ static void shrink(struct limit_algo *a, double now, double mean, double ratio, 
     }
 }
 
-/* A window's mean against the no-load RTT: the requests queued at the server, and the limit
- * moved towards a small queue (see limit.h). */
 /* The no-load RTT now: the lowest window mean since the last probe, plus its drift. */
 static double noload_now(const struct limit_algo *a, double now)
 {
@@ -180,6 +178,8 @@ static int window_queued(const struct limit_algo *a, double mean, double noload)
     return !(queue < 1 + a->limit / 20 || mean - noload < LIMIT_QUEUE_MIN_S || tolerated);
 }
 
+/* A window's mean against the no-load RTT: the requests queued at the server, and the limit
+ * moved towards a small queue (see limit.h). */
 static void follow_latency(struct limit_algo *a, double now, double mean)
 {
     double noload = noload_now(a, now);

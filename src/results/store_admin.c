@@ -101,9 +101,10 @@ int store_stats(const char *path, struct store_summary *out, char *err, size_t e
     if (rc != SQLITE_OK && why[0] == 0)
         store_db_error(db, rc, "cannot be read", why, sizeof why);
     sqlite3_finalize(st);
-    if (rc == SQLITE_OK && sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
-        out->old_keys = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) < STORE_SCHEMA;
-        sqlite3_finalize(st);
+    if (rc == SQLITE_OK) {
+        int vrc;
+        long long version = store_db_int(db, "PRAGMA user_version", &vrc);
+        out->old_keys = vrc == SQLITE_OK && version < STORE_SCHEMA;
     }
     sqlite3_close(db);
     out->file_bytes = store_db_file_size(path, "");

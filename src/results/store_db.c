@@ -75,8 +75,7 @@ static int make_file(const char *path, enum store_db_mode mode, int *existed, ch
     return STORE_DB_OK;
 }
 
-/* One integer of a PRAGMA, or -1 with *rc set. */
-static long long pragma_int(sqlite3 *db, const char *sql, int *rc)
+long long store_db_int(sqlite3 *db, const char *sql, int *rc)
 {
     sqlite3_stmt *st;
     long long v = -1;
@@ -115,7 +114,7 @@ static int check_schema(sqlite3 *db, enum store_db_mode mode, char *err, size_t 
     /* One read transaction: the three figures are of one moment, not of before and after another
      * process's making of the schema. */
     store_db_exec(db, "BEGIN");
-    long long app = pragma_int(db, "PRAGMA application_id", &rc);
+    long long app = store_db_int(db, "PRAGMA application_id", &rc);
     if (rc != SQLITE_OK) {
         int prim = rc & 0xff;
         if (prim == SQLITE_NOTADB)
@@ -130,8 +129,8 @@ static int check_schema(sqlite3 *db, enum store_db_mode mode, char *err, size_t 
             store_db_exec(db, "ROLLBACK");
         return prim == SQLITE_NOTADB ? STORE_DB_FAIL : STORE_DB_READONLY;
     }
-    long long tables = pragma_int(db, "SELECT count(*) FROM sqlite_schema", &rc);
-    long long version = pragma_int(db, "PRAGMA user_version", &rc);
+    long long tables = store_db_int(db, "SELECT count(*) FROM sqlite_schema", &rc);
+    long long version = store_db_int(db, "PRAGMA user_version", &rc);
     store_db_exec(db, "COMMIT");
     if (app == 0 && tables == 0 && mode == STORE_DB_RUN)
         return create_schema(db, err, errlen);

@@ -53,6 +53,10 @@ int store_db_open(const char *path, enum store_db_mode mode, int busy_ms, int ca
  * try again, the store is fine. */
 int store_db_busy(int rc);
 
+/* The one integer sql gives (a PRAGMA, a count), or -1 with *rc the error; *rc is SQLITE_OK
+ * otherwise. */
+long long store_db_int(sqlite3 *db, const char *sql, int *rc);
+
 /* Runs sql (statements without results). SQLITE_OK or the error code. */
 int store_db_exec(sqlite3 *db, const char *sql);
 

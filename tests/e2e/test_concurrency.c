@@ -226,6 +226,14 @@ static void sim_measure(struct sim *s, double from, double to)
     s->busy_time = s->limit_sum = 0;
 }
 
+/* The usual run: warm up until from, then measure from..to. */
+static void sim_steady(struct sim *s, double from, double to)
+{
+    sim_run(s, from);
+    sim_measure(s, from, to);
+    sim_run(s, to);
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -285,9 +293,7 @@ static void test_finds_knee(void)
 {
     struct sim s;
     sim_init(&s, 4, 4, 0.050, 1024);
-    sim_run(&s, 10);
-    sim_measure(&s, 10, 70);
-    sim_run(&s, 70);
+    sim_steady(&s, 10, 70);
     report("K=4 Q=4 50 ms", &s, 4);
     CHECKF(sim_util(&s, 4) >= 0.90, "%.3f of the bound", sim_util(&s, 4));
     CHECKF(sim_drop_share(&s) < 0.03, "%.3f of the answers were 503s", sim_drop_share(&s));
@@ -307,9 +313,7 @@ static void test_tolerates_small_rise(void)
     struct sim s;
     sim_init(&s, 1 << 20, -1, 0.100, 1024);
     s.load_cost = 0.0004; /* 1024 in flight: 141 ms instead of 100 */
-    sim_run(&s, 20);
-    sim_measure(&s, 20, 40);
-    sim_run(&s, 40);
+    sim_steady(&s, 20, 40);
     report("no queue, 0.04 % slower per request in flight, 100 ms", &s, 1024);
     CHECKF(sim_mean_limit(&s) >= 500, "mean limit %.2f", sim_mean_limit(&s));
     CHECKF(sim_p99(&s) < 0.150, "p99 %.3f s", sim_p99(&s));
@@ -325,9 +329,7 @@ static void test_hangs_not_load(void)
     sim_init(&s, 64, 64, 0.020, 1024);
     s.hang_share = 0.02;
     s.timeout = 0.06;
-    sim_run(&s, 10);
-    sim_measure(&s, 10, 40);
-    sim_run(&s, 40);
+    sim_steady(&s, 10, 40);
     report("K=64 Q=64 20 ms, 2 % hang (timeout 60 ms)", &s, 64);
     CHECKF(sim_util(&s, 64) >= 0.80, "%.3f of the bound", sim_util(&s, 64));
     CHECKF(sim_mean_limit(&s) >= 48, "mean limit %.2f", sim_mean_limit(&s));
@@ -339,9 +341,7 @@ static void test_grows_to_capacity(void)
 {
     struct sim s;
     sim_init(&s, 64, 64, 0.050, 1024);
-    sim_run(&s, 10);
-    sim_measure(&s, 10, 40);
-    sim_run(&s, 40);
+    sim_steady(&s, 10, 40);
     report("K=64 Q=64 50 ms", &s, 64);
     CHECKF(sim_util(&s, 64) >= 0.90, "%.3f of the bound", sim_util(&s, 64));
     CHECKF(sim_drop_share(&s) < 0.03, "%.3f 503s", sim_drop_share(&s));
@@ -355,9 +355,7 @@ static void test_noisy_service(void)
     struct sim s;
     sim_init(&s, 8, 8, 0.020, 1024);
     s.exp_service = 1;
-    sim_run(&s, 10);
-    sim_measure(&s, 10, 70);
-    sim_run(&s, 70);
+    sim_steady(&s, 10, 70);
     report("K=8 Q=8 exp 20 ms", &s, 8);
     CHECKF(sim_util(&s, 8) >= 0.80, "%.3f of the bound", sim_util(&s, 8));
     CHECKF(sim_drop_share(&s) < 0.05, "%.3f 503s", sim_drop_share(&s));
@@ -369,9 +367,7 @@ static void test_no_queue(void)
 {
     struct sim s;
     sim_init(&s, 6, 0, 0.050, 1024);
-    sim_run(&s, 10);
-    sim_measure(&s, 10, 70);
-    sim_run(&s, 70);
+    sim_steady(&s, 10, 70);
     report("K=6 Q=0 50 ms", &s, 6);
     CHECKF(sim_util(&s, 6) >= 0.75, "%.3f of the bound", sim_util(&s, 6));
     CHECKF(sim_drop_share(&s) < 0.10, "%.3f 503s", sim_drop_share(&s));
@@ -454,9 +450,7 @@ static void test_slows_with_time_and_queues(void)
     struct sim s;
     sim_init(&s, 8, -1, 0.020, 1024);
     s.slow = 0.002;
-    sim_run(&s, 10);
-    sim_measure(&s, 10, 60);
-    sim_run(&s, 60);
+    sim_steady(&s, 10, 60);
     report("K=8 20 ms + 2 ms/s", &s, 8);
     double S_end = 0.020 + 0.002 * 60;
     CHECKF(sim_mean_limit(&s) >= 8 && sim_mean_limit(&s) <= 16, "mean limit %.1f", sim_mean_limit(&s));
