@@ -156,10 +156,19 @@ static double cpu_seconds(void)
            ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 }
 
-static int bench_inserts(const char *path, uint64_t n, size_t r)
+/* Bytes of path followed by suffix ("" or "-wal"); 0 when missing. */
+static unsigned long long file_size(const char *path, const char *suffix)
+{
+    char name[4200];
+    struct stat st;
+    snprintf(name, sizeof name, "%s%s", path, suffix);
+    return stat(name, &st) ? 0 : (unsigned long long)st.st_size;
+}
+
+static int bench_inserts(const char *path, uint64_t n, size_t r, const struct store_opts *o)
 {
     char err[1024], *res = malloc(r + 1);
-    struct store *s = res ? store_open(path, NULL, err, sizeof err) : NULL;
+    struct store *s = res ? store_open(path, o, err, sizeof err) : NULL;
     if (!s) {
         fprintf(stderr, "bench-store: %s\n", res ? err : "out of memory");
         free(res);
@@ -191,8 +200,11 @@ static int bench_inserts(const char *path, uint64_t n, size_t r)
     double cpu = cpu_seconds() - c0;
     printf("  %llu puts committed in %.1f s: %.0f inserts/s (%llu batches, %llu puts waited for the writer)\n",
            (unsigned long long)n, t, (double)n / t, (unsigned long long)c.batches, (unsigned long long)c.waits);
-    printf("  CPU (both threads, user + system): %.1f us per insert, %.0f inserts per CPU-second\n", cpu / (double)n * 1e6,
+    printf("  CPU (all threads, user + system): %.1f us per insert, %.0f inserts per CPU-second\n", cpu / (double)n * 1e6,
            (double)n / cpu);
+    printf("  the WAL: %llu checkpoints beside the writer, %llu waits for one, %llu pages (%.0f MiB) at its longest\n",
+           (unsigned long long)c.checkpoints, (unsigned long long)c.catch_ups, (unsigned long long)c.wal_longest,
+           (double)c.wal_longest * (4096 + 24) / 1048576.0);
     return 0;
 }
 
@@ -274,11 +286,6 @@ static int bench_lookups(const char *path, uint64_t n, uint64_t m)
     return bad ? -1 : 0;
 }
 
-static unsigned long long file_size(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) ? 0 : (unsigned long long)st.st_size;
-}
 
 int main(int argc, char **argv)
 {
@@ -286,6 +293,7 @@ int main(int argc, char **argv)
     size_t r = 64;
     const char *dir = "build/bench-store";
     int keep = 0;
+    struct store_opts o = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--entries") && i + 1 < argc)
             n = strtoull(argv[++i], NULL, 10);
@@ -297,8 +305,13 @@ int main(int argc, char **argv)
             dir = argv[++i];
         else if (!strcmp(argv[i], "--keep"))
             keep = 1;
+        else if (!strcmp(argv[i], "--wal-pages") && i + 1 < argc)
+            o.wal_pages = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--wal-max-pages") && i + 1 < argc)
+            o.wal_max_pages = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench-store [--entries N] [--result-bytes R] [--lookups M] [--dir DIR] [--keep]\n");
+            fprintf(stderr, "usage: bench-store [--entries N] [--result-bytes R] [--lookups M] [--dir DIR] [--keep]\n"
+                            "                   [--wal-pages N] [--wal-max-pages N] (store_opts: 0 for the defaults)\n");
             return 2;
         }
     }
@@ -315,9 +328,9 @@ int main(int argc, char **argv)
     mkdir(dir, 0700);
     snprintf(path, sizeof path, "%s/store.db", dir);
     unlink(path);
-    if (bench_inserts(path, n, r))
+    if (bench_inserts(path, n, r, &o))
         return 1;
-    unsigned long long size = file_size(path);
+    unsigned long long size = file_size(path, "");
     printf("file: %llu bytes for %llu entries: %.1f bytes per entry, %.1f beyond the %zu-byte result\n\n", size,
            (unsigned long long)n, (double)size / (double)n, ((double)size - (double)n * (double)r) / (double)n, r);
     int rc = bench_lookups(path, n, m);

@@ -28,8 +28,9 @@ enum store_db_mode {
 
 /* What a connection that writes runs with (store.h says why): synchronous=NORMAL (a commit is
  * atomic and durable against a crash of the process; the WAL is synced at each checkpoint, so a
- * power cut cannot tear the file's pages), a checkpoint every STORE_DB_CHECKPOINT pages of WAL,
- * and the WAL cut back to 16 MiB after one. */
+ * power cut cannot tear the file's pages), a checkpoint every STORE_DB_CHECKPOINT pages of WAL
+ * (a run's store makes its own instead, on a thread beside the writer: store.h), and the WAL cut
+ * back to 16 MiB after one. */
 #ifndef STORE_DB_CHECKPOINT
 #define STORE_DB_CHECKPOINT 4096
 #endif

@@ -353,6 +353,61 @@ static void test_batches(void)
     remove_store(path);
 }
 
+static unsigned long long file_size(const char *path, const char *suffix)
+{
+    char name[600];
+    struct stat st;
+    snprintf(name, sizeof name, "%s%s", path, suffix);
+    return stat(name, &st) ? 0 : (unsigned long long)st.st_size;
+}
+
+/* The checkpointer copies the WAL into the file beside the writer; a writer that never pauses
+ * waits for it at wal_max_pages, so the WAL stays bounded; every entry is there, the file ok. */
+static void test_checkpoints(void)
+{
+    const char *path = path_in("ckpt.db");
+    char err[1024];
+    struct store_ident a;
+    ident_of("m", "http://h/m", "", &a);
+    /* A commit of 100 entries changes more than 16 pages once the file has a few hundred: the
+     * writer catches up after each one. */
+    struct store_opts o = {.batch_entries = 100, .batch_ms = 600000, .wal_pages = 8, .wal_max_pages = 16};
+    struct store *s = store_open(path, &o, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    for (uint64_t i = 0; i < 20000; i++)
+        put_i(s, &a, i);
+    CU_ASSERT_EQUAL(store_flush(s), 0);
+    struct store_counters c;
+    long deadline = now_ms() + 1000L * tmo(10);
+    do { /* the checkpointer was woken by the commits: wait for it to have run */
+        store_get_counters(s, &c);
+    } while (c.checkpoints == 0 && now_ms() < deadline && (sleep_ms(5), 1));
+    CHECKF(c.checkpoints > 0, "no checkpoint in %llu commits that each left a WAL of 8 pages or more",
+           (unsigned long long)c.batches);
+    CHECKF(c.catch_ups >= c.batches / 2, "the writer caught up after %llu of %llu commits",
+           (unsigned long long)c.catch_ups, (unsigned long long)c.batches);
+    /* The WAL never held more than a commit's pages past wal_max_pages: 100 entries of at most
+     * 300 bytes change at most a few hundred pages. Its file (under journal_size_limit's 16 MiB,
+     * so never cut) keeps its largest length. */
+    unsigned long long wal = file_size(path, "-wal");
+    CHECKF(c.wal_longest >= 16 && c.wal_longest <= 16 + 400, "the WAL was %llu pages long at most",
+           (unsigned long long)c.wal_longest);
+    CHECKF(wal > 0 && wal <= (16 + 400) * (4096ull + 24) + 32, "the WAL's file is %llu bytes", wal);
+    CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
+    char ic[256];
+    integrity(path, ic, sizeof ic);
+    CHECKF(!strcmp(ic, "ok"), "integrity_check: %s", ic);
+    CU_ASSERT_EQUAL(raw_count(path), 20000);
+    s = store_open(path, NULL, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    int lost = 0;
+    for (uint64_t i = 0; i < 20000; i++)
+        lost += has_i(s, &a, i) != 1;
+    CHECKF(lost == 0, "%d of 20000 entries lost or wrong", lost);
+    CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
+    remove_store(path);
+}
+
 /* Two handles in one process, then two processes, on one file at once: nothing lost. */
 static void test_two_handles(void)
 {
@@ -789,7 +844,9 @@ static int killed_child(void *arg)
     char err[1024];
     struct store_ident a;
     ident_of("m", "http://h/m", "", &a);
-    struct store_opts o = {.batch_entries = 50, .batch_ms = 5};
+    /* (the WAL copied into the file after nearly every commit, by either thread: kills land in
+     * checkpoints too) */
+    struct store_opts o = {.batch_entries = 50, .batch_ms = 5, .wal_pages = 16, .wal_max_pages = 64};
     struct store *s = store_open(k->path, &o, err, sizeof err);
     if (!s)
         return 1;
@@ -1144,8 +1201,10 @@ static void test_threads(void)
     struct store_ident a;
     ident_of("m", "http://h/m", "", &a);
     /* Small batches and buffers, few readers: the writer swaps often, puts wait, lookups wait
-     * for a connection. */
-    struct store_opts o = {.batch_entries = 100, .batch_ms = 10, .buffer_bytes = 8000, .readers = 2};
+     * for a connection; a short WAL: the checkpointer runs beside them, and the writer waits for
+     * it. */
+    struct store_opts o = {.batch_entries = 100, .batch_ms = 10, .buffer_bytes = 8000, .readers = 2,
+                           .wal_pages = 8, .wal_max_pages = 32};
     struct store *s = store_open(path, &o, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     struct worker w[4];
@@ -1163,6 +1222,9 @@ static void test_threads(void)
     CU_ASSERT(c.puts == 12000 && c.off == 0);
     CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
     CU_ASSERT_EQUAL(raw_count(path), 12000);
+    char ic[256];
+    integrity(path, ic, sizeof ic);
+    CHECKF(!strcmp(ic, "ok"), "integrity_check: %s", ic);
     remove_store(path);
 }
 
@@ -1172,6 +1234,7 @@ int register_store(void)
     if (!s || !CU_add_test(s, "put and get byte for byte, misses, first put wins", test_put_get) ||
         !CU_add_test(s, "identities and keys", test_keys) ||
         !CU_add_test(s, "batches by count, by age, by bytes, and at close", test_batches) ||
+        !CU_add_test(s, "the checkpointer beside the writer; the WAL bounded", test_checkpoints) ||
         !CU_add_test(s, "two handles on one file", test_two_handles) ||
         !CU_add_test(s, "two writing processes and a reader on one file", test_two_processes) ||
         !CU_add_test(s, "processes opening one new store at once all get it", test_new_store_at_once) ||
