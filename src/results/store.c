@@ -244,7 +244,7 @@ struct store {
     sqlite3_stmt *ins, *desc;
     pthread_t writer;
     int writer_running;
-    int wal_frames; /* the writer's: the WAL's length after its last commit (on_commit) */
+    int wal_now; /* the writer's: the WAL's length after its last commit (on_commit) */
 
     sqlite3 *cdb; /* the checkpointer's connection (NULL: SQLite's own checkpoints, in the writer) */
     pthread_t checkpointer;
@@ -515,7 +515,7 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int pages)
     struct store *s = arg;
     (void)db;
     (void)name;
-    s->wal_frames = pages;
+    s->wal_now = pages;
     if ((uint64_t)pages > atomic_load(&s->wal_longest))
         atomic_store(&s->wal_longest, (uint64_t)pages); /* (only this thread writes it) */
     if (pages >= s->o.wal_pages) {
@@ -664,7 +664,7 @@ static int commit_batch(struct store *s, const struct batch *b, uint32_t *order,
         if (rc == SQLITE_OK) {
             atomic_fetch_add(&s->committed, added);
             atomic_fetch_add(&s->batches, 1);
-            if (s->cdb && s->wal_frames >= s->o.wal_max_pages)
+            if (s->cdb && s->wal_now >= s->o.wal_max_pages)
                 wal_catch_up(s);
             return 0;
         }

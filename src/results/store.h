@@ -95,11 +95,12 @@
  * the writer goes on with its next batch meanwhile (store.c, "the checkpointer"). A WAL starts
  * over only at a transaction that begins with all of it copied, which a writer that never pauses
  * never does: at opts.wal_max_pages (16 x 4096, 256 MiB at 4 KiB pages) the writer waits for the
- * copy and makes the rest itself. Measured with make bench-cache-store (10 million entries, the
- * same machine, one after the other): 34,100 inserts/s against 24,900 with SQLite's own
- * checkpoints in the writer's commits; 43,700 with synchronous=OFF and no checkpointer; 41,100
- * with a bound of 64 x 4096 pages (the WAL then reached 1.1 GB): the bound stayed at 256 MiB, the
- * disk a store may take for a while beyond its file. A run that puts fewer answers a second than
+ * copy and makes the rest itself (so the WAL holds at most that and one commit's pages: 342 MiB
+ * at 10 million entries). Measured with make bench-cache-store at 10 million entries on the
+ * shared machine, the builds in turns: 32,560 and 32,397 inserts/s against 24,041 and 24,785 with
+ * SQLite's own checkpoints in the writer's commits; alone, 43,700 with synchronous=OFF and no
+ * checkpointer, and 41,100 with a bound of 64 x 4096 pages (the WAL then reached 1.1 GB): the
+ * bound stayed at 256 MiB, the disk a store may take for a while beyond its file. A run that puts fewer answers a second than
  * the writer commits (every run against model servers) never reaches it: its WAL starts over
  * after each pass. Without the checkpointer's connection or thread (they could not be had),
  * SQLite's own checkpoints go on in the writer's commits, as they did.
