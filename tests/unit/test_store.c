@@ -374,7 +374,7 @@ static void test_checkpoints(void)
     struct store_opts o = {.batch_entries = 100, .batch_ms = 600000, .wal_pages = 8, .wal_max_pages = 16};
     struct store *s = store_open(path, &o, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    for (uint64_t i = 0; i < 20000; i++)
+    for (uint64_t i = 0; i < 6000; i++)
         put_i(s, &a, i);
     CU_ASSERT_EQUAL(store_flush(s), 0);
     struct store_counters c;
@@ -397,13 +397,13 @@ static void test_checkpoints(void)
     char ic[256];
     integrity(path, ic, sizeof ic);
     CHECKF(!strcmp(ic, "ok"), "integrity_check: %s", ic);
-    CU_ASSERT_EQUAL(raw_count(path), 20000);
+    CU_ASSERT_EQUAL(raw_count(path), 6000);
     s = store_open(path, NULL, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     int lost = 0;
-    for (uint64_t i = 0; i < 20000; i++)
+    for (uint64_t i = 0; i < 6000; i++)
         lost += has_i(s, &a, i) != 1;
-    CHECKF(lost == 0, "%d of 20000 entries lost or wrong", lost);
+    CHECKF(lost == 0, "%d of 6000 entries lost or wrong", lost);
     CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
     remove_store(path);
 }
