@@ -367,7 +367,7 @@ bench-cost: all $(BUILD)/gen-images
 # installed here when missing (not in make deps). About
 # 5 minutes and 1 GB of disk in $(BUILD)/bench-store/, removed after.
 STORE_ENTRIES ?= 10000000
-$(BUILD)/bench-store: bench/bench_store.c src/results/store.h src/common/hash.h $(BUILD)/libannotate.a
+$(BUILD)/bench-store: bench/bench_store.c src/results/store.h src/results/store_db.h src/common/hash.h $(BUILD)/libannotate.a
 	@$(MAKE) --no-print-directory deps DEB_PKGS="libb2-dev libxxhash-dev libssl-dev"
 	$(COMPILE) -o $@ $< $(BUILD)/libannotate.a $(ANN_LDFLAGS) $(LDFLAGS) $(LIBS) -lb2 -lxxhash -lcrypto
 

@@ -32,6 +32,7 @@
 
 #include "common/hash.h"
 #include "results/store.h"
+#include "results/store_db.h"
 
 static double now(void)
 {
@@ -154,15 +155,6 @@ static double cpu_seconds(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
            ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
-}
-
-/* Bytes of path followed by suffix ("" or "-wal"); 0 when missing. */
-static unsigned long long file_size(const char *path, const char *suffix)
-{
-    char name[4200];
-    struct stat st;
-    snprintf(name, sizeof name, "%s%s", path, suffix);
-    return stat(name, &st) ? 0 : (unsigned long long)st.st_size;
 }
 
 static int bench_inserts(const char *path, uint64_t n, size_t r, const struct store_opts *o)
@@ -330,7 +322,7 @@ int main(int argc, char **argv)
     unlink(path);
     if (bench_inserts(path, n, r, &o))
         return 1;
-    unsigned long long size = file_size(path, "");
+    unsigned long long size = store_db_file_size(path, "");
     printf("file: %llu bytes for %llu entries: %.1f bytes per entry, %.1f beyond the %zu-byte result\n\n", size,
            (unsigned long long)n, (double)size / (double)n, ((double)size - (double)n * (double)r) / (double)n, r);
     int rc = bench_lookups(path, n, m);

@@ -111,7 +111,7 @@
  * write buffer holds at most two batches (the one being committed and the one filling) of at
  * most batch_entries entries and buffer_bytes bytes of results each (the result that fills a
  * batch may go past it, once); a put that finds both full
- * waits for the writer (at the store's insert rate: about 34,000 a second at 10 million
+ * waits for the writer (at the store's insert rate: 30,000-34,000 a second at 10 million
  * entries on the shared machine, more than most model servers answer). A result
  * larger than STORE_RESULT_MAX is not stored. With the defaults: (2 readers + the writer) x 16 MiB
  * + the checkpointer's 256 KiB + 2 x 8 MiB of results + 2 x 1 MiB of entries and their index =

@@ -11,6 +11,7 @@
  * disk is a 1 MB tmpfs mounted in a child's own mount namespace (unseen by the rest of the
  * machine), or, where mounting is not allowed, a file size limit (RLIMIT_FSIZE). */
 #include "results/store.h"
+#include "results/store_db.h"
 #include "results/cache_cmd.h"
 
 #include <CUnit/CUnit.h>
@@ -353,14 +354,6 @@ static void test_batches(void)
     remove_store(path);
 }
 
-static unsigned long long file_size(const char *path, const char *suffix)
-{
-    char name[600];
-    struct stat st;
-    snprintf(name, sizeof name, "%s%s", path, suffix);
-    return stat(name, &st) ? 0 : (unsigned long long)st.st_size;
-}
-
 /* The checkpointer copies the WAL into the file beside the writer; a writer that never pauses
  * waits for it at wal_max_pages, so the WAL stays bounded; every entry is there, the file ok. */
 static void test_checkpoints(void)
@@ -389,7 +382,7 @@ static void test_checkpoints(void)
     /* The WAL never held more than a commit's pages past wal_max_pages: 100 entries of at most
      * 300 bytes change at most a few hundred pages. Its file (under journal_size_limit's 16 MiB,
      * so never cut) keeps its largest length. */
-    unsigned long long wal = file_size(path, "-wal");
+    unsigned long long wal = store_db_file_size(path, "-wal");
     CHECKF(c.wal_longest >= 16 && c.wal_longest <= 16 + 400, "the WAL was %llu pages long at most",
            (unsigned long long)c.wal_longest);
     CHECKF(wal > 0 && wal <= (16 + 400) * (4096ull + 24) + 32, "the WAL's file is %llu bytes", wal);
