@@ -620,9 +620,11 @@ int load_start(const struct config *cfg, char *err, size_t errlen)
 {
     /* (fixed, so that glibc does not raise it after each large free, as it does by default) */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
-    if (!cfg->pipeline || !pipeline_prepares(cfg->pipeline))
+    int prepares = cfg->pipeline && pipeline_prepares(cfg->pipeline);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    mallopt(M_ARENA_MAX, prepares || cpus < 2 ? 2 : (int)(cpus > 64 ? 64 : cpus));
+    if (!prepares)
         return 0;
-    mallopt(M_ARENA_MAX, 2);
     if (prep_init(1, err, errlen))
         return -1;
     vips_started = 1;

@@ -63,13 +63,21 @@ int load_file_nowait(const struct run *run, struct item *it);
 
 /* Starts what loading needs before the first image, once per process (the main process and each
  * worker process): when the pipeline prepares images (pipeline_prepares), libvips with one
- * worker thread per preparation (a loader thread prepares one image at a time) and glibc's
- * malloc told to keep two arenas; and, for every pipeline, malloc told to give large buffers
- * straight back to the system (M_MMAP_THRESHOLD 1 MiB): decoded images, base64 and answers are
- * large and short-lived, and freed memory that stays in per-thread arenas would make the process
- * hold more than --max-memory says (measured with 8000 x 6000 photos under a 200 MB budget: peak
- * RSS 288 MB without it, 224 MB with it; 16 endless answers under --strategy threads with
- * --max-memory 40000000: 188 MB without it).
+ * worker thread per preparation (a loader thread prepares one image at a time); and, for every
+ * pipeline, glibc's malloc told:
+ *   - to give large buffers straight back to the system (M_MMAP_THRESHOLD 1 MiB): decoded
+ *     images, base64 and answers are large and short-lived, and freed memory that stays in
+ *     per-thread arenas would make the process hold more than --max-memory says (measured with
+ *     8000 x 6000 photos under a 200 MB budget: peak RSS 288 MB without it, 224 MB with it; 16
+ *     endless answers under --strategy threads with --max-memory 40000000: 188 MB without it);
+ *   - to keep at most one arena per processor (M_ARENA_MAX; two when preparing, as measured
+ *     above), not glibc's eight. With an arena per loader thread, each arena's top was given
+ *     back to the system after most images and faulted in again for the next one's base64:
+ *     10,000 images of 40 KB through the seed chain (make bench-cache's folder, curl-multi 64,
+ *     the project's two-processor machine) took 46,000 page faults and 2.91 s of CPU with
+ *     glibc's arenas, 12,000 and 2.39 s with two; medians of 8 runs in turns: 3.09 against 2.63
+ *     CPU s, 1,701 against 1,941 images/s, peak RSS 66 against 51 MB (threads, 64 and 512: the
+ *     same direction). More than two arenas (a machine with more processors) was not measured.
  * Returns 0, or -1 with err. load_stop shuts libvips down again at exit, for leak checkers. */
 int load_start(const struct config *cfg, char *err, size_t errlen);
 void load_stop(void);
