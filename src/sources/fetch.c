@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "chain/chain.h"
@@ -74,19 +73,20 @@ static int split_s3(const struct item *it, const char **bucket, size_t *blen, co
 
 /* ---- an http(s) image URL ---- */
 
+/* At the end of each response's headers: its status, and a 2xx body's length: one over
+ * --max-image-bytes is refused before its first byte, and the buffer is sized once for one
+ * within it. */
 static size_t on_http_header(char *line, size_t size, size_t nmemb, void *arg)
 {
     struct fetch *f = arg;
     size_t n = size * nmemb;
-    if (n > 5 && !strncmp(line, "HTTP/", 5)) {
-        const char *sp = memchr(line, ' ', n);
-        f->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-    } else if (n > 15 && !strncasecmp(line, "content-length:", 15) && f->status / 100 == 2) {
-        unsigned long long cl = strtoull(line + 15, NULL, 10);
-        if (cl > f->buf.limit) {
-            f->too_large = 1;
-            return 0;
-        }
+    long long length;
+    if (!s3_headers_done(f->easy, line, n, &f->status, &length) || f->status / 100 != 2)
+        return n;
+    int room = s3_buf_expect(&f->buf, length);
+    if (room) {
+        *(room > 0 ? &f->too_large : &f->no_memory) = 1;
+        return 0;
     }
     return n;
 }
@@ -109,6 +109,7 @@ static size_t on_http_body(char *p, size_t size, size_t nmemb, void *arg)
 static void prepare_http(struct fetch *f, const struct run *run, const struct item *it, CURL *h)
 {
     const struct config *cfg = run->cfg;
+    f->easy = h;
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, it->path);
     curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);

@@ -53,7 +53,8 @@ struct fetch {
     struct s3_req s3;     /* an S3 attempt's request */
     struct s3_buf buf;    /* the body of an attempt: the image's bytes */
     char errbuf[CURL_ERROR_SIZE];
-    long status;          /* an http attempt's status */
+    CURL *easy;           /* the handle an http attempt was prepared on */
+    long status;          /* an http attempt's status, once its headers have come */
     int too_large, no_memory;
     int attempts;         /* of the item being fetched */
     uint64_t rng;         /* backoff jitter */

@@ -183,6 +183,17 @@ int s3_buf_room(struct s3_buf *b, size_t need);
  * (nothing appended); -1 when out of memory. */
 int s3_buf_append(struct s3_buf *b, const void *p, size_t n);
 
+/* A 2xx body of length bytes is about to come into b (length -1: the response did not say): 1
+ * when it would take b past its limit (nothing changed), -1 when no room for it can be had,
+ * else 0, b sized for it once. */
+int s3_buf_expect(struct s3_buf *b, long long length);
+
+/* For a header callback, which libcurl gives every line of every response of a transfer (a 1xx's
+ * and a redirect's as well as the last one's): 1 at the blank line that ends a response's
+ * headers, with that response's status and Content-Length (-1 when it gave none) read through
+ * libcurl (CURLINFO_RESPONSE_CODE, curl_easy_header); 0 for any other line, nothing set. */
+int s3_headers_done(CURL *h, const char *line, size_t n, long *status, long long *length);
+
 enum s3_outcome { S3_OK, S3_MISSING, S3_RETRY, S3_SETUP, S3_FAILED };
 
 struct s3_result {
@@ -201,7 +212,8 @@ struct s3_req {
     char *url;
     struct s3_buf *dst;         /* where a 2xx body goes */
     struct s3_buf err;          /* an error answer's first S3_ERROR_BODY_MAX bytes */
-    long status;                /* the status line's code, as the headers came in */
+    CURL *easy;                 /* the handle it was prepared on */
+    long status;                /* the last response's status, once its headers have come */
     int too_large;              /* the body went over dst->limit */
     int no_memory;
     char bucket_region[64];     /* x-amz-bucket-region */

@@ -4,11 +4,11 @@
 #include "sources/s3int.h"
 #include "version.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <libxml/parser.h>
 
 /* ---- the client ---- */
@@ -125,35 +125,50 @@ int s3_buf_append(struct s3_buf *b, const void *p, size_t n)
     return 0;
 }
 
-/* A header line: the status of each response that begins, the bucket's region, and the body's
- * length: with a limit, an object over it is refused before its first byte, and the buffer is
- * sized once for one within it. */
+int s3_buf_expect(struct s3_buf *b, long long length)
+{
+    if (length < 0)
+        return 0;
+    if (b->limit && (unsigned long long)length > b->limit)
+        return 1;
+    return (unsigned long long)length < SIZE_MAX && s3_buf_room(b, (size_t)length + 1) == 0 ? 0 : -1;
+}
+
+int s3_headers_done(CURL *h, const char *line, size_t n, long *status, long long *length)
+{
+    if (!(n == 1 && line[0] == '\n') && !(n == 2 && line[0] == '\r' && line[1] == '\n'))
+        return 0;
+    *status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    struct curl_header *cl;
+    char *end;
+    *length = -1;
+    if (curl_easy_header(h, "Content-Length", 0, CURLH_HEADER, -1, &cl) == CURLHE_OK) {
+        errno = 0;
+        long long v = strtoll(cl->value, &end, 10);
+        if (end != cl->value && !errno && v >= 0)
+            *length = v;
+    }
+    return 1;
+}
+
+/* A header line: at the end of each response's headers, its status, the bucket's region, and the
+ * body's length: with a limit, an object over it is refused before its first byte, and the
+ * buffer is sized once for one within it. */
 static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 {
     struct s3_req *r = arg;
     size_t n = size * nmemb;
-    if (n > 5 && !strncmp(line, "HTTP/", 5)) {
-        const char *sp = memchr(line, ' ', n);
-        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-    } else if (n > 21 && !strncasecmp(line, "x-amz-bucket-region:", 20)) {
-        const char *v = line + 20;
-        size_t k = n - 20;
-        while (k && (*v == ' ' || *v == '\t'))
-            v++, k--;
-        while (k && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
-            k--;
-        s3_printable(r->bucket_region, sizeof r->bucket_region, v, k);
-    } else if (n > 15 && !strncasecmp(line, "content-length:", 15) && r->dst && r->dst->limit &&
-               r->status / 100 == 2) {
-        unsigned long long cl = strtoull(line + 15, NULL, 10);
-        if (cl > r->dst->limit) {
-            r->too_large = 1;
-            return 0;
-        }
-        if (s3_buf_room(r->dst, (size_t)cl + 1) != 0) {
-            r->no_memory = 1;
-            return 0;
-        }
+    long long length;
+    if (!s3_headers_done(r->easy, line, n, &r->status, &length))
+        return n;
+    struct curl_header *region;
+    if (curl_easy_header(r->easy, "x-amz-bucket-region", 0, CURLH_HEADER, -1, &region) == CURLHE_OK)
+        s3_printable(r->bucket_region, sizeof r->bucket_region, region->value, strlen(region->value));
+    int room = r->status / 100 == 2 && r->dst && r->dst->limit ? s3_buf_expect(r->dst, length) : 0;
+    if (room) {
+        *(room > 0 ? &r->too_large : &r->no_memory) = 1;
+        return 0;
     }
     return n;
 }
@@ -214,6 +229,7 @@ int s3_req_start(struct s3_req *r, const struct s3_client *c, CURL *h, char *url
     r->bucket_region[0] = r->errbuf[0] = '\0';
     if (dst)
         dst->len = 0;
+    r->easy = h;
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);

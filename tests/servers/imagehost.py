@@ -9,8 +9,9 @@ It binds 127.0.0.1 on a free port and prints "listening on 127.0.0.1:PORT" once 
 (404 when there is none), as http.server's SimpleHTTPRequestHandler does. Test controls:
 
     POST /__fault?busy=N   the next N image requests get 503 with Retry-After: 0
+    GET  /__moved/NAME     302 to /NAME, with a body of 4096 bytes (its own Content-Length)
     GET  /__stats          {"requests": image requests, "authorization": those that carried an
-                            Authorization header, "busy": 503s answered}
+                            Authorization header, "busy": 503s answered, "moved": 302s}
 
 SIGTERM stops it.
 """
@@ -24,7 +25,8 @@ import urllib.parse
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
-STATS = {"requests": 0, "authorization": 0, "busy": 0}
+STATS = {"requests": 0, "authorization": 0, "busy": 0, "moved": 0}
+MOVED = "/__moved/"
 FAULTS = {"busy": 0}
 
 
@@ -59,6 +61,16 @@ class Handler(SimpleHTTPRequestHandler):
         if self.path == "/__stats":
             with LOCK:
                 self.answer_json(STATS)
+            return
+        if self.path.startswith(MOVED):
+            with LOCK:
+                STATS["moved"] += 1
+            body = b"m" * 4096
+            self.send_response(302)
+            self.send_header("Location", "/" + self.path[len(MOVED):])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         with LOCK:
             STATS["requests"] += 1

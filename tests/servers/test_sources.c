@@ -941,6 +941,32 @@ static void test_list_headers_and_busy_host(void)
         free(l.w[i].path);
 }
 
+/* An image URL's size is judged by the answer that brings the image, from its Content-Length,
+ * before its first byte: over --max-image-bytes it is failed and says so; a redirect's own body
+ * (4096 bytes, over the 1000 allowed) does not count. */
+static void test_list_image_size(void)
+{
+    NEED_SERVERS();
+    char listf[700], res[700], out[4096], url[200];
+    snprintf(listf, sizeof listf, "%s/sized.txt", base);
+    snprintf(res, sizeof res, "%s/sized.csv", base);
+    for (int small = 0; small < 2; small++) {
+        struct list l = {0};
+        const char *fail = small ? "larger than --max-image-bytes" : NULL;
+        snprintf(url, sizeof url, "%s/h%02d.png", host.base_url, 0);
+        add_entry(&l, 0, url, imgs[0].file, fail, 1);
+        snprintf(url, sizeof url, "%s/__moved/h%02d.png", host.base_url, 1);
+        add_entry(&l, 0, url, imgs[1].file, fail, 1);
+        CU_ASSERT_FATAL(write_file(listf, l.text, l.len) == 0);
+        const char *max = small ? "100" : "1000";
+        int rc = RUN(out, "--files-from", listf, "--out", res, "--server", mock.base_url, "--max-image-bytes", max);
+        CHECKF(rc == (small ? 1 : 0), "--max-image-bytes %s: exit %d: %s", max, rc, out);
+        CHECKF(check_file(res, l.w, l.n, max) == 0, "--max-image-bytes %s: rows", max);
+        for (size_t i = 0; i < l.n; i++)
+            free(l.w[i].path);
+    }
+}
+
 /* Lists refused before anything is sent (exit 2): an entry longer than 64 KiB, a NUL byte in a
  * newline-separated list, a folder, a file that is not there. */
 static void test_list_refused(void)
@@ -1003,6 +1029,8 @@ int register_sources(void)
         return -1;
     if (!CU_add_test(t, "--files-from: local paths, s3:// and http:// mixed, twice, blank, CRLF", test_list_mixed) ||
         !CU_add_test(t, "-0 on standard input, JSON Lines read back by Python", test_list_nul_stdin) ||
+        !CU_add_test(t, "an image URL over --max-image-bytes fails before its body; a redirect's body does not count",
+                     test_list_image_size) ||
         !CU_add_test(t, "--header reaches an image host only with --image-auth; a busy host is retried",
                      test_list_headers_and_busy_host) ||
         !CU_add_test(t, "a long entry, a NUL without -0, a folder, no file: exit 2 before any request",
