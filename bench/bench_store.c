@@ -1,6 +1,7 @@
 /* bench-store: the answer store (src/results/store.h) at scale, and the hashes it could use.
  *
  *   bench-store [--entries N] [--result-bytes R] [--lookups M] [--dir DIR] [--keep]
+ *               [--wal-pages N] [--wal-max-pages N] [--lookups-beside]
  *
  * 1. Hash throughput on one core, MB/s, for 40 KB (an image) and 4 MB: BLAKE3 through the
  *    store's own hash.h (the one used), and the candidates it was chosen against: SHA-256 (the
@@ -9,7 +10,9 @@
  * 2. Inserts: N entries (default 10,000,000) of R-byte results (default 64, a label and a score
  *    as JSON) through store_put with the default batches, into a new store in DIR; the rate
  *    counts until store_close has committed the last one. Every million, the rate of that
- *    million: it must not fall as the file grows.
+ *    million: it must not fall as the file grows. With --lookups-beside, a thread looks up keys
+ *    put before the last million while that million is put (a run that asks the store and puts
+ *    into it at once), and says how long each took; the inserts' figures then include it.
  * 3. The file: bytes per entry beyond the result, (file size - N R) / N, after the close's
  *    checkpoint.
  * 4. Lookups: M (default 1,000,000) keys drawn at random among the N through store_get, on one
@@ -20,6 +23,7 @@
 #include <blake2.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,7 +161,43 @@ static double cpu_seconds(void)
            ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 }
 
-static int bench_inserts(const char *path, uint64_t n, size_t r, const struct store_opts *o)
+/* Lookups made while the writer inserts (the last million's puts): keys already committed or
+ * buffered, at random, one thread, until told to stop. */
+struct busy_looker {
+    struct store *s;
+    uint64_t below;  /* keys 0 .. below - 1 have been put */
+    atomic_int stop;
+    uint64_t done, found;
+    double seconds, cpu;
+};
+
+static double thread_cpu(void);
+
+static void *busy_look(void *arg)
+{
+    struct busy_looker *l = arg;
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    double t = now(), c = thread_cpu();
+    while (!atomic_load(&l->stop)) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        struct store_key k;
+        key_of(x % l->below, &k);
+        char *b;
+        size_t len;
+        if (store_get(l->s, &k, &b, &len)) {
+            l->found++;
+            free(b);
+        }
+        l->done++;
+    }
+    l->seconds = now() - t;
+    l->cpu = thread_cpu() - c;
+    return NULL;
+}
+
+static int bench_inserts(const char *path, uint64_t n, size_t r, const struct store_opts *o, int beside)
 {
     char err[1024], *res = malloc(r + 1);
     struct store *s = res ? store_open(path, o, err, sizeof err) : NULL;
@@ -168,7 +208,12 @@ static int bench_inserts(const char *path, uint64_t n, size_t r, const struct st
     }
     printf("inserts: %llu entries of %zu-byte results (batches of 16384 or 1 s)\n", (unsigned long long)n, r);
     double t0 = now(), tm = t0, c0 = cpu_seconds();
+    struct busy_looker busy = {.s = s, .below = beside && n > 1000000 ? n - 1000000 : 0};
+    pthread_t busy_tid;
+    int busy_on = 0;
     for (uint64_t i = 0; i < n; i++) {
+        if (i == busy.below && i > 0)
+            busy_on = pthread_create(&busy_tid, NULL, busy_look, &busy) == 0;
         struct store_key k;
         key_of(i, &k);
         result_of(i, res, r);
@@ -179,6 +224,10 @@ static int bench_inserts(const char *path, uint64_t n, size_t r, const struct st
             fflush(stdout);
             tm = t;
         }
+    }
+    if (busy_on) {
+        atomic_store(&busy.stop, 1);
+        pthread_join(busy_tid, NULL);
     }
     struct store_counters c;
     store_get_counters(s, &c);
@@ -197,7 +246,12 @@ static int bench_inserts(const char *path, uint64_t n, size_t r, const struct st
     printf("  the WAL: %llu checkpoints beside the writer, %llu waits for one, %llu pages (%.0f MiB) at its longest\n",
            (unsigned long long)c.checkpoints, (unsigned long long)c.catch_ups, (unsigned long long)c.wal_longest,
            (double)c.wal_longest * (4096 + 24) / 1048576.0);
-    return 0;
+    if (busy_on)
+        printf("  lookups beside the last million's inserts (one thread, keys put before it): %.2f us each, %.2f us "
+               "of CPU (%llu of %llu found)\n",
+               busy.seconds / (double)busy.done * 1e6, busy.cpu / (double)busy.done * 1e6,
+               (unsigned long long)busy.found, (unsigned long long)busy.done);
+    return busy_on && busy.found != busy.done ? -1 : 0;
 }
 
 struct lookers {
@@ -284,7 +338,7 @@ int main(int argc, char **argv)
     uint64_t n = 10000000, m = 1000000;
     size_t r = 64;
     const char *dir = "build/bench-store";
-    int keep = 0;
+    int keep = 0, beside = 0;
     struct store_opts o = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--entries") && i + 1 < argc)
@@ -297,13 +351,16 @@ int main(int argc, char **argv)
             dir = argv[++i];
         else if (!strcmp(argv[i], "--keep"))
             keep = 1;
+        else if (!strcmp(argv[i], "--lookups-beside"))
+            beside = 1;
         else if (!strcmp(argv[i], "--wal-pages") && i + 1 < argc)
             o.wal_pages = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--wal-max-pages") && i + 1 < argc)
             o.wal_max_pages = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench-store [--entries N] [--result-bytes R] [--lookups M] [--dir DIR] [--keep]\n"
-                            "                   [--wal-pages N] [--wal-max-pages N] (store_opts: 0 for the defaults)\n");
+                            "                   [--wal-pages N] [--wal-max-pages N] (store_opts: 0 for the defaults)\n"
+                            "                   [--lookups-beside]\n");
             return 2;
         }
     }
@@ -320,7 +377,7 @@ int main(int argc, char **argv)
     mkdir(dir, 0700);
     snprintf(path, sizeof path, "%s/store.db", dir);
     unlink(path);
-    if (bench_inserts(path, n, r, &o))
+    if (bench_inserts(path, n, r, &o, beside))
         return 1;
     unsigned long long size = store_db_file_size(path, "");
     printf("file: %llu bytes for %llu entries: %.1f bytes per entry, %.1f beyond the %zu-byte result\n\n", size,
