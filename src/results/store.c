@@ -567,20 +567,22 @@ static void *checkpointer_main(void *arg)
     return NULL;
 }
 
-/* The checkpointer's connection and thread, when they can be had: without them, SQLite's own
- * checkpoints (STORE_DB_WRITE_PRAGMAS) go on in the writer's commits, as before. It reads no
- * entries: a small page cache. */
+/* The checkpointer's connection and thread, when they can be had (and are wanted): without them,
+ * SQLite's own checkpoints go on in the writer's commits, after each that leaves wal_pages, as
+ * before there was a checkpointer. It reads no entries: a small page cache. */
 static void checkpointer_start(struct store *s)
 {
     char err[1024];
-    if (store_db_open(s->path, STORE_DB_RUN, s->o.busy_ms, 256, &s->cdb, err, sizeof err) != STORE_DB_OK)
-        return;
-    if (pthread_create(&s->checkpointer, NULL, checkpointer_main, s)) {
+    if (!s->o.no_checkpointer &&
+        store_db_open(s->path, STORE_DB_RUN, s->o.busy_ms, 256, &s->cdb, err, sizeof err) == STORE_DB_OK) {
+        if (pthread_create(&s->checkpointer, NULL, checkpointer_main, s) == 0) {
+            sqlite3_wal_hook(s->wdb, on_commit, s); /* (in place of SQLite's own checkpoints) */
+            return;
+        }
         sqlite3_close(s->cdb);
         s->cdb = NULL;
-        return;
     }
-    sqlite3_wal_hook(s->wdb, on_commit, s);
+    sqlite3_wal_autocheckpoint(s->wdb, s->o.wal_pages);
 }
 
 static void checkpointer_stop(struct store *s)

@@ -195,6 +195,9 @@ struct store_opts {
                           * it this many pages long (0: STORE_DB_CHECKPOINT, 4096) */
     int wal_max_pages;   /* and the writer waits for it to catch up at this many (0: 16 x
                           * wal_pages: 256 MiB of WAL at 4 KiB pages) */
+    int no_checkpointer; /* 1: no checkpointer; SQLite's own checkpoints in the writer's commits,
+                          * after each that leaves wal_pages (what a store falls back to when the
+                          * checkpointer's connection or thread cannot be had) */
     /* Told once for each put taken, by the writer's thread, when the put is settled: committed
      * (other processes can read it now), or dropped because the store turned off. NULL: nobody
      * listens. It must not call the store. */

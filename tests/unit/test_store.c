@@ -401,6 +401,46 @@ static void test_checkpoints(void)
     remove_store(path);
 }
 
+/* Without the checkpointer (what a store falls back to when its connection or thread cannot be
+ * had): SQLite's own checkpoints in the writer's commits keep the WAL to about a commit's pages
+ * past wal_pages, and nothing is lost. */
+static void test_no_checkpointer(void)
+{
+    const char *path = path_in("nockpt.db");
+    char err[1024];
+    struct store_ident a;
+    ident_of("m", "http://h/m", "", &a);
+    struct store_opts o = {.batch_entries = 100, .batch_ms = 600000, .wal_pages = 8, .no_checkpointer = 1};
+    struct store *s = store_open(path, &o, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    for (uint64_t i = 0; i < 6000; i++)
+        put_i(s, &a, i);
+    CU_ASSERT_EQUAL(store_flush(s), 0);
+    struct store_counters c;
+    store_get_counters(s, &c);
+    CHECKF(c.checkpoints == 0 && c.catch_ups == 0 && c.batches >= 60,
+           "%llu checkpointer passes and %llu catch-ups in %llu commits, without a checkpointer",
+           (unsigned long long)c.checkpoints, (unsigned long long)c.catch_ups, (unsigned long long)c.batches);
+    /* Each commit that leaves 8 pages or more is copied into the file and the next one starts the
+     * WAL over: its file keeps the largest commit's length (100 entries: a few hundred pages),
+     * where 60 commits without checkpoints would leave thousands. */
+    unsigned long long wal = store_db_file_size(path, "-wal");
+    CHECKF(wal > 0 && wal <= (8 + 400) * (4096ull + 24) + 32, "the WAL's file is %llu bytes", wal);
+    CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
+    char ic[256];
+    integrity(path, ic, sizeof ic);
+    CHECKF(!strcmp(ic, "ok"), "integrity_check: %s", ic);
+    CU_ASSERT_EQUAL(raw_count(path), 6000);
+    s = store_open(path, NULL, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    int lost = 0;
+    for (uint64_t i = 0; i < 6000; i++)
+        lost += has_i(s, &a, i) != 1;
+    CHECKF(lost == 0, "%d of 6000 entries lost or wrong", lost);
+    CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
+    remove_store(path);
+}
+
 /* Two handles in one process, then two processes, on one file at once: nothing lost. */
 static void test_two_handles(void)
 {
@@ -1228,6 +1268,7 @@ int register_store(void)
         !CU_add_test(s, "identities and keys", test_keys) ||
         !CU_add_test(s, "batches by count, by age, by bytes, and at close", test_batches) ||
         !CU_add_test(s, "the checkpointer beside the writer; the WAL bounded", test_checkpoints) ||
+        !CU_add_test(s, "without the checkpointer: SQLite's checkpoints, the WAL bounded", test_no_checkpointer) ||
         !CU_add_test(s, "two handles on one file", test_two_handles) ||
         !CU_add_test(s, "two writing processes and a reader on one file", test_two_processes) ||
         !CU_add_test(s, "processes opening one new store at once all get it", test_new_store_at_once) ||
