@@ -354,6 +354,23 @@ static void test_batches(void)
     remove_store(path);
 }
 
+/* The closed store at path: integrity_check ok, and entries 0 .. n - 1 of a there, each exactly
+ * once and byte for byte. */
+static void check_intact(const char *path, const struct store_ident *a, uint64_t n)
+{
+    char ic[256], err[1024];
+    integrity(path, ic, sizeof ic);
+    CHECKF(!strcmp(ic, "ok"), "integrity_check: %s", ic);
+    CU_ASSERT_EQUAL(raw_count(path), (long long)n);
+    struct store *s = store_open(path, NULL, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    uint64_t lost = 0;
+    for (uint64_t i = 0; i < n; i++)
+        lost += has_i(s, a, i) != 1;
+    CHECKF(lost == 0, "%llu of %llu entries lost or wrong", (unsigned long long)lost, (unsigned long long)n);
+    CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
+}
+
 /* The checkpointer copies the WAL into the file beside the writer; a writer that never pauses
  * waits for it at wal_max_pages, so the WAL stays bounded; every entry is there, the file ok. */
 static void test_checkpoints(void)
@@ -387,17 +404,7 @@ static void test_checkpoints(void)
            (unsigned long long)c.wal_longest);
     CHECKF(wal > 0 && wal <= (16 + 400) * (4096ull + 24) + 32, "the WAL's file is %llu bytes", wal);
     CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
-    char ic[256];
-    integrity(path, ic, sizeof ic);
-    CHECKF(!strcmp(ic, "ok"), "integrity_check: %s", ic);
-    CU_ASSERT_EQUAL(raw_count(path), 6000);
-    s = store_open(path, NULL, err, sizeof err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    int lost = 0;
-    for (uint64_t i = 0; i < 6000; i++)
-        lost += has_i(s, &a, i) != 1;
-    CHECKF(lost == 0, "%d of 6000 entries lost or wrong", lost);
-    CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
+    check_intact(path, &a, 6000);
     remove_store(path);
 }
 
@@ -427,17 +434,7 @@ static void test_no_checkpointer(void)
     unsigned long long wal = store_db_file_size(path, "-wal");
     CHECKF(wal > 0 && wal <= (8 + 400) * (4096ull + 24) + 32, "the WAL's file is %llu bytes", wal);
     CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
-    char ic[256];
-    integrity(path, ic, sizeof ic);
-    CHECKF(!strcmp(ic, "ok"), "integrity_check: %s", ic);
-    CU_ASSERT_EQUAL(raw_count(path), 6000);
-    s = store_open(path, NULL, err, sizeof err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    int lost = 0;
-    for (uint64_t i = 0; i < 6000; i++)
-        lost += has_i(s, &a, i) != 1;
-    CHECKF(lost == 0, "%d of 6000 entries lost or wrong", lost);
-    CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
+    check_intact(path, &a, 6000);
     remove_store(path);
 }
 
