@@ -371,71 +371,63 @@ static void check_intact(const char *path, const struct store_ident *a, uint64_t
     CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
 }
 
-/* The checkpointer copies the WAL into the file beside the writer; a writer that never pauses
- * waits for it at wal_max_pages, so the WAL stays bounded; every entry is there, the file ok. */
-static void test_checkpoints(void)
+/* 6,000 puts in commits of 100 into a new store at file with o (its wal_pages 8): the WAL's file
+ * is at most max_pages long after them; closed, the store is intact (check_intact). The
+ * counters as they were once the last commit's checkpoint pass (if any) had run. */
+static void fill_in_commits(const char *file, const struct store_opts *o, unsigned long long max_pages,
+                            struct store_counters *c)
 {
-    const char *path = path_in("ckpt.db");
+    const char *path = path_in(file);
     char err[1024];
     struct store_ident a;
     ident_of("m", "http://h/m", "", &a);
-    /* A commit of 100 entries changes more than 16 pages once the file has a few hundred: the
-     * writer catches up after each one. */
-    struct store_opts o = {.batch_entries = 100, .batch_ms = 600000, .wal_pages = 8, .wal_max_pages = 16};
-    struct store *s = store_open(path, &o, err, sizeof err);
+    struct store *s = store_open(path, o, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     for (uint64_t i = 0; i < 6000; i++)
         put_i(s, &a, i);
     CU_ASSERT_EQUAL(store_flush(s), 0);
-    struct store_counters c;
     long deadline = now_ms() + 1000L * tmo(10);
-    do { /* the checkpointer was woken by the commits: wait for it to have run */
-        store_get_counters(s, &c);
-    } while (c.checkpoints == 0 && now_ms() < deadline && (sleep_ms(5), 1));
-    CHECKF(c.checkpoints > 0, "no checkpoint in %llu commits that each left a WAL of 8 pages or more",
-           (unsigned long long)c.batches);
-    CHECKF(c.catch_ups >= c.batches / 2, "the writer caught up after %llu of %llu commits",
-           (unsigned long long)c.catch_ups, (unsigned long long)c.batches);
-    /* The WAL never held more than a commit's pages past wal_max_pages: 100 entries of at most
-     * 300 bytes change at most a few hundred pages. Its file (under journal_size_limit's 16 MiB,
-     * so never cut) keeps its largest length. */
+    do { /* a checkpointer was woken by the commits: wait for it to have run */
+        store_get_counters(s, c);
+    } while (!o->no_checkpointer && c->checkpoints == 0 && now_ms() < deadline && (sleep_ms(5), 1));
+    /* Its file (under journal_size_limit's 16 MiB, so never cut) keeps its largest length. */
     unsigned long long wal = store_db_file_size(path, "-wal");
-    CHECKF(c.wal_longest >= 16 && c.wal_longest <= 16 + 400, "the WAL was %llu pages long at most",
-           (unsigned long long)c.wal_longest);
-    CHECKF(wal > 0 && wal <= (16 + 400) * (4096ull + 24) + 32, "the WAL's file is %llu bytes", wal);
+    CHECKF(wal > 0 && wal <= max_pages * (4096ull + 24) + 32, "%s: the WAL's file is %llu bytes", file, wal);
     CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
     check_intact(path, &a, 6000);
     remove_store(path);
 }
 
+/* The checkpointer copies the WAL into the file beside the writer; a writer that never pauses
+ * waits for it at wal_max_pages, so the WAL stays bounded; every entry is there, the file ok. */
+static void test_checkpoints(void)
+{
+    /* A commit of 100 entries changes more than 16 pages once the file has a few hundred: the
+     * writer catches up after each one. The WAL never holds more than a commit's pages (100
+     * entries of at most 300 bytes: a few hundred) past wal_max_pages. */
+    struct store_opts o = {.batch_entries = 100, .batch_ms = 600000, .wal_pages = 8, .wal_max_pages = 16};
+    struct store_counters c;
+    fill_in_commits("ckpt.db", &o, 16 + 400, &c);
+    CHECKF(c.checkpoints > 0, "no checkpoint in %llu commits that each left a WAL of 8 pages or more",
+           (unsigned long long)c.batches);
+    CHECKF(c.catch_ups >= c.batches / 2, "the writer caught up after %llu of %llu commits",
+           (unsigned long long)c.catch_ups, (unsigned long long)c.batches);
+    CHECKF(c.wal_longest >= 16 && c.wal_longest <= 16 + 400, "the WAL was %llu pages long at most",
+           (unsigned long long)c.wal_longest);
+}
+
 /* Without the checkpointer (what a store falls back to when its connection or thread cannot be
  * had): SQLite's own checkpoints in the writer's commits keep the WAL to about a commit's pages
- * past wal_pages, and nothing is lost. */
+ * past wal_pages (each commit that leaves 8 pages is copied, and the next starts the WAL over;
+ * 60 commits without checkpoints would leave thousands), and nothing is lost. */
 static void test_no_checkpointer(void)
 {
-    const char *path = path_in("nockpt.db");
-    char err[1024];
-    struct store_ident a;
-    ident_of("m", "http://h/m", "", &a);
     struct store_opts o = {.batch_entries = 100, .batch_ms = 600000, .wal_pages = 8, .no_checkpointer = 1};
-    struct store *s = store_open(path, &o, err, sizeof err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    for (uint64_t i = 0; i < 6000; i++)
-        put_i(s, &a, i);
-    CU_ASSERT_EQUAL(store_flush(s), 0);
     struct store_counters c;
-    store_get_counters(s, &c);
+    fill_in_commits("nockpt.db", &o, 8 + 400, &c);
     CHECKF(c.checkpoints == 0 && c.catch_ups == 0 && c.batches >= 60,
            "%llu checkpointer passes and %llu catch-ups in %llu commits, without a checkpointer",
            (unsigned long long)c.checkpoints, (unsigned long long)c.catch_ups, (unsigned long long)c.batches);
-    /* Each commit that leaves 8 pages or more is copied into the file and the next one starts the
-     * WAL over: its file keeps the largest commit's length (100 entries: a few hundred pages),
-     * where 60 commits without checkpoints would leave thousands. */
-    unsigned long long wal = store_db_file_size(path, "-wal");
-    CHECKF(wal > 0 && wal <= (8 + 400) * (4096ull + 24) + 32, "the WAL's file is %llu bytes", wal);
-    CU_ASSERT_EQUAL(store_close(s, err, sizeof err), 0);
-    check_intact(path, &a, 6000);
-    remove_store(path);
 }
 
 /* Two handles in one process, then two processes, on one file at once: nothing lost. */
